@@ -1,0 +1,25 @@
+// Whole-file reads and crash-safe writes, shared by every part that persists.
+#ifndef TINYFED_MODELS_FILE_IO_H_
+#define TINYFED_MODELS_FILE_IO_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace tinyfed::models {
+
+// NOT_FOUND if the file is missing, OUT_OF_RANGE if it is larger than
+// max_bytes (checked before reading), INTERNAL on an I/O error.
+absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uint64_t max_bytes);
+
+// Writes to a temporary file beside `path`, fsyncs it, renames it over `path`
+// and fsyncs the directory. On failure the old file is untouched and the
+// temporary file removed.
+absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes);
+
+}  // namespace tinyfed::models
+
+#endif  // TINYFED_MODELS_FILE_IO_H_

@@ -1,0 +1,60 @@
+// int8 kernels. Each op has a portable reference kernel, written to mirror
+// TFLite's reference_integer_ops, and an AVX2 kernel that must produce the same
+// bytes (kernels_test.cc checks them against each other). Prepare-time data
+// (multipliers, packed weights, scratch sizes) lives in PreparedOp; the Eval
+// functions only read it and write into the arena, and never allocate.
+//
+// Integer accumulation wraps modulo 2^32 in both kernel sets, so even a hostile
+// model whose sums overflow gives the same bytes on both and never reaches
+// undefined behaviour.
+#ifndef TINYFED_MODELS_INTERNAL_KERNELS_H_
+#define TINYFED_MODELS_INTERNAL_KERNELS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "models/internal/graph.h"
+
+namespace tinyfed::models::internal {
+
+struct PreparedOp {
+  v1::Op::KindCase kind = v1::Op::KIND_NOT_SET;
+  Geometry g;
+  int32_t input_zero_point = 0;
+  int32_t second_input_zero_point = 0;
+  int32_t output_zero_point = 0;
+  ActivationRange activation;
+  // Weighted ops: OHWI / HWC / OI weights, int32 bias and per-channel
+  // multipliers split into arrays so SIMD code can load them.
+  std::vector<int8_t> weights;
+  std::vector<int32_t> bias;
+  std::vector<int32_t> multiplier;
+  std::vector<int32_t> shift;
+  // Add.
+  QuantizedMultiplier input_multiplier, second_input_multiplier, output_multiplier;
+  // Arena offsets.
+  uint64_t input_offset = 0, second_input_offset = 0, output_offset = 0, scratch_offset = 0;
+  uint64_t scratch_bytes = 0;
+  // AVX2 only: weights widened to int16 and packed for the GEMM micro-kernel,
+  // and bias minus input_zero_point * sum(weights) per channel.
+  std::vector<int16_t> packed_weights;
+  std::vector<int32_t> folded_bias;
+  int packed_depth = 0;  // inner-product length rounded up to even
+};
+
+// Fills everything but arena offsets from the analysis and the bundle's op.
+PreparedOp PrepareOp(const v1::Graph& graph, const v1::Op& op, const OpAnalysis& analysis);
+
+using KernelFn = void (*)(const PreparedOp& op, uint8_t* arena);
+
+KernelFn ReferenceKernel(v1::Op::KindCase kind);
+
+// True when this CPU runs AVX2 (and the binary was built for x86-64).
+bool CpuHasAvx2();
+// Packs weights and sets scratch_bytes for the AVX2 kernel of op.kind.
+void PrepareAvx2(PreparedOp* op);
+KernelFn Avx2Kernel(v1::Op::KindCase kind);
+
+}  // namespace tinyfed::models::internal
+
+#endif  // TINYFED_MODELS_INTERNAL_KERNELS_H_

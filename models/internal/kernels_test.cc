@@ -1,0 +1,124 @@
+// The AVX2 kernels must give the reference kernels' bytes on random shapes,
+// strides, paddings, zero points and activations.
+#include <random>
+
+#include "gtest/gtest.h"
+#include "models/internal/kernels.h"
+#include "models/testing/random_bundle.h"
+#include "tinyfed/models/interpreter.h"
+
+namespace tinyfed::models {
+namespace {
+
+using testing::ConvSpec;
+
+ConvSpec RandomSpec(std::mt19937& rng, bool pointwise) {
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  ConvSpec s;
+  s.in_h = pick(1, 14);
+  s.in_w = pick(1, 14);
+  s.in_c = pick(1, 40);
+  s.out_c = pick(1, 40);
+  s.kernel_h = pointwise ? 1 : pick(1, std::min(s.in_h, 5));
+  s.kernel_w = pointwise ? 1 : pick(1, std::min(s.in_w, 5));
+  s.stride_h = pointwise ? 1 : pick(1, 3);
+  s.stride_w = pointwise ? 1 : pick(1, 3);
+  s.padding = pick(0, 1) ? v1::PADDING_SAME : v1::PADDING_VALID;
+  s.activation = static_cast<v1::Activation>(pick(0, 2));
+  return s;
+}
+
+// Outputs seen and outputs strictly inside the activation range, so a test
+// that only ever compares saturated values fails instead of passing.
+struct Coverage {
+  size_t outputs = 0;
+  size_t interior = 0;
+};
+
+void ExpectSameBytes(const v1::ModelBundle& bundle, std::mt19937& rng, const std::string& label,
+                     Coverage* coverage) {
+  auto ref = Interpreter::Create(bundle, KernelSet::kReference);
+  auto fast = Interpreter::Create(bundle, KernelSet::kAvx2);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  for (int trial = 0; trial < 3; ++trial) {
+    auto in_ref = (*ref)->quantized_input();
+    auto in_fast = (*fast)->quantized_input();
+    for (size_t i = 0; i < in_ref.size(); ++i) {
+      // Extremes matter most for saturation and rounding; mix them in.
+      const int v = trial == 0 ? std::uniform_int_distribution<int>(-128, 127)(rng)
+                               : (trial == 1 ? (i % 2 ? 127 : -128) : -128);
+      in_ref[i] = in_fast[i] = static_cast<int8_t>(v);
+    }
+    (*ref)->Invoke();
+    (*fast)->Invoke();
+    const auto a = (*ref)->embedding();
+    const auto b = (*fast)->embedding();
+    ASSERT_EQ(a.size(), b.size());
+    const auto out = bundle.backbone().tensors(static_cast<int>(bundle.backbone().output()));
+    for (size_t i = 0; i < a.size(); ++i) {
+      const float lo = out.scale() * static_cast<float>(-128 - out.zero_point());
+      const float hi = out.scale() * static_cast<float>(127 - out.zero_point());
+      if (trial == 0) {
+        ++coverage->outputs;
+        if (a[i] > lo && a[i] < hi && a[i] != 0.0f) ++coverage->interior;
+      }
+      ASSERT_EQ(a[i], b[i]) << label << " element " << i << " trial " << trial << "\n"
+                            << bundle.backbone().DebugString().substr(0, 2000);
+    }
+  }
+}
+
+class KernelParityTest : public ::testing::TestWithParam<v1::Op::KindCase> {
+ protected:
+  void SetUp() override {
+    if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+  }
+};
+
+TEST_P(KernelParityTest, Avx2MatchesReferenceOnRandomShapes) {
+  std::mt19937 rng(1234 + static_cast<int>(GetParam()));
+  Coverage coverage;
+  for (int i = 0; i < 150; ++i) {
+    const ConvSpec spec = RandomSpec(rng, /*pointwise=*/i % 4 == 0);
+    const auto bundle = testing::RandomSingleOpBundle(GetParam(), spec, rng);
+    ExpectSameBytes(bundle, rng, internal::OpKindName(GetParam()) + " case " + std::to_string(i),
+                    &coverage);
+    if (HasFatalFailure()) return;
+  }
+  // Counted on the uniformly random trial. Fused ReLUs zero some outputs and
+  // random output zero points put the range off-centre, so about half clamp.
+  EXPECT_GT(coverage.interior, coverage.outputs / 4)
+      << coverage.interior << " of " << coverage.outputs << " outputs were unsaturated";
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOps, KernelParityTest,
+                         ::testing::Values(v1::Op::kConv2D, v1::Op::kDepthwiseConv2D,
+                                           v1::Op::kFullyConnected, v1::Op::kMaxPool,
+                                           v1::Op::kAveragePool, v1::Op::kGlobalAveragePool,
+                                           v1::Op::kAdd, v1::Op::kReshape),
+                         [](const auto& param_info) { return internal::OpKindName(param_info.param); });
+
+TEST(KernelParity, WideChannelsHitEveryVectorPath) {
+  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+  std::mt19937 rng(99);
+  for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kMaxPool,
+                    v1::Op::kAveragePool, v1::Op::kAdd}) {
+    for (int c : {16, 32, 48, 64, 65}) {
+      ConvSpec s;
+      s.in_h = 9;
+      s.in_w = 7;
+      s.in_c = c;
+      s.out_c = c;
+      s.padding = v1::PADDING_SAME;
+      s.activation = v1::ACTIVATION_RELU6;
+      Coverage coverage;
+      ExpectSameBytes(testing::RandomSingleOpBundle(kind, s, rng), rng,
+                      internal::OpKindName(kind) + " c=" + std::to_string(c), &coverage);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tinyfed::models
