@@ -2,7 +2,7 @@
 # library, test or binary, with warnings-as-errors on the project's own code.
 
 set(TINYFED_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
-    -Wcast-align -Wunused -Woverloaded-virtual -Wnull-dereference -Werror)
+    -Wcast-align -Wunused -Woverloaded-virtual -Werror)
 
 function(tinyfed_target_defaults target)
   target_compile_options(${target} PRIVATE ${TINYFED_WARNINGS})
