@@ -203,9 +203,12 @@ void AddModelEval(CLI::App* model) {
     std::vector<std::string> models;
     bool json = false;
     bool reference = false;
+    std::string positive;
   };
   auto flags = std::make_shared<Flags>();
   flags->data.Add(cmd, "holdout");
+  cmd->add_option("--positive-class", flags->positive,
+                  "class whose sensitivity and specificity the comparison table shows");
   cmd->add_option("--model", flags->models, "bundle to evaluate (repeatable)")->required();
   cmd->add_flag("--json", flags->json, "print JSON (an array with one object per model)");
   cmd->add_flag("--reference-kernels", flags->reference, "run the portable kernels instead of AVX2");
@@ -226,7 +229,7 @@ void AddModelEval(CLI::App* model) {
       }
       all.push_back(EvaluationJson(path, *bundle, *m, std::filesystem::file_size(path), arena));
       if (flags->json) continue;
-      fmt::print("{} ({}) on {} samples: accuracy {}\n", path, all.back()["precision"].get<std::string>(),
+      fmt::print("{} ({}) on {} samples: accuracy {}\n", std::filesystem::path(path).filename().string(), all.back()["precision"].get<std::string>(),
                  m->total(), Percent(m->accuracy()));
       fmt::print("  {:<16} {:>12} {:>12}\n", "class", "sensitivity", "specificity");
       for (int c = 0; c < m->num_classes(); ++c) {
@@ -242,16 +245,36 @@ void AddModelEval(CLI::App* model) {
     }
     if (flags->json) {
       fmt::print("{}\n", all.dump(2));
-    } else if (all.size() > 1) {
-      fmt::print("\n{:<40} {:>9} {:>10} {:>12} {:>12}\n", "model", "precision", "accuracy",
-                 "model bytes", "peak arena");
-      for (const auto& j : all) {
-        fmt::print("{:<40} {:>9} {:>10} {:>12} {:>12}\n", j["model"].get<std::string>(),
-                   j["precision"].get<std::string>(), Percent(j["accuracy"].get<double>()),
-                   j["model_bytes"].get<uint64_t>(),
-                   j["peak_arena_bytes"].get<uint64_t>() ? std::to_string(j["peak_arena_bytes"].get<uint64_t>())
-                                                         : std::string("-"));
+    } else if (all.size() > 1 || !flags->positive.empty()) {
+      int positive = -1;
+      for (size_t c = 0; c < data->label_names.size(); ++c) {
+        if (data->label_names[c] == flags->positive) positive = static_cast<int>(c);
       }
+      if (!flags->positive.empty() && positive < 0) {
+        throw CommandError(absl::InvalidArgumentError(
+            absl::StrCat("--positive-class ", flags->positive, " is not a class of ", data->source)));
+      }
+      // One row per model; the positive-class columns only when asked for.
+      auto row = [&](std::vector<std::string> cells) {
+        std::string line = fmt::format("{:<36} {:>9} {:>9}", cells[0], cells[1], cells[2]);
+        if (positive >= 0) line += fmt::format(" {:>11} {:>11}", cells[3], cells[4]);
+        return line + fmt::format(" {:>11} {:>10}\n", cells[5], cells[6]);
+      };
+      fmt::print("\n{}", row({"model", "precision", "accuracy", "sensitivity", "specificity",
+                               "model bytes", "peak arena"}));
+      for (const auto& j : all) {
+        auto rate = [&](const char* key) {
+          if (positive < 0) return std::string();
+          const auto& v = j["classes"][static_cast<size_t>(positive)][key];
+          return v.is_null() ? std::string("n/a") : fmt::format("{:.3f}", v.get<double>());
+        };
+        const uint64_t arena = j["peak_arena_bytes"].get<uint64_t>();
+        fmt::print("{}", row({j["model"].get<std::string>(), j["precision"].get<std::string>(),
+                              Percent(j["accuracy"].get<double>()), rate("sensitivity"),
+                              rate("specificity"), std::to_string(j["model_bytes"].get<uint64_t>()),
+                              arena ? std::to_string(arena) : std::string("-")}));
+      }
+      if (positive >= 0) fmt::print("sensitivity and specificity of class '{}'\n", flags->positive);
     }
   });
 }

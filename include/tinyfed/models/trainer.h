@@ -55,7 +55,7 @@ struct EpochReport {
 struct TrainOptions {
   int epochs = 10;
   int batch_size = 64;
-  float learning_rate = 0.05f;  // peak; decays to 0 on a cosine schedule
+  float learning_rate = 0.01f;  // peak; decays to 0 on a cosine schedule
   float momentum = 0.9f;
   float weight_decay = 5e-4f;
   uint64_t seed = 1;

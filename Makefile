@@ -1,0 +1,57 @@
+# Entry points. Each target installs what is missing (scripts/install_deps.sh),
+# configures and builds before it runs, so a fresh Debian 12 machine needs
+# nothing else.
+JOBS  ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build demo test test-fast test-asan bench fuzz fuzz-build clean
+
+all: build
+
+deps:
+	@scripts/install_deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The main job: train, quantize and evaluate the default backbones on real data.
+demo: build
+	@scripts/demo.sh $(BUILD)/tools/tinyfed
+
+# Every test: the normal build, then the sanitizer build (ASan + UBSan).
+test: test-fast test-asan
+
+test-fast: build
+	@scripts/fetch_data.sh >/dev/null
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@scripts/fetch_data.sh >/dev/null
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTINYFED_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
+
+bench:
+	@TINYFED_WITH_BENCH_PEERS=1 scripts/install_deps.sh
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTINYFED_BUILD_BENCHMARKS=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	@bench/run_models_bench.sh $(BUILD)
+
+fuzz-build: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTINYFED_BUILD_FUZZERS=ON -DTINYFED_BUILD_TESTS=OFF -DTINYFED_SANITIZE=address,undefined
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# Runs each fuzzer for FUZZ_SECONDS from its seed corpus.
+fuzz: fuzz-build
+	@fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
