@@ -55,6 +55,7 @@ struct Interpreter::State {
   int num_classes = 0;
   std::vector<float> head_weights, head_bias;
   std::vector<float> embedding, logits;
+  bool embedding_ready = false, logits_ready = false;
 };
 
 Interpreter::Interpreter(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -149,26 +150,40 @@ std::span<int8_t> Interpreter::quantized_input() {
 void Interpreter::Invoke() {
   State& s = *state_;
   for (size_t i = 0; i < s.ops.size(); ++i) s.kernels[i](s.ops[i], s.arena.get());
-  const auto* out = reinterpret_cast<const int8_t*>(s.arena.get() + s.output_offset_bytes);
-  for (size_t i = 0; i < s.embedding.size(); ++i) {
-    s.embedding[i] = DequantizeValue(out[i], s.output_quantization);
-  }
-  const size_t dim = s.embedding.size();
-  for (int c = 0; c < s.num_classes; ++c) {
-    float acc = s.head_bias[static_cast<size_t>(c)];
-    const float* w = s.head_weights.data() + static_cast<size_t>(c) * dim;
-    for (size_t i = 0; i < dim; ++i) acc += w[i] * s.embedding[i];
-    s.logits[static_cast<size_t>(c)] = acc;
-  }
+  s.embedding_ready = s.logits_ready = false;
 }
 
-std::span<const float> Interpreter::embedding() { return state_->embedding; }
-std::span<const float> Interpreter::logits() { return state_->logits; }
+std::span<const float> Interpreter::embedding() {
+  State& s = *state_;
+  if (!s.embedding_ready) {
+    const auto* out = reinterpret_cast<const int8_t*>(s.arena.get() + s.output_offset_bytes);
+    for (size_t i = 0; i < s.embedding.size(); ++i) {
+      s.embedding[i] = DequantizeValue(out[i], s.output_quantization);
+    }
+    s.embedding_ready = true;
+  }
+  return s.embedding;
+}
+
+std::span<const float> Interpreter::logits() {
+  State& s = *state_;
+  if (!s.logits_ready) {
+    const auto emb = embedding();
+    for (int c = 0; c < s.num_classes; ++c) {
+      float acc = s.head_bias[static_cast<size_t>(c)];
+      const float* w = s.head_weights.data() + static_cast<size_t>(c) * emb.size();
+      for (size_t i = 0; i < emb.size(); ++i) acc += w[i] * emb[i];
+      s.logits[static_cast<size_t>(c)] = acc;
+    }
+    s.logits_ready = true;
+  }
+  return s.logits;
+}
 
 Prediction Interpreter::Predict(std::span<const float> features) {
   SetInput(features);
   Invoke();
-  const auto& logits = state_->logits;
+  const auto logits = this->logits();
   const auto best = std::max_element(logits.begin(), logits.end());
   float total = 0.0f;
   for (float l : logits) total += std::exp(l - *best);

@@ -81,10 +81,6 @@ int8_t QuantizeValue(float real, AffineQuantization q) {
   return static_cast<int8_t>(std::clamp(RoundHalfAwayFromZero(scaled) + q.zero_point, -128, 127));
 }
 
-float DequantizeValue(int8_t q, AffineQuantization params) {
-  return params.scale * static_cast<float>(static_cast<int32_t>(q) - params.zero_point);
-}
-
 void QuantizeSymmetricPerChannel(std::span<const float> weights, int channels,
                                  std::span<int8_t> out, std::span<float> scales) {
   const size_t per_channel = weights.size() / static_cast<size_t>(channels);

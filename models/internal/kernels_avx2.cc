@@ -183,23 +183,17 @@ TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, in
       __m256i lo = _mm256_add_epi32(acc[r][0], bias0);
       __m256i hi = _mm256_add_epi32(acc[r][1], bias1);
       int8_t* dst = out + static_cast<size_t>(r) * out_c + c0;
+      // Multipliers are padded to whole blocks (PrepareAvx2), so the tail
+      // block requantizes in SIMD too and stores only its valid bytes.
+      lo = RequantizeChannels(lo, op, c0);
+      hi = RequantizeChannels(hi, op, c0 + 8);
+      const __m128i packed = PackToInt8(lo, hi);
       if (valid == kChannelBlock) {
-        lo = RequantizeChannels(lo, op, c0);
-        hi = RequantizeChannels(hi, op, c0 + 8);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), PackToInt8(lo, hi));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), packed);
       } else {
-        // Channel tail: the multiplier arrays end at out_c, so requantize in scalar.
-        alignas(32) int32_t sums[kChannelBlock];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(sums), lo);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(sums + 8), hi);
-        for (int j = 0; j < valid; ++j) {
-          int32_t v = tinyfed::models::MultiplyByQuantizedMultiplier(
-              sums[j], QuantizedMultiplier{op.multiplier[static_cast<size_t>(c0 + j)],
-                                           op.shift[static_cast<size_t>(c0 + j)]});
-          v = static_cast<int32_t>(static_cast<uint32_t>(v) +
-                                   static_cast<uint32_t>(op.output_zero_point));
-          dst[j] = static_cast<int8_t>(std::clamp(v, op.activation.min, op.activation.max));
-        }
+        alignas(16) int8_t bytes[kChannelBlock];
+        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), packed);
+        std::memcpy(dst, bytes, static_cast<size_t>(valid));
       }
     }
   }
@@ -230,11 +224,22 @@ TINYFED_AVX2 void Conv2D(const PreparedOp& op, uint8_t* arena) {
       const int y0 = oy * g.stride_h - g.pad_top;
       const int x0 = ox * g.stride_w - g.pad_left;
       int16_t* dst = row;
+      const bool columns_inside = x0 >= 0 && x0 + g.kernel_w <= g.in_w;
       for (int ky = 0; ky < g.kernel_h; ++ky) {
         const int iy = y0 + ky;
+        if (iy < 0 || iy >= g.in_h) {
+          std::fill(dst, dst + g.kernel_w * g.in_c, zp);
+          dst += g.kernel_w * g.in_c;
+          continue;
+        }
+        if (columns_inside) {  // one contiguous run of kernel_w * in_c values
+          WidenInt8(in + (static_cast<size_t>(iy) * g.in_w + x0) * g.in_c, g.kernel_w * g.in_c, dst);
+          dst += g.kernel_w * g.in_c;
+          continue;
+        }
         for (int kx = 0; kx < g.kernel_w; ++kx, dst += g.in_c) {
           const int ix = x0 + kx;
-          if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) {
+          if (ix < 0 || ix >= g.in_w) {
             std::fill(dst, dst + g.in_c, zp);
           } else {
             WidenInt8(in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c, g.in_c, dst);
@@ -265,18 +270,25 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
   const int pairs = (taps + 1) / 2;
   const int blocks = g.in_c / kChannelBlock;
   const __m256i zp = _mm256_set1_epi16(static_cast<int16_t>(op.input_zero_point));
+  // Input offset of each tap for the current pixel, -1 for padding.
+  auto* tap_offset = reinterpret_cast<int64_t*>(arena + op.scratch_offset);
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
       const int y0 = oy * g.stride_h - g.pad_top;
       const int x0 = ox * g.stride_w - g.pad_left;
       int8_t* dst = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
+      for (int ky = 0, tap = 0; ky < g.kernel_h; ++ky) {
+        for (int kx = 0; kx < g.kernel_w; ++kx, ++tap) {
+          const int iy = y0 + ky, ix = x0 + kx;
+          tap_offset[tap] = (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w)
+                                ? -1
+                                : (static_cast<int64_t>(iy) * g.in_w + ix) * g.in_c;
+        }
+      }
       // x - zp for one tap and 16 channels, zero where the tap is padding.
       auto centered = [&](int tap, int c) TINYFED_AVX2 {
-        if (tap >= taps) return _mm256_setzero_si256();
-        const int iy = y0 + tap / g.kernel_w, ix = x0 + tap % g.kernel_w;
-        if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) return _mm256_setzero_si256();
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(
-            in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c));
+        if (tap >= taps || tap_offset[tap] < 0) return _mm256_setzero_si256();
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + tap_offset[tap] + c));
         return _mm256_sub_epi16(_mm256_cvtepi8_epi16(v), zp);
       };
       for (int b = 0; b < blocks; ++b) {
@@ -302,9 +314,8 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
       for (int c = blocks * kChannelBlock; c < g.in_c; ++c) {  // channel tail
         int32_t acc = op.bias[static_cast<size_t>(c)];
         for (int tap = 0; tap < taps; ++tap) {
-          const int iy = y0 + tap / g.kernel_w, ix = x0 + tap % g.kernel_w;
-          if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
-          const int32_t x = in[(static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c];
+          if (tap_offset[tap] < 0) continue;
+          const int32_t x = in[tap_offset[tap] + c];
           const int32_t w = op.weights[static_cast<size_t>(tap) * g.in_c + c];
           acc = static_cast<int32_t>(static_cast<uint32_t>(acc) +
                                      static_cast<uint32_t>((x - op.input_zero_point) * w));
@@ -477,6 +488,12 @@ void PrepareAvx2(PreparedOp* op) {
     op->scratch_bytes = uint64_t{2} * op->packed_depth;
   } else if (op->kind == v1::Op::kDepthwiseConv2D) {
     PackDepthwiseWeights(op);
+    op->scratch_bytes = sizeof(int64_t) * static_cast<uint64_t>(g.kernel_h) * g.kernel_w;
+  }
+  if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
+    const auto padded = static_cast<size_t>(RoundUp(g.out_c, kChannelBlock));
+    op->multiplier.resize(padded, 0);
+    op->shift.resize(padded, 0);
   }
 }
 

@@ -55,11 +55,12 @@ class Interpreter {
   void SetInput(std::span<const float> features);
   // The quantized input tensor, for callers that already hold int8 data.
   std::span<int8_t> quantized_input();
-  // Runs the backbone.
+  // Runs the backbone (the int8 part) only.
   void Invoke();
-  // The backbone's output (the embedding), dequantized.
+  // The backbone's output (the embedding) of the last Invoke(), dequantized
+  // on first use.
   std::span<const float> embedding();
-  // Head logits of the last Invoke().
+  // Head logits on that embedding, computed on first use.
   std::span<const float> logits();
   // SetInput + Invoke + head + softmax.
   Prediction Predict(std::span<const float> features);

@@ -55,7 +55,9 @@ struct ActivationRange {
 };
 
 int8_t QuantizeValue(float real, AffineQuantization q);
-float DequantizeValue(int8_t q, AffineQuantization params);
+inline float DequantizeValue(int8_t q, AffineQuantization params) {
+  return params.scale * static_cast<float>(static_cast<int32_t>(q) - params.zero_point);
+}
 
 // Symmetric per-channel weights: scale = max|w| / 127, values in [-127, 127].
 // `weights` holds `channels` rows of equal length; outputs are resized.

@@ -1,0 +1,112 @@
+// Batch-1, single-thread int8 inference of the backbone (Interpreter::Invoke,
+// input already quantized): the figure that matters on a gateway.
+//   BM_Cnn/<kernels>      NIID-Bench CNN on a 28x28x1 image
+//   BM_DsCnn/<kernels>    DS-CNN: 49x10x1 input, 64 channels, 4 separable blocks
+//   BM_DsCnnPointwise     one of the DS-CNN's pointwise convolutions (25x5x64 -> 64)
+// Counters: MACs per second, and MACs per cycle of the time-stamp counter
+// (rdtsc). The TSC ticks at the CPU's reference clock, so under turbo the
+// per-core-cycle figure is somewhat lower than MACs/tsc_cycle.
+#include <benchmark/benchmark.h>
+#include <x86intrin.h>
+
+#include <random>
+
+#include "tinyfed/models/interpreter.h"
+#include "tinyfed/models/quantize.h"
+#include "tinyfed/models/trainer.h"
+
+namespace tinyfed::models {
+namespace {
+
+Dataset RandomData(int h, int w, int c, int n) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> noise;
+  Dataset d;
+  d.height = h;
+  d.width = w;
+  d.channels = c;
+  d.source = "random";
+  d.label_names = {"a", "b"};
+  for (int i = 0; i < n * h * w * c; ++i) d.features.push_back(noise(rng));
+  for (int i = 0; i < n; ++i) d.labels.push_back(i % 2);
+  return d;
+}
+
+v1::ModelBundle Int8Model(Architecture arch, int h, int w) {
+  const Dataset data = RandomData(h, w, 1, 64);
+  auto float_bundle = BuildBackbone(arch, data, 1);
+  auto q = QuantizePostTraining(*float_bundle, data, QuantizeOptions{});
+  if (!q.ok()) std::abort();
+  return *q;
+}
+
+// A one-op bundle: the pointwise convolution inside each DS-CNN block.
+v1::ModelBundle PointwiseModel() {
+  v1::ModelBundle dscnn = Int8Model(Architecture::kDsCnn, 49, 10);
+  v1::ModelBundle pw = dscnn;
+  v1::Graph* g = pw.mutable_backbone();
+  const v1::Op op = dscnn.backbone().ops(2);  // conv, dw, pw, ...
+  g->clear_ops();
+  *g->add_ops() = op;
+  g->set_input(op.inputs(0));
+  g->set_output(op.output());
+  *pw.mutable_input()->mutable_shape() = g->tensors(static_cast<int>(op.inputs(0))).shape();
+  pw.mutable_input()->clear_mean();
+  pw.mutable_input()->clear_stddev();
+  pw.mutable_input()->add_mean(0.0f);
+  pw.mutable_input()->add_stddev(1.0f);
+  auto* head = pw.mutable_head();
+  head->set_in_features(25 * 5 * 64);
+  head->clear_weights();
+  for (int i = 0; i < 2 * 25 * 5 * 64; ++i) head->add_weights(0.0f);
+  return pw;
+}
+
+void Run(benchmark::State& state, const v1::ModelBundle& bundle) {
+  const auto kernels = state.range(0) ? KernelSet::kAvx2 : KernelSet::kReference;
+  auto interpreter = Interpreter::Create(bundle, kernels);
+  if (!interpreter.ok()) {
+    state.SkipWithError(std::string(interpreter.status().message()).c_str());
+    return;
+  }
+  Interpreter& it = **interpreter;
+  std::mt19937 rng(2);
+  for (auto& v : it.quantized_input()) v = static_cast<int8_t>(rng());
+  uint64_t macs = 0;
+  for (const auto& l : it.layers()) macs += l.macs;
+  uint64_t tsc = 0;
+  for (auto _ : state) {
+    const uint64_t start = __rdtsc();
+    it.Invoke();
+    tsc += __rdtsc() - start;
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(state.range(0) ? "avx2" : "reference");
+  state.counters["MACs"] = static_cast<double>(macs);
+  state.counters["MACs/s"] = benchmark::Counter(static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["MACs/tsc_cycle"] =
+      static_cast<double>(macs) * static_cast<double>(state.iterations()) / static_cast<double>(tsc);
+  state.counters["arena_bytes"] = static_cast<double>(it.arena_bytes());
+}
+
+void BM_Cnn(benchmark::State& state) {
+  static const v1::ModelBundle bundle = Int8Model(Architecture::kCnn, 28, 28);
+  Run(state, bundle);
+}
+void BM_DsCnn(benchmark::State& state) {
+  static const v1::ModelBundle bundle = Int8Model(Architecture::kDsCnn, 49, 10);
+  Run(state, bundle);
+}
+void BM_DsCnnPointwise(benchmark::State& state) {
+  static const v1::ModelBundle bundle = PointwiseModel();
+  Run(state, bundle);
+}
+
+BENCHMARK(BM_Cnn)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DsCnn)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DsCnnPointwise)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace tinyfed::models
+
+BENCHMARK_MAIN();
