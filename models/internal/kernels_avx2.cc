@@ -89,21 +89,17 @@ void PackDepthwiseWeights(PreparedOp* op) {
 
 // SaturatingRoundingDoublingHighMul on 8 lanes. The multiplier is never
 // INT32_MIN (QuantizeMultiplier returns 0 or [2^30, 2^31)), so the one
-// saturating case of the scalar version cannot occur.
+// saturating case of the scalar version cannot occur. For p = a * b the
+// scalar form is trunc((p + nudge) / 2^31) with nudge = 2^30 or 1 - 2^30 by
+// the sign of p; both cases equal floor((p + 2^30) / 2^31), because for
+// negative n, trunc(n / d) = floor((n + d - 1) / d). The result fits in 32
+// bits, and bits 31..62 of a 64-bit value are the same under logical and
+// arithmetic shifts, so a logical shift (all AVX2 has) gives it exactly.
 TINYFED_AVX2_INLINE __m256i RoundingDoublingHighMul(__m256i a, __m256i b) {
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i pos_nudge = _mm256_set1_epi64x(int64_t{1} << 30);
-  const __m256i neg_nudge = _mm256_set1_epi64x(1 - (int64_t{1} << 30));
-  auto high = [&](__m256i p) TINYFED_AVX2 {
-    const __m256i neg = _mm256_cmpgt_epi64(zero, p);
-    const __m256i r = _mm256_add_epi64(p, _mm256_blendv_epi8(pos_nudge, neg_nudge, neg));
-    // Truncating division by 2^31: divide |r| and restore the sign (r has p's sign).
-    const __m256i abs = _mm256_sub_epi64(_mm256_xor_si256(r, neg), neg);
-    const __m256i q = _mm256_srli_epi64(abs, 31);
-    return _mm256_sub_epi64(_mm256_xor_si256(q, neg), neg);
-  };
-  const __m256i even = high(_mm256_mul_epi32(a, b));
-  const __m256i odd = high(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)));
+  const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
+  const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, b), nudge), 31);
+  const __m256i odd = _mm256_srli_epi64(
+      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)), nudge), 31);
   return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }
 
@@ -142,6 +138,13 @@ TINYFED_AVX2_INLINE __m128i PackToInt8(__m256i lo, __m256i hi) {
   return _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
 }
 
+// Both int16 values at depth 2p and 2p+1 of a row, in every 32-bit lane.
+TINYFED_AVX2_INLINE __m256i BroadcastPair(const int16_t* row, int p) {
+  int32_t pair;
+  std::memcpy(&pair, row + 2 * p, 4);
+  return _mm256_set1_epi32(pair);
+}
+
 TINYFED_AVX2_INLINE void WidenInt8(const int8_t* src, int n, int16_t* dst) {
   int i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -153,26 +156,40 @@ TINYFED_AVX2_INLINE void WidenInt8(const int8_t* src, int n, int16_t* dst) {
 
 // Multiplies `rows` int16 rows (stride packed_depth) by the packed weights and
 // writes requantized int8 rows of out_c values.
+// kRows is 1 or 4.
 template <int kRows>
 TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, int8_t* out) {
   const int pairs = op.packed_depth / 2;
   const int out_c = op.g.out_c;
   const int blocks = RoundUp(out_c, kChannelBlock) / kChannelBlock;
   for (int b = 0; b < blocks; ++b) {
-    __m256i acc[kRows][2];
-    for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    // Named accumulators: with an array GCC keeps them on the stack.
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00;
+    __m256i a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     const int16_t* w = op.packed_weights.data() + static_cast<size_t>(b) * pairs * 32;
+    const int16_t* r0 = rows;
+    const int16_t* r1 = rows + (kRows > 1 ? op.packed_depth : 0);
+    const int16_t* r2 = rows + (kRows > 2 ? 2 * op.packed_depth : 0);
+    const int16_t* r3 = rows + (kRows > 3 ? 3 * op.packed_depth : 0);
     for (int p = 0; p < pairs; ++p) {
       const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + p * 32));
       const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + p * 32 + 16));
-      for (int r = 0; r < kRows; ++r) {
-        int32_t pair;
-        std::memcpy(&pair, rows + static_cast<size_t>(r) * op.packed_depth + 2 * p, 4);
-        const __m256i x = _mm256_set1_epi32(pair);
-        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(x, w0));
-        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(x, w1));
+      const __m256i x0 = BroadcastPair(r0, p);
+      a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x0, w0));
+      a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x0, w1));
+      if constexpr (kRows > 1) {
+        const __m256i x1 = BroadcastPair(r1, p);
+        a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(x1, w0));
+        a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(x1, w1));
+        const __m256i x2 = BroadcastPair(r2, p);
+        a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(x2, w0));
+        a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(x2, w1));
+        const __m256i x3 = BroadcastPair(r3, p);
+        a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(x3, w0));
+        a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(x3, w1));
       }
     }
+    const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
     const int c0 = b * kChannelBlock;
     const int valid = std::min(kChannelBlock, out_c - c0);
     for (int r = 0; r < kRows; ++r) {
