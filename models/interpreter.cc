@@ -102,7 +102,7 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
     op.output_offset = plan.offsets[static_cast<size_t>(a.output)];
     op.scratch_offset = plan.offsets[analysis->tensors.size() + i];
   }
-  state->arena_bytes = std::max<uint64_t>(plan.arena_bytes, internal::kArenaAlignment);
+  state->arena_bytes = plan.arena_bytes + internal::kArenaSlackBytes;
   state->arena.reset(new (std::align_val_t{internal::kArenaAlignment}) uint8_t[state->arena_bytes]());
 
   const v1::Tensor& in = graph.tensors(static_cast<int>(graph.input()));

@@ -23,6 +23,7 @@ namespace {
 
 constexpr int kChannelBlock = 16;  // output channels per GEMM micro-kernel
 constexpr int kRowBlock = 4;       // output pixels per GEMM micro-kernel
+constexpr uint64_t kWidenOvershootBytes = 32;  // WidenInt8 writes up to 15 int16 past its end
 
 int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -57,8 +58,13 @@ void PackGemmWeights(PreparedOp* op, int depth) {
   }
 }
 
+// vpunpck{l,h}wd + vpmaddwd leave a 16-channel block's sums in this lane
+// order: channels 0-3 and 8-11 in the first vector, 4-7 and 12-15 in the second.
+constexpr int kDepthwiseLane[kChannelBlock] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+
 // Depthwise weights: per tap pair and 16-channel block, the two taps
-// interleaved exactly as vpunpcklwd / vpunpckhwd interleave the inputs.
+// interleaved exactly as vpunpcklwd / vpunpckhwd interleave the inputs; bias,
+// multipliers and shifts of whole blocks stored in lane order.
 void PackDepthwiseWeights(PreparedOp* op) {
   const int c = op->g.in_c;
   const int taps = op->g.kernel_h * op->g.kernel_w;
@@ -82,6 +88,16 @@ void PackDepthwiseWeights(PreparedOp* op) {
         }
       }
     }
+  }
+  const size_t whole = static_cast<size_t>(blocks) * kChannelBlock;
+  op->lane_bias.resize(whole);
+  op->lane_multiplier.resize(whole);
+  op->lane_shift.resize(whole);
+  for (size_t i = 0; i < whole; ++i) {
+    const size_t src = i / kChannelBlock * kChannelBlock + kDepthwiseLane[i % kChannelBlock];
+    op->lane_bias[i] = op->bias[src];
+    op->lane_multiplier[i] = op->multiplier[src];
+    op->lane_shift[i] = op->shift[src];
   }
 }
 
@@ -122,14 +138,21 @@ TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i mul
   return RoundingDivideByPOT(RoundingDoublingHighMul(_mm256_sllv_epi32(x, left), multiplier), right);
 }
 
-// Requantizes 8 accumulators of channels [c, c+8) and adds the zero point and clamp.
-TINYFED_AVX2_INLINE __m256i RequantizeChannels(__m256i acc, const PreparedOp& op, int c) {
-  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.multiplier.data() + c));
-  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.shift.data() + c));
+// Requantizes 8 accumulators with the 8 multipliers and shifts at `multiplier`
+// and `shift`, then adds the output zero point and clamps.
+TINYFED_AVX2_INLINE __m256i Requantize8(__m256i acc, const PreparedOp& op, const int32_t* multiplier,
+                                        const int32_t* shift) {
+  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
+  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
   __m256i v = _mm256_add_epi32(MultiplyByQuantizedMultiplier(acc, m, s),
                                _mm256_set1_epi32(op.output_zero_point));
   v = _mm256_max_epi32(v, _mm256_set1_epi32(op.activation.min));
   return _mm256_min_epi32(v, _mm256_set1_epi32(op.activation.max));
+}
+
+// Channels [c, c+8) in natural order.
+TINYFED_AVX2_INLINE __m256i RequantizeChannels(__m256i acc, const PreparedOp& op, int c) {
+  return Requantize8(acc, op, op.multiplier.data() + c, op.shift.data() + c);
 }
 
 // Packs 16 clamped int32 lanes (lo = first 8, hi = next 8) into 16 int8 in order.
@@ -145,13 +168,19 @@ TINYFED_AVX2_INLINE __m256i BroadcastPair(const int16_t* row, int p) {
   return _mm256_set1_epi32(pair);
 }
 
+// Widens n int8 values to int16. Rounds n up to a multiple of 8: it may read
+// up to 15 bytes past src and write up to 15 values past dst + n, which the
+// arena's slack (kArenaSlackBytes) and the callers' fill order allow.
 TINYFED_AVX2_INLINE void WidenInt8(const int8_t* src, int n, int16_t* dst) {
   int i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; i + 8 < n; i += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_cvtepi8_epi16(v));
   }
-  for (; i < n; ++i) dst[i] = src[i];
+  if (i < n) {
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_cvtepi8_epi16(v));
+  }
 }
 
 // Multiplies `rows` int16 rows (stride packed_depth) by the packed weights and
@@ -263,6 +292,8 @@ TINYFED_AVX2 void Conv2D(const PreparedOp& op, uint8_t* arena) {
           }
         }
       }
+      // Runs are filled left to right, so WidenInt8's overshoot into later
+      // positions is overwritten; only the depth padding needs restoring.
       if (op.packed_depth > depth) row[depth] = 0;
       row += op.packed_depth;
     }
@@ -287,8 +318,13 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
   const int pairs = (taps + 1) / 2;
   const int blocks = g.in_c / kChannelBlock;
   const __m256i zp = _mm256_set1_epi16(static_cast<int16_t>(op.input_zero_point));
-  // Input offset of each tap for the current pixel, -1 for padding.
-  auto* tap_offset = reinterpret_cast<int64_t*>(arena + op.scratch_offset);
+  // Per pixel, where each tap reads: its input pixel, or for padding (and
+  // the missing partner of an odd last tap) a row of zero points, so the
+  // inner loop has no branches.
+  auto* tap_row = reinterpret_cast<const int8_t**>(arena + op.scratch_offset);
+  auto* zero_row = reinterpret_cast<int8_t*>(tap_row + 2 * pairs);
+  std::memset(zero_row, static_cast<int8_t>(op.input_zero_point), static_cast<size_t>(g.in_c));
+  tap_row[2 * pairs - 1] = zero_row;
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
       const int y0 = oy * g.stride_h - g.pad_top;
@@ -297,15 +333,13 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
       for (int ky = 0, tap = 0; ky < g.kernel_h; ++ky) {
         for (int kx = 0; kx < g.kernel_w; ++kx, ++tap) {
           const int iy = y0 + ky, ix = x0 + kx;
-          tap_offset[tap] = (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w)
-                                ? -1
-                                : (static_cast<int64_t>(iy) * g.in_w + ix) * g.in_c;
+          tap_row[tap] = (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w)
+                             ? zero_row
+                             : in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
         }
       }
-      // x - zp for one tap and 16 channels, zero where the tap is padding.
       auto centered = [&](int tap, int c) TINYFED_AVX2 {
-        if (tap >= taps || tap_offset[tap] < 0) return _mm256_setzero_si256();
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + tap_offset[tap] + c));
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tap_row[tap] + c));
         return _mm256_sub_epi16(_mm256_cvtepi8_epi16(v), zp);
       };
       for (int b = 0; b < blocks; ++b) {
@@ -319,20 +353,23 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
           acc_lo = _mm256_add_epi32(acc_lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0v, x1v), wlo));
           acc_hi = _mm256_add_epi32(acc_hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0v, x1v), whi));
         }
-        // Lanes hold channels [0-3, 8-11] and [4-7, 12-15]; restore order.
-        __m256i first = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x20);
-        __m256i second = _mm256_permute2x128_si256(acc_lo, acc_hi, 0x31);
-        first = _mm256_add_epi32(first, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.bias.data() + c)));
-        second = _mm256_add_epi32(second, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.bias.data() + c + 8)));
-        first = RequantizeChannels(first, op, c);
-        second = RequantizeChannels(second, op, c + 8);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c), PackToInt8(first, second));
+        // Sums are in kDepthwiseLane order, as are the lane_* arrays; packing
+        // the two halves with vpackssdw then restores channel order.
+        const __m256i lo = Requantize8(
+            _mm256_add_epi32(acc_lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.lane_bias.data() + c))),
+            op, op.lane_multiplier.data() + c, op.lane_shift.data() + c);
+        const __m256i hi = Requantize8(
+            _mm256_add_epi32(acc_hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.lane_bias.data() + c + 8))),
+            op, op.lane_multiplier.data() + c + 8, op.lane_shift.data() + c + 8);
+        const __m256i words = _mm256_packs_epi32(lo, hi);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c),
+                         _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1)));
       }
       for (int c = blocks * kChannelBlock; c < g.in_c; ++c) {  // channel tail
         int32_t acc = op.bias[static_cast<size_t>(c)];
         for (int tap = 0; tap < taps; ++tap) {
-          if (tap_offset[tap] < 0) continue;
-          const int32_t x = in[tap_offset[tap] + c];
+          if (tap_row[tap] == zero_row) continue;
+          const int32_t x = tap_row[tap][c];
           const int32_t w = op.weights[static_cast<size_t>(tap) * g.in_c + c];
           acc = static_cast<int32_t>(static_cast<uint32_t>(acc) +
                                      static_cast<uint32_t>((x - op.input_zero_point) * w));
@@ -499,13 +536,14 @@ void PrepareAvx2(PreparedOp* op) {
   const Geometry& g = op->g;
   if (op->kind == v1::Op::kConv2D) {
     PackGemmWeights(op, g.kernel_h * g.kernel_w * g.in_c);
-    op->scratch_bytes = uint64_t{2} * op->packed_depth * g.out_h * g.out_w;
+    op->scratch_bytes = uint64_t{2} * op->packed_depth * g.out_h * g.out_w + kWidenOvershootBytes;
   } else if (op->kind == v1::Op::kFullyConnected) {
     PackGemmWeights(op, g.in_c);
-    op->scratch_bytes = uint64_t{2} * op->packed_depth;
+    op->scratch_bytes = uint64_t{2} * op->packed_depth + kWidenOvershootBytes;
   } else if (op->kind == v1::Op::kDepthwiseConv2D) {
     PackDepthwiseWeights(op);
-    op->scratch_bytes = sizeof(int64_t) * static_cast<uint64_t>(g.kernel_h) * g.kernel_w;
+    const uint64_t taps = static_cast<uint64_t>(g.kernel_h) * g.kernel_w;
+    op->scratch_bytes = sizeof(int8_t*) * (taps + 1) + static_cast<uint64_t>(g.in_c);
   }
   if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
     const auto padded = static_cast<size_t>(RoundUp(g.out_c, kChannelBlock));

@@ -11,6 +11,9 @@
 namespace tinyfed::models::internal {
 
 inline constexpr uint64_t kArenaAlignment = 64;
+// Extra bytes after the last buffer, so vector kernels may over-read and
+// over-write the end of a buffer by up to one vector.
+inline constexpr uint64_t kArenaSlackBytes = 64;
 
 struct BufferRequest {
   uint64_t bytes = 0;
