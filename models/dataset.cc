@@ -226,7 +226,6 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
   if (rows.size() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(path.string(), ": needs a header or at least 2 rows"));
   }
-  const size_t width = rows[1].size();
   std::vector<std::string> names;
   std::vector<std::string> sklearn_classes;
   size_t first_data = 0;
@@ -234,8 +233,8 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
   const bool first_numeric =
       std::all_of(rows[0].begin(), rows[0].end(), [&](auto f) { return ParseNumber(f, &v); });
   double n_features = 0;
-  if (rows[0].size() != width && rows[0].size() >= 2 && ParseNumber(rows[0][1], &n_features) &&
-      static_cast<size_t>(n_features) + 1 == width) {
+  if (rows[0].size() != rows[1].size() && rows[0].size() >= 2 &&
+      ParseNumber(rows[0][1], &n_features) && static_cast<size_t>(n_features) + 1 == rows[1].size()) {
     // scikit-learn: n_samples, n_features, class names.
     for (size_t i = 2; i < rows[0].size(); ++i) sklearn_classes.emplace_back(rows[0][i]);
     first_data = 1;
@@ -245,6 +244,7 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
     }
     first_data = 1;
   }
+  const size_t width = rows[first_data].size();
   if (!names.empty() && names.size() != width) {
     return absl::InvalidArgumentError(absl::StrCat(path.string(), ": header has ", names.size(),
                                                    " columns but line ", line_numbers[1], " has ",

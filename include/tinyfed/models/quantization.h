@@ -5,8 +5,8 @@
 // A real multiplier m > 0 is stored as (multiplier, shift) with
 // m ~= multiplier * 2^(shift - 31) and multiplier in [2^30, 2^31).
 // Applying it rounds twice, as TFLite does without TFLITE_SINGLE_ROUNDING:
-// a rounding doubling high multiply, then a rounding right shift, both
-// rounding half away from zero.
+// gemmlowp's rounding doubling high multiply (ties round upward), then a
+// rounding right shift (ties round away from zero).
 #ifndef TINYFED_MODELS_QUANTIZATION_H_
 #define TINYFED_MODELS_QUANTIZATION_H_
 
@@ -26,8 +26,8 @@ struct QuantizedMultiplier {
 // one of 2^31 or more. Multipliers below 2^-32 quantize to zero, as in TFLite.
 absl::StatusOr<QuantizedMultiplier> QuantizeMultiplier(double real_multiplier);
 
-// (a * b * 2) >> 32 rounded half away from zero, saturating the single
-// overflowing case a == b == INT32_MIN.
+// a * b / 2^31 rounded to nearest with ties upward (gemmlowp), saturating
+// the single overflowing case a == b == INT32_MIN.
 int32_t SaturatingRoundingDoublingHighMul(int32_t a, int32_t b);
 
 // x / 2^exponent rounded half away from zero; exponent in [0, 31].
