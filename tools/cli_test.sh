@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# End-to-end test of the tinyfed command: every subcommand's --help, a
+# train/quantize/eval/inspect run on real data, and bad input that must fail
+# with a message naming what was wrong (and write nothing).
+#   tools/cli_test.sh PATH/TO/tinyfed DATA_DIR
+set -uo pipefail
+tinyfed=$1
+data=$2/breast_cancer.csv
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+pass=0
+
+ok() { pass=$((pass + 1)); }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect_error "what" "message fragment" command...
+expect_error() {
+  local what=$1 fragment=$2
+  shift 2
+  local out
+  if out=$("$@" 2>&1); then fail "$what: succeeded"; return; fi
+  if [[ "$out" != *"$fragment"* ]]; then fail "$what: error lacks '$fragment': $out"; return; fi
+  ok
+}
+
+for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect"; do
+  # shellcheck disable=SC2086
+  if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
+done
+
+common=(--data "$data" --holdout 0.2 --split-seed 3)
+$tinyfed backbone train --arch mlp --epochs 15 --batch-size 16 "${common[@]}" --out "$work/f.bundle" >/dev/null \
+  && ok || fail "backbone train"
+$tinyfed model quantize --model "$work/f.bundle" "${common[@]}" --out "$work/q.bundle" >/dev/null \
+  && ok || fail "model quantize"
+$tinyfed model quantize --model "$work/f.bundle" "${common[@]}" --method qat --qat-epochs 1 --out "$work/qat.bundle" >/dev/null \
+  && ok || fail "model quantize --method qat"
+json=$($tinyfed model eval --model "$work/f.bundle" --model "$work/q.bundle" "${common[@]}" --json)
+python3 - "$json" <<'PY' && ok || fail "model eval --json"
+import json, sys
+models = json.loads(sys.argv[1])
+assert [m["precision"] for m in models] == ["float32", "int8"], models
+for m in models:
+    assert m["samples"] == 113 and m["accuracy"] > 0.9, m
+    assert m["classes"][0]["name"] == "malignant"
+    assert sum(map(sum, m["confusion"])) == 113
+assert models[1]["peak_arena_bytes"] > 0 and models[1]["model_bytes"] < models[0]["model_bytes"]
+PY
+inspect=$($tinyfed model inspect --model "$work/q.bundle" --json)
+python3 - "$inspect" <<'PY' && ok || fail "model inspect --json"
+import json, sys
+m = json.loads(sys.argv[1])
+assert m["precision"] == "int8" and m["architecture"] == "mlp"
+assert [l["kind"] for l in m["layers"]] == ["FullyConnected", "FullyConnected"]
+assert m["total_macs"] == 30 * 64 + 64 * 32 and m["peak_arena_bytes"] > 0
+PY
+$tinyfed model eval --model "$work/q.bundle" "${common[@]}" --positive-class malignant | grep -q "sensitivity" \
+  && ok || fail "model eval --positive-class"
+
+expect_error "unknown architecture" "arch" $tinyfed backbone train --arch rnn --data "$data" --out "$work/x"
+expect_error "missing dataset" "no dataset file at /nonexistent.csv" \
+  $tinyfed backbone train --arch mlp --data /nonexistent.csv --out "$work/x"
+expect_error "IDX without labels" "needs --labels" $tinyfed backbone train --arch mlp --data "$work/f.bundle" --out "$work/x"
+expect_error "cnn on tabular data" "at least 16x16" $tinyfed backbone train --arch cnn --data "$data" --out "$work/x"
+expect_error "holdout out of range" "holdout" $tinyfed backbone train --arch mlp --data "$data" --holdout 1.5 --out "$work/x"
+expect_error "bad hidden sizes" "--hidden: 'x' is not an integer" \
+  $tinyfed backbone train --arch mlp --data "$data" --hidden 8,x --out "$work/x"
+expect_error "learning rate" "training options out of range" \
+  $tinyfed backbone train --arch mlp --data "$data" --lr -1 --out "$work/x"
+[[ ! -e "$work/x" ]] && ok || fail "a failed command left a file behind"
+expect_error "quantize an int8 bundle" "needs a float32 bundle" \
+  $tinyfed model quantize --model "$work/q.bundle" --data "$data" --out "$work/y"
+head -c 100 "$work/q.bundle" >"$work/truncated.bundle"
+expect_error "truncated bundle" "truncated" $tinyfed model inspect --model "$work/truncated.bundle"
+printf 'not a bundle at all, just text that is long enough for a header....' >"$work/text.bundle"
+expect_error "not a bundle" "bad magic" $tinyfed model eval --model "$work/text.bundle" --data "$data"
+expect_error "wrong data for the model" "has samples of 784 values" \
+  $tinyfed model eval --model "$work/q.bundle" --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
+  --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+expect_error "unknown positive class" "--positive-class cancer is not a class" \
+  $tinyfed model eval --model "$work/q.bundle" --data "$data" --positive-class cancer
+
+echo "$pass passed, $failures failed"
+[[ $failures -eq 0 ]]
