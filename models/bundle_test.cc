@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 
+#include "google/protobuf/stubs/logging.h"
 #include "gtest/gtest.h"
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/interpreter.h"
@@ -79,6 +80,13 @@ std::string WithPayload(const std::string& payload) {
   std::memcpy(file.data() + 24, digest, sizeof(digest));
   return file + payload;
 }
+
+// Mutated strings make protobuf log a line each; the status is what we check.
+class QuietProtobuf : public ::testing::Environment {
+ public:
+  void SetUp() override { google::protobuf::SetLogHandler(nullptr); }
+};
+const auto* const kQuiet = ::testing::AddGlobalTestEnvironment(new QuietProtobuf);
 
 TEST(Bundle, ValidBundleRoundTripsThroughAFile) {
   const v1::ModelBundle b = ValidBundle();

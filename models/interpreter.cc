@@ -94,6 +94,11 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
     state->ops.push_back(std::move(op));
   }
   const internal::MemoryPlan plan = internal::PlanMemory(requests);
+  if (plan.arena_bytes > internal::kMaxArenaBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("model needs an arena of ", plan.arena_bytes,
+                                                   " bytes, more than the limit of ",
+                                                   internal::kMaxArenaBytes));
+  }
   for (size_t i = 0; i < state->ops.size(); ++i) {
     auto& op = state->ops[i];
     const auto& a = analysis->ops[i];

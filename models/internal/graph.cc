@@ -205,6 +205,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
   }
   GraphAnalysis result;
   result.tensors.resize(static_cast<size_t>(num_tensors));
+  uint64_t total_elements = 0;
   for (int t = 0; t < num_tensors; ++t) {
     const auto& tensor = graph.tensors(t);
     const std::string name = StrCat("tensor ", t);
@@ -220,6 +221,11 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
       }
     }
     result.tensors[static_cast<size_t>(t)].bytes = Elements(tensor.shape());
+    total_elements += Elements(tensor.shape());
+    if (total_elements > kMaxTotalElements) {
+      return InvalidArgumentError(StrCat("graph tensors hold more than ", kMaxTotalElements,
+                                         " elements in all (at tensor ", t, ")"));
+    }
     result.tensors[static_cast<size_t>(t)].first_op = -2;  // not yet written
     result.tensors[static_cast<size_t>(t)].last_op = -2;
   }

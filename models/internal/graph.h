@@ -19,14 +19,16 @@ namespace tinyfed::models::internal {
 
 // Bounds that keep a hostile bundle from causing huge allocations or hangs.
 inline constexpr uint32_t kMaxDimension = 65535;
-inline constexpr uint64_t kMaxTensorElements = uint64_t{1} << 26;
+inline constexpr uint64_t kMaxTensorElements = uint64_t{1} << 24;
+inline constexpr uint64_t kMaxTotalElements = uint64_t{1} << 25;  // all tensors together
 inline constexpr int kMaxTensors = 1024;
 inline constexpr int kMaxOps = 1024;
 inline constexpr uint32_t kMaxKernelSide = 255;
 inline constexpr uint32_t kMaxStride = 255;
-inline constexpr uint64_t kMaxReductionDepth = uint64_t{1} << 20;  // conv/fc inner products
+inline constexpr uint64_t kMaxReductionDepth = uint64_t{1} << 16;  // conv/fc inner products
 inline constexpr uint64_t kMaxMacs = uint64_t{1} << 31;            // per inference
 inline constexpr uint64_t kMaxHeadParameters = uint64_t{1} << 24;
+inline constexpr uint64_t kMaxArenaBytes = uint64_t{1} << 26;
 
 struct Geometry {
   int in_h = 1, in_w = 1, in_c = 1;

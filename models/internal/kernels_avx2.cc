@@ -24,6 +24,7 @@ namespace {
 constexpr int kChannelBlock = 16;  // output channels per GEMM micro-kernel
 constexpr int kRowBlock = 4;       // output pixels per GEMM micro-kernel
 constexpr uint64_t kWidenOvershootBytes = 32;  // WidenInt8 writes up to 15 int16 past its end
+constexpr int kIm2colRows = 64;  // output pixels widened per GEMM call, bounding scratch
 
 int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -264,9 +265,12 @@ TINYFED_AVX2 void Conv2D(const PreparedOp& op, uint8_t* arena) {
   auto* patches = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
   const int depth = g.kernel_h * g.kernel_w * g.in_c;
   const auto zp = static_cast<int16_t>(op.input_zero_point);
-  int16_t* row = patches;
-  for (int oy = 0; oy < g.out_h; ++oy) {
-    for (int ox = 0; ox < g.out_w; ++ox) {
+  const int pixels = g.out_h * g.out_w;
+  for (int first = 0; first < pixels; first += kIm2colRows) {
+    const int count = std::min(kIm2colRows, pixels - first);
+    int16_t* row = patches;
+    for (int pixel = first; pixel < first + count; ++pixel) {
+      const int oy = pixel / g.out_w, ox = pixel % g.out_w;
       const int y0 = oy * g.stride_h - g.pad_top;
       const int x0 = ox * g.stride_w - g.pad_left;
       int16_t* dst = row;
@@ -297,8 +301,8 @@ TINYFED_AVX2 void Conv2D(const PreparedOp& op, uint8_t* arena) {
       if (op.packed_depth > depth) row[depth] = 0;
       row += op.packed_depth;
     }
+    Gemm(op, patches, count, out + static_cast<size_t>(first) * g.out_c);
   }
-  Gemm(op, patches, g.out_h * g.out_w, out);
 }
 
 TINYFED_AVX2 void FullyConnected(const PreparedOp& op, uint8_t* arena) {
@@ -536,7 +540,9 @@ void PrepareAvx2(PreparedOp* op) {
   const Geometry& g = op->g;
   if (op->kind == v1::Op::kConv2D) {
     PackGemmWeights(op, g.kernel_h * g.kernel_w * g.in_c);
-    op->scratch_bytes = uint64_t{2} * op->packed_depth * g.out_h * g.out_w + kWidenOvershootBytes;
+    op->scratch_bytes = uint64_t{2} * op->packed_depth *
+                            static_cast<uint64_t>(std::min(kIm2colRows, g.out_h * g.out_w)) +
+                        kWidenOvershootBytes;
   } else if (op->kind == v1::Op::kFullyConnected) {
     PackGemmWeights(op, g.in_c);
     op->scratch_bytes = uint64_t{2} * op->packed_depth + kWidenOvershootBytes;
