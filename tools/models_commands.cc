@@ -269,7 +269,8 @@ void AddModelEval(CLI::App* model) {
           return v.is_null() ? std::string("n/a") : fmt::format("{:.3f}", v.get<double>());
         };
         const uint64_t arena = j["peak_arena_bytes"].get<uint64_t>();
-        fmt::print("{}", row({j["model"].get<std::string>(), j["precision"].get<std::string>(),
+        fmt::print("{}", row({std::filesystem::path(j["model"].get<std::string>()).filename().string(),
+                              j["precision"].get<std::string>(),
                               Percent(j["accuracy"].get<double>()), rate("sensitivity"),
                               rate("specificity"), std::to_string(j["model_bytes"].get<uint64_t>()),
                               arena ? std::to_string(arena) : std::string("-")}));
