@@ -34,6 +34,27 @@ v1::Weights* MutableWeightsOf(v1::Op* op) {
   }
 }
 
+// Calls fn(out_pixel, tap, in_pixel) for every kernel tap of every output
+// pixel that lands inside the input; padded taps contribute nothing, exactly
+// as in the int8 kernels.
+template <typename Fn>
+void ForEachTap(const Geometry& g, Fn&& fn) {
+  for (int oy = 0; oy < g.out_h; ++oy) {
+    for (int ox = 0; ox < g.out_w; ++ox) {
+      const size_t out_pixel = static_cast<size_t>(oy) * g.out_w + ox;
+      for (int ky = 0; ky < g.kernel_h; ++ky) {
+        const int iy = oy * g.stride_h - g.pad_top + ky;
+        if (iy < 0 || iy >= g.in_h) continue;
+        for (int kx = 0; kx < g.kernel_w; ++kx) {
+          const int ix = ox * g.stride_w - g.pad_left + kx;
+          if (ix < 0 || ix >= g.in_w) continue;
+          fn(out_pixel, static_cast<size_t>(ky) * g.kernel_w + kx, static_cast<size_t>(iy) * g.in_w + ix);
+        }
+      }
+    }
+  }
+}
+
 size_t Elems(const Geometry& g, bool output) {
   return output ? static_cast<size_t>(g.out_h) * g.out_w * g.out_c
                 : static_cast<size_t>(g.in_h) * g.in_w * g.in_c;
@@ -63,6 +84,13 @@ void FakeQuantizeDepthwise(const std::vector<float>& w, int channels, std::vecto
     for (size_t c = 0; c < static_cast<size_t>(channels); ++c) (*out)[k * channels + c] = tq[c * taps + k];
 }
 
+// Inputs under each output pixel's window, padding excluded (never zero:
+// graph analysis guarantees every window overlaps the input).
+void PoolCounts(const Geometry& g, std::vector<float>* counts) {
+  counts->assign(static_cast<size_t>(g.out_h) * g.out_w, 0.0f);
+  ForEachTap(g, [&](size_t out_pixel, size_t, size_t) { (*counts)[out_pixel] += 1.0f; });
+}
+
 }  // namespace
 
 absl::StatusOr<FloatNetwork> FloatNetwork::Create(const v1::ModelBundle& bundle) {
@@ -73,7 +101,6 @@ absl::StatusOr<FloatNetwork> FloatNetwork::Create(const v1::ModelBundle& bundle)
   }
   FloatNetwork net;
   net.analysis_ = std::move(*analysis);
-  net.graph_bundle_ = bundle;
   const v1::Graph& g = bundle.backbone();
   net.input_tensor_ = static_cast<int>(g.input());
   net.output_tensor_ = static_cast<int>(g.output());
@@ -118,6 +145,7 @@ absl::StatusOr<FloatNetwork> FloatNetwork::Create(const v1::ModelBundle& bundle)
   net.pass_.resize(static_cast<size_t>(g.tensors_size()));
   net.patches_.resize(static_cast<size_t>(g.ops_size()));
   net.argmax_.resize(static_cast<size_t>(g.ops_size()));
+  net.pool_counts_.resize(static_cast<size_t>(g.ops_size()));
   return net;
 }
 
@@ -158,9 +186,8 @@ void FloatNetwork::Forward(std::span<const float> raw, int batch) {
   }
   if (fake_quant_) {
     FakeQuantize(input_tensor_);
-    const v1::Graph& g = graph_bundle_.backbone();
     for (size_t i = 0; i < params_.size(); ++i) {
-      const auto kind = g.ops(static_cast<int>(i)).kind_case();
+      const auto kind = analysis_.ops[i].kind;
       if (params_[i].w.empty()) continue;
       const int channels = static_cast<int>(params_[i].b.size());
       if (kind == v1::Op::kDepthwiseConv2D) {
@@ -198,23 +225,13 @@ void FloatNetwork::ForwardOp(size_t i) {
       const size_t pixels = static_cast<size_t>(g.out_h) * g.out_w;
       auto& P = patches_[i];
       P.assign(B * pixels * K, 0.0f);  // padding contributes zero
+      const auto C = static_cast<size_t>(g.in_c);
       for (size_t b = 0; b < B; ++b) {
         const float* src = in.data() + b * Elems(g, false);
-        for (int oy = 0; oy < g.out_h; ++oy) {
-          for (int ox = 0; ox < g.out_w; ++ox) {
-            float* row = P.data() + ((b * g.out_h + oy) * g.out_w + ox) * K;
-            for (int ky = 0; ky < g.kernel_h; ++ky) {
-              const int iy = oy * g.stride_h - g.pad_top + ky;
-              if (iy < 0 || iy >= g.in_h) continue;
-              for (int kx = 0; kx < g.kernel_w; ++kx) {
-                const int ix = ox * g.stride_w - g.pad_left + kx;
-                if (ix < 0 || ix >= g.in_w) continue;
-                std::copy_n(src + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c, g.in_c,
-                            row + (static_cast<size_t>(ky) * g.kernel_w + kx) * g.in_c);
-              }
-            }
-          }
-        }
+        float* rows = P.data() + b * pixels * K;
+        ForEachTap(g, [&](size_t out_pixel, size_t tap, size_t in_pixel) {
+          std::copy_n(src + in_pixel * C, C, rows + out_pixel * K + tap * C);
+        });
       }
       MatMap O(out.data(), static_cast<Eigen::Index>(B * pixels), g.out_c);
       O.noalias() = ConstMatMap(P.data(), static_cast<Eigen::Index>(B * pixels), static_cast<Eigen::Index>(K)) *
@@ -235,23 +252,13 @@ void FloatNetwork::ForwardOp(size_t i) {
       for (size_t b = 0; b < B; ++b) {
         const float* src = in.data() + b * Elems(g, false);
         float* dst = out.data() + b * Elems(g, true);
-        for (int oy = 0; oy < g.out_h; ++oy) {
-          for (int ox = 0; ox < g.out_w; ++ox) {
-            float* o = dst + (static_cast<size_t>(oy) * g.out_w + ox) * C;
-            std::copy(p.b.begin(), p.b.end(), o);
-            for (int ky = 0; ky < g.kernel_h; ++ky) {
-              const int iy = oy * g.stride_h - g.pad_top + ky;
-              if (iy < 0 || iy >= g.in_h) continue;
-              for (int kx = 0; kx < g.kernel_w; ++kx) {
-                const int ix = ox * g.stride_w - g.pad_left + kx;
-                if (ix < 0 || ix >= g.in_w) continue;
-                const float* x = src + (static_cast<size_t>(iy) * g.in_w + ix) * C;
-                const float* wk = w.data() + (static_cast<size_t>(ky) * g.kernel_w + kx) * C;
-                for (size_t c = 0; c < C; ++c) o[c] += x[c] * wk[c];
-              }
-            }
-          }
-        }
+        for (size_t k = 0; k < Elems(g, true); k += C) std::copy(p.b.begin(), p.b.end(), dst + k);
+        ForEachTap(g, [&](size_t out_pixel, size_t tap, size_t in_pixel) {
+          float* o = dst + out_pixel * C;
+          const float* x = src + in_pixel * C;
+          const float* wk = w.data() + tap * C;
+          for (size_t c = 0; c < C; ++c) o[c] += x[c] * wk[c];
+        });
       }
       break;
     }
@@ -259,36 +266,32 @@ void FloatNetwork::ForwardOp(size_t i) {
     case v1::Op::kAveragePool:
     case v1::Op::kGlobalAveragePool: {
       const bool is_max = a.kind == v1::Op::kMaxPool;
-      auto& arg = argmax_[i];
-      if (is_max) arg.assign(out.size(), 0);
       const auto C = static_cast<size_t>(g.in_c);
+      const size_t per_in = Elems(g, false), per_out = Elems(g, true);
+      auto& arg = argmax_[i];
+      if (is_max) {
+        std::fill(out.begin(), out.end(), -std::numeric_limits<float>::infinity());
+        arg.assign(out.size(), 0);
+      }
+      PoolCounts(g, &pool_counts_[i]);
       for (size_t b = 0; b < B; ++b) {
-        const float* src = in.data() + b * Elems(g, false);
-        for (int oy = 0; oy < g.out_h; ++oy) {
-          for (int ox = 0; ox < g.out_w; ++ox) {
-            const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
-            const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
-            const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
-            const size_t o = b * Elems(g, true) + (static_cast<size_t>(oy) * g.out_w + ox) * C;
-            const float count = static_cast<float>(std::max(1, (ky1 - ky0) * (kx1 - kx0)));
-            for (size_t c = 0; c < C; ++c) {
-              float acc = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
-              int32_t best = 0;
-              for (int ky = ky0; ky < ky1; ++ky) {
-                for (int kx = kx0; kx < kx1; ++kx) {
-                  const auto idx = static_cast<int32_t>((static_cast<size_t>(y0 + ky) * g.in_w + (x0 + kx)) * C + c);
-                  const float v = src[idx];
-                  if (is_max) {
-                    if (v > acc) { acc = v; best = idx; }
-                  } else {
-                    acc += v;
-                  }
-                }
-              }
-              out[o + c] = is_max ? acc : acc / count;
-              if (is_max) arg[o + c] = best;
+        const float* src = in.data() + b * per_in;
+        float* dst = out.data() + b * per_out;
+        int32_t* best = is_max ? arg.data() + b * per_out : nullptr;
+        ForEachTap(g, [&](size_t out_pixel, size_t, size_t in_pixel) {
+          for (size_t c = 0; c < C; ++c) {
+            const float v = src[in_pixel * C + c];
+            float& o = dst[out_pixel * C + c];
+            if (!is_max) {
+              o += v;
+            } else if (v > o) {
+              o = v;
+              best[out_pixel * C + c] = static_cast<int32_t>(in_pixel * C + c);
             }
           }
+        });
+        if (!is_max) {
+          for (size_t k = 0; k < per_out; ++k) dst[k] /= pool_counts_[i][k / C];
         }
       }
       break;
@@ -379,24 +382,16 @@ void FloatNetwork::BackwardOp(size_t i) {
       VecMap(p.db.data(), g.out_c) += G.colwise().sum().transpose();
       if (!need_gin) break;
       RowMatrix dP = G * ConstMatMap(Weights(p).data(), g.out_c, static_cast<Eigen::Index>(K));
+      const auto C = static_cast<size_t>(g.in_c);
+      const size_t pixels = static_cast<size_t>(g.out_h) * g.out_w;
       for (size_t b = 0; b < B; ++b) {
         float* dst = gin.data() + b * Elems(g, false);
-        for (int oy = 0; oy < g.out_h; ++oy) {
-          for (int ox = 0; ox < g.out_w; ++ox) {
-            const float* row = dP.data() + ((b * g.out_h + oy) * g.out_w + ox) * K;
-            for (int ky = 0; ky < g.kernel_h; ++ky) {
-              const int iy = oy * g.stride_h - g.pad_top + ky;
-              if (iy < 0 || iy >= g.in_h) continue;
-              for (int kx = 0; kx < g.kernel_w; ++kx) {
-                const int ix = ox * g.stride_w - g.pad_left + kx;
-                if (ix < 0 || ix >= g.in_w) continue;
-                float* d = dst + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
-                const float* s = row + (static_cast<size_t>(ky) * g.kernel_w + kx) * g.in_c;
-                for (int c = 0; c < g.in_c; ++c) d[c] += s[c];
-              }
-            }
-          }
-        }
+        const float* patch_grads = dP.data() + b * pixels * K;
+        ForEachTap(g, [&](size_t out_pixel, size_t tap, size_t in_pixel) {
+          const float* s = patch_grads + out_pixel * K + tap * C;
+          float* d = dst + in_pixel * C;
+          for (size_t c = 0; c < C; ++c) d[c] += s[c];
+        });
       }
       break;
     }
@@ -418,26 +413,14 @@ void FloatNetwork::BackwardOp(size_t i) {
         const float* src = in.data() + b * Elems(g, false);
         float* dsrc = gin.data() + b * Elems(g, false);
         const float* go = gout.data() + b * Elems(g, true);
-        for (int oy = 0; oy < g.out_h; ++oy) {
-          for (int ox = 0; ox < g.out_w; ++ox) {
-            const float* o = go + (static_cast<size_t>(oy) * g.out_w + ox) * C;
-            for (size_t c = 0; c < C; ++c) p.db[c] += o[c];
-            for (int ky = 0; ky < g.kernel_h; ++ky) {
-              const int iy = oy * g.stride_h - g.pad_top + ky;
-              if (iy < 0 || iy >= g.in_h) continue;
-              for (int kx = 0; kx < g.kernel_w; ++kx) {
-                const int ix = ox * g.stride_w - g.pad_left + kx;
-                if (ix < 0 || ix >= g.in_w) continue;
-                const size_t off = (static_cast<size_t>(iy) * g.in_w + ix) * C;
-                const size_t woff = (static_cast<size_t>(ky) * g.kernel_w + kx) * C;
-                for (size_t c = 0; c < C; ++c) {
-                  p.dw[woff + c] += o[c] * src[off + c];
-                  if (need_gin) dsrc[off + c] += o[c] * w[woff + c];
-                }
-              }
-            }
+        for (size_t k = 0; k < Elems(g, true); ++k) p.db[k % C] += go[k];
+        ForEachTap(g, [&](size_t out_pixel, size_t tap, size_t in_pixel) {
+          const float* o = go + out_pixel * C;
+          for (size_t c = 0; c < C; ++c) {
+            p.dw[tap * C + c] += o[c] * src[in_pixel * C + c];
+            if (need_gin) dsrc[in_pixel * C + c] += o[c] * w[tap * C + c];
           }
-        }
+        });
       }
       break;
     }
@@ -456,23 +439,14 @@ void FloatNetwork::BackwardOp(size_t i) {
     case v1::Op::kGlobalAveragePool: {
       if (!need_gin) break;
       const auto C = static_cast<size_t>(g.in_c);
+      const auto& counts = pool_counts_[i];
       for (size_t b = 0; b < B; ++b) {
         float* d = gin.data() + b * Elems(g, false);
-        for (int oy = 0; oy < g.out_h; ++oy) {
-          for (int ox = 0; ox < g.out_w; ++ox) {
-            const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
-            const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
-            const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
-            const float inv = 1.0f / static_cast<float>(std::max(1, (ky1 - ky0) * (kx1 - kx0)));
-            const float* go = gout.data() + b * Elems(g, true) + (static_cast<size_t>(oy) * g.out_w + ox) * C;
-            for (int ky = ky0; ky < ky1; ++ky) {
-              for (int kx = kx0; kx < kx1; ++kx) {
-                float* di = d + (static_cast<size_t>(y0 + ky) * g.in_w + (x0 + kx)) * C;
-                for (size_t c = 0; c < C; ++c) di[c] += go[c] * inv;
-              }
-            }
-          }
-        }
+        const float* go = gout.data() + b * Elems(g, true);
+        ForEachTap(g, [&](size_t out_pixel, size_t, size_t in_pixel) {
+          const float inv = 1.0f / counts[out_pixel];
+          for (size_t c = 0; c < C; ++c) d[in_pixel * C + c] += go[out_pixel * C + c] * inv;
+        });
       }
       break;
     }

@@ -73,7 +73,6 @@ class FloatNetwork {
   void Activate(size_t i);
   void FakeQuantize(int tensor);
 
-  v1::ModelBundle graph_bundle_;  // structure only: weights live in params_
   GraphAnalysis analysis_;
   std::vector<v1::Activation> activation_;
   std::vector<Params> params_;  // per op
@@ -87,6 +86,7 @@ class FloatNetwork {
   std::vector<std::vector<float>> acts_, grads_;
   std::vector<std::vector<float>> patches_;     // conv im2col per op
   std::vector<std::vector<int32_t>> argmax_;    // max pool per op
+  std::vector<std::vector<float>> pool_counts_;  // average pool window sizes per op
   std::vector<std::vector<uint8_t>> pass_;      // fake-quant straight-through masks per tensor
   std::vector<float> logits_, grad_logits_;
   std::vector<int> quant_source_;
