@@ -26,7 +26,7 @@ demo: build
 	@scripts/demo.sh $(BUILD)/tools/tinyfed
 
 # Every test: the normal build, then the sanitizer build (ASan + UBSan).
-test: test-fast test-asan
+test: test-asan test-fast
 
 test-fast: build
 	@scripts/fetch_data.sh >/dev/null

@@ -139,14 +139,22 @@ TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i mul
   return RoundingDivideByPOT(RoundingDoublingHighMul(_mm256_sllv_epi32(x, left), multiplier), right);
 }
 
+// The same for multipliers below one (shift <= 0), the usual case: no left shift.
+TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplierBelowOne(__m256i x, __m256i multiplier,
+                                                                  __m256i shift) {
+  return RoundingDivideByPOT(RoundingDoublingHighMul(x, multiplier),
+                             _mm256_sub_epi32(_mm256_setzero_si256(), shift));
+}
+
 // Requantizes 8 accumulators with the 8 multipliers and shifts at `multiplier`
 // and `shift`, then adds the output zero point and clamps.
 TINYFED_AVX2_INLINE __m256i Requantize8(__m256i acc, const PreparedOp& op, const int32_t* multiplier,
                                         const int32_t* shift) {
   const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
   const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
-  __m256i v = _mm256_add_epi32(MultiplyByQuantizedMultiplier(acc, m, s),
-                               _mm256_set1_epi32(op.output_zero_point));
+  const __m256i scaled = op.any_left_shift ? MultiplyByQuantizedMultiplier(acc, m, s)
+                                           : MultiplyByQuantizedMultiplierBelowOne(acc, m, s);
+  __m256i v = _mm256_add_epi32(scaled, _mm256_set1_epi32(op.output_zero_point));
   v = _mm256_max_epi32(v, _mm256_set1_epi32(op.activation.min));
   return _mm256_min_epi32(v, _mm256_set1_epi32(op.activation.max));
 }
@@ -321,13 +329,25 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
   const int taps = g.kernel_h * g.kernel_w;
   const int pairs = (taps + 1) / 2;
   const int blocks = g.in_c / kChannelBlock;
-  const __m256i zp = _mm256_set1_epi16(static_cast<int16_t>(op.input_zero_point));
-  // Per pixel, where each tap reads: its input pixel, or for padding (and
-  // the missing partner of an odd last tap) a row of zero points, so the
-  // inner loop has no branches.
-  auto* tap_row = reinterpret_cast<const int8_t**>(arena + op.scratch_offset);
-  auto* zero_row = reinterpret_cast<int8_t*>(tap_row + 2 * pairs);
-  std::memset(zero_row, static_cast<int8_t>(op.input_zero_point), static_cast<size_t>(g.in_c));
+  // The input once as int16 x - zp (each input pixel feeds up to
+  // kernel_h * kernel_w taps), and per pixel where each tap reads: its input
+  // pixel, or for padding (and the missing partner of an odd last tap) a row
+  // of zeros, so the inner loop has no branches.
+  auto* tap_row = reinterpret_cast<const int16_t**>(arena + op.scratch_offset);
+  auto* zero_row = reinterpret_cast<int16_t*>(tap_row + 2 * pairs);
+  int16_t* centered_input = zero_row + g.in_c;
+  std::fill(zero_row, zero_row + g.in_c, int16_t{0});
+  {
+    const size_t n = static_cast<size_t>(g.in_h) * g.in_w * g.in_c;
+    const __m256i zp16 = _mm256_set1_epi16(static_cast<int16_t>(op.input_zero_point));
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(centered_input + i),
+                          _mm256_sub_epi16(_mm256_cvtepi8_epi16(v), zp16));
+    }
+    for (; i < n; ++i) centered_input[i] = static_cast<int16_t>(in[i] - op.input_zero_point);
+  }
   tap_row[2 * pairs - 1] = zero_row;
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
@@ -339,12 +359,11 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
           const int iy = y0 + ky, ix = x0 + kx;
           tap_row[tap] = (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w)
                              ? zero_row
-                             : in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
+                             : centered_input + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
         }
       }
       auto centered = [&](int tap, int c) TINYFED_AVX2 {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tap_row[tap] + c));
-        return _mm256_sub_epi16(_mm256_cvtepi8_epi16(v), zp);
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tap_row[tap] + c));
       };
       for (int b = 0; b < blocks; ++b) {
         const int c = b * kChannelBlock;
@@ -372,11 +391,9 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
       for (int c = blocks * kChannelBlock; c < g.in_c; ++c) {  // channel tail
         int32_t acc = op.bias[static_cast<size_t>(c)];
         for (int tap = 0; tap < taps; ++tap) {
-          if (tap_row[tap] == zero_row) continue;
-          const int32_t x = tap_row[tap][c];
+          const int32_t x = tap_row[tap][c];  // already x - zp, 0 for padding
           const int32_t w = op.weights[static_cast<size_t>(tap) * g.in_c + c];
-          acc = static_cast<int32_t>(static_cast<uint32_t>(acc) +
-                                     static_cast<uint32_t>((x - op.input_zero_point) * w));
+          acc = static_cast<int32_t>(static_cast<uint32_t>(acc) + static_cast<uint32_t>(x * w));
         }
         int32_t v = tinyfed::models::MultiplyByQuantizedMultiplier(
             acc, QuantizedMultiplier{op.multiplier[static_cast<size_t>(c)],
@@ -549,8 +566,10 @@ void PrepareAvx2(PreparedOp* op) {
   } else if (op->kind == v1::Op::kDepthwiseConv2D) {
     PackDepthwiseWeights(op);
     const uint64_t taps = static_cast<uint64_t>(g.kernel_h) * g.kernel_w;
-    op->scratch_bytes = sizeof(int8_t*) * (taps + 1) + static_cast<uint64_t>(g.in_c);
+    op->scratch_bytes = sizeof(int16_t*) * (taps + 1) +
+                        sizeof(int16_t) * (static_cast<uint64_t>(g.in_c) * (1 + g.in_h * g.in_w));
   }
+  op->any_left_shift = std::any_of(op->shift.begin(), op->shift.end(), [](int32_t v) { return v > 0; });
   if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
     const auto padded = static_cast<size_t>(RoundUp(g.out_c, kChannelBlock));
     op->multiplier.resize(padded, 0);

@@ -1,5 +1,6 @@
 // The AVX2 kernels must give the reference kernels' bytes on random shapes,
 // strides, paddings, zero points and activations.
+#include <algorithm>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -115,6 +116,42 @@ TEST(KernelParity, WideChannelsHitEveryVectorPath) {
       Coverage coverage;
       ExpectSameBytes(testing::RandomSingleOpBundle(kind, s, rng), rng,
                       internal::OpKindName(kind) + " c=" + std::to_string(c), &coverage);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+// Multipliers of one or more take the left-shift path of the requantization.
+TEST(KernelParity, MultipliersAboveOne) {
+  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+  std::mt19937 rng(7);
+  for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kFullyConnected, v1::Op::kAdd}) {
+    for (int i = 0; i < 20; ++i) {
+      ConvSpec s = RandomSpec(rng, false);
+      auto bundle = testing::RandomSingleOpBundle(kind, s, rng);
+      v1::Graph* g = bundle.mutable_backbone();
+      const v1::Op& last = g->ops(g->ops_size() - 1);
+      const float in_scale = g->tensors(static_cast<int>(last.inputs(0))).scale();
+      float out_scale = 0.0f;
+      if (kind == v1::Op::kAdd) {  // output multiplier 2 max(s1, s2) / (2^20 s_out) = 8
+        const float other = g->tensors(static_cast<int>(last.inputs(1))).scale();
+        out_scale = 2.0f * std::max(in_scale, other) / static_cast<float>(1 << 23);
+      } else {  // every channel multiplier in_scale * w_scale / s_out >= 4
+        const v1::Weights& w = last.has_conv2d() ? last.conv2d().weights()
+                               : last.has_fully_connected() ? last.fully_connected().weights()
+                                                            : last.depthwise_conv2d().weights();
+        out_scale = in_scale * *std::min_element(w.channel_scales().begin(), w.channel_scales().end()) / 4.0f;
+      }
+      g->mutable_tensors(static_cast<int>(last.output()))->set_scale(out_scale);
+      auto analysis = internal::AnalyzeBundle(bundle);
+      ASSERT_TRUE(analysis.ok()) << analysis.status();
+      const auto& op = analysis->ops.back();
+      const bool left = op.output_multiplier.shift > 0 ||
+                        std::any_of(op.channel_multipliers.begin(), op.channel_multipliers.end(),
+                                    [](const QuantizedMultiplier& m) { return m.shift > 0; });
+      EXPECT_TRUE(left) << internal::OpKindName(kind);
+      Coverage coverage;
+      ExpectSameBytes(bundle, rng, internal::OpKindName(kind) + " x300", &coverage);
       if (HasFatalFailure()) return;
     }
   }
