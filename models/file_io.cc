@@ -60,7 +60,7 @@ absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uin
 
 absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-  std::string tmp = (dir / ("." + path.filename().string() + ".tmpXXXXXX")).string();
+  std::string tmp = absl::StrCat(dir.string(), "/.", path.filename().string(), ".tmpXXXXXX");
   Fd fd(::mkstemp(tmp.data()));
   if (fd.get() < 0) return ErrnoError("cannot create a temporary file in", dir);
   auto fail = [&](std::string_view what) {
