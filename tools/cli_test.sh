@@ -24,7 +24,8 @@ expect_error() {
   ok
 }
 
-for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect"; do
+for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect" \
+           "privacy" "privacy epsilon" "privacy noise"; do
   # shellcheck disable=SC2086
   if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
 done
@@ -80,6 +81,23 @@ expect_error "wrong data for the model" "has samples of 784 values" \
   --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 expect_error "unknown positive class" "--positive-class cancer is not a class" \
   $tinyfed model eval --model "$work/q.bundle" --data "$data" --positive-class cancer
+
+eps=$($tinyfed privacy epsilon --sampling-rate 0.0025 --noise-multiplier 1.3 --steps 6000 --delta 1e-5 --json)
+python3 - "$eps" <<'PY' && ok || fail "privacy epsilon --json: $eps"
+import json, sys
+r = json.loads(sys.argv[1])
+assert set(r) == {"epsilon", "order"} and abs(r["epsilon"] / 0.7242234026109595 - 1) < 1e-6 and r["order"] == 19, r
+PY
+$tinyfed privacy noise --sampling-rate 0.01 --steps 1000 --delta 1e-5 --epsilon 2 | grep -q "noise multiplier" \
+  && ok || fail "privacy noise"
+expect_error "q outside (0,1]" "sampling rate must be in (0, 1], got 1.5" \
+  $tinyfed privacy epsilon --sampling-rate 1.5 --noise-multiplier 1 --steps 10 --delta 1e-5
+expect_error "z <= 0" "noise multiplier must be positive and finite, got 0" \
+  $tinyfed privacy epsilon --sampling-rate 0.1 --noise-multiplier 0 --steps 10 --delta 1e-5
+expect_error "delta outside (0,1)" "delta must be in (0, 1), got 1" \
+  $tinyfed privacy epsilon --sampling-rate 0.1 --noise-multiplier 1 --steps 10 --delta 1
+expect_error "noise without epsilon" "--epsilon is required" \
+  $tinyfed privacy noise --sampling-rate 0.1 --steps 10 --delta 1e-5
 
 echo "$pass passed, $failures failed"
 [[ $failures -eq 0 ]]

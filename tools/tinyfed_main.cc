@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "tinyfed 0.1.0");
   tinyfed::tools::AddModelCommands(&app);
+  tinyfed::tools::AddPrivacyCommands(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,68 @@
+// `tinyfed privacy ...`: the accountant from the command line.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "CLI/CLI.hpp"
+#include "tinyfed/dp/rdp_accountant.h"
+#include "tools/commands.h"
+
+namespace tinyfed::tools {
+namespace {
+
+struct PrivacyFlags {
+  double sampling_rate = 0.0;
+  double noise_multiplier = 0.0;
+  double delta = 0.0;
+  double epsilon = 0.0;
+  int64_t steps = 0;
+  bool json = false;
+};
+
+void AddCommon(CLI::App* cmd, PrivacyFlags* f) {
+  cmd->add_option("--sampling-rate", f->sampling_rate, "probability q that a participant joins a step, in (0, 1]")
+      ->required();
+  cmd->add_option("--steps", f->steps, "number of steps (rounds)")->required();
+  cmd->add_option("--delta", f->delta, "delta, in (0, 1)")->required();
+  cmd->add_flag("--json", f->json, "print JSON");
+}
+
+}  // namespace
+
+void AddPrivacyCommands(CLI::App* app) {
+  auto* privacy = app->add_subcommand("privacy", "differential privacy accounting (RDP, sampled Gaussian)");
+  privacy->require_subcommand(1);
+  auto flags = std::make_shared<PrivacyFlags>();
+
+  auto* epsilon = privacy->add_subcommand("epsilon", "epsilon spent by T steps of the sampled Gaussian");
+  AddCommon(epsilon, flags.get());
+  epsilon->add_option("--noise-multiplier", flags->noise_multiplier, "noise stddev / clip norm, > 0")->required();
+  epsilon->callback([flags] {
+    const auto orders = dp::DefaultOrders();
+    auto rdp = dp::SampledGaussianRdp(flags->sampling_rate, flags->noise_multiplier, flags->steps, orders);
+    if (!rdp.ok()) throw CommandError(rdp.status());
+    auto spent = dp::EpsilonFromRdp(orders, *rdp, flags->delta);
+    if (!spent.ok()) throw CommandError(spent.status());
+    if (flags->json) {
+      fmt::print("{}\n", nlohmann::json{{"epsilon", spent->epsilon}, {"order", spent->order}}.dump());
+    } else {
+      fmt::print("epsilon {:.6f} at RDP order {} (delta {})\n", spent->epsilon, spent->order, flags->delta);
+    }
+  });
+
+  auto* noise = privacy->add_subcommand("noise", "noise multiplier that keeps T steps within epsilon");
+  AddCommon(noise, flags.get());
+  noise->add_option("--epsilon", flags->epsilon, "target epsilon, > 0")->required();
+  noise->callback([flags] {
+    auto z = dp::NoiseMultiplierForEpsilon(flags->sampling_rate, flags->steps, flags->delta, flags->epsilon,
+                                           dp::DefaultOrders());
+    if (!z.ok()) throw CommandError(z.status());
+    if (flags->json) {
+      fmt::print("{}\n", nlohmann::json{{"noise_multiplier", *z}}.dump());
+    } else {
+      fmt::print("noise multiplier {:.4f}\n", *z);
+    }
+  });
+}
+
+}  // namespace tinyfed::tools
