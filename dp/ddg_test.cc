@@ -1,0 +1,244 @@
+#include "tinyfed/dp/ddg.h"
+
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "tinyfed/dp/rdp_accountant.h"
+#include "tinyfed/dp/rotation.h"
+
+namespace tinyfed::dp {
+namespace {
+
+Seed SeedOf(uint8_t tag) {
+  Seed s{};
+  s[0] = tag;
+  s[31] = 0x5a;
+  return s;
+}
+
+std::vector<std::vector<float>> RandomUpdates(int n, size_t d, float spread, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.0f, spread);
+  std::vector<std::vector<float>> u(static_cast<size_t>(n), std::vector<float>(d));
+  for (auto& v : u)
+    for (float& x : v) x = g(rng);
+  return u;
+}
+
+std::vector<double> Clipped(const std::vector<float>& v, double c) {
+  double n2 = 0;
+  for (float x : v) n2 += double{x} * x;
+  const double f = n2 > c * c ? c / std::sqrt(n2) : 1.0;
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = v[i] * f;
+  return out;
+}
+
+// Sum of encodings mod 2^b, as secure aggregation would produce it.
+std::vector<uint32_t> ModularSum(const std::vector<std::vector<uint32_t>>& encodings, int bits) {
+  std::vector<uint32_t> sum(encodings[0].size(), 0);
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  for (const auto& e : encodings)
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] = static_cast<uint32_t>((uint64_t{sum[i]} + e[i]) & mask);
+  return sum;
+}
+
+TEST(Rotation, IsOrthonormalAndInvertible) {
+  std::vector<double> x(1024), y;
+  std::mt19937 rng(1);
+  for (double& v : x) v = std::normal_distribution<double>()(rng);
+  y = x;
+  RandomizedHadamard(y, SeedOf(1));
+  double nx = 0, ny = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    nx += x[i] * x[i];
+    ny += y[i] * y[i];
+  }
+  EXPECT_NEAR(nx, ny, 1e-9 * nx);
+  InverseRandomizedHadamard(y, SeedOf(1));
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i], 1e-12);
+  EXPECT_EQ(PaddedDimension(1000), 1024u);
+  EXPECT_EQ(PaddedDimension(1024), 1024u);
+  EXPECT_EQ(PaddedDimension(1), 1u);
+}
+
+TEST(PackBits, RoundTripsEveryWidth) {
+  std::mt19937 rng(2);
+  for (int bits = 1; bits <= 32; ++bits) {
+    std::vector<uint32_t> v(37);
+    for (auto& x : v) x = static_cast<uint32_t>(rng() & ((uint64_t{1} << bits) - 1));
+    const std::string packed = PackBits(v, bits);
+    EXPECT_EQ(packed.size(), (37 * static_cast<size_t>(bits) + 7) / 8);
+    auto back = UnpackBits(packed, bits, v.size());
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, v) << bits;
+  }
+  EXPECT_FALSE(UnpackBits("abc", 16, 2).ok());
+}
+
+// Noise off: the decoded sum differs from the sum of the clipped vectors only
+// by rounding, at most 1 per coordinate in scaled units before rotation, so
+// the L2 error of the mean is below sqrt(m) / scale (and near sqrt(m/(4n)) /
+// scale in expectation).
+TEST(Ddg, RoundTripWithoutNoiseIsExactUpToRounding) {
+  DdgConfig c;
+  c.dimension = 1000;
+  c.clip = 1.0;
+  c.bits = 16;
+  c.expected_clients = 20;
+  c.noise_multiplier = 1.0;
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const auto updates = RandomUpdates(20, c.dimension, 0.05f, 3);  // norms around 1.6: clipping engages
+  auto rng = SecureRandom::FromSeed(SeedOf(9));
+  std::vector<std::vector<uint32_t>> enc;
+  std::vector<double> truth(c.dimension, 0.0);
+  for (const auto& u : updates) {
+    auto e = DdgEncode(*p, u, SeedOf(4), *rng, /*add_noise=*/false);
+    ASSERT_TRUE(e.ok()) << e.status();
+    enc.push_back(*e);
+    const auto cl = Clipped(u, c.clip);
+    for (size_t i = 0; i < truth.size(); ++i) truth[i] += cl[i];
+  }
+  auto sum = DdgDecodeSum(*p, ModularSum(enc, c.bits), SeedOf(4));
+  ASSERT_TRUE(sum.ok());
+  double err2 = 0;
+  for (size_t i = 0; i < truth.size(); ++i) err2 += std::pow(((*sum)[i] - truth[i]) / 20.0, 2);
+  const double m = static_cast<double>(p->padded_dimension);
+  EXPECT_LT(std::sqrt(err2), std::sqrt(m) / p->scale);
+  EXPECT_LT(std::sqrt(err2), 3.0 * std::sqrt(m / (4.0 * 20)) / p->scale);
+  EXPECT_GT(std::sqrt(err2), 0.0);
+}
+
+// Noise on: the decoded sum minus the true sum has the configured variance,
+// (z c)^2 in real units, plus the rounding's (at most n / 4 / scale^2).
+TEST(Ddg, DecodedNoiseHasTheConfiguredVariance) {
+  DdgConfig c;
+  c.dimension = 4096;
+  c.clip = 1.0;
+  c.bits = 20;
+  c.expected_clients = 10;
+  c.noise_multiplier = 0.05;
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const auto updates = RandomUpdates(10, c.dimension, 0.01f, 5);
+  auto rng = SecureRandom::FromSeed(SeedOf(10));
+  std::vector<std::vector<uint32_t>> enc;
+  std::vector<double> truth(c.dimension, 0.0);
+  for (const auto& u : updates) {
+    enc.push_back(*DdgEncode(*p, u, SeedOf(6), *rng));
+    const auto cl = Clipped(u, c.clip);
+    for (size_t i = 0; i < truth.size(); ++i) truth[i] += cl[i];
+  }
+  auto sum = DdgDecodeSum(*p, ModularSum(enc, c.bits), SeedOf(6));
+  ASSERT_TRUE(sum.ok());
+  double mean = 0, sq = 0;
+  for (size_t i = 0; i < truth.size(); ++i) {
+    const double e = (*sum)[i] - truth[i];
+    mean += e;
+    sq += e * e;
+  }
+  mean /= static_cast<double>(truth.size());
+  const double var = sq / static_cast<double>(truth.size()) - mean * mean;
+  const double noise = 10 * p->local_variance.value() / (p->scale * p->scale);
+  EXPECT_NEAR(noise, std::pow(0.05 * 1.0, 2), 1e-3 * noise);  // the rational is (z c)^2 to 1e-3
+  const double rounding_max = 10 / 4.0 / (p->scale * p->scale);
+  EXPECT_GT(var, noise * (1 - 0.06));
+  EXPECT_LT(var, (noise + rounding_max) * (1 + 0.06));
+  EXPECT_LT(rounding_max, 0.2 * noise) << "the test should measure the noise, not the rounding";
+}
+
+TEST(Ddg, AccountingMatchesTheGaussianWhenNoiseIsLarge) {
+  // With large local noise tau vanishes and rounding matters little: the DDG
+  // bound approaches the Gaussian mechanism's alpha / (2 z^2) per round.
+  DdgConfig c;
+  c.dimension = 1 << 12;
+  c.clip = 1.0;
+  c.bits = 32;
+  c.expected_clients = 100;
+  c.noise_multiplier = 1.0;
+  c.beta = 0.0;
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const std::vector<double> orders = {2.0, 8.0, 32.0};
+  auto rdp = DdgRdp(*p, 100, 1, orders);
+  ASSERT_TRUE(rdp.ok());
+  const double inflation = std::pow(p->rounding_norm_bound / (c.clip * p->scale), 2);
+  for (size_t i = 0; i < orders.size(); ++i) {
+    EXPECT_NEAR((*rdp)[i], orders[i] / 2.0 * inflation, 1e-6 * orders[i]) << orders[i];
+    EXPECT_GE((*rdp)[i], orders[i] / 2.0);  // never below the Gaussian's
+  }
+}
+
+TEST(Ddg, TargetEpsilonIsMet) {
+  DdgConfig c;
+  c.dimension = 10000;
+  c.clip = 1.0;
+  c.bits = 16;
+  c.expected_clients = 20;
+  c.target_epsilon = 8.0;
+  c.rounds = 50;
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const auto orders = DefaultOrders();
+  const double eps = EpsilonFromRdp(orders, *DdgRdp(*p, 20, 50, orders), c.delta)->epsilon;
+  EXPECT_LE(eps, 8.0);
+  EXPECT_GT(eps, 7.5);
+  EXPECT_LE(p->wrap_probability, c.max_wrap_probability * 1.0001);
+}
+
+TEST(Ddg, RefusesImpossibleSettings) {
+  DdgConfig c;
+  c.dimension = 100;
+  c.clip = 1.0;
+  c.bits = 4;
+  c.expected_clients = 1000;
+  c.noise_multiplier = 1.0;
+  const auto s = ChooseDdgParams(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("4 bits cannot hold"), absl::string_view::npos) << s;
+  c.bits = 16;
+  c.target_epsilon = 1.0;  // both set
+  EXPECT_FALSE(ChooseDdgParams(c).ok());
+  c.target_epsilon = 0.0;
+  c.noise_multiplier = 0.0;  // neither
+  EXPECT_FALSE(ChooseDdgParams(c).ok());
+  c.noise_multiplier = 1.0;
+  c.delta = 1.0;
+  EXPECT_FALSE(ChooseDdgParams(c).ok());
+}
+
+TEST(Ddg, EncodeRejectsBadUpdates) {
+  DdgConfig c;
+  c.dimension = 8;
+  c.clip = 1.0;
+  c.expected_clients = 2;
+  c.noise_multiplier = 1.0;
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok());
+  auto rng = SecureRandom::FromSeed(SeedOf(1));
+  std::vector<float> v(7, 0.0f);
+  EXPECT_EQ(DdgEncode(*p, v, SeedOf(1), *rng).status().code(), absl::StatusCode::kInvalidArgument);
+  v.assign(8, 0.0f);
+  v[3] = std::nanf("");
+  EXPECT_EQ(DdgEncode(*p, v, SeedOf(1), *rng).status().code(), absl::StatusCode::kInvalidArgument);
+  std::vector<uint32_t> big(8, 1u << 20);
+  EXPECT_EQ(DdgDecodeSum(*p, big, SeedOf(1)).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Ddg, LocalOnlyNoiseIsTheFullNoise) {
+  DdgConfig c;
+  c.dimension = 64;
+  c.clip = 1.0;
+  c.bits = 24;
+  c.expected_clients = 10;
+  c.noise_multiplier = 2.0;
+  c.local_only = true;
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_NEAR(p->local_variance.value() / (p->scale * p->scale), 4.0, 4e-3);
+}
+
+}  // namespace
+}  // namespace tinyfed::dp
