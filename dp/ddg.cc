@@ -155,8 +155,8 @@ absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& p, int clients, int6
   return rdp;
 }
 
-absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& p, std::span<const float> update,
-                                                const Seed& rotation_seed, SecureRandom& rng, bool add_noise) {
+absl::StatusOr<std::vector<int64_t>> DdgQuantize(const DdgParams& p, std::span<const float> update,
+                                                 const Seed& rotation_seed, SecureRandom& rng, bool add_noise) {
   const DdgConfig& c = p.config;
   if (update.size() != c.dimension) {
     return InvalidArgumentError(StrCat("update has ", update.size(), " values, expected ", c.dimension));
@@ -193,10 +193,21 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& p, std::span<co
     if (!sampler.ok()) return sampler.status();
     for (int64_t& v : z) v += sampler->Sample(rng);
   }
-  const uint64_t mask = (uint64_t{1} << c.bits) - 1;
-  std::vector<uint32_t> out(z.size());
-  for (size_t i = 0; i < z.size(); ++i) out[i] = static_cast<uint32_t>(static_cast<uint64_t>(z[i]) & mask);
+  return z;
+}
+
+std::vector<uint32_t> ReduceModulo(std::span<const int64_t> values, int bits) {
+  const uint64_t mask = bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+  std::vector<uint32_t> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<uint32_t>(static_cast<uint64_t>(values[i]) & mask);
   return out;
+}
+
+absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& p, std::span<const float> update,
+                                                const Seed& rotation_seed, SecureRandom& rng, bool add_noise) {
+  auto z = DdgQuantize(p, update, rotation_seed, rng, add_noise);
+  if (!z.ok()) return z.status();
+  return ReduceModulo(*z, p.config.bits);
 }
 
 absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& p, std::span<const uint32_t> sum,
