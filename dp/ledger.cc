@@ -55,7 +55,7 @@ PrivacyLedger::PrivacyLedger(sqlite3* db, PrivacyBudget budget, std::vector<doub
 
 PrivacyLedger::~PrivacyLedger() {
   absl::MutexLock lock(&mu_);
-  sqlite3_close(db_);
+  sqlite3_close_v2(db_);
 }
 
 absl::StatusOr<std::unique_ptr<PrivacyLedger>> PrivacyLedger::Open(const std::filesystem::path& path,
@@ -71,11 +71,11 @@ absl::StatusOr<std::unique_ptr<PrivacyLedger>> PrivacyLedger::Open(const std::fi
                       nullptr) != SQLITE_OK) {
     absl::Status s = absl::InternalError(absl::StrCat("cannot open privacy ledger ", path.string(), ": ",
                                                       db ? sqlite3_errmsg(db) : "out of memory"));
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return s;
   }
   auto close_with = [&](absl::Status s) {
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return absl::Status(s.code(), absl::StrCat(path.string(), ": ", s.message()));
   };
   sqlite3_busy_timeout(db, 5000);

@@ -61,6 +61,8 @@ int32_t MultiplyByQuantizedMultiplier(int32_t x, QuantizedMultiplier q) {
 }
 
 int32_t RoundHalfAwayFromZero(float x) {
+  // Saturates (and maps NaN to 0) where a plain cast would be undefined.
+  if (!(std::fabs(x) < 2147483520.0f)) return std::isnan(x) ? 0 : (x > 0 ? INT32_MAX : INT32_MIN);
   return static_cast<int32_t>(std::round(x));
 }
 

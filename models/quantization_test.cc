@@ -75,6 +75,15 @@ TEST(AffineQuantization, RangeContainsZeroExactly) {
   EXPECT_EQ(QuantizeValue(std::nanf(""), sym), -128);
 }
 
+TEST(RoundHalfAwayFromZero, SaturatesInsteadOfOverflowing) {
+  EXPECT_EQ(RoundHalfAwayFromZero(2.5f), 3);
+  EXPECT_EQ(RoundHalfAwayFromZero(-2.5f), -3);
+  EXPECT_EQ(RoundHalfAwayFromZero(1e20f), INT32_MAX);
+  EXPECT_EQ(RoundHalfAwayFromZero(-1e20f), INT32_MIN);
+  EXPECT_EQ(RoundHalfAwayFromZero(std::numeric_limits<float>::infinity()), INT32_MAX);
+  EXPECT_EQ(RoundHalfAwayFromZero(std::nanf("")), 0);
+}
+
 TEST(QuantizeSymmetricPerChannel, ScalesPerRow) {
   const std::vector<float> w = {1.0f, -2.0f, 0.5f, 0.0f, 0.0f, 0.0f};
   std::vector<int8_t> q(6);

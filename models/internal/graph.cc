@@ -146,7 +146,8 @@ ActivationRange RangeOf(v1::Activation act, const v1::Tensor& out) {
     r.min = std::max<int32_t>(-128, out.zero_point());
   }
   if (act == v1::ACTIVATION_RELU6) {
-    r.max = std::min<int32_t>(127, out.zero_point() + RoundHalfAwayFromZero(6.0f / q.scale));
+    r.max = static_cast<int32_t>(std::min<int64_t>(
+        127, int64_t{out.zero_point()} + RoundHalfAwayFromZero(6.0f / q.scale)));
   }
   return r;
 }

@@ -37,7 +37,8 @@ int32_t RoundingDivideByPOT(int32_t x, int exponent);
 // modulo 2^32 (TFLite leaves that overflow undefined; fast kernels match it).
 int32_t MultiplyByQuantizedMultiplier(int32_t x, QuantizedMultiplier q);
 
-// TFLite's TfLiteRound: nearest integer, halves away from zero.
+// TFLite's TfLiteRound: nearest integer, halves away from zero; saturates
+// outside the int32 range and maps NaN to 0.
 int32_t RoundHalfAwayFromZero(float x);
 
 // Asymmetric int8 parameters for values in [min, max]; the range is widened
