@@ -11,6 +11,7 @@
 #include <random>
 
 #include "tinyfed/dp/ddg.h"
+#include "tinyfed/proto/packing.h"
 #include "tinyfed/dp/rotation.h"
 
 namespace tinyfed::dp {
@@ -45,7 +46,7 @@ void BM_DdgEncode(benchmark::State& state) {
   Seed seed{};
   for (auto _ : state) {
     auto encoded = DdgEncode(p, update, seed, *rng);
-    benchmark::DoNotOptimize(PackBits(*encoded, p.config.bits));
+    benchmark::DoNotOptimize(proto::PackBits(*encoded, p.config.bits));
   }
   state.counters["dimension"] = kDimension;
 }

@@ -1,4 +1,5 @@
 #include "tinyfed/dp/ddg.h"
+#include "tinyfed/proto/packing.h"
 
 #include <cmath>
 #include <random>
@@ -68,13 +69,13 @@ TEST(PackBits, RoundTripsEveryWidth) {
   for (int bits = 1; bits <= 32; ++bits) {
     std::vector<uint32_t> v(37);
     for (auto& x : v) x = static_cast<uint32_t>(rng() & ((uint64_t{1} << bits) - 1));
-    const std::string packed = PackBits(v, bits);
+    const std::string packed = proto::PackBits(v, bits);
     EXPECT_EQ(packed.size(), (37 * static_cast<size_t>(bits) + 7) / 8);
-    auto back = UnpackBits(packed, bits, v.size());
+    auto back = proto::UnpackBits(packed, bits, v.size());
     ASSERT_TRUE(back.ok());
     EXPECT_EQ(*back, v) << bits;
   }
-  EXPECT_FALSE(UnpackBits("abc", 16, 2).ok());
+  EXPECT_FALSE(proto::UnpackBits("abc", 16, 2).ok());
 }
 
 // Noise off: the decoded sum differs from the sum of the clipped vectors only

@@ -84,10 +84,6 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& params, std::sp
 absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& params, std::span<const uint32_t> sum,
                                                  const Seed& rotation_seed);
 
-// b-bit little-endian packing of values < 2^b, for the wire.
-std::string PackBits(std::span<const uint32_t> values, int bits);
-absl::StatusOr<std::vector<uint32_t>> UnpackBits(std::string_view bytes, int bits, size_t count);
-
 }  // namespace tinyfed::dp
 
 #endif  // TINYFED_DP_DDG_H_

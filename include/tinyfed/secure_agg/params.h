@@ -1,0 +1,71 @@
+// SecAgg+ parameters: who talks to whom, and how many shares reconstruct.
+//
+// Each client talks only to its k neighbors in a Harary graph H(k, n) laid
+// on a random permutation of the cohort (the permutation comes from a public
+// per-round seed, so everyone derives the same graph). A client's secrets are
+// Shamir-shared t-of-k among its neighbors.
+//
+// How k and t are chosen (ChooseParams): for a client's secret to be
+// recoverable, at least t of its k neighbors must survive; for it to stay
+// secret, fewer than t may be corrupted. With dropout fraction delta and
+// corruption fraction gamma (each neighbor independently), we take the
+// smallest even k, and then t, such that for each client
+//   P[Binomial(k, 1 - delta) < t] <= 2^-20 / n   (recovery fails) and
+//   P[Binomial(k, gamma) >= t]   <= 2^-20 / n    (a secret leaks),
+// so that by the union bound the round fails or leaks with probability at
+// most 2^-20 each,
+// with t > k/2 always, so the server can never collect both a client's
+// masking-key shares and its self-mask shares from a majority. Small cohorts
+// that cannot meet the bounds use the complete graph (k = n - 1) with the
+// most secure t that still tolerates the dropout fraction. Both k and t grow
+// like log n, which is what makes SecAgg+ scale (Bell et al. 2020).
+#ifndef TINYFED_SECURE_AGG_PARAMS_H_
+#define TINYFED_SECURE_AGG_PARAMS_H_
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tinyfed::secagg {
+
+using GraphSeed = std::array<uint8_t, 32>;
+
+struct SecAggConfig {
+  uint64_t round_id = 0;
+  int num_clients = 0;       // n; clients are 0..n-1
+  int bits = 16;             // inputs and the sum live in Z_{2^bits}, 1..32
+  size_t vector_length = 0;  // m
+  double max_dropout = 0.2;
+  double max_corrupted = 0.1;
+  GraphSeed graph_seed{};
+};
+
+class SecAggParams {
+ public:
+  // k even (or n - 1), 1 <= t <= k <= n - 1, t > k / 2.
+  static absl::StatusOr<SecAggParams> Create(const SecAggConfig& config, int degree, int threshold);
+
+  const SecAggConfig& config() const { return config_; }
+  int degree() const { return degree_; }
+  int threshold() const { return threshold_; }
+  // The k neighbors of `id`, sorted.
+  std::vector<uint32_t> Neighbors(uint32_t id) const;
+  bool AreNeighbors(uint32_t a, uint32_t b) const;
+
+ private:
+  SecAggParams(SecAggConfig c, int k, int t, std::vector<uint32_t> ring, std::vector<uint32_t> position)
+      : config_(c), degree_(k), threshold_(t), ring_(std::move(ring)), position_(std::move(position)) {}
+  SecAggConfig config_;
+  int degree_;
+  int threshold_;
+  std::vector<uint32_t> ring_;      // client at each ring position
+  std::vector<uint32_t> position_;  // ring position of each client
+};
+
+absl::StatusOr<SecAggParams> ChooseParams(const SecAggConfig& config);
+
+}  // namespace tinyfed::secagg
+
+#endif  // TINYFED_SECURE_AGG_PARAMS_H_

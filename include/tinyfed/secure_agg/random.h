@@ -1,0 +1,26 @@
+// Randomness for SecAgg+, injected so tests can be deterministic. Production
+// uses the OS CSPRNG (libsodium randombytes); tests use a seeded ChaCha20
+// stream. Not thread-safe.
+#ifndef TINYFED_SECURE_AGG_RANDOM_H_
+#define TINYFED_SECURE_AGG_RANDOM_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+namespace tinyfed::secagg {
+
+class Random {
+ public:
+  virtual ~Random() = default;
+  virtual void Fill(std::span<uint8_t> out) = 0;
+};
+
+std::unique_ptr<Random> OsRandom();
+// A deterministic ChaCha20 stream: for tests and golden vectors only.
+std::unique_ptr<Random> SeededRandom(const std::array<uint8_t, 32>& seed);
+
+}  // namespace tinyfed::secagg
+
+#endif  // TINYFED_SECURE_AGG_RANDOM_H_

@@ -1,0 +1,64 @@
+// The SecAgg+ server: collects each round's messages, closes the round at
+// its deadline (AdvancePhase), and in the end recovers the sum of the
+// survivors' inputs mod 2^b. It learns nothing about one client's input
+// beyond that sum (honest-but-curious server; Bell et al. 2020).
+//
+//   auto server = Server::Create(params, min_survivors);
+//   server->Receive(msg) ...;             // round 0 messages
+//   auto out = server->AdvancePhase();    // -> round 1 requests, one per client
+//   ... rounds 1, 2, 3 likewise; after round 3 AdvancePhase computes Result().
+//
+// Receive refuses a message of another round (INVALID_ARGUMENT), of another
+// phase (FAILED_PRECONDITION), from a client that did not complete the
+// previous phase or already sent this one (replay or duplicate sender), or
+// one that is malformed (INVALID_ARGUMENT); a refused message leaves the
+// state unchanged. AdvancePhase aborts the round (ABORTED, state kAborted)
+// when fewer than min_survivors remain or a secret cannot be reconstructed.
+// Thread-safe.
+#ifndef TINYFED_SECURE_AGG_SERVER_H_
+#define TINYFED_SECURE_AGG_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "tinyfed/secure_agg/params.h"
+#include "tinyfed/v1/secagg.pb.h"
+
+namespace tinyfed::secagg {
+
+enum class ServerPhase { kAdvertise, kShareKeys, kMaskedInput, kUnmasking, kDone, kAborted };
+
+class Server {
+ public:
+  // min_survivors: the fewest clients that may finish a round, at least t.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const SecAggParams& params, int min_survivors);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  absl::Status Receive(const v1::SecAggClientMessage& message);
+  absl::StatusOr<std::vector<v1::SecAggServerMessage>> AdvancePhase();
+
+  ServerPhase phase() const;
+  // After kDone: the sum of the survivors' inputs mod 2^bits.
+  absl::StatusOr<std::vector<uint32_t>> Result() const;
+  // After kDone: the clients whose inputs are in the sum.
+  std::vector<uint32_t> Survivors() const;
+
+ private:
+  struct State;
+  Server(const SecAggParams& params, int min_survivors);
+  absl::Status Finish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const SecAggParams params_;
+  const int min_survivors_;
+  mutable absl::Mutex mu_;
+  std::unique_ptr<State> state_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tinyfed::secagg
+
+#endif  // TINYFED_SECURE_AGG_SERVER_H_

@@ -1,0 +1,156 @@
+#include "secure_agg/internal/crypto.h"
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace tinyfed::secagg {
+
+namespace {
+
+class OsRng : public Random {
+ public:
+  void Fill(std::span<uint8_t> out) override { randombytes_buf(out.data(), out.size()); }
+};
+
+class ChaChaRng : public Random {
+ public:
+  explicit ChaChaRng(const std::array<uint8_t, 32>& seed) : key_(seed) {}
+  ~ChaChaRng() override { sodium_memzero(key_.data(), key_.size()); }
+  void Fill(std::span<uint8_t> out) override {
+    std::array<uint8_t, crypto_stream_chacha20_ietf_NONCEBYTES> nonce{};
+    std::memcpy(nonce.data(), &counter_, sizeof(counter_));
+    ++counter_;  // a fresh nonce per call keeps the stream from repeating
+    std::memset(out.data(), 0, out.size());
+    crypto_stream_chacha20_ietf_xor(out.data(), out.data(), out.size(), nonce.data(), key_.data());
+  }
+
+ private:
+  std::array<uint8_t, 32> key_;
+  uint64_t counter_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Random> OsRandom() {
+  if (sodium_init() < 0) std::abort();
+  return std::make_unique<OsRng>();
+}
+
+std::unique_ptr<Random> SeededRandom(const std::array<uint8_t, 32>& seed) {
+  if (sodium_init() < 0) std::abort();
+  return std::make_unique<ChaChaRng>(seed);
+}
+
+namespace internal {
+
+KeyPair GenerateKeyPair(Random& rng) {
+  KeyPair kp;
+  rng.Fill(kp.secret.bytes);
+  crypto_scalarmult_base(kp.public_key.data(), kp.secret.bytes.data());
+  return kp;
+}
+
+Key PublicKeyOf(const SecretKey& secret) {
+  Key pk;
+  crypto_scalarmult_base(pk.data(), secret.bytes.data());
+  return pk;
+}
+
+absl::StatusOr<SecretKey> AgreeKey(const SecretKey& own_secret, const Key& peer_public, Purpose purpose,
+                                   uint64_t round_id, uint32_t id_a, uint32_t id_b) {
+  SecretKey shared;
+  if (crypto_scalarmult(shared.bytes.data(), own_secret.bytes.data(), peer_public.data()) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("peer public key of client ", id_a == id_b ? id_a : id_b,
+                                                   " is a low-order point"));
+  }
+  const uint32_t lo = std::min(id_a, id_b), hi = std::max(id_a, id_b);
+  uint8_t context[1 + 8 + 4 + 4];
+  context[0] = static_cast<uint8_t>(purpose);
+  for (int i = 0; i < 8; ++i) context[1 + i] = static_cast<uint8_t>(round_id >> (8 * i));
+  for (int i = 0; i < 4; ++i) context[9 + i] = static_cast<uint8_t>(lo >> (8 * i));
+  for (int i = 0; i < 4; ++i) context[13 + i] = static_cast<uint8_t>(hi >> (8 * i));
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, 32);
+  static constexpr char kLabel[] = "tinyfed secagg v1";
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(kLabel), sizeof(kLabel) - 1);
+  crypto_generichash_update(&state, context, sizeof(context));
+  crypto_generichash_update(&state, shared.bytes.data(), shared.bytes.size());
+  SecretKey derived;
+  crypto_generichash_final(&state, derived.bytes.data(), derived.bytes.size());
+  sodium_memzero(&state, sizeof(state));
+  return derived;
+}
+
+namespace {
+std::string AssociatedData(uint64_t round_id, uint32_t sender, uint32_t recipient) {
+  std::string ad(16, '\0');
+  for (int i = 0; i < 8; ++i) ad[static_cast<size_t>(i)] = static_cast<char>(round_id >> (8 * i));
+  for (int i = 0; i < 4; ++i) ad[static_cast<size_t>(8 + i)] = static_cast<char>(sender >> (8 * i));
+  for (int i = 0; i < 4; ++i) ad[static_cast<size_t>(12 + i)] = static_cast<char>(recipient >> (8 * i));
+  return ad;
+}
+}  // namespace
+
+Sealed SealShare(const SecretKey& key, std::string_view plaintext, uint64_t round_id, uint32_t sender,
+                 uint32_t recipient, Random& rng) {
+  Sealed s;
+  s.nonce.resize(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+  rng.Fill(std::span(reinterpret_cast<uint8_t*>(s.nonce.data()), s.nonce.size()));
+  s.ciphertext.resize(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
+  const std::string ad = AssociatedData(round_id, sender, recipient);
+  unsigned long long len = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(
+      reinterpret_cast<uint8_t*>(s.ciphertext.data()), &len, reinterpret_cast<const uint8_t*>(plaintext.data()),
+      plaintext.size(), reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), nullptr,
+      reinterpret_cast<const uint8_t*>(s.nonce.data()), key.bytes.data());
+  s.ciphertext.resize(len);
+  return s;
+}
+
+absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed, uint64_t round_id,
+                                      uint32_t sender, uint32_t recipient) {
+  if (sealed.nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES ||
+      sealed.ciphertext.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES || sealed.ciphertext.size() > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed encrypted share from client ", sender));
+  }
+  std::string plain(sealed.ciphertext.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
+  const std::string ad = AssociatedData(round_id, sender, recipient);
+  unsigned long long len = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          reinterpret_cast<uint8_t*>(plain.data()), &len, nullptr,
+          reinterpret_cast<const uint8_t*>(sealed.ciphertext.data()), sealed.ciphertext.size(),
+          reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), reinterpret_cast<const uint8_t*>(sealed.nonce.data()),
+          key.bytes.data()) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("share from client ", sender,
+                                                   " failed authentication (tampered, or another round or recipient)"));
+  }
+  plain.resize(len);
+  return plain;
+}
+
+void AddMask(const SecretKey& seed, int sign, int bits, std::span<uint32_t> values) {
+  constexpr size_t kChunk = 4096;  // words per keystream call
+  const uint32_t mask = bits == 32 ? ~uint32_t{0} : (uint32_t{1} << bits) - 1;
+  std::array<uint8_t, crypto_stream_chacha20_ietf_NONCEBYTES> nonce{};
+  std::vector<uint32_t> stream(kChunk);
+  for (size_t first = 0; first < values.size(); first += kChunk) {
+    const size_t n = std::min(kChunk, values.size() - first);
+    std::memset(stream.data(), 0, n * 4);
+    // Block counter = first / 16 words per 64-byte block continues one stream.
+    crypto_stream_chacha20_ietf_xor_ic(reinterpret_cast<uint8_t*>(stream.data()),
+                                       reinterpret_cast<uint8_t*>(stream.data()), n * 4, nonce.data(),
+                                       static_cast<uint32_t>(first / 16), seed.bytes.data());
+    uint32_t* v = values.data() + first;
+    if (sign > 0) {
+      for (size_t i = 0; i < n; ++i) v[i] = (v[i] + stream[i]) & mask;
+    } else {
+      for (size_t i = 0; i < n; ++i) v[i] = (v[i] - stream[i]) & mask;
+    }
+  }
+  sodium_memzero(stream.data(), stream.size() * 4);
+}
+
+}  // namespace internal
+}  // namespace tinyfed::secagg
