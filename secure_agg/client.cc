@@ -122,8 +122,8 @@ absl::StatusOr<v1::SecAggClientMessage> Client::Handle(const v1::SecAggServerMes
     s.rng->Fill(seed.bytes);
     std::vector<uint64_t> points;
     for (const auto& [v, _] : keys) points.push_back(uint64_t{v} + 1);
-    const auto key_shares = internal::SplitSecret(s.masking.secret, t, points, *s.rng);
-    const auto seed_shares = internal::SplitSecret(seed, t, points, *s.rng);
+    auto key_shares = internal::SplitSecret(s.masking.secret, t, points, *s.rng);
+    auto seed_shares = internal::SplitSecret(seed, t, points, *s.rng);
     auto* resp = out.mutable_share_keys();
     size_t i = 0;
     for (const auto& [v, nk] : keys) {
@@ -139,6 +139,9 @@ absl::StatusOr<v1::SecAggClientMessage> Client::Handle(const v1::SecAggServerMes
       share->set_nonce(sealed.nonce);
       share->set_ciphertext(sealed.ciphertext);
       ++i;
+    }
+    for (auto* shares : {&key_shares, &seed_shares}) {
+      for (auto& share : *shares) sodium_memzero(share.data(), share.size());
     }
     s.neighbor_keys = std::move(keys);
     s.self_mask_seed = seed;

@@ -22,6 +22,15 @@ struct Server::State {
   std::map<uint32_t, std::map<uint32_t, std::string>> masking_key_shares;  // owner -> holder -> share
   std::set<uint32_t> unmasked;                                       // responders in round 3
   std::vector<uint32_t> result;
+
+  void WipeShares() {
+    for (auto* by_owner : {&self_mask_shares, &masking_key_shares}) {
+      for (auto& [owner, by_holder] : *by_owner)
+        for (auto& [holder, share] : by_holder) sodium_memzero(share.data(), share.size());
+      by_owner->clear();
+    }
+  }
+  ~State() { WipeShares(); }
 };
 
 Server::Server(const SecAggParams& params, int min_survivors)
@@ -148,6 +157,7 @@ absl::StatusOr<std::vector<v1::SecAggServerMessage>> Server::AdvancePhase() {
   auto abort = [&](std::string why) {
     s.phase = ServerPhase::kAborted;
     s.sum.clear();
+    s.WipeShares();
     return absl::AbortedError(absl::StrCat("secure aggregation round ", c.round_id, " aborted: ", why));
   };
   auto enough = [&](size_t count) { return static_cast<int>(count) >= min_survivors_; };
@@ -262,8 +272,7 @@ absl::Status Server::Finish() {
     }
   }
   s.result = std::move(sum);
-  s.self_mask_shares.clear();
-  s.masking_key_shares.clear();
+  s.WipeShares();
   return absl::OkStatus();
 }
 

@@ -131,25 +131,41 @@ absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed
 }
 
 void AddMask(const SecretKey& seed, int sign, int bits, std::span<uint32_t> values) {
-  constexpr size_t kChunk = 4096;  // words per keystream call
+  constexpr size_t kChunk = 4096;  // values per keystream call; chunk bytes stay a multiple of 64
+  const size_t width = static_cast<size_t>((bits + 7) / 8);  // keystream bytes per value
   const uint32_t mask = bits == 32 ? ~uint32_t{0} : (uint32_t{1} << bits) - 1;
   std::array<uint8_t, crypto_stream_chacha20_ietf_NONCEBYTES> nonce{};
-  std::vector<uint32_t> stream(kChunk);
+  std::vector<uint8_t> stream(kChunk * width);
   for (size_t first = 0; first < values.size(); first += kChunk) {
     const size_t n = std::min(kChunk, values.size() - first);
-    std::memset(stream.data(), 0, n * 4);
-    // Block counter = first / 16 words per 64-byte block continues one stream.
-    crypto_stream_chacha20_ietf_xor_ic(reinterpret_cast<uint8_t*>(stream.data()),
-                                       reinterpret_cast<uint8_t*>(stream.data()), n * 4, nonce.data(),
-                                       static_cast<uint32_t>(first / 16), seed.bytes.data());
+    std::memset(stream.data(), 0, n * width);
+    // One continuous stream: the block counter is the chunk's byte offset / 64.
+    crypto_stream_chacha20_ietf_xor_ic(stream.data(), stream.data(), n * width, nonce.data(),
+                                       static_cast<uint32_t>(first * width / 64), seed.bytes.data());
     uint32_t* v = values.data() + first;
-    if (sign > 0) {
-      for (size_t i = 0; i < n; ++i) v[i] = (v[i] + stream[i]) & mask;
-    } else {
-      for (size_t i = 0; i < n; ++i) v[i] = (v[i] - stream[i]) & mask;
+    const uint8_t* b = stream.data();
+    // Fixed-width loops so the compiler vectorizes them (little-endian reads).
+    auto apply = [&](auto read) {
+      if (sign > 0) {
+        for (size_t i = 0; i < n; ++i) v[i] = (v[i] + read(i)) & mask;
+      } else {
+        for (size_t i = 0; i < n; ++i) v[i] = (v[i] - read(i)) & mask;
+      }
+    };
+    switch (width) {
+      case 1: apply([&](size_t i) { return uint32_t{b[i]}; }); break;
+      case 2: apply([&](size_t i) { return uint32_t{b[2 * i]} | uint32_t{b[2 * i + 1]} << 8; }); break;
+      case 3:
+        apply([&](size_t i) { return uint32_t{b[3 * i]} | uint32_t{b[3 * i + 1]} << 8 | uint32_t{b[3 * i + 2]} << 16; });
+        break;
+      default:
+        apply([&](size_t i) {
+          return uint32_t{b[4 * i]} | uint32_t{b[4 * i + 1]} << 8 | uint32_t{b[4 * i + 2]} << 16 |
+                 uint32_t{b[4 * i + 3]} << 24;
+        });
     }
   }
-  sodium_memzero(stream.data(), stream.size() * 4);
+  sodium_memzero(stream.data(), stream.size());
 }
 
 }  // namespace internal

@@ -59,8 +59,10 @@ absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed
                                       uint32_t sender, uint32_t recipient);
 
 // Adds sign * PRG(seed) to `values` modulo 2^bits (sign is +1 or -1). The
-// PRG is ChaCha20 (IETF, zero nonce) read as little-endian 32-bit words,
-// each masked to `bits`: uniform in Z_{2^bits} because 2^bits divides 2^32.
+// PRG is ChaCha20 (IETF, zero nonce) read as consecutive little-endian
+// values of ceil(bits / 8) bytes, each masked to `bits`: uniform in
+// Z_{2^bits} because 2^bits divides 2^(8 ceil(bits / 8)), and no more
+// keystream than the width needs (half of it for 16-bit sums).
 void AddMask(const SecretKey& seed, int sign, int bits, std::span<uint32_t> values);
 
 }  // namespace tinyfed::secagg::internal
