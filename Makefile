@@ -43,6 +43,9 @@ bench:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTINYFED_BUILD_BENCHMARKS=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	@bench/run_models_bench.sh $(BUILD)
+	$(BUILD)/bench/dp_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+	  --benchmark_out=$(BUILD)/bench/dp_bench.json --benchmark_out_format=json
+	$(BUILD)/bench/secagg_bench --benchmark_out=$(BUILD)/bench/secagg_bench.json --benchmark_out_format=json
 
 fuzz-build: deps
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
