@@ -22,6 +22,7 @@ struct Client::State {
   internal::KeyPair encryption, masking;
   SecretKey self_mask_seed;
   std::map<uint32_t, v1::NeighborKeys> neighbor_keys;  // after round 1
+  std::map<uint32_t, SecretKey> share_keys;           // agreed in round 1, reused in round 2
   // After round 2: shares others gave me, keyed by owner.
   struct HeldShares {
     std::string masking_key_share;
@@ -125,11 +126,13 @@ absl::StatusOr<v1::SecAggClientMessage> Client::Handle(const v1::SecAggServerMes
     auto key_shares = internal::SplitSecret(s.masking.secret, t, points, *s.rng);
     auto seed_shares = internal::SplitSecret(seed, t, points, *s.rng);
     auto* resp = out.mutable_share_keys();
+    std::map<uint32_t, SecretKey> share_keys;
     size_t i = 0;
     for (const auto& [v, nk] : keys) {
       auto k = internal::AgreeKey(s.encryption.secret, internal::FromBytes(nk.encryption_public_key()),
                                   internal::Purpose::kShareEncryption, round, id_, v);
       if (!k.ok()) return k.status();
+      share_keys[v] = *k;
       std::string plain = key_shares[i] + seed_shares[i];
       const internal::Sealed sealed = internal::SealShare(*k, plain, round, id_, v, *s.rng);
       sodium_memzero(plain.data(), plain.size());
@@ -144,6 +147,7 @@ absl::StatusOr<v1::SecAggClientMessage> Client::Handle(const v1::SecAggServerMes
       for (auto& share : *shares) sodium_memzero(share.data(), share.size());
     }
     s.neighbor_keys = std::move(keys);
+    s.share_keys = std::move(share_keys);
     s.self_mask_seed = seed;
     s.phase = ClientPhase::kMaskedInput;
     return out;
@@ -160,10 +164,8 @@ absl::StatusOr<v1::SecAggClientMessage> Client::Handle(const v1::SecAggServerMes
       if (held.count(share.sender())) {
         return absl::InvalidArgumentError(absl::StrCat("two shares from client ", share.sender()));
       }
-      auto k = internal::AgreeKey(s.encryption.secret, internal::FromBytes(it->second.encryption_public_key()),
-                                  internal::Purpose::kShareEncryption, round, id_, share.sender());
-      if (!k.ok()) return k.status();
-      auto plain = internal::OpenShare(*k, {share.nonce(), share.ciphertext()}, round, share.sender(), id_);
+      auto plain = internal::OpenShare(s.share_keys[share.sender()], {share.nonce(), share.ciphertext()}, round,
+                                       share.sender(), id_);
       if (!plain.ok()) return plain.status();
       if (plain->size() != 2 * internal::kShareBytes) {
         return absl::InvalidArgumentError(absl::StrCat("share from client ", share.sender(), " has the wrong size"));
@@ -184,6 +186,7 @@ absl::StatusOr<v1::SecAggClientMessage> Client::Handle(const v1::SecAggServerMes
     }
     out.mutable_masked_input()->set_masked_input(proto::PackBits(y, bits));
     s.held = std::move(held);
+    s.share_keys.clear();  // SecretKey wipes itself
     sodium_memzero(s.input.data(), s.input.size() * sizeof(uint32_t));
     s.phase = ClientPhase::kUnmasking;
     return out;
