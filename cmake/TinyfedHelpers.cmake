@@ -5,6 +5,10 @@ set(TINYFED_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
     -Wcast-align -Wunused -Woverloaded-virtual -Werror)
 # GCC 12 at -O3 reports std::string concatenation in libstdc++ as an
 # overlapping memcpy (GCC bug 105329, a false positive).
+# Clang checks the ABSL_GUARDED_BY annotations (the fuzz build in CI uses clang).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  list(APPEND TINYFED_WARNINGS -Wthread-safety)
+endif()
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
   list(APPEND TINYFED_WARNINGS -Wno-restrict)
 endif()

@@ -147,8 +147,9 @@ absl::Status PrivacyLedger::Charge(const PrivacyCharge& charge) {
   }
   absl::MutexLock lock(&mu_);
   if (auto s = Exec(db_, "BEGIN IMMEDIATE"); !s.ok()) return s;
-  auto rollback = [&](absl::Status s) {
-    Exec(db_, "ROLLBACK").IgnoreError();
+  sqlite3* const db = db_;  // the lambda runs only here, under the lock
+  auto rollback = [db](absl::Status s) {
+    Exec(db, "ROLLBACK").IgnoreError();
     return s;
   };
   {
