@@ -1,6 +1,8 @@
+// The client as one class per round (as fcp's secagg_client_state.h): each
+// state's transition is const, builds the next state and the reply, and the
+// facade swaps the state in only on success.
 #include "tinyfed/secure_agg/client.h"
 
-#include <algorithm>
 #include <map>
 #include <set>
 
@@ -12,26 +14,248 @@
 
 namespace tinyfed::secagg {
 
-using internal::Key;
 using internal::SecretKey;
 
-struct Client::State {
-  ClientPhase phase = ClientPhase::kAdvertise;
-  std::vector<uint32_t> input;
-  std::unique_ptr<Random> rng;
-  internal::KeyPair encryption, masking;
-  SecretKey self_mask_seed;
-  std::map<uint32_t, v1::NeighborKeys> neighbor_keys;  // after round 1
-  std::map<uint32_t, SecretKey> share_keys;           // agreed in round 1, reused in round 2
-  // After round 2: shares others gave me, keyed by owner.
-  struct HeldShares {
-    std::string masking_key_share;
-    std::string self_mask_share;
+struct ClientContext {
+  const SecAggParams& params;
+  uint32_t id;
+  Random& rng;
+};
+
+class ClientState {
+ public:
+  struct Transition {
+    std::unique_ptr<ClientState> next;
+    v1::SecAggClientMessage reply;
   };
-  std::map<uint32_t, HeldShares> held;
+  virtual ~ClientState() = default;
+  virtual ClientPhase phase() const = 0;
+  virtual absl::StatusOr<Transition> AdvertiseKeys(const ClientContext& c) const { return WrongPhase(c); }
+  virtual absl::StatusOr<Transition> Handle(const ClientContext& c, const v1::SecAggServerMessage&) const {
+    return WrongPhase(c);
+  }
+
+ protected:
+  absl::Status WrongPhase(const ClientContext& c) const {
+    return absl::FailedPreconditionError(absl::StrCat("client ", c.id, " cannot do that in phase ",
+                                                      static_cast<int>(phase())));
+  }
+  static v1::SecAggClientMessage Reply(const ClientContext& c) {
+    v1::SecAggClientMessage m;
+    m.set_round_id(c.params.config().round_id);
+    m.set_sender(c.id);
+    return m;
+  }
 };
 
 namespace {
+
+struct HeldShares {
+  std::string masking_key_share;
+  std::string self_mask_share;
+  ~HeldShares() {
+    sodium_memzero(masking_key_share.data(), masking_key_share.size());
+    sodium_memzero(self_mask_share.data(), self_mask_share.size());
+  }
+};
+
+class DoneState : public ClientState {
+ public:
+  ClientPhase phase() const override { return ClientPhase::kDone; }
+};
+
+// Round 3: reveal, for each neighbor whose shares this client holds, the
+// self-mask share if it survived or the masking-key share if it dropped.
+class UnmaskingState : public ClientState {
+ public:
+  explicit UnmaskingState(std::map<uint32_t, HeldShares> held) : held_(std::move(held)) {}
+  ClientPhase phase() const override { return ClientPhase::kUnmasking; }
+  absl::StatusOr<Transition> Handle(const ClientContext& c, const v1::SecAggServerMessage& m) const override {
+    if (!m.has_unmasking()) return WrongPhase(c);
+    const auto& req = m.unmasking();
+    std::set<uint32_t> survivors, dropped;
+    for (uint32_t u : req.survivors()) {
+      if (!survivors.insert(u).second) return absl::InvalidArgumentError(absl::StrCat("survivor ", u, " listed twice"));
+    }
+    for (uint32_t u : req.dropped()) {
+      if (survivors.count(u) || !dropped.insert(u).second) {
+        return absl::InvalidArgumentError(absl::StrCat("client ", u, " is listed as both survivor and dropped, or twice"));
+      }
+    }
+    const int t = c.params.threshold();
+    if (static_cast<int>(survivors.size()) < t) {
+      return absl::FailedPreconditionError(absl::StrCat("unmasking request names ", survivors.size(),
+                                                        " survivors, fewer than the threshold ", t));
+    }
+    if (!survivors.count(c.id)) {
+      return absl::InvalidArgumentError(absl::StrCat("client ", c.id, " sent its masked input but is not a survivor"));
+    }
+    Transition tr{std::make_unique<DoneState>(), Reply(c)};
+    auto* resp = tr.reply.mutable_unmasking();
+    for (const auto& [owner, shares] : held_) {
+      if (survivors.count(owner)) {
+        auto* r = resp->add_self_mask_shares();
+        r->set_owner(owner);
+        r->set_share(shares.self_mask_share);
+      } else if (dropped.count(owner)) {
+        auto* r = resp->add_masking_key_shares();
+        r->set_owner(owner);
+        r->set_share(shares.masking_key_share);
+      }
+    }
+    return tr;
+  }
+
+ private:
+  const std::map<uint32_t, HeldShares> held_;
+};
+
+// Round 2: open the shares neighbors sent and send the masked input.
+class MaskedInputState : public ClientState {
+ public:
+  MaskedInputState(std::vector<uint32_t> input, SecretKey masking_secret, SecretKey self_mask_seed,
+                   std::map<uint32_t, v1::NeighborKeys> neighbors, std::map<uint32_t, SecretKey> share_keys)
+      : input_(std::move(input)),
+        masking_secret_(std::move(masking_secret)),
+        self_mask_seed_(std::move(self_mask_seed)),
+        neighbors_(std::move(neighbors)),
+        share_keys_(std::move(share_keys)) {}
+  ~MaskedInputState() override { sodium_memzero(input_.data(), input_.size() * sizeof(uint32_t)); }
+  ClientPhase phase() const override { return ClientPhase::kMaskedInput; }
+
+  absl::StatusOr<Transition> Handle(const ClientContext& c, const v1::SecAggServerMessage& m) const override {
+    if (!m.has_masked_input()) return WrongPhase(c);
+    const uint64_t round = c.params.config().round_id;
+    std::map<uint32_t, HeldShares> held;
+    for (const auto& share : m.masked_input().shares()) {
+      const auto key = share_keys_.find(share.sender());
+      if (key == share_keys_.end() || share.recipient() != c.id) {
+        return absl::InvalidArgumentError(absl::StrCat("share from client ", share.sender(), " to client ",
+                                                       share.recipient(), " is not for this client from a neighbor"));
+      }
+      if (held.count(share.sender())) return absl::InvalidArgumentError(absl::StrCat("two shares from client ", share.sender()));
+      auto plain = internal::OpenShare(key->second, {share.nonce(), share.ciphertext()}, round, share.sender(), c.id);
+      if (!plain.ok()) return plain.status();
+      if (plain->size() != 2 * internal::kShareBytes) {
+        return absl::InvalidArgumentError(absl::StrCat("share from client ", share.sender(), " has the wrong size"));
+      }
+      auto& h = held[share.sender()];
+      h.masking_key_share = plain->substr(0, internal::kShareBytes);
+      h.self_mask_share = plain->substr(internal::kShareBytes);
+      sodium_memzero(plain->data(), plain->size());
+    }
+    // input + PRG(self seed) + sum over neighbors that shared of +-PRG(pairwise
+    // key), + when this client's id is the smaller of the pair.
+    std::vector<uint32_t> y = input_;
+    const int bits = c.params.config().bits;
+    internal::AddMask(self_mask_seed_, +1, bits, y);
+    for (const auto& [v, _] : held) {
+      auto pairwise = internal::AgreeKey(masking_secret_, internal::FromBytes(neighbors_.at(v).masking_public_key()),
+                                         internal::Purpose::kPairwiseMask, round, c.id, v);
+      if (!pairwise.ok()) return pairwise.status();
+      internal::AddMask(*pairwise, c.id < v ? +1 : -1, bits, y);
+    }
+    Transition tr{nullptr, Reply(c)};
+    tr.reply.mutable_masked_input()->set_masked_input(proto::PackBits(y, bits));
+    tr.next = std::make_unique<UnmaskingState>(std::move(held));
+    return tr;
+  }
+
+ private:
+  std::vector<uint32_t> input_;
+  const SecretKey masking_secret_, self_mask_seed_;
+  const std::map<uint32_t, v1::NeighborKeys> neighbors_;
+  const std::map<uint32_t, SecretKey> share_keys_;
+};
+
+// Round 1: share the masking key and a fresh self-mask seed t-of-k among the
+// neighbors that advertised, each share encrypted for its recipient.
+class ShareKeysState : public ClientState {
+ public:
+  ShareKeysState(std::vector<uint32_t> input, internal::KeyPair encryption, internal::KeyPair masking)
+      : input_(std::move(input)), encryption_(std::move(encryption)), masking_(std::move(masking)) {}
+  ~ShareKeysState() override { sodium_memzero(input_.data(), input_.size() * sizeof(uint32_t)); }
+  ClientPhase phase() const override { return ClientPhase::kShareKeys; }
+
+  absl::StatusOr<Transition> Handle(const ClientContext& c, const v1::SecAggServerMessage& m) const override {
+    if (!m.has_share_keys()) return WrongPhase(c);
+    const uint64_t round = c.params.config().round_id;
+    const int t = c.params.threshold();
+    std::map<uint32_t, v1::NeighborKeys> keys;
+    for (const auto& nk : m.share_keys().neighbors()) {
+      if (!c.params.AreNeighbors(c.id, nk.id())) {
+        return absl::InvalidArgumentError(absl::StrCat("client ", nk.id(), " is not a neighbor of client ", c.id));
+      }
+      if (nk.encryption_public_key().size() != 32 || nk.masking_public_key().size() != 32) {
+        return absl::InvalidArgumentError(absl::StrCat("keys of client ", nk.id(), " are not 32 bytes"));
+      }
+      if (!keys.emplace(nk.id(), nk).second) return absl::InvalidArgumentError(absl::StrCat("client ", nk.id(), " listed twice"));
+    }
+    if (static_cast<int>(keys.size()) < t) {
+      return absl::FailedPreconditionError(absl::StrCat("only ", keys.size(), " neighbors advertised keys; sharing needs ", t));
+    }
+    SecretKey seed;
+    c.rng.Fill(seed.bytes);
+    std::vector<uint64_t> points;
+    for (const auto& [v, _] : keys) points.push_back(uint64_t{v} + 1);
+    auto key_shares = internal::SplitSecret(masking_.secret, t, points, c.rng);
+    auto seed_shares = internal::SplitSecret(seed, t, points, c.rng);
+    Transition tr{nullptr, Reply(c)};
+    auto* resp = tr.reply.mutable_share_keys();
+    std::map<uint32_t, SecretKey> share_keys;
+    absl::Status status;
+    size_t i = 0;
+    for (const auto& [v, nk] : keys) {
+      auto k = internal::AgreeKey(encryption_.secret, internal::FromBytes(nk.encryption_public_key()),
+                                  internal::Purpose::kShareEncryption, round, c.id, v);
+      if (!k.ok()) {
+        status = k.status();
+        break;
+      }
+      std::string plain = key_shares[i] + seed_shares[i];
+      const internal::Sealed sealed = internal::SealShare(*k, plain, round, c.id, v, c.rng);
+      sodium_memzero(plain.data(), plain.size());
+      share_keys[v] = *k;
+      auto* share = resp->add_shares();
+      share->set_sender(c.id);
+      share->set_recipient(v);
+      share->set_nonce(sealed.nonce);
+      share->set_ciphertext(sealed.ciphertext);
+      ++i;
+    }
+    for (auto* shares : {&key_shares, &seed_shares}) {
+      for (auto& share : *shares) sodium_memzero(share.data(), share.size());
+    }
+    if (!status.ok()) return status;
+    tr.next = std::make_unique<MaskedInputState>(input_, masking_.secret, std::move(seed), std::move(keys),
+                                                 std::move(share_keys));
+    return tr;
+  }
+
+ private:
+  std::vector<uint32_t> input_;
+  const internal::KeyPair encryption_, masking_;
+};
+
+// Round 0: advertise the two public keys.
+class AdvertiseState : public ClientState {
+ public:
+  AdvertiseState(std::vector<uint32_t> input, internal::KeyPair encryption, internal::KeyPair masking)
+      : input_(std::move(input)), encryption_(std::move(encryption)), masking_(std::move(masking)) {}
+  ~AdvertiseState() override { sodium_memzero(input_.data(), input_.size() * sizeof(uint32_t)); }
+  ClientPhase phase() const override { return ClientPhase::kAdvertise; }
+  absl::StatusOr<Transition> AdvertiseKeys(const ClientContext& c) const override {
+    Transition tr{std::make_unique<ShareKeysState>(input_, encryption_, masking_), Reply(c)};
+    auto* adv = tr.reply.mutable_advertise_keys();
+    adv->set_encryption_public_key(internal::ToBytes(encryption_.public_key));
+    adv->set_masking_public_key(internal::ToBytes(masking_.public_key));
+    return tr;
+  }
+
+ private:
+  std::vector<uint32_t> input_;
+  const internal::KeyPair encryption_, masking_;
+};
 
 absl::Status CheckAddressing(const SecAggParams& params, uint32_t id, const v1::SecAggServerMessage& m) {
   if (m.round_id() != params.config().round_id) {
@@ -46,8 +270,8 @@ absl::Status CheckAddressing(const SecAggParams& params, uint32_t id, const v1::
 
 }  // namespace
 
-Client::Client(const SecAggParams& params, uint32_t id, std::unique_ptr<State> state)
-    : params_(params), id_(id), state_(std::move(state)) {}
+Client::Client(const SecAggParams& params, uint32_t id, std::unique_ptr<Random> rng, std::unique_ptr<ClientState> state)
+    : params_(params), id_(id), rng_(std::move(rng)), state_(std::move(state)) {}
 
 Client::~Client() = default;
 
@@ -64,178 +288,32 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const SecAggParams& param
   for (uint32_t v : input) {
     if (v >= limit) return absl::InvalidArgumentError(absl::StrCat("input value ", v, " is not below 2^", c.bits));
   }
-  auto state = std::make_unique<State>();
-  state->input = std::move(input);
-  state->rng = std::move(rng);
-  state->encryption = internal::GenerateKeyPair(*state->rng);
-  state->masking = internal::GenerateKeyPair(*state->rng);
-  return std::unique_ptr<Client>(new Client(params, id, std::move(state)));
+  auto encryption = internal::GenerateKeyPair(*rng);
+  auto masking = internal::GenerateKeyPair(*rng);
+  auto state = std::make_unique<AdvertiseState>(std::move(input), std::move(encryption), std::move(masking));
+  return std::unique_ptr<Client>(new Client(params, id, std::move(rng), std::move(state)));
 }
 
 ClientPhase Client::phase() const {
   absl::MutexLock lock(&mu_);
-  return state_->phase;
+  return state_->phase();
 }
 
 absl::StatusOr<v1::SecAggClientMessage> Client::AdvertiseKeys() {
   absl::MutexLock lock(&mu_);
-  if (state_->phase != ClientPhase::kAdvertise) {
-    return absl::FailedPreconditionError(absl::StrCat("client ", id_, " already advertised its keys"));
-  }
-  v1::SecAggClientMessage out;
-  out.set_round_id(params_.config().round_id);
-  out.set_sender(id_);
-  auto* adv = out.mutable_advertise_keys();
-  adv->set_encryption_public_key(internal::ToBytes(state_->encryption.public_key));
-  adv->set_masking_public_key(internal::ToBytes(state_->masking.public_key));
-  state_->phase = ClientPhase::kShareKeys;
-  return out;
+  auto tr = state_->AdvertiseKeys(ClientContext{params_, id_, *rng_});
+  if (!tr.ok()) return tr.status();
+  state_ = std::move(tr->next);
+  return std::move(tr->reply);
 }
 
 absl::StatusOr<v1::SecAggClientMessage> Client::Handle(const v1::SecAggServerMessage& m) {
   absl::MutexLock lock(&mu_);
-  State& s = *state_;
   if (auto st = CheckAddressing(params_, id_, m); !st.ok()) return st;
-  const uint64_t round = params_.config().round_id;
-  const int t = params_.threshold();
-  v1::SecAggClientMessage out;
-  out.set_round_id(round);
-  out.set_sender(id_);
-
-  if (m.has_share_keys() && s.phase == ClientPhase::kShareKeys) {
-    std::map<uint32_t, v1::NeighborKeys> keys;
-    for (const auto& nk : m.share_keys().neighbors()) {
-      if (!params_.AreNeighbors(id_, nk.id())) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", nk.id(), " is not a neighbor of client ", id_));
-      }
-      if (nk.encryption_public_key().size() != 32 || nk.masking_public_key().size() != 32) {
-        return absl::InvalidArgumentError(absl::StrCat("keys of client ", nk.id(), " are not 32 bytes"));
-      }
-      if (!keys.emplace(nk.id(), nk).second) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", nk.id(), " listed twice"));
-      }
-    }
-    if (static_cast<int>(keys.size()) < t) {
-      return absl::FailedPreconditionError(absl::StrCat("only ", keys.size(), " neighbors advertised keys; ",
-                                                        "sharing needs ", t));
-    }
-    SecretKey seed;
-    s.rng->Fill(seed.bytes);
-    std::vector<uint64_t> points;
-    for (const auto& [v, _] : keys) points.push_back(uint64_t{v} + 1);
-    auto key_shares = internal::SplitSecret(s.masking.secret, t, points, *s.rng);
-    auto seed_shares = internal::SplitSecret(seed, t, points, *s.rng);
-    auto* resp = out.mutable_share_keys();
-    std::map<uint32_t, SecretKey> share_keys;
-    size_t i = 0;
-    for (const auto& [v, nk] : keys) {
-      auto k = internal::AgreeKey(s.encryption.secret, internal::FromBytes(nk.encryption_public_key()),
-                                  internal::Purpose::kShareEncryption, round, id_, v);
-      if (!k.ok()) return k.status();
-      share_keys[v] = *k;
-      std::string plain = key_shares[i] + seed_shares[i];
-      const internal::Sealed sealed = internal::SealShare(*k, plain, round, id_, v, *s.rng);
-      sodium_memzero(plain.data(), plain.size());
-      auto* share = resp->add_shares();
-      share->set_sender(id_);
-      share->set_recipient(v);
-      share->set_nonce(sealed.nonce);
-      share->set_ciphertext(sealed.ciphertext);
-      ++i;
-    }
-    for (auto* shares : {&key_shares, &seed_shares}) {
-      for (auto& share : *shares) sodium_memzero(share.data(), share.size());
-    }
-    s.neighbor_keys = std::move(keys);
-    s.share_keys = std::move(share_keys);
-    s.self_mask_seed = seed;
-    s.phase = ClientPhase::kMaskedInput;
-    return out;
-  }
-
-  if (m.has_masked_input() && s.phase == ClientPhase::kMaskedInput) {
-    std::map<uint32_t, State::HeldShares> held;
-    for (const auto& share : m.masked_input().shares()) {
-      const auto it = s.neighbor_keys.find(share.sender());
-      if (it == s.neighbor_keys.end() || share.recipient() != id_) {
-        return absl::InvalidArgumentError(absl::StrCat("share from client ", share.sender(), " to client ",
-                                                       share.recipient(), " is not for this client from a neighbor"));
-      }
-      if (held.count(share.sender())) {
-        return absl::InvalidArgumentError(absl::StrCat("two shares from client ", share.sender()));
-      }
-      auto plain = internal::OpenShare(s.share_keys[share.sender()], {share.nonce(), share.ciphertext()}, round,
-                                       share.sender(), id_);
-      if (!plain.ok()) return plain.status();
-      if (plain->size() != 2 * internal::kShareBytes) {
-        return absl::InvalidArgumentError(absl::StrCat("share from client ", share.sender(), " has the wrong size"));
-      }
-      held[share.sender()] = {plain->substr(0, internal::kShareBytes), plain->substr(internal::kShareBytes)};
-      sodium_memzero(plain->data(), plain->size());
-    }
-    // Mask: input + PRG(self seed) + sum over neighbors that shared of
-    // +-PRG(pairwise key), + when this client's id is the smaller.
-    std::vector<uint32_t> y = s.input;
-    const int bits = params_.config().bits;
-    internal::AddMask(s.self_mask_seed, +1, bits, y);
-    for (const auto& [v, _] : held) {
-      auto pairwise = internal::AgreeKey(s.masking.secret, internal::FromBytes(s.neighbor_keys[v].masking_public_key()),
-                                         internal::Purpose::kPairwiseMask, round, id_, v);
-      if (!pairwise.ok()) return pairwise.status();
-      internal::AddMask(*pairwise, id_ < v ? +1 : -1, bits, y);
-    }
-    out.mutable_masked_input()->set_masked_input(proto::PackBits(y, bits));
-    s.held = std::move(held);
-    s.share_keys.clear();  // SecretKey wipes itself
-    sodium_memzero(s.input.data(), s.input.size() * sizeof(uint32_t));
-    s.phase = ClientPhase::kUnmasking;
-    return out;
-  }
-
-  if (m.has_unmasking() && s.phase == ClientPhase::kUnmasking) {
-    const auto& req = m.unmasking();
-    std::set<uint32_t> survivors, dropped;
-    for (uint32_t u : req.survivors()) {
-      if (!survivors.insert(u).second) return absl::InvalidArgumentError(absl::StrCat("survivor ", u, " listed twice"));
-    }
-    for (uint32_t u : req.dropped()) {
-      if (survivors.count(u) || !dropped.insert(u).second) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", u, " is listed as both survivor and dropped, or twice"));
-      }
-    }
-    if (static_cast<int>(survivors.size()) < t) {
-      return absl::FailedPreconditionError(absl::StrCat("unmasking request names ", survivors.size(),
-                                                        " survivors, fewer than the threshold ", t));
-    }
-    if (!survivors.count(id_)) {
-      return absl::InvalidArgumentError(absl::StrCat("client ", id_, " sent its masked input but is not a survivor"));
-    }
-    auto* resp = out.mutable_unmasking();
-    for (const auto& [owner, shares] : s.held) {
-      if (survivors.count(owner)) {
-        auto* r = resp->add_self_mask_shares();
-        r->set_owner(owner);
-        r->set_share(shares.self_mask_share);
-      } else if (dropped.count(owner)) {
-        auto* r = resp->add_masking_key_shares();
-        r->set_owner(owner);
-        r->set_share(shares.masking_key_share);
-      }
-    }
-    for (auto& [owner, shares] : s.held) {
-      sodium_memzero(shares.masking_key_share.data(), shares.masking_key_share.size());
-      sodium_memzero(shares.self_mask_share.data(), shares.self_mask_share.size());
-    }
-    s.held.clear();
-    s.masking.secret = SecretKey();
-    s.encryption.secret = SecretKey();
-    s.self_mask_seed = SecretKey();
-    s.phase = ClientPhase::kDone;
-    return out;
-  }
-
-  return absl::FailedPreconditionError(absl::StrCat("client ", id_, " cannot handle this message in phase ",
-                                                    static_cast<int>(s.phase)));
+  auto tr = state_->Handle(ClientContext{params_, id_, *rng_}, m);
+  if (!tr.ok()) return tr.status();
+  state_ = std::move(tr->next);
+  return std::move(tr->reply);
 }
 
 }  // namespace tinyfed::secagg

@@ -4,7 +4,9 @@
 //   send(client->AdvertiseKeys());                  // round 0
 //   for each server message m: send(client->Handle(m));  // rounds 1-3
 //
-// The client is a state machine (phase()). A message for another phase, round
+// The client is a state machine with one class per round (phase()); this
+// facade owns the current state and replaces it only when a transition
+// succeeds. A message for another phase, round
 // or recipient gets FAILED_PRECONDITION or INVALID_ARGUMENT and leaves the
 // state unchanged, so a retry with the right message still works. After
 // answering the unmasking request it is done: a second unmasking request is
@@ -30,6 +32,8 @@ namespace tinyfed::secagg {
 
 enum class ClientPhase { kAdvertise, kShareKeys, kMaskedInput, kUnmasking, kDone };
 
+class ClientState;  // one subclass per round, in client.cc
+
 class Client {
  public:
   // `input` holds vector_length values below 2^bits.
@@ -44,12 +48,12 @@ class Client {
   ClientPhase phase() const;
 
  private:
-  struct State;
-  Client(const SecAggParams& params, uint32_t id, std::unique_ptr<State> state);
+  Client(const SecAggParams& params, uint32_t id, std::unique_ptr<Random> rng, std::unique_ptr<ClientState> state);
   const SecAggParams params_;
   const uint32_t id_;
   mutable absl::Mutex mu_;
-  std::unique_ptr<State> state_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Random> rng_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<ClientState> state_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tinyfed::secagg
