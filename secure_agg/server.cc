@@ -1,3 +1,7 @@
+// The server as one class per round: each collects its round's messages
+// (Receive validates fully before it records anything) and Advance builds the
+// next round's state and requests. An ABORTED Advance moves the facade to the
+// aborted state.
 #include "tinyfed/secure_agg/server.h"
 
 #include <map>
@@ -11,30 +15,302 @@
 
 namespace tinyfed::secagg {
 
-struct Server::State {
-  ServerPhase phase = ServerPhase::kAdvertise;
-  std::map<uint32_t, v1::AdvertiseKeys> advertised;                  // U1
-  std::map<uint32_t, std::vector<v1::EncryptedShare>> shares_for;    // recipient -> shares
-  std::set<uint32_t> shared;                                         // U2
-  std::set<uint32_t> masked;                                         // U3
-  std::vector<uint32_t> sum;                                         // running sum of masked inputs
-  std::map<uint32_t, std::map<uint32_t, std::string>> self_mask_shares;    // owner -> holder -> share
-  std::map<uint32_t, std::map<uint32_t, std::string>> masking_key_shares;  // owner -> holder -> share
-  std::set<uint32_t> unmasked;                                       // responders in round 3
-  std::vector<uint32_t> result;
-
-  void WipeShares() {
-    for (auto* by_owner : {&self_mask_shares, &masking_key_shares}) {
-      for (auto& [owner, by_holder] : *by_owner)
-        for (auto& [holder, share] : by_holder) sodium_memzero(share.data(), share.size());
-      by_owner->clear();
-    }
-  }
-  ~State() { WipeShares(); }
+struct ServerContext {
+  const SecAggParams& params;
+  int min_survivors;
 };
 
+class ServerState {
+ public:
+  struct Transition {
+    std::unique_ptr<ServerState> next;
+    std::vector<v1::SecAggServerMessage> messages;
+  };
+  virtual ~ServerState() = default;
+  virtual ServerPhase phase() const = 0;
+  virtual absl::Status Receive(const ServerContext&, const v1::SecAggClientMessage& m) {
+    return absl::FailedPreconditionError(absl::StrCat("message from client ", m.sender(), " outside its phase (server phase ",
+                                                      static_cast<int>(phase()), ")"));
+  }
+  virtual absl::StatusOr<Transition> Advance(const ServerContext&) {
+    return absl::FailedPreconditionError("the secure aggregation round is over");
+  }
+  virtual const std::vector<uint32_t>* result() const { return nullptr; }
+  virtual std::vector<uint32_t> survivors() const { return {}; }
+
+ protected:
+  static v1::SecAggServerMessage MessageFor(const ServerContext& c, uint32_t v) {
+    v1::SecAggServerMessage m;
+    m.set_round_id(c.params.config().round_id);
+    m.set_recipient(v);
+    return m;
+  }
+  static absl::Status TooFew(const ServerContext& c, size_t count, const char* what) {
+    return absl::AbortedError(absl::StrCat(count, " clients ", what, ", fewer than ", c.min_survivors));
+  }
+  static absl::Status Duplicate(const char* what, uint32_t u) {
+    return absl::InvalidArgumentError(absl::StrCat("duplicate ", what, " from client ", u));
+  }
+};
+
+namespace {
+
+using Advertised = std::map<uint32_t, v1::AdvertiseKeys>;
+using SharesByOwner = std::map<uint32_t, std::map<uint32_t, std::string>>;  // owner -> holder -> share
+
+void Wipe(SharesByOwner& shares) {
+  for (auto& [owner, by_holder] : shares)
+    for (auto& [holder, share] : by_holder) sodium_memzero(share.data(), share.size());
+  shares.clear();
+}
+
+class AbortedState : public ServerState {
+ public:
+  ServerPhase phase() const override { return ServerPhase::kAborted; }
+};
+
+class DoneState : public ServerState {
+ public:
+  DoneState(std::vector<uint32_t> result, std::set<uint32_t> survivors)
+      : result_(std::move(result)), survivors_(std::move(survivors)) {}
+  ServerPhase phase() const override { return ServerPhase::kDone; }
+  const std::vector<uint32_t>* result() const override { return &result_; }
+  std::vector<uint32_t> survivors() const override { return {survivors_.begin(), survivors_.end()}; }
+
+ private:
+  std::vector<uint32_t> result_;
+  std::set<uint32_t> survivors_;
+};
+
+// Round 3: collect shares, then rebuild and remove the masks.
+class UnmaskingState : public ServerState {
+ public:
+  UnmaskingState(Advertised advertised, std::set<uint32_t> shared, std::set<uint32_t> masked, std::vector<uint32_t> sum)
+      : advertised_(std::move(advertised)), shared_(std::move(shared)), masked_(std::move(masked)), sum_(std::move(sum)) {}
+  ~UnmaskingState() override {
+    Wipe(self_mask_shares_);
+    Wipe(masking_key_shares_);
+  }
+  ServerPhase phase() const override { return ServerPhase::kUnmasking; }
+
+  absl::Status Receive(const ServerContext& c, const v1::SecAggClientMessage& m) override {
+    const uint32_t u = m.sender();
+    if (!m.has_unmasking() || !masked_.count(u)) return ServerState::Receive(c, m);
+    if (unmasked_.count(u)) return Duplicate("unmasking response", u);
+    const auto& r = m.unmasking();
+    std::set<uint32_t> owners;
+    for (const auto& share : r.self_mask_shares()) {
+      if (!masked_.count(share.owner()) || !c.params.AreNeighbors(u, share.owner()) ||
+          share.share().size() != internal::kShareBytes || !owners.insert(share.owner()).second) {
+        return absl::InvalidArgumentError(absl::StrCat("bad self-mask share from client ", u, " for client ", share.owner()));
+      }
+    }
+    for (const auto& share : r.masking_key_shares()) {
+      const bool dropped = shared_.count(share.owner()) && !masked_.count(share.owner());
+      if (!dropped || !c.params.AreNeighbors(u, share.owner()) || share.share().size() != internal::kShareBytes ||
+          !owners.insert(share.owner()).second) {
+        return absl::InvalidArgumentError(absl::StrCat("bad masking-key share from client ", u, " for client ",
+                                                       share.owner()));
+      }
+    }
+    for (const auto& share : r.self_mask_shares()) self_mask_shares_[share.owner()][u] = share.share();
+    for (const auto& share : r.masking_key_shares()) masking_key_shares_[share.owner()][u] = share.share();
+    unmasked_.insert(u);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Transition> Advance(const ServerContext& c) override {
+    const auto& config = c.params.config();
+    const int t = c.params.threshold();
+    auto combine = [&](uint32_t owner, const SharesByOwner& all, const char* what) -> absl::StatusOr<internal::SecretKey> {
+      const auto it = all.find(owner);
+      const size_t have = it == all.end() ? 0 : it->second.size();
+      if (static_cast<int>(have) < t) {
+        return absl::AbortedError(absl::StrCat("the ", what, " of client ", owner, " has ", have, " shares, needs ", t));
+      }
+      std::vector<uint64_t> points;
+      std::vector<std::string> shares;
+      for (const auto& [holder, share] : it->second) {
+        points.push_back(uint64_t{holder} + 1);
+        shares.push_back(share);
+      }
+      auto key = internal::CombineShares(points, shares, t);
+      for (auto& share : shares) sodium_memzero(share.data(), share.size());
+      if (!key.ok()) return absl::AbortedError(key.status().message());
+      return key;
+    };
+    // Remove each survivor's self mask.
+    for (uint32_t u : masked_) {
+      auto seed = combine(u, self_mask_shares_, "self mask");
+      if (!seed.ok()) return seed.status();
+      internal::AddMask(*seed, -1, config.bits, sum_);
+    }
+    // For each dropped client, remove the pairwise masks its surviving
+    // neighbors added with it.
+    for (uint32_t v : shared_) {
+      if (masked_.count(v)) continue;
+      auto key = combine(v, masking_key_shares_, "masking key");
+      if (!key.ok()) return key.status();
+      if (internal::PublicKeyOf(*key) != internal::FromBytes(advertised_[v].masking_public_key())) {
+        return absl::AbortedError(absl::StrCat("reconstructed masking key of client ", v,
+                                               " does not match its advertised key (bad shares)"));
+      }
+      for (uint32_t w : c.params.Neighbors(v)) {
+        if (!masked_.count(w)) continue;
+        auto pairwise = internal::AgreeKey(*key, internal::FromBytes(advertised_[w].masking_public_key()),
+                                           internal::Purpose::kPairwiseMask, config.round_id, v, w);
+        if (!pairwise.ok()) return absl::AbortedError(pairwise.status().message());
+        internal::AddMask(*pairwise, w < v ? -1 : +1, config.bits, sum_);  // undo w's +-PRG
+      }
+    }
+    return Transition{std::make_unique<DoneState>(std::move(sum_), std::move(masked_)), {}};
+  }
+
+ private:
+  Advertised advertised_;
+  const std::set<uint32_t> shared_;
+  std::set<uint32_t> masked_;
+  std::vector<uint32_t> sum_;
+  SharesByOwner self_mask_shares_, masking_key_shares_;
+  std::set<uint32_t> unmasked_;
+};
+
+// Round 2: add up masked inputs as they arrive (never n vectors in memory).
+class MaskedInputState : public ServerState {
+ public:
+  MaskedInputState(Advertised advertised, std::set<uint32_t> shared, size_t length)
+      : advertised_(std::move(advertised)), shared_(std::move(shared)), sum_(length, 0) {}
+  ServerPhase phase() const override { return ServerPhase::kMaskedInput; }
+
+  absl::Status Receive(const ServerContext& c, const v1::SecAggClientMessage& m) override {
+    const uint32_t u = m.sender();
+    if (!m.has_masked_input() || !shared_.count(u)) return ServerState::Receive(c, m);
+    if (masked_.count(u)) return Duplicate("masked input", u);
+    const auto& config = c.params.config();
+    auto y = proto::UnpackBits(m.masked_input().masked_input(), config.bits, config.vector_length);
+    if (!y.ok()) return absl::InvalidArgumentError(absl::StrCat("masked input from client ", u, ": ", y.status().message()));
+    const uint32_t mask = config.bits == 32 ? ~uint32_t{0} : (uint32_t{1} << config.bits) - 1;
+    for (size_t i = 0; i < sum_.size(); ++i) sum_[i] = (sum_[i] + (*y)[i]) & mask;
+    masked_.insert(u);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Transition> Advance(const ServerContext& c) override {
+    if (static_cast<int>(masked_.size()) < c.min_survivors) return TooFew(c, masked_.size(), "sent masked inputs");
+    Transition tr;
+    for (uint32_t v : masked_) {
+      auto m = MessageFor(c, v);
+      auto* req = m.mutable_unmasking();
+      for (uint32_t w : masked_) req->add_survivors(w);
+      for (uint32_t w : shared_) {
+        if (!masked_.count(w)) req->add_dropped(w);
+      }
+      tr.messages.push_back(std::move(m));
+    }
+    tr.next = std::make_unique<UnmaskingState>(std::move(advertised_), shared_, std::move(masked_), std::move(sum_));
+    return tr;
+  }
+
+ private:
+  Advertised advertised_;
+  const std::set<uint32_t> shared_;
+  std::set<uint32_t> masked_;
+  std::vector<uint32_t> sum_;
+};
+
+// Round 1: collect encrypted shares and route them to their recipients.
+class ShareKeysState : public ServerState {
+ public:
+  explicit ShareKeysState(Advertised advertised) : advertised_(std::move(advertised)) {}
+  ServerPhase phase() const override { return ServerPhase::kShareKeys; }
+
+  absl::Status Receive(const ServerContext& c, const v1::SecAggClientMessage& m) override {
+    const uint32_t u = m.sender();
+    if (!m.has_share_keys() || !advertised_.count(u)) return ServerState::Receive(c, m);
+    if (shared_.count(u)) return Duplicate("key shares", u);
+    std::set<uint32_t> recipients;
+    for (const auto& share : m.share_keys().shares()) {
+      if (share.sender() != u || !c.params.AreNeighbors(u, share.recipient()) || !advertised_.count(share.recipient()) ||
+          !recipients.insert(share.recipient()).second || share.nonce().size() != 24 || share.ciphertext().size() > 512) {
+        return absl::InvalidArgumentError(absl::StrCat("malformed or misaddressed share from client ", u, " to client ",
+                                                       share.recipient()));
+      }
+    }
+    if (static_cast<int>(recipients.size()) < c.params.threshold()) {
+      return absl::InvalidArgumentError(absl::StrCat("client ", u, " shared with ", recipients.size(),
+                                                     " neighbors, fewer than t = ", c.params.threshold()));
+    }
+    for (const auto& share : m.share_keys().shares()) shares_for_[share.recipient()].push_back(share);
+    shared_.insert(u);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Transition> Advance(const ServerContext& c) override {
+    if (static_cast<int>(shared_.size()) < c.min_survivors) return TooFew(c, shared_.size(), "shared keys");
+    Transition tr;
+    for (uint32_t v : shared_) {
+      auto m = MessageFor(c, v);
+      auto* req = m.mutable_masked_input();  // present even when empty
+      for (const auto& share : shares_for_[v]) {
+        if (shared_.count(share.sender())) *req->add_shares() = share;
+      }
+      tr.messages.push_back(std::move(m));
+    }
+    tr.next = std::make_unique<MaskedInputState>(std::move(advertised_), std::move(shared_), c.params.config().vector_length);
+    return tr;
+  }
+
+ private:
+  Advertised advertised_;
+  std::map<uint32_t, std::vector<v1::EncryptedShare>> shares_for_;  // by recipient
+  std::set<uint32_t> shared_;
+};
+
+// Round 0: collect public keys, then tell each client its neighbors' keys.
+class AdvertiseState : public ServerState {
+ public:
+  ServerPhase phase() const override { return ServerPhase::kAdvertise; }
+
+  absl::Status Receive(const ServerContext& c, const v1::SecAggClientMessage& m) override {
+    const uint32_t u = m.sender();
+    if (!m.has_advertise_keys()) return ServerState::Receive(c, m);
+    if (advertised_.count(u)) return Duplicate("key advertisement", u);
+    const auto& a = m.advertise_keys();
+    if (a.encryption_public_key().size() != 32 || a.masking_public_key().size() != 32) {
+      return absl::InvalidArgumentError(absl::StrCat("keys from client ", u, " are not 32 bytes"));
+    }
+    advertised_[u] = a;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Transition> Advance(const ServerContext& c) override {
+    if (static_cast<int>(advertised_.size()) < c.min_survivors) return TooFew(c, advertised_.size(), "advertised keys");
+    Transition tr;
+    for (const auto& [v, _] : advertised_) {
+      auto m = MessageFor(c, v);
+      auto* req = m.mutable_share_keys();
+      for (uint32_t w : c.params.Neighbors(v)) {
+        const auto it = advertised_.find(w);
+        if (it == advertised_.end()) continue;
+        auto* nk = req->add_neighbors();
+        nk->set_id(w);
+        nk->set_encryption_public_key(it->second.encryption_public_key());
+        nk->set_masking_public_key(it->second.masking_public_key());
+      }
+      tr.messages.push_back(std::move(m));
+    }
+    tr.next = std::make_unique<ShareKeysState>(std::move(advertised_));
+    return tr;
+  }
+
+ private:
+  Advertised advertised_;
+};
+
+}  // namespace
+
 Server::Server(const SecAggParams& params, int min_survivors)
-    : params_(params), min_survivors_(min_survivors), state_(std::make_unique<State>()) {}
+    : params_(params), min_survivors_(min_survivors), state_(std::make_unique<AdvertiseState>()) {}
 Server::~Server() = default;
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const SecAggParams& params, int min_survivors) {
@@ -42,251 +318,53 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const SecAggParams& param
     return absl::InvalidArgumentError(absl::StrCat("min survivors ", min_survivors, " must be in [t = ",
                                                    params.threshold(), ", n = ", params.config().num_clients, "]"));
   }
-  auto server = std::unique_ptr<Server>(new Server(params, min_survivors));
-  absl::MutexLock lock(&server->mu_);
-  server->state_->sum.assign(params.config().vector_length, 0);
-  return server;
+  return std::unique_ptr<Server>(new Server(params, min_survivors));
 }
 
 ServerPhase Server::phase() const {
   absl::MutexLock lock(&mu_);
-  return state_->phase;
+  return state_->phase();
 }
 
 absl::Status Server::Receive(const v1::SecAggClientMessage& m) {
   absl::MutexLock lock(&mu_);
-  State& s = *state_;
   const auto& c = params_.config();
-  const uint32_t u = m.sender();
   if (m.round_id() != c.round_id) {
-    return absl::InvalidArgumentError(absl::StrCat("message from client ", u, " for round ", m.round_id(),
+    return absl::InvalidArgumentError(absl::StrCat("message from client ", m.sender(), " for round ", m.round_id(),
                                                    ", this is round ", c.round_id));
   }
-  if (u >= static_cast<uint32_t>(c.num_clients)) {
-    return absl::InvalidArgumentError(absl::StrCat("sender ", u, " is not in the cohort of ", c.num_clients));
+  if (m.sender() >= static_cast<uint32_t>(c.num_clients)) {
+    return absl::InvalidArgumentError(absl::StrCat("sender ", m.sender(), " is not in the cohort of ", c.num_clients));
   }
-  auto wrong_phase = [&](const char* what) {
-    return absl::FailedPreconditionError(absl::StrCat(what, " from client ", u, " outside its phase (server phase ",
-                                                      static_cast<int>(s.phase), ")"));
-  };
-  auto duplicate = [&](const char* what) {
-    return absl::InvalidArgumentError(absl::StrCat("duplicate ", what, " from client ", u));
-  };
-
-  switch (m.phase_case()) {
-    case v1::SecAggClientMessage::kAdvertiseKeys: {
-      if (s.phase != ServerPhase::kAdvertise) return wrong_phase("key advertisement");
-      if (s.advertised.count(u)) return duplicate("key advertisement");
-      const auto& a = m.advertise_keys();
-      if (a.encryption_public_key().size() != 32 || a.masking_public_key().size() != 32) {
-        return absl::InvalidArgumentError(absl::StrCat("keys from client ", u, " are not 32 bytes"));
-      }
-      s.advertised[u] = a;
-      return absl::OkStatus();
-    }
-    case v1::SecAggClientMessage::kShareKeys: {
-      if (s.phase != ServerPhase::kShareKeys) return wrong_phase("key shares");
-      if (!s.advertised.count(u)) return wrong_phase("key shares (no keys advertised)");
-      if (s.shared.count(u)) return duplicate("key shares");
-      std::set<uint32_t> recipients;
-      for (const auto& share : m.share_keys().shares()) {
-        if (share.sender() != u || !params_.AreNeighbors(u, share.recipient()) ||
-            !s.advertised.count(share.recipient()) || !recipients.insert(share.recipient()).second ||
-            share.nonce().size() != 24 || share.ciphertext().size() > 512) {
-          return absl::InvalidArgumentError(absl::StrCat("malformed or misaddressed share from client ", u,
-                                                         " to client ", share.recipient()));
-        }
-      }
-      if (static_cast<int>(recipients.size()) < params_.threshold()) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", u, " shared with ", recipients.size(),
-                                                       " neighbors, fewer than t = ", params_.threshold()));
-      }
-      for (const auto& share : m.share_keys().shares()) s.shares_for[share.recipient()].push_back(share);
-      s.shared.insert(u);
-      return absl::OkStatus();
-    }
-    case v1::SecAggClientMessage::kMaskedInput: {
-      if (s.phase != ServerPhase::kMaskedInput) return wrong_phase("masked input");
-      if (!s.shared.count(u)) return wrong_phase("masked input (no shares sent)");
-      if (s.masked.count(u)) return duplicate("masked input");
-      auto y = proto::UnpackBits(m.masked_input().masked_input(), c.bits, c.vector_length);
-      if (!y.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("masked input from client ", u, ": ", y.status().message()));
-      }
-      const uint32_t mask = c.bits == 32 ? ~uint32_t{0} : (uint32_t{1} << c.bits) - 1;
-      for (size_t i = 0; i < s.sum.size(); ++i) s.sum[i] = (s.sum[i] + (*y)[i]) & mask;
-      s.masked.insert(u);
-      return absl::OkStatus();
-    }
-    case v1::SecAggClientMessage::kUnmasking: {
-      if (s.phase != ServerPhase::kUnmasking) return wrong_phase("unmasking response");
-      if (!s.masked.count(u)) return wrong_phase("unmasking response (not a survivor)");
-      if (s.unmasked.count(u)) return duplicate("unmasking response");
-      const auto& r = m.unmasking();
-      std::set<uint32_t> owners;
-      for (const auto& share : r.self_mask_shares()) {
-        if (!s.masked.count(share.owner()) || !params_.AreNeighbors(u, share.owner()) ||
-            share.share().size() != internal::kShareBytes || !owners.insert(share.owner()).second) {
-          return absl::InvalidArgumentError(absl::StrCat("bad self-mask share from client ", u, " for client ",
-                                                         share.owner()));
-        }
-      }
-      for (const auto& share : r.masking_key_shares()) {
-        const bool dropped = s.shared.count(share.owner()) && !s.masked.count(share.owner());
-        if (!dropped || !params_.AreNeighbors(u, share.owner()) || share.share().size() != internal::kShareBytes ||
-            !owners.insert(share.owner()).second) {
-          return absl::InvalidArgumentError(absl::StrCat("bad masking-key share from client ", u, " for client ",
-                                                         share.owner()));
-        }
-      }
-      for (const auto& share : r.self_mask_shares()) s.self_mask_shares[share.owner()][u] = share.share();
-      for (const auto& share : r.masking_key_shares()) s.masking_key_shares[share.owner()][u] = share.share();
-      s.unmasked.insert(u);
-      return absl::OkStatus();
-    }
-    case v1::SecAggClientMessage::PHASE_NOT_SET:
-      break;
+  if (m.phase_case() == v1::SecAggClientMessage::PHASE_NOT_SET) {
+    return absl::InvalidArgumentError(absl::StrCat("message from client ", m.sender(), " has no phase"));
   }
-  return absl::InvalidArgumentError(absl::StrCat("message from client ", u, " has no phase"));
+  return state_->Receive(ServerContext{params_, min_survivors_}, m);
 }
 
 absl::StatusOr<std::vector<v1::SecAggServerMessage>> Server::AdvancePhase() {
   absl::MutexLock lock(&mu_);
-  State& s = *state_;
-  const auto& c = params_.config();
-  auto abort = [&](std::string why) {
-    s.phase = ServerPhase::kAborted;
-    s.sum.clear();
-    s.WipeShares();
-    return absl::AbortedError(absl::StrCat("secure aggregation round ", c.round_id, " aborted: ", why));
-  };
-  auto enough = [&](size_t count) { return static_cast<int>(count) >= min_survivors_; };
-  auto message_for = [&](uint32_t v) {
-    v1::SecAggServerMessage m;
-    m.set_round_id(c.round_id);
-    m.set_recipient(v);
-    return m;
-  };
-  std::vector<v1::SecAggServerMessage> out;
-  switch (s.phase) {
-    case ServerPhase::kAdvertise:
-      if (!enough(s.advertised.size())) {
-        return abort(absl::StrCat(s.advertised.size(), " clients advertised keys, fewer than ", min_survivors_));
-      }
-      for (const auto& [v, _] : s.advertised) {
-        auto m = message_for(v);
-        for (uint32_t w : params_.Neighbors(v)) {
-          const auto it = s.advertised.find(w);
-          if (it == s.advertised.end()) continue;
-          auto* nk = m.mutable_share_keys()->add_neighbors();
-          nk->set_id(w);
-          nk->set_encryption_public_key(it->second.encryption_public_key());
-          nk->set_masking_public_key(it->second.masking_public_key());
-        }
-        out.push_back(std::move(m));
-      }
-      s.phase = ServerPhase::kShareKeys;
-      return out;
-    case ServerPhase::kShareKeys:
-      if (!enough(s.shared.size())) {
-        return abort(absl::StrCat(s.shared.size(), " clients shared keys, fewer than ", min_survivors_));
-      }
-      for (uint32_t v : s.shared) {
-        auto m = message_for(v);
-        for (const auto& share : s.shares_for[v]) {
-          if (s.shared.count(share.sender())) *m.mutable_masked_input()->add_shares() = share;
-        }
-        m.mutable_masked_input();  // present even when empty
-        out.push_back(std::move(m));
-      }
-      s.shares_for.clear();
-      s.phase = ServerPhase::kMaskedInput;
-      return out;
-    case ServerPhase::kMaskedInput:
-      if (!enough(s.masked.size())) {
-        return abort(absl::StrCat(s.masked.size(), " clients sent masked inputs, fewer than ", min_survivors_));
-      }
-      for (uint32_t v : s.masked) {
-        auto m = message_for(v);
-        auto* req = m.mutable_unmasking();
-        for (uint32_t w : s.masked) req->add_survivors(w);
-        for (uint32_t w : s.shared) {
-          if (!s.masked.count(w)) req->add_dropped(w);
-        }
-        out.push_back(std::move(m));
-      }
-      s.phase = ServerPhase::kUnmasking;
-      return out;
-    case ServerPhase::kUnmasking:
-      if (auto st = Finish(); !st.ok()) return abort(std::string(st.message()));
-      s.phase = ServerPhase::kDone;
-      return out;
-    case ServerPhase::kDone:
-    case ServerPhase::kAborted:
-      break;
+  auto tr = state_->Advance(ServerContext{params_, min_survivors_});
+  if (!tr.ok()) {
+    if (tr.status().code() != absl::StatusCode::kAborted) return tr.status();
+    state_ = std::make_unique<AbortedState>();  // the old state wipes its shares
+    return absl::AbortedError(absl::StrCat("secure aggregation round ", params_.config().round_id, " aborted: ",
+                                           tr.status().message()));
   }
-  return absl::FailedPreconditionError("the secure aggregation round is over");
-}
-
-absl::Status Server::Finish() {
-  State& s = *state_;
-  const auto& c = params_.config();
-  const int t = params_.threshold();
-  auto combine = [&](uint32_t owner, const std::map<uint32_t, std::string>& by_holder,
-                     const char* what) -> absl::StatusOr<internal::SecretKey> {
-    if (static_cast<int>(by_holder.size()) < t) {
-      return absl::FailedPreconditionError(absl::StrCat("the ", what, " of client ", owner, " has ", by_holder.size(),
-                                                        " shares, needs ", t));
-    }
-    std::vector<uint64_t> points;
-    std::vector<std::string> shares;
-    for (const auto& [holder, share] : by_holder) {
-      points.push_back(uint64_t{holder} + 1);
-      shares.push_back(share);
-    }
-    return internal::CombineShares(points, shares, t);
-  };
-  std::vector<uint32_t> sum = s.sum;
-  // Remove each survivor's self mask.
-  for (uint32_t u : s.masked) {
-    auto seed = combine(u, s.self_mask_shares[u], "self mask");
-    if (!seed.ok()) return seed.status();
-    internal::AddMask(*seed, -1, c.bits, sum);
-  }
-  // For each dropped client, remove the pairwise masks its surviving
-  // neighbors added with it.
-  for (uint32_t v : s.shared) {
-    if (s.masked.count(v)) continue;
-    auto key = combine(v, s.masking_key_shares[v], "masking key");
-    if (!key.ok()) return key.status();
-    if (internal::PublicKeyOf(*key) != internal::FromBytes(s.advertised[v].masking_public_key())) {
-      return absl::DataLossError(absl::StrCat("reconstructed masking key of client ", v,
-                                              " does not match its advertised key (bad shares)"));
-    }
-    for (uint32_t w : params_.Neighbors(v)) {
-      if (!s.masked.count(w)) continue;
-      auto pairwise = internal::AgreeKey(*key, internal::FromBytes(s.advertised[w].masking_public_key()),
-                                         internal::Purpose::kPairwiseMask, c.round_id, v, w);
-      if (!pairwise.ok()) return pairwise.status();
-      internal::AddMask(*pairwise, w < v ? -1 : +1, c.bits, sum);  // undo w's +-PRG
-    }
-  }
-  s.result = std::move(sum);
-  s.WipeShares();
-  return absl::OkStatus();
+  state_ = std::move(tr->next);
+  return std::move(tr->messages);
 }
 
 absl::StatusOr<std::vector<uint32_t>> Server::Result() const {
   absl::MutexLock lock(&mu_);
-  if (state_->phase != ServerPhase::kDone) {
-    return absl::FailedPreconditionError("secure aggregation has no result (not finished or aborted)");
-  }
-  return state_->result;
+  const auto* r = state_->result();
+  if (r == nullptr) return absl::FailedPreconditionError("secure aggregation has no result (not finished or aborted)");
+  return *r;
 }
 
 std::vector<uint32_t> Server::Survivors() const {
   absl::MutexLock lock(&mu_);
-  return {state_->masked.begin(), state_->masked.end()};
+  return state_->survivors();
 }
 
 }  // namespace tinyfed::secagg

@@ -1,4 +1,5 @@
-// The SecAgg+ server: collects each round's messages, closes the round at
+// The SecAgg+ server, one class per round behind this facade: collects each
+// round's messages, closes the round at
 // its deadline (AdvancePhase), and in the end recovers the sum of the
 // survivors' inputs mod 2^b. It learns nothing about one client's input
 // beyond that sum (honest-but-curious server; Bell et al. 2020).
@@ -32,6 +33,8 @@ namespace tinyfed::secagg {
 
 enum class ServerPhase { kAdvertise, kShareKeys, kMaskedInput, kUnmasking, kDone, kAborted };
 
+class ServerState;  // one subclass per round, in server.cc
+
 class Server {
  public:
   // min_survivors: the fewest clients that may finish a round, at least t.
@@ -50,13 +53,11 @@ class Server {
   std::vector<uint32_t> Survivors() const;
 
  private:
-  struct State;
   Server(const SecAggParams& params, int min_survivors);
-  absl::Status Finish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const SecAggParams params_;
   const int min_survivors_;
   mutable absl::Mutex mu_;
-  std::unique_ptr<State> state_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<ServerState> state_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tinyfed::secagg
