@@ -18,6 +18,16 @@ Seed SeedOf(uint8_t tag) {
   return s;
 }
 
+DdgConfig Config(size_t dimension, int bits, int clients, double noise_multiplier) {
+  DdgConfig c;
+  c.dimension = dimension;
+  c.clip = 1.0;
+  c.bits = bits;
+  c.expected_clients = clients;
+  c.noise_multiplier = noise_multiplier;
+  return c;
+}
+
 std::vector<std::vector<float>> RandomUpdates(int n, size_t d, float spread, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> g(0.0f, spread);
@@ -83,12 +93,7 @@ TEST(PackBits, RoundTripsEveryWidth) {
 // the L2 error of the mean is below sqrt(m) / scale (and near sqrt(m/(4n)) /
 // scale in expectation).
 TEST(Ddg, RoundTripWithoutNoiseIsExactUpToRounding) {
-  DdgConfig c;
-  c.dimension = 1000;
-  c.clip = 1.0;
-  c.bits = 16;
-  c.expected_clients = 20;
-  c.noise_multiplier = 1.0;
+  DdgConfig c = Config(1000, 16, 20, 1.0);
   auto p = ChooseDdgParams(c);
   ASSERT_TRUE(p.ok()) << p.status();
   const auto updates = RandomUpdates(20, c.dimension, 0.05f, 3);  // norms around 1.6: clipping engages
@@ -115,12 +120,7 @@ TEST(Ddg, RoundTripWithoutNoiseIsExactUpToRounding) {
 // Noise on: the decoded sum minus the true sum has the configured variance,
 // (z c)^2 in real units, plus the rounding's (at most n / 4 / scale^2).
 TEST(Ddg, DecodedNoiseHasTheConfiguredVariance) {
-  DdgConfig c;
-  c.dimension = 4096;
-  c.clip = 1.0;
-  c.bits = 20;
-  c.expected_clients = 10;
-  c.noise_multiplier = 0.05;
+  DdgConfig c = Config(4096, 20, 10, 0.05);
   auto p = ChooseDdgParams(c);
   ASSERT_TRUE(p.ok()) << p.status();
   const auto updates = RandomUpdates(10, c.dimension, 0.01f, 5);
@@ -153,12 +153,7 @@ TEST(Ddg, DecodedNoiseHasTheConfiguredVariance) {
 TEST(Ddg, AccountingMatchesTheGaussianWhenNoiseIsLarge) {
   // With large local noise tau vanishes and rounding matters little: the DDG
   // bound approaches the Gaussian mechanism's alpha / (2 z^2) per round.
-  DdgConfig c;
-  c.dimension = 1 << 12;
-  c.clip = 1.0;
-  c.bits = 32;
-  c.expected_clients = 100;
-  c.noise_multiplier = 1.0;
+  DdgConfig c = Config(1 << 12, 32, 100, 1.0);
   c.beta = 0.0;
   auto p = ChooseDdgParams(c);
   ASSERT_TRUE(p.ok()) << p.status();
@@ -173,11 +168,7 @@ TEST(Ddg, AccountingMatchesTheGaussianWhenNoiseIsLarge) {
 }
 
 TEST(Ddg, TargetEpsilonIsMet) {
-  DdgConfig c;
-  c.dimension = 10000;
-  c.clip = 1.0;
-  c.bits = 16;
-  c.expected_clients = 20;
+  DdgConfig c = Config(10000, 16, 20, 0.0);
   c.target_epsilon = 8.0;
   c.rounds = 50;
   auto p = ChooseDdgParams(c);
@@ -190,12 +181,7 @@ TEST(Ddg, TargetEpsilonIsMet) {
 }
 
 TEST(Ddg, RefusesImpossibleSettings) {
-  DdgConfig c;
-  c.dimension = 100;
-  c.clip = 1.0;
-  c.bits = 4;
-  c.expected_clients = 1000;
-  c.noise_multiplier = 1.0;
+  DdgConfig c = Config(100, 4, 1000, 1.0);
   const auto s = ChooseDdgParams(c).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("4 bits cannot hold"), absl::string_view::npos) << s;
@@ -211,11 +197,7 @@ TEST(Ddg, RefusesImpossibleSettings) {
 }
 
 TEST(Ddg, EncodeRejectsBadUpdates) {
-  DdgConfig c;
-  c.dimension = 8;
-  c.clip = 1.0;
-  c.expected_clients = 2;
-  c.noise_multiplier = 1.0;
+  DdgConfig c = Config(8, 16, 2, 1.0);
   auto p = ChooseDdgParams(c);
   ASSERT_TRUE(p.ok());
   auto rng = SecureRandom::FromSeed(SeedOf(1));
@@ -229,12 +211,7 @@ TEST(Ddg, EncodeRejectsBadUpdates) {
 }
 
 TEST(Ddg, LocalOnlyNoiseIsTheFullNoise) {
-  DdgConfig c;
-  c.dimension = 64;
-  c.clip = 1.0;
-  c.bits = 24;
-  c.expected_clients = 10;
-  c.noise_multiplier = 2.0;
+  DdgConfig c = Config(64, 24, 10, 2.0);
   c.local_only = true;
   auto p = ChooseDdgParams(c);
   ASSERT_TRUE(p.ok()) << p.status();
