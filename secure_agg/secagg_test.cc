@@ -1,5 +1,6 @@
 // Property tests of the whole protocol with random cohorts, graphs and
 // dropouts at every phase, plus the refusals the issue names.
+#include <cstdio>
 #include <map>
 #include <random>
 #include <set>
@@ -138,6 +139,7 @@ TEST(SecAggPlus, RandomCohortsAndDropoutsGiveTheSurvivorsSum) {
       EXPECT_EQ(o.status.code(), absl::StatusCode::kAborted);
     }
   }
+  std::printf("%d rounds completed, %d aborted\n", completed, aborted);
   // Both outcomes must be exercised, or the test explores too little.
   EXPECT_GT(completed, 30);
   EXPECT_GT(aborted, 3);
