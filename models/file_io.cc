@@ -58,10 +58,10 @@ absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uin
   return bytes;
 }
 
-absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes) {
+absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes, unsigned mode) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   std::string tmp = absl::StrCat(dir.string(), "/.", path.filename().string(), ".tmpXXXXXX");
-  Fd fd(::mkstemp(tmp.data()));
+  Fd fd(::mkstemp(tmp.data()));  // created 0600, so a secret is never readable by others
   if (fd.get() < 0) return ErrnoError("cannot create a temporary file in", dir);
   auto fail = [&](std::string_view what) {
     absl::Status s = ErrnoError(what, tmp);
@@ -75,7 +75,7 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_
     if (n < 0) return fail("cannot write");
     done += static_cast<size_t>(n);
   }
-  if (::fchmod(fd.get(), 0644) != 0 || ::fsync(fd.get()) != 0) return fail("cannot sync");
+  if (::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0 || ::fsync(fd.get()) != 0) return fail("cannot sync");
   if (::close(fd.release()) != 0) return fail("cannot close");
   if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename over " + path.string() + " from");
   Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

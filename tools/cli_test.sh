@@ -25,7 +25,7 @@ expect_error() {
 }
 
 for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect" \
-           "privacy" "privacy epsilon" "privacy noise"; do
+           "privacy" "privacy epsilon" "privacy noise" "keys generate" "model sign" "model verify"; do
   # shellcheck disable=SC2086
   if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
 done
@@ -98,6 +98,22 @@ expect_error "delta outside (0,1)" "delta must be in (0, 1), got 1" \
   $tinyfed privacy epsilon --sampling-rate 0.1 --noise-multiplier 1 --steps 10 --delta 1
 expect_error "noise without epsilon" "--epsilon is required" \
   $tinyfed privacy noise --sampling-rate 0.1 --steps 10 --delta 1e-5
+
+$tinyfed keys generate --secret "$work/agg.key" --public "$work/agg.pub" >/dev/null && ok || fail "keys generate"
+[[ $(stat -c %a "$work/agg.key") == 600 ]] && ok || fail "secret key file is not 0600"
+expect_error "key overwrite" "refusing to overwrite" $tinyfed keys generate --secret "$work/agg.key" --public "$work/x.pub"
+$tinyfed model sign --model "$work/q.bundle" --key "$work/agg.key" --version 2 --out "$work/q.signed" >/dev/null \
+  && ok || fail "model sign"
+$tinyfed model verify --model "$work/q.signed" --public-key "$work/agg.pub" | grep -q "verified version 2" \
+  && ok || fail "model verify"
+expect_error "rollback" "not newer than the installed 2" \
+  $tinyfed model verify --model "$work/q.signed" --public-key "$work/agg.pub" --installed-version 2
+$tinyfed keys generate --secret "$work/other.key" --public "$work/other.pub" >/dev/null
+expect_error "foreign key" "not signed by the pinned aggregator key" \
+  $tinyfed model verify --model "$work/q.signed" --public-key "$work/other.pub"
+cp "$work/q.signed" "$work/tampered.signed"
+printf '\x00' | dd of="$work/tampered.signed" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect_error "tampered signed bundle" "do not match the signed hash" $tinyfed model verify --model "$work/tampered.signed" --public-key "$work/agg.pub"
 
 echo "$pass passed, $failures failed"
 [[ $failures -eq 0 ]]

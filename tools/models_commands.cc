@@ -11,7 +11,9 @@
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"
+#include "tinyfed/models/file_io.h"
 #include "tinyfed/models/quantize.h"
+#include "tinyfed/models/signing.h"
 #include "tinyfed/models/trainer.h"
 #include "tools/commands.h"
 
@@ -344,6 +346,71 @@ void AddModelInspect(CLI::App* model) {
   });
 }
 
+void AddKeysGenerate(CLI::App* app) {
+  auto* keys = app->add_subcommand("keys", "signing keys of an aggregator");
+  keys->require_subcommand(1);
+  auto* cmd = keys->add_subcommand("generate", "make an Ed25519 key pair for signing models");
+  auto secret = std::make_shared<std::string>(), pub = std::make_shared<std::string>();
+  cmd->add_option("--secret", *secret, "secret key file to write (mode 0600)")->required();
+  cmd->add_option("--public", *pub, "public key file to write (give it to gateways)")->required();
+  cmd->callback([secret, pub] {
+    if (std::filesystem::exists(*secret)) {
+      throw CommandError(absl::AlreadyExistsError(absl::StrCat(*secret, " exists; refusing to overwrite a key")));
+    }
+    if (auto s = models::WriteSigningKey(models::SigningKey::Generate(), *secret, *pub); !s.ok()) throw CommandError(s);
+    fmt::print("wrote {} and {}\n", *secret, *pub);
+  });
+}
+
+void AddModelSignAndVerify(CLI::App* model) {
+  auto* sign = model->add_subcommand("sign", "sign a bundle as a published version");
+  struct SignFlags {
+    std::string model, key, out;
+    uint64_t version = 0;
+  };
+  auto sf = std::make_shared<SignFlags>();
+  sign->add_option("--model", sf->model, "bundle to publish")->required();
+  sign->add_option("--key", sf->key, "secret key file")->required();
+  sign->add_option("--version", sf->version, "version number, strictly increasing")->required()->check(CLI::PositiveNumber);
+  sign->add_option("--out", sf->out, "signed bundle to write")->required();
+  sign->callback([sf] {
+    auto key = models::ReadSigningKey(sf->key);
+    if (!key.ok()) throw CommandError(key.status());
+    auto bytes = models::ReadFileBytes(sf->model, models::kMaxBundleFileBytes);
+    if (!bytes.ok()) throw CommandError(bytes.status());
+    if (auto b = models::DecodeBundleFile(*bytes); !b.ok()) {
+      throw CommandError(absl::InvalidArgumentError(absl::StrCat(sf->model, ": ", b.status().message())));
+    }
+    const auto signed_bundle = models::SignBundle(*bytes, sf->version, *key);
+    if (auto s = models::WriteFileAtomically(sf->out, signed_bundle.SerializeAsString()); !s.ok()) throw CommandError(s);
+    fmt::print("wrote {} (version {})\n", sf->out, sf->version);
+  });
+
+  auto* verify = model->add_subcommand("verify", "check a signed bundle against a public key");
+  struct VerifyFlags {
+    std::string model, key;
+    uint64_t installed = 0;
+  };
+  auto vf = std::make_shared<VerifyFlags>();
+  verify->add_option("--model", vf->model, "signed bundle")->required();
+  verify->add_option("--public-key", vf->key, "the aggregator's public key file")->required();
+  verify->add_option("--installed-version", vf->installed, "refuse versions not newer than this");
+  verify->callback([vf] {
+    auto key = models::ReadPublicKey(vf->key);
+    if (!key.ok()) throw CommandError(key.status());
+    auto bytes = models::ReadFileBytes(vf->model, models::kMaxBundleFileBytes + 4096);
+    if (!bytes.ok()) throw CommandError(bytes.status());
+    v1::SignedBundle signed_bundle;
+    if (!signed_bundle.ParseFromString(*bytes)) {
+      throw CommandError(absl::InvalidArgumentError(absl::StrCat(vf->model, " is not a signed bundle")));
+    }
+    auto bundle = models::VerifySignedBundle(signed_bundle, *key, vf->installed);
+    if (!bundle.ok()) throw CommandError(absl::Status(bundle.status().code(), absl::StrCat(vf->model, ": ", bundle.status().message())));
+    fmt::print("{}: verified version {} of {} ({} classes)\n", vf->model, signed_bundle.version(),
+               bundle->metadata().name(), bundle->label_names_size());
+  });
+}
+
 }  // namespace
 
 void AddModelCommands(CLI::App* app) {
@@ -355,6 +422,8 @@ void AddModelCommands(CLI::App* app) {
   AddModelQuantize(model);
   AddModelEval(model);
   AddModelInspect(model);
+  AddModelSignAndVerify(model);
+  AddKeysGenerate(app);
 }
 
 }  // namespace tinyfed::tools

@@ -15,10 +15,10 @@ namespace tinyfed::models {
 // max_bytes (checked before reading), INTERNAL on an I/O error.
 absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uint64_t max_bytes);
 
-// Writes to a temporary file beside `path`, fsyncs it, renames it over `path`
-// and fsyncs the directory. On failure the old file is untouched and the
-// temporary file removed.
-absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes);
+// Writes to a temporary file beside `path` (created with `mode`), fsyncs it,
+// renames it over `path` and fsyncs the directory. On failure the old file is
+// untouched and the temporary file removed. Secrets use mode 0600.
+absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes, unsigned mode = 0644);
 
 }  // namespace tinyfed::models
 

@@ -1,0 +1,135 @@
+#include "tinyfed/models/signing.h"
+
+#include <sodium.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/file_io.h"
+
+namespace tinyfed::models {
+namespace {
+
+constexpr std::string_view kDomain = "tinyfed signed bundle v1";
+
+std::string SignedMessage(uint64_t version, std::string_view sha256) {
+  std::string m(kDomain);
+  for (int i = 0; i < 8; ++i) m.push_back(static_cast<char>(version >> (8 * i)));
+  m.append(sha256);
+  return m;
+}
+
+std::string Sha256(std::string_view data) {
+  std::string digest(crypto_hash_sha256_BYTES, '\0');
+  crypto_hash_sha256(reinterpret_cast<unsigned char*>(digest.data()),
+                     reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  return digest;
+}
+
+}  // namespace
+
+SigningKey SigningKey::Generate() {
+  if (sodium_init() < 0) std::abort();
+  SigningKey k;
+  crypto_sign_keypair(k.public_.data(), k.secret_.data());
+  return k;
+}
+
+SigningKey::~SigningKey() { sodium_memzero(secret_.data(), secret_.size()); }
+
+SigningKey::SigningKey(SigningKey&& other) noexcept : secret_(other.secret_), public_(other.public_) {
+  sodium_memzero(other.secret_.data(), other.secret_.size());
+}
+
+absl::Status WriteSigningKey(const SigningKey& key, const std::filesystem::path& secret_path,
+                             const std::filesystem::path& public_path) {
+  std::string secret(reinterpret_cast<const char*>(key.secret_.data()), key.secret_.size());
+  absl::Status s = WriteFileAtomically(secret_path, secret, 0600);
+  sodium_memzero(secret.data(), secret.size());
+  if (!s.ok()) return s;
+  return WriteFileAtomically(public_path,
+                             std::string_view(reinterpret_cast<const char*>(key.public_.data()), key.public_.size()));
+}
+
+absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path) {
+  auto bytes = ReadFileBytes(secret_path, 1024);
+  if (!bytes.ok()) return bytes.status();
+  if (bytes->size() != crypto_sign_SECRETKEYBYTES) {
+    return absl::InvalidArgumentError(absl::StrCat(secret_path.string(), " is ", bytes->size(),
+                                                   " bytes, not an Ed25519 secret key (", crypto_sign_SECRETKEYBYTES,
+                                                   ")"));
+  }
+  if (sodium_init() < 0) std::abort();
+  SigningKey k;
+  std::memcpy(k.secret_.data(), bytes->data(), k.secret_.size());
+  sodium_memzero(bytes->data(), bytes->size());
+  crypto_sign_ed25519_sk_to_pk(k.public_.data(), k.secret_.data());
+  // The secret embeds its public half; a mismatch means a damaged file.
+  std::array<uint8_t, 32> seed;
+  crypto_sign_ed25519_sk_to_seed(seed.data(), k.secret_.data());
+  std::array<uint8_t, 32> derived;
+  std::array<uint8_t, 64> scratch;
+  crypto_sign_seed_keypair(derived.data(), scratch.data(), seed.data());
+  sodium_memzero(seed.data(), seed.size());
+  sodium_memzero(scratch.data(), scratch.size());
+  if (derived != k.public_) {
+    return absl::InvalidArgumentError(absl::StrCat(secret_path.string(), " is damaged: its public half does not match"));
+  }
+  return k;
+}
+
+absl::StatusOr<PublicKey> ReadPublicKey(const std::filesystem::path& public_path) {
+  auto bytes = ReadFileBytes(public_path, 1024);
+  if (!bytes.ok()) return bytes.status();
+  if (bytes->size() != crypto_sign_PUBLICKEYBYTES) {
+    return absl::InvalidArgumentError(absl::StrCat(public_path.string(), " is ", bytes->size(),
+                                                   " bytes, not an Ed25519 public key (32)"));
+  }
+  PublicKey k;
+  std::memcpy(k.data(), bytes->data(), k.size());
+  return k;
+}
+
+v1::SignedBundle SignBundle(const std::string& bundle_file, uint64_t version, const SigningKey& key) {
+  v1::SignedBundle out;
+  out.set_version(version);
+  out.set_bundle(bundle_file);
+  out.set_sha256(Sha256(bundle_file));
+  out.set_signer_public_key(std::string(reinterpret_cast<const char*>(key.public_.data()), key.public_.size()));
+  const std::string message = SignedMessage(version, out.sha256());
+  std::string signature(crypto_sign_BYTES, '\0');
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(signature.data()), nullptr,
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size(), key.secret_.data());
+  out.set_signature(signature);
+  return out;
+}
+
+absl::StatusOr<v1::ModelBundle> VerifySignedBundle(const v1::SignedBundle& s, const PublicKey& pinned,
+                                                   uint64_t installed_version,
+                                                   const std::optional<std::string>& announced_sha256) {
+  if (sodium_init() < 0) std::abort();
+  if (s.signature().size() != crypto_sign_BYTES || s.sha256().size() != crypto_hash_sha256_BYTES) {
+    return absl::PermissionDeniedError("signed bundle has a malformed signature or hash");
+  }
+  const std::string message = SignedMessage(s.version(), s.sha256());
+  if (crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(s.signature().data()),
+                                  reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                                  pinned.data()) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("version ", s.version(),
+                                                    " is not signed by the pinned aggregator key"));
+  }
+  if (Sha256(s.bundle()) != s.sha256()) {
+    return absl::PermissionDeniedError(absl::StrCat("version ", s.version(), ": bundle bytes do not match the signed hash"));
+  }
+  if (s.version() <= installed_version) {
+    return absl::FailedPreconditionError(absl::StrCat("version ", s.version(), " is not newer than the installed ",
+                                                      installed_version, " (rollback or replay)"));
+  }
+  if (announced_sha256 && *announced_sha256 != s.sha256()) {
+    return absl::FailedPreconditionError(absl::StrCat("version ", s.version(), " is not the model the aggregator announced"));
+  }
+  return DecodeBundleFile(s.bundle());
+}
+
+}  // namespace tinyfed::models
