@@ -7,8 +7,7 @@
 #include <string_view>
 
 #include "google/protobuf/stubs/logging.h"
-#include "tinyfed/secure_agg/client.h"
-#include "tinyfed/secure_agg/server.h"
+#include "fuzz/secagg_cohort.h"
 
 using namespace tinyfed::secagg;  // NOLINT: a fuzz target
 
@@ -23,19 +22,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool to_client = data[0] & 0x80;   // else to the server
   const std::string_view payload(reinterpret_cast<const char*>(data + 1), size - 1);
 
-  SecAggConfig c;
-  c.round_id = 9;
-  c.num_clients = 5;
-  c.bits = 12;
-  c.vector_length = 3;
-  auto params = SecAggParams::Create(c, 4, 3);
-  std::vector<std::unique_ptr<Client>> clients;
-  for (uint32_t u = 0; u < 5; ++u) {
-    std::array<uint8_t, 32> seed{};
-    seed[0] = static_cast<uint8_t>(u);
-    clients.push_back(*Client::Create(*params, u, {u, 2 * u, 100}, SeededRandom(seed)));
-  }
-  auto server = *Server::Create(*params, 3);
+  auto cohort = tinyfed::fuzz::MakeCohort();
+  auto& clients = cohort.clients;
+  auto& server = cohort.server;
   std::vector<tinyfed::v1::SecAggClientMessage> replies;
   for (auto& client : clients) replies.push_back(*client->AdvertiseKeys());
   for (int phase = 0; phase <= 3; ++phase) {

@@ -7,8 +7,7 @@
 
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/secure_agg/client.h"
-#include "tinyfed/secure_agg/server.h"
+#include "fuzz/secagg_cohort.h"
 
 namespace {
 
@@ -32,21 +31,10 @@ void WriteBundleSeeds(const std::filesystem::path& dir) {
 }
 
 void WriteSecAggSeeds(const std::filesystem::path& dir) {
-  using namespace tinyfed::secagg;  // NOLINT
   std::filesystem::create_directories(dir);
-  SecAggConfig c;
-  c.round_id = 9;
-  c.num_clients = 5;
-  c.bits = 12;
-  c.vector_length = 3;
-  auto params = SecAggParams::Create(c, 4, 3);
-  std::vector<std::unique_ptr<Client>> clients;
-  for (uint32_t u = 0; u < 5; ++u) {
-    std::array<uint8_t, 32> seed{};
-    seed[0] = static_cast<uint8_t>(u);
-    clients.push_back(*Client::Create(*params, u, {u, 2 * u, 100}, SeededRandom(seed)));
-  }
-  auto server = *Server::Create(*params, 3);
+  auto cohort = tinyfed::fuzz::MakeCohort();
+  auto& clients = cohort.clients;
+  auto& server = cohort.server;
   int n = 0;
   auto save = [&](uint8_t prefix, const std::string& bytes) {
     std::ofstream(dir / ("msg_" + std::to_string(n++))) << static_cast<char>(prefix) << bytes;
