@@ -9,8 +9,6 @@
 #include "google/protobuf/stubs/logging.h"
 #include "fuzz/secagg_cohort.h"
 
-using namespace tinyfed::secagg;  // NOLINT: a fuzz target
-
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   google::protobuf::SetLogHandler(nullptr);
   return 0;
