@@ -1,0 +1,66 @@
+// A gateway's labelled samples, encrypted at rest.
+//
+// Layout under the store directory:
+//   device.key            32-byte key, mode 0600, created on first open
+//   manifest              the live segments, in order (written atomically)
+//   segment-<n>           one libsodium secretstream (XChaCha20-Poly1305):
+//                         a header, one message per sample, a final tag
+// Add() writes one new segment and then a new manifest, each atomically, so a
+// power loss at any moment leaves the samples of the old manifest or of the
+// new one, never a mix; segments no manifest names are removed on open. When
+// more than `max_samples` are stored the oldest are dropped (the replay
+// buffer is bounded) by rewriting them into one segment.
+//
+// Not thread-safe. The key is wiped from memory on destruction.
+#ifndef TINYFED_CLIENT_SAMPLE_STORE_H_
+#define TINYFED_CLIENT_SAMPLE_STORE_H_
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tinyfed::client {
+
+struct Sample {
+  std::vector<float> features;
+  int32_t label = 0;
+};
+
+class SampleStore {
+ public:
+  // Creates the directory and key if missing. DATA_LOSS for a segment that
+  // fails authentication (tampering or a damaged disk); INVALID_ARGUMENT for
+  // max_samples of 0.
+  static absl::StatusOr<std::unique_ptr<SampleStore>> Open(const std::filesystem::path& dir, size_t max_samples);
+  ~SampleStore();
+  SampleStore(const SampleStore&) = delete;
+  SampleStore& operator=(const SampleStore&) = delete;
+
+  // Appends samples (at most 65,536 features each, finite values).
+  absl::Status Add(std::span<const Sample> samples);
+  // Oldest first, at most max_samples.
+  absl::StatusOr<std::vector<Sample>> ReadAll() const;
+  size_t size() const { return count_; }
+
+ private:
+  SampleStore(std::filesystem::path dir, size_t max_samples, std::array<uint8_t, 32> key);
+  absl::Status WriteManifest(const std::vector<std::string>& segments) const;
+  absl::StatusOr<std::string> WriteSegment(std::span<const Sample> samples);
+  absl::StatusOr<std::vector<Sample>> ReadSegment(const std::string& name) const;
+
+  std::filesystem::path dir_;
+  size_t max_samples_;
+  std::array<uint8_t, 32> key_;
+  std::vector<std::string> segments_;
+  size_t count_ = 0;
+  uint64_t next_segment_ = 0;
+};
+
+}  // namespace tinyfed::client
+
+#endif  // TINYFED_CLIENT_SAMPLE_STORE_H_
