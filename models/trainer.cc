@@ -263,8 +263,10 @@ absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOp
         if (std::max_element(row.begin(), row.end()) - row.begin() == y[k]) ++correct;
       }
       loss_sum += net->Backward(std::span(y).first(n)) * static_cast<double>(n);
-      lr = static_cast<float>(0.5 * options.learning_rate *
-                              (1.0 + std::cos(M_PI * static_cast<double>(step) / total_steps)));
+      lr = options.cosine_decay
+               ? static_cast<float>(0.5 * options.learning_rate *
+                                    (1.0 + std::cos(M_PI * static_cast<double>(step) / total_steps)))
+               : options.learning_rate;
       net->Step(lr, options.momentum, options.weight_decay);
       ++step;
     }

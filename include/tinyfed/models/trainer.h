@@ -56,6 +56,7 @@ struct TrainOptions {
   int epochs = 10;
   int batch_size = 64;
   float learning_rate = 0.01f;  // peak; decays to 0 on a cosine schedule
+  bool cosine_decay = true;     // false: constant learning rate (federated local training)
   float momentum = 0.9f;
   float weight_decay = 5e-4f;
   uint64_t seed = 1;
