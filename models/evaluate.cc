@@ -53,15 +53,7 @@ absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Da
   if (bundle.precision() == v1::PRECISION_INT8) {
     auto interpreter = Interpreter::Create(bundle, kernels);
     if (!interpreter.ok()) return interpreter.status();
-    Interpreter& it = **interpreter;
-    if (data.feature_size() != it.input_size() || data.num_classes() != it.num_classes()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          data.source, " has samples of ", data.feature_size(), " values in ", data.num_classes(),
-          " classes; the model takes ", it.input_size(), " values in ", it.num_classes()));
-    }
-    ConfusionMatrix m(it.num_classes());
-    for (size_t i = 0; i < data.size(); ++i) m.Add(data.labels[i], it.Predict(data.sample(i)).label);
-    return m;
+    return Evaluate(**interpreter, data);
   }
   auto net = internal::FloatNetwork::Create(bundle);
   if (!net.ok()) return net.status();
@@ -79,6 +71,17 @@ absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Da
             static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin()));
     }
   }
+  return m;
+}
+
+absl::StatusOr<ConfusionMatrix> Evaluate(Interpreter& it, const Dataset& data) {
+  if (data.feature_size() != it.input_size() || data.num_classes() != it.num_classes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        data.source, " has samples of ", data.feature_size(), " values in ", data.num_classes(),
+        " classes; the model takes ", it.input_size(), " values in ", it.num_classes()));
+  }
+  ConfusionMatrix m(it.num_classes());
+  for (size_t i = 0; i < data.size(); ++i) m.Add(data.labels[i], it.Predict(data.sample(i)).label);
   return m;
 }
 

@@ -143,17 +143,29 @@ absl::StatusOr<v1::ModelBundle> ConvertToInt8(const v1::ModelBundle& float_bundl
   return out;
 }
 
+// The float network of `bundle` and its activation ranges on `data`.
+struct Calibrated {
+  FloatNetwork net;
+  std::vector<Range> ranges;
+};
+absl::StatusOr<Calibrated> CalibratedNetwork(const v1::ModelBundle& bundle, const Dataset& data,
+                                             const QuantizeOptions& options) {
+  if (auto s = CheckOptions(bundle, options); !s.ok()) return s;
+  auto net = FloatNetwork::Create(bundle);
+  if (!net.ok()) return net.status();
+  auto ranges = Calibrate(*net, data, options);
+  if (!ranges.ok()) return ranges.status();
+  return Calibrated{std::move(*net), std::move(*ranges)};
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ModelBundle> QuantizePostTraining(const v1::ModelBundle& float_bundle,
                                                      const Dataset& calibration,
                                                      const QuantizeOptions& options) {
-  if (auto s = CheckOptions(float_bundle, options); !s.ok()) return s;
-  auto net = FloatNetwork::Create(float_bundle);
-  if (!net.ok()) return net.status();
-  auto ranges = Calibrate(*net, calibration, options);
-  if (!ranges.ok()) return ranges.status();
-  return ConvertToInt8(float_bundle, *net, *ranges,
+  auto c = CalibratedNetwork(float_bundle, calibration, options);
+  if (!c.ok()) return c.status();
+  return ConvertToInt8(float_bundle, c->net, c->ranges,
                        options.calibration == Calibration::kPercentile ? v1::QUANTIZATION_PTQ_PERCENTILE
                                                                        : v1::QUANTIZATION_PTQ_MINMAX,
                        std::min(options.calibration_samples, calibration.size()));
@@ -163,16 +175,13 @@ absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& flo
                                                       const Dataset& train,
                                                       const QuantizeOptions& options,
                                                       const TrainOptions& fine_tune) {
-  if (auto s = CheckOptions(float_bundle, options); !s.ok()) return s;
-  auto net = FloatNetwork::Create(float_bundle);
-  if (!net.ok()) return net.status();
-  auto ranges = Calibrate(*net, train, options);
-  if (!ranges.ok()) return ranges.status();
-  net->EnableFakeQuantization(*ranges);
-  if (auto s = internal::TrainNetwork(&*net, train, fine_tune); !s.ok()) return s;
+  auto c = CalibratedNetwork(float_bundle, train, options);
+  if (!c.ok()) return c.status();
+  c->net.EnableFakeQuantization(c->ranges);
+  if (auto s = internal::TrainNetwork(&c->net, train, fine_tune); !s.ok()) return s;
   v1::ModelBundle tuned = float_bundle;
-  net->WriteTo(&tuned);
-  return ConvertToInt8(tuned, *net, net->ranges(), v1::QUANTIZATION_QAT, train.size());
+  c->net.WriteTo(&tuned);
+  return ConvertToInt8(tuned, c->net, c->net.ranges(), v1::QUANTIZATION_QAT, train.size());
 }
 
 }  // namespace tinyfed::models

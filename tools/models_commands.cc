@@ -222,13 +222,17 @@ void AddModelEval(CLI::App* model) {
       auto bundle = models::ReadBundleFile(path);
       if (!bundle.ok()) throw CommandError(bundle.status());
       const auto kernels = flags->reference ? models::KernelSet::kReference : models::KernelSet::kBest;
-      auto m = models::Evaluate(*bundle, *data, kernels);
-      if (!m.ok()) throw CommandError(absl::Status(m.status().code(), absl::StrCat(path, ": ", m.status().message())));
       uint64_t arena = 0;
+      absl::StatusOr<models::ConfusionMatrix> m;
       if (bundle->precision() == v1::PRECISION_INT8) {
         auto it = models::Interpreter::Create(*bundle, kernels);
-        if (it.ok()) arena = (*it)->arena_bytes();
+        if (!it.ok()) throw CommandError(absl::Status(it.status().code(), absl::StrCat(path, ": ", it.status().message())));
+        arena = (*it)->arena_bytes();
+        m = models::Evaluate(**it, *data);
+      } else {
+        m = models::Evaluate(*bundle, *data, kernels);
       }
+      if (!m.ok()) throw CommandError(absl::Status(m.status().code(), absl::StrCat(path, ": ", m.status().message())));
       all.push_back(EvaluationJson(path, *bundle, *m, std::filesystem::file_size(path), arena));
       if (flags->json) continue;
       fmt::print("{} ({}) on {} samples: accuracy {}\n", std::filesystem::path(path).filename().string(), all.back()["precision"].get<std::string>(),

@@ -37,6 +37,8 @@ class ConfusionMatrix {
 // INVALID_ARGUMENT if the data's shape or classes do not match the bundle.
 absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Dataset& data,
                                          KernelSet kernels = KernelSet::kBest);
+// The same with an interpreter the caller already prepared.
+absl::StatusOr<ConfusionMatrix> Evaluate(Interpreter& interpreter, const Dataset& data);
 
 }  // namespace tinyfed::models
 
