@@ -8,7 +8,7 @@ packages=(
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libsodium-dev libeigen3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libsqlite3-dev libzstd-dev zlib1g-dev
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libsqlite3-dev libsqlitecpp-dev libzstd-dev zlib1g-dev
   dataset-fashion-mnist python3
 )
 # The PyTorch peer for bench/ is large; only `make bench` asks for it.

@@ -1,0 +1,808 @@
+#include "tinyfed/aggregator/round_engine.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "tinyfed/aggregator/server_optimizer.h"
+#include "tinyfed/aggregator/state.h"
+#include "tinyfed/dp/ddg.h"
+#include "tinyfed/dp/ledger.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/models/signing.h"
+#include "tinyfed/secure_agg/params.h"
+#include "tinyfed/secure_agg/server.h"
+
+namespace tinyfed::aggregator {
+namespace {
+
+using absl::FailedPreconditionError;
+using absl::InvalidArgumentError;
+using absl::StrCat;
+
+enum class Stage { kSelecting, kAdvertise, kShareKeys, kMaskedInput, kUnmasking };
+
+const char* StageName(Stage s) {
+  switch (s) {
+    case Stage::kSelecting: return "selecting";
+    case Stage::kAdvertise: return "advertise_keys";
+    case Stage::kShareKeys: return "share_keys";
+    case Stage::kMaskedInput: return "masked_input";
+    case Stage::kUnmasking: return "unmasking";
+  }
+  return "?";
+}
+
+// The stage in which a client submits (or awaits the server's message of) `phase`.
+std::optional<Stage> StageOf(v1::Phase phase) {
+  switch (phase) {
+    case v1::PHASE_ADVERTISE_KEYS: return Stage::kAdvertise;
+    case v1::PHASE_SHARE_KEYS: return Stage::kShareKeys;
+    case v1::PHASE_MASKED_INPUT: return Stage::kMaskedInput;
+    case v1::PHASE_UNMASKING: return Stage::kUnmasking;
+    default: return std::nullopt;
+  }
+}
+
+v1::Phase PhaseOfMessage(const v1::SecAggClientMessage& m) {
+  switch (m.phase_case()) {
+    case v1::SecAggClientMessage::kAdvertiseKeys: return v1::PHASE_ADVERTISE_KEYS;
+    case v1::SecAggClientMessage::kShareKeys: return v1::PHASE_SHARE_KEYS;
+    case v1::SecAggClientMessage::kMaskedInput: return v1::PHASE_MASKED_INPUT;
+    case v1::SecAggClientMessage::kUnmasking: return v1::PHASE_UNMASKING;
+    default: return v1::PHASE_UNSPECIFIED;
+  }
+}
+
+absl::Status CheckHeader(const v1::RequestHeader& h, std::initializer_list<v1::Phase> allowed) {
+  const std::string& id = h.device_id();
+  if (id.empty() || id.size() > 64) {
+    return InvalidArgumentError(StrCat("header.device_id must be 1 to 64 characters, got ", id.size()));
+  }
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return InvalidArgumentError("header.device_id may hold only letters, digits, '.', '_' and '-'");
+    }
+  }
+  if (std::find(allowed.begin(), allowed.end(), h.phase()) == allowed.end()) {
+    return InvalidArgumentError(StrCat("header.phase ", v1::Phase_Name(h.phase()), " does not belong to this method"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Sha256(std::string_view bytes) {
+  std::string out(crypto_hash_sha256_BYTES, '\0');
+  crypto_hash_sha256(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(bytes.data()),
+                     bytes.size());
+  return out;
+}
+
+std::vector<float> HeadParameters(const v1::Head& head) {
+  std::vector<float> p(head.weights().begin(), head.weights().end());
+  p.insert(p.end(), head.bias().begin(), head.bias().end());
+  return p;
+}
+
+void SetHeadParameters(std::span<const float> p, v1::Head* head) {
+  const size_t w = static_cast<size_t>(head->weights_size());
+  for (size_t i = 0; i < w; ++i) head->set_weights(static_cast<int>(i), p[i]);
+  for (int i = 0; i < head->bias_size(); ++i) head->set_bias(i, p[w + static_cast<size_t>(i)]);
+}
+
+}  // namespace
+
+struct RoundEngine::Resources {
+  std::unique_ptr<AggregatorState> state;
+  std::unique_ptr<dp::PrivacyLedger> ledger;
+  std::optional<models::SigningKey> key;
+  std::optional<ServerOptimizer> optimizer;
+  v1::ModelBundle bundle;     // the latest model (its head is the global head)
+  std::vector<float> head;    // its head parameters, flattened
+};
+
+struct RoundEngine::Published {
+  v1::ModelRef ref;
+  std::string blob;  // the serialized SignedBundle clients download
+};
+
+struct RoundEngine::Round {
+  struct Member {
+    uint32_t id = 0;
+    bool dropped = false;
+    std::map<v1::Phase, std::string> submitted;  // serialized messages, for idempotent retries
+  };
+  int64_t id = 0;
+  Stage stage = Stage::kSelecting;
+  absl::Time deadline;
+  std::vector<std::string> admitted;
+  std::map<std::string, Member> members;
+  std::vector<std::string> device_of;  // SecAgg id -> device
+  std::unique_ptr<secagg::Server> server;
+  dp::DdgParams ddg;
+  dp::Seed rotation_seed{};
+  v1::RoundTask task;
+  std::map<uint32_t, v1::SecAggServerMessage> outgoing;
+  int min_survivors = 0;
+};
+
+RoundEngine::RoundEngine(const Config& config, Clock clock) : config_(config), clock_(std::move(clock)) {}
+RoundEngine::~RoundEngine() = default;
+
+absl::StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const Config& config, Clock clock) {
+  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  auto engine = std::unique_ptr<RoundEngine>(new RoundEngine(config, std::move(clock)));
+  if (auto s = engine->Init(); !s.ok()) return s;
+  return engine;
+}
+
+absl::Status RoundEngine::Init() {
+  absl::MutexLock lock(&mu_);
+  res_ = std::make_unique<Resources>();
+  auto state = AggregatorState::Open(config_.state_dir);
+  if (!state.ok()) return state.status();
+  res_->state = std::move(*state);
+  auto key = models::ReadSigningKey(config_.signing_key);
+  if (!key.ok()) return key.status();
+  res_->key.emplace(std::move(*key));
+  auto ledger = dp::PrivacyLedger::Open(config_.state_dir / "ledger.db",
+                                        {.epsilon = config_.dp.epsilon_budget, .delta = config_.dp.delta});
+  if (!ledger.ok()) return ledger.status();
+  res_->ledger = std::move(*ledger);
+
+  auto latest = res_->state->LatestModel();
+  if (!latest.ok()) return latest.status();
+  if (!latest->has_value()) {
+    auto bundle = models::ReadBundleFile(config_.initial_model);
+    if (!bundle.ok()) return bundle.status();
+    if (bundle->precision() != v1::PRECISION_INT8) {
+      return InvalidArgumentError(StrCat(config_.initial_model.string(),
+                                         " is a float bundle; gateways run int8 (tinyfed model quantize)"));
+    }
+    res_->bundle = std::move(*bundle);
+    std::vector<float> head = HeadParameters(res_->bundle.head());
+    if (config_.reset_head) std::fill(head.begin(), head.end(), 0.0f);
+    if (auto s = PublishLocked(std::move(head), 0, nullptr); !s.ok()) return s;
+  } else {
+    const PublishedModel& m = **latest;
+    auto blob = models::ReadFileBytes(m.file, 1 << 30);
+    if (!blob.ok()) return blob.status();
+    v1::SignedBundle signed_bundle;
+    if (!signed_bundle.ParseFromString(*blob)) {
+      return absl::DataLossError(StrCat(m.file.string(), " is not a signed bundle"));
+    }
+    auto bundle = models::VerifySignedBundle(signed_bundle, res_->key->public_key(), m.version - 1, m.bundle_sha256);
+    if (!bundle.ok()) {
+      return absl::DataLossError(StrCat("published model ", m.file.string(), " fails verification with the signing key: ",
+                                        bundle.status().message()));
+    }
+    res_->bundle = std::move(*bundle);
+    res_->head = HeadParameters(res_->bundle.head());
+    latest_ = std::make_unique<Published>();
+    latest_->blob = std::move(*blob);
+    latest_->ref.set_version(m.version);
+    latest_->ref.set_bundle_sha256(m.bundle_sha256);
+    latest_->ref.set_download_size(latest_->blob.size());
+    latest_->ref.set_download_sha256(Sha256(latest_->blob));
+  }
+
+  head_size_ = res_->head.size();
+  auto optimizer = ServerOptimizer::Create(config_.optimizer, head_size_);
+  if (!optimizer.ok()) return optimizer.status();
+  res_->optimizer.emplace(std::move(*optimizer));
+  std::vector<float> m1, m2;
+  if (auto s = res_->state->LoadOptimizer(&m1, &m2); !s.ok()) return s;
+  if (!m1.empty()) {
+    if (auto s = res_->optimizer->Restore(std::move(m1), std::move(m2)); !s.ok()) return s;
+  }
+
+  auto aborted = res_->state->AbortUnfinishedRounds("the aggregator restarted");
+  if (!aborted.ok()) return aborted.status();
+  if (*aborted > 0) spdlog::warn("aborted {} round(s) left running by a previous aggregator process", *aborted);
+  auto completed = res_->state->CompletedRounds();
+  if (!completed.ok()) return completed.status();
+  completed_rounds_ = *completed;
+  auto next = res_->state->NextRoundId();
+  if (!next.ok()) return next.status();
+  next_round_id_ = *next;
+
+  // The noise multiplier, once: a target epsilon is spread over max_rounds
+  // rounds of the expected number of survivors.
+  noise_multiplier_ = config_.dp.noise_multiplier;
+  if (config_.dp.target_epsilon > 0) {
+    dp::DdgConfig c;
+    c.dimension = res_->head.size();
+    c.clip = config_.dp.clip;
+    c.bits = config_.dp.bits;
+    c.expected_clients = std::max(1, static_cast<int>(config_.cohort_size * (1.0 - config_.max_dropout)));
+    c.delta = config_.dp.delta;
+    c.target_epsilon = config_.dp.target_epsilon;
+    c.rounds = config_.max_rounds;
+    c.max_wrap_probability = config_.dp.max_wrap_probability;
+    c.local_only = config_.dp.mode == DpMode::kLocal;
+    auto p = dp::ChooseDdgParams(c);
+    if (!p.ok()) return InvalidArgumentError(StrCat("dp.target_epsilon: ", p.status().message()));
+    noise_multiplier_ = p->noise_multiplier;
+  }
+  auto spent = res_->ledger->Spent();
+  if (!spent.ok()) return spent.status();
+  spdlog::info("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise multiplier {:.4f}",
+               latest_->ref.version(), completed_rounds_, spent->epsilon, config_.dp.delta, noise_multiplier_);
+  if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
+    CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record) {
+  const uint64_t version = latest_ ? latest_->ref.version() + 1 : 1;
+  v1::ModelBundle bundle = res_->bundle;
+  SetHeadParameters(head, bundle.mutable_head());
+  bundle.mutable_metadata()->set_version(version);
+  const std::string file = models::EncodeBundleFile(bundle);
+  const v1::SignedBundle signed_bundle = models::SignBundle(file, version, *res_->key);
+  auto published = std::make_unique<Published>();
+  published->blob = signed_bundle.SerializeAsString();
+  published->ref.set_version(version);
+  published->ref.set_bundle_sha256(signed_bundle.sha256());
+  published->ref.set_download_size(published->blob.size());
+  published->ref.set_download_sha256(Sha256(published->blob));
+
+  const std::filesystem::path dir = config_.state_dir / "models";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));
+  PublishedModel row{.version = version, .round_id = round_id, .bundle_sha256 = signed_bundle.sha256(),
+                     .file = dir / StrCat("model-v", version, ".signed")};
+  if (auto s = models::WriteFileAtomically(row.file, published->blob); !s.ok()) return s;
+  absl::Status recorded = record == nullptr
+                              ? res_->state->RecordInitialModel(row)
+                              : res_->state->CompleteRound(*record, row, res_->optimizer->first_moment(),
+                                                           res_->optimizer->second_moment());
+  if (!recorded.ok()) return recorded;
+  res_->bundle = std::move(bundle);
+  res_->head = std::move(head);
+  latest_ = std::move(published);
+  spdlog::info("model v{} published (round {}, sha256 {}, {} bytes)", version, round_id,
+               absl::BytesToHexString(signed_bundle.sha256()).substr(0, 16), latest_->blob.size());
+  return absl::OkStatus();
+}
+
+bool RoundEngine::closed() const {
+  absl::MutexLock lock(&mu_);
+  return !closed_reason_.empty();
+}
+
+v1::ModelRef RoundEngine::latest_model() const {
+  absl::MutexLock lock(&mu_);
+  return latest_->ref;
+}
+
+size_t RoundEngine::MaxRequestBytes(Method method) const {
+  switch (method) {
+    case Method::kCheckIn:
+    case Method::kAwait:
+    case Method::kGetModelChunk:
+      return 1024;
+    case Method::kReportTelemetry:
+      return 64 * 1024;
+    case Method::kSubmit: {
+      // A masked input of the padded head at `bits`, or k encrypted shares.
+      const size_t padded = std::bit_ceil(std::max<size_t>(head_size_, 1));
+      const size_t admitted = static_cast<size_t>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
+      return 64 * 1024 + (padded * static_cast<size_t>(config_.dp.bits) + 7) / 8 + admitted * 256;
+    }
+  }
+  return 1024;
+}
+
+v1::RetryLater RoundEngine::WaitLocked(absl::Duration delay, std::string reason) const {
+  v1::RetryLater r;
+  const absl::Duration d = std::clamp(delay, absl::Milliseconds(10), absl::Hours(1));
+  r.set_delay_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(d)));
+  r.set_reason(std::move(reason));
+  return r;
+}
+
+void RoundEngine::CloseLocked(const std::string& reason) {
+  if (!closed_reason_.empty()) return;
+  closed_reason_ = reason;
+  spdlog::info("federation closed: {}", reason);
+}
+
+absl::Status RoundEngine::StartRoundLocked() {
+  auto round = std::make_unique<Round>();
+  round->id = next_round_id_;
+  round->deadline = clock_() + config_.selection_timeout;
+  if (auto s = res_->state->StartRound(round->id); !s.ok()) return s;
+  ++next_round_id_;
+  auto population = res_->state->PopulationSize();
+  spdlog::info("round {} started: selecting up to {} of a population of {}", round->id,
+               static_cast<int>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection))),
+               population.ok() ? *population : -1);
+  round_ = std::move(round);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInRequest& request) {
+  if (auto s = CheckHeader(request.header(), {v1::PHASE_CHECK_IN}); !s.ok()) return s;
+  const std::string& device = request.header().device_id();
+  absl::MutexLock lock(&mu_);
+  auto added = res_->state->AddDevice(device);
+  if (!added.ok()) return added.status();
+  if (*added) spdlog::info("device {} joined the population", device);
+  v1::CheckInResponse response;
+  *response.mutable_latest_model() = latest_->ref;
+  if (!closed_reason_.empty()) {
+    response.mutable_closed()->set_reason(closed_reason_);
+    return response;
+  }
+  if (!round_) {
+    if (auto s = StartRoundLocked(); !s.ok()) return s;
+  }
+  Round& r = *round_;
+  const auto member = r.members.find(device);
+  if (r.stage == Stage::kSelecting) {
+    const size_t target = static_cast<size_t>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
+    if (std::find(r.admitted.begin(), r.admitted.end(), device) == r.admitted.end()) {
+      if (r.admitted.size() >= target) {
+        *response.mutable_retry_later() = WaitLocked(config_.selection_timeout, "the cohort is full");
+        return response;
+      }
+      r.admitted.push_back(device);
+    }
+    response.mutable_admitted()->set_round_id(static_cast<uint64_t>(r.id));
+    if (r.admitted.size() >= target) CloseSelectionLocked();
+    return response;
+  }
+  // A member that restarted before advertising its keys can still take part.
+  if (member != r.members.end() && !member->second.dropped && r.stage == Stage::kAdvertise &&
+      !member->second.submitted.contains(v1::PHASE_ADVERTISE_KEYS)) {
+    response.mutable_admitted()->set_round_id(static_cast<uint64_t>(r.id));
+    return response;
+  }
+  *response.mutable_retry_later() =
+      WaitLocked(r.deadline - clock_() + config_.poll_interval, StrCat("round ", r.id, " is in progress"));
+  return response;
+}
+
+void RoundEngine::CloseSelectionLocked() {
+  Round& r = *round_;
+  const int n = static_cast<int>(r.admitted.size());
+  // SecAgg ids in a random order, so an id says nothing about check-in time.
+  std::vector<uint32_t> ids(static_cast<size_t>(n));
+  std::iota(ids.begin(), ids.end(), 0u);
+  std::mt19937_64 shuffle_rng(randombytes_random() | (uint64_t{randombytes_random()} << 32));
+  std::shuffle(ids.begin(), ids.end(), shuffle_rng);
+  r.device_of.resize(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    r.members[r.admitted[static_cast<size_t>(i)]].id = ids[static_cast<size_t>(i)];
+    r.device_of[ids[static_cast<size_t>(i)]] = r.admitted[static_cast<size_t>(i)];
+  }
+  if (auto s = res_->state->UpdateRoundSelected(r.id, n); !s.ok()) {
+    AbortRoundLocked(std::string(s.message()));
+    return;
+  }
+
+  dp::DdgConfig ddg;
+  ddg.dimension = res_->head.size();
+  ddg.clip = config_.dp.clip;
+  ddg.bits = config_.dp.bits;
+  ddg.expected_clients = std::max(1, static_cast<int>(n * (1.0 - config_.max_dropout)));
+  ddg.delta = config_.dp.delta;
+  ddg.noise_multiplier = noise_multiplier_;
+  ddg.max_wrap_probability = config_.dp.max_wrap_probability;
+  ddg.local_only = config_.dp.mode == DpMode::kLocal;
+  auto ddg_params = dp::ChooseDdgParams(ddg);
+  if (!ddg_params.ok()) {
+    AbortRoundLocked(StrCat("distributed DP settings do not fit ", n, " clients: ", ddg_params.status().message()));
+    return;
+  }
+  r.ddg = *ddg_params;
+  randombytes_buf(r.rotation_seed.data(), r.rotation_seed.size());
+
+  secagg::SecAggConfig sc;
+  sc.round_id = static_cast<uint64_t>(r.id);
+  sc.num_clients = n;
+  sc.bits = config_.dp.bits;
+  sc.vector_length = r.ddg.padded_dimension;
+  sc.max_dropout = config_.max_dropout;
+  sc.max_corrupted = config_.max_corrupted;
+  randombytes_buf(sc.graph_seed.data(), sc.graph_seed.size());
+  auto params = secagg::ChooseParams(sc);
+  if (!params.ok()) {
+    AbortRoundLocked(StrCat("SecAgg+ parameters for ", n, " clients: ", params.status().message()));
+    return;
+  }
+  r.min_survivors = std::max(config_.min_cohort, params->threshold());
+  if (n < r.min_survivors) {
+    AbortRoundLocked(StrCat("only ", n, " devices checked in; at least ", r.min_survivors, " must survive"));
+    return;
+  }
+  // Refuse up front a round whose worst case (the fewest survivors, hence the
+  // least noise) would take the ledger past its budget.
+  auto worst = dp::DdgRdp(r.ddg, r.min_survivors, 1, res_->ledger->orders());
+  if (!worst.ok()) {
+    AbortRoundLocked(std::string(worst.status().message()));
+    return;
+  }
+  auto after = res_->ledger->SpentAfter(*worst);
+  if (!after.ok() || after->epsilon > config_.dp.epsilon_budget) {
+    AbortRoundLocked("the privacy budget cannot pay for another round");
+    CloseLocked(StrCat("privacy budget epsilon ", config_.dp.epsilon_budget, " is spent"));
+    return;
+  }
+  auto server = secagg::Server::Create(*params, r.min_survivors);
+  if (!server.ok()) {
+    AbortRoundLocked(std::string(server.status().message()));
+    return;
+  }
+  r.server = std::move(*server);
+
+  v1::RoundTask& t = r.task;
+  t.set_round_id(static_cast<uint64_t>(r.id));
+  t.set_cohort_size(static_cast<uint32_t>(n));
+  auto* s = t.mutable_secagg();
+  s->set_degree(static_cast<uint32_t>(params->degree()));
+  s->set_threshold(static_cast<uint32_t>(params->threshold()));
+  s->set_bits(static_cast<uint32_t>(sc.bits));
+  s->set_vector_length(sc.vector_length);
+  s->set_graph_seed(sc.graph_seed.data(), sc.graph_seed.size());
+  s->set_max_dropout(sc.max_dropout);
+  s->set_max_corrupted(sc.max_corrupted);
+  auto* d = t.mutable_ddg();
+  d->set_dimension(ddg.dimension);
+  d->set_clip(ddg.clip);
+  d->set_bits(static_cast<uint32_t>(ddg.bits));
+  d->set_expected_clients(static_cast<uint32_t>(ddg.expected_clients));
+  d->set_delta(ddg.delta);
+  d->set_noise_multiplier(ddg.noise_multiplier);
+  d->set_beta(ddg.beta);
+  d->set_max_wrap_probability(ddg.max_wrap_probability);
+  d->set_local_only(ddg.local_only);
+  d->set_rotation_seed(r.rotation_seed.data(), r.rotation_seed.size());
+  *t.mutable_training() = config_.training;
+  t.mutable_training()->set_seed(static_cast<uint64_t>(r.id));
+  *t.mutable_model() = latest_->ref;
+
+  r.stage = Stage::kAdvertise;
+  r.deadline = clock_() + config_.training_timeout;
+  spdlog::info("round {} cohort: {} devices (SecAgg+ k={} t={}, {} bits, {} values; noise multiplier {:.4f})", r.id, n,
+               params->degree(), params->threshold(), sc.bits, sc.vector_length, noise_multiplier_);
+}
+
+absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& request) {
+  const v1::RequestHeader& h = request.header();
+  if (auto s = CheckHeader(h, {v1::PHASE_TASK, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT, v1::PHASE_UNMASKING,
+                               v1::PHASE_RESULT});
+      !s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  const int64_t round_id = static_cast<int64_t>(h.round_id());
+  if (auto it = finished_.find(round_id); it != finished_.end()) return it->second;
+  if (!round_ || round_->id != round_id) {
+    return FailedPreconditionError(StrCat("round ", round_id, " is not running",
+                                          round_ ? StrCat(" (round ", round_->id, " is)") : ""));
+  }
+  Round& r = *round_;
+  v1::AwaitResponse response;
+  auto wait = [&](std::string why) {
+    *response.mutable_wait() = WaitLocked(std::min(config_.poll_interval, r.deadline - clock_()), std::move(why));
+    return response;
+  };
+  if (r.stage == Stage::kSelecting) {
+    if (std::find(r.admitted.begin(), r.admitted.end(), h.device_id()) == r.admitted.end()) {
+      return FailedPreconditionError(StrCat("device ", h.device_id(), " is not admitted to round ", r.id));
+    }
+    return wait("the cohort is being selected");
+  }
+  const auto member = r.members.find(h.device_id());
+  if (member == r.members.end()) {
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " is not in the cohort of round ", r.id));
+  }
+  if (member->second.dropped) {
+    response.mutable_aborted()->set_round_id(static_cast<uint64_t>(r.id));
+    response.mutable_aborted()->set_reason("dropped from the round after missing a deadline");
+    return response;
+  }
+  if (h.phase() == v1::PHASE_TASK) {
+    *response.mutable_task() = r.task;
+    response.mutable_task()->set_secagg_id(member->second.id);
+    if (r.stage == Stage::kAdvertise) {
+      response.mutable_task()->set_advertise_deadline_ms(
+          static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Milliseconds(r.deadline - clock_()))));
+    }
+    return response;
+  }
+  if (h.phase() == v1::PHASE_RESULT) return wait(StrCat("round ", r.id, " is in ", StageName(r.stage)));
+  const Stage awaited = *StageOf(h.phase());
+  if (r.stage < awaited) return wait(StrCat("round ", r.id, " is in ", StageName(r.stage)));
+  if (r.stage > awaited) {
+    return FailedPreconditionError(StrCat("round ", r.id, " is in ", StageName(r.stage), ", past ",
+                                          v1::Phase_Name(h.phase())));
+  }
+  const auto out = r.outgoing.find(member->second.id);
+  if (out == r.outgoing.end()) {
+    response.mutable_aborted()->set_round_id(static_cast<uint64_t>(r.id));
+    response.mutable_aborted()->set_reason("dropped from the round");
+    return response;
+  }
+  *response.mutable_secagg() = out->second;
+  return response;
+}
+
+absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& request) {
+  const v1::RequestHeader& h = request.header();
+  if (auto s = CheckHeader(h, {v1::PHASE_ADVERTISE_KEYS, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT,
+                               v1::PHASE_UNMASKING});
+      !s.ok()) {
+    return s;
+  }
+  const v1::SecAggClientMessage& message = request.message();
+  if (PhaseOfMessage(message) != h.phase()) {
+    return InvalidArgumentError(StrCat("header.phase is ", v1::Phase_Name(h.phase()), " but the message carries ",
+                                       v1::Phase_Name(PhaseOfMessage(message))));
+  }
+  if (message.round_id() != h.round_id()) {
+    return InvalidArgumentError(StrCat("message.round_id ", message.round_id(), " differs from header.round_id ",
+                                       h.round_id()));
+  }
+  absl::MutexLock lock(&mu_);
+  const int64_t round_id = static_cast<int64_t>(h.round_id());
+  if (!round_ || round_->id != round_id) {
+    return FailedPreconditionError(StrCat("round ", round_id, " is not running",
+                                          round_ ? StrCat(" (round ", round_->id, " is)") : ""));
+  }
+  Round& r = *round_;
+  const auto member = r.members.find(h.device_id());
+  if (member == r.members.end()) {
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " is not in the cohort of round ", r.id));
+  }
+  Round::Member& m = member->second;
+  if (message.sender() != m.id) {
+    return InvalidArgumentError(StrCat("message.sender ", message.sender(), " is not device ", h.device_id(),
+                                       "'s SecAgg id"));
+  }
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  if (auto previous = m.submitted.find(h.phase()); previous != m.submitted.end()) {
+    if (previous->second == bytes) return v1::SubmitResponse();  // a retry after a lost acknowledgement
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " already submitted a different ",
+                                          v1::Phase_Name(h.phase()), " message in round ", r.id));
+  }
+  if (m.dropped) {
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " was dropped from round ", r.id));
+  }
+  if (*StageOf(h.phase()) != r.stage) {
+    return FailedPreconditionError(StrCat("round ", r.id, " is in ", StageName(r.stage), ", not ",
+                                          v1::Phase_Name(h.phase())));
+  }
+  if (auto s = r.server->Receive(message); !s.ok()) return s;
+  m.submitted.emplace(h.phase(), std::move(bytes));
+  const bool everyone = std::all_of(r.members.begin(), r.members.end(), [&](const auto& entry) {
+    return entry.second.dropped || entry.second.submitted.contains(h.phase());
+  });
+  if (everyone) AdvanceLocked();
+  return v1::SubmitResponse();
+}
+
+void RoundEngine::Tick() {
+  absl::MutexLock lock(&mu_);
+  if (!round_ || clock_() < round_->deadline) return;
+  if (round_->stage == Stage::kSelecting) {
+    if (static_cast<int>(round_->admitted.size()) >= config_.min_cohort) {
+      CloseSelectionLocked();
+    } else {
+      // Keep selecting: a round needs min_cohort devices to start at all.
+      round_->deadline = clock_() + config_.selection_timeout;
+    }
+    return;
+  }
+  AdvanceLocked();
+}
+
+void RoundEngine::AdvanceLocked() {
+  Round& r = *round_;
+  const Stage closing = r.stage;
+  const v1::Phase phase = closing == Stage::kAdvertise     ? v1::PHASE_ADVERTISE_KEYS
+                          : closing == Stage::kShareKeys   ? v1::PHASE_SHARE_KEYS
+                          : closing == Stage::kMaskedInput ? v1::PHASE_MASKED_INPUT
+                                                           : v1::PHASE_UNMASKING;
+  int answered = 0, dropped_now = 0;
+  for (auto& [device, m] : r.members) {
+    if (m.dropped) continue;
+    if (m.submitted.contains(phase)) {
+      ++answered;
+    } else {
+      m.dropped = true;
+      ++dropped_now;
+      spdlog::info("round {}: device {} dropped (no {} message by the deadline)", r.id, device, StageName(closing));
+    }
+  }
+  auto out = r.server->AdvancePhase();
+  if (!out.ok()) {
+    AbortRoundLocked(StrCat(StageName(closing), " closed with ", answered, " clients: ", out.status().message()));
+    return;
+  }
+  if (closing == Stage::kUnmasking) {
+    FinishRoundLocked();
+    return;
+  }
+  r.outgoing.clear();
+  for (auto& message : *out) r.outgoing.emplace(message.recipient(), std::move(message));
+  r.stage = static_cast<Stage>(static_cast<int>(closing) + 1);
+  const absl::Duration timeout = r.stage == Stage::kShareKeys     ? config_.share_keys_timeout
+                                 : r.stage == Stage::kMaskedInput ? config_.masked_input_timeout
+                                                                  : config_.unmasking_timeout;
+  r.deadline = clock_() + timeout;
+  spdlog::info("round {} phase {}: {} of {} answered {}, {} dropped", r.id, StageName(r.stage), answered,
+               r.members.size(), StageName(closing), dropped_now);
+}
+
+void RoundEngine::FinishRoundLocked() {
+  Round& r = *round_;
+  auto sum = r.server->Result();
+  const std::vector<uint32_t> survivors = r.server->Survivors();
+  if (!sum.ok() || survivors.empty()) {
+    AbortRoundLocked(StrCat("no secure sum: ", sum.status().message()));
+    return;
+  }
+  const int s = static_cast<int>(survivors.size());
+  auto decoded = dp::DdgDecodeSum(r.ddg, *sum, r.rotation_seed);
+  if (!decoded.ok()) {
+    AbortRoundLocked(StrCat("decoding the sum: ", decoded.status().message()));
+    return;
+  }
+  std::vector<float> mean(decoded->size());
+  for (size_t i = 0; i < mean.size(); ++i) mean[i] = static_cast<float>((*decoded)[i] / s);
+
+  // Charge before anything derived from the sum leaves the aggregator.
+  auto rdp = dp::DdgRdp(r.ddg, s, 1, res_->ledger->orders());
+  if (!rdp.ok()) {
+    AbortRoundLocked(std::string(rdp.status().message()));
+    return;
+  }
+  nlohmann::json params = {{"clients", s},
+                           {"noise_multiplier", r.ddg.noise_multiplier},
+                           {"clip", r.ddg.config.clip},
+                           {"bits", r.ddg.config.bits},
+                           {"scale", r.ddg.scale},
+                           {"padded_dimension", r.ddg.padded_dimension},
+                           {"local_only", r.ddg.config.local_only}};
+  if (auto charged = res_->ledger->Charge({.round = r.id,
+                                           .mechanism = "distributed_discrete_gaussian",
+                                           .parameters = params.dump(),
+                                           .rdp = *rdp});
+      !charged.ok()) {
+    AbortRoundLocked(StrCat("privacy ledger: ", charged.message()));
+    if (charged.code() == absl::StatusCode::kResourceExhausted) CloseLocked("the privacy budget is spent");
+    return;
+  }
+  auto spent = res_->ledger->Spent();
+  const double epsilon = spent.ok() ? spent->epsilon : std::nan("");
+
+  if (!config_.record_dir.empty()) {
+    std::string sum_bytes(reinterpret_cast<const char*>(sum->data()), sum->size() * sizeof(uint32_t));
+    std::string names;
+    for (uint32_t id : survivors) absl::StrAppend(&names, r.device_of[id], "\n");
+    std::error_code ec;
+    std::filesystem::create_directories(config_.record_dir, ec);
+    (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".survivors"), names);
+    (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".sum"), sum_bytes);
+  }
+
+  std::vector<float> head = res_->head;
+  const std::vector<float> m1 = res_->optimizer->first_moment(), m2 = res_->optimizer->second_moment();
+  if (auto applied = res_->optimizer->Apply(head, mean); !applied.ok()) {
+    AbortRoundLocked(StrCat("server optimizer: ", applied.message()));
+    return;
+  }
+  RoundRecord record{.round_id = r.id,
+                     .state = "done",
+                     .selected = static_cast<int>(r.members.size()),
+                     .survivors = s,
+                     .model_version = latest_->ref.version() + 1,
+                     .epsilon = epsilon,
+                     .reason = ""};
+  if (auto published = PublishLocked(std::move(head), r.id, &record); !published.ok()) {
+    (void)res_->optimizer->Restore(m1, m2);
+    AbortRoundLocked(StrCat("publishing: ", published.message()));
+    return;
+  }
+  spdlog::info("round {} done: {} of {} survived, epsilon spent {:.4f} (delta {}), model v{} published", r.id, s,
+               r.members.size(), epsilon, config_.dp.delta, latest_->ref.version());
+  v1::AwaitResponse outcome;
+  auto* result = outcome.mutable_result();
+  result->set_round_id(static_cast<uint64_t>(r.id));
+  result->set_survivors(static_cast<uint32_t>(s));
+  *result->mutable_published() = latest_->ref;
+  result->set_epsilon_spent(epsilon);
+  finished_[r.id] = std::move(outcome);
+  while (finished_.size() > 16) finished_.erase(finished_.begin());
+  round_.reset();
+  ++completed_rounds_;
+  if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
+    CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
+  }
+}
+
+void RoundEngine::AbortRoundLocked(const std::string& reason) {
+  const int64_t id = round_->id;
+  spdlog::warn("round {} aborted: {}", id, reason);
+  if (auto s = res_->state->AbortRound(id, reason); !s.ok()) spdlog::error("round {}: {}", id, s.ToString());
+  v1::AwaitResponse outcome;
+  outcome.mutable_aborted()->set_round_id(static_cast<uint64_t>(id));
+  outcome.mutable_aborted()->set_reason(reason);
+  finished_[id] = std::move(outcome);
+  while (finished_.size() > 16) finished_.erase(finished_.begin());
+  round_.reset();
+}
+
+absl::StatusOr<v1::ModelChunk> RoundEngine::GetModelChunk(const v1::ModelChunkRequest& request) {
+  if (auto s = CheckHeader(request.header(), {v1::PHASE_MODEL_DOWNLOAD}); !s.ok()) return s;
+  std::string blob;
+  {
+    absl::MutexLock lock(&mu_);
+    if (request.version() == latest_->ref.version()) {
+      blob = latest_->blob;
+    } else {
+      auto models = res_->state->Models();
+      if (!models.ok()) return models.status();
+      auto it = std::find_if(models->begin(), models->end(),
+                             [&](const PublishedModel& m) { return m.version == request.version(); });
+      if (it == models->end()) {
+        return absl::NotFoundError(StrCat("model version ", request.version(), " was never published"));
+      }
+      auto bytes = models::ReadFileBytes(it->file, 1 << 30);
+      if (!bytes.ok()) return bytes.status();
+      blob = std::move(*bytes);
+    }
+  }
+  if (request.offset() > blob.size()) {
+    return absl::OutOfRangeError(StrCat("offset ", request.offset(), " is past the end of model v", request.version(),
+                                        " (", blob.size(), " bytes)"));
+  }
+  const uint64_t max_bytes = request.max_bytes() == 0 ? kMaxChunkBytes : std::min(request.max_bytes(), kMaxChunkBytes);
+  v1::ModelChunk chunk;
+  chunk.set_version(request.version());
+  chunk.set_total_size(blob.size());
+  chunk.set_download_sha256(Sha256(blob));
+  chunk.set_offset(request.offset());
+  chunk.set_data(blob.substr(request.offset(), max_bytes));
+  return chunk;
+}
+
+absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::TelemetryRequest& request) {
+  if (auto s = CheckHeader(request.header(), {v1::PHASE_TELEMETRY}); !s.ok()) return s;
+  const v1::Telemetry& t = request.telemetry();
+  if (t.class_counts_size() > 4096) return InvalidArgumentError("telemetry.class_counts holds more than 4096 classes");
+  if (t.confidence_histogram_size() > 100) return InvalidArgumentError("telemetry.confidence_histogram has over 100 bins");
+  if (!(t.holdout_accuracy() >= 0.0f && t.holdout_accuracy() <= 1.0f)) {
+    return InvalidArgumentError(StrCat("telemetry.holdout_accuracy must be in [0, 1], got ", t.holdout_accuracy()));
+  }
+  if (t.model_status().size() > 512) return InvalidArgumentError("telemetry.model_status is over 512 characters");
+  nlohmann::json report = {{"model_version", t.model_version()},
+                           {"class_counts", std::vector<uint64_t>(t.class_counts().begin(), t.class_counts().end())},
+                           {"confidence_histogram",
+                            std::vector<uint32_t>(t.confidence_histogram().begin(), t.confidence_histogram().end())},
+                           {"holdout_samples", t.holdout_samples()},
+                           {"holdout_accuracy", t.holdout_accuracy()},
+                           {"model_status", t.model_status()}};
+  absl::MutexLock lock(&mu_);
+  if (auto s = res_->state->RecordTelemetry(request.header().device_id(), report.dump()); !s.ok()) return s;
+  if (!t.model_status().empty()) {
+    spdlog::warn("device {} keeps model v{}: {}", request.header().device_id(), t.model_version(), t.model_status());
+  }
+  return v1::TelemetryResponse();
+}
+
+}  // namespace tinyfed::aggregator

@@ -1,0 +1,283 @@
+#include "tinyfed/aggregator/state.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "SQLiteCpp/SQLiteCpp.h"
+#include "absl/strings/str_cat.h"
+
+namespace tinyfed::aggregator {
+namespace {
+
+int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status DbError(const std::string& what, const std::exception& e) {
+  return absl::InternalError(absl::StrCat("aggregator state: ", what, ": ", e.what()));
+}
+
+std::string FloatsToBlob(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+std::vector<float> BlobToFloats(const SQLite::Column& c) {
+  std::vector<float> v(static_cast<size_t>(c.getBytes()) / sizeof(float));
+  if (!v.empty()) std::memcpy(v.data(), c.getBlob(), v.size() * sizeof(float));
+  return v;
+}
+
+PublishedModel ModelFrom(SQLite::Statement& q) {
+  PublishedModel m;
+  m.version = static_cast<uint64_t>(q.getColumn(0).getInt64());
+  m.round_id = q.getColumn(1).getInt64();
+  m.bundle_sha256 = q.getColumn(2).getString();
+  m.file = q.getColumn(3).getString();
+  return m;
+}
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS devices (
+  device_id TEXT PRIMARY KEY, first_seen_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+  round_id INTEGER PRIMARY KEY, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
+  finished_ms INTEGER, selected INTEGER NOT NULL DEFAULT 0, survivors INTEGER NOT NULL DEFAULT 0,
+  model_version INTEGER NOT NULL DEFAULT 0, epsilon REAL NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS models (
+  version INTEGER PRIMARY KEY, round_id INTEGER NOT NULL, bundle_sha256 BLOB NOT NULL,
+  file TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS optimizer (
+  id INTEGER PRIMARY KEY CHECK (id = 1), first_moment BLOB NOT NULL, second_moment BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry (
+  device_id TEXT PRIMARY KEY, reported_ms INTEGER NOT NULL, report TEXT NOT NULL);
+)sql";
+
+}  // namespace
+
+AggregatorState::AggregatorState(std::filesystem::path dir, std::unique_ptr<SQLite::Database> db)
+    : dir_(std::move(dir)), db_(std::move(db)) {}
+AggregatorState::~AggregatorState() = default;
+
+absl::StatusOr<std::unique_ptr<AggregatorState>> AggregatorState::Open(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create state directory ", dir.string(), ": ", ec.message()));
+  try {
+    auto db = std::make_unique<SQLite::Database>((dir / "aggregator.db").string(),
+                                                 SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+    db->exec(kSchema);
+    return std::unique_ptr<AggregatorState>(new AggregatorState(dir, std::move(db)));
+  } catch (const std::exception& e) {
+    return DbError(absl::StrCat("opening ", (dir / "aggregator.db").string()), e);
+  }
+}
+
+absl::StatusOr<std::optional<PublishedModel>> AggregatorState::LatestModel() const {
+  try {
+    SQLite::Statement q(*db_, "SELECT version, round_id, bundle_sha256, file FROM models ORDER BY version DESC LIMIT 1");
+    if (!q.executeStep()) return std::optional<PublishedModel>();
+    return std::optional<PublishedModel>(ModelFrom(q));
+  } catch (const std::exception& e) {
+    return DbError("reading the latest model", e);
+  }
+}
+
+absl::StatusOr<std::vector<PublishedModel>> AggregatorState::Models() const {
+  try {
+    SQLite::Statement q(*db_, "SELECT version, round_id, bundle_sha256, file FROM models ORDER BY version");
+    std::vector<PublishedModel> out;
+    while (q.executeStep()) out.push_back(ModelFrom(q));
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading models", e);
+  }
+}
+
+absl::Status AggregatorState::RecordInitialModel(const PublishedModel& m) {
+  try {
+    SQLite::Statement q(*db_, "INSERT INTO models VALUES (?, 0, ?, ?, ?)");
+    q.bind(1, static_cast<int64_t>(m.version));
+    q.bind(2, m.bundle_sha256.data(), static_cast<int>(m.bundle_sha256.size()));
+    q.bind(3, m.file.string());
+    q.bind(4, NowMillis());
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("recording the initial model", e);
+  }
+}
+
+absl::StatusOr<std::vector<RoundRecord>> AggregatorState::Rounds() const {
+  try {
+    SQLite::Statement q(*db_,
+                        "SELECT round_id, state, selected, survivors, model_version, epsilon, reason FROM rounds "
+                        "ORDER BY round_id");
+    std::vector<RoundRecord> out;
+    while (q.executeStep()) {
+      RoundRecord r;
+      r.round_id = q.getColumn(0).getInt64();
+      r.state = q.getColumn(1).getString();
+      r.selected = q.getColumn(2).getInt();
+      r.survivors = q.getColumn(3).getInt();
+      r.model_version = static_cast<uint64_t>(q.getColumn(4).getInt64());
+      r.epsilon = q.getColumn(5).getDouble();
+      r.reason = q.getColumn(6).getString();
+      out.push_back(std::move(r));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading rounds", e);
+  }
+}
+
+absl::StatusOr<int64_t> AggregatorState::NextRoundId() const {
+  try {
+    return db_->execAndGet("SELECT COALESCE(MAX(round_id), 0) + 1 FROM rounds").getInt64();
+  } catch (const std::exception& e) {
+    return DbError("reading the round counter", e);
+  }
+}
+
+absl::StatusOr<int64_t> AggregatorState::CompletedRounds() const {
+  try {
+    return db_->execAndGet("SELECT COUNT(*) FROM rounds WHERE state = 'done'").getInt64();
+  } catch (const std::exception& e) {
+    return DbError("counting rounds", e);
+  }
+}
+
+absl::Status AggregatorState::StartRound(int64_t round_id) {
+  try {
+    SQLite::Statement q(*db_, "INSERT INTO rounds (round_id, state, started_ms) VALUES (?, 'running', ?)");
+    q.bind(1, round_id);
+    q.bind(2, NowMillis());
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError(absl::StrCat("starting round ", round_id), e);
+  }
+}
+
+absl::Status AggregatorState::UpdateRoundSelected(int64_t round_id, int selected) {
+  try {
+    SQLite::Statement q(*db_, "UPDATE rounds SET selected = ? WHERE round_id = ?");
+    q.bind(1, selected);
+    q.bind(2, round_id);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError(absl::StrCat("updating round ", round_id), e);
+  }
+}
+
+absl::Status AggregatorState::AbortRound(int64_t round_id, const std::string& reason) {
+  try {
+    SQLite::Statement q(*db_,
+                        "UPDATE rounds SET state = 'aborted', reason = ?, finished_ms = ? WHERE round_id = ? "
+                        "AND state = 'running'");
+    q.bind(1, reason);
+    q.bind(2, NowMillis());
+    q.bind(3, round_id);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError(absl::StrCat("aborting round ", round_id), e);
+  }
+}
+
+absl::StatusOr<int> AggregatorState::AbortUnfinishedRounds(const std::string& reason) {
+  try {
+    SQLite::Statement q(*db_,
+                        "UPDATE rounds SET state = 'aborted', reason = ?, finished_ms = ? WHERE state = 'running'");
+    q.bind(1, reason);
+    q.bind(2, NowMillis());
+    return q.exec();
+  } catch (const std::exception& e) {
+    return DbError("aborting unfinished rounds", e);
+  }
+}
+
+absl::Status AggregatorState::CompleteRound(const RoundRecord& r, const PublishedModel& m,
+                                            const std::vector<float>& first_moment,
+                                            const std::vector<float>& second_moment) {
+  try {
+    SQLite::Transaction tx(*db_);
+    SQLite::Statement model(*db_, "INSERT INTO models VALUES (?, ?, ?, ?, ?)");
+    model.bind(1, static_cast<int64_t>(m.version));
+    model.bind(2, m.round_id);
+    model.bind(3, m.bundle_sha256.data(), static_cast<int>(m.bundle_sha256.size()));
+    model.bind(4, m.file.string());
+    model.bind(5, NowMillis());
+    model.exec();
+    SQLite::Statement round(*db_,
+                            "UPDATE rounds SET state = 'done', finished_ms = ?, selected = ?, survivors = ?, "
+                            "model_version = ?, epsilon = ? WHERE round_id = ?");
+    round.bind(1, NowMillis());
+    round.bind(2, r.selected);
+    round.bind(3, r.survivors);
+    round.bind(4, static_cast<int64_t>(r.model_version));
+    round.bind(5, r.epsilon);
+    round.bind(6, r.round_id);
+    if (round.exec() != 1) return absl::FailedPreconditionError(absl::StrCat("round ", r.round_id, " is not recorded"));
+    SQLite::Statement opt(*db_, "INSERT OR REPLACE INTO optimizer VALUES (1, ?, ?)");
+    const std::string m1 = FloatsToBlob(first_moment), m2 = FloatsToBlob(second_moment);
+    opt.bind(1, m1.data(), static_cast<int>(m1.size()));
+    opt.bind(2, m2.data(), static_cast<int>(m2.size()));
+    opt.exec();
+    tx.commit();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError(absl::StrCat("completing round ", r.round_id), e);
+  }
+}
+
+absl::Status AggregatorState::LoadOptimizer(std::vector<float>* first_moment, std::vector<float>* second_moment) const {
+  try {
+    SQLite::Statement q(*db_, "SELECT first_moment, second_moment FROM optimizer WHERE id = 1");
+    first_moment->clear();
+    second_moment->clear();
+    if (q.executeStep()) {
+      *first_moment = BlobToFloats(q.getColumn(0));
+      *second_moment = BlobToFloats(q.getColumn(1));
+    }
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("reading optimizer state", e);
+  }
+}
+
+absl::StatusOr<bool> AggregatorState::AddDevice(const std::string& device_id) {
+  try {
+    SQLite::Statement q(*db_, "INSERT OR IGNORE INTO devices VALUES (?, ?)");
+    q.bind(1, device_id);
+    q.bind(2, NowMillis());
+    return q.exec() == 1;
+  } catch (const std::exception& e) {
+    return DbError("adding a device", e);
+  }
+}
+
+absl::StatusOr<int64_t> AggregatorState::PopulationSize() const {
+  try {
+    return db_->execAndGet("SELECT COUNT(*) FROM devices").getInt64();
+  } catch (const std::exception& e) {
+    return DbError("counting devices", e);
+  }
+}
+
+absl::Status AggregatorState::RecordTelemetry(const std::string& device_id, const std::string& json) {
+  try {
+    SQLite::Statement q(*db_, "INSERT OR REPLACE INTO telemetry VALUES (?, ?, ?)");
+    q.bind(1, device_id);
+    q.bind(2, NowMillis());
+    q.bind(3, json);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("recording telemetry", e);
+  }
+}
+
+}  // namespace tinyfed::aggregator

@@ -1,0 +1,74 @@
+// The aggregator's configuration, read from a TOML file
+// (`tinyfed aggregator --config FILE`). Relative paths are relative to the
+// file's directory. Every key is optional except the four paths; unknown keys
+// and out-of-range values are errors that name the key and its line, so a
+// typo never silently falls back to a default. docs/aggregator.md lists the
+// keys with an example.
+#ifndef TINYFED_AGGREGATOR_CONFIG_H_
+#define TINYFED_AGGREGATOR_CONFIG_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tinyfed/aggregator/server_optimizer.h"
+#include "tinyfed/v1/service.pb.h"
+
+namespace tinyfed::aggregator {
+
+enum class DpMode { kDistributed, kLocal };
+
+struct DpConfig {
+  DpMode mode = DpMode::kDistributed;
+  double clip = 1.0;
+  double noise_multiplier = 0.0;  // set this or target_epsilon
+  double target_epsilon = 0.0;    // over max_rounds rounds (which must then be set)
+  double delta = 1e-5;
+  double epsilon_budget = 10.0;   // the ledger refuses rounds past it
+  int bits = 20;
+  double max_wrap_probability = 1e-4;
+};
+
+struct Config {
+  std::string listen = "127.0.0.1:7443";  // port 0 picks a free one
+  std::filesystem::path state_dir;
+  std::filesystem::path initial_model;  // a bundle file from `tinyfed model quantize`
+  std::filesystem::path signing_key;    // from `tinyfed keys generate`
+
+  int64_t max_rounds = 0;  // 0: until stopped or out of budget
+  int cohort_size = 20;    // clients a round aims to finish with
+  int min_cohort = 10;     // fewer survivors abort the round
+  double over_selection = 0.0;  // admit cohort_size * (1 + this) to absorb dropouts
+  bool reset_head = false;      // start from a zero head instead of the bundle's
+  absl::Duration poll_interval = absl::Milliseconds(500);
+
+  absl::Duration selection_timeout = absl::Seconds(60);
+  absl::Duration training_timeout = absl::Seconds(300);
+  absl::Duration share_keys_timeout = absl::Seconds(60);
+  absl::Duration masked_input_timeout = absl::Seconds(60);
+  absl::Duration unmasking_timeout = absl::Seconds(60);
+
+  v1::TrainingSettings training;  // sent to clients with each task
+  DpConfig dp;
+  double max_dropout = 0.2;    // SecAgg+ graph: tolerated dropout fraction
+  double max_corrupted = 0.1;  // and corrupted fraction
+  ServerOptimizerOptions optimizer;
+
+  // Test-only: each finished round's secure sum and survivors are written here.
+  std::filesystem::path record_dir;
+};
+
+// A config with the defaults above and the four required paths unset.
+Config DefaultConfig();
+
+// INVALID_ARGUMENT "FILE:LINE: key: problem" for syntax errors, unknown keys,
+// wrong types and impossible values; NOT_FOUND for a missing file.
+absl::StatusOr<Config> ReadConfig(const std::filesystem::path& path);
+absl::StatusOr<Config> ParseConfig(std::string_view toml, const std::filesystem::path& source_name);
+
+}  // namespace tinyfed::aggregator
+
+#endif  // TINYFED_AGGREGATOR_CONFIG_H_

@@ -1,0 +1,112 @@
+// The aggregator's round engine: the whole server side of the round service
+// (proto/tinyfed/v1/service.proto) without the transport, so the gRPC server,
+// the tests and the simulator drive the very same code.
+//
+// One round at a time:
+//   selecting     devices check in and are admitted until cohort_size *
+//                 (1 + over_selection) are in, or the selection deadline
+//                 passes with at least min_cohort
+//   advertise     clients download the model, train, encode and advertise
+//                 SecAgg+ keys (training deadline)
+//   share_keys, masked_input, unmasking
+//                 each closes when every remaining member answered or at its
+//                 deadline; a member that misses a deadline is dropped
+//   done          the SecAgg+ sum of the survivors is decoded (dp/ddg.h),
+//                 averaged, applied by the server optimizer, charged to the
+//                 privacy ledger, and published as a signed model v+1
+// A round aborts cleanly (its row says why) when fewer than
+// max(min_cohort, t) survive, or the privacy budget would be exceeded; the
+// next round then starts. A restart aborts the round that was running and
+// resumes from the last published model and optimizer state.
+//
+// Every handler validates the request header first: INVALID_ARGUMENT for a
+// malformed request (bad device id, phase and message disagreeing, a sender
+// id that is not the device's), FAILED_PRECONDITION for a request out of
+// turn (another round, another phase, a device outside the cohort, a replay
+// with different content), RESOURCE_EXHAUSTED past the budget. A refused
+// request never changes the round. Thread-safe.
+#ifndef TINYFED_AGGREGATOR_ROUND_ENGINE_H_
+#define TINYFED_AGGREGATOR_ROUND_ENGINE_H_
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "tinyfed/aggregator/config.h"
+#include "tinyfed/v1/service.pb.h"
+
+namespace tinyfed::aggregator {
+
+struct RoundRecord;
+
+enum class Method { kCheckIn, kAwait, kSubmit, kGetModelChunk, kReportTelemetry };
+
+class RoundEngine {
+ public:
+  using Clock = std::function<absl::Time()>;
+  // Opens (or creates) the state directory; publishes the initial model as
+  // version 1 on first start.
+  static absl::StatusOr<std::unique_ptr<RoundEngine>> Create(const Config& config, Clock clock = absl::Now);
+  ~RoundEngine();
+  RoundEngine(const RoundEngine&) = delete;
+  RoundEngine& operator=(const RoundEngine&) = delete;
+
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request);
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& request);
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request);
+  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& request);
+  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& request);
+
+  // Closes phases whose deadline has passed. The server calls it often.
+  void Tick();
+  // True once max_rounds rounds are done or the privacy budget is spent.
+  bool closed() const;
+  // The largest serialized request each method accepts (checked before parsing).
+  size_t MaxRequestBytes(Method method) const;
+  // The latest published model.
+  v1::ModelRef latest_model() const;
+
+  static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
+
+ private:
+  struct Round;
+  struct Published;
+  explicit RoundEngine(const Config& config, Clock clock);
+  absl::Status Init();
+
+  absl::Status StartRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbortRoundLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::RetryLater WaitLocked(absl::Duration delay, std::string reason) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Config config_;
+  const Clock clock_;
+  mutable absl::Mutex mu_;
+  struct Resources;  // state, ledger, key, optimizer: see round_engine.cc
+  std::unique_ptr<Resources> res_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Published> latest_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Round> round_ ABSL_GUARDED_BY(mu_);
+  // Outcomes of recent rounds, for clients that ask after the round ended.
+  std::map<int64_t, v1::AwaitResponse> finished_ ABSL_GUARDED_BY(mu_);
+  int64_t completed_rounds_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_round_id_ ABSL_GUARDED_BY(mu_) = 1;
+  double noise_multiplier_ = 0.0;  // resolved once from the config
+  size_t head_size_ = 0;           // parameters in the head, fixed by the initial model
+  std::string closed_reason_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tinyfed::aggregator
+
+#endif  // TINYFED_AGGREGATOR_ROUND_ENGINE_H_

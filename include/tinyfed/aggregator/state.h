@@ -1,0 +1,89 @@
+// The aggregator's durable state: one SQLite file (WAL, synchronous=FULL)
+// under the state directory, next to the published model files and the
+// privacy ledger.
+//
+//   devices    the population: every device that ever checked in
+//   rounds     one row per round: running, done or aborted, with counts
+//   models     published versions and the file each lives in
+//   optimizer  the server optimizer's moments after the latest version
+//   telemetry  the latest aggregate report of each device
+//
+// A round's completion (its row, the new model's row and the optimizer
+// moments) is one transaction, so a kill -9 leaves either the old version
+// with its moments or the new one with its own. Thread-compatible: the round
+// engine serializes access.
+#ifndef TINYFED_AGGREGATOR_STATE_H_
+#define TINYFED_AGGREGATOR_STATE_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace tinyfed::aggregator {
+
+struct PublishedModel {
+  uint64_t version = 0;
+  int64_t round_id = 0;  // 0 for the initial model
+  std::string bundle_sha256;
+  std::filesystem::path file;  // a serialized v1::SignedBundle
+};
+
+struct RoundRecord {
+  int64_t round_id = 0;
+  std::string state;  // "running", "done" or "aborted"
+  int selected = 0;
+  int survivors = 0;
+  uint64_t model_version = 0;  // published by this round
+  double epsilon = 0.0;        // total spent after this round
+  std::string reason;          // why it aborted
+};
+
+class AggregatorState {
+ public:
+  // Creates the directory and database if missing.
+  static absl::StatusOr<std::unique_ptr<AggregatorState>> Open(const std::filesystem::path& dir);
+  ~AggregatorState();
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+  absl::StatusOr<std::optional<PublishedModel>> LatestModel() const;
+  absl::StatusOr<std::vector<PublishedModel>> Models() const;
+  absl::Status RecordInitialModel(const PublishedModel& model);
+
+  absl::StatusOr<std::vector<RoundRecord>> Rounds() const;
+  absl::StatusOr<int64_t> NextRoundId() const;
+  absl::StatusOr<int64_t> CompletedRounds() const;
+  absl::Status StartRound(int64_t round_id);
+  absl::Status UpdateRoundSelected(int64_t round_id, int selected);
+  absl::Status AbortRound(int64_t round_id, const std::string& reason);
+  // Rounds left running by a previous process are aborted; returns how many.
+  absl::StatusOr<int> AbortUnfinishedRounds(const std::string& reason);
+  // The round's row, the model's row and the optimizer moments, atomically.
+  absl::Status CompleteRound(const RoundRecord& round, const PublishedModel& model,
+                             const std::vector<float>& first_moment, const std::vector<float>& second_moment);
+  // Empty vectors when no round has completed yet.
+  absl::Status LoadOptimizer(std::vector<float>* first_moment, std::vector<float>* second_moment) const;
+
+  // Adds the device to the population if new. Returns true if it was new.
+  absl::StatusOr<bool> AddDevice(const std::string& device_id);
+  absl::StatusOr<int64_t> PopulationSize() const;
+  absl::Status RecordTelemetry(const std::string& device_id, const std::string& json);
+
+ private:
+  AggregatorState(std::filesystem::path dir, std::unique_ptr<SQLite::Database> db);
+  std::filesystem::path dir_;
+  std::unique_ptr<SQLite::Database> db_;
+};
+
+}  // namespace tinyfed::aggregator
+
+#endif  // TINYFED_AGGREGATOR_STATE_H_
