@@ -15,6 +15,8 @@ namespace tinyfed::client {
 namespace {
 
 constexpr std::string_view kSegmentMagic = "TFSEG001";
+constexpr std::string_view kSealedMagic = "TFSEAL01";
+constexpr size_t kSealedRecordBytes = size_t{1} << 20;
 constexpr size_t kMaxFeatures = 65536;
 constexpr uint64_t kMaxSegmentBytes = uint64_t{1} << 30;
 
@@ -109,24 +111,11 @@ absl::Status SampleStore::WriteManifest(const std::vector<std::string>& segments
 }
 
 absl::StatusOr<std::string> SampleStore::WriteSegment(std::span<const Sample> samples) {
-  std::string file(kSegmentMagic);
-  std::array<uint8_t, crypto_secretstream_xchacha20poly1305_HEADERBYTES> header;
-  crypto_secretstream_xchacha20poly1305_state state;
-  crypto_secretstream_xchacha20poly1305_init_push(&state, header.data(), key_.data());
-  file.append(reinterpret_cast<const char*>(header.data()), header.size());
-  for (size_t i = 0; i < samples.size(); ++i) {
-    std::string plain = EncodeSample(samples[i]);
-    std::string cipher(plain.size() + crypto_secretstream_xchacha20poly1305_ABYTES, '\0');
-    const uint8_t tag = i + 1 == samples.size() ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0;
-    crypto_secretstream_xchacha20poly1305_push(&state, reinterpret_cast<uint8_t*>(cipher.data()), nullptr,
-                                               reinterpret_cast<const uint8_t*>(plain.data()), plain.size(), nullptr, 0,
-                                               tag);
-    sodium_memzero(plain.data(), plain.size());
-    const auto len = static_cast<uint32_t>(cipher.size());
-    file.append(reinterpret_cast<const char*>(&len), 4);
-    file += cipher;
-  }
-  sodium_memzero(&state, sizeof(state));
+  std::vector<std::string> records;
+  records.reserve(samples.size());
+  for (const Sample& sample : samples) records.push_back(EncodeSample(sample));
+  const std::string file = SealRecords(kSegmentMagic, records);
+  for (auto& r : records) sodium_memzero(r.data(), r.size());
   const std::string name = absl::StrCat("segment-", next_segment_++);
   if (auto s = models::WriteFileAtomically(dir_ / name, file, 0600); !s.ok()) return s;
   return name;
@@ -137,42 +126,107 @@ absl::StatusOr<std::vector<Sample>> SampleStore::ReadSegment(const std::string& 
   if (!bytes.ok()) {
     return absl::DataLossError(absl::StrCat("segment ", name, " named by the manifest: ", bytes.status().message()));
   }
-  const size_t header_end = kSegmentMagic.size() + crypto_secretstream_xchacha20poly1305_HEADERBYTES;
-  if (bytes->size() < header_end || std::string_view(*bytes).substr(0, kSegmentMagic.size()) != kSegmentMagic) {
-    return absl::DataLossError(absl::StrCat("segment ", name, " is not a sample segment"));
+  auto records = OpenRecords(kSegmentMagic, *bytes, absl::StrCat("segment ", name));
+  if (!records.ok()) return records.status();
+  std::vector<Sample> out;
+  out.reserve(records->size());
+  for (auto& record : *records) {
+    auto sample = DecodeSample(record);
+    sodium_memzero(record.data(), record.size());
+    if (!sample.ok()) return sample.status();
+    out.push_back(std::move(*sample));
+  }
+  return out;
+}
+
+std::string SampleStore::SealRecords(std::string_view magic, const std::vector<std::string>& records) const {
+  std::string file(magic);
+  std::array<uint8_t, crypto_secretstream_xchacha20poly1305_HEADERBYTES> header;
+  crypto_secretstream_xchacha20poly1305_state state;
+  crypto_secretstream_xchacha20poly1305_init_push(&state, header.data(), key_.data());
+  file.append(reinterpret_cast<const char*>(header.data()), header.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    const std::string& plain = records[i];
+    std::string cipher(plain.size() + crypto_secretstream_xchacha20poly1305_ABYTES, '\0');
+    const uint8_t tag = i + 1 == records.size() ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0;
+    crypto_secretstream_xchacha20poly1305_push(&state, reinterpret_cast<uint8_t*>(cipher.data()), nullptr,
+                                               reinterpret_cast<const uint8_t*>(plain.data()), plain.size(), nullptr, 0,
+                                               tag);
+    const auto len = static_cast<uint32_t>(cipher.size());
+    file.append(reinterpret_cast<const char*>(&len), 4);
+    file += cipher;
+  }
+  sodium_memzero(&state, sizeof(state));
+  return file;
+}
+
+absl::StatusOr<std::vector<std::string>> SampleStore::OpenRecords(std::string_view magic, std::string_view bytes,
+                                                                  const std::string& what) const {
+  const size_t header_end = magic.size() + crypto_secretstream_xchacha20poly1305_HEADERBYTES;
+  if (bytes.size() < header_end || bytes.substr(0, magic.size()) != magic) {
+    return absl::DataLossError(absl::StrCat(what, " is not a file of this store"));
   }
   crypto_secretstream_xchacha20poly1305_state state;
   if (crypto_secretstream_xchacha20poly1305_init_pull(
-          &state, reinterpret_cast<const uint8_t*>(bytes->data() + kSegmentMagic.size()), key_.data()) != 0) {
-    return absl::DataLossError(absl::StrCat("segment ", name, " has a bad header"));
+          &state, reinterpret_cast<const uint8_t*>(bytes.data() + magic.size()), key_.data()) != 0) {
+    return absl::DataLossError(absl::StrCat(what, " has a bad header"));
   }
-  std::vector<Sample> out;
+  std::vector<std::string> out;
   size_t pos = header_end;
   bool final_seen = false;
-  while (pos < bytes->size()) {
+  while (pos < bytes.size()) {
     uint32_t len = 0;
-    if (final_seen || pos + 4 > bytes->size()) return absl::DataLossError(absl::StrCat("segment ", name, " is damaged"));
-    std::memcpy(&len, bytes->data() + pos, 4);
+    if (final_seen || pos + 4 > bytes.size()) return absl::DataLossError(absl::StrCat(what, " is damaged"));
+    std::memcpy(&len, bytes.data() + pos, 4);
     pos += 4;
-    if (len < crypto_secretstream_xchacha20poly1305_ABYTES || len > bytes->size() - pos) {
-      return absl::DataLossError(absl::StrCat("segment ", name, " is truncated"));
+    if (len < crypto_secretstream_xchacha20poly1305_ABYTES || len > bytes.size() - pos) {
+      return absl::DataLossError(absl::StrCat(what, " is truncated"));
     }
     std::string plain(len - crypto_secretstream_xchacha20poly1305_ABYTES, '\0');
     uint8_t tag = 0;
     if (crypto_secretstream_xchacha20poly1305_pull(&state, reinterpret_cast<uint8_t*>(plain.data()), nullptr, &tag,
-                                                   reinterpret_cast<const uint8_t*>(bytes->data() + pos), len, nullptr,
+                                                   reinterpret_cast<const uint8_t*>(bytes.data() + pos), len, nullptr,
                                                    0) != 0) {
-      return absl::DataLossError(absl::StrCat("segment ", name, " failed authentication (tampered or damaged)"));
+      for (auto& r : out) sodium_memzero(r.data(), r.size());
+      return absl::DataLossError(absl::StrCat(what, " failed authentication (tampered or damaged)"));
     }
     pos += len;
     final_seen = tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL;
-    auto sample = DecodeSample(plain);
-    sodium_memzero(plain.data(), plain.size());
-    if (!sample.ok()) return sample.status();
-    out.push_back(std::move(*sample));
+    out.push_back(std::move(plain));
   }
   sodium_memzero(&state, sizeof(state));
-  if (!final_seen) return absl::DataLossError(absl::StrCat("segment ", name, " ends before its final record"));
+  if (!final_seen) {
+    for (auto& r : out) sodium_memzero(r.data(), r.size());
+    return absl::DataLossError(absl::StrCat(what, " ends before its final record"));
+  }
+  return out;
+}
+
+absl::Status SampleStore::WriteSealed(const std::string& name, std::string_view plaintext) {
+  if (name.empty() || name.rfind("segment-", 0) == 0 || name == "manifest" || name == "device.key" ||
+      name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("'", name, "' is not a usable sealed file name"));
+  }
+  // Records of at most 1 MiB keep secretstream's buffers small.
+  std::vector<std::string> records;
+  for (size_t pos = 0; pos < plaintext.size() || records.empty(); pos += kSealedRecordBytes) {
+    records.emplace_back(plaintext.substr(pos, kSealedRecordBytes));
+  }
+  const std::string file = SealRecords(kSealedMagic, records);
+  for (auto& r : records) sodium_memzero(r.data(), r.size());
+  return models::WriteFileAtomically(dir_ / name, file, 0600);
+}
+
+absl::StatusOr<std::string> SampleStore::ReadSealed(const std::string& name) const {
+  auto bytes = models::ReadFileBytes(dir_ / name, kMaxSegmentBytes);
+  if (!bytes.ok()) return bytes.status();
+  auto records = OpenRecords(kSealedMagic, *bytes, absl::StrCat("sealed file ", name));
+  if (!records.ok()) return records.status();
+  std::string out;
+  for (auto& r : *records) {
+    out += r;
+    sodium_memzero(r.data(), r.size());
+  }
   return out;
 }
 

@@ -5,6 +5,7 @@
 //   manifest              the live segments, in order (written atomically)
 //   segment-<n>           one libsodium secretstream (XChaCha20-Poly1305):
 //                         a header, one message per sample, a final tag
+//   <other names>         sealed files (WriteSealed), the same format
 // Add() writes one new segment and then a new manifest, each atomically, so a
 // power loss at any moment leaves the samples of the old manifest or of the
 // new one, never a mix; segments no manifest names are removed on open. When
@@ -20,6 +21,8 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -47,11 +50,22 @@ class SampleStore {
   absl::StatusOr<std::vector<Sample>> ReadAll() const;
   size_t size() const { return count_; }
 
+  // Other files sealed under the device key the same way (the embedding
+  // cache is one), written atomically with mode 0600. ReadSealed gives
+  // NOT_FOUND for a missing file and DATA_LOSS for one that fails
+  // authentication. Names must not clash with the store's own files.
+  absl::Status WriteSealed(const std::string& name, std::string_view plaintext);
+  absl::StatusOr<std::string> ReadSealed(const std::string& name) const;
+
  private:
   SampleStore(std::filesystem::path dir, size_t max_samples, std::array<uint8_t, 32> key);
   absl::Status WriteManifest(const std::vector<std::string>& segments) const;
   absl::StatusOr<std::string> WriteSegment(std::span<const Sample> samples);
   absl::StatusOr<std::vector<Sample>> ReadSegment(const std::string& name) const;
+  // A secretstream of records behind `magic`; `what` names the file in errors.
+  std::string SealRecords(std::string_view magic, const std::vector<std::string>& records) const;
+  absl::StatusOr<std::vector<std::string>> OpenRecords(std::string_view magic, std::string_view bytes,
+                                                       const std::string& what) const;
 
   std::filesystem::path dir_;
   size_t max_samples_;

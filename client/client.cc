@@ -1,0 +1,553 @@
+#include "tinyfed/client/client.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "spdlog/spdlog.h"
+#include "tinyfed/client/embedding_cache.h"
+#include "tinyfed/client/head_trainer.h"
+#include "tinyfed/dp/ddg.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/models/signing.h"
+#include "tinyfed/secure_agg/client.h"
+#include "tinyfed/secure_agg/params.h"
+
+namespace tinyfed::client {
+namespace {
+
+using absl::StrCat;
+
+std::string Sha256(std::string_view bytes) {
+  std::string out(crypto_hash_sha256_BYTES, '\0');
+  crypto_hash_sha256(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(bytes.data()),
+                     bytes.size());
+  return out;
+}
+
+// Appends and flushes to disk, so a download survives a power cut chunk by chunk.
+absl::Status AppendDurably(const std::filesystem::path& path, std::string_view data) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(StrCat("cannot open ", path.string(), ": ", std::strerror(errno)));
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      return absl::InternalError(StrCat("cannot write ", path.string(), ": ", std::strerror(errno)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  const bool synced = ::fdatasync(fd) == 0;
+  ::close(fd);
+  if (!synced) return absl::InternalError(StrCat("cannot sync ", path.string()));
+  return absl::OkStatus();
+}
+
+bool InHoldout(const SampleKey& key, double fraction) {
+  const uint32_t v = (uint32_t{key[0]} << 8) | key[1];
+  return v < fraction * 65536.0;
+}
+
+}  // namespace
+
+struct Client::State {
+  ClientConfig config;
+  ClientHooks hooks;
+  std::unique_ptr<Transport> transport;
+  models::PublicKey pinned{};
+
+  mutable absl::Mutex mu;
+  std::unique_ptr<SampleStore> store ABSL_GUARDED_BY(mu);
+  v1::ModelBundle bundle ABSL_GUARDED_BY(mu);
+  std::unique_ptr<models::Interpreter> interpreter ABSL_GUARDED_BY(mu);
+  uint64_t version ABSL_GUARDED_BY(mu) = 0;
+  std::string model_status ABSL_GUARDED_BY(mu);  // why the last offered model was refused
+
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  bool stopping = false;
+
+  v1::RequestHeader Header(uint64_t round_id, v1::Phase phase) const {
+    v1::RequestHeader h;
+    h.set_device_id(config.device_id);
+    h.set_round_id(round_id);
+    h.set_phase(phase);
+    return h;
+  }
+
+  // Sleeps unless stopped; returns false once stopped.
+  bool SleepFor(absl::Duration d) {
+    std::unique_lock lock(stop_mu);
+    return !stop_cv.wait_for(lock, absl::ToChronoNanoseconds(d), [&] { return stopping; });
+  }
+  bool stopped() {
+    std::lock_guard lock(stop_mu);
+    return stopping;
+  }
+
+  void Install(v1::ModelBundle b, std::unique_ptr<models::Interpreter> in, uint64_t v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    bundle = std::move(b);
+    interpreter = std::move(in);
+    version = v;
+    model_status.clear();
+  }
+
+  // Downloads (resuming a partial download of the same model), verifies and
+  // installs `ref`. On refusal the installed model stays, and why is kept
+  // for telemetry.
+  absl::Status UpdateModel(const v1::ModelRef& ref, RoundTimings* t);
+};
+
+absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t) {
+  const auto& dir = config.data_dir;
+  const auto partial = dir / "download.partial";
+  const auto meta = dir / "download.meta";
+  const std::string expected_meta = StrCat(ref.version(), " ", absl::BytesToHexString(ref.download_sha256()), "\n");
+  auto refuse = [&](absl::Status s) {
+    std::error_code ec;
+    std::filesystem::remove(partial, ec);
+    std::filesystem::remove(meta, ec);
+    absl::MutexLock lock(&mu);
+    model_status = StrCat("model v", ref.version(), " refused: ", s.message());
+    spdlog::warn("{}: {}", config.device_id, model_status);
+    return s;
+  };
+  if (ref.download_size() == 0 || ref.download_size() > (uint64_t{1} << 30)) {
+    return refuse(absl::InvalidArgumentError(StrCat("announced size ", ref.download_size(), " is not plausible")));
+  }
+  auto current_meta = models::ReadFileBytes(meta, 4096);
+  std::error_code ec;
+  if (!current_meta.ok() || *current_meta != expected_meta) {
+    std::filesystem::remove(partial, ec);
+    if (auto s = models::WriteFileAtomically(meta, expected_meta); !s.ok()) return s;
+  }
+  uint64_t have = std::filesystem::exists(partial, ec) ? std::filesystem::file_size(partial, ec) : 0;
+  if (have > ref.download_size()) {
+    std::filesystem::remove(partial, ec);
+    have = 0;
+  }
+  while (have < ref.download_size()) {
+    v1::ModelChunkRequest request;
+    *request.mutable_header() = Header(0, v1::PHASE_MODEL_DOWNLOAD);
+    request.set_version(ref.version());
+    request.set_offset(have);
+    const absl::Time start = absl::Now();
+    auto chunk = transport->GetModelChunk(request);
+    t->transport += absl::Now() - start;
+    if (!chunk.ok()) return chunk.status();  // a link problem: resume next time
+    // Endless data: more bytes than announced, or a chunk for another model.
+    if (chunk->version() != ref.version() || chunk->offset() != have || chunk->total_size() != ref.download_size() ||
+        chunk->download_sha256() != ref.download_sha256() || chunk->data().empty() ||
+        chunk->data().size() > ref.download_size() - have) {
+      return refuse(absl::DataLossError("the server sent a chunk that does not match the announced model"));
+    }
+    if (auto s = AppendDurably(partial, chunk->data()); !s.ok()) return s;
+    have += chunk->data().size();
+  }
+  auto blob = models::ReadFileBytes(partial, ref.download_size());
+  if (!blob.ok()) return blob.status();
+  if (Sha256(*blob) != ref.download_sha256()) {
+    return refuse(absl::DataLossError("the download does not match its announced SHA-256"));
+  }
+  v1::SignedBundle signed_bundle;
+  if (!signed_bundle.ParseFromString(*blob)) return refuse(absl::InvalidArgumentError("not a signed bundle"));
+  uint64_t installed;
+  {
+    absl::MutexLock lock(&mu);
+    installed = version;
+  }
+  if (signed_bundle.version() != ref.version()) {
+    return refuse(absl::PermissionDeniedError(StrCat("signed as v", signed_bundle.version(), ", announced as v",
+                                                     ref.version())));
+  }
+  auto verified = models::VerifySignedBundle(signed_bundle, pinned, installed, ref.bundle_sha256());
+  if (!verified.ok()) return refuse(verified.status());
+  auto runnable = models::Interpreter::Create(*verified);
+  if (!runnable.ok()) return refuse(runnable.status());
+  if (auto s = models::WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
+  std::filesystem::remove(partial, ec);
+  std::filesystem::remove(meta, ec);
+  absl::MutexLock lock(&mu);
+  Install(std::move(*verified), std::move(*runnable), ref.version());
+  spdlog::info("{}: installed model v{}", config.device_id, ref.version());
+  return absl::OkStatus();
+}
+
+Client::Client(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Client::~Client() = default;
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& config, std::unique_ptr<Transport> transport,
+                                                       ClientHooks hooks) {
+  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  if (config.device_id.empty() || config.device_id.size() > 64 ||
+      !std::all_of(config.device_id.begin(), config.device_id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+      })) {
+    return absl::InvalidArgumentError(StrCat("device id '", config.device_id,
+                                             "' must be 1 to 64 letters, digits, '.', '_' or '-'"));
+  }
+  if (!(config.holdout_fraction >= 0.0 && config.holdout_fraction < 1.0)) {
+    return absl::InvalidArgumentError(StrCat("holdout fraction must be in [0, 1), got ", config.holdout_fraction));
+  }
+  if (!transport) return absl::InvalidArgumentError("a client needs a transport");
+  auto state = std::make_unique<State>();
+  state->config = config;
+  state->hooks = std::move(hooks);
+  state->transport = std::move(transport);
+  auto pinned = models::ReadPublicKey(config.aggregator_public_key);
+  if (!pinned.ok()) return pinned.status();
+  state->pinned = *pinned;
+  auto store = SampleStore::Open(config.data_dir / "store", config.max_samples);
+  if (!store.ok()) return store.status();
+  absl::MutexLock lock(&state->mu);
+  state->store = std::move(*store);
+  // The installed model is verified again: the disk is not trusted either.
+  auto blob = models::ReadFileBytes(config.data_dir / "model.signed", 1 << 30);
+  if (blob.ok()) {
+    v1::SignedBundle signed_bundle;
+    absl::StatusOr<v1::ModelBundle> bundle = absl::DataLossError("not a signed bundle");
+    if (signed_bundle.ParseFromString(*blob)) bundle = models::VerifySignedBundle(signed_bundle, state->pinned, 0);
+    if (!bundle.ok()) {
+      return absl::DataLossError(StrCat((config.data_dir / "model.signed").string(),
+                                        " fails verification: ", bundle.status().message()));
+    }
+    auto interpreter = models::Interpreter::Create(*bundle);
+    if (!interpreter.ok()) return interpreter.status();
+    state->Install(std::move(*bundle), std::move(*interpreter), signed_bundle.version());
+  } else if (blob.status().code() != absl::StatusCode::kNotFound) {
+    return blob.status();
+  }
+  return std::unique_ptr<Client>(new Client(std::move(state)));
+}
+
+absl::Status Client::AddSamples(std::span<const Sample> samples) {
+  absl::MutexLock lock(&state_->mu);
+  if (state_->interpreter) {
+    for (const Sample& s : samples) {
+      if (s.features.size() != state_->interpreter->input_size()) {
+        return absl::InvalidArgumentError(StrCat("a sample has ", s.features.size(), " features; the model takes ",
+                                                 state_->interpreter->input_size()));
+      }
+      if (s.label < 0 || s.label >= state_->interpreter->num_classes()) {
+        return absl::InvalidArgumentError(StrCat("label ", s.label, " is outside the model's ",
+                                                 state_->interpreter->num_classes(), " classes"));
+      }
+    }
+  }
+  return state_->store->Add(samples);
+}
+
+absl::StatusOr<models::Prediction> Client::Predict(std::span<const float> features) {
+  absl::MutexLock lock(&state_->mu);
+  if (!state_->interpreter) return absl::FailedPreconditionError("no model is installed yet");
+  if (features.size() != state_->interpreter->input_size()) {
+    return absl::InvalidArgumentError(StrCat("got ", features.size(), " features; the model takes ",
+                                             state_->interpreter->input_size()));
+  }
+  return state_->interpreter->Predict(features);
+}
+
+uint64_t Client::model_version() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->version;
+}
+
+size_t Client::sample_count() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->store->size();
+}
+
+void Client::Stop() {
+  std::lock_guard lock(state_->stop_mu);
+  state_->stopping = true;
+  state_->stop_cv.notify_all();
+}
+
+absl::StatusOr<RoundReport> Client::ParticipateOnce() {
+  State& s = *state_;
+  RoundReport report;
+  auto timed = [&](auto&& call) {
+    const absl::Time start = absl::Now();
+    auto result = call();
+    report.timings.transport += absl::Now() - start;
+    return result;
+  };
+  auto finish = [&](RoundOutcome outcome, std::string detail) {
+    report.outcome = outcome;
+    report.detail = std::move(detail);
+    report.model_version = model_version();
+    return report;
+  };
+  auto phase_hook = [&](v1::Phase phase) {
+    if (s.hooks.on_phase) s.hooks.on_phase(report.round_id, phase);
+  };
+
+  // 1. Check in; update the installed model if a newer one is out.
+  v1::CheckInRequest checkin;
+  *checkin.mutable_header() = s.Header(0, v1::PHASE_CHECK_IN);
+  checkin.set_installed_model_version(model_version());
+  auto response = timed([&] { return s.transport->CheckIn(checkin); });
+  if (!response.ok()) return response.status();
+  if (response->latest_model().version() > model_version()) {
+    if (auto u = s.UpdateModel(response->latest_model(), &report.timings); !u.ok()) {
+      if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
+    }
+  }
+  if (response->has_closed()) return finish(RoundOutcome::kClosed, response->closed().reason());
+  if (response->has_retry_later()) {
+    report.retry_after = absl::Milliseconds(response->retry_later().delay_ms());
+    return finish(RoundOutcome::kNotSelected, response->retry_later().reason());
+  }
+  report.round_id = response->admitted().round_id();
+
+  // Waits for the server's answer in `phase`, polling as it asks.
+  auto await = [&](v1::Phase phase) -> absl::StatusOr<v1::AwaitResponse> {
+    v1::AwaitRequest request;
+    *request.mutable_header() = s.Header(report.round_id, phase);
+    for (;;) {
+      auto r = timed([&] { return s.transport->Await(request); });
+      if (!r.ok() || !r->has_wait()) return r;
+      const absl::Time start = absl::Now();
+      if (!s.SleepFor(absl::Milliseconds(r->wait().delay_ms()))) return absl::CancelledError("stopped");
+      report.timings.waiting += absl::Now() - start;
+    }
+  };
+  auto submit = [&](v1::Phase phase, v1::SecAggClientMessage message) -> absl::Status {
+    v1::SubmitRequest request;
+    *request.mutable_header() = s.Header(report.round_id, phase);
+    *request.mutable_message() = std::move(message);
+    return timed([&] { return s.transport->Submit(request); }).status();
+  };
+
+  // 2. The task, once the cohort is fixed.
+  auto task_response = await(v1::PHASE_TASK);
+  if (!task_response.ok()) return task_response.status();
+  if (task_response->has_aborted()) return finish(RoundOutcome::kAborted, task_response->aborted().reason());
+  if (!task_response->has_task()) return finish(RoundOutcome::kAborted, "no task in the answer");
+  const v1::RoundTask task = task_response->task();
+  phase_hook(v1::PHASE_TASK);
+
+  // 3. The round's model.
+  if (task.model().version() != model_version()) {
+    if (task.model().version() < model_version()) {
+      return finish(RoundOutcome::kSkipped, StrCat("the round trains v", task.model().version(),
+                                                   " but v", model_version(), " is installed"));
+    }
+    if (auto u = s.UpdateModel(task.model(), &report.timings); !u.ok()) {
+      if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
+      return finish(RoundOutcome::kSkipped, StrCat("cannot install the round's model: ", u.message()));
+    }
+  }
+
+  // 4. Local training on cached embeddings.
+  std::vector<float> delta;
+  {
+    absl::MutexLock lock(&s.mu);
+    auto samples = s.store->ReadAll();
+    if (!samples.ok()) return samples.status();
+    std::vector<Sample> train;
+    for (auto& sample : *samples) {
+      if (sample.features.size() != s.interpreter->input_size() || sample.label < 0 ||
+          sample.label >= s.interpreter->num_classes()) {
+        continue;  // stored for another model
+      }
+      if (!InHoldout(KeyOf(sample), s.config.holdout_fraction)) train.push_back(std::move(sample));
+    }
+    if (train.empty()) return finish(RoundOutcome::kSkipped, "no samples to train on");
+    absl::Time start = absl::Now();
+    EmbeddingCache cache = EmbeddingCache::Load(*s.store, BackboneId(s.bundle));
+    std::vector<float> embeddings = cache.Embed(train, *s.interpreter);
+    if (cache.computed() > 0) {
+      if (auto saved = cache.Save(*s.store); !saved.ok()) return saved;
+    }
+    report.timings.backbone = absl::Now() - start;
+    std::vector<int> labels;
+    labels.reserve(train.size());
+    for (const Sample& sample : train) labels.push_back(sample.label);
+    report.samples_trained = train.size();
+
+    start = absl::Now();
+    const auto& t = task.training();
+    HeadTrainingTask training{.epochs = static_cast<int>(t.epochs()),
+                              .batch_size = static_cast<int>(t.batch_size()),
+                              .learning_rate = t.learning_rate(),
+                              .momentum = t.momentum(),
+                              .weight_decay = t.weight_decay(),
+                              .seed = t.seed() ^ std::hash<std::string>()(s.config.device_id)};
+    v1::Head head = s.bundle.head();
+    if (auto trained = TrainHead(&head, embeddings, labels, training); !trained.ok()) {
+      return finish(RoundOutcome::kSkipped, StrCat("training failed: ", trained.message()));
+    }
+    delta = HeadDelta(head, s.bundle.head());
+    sodium_memzero(embeddings.data(), embeddings.size() * sizeof(float));
+    report.timings.training = absl::Now() - start;
+  }
+
+  // 5. Encoding: clipping, rotation, rounding, discrete Gaussian noise, mod 2^b.
+  absl::Time start = absl::Now();
+  const auto& d = task.ddg();
+  dp::DdgConfig ddg_config{.dimension = d.dimension(),
+                           .clip = d.clip(),
+                           .bits = static_cast<int>(d.bits()),
+                           .expected_clients = static_cast<int>(d.expected_clients()),
+                           .delta = d.delta(),
+                           .noise_multiplier = d.noise_multiplier(),
+                           .target_epsilon = 0.0,
+                           .rounds = 1,
+                           .beta = d.beta(),
+                           .max_wrap_probability = d.max_wrap_probability(),
+                           .local_only = d.local_only()};
+  auto ddg = dp::ChooseDdgParams(ddg_config);
+  if (!ddg.ok()) return finish(RoundOutcome::kSkipped, StrCat("the round's DP settings: ", ddg.status().message()));
+  if (delta.size() != d.dimension() || ddg->padded_dimension != task.secagg().vector_length() ||
+      d.rotation_seed().size() != 32) {
+    return finish(RoundOutcome::kSkipped, StrCat("the round expects ", d.dimension(), " values; this head has ",
+                                                 delta.size()));
+  }
+  dp::Seed rotation_seed;
+  std::memcpy(rotation_seed.data(), d.rotation_seed().data(), 32);
+  auto rng = dp::SecureRandom::FromOsEntropy();
+  auto encoded = dp::DdgEncode(*ddg, delta, rotation_seed, *rng);
+  sodium_memzero(delta.data(), delta.size() * sizeof(float));
+  if (!encoded.ok()) return finish(RoundOutcome::kSkipped, StrCat("encoding: ", encoded.status().message()));
+  report.timings.encoding = absl::Now() - start;
+  if (s.hooks.on_encoded_update) s.hooks.on_encoded_update(report.round_id, *encoded);
+
+  // 6. SecAgg+.
+  start = absl::Now();
+  const auto& sa = task.secagg();
+  secagg::SecAggConfig sc{.round_id = report.round_id,
+                          .num_clients = static_cast<int>(task.cohort_size()),
+                          .bits = static_cast<int>(sa.bits()),
+                          .vector_length = sa.vector_length(),
+                          .max_dropout = sa.max_dropout(),
+                          .max_corrupted = sa.max_corrupted(),
+                          .graph_seed = {}};
+  if (sa.graph_seed().size() != sc.graph_seed.size()) return finish(RoundOutcome::kSkipped, "bad SecAgg+ graph seed");
+  std::memcpy(sc.graph_seed.data(), sa.graph_seed().data(), sc.graph_seed.size());
+  auto params = secagg::SecAggParams::Create(sc, static_cast<int>(sa.degree()), static_cast<int>(sa.threshold()));
+  if (!params.ok()) return finish(RoundOutcome::kSkipped, StrCat("SecAgg+ settings: ", params.status().message()));
+  auto secagg_client =
+      secagg::Client::Create(*params, task.secagg_id(), std::move(*encoded), secagg::OsRandom());
+  if (!secagg_client.ok()) return finish(RoundOutcome::kSkipped, std::string(secagg_client.status().message()));
+  auto advertise = (*secagg_client)->AdvertiseKeys();
+  report.timings.secagg += absl::Now() - start;
+  if (!advertise.ok()) return advertise.status();
+  phase_hook(v1::PHASE_ADVERTISE_KEYS);
+  if (auto sent = submit(v1::PHASE_ADVERTISE_KEYS, *advertise); !sent.ok()) {
+    if (absl::IsFailedPrecondition(sent)) return finish(RoundOutcome::kAborted, std::string(sent.message()));
+    return sent;
+  }
+  for (v1::Phase phase : {v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT, v1::PHASE_UNMASKING}) {
+    auto r = await(phase);
+    if (!r.ok()) {
+      if (absl::IsFailedPrecondition(r.status())) return finish(RoundOutcome::kAborted, std::string(r.status().message()));
+      return r.status();
+    }
+    if (r->has_aborted()) return finish(RoundOutcome::kAborted, r->aborted().reason());
+    if (r->has_result()) return finish(RoundOutcome::kAborted, "the round finished without this client");
+    if (!r->has_secagg()) return finish(RoundOutcome::kAborted, "unexpected answer");
+    phase_hook(phase);
+    start = absl::Now();
+    auto reply = (*secagg_client)->Handle(r->secagg());
+    report.timings.secagg += absl::Now() - start;
+    if (!reply.ok()) return finish(RoundOutcome::kAborted, StrCat("SecAgg+: ", reply.status().message()));
+    if (auto sent = submit(phase, *reply); !sent.ok()) {
+      if (absl::IsFailedPrecondition(sent)) return finish(RoundOutcome::kAborted, std::string(sent.message()));
+      return sent;
+    }
+  }
+
+  // 7. The result: install the new model.
+  auto result = await(v1::PHASE_RESULT);
+  if (!result.ok()) return result.status();
+  if (result->has_aborted()) return finish(RoundOutcome::kAborted, result->aborted().reason());
+  if (!result->has_result()) return finish(RoundOutcome::kAborted, "unexpected answer");
+  phase_hook(v1::PHASE_RESULT);
+  if (auto u = s.UpdateModel(result->result().published(), &report.timings); !u.ok()) {
+    if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
+  }
+  return finish(RoundOutcome::kCompleted, "");
+}
+
+absl::Status Client::Run(int64_t max_completed_rounds) {
+  State& s = *state_;
+  int64_t completed = 0;
+  absl::Duration backoff = absl::Seconds(1);
+  while (!s.stopped()) {
+    auto report = ParticipateOnce();
+    if (!report.ok()) {
+      if (absl::IsCancelled(report.status())) break;
+      spdlog::warn("{}: round attempt failed: {} (retrying in {})", s.config.device_id, report.status().ToString(),
+                   absl::FormatDuration(backoff));
+      if (!s.SleepFor(backoff)) break;
+      backoff = std::min(backoff * 2, absl::Minutes(5));
+      continue;
+    }
+    backoff = absl::Seconds(1);
+    if (report->outcome == RoundOutcome::kCompleted) {
+      ++completed;
+      spdlog::info("{}: round {} completed on {} samples; model v{}", s.config.device_id, report->round_id,
+                   report->samples_trained, report->model_version);
+    } else if (report->outcome != RoundOutcome::kNotSelected) {
+      spdlog::info("{}: round {}: {}", s.config.device_id, report->round_id, report->detail);
+    }
+    if (report->outcome == RoundOutcome::kCompleted || report->outcome == RoundOutcome::kSkipped) {
+      (void)SendTelemetry();
+    }
+    if (report->outcome == RoundOutcome::kClosed) return absl::OkStatus();
+    if (max_completed_rounds > 0 && completed >= max_completed_rounds) return absl::OkStatus();
+    const absl::Duration pause = std::max(report->retry_after, absl::Milliseconds(50));
+    if (!s.SleepFor(pause)) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Client::SendTelemetry() {
+  State& s = *state_;
+  v1::TelemetryRequest request;
+  *request.mutable_header() = s.Header(0, v1::PHASE_TELEMETRY);
+  v1::Telemetry* t = request.mutable_telemetry();
+  {
+    absl::MutexLock lock(&s.mu);
+    t->set_model_version(s.version);
+    t->set_model_status(s.model_status);
+    if (s.interpreter) {
+      auto samples = s.store->ReadAll();
+      if (!samples.ok()) return samples.status();
+      std::vector<uint64_t> counts(static_cast<size_t>(s.interpreter->num_classes()), 0);
+      std::vector<uint32_t> histogram(10, 0);
+      uint32_t held = 0, correct = 0;
+      for (const Sample& sample : *samples) {
+        if (sample.label < 0 || sample.label >= s.interpreter->num_classes() ||
+            sample.features.size() != s.interpreter->input_size()) {
+          continue;
+        }
+        ++counts[static_cast<size_t>(sample.label)];
+        if (!InHoldout(KeyOf(sample), s.config.holdout_fraction)) continue;
+        const models::Prediction p = s.interpreter->Predict(sample.features);
+        ++held;
+        correct += p.label == sample.label;
+        ++histogram[std::min<size_t>(9, static_cast<size_t>(p.confidence * 10.0f))];
+      }
+      for (uint64_t c : counts) t->add_class_counts(c);
+      for (uint32_t h : histogram) t->add_confidence_histogram(h);
+      t->set_holdout_samples(held);
+      t->set_holdout_accuracy(held ? static_cast<float>(correct) / held : 0.0f);
+    }
+  }
+  return s.transport->ReportTelemetry(request).status();
+}
+
+}  // namespace tinyfed::client

@@ -1,0 +1,135 @@
+// The tinyfed client: what a clinic gateway embeds.
+//
+//   tinyfed::client::ClientConfig config;
+//   config.device_id = "clinic-07";
+//   config.data_dir = "/var/lib/tinyfed";
+//   config.aggregator_public_key = "/etc/tinyfed/aggregator.pub";  // pinned at enrollment
+//   auto client = tinyfed::client::Client::Create(
+//       config, tinyfed::client::ConnectGrpc("aggregator.region:7443"));
+//
+//   // A clinician confirmed a diagnosis: keep the sample for local training.
+//   (*client)->AddSamples({{features, label}});
+//   // Inference with the installed model, no network needed.
+//   auto prediction = (*client)->Predict(features);  // label, confidence
+//   // Take part in federated rounds until the aggregator closes the federation.
+//   std::thread rounds([&] { (*client)->Run(); });
+//   ...
+//   (*client)->Stop();  rounds.join();
+//
+// What stays on the gateway (config.data_dir):
+//   store/           the labelled samples, encrypted (client/sample_store.h),
+//                    and the embedding cache, encrypted under the same key
+//   model.signed     the installed model, as published and signed
+//   download.*       a model download in progress, resumed after a restart
+// What leaves it: SecAgg+-masked, clipped and noised head updates, and
+// aggregate telemetry (sample counts per class, a confidence histogram and
+// accuracy on a held-out slice). Never a sample, a label or an embedding.
+//
+// A model is installed only if its Ed25519 signature verifies against the
+// pinned aggregator key, its version is newer than the installed one and its
+// hash is the one announced; otherwise the installed model stays and the
+// reason goes into the next telemetry report.
+//
+// Thread-safe: AddSamples and Predict may run while a round is in progress.
+#ifndef TINYFED_CLIENT_CLIENT_H_
+#define TINYFED_CLIENT_CLIENT_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tinyfed/client/sample_store.h"
+#include "tinyfed/client/transport.h"
+#include "tinyfed/models/interpreter.h"
+#include "tinyfed/v1/service.pb.h"
+
+namespace tinyfed::client {
+
+struct ClientConfig {
+  std::string device_id;  // 1..64 of [A-Za-z0-9._-]
+  std::filesystem::path data_dir;
+  std::filesystem::path aggregator_public_key;  // from `tinyfed keys generate`
+  size_t max_samples = 20000;        // the replay buffer keeps the newest
+  double holdout_fraction = 0.1;     // of samples, for local accuracy only
+};
+
+// Observers, for gateway status displays and tests. Called on the thread
+// running the round.
+struct ClientHooks {
+  // Before the client acts in `phase` of `round_id` (PHASE_TASK: training starts).
+  std::function<void(uint64_t round_id, v1::Phase phase)> on_phase;
+  // The encoded update just before masking. Test use only: it is the
+  // client's noised contribution in the clear.
+  std::function<void(uint64_t round_id, std::span<const uint32_t> encoded)> on_encoded_update;
+};
+
+enum class RoundOutcome {
+  kCompleted,    // took part and installed the new model
+  kNotSelected,  // no room in the cohort, or a round is in progress
+  kAborted,      // the round was aborted or this client was dropped
+  kSkipped,      // admitted but could not take part (no usable model or data)
+  kClosed,       // the federation has ended
+};
+
+struct RoundTimings {
+  absl::Duration backbone;   // embeddings of samples not in the cache
+  absl::Duration training;   // local epochs of the head
+  absl::Duration encoding;   // delta, clipping, distributed-DP encoding
+  absl::Duration secagg;     // SecAgg+ client computation
+  absl::Duration transport;  // calls to the aggregator
+  absl::Duration waiting;    // for the other clients
+};
+
+struct RoundReport {
+  RoundOutcome outcome = RoundOutcome::kNotSelected;
+  uint64_t round_id = 0;
+  std::string detail;             // why, for anything but kCompleted
+  absl::Duration retry_after;     // when to check in again
+  uint64_t model_version = 0;     // installed after the attempt
+  size_t samples_trained = 0;
+  RoundTimings timings;
+};
+
+class Client {
+ public:
+  // Opens the store, loads and re-verifies the installed model if any.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(const ClientConfig& config,
+                                                        std::unique_ptr<Transport> transport, ClientHooks hooks = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Stores labelled samples (raw features, as Predict takes them). With a
+  // model installed, feature counts and labels are checked against it.
+  absl::Status AddSamples(std::span<const Sample> samples);
+  // FAILED_PRECONDITION before the first model is installed.
+  absl::StatusOr<models::Prediction> Predict(std::span<const float> features);
+  uint64_t model_version() const;
+  size_t sample_count() const;
+
+  // Checks in once and, if admitted, takes part in the round to its end.
+  // Errors are transport failures that outlasted the retry policy or local
+  // storage failures; everything the aggregator decides is an outcome.
+  absl::StatusOr<RoundReport> ParticipateOnce();
+  // ParticipateOnce in a loop, waiting as the aggregator asks and backing off
+  // when it is unreachable, until the federation closes, Stop() is called or
+  // `max_completed_rounds` rounds completed (0: no limit).
+  absl::Status Run(int64_t max_completed_rounds = 0);
+  void Stop();
+  // Sends the aggregate telemetry now (Run does after each round).
+  absl::Status SendTelemetry();
+
+ private:
+  struct State;
+  explicit Client(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace tinyfed::client
+
+#endif  // TINYFED_CLIENT_CLIENT_H_
