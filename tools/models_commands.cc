@@ -392,13 +392,14 @@ void AddModelSignAndVerify(CLI::App* model) {
 
   auto* verify = model->add_subcommand("verify", "check a signed bundle against a public key");
   struct VerifyFlags {
-    std::string model, key;
+    std::string model, key, out;
     uint64_t installed = 0;
   };
   auto vf = std::make_shared<VerifyFlags>();
   verify->add_option("--model", vf->model, "signed bundle")->required();
   verify->add_option("--public-key", vf->key, "the aggregator's public key file")->required();
   verify->add_option("--installed-version", vf->installed, "refuse versions not newer than this");
+  verify->add_option("--out", vf->out, "write the verified bundle file here (for model eval)");
   verify->callback([vf] {
     auto key = models::ReadPublicKey(vf->key);
     if (!key.ok()) throw CommandError(key.status());
@@ -410,6 +411,9 @@ void AddModelSignAndVerify(CLI::App* model) {
     }
     auto bundle = models::VerifySignedBundle(signed_bundle, *key, vf->installed);
     if (!bundle.ok()) throw CommandError(absl::Status(bundle.status().code(), absl::StrCat(vf->model, ": ", bundle.status().message())));
+    if (!vf->out.empty()) {
+      if (auto s = models::WriteFileAtomically(vf->out, signed_bundle.bundle()); !s.ok()) throw CommandError(s);
+    }
     fmt::print("{}: verified version {} of {} ({} classes)\n", vf->model, signed_bundle.version(),
                bundle->metadata().name(), bundle->label_names_size());
   });

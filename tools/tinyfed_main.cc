@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tinyfed 0.1.0");
   tinyfed::tools::AddModelCommands(&app);
   tinyfed::tools::AddPrivacyCommands(&app);
+  tinyfed::tools::AddRoundCommands(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,247 @@
+// `tinyfed aggregator ...` and `tinyfed client ...`: the round from the
+// command line, for operators, gateway integrators and tests.
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <atomic>
+#include <csignal>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "spdlog/spdlog.h"
+#include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/aggregator/server.h"
+#include "tinyfed/aggregator/state.h"
+#include "tinyfed/client/client.h"
+#include "tinyfed/dp/ledger.h"
+#include "tinyfed/models/dataset.h"
+#include "tinyfed/models/file_io.h"
+#include "tools/commands.h"
+
+namespace tinyfed::tools {
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void OnSignal(int) { g_stop.store(true); }
+
+void InstallStopHandlers() {
+  struct sigaction action {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+void SetUpLogging() { spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v"); }
+
+template <typename T>
+T OrThrow(absl::StatusOr<T> v) {
+  if (!v.ok()) throw CommandError(v.status());
+  return std::move(*v);
+}
+
+void RunAggregator(const std::string& config_path) {
+  SetUpLogging();
+  const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
+  auto engine = OrThrow(aggregator::RoundEngine::Create(config));
+  auto server = OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen));
+  // Tests and scripts that asked for port 0 learn the real one here.
+  const std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  if (auto s = models::WriteFileAtomically(config.state_dir / "listening", fmt::format("{}:{}\n", host, server->port()));
+      !s.ok()) {
+    throw CommandError(s);
+  }
+  InstallStopHandlers();
+  // After the federation closes, linger so that clients collect the last
+  // result and model, then exit.
+  std::optional<absl::Time> closed_at;
+  const absl::Duration linger = config.poll_interval * 4 + absl::Seconds(2);
+  while (!g_stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!engine->closed()) continue;
+    if (!closed_at) closed_at = absl::Now();
+    if (absl::Now() - *closed_at > linger) break;
+  }
+  spdlog::info("aggregator stopping");
+  server->Shutdown();
+}
+
+void PrintStatus(const std::string& config_path, bool json) {
+  const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
+  auto state = OrThrow(aggregator::AggregatorState::Open(config.state_dir));
+  auto ledger = OrThrow(dp::PrivacyLedger::Open(config.state_dir / "ledger.db",
+                                                {.epsilon = config.dp.epsilon_budget, .delta = config.dp.delta}));
+  const auto rounds = OrThrow(state->Rounds());
+  const auto models_published = OrThrow(state->Models());
+  const auto spent = OrThrow(ledger->Spent());
+  const int64_t population = OrThrow(state->PopulationSize());
+  if (json) {
+    nlohmann::json out = {{"population", population},
+                          {"epsilon", spent.epsilon},
+                          {"delta", config.dp.delta},
+                          {"epsilon_budget", config.dp.epsilon_budget}};
+    out["rounds"] = nlohmann::json::array();
+    for (const auto& r : rounds) {
+      out["rounds"].push_back({{"round_id", r.round_id},
+                               {"state", r.state},
+                               {"selected", r.selected},
+                               {"survivors", r.survivors},
+                               {"model_version", r.model_version},
+                               {"epsilon", r.epsilon},
+                               {"reason", r.reason}});
+    }
+    out["models"] = nlohmann::json::array();
+    for (const auto& m : models_published) {
+      out["models"].push_back({{"version", m.version},
+                               {"round_id", m.round_id},
+                               {"file", m.file.string()},
+                               {"bundle_sha256", absl::BytesToHexString(m.bundle_sha256)}});
+    }
+    fmt::print("{}\n", out.dump(2));
+    return;
+  }
+  fmt::print("population {} devices; epsilon spent {:.4f} of {} (delta {})\n", population, spent.epsilon,
+             config.dp.epsilon_budget, config.dp.delta);
+  for (const auto& r : rounds) {
+    fmt::print("round {:>4}  {:<8} selected {:>4}  survivors {:>4}  model v{}  epsilon {:.4f}  {}\n", r.round_id,
+               r.state, r.selected, r.survivors, r.model_version, r.epsilon, r.reason);
+  }
+  if (!models_published.empty()) {
+    fmt::print("latest model v{} in {}\n", models_published.back().version, models_published.back().file.string());
+  }
+}
+
+struct ClientFlags {
+  std::string device_id, data_dir, aggregator_address, aggregator_key;
+  int64_t max_rounds = 0;
+  size_t max_samples = 20000;
+  std::string exit_at;     // ROUND:PHASE, testing
+  std::string record_dir;  // testing
+  std::vector<std::string> idx;
+  std::string csv, label_column;
+};
+
+v1::Phase ParsePhase(const std::string& name) {
+  for (int p = v1::Phase_MIN; p <= v1::Phase_MAX; ++p) {
+    std::string full = v1::Phase_Name(static_cast<v1::Phase>(p));
+    std::string lower = full.substr(6);  // after "PHASE_"
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower == name) return static_cast<v1::Phase>(p);
+  }
+  throw CommandError(absl::InvalidArgumentError(
+      fmt::format("--exit-at: unknown phase '{}' (task, advertise_keys, share_keys, masked_input, unmasking, result)",
+                  name)));
+}
+
+void RunClient(const ClientFlags& f) {
+  SetUpLogging();
+  client::ClientConfig config;
+  config.device_id = f.device_id;
+  config.data_dir = f.data_dir;
+  config.aggregator_public_key = f.aggregator_key;
+  config.max_samples = f.max_samples;
+  client::ClientHooks hooks;
+  if (!f.exit_at.empty()) {
+    // Simulates a power cut: SIGKILL at the start of that phase, nothing flushed.
+    std::vector<std::string> parts = absl::StrSplit(f.exit_at, ':');
+    uint64_t round = 0;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &round)) {
+      throw CommandError(absl::InvalidArgumentError("--exit-at wants ROUND:PHASE, e.g. 3:share_keys"));
+    }
+    const v1::Phase phase = ParsePhase(parts[1]);
+    hooks.on_phase = [round, phase](uint64_t r, v1::Phase p) {
+      if (r == round && p == phase) raise(SIGKILL);
+    };
+  }
+  if (!f.record_dir.empty()) {
+    const std::filesystem::path dir = f.record_dir;
+    const std::string device = f.device_id;
+    hooks.on_encoded_update = [dir, device](uint64_t round, std::span<const uint32_t> encoded) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      (void)models::WriteFileAtomically(
+          dir / fmt::format("round-{}-{}.encoded", round, device),
+          std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size() * sizeof(uint32_t)));
+    };
+  }
+  auto c = OrThrow(client::Client::Create(config, client::ConnectGrpc(f.aggregator_address), std::move(hooks)));
+  InstallStopHandlers();
+  client::Client* raw = c.get();
+  std::thread watcher([raw] {
+    while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    raw->Stop();
+  });
+  absl::Status status = c->Run(f.max_rounds);
+  g_stop.store(true);
+  watcher.join();
+  if (!status.ok()) throw CommandError(status);
+}
+
+void AddSamples(const ClientFlags& f) {
+  models::Dataset data;
+  if (!f.idx.empty()) {
+    data = OrThrow(models::ReadIdx(f.idx[0], f.idx[1]));
+  } else if (!f.csv.empty()) {
+    data = OrThrow(models::ReadCsv(f.csv, {.label_column = f.label_column}));
+  } else {
+    throw CommandError(absl::InvalidArgumentError("give --idx IMAGES LABELS or --csv FILE"));
+  }
+  auto store = OrThrow(client::SampleStore::Open(std::filesystem::path(f.data_dir) / "store", f.max_samples));
+  std::vector<client::Sample> samples(data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    const auto x = data.sample(i);
+    samples[i].features.assign(x.begin(), x.end());
+    samples[i].label = data.labels[i];
+  }
+  if (auto s = store->Add(samples); !s.ok()) throw CommandError(s);
+  fmt::print("stored {} samples; the store holds {}\n", samples.size(), store->size());
+}
+
+}  // namespace
+
+void AddRoundCommands(CLI::App* app) {
+  auto config_path = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  auto* agg = app->add_subcommand("aggregator", "run the regional aggregator (gRPC server)");
+  agg->add_option("--config", *config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  auto* status = agg->add_subcommand("status", "rounds, models and privacy spent, from the state directory");
+  status->add_option("--config", *config_path, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  status->add_flag("--json", *json, "print JSON");
+  status->callback([config_path, json] { PrintStatus(*config_path, *json); });
+  agg->callback([agg, status, config_path] {
+    if (status->parsed()) return;
+    if (config_path->empty()) throw CLI::RequiredError("--config");
+    RunAggregator(*config_path);
+  });
+
+  auto flags = std::make_shared<ClientFlags>();
+  auto* cl = app->add_subcommand("client", "a gateway's side: store samples, take part in rounds");
+  cl->require_subcommand(1);
+  auto* run = cl->add_subcommand("run", "take part in rounds until the federation closes");
+  run->add_option("--device-id", flags->device_id, "this gateway's id")->required();
+  run->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();
+  run->add_option("--aggregator", flags->aggregator_address, "host:port")->required();
+  run->add_option("--aggregator-key", flags->aggregator_key, "the aggregator's public key (pinned)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  run->add_option("--max-rounds", flags->max_rounds, "stop after this many completed rounds (0: no limit)");
+  run->add_option("--max-samples", flags->max_samples, "replay buffer size");
+  run->add_option("--exit-at", flags->exit_at, "testing: SIGKILL itself at ROUND:PHASE (a power cut)");
+  run->add_option("--record-dir", flags->record_dir, "testing: write each encoded update here");
+  run->callback([flags] { RunClient(*flags); });
+
+  auto* add = cl->add_subcommand("add-samples", "store labelled samples, encrypted, in the gateway's data directory");
+  add->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();
+  add->add_option("--idx", flags->idx, "IDX images and labels files")->expected(2);
+  add->add_option("--csv", flags->csv, "CSV file");
+  add->add_option("--label-column", flags->label_column, "CSV label column (name or index; default: last)");
+  add->add_option("--max-samples", flags->max_samples, "replay buffer size");
+  add->callback([flags] { AddSamples(*flags); });
+}
+
+}  // namespace tinyfed::tools
