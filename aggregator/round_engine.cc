@@ -436,8 +436,12 @@ void RoundEngine::CloseSelectionLocked() {
   }
   auto after = res_->ledger->SpentAfter(*worst);
   if (!after.ok() || after->epsilon > config_.dp.epsilon_budget) {
-    AbortRoundLocked("the privacy budget cannot pay for another round");
-    CloseLocked(StrCat("privacy budget epsilon ", config_.dp.epsilon_budget, " is spent"));
+    const std::string why =
+        after.ok() ? StrCat("with ", r.min_survivors, " survivors this round would bring epsilon to ", after->epsilon,
+                            ", past the budget of ", config_.dp.epsilon_budget)
+                   : std::string(after.status().message());
+    AbortRoundLocked(why);
+    CloseLocked(StrCat("the privacy budget cannot pay for another round (", why, ")"));
     return;
   }
   auto server = secagg::Server::Create(*params, r.min_survivors);
