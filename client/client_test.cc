@@ -1,0 +1,294 @@
+// The client's model installation and local behaviour against a fake
+// aggregator: which published models it accepts, which it refuses (and then
+// keeps serving the installed one), and resumable downloads.
+#include "tinyfed/client/client.h"
+
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <random>
+
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/dataset.h"
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/models/quantize.h"
+#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trainer.h"
+
+namespace tinyfed::client {
+namespace {
+
+models::Dataset Synthetic(size_t n, uint64_t seed) {
+  models::Dataset d;
+  d.width = 8;
+  d.label_names = {"a", "b", "c"};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> noise(0.0f, 0.3f);
+  for (size_t i = 0; i < n; ++i) {
+    const int label = static_cast<int>(i % 3);
+    for (int j = 0; j < 8; ++j) d.features.push_back((j % 3 == label ? 1.0f : 0.0f) + noise(rng));
+    d.labels.push_back(label);
+  }
+  return d;
+}
+
+std::string Sha256(const std::string& bytes) {
+  std::string out(crypto_hash_sha256_BYTES, '\0');
+  crypto_hash_sha256(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(bytes.data()),
+                     bytes.size());
+  return out;
+}
+
+// Announces `ref` at check-in and serves `blob` in small chunks.
+class FakeAggregator : public Transport {
+ public:
+  v1::ModelRef ref;
+  std::string blob;
+  size_t chunk_bytes = 1000;
+  int chunks_served = 0;
+  int fail_after_chunks = -1;  // simulate a lost link after this many chunks
+  std::vector<v1::Telemetry> telemetry;
+
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest&) override {
+    v1::CheckInResponse r;
+    r.mutable_retry_later()->set_delay_ms(1000);
+    *r.mutable_latest_model() = ref;
+    return r;
+  }
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest&) override {
+    return absl::UnimplementedError("not in this test");
+  }
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest&) override {
+    return absl::UnimplementedError("not in this test");
+  }
+  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& request) override {
+    if (fail_after_chunks >= 0 && chunks_served >= fail_after_chunks) return absl::UnavailableError("link lost");
+    ++chunks_served;
+    v1::ModelChunk c;
+    c.set_version(request.version());
+    c.set_total_size(ref.download_size());
+    c.set_download_sha256(ref.download_sha256());
+    c.set_offset(request.offset());
+    c.set_data(blob.substr(std::min<size_t>(request.offset(), blob.size()), chunk_bytes));
+    return c;
+  }
+  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& request) override {
+    telemetry.push_back(request.telemetry());
+    return v1::TelemetryResponse();
+  }
+};
+
+class ClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const models::Dataset data = Synthetic(300, 1);
+    auto b = models::BuildBackbone(models::Architecture::kMlp, data, 1, {.mlp_hidden = {16, 8}});
+    ASSERT_TRUE(b.ok());
+    models::TrainOptions options;
+    options.epochs = 5;
+    ASSERT_TRUE(models::Train(&*b, data, options).ok());
+    auto q = models::QuantizePostTraining(*b, data, {});
+    ASSERT_TRUE(q.ok());
+    bundle_ = new v1::ModelBundle(std::move(*q));
+  }
+  static void TearDownTestSuite() { delete bundle_; }
+
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("tinyfed-client-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ASSERT_TRUE(models::WriteSigningKey(key_, dir_ / "agg.key", dir_ / "agg.pub").ok());
+    config_.device_id = "clinic-1";
+    config_.data_dir = dir_ / "gateway";
+    config_.aggregator_public_key = dir_ / "agg.pub";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // A published model: bundle `version` with its head scaled by `head_scale`.
+  static std::string Publish(uint64_t version, const models::SigningKey& key, float head_scale = 1.0f) {
+    v1::ModelBundle b = *bundle_;
+    for (auto& w : *b.mutable_head()->mutable_weights()) w *= head_scale;
+    b.mutable_metadata()->set_version(version);
+    return models::SignBundle(models::EncodeBundleFile(b), version, key).SerializeAsString();
+  }
+  static v1::ModelRef RefFor(const std::string& blob) {
+    v1::SignedBundle s;
+    s.ParseFromString(blob);
+    v1::ModelRef ref;
+    ref.set_version(s.version());
+    ref.set_bundle_sha256(s.sha256());
+    ref.set_download_size(blob.size());
+    ref.set_download_sha256(Sha256(blob));
+    return ref;
+  }
+
+  // A client whose aggregator offers `blob` announced as `ref`.
+  std::unique_ptr<Client> ClientOffering(const std::string& blob, const v1::ModelRef& ref, FakeAggregator** fake) {
+    auto transport = std::make_unique<FakeAggregator>();
+    transport->blob = blob;
+    transport->ref = ref;
+    *fake = transport.get();
+    auto c = Client::Create(config_, std::move(transport));
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  static v1::ModelBundle* bundle_;
+  models::SigningKey key_ = models::SigningKey::Generate();
+  std::filesystem::path dir_;
+  ClientConfig config_;
+};
+v1::ModelBundle* ClientTest::bundle_ = nullptr;
+
+TEST_F(ClientTest, InstallsASignedNewerModelAndPredictsWithIt) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  EXPECT_EQ(c->Predict(std::vector<float>(8, 0.0f)).status().code(), absl::StatusCode::kFailedPrecondition);
+  auto report = c->ParticipateOnce();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->outcome, RoundOutcome::kNotSelected);
+  EXPECT_EQ(c->model_version(), 1u);
+  const models::Dataset data = Synthetic(30, 9);
+  int correct = 0;
+  for (size_t i = 0; i < data.size(); ++i) {
+    auto p = c->Predict(data.sample(i));
+    ASSERT_TRUE(p.ok());
+    correct += p->label == data.labels[i];
+  }
+  EXPECT_GE(correct, 24);
+  EXPECT_EQ(c->Predict(std::vector<float>(7, 0.0f)).status().code(), absl::StatusCode::kInvalidArgument);
+  // A restarted client finds the model installed.
+  c.reset();
+  auto again = ClientOffering(v1, RefFor(v1), &fake);
+  EXPECT_EQ(again->model_version(), 1u);
+}
+
+// Each refusal keeps the installed model and says why in the telemetry.
+TEST_F(ClientTest, RefusesTamperedForeignOlderAndOversizedModels) {
+  FakeAggregator* fake = nullptr;
+  const std::string v2 = Publish(2, key_);
+  {
+    auto c = ClientOffering(v2, RefFor(v2), &fake);
+    ASSERT_TRUE(c->ParticipateOnce().ok());
+    ASSERT_EQ(c->model_version(), 2u);
+  }
+  struct Attack {
+    const char* name;
+    std::string blob;
+    v1::ModelRef ref;
+    const char* why;
+  };
+  std::vector<Attack> attacks;
+  {  // a byte of the bundle flipped, announced with the tampered download's hash
+    v1::SignedBundle s;
+    s.ParseFromString(Publish(3, key_));
+    std::string bundle = s.bundle();
+    bundle[bundle.size() / 2] ^= 1;
+    s.set_bundle(bundle);
+    const std::string blob = s.SerializeAsString();
+    v1::ModelRef ref = RefFor(blob);
+    attacks.push_back({"tampered", blob, ref, "hash"});
+  }
+  {  // signed by a key the client never pinned
+    const std::string blob = Publish(3, models::SigningKey::Generate());
+    attacks.push_back({"foreign key", blob, RefFor(blob), "not signed by the pinned"});
+  }
+  {  // an older, genuinely signed model announced as a newer version
+    const std::string blob = Publish(1, key_);
+    v1::ModelRef ref = RefFor(blob);
+    ref.set_version(3);
+    attacks.push_back({"older", blob, ref, "signed as v1"});
+  }
+  {  // more bytes than announced (endless data)
+    const std::string blob = Publish(3, key_);
+    v1::ModelRef ref = RefFor(blob);
+    ref.set_download_size(blob.size() - 100);
+    attacks.push_back({"endless data", blob, ref, "does not match"});
+  }
+  {  // the right bytes, but not the bundle hash the aggregator announced
+    const std::string blob = Publish(3, key_);
+    v1::ModelRef ref = RefFor(blob);
+    ref.set_bundle_sha256(std::string(32, 'x'));
+    attacks.push_back({"unannounced hash", blob, ref, "announced"});
+  }
+  for (const Attack& attack : attacks) {
+    SCOPED_TRACE(attack.name);
+    auto c = ClientOffering(attack.blob, attack.ref, &fake);
+    auto report = c->ParticipateOnce();
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(c->model_version(), 2u);
+    EXPECT_TRUE(c->Predict(std::vector<float>(8, 0.5f)).ok());  // still serving
+    ASSERT_TRUE(c->SendTelemetry().ok());
+    ASSERT_EQ(fake->telemetry.size(), 1u);
+    EXPECT_EQ(fake->telemetry[0].model_version(), 2u);
+    EXPECT_NE(fake->telemetry[0].model_status().find("refused"), std::string::npos);
+    EXPECT_NE(fake->telemetry[0].model_status().find(attack.why), std::string::npos)
+        << attack.name
+        << fake->telemetry[0].model_status();
+    EXPECT_FALSE(std::filesystem::exists(config_.data_dir / "download.partial"));
+  }
+}
+
+TEST_F(ClientTest, ResumesADownloadAfterTheLinkDrops) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  fake->chunk_bytes = 128;
+  fake->fail_after_chunks = 3;
+  ASSERT_GT(v1.size(), 4u * 128);
+  auto report = c->ParticipateOnce();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(c->model_version(), 0u);
+  EXPECT_EQ(std::filesystem::file_size(config_.data_dir / "download.partial"), 3u * 128);
+  fake->fail_after_chunks = -1;
+  fake->chunks_served = 0;
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->model_version(), 1u);
+  // Only the missing chunks were fetched again.
+  EXPECT_EQ(fake->chunks_served, static_cast<int>((v1.size() + 127) / 128) - 3);
+}
+
+TEST_F(ClientTest, RefusesATamperedInstalledModelAtStart) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  {
+    auto c = ClientOffering(v1, RefFor(v1), &fake);
+    ASSERT_TRUE(c->ParticipateOnce().ok());
+  }
+  std::string bytes = *models::ReadFileBytes(config_.data_dir / "model.signed", 1 << 30);
+  bytes[bytes.size() / 2] ^= 1;
+  ASSERT_TRUE(models::WriteFileAtomically(config_.data_dir / "model.signed", bytes).ok());
+  auto c = Client::Create(config_, std::make_unique<FakeAggregator>());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kDataLoss) << c.status();
+}
+
+TEST_F(ClientTest, ChecksSamplesAgainstTheInstalledModel) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  ASSERT_TRUE(c->AddSamples(std::vector<Sample>{{std::vector<float>(5, 1.0f), 0}}).ok());  // no model yet
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->AddSamples(std::vector<Sample>{{std::vector<float>(5, 1.0f), 0}}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->AddSamples(std::vector<Sample>{{std::vector<float>(8, 1.0f), 3}}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(c->AddSamples(std::vector<Sample>{{std::vector<float>(8, 1.0f), 2}}).ok());
+  EXPECT_EQ(c->sample_count(), 2u);
+}
+
+TEST(ClientConfigTest, RefusesBadDeviceIdsAndMissingKeys) {
+  ClientConfig config;
+  config.data_dir = std::filesystem::temp_directory_path() / "tinyfed-client-config";
+  config.aggregator_public_key = "/nonexistent/agg.pub";
+  config.device_id = "bad id!";
+  EXPECT_EQ(Client::Create(config, std::make_unique<FakeAggregator>()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  config.device_id = "ok";
+  EXPECT_EQ(Client::Create(config, std::make_unique<FakeAggregator>()).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace tinyfed::client
