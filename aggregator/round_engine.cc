@@ -576,19 +576,19 @@ absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& 
     return InvalidArgumentError(StrCat("message.sender ", message.sender(), " is not device ", h.device_id(),
                                        "'s SecAgg id"));
   }
-  std::string bytes;
-  message.SerializeToString(&bytes);
-  if (auto previous = m.submitted.find(h.phase()); previous != m.submitted.end()) {
-    if (previous->second == bytes) return v1::SubmitResponse();  // a retry after a lost acknowledgement
-    return FailedPreconditionError(StrCat("device ", h.device_id(), " already submitted a different ",
-                                          v1::Phase_Name(h.phase()), " message in round ", r.id));
-  }
   if (m.dropped) {
     return FailedPreconditionError(StrCat("device ", h.device_id(), " was dropped from round ", r.id));
   }
   if (*StageOf(h.phase()) != r.stage) {
     return FailedPreconditionError(StrCat("round ", r.id, " is in ", StageName(r.stage), ", not ",
                                           v1::Phase_Name(h.phase())));
+  }
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  if (auto previous = m.submitted.find(h.phase()); previous != m.submitted.end()) {
+    if (previous->second == bytes) return v1::SubmitResponse();  // a retry after a lost acknowledgement
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " already submitted a different ",
+                                          v1::Phase_Name(h.phase()), " message in round ", r.id));
   }
   if (auto s = r.server->Receive(message); !s.ok()) return s;
   m.submitted.emplace(h.phase(), std::move(bytes));

@@ -6,31 +6,14 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
-#include <random>
 
+#include "models/testing/tiny_classifier.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/models/dataset.h"
 #include "tinyfed/models/file_io.h"
-#include "tinyfed/models/quantize.h"
 #include "tinyfed/models/signing.h"
-#include "tinyfed/models/trainer.h"
 
 namespace tinyfed::client {
 namespace {
-
-models::Dataset Synthetic(size_t n, uint64_t seed) {
-  models::Dataset d;
-  d.width = 8;
-  d.label_names = {"a", "b", "c"};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> noise(0.0f, 0.3f);
-  for (size_t i = 0; i < n; ++i) {
-    const int label = static_cast<int>(i % 3);
-    for (int j = 0; j < 8; ++j) d.features.push_back((j % 3 == label ? 1.0f : 0.0f) + noise(rng));
-    d.labels.push_back(label);
-  }
-  return d;
-}
 
 std::string Sha256(const std::string& bytes) {
   std::string out(crypto_hash_sha256_BYTES, '\0');
@@ -80,19 +63,6 @@ class FakeAggregator : public Transport {
 
 class ClientTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    const models::Dataset data = Synthetic(300, 1);
-    auto b = models::BuildBackbone(models::Architecture::kMlp, data, 1, {.mlp_hidden = {16, 8}});
-    ASSERT_TRUE(b.ok());
-    models::TrainOptions options;
-    options.epochs = 5;
-    ASSERT_TRUE(models::Train(&*b, data, options).ok());
-    auto q = models::QuantizePostTraining(*b, data, {});
-    ASSERT_TRUE(q.ok());
-    bundle_ = new v1::ModelBundle(std::move(*q));
-  }
-  static void TearDownTestSuite() { delete bundle_; }
-
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
            ("tinyfed-client-" + std::to_string(getpid()) + "-" +
@@ -108,7 +78,7 @@ class ClientTest : public ::testing::Test {
 
   // A published model: bundle `version` with its head scaled by `head_scale`.
   static std::string Publish(uint64_t version, const models::SigningKey& key, float head_scale = 1.0f) {
-    v1::ModelBundle b = *bundle_;
+    v1::ModelBundle b = models::testing::TinyClassifier();
     for (auto& w : *b.mutable_head()->mutable_weights()) w *= head_scale;
     b.mutable_metadata()->set_version(version);
     return models::SignBundle(models::EncodeBundleFile(b), version, key).SerializeAsString();
@@ -135,12 +105,10 @@ class ClientTest : public ::testing::Test {
     return c.ok() ? std::move(*c) : nullptr;
   }
 
-  static v1::ModelBundle* bundle_;
   models::SigningKey key_ = models::SigningKey::Generate();
   std::filesystem::path dir_;
   ClientConfig config_;
 };
-v1::ModelBundle* ClientTest::bundle_ = nullptr;
 
 TEST_F(ClientTest, InstallsASignedNewerModelAndPredictsWithIt) {
   FakeAggregator* fake = nullptr;
@@ -151,7 +119,7 @@ TEST_F(ClientTest, InstallsASignedNewerModelAndPredictsWithIt) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->outcome, RoundOutcome::kNotSelected);
   EXPECT_EQ(c->model_version(), 1u);
-  const models::Dataset data = Synthetic(30, 9);
+  const models::Dataset data = models::testing::TinyClassifierData(30, 9);
   int correct = 0;
   for (size_t i = 0; i < data.size(); ++i) {
     auto p = c->Predict(data.sample(i));

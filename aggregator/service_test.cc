@@ -1,0 +1,329 @@
+// The aggregator's gRPC service under bad requests: malformed, oversized,
+// wrong-phase, forged and replayed. Each gets a clear status, and the round
+// it was aimed at completes with the honest clients and the right sum.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "models/testing/tiny_classifier.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/aggregator/server.h"
+#include "tinyfed/aggregator/state.h"
+#include "tinyfed/client/client.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/models/signing.h"
+#include "tinyfed/secure_agg/client.h"
+#include "tinyfed/v1/service.grpc.pb.h"
+
+namespace tinyfed::aggregator {
+namespace {
+
+constexpr int kHonest = 4;
+constexpr int kBits = 16;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("tinyfed-service-" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ASSERT_TRUE(models::WriteBundleFile(dir_ / "model.tfb", models::testing::TinyClassifier()).ok());
+    ASSERT_TRUE(models::WriteSigningKey(key_, dir_ / "agg.key", dir_ / "agg.pub").ok());
+    config_ = DefaultConfig();
+    config_.listen = "127.0.0.1:0";
+    config_.state_dir = dir_ / "state";
+    config_.initial_model = dir_ / "model.tfb";
+    config_.signing_key = dir_ / "agg.key";
+    config_.record_dir = dir_ / "record";
+    config_.max_rounds = 1;
+    config_.cohort_size = kHonest + 1;
+    config_.min_cohort = 3;
+    config_.poll_interval = absl::Milliseconds(20);
+    config_.training_timeout = absl::Seconds(20);
+    config_.share_keys_timeout = absl::Seconds(2);
+    config_.masked_input_timeout = absl::Seconds(2);
+    config_.unmasking_timeout = absl::Seconds(2);
+    config_.max_dropout = 0.4;
+    config_.dp.bits = kBits;
+    auto engine = RoundEngine::Create(config_);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    auto server = AggregatorServer::Start(engine_.get(), config_.listen);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    address_ = "127.0.0.1:" + std::to_string(server_->port());
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    stub_ = v1::Aggregator::NewStub(channel_);
+  }
+  void TearDown() override {
+    server_.reset();
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  static v1::RequestHeader Header(const std::string& device, uint64_t round, v1::Phase phase) {
+    v1::RequestHeader h;
+    h.set_device_id(device);
+    h.set_round_id(round);
+    h.set_phase(phase);
+    return h;
+  }
+  grpc::Status CheckIn(const v1::CheckInRequest& r, v1::CheckInResponse* out) {
+    grpc::ClientContext c;
+    return stub_->CheckIn(&c, r, out);
+  }
+  grpc::Status Await(const std::string& device, uint64_t round, v1::Phase phase, v1::AwaitResponse* out) {
+    grpc::ClientContext c;
+    v1::AwaitRequest r;
+    *r.mutable_header() = Header(device, round, phase);
+    return stub_->Await(&c, r, out);
+  }
+  grpc::Status Submit(const v1::RequestHeader& h, const v1::SecAggClientMessage& m) {
+    grpc::ClientContext c;
+    v1::SubmitRequest r;
+    *r.mutable_header() = h;
+    *r.mutable_message() = m;
+    v1::SubmitResponse out;
+    return stub_->Submit(&c, r, &out);
+  }
+  // Raw bytes to a method, bypassing the typed stub.
+  grpc::Status SendBytes(const std::string& method, const std::string& bytes) {
+    grpc::GenericStub generic(channel_);
+    grpc::ClientContext c;
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::Status status;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    generic.UnaryCall(&c, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      std::lock_guard lock(mu);
+      status = s;
+      done = true;
+      cv.notify_all();
+    });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done; });
+    return status;
+  }
+
+  std::filesystem::path dir_;
+  models::SigningKey key_ = models::SigningKey::Generate();
+  Config config_;
+  std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<AggregatorServer> server_;
+  std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Aggregator::Stub> stub_;
+};
+
+#define EXPECT_CODE(expr, code)                                \
+  do {                                                         \
+    const grpc::Status _s = (expr);                            \
+    EXPECT_EQ(_s.error_code(), grpc::StatusCode::code) << _s.error_message(); \
+  } while (0)
+
+TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
+  // Before any round: malformed, oversized and ill-formed requests.
+  EXPECT_CODE(SendBytes("/tinyfed.v1.Aggregator/CheckIn", "\xff\xff\xff garbage"), INVALID_ARGUMENT);
+  v1::CheckInRequest bad;
+  v1::CheckInResponse checkin;
+  *bad.mutable_header() = Header("", 0, v1::PHASE_CHECK_IN);
+  EXPECT_CODE(CheckIn(bad, &checkin), INVALID_ARGUMENT);
+  *bad.mutable_header() = Header("mallory", 0, v1::PHASE_TASK);
+  EXPECT_CODE(CheckIn(bad, &checkin), INVALID_ARGUMENT);
+  *bad.mutable_header() = Header(std::string(5000, 'm'), 0, v1::PHASE_CHECK_IN);
+  const grpc::Status oversized = CheckIn(bad, &checkin);
+  EXPECT_EQ(oversized.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(oversized.error_message().find("limit of 1024 bytes"), std::string::npos) << oversized.error_message();
+  v1::SecAggClientMessage huge;
+  huge.mutable_masked_input()->set_masked_input(std::string(4 << 20, 'x'));
+  EXPECT_CODE(Submit(Header("mallory", 1, v1::PHASE_MASKED_INPUT), huge), RESOURCE_EXHAUSTED);
+  v1::AwaitResponse await;
+  EXPECT_CODE(Await("mallory", 99, v1::PHASE_TASK, &await), FAILED_PRECONDITION);
+  {
+    grpc::ClientContext c;
+    v1::TelemetryRequest t;
+    *t.mutable_header() = Header("mallory", 0, v1::PHASE_TELEMETRY);
+    t.mutable_telemetry()->set_holdout_accuracy(2.0f);
+    v1::TelemetryResponse out;
+    EXPECT_CODE(stub_->ReportTelemetry(&c, t, &out), INVALID_ARGUMENT);
+  }
+  {
+    grpc::ClientContext c1, c2;
+    v1::ModelChunkRequest m;
+    *m.mutable_header() = Header("mallory", 0, v1::PHASE_MODEL_DOWNLOAD);
+    m.set_version(99);
+    v1::ModelChunk out;
+    EXPECT_CODE(stub_->GetModelChunk(&c1, m, &out), NOT_FOUND);
+    m.set_version(1);
+    m.set_offset(uint64_t{1} << 40);
+    EXPECT_CODE(stub_->GetModelChunk(&c2, m, &out), OUT_OF_RANGE);
+  }
+
+  // Mallory joins the cohort first.
+  v1::CheckInRequest mallory;
+  *mallory.mutable_header() = Header("mallory", 0, v1::PHASE_CHECK_IN);
+  ASSERT_TRUE(CheckIn(mallory, &checkin).ok());
+  ASSERT_TRUE(checkin.has_admitted());
+  const uint64_t round = checkin.admitted().round_id();
+  v1::SecAggClientMessage early;
+  early.set_round_id(round);
+  early.mutable_advertise_keys();
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), early), FAILED_PRECONDITION);
+
+  // Four honest gateways.
+  std::mutex encoded_mu;
+  std::map<std::string, std::vector<uint32_t>> encoded;
+  std::vector<std::thread> honest;
+  std::vector<client::RoundOutcome> outcomes(kHonest);
+  for (int i = 0; i < kHonest; ++i) {
+    honest.emplace_back([&, i] {
+      client::ClientConfig cc;
+      cc.device_id = "honest-" + std::to_string(i);
+      cc.data_dir = dir_ / cc.device_id;
+      cc.aggregator_public_key = dir_ / "agg.pub";
+      cc.holdout_fraction = 0.0;
+      client::ClientHooks hooks;
+      hooks.on_encoded_update = [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
+        std::lock_guard lock(encoded_mu);
+        encoded[id].assign(e.begin(), e.end());
+      };
+      auto c = client::Client::Create(cc, client::ConnectGrpc(address_), hooks);
+      ASSERT_TRUE(c.ok()) << c.status();
+      const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
+      std::vector<client::Sample> samples;
+      for (size_t s = 0; s < data.size(); ++s) {
+        samples.push_back({std::vector<float>(data.sample(s).begin(), data.sample(s).end()), data.labels[s]});
+      }
+      ASSERT_TRUE((*c)->AddSamples(samples).ok());
+      for (;;) {
+        auto report = (*c)->ParticipateOnce();
+        ASSERT_TRUE(report.ok()) << report.status();
+        outcomes[static_cast<size_t>(i)] = report->outcome;
+        if (report->outcome != client::RoundOutcome::kNotSelected) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+  }
+
+  // The cohort is fixed once all five checked in.
+  v1::RoundTask task;
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(Await("mallory", round, v1::PHASE_TASK, &await).ok());
+    if (await.has_task()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(await.has_task());
+  task = await.task();
+  const uint32_t me = task.secagg_id();
+  EXPECT_CODE(Await("outsider", round, v1::PHASE_TASK, &await), FAILED_PRECONDITION);
+
+  secagg::SecAggConfig sc;
+  sc.round_id = round;
+  sc.num_clients = static_cast<int>(task.cohort_size());
+  sc.bits = static_cast<int>(task.secagg().bits());
+  sc.vector_length = task.secagg().vector_length();
+  sc.max_dropout = task.secagg().max_dropout();
+  sc.max_corrupted = task.secagg().max_corrupted();
+  std::memcpy(sc.graph_seed.data(), task.secagg().graph_seed().data(), 32);
+  auto params = secagg::SecAggParams::Create(sc, static_cast<int>(task.secagg().degree()),
+                                             static_cast<int>(task.secagg().threshold()));
+  ASSERT_TRUE(params.ok());
+  auto make_advertise = [&] {
+    auto c = secagg::Client::Create(*params, me, std::vector<uint32_t>(sc.vector_length, 0), secagg::OsRandom());
+    return *(*c)->AdvertiseKeys();
+  };
+  const v1::SecAggClientMessage advertise = make_advertise();
+
+  // Wrong phase, mismatched phase, forged sender, another round, bad keys.
+  v1::SecAggClientMessage shares;
+  shares.set_round_id(round);
+  shares.set_sender(me);
+  shares.mutable_share_keys();
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_SHARE_KEYS), shares), FAILED_PRECONDITION);
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_SHARE_KEYS), advertise), INVALID_ARGUMENT);
+  v1::SecAggClientMessage forged = advertise;
+  forged.set_sender((me + 1) % task.cohort_size());
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), forged), INVALID_ARGUMENT);
+  forged.set_sender(me);
+  forged.mutable_advertise_keys()->set_masking_public_key("short");
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), forged), INVALID_ARGUMENT);
+  v1::SecAggClientMessage stale = advertise;
+  stale.set_round_id(round + 7);
+  EXPECT_CODE(Submit(Header("mallory", round + 7, v1::PHASE_ADVERTISE_KEYS), stale), FAILED_PRECONDITION);
+  EXPECT_CODE(Submit(Header("honest-0", round, v1::PHASE_ADVERTISE_KEYS), advertise), INVALID_ARGUMENT);
+
+  // A valid message; its retry is acknowledged, a different one is a replay.
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), make_advertise()), FAILED_PRECONDITION);
+
+  // Once the round moved on, the old phase's message is refused.
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(Await("mallory", round, v1::PHASE_SHARE_KEYS, &await).ok());
+    if (!await.has_wait()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(await.has_secagg()) << await.DebugString();
+  EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), FAILED_PRECONDITION);
+  EXPECT_CODE(Await("mallory", round, v1::PHASE_TASK, &await), OK);
+
+  // Mallory goes silent; the honest four finish the round.
+  for (auto& t : honest) t.join();
+  for (auto outcome : outcomes) EXPECT_EQ(outcome, client::RoundOutcome::kCompleted);
+  auto state = AggregatorState::Open(config_.state_dir);
+  ASSERT_TRUE(state.ok());
+  auto rounds = (*state)->Rounds();
+  ASSERT_TRUE(rounds.ok());
+  ASSERT_EQ(rounds->size(), 1u);
+  EXPECT_EQ((*rounds)[0].state, "done") << (*rounds)[0].reason;
+  EXPECT_EQ((*rounds)[0].survivors, kHonest);
+  auto sum = models::ReadFileBytes(config_.record_dir / "round-1.sum", 1 << 30);
+  ASSERT_TRUE(sum.ok());
+  std::vector<uint32_t> expected(task.secagg().vector_length(), 0);
+  ASSERT_EQ(encoded.size(), static_cast<size_t>(kHonest));
+  for (const auto& [device, e] : encoded) {
+    for (size_t i = 0; i < expected.size(); ++i) expected[i] = (expected[i] + e[i]) & ((1u << kBits) - 1);
+  }
+  ASSERT_EQ(sum->size(), expected.size() * 4);
+  EXPECT_EQ(std::memcmp(sum->data(), expected.data(), sum->size()), 0);
+
+  // The federation is closed after its one round.
+  ASSERT_TRUE(CheckIn(mallory, &checkin).ok());
+  EXPECT_TRUE(checkin.has_closed());
+  EXPECT_EQ(checkin.latest_model().version(), 2u);
+}
+
+TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
+  auto expect_error = [](const std::string& toml, const std::string& needle) {
+    auto c = ParseConfig(toml, "/etc/tinyfed/aggregator.toml");
+    ASSERT_FALSE(c.ok()) << toml;
+    EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().message();
+  };
+  const std::string paths = "state_dir = \"s\"\ninitial_model = \"m\"\nsigning_key = \"k\"\n";
+  expect_error(paths + "[rounds]\ncohort = 5\n", "aggregator.toml:5: rounds.cohort: unknown key");
+  expect_error(paths + "[rounds]\ncohort_size = -3\n", "aggregator.toml:5: rounds.cohort_size: must be in [2,");
+  expect_error(paths + "[dp]\nclip = \"big\"\n", "dp.clip: must be a number");
+  expect_error(paths + "[optimizer]\nkind = \"sgd\"\n", "optimizer.kind: must be one of fedavg, fedavgm");
+  expect_error(paths + "[dp]\nnoise_multiplier = 1.0\ntarget_epsilon = 8\n", "exactly one");
+  expect_error(paths + "[dp]\nnoise_multiplier = 0\ntarget_epsilon = 8\n", "needs rounds.max_rounds");
+  expect_error(paths + "[rounds]\ncohort_size = 5\nmin_cohort = 6\n", "exceeds");
+  expect_error("initial_model = \"m\"\nsigning_key = \"k\"\n", "missing required key 'state_dir'");
+  expect_error(paths + "[rounds\n", "aggregator.toml:4");
+  expect_error(paths + "colour = 1\n", "aggregator.toml:4: colour: unknown key");
+
+  auto ok = ParseConfig(paths + "[dp]\ntarget_epsilon = 8\n[rounds]\nmax_rounds = 50\n[deadlines]\ntraining = 1.5\n",
+                        "/etc/tinyfed/aggregator.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->state_dir, "/etc/tinyfed/s");
+  EXPECT_EQ(ok->dp.target_epsilon, 8.0);
+  EXPECT_EQ(ok->dp.noise_multiplier, 0.0);
+  EXPECT_EQ(ok->training_timeout, absl::Milliseconds(1500));
+}
+
+}  // namespace
+}  // namespace tinyfed::aggregator
