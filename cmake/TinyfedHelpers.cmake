@@ -17,7 +17,8 @@ function(tinyfed_target_defaults target)
   target_compile_options(${target} PRIVATE ${TINYFED_WARNINGS})
   target_include_directories(${target} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
-    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>)
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 endfunction()
 
 # tinyfed_cc_library(NAME models SRCS a.cc b.cc DEPS x y)
@@ -25,6 +26,7 @@ function(tinyfed_cc_library)
   cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})
   add_library(tinyfed_${ARG_NAME} STATIC ${ARG_SRCS})
   add_library(tinyfed::${ARG_NAME} ALIAS tinyfed_${ARG_NAME})
+  set_target_properties(tinyfed_${ARG_NAME} PROPERTIES EXPORT_NAME ${ARG_NAME})
   tinyfed_target_defaults(tinyfed_${ARG_NAME})
   target_link_libraries(tinyfed_${ARG_NAME} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
 endfunction()
