@@ -304,7 +304,7 @@ size_t RoundEngine::MaxRequestBytes(Method method) const {
   return 1024;
 }
 
-v1::RetryLater RoundEngine::WaitLocked(absl::Duration delay, std::string reason) const {
+v1::RetryLater RoundEngine::RetryAfter(absl::Duration delay, std::string reason) {
   v1::RetryLater r;
   const absl::Duration d = std::clamp(delay, absl::Milliseconds(10), absl::Hours(1));
   r.set_delay_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(d)));
@@ -354,7 +354,7 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
     const size_t target = static_cast<size_t>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
     if (std::find(r.admitted.begin(), r.admitted.end(), device) == r.admitted.end()) {
       if (r.admitted.size() >= target) {
-        *response.mutable_retry_later() = WaitLocked(config_.selection_timeout, "the cohort is full");
+        *response.mutable_retry_later() = RetryAfter(config_.selection_timeout, "the cohort is full");
         return response;
       }
       r.admitted.push_back(device);
@@ -370,7 +370,7 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
     return response;
   }
   *response.mutable_retry_later() =
-      WaitLocked(r.deadline - clock_() + config_.poll_interval, StrCat("round ", r.id, " is in progress"));
+      RetryAfter(r.deadline - clock_() + config_.poll_interval, StrCat("round ", r.id, " is in progress"));
   return response;
 }
 
@@ -500,7 +500,7 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
   Round& r = *round_;
   v1::AwaitResponse response;
   auto wait = [&](std::string why) {
-    *response.mutable_wait() = WaitLocked(std::min(config_.poll_interval, r.deadline - clock_()), std::move(why));
+    *response.mutable_wait() = RetryAfter(std::min(config_.poll_interval, r.deadline - clock_()), std::move(why));
     return response;
   };
   if (r.stage == Stage::kSelecting) {

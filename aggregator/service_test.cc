@@ -5,6 +5,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <future>
 #include <thread>
 
 #include "models/testing/tiny_classifier.h"
@@ -12,6 +14,7 @@
 #include "tinyfed/aggregator/server.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/client/client.h"
+#include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
@@ -176,9 +179,26 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), early), FAILED_PRECONDITION);
 
   // Four honest gateways.
+  std::promise<void> release_advertise;
+  std::shared_future<void> hold_advertise = release_advertise.get_future().share();
+  bool released = false;
+  auto release = [&] {
+    if (!std::exchange(released, true)) release_advertise.set_value();
+  };
   std::mutex encoded_mu;
   std::map<std::string, std::vector<uint32_t>> encoded;
   std::vector<std::thread> honest;
+  // On an early failed assertion: let the threads finish before they are destroyed.
+  struct Joiner {
+    std::vector<std::thread>& threads;
+    std::function<void()> release;
+    ~Joiner() {
+      release();
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } joiner{honest, release};
   std::vector<client::RoundOutcome> outcomes(kHonest);
   for (int i = 0; i < kHonest; ++i) {
     honest.emplace_back([&, i] {
@@ -188,6 +208,12 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
       cc.aggregator_public_key = dir_ / "agg.pub";
       cc.holdout_fraction = 0.0;
       client::ClientHooks hooks;
+      // honest-0 holds the advertise phase open until mallory's checks are done.
+      if (i == 0) {
+        hooks.on_phase = [&](uint64_t, v1::Phase phase) {
+          if (phase == v1::PHASE_ADVERTISE_KEYS) hold_advertise.wait();
+        };
+      }
       hooks.on_encoded_update = [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
         std::lock_guard lock(encoded_mu);
         encoded[id].assign(e.begin(), e.end());
@@ -261,6 +287,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), make_advertise()), FAILED_PRECONDITION);
+  release();
 
   // Once the round moved on, the old phase's message is refused.
   for (int i = 0; i < 500; ++i) {
@@ -296,6 +323,41 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   ASSERT_TRUE(CheckIn(mallory, &checkin).ok());
   EXPECT_TRUE(checkin.has_closed());
   EXPECT_EQ(checkin.latest_model().version(), 2u);
+}
+
+// A kill -9 in the middle of a round: the next process records that round as
+// aborted, keeps every published model and charges nothing for it.
+TEST_F(ServiceTest, RestartAbortsTheRunningRoundAndKeepsPublishedModels) {
+  v1::CheckInRequest request;
+  v1::CheckInResponse response;
+  for (int i = 0; i < kHonest + 1; ++i) {
+    *request.mutable_header() = Header("clinic-" + std::to_string(i), 0, v1::PHASE_CHECK_IN);
+    ASSERT_TRUE(CheckIn(request, &response).ok());
+    ASSERT_TRUE(response.has_admitted());
+  }
+  server_.reset();
+  engine_.reset();  // as if killed: no round state is flushed on the way out
+
+  auto engine = RoundEngine::Create(config_);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->latest_model().version(), 1u);
+  auto state = AggregatorState::Open(config_.state_dir);
+  ASSERT_TRUE(state.ok());
+  auto rounds = (*state)->Rounds();
+  ASSERT_TRUE(rounds.ok());
+  ASSERT_EQ(rounds->size(), 1u);
+  EXPECT_EQ((*rounds)[0].state, "aborted");
+  EXPECT_EQ((*rounds)[0].reason, "the aggregator restarted");
+  EXPECT_EQ((*rounds)[0].selected, kHonest + 1);
+  auto ledger = dp::PrivacyLedger::Open(config_.state_dir / "ledger.db", {.epsilon = 10, .delta = 1e-5});
+  ASSERT_TRUE(ledger.ok());
+  EXPECT_TRUE(ledger->get()->Charges()->empty());
+  // The next round gets a fresh id.
+  *request.mutable_header() = Header("clinic-0", 0, v1::PHASE_CHECK_IN);
+  auto again = (*engine)->CheckIn(request);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again->has_admitted());
+  EXPECT_EQ(again->admitted().round_id(), 2u);
 }
 
 TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {

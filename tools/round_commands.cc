@@ -213,7 +213,7 @@ void AddRoundCommands(CLI::App* app) {
   status->add_option("--config", *config_path, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
   status->add_flag("--json", *json, "print JSON");
   status->callback([config_path, json] { PrintStatus(*config_path, *json); });
-  agg->callback([agg, status, config_path] {
+  agg->callback([status, config_path] {
     if (status->parsed()) return;
     if (config_path->empty()) throw CLI::RequiredError("--config");
     RunAggregator(*config_path);

@@ -89,7 +89,7 @@ class RoundEngine {
   void CloseLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::RetryLater WaitLocked(absl::Duration delay, std::string reason) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static v1::RetryLater RetryAfter(absl::Duration delay, std::string reason);
 
   const Config config_;
   const Clock clock_;
