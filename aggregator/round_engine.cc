@@ -3,7 +3,9 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
+#include <cstring>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -380,7 +382,26 @@ void RoundEngine::CloseSelectionLocked() {
   // SecAgg ids in a random order, so an id says nothing about check-in time.
   std::vector<uint32_t> ids(static_cast<size_t>(n));
   std::iota(ids.begin(), ids.end(), 0u);
-  std::mt19937_64 shuffle_rng(randombytes_random() | (uint64_t{randombytes_random()} << 32));
+  // Round seeds: from the OS, or in a simulation derived from its seed.
+  auto round_seed = [&](std::string_view purpose, std::span<uint8_t> out) {
+    if (!config_.simulation_seed) {
+      randombytes_buf(out.data(), out.size());
+      return;
+    }
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, nullptr, 0, out.size());
+    const uint64_t words[2] = {*config_.simulation_seed, static_cast<uint64_t>(r.id)};
+    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(words), sizeof(words));
+    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
+    crypto_generichash_final(&h, out.data(), out.size());
+  };
+  std::array<uint8_t, 32> id_seed;
+  round_seed("ids", id_seed);
+  uint64_t shuffle_seed = 0;
+  std::memcpy(&shuffle_seed, id_seed.data(), sizeof(shuffle_seed));
+  // Sorted first, so the assignment depends on who was admitted, not on arrival order.
+  std::sort(r.admitted.begin(), r.admitted.end());
+  std::mt19937_64 shuffle_rng(shuffle_seed);
   std::shuffle(ids.begin(), ids.end(), shuffle_rng);
   r.device_of.resize(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
@@ -407,7 +428,7 @@ void RoundEngine::CloseSelectionLocked() {
     return;
   }
   r.ddg = *ddg_params;
-  randombytes_buf(r.rotation_seed.data(), r.rotation_seed.size());
+  round_seed("rotation", r.rotation_seed);
 
   secagg::SecAggConfig sc;
   sc.round_id = static_cast<uint64_t>(r.id);
@@ -416,7 +437,7 @@ void RoundEngine::CloseSelectionLocked() {
   sc.vector_length = r.ddg.padded_dimension;
   sc.max_dropout = config_.max_dropout;
   sc.max_corrupted = config_.max_corrupted;
-  randombytes_buf(sc.graph_seed.data(), sc.graph_seed.size());
+  round_seed("graph", sc.graph_seed);
   auto params = secagg::ChooseParams(sc);
   if (!params.ok()) {
     AbortRoundLocked(StrCat("SecAgg+ parameters for ", n, " clients: ", params.status().message()));

@@ -212,6 +212,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
       if (i == 0) {
         hooks.on_phase = [&](uint64_t, v1::Phase phase) {
           if (phase == v1::PHASE_ADVERTISE_KEYS) hold_advertise.wait();
+          return true;
         };
       }
       hooks.on_encoded_update = [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {

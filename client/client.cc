@@ -103,6 +103,18 @@ struct Client::State {
     model_status.clear();
   }
 
+  dp::Seed SimulationSeed(uint64_t round_id, std::string_view purpose) const {
+    dp::Seed seed;
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, nullptr, 0, seed.size());
+    const uint64_t words[2] = {*config.simulation_seed, round_id};
+    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(words), sizeof(words));
+    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(config.device_id.data()), config.device_id.size());
+    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
+    crypto_generichash_final(&h, seed.data(), seed.size());
+    return seed;
+  }
+
   // Downloads (resuming a partial download of the same model), verifies and
   // installs `ref`. On refusal the installed model stays, and why is kept
   // for telemetry.
@@ -289,9 +301,11 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     report.model_version = model_version();
     return report;
   };
+  // False: the hook cut the power here.
   auto phase_hook = [&](v1::Phase phase) {
-    if (s.hooks.on_phase) s.hooks.on_phase(report.round_id, phase);
+    return !s.hooks.on_phase || s.hooks.on_phase(report.round_id, phase);
   };
+  auto power_cut = [&] { return finish(RoundOutcome::kAborted, "stopped by the on_phase hook"); };
 
   // 1. Check in; update the installed model if a newer one is out.
   v1::CheckInRequest checkin;
@@ -336,7 +350,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   if (task_response->has_aborted()) return finish(RoundOutcome::kAborted, task_response->aborted().reason());
   if (!task_response->has_task()) return finish(RoundOutcome::kAborted, "no task in the answer");
   const v1::RoundTask task = task_response->task();
-  phase_hook(v1::PHASE_TASK);
+  if (!phase_hook(v1::PHASE_TASK)) return power_cut();
 
   // 3. The round's model.
   if (task.model().version() != model_version()) {
@@ -417,7 +431,8 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   }
   dp::Seed rotation_seed;
   std::memcpy(rotation_seed.data(), d.rotation_seed().data(), 32);
-  auto rng = dp::SecureRandom::FromOsEntropy();
+  auto rng = s.config.simulation_seed ? dp::SecureRandom::FromSeed(s.SimulationSeed(report.round_id, "dp"))
+                                      : dp::SecureRandom::FromOsEntropy();
   auto encoded = dp::DdgEncode(*ddg, delta, rotation_seed, *rng);
   sodium_memzero(delta.data(), delta.size() * sizeof(float));
   if (!encoded.ok()) return finish(RoundOutcome::kSkipped, StrCat("encoding: ", encoded.status().message()));
@@ -438,13 +453,14 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   std::memcpy(sc.graph_seed.data(), sa.graph_seed().data(), sc.graph_seed.size());
   auto params = secagg::SecAggParams::Create(sc, static_cast<int>(sa.degree()), static_cast<int>(sa.threshold()));
   if (!params.ok()) return finish(RoundOutcome::kSkipped, StrCat("SecAgg+ settings: ", params.status().message()));
-  auto secagg_client =
-      secagg::Client::Create(*params, task.secagg_id(), std::move(*encoded), secagg::OsRandom());
+  auto secagg_client = secagg::Client::Create(
+      *params, task.secagg_id(), std::move(*encoded),
+      s.config.simulation_seed ? secagg::SeededRandom(s.SimulationSeed(report.round_id, "secagg")) : secagg::OsRandom());
   if (!secagg_client.ok()) return finish(RoundOutcome::kSkipped, std::string(secagg_client.status().message()));
   auto advertise = (*secagg_client)->AdvertiseKeys();
   report.timings.secagg += absl::Now() - start;
   if (!advertise.ok()) return advertise.status();
-  phase_hook(v1::PHASE_ADVERTISE_KEYS);
+  if (!phase_hook(v1::PHASE_ADVERTISE_KEYS)) return power_cut();
   if (auto sent = submit(v1::PHASE_ADVERTISE_KEYS, *advertise); !sent.ok()) {
     if (absl::IsFailedPrecondition(sent)) return finish(RoundOutcome::kAborted, std::string(sent.message()));
     return sent;
@@ -458,7 +474,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     if (r->has_aborted()) return finish(RoundOutcome::kAborted, r->aborted().reason());
     if (r->has_result()) return finish(RoundOutcome::kAborted, "the round finished without this client");
     if (!r->has_secagg()) return finish(RoundOutcome::kAborted, "unexpected answer");
-    phase_hook(phase);
+    if (!phase_hook(phase)) return power_cut();
     start = absl::Now();
     auto reply = (*secagg_client)->Handle(r->secagg());
     report.timings.secagg += absl::Now() - start;
@@ -474,7 +490,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   if (!result.ok()) return result.status();
   if (result->has_aborted()) return finish(RoundOutcome::kAborted, result->aborted().reason());
   if (!result->has_result()) return finish(RoundOutcome::kAborted, "unexpected answer");
-  phase_hook(v1::PHASE_RESULT);
+  if (!phase_hook(v1::PHASE_RESULT)) return power_cut();
   if (auto u = s.UpdateModel(result->result().published(), &report.timings); !u.ok()) {
     if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
   }

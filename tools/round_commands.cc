@@ -156,6 +156,7 @@ void RunClient(const ClientFlags& f) {
     const v1::Phase phase = ParsePhase(parts[1]);
     hooks.on_phase = [round, phase](uint64_t r, v1::Phase p) {
       if (r == round && p == phase) raise(SIGKILL);
+      return true;
     };
   }
   if (!f.record_dir.empty()) {

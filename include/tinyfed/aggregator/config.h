@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -59,6 +60,10 @@ struct Config {
 
   // Test-only: each finished round's secure sum and survivors are written here.
   std::filesystem::path record_dir;
+  // Simulation only: derive the round seeds (SecAgg+ graph, rotation, id
+  // order) from this, so a simulation repeats exactly. Never in production:
+  // a predictable rotation and graph help an attacker.
+  std::optional<uint64_t> simulation_seed;
 };
 
 // A config with the defaults above and the four required paths unset.

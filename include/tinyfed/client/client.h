@@ -38,6 +38,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -56,13 +57,20 @@ struct ClientConfig {
   std::filesystem::path aggregator_public_key;  // from `tinyfed keys generate`
   size_t max_samples = 20000;        // the replay buffer keeps the newest
   double holdout_fraction = 0.1;     // of samples, for local accuracy only
+  // Simulation only: derive the DP noise and SecAgg+ keys from this seed,
+  // the device id and the round, so that a simulation can be repeated
+  // exactly. A real gateway must leave it unset: predictable noise and keys
+  // void both the privacy guarantee and secure aggregation.
+  std::optional<uint64_t> simulation_seed;
 };
 
 // Observers, for gateway status displays and tests. Called on the thread
 // running the round.
 struct ClientHooks {
-  // Before the client acts in `phase` of `round_id` (PHASE_TASK: training starts).
-  std::function<void(uint64_t round_id, v1::Phase phase)> on_phase;
+  // Before the client acts in `phase` of `round_id` (PHASE_TASK: training
+  // starts). Returning false makes the client stop taking part in the round
+  // there, silently, as a power cut would (simulations use it for dropouts).
+  std::function<bool(uint64_t round_id, v1::Phase phase)> on_phase;
   // The encoded update just before masking. Test use only: it is the
   // client's noised contribution in the clear.
   std::function<void(uint64_t round_id, std::span<const uint32_t> encoded)> on_encoded_update;
