@@ -111,6 +111,27 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
 
 }  // namespace
 
+absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source, Config* c) {
+  using Section = absl::Status (*)(TomlTableReader&, Config&);
+  const std::pair<const char*, Section> sections[] = {
+      {"rounds", ReadRounds},       {"deadlines", ReadDeadlines}, {"training", ReadTraining}, {"dp", ReadDp},
+      {"secagg", ReadSecAgg},       {"optimizer", ReadOptimizer},
+  };
+  for (const auto& [name, read] : sections) {
+    auto table = top.Table(name);
+    if (!table.ok()) return table.status();
+    if (*table == nullptr) continue;
+    if (std::string_view(name) == "dp" &&
+        ((*table)->contains("noise_multiplier") || (*table)->contains("target_epsilon"))) {
+      c->dp.noise_multiplier = 0.0;  // the file's choice replaces the default
+    }
+    TomlTableReader reader(**table, name, source);
+    TINYFED_RETURN_IF_ERROR(read(reader, *c));
+    TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
+  }
+  return CheckConsistency(*c, source);
+}
+
 Config DefaultConfig() {
   Config c;
   c.training.set_epochs(5);
@@ -128,26 +149,9 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   if (!parsed.ok()) return parsed.status();
   const toml::table& root = *parsed;
   Config c = DefaultConfig();
-  bool dp_noise_given = false;
   TomlTableReader top(root, "", source);
   TINYFED_RETURN_IF_ERROR(ReadTop(top, source_name.parent_path(), c));
-  using Section = absl::Status (*)(TomlTableReader&, Config&);
-  const std::pair<const char*, Section> sections[] = {
-      {"rounds", ReadRounds},       {"deadlines", ReadDeadlines}, {"training", ReadTraining}, {"dp", ReadDp},
-      {"secagg", ReadSecAgg},       {"optimizer", ReadOptimizer},
-  };
-  for (const auto& [name, read] : sections) {
-    auto table = top.Table(name);
-    if (!table.ok()) return table.status();
-    if (*table == nullptr) continue;
-    if (std::string_view(name) == "dp") {
-      dp_noise_given = (*table)->contains("noise_multiplier") || (*table)->contains("target_epsilon");
-      if (dp_noise_given) c.dp.noise_multiplier = 0.0;  // the file's choice replaces the default
-    }
-    TomlTableReader reader(**table, name, source);
-    TINYFED_RETURN_IF_ERROR(read(reader, c));
-    TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
-  }
+  TINYFED_RETURN_IF_ERROR(ReadConfigSections(top, source, &c));
   auto testing = top.Table("testing");
   if (!testing.ok()) return testing.status();
   if (*testing != nullptr) {
@@ -158,7 +162,6 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
     TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
   }
   TINYFED_RETURN_IF_ERROR(top.RejectUnknown());
-  TINYFED_RETURN_IF_ERROR(CheckConsistency(c, source));
   return c;
 }
 

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "tinyfed/aggregator/server_optimizer.h"
+#include "tinyfed/aggregator/toml_reader.h"
 #include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::aggregator {
@@ -73,6 +74,11 @@ Config DefaultConfig();
 // wrong types and impossible values; NOT_FOUND for a missing file.
 absl::StatusOr<Config> ReadConfig(const std::filesystem::path& path);
 absl::StatusOr<Config> ParseConfig(std::string_view toml, const std::filesystem::path& source_name);
+
+// The sections [rounds], [deadlines], [training], [dp], [secagg] and
+// [optimizer] of `top`, into *config, then the checks across them.
+// Simulation scenarios use the same sections.
+absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source, Config* config);
 
 }  // namespace tinyfed::aggregator
 

@@ -1,0 +1,89 @@
+// A simulation scenario: which data, how it is split among clinics, how the
+// clinics behave, and how they federate. Read from TOML (sim/scenarios/ has
+// examples; docs/sim.md lists every key). Errors name the file, line and key.
+#ifndef TINYFED_SIM_SCENARIO_H_
+#define TINYFED_SIM_SCENARIO_H_
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tinyfed/aggregator/config.h"
+
+namespace tinyfed::sim {
+
+enum class PartitionKind { kIid, kDirichlet };
+enum class FeatureShift { kNone, kBrightness, kGain };
+enum class Availability { kAlways, kDiurnal };
+enum class TransportKind { kInProcess, kGrpc };
+
+struct DataSpec {
+  std::filesystem::path path;    // CSV file, or IDX images (with labels)
+  std::filesystem::path labels;  // IDX labels; empty for CSV
+  std::string label_column;      // CSV; empty: the last column
+  double test_fraction = 0.2;    // global test set, stratified
+  double public_fraction = 0.2;  // of the rest: public data for the backbone
+  size_t max_samples = 0;        // 0: all; else a stratified subset first
+};
+
+struct BackboneSpec {
+  std::filesystem::path bundle;  // a given int8 backbone; else one is trained
+  std::string arch = "mlp";      // mlp, cnn or dscnn
+  std::vector<int> hidden = {64, 32};
+  int epochs = 20;
+  int batch_size = 32;
+  double learning_rate = 0.05;
+};
+
+struct PartitionSpec {
+  PartitionKind kind = PartitionKind::kIid;
+  double alpha = 0.5;           // Dirichlet concentration
+  double quantity_skew = 0.0;   // log-normal sigma of clinic sizes (IID only); 0: equal
+  FeatureShift shift = FeatureShift::kNone;
+  double shift_strength = 0.0;  // brightness/contrast or gain spread, and sensor noise
+  double holdout_fraction = 0.2;  // each clinic's own test slice (personalization)
+  size_t min_samples = 10;
+};
+
+struct ClinicsSpec {
+  int count = 8;
+  Availability availability = Availability::kAlways;
+  double min_availability = 0.3;  // diurnal: the share online at the quietest hour
+  double round_hours = 1.0;       // simulated hours between rounds (diurnal clock)
+  // Probability of dropping out in each phase of a round it joined: training
+  // (before advertising keys), share_keys, masked_input, unmasking.
+  std::array<double, 4> dropout = {0, 0, 0, 0};
+  double uplink_kbps = 256;
+  double downlink_kbps = 1024;
+  double latency_ms = 200;
+  double compute_speed = 1.0;  // relative to this machine; 0.25 = four times slower
+};
+
+struct Scenario {
+  std::filesystem::path source;  // the scenario file
+  std::string name;
+  uint64_t seed = 1;
+  TransportKind transport = TransportKind::kInProcess;
+  DataSpec data;
+  BackboneSpec backbone;
+  PartitionSpec partition;
+  ClinicsSpec clinics;
+  int rounds = 20;
+  int baseline_epochs = 20;      // centralized and local-only heads
+  int personalization_epochs = 5;
+  // The aggregator's settings (cohort, training, DP, SecAgg+, optimizer);
+  // paths and deadlines are filled in by the simulation.
+  aggregator::Config federation;
+};
+
+absl::StatusOr<Scenario> ReadScenario(const std::filesystem::path& path);
+// `text` as if read from `source`; relative data paths resolve against its directory.
+absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesystem::path& source);
+
+}  // namespace tinyfed::sim
+
+#endif  // TINYFED_SIM_SCENARIO_H_
