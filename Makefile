@@ -8,7 +8,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build demo test test-fast test-asan bench fuzz fuzz-build clean
+.PHONY: all deps build demo demo-models test test-fast test-asan bench fuzz fuzz-build clean
 
 all: build
 
@@ -24,6 +24,9 @@ build: deps $(BUILD)/CMakeCache.txt
 # The main job: train, quantize and evaluate the default backbones on real data.
 demo: build
 	@scripts/demo.sh $(BUILD)/tools/tinyfed
+
+demo-models: build
+	@scripts/demo_models.sh $(BUILD)/tools/tinyfed
 
 # Every test: the normal build, then the sanitizer build (ASan + UBSan).
 test: test-asan test-fast

@@ -288,6 +288,18 @@ v1::ModelRef RoundEngine::latest_model() const {
   return latest_->ref;
 }
 
+v1::Head RoundEngine::latest_head() const {
+  absl::MutexLock lock(&mu_);
+  return res_->bundle.head();
+}
+
+std::optional<v1::AwaitResponse> RoundEngine::Outcome(int64_t round_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = finished_.find(round_id);
+  if (it == finished_.end()) return std::nullopt;
+  return it->second;
+}
+
 size_t RoundEngine::MaxRequestBytes(Method method) const {
   switch (method) {
     case Method::kCheckIn:

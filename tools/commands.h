@@ -19,6 +19,7 @@ class CommandError : public std::runtime_error {
 void AddModelCommands(CLI::App* app);
 void AddPrivacyCommands(CLI::App* app);
 void AddRoundCommands(CLI::App* app);
+void AddSimCommands(CLI::App* app);
 
 }  // namespace tinyfed::tools
 

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   tinyfed::tools::AddModelCommands(&app);
   tinyfed::tools::AddPrivacyCommands(&app);
   tinyfed::tools::AddRoundCommands(&app);
+  tinyfed::tools::AddSimCommands(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

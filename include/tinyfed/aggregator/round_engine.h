@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/v1/bundle.pb.h"
 #include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::aggregator {
@@ -70,8 +72,13 @@ class RoundEngine {
   bool closed() const;
   // The largest serialized request each method accepts (checked before parsing).
   size_t MaxRequestBytes(Method method) const;
-  // The latest published model.
+  // The latest published model, and its head.
   v1::ModelRef latest_model() const;
+  v1::Head latest_head() const;
+  // The noise multiplier z in use (resolved from a target epsilon if need be).
+  double noise_multiplier() const { return noise_multiplier_; }
+  // How a round ended (a result or an abort), if it ended recently.
+  std::optional<v1::AwaitResponse> Outcome(int64_t round_id) const;
 
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 

@@ -44,6 +44,7 @@ class TomlTableReader {
   // The sub-table `key`, or nullptr when absent.
   absl::StatusOr<const toml::table*> Table(std::string_view key);
   absl::Status RejectUnknown() const;
+  const std::string& source() const { return source_; }
   absl::Status Error(const toml::node& node, std::string_view key, std::string_view problem) const;
   // An error about the whole table (no single key).
   absl::Status Error(std::string_view problem) const;

@@ -33,7 +33,7 @@ struct DataSpec {
 struct BackboneSpec {
   std::filesystem::path bundle;  // a given int8 backbone; else one is trained
   std::string arch = "mlp";      // mlp, cnn or dscnn
-  std::vector<int> hidden = {64, 32};
+  std::vector<int> hidden = {64, 32};  // mlp: hidden, then embedding width
   int epochs = 20;
   int batch_size = 32;
   double learning_rate = 0.05;

@@ -1,0 +1,233 @@
+// Writing a simulation's report: JSON for programs, CSV for spreadsheets,
+// gnuplot figures and a Markdown summary for people.
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/sim/simulation.h"
+
+namespace tinyfed::sim {
+namespace {
+
+using absl::StrCat;
+using absl::StrFormat;
+
+nlohmann::json ToJson(const Metrics& m) {
+  return {{"accuracy", m.accuracy}, {"loss", m.loss}, {"sensitivity", m.sensitivity}, {"specificity", m.specificity}};
+}
+
+const char* DpModeName(aggregator::DpMode m) { return m == aggregator::DpMode::kLocal ? "local" : "distributed"; }
+
+double Mean(const std::vector<ClinicResult>& clinics, double ClinicResult::*field) {
+  if (clinics.empty()) return 0.0;
+  double sum = 0.0;
+  for (const auto& c : clinics) sum += c.*field;
+  return sum / static_cast<double>(clinics.size());
+}
+
+nlohmann::json ReportJson(const SimulationReport& r) {
+  const Scenario& s = r.scenario;
+  nlohmann::json j;
+  j["schema"] = "tinyfed.sim.report/1";
+  j["scenario"] = {{"name", s.name},
+                   {"file", s.source.string()},
+                   {"seed", s.seed},
+                   {"transport", s.transport == TransportKind::kGrpc ? "grpc" : "inproc"},
+                   {"clinics", s.clinics.count},
+                   {"rounds", s.federation.max_rounds},
+                   {"cohort_size", s.federation.cohort_size},
+                   {"dp_mode", DpModeName(s.federation.dp.mode)},
+                   {"noise_multiplier", r.noise_multiplier},
+                   {"target_epsilon", s.federation.dp.target_epsilon},
+                   {"clip", s.federation.dp.clip},
+                   {"bits", s.federation.dp.bits}};
+  j["backbone"] = {{"description", r.backbone}, {"embedding_size", r.embedding_size}};
+  j["test_samples"] = r.test_samples;
+  j["privacy"] = {{"epsilon", r.epsilon}, {"delta", r.delta}};
+  j["baselines"] = {{"initial", ToJson(r.initial)},
+                    {"centralized", ToJson(r.centralized)},
+                    {"federated", ToJson(r.federated)},
+                    {"local_only_mean_on_test", r.mean_local_only_on_test},
+                    {"clinic_slices",
+                     {{"local_only", Mean(r.clinics, &ClinicResult::local_only)},
+                      {"federated", Mean(r.clinics, &ClinicResult::federated)},
+                      {"personalized", Mean(r.clinics, &ClinicResult::personalized)}}}};
+  j["rounds"] = nlohmann::json::array();
+  for (const auto& x : r.rounds) {
+    j["rounds"].push_back({{"round", x.round},
+                           {"completed", x.completed},
+                           {"reason", x.reason},
+                           {"test", ToJson(x.test)},
+                           {"available", x.available},
+                           {"selected", x.selected},
+                           {"survivors", x.survivors},
+                           {"dropouts", x.dropouts},
+                           {"epsilon", x.epsilon},
+                           {"bytes_up_per_client", x.bytes_up_per_client},
+                           {"bytes_down_per_client", x.bytes_down_per_client},
+                           {"simulated_seconds", x.simulated_seconds},
+                           {"wall_seconds", x.wall_seconds}});
+  }
+  j["clinics"] = nlohmann::json::array();
+  for (const auto& c : r.clinics) {
+    j["clinics"].push_back({{"id", c.id},
+                            {"train_samples", c.train_samples},
+                            {"holdout_samples", c.holdout_samples},
+                            {"local_only", c.local_only},
+                            {"local_only_on_test", c.local_only_on_test},
+                            {"federated", c.federated},
+                            {"personalized", c.personalized}});
+  }
+  j["wall_seconds"] = r.wall_seconds;
+  j["client_rounds_per_second"] = r.client_rounds_per_second;
+  return j;
+}
+
+std::string RoundsCsv(const SimulationReport& r) {
+  std::string out =
+      "round,completed,accuracy,loss,available,selected,survivors,dropouts,epsilon,bytes_up_per_client,"
+      "bytes_down_per_client,simulated_seconds,wall_seconds\n";
+  for (const auto& x : r.rounds) {
+    absl::StrAppend(&out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f\n", x.round, x.completed,
+                                    x.test.accuracy, x.test.loss, x.available, x.selected, x.survivors, x.dropouts,
+                                    x.epsilon, x.bytes_up_per_client, x.bytes_down_per_client, x.simulated_seconds,
+                                    x.wall_seconds));
+  }
+  return out;
+}
+
+std::string ClinicsData(const SimulationReport& r) {
+  std::string out = "# index local_only federated personalized\n";
+  for (size_t i = 0; i < r.clinics.size(); ++i) {
+    const auto& c = r.clinics[i];
+    absl::StrAppend(&out, StrFormat("%zu %.6f %.6f %.6f\n", i, c.local_only, c.federated, c.personalized));
+  }
+  return out;
+}
+
+// One script, two terminals: every figure as SVG and PNG.
+std::string GnuplotScript(const SimulationReport& r) {
+  std::string body = StrFormat(R"gp(set datafile separator ","
+set key bottom right
+set grid
+set xlabel "round"
+set ylabel "test accuracy (%%)"
+set y2label "epsilon"
+set ytics nomirror
+set y2tics
+set output "accuracy.%%s"
+set title "%s: accuracy and privacy"
+plot "rounds.csv" using 1:($3*100) skip 1 with linespoints title "federated", \
+     %.4f title "centralized" dashtype 2, \
+     %.4f title "local-only (mean)" dashtype 3, \
+     "rounds.csv" using 1:9 skip 1 axes x1y2 with lines title "epsilon"
+unset y2label
+unset y2tics
+set ytics mirror
+set ylabel "bytes per client"
+set output "bytes.%%s"
+set title "traffic per participating client"
+plot "rounds.csv" using 1:10 skip 1 with linespoints title "up", \
+     "rounds.csv" using 1:11 skip 1 with linespoints title "down"
+set datafile separator whitespace
+set xlabel "clinic"
+set ylabel "accuracy on its own held-out slice (%%)"
+set output "clinics.%%s"
+set title "per-clinic accuracy"
+plot "clinics.dat" using 1:($2*100) with points pt 6 title "local-only", \
+     "clinics.dat" using 1:($3*100) with points pt 7 title "federated", \
+     "clinics.dat" using 1:($4*100) with points pt 5 title "personalized"
+)gp",
+                               r.scenario.name, 100 * r.centralized.accuracy, 100 * r.mean_local_only_on_test);
+  std::string script;
+  for (const char* ext : {"svg", "png"}) {
+    absl::StrAppend(&script, ext == std::string("svg") ? "set terminal svg size 800,480 dynamic\n"
+                                                       : "set terminal pngcairo size 800,480\n");
+    std::string b = body;
+    for (size_t at; (at = b.find("%s")) != std::string::npos;) b.replace(at, 2, ext);
+    absl::StrAppend(&script, b);
+  }
+  return script;
+}
+
+std::string Summary(const SimulationReport& r, bool plotted) {
+  const Scenario& s = r.scenario;
+  const auto& f = s.federation;
+  std::vector<double> times;
+  int completed = 0, dropouts = 0;
+  double up = 0, down = 0;
+  for (const auto& x : r.rounds) {
+    if (!x.completed) continue;
+    ++completed;
+    dropouts += x.dropouts;
+    times.push_back(x.simulated_seconds);
+    up += x.bytes_up_per_client;
+    down += x.bytes_down_per_client;
+  }
+  std::sort(times.begin(), times.end());
+  const double median_time = times.empty() ? 0.0 : times[times.size() / 2];
+  std::string out = StrFormat("# %s\n\n", s.name);
+  absl::StrAppend(
+      &out,
+      StrFormat("%d clinics, %s partition, cohort %d, %d rounds; DP %s (clip %g, noise multiplier %.3f) with SecAgg+ "
+                "at %d bits; %s transport; seed %d.\nBackbone: %s (%zu-dim embedding).\n\n",
+                s.clinics.count,
+                s.partition.kind == PartitionKind::kDirichlet ? StrFormat("Dirichlet(%g)", s.partition.alpha) : "IID",
+                f.cohort_size, f.max_rounds, DpModeName(f.dp.mode), f.dp.clip, r.noise_multiplier, f.dp.bits,
+                s.transport == TransportKind::kGrpc ? "gRPC" : "in-process", s.seed, r.backbone, r.embedding_size));
+  absl::StrAppend(&out, StrFormat("| head | test accuracy (%zu samples) |\n|---|---|\n", r.test_samples));
+  absl::StrAppend(&out, StrFormat("| centralized, on all clinics' data (upper bound) | %.2f %% |\n",
+                                  100 * r.centralized.accuracy));
+  absl::StrAppend(&out, StrFormat("| **federated, after %d rounds** | **%.2f %%** |\n", f.max_rounds,
+                                  100 * r.federated.accuracy));
+  absl::StrAppend(&out, StrFormat("| local-only, mean over clinics | %.2f %% |\n", 100 * r.mean_local_only_on_test));
+  absl::StrAppend(&out, StrFormat("| initial (zero) head | %.2f %% |\n\n", 100 * r.initial.accuracy));
+  absl::StrAppend(&out, StrFormat("Privacy: epsilon %.3f at delta %g after %d completed rounds.\n\n", r.epsilon,
+                                  r.delta, completed));
+  absl::StrAppend(&out, StrFormat("On each clinic's own held-out slice (mean): local-only %.2f %%, federated %.2f %%, "
+                                  "federated then fine-tuned for %d epochs (personalized) %.2f %%.\n\n",
+                                  100 * Mean(r.clinics, &ClinicResult::local_only),
+                                  100 * Mean(r.clinics, &ClinicResult::federated), s.personalization_epochs,
+                                  100 * Mean(r.clinics, &ClinicResult::personalized)));
+  absl::StrAppend(&out, StrFormat("Rounds completed %d of %zu; %d dropouts; per participating client and round "
+                                  "%.1f KB up and %.1f KB down; median simulated round time %.1f s on %g kbit/s "
+                                  "up, %g kbit/s down, %g ms latency, compute speed %g.\n\n",
+                                  completed, r.rounds.size(), dropouts, completed ? up / completed / 1e3 : 0.0,
+                                  completed ? down / completed / 1e3 : 0.0, median_time, s.clinics.uplink_kbps,
+                                  s.clinics.downlink_kbps, s.clinics.latency_ms, s.clinics.compute_speed));
+  absl::StrAppend(&out, "Final model per class (test): sensitivity / specificity\n\n");
+  for (size_t c = 0; c < r.federated.sensitivity.size(); ++c) {
+    absl::StrAppend(&out, StrFormat("- class %zu: %.3f / %.3f\n", c, r.federated.sensitivity[c],
+                                    r.federated.specificity[c]));
+  }
+  absl::StrAppend(&out, StrFormat("\nWall time %.1f s (%.1f client-rounds per second). Files: report.json "
+                                  "(schema in docs/sim.md), rounds.csv%s.\n",
+                                  r.wall_seconds, r.client_rounds_per_second,
+                                  plotted ? ", accuracy/bytes/clinics .svg and .png" : " (gnuplot missing: no plots)"));
+  return out;
+}
+
+}  // namespace
+
+absl::Status WriteReport(const SimulationReport& r, const std::filesystem::path& out) {
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  if (ec) return absl::FailedPreconditionError(StrCat("cannot create ", out.string(), ": ", ec.message()));
+  if (auto s = models::WriteFileAtomically(out / "report.json", ReportJson(r).dump(2) + "\n"); !s.ok()) return s;
+  if (auto s = models::WriteFileAtomically(out / "rounds.csv", RoundsCsv(r)); !s.ok()) return s;
+  if (auto s = models::WriteFileAtomically(out / "clinics.dat", ClinicsData(r)); !s.ok()) return s;
+  if (auto s = models::WriteFileAtomically(out / "plots.gp", GnuplotScript(r)); !s.ok()) return s;
+  bool plotted = false;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    const std::string command = StrCat("cd '", out.string(), "' && gnuplot plots.gp 2>gnuplot.log");
+    plotted = std::system(command.c_str()) == 0;
+  }
+  return models::WriteFileAtomically(out / "summary.md", Summary(r, plotted));
+}
+
+}  // namespace tinyfed::sim

@@ -1,0 +1,158 @@
+#include "tinyfed/sim/scenario.h"
+
+#include <cstdlib>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "tinyfed/aggregator/toml_reader.h"
+#include "tinyfed/models/file_io.h"
+
+namespace tinyfed::sim {
+namespace {
+
+using aggregator::TomlTableReader;
+
+// A path relative to the scenario file; "$TINYFED_DATA_DIR/..." and
+// absolute paths are kept as given (the former expanded from the
+// environment, default .cache/data under the current directory).
+std::filesystem::path ResolvePath(const std::string& value, const std::filesystem::path& base) {
+  constexpr std::string_view kDataDir = "$TINYFED_DATA_DIR";
+  if (value.rfind(kDataDir, 0) == 0) {
+    const char* env = std::getenv("TINYFED_DATA_DIR");
+    const std::filesystem::path dir = env != nullptr ? env : ".cache/data";
+    return dir / value.substr(kDataDir.size() + (value.size() > kDataDir.size() && value[kDataDir.size()] == '/'));
+  }
+  const std::filesystem::path p = value;
+  return p.is_absolute() ? p : base / p;
+}
+
+absl::Status ReadData(TomlTableReader& r, const std::filesystem::path& base, DataSpec& d) {
+  std::string path, labels;
+  TINYFED_RETURN_IF_ERROR(r.String("path", &path));
+  if (path.empty()) return r.Error("missing required key 'path'");
+  d.path = ResolvePath(path, base);
+  TINYFED_RETURN_IF_ERROR(r.String("labels", &labels));
+  if (!labels.empty()) d.labels = ResolvePath(labels, base);
+  TINYFED_RETURN_IF_ERROR(r.String("label_column", &d.label_column));
+  TINYFED_RETURN_IF_ERROR(r.Double("test_fraction", &d.test_fraction, 0.01, 0.9));
+  TINYFED_RETURN_IF_ERROR(r.Double("public_fraction", &d.public_fraction, 0.0, 0.9));
+  return r.Integer("max_samples", &d.max_samples, 0, int64_t{1} << 32);
+}
+
+absl::Status ReadBackbone(TomlTableReader& r, const std::filesystem::path& base, BackboneSpec& b) {
+  std::string bundle;
+  TINYFED_RETURN_IF_ERROR(r.String("bundle", &bundle));
+  if (!bundle.empty()) b.bundle = ResolvePath(bundle, base);
+  int arch = 0;
+  TINYFED_RETURN_IF_ERROR(r.Choice("arch", {"mlp", "cnn", "dscnn"}, &arch));
+  b.arch = std::vector<std::string>{"mlp", "cnn", "dscnn"}[static_cast<size_t>(arch)];
+  TINYFED_RETURN_IF_ERROR(r.Integer("epochs", &b.epochs, 0, 1000));
+  TINYFED_RETURN_IF_ERROR(r.Integer("batch_size", &b.batch_size, 1, 65536));
+  TINYFED_RETURN_IF_ERROR(r.Double("learning_rate", &b.learning_rate, 1e-9, 10));
+  int64_t embedding = b.hidden.back(), first = b.hidden.front();
+  TINYFED_RETURN_IF_ERROR(r.Integer("hidden", &first, 1, 4096));
+  TINYFED_RETURN_IF_ERROR(r.Integer("embedding", &embedding, 1, 4096));
+  b.hidden = {static_cast<int>(first), static_cast<int>(embedding)};
+  return absl::OkStatus();
+}
+
+absl::Status ReadPartition(TomlTableReader& r, PartitionSpec& p) {
+  int kind = 0, shift = 0;
+  TINYFED_RETURN_IF_ERROR(r.Choice("kind", {"iid", "dirichlet"}, &kind));
+  p.kind = static_cast<PartitionKind>(kind);
+  TINYFED_RETURN_IF_ERROR(r.Double("alpha", &p.alpha, 1e-3, 1e6));
+  TINYFED_RETURN_IF_ERROR(r.Double("quantity_skew", &p.quantity_skew, 0.0, 5.0));
+  TINYFED_RETURN_IF_ERROR(r.Choice("shift", {"none", "brightness", "gain"}, &shift));
+  p.shift = static_cast<FeatureShift>(shift);
+  TINYFED_RETURN_IF_ERROR(r.Double("shift_strength", &p.shift_strength, 0.0, 1.0));
+  TINYFED_RETURN_IF_ERROR(r.Double("holdout_fraction", &p.holdout_fraction, 0.05, 0.9));
+  return r.Integer("min_samples", &p.min_samples, 2, 1 << 20);
+}
+
+absl::Status ReadClinics(TomlTableReader& r, ClinicsSpec& c) {
+  TINYFED_RETURN_IF_ERROR(r.Integer("count", &c.count, 2, 100000));
+  int availability = 0;
+  TINYFED_RETURN_IF_ERROR(r.Choice("availability", {"always", "diurnal"}, &availability));
+  c.availability = static_cast<Availability>(availability);
+  TINYFED_RETURN_IF_ERROR(r.Double("min_availability", &c.min_availability, 0.0, 1.0));
+  TINYFED_RETURN_IF_ERROR(r.Double("round_hours", &c.round_hours, 0.01, 168));
+  auto dropout = r.Table("dropout");
+  if (!dropout.ok()) return dropout.status();
+  if (*dropout != nullptr) {
+    TomlTableReader d(**dropout, "clinics.dropout", r.source());
+    const char* phases[] = {"training", "share_keys", "masked_input", "unmasking"};
+    for (size_t i = 0; i < 4; ++i) TINYFED_RETURN_IF_ERROR(d.Double(phases[i], &c.dropout[i], 0.0, 1.0));
+    TINYFED_RETURN_IF_ERROR(d.RejectUnknown());
+  }
+  TINYFED_RETURN_IF_ERROR(r.Double("uplink_kbps", &c.uplink_kbps, 1e-3, 1e9));
+  TINYFED_RETURN_IF_ERROR(r.Double("downlink_kbps", &c.downlink_kbps, 1e-3, 1e9));
+  TINYFED_RETURN_IF_ERROR(r.Double("latency_ms", &c.latency_ms, 0.0, 1e6));
+  return r.Double("compute_speed", &c.compute_speed, 1e-3, 1e3);
+}
+
+}  // namespace
+
+absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesystem::path& source_path) {
+  const std::string source = source_path.string();
+  const std::filesystem::path base = source_path.parent_path();
+  auto parsed = aggregator::ParseToml(text, source);
+  if (!parsed.ok()) return parsed.status();
+  Scenario s;
+  s.source = source_path;
+  s.federation = aggregator::DefaultConfig();
+  s.federation.dp.epsilon_budget = 1e9;  // a simulation reports what it spends
+  TomlTableReader top(*parsed, "", source);
+  TINYFED_RETURN_IF_ERROR(top.String("name", &s.name));
+  if (s.name.empty()) s.name = source_path.stem().string();
+  TINYFED_RETURN_IF_ERROR(top.Integer("seed", &s.seed, 0, INT64_MAX));
+  int transport = 0;
+  TINYFED_RETURN_IF_ERROR(top.Choice("transport", {"inproc", "grpc"}, &transport));
+  s.transport = static_cast<TransportKind>(transport);
+  TINYFED_RETURN_IF_ERROR(top.Integer("baseline_epochs", &s.baseline_epochs, 1, 10000));
+  TINYFED_RETURN_IF_ERROR(top.Integer("personalization_epochs", &s.personalization_epochs, 0, 10000));
+
+  auto data = top.Table("data");
+  if (!data.ok()) return data.status();
+  if (*data == nullptr) return absl::InvalidArgumentError(absl::StrCat(source, ": missing required section [data]"));
+  {
+    TomlTableReader r(**data, "data", source);
+    TINYFED_RETURN_IF_ERROR(ReadData(r, base, s.data));
+    TINYFED_RETURN_IF_ERROR(r.RejectUnknown());
+  }
+  using Reader = std::function<absl::Status(TomlTableReader&)>;
+  const std::pair<const char*, Reader> sections[] = {
+      {"backbone", [&](TomlTableReader& r) { return ReadBackbone(r, base, s.backbone); }},
+      {"partition", [&](TomlTableReader& r) { return ReadPartition(r, s.partition); }},
+      {"clinics", [&](TomlTableReader& r) { return ReadClinics(r, s.clinics); }},
+  };
+  for (const auto& [name, read] : sections) {
+    auto table = top.Table(name);
+    if (!table.ok()) return table.status();
+    if (*table == nullptr) continue;
+    TomlTableReader r(**table, name, source);
+    TINYFED_RETURN_IF_ERROR(read(r));
+    TINYFED_RETURN_IF_ERROR(r.RejectUnknown());
+  }
+  TINYFED_RETURN_IF_ERROR(aggregator::ReadConfigSections(top, source, &s.federation));
+  TINYFED_RETURN_IF_ERROR(top.RejectUnknown());
+  if (s.federation.max_rounds < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": rounds.max_rounds must be set (the rounds to simulate)"));
+  }
+  if (s.federation.cohort_size > s.clinics.count) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": rounds.cohort_size (", s.federation.cohort_size,
+                                                   ") exceeds clinics.count (", s.clinics.count, ")"));
+  }
+  if (s.backbone.bundle.empty() && s.data.public_fraction <= 0.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": data.public_fraction must be > 0 to pretrain a backbone (or give backbone.bundle)"));
+  }
+  return s;
+}
+
+absl::StatusOr<Scenario> ReadScenario(const std::filesystem::path& path) {
+  auto text = models::ReadFileBytes(path, 1 << 20);
+  if (!text.ok()) return text.status();
+  return ParseScenario(*text, path);
+}
+
+}  // namespace tinyfed::sim

@@ -1,0 +1,72 @@
+// `tinyfed sim`: a multi-clinic experiment on the real client and aggregator.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "CLI/CLI.hpp"
+#include "spdlog/spdlog.h"
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/sim/scenario.h"
+#include "tinyfed/sim/simulation.h"
+#include "tools/commands.h"
+
+namespace tinyfed::tools {
+namespace {
+
+struct SimFlags {
+  std::string scenario, out, work, transport;
+  int clinics = 0;
+  int rounds = 0;
+  bool verbose = false;
+};
+
+void RunSim(const SimFlags& f) {
+  auto scenario = sim::ReadScenario(f.scenario);
+  if (!scenario.ok()) throw CommandError(scenario.status());
+  if (f.transport == "grpc") scenario->transport = sim::TransportKind::kGrpc;
+  if (f.transport == "inproc") scenario->transport = sim::TransportKind::kInProcess;
+  if (f.clinics > 0) {
+    scenario->clinics.count = f.clinics;
+    scenario->federation.cohort_size = std::min(scenario->federation.cohort_size, f.clinics);
+    scenario->federation.min_cohort = std::min(scenario->federation.min_cohort, scenario->federation.cohort_size);
+  }
+  if (f.rounds > 0) scenario->federation.max_rounds = f.rounds;
+  spdlog::set_level(f.verbose ? spdlog::level::info : spdlog::level::warn);
+  const std::filesystem::path work =
+      f.work.empty() ? std::filesystem::path(f.out) / "work" : std::filesystem::path(f.work);
+  const bool tty = isatty(fileno(stderr));
+  fmt::print(stderr, "tinyfed sim: {} ({} clinics, {} rounds, {})\n", scenario->name, scenario->clinics.count,
+             scenario->federation.max_rounds, scenario->transport == sim::TransportKind::kGrpc ? "grpc" : "inproc");
+  auto report = sim::RunSimulation(*scenario, work, [tty](const sim::RoundResult& r, int total, absl::Duration eta) {
+    fmt::print(stderr, "{}round {:>3}/{}  accuracy {:6.2f}%  epsilon {:8.3f}  survivors {:>3}/{:<3} ETA {:>4}s{}",
+               tty ? "\r" : "", r.round, total, 100 * r.test.accuracy, r.epsilon, r.survivors, r.selected,
+               static_cast<int>(absl::ToDoubleSeconds(eta)), r.completed ? "" : "  (" + r.reason + ")");
+    if (!tty || r.round == total) std::fputc('\n', stderr);
+  });
+  if (!report.ok()) throw CommandError(report.status());
+  if (auto s = sim::WriteReport(*report, f.out); !s.ok()) throw CommandError(s);
+  std::error_code ec;
+  if (f.work.empty()) std::filesystem::remove_all(work, ec);
+  auto summary = models::ReadFileBytes(std::filesystem::path(f.out) / "summary.md", 1 << 20);
+  if (summary.ok()) fmt::print("\n{}\n", *summary);
+  fmt::print("report: {}/summary.md (report.json, rounds.csv, plots)\n", f.out);
+}
+
+}  // namespace
+
+void AddSimCommands(CLI::App* app) {
+  auto flags = std::make_shared<SimFlags>();
+  auto* cmd = app->add_subcommand("sim", "simulate a multi-clinic federation on real data");
+  cmd->add_option("--scenario", flags->scenario, "scenario TOML file (see sim/scenarios/)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", flags->out, "report directory")->required();
+  cmd->add_option("--work", flags->work, "keep the clinics' stores and aggregator state here");
+  cmd->add_option("--transport", flags->transport, "override the scenario: inproc or grpc")
+      ->check(CLI::IsMember({"inproc", "grpc"}));
+  cmd->add_option("--clinics", flags->clinics, "override the number of clinics")->check(CLI::Range(2, 100000));
+  cmd->add_option("--rounds", flags->rounds, "override the number of rounds")->check(CLI::Range(1, 100000));
+  cmd->add_flag("--verbose", flags->verbose, "log the aggregator's and clients' events");
+  cmd->callback([flags] { RunSim(*flags); });
+}
+
+}  // namespace tinyfed::tools
