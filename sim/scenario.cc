@@ -1,5 +1,6 @@
 #include "tinyfed/sim/scenario.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 
@@ -135,6 +136,12 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
   }
   TINYFED_RETURN_IF_ERROR(aggregator::ReadConfigSections(top, source, &s.federation));
   TINYFED_RETURN_IF_ERROR(top.RejectUnknown());
+  // A scenario's cohort defaults to every clinic, and its minimum to half.
+  const toml::table* rounds = (*parsed)["rounds"].as_table();
+  if (rounds == nullptr || !rounds->contains("cohort_size")) s.federation.cohort_size = s.clinics.count;
+  if (rounds == nullptr || !rounds->contains("min_cohort")) {
+    s.federation.min_cohort = std::max(2, s.federation.cohort_size / 2);
+  }
   if (s.federation.max_rounds < 1) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": rounds.max_rounds must be set (the rounds to simulate)"));
   }

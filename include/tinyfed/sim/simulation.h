@@ -44,7 +44,9 @@ struct RoundResult {
   int survivors = 0;
   int dropouts = 0;
   double epsilon = 0.0;  // spent so far
-  double bytes_up_per_client = 0.0;    // mean over clinics that took part
+  // Mean over clinics that took part: serialized requests and responses,
+  // without the polls answered "wait" (a few dozen bytes each).
+  double bytes_up_per_client = 0.0;
   double bytes_down_per_client = 0.0;
   double simulated_seconds = 0.0;  // slowest survivor on its link and CPU, plus deadlines waited
   double wall_seconds = 0.0;
