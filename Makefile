@@ -51,6 +51,8 @@ bench:
 	$(BUILD)/bench/secagg_bench --benchmark_out=$(BUILD)/bench/secagg_bench.json --benchmark_out_format=json
 	$(BUILD)/bench/round_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
 	  --benchmark_out=$(BUILD)/bench/round_bench.json --benchmark_out_format=json
+	$(BUILD)/bench/sim_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+	  --benchmark_out=$(BUILD)/bench/sim_bench.json --benchmark_out_format=json
 
 fuzz-build: deps
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
