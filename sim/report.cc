@@ -48,6 +48,7 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                    {"bits", s.federation.dp.bits}};
   j["backbone"] = {{"description", r.backbone}, {"embedding_size", r.embedding_size}};
   j["test_samples"] = r.test_samples;
+  j["label_names"] = r.label_names;
   j["privacy"] = {{"epsilon", r.epsilon}, {"delta", r.delta}};
   j["baselines"] = {{"initial", ToJson(r.initial)},
                     {"centralized", ToJson(r.centralized)},
@@ -202,7 +203,8 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                   s.clinics.downlink_kbps, s.clinics.latency_ms, s.clinics.compute_speed));
   absl::StrAppend(&out, "Final model per class (test): sensitivity / specificity\n\n");
   for (size_t c = 0; c < r.federated.sensitivity.size(); ++c) {
-    absl::StrAppend(&out, StrFormat("- class %zu: %.3f / %.3f\n", c, r.federated.sensitivity[c],
+    const std::string name = c < r.label_names.size() ? r.label_names[c] : StrCat("class ", c);
+    absl::StrAppend(&out, StrFormat("- %s: %.3f / %.3f\n", name, r.federated.sensitivity[c],
                                     r.federated.specificity[c]));
   }
   absl::StrAppend(&out, StrFormat("\nWall time %.1f s (%.1f client-rounds per second). Files: report.json "

@@ -389,6 +389,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   report.embedding_size = (*interpreter)->embedding_size();
   const std::vector<float> test_embeddings = Embed(**interpreter, splits->test);
   report.test_samples = splits->test.size();
+  report.label_names = splits->test.label_names;
   const v1::Head zero = backbone->head();
   report.initial = Evaluate(zero, test_embeddings, splits->test.labels);
 

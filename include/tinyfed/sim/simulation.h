@@ -67,6 +67,7 @@ struct SimulationReport {
   std::string backbone;        // how it was made
   size_t embedding_size = 0;
   size_t test_samples = 0;
+  std::vector<std::string> label_names;
   Metrics initial;             // the starting (zero) head
   Metrics centralized;         // head trained on the union of the clinics' data
   Metrics federated;           // after the last round
