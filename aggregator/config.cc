@@ -67,7 +67,7 @@ absl::Status ReadTraining(TomlTableReader& r, Config& c) {
 absl::Status ReadDp(TomlTableReader& r, Config& c) {
   auto& d = c.dp;
   int mode = 0;
-  TINYFED_RETURN_IF_ERROR(r.Choice("mode", {"distributed", "local"}, &mode));
+  TINYFED_RETURN_IF_ERROR(r.Choice("mode", {"distributed", "local", "central", "off"}, &mode));
   d.mode = static_cast<DpMode>(mode);
   TINYFED_RETURN_IF_ERROR(r.Double("clip", &d.clip, 1e-9, 1e9));
   TINYFED_RETURN_IF_ERROR(r.Double("noise_multiplier", &d.noise_multiplier, 0, 1e4));
@@ -79,8 +79,16 @@ absl::Status ReadDp(TomlTableReader& r, Config& c) {
 }
 
 absl::Status ReadSecAgg(TomlTableReader& r, Config& c) {
+  TINYFED_RETURN_IF_ERROR(r.Bool("enabled", &c.secure_aggregation));
   TINYFED_RETURN_IF_ERROR(r.Double("max_dropout", &c.max_dropout, 0.0, 0.9));
   return r.Double("max_corrupted", &c.max_corrupted, 0.0, 0.9);
+}
+
+absl::Status ReadCompression(TomlTableReader& r, Config& c) {
+  int kind = 0;
+  TINYFED_RETURN_IF_ERROR(r.Choice("kind", {"none", "int8", "topk"}, &kind));
+  c.compression = static_cast<v1::Compression>(kind);
+  return r.Double("topk_fraction", &c.topk_fraction, 1e-6, 1.0);
 }
 
 absl::Status ReadOptimizer(TomlTableReader& r, Config& c) {
@@ -100,6 +108,17 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
   if (c.min_cohort > c.cohort_size) {
     return error(absl::StrCat("rounds.min_cohort (", c.min_cohort, ") exceeds rounds.cohort_size (", c.cohort_size, ")"));
   }
+  const bool client_noise = c.dp.mode == DpMode::kDistributed || c.dp.mode == DpMode::kLocal;
+  if (client_noise && !c.secure_aggregation) {
+    return error("dp.mode distributed and local need secagg.enabled = true (the noise is summed mod 2^bits)");
+  }
+  if (!client_noise && c.secure_aggregation) {
+    return error("dp.mode central and off are trusted-aggregator rounds: set secagg.enabled = false");
+  }
+  if (c.compression != v1::COMPRESSION_NONE && c.secure_aggregation) {
+    return error("compression.kind needs secagg.enabled = false (SecAgg+ sums fixed-width integers)");
+  }
+  if (c.dp.mode == DpMode::kOff) return absl::OkStatus();
   if ((c.dp.noise_multiplier > 0) == (c.dp.target_epsilon > 0)) {
     return error("set exactly one of dp.noise_multiplier and dp.target_epsilon");
   }
@@ -115,7 +134,7 @@ absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source,
   using Section = absl::Status (*)(TomlTableReader&, Config&);
   const std::pair<const char*, Section> sections[] = {
       {"rounds", ReadRounds},       {"deadlines", ReadDeadlines}, {"training", ReadTraining}, {"dp", ReadDp},
-      {"secagg", ReadSecAgg},       {"optimizer", ReadOptimizer},
+      {"secagg", ReadSecAgg},       {"optimizer", ReadOptimizer}, {"compression", ReadCompression},
   };
   for (const auto& [name, read] : sections) {
     auto table = top.Table(name);

@@ -16,7 +16,9 @@
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/server_optimizer.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
+#include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
@@ -31,7 +33,8 @@ using absl::FailedPreconditionError;
 using absl::InvalidArgumentError;
 using absl::StrCat;
 
-enum class Stage { kSelecting, kAdvertise, kShareKeys, kMaskedInput, kUnmasking };
+// kUpdate is the one phase of a round without SecAgg+.
+enum class Stage { kSelecting, kAdvertise, kShareKeys, kMaskedInput, kUnmasking, kUpdate };
 
 const char* StageName(Stage s) {
   switch (s) {
@@ -40,6 +43,7 @@ const char* StageName(Stage s) {
     case Stage::kShareKeys: return "share_keys";
     case Stage::kMaskedInput: return "masked_input";
     case Stage::kUnmasking: return "unmasking";
+    case Stage::kUpdate: return "update";
   }
   return "?";
 }
@@ -51,6 +55,7 @@ std::optional<Stage> StageOf(v1::Phase phase) {
     case v1::PHASE_SHARE_KEYS: return Stage::kShareKeys;
     case v1::PHASE_MASKED_INPUT: return Stage::kMaskedInput;
     case v1::PHASE_UNMASKING: return Stage::kUnmasking;
+    case v1::PHASE_UPDATE: return Stage::kUpdate;
     default: return std::nullopt;
   }
 }
@@ -121,6 +126,7 @@ struct RoundEngine::Round {
     uint32_t id = 0;
     bool dropped = false;
     std::map<v1::Phase, std::string> submitted;  // serialized messages, for idempotent retries
+    std::vector<float> update;                   // decoded, without SecAgg+
   };
   int64_t id = 0;
   Stage stage = Stage::kSelecting;
@@ -218,8 +224,13 @@ absl::Status RoundEngine::Init() {
 
   // The noise multiplier, once: a target epsilon is spread over max_rounds
   // rounds of the expected number of survivors.
-  noise_multiplier_ = config_.dp.noise_multiplier;
-  if (config_.dp.target_epsilon > 0) {
+  noise_multiplier_ = config_.dp.mode == DpMode::kOff ? 0.0 : config_.dp.noise_multiplier;
+  if (config_.dp.mode == DpMode::kCentral && config_.dp.target_epsilon > 0) {
+    auto z = dp::NoiseMultiplierForEpsilon(1.0, config_.max_rounds, config_.dp.delta, config_.dp.target_epsilon,
+                                           res_->ledger->orders());
+    if (!z.ok()) return InvalidArgumentError(StrCat("dp.target_epsilon: ", z.status().message()));
+    noise_multiplier_ = *z;
+  } else if (config_.dp.mode != DpMode::kOff && config_.dp.target_epsilon > 0) {
     dp::DdgConfig c;
     c.dimension = res_->head.size();
     c.clip = config_.dp.clip;
@@ -425,6 +436,10 @@ void RoundEngine::CloseSelectionLocked() {
     return;
   }
 
+  if (!config_.secure_aggregation) {
+    StartPlainRoundLocked();
+    return;
+  }
   dp::DdgConfig ddg;
   ddg.dimension = res_->head.size();
   ddg.clip = config_.dp.clip;
@@ -580,10 +595,11 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
 absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& request) {
   const v1::RequestHeader& h = request.header();
   if (auto s = CheckHeader(h, {v1::PHASE_ADVERTISE_KEYS, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT,
-                               v1::PHASE_UNMASKING});
+                               v1::PHASE_UNMASKING, v1::PHASE_UPDATE});
       !s.ok()) {
     return s;
   }
+  if (h.phase() == v1::PHASE_UPDATE || request.has_update()) return SubmitUpdate(request);
   const v1::SecAggClientMessage& message = request.message();
   if (PhaseOfMessage(message) != h.phase()) {
     return InvalidArgumentError(StrCat("header.phase is ", v1::Phase_Name(h.phase()), " but the message carries ",
@@ -649,6 +665,10 @@ void RoundEngine::Tick() {
 
 void RoundEngine::AdvanceLocked() {
   Round& r = *round_;
+  if (r.stage == Stage::kUpdate) {
+    FinishPlainRoundLocked();
+    return;
+  }
   const Stage closing = r.stage;
   const v1::Phase phase = closing == Stage::kAdvertise     ? v1::PHASE_ADVERTISE_KEYS
                           : closing == Stage::kShareKeys   ? v1::PHASE_SHARE_KEYS
@@ -715,18 +735,6 @@ void RoundEngine::FinishRoundLocked() {
                            {"scale", r.ddg.scale},
                            {"padded_dimension", r.ddg.padded_dimension},
                            {"local_only", r.ddg.config.local_only}};
-  if (auto charged = res_->ledger->Charge({.round = r.id,
-                                           .mechanism = "distributed_discrete_gaussian",
-                                           .parameters = params.dump(),
-                                           .rdp = *rdp});
-      !charged.ok()) {
-    AbortRoundLocked(StrCat("privacy ledger: ", charged.message()));
-    if (charged.code() == absl::StatusCode::kResourceExhausted) CloseLocked("the privacy budget is spent");
-    return;
-  }
-  auto spent = res_->ledger->Spent();
-  const double epsilon = spent.ok() ? spent->epsilon : std::nan("");
-
   if (!config_.record_dir.empty()) {
     std::string sum_bytes(reinterpret_cast<const char*>(sum->data()), sum->size() * sizeof(uint32_t));
     std::string names;
@@ -736,6 +744,22 @@ void RoundEngine::FinishRoundLocked() {
     (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".survivors"), names);
     (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".sum"), sum_bytes);
   }
+  dp::PrivacyCharge charge{.round = r.id, .mechanism = "distributed_discrete_gaussian", .parameters = params.dump(),
+                           .rdp = *rdp};
+  PublishRoundLocked(mean, s, &charge);
+}
+
+void RoundEngine::PublishRoundLocked(std::span<const float> mean, int s, const dp::PrivacyCharge* charge) {
+  Round& r = *round_;
+  if (charge != nullptr) {
+    if (auto charged = res_->ledger->Charge(*charge); !charged.ok()) {
+      AbortRoundLocked(StrCat("privacy ledger: ", charged.message()));
+      if (charged.code() == absl::StatusCode::kResourceExhausted) CloseLocked("the privacy budget is spent");
+      return;
+    }
+  }
+  auto spent = res_->ledger->Spent();
+  const double epsilon = spent.ok() ? spent->epsilon : std::nan("");
 
   std::vector<float> head = res_->head;
   const std::vector<float> m1 = res_->optimizer->first_moment(), m2 = res_->optimizer->second_moment();
@@ -770,6 +794,173 @@ void RoundEngine::FinishRoundLocked() {
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }
+}
+
+void RoundEngine::StartPlainRoundLocked() {
+  Round& r = *round_;
+  const int n = static_cast<int>(r.members.size());
+  r.min_survivors = config_.min_cohort;
+  if (n < r.min_survivors) {
+    AbortRoundLocked(StrCat("only ", n, " devices checked in; at least ", r.min_survivors, " must survive"));
+    return;
+  }
+  if (config_.dp.mode == DpMode::kCentral) {
+    auto rdp = dp::SampledGaussianRdp(1.0, noise_multiplier_, 1, res_->ledger->orders());
+    auto after = rdp.ok() ? res_->ledger->SpentAfter(*rdp) : absl::StatusOr<dp::PrivacySpent>(rdp.status());
+    if (!after.ok() || after->epsilon > config_.dp.epsilon_budget) {
+      AbortRoundLocked("the privacy budget cannot pay for another round");
+      CloseLocked(StrCat("the privacy budget (epsilon ", config_.dp.epsilon_budget, ") cannot pay for another round"));
+      return;
+    }
+  }
+  v1::RoundTask& t = r.task;
+  t.set_round_id(static_cast<uint64_t>(r.id));
+  t.set_cohort_size(static_cast<uint32_t>(n));
+  auto* plain = t.mutable_plain();
+  plain->set_clip(config_.dp.clip);
+  plain->set_compression(config_.compression);
+  plain->set_topk_fraction(config_.topk_fraction);
+  *t.mutable_training() = config_.training;
+  t.mutable_training()->set_seed(static_cast<uint64_t>(r.id));
+  *t.mutable_model() = latest_->ref;
+  r.stage = Stage::kUpdate;
+  r.deadline = clock_() + config_.training_timeout;
+  spdlog::info("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", r.id, n,
+               config_.dp.mode == DpMode::kCentral ? "central" : "off", v1::Compression_Name(config_.compression));
+}
+
+absl::StatusOr<v1::SubmitResponse> RoundEngine::SubmitUpdate(const v1::SubmitRequest& request) {
+  const v1::RequestHeader& h = request.header();
+  if (h.phase() != v1::PHASE_UPDATE || !request.has_update()) {
+    return InvalidArgumentError("an update goes with header.phase PHASE_UPDATE and an update payload");
+  }
+  const v1::PlainUpdate& u = request.update();
+  if (u.round_id() != h.round_id()) {
+    return InvalidArgumentError(StrCat("update.round_id ", u.round_id(), " differs from header.round_id ", h.round_id()));
+  }
+  if (u.dimension() != head_size_) {
+    return InvalidArgumentError(StrCat("update.dimension ", u.dimension(), " is not the head's ", head_size_));
+  }
+  // Decode before taking the lock: it depends only on the request.
+  std::vector<float> values(head_size_, 0.0f);
+  auto floats = [](const std::string& bytes, size_t count) -> std::optional<std::vector<float>> {
+    if (bytes.size() != count * sizeof(float)) return std::nullopt;
+    std::vector<float> v(count);
+    std::memcpy(v.data(), bytes.data(), bytes.size());
+    return v;
+  };
+  switch (u.values_case()) {
+    case v1::PlainUpdate::kDense: {
+      auto v = floats(u.dense().values(), head_size_);
+      if (!v) return InvalidArgumentError(StrCat("update.dense needs ", head_size_, " float32 values"));
+      values = std::move(*v);
+      break;
+    }
+    case v1::PlainUpdate::kInt8: {
+      const std::string& q = u.int8().values();
+      if (q.size() != head_size_ || !std::isfinite(u.int8().scale()) || u.int8().scale() < 0) {
+        return InvalidArgumentError(StrCat("update.int8 needs ", head_size_, " values and a finite scale >= 0"));
+      }
+      for (size_t i = 0; i < q.size(); ++i) values[i] = u.int8().scale() * static_cast<int8_t>(q[i]);
+      break;
+    }
+    case v1::PlainUpdate::kSparse: {
+      const auto& idx = u.sparse().indices();
+      auto v = floats(u.sparse().values(), static_cast<size_t>(idx.size()));
+      if (!v) return InvalidArgumentError("update.sparse needs one float32 value per index");
+      for (int i = 0; i < idx.size(); ++i) {
+        if (idx[i] >= head_size_ || (i > 0 && idx[i] <= idx[i - 1])) {
+          return InvalidArgumentError("update.sparse indices must increase and lie below the dimension");
+        }
+        values[idx[i]] = (*v)[static_cast<size_t>(i)];
+      }
+      break;
+    }
+    default:
+      return InvalidArgumentError("update carries no values");
+  }
+  if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); })) {
+    return InvalidArgumentError("update has a value that is not finite");
+  }
+  absl::MutexLock lock(&mu_);
+  const int64_t round_id = static_cast<int64_t>(h.round_id());
+  if (!round_ || round_->id != round_id) {
+    return FailedPreconditionError(StrCat("round ", round_id, " is not running",
+                                          round_ ? StrCat(" (round ", round_->id, " is)") : ""));
+  }
+  Round& r = *round_;
+  const auto member = r.members.find(h.device_id());
+  if (member == r.members.end()) {
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " is not in the cohort of round ", r.id));
+  }
+  Round::Member& m = member->second;
+  if (m.dropped) return FailedPreconditionError(StrCat("device ", h.device_id(), " was dropped from round ", r.id));
+  if (r.stage != Stage::kUpdate) {
+    return FailedPreconditionError(StrCat("round ", r.id, " is in ", StageName(r.stage), ", not taking updates"));
+  }
+  std::string bytes;
+  u.SerializeToString(&bytes);
+  if (auto previous = m.submitted.find(v1::PHASE_UPDATE); previous != m.submitted.end()) {
+    if (previous->second == bytes) return v1::SubmitResponse();
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " already sent a different update in round ", r.id));
+  }
+  // The aggregator enforces the clip itself: the DP noise is calibrated to it.
+  dp::ClipL2(values, config_.dp.clip);
+  m.submitted.emplace(v1::PHASE_UPDATE, std::move(bytes));
+  m.update = std::move(values);
+  const bool everyone = std::all_of(r.members.begin(), r.members.end(), [](const auto& entry) {
+    return entry.second.dropped || entry.second.submitted.contains(v1::PHASE_UPDATE);
+  });
+  if (everyone) FinishPlainRoundLocked();
+  return v1::SubmitResponse();
+}
+
+void RoundEngine::FinishPlainRoundLocked() {
+  Round& r = *round_;
+  std::vector<double> sum(head_size_, 0.0);
+  int s = 0;
+  for (auto& [device, m] : r.members) {
+    if (!m.submitted.contains(v1::PHASE_UPDATE)) {
+      m.dropped = true;
+      spdlog::info("round {}: device {} dropped (no update by the deadline)", r.id, device);
+      continue;
+    }
+    ++s;
+    for (size_t i = 0; i < sum.size(); ++i) sum[i] += m.update[i];
+  }
+  if (s < r.min_survivors) {
+    AbortRoundLocked(StrCat("only ", s, " updates arrived; at least ", r.min_survivors, " are needed"));
+    return;
+  }
+  std::vector<float> mean(sum.size());
+  for (size_t i = 0; i < sum.size(); ++i) mean[i] = static_cast<float>(sum[i]);
+  std::optional<dp::PrivacyCharge> charge;
+  if (config_.dp.mode == DpMode::kCentral) {
+    // Central DP: the trusted aggregator adds N(0, (zC)^2) to the sum once.
+    std::unique_ptr<dp::SecureRandom> rng;
+    if (config_.simulation_seed) {
+      dp::Seed seed;
+      crypto_generichash_state hs;
+      crypto_generichash_init(&hs, nullptr, 0, seed.size());
+      const uint64_t words[2] = {*config_.simulation_seed, static_cast<uint64_t>(r.id)};
+      crypto_generichash_update(&hs, reinterpret_cast<const uint8_t*>(words), sizeof(words));
+      crypto_generichash_update(&hs, reinterpret_cast<const uint8_t*>("central"), 7);
+      crypto_generichash_final(&hs, seed.data(), seed.size());
+      rng = dp::SecureRandom::FromSeed(seed);
+    } else {
+      rng = dp::SecureRandom::FromOsEntropy();
+    }
+    dp::AddGaussianNoise(mean, noise_multiplier_ * config_.dp.clip, *rng);
+    auto rdp = dp::SampledGaussianRdp(1.0, noise_multiplier_, 1, res_->ledger->orders());
+    if (!rdp.ok()) {
+      AbortRoundLocked(std::string(rdp.status().message()));
+      return;
+    }
+    nlohmann::json params = {{"clients", s}, {"noise_multiplier", noise_multiplier_}, {"clip", config_.dp.clip}};
+    charge = dp::PrivacyCharge{.round = r.id, .mechanism = "central_gaussian", .parameters = params.dump(), .rdp = *rdp};
+  }
+  for (float& v : mean) v /= static_cast<float>(s);
+  PublishRoundLocked(mean, s, charge ? &*charge : nullptr);
 }
 
 void RoundEngine::AbortRoundLocked(const std::string& reason) {

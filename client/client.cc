@@ -8,6 +8,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <numeric>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,7 @@
 #include "spdlog/spdlog.h"
 #include "tinyfed/client/embedding_cache.h"
 #include "tinyfed/client/head_trainer.h"
+#include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
@@ -113,6 +115,73 @@ struct Client::State {
     crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
     crypto_generichash_final(&h, seed.data(), seed.size());
     return seed;
+  }
+
+  // Clip, then compress with error feedback: what compression drops this
+  // round is added to next round's update (the residual stays on the
+  // gateway, sealed like the samples).
+  absl::StatusOr<v1::PlainUpdate> EncodePlain(const v1::RoundTask& task, std::vector<float> delta)
+      ABSL_LOCKS_EXCLUDED(mu) {
+    const v1::PlainSettings& p = task.plain();
+    dp::ClipL2(delta, p.clip());
+    absl::MutexLock lock(&mu);
+    std::vector<float> residual(delta.size(), 0.0f);
+    if (p.compression() != v1::COMPRESSION_NONE) {
+      auto stored = store->ReadSealed("residual");
+      if (stored.ok() && stored->size() == residual.size() * sizeof(float)) {
+        std::memcpy(residual.data(), stored->data(), stored->size());
+      }
+    }
+    for (size_t i = 0; i < delta.size(); ++i) delta[i] += residual[i];
+    v1::PlainUpdate u;
+    u.set_round_id(task.round_id());
+    u.set_dimension(static_cast<uint32_t>(delta.size()));
+    std::vector<float> sent(delta.size(), 0.0f);
+    if (p.compression() == v1::COMPRESSION_INT8) {
+      float max = 0.0f;
+      for (float v : delta) max = std::max(max, std::abs(v));
+      const float scale = max > 0 ? max / 127.0f : 0.0f;
+      std::string q(delta.size(), '\0');
+      auto rng = config.simulation_seed ? dp::SecureRandom::FromSeed(SimulationSeed(task.round_id(), "int8"))
+                                        : dp::SecureRandom::FromOsEntropy();
+      for (size_t i = 0; i < delta.size(); ++i) {
+        // Stochastic rounding keeps the quantization unbiased.
+        const double x = scale > 0 ? delta[i] / scale : 0.0;
+        const double floor = std::floor(x);
+        const double up = static_cast<double>(rng->Next64() >> 11) * 0x1.0p-53 < x - floor ? 1.0 : 0.0;
+        const int v = static_cast<int>(std::clamp(floor + up, -127.0, 127.0));
+        q[i] = static_cast<char>(static_cast<int8_t>(v));
+        sent[i] = scale * static_cast<float>(v);
+      }
+      u.mutable_int8()->set_scale(scale);
+      u.mutable_int8()->set_values(std::move(q));
+    } else if (p.compression() == v1::COMPRESSION_TOPK) {
+      const size_t k = std::clamp<size_t>(static_cast<size_t>(std::ceil(p.topk_fraction() * delta.size())), 1,
+                                          delta.size());
+      std::vector<uint32_t> order(delta.size());
+      std::iota(order.begin(), order.end(), 0u);
+      std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(),
+                       [&](uint32_t a, uint32_t b) { return std::abs(delta[a]) > std::abs(delta[b]); });
+      order.resize(k);
+      std::sort(order.begin(), order.end());
+      std::string values;
+      for (uint32_t i : order) {
+        u.mutable_sparse()->add_indices(i);
+        values.append(reinterpret_cast<const char*>(&delta[i]), sizeof(float));
+        sent[i] = delta[i];
+      }
+      u.mutable_sparse()->set_values(std::move(values));
+    } else {
+      u.mutable_dense()->set_values(std::string(reinterpret_cast<const char*>(delta.data()), delta.size() * sizeof(float)));
+      sent = delta;
+    }
+    if (p.compression() != v1::COMPRESSION_NONE) {
+      for (size_t i = 0; i < delta.size(); ++i) residual[i] = delta[i] - sent[i];
+      auto saved = store->WriteSealed(
+          "residual", std::string_view(reinterpret_cast<const char*>(residual.data()), residual.size() * sizeof(float)));
+      if (!saved.ok()) return saved;
+    }
+    return u;
   }
 
   // Downloads (resuming a partial download of the same model), verifies and
@@ -344,6 +413,18 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     return timed([&] { return s.transport->Submit(request); }).status();
   };
 
+  auto await_result_and_install = [&]() -> absl::StatusOr<RoundReport> {
+    auto result = await(v1::PHASE_RESULT);
+    if (!result.ok()) return result.status();
+    if (result->has_aborted()) return finish(RoundOutcome::kAborted, result->aborted().reason());
+    if (!result->has_result()) return finish(RoundOutcome::kAborted, "unexpected answer");
+    if (!phase_hook(v1::PHASE_RESULT)) return power_cut();
+    if (auto u = s.UpdateModel(result->result().published(), &report.timings); !u.ok()) {
+      if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
+    }
+    return finish(RoundOutcome::kCompleted, "");
+  };
+
   // 2. The task, once the cohort is fixed.
   auto task_response = await(v1::PHASE_TASK);
   if (!task_response.ok()) return task_response.status();
@@ -406,6 +487,23 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     delta = HeadDelta(head, s.bundle.head());
     sodium_memzero(embeddings.data(), embeddings.size() * sizeof(float));
     report.timings.training = absl::Now() - start;
+  }
+
+  if (task.has_plain()) {
+    // 5'. A trusted-aggregator round: clip, compress with error feedback, send.
+    absl::Time start = absl::Now();
+    auto update = s.EncodePlain(task, std::move(delta));
+    report.timings.encoding = absl::Now() - start;
+    if (!update.ok()) return finish(RoundOutcome::kSkipped, StrCat("encoding: ", update.status().message()));
+    if (!phase_hook(v1::PHASE_UPDATE)) return power_cut();
+    v1::SubmitRequest request;
+    *request.mutable_header() = s.Header(report.round_id, v1::PHASE_UPDATE);
+    *request.mutable_update() = std::move(*update);
+    if (auto sent = timed([&] { return s.transport->Submit(request); }).status(); !sent.ok()) {
+      if (absl::IsFailedPrecondition(sent)) return finish(RoundOutcome::kAborted, std::string(sent.message()));
+      return sent;
+    }
+    return await_result_and_install();
   }
 
   // 5. Encoding: clipping, rotation, rounding, discrete Gaussian noise, mod 2^b.
@@ -486,15 +584,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   }
 
   // 7. The result: install the new model.
-  auto result = await(v1::PHASE_RESULT);
-  if (!result.ok()) return result.status();
-  if (result->has_aborted()) return finish(RoundOutcome::kAborted, result->aborted().reason());
-  if (!result->has_result()) return finish(RoundOutcome::kAborted, "unexpected answer");
-  if (!phase_hook(v1::PHASE_RESULT)) return power_cut();
-  if (auto u = s.UpdateModel(result->result().published(), &report.timings); !u.ok()) {
-    if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
-  }
-  return finish(RoundOutcome::kCompleted, "");
+  return await_result_and_install();
 }
 
 absl::Status Client::Run(int64_t max_completed_rounds) {

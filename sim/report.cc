@@ -21,7 +21,23 @@ nlohmann::json ToJson(const Metrics& m) {
   return {{"accuracy", m.accuracy}, {"loss", m.loss}, {"sensitivity", m.sensitivity}, {"specificity", m.specificity}};
 }
 
-const char* DpModeName(aggregator::DpMode m) { return m == aggregator::DpMode::kLocal ? "local" : "distributed"; }
+const char* DpModeName(aggregator::DpMode m) {
+  switch (m) {
+    case aggregator::DpMode::kDistributed: return "distributed";
+    case aggregator::DpMode::kLocal: return "local";
+    case aggregator::DpMode::kCentral: return "central";
+    case aggregator::DpMode::kOff: return "off";
+  }
+  return "?";
+}
+
+std::string AggregationName(const aggregator::Config& f) {
+  if (f.secure_aggregation) return StrFormat("SecAgg+ at %d bits", f.dp.bits);
+  const char* compression = f.compression == v1::COMPRESSION_INT8   ? "int8"
+                            : f.compression == v1::COMPRESSION_TOPK ? "top-k"
+                                                                    : "no";
+  return StrFormat("no SecAgg+ (trusted aggregator), %s compression", compression);
+}
 
 double Mean(const std::vector<ClinicResult>& clinics, double ClinicResult::*field) {
   if (clinics.empty()) return 0.0;
@@ -45,7 +61,9 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                    {"noise_multiplier", r.noise_multiplier},
                    {"target_epsilon", s.federation.dp.target_epsilon},
                    {"clip", s.federation.dp.clip},
-                   {"bits", s.federation.dp.bits}};
+                   {"bits", s.federation.dp.bits},
+                   {"secure_aggregation", s.federation.secure_aggregation},
+                   {"compression", v1::Compression_Name(s.federation.compression)}};
   j["backbone"] = {{"description", r.backbone}, {"embedding_size", r.embedding_size}};
   j["test_samples"] = r.test_samples;
   j["label_names"] = r.label_names;
@@ -175,11 +193,11 @@ std::string Summary(const SimulationReport& r, bool plotted) {
   std::string out = StrFormat("# %s\n\n", s.name);
   absl::StrAppend(
       &out,
-      StrFormat("%d clinics, %s partition, cohort %d, %d rounds; DP %s (clip %g, noise multiplier %.3f) with SecAgg+ "
-                "at %d bits; %s transport; seed %d.\nBackbone: %s (%zu-dim embedding).\n\n",
+      StrFormat("%d clinics, %s partition, cohort %d, %d rounds; DP %s (clip %g, noise multiplier %.3f); %s; "
+                "%s transport; seed %d.\nBackbone: %s (%zu-dim embedding).\n\n",
                 s.clinics.count,
                 s.partition.kind == PartitionKind::kDirichlet ? StrFormat("Dirichlet(%g)", s.partition.alpha) : "IID",
-                f.cohort_size, f.max_rounds, DpModeName(f.dp.mode), f.dp.clip, r.noise_multiplier, f.dp.bits,
+                f.cohort_size, f.max_rounds, DpModeName(f.dp.mode), f.dp.clip, r.noise_multiplier, AggregationName(f),
                 s.transport == TransportKind::kGrpc ? "gRPC" : "in-process", s.seed, r.backbone, r.embedding_size));
   absl::StrAppend(&out, StrFormat("| head | test accuracy (%zu samples) |\n|---|---|\n", r.test_samples));
   absl::StrAppend(&out, StrFormat("| centralized, on all clinics' data (upper bound) | %.2f %% |\n",

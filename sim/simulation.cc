@@ -495,8 +495,14 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   }
 
   const int target = static_cast<int>(std::ceil(config.cohort_size * (1.0 + config.over_selection)));
-  const absl::Duration timeouts[] = {config.training_timeout, config.share_keys_timeout, config.masked_input_timeout,
-                                     config.unmasking_timeout};
+  // The phases in which clinics answer, and how long the aggregator waits for each.
+  const std::vector<v1::Phase> submit_phases =
+      config.secure_aggregation ? std::vector<v1::Phase>(std::begin(kSubmitPhases), std::end(kSubmitPhases))
+                                : std::vector<v1::Phase>{v1::PHASE_UPDATE};
+  const std::vector<absl::Duration> timeouts =
+      config.secure_aggregation ? std::vector<absl::Duration>{config.training_timeout, config.share_keys_timeout,
+                                                              config.masked_input_timeout, config.unmasking_timeout}
+                                : std::vector<absl::Duration>{config.training_timeout};
   const absl::Time federation_started = absl::Now();
   int participations = 0;
   for (int round = 1; round <= s.federation.max_rounds; ++round) {
@@ -573,8 +579,8 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
       }
       // Each phase: when every clinic still in the round has answered, a
       // phase missing a dropped clinic closes at its deadline.
-      for (int p = 0; p < 4; ++p) {
-        const v1::Phase phase = kSubmitPhases[p];
+      for (size_t p = 0; p < submit_phases.size(); ++p) {
+        const v1::Phase phase = submit_phases[p];
         tracker.WaitFor([phase](const auto& devices) {
           return std::all_of(devices.begin(), devices.end(), [phase](const auto& d) {
             return d.second.finished || d.second.dropped_at >= 0 || d.second.submitted.contains(phase);
@@ -583,7 +589,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
         const auto snapshot = tracker.Snapshot();
         // Someone still in the round after the previous phase did not answer this one.
         const bool missing = std::any_of(snapshot.begin(), snapshot.end(), [&](const auto& d) {
-          const bool was_in = p == 0 ? d.second.admitted : d.second.submitted.contains(kSubmitPhases[p - 1]);
+          const bool was_in = p == 0 ? d.second.admitted : d.second.submitted.contains(submit_phases[p - 1]);
           return was_in && !d.second.submitted.contains(phase);
         });
         if (missing) {

@@ -117,6 +117,28 @@ TEST_F(SimulationTest, SameSeedSameReportOnBothTransports) {
   }
 }
 
+// The trusted-aggregator deployment: no SecAgg+, central DP or none, and
+// compressed updates with error feedback.
+TEST_F(SimulationTest, TrustedAggregatorWithCompression) {
+  for (const auto& [mode, compression] : {std::pair{"central", "topk"}, std::pair{"off", "int8"}}) {
+    SCOPED_TRACE(mode);
+    std::string text = kScenario;
+    text.replace(text.find("[dp]\n"), 4, std::string("[dp]\nmode = \"") + mode + "\"");
+    text.replace(text.find("[secagg]\n"), 8,
+                 std::string("[compression]\nkind = \"") + compression + "\"\ntopk_fraction = 0.2\n[secagg]\nenabled = false");
+    auto scenario = ParseScenario(text, "/tmp/test-bc.toml");
+    ASSERT_TRUE(scenario.ok()) << scenario.status();
+    auto r = RunSimulation(*scenario, work_ / "plain");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->federated.accuracy, 0.85);
+    EXPECT_EQ(r->epsilon > 0, std::string(mode) == "central");
+    double up = 0;
+    for (const auto& x : r->rounds) up = std::max(up, x.bytes_up_per_client);
+    EXPECT_GT(up, 0);
+    EXPECT_LT(up, 4 * 34 + 2000);  // 34 head values: int8 or 20 % of them, plus the headers
+  }
+}
+
 TEST(ScenarioTest, ErrorsNameTheKeyAndLine) {
   auto expect_error = [](const std::string& text, const std::string& needle) {
     auto s = ParseScenario(text, "/srv/sims/plan.toml");
@@ -139,6 +161,11 @@ TEST(ScenarioTest, ErrorsNameTheKeyAndLine) {
   expect_error(data + "[rounds]\nmax_rounds = 5\ncohort_size = 30\n", "exceeds clinics.count");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[dp]\nclip = \"one\"\n", "plan.toml:6: dp.clip: must be a number");
   expect_error(data + "[rounds\n", "plan.toml:3");
+  expect_error(data + "[rounds]\nmax_rounds = 5\n[secagg]\nenabled = false\n", "need secagg.enabled = true");
+  expect_error(data + "[rounds]\nmax_rounds = 5\n[dp]\nmode = \"central\"\n", "set secagg.enabled = false");
+  expect_error(data + "[rounds]\nmax_rounds = 5\n[compression]\nkind = \"topk\"\n", "compression.kind needs");
+  expect_error(data + "[rounds]\nmax_rounds = 5\n[compression]\nkind = \"zip\"\n",
+               "plan.toml:6: compression.kind: must be one of none, int8, topk");
   auto ok = ParseScenario(data + "[rounds]\nmax_rounds = 5\n", "/srv/sims/plan.toml");
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->data.path, "/x.csv");

@@ -21,7 +21,9 @@
 
 namespace tinyfed::aggregator {
 
-enum class DpMode { kDistributed, kLocal };
+// distributed and local need SecAgg+ (the noise is added by clients and
+// summed mod 2^bits); central and off are trusted-aggregator rounds.
+enum class DpMode { kDistributed, kLocal, kCentral, kOff };
 
 struct DpConfig {
   DpMode mode = DpMode::kDistributed;
@@ -55,8 +57,12 @@ struct Config {
 
   v1::TrainingSettings training;  // sent to clients with each task
   DpConfig dp;
+  bool secure_aggregation = true;
   double max_dropout = 0.2;    // SecAgg+ graph: tolerated dropout fraction
   double max_corrupted = 0.1;  // and corrupted fraction
+  // Without SecAgg+ only: how clients compress their update (with error feedback).
+  v1::Compression compression = v1::COMPRESSION_NONE;
+  double topk_fraction = 0.1;
   ServerOptimizerOptions optimizer;
 
   // Test-only: each finished round's secure sum and survivors are written here.

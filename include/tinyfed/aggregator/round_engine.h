@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <span>
 #include <optional>
 #include <memory>
 #include <string>
@@ -41,6 +42,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/dp/ledger.h"
 #include "tinyfed/v1/bundle.pb.h"
 #include "tinyfed/v1/service.pb.h"
 
@@ -92,6 +94,13 @@ class RoundEngine {
   void CloseSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Without SecAgg+ (a trusted aggregator): one update phase.
+  void StartPlainRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::SubmitResponse> SubmitUpdate(const v1::SubmitRequest& request);
+  void FinishPlainRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Charges the ledger (if `charge`), applies the optimizer to `mean` and publishes v+1.
+  void PublishRoundLocked(std::span<const float> mean, int survivors, const dp::PrivacyCharge* charge)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortRoundLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CloseLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record)
