@@ -479,7 +479,8 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
                               .learning_rate = t.learning_rate(),
                               .momentum = t.momentum(),
                               .weight_decay = t.weight_decay(),
-                              .seed = t.seed() ^ std::hash<std::string>()(s.config.device_id)};
+                              .seed = t.seed() ^ std::hash<std::string>()(s.config.device_id),
+                              .cosine_decay = false};
     v1::Head head = s.bundle.head();
     if (auto trained = TrainHead(&head, embeddings, labels, training); !trained.ok()) {
       return finish(RoundOutcome::kSkipped, StrCat("training failed: ", trained.message()));

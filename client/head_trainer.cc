@@ -56,7 +56,7 @@ absl::Status TrainHead(v1::Head* head, std::span<const float> embeddings, std::s
   options.momentum = task.momentum;
   options.weight_decay = task.weight_decay;
   options.seed = task.seed;
-  options.cosine_decay = false;
+  options.cosine_decay = task.cosine_decay;
   if (auto s = models::Train(&bundle, data, options); !s.ok()) return s;
   *head = bundle.head();
   return absl::OkStatus();

@@ -220,7 +220,8 @@ v1::Head TrainFrom(v1::Head head, std::span<const float> embeddings, std::span<c
                                 .learning_rate = t.learning_rate(),
                                 .momentum = t.momentum(),
                                 .weight_decay = t.weight_decay(),
-                                .seed = seed};
+                                .seed = seed,
+                                .cosine_decay = true};
   if (epochs > 0 && !labels.empty()) {
     if (auto s = client::TrainHead(&head, embeddings, labels, task); !s.ok()) {
       spdlog::warn("head training failed: {}", s.ToString());

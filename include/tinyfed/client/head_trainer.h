@@ -1,7 +1,7 @@
 // Local training of the classifier head on cached embeddings: the backbone
 // stays frozen, so a gateway trains only num_classes x (dim + 1) numbers.
 // Uses the same SGD, momentum, weight decay and softmax cross-entropy as the
-// backbone trainer (models/trainer.h), at a constant learning rate.
+// backbone trainer (models/trainer.h).
 #ifndef TINYFED_CLIENT_HEAD_TRAINER_H_
 #define TINYFED_CLIENT_HEAD_TRAINER_H_
 
@@ -22,6 +22,9 @@ struct HeadTrainingTask {
   float momentum = 0.9f;
   float weight_decay = 0.0f;
   uint64_t seed = 1;
+  // Decay the learning rate to 0 on a cosine schedule (for training a head
+  // to convergence, as the simulator's baselines do); rounds use a constant rate.
+  bool cosine_decay = false;
 };
 
 // Trains `head` in place on `embeddings` (rows of head->in_features()) with
