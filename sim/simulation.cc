@@ -22,6 +22,7 @@
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trainer.h"
+#include "tinyfed/sim/dropout.h"
 #include "tinyfed/sim/partition.h"
 
 namespace tinyfed::sim {
@@ -358,8 +359,6 @@ double OnlineProbability(const ClinicsSpec& c, int round) {
   return c.min_availability + (1.0 - c.min_availability) * day;
 }
 
-constexpr v1::Phase kDropPhases[] = {v1::PHASE_TASK, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT,
-                                     v1::PHASE_UNMASKING};
 constexpr v1::Phase kSubmitPhases[] = {v1::PHASE_ADVERTISE_KEYS, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT,
                                        v1::PHASE_UNMASKING};
 
@@ -437,8 +436,8 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   if (!inproc) {
     // Real time: deadlines short enough that a dropout costs seconds, not minutes.
     config.selection_timeout = absl::Milliseconds(300);
-    config.training_timeout = absl::Seconds(10);
-    config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(2);
+    config.training_timeout = absl::Seconds(4);
+    config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(1);
   }
   SimClock sim_clock;
   auto engine = aggregator::RoundEngine::Create(
@@ -453,9 +452,6 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   }
 
   Tracker tracker;
-  // drop_at[clinic] for the current round: index into kDropPhases, or -1.
-  std::map<std::string, int> drop_at;
-  absl::Mutex drop_mu;
   std::vector<std::unique_ptr<client::Client>> gateways;
   for (const Clinic& c : *clinics) {
     client::ClientConfig cc;
@@ -466,19 +462,11 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     cc.max_samples = std::max<size_t>(c.train.size(), 1);
     cc.simulation_seed = s.seed;
     client::ClientHooks hooks;
-    hooks.on_phase = [&, id = c.id](uint64_t, v1::Phase phase) {
-      int at = -1;
-      {
-        absl::MutexLock lock(&drop_mu);
-        at = drop_at[id];
-      }
-      for (int i = 0; i < 4; ++i) {
-        if (kDropPhases[i] == phase && at == i) {
-          tracker.Update(id, [i](Tracker::Device& d) { d.dropped_at = i; });
-          return false;
-        }
-      }
-      return true;
+    hooks.on_phase = [&, id = c.id](uint64_t round_id, v1::Phase phase) {
+      const int at = DropPhase(s.seed, id, round_id, s.clinics.dropout);
+      if (at < 0 || kDropPhases[at] != phase) return true;
+      tracker.Update(id, [at](Tracker::Device& d) { d.dropped_at = at; });
+      return false;
     };
     std::unique_ptr<client::Transport> base =
         inproc ? std::unique_ptr<client::Transport>(std::make_unique<InProcessTransport>(engine->get()))
@@ -523,19 +511,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     std::sort(online.begin(), online.end());
     rr.selected = static_cast<int>(online.size());
     std::vector<std::string> chosen;
-    {
-      absl::MutexLock lock(&drop_mu);
-      drop_at.clear();
-      for (size_t c : online) {
-        const std::string& id = (*clinics)[c].id;
-        chosen.push_back(id);
-        int at = -1;
-        for (int i = 0; i < 4 && at < 0; ++i) {
-          if (u(rng) < s.clinics.dropout[static_cast<size_t>(i)]) at = i;
-        }
-        drop_at[id] = at;
-      }
-    }
+    for (size_t c : online) chosen.push_back((*clinics)[c].id);
     if (rr.selected < config.min_cohort) {
       rr.reason = StrCat("only ", rr.selected, " clinics online (", config.min_cohort, " needed)");
       rr.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
