@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/aggregator/toml_reader.h"
@@ -178,10 +179,50 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
     std::string record_dir;
     TINYFED_RETURN_IF_ERROR(reader.String("record_dir", &record_dir));
     if (!record_dir.empty()) c.record_dir = source_name.parent_path() / record_dir;
+    int64_t seed = -1;
+    TINYFED_RETURN_IF_ERROR(reader.Integer("simulation_seed", &seed, 0, INT64_MAX));
+    if (seed >= 0) c.simulation_seed = static_cast<uint64_t>(seed);
     TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
   }
   TINYFED_RETURN_IF_ERROR(top.RejectUnknown());
   return c;
+}
+
+std::string FormatConfig(const Config& c) {
+  const char* modes[] = {"distributed", "local", "central", "off"};
+  const char* compressions[] = {"none", "int8", "topk"};
+  const char* optimizers[] = {"fedavg", "fedavgm", "fedadam", "fedyogi"};
+  auto seconds = [](absl::Duration d) { return absl::ToDoubleSeconds(d); };
+  const auto& t = c.training;
+  std::string out = absl::StrFormat(
+      "listen = \"%s\"\nstate_dir = \"%s\"\ninitial_model = \"%s\"\nsigning_key = \"%s\"\n\n"
+      "[rounds]\nmax_rounds = %d\ncohort_size = %d\nmin_cohort = %d\nover_selection = %.17g\n"
+      "reset_head = %s\npoll_interval_ms = %.17g\n\n"
+      "[deadlines]\nselection = %.17g\ntraining = %.17g\nshare_keys = %.17g\nmasked_input = %.17g\n"
+      "unmasking = %.17g\n\n"
+      "[training]\nepochs = %d\nbatch_size = %d\nlearning_rate = %.9g\nmomentum = %.9g\nweight_decay = %.9g\n\n"
+      "[dp]\nmode = \"%s\"\nclip = %.17g\n%s = %.17g\ndelta = %.17g\nepsilon_budget = %.17g\nbits = %d\n"
+      "max_wrap_probability = %.17g\n\n"
+      "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
+      "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
+      "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
+      c.listen, c.state_dir.string(), c.initial_model.string(), c.signing_key.string(), c.max_rounds, c.cohort_size,
+      c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", absl::ToDoubleMilliseconds(c.poll_interval),
+      seconds(c.selection_timeout), seconds(c.training_timeout), seconds(c.share_keys_timeout),
+      seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(), t.batch_size(), t.learning_rate(),
+      t.momentum(), t.weight_decay(), modes[static_cast<int>(c.dp.mode)], c.dp.clip,
+      c.dp.target_epsilon > 0 ? "target_epsilon" : "noise_multiplier",
+      c.dp.target_epsilon > 0 ? c.dp.target_epsilon : std::max(c.dp.noise_multiplier, 1e-300), c.dp.delta,
+      c.dp.epsilon_budget, c.dp.bits, c.dp.max_wrap_probability, c.secure_aggregation ? "true" : "false",
+      c.max_dropout, c.max_corrupted, compressions[static_cast<int>(c.compression)],
+      c.topk_fraction, optimizers[static_cast<int>(c.optimizer.kind)], c.optimizer.learning_rate,
+      c.optimizer.beta1, c.optimizer.beta2, c.optimizer.tau);
+  if (!c.record_dir.empty() || c.simulation_seed) {
+    absl::StrAppend(&out, "\n[testing]\n");
+    if (!c.record_dir.empty()) absl::StrAppend(&out, "record_dir = \"", c.record_dir.string(), "\"\n");
+    if (c.simulation_seed) absl::StrAppend(&out, "simulation_seed = ", *c.simulation_seed, "\n");
+  }
+  return out;
 }
 
 absl::StatusOr<Config> ReadConfig(const std::filesystem::path& path) {

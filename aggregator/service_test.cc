@@ -379,6 +379,9 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   expect_error(paths + "[rounds\n", "aggregator.toml:4");
   expect_error(paths + "colour = 1\n", "aggregator.toml:4: colour: unknown key");
 
+  expect_error(paths + "[secagg]\nenabled = false\n", "need secagg.enabled = true");
+  expect_error(paths + "[dp]\nmode = \"central\"\n", "set secagg.enabled = false");
+
   auto ok = ParseConfig(paths + "[dp]\ntarget_epsilon = 8\n[rounds]\nmax_rounds = 50\n[deadlines]\ntraining = 1.5\n",
                         "/etc/tinyfed/aggregator.toml");
   ASSERT_TRUE(ok.ok()) << ok.status();
@@ -386,6 +389,20 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   EXPECT_EQ(ok->dp.target_epsilon, 8.0);
   EXPECT_EQ(ok->dp.noise_multiplier, 0.0);
   EXPECT_EQ(ok->training_timeout, absl::Milliseconds(1500));
+
+  // FormatConfig writes what ParseConfig reads back.
+  Config c = *ok;
+  c.dp.mode = DpMode::kCentral;
+  c.secure_aggregation = false;
+  c.compression = v1::COMPRESSION_TOPK;
+  c.topk_fraction = 0.25;
+  c.simulation_seed = 42;
+  c.optimizer.kind = ServerOptimizerKind::kFedYogi;
+  auto back = ParseConfig(FormatConfig(c), "/elsewhere/copy.toml");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << FormatConfig(c);
+  EXPECT_EQ(FormatConfig(*back), FormatConfig(c));
+  EXPECT_EQ(back->state_dir, "/etc/tinyfed/s");
+  EXPECT_EQ(back->simulation_seed, 42u);
 }
 
 }  // namespace

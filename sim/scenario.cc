@@ -107,7 +107,7 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
   if (s.name.empty()) s.name = source_path.stem().string();
   TINYFED_RETURN_IF_ERROR(top.Integer("seed", &s.seed, 0, INT64_MAX));
   int transport = 0;
-  TINYFED_RETURN_IF_ERROR(top.Choice("transport", {"inproc", "grpc"}, &transport));
+  TINYFED_RETURN_IF_ERROR(top.Choice("transport", {"inproc", "grpc", "processes"}, &transport));
   s.transport = static_cast<TransportKind>(transport);
   TINYFED_RETURN_IF_ERROR(top.Integer("baseline_epochs", &s.baseline_epochs, 1, 10000));
   TINYFED_RETURN_IF_ERROR(top.Integer("personalization_epochs", &s.personalization_epochs, 0, 10000));

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "spdlog/spdlog.h"
@@ -22,6 +23,9 @@
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trainer.h"
+#include "sim/process.h"
+#include "tinyfed/aggregator/state.h"
+#include "tinyfed/models/file_io.h"
 #include "tinyfed/sim/dropout.h"
 #include "tinyfed/sim/partition.h"
 
@@ -364,8 +368,131 @@ constexpr v1::Phase kSubmitPhases[] = {v1::PHASE_ADVERTISE_KEYS, v1::PHASE_SHARE
 
 }  // namespace
 
+namespace {
+
+// The final model on the test set and on each clinic's slice, and personalized.
+void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v1::Head& federated,
+                  std::span<const float> test_embeddings, std::span<const int> test_labels,
+                  SimulationReport& report) {
+  report.federated = Evaluate(federated, test_embeddings, test_labels);
+  for (size_t c = 0; c < clinics.size(); ++c) {
+    const Clinic& clinic = clinics[c];
+    ClinicResult& r = report.clinics[c];
+    r.federated = Evaluate(federated, clinic.holdout_embeddings, clinic.holdout.labels).accuracy;
+    const v1::Head mine = TrainFrom(federated, clinic.train_embeddings, clinic.train.labels, s.personalization_epochs,
+                                    s.federation.training, s.seed);
+    r.personalized = Evaluate(mine, clinic.holdout_embeddings, clinic.holdout.labels).accuracy;
+  }
+}
+
+// The federation as separate processes: `tinyfed aggregator` and one
+// `tinyfed client run` per clinic, every clinic online; results are read back
+// from the aggregator's state directory (traffic is not measured here).
+absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const std::vector<Clinic>& clinics,
+                          const std::filesystem::path& work_dir, const std::filesystem::path& tinyfed,
+                          std::span<const float> test_embeddings, std::span<const int> test_labels,
+                          const Progress& progress, SimulationReport& report) {
+  if (tinyfed.empty()) return absl::InvalidArgumentError("the processes transport needs the tinyfed binary");
+  config.listen = "127.0.0.1:0";
+  config.poll_interval = absl::Milliseconds(20);
+  // Real time: short deadlines, so a dropout costs a second or two.
+  config.selection_timeout = absl::Milliseconds(500);
+  config.training_timeout = absl::Seconds(4);
+  config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(1);
+  if (auto st = models::WriteFileAtomically(work_dir / "aggregator.toml", aggregator::FormatConfig(config)); !st.ok()) {
+    return st;
+  }
+  for (const Clinic& c : clinics) {
+    auto store = client::SampleStore::Open(work_dir / c.id / "store", std::max<size_t>(c.train.size(), 1));
+    if (!store.ok()) return store.status();
+    std::vector<client::Sample> samples(c.train.size());
+    for (size_t i = 0; i < c.train.size(); ++i) {
+      samples[i].features.assign(c.train.sample(i).begin(), c.train.sample(i).end());
+      samples[i].label = c.train.labels[i];
+    }
+    if (auto st = (*store)->Add(samples); !st.ok()) return st;
+  }
+  Process aggregator_process = Process::Spawn(
+      {tinyfed.string(), "aggregator", "--config", (work_dir / "aggregator.toml").string()}, work_dir / "aggregator.log");
+  std::string address;
+  for (int i = 0; i < 500 && address.empty() && aggregator_process.running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto text = models::ReadFileBytes(config.state_dir / "listening", 256);
+    if (text.ok()) address = std::string(absl::StripTrailingAsciiWhitespace(*text));
+  }
+  if (address.empty()) {
+    return absl::InternalError(StrCat("the aggregator did not start; see ", (work_dir / "aggregator.log").string()));
+  }
+  const auto& p = s.clinics.dropout;
+  std::vector<Process> clients;
+  for (const Clinic& c : clinics) {
+    clients.push_back(Process::Spawn(
+        {tinyfed.string(), "client", "run", "--device-id", c.id, "--data-dir", (work_dir / c.id).string(),
+         "--aggregator", address, "--aggregator-key", (work_dir / "aggregator.pub").string(),
+         "--max-samples", std::to_string(std::max<size_t>(c.train.size(), 1)), "--simulation-seed",
+         std::to_string(s.seed), "--dropout", absl::StrFormat("%.17g,%.17g,%.17g,%.17g", p[0], p[1], p[2], p[3])},
+        work_dir / (c.id + ".log")));
+  }
+  // Follow the rounds from the aggregator's database while it runs.
+  const absl::Time started = absl::Now();
+  size_t reported = 0;
+  auto follow = [&]() -> absl::Status {
+    auto state = aggregator::AggregatorState::Open(config.state_dir);
+    if (!state.ok()) return state.status();
+    auto rounds = (*state)->Rounds();
+    auto published = (*state)->Models();
+    if (!rounds.ok() || !published.ok()) return absl::OkStatus();  // busy: next time
+    for (; reported < rounds->size() && (*rounds)[reported].state != "running"; ++reported) {
+      const aggregator::RoundRecord& x = (*rounds)[reported];
+      RoundResult rr;
+      rr.round = static_cast<int>(reported + 1);
+      rr.completed = x.state == "done";
+      rr.reason = x.reason;
+      rr.available = static_cast<int>(clinics.size());
+      rr.selected = x.selected;
+      rr.survivors = x.survivors;
+      rr.dropouts = x.selected - x.survivors;
+      rr.epsilon = rr.completed ? x.epsilon : (report.rounds.empty() ? 0.0 : report.rounds.back().epsilon);
+      rr.test = report.rounds.empty() ? report.initial : report.rounds.back().test;
+      for (const auto& m : *published) {
+        if (m.version != x.model_version || !rr.completed) continue;
+        v1::SignedBundle signed_bundle;
+        auto bytes = models::ReadFileBytes(m.file, 1 << 30);
+        if (!bytes.ok() || !signed_bundle.ParseFromString(*bytes)) continue;
+        auto bundle = models::DecodeBundleFile(signed_bundle.bundle());
+        if (bundle.ok()) rr.test = Evaluate(bundle->head(), test_embeddings, test_labels);
+      }
+      rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started) / static_cast<double>(reported + 1);
+      report.rounds.push_back(rr);
+      if (progress) progress(rr, s.federation.max_rounds, absl::ZeroDuration());
+    }
+    return absl::OkStatus();
+  };
+  const absl::Time deadline = absl::Now() + absl::Minutes(30);
+  while (aggregator_process.running() && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (auto st = follow(); !st.ok()) return st;
+  }
+  if (aggregator_process.running()) {
+    aggregator_process.Signal(SIGTERM);
+    aggregator_process.Wait(std::chrono::seconds(10));
+  }
+  for (auto& c : clients) {
+    if (!c.Wait(std::chrono::seconds(10))) c.Signal(SIGTERM);
+  }
+  if (auto st = follow(); !st.ok()) return st;
+  int participations = 0;
+  for (const auto& r : report.rounds) participations += r.survivors;
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
+  report.client_rounds_per_second = seconds > 0 ? participations / seconds : 0.0;
+  report.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::filesystem::path& work_dir,
-                                               const Progress& progress) {
+                                               const Progress& progress, const std::filesystem::path& tinyfed_binary) {
   const absl::Time started = absl::Now();
   SimulationReport report;
   report.scenario = s;
@@ -438,6 +565,25 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     config.selection_timeout = absl::Milliseconds(300);
     config.training_timeout = absl::Seconds(4);
     config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(1);
+  }
+  if (s.transport == TransportKind::kProcesses) {
+    if (auto st = RunProcesses(s, config, *clinics, work_dir, tinyfed_binary, test_embeddings, splits->test.labels,
+                               progress, report);
+        !st.ok()) {
+      return st;
+    }
+    auto state = aggregator::AggregatorState::Open(config.state_dir);
+    if (!state.ok()) return state.status();
+    auto published = (*state)->Models();
+    if (!published.ok() || published->empty()) return absl::InternalError("no model was published");
+    v1::SignedBundle last;
+    auto bytes = models::ReadFileBytes(published->back().file, 1 << 30);
+    if (!bytes.ok() || !last.ParseFromString(*bytes)) return absl::DataLossError("cannot read the last model");
+    auto bundle = models::DecodeBundleFile(last.bundle());
+    if (!bundle.ok()) return bundle.status();
+    FinishReport(s, *clinics, bundle->head(), test_embeddings, splits->test.labels, report);
+    report.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    return report;
   }
   SimClock sim_clock;
   auto engine = aggregator::RoundEngine::Create(
@@ -626,17 +772,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   report.client_rounds_per_second = federation_seconds > 0 ? participations / federation_seconds : 0.0;
   report.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
 
-  // Final model: on the test set, on each clinic's slice, and personalized.
-  const v1::Head federated = (*engine)->latest_head();
-  report.federated = Evaluate(federated, test_embeddings, splits->test.labels);
-  for (size_t c = 0; c < clinics->size(); ++c) {
-    const Clinic& clinic = (*clinics)[c];
-    ClinicResult& r = report.clinics[c];
-    r.federated = Evaluate(federated, clinic.holdout_embeddings, clinic.holdout.labels).accuracy;
-    const v1::Head mine =
-        TrainFrom(federated, clinic.train_embeddings, clinic.train.labels, s.personalization_epochs, t, s.seed);
-    r.personalized = Evaluate(mine, clinic.holdout_embeddings, clinic.holdout.labels).accuracy;
-  }
+  FinishReport(s, *clinics, (*engine)->latest_head(), test_embeddings, splits->test.labels, report);
   server.reset();
   gateways.clear();
   engine->reset();

@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "tests/process.h"
+#include "sim/process.h"
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/client/sample_store.h"
@@ -35,7 +35,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using testing::Process;
+using sim::Process;
 
 constexpr int kClients = 20;
 constexpr int kRounds = 5;

@@ -115,5 +115,14 @@ cp "$work/q.signed" "$work/tampered.signed"
 printf '\x00' | dd of="$work/tampered.signed" bs=1 seek=200 conv=notrunc 2>/dev/null
 expect_error "tampered signed bundle" "do not match the signed hash" $tinyfed model verify --model "$work/tampered.signed" --public-key "$work/agg.pub"
 
+# The simulator with one process per clinic: `tinyfed aggregator` and eight
+# `tinyfed client run`, three rounds on Breast Cancer Wisconsin.
+TINYFED_DATA_DIR=$(dirname "$data") $tinyfed sim --scenario "$(dirname "$0")/../sim/scenarios/clinics-breast-cancer.toml" \
+  --transport processes --rounds 3 --out "$work/sim" > "$work/sim.log" 2>&1 && ok || { cat "$work/sim.log"; fail "sim processes"; }
+grep -q "Rounds completed 3 of 3" "$work/sim/summary.md" && ok || fail "sim processes: 3 rounds"
+grep -q '"transport": "processes"' "$work/sim/report.json" && ok || fail "sim processes: report"
+printf '[data]\npath = "x.csv"\n[rounds]\nmax_rounds = 2\n[clinics]\ncount = 4\ncolor = 1\n' > "$work/bad.toml"
+expect_error "sim bad scenario" "bad.toml:7: clinics.color: unknown key" $tinyfed sim --scenario "$work/bad.toml" --out "$work/x"
+
 echo "$pass passed, $failures failed"
 [[ $failures -eq 0 ]]

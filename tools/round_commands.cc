@@ -21,6 +21,7 @@
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/file_io.h"
+#include "tinyfed/sim/dropout.h"
 #include "tools/commands.h"
 
 namespace tinyfed::tools {
@@ -122,6 +123,8 @@ struct ClientFlags {
   size_t max_samples = 20000;
   std::string exit_at;     // ROUND:PHASE, testing
   std::string record_dir;  // testing
+  int64_t simulation_seed = -1;
+  std::vector<double> dropout;  // simulation: per-phase probabilities
   std::vector<std::string> idx;
   std::string csv, label_column;
 };
@@ -158,6 +161,23 @@ void RunClient(const ClientFlags& f) {
       if (r == round && p == phase) raise(SIGKILL);
       return true;
     };
+  }
+  if (f.simulation_seed >= 0) {
+    config.simulation_seed = static_cast<uint64_t>(f.simulation_seed);
+    if (!f.dropout.empty()) {
+      if (f.dropout.size() != 4 || !std::all_of(f.dropout.begin(), f.dropout.end(),
+                                                [](double p) { return p >= 0.0 && p <= 1.0; })) {
+        throw CommandError(absl::InvalidArgumentError(
+            "--dropout wants 4 probabilities in [0, 1]: training,share_keys,masked_input,unmasking"));
+      }
+      const std::array<double, 4> p = {f.dropout[0], f.dropout[1], f.dropout[2], f.dropout[3]};
+      const uint64_t seed = static_cast<uint64_t>(f.simulation_seed);
+      const std::string device = f.device_id;
+      hooks.on_phase = [p, seed, device](uint64_t round, v1::Phase phase) {
+        const int at = sim::DropPhase(seed, device, round, p);
+        return at < 0 || sim::kDropPhases[at] != phase;
+      };
+    }
   }
   if (!f.record_dir.empty()) {
     const std::filesystem::path dir = f.record_dir;
@@ -234,6 +254,12 @@ void AddRoundCommands(CLI::App* app) {
   run->add_option("--max-samples", flags->max_samples, "replay buffer size");
   run->add_option("--exit-at", flags->exit_at, "testing: SIGKILL itself at ROUND:PHASE (a power cut)");
   run->add_option("--record-dir", flags->record_dir, "testing: write each encoded update here");
+  run->add_option("--simulation-seed", flags->simulation_seed,
+                  "simulation only: reproducible DP noise and SecAgg+ keys (never on a real gateway)");
+  run->add_option("--dropout", flags->dropout,
+                  "simulation only: drop probabilities for training,share_keys,masked_input,unmasking")
+      ->delimiter(',')
+      ->needs("--simulation-seed");
   run->callback([flags] { RunClient(*flags); });
 
   auto* add = cl->add_subcommand("add-samples", "store labelled samples, encrypted, in the gateway's data directory");

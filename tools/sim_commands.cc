@@ -24,6 +24,7 @@ void RunSim(const SimFlags& f) {
   if (!scenario.ok()) throw CommandError(scenario.status());
   if (f.transport == "grpc") scenario->transport = sim::TransportKind::kGrpc;
   if (f.transport == "inproc") scenario->transport = sim::TransportKind::kInProcess;
+  if (f.transport == "processes") scenario->transport = sim::TransportKind::kProcesses;
   if (f.clinics > 0) {
     scenario->clinics.count = f.clinics;
     scenario->federation.cohort_size = std::min(scenario->federation.cohort_size, f.clinics);
@@ -35,13 +36,17 @@ void RunSim(const SimFlags& f) {
       f.work.empty() ? std::filesystem::path(f.out) / "work" : std::filesystem::path(f.work);
   const bool tty = isatty(fileno(stderr));
   fmt::print(stderr, "tinyfed sim: {} ({} clinics, {} rounds, {})\n", scenario->name, scenario->clinics.count,
-             scenario->federation.max_rounds, scenario->transport == sim::TransportKind::kGrpc ? "grpc" : "inproc");
-  auto report = sim::RunSimulation(*scenario, work, [tty](const sim::RoundResult& r, int total, absl::Duration eta) {
+             scenario->federation.max_rounds, scenario->transport == sim::TransportKind::kInProcess ? "inproc"
+             : scenario->transport == sim::TransportKind::kGrpc    ? "grpc"
+                                                                    : "processes");
+  auto progress = [tty](const sim::RoundResult& r, int total, absl::Duration eta) {
     fmt::print(stderr, "{}round {:>3}/{}  accuracy {:6.2f}%  epsilon {:8.3f}  survivors {:>3}/{:<3} ETA {:>4}s{}",
                tty ? "\r" : "", r.round, total, 100 * r.test.accuracy, r.epsilon, r.survivors, r.selected,
                static_cast<int>(absl::ToDoubleSeconds(eta)), r.completed ? "" : "  (" + r.reason + ")");
     if (!tty || r.round == total) std::fputc('\n', stderr);
-  });
+  };
+  // The processes transport runs this very binary as aggregator and clinics.
+  auto report = sim::RunSimulation(*scenario, work, progress, std::filesystem::read_symlink("/proc/self/exe"));
   if (!report.ok()) throw CommandError(report.status());
   if (auto s = sim::WriteReport(*report, f.out); !s.ok()) throw CommandError(s);
   std::error_code ec;
@@ -61,8 +66,8 @@ void AddSimCommands(CLI::App* app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--out", flags->out, "report directory")->required();
   cmd->add_option("--work", flags->work, "keep the clinics' stores and aggregator state here");
-  cmd->add_option("--transport", flags->transport, "override the scenario: inproc or grpc")
-      ->check(CLI::IsMember({"inproc", "grpc"}));
+  cmd->add_option("--transport", flags->transport, "override the scenario: inproc, grpc or processes")
+      ->check(CLI::IsMember({"inproc", "grpc", "processes"}));
   cmd->add_option("--clinics", flags->clinics, "override the number of clinics")->check(CLI::Range(2, 100000));
   cmd->add_option("--rounds", flags->rounds, "override the number of rounds")->check(CLI::Range(1, 100000));
   cmd->add_flag("--verbose", flags->verbose, "log the aggregator's and clients' events");

@@ -81,6 +81,9 @@ Config DefaultConfig();
 absl::StatusOr<Config> ReadConfig(const std::filesystem::path& path);
 absl::StatusOr<Config> ParseConfig(std::string_view toml, const std::filesystem::path& source_name);
 
+// `config` as a TOML file ParseConfig reads back (paths absolute).
+std::string FormatConfig(const Config& config);
+
 // The sections [rounds], [deadlines], [training], [dp], [secagg] and
 // [optimizer] of `top`, into *config, then the checks across them.
 // Simulation scenarios use the same sections.

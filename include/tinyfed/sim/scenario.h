@@ -19,7 +19,10 @@ namespace tinyfed::sim {
 enum class PartitionKind { kIid, kDirichlet };
 enum class FeatureShift { kNone, kBrightness, kGain };
 enum class Availability { kAlways, kDiurnal };
-enum class TransportKind { kInProcess, kGrpc };
+// inproc: one process, the engine called directly on a simulated clock.
+// grpc: one process, the clients on the aggregator's gRPC server over loopback.
+// processes: `tinyfed aggregator` and one `tinyfed client run` per clinic.
+enum class TransportKind { kInProcess, kGrpc, kProcesses };
 
 struct DataSpec {
   std::filesystem::path path;    // CSV file, or IDX images (with labels)

@@ -85,8 +85,10 @@ using Progress = std::function<void(const RoundResult& round, int total_rounds, 
 
 // `work_dir` holds the clinics' stores and the aggregator's state; it is
 // created and may be removed afterwards.
+// The processes transport runs `tinyfed_binary` (the `tinyfed` command).
 absl::StatusOr<SimulationReport> RunSimulation(const Scenario& scenario, const std::filesystem::path& work_dir,
-                                               const Progress& progress = {});
+                                               const Progress& progress = {},
+                                               const std::filesystem::path& tinyfed_binary = {});
 
 // report.json, rounds.csv, summary.md, and accuracy.svg/png,
 // bytes.svg/png, clinics.svg/png when gnuplot is installed.

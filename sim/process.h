@@ -1,7 +1,8 @@
-// Child processes for integration tests: spawn with output to a log file,
+// Child processes (the simulator's aggregator and clinics, integration
+// tests): spawn with output to a log file,
 // wait with a timeout, kill.
-#ifndef TINYFED_TESTS_PROCESS_H_
-#define TINYFED_TESTS_PROCESS_H_
+#ifndef TINYFED_SIM_PROCESS_H_
+#define TINYFED_SIM_PROCESS_H_
 
 #include <fcntl.h>
 #include <signal.h>
@@ -18,7 +19,7 @@
 
 extern char** environ;
 
-namespace tinyfed::testing {
+namespace tinyfed::sim {
 
 class Process {
  public:
@@ -80,6 +81,6 @@ class Process {
   std::optional<int> status_;
 };
 
-}  // namespace tinyfed::testing
+}  // namespace tinyfed::sim
 
-#endif  // TINYFED_TESTS_PROCESS_H_
+#endif  // TINYFED_SIM_PROCESS_H_
