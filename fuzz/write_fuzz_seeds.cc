@@ -8,6 +8,7 @@
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/bundle.h"
 #include "fuzz/secagg_cohort.h"
+#include "tinyfed/v1/service.pb.h"
 
 namespace {
 
@@ -59,10 +60,66 @@ void WriteSecAggSeeds(const std::filesystem::path& dir) {
 
 }  // namespace
 
+// Request sequences for aggregator_fuzz: three devices check in (closing
+// the cohort), await their tasks, advertise keys, let deadlines pass, fetch
+// the model and report telemetry.
+void WriteAggregatorSeeds(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  auto record = [](std::string& out, uint8_t method, const google::protobuf::Message& m) {
+    const std::string bytes = m.SerializeAsString();
+    out.push_back(static_cast<char>(method));
+    out.push_back(static_cast<char>(bytes.size() & 0xff));
+    out.push_back(static_cast<char>(bytes.size() >> 8));
+    out += bytes;
+  };
+  auto header = [](const std::string& device, uint64_t round, tinyfed::v1::Phase phase) {
+    tinyfed::v1::RequestHeader h;
+    h.set_device_id(device);
+    h.set_round_id(round);
+    h.set_phase(phase);
+    return h;
+  };
+  std::string seq;
+  for (const char* device : {"a", "b", "c"}) {
+    tinyfed::v1::CheckInRequest c;
+    *c.mutable_header() = header(device, 0, tinyfed::v1::PHASE_CHECK_IN);
+    record(seq, 0, c);
+  }
+  for (const char* device : {"a", "b", "c"}) {
+    tinyfed::v1::AwaitRequest a;
+    *a.mutable_header() = header(device, 1, tinyfed::v1::PHASE_TASK);
+    record(seq, 1, a);
+  }
+  std::ofstream(dir / "cohort") << seq;
+  for (uint32_t id = 0; id < 3; ++id) {
+    tinyfed::v1::SubmitRequest r;
+    *r.mutable_header() = header(std::string(1, static_cast<char>('a' + id)), 1, tinyfed::v1::PHASE_ADVERTISE_KEYS);
+    r.mutable_message()->set_round_id(1);
+    r.mutable_message()->set_sender(id);
+    r.mutable_message()->mutable_advertise_keys()->set_encryption_public_key(std::string(32, 'e'));
+    r.mutable_message()->mutable_advertise_keys()->set_masking_public_key(std::string(32, 'm'));
+    record(seq, 2, r);
+  }
+  seq += std::string("\x05\x90\x01", 3);  // 400 s pass
+  tinyfed::v1::ModelChunkRequest chunk;
+  *chunk.mutable_header() = header("a", 0, tinyfed::v1::PHASE_MODEL_DOWNLOAD);
+  chunk.set_version(1);
+  chunk.set_max_bytes(100);
+  record(seq, 3, chunk);
+  tinyfed::v1::TelemetryRequest t;
+  *t.mutable_header() = header("b", 0, tinyfed::v1::PHASE_TELEMETRY);
+  t.mutable_telemetry()->set_model_version(1);
+  t.mutable_telemetry()->add_class_counts(4);
+  t.mutable_telemetry()->set_holdout_accuracy(0.5f);
+  record(seq, 4, t);
+  std::ofstream(dir / "round") << seq;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const std::filesystem::path root = argv[1];
   WriteBundleSeeds(root / "bundle_loader_fuzz");
   WriteSecAggSeeds(root / "secagg_fuzz");
+  WriteAggregatorSeeds(root / "aggregator_fuzz");
   return 0;
 }
