@@ -388,9 +388,11 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
     if (r.admitted.size() >= target) CloseSelectionLocked();
     return response;
   }
-  // A member that restarted before advertising its keys can still take part.
-  if (member != r.members.end() && !member->second.dropped && r.stage == Stage::kAdvertise &&
-      !member->second.submitted.contains(v1::PHASE_ADVERTISE_KEYS)) {
+  // A member that restarted before sending anything in the round's first
+  // phase (its keys, or its update without SecAgg+) can still take part.
+  const v1::Phase first = r.stage == Stage::kUpdate ? v1::PHASE_UPDATE : v1::PHASE_ADVERTISE_KEYS;
+  if (member != r.members.end() && !member->second.dropped &&
+      (r.stage == Stage::kAdvertise || r.stage == Stage::kUpdate) && !member->second.submitted.contains(first)) {
     response.mutable_admitted()->set_round_id(static_cast<uint64_t>(r.id));
     return response;
   }

@@ -361,6 +361,47 @@ TEST_F(ServiceTest, RestartAbortsTheRunningRoundAndKeepsPublishedModels) {
   EXPECT_EQ(again->admitted().round_id(), 2u);
 }
 
+// A gateway that restarts mid-round may continue it until it has sent its
+// first message of the round; after that it waits for the next round.
+TEST_F(ServiceTest, RestartedClientContinuesUntilItSentItsFirstMessage) {
+  server_.reset();
+  engine_.reset();
+  std::filesystem::remove_all(config_.state_dir);
+  config_.secure_aggregation = false;
+  config_.dp.mode = DpMode::kOff;
+  config_.cohort_size = 3;
+  auto engine = RoundEngine::Create(config_);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  RoundEngine& e = **engine;
+  auto check_in = [&](const std::string& device) {
+    v1::CheckInRequest r;
+    *r.mutable_header() = Header(device, 0, v1::PHASE_CHECK_IN);
+    auto out = e.CheckIn(r);
+    EXPECT_TRUE(out.ok()) << out.status();
+    return *out;
+  };
+  for (const char* d : {"a", "b", "c"}) ASSERT_TRUE(check_in(d).has_admitted());
+  // "a" restarts after the cohort closed, before sending its update.
+  v1::CheckInResponse again = check_in("a");
+  ASSERT_TRUE(again.has_admitted()) << again.DebugString();
+  const uint64_t round = again.admitted().round_id();
+  v1::AwaitRequest await;
+  *await.mutable_header() = Header("a", round, v1::PHASE_TASK);
+  auto task = e.Await(await);
+  ASSERT_TRUE(task.ok() && task->has_task());
+  ASSERT_TRUE(task->task().has_plain());
+  v1::SubmitRequest submit;
+  *submit.mutable_header() = Header("a", round, v1::PHASE_UPDATE);
+  submit.mutable_update()->set_round_id(round);
+  const size_t head = models::testing::TinyClassifier().head().weights_size() +
+                      models::testing::TinyClassifier().head().bias_size();
+  submit.mutable_update()->set_dimension(static_cast<uint32_t>(head));
+  submit.mutable_update()->mutable_dense()->set_values(std::string(head * sizeof(float), '\0'));
+  ASSERT_TRUE(e.Submit(submit).ok());
+  // Now it must wait for the next round.
+  EXPECT_TRUE(check_in("a").has_retry_later());
+}
+
 TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   auto expect_error = [](const std::string& toml, const std::string& needle) {
     auto c = ParseConfig(toml, "/etc/tinyfed/aggregator.toml");
