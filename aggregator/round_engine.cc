@@ -23,6 +23,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
+#include "tinyfed/proto/device_id.h"
 #include "tinyfed/secure_agg/params.h"
 #include "tinyfed/secure_agg/server.h"
 
@@ -71,26 +72,15 @@ v1::Phase PhaseOfMessage(const v1::SecAggClientMessage& m) {
 }
 
 absl::Status CheckHeader(const v1::RequestHeader& h, std::initializer_list<v1::Phase> allowed) {
-  const std::string& id = h.device_id();
-  if (id.empty() || id.size() > 64) {
-    return InvalidArgumentError(StrCat("header.device_id must be 1 to 64 characters, got ", id.size()));
-  }
-  for (char c : id) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
-      return InvalidArgumentError("header.device_id may hold only letters, digits, '.', '_' and '-'");
-    }
+  if (!proto::IsValidDeviceId(h.device_id())) {
+    return InvalidArgumentError(StrCat("header.device_id must be 1 to ", proto::kMaxDeviceIdLength,
+                                       " letters, digits, '.', '_' or '-' (got ", h.device_id().size(),
+                                       " characters)"));
   }
   if (std::find(allowed.begin(), allowed.end(), h.phase()) == allowed.end()) {
     return InvalidArgumentError(StrCat("header.phase ", v1::Phase_Name(h.phase()), " does not belong to this method"));
   }
   return absl::OkStatus();
-}
-
-std::string Sha256(std::string_view bytes) {
-  std::string out(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(bytes.data()),
-                     bytes.size());
-  return out;
 }
 
 std::vector<float> HeadParameters(const v1::Head& head) {
@@ -121,13 +111,14 @@ struct RoundEngine::Published {
   std::string blob;  // the serialized SignedBundle clients download
 };
 
+struct RoundEngine::Member {
+  uint32_t id = 0;
+  bool dropped = false;
+  std::map<v1::Phase, std::string> submitted;  // serialized messages, for idempotent retries
+  std::vector<float> update;                   // decoded, without SecAgg+
+};
+
 struct RoundEngine::Round {
-  struct Member {
-    uint32_t id = 0;
-    bool dropped = false;
-    std::map<v1::Phase, std::string> submitted;  // serialized messages, for idempotent retries
-    std::vector<float> update;                   // decoded, without SecAgg+
-  };
   int64_t id = 0;
   Stage stage = Stage::kSelecting;
   absl::Time deadline;
@@ -199,7 +190,7 @@ absl::Status RoundEngine::Init() {
     latest_->ref.set_version(m.version);
     latest_->ref.set_bundle_sha256(m.bundle_sha256);
     latest_->ref.set_download_size(latest_->blob.size());
-    latest_->ref.set_download_sha256(Sha256(latest_->blob));
+    latest_->ref.set_download_sha256(models::Sha256(latest_->blob));
   }
 
   head_size_ = res_->head.size();
@@ -267,7 +258,7 @@ absl::Status RoundEngine::PublishLocked(std::vector<float> head, int64_t round_i
   published->ref.set_version(version);
   published->ref.set_bundle_sha256(signed_bundle.sha256());
   published->ref.set_download_size(published->blob.size());
-  published->ref.set_download_sha256(Sha256(published->blob));
+  published->ref.set_download_sha256(models::Sha256(published->blob));
 
   const std::filesystem::path dir = config_.state_dir / "models";
   std::error_code ec;
@@ -407,21 +398,8 @@ void RoundEngine::CloseSelectionLocked() {
   // SecAgg ids in a random order, so an id says nothing about check-in time.
   std::vector<uint32_t> ids(static_cast<size_t>(n));
   std::iota(ids.begin(), ids.end(), 0u);
-  // Round seeds: from the OS, or in a simulation derived from its seed.
-  auto round_seed = [&](std::string_view purpose, std::span<uint8_t> out) {
-    if (!config_.simulation_seed) {
-      randombytes_buf(out.data(), out.size());
-      return;
-    }
-    crypto_generichash_state h;
-    crypto_generichash_init(&h, nullptr, 0, out.size());
-    const uint64_t words[2] = {*config_.simulation_seed, static_cast<uint64_t>(r.id)};
-    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(words), sizeof(words));
-    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
-    crypto_generichash_final(&h, out.data(), out.size());
-  };
   std::array<uint8_t, 32> id_seed;
-  round_seed("ids", id_seed);
+  RoundSeed(r.id, "ids", id_seed);
   uint64_t shuffle_seed = 0;
   std::memcpy(&shuffle_seed, id_seed.data(), sizeof(shuffle_seed));
   // Sorted first, so the assignment depends on who was admitted, not on arrival order.
@@ -457,7 +435,7 @@ void RoundEngine::CloseSelectionLocked() {
     return;
   }
   r.ddg = *ddg_params;
-  round_seed("rotation", r.rotation_seed);
+  RoundSeed(r.id, "rotation", r.rotation_seed);
 
   secagg::SecAggConfig sc;
   sc.round_id = static_cast<uint64_t>(r.id);
@@ -466,7 +444,7 @@ void RoundEngine::CloseSelectionLocked() {
   sc.vector_length = r.ddg.padded_dimension;
   sc.max_dropout = config_.max_dropout;
   sc.max_corrupted = config_.max_corrupted;
-  round_seed("graph", sc.graph_seed);
+  RoundSeed(r.id, "graph", sc.graph_seed);
   auto params = secagg::ChooseParams(sc);
   if (!params.ok()) {
     AbortRoundLocked(StrCat("SecAgg+ parameters for ", n, " clients: ", params.status().message()));
@@ -612,6 +590,21 @@ absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& 
                                        h.round_id()));
   }
   absl::MutexLock lock(&mu_);
+  auto m = SubmitterLocked(h, message.sender());
+  if (!m.ok()) return m.status();
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  auto retry = IsRetryLocked(**m, h, bytes);
+  if (!retry.ok()) return retry.status();
+  if (*retry) return v1::SubmitResponse();
+  if (auto s = round_->server->Receive(message); !s.ok()) return s;
+  (*m)->submitted.emplace(h.phase(), std::move(bytes));
+  if (AllSubmittedLocked(h.phase())) AdvanceLocked();
+  return v1::SubmitResponse();
+}
+
+absl::StatusOr<RoundEngine::Member*> RoundEngine::SubmitterLocked(const v1::RequestHeader& h,
+                                                                   std::optional<uint32_t> sender) {
   const int64_t round_id = static_cast<int64_t>(h.round_id());
   if (!round_ || round_->id != round_id) {
     return FailedPreconditionError(StrCat("round ", round_id, " is not running",
@@ -622,32 +615,44 @@ absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& 
   if (member == r.members.end()) {
     return FailedPreconditionError(StrCat("device ", h.device_id(), " is not in the cohort of round ", r.id));
   }
-  Round::Member& m = member->second;
-  if (message.sender() != m.id) {
-    return InvalidArgumentError(StrCat("message.sender ", message.sender(), " is not device ", h.device_id(),
-                                       "'s SecAgg id"));
+  Member& m = member->second;
+  if (sender && *sender != m.id) {
+    return InvalidArgumentError(StrCat("message.sender ", *sender, " is not device ", h.device_id(), "'s SecAgg id"));
   }
-  if (m.dropped) {
-    return FailedPreconditionError(StrCat("device ", h.device_id(), " was dropped from round ", r.id));
-  }
+  if (m.dropped) return FailedPreconditionError(StrCat("device ", h.device_id(), " was dropped from round ", r.id));
   if (*StageOf(h.phase()) != r.stage) {
     return FailedPreconditionError(StrCat("round ", r.id, " is in ", StageName(r.stage), ", not ",
                                           v1::Phase_Name(h.phase())));
   }
-  std::string bytes;
-  message.SerializeToString(&bytes);
-  if (auto previous = m.submitted.find(h.phase()); previous != m.submitted.end()) {
-    if (previous->second == bytes) return v1::SubmitResponse();  // a retry after a lost acknowledgement
-    return FailedPreconditionError(StrCat("device ", h.device_id(), " already submitted a different ",
-                                          v1::Phase_Name(h.phase()), " message in round ", r.id));
-  }
-  if (auto s = r.server->Receive(message); !s.ok()) return s;
-  m.submitted.emplace(h.phase(), std::move(bytes));
-  const bool everyone = std::all_of(r.members.begin(), r.members.end(), [&](const auto& entry) {
-    return entry.second.dropped || entry.second.submitted.contains(h.phase());
+  return &m;
+}
+
+absl::StatusOr<bool> RoundEngine::IsRetryLocked(const Member& m, const v1::RequestHeader& h,
+                                                const std::string& bytes) const {
+  const auto previous = m.submitted.find(h.phase());
+  if (previous == m.submitted.end()) return false;
+  if (previous->second == bytes) return true;
+  return FailedPreconditionError(StrCat("device ", h.device_id(), " already submitted a different ",
+                                        v1::Phase_Name(h.phase()), " message in round ", round_->id));
+}
+
+bool RoundEngine::AllSubmittedLocked(v1::Phase phase) const {
+  return std::all_of(round_->members.begin(), round_->members.end(), [&](const auto& entry) {
+    return entry.second.dropped || entry.second.submitted.contains(phase);
   });
-  if (everyone) AdvanceLocked();
-  return v1::SubmitResponse();
+}
+
+void RoundEngine::RoundSeed(int64_t round_id, std::string_view purpose, std::span<uint8_t> out) const {
+  if (!config_.simulation_seed) {
+    randombytes_buf(out.data(), out.size());
+    return;
+  }
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, nullptr, 0, out.size());
+  const uint64_t words[2] = {*config_.simulation_seed, static_cast<uint64_t>(round_id)};
+  crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(words), sizeof(words));
+  crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
+  crypto_generichash_final(&h, out.data(), out.size());
 }
 
 void RoundEngine::Tick() {
@@ -885,35 +890,18 @@ absl::StatusOr<v1::SubmitResponse> RoundEngine::SubmitUpdate(const v1::SubmitReq
     return InvalidArgumentError("update has a value that is not finite");
   }
   absl::MutexLock lock(&mu_);
-  const int64_t round_id = static_cast<int64_t>(h.round_id());
-  if (!round_ || round_->id != round_id) {
-    return FailedPreconditionError(StrCat("round ", round_id, " is not running",
-                                          round_ ? StrCat(" (round ", round_->id, " is)") : ""));
-  }
-  Round& r = *round_;
-  const auto member = r.members.find(h.device_id());
-  if (member == r.members.end()) {
-    return FailedPreconditionError(StrCat("device ", h.device_id(), " is not in the cohort of round ", r.id));
-  }
-  Round::Member& m = member->second;
-  if (m.dropped) return FailedPreconditionError(StrCat("device ", h.device_id(), " was dropped from round ", r.id));
-  if (r.stage != Stage::kUpdate) {
-    return FailedPreconditionError(StrCat("round ", r.id, " is in ", StageName(r.stage), ", not taking updates"));
-  }
+  auto m = SubmitterLocked(h, std::nullopt);
+  if (!m.ok()) return m.status();
   std::string bytes;
   u.SerializeToString(&bytes);
-  if (auto previous = m.submitted.find(v1::PHASE_UPDATE); previous != m.submitted.end()) {
-    if (previous->second == bytes) return v1::SubmitResponse();
-    return FailedPreconditionError(StrCat("device ", h.device_id(), " already sent a different update in round ", r.id));
-  }
+  auto retry = IsRetryLocked(**m, h, bytes);
+  if (!retry.ok()) return retry.status();
+  if (*retry) return v1::SubmitResponse();
   // The aggregator enforces the clip itself: the DP noise is calibrated to it.
   dp::ClipL2(values, config_.dp.clip);
-  m.submitted.emplace(v1::PHASE_UPDATE, std::move(bytes));
-  m.update = std::move(values);
-  const bool everyone = std::all_of(r.members.begin(), r.members.end(), [](const auto& entry) {
-    return entry.second.dropped || entry.second.submitted.contains(v1::PHASE_UPDATE);
-  });
-  if (everyone) FinishPlainRoundLocked();
+  (*m)->submitted.emplace(v1::PHASE_UPDATE, std::move(bytes));
+  (*m)->update = std::move(values);
+  if (AllSubmittedLocked(v1::PHASE_UPDATE)) FinishPlainRoundLocked();
   return v1::SubmitResponse();
 }
 
@@ -939,19 +927,9 @@ void RoundEngine::FinishPlainRoundLocked() {
   std::optional<dp::PrivacyCharge> charge;
   if (config_.dp.mode == DpMode::kCentral) {
     // Central DP: the trusted aggregator adds N(0, (zC)^2) to the sum once.
-    std::unique_ptr<dp::SecureRandom> rng;
-    if (config_.simulation_seed) {
-      dp::Seed seed;
-      crypto_generichash_state hs;
-      crypto_generichash_init(&hs, nullptr, 0, seed.size());
-      const uint64_t words[2] = {*config_.simulation_seed, static_cast<uint64_t>(r.id)};
-      crypto_generichash_update(&hs, reinterpret_cast<const uint8_t*>(words), sizeof(words));
-      crypto_generichash_update(&hs, reinterpret_cast<const uint8_t*>("central"), 7);
-      crypto_generichash_final(&hs, seed.data(), seed.size());
-      rng = dp::SecureRandom::FromSeed(seed);
-    } else {
-      rng = dp::SecureRandom::FromOsEntropy();
-    }
+    dp::Seed seed;
+    RoundSeed(r.id, "central", seed);
+    auto rng = dp::SecureRandom::FromSeed(seed);
     dp::AddGaussianNoise(mean, noise_multiplier_ * config_.dp.clip, *rng);
     auto rdp = dp::SampledGaussianRdp(1.0, noise_multiplier_, 1, res_->ledger->orders());
     if (!rdp.ok()) {
@@ -979,36 +957,39 @@ void RoundEngine::AbortRoundLocked(const std::string& reason) {
 
 absl::StatusOr<v1::ModelChunk> RoundEngine::GetModelChunk(const v1::ModelChunkRequest& request) {
   if (auto s = CheckHeader(request.header(), {v1::PHASE_MODEL_DOWNLOAD}); !s.ok()) return s;
-  std::string blob;
+  auto chunk_of = [&](std::string_view blob, const std::string& sha256) -> absl::StatusOr<v1::ModelChunk> {
+    if (request.offset() > blob.size()) {
+      return absl::OutOfRangeError(StrCat("offset ", request.offset(), " is past the end of model v",
+                                          request.version(), " (", blob.size(), " bytes)"));
+    }
+    const uint64_t max_bytes =
+        request.max_bytes() == 0 ? kMaxChunkBytes : std::min(request.max_bytes(), kMaxChunkBytes);
+    v1::ModelChunk chunk;
+    chunk.set_version(request.version());
+    chunk.set_total_size(blob.size());
+    chunk.set_download_sha256(sha256);
+    chunk.set_offset(request.offset());
+    chunk.set_data(std::string(blob.substr(request.offset(), max_bytes)));
+    return chunk;
+  };
+  // The latest model is served from memory with its known hash; an older one
+  // (only a lagging client asks) is read and hashed on demand.
+  std::filesystem::path file;
   {
     absl::MutexLock lock(&mu_);
-    if (request.version() == latest_->ref.version()) {
-      blob = latest_->blob;
-    } else {
-      auto models = res_->state->Models();
-      if (!models.ok()) return models.status();
-      auto it = std::find_if(models->begin(), models->end(),
-                             [&](const PublishedModel& m) { return m.version == request.version(); });
-      if (it == models->end()) {
-        return absl::NotFoundError(StrCat("model version ", request.version(), " was never published"));
-      }
-      auto bytes = models::ReadFileBytes(it->file, 1 << 30);
-      if (!bytes.ok()) return bytes.status();
-      blob = std::move(*bytes);
+    if (request.version() == latest_->ref.version()) return chunk_of(latest_->blob, latest_->ref.download_sha256());
+    auto published = res_->state->Models();
+    if (!published.ok()) return published.status();
+    auto it = std::find_if(published->begin(), published->end(),
+                           [&](const PublishedModel& m) { return m.version == request.version(); });
+    if (it == published->end()) {
+      return absl::NotFoundError(StrCat("model version ", request.version(), " was never published"));
     }
+    file = it->file;
   }
-  if (request.offset() > blob.size()) {
-    return absl::OutOfRangeError(StrCat("offset ", request.offset(), " is past the end of model v", request.version(),
-                                        " (", blob.size(), " bytes)"));
-  }
-  const uint64_t max_bytes = request.max_bytes() == 0 ? kMaxChunkBytes : std::min(request.max_bytes(), kMaxChunkBytes);
-  v1::ModelChunk chunk;
-  chunk.set_version(request.version());
-  chunk.set_total_size(blob.size());
-  chunk.set_download_sha256(Sha256(blob));
-  chunk.set_offset(request.offset());
-  chunk.set_data(blob.substr(request.offset(), max_bytes));
-  return chunk;
+  auto bytes = models::ReadFileBytes(file, 1 << 30);
+  if (!bytes.ok()) return bytes.status();
+  return chunk_of(*bytes, models::Sha256(*bytes));
 }
 
 absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::TelemetryRequest& request) {

@@ -222,11 +222,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
       auto c = client::Client::Create(cc, client::ConnectGrpc(address_), hooks);
       ASSERT_TRUE(c.ok()) << c.status();
       const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
-      std::vector<client::Sample> samples;
-      for (size_t s = 0; s < data.size(); ++s) {
-        samples.push_back({std::vector<float>(data.sample(s).begin(), data.sample(s).end()), data.labels[s]});
-      }
-      ASSERT_TRUE((*c)->AddSamples(samples).ok());
+      ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
       for (;;) {
         auto report = (*c)->ParticipateOnce();
         ASSERT_TRUE(report.ok()) << report.status();

@@ -94,11 +94,7 @@ struct Federation {
     auto c = client::Client::Create(cc, client::ConnectGrpc(address));
     if (!c.ok()) std::abort();
     const models::Dataset data = ImageData(samples, std::hash<std::string>()(id));
-    std::vector<client::Sample> batch;
-    for (size_t i = 0; i < data.size(); ++i) {
-      batch.push_back({std::vector<float>(data.sample(i).begin(), data.sample(i).end()), data.labels[i]});
-    }
-    if (!(*c)->AddSamples(batch).ok()) std::abort();
+    if (!(*c)->AddSamples(client::ToSamples(data)).ok()) std::abort();
     return std::move(*c);
   }
 };

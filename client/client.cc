@@ -21,6 +21,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
+#include "tinyfed/proto/device_id.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/secure_agg/params.h"
 
@@ -28,13 +29,6 @@ namespace tinyfed::client {
 namespace {
 
 using absl::StrCat;
-
-std::string Sha256(std::string_view bytes) {
-  std::string out(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(bytes.data()),
-                     bytes.size());
-  return out;
-}
 
 // Appends and flushes to disk, so a download survives a power cut chunk by chunk.
 absl::Status AppendDurably(const std::filesystem::path& path, std::string_view data) {
@@ -55,6 +49,10 @@ absl::Status AppendDurably(const std::filesystem::path& path, std::string_view d
   if (!synced) return absl::InternalError(StrCat("cannot sync ", path.string()));
   return absl::OkStatus();
 }
+
+// A download that failed for want of a link is retried at the next
+// check-in; any other failure is a refusal, already recorded for telemetry.
+bool LinkLost(const absl::Status& s) { return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s); }
 
 bool InHoldout(const SampleKey& key, double fraction) {
   const uint32_t v = (uint32_t{key[0]} << 8) | key[1];
@@ -238,7 +236,7 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
   }
   auto blob = models::ReadFileBytes(partial, ref.download_size());
   if (!blob.ok()) return blob.status();
-  if (Sha256(*blob) != ref.download_sha256()) {
+  if (models::Sha256(*blob) != ref.download_sha256()) {
     return refuse(absl::DataLossError("the download does not match its announced SHA-256"));
   }
   v1::SignedBundle signed_bundle;
@@ -271,10 +269,7 @@ Client::~Client() = default;
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& config, std::unique_ptr<Transport> transport,
                                                        ClientHooks hooks) {
   if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
-  if (config.device_id.empty() || config.device_id.size() > 64 ||
-      !std::all_of(config.device_id.begin(), config.device_id.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-      })) {
+  if (!proto::IsValidDeviceId(config.device_id)) {
     return absl::InvalidArgumentError(StrCat("device id '", config.device_id,
                                              "' must be 1 to 64 letters, digits, '.', '_' or '-'"));
   }
@@ -384,7 +379,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   if (!response.ok()) return response.status();
   if (response->latest_model().version() > model_version()) {
     if (auto u = s.UpdateModel(response->latest_model(), &report.timings); !u.ok()) {
-      if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
+      if (LinkLost(u)) return u;
     }
   }
   if (response->has_closed()) return finish(RoundOutcome::kClosed, response->closed().reason());
@@ -406,11 +401,20 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
       report.timings.waiting += absl::Now() - start;
     }
   };
-  auto submit = [&](v1::Phase phase, v1::SecAggClientMessage message) -> absl::Status {
-    v1::SubmitRequest request;
+  auto submit = [&](v1::Phase phase, v1::SubmitRequest request) -> absl::Status {
     *request.mutable_header() = s.Header(report.round_id, phase);
-    *request.mutable_message() = std::move(message);
     return timed([&] { return s.transport->Submit(request); }).status();
+  };
+  auto secagg_request = [](v1::SecAggClientMessage message) {
+    v1::SubmitRequest request;
+    *request.mutable_message() = std::move(message);
+    return request;
+  };
+  // The aggregator refusing a call out of turn ends this client's part in
+  // the round; any other failure goes to the caller, which retries later.
+  auto refused = [&](const absl::Status& st) -> absl::StatusOr<RoundReport> {
+    if (absl::IsFailedPrecondition(st)) return finish(RoundOutcome::kAborted, std::string(st.message()));
+    return st;
   };
 
   auto await_result_and_install = [&]() -> absl::StatusOr<RoundReport> {
@@ -420,7 +424,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     if (!result->has_result()) return finish(RoundOutcome::kAborted, "unexpected answer");
     if (!phase_hook(v1::PHASE_RESULT)) return power_cut();
     if (auto u = s.UpdateModel(result->result().published(), &report.timings); !u.ok()) {
-      if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
+      if (LinkLost(u)) return u;
     }
     return finish(RoundOutcome::kCompleted, "");
   };
@@ -440,7 +444,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
                                                    " but v", model_version(), " is installed"));
     }
     if (auto u = s.UpdateModel(task.model(), &report.timings); !u.ok()) {
-      if (absl::IsUnavailable(u) || absl::IsDeadlineExceeded(u)) return u;
+      if (LinkLost(u)) return u;
       return finish(RoundOutcome::kSkipped, StrCat("cannot install the round's model: ", u.message()));
     }
   }
@@ -498,12 +502,8 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     if (!update.ok()) return finish(RoundOutcome::kSkipped, StrCat("encoding: ", update.status().message()));
     if (!phase_hook(v1::PHASE_UPDATE)) return power_cut();
     v1::SubmitRequest request;
-    *request.mutable_header() = s.Header(report.round_id, v1::PHASE_UPDATE);
     *request.mutable_update() = std::move(*update);
-    if (auto sent = timed([&] { return s.transport->Submit(request); }).status(); !sent.ok()) {
-      if (absl::IsFailedPrecondition(sent)) return finish(RoundOutcome::kAborted, std::string(sent.message()));
-      return sent;
-    }
+    if (auto sent = submit(v1::PHASE_UPDATE, std::move(request)); !sent.ok()) return refused(sent);
     return await_result_and_install();
   }
 
@@ -560,16 +560,10 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   report.timings.secagg += absl::Now() - start;
   if (!advertise.ok()) return advertise.status();
   if (!phase_hook(v1::PHASE_ADVERTISE_KEYS)) return power_cut();
-  if (auto sent = submit(v1::PHASE_ADVERTISE_KEYS, *advertise); !sent.ok()) {
-    if (absl::IsFailedPrecondition(sent)) return finish(RoundOutcome::kAborted, std::string(sent.message()));
-    return sent;
-  }
+  if (auto sent = submit(v1::PHASE_ADVERTISE_KEYS, secagg_request(*advertise)); !sent.ok()) return refused(sent);
   for (v1::Phase phase : {v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT, v1::PHASE_UNMASKING}) {
     auto r = await(phase);
-    if (!r.ok()) {
-      if (absl::IsFailedPrecondition(r.status())) return finish(RoundOutcome::kAborted, std::string(r.status().message()));
-      return r.status();
-    }
+    if (!r.ok()) return refused(r.status());
     if (r->has_aborted()) return finish(RoundOutcome::kAborted, r->aborted().reason());
     if (r->has_result()) return finish(RoundOutcome::kAborted, "the round finished without this client");
     if (!r->has_secagg()) return finish(RoundOutcome::kAborted, "unexpected answer");
@@ -578,10 +572,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     auto reply = (*secagg_client)->Handle(r->secagg());
     report.timings.secagg += absl::Now() - start;
     if (!reply.ok()) return finish(RoundOutcome::kAborted, StrCat("SecAgg+: ", reply.status().message()));
-    if (auto sent = submit(phase, *reply); !sent.ok()) {
-      if (absl::IsFailedPrecondition(sent)) return finish(RoundOutcome::kAborted, std::string(sent.message()));
-      return sent;
-    }
+    if (auto sent = submit(phase, secagg_request(*reply)); !sent.ok()) return refused(sent);
   }
 
   // 7. The result: install the new model.

@@ -4,8 +4,6 @@
 #include "tinyfed/client/client.h"
 
 #include <gtest/gtest.h>
-#include <sodium.h>
-
 
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/models/bundle.h"
@@ -14,13 +12,6 @@
 
 namespace tinyfed::client {
 namespace {
-
-std::string Sha256(const std::string& bytes) {
-  std::string out(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(bytes.data()),
-                     bytes.size());
-  return out;
-}
 
 // Announces `ref` at check-in and serves `blob` in small chunks.
 class FakeAggregator : public Transport {
@@ -90,7 +81,7 @@ class ClientTest : public ::testing::Test {
     ref.set_version(s.version());
     ref.set_bundle_sha256(s.sha256());
     ref.set_download_size(blob.size());
-    ref.set_download_sha256(Sha256(blob));
+    ref.set_download_sha256(models::Sha256(blob));
     return ref;
   }
 

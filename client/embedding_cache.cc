@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "tinyfed/models/signing.h"
+
 namespace tinyfed::client {
 namespace {
 constexpr std::string_view kMagic = "TFEMB001";
@@ -24,10 +26,7 @@ std::string BackboneId(const v1::ModelBundle& bundle) {
   std::string bytes;
   bundle.backbone().SerializeToString(&bytes);
   bytes += bundle.input().SerializeAsString();
-  std::string id(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256(reinterpret_cast<uint8_t*>(id.data()), reinterpret_cast<const uint8_t*>(bytes.data()),
-                     bytes.size());
-  return id;
+  return models::Sha256(bytes);
 }
 
 EmbeddingCache EmbeddingCache::Load(const SampleStore& store, const std::string& backbone_id) {

@@ -45,6 +45,16 @@ absl::StatusOr<Sample> DecodeSample(std::string_view bytes) {
 
 }  // namespace
 
+std::vector<Sample> ToSamples(const models::Dataset& data) {
+  std::vector<Sample> samples(data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    const auto x = data.sample(i);
+    samples[i].features.assign(x.begin(), x.end());
+    samples[i].label = data.labels[i];
+  }
+  return samples;
+}
+
 SampleStore::SampleStore(std::filesystem::path dir, size_t max_samples, std::array<uint8_t, 32> key)
     : dir_(std::move(dir)), max_samples_(max_samples), key_(key) {}
 

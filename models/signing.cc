@@ -20,14 +20,14 @@ std::string SignedMessage(uint64_t version, std::string_view sha256) {
   return m;
 }
 
+}  // namespace
+
 std::string Sha256(std::string_view data) {
   std::string digest(crypto_hash_sha256_BYTES, '\0');
   crypto_hash_sha256(reinterpret_cast<unsigned char*>(digest.data()),
                      reinterpret_cast<const unsigned char*>(data.data()), data.size());
   return digest;
 }
-
-}  // namespace
 
 SigningKey SigningKey::Generate() {
   if (sodium_init() < 0) std::abort();

@@ -19,6 +19,7 @@
 #include "tinyfed/client/head_trainer.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/dataset.h"
+#include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/signing.h"
@@ -184,36 +185,30 @@ std::vector<float> Embed(models::Interpreter& interpreter, const models::Dataset
 
 Metrics Evaluate(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels) {
   const size_t k = head.num_classes(), dim = head.in_features();
-  Metrics m;
-  std::vector<std::vector<double>> confusion(k, std::vector<double>(k, 0.0));
+  models::ConfusionMatrix confusion(static_cast<int>(k));
   std::vector<double> logits(k);
   double loss = 0.0;
   for (size_t i = 0; i < labels.size(); ++i) {
     const float* e = embeddings.data() + i * dim;
-    double top = -1e300;
-    size_t best = 0;
     for (size_t c = 0; c < k; ++c) {
       double z = head.bias(static_cast<int>(c));
       for (size_t j = 0; j < dim; ++j) z += head.weights(static_cast<int>(c * dim + j)) * e[j];
       logits[c] = z;
-      if (z > top) top = z, best = c;
     }
+    const size_t best = static_cast<size_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     double sum = 0.0;
-    for (double z : logits) sum += std::exp(z - top);
-    loss += std::log(sum) - (logits[static_cast<size_t>(labels[i])] - top);
-    confusion[static_cast<size_t>(labels[i])][best] += 1;
+    for (double z : logits) sum += std::exp(z - logits[best]);
+    loss += std::log(sum) - (logits[static_cast<size_t>(labels[i])] - logits[best]);
+    confusion.Add(labels[i], static_cast<int>(best));
   }
-  const double n = static_cast<double>(labels.size());
-  double correct = 0;
-  for (size_t c = 0; c < k; ++c) correct += confusion[c][c];
-  m.accuracy = n > 0 ? correct / n : 0.0;
-  m.loss = n > 0 ? loss / n : 0.0;
-  for (size_t c = 0; c < k; ++c) {
-    double row = 0, column = 0;
-    for (size_t j = 0; j < k; ++j) row += confusion[c][j], column += confusion[j][c];
-    const double tp = confusion[c][c], fn = row - tp, fp = column - tp, tn = n - tp - fn - fp;
-    m.sensitivity.push_back(tp + fn > 0 ? tp / (tp + fn) : 0.0);
-    m.specificity.push_back(tn + fp > 0 ? tn / (tn + fp) : 0.0);
+  Metrics m;
+  m.accuracy = confusion.accuracy();
+  m.loss = labels.empty() ? 0.0 : loss / static_cast<double>(labels.size());
+  // A class absent from the data reports 0, not NaN, so JSON stays numeric.
+  auto number = [](double v) { return std::isnan(v) ? 0.0 : v; };
+  for (int c = 0; c < static_cast<int>(k); ++c) {
+    m.sensitivity.push_back(number(confusion.sensitivity(c)));
+    m.specificity.push_back(number(confusion.specificity(c)));
   }
   return m;
 }
@@ -405,12 +400,7 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
   for (const Clinic& c : clinics) {
     auto store = client::SampleStore::Open(work_dir / c.id / "store", std::max<size_t>(c.train.size(), 1));
     if (!store.ok()) return store.status();
-    std::vector<client::Sample> samples(c.train.size());
-    for (size_t i = 0; i < c.train.size(); ++i) {
-      samples[i].features.assign(c.train.sample(i).begin(), c.train.sample(i).end());
-      samples[i].label = c.train.labels[i];
-    }
-    if (auto st = (*store)->Add(samples); !st.ok()) return st;
+    if (auto st = (*store)->Add(client::ToSamples(c.train)); !st.ok()) return st;
   }
   Process aggregator_process = Process::Spawn(
       {tinyfed.string(), "aggregator", "--config", (work_dir / "aggregator.toml").string()}, work_dir / "aggregator.log");
@@ -620,12 +610,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     auto gateway = client::Client::Create(
         cc, std::make_unique<TrackingTransport>(std::move(base), &tracker, c.id), std::move(hooks));
     if (!gateway.ok()) return gateway.status();
-    std::vector<client::Sample> samples(c.train.size());
-    for (size_t i = 0; i < c.train.size(); ++i) {
-      samples[i].features.assign(c.train.sample(i).begin(), c.train.sample(i).end());
-      samples[i].label = c.train.labels[i];
-    }
-    if (auto st = (*gateway)->AddSamples(samples); !st.ok()) return st;
+    if (auto st = (*gateway)->AddSamples(client::ToSamples(c.train)); !st.ok()) return st;
     gateways.push_back(std::move(*gateway));
   }
 

@@ -108,11 +108,7 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
   for (int c = 0; c < kClients; ++c) {
     auto store = client::SampleStore::Open(dir_ / DeviceId(c) / "store", 20000);
     ASSERT_TRUE(store.ok()) << store.status();
-    std::vector<client::Sample> samples;
-    for (size_t i : (*partition)[static_cast<size_t>(c)]) {
-      const auto x = clinics.sample(i);
-      samples.push_back({std::vector<float>(x.begin(), x.end()), clinics.labels[i]});
-    }
+    const auto samples = client::ToSamples(clinics.Subset((*partition)[static_cast<size_t>(c)]));
     ASSERT_TRUE((*store)->Add(samples).ok());
     stored[static_cast<size_t>(c)] = samples.size();
   }

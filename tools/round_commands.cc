@@ -213,12 +213,7 @@ void AddSamples(const ClientFlags& f) {
     throw CommandError(absl::InvalidArgumentError("give --idx IMAGES LABELS or --csv FILE"));
   }
   auto store = OrThrow(client::SampleStore::Open(std::filesystem::path(f.data_dir) / "store", f.max_samples));
-  std::vector<client::Sample> samples(data.size());
-  for (size_t i = 0; i < data.size(); ++i) {
-    const auto x = data.sample(i);
-    samples[i].features.assign(x.begin(), x.end());
-    samples[i].label = data.labels[i];
-  }
+  const std::vector<client::Sample> samples = client::ToSamples(data);
   if (auto s = store->Add(samples); !s.ok()) throw CommandError(s);
   fmt::print("stored {} samples; the store holds {}\n", samples.size(), store->size());
 }

@@ -45,11 +45,7 @@ int main(int argc, char** argv) {
   if (!samples_csv.empty()) {
     auto data = tinyfed::models::ReadCsv(samples_csv);
     if (!data.ok()) return Fail(std::string(data.status().message()));
-    std::vector<tinyfed::client::Sample> confirmed;
-    for (size_t i = 0; i < data->size(); ++i) {
-      const auto x = data->sample(i);
-      confirmed.push_back({std::vector<float>(x.begin(), x.end()), data->labels[i]});
-    }
+    const std::vector<tinyfed::client::Sample> confirmed = tinyfed::client::ToSamples(*data);
     if (auto s = (*client)->AddSamples(confirmed); !s.ok()) return Fail(std::string(s.message()));
     std::printf("stored %zu confirmed samples (%zu in the store)\n", confirmed.size(), (*client)->sample_count());
   }

@@ -35,6 +35,7 @@
 #include <optional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -85,6 +86,7 @@ class RoundEngine {
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
  private:
+  struct Member;  // a device in a round's cohort
   struct Round;
   struct Published;
   explicit RoundEngine(const Config& config, Clock clock);
@@ -106,6 +108,19 @@ class RoundEngine {
   absl::Status PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static v1::RetryLater RetryAfter(absl::Duration delay, std::string reason);
+  // The cohort member that may submit h.phase() now (and, if the message
+  // names one, whose SecAgg id is `sender`), or why not.
+  absl::StatusOr<Member*> SubmitterLocked(const v1::RequestHeader& h, std::optional<uint32_t> sender)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True if `bytes` repeats the member's message for `phase` (a retry after
+  // a lost acknowledgement), FAILED_PRECONDITION for a different one.
+  absl::StatusOr<bool> IsRetryLocked(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every member still in the round has submitted `phase`.
+  bool AllSubmittedLocked(v1::Phase phase) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A seed for `purpose` in round `round_id`: from the OS, or in a
+  // simulation derived from config_.simulation_seed.
+  void RoundSeed(int64_t round_id, std::string_view purpose, std::span<uint8_t> out) const;
 
   const Config config_;
   const Clock clock_;

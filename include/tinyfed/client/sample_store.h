@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tinyfed/models/dataset.h"
 
 namespace tinyfed::client {
 
@@ -33,6 +34,9 @@ struct Sample {
   std::vector<float> features;
   int32_t label = 0;
 };
+
+// Every row of a dataset as a sample (raw features, as Predict takes them).
+std::vector<Sample> ToSamples(const models::Dataset& data);
 
 class SampleStore {
  public:

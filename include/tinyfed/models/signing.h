@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "tinyfed/v1/bundle.pb.h"
@@ -16,6 +17,10 @@
 namespace tinyfed::models {
 
 using PublicKey = std::array<uint8_t, 32>;
+
+// SHA-256 of `data` (32 raw bytes): what a signature covers and what a
+// download is announced with.
+std::string Sha256(std::string_view data);
 
 // Wipes its secret on destruction; not copyable.
 class SigningKey {
