@@ -92,13 +92,12 @@ absl::StatusOr<v1::ModelBundle> MakeBackbone(const Scenario& s, const models::Da
   return models::QuantizePostTraining(*bundle, public_data, {});
 }
 
-// Per-clinic brightness/contrast (images) or sensor gain and noise (tabular).
-void ShiftFeatures(models::Dataset& d, FeatureShift shift, double strength, std::mt19937_64& rng,
-                   const models::Normalization& stats) {
+// Per-clinic brightness/contrast (images) or sensor gain and noise (tabular):
+// `scale` and `offset` are the clinic's, the noise is drawn per value.
+void ShiftFeatures(models::Dataset& d, FeatureShift shift, double strength, double scale, double offset,
+                   std::mt19937_64& rng, const models::Normalization& stats) {
   if (shift == FeatureShift::kNone || strength <= 0.0 || d.size() == 0) return;
-  std::uniform_real_distribution<double> u(-strength, strength);
   std::normal_distribution<double> noise(0.0, 1.0);
-  const double scale = 1.0 + u(rng), offset = u(rng);
   const size_t channels = stats.mean.size(), width = d.feature_size();
   for (size_t i = 0; i < d.features.size(); ++i) {
     const size_t c = channels == 1 ? 0 : (i % width) % channels;
@@ -160,11 +159,14 @@ absl::StatusOr<std::vector<Clinic>> MakeClinics(const Scenario& s, const models:
     std::vector<size_t> train(idx.begin() + static_cast<std::ptrdiff_t>(held), idx.end());
     clinic.train = pool.Subset(train);
     clinic.holdout = pool.Subset(hold);
-    // One clinic, one sensor: the same shift on both of its slices.
+    // One clinic, one sensor: the same scale and offset on both of its
+    // slices, fresh noise on every value.
     std::mt19937_64 shift_rng(s.seed * 104729 + static_cast<uint64_t>(c));
-    std::mt19937_64 shift_rng_copy = shift_rng;
-    ShiftFeatures(clinic.train, s.partition.shift, s.partition.shift_strength, shift_rng, stats);
-    ShiftFeatures(clinic.holdout, s.partition.shift, s.partition.shift_strength, shift_rng_copy, stats);
+    std::uniform_real_distribution<double> spread(-s.partition.shift_strength, s.partition.shift_strength);
+    const double scale = 1.0 + spread(shift_rng), offset = spread(shift_rng);
+    for (models::Dataset* slice : {&clinic.train, &clinic.holdout}) {
+      ShiftFeatures(*slice, s.partition.shift, s.partition.shift_strength, scale, offset, shift_rng, stats);
+    }
   }
   return clinics;
 }
