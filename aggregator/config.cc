@@ -14,14 +14,16 @@ namespace tinyfed::aggregator {
 namespace {
 
 absl::Status ReadTop(TomlTableReader& r, const std::filesystem::path& base, Config& c) {
-  std::string state_dir, model, key;
+  std::string state_dir, model, key, roots;
   TINYFED_RETURN_IF_ERROR(r.String("listen", &c.listen));
   TINYFED_RETURN_IF_ERROR(r.String("state_dir", &state_dir));
   TINYFED_RETURN_IF_ERROR(r.String("initial_model", &model));
-  TINYFED_RETURN_IF_ERROR(r.String("signing_key", &key));
+  TINYFED_RETURN_IF_ERROR(r.String("publishing_key", &key));
+  TINYFED_RETURN_IF_ERROR(r.String("roots_dir", &roots));
   for (auto [name, value, out] : {std::tuple{"state_dir", &state_dir, &c.state_dir},
                                   std::tuple{"initial_model", &model, &c.initial_model},
-                                  std::tuple{"signing_key", &key, &c.signing_key}}) {
+                                  std::tuple{"publishing_key", &key, &c.publishing_key},
+                                  std::tuple{"roots_dir", &roots, &c.roots_dir}}) {
     if (value->empty()) return absl::InvalidArgumentError(absl::StrCat("missing required key '", name, "'"));
     *out = base / *value;
   }
@@ -102,6 +104,29 @@ absl::Status ReadOptimizer(TomlTableReader& r, Config& c) {
   return r.Double("tau", &c.optimizer.tau, 1e-12, 1e3);
 }
 
+absl::Status ReadSecurity(TomlTableReader& r, const std::filesystem::path& base, SecurityConfig& s) {
+  std::string certificate, key;
+  TINYFED_RETURN_IF_ERROR(r.String("tls_certificate", &certificate));
+  TINYFED_RETURN_IF_ERROR(r.String("tls_private_key", &key));
+  if (certificate.empty() != key.empty()) {
+    return r.Error("tls_certificate and tls_private_key go together: set both or neither");
+  }
+  if (!certificate.empty()) {
+    s.tls_certificate = base / certificate;
+    s.tls_private_key = base / key;
+  }
+  TINYFED_RETURN_IF_ERROR(r.Integer("requests_per_minute", &s.requests_per_minute, 1, 1000000));
+  TINYFED_RETURN_IF_ERROR(r.Integer("max_concurrent_calls", &s.max_concurrent_calls, 1, 100000));
+  TINYFED_RETURN_IF_ERROR(r.Seconds("max_clock_skew", &s.max_clock_skew, 1, 86400));
+  double hours = absl::ToDoubleHours(s.enrollment_token_lifetime);
+  TINYFED_RETURN_IF_ERROR(r.Double("enrollment_token_hours", &hours, 0.01, 24 * 365));
+  s.enrollment_token_lifetime = absl::Hours(hours);
+  hours = absl::ToDoubleHours(s.release_expiry);
+  TINYFED_RETURN_IF_ERROR(r.Double("release_expiry_hours", &hours, 0.01, 24 * 3650));
+  s.release_expiry = absl::Hours(hours);
+  return absl::OkStatus();
+}
+
 absl::Status CheckConsistency(const Config& c, const std::string& source) {
   auto error = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
@@ -172,6 +197,13 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   TomlTableReader top(root, "", source);
   TINYFED_RETURN_IF_ERROR(ReadTop(top, source_name.parent_path(), c));
   TINYFED_RETURN_IF_ERROR(ReadConfigSections(top, source, &c));
+  auto security = top.Table("security");
+  if (!security.ok()) return security.status();
+  if (*security != nullptr) {
+    TomlTableReader reader(**security, "security", source);
+    TINYFED_RETURN_IF_ERROR(ReadSecurity(reader, source_name.parent_path(), c.security));
+    TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
+  }
   auto testing = top.Table("testing");
   if (!testing.ok()) return testing.status();
   if (*testing != nullptr) {
@@ -195,7 +227,8 @@ std::string FormatConfig(const Config& c) {
   auto seconds = [](absl::Duration d) { return absl::ToDoubleSeconds(d); };
   const auto& t = c.training;
   std::string out = absl::StrFormat(
-      "listen = \"%s\"\nstate_dir = \"%s\"\ninitial_model = \"%s\"\nsigning_key = \"%s\"\n\n"
+      "listen = \"%s\"\nstate_dir = \"%s\"\ninitial_model = \"%s\"\npublishing_key = \"%s\"\n"
+      "roots_dir = \"%s\"\n\n"
       "[rounds]\nmax_rounds = %d\ncohort_size = %d\nmin_cohort = %d\nover_selection = %.17g\n"
       "reset_head = %s\npoll_interval_ms = %.17g\n\n"
       "[deadlines]\nselection = %.17g\ntraining = %.17g\nshare_keys = %.17g\nmasked_input = %.17g\n"
@@ -206,7 +239,8 @@ std::string FormatConfig(const Config& c) {
       "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
       "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
       "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
-      c.listen, c.state_dir.string(), c.initial_model.string(), c.signing_key.string(), c.max_rounds, c.cohort_size,
+      c.listen, c.state_dir.string(), c.initial_model.string(), c.publishing_key.string(),
+      c.roots_dir.string(), c.max_rounds, c.cohort_size,
       c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", absl::ToDoubleMilliseconds(c.poll_interval),
       seconds(c.selection_timeout), seconds(c.training_timeout), seconds(c.share_keys_timeout),
       seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(), t.batch_size(), t.learning_rate(),
@@ -217,6 +251,18 @@ std::string FormatConfig(const Config& c) {
       c.max_dropout, c.max_corrupted, compressions[static_cast<int>(c.compression)],
       c.topk_fraction, optimizers[static_cast<int>(c.optimizer.kind)], c.optimizer.learning_rate,
       c.optimizer.beta1, c.optimizer.beta2, c.optimizer.tau);
+  const SecurityConfig& s = c.security;
+  absl::StrAppend(&out, "\n[security]\n");
+  if (!s.tls_certificate.empty()) {
+    absl::StrAppend(&out, "tls_certificate = \"", s.tls_certificate.string(), "\"\ntls_private_key = \"",
+                    s.tls_private_key.string(), "\"\n");
+  }
+  absl::StrAppend(&out, absl::StrFormat("requests_per_minute = %d\nmax_concurrent_calls = %d\nmax_clock_skew = %.17g\n"
+                                        "enrollment_token_hours = %.17g\nrelease_expiry_hours = %.17g\n",
+                                        s.requests_per_minute, s.max_concurrent_calls,
+                                        absl::ToDoubleSeconds(s.max_clock_skew),
+                                        absl::ToDoubleHours(s.enrollment_token_lifetime),
+                                        absl::ToDoubleHours(s.release_expiry)));
   if (!c.record_dir.empty() || c.simulation_seed) {
     absl::StrAppend(&out, "\n[testing]\n");
     if (!c.record_dir.empty()) absl::StrAppend(&out, "record_dir = \"", c.record_dir.string(), "\"\n");

@@ -23,6 +23,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/proto/device_id.h"
 #include "tinyfed/secure_agg/params.h"
 #include "tinyfed/secure_agg/server.h"
@@ -100,7 +101,9 @@ void SetHeadParameters(std::span<const float> p, v1::Head* head) {
 struct RoundEngine::Resources {
   std::unique_ptr<AggregatorState> state;
   std::unique_ptr<dp::PrivacyLedger> ledger;
-  std::optional<models::SigningKey> key;
+  std::optional<models::SigningKey> key;       // the publishing key
+  std::vector<v1::SignedMetadata> roots;       // 1.root, 2.root, ...
+  std::optional<models::TrustedRoot> trusted;  // the latest of them
   std::optional<ServerOptimizer> optimizer;
   v1::ModelBundle bundle;     // the latest model (its head is the global head)
   std::vector<float> head;    // its head parameters, flattened
@@ -108,7 +111,9 @@ struct RoundEngine::Resources {
 
 struct RoundEngine::Published {
   v1::ModelRef ref;
+  v1::ReleaseMetadata release;
   std::string blob;  // the serialized SignedBundle clients download
+  std::filesystem::path file;
 };
 
 struct RoundEngine::Member {
@@ -149,9 +154,25 @@ absl::Status RoundEngine::Init() {
   auto state = AggregatorState::Open(config_.state_dir);
   if (!state.ok()) return state.status();
   res_->state = std::move(*state);
-  auto key = models::ReadSigningKey(config_.signing_key);
+  auto key = models::ReadSigningKey(config_.publishing_key);
   if (!key.ok()) return key.status();
   res_->key.emplace(std::move(*key));
+  auto roots = models::ReadRootChain(config_.roots_dir);
+  if (!roots.ok()) return roots.status();
+  res_->roots = std::move(*roots);
+  auto trusted = models::TrustedRoot::Pin(res_->roots.back());
+  if (!trusted.ok()) return trusted.status();
+  res_->trusted.emplace(std::move(*trusted));
+  const v1::RootMetadata& root = res_->trusted->root();
+  const auto& publishing = root.publishing().public_keys();
+  if (std::find(publishing.begin(), publishing.end(), models::KeyBytes(res_->key->public_key())) == publishing.end()) {
+    return absl::PermissionDeniedError(StrCat(config_.publishing_key.string(), " is not a publishing key of root v",
+                                              root.version(), " in ", config_.roots_dir.string()));
+  }
+  if (root.publishing().threshold() != 1) {
+    return InvalidArgumentError(StrCat("root v", root.version(), " asks for ", root.publishing().threshold(),
+                                       " publishing signatures; the aggregator signs releases alone (threshold 1)"));
+  }
   auto ledger = dp::PrivacyLedger::Open(config_.state_dir / "ledger.db",
                                         {.epsilon = config_.dp.epsilon_budget, .delta = config_.dp.delta});
   if (!ledger.ok()) return ledger.status();
@@ -175,22 +196,30 @@ absl::Status RoundEngine::Init() {
     auto blob = models::ReadFileBytes(m.file, 1 << 30);
     if (!blob.ok()) return blob.status();
     v1::SignedBundle signed_bundle;
-    if (!signed_bundle.ParseFromString(*blob)) {
-      return absl::DataLossError(StrCat(m.file.string(), " is not a signed bundle"));
+    if (!signed_bundle.ParseFromString(*blob) || models::Sha256(signed_bundle.bundle()) != m.bundle_sha256) {
+      return absl::DataLossError(StrCat(m.file.string(), " is not the signed bundle of model v", m.version,
+                                        " recorded in the state"));
     }
-    auto bundle = models::VerifySignedBundle(signed_bundle, res_->key->public_key(), m.version - 1, m.bundle_sha256);
-    if (!bundle.ok()) {
-      return absl::DataLossError(StrCat("published model ", m.file.string(), " fails verification with the signing key: ",
-                                        bundle.status().message()));
-    }
+    auto bundle = models::DecodeBundleFile(signed_bundle.bundle());
+    if (!bundle.ok()) return bundle.status();
+    auto release = models::ParseRelease(signed_bundle.release());
     res_->bundle = std::move(*bundle);
     res_->head = HeadParameters(res_->bundle.head());
     latest_ = std::make_unique<Published>();
     latest_->blob = std::move(*blob);
+    latest_->file = m.file;
+    if (release.ok()) latest_->release = *release;
     latest_->ref.set_version(m.version);
     latest_->ref.set_bundle_sha256(m.bundle_sha256);
     latest_->ref.set_download_size(latest_->blob.size());
     latest_->ref.set_download_sha256(models::Sha256(latest_->blob));
+    // After a rotation of the publishing key, or a long stop, the release
+    // no longer verifies: sign it again with the current key.
+    auto verified = res_->trusted->VerifyModel(signed_bundle, nullptr, absl::Now());
+    if (!verified.ok()) {
+      spdlog::info("re-signing the release of model v{}: {}", m.version, verified.status().ToString());
+      if (auto s = ResignLocked(); !s.ok()) return s;
+    }
   }
 
   head_size_ = res_->head.size();
@@ -246,27 +275,56 @@ absl::Status RoundEngine::Init() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<RoundEngine::Published>> RoundEngine::SignLocked(std::string bundle_file,
+                                                                               uint64_t release_version) const {
+  auto release = models::DescribeRelease(bundle_file, res_->trusted->root().federation());
+  if (!release.ok()) return release.status();
+  release->set_version(release_version);
+  // Expiry is wall-clock time on every gateway, whatever clock drives rounds.
+  release->set_expires_unix_seconds(absl::ToUnixSeconds(absl::Now() + config_.security.release_expiry));
+  auto published = std::make_unique<Published>();
+  v1::SignedBundle signed_bundle;
+  signed_bundle.set_bundle(std::move(bundle_file));
+  const models::SigningKey* key = &*res_->key;
+  *signed_bundle.mutable_release() = models::SignRelease(*release, {&key, 1});
+  published->blob = signed_bundle.SerializeAsString();
+  published->release = std::move(*release);
+  published->ref.set_version(published->release.model_version());
+  published->ref.set_bundle_sha256(published->release.bundle_sha256());
+  published->ref.set_download_size(published->blob.size());
+  published->ref.set_download_sha256(models::Sha256(published->blob));
+  return published;
+}
+
+absl::Status RoundEngine::ResignLocked() {
+  v1::SignedBundle signed_bundle;
+  if (!signed_bundle.ParseFromString(latest_->blob)) return absl::InternalError("the latest model's blob is damaged");
+  auto published = SignLocked(std::move(*signed_bundle.mutable_bundle()), latest_->release.version() + 1);
+  if (!published.ok()) return published.status();
+  (*published)->file = latest_->file;
+  if (auto s = models::WriteFileAtomically((*published)->file, (*published)->blob); !s.ok()) return s;
+  latest_ = std::move(*published);
+  spdlog::info("release {} of model v{} signed (expires {})", latest_->release.version(), latest_->ref.version(),
+               absl::FormatTime(absl::FromUnixSeconds(latest_->release.expires_unix_seconds())));
+  return absl::OkStatus();
+}
+
 absl::Status RoundEngine::PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record) {
   const uint64_t version = latest_ ? latest_->ref.version() + 1 : 1;
   v1::ModelBundle bundle = res_->bundle;
   SetHeadParameters(head, bundle.mutable_head());
   bundle.mutable_metadata()->set_version(version);
-  const std::string file = models::EncodeBundleFile(bundle);
-  const v1::SignedBundle signed_bundle = models::SignBundle(file, version, *res_->key);
-  auto published = std::make_unique<Published>();
-  published->blob = signed_bundle.SerializeAsString();
-  published->ref.set_version(version);
-  published->ref.set_bundle_sha256(signed_bundle.sha256());
-  published->ref.set_download_size(published->blob.size());
-  published->ref.set_download_sha256(models::Sha256(published->blob));
+  auto published = SignLocked(models::EncodeBundleFile(bundle), latest_ ? latest_->release.version() + 1 : 1);
+  if (!published.ok()) return published.status();
 
   const std::filesystem::path dir = config_.state_dir / "models";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));
-  PublishedModel row{.version = version, .round_id = round_id, .bundle_sha256 = signed_bundle.sha256(),
-                     .file = dir / StrCat("model-v", version, ".signed")};
-  if (auto s = models::WriteFileAtomically(row.file, published->blob); !s.ok()) return s;
+  (*published)->file = dir / StrCat("model-v", version, ".signed");
+  PublishedModel row{.version = version, .round_id = round_id, .bundle_sha256 = (*published)->ref.bundle_sha256(),
+                     .file = (*published)->file};
+  if (auto s = models::WriteFileAtomically(row.file, (*published)->blob); !s.ok()) return s;
   absl::Status recorded = record == nullptr
                               ? res_->state->RecordInitialModel(row)
                               : res_->state->CompleteRound(*record, row, res_->optimizer->first_moment(),
@@ -274,9 +332,10 @@ absl::Status RoundEngine::PublishLocked(std::vector<float> head, int64_t round_i
   if (!recorded.ok()) return recorded;
   res_->bundle = std::move(bundle);
   res_->head = std::move(head);
-  latest_ = std::move(published);
-  spdlog::info("model v{} published (round {}, sha256 {}, {} bytes)", version, round_id,
-               absl::BytesToHexString(signed_bundle.sha256()).substr(0, 16), latest_->blob.size());
+  latest_ = std::move(*published);
+  spdlog::info("model v{} published (round {}, release {}, sha256 {}, {} bytes)", version, round_id,
+               latest_->release.version(), absl::BytesToHexString(row.bundle_sha256).substr(0, 16),
+               latest_->blob.size());
   return absl::OkStatus();
 }
 
@@ -357,6 +416,9 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   if (*added) spdlog::info("device {} joined the population", device);
   v1::CheckInResponse response;
   *response.mutable_latest_model() = latest_->ref;
+  for (uint64_t v = request.trusted_root_version(); v < res_->roots.size(); ++v) {
+    *response.add_roots() = res_->roots[v];
+  }
   if (!closed_reason_.empty()) {
     response.mutable_closed()->set_reason(closed_reason_);
     return response;
@@ -657,6 +719,11 @@ void RoundEngine::RoundSeed(int64_t round_id, std::string_view purpose, std::spa
 
 void RoundEngine::Tick() {
   absl::MutexLock lock(&mu_);
+  const absl::Time expires = absl::FromUnixSeconds(latest_->release.expires_unix_seconds());
+  if (absl::Now() > expires - config_.security.release_expiry / 2) {
+    if (auto s = ResignLocked(); !s.ok()) spdlog::error("cannot re-sign the release of model v{}: {}",
+                                                        latest_->ref.version(), s.ToString());
+  }
   if (!round_ || clock_() < round_->deadline) return;
   if (round_->stage == Stage::kSelecting) {
     if (static_cast<int>(round_->admitted.size()) >= config_.min_cohort) {

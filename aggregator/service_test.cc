@@ -17,7 +17,7 @@
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
-#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/v1/service.grpc.pb.h"
 
@@ -34,12 +34,13 @@ class ServiceTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     ASSERT_TRUE(models::WriteBundleFile(dir_ / "model.tfb", models::testing::TinyClassifier()).ok());
-    ASSERT_TRUE(models::WriteSigningKey(key_, dir_ / "agg.key", dir_ / "agg.pub").ok());
+    ASSERT_TRUE(models::CreateSingleKeyRepository(dir_ / "trust", "service-test").ok());
     config_ = DefaultConfig();
     config_.listen = "127.0.0.1:0";
     config_.state_dir = dir_ / "state";
     config_.initial_model = dir_ / "model.tfb";
-    config_.signing_key = dir_ / "agg.key";
+    config_.publishing_key = dir_ / "trust" / "publishing.key";
+    config_.roots_dir = dir_ / "trust" / "roots";
     config_.record_dir = dir_ / "record";
     config_.max_rounds = 1;
     config_.cohort_size = kHonest + 1;
@@ -205,7 +206,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
       client::ClientConfig cc;
       cc.device_id = "honest-" + std::to_string(i);
       cc.data_dir = dir_ / cc.device_id;
-      cc.aggregator_public_key = dir_ / "agg.pub";
+      cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
       cc.holdout_fraction = 0.0;
       client::ClientHooks hooks;
       // honest-0 holds the advertise phase open until mallory's checks are done.
@@ -404,17 +405,20 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
     ASSERT_FALSE(c.ok()) << toml;
     EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().message();
   };
-  const std::string paths = "state_dir = \"s\"\ninitial_model = \"m\"\nsigning_key = \"k\"\n";
-  expect_error(paths + "[rounds]\ncohort = 5\n", "aggregator.toml:5: rounds.cohort: unknown key");
-  expect_error(paths + "[rounds]\ncohort_size = -3\n", "aggregator.toml:5: rounds.cohort_size: must be in [2,");
+  const std::string paths =
+      "state_dir = \"s\"\ninitial_model = \"m\"\npublishing_key = \"k\"\nroots_dir = \"r\"\n";
+  expect_error(paths + "[rounds]\ncohort = 5\n", "aggregator.toml:6: rounds.cohort: unknown key");
+  expect_error(paths + "[rounds]\ncohort_size = -3\n", "aggregator.toml:6: rounds.cohort_size: must be in [2,");
   expect_error(paths + "[dp]\nclip = \"big\"\n", "dp.clip: must be a number");
   expect_error(paths + "[optimizer]\nkind = \"sgd\"\n", "optimizer.kind: must be one of fedavg, fedavgm");
   expect_error(paths + "[dp]\nnoise_multiplier = 1.0\ntarget_epsilon = 8\n", "exactly one");
   expect_error(paths + "[dp]\nnoise_multiplier = 0\ntarget_epsilon = 8\n", "needs rounds.max_rounds");
   expect_error(paths + "[rounds]\ncohort_size = 5\nmin_cohort = 6\n", "exceeds");
-  expect_error("initial_model = \"m\"\nsigning_key = \"k\"\n", "missing required key 'state_dir'");
-  expect_error(paths + "[rounds\n", "aggregator.toml:4");
-  expect_error(paths + "colour = 1\n", "aggregator.toml:4: colour: unknown key");
+  expect_error("initial_model = \"m\"\npublishing_key = \"k\"\n", "missing required key 'state_dir'");
+  expect_error(paths + "[rounds\n", "aggregator.toml:5");
+  expect_error(paths + "colour = 1\n", "aggregator.toml:5: colour: unknown key");
+  expect_error(paths + "[security]\ntls_certificate = \"c.pem\"\n", "set both or neither");
+  expect_error(paths + "[security]\nrequests_per_minute = 0\n", "security.requests_per_minute: must be in");
 
   expect_error(paths + "[secagg]\nenabled = false\n", "need secagg.enabled = true");
   expect_error(paths + "[dp]\nmode = \"central\"\n", "set secagg.enabled = false");
@@ -435,6 +439,9 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   c.topk_fraction = 0.25;
   c.simulation_seed = 42;
   c.optimizer.kind = ServerOptimizerKind::kFedYogi;
+  c.security.tls_certificate = "/etc/tinyfed/tls/cert.pem";
+  c.security.tls_private_key = "/etc/tinyfed/tls/key.pem";
+  c.security.release_expiry = absl::Hours(36);
   auto back = ParseConfig(FormatConfig(c), "/elsewhere/copy.toml");
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << FormatConfig(c);
   EXPECT_EQ(FormatConfig(*back), FormatConfig(c));

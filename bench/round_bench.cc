@@ -27,7 +27,7 @@
 #include "tinyfed/client/client.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/quantize.h"
-#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
 
 namespace tinyfed {
@@ -64,12 +64,13 @@ struct Federation {
     auto float_bundle = models::BuildBackbone(models::Architecture::kCnn, calibration, 1);
     auto int8 = models::QuantizePostTraining(*float_bundle, calibration, {});
     if (!int8.ok() || !models::WriteBundleFile(dir / "cnn.tfb", *int8).ok()) std::abort();
-    if (!models::WriteSigningKey(models::SigningKey::Generate(), dir / "agg.key", dir / "agg.pub").ok()) std::abort();
+    if (!models::CreateSingleKeyRepository(dir / "trust", "bench").ok()) std::abort();
     aggregator::Config c = aggregator::DefaultConfig();
     c.listen = "127.0.0.1:0";
     c.state_dir = dir / "state";
     c.initial_model = dir / "cnn.tfb";
-    c.signing_key = dir / "agg.key";
+    c.publishing_key = dir / "trust" / "publishing.key";
+    c.roots_dir = dir / "trust" / "roots";
     c.cohort_size = cohort;
     c.min_cohort = std::max(2, cohort / 2);
     c.poll_interval = absl::Milliseconds(20);
@@ -89,7 +90,7 @@ struct Federation {
     client::ClientConfig cc;
     cc.device_id = id;
     cc.data_dir = dir / id;
-    cc.aggregator_public_key = dir / "agg.pub";
+    cc.trusted_root = dir / "trust" / "roots" / "1.root";
     cc.holdout_fraction = 0.0;
     auto c = client::Client::Create(cc, client::ConnectGrpc(address));
     if (!c.ok()) std::abort();

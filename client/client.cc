@@ -21,6 +21,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/proto/device_id.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/secure_agg/params.h"
@@ -65,13 +66,14 @@ struct Client::State {
   ClientConfig config;
   ClientHooks hooks;
   std::unique_ptr<Transport> transport;
-  models::PublicKey pinned{};
+  std::optional<models::TrustedRoot> trusted;  // the pinned root, advanced by rotations
 
   mutable absl::Mutex mu;
   std::unique_ptr<SampleStore> store ABSL_GUARDED_BY(mu);
   v1::ModelBundle bundle ABSL_GUARDED_BY(mu);
   std::unique_ptr<models::Interpreter> interpreter ABSL_GUARDED_BY(mu);
   uint64_t version ABSL_GUARDED_BY(mu) = 0;
+  v1::ReleaseMetadata release ABSL_GUARDED_BY(mu);  // of the installed model
   std::string model_status ABSL_GUARDED_BY(mu);  // why the last offered model was refused
 
   std::mutex stop_mu;
@@ -96,11 +98,30 @@ struct Client::State {
     return stopping;
   }
 
-  void Install(v1::ModelBundle b, std::unique_ptr<models::Interpreter> in, uint64_t v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    bundle = std::move(b);
+  void Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    bundle = std::move(m.bundle);
+    release = std::move(m.release);
     interpreter = std::move(in);
-    version = v;
+    version = release.model_version();
     model_status.clear();
+  }
+
+  // Roots newer than the trusted one, each checked and kept on disk before
+  // the next: a rotation reaches gateways at their next check-in.
+  void AdvanceRoots(const google::protobuf::RepeatedPtrField<v1::SignedMetadata>& roots) {
+    for (const v1::SignedMetadata& next : roots) {
+      auto parsed = models::ParseRoot(next);
+      if (parsed.ok() && parsed->version() <= trusted->root().version()) continue;
+      absl::Status s = parsed.ok() ? trusted->Advance(next) : parsed.status();
+      if (s.ok()) s = models::WriteRoot(config.data_dir / "roots", next);
+      if (!s.ok()) {
+        absl::MutexLock lock(&mu);
+        model_status = StrCat("root refused: ", s.message());
+        spdlog::warn("{}: {}", config.device_id, model_status);
+        return;
+      }
+      spdlog::info("{}: trusts root v{} now", config.device_id, trusted->root().version());
+    }
   }
 
   dp::Seed SimulationSeed(uint64_t round_id, std::string_view purpose) const {
@@ -241,25 +262,33 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
   }
   v1::SignedBundle signed_bundle;
   if (!signed_bundle.ParseFromString(*blob)) return refuse(absl::InvalidArgumentError("not a signed bundle"));
-  uint64_t installed;
+  v1::ReleaseMetadata installed;
+  std::optional<std::pair<std::string, uint32_t>> installed_task;  // input shape, classes
   {
     absl::MutexLock lock(&mu);
-    installed = version;
+    installed = release;
+    if (interpreter) installed_task.emplace(bundle.input().shape().SerializeAsString(), bundle.head().num_classes());
   }
-  if (signed_bundle.version() != ref.version()) {
-    return refuse(absl::PermissionDeniedError(StrCat("signed as v", signed_bundle.version(), ", announced as v",
-                                                     ref.version())));
-  }
-  auto verified = models::VerifySignedBundle(signed_bundle, pinned, installed, ref.bundle_sha256());
+  auto verified = trusted->VerifyModel(signed_bundle, version == 0 ? nullptr : &installed, absl::Now());
   if (!verified.ok()) return refuse(verified.status());
-  auto runnable = models::Interpreter::Create(*verified);
+  if (verified->release.model_version() != ref.version()) {
+    return refuse(absl::PermissionDeniedError(StrCat("signed as v", verified->release.model_version(),
+                                                     ", announced as v", ref.version())));
+  }
+  // A model for another task (other inputs or classes) would turn every
+  // stored sample into garbage for it.
+  if (installed_task && *installed_task != std::pair(verified->bundle.input().shape().SerializeAsString(),
+                                                     verified->bundle.head().num_classes())) {
+    return refuse(absl::FailedPreconditionError("it is a model for another task (inputs or classes differ)"));
+  }
+  auto runnable = models::Interpreter::Create(verified->bundle);
   if (!runnable.ok()) return refuse(runnable.status());
   if (auto s = models::WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
   std::filesystem::remove(partial, ec);
   std::filesystem::remove(meta, ec);
   absl::MutexLock lock(&mu);
-  Install(std::move(*verified), std::move(*runnable), ref.version());
-  spdlog::info("{}: installed model v{}", config.device_id, ref.version());
+  Install(std::move(*verified), std::move(*runnable));
+  spdlog::info("{}: installed model v{} (release {})", config.device_id, version, release.version());
   return absl::OkStatus();
 }
 
@@ -281,26 +310,63 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   state->config = config;
   state->hooks = std::move(hooks);
   state->transport = std::move(transport);
-  auto pinned = models::ReadPublicKey(config.aggregator_public_key);
-  if (!pinned.ok()) return pinned.status();
-  state->pinned = *pinned;
+  auto pinned_bytes = models::ReadFileBytes(config.trusted_root, 2 * models::kMaxMetadataBytes);
+  if (!pinned_bytes.ok()) return pinned_bytes.status();
+  v1::SignedMetadata pinned_root;
+  if (!pinned_root.ParseFromString(*pinned_bytes)) {
+    return absl::InvalidArgumentError(StrCat(config.trusted_root.string(), " is not signed root metadata"));
+  }
+  auto trusted = models::TrustedRoot::Pin(pinned_root);
+  if (!trusted.ok()) {
+    return absl::Status(trusted.status().code(), StrCat(config.trusted_root.string(), ": ", trusted.status().message()));
+  }
+  state->trusted.emplace(std::move(*trusted));
+  std::vector<models::TrustedRoot> history = {*state->trusted};
+  // Roots accepted since, again: the disk is not trusted either.
+  for (uint64_t v = state->trusted->root().version() + 1;; ++v) {
+    const auto file = config.data_dir / "roots" / StrCat(v, ".root");
+    auto bytes = models::ReadFileBytes(file, 2 * models::kMaxMetadataBytes);
+    if (!bytes.ok() && bytes.status().code() == absl::StatusCode::kNotFound) break;
+    v1::SignedMetadata next;
+    absl::Status s = !bytes.ok() ? bytes.status()
+                     : next.ParseFromString(*bytes) ? state->trusted->Advance(next)
+                                                    : absl::InvalidArgumentError("not signed metadata");
+    if (!s.ok()) return absl::DataLossError(StrCat(file.string(), " fails verification: ", s.message()));
+    history.push_back(*state->trusted);
+  }
   auto store = SampleStore::Open(config.data_dir / "store", config.max_samples);
   if (!store.ok()) return store.status();
   absl::MutexLock lock(&state->mu);
   state->store = std::move(*store);
   // The installed model is verified again: the disk is not trusted either.
+  // Expiry is not: a model accepted while fresh keeps serving.
   auto blob = models::ReadFileBytes(config.data_dir / "model.signed", 1 << 30);
   if (blob.ok()) {
     v1::SignedBundle signed_bundle;
-    absl::StatusOr<v1::ModelBundle> bundle = absl::DataLossError("not a signed bundle");
-    if (signed_bundle.ParseFromString(*blob)) bundle = models::VerifySignedBundle(signed_bundle, state->pinned, 0);
-    if (!bundle.ok()) {
-      return absl::DataLossError(StrCat((config.data_dir / "model.signed").string(),
-                                        " fails verification: ", bundle.status().message()));
+    absl::StatusOr<models::VerifiedModel> verified = absl::DataLossError("not a signed bundle");
+    // A model installed before a rotation was signed under an older root:
+    // it keeps serving (and says so) until a model under the current root
+    // arrives, so a rotation never strands a gateway without a model.
+    auto under = history.rbegin();
+    if (signed_bundle.ParseFromString(*blob)) {
+      verified = under->VerifyModel(signed_bundle, nullptr, std::nullopt);
+      for (auto older = under + 1; !verified.ok() && older != history.rend(); ++older) {
+        auto v = older->VerifyModel(signed_bundle, nullptr, std::nullopt);
+        if (v.ok()) verified = std::move(v), under = older;
+      }
     }
-    auto interpreter = models::Interpreter::Create(*bundle);
+    if (!verified.ok()) {
+      return absl::DataLossError(StrCat((config.data_dir / "model.signed").string(),
+                                        " fails verification: ", verified.status().message()));
+    }
+    auto interpreter = models::Interpreter::Create(verified->bundle);
     if (!interpreter.ok()) return interpreter.status();
-    state->Install(std::move(*bundle), std::move(*interpreter), signed_bundle.version());
+    state->Install(std::move(*verified), std::move(*interpreter));
+    if (under != history.rbegin()) {
+      state->model_status = StrCat("model v", state->version, " was signed under root v", under->root().version(),
+                                   ", not the current v", state->trusted->root().version(),
+                                   "; it serves until the next model");
+    }
   } else if (blob.status().code() != absl::StatusCode::kNotFound) {
     return blob.status();
   }
@@ -375,8 +441,10 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   v1::CheckInRequest checkin;
   *checkin.mutable_header() = s.Header(0, v1::PHASE_CHECK_IN);
   checkin.set_installed_model_version(model_version());
+  checkin.set_trusted_root_version(s.trusted->root().version());
   auto response = timed([&] { return s.transport->CheckIn(checkin); });
   if (!response.ok()) return response.status();
+  s.AdvanceRoots(response->roots());
   if (response->latest_model().version() > model_version()) {
     if (auto u = s.UpdateModel(response->latest_model(), &report.timings); !u.ok()) {
       if (LinkLost(u)) return u;

@@ -9,6 +9,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 
 namespace tinyfed::client {
 namespace {
@@ -22,11 +23,13 @@ class FakeAggregator : public Transport {
   int chunks_served = 0;
   int fail_after_chunks = -1;  // simulate a lost link after this many chunks
   std::vector<v1::Telemetry> telemetry;
+  std::vector<v1::SignedMetadata> roots;  // 1.root, 2.root, ...
 
-  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest&) override {
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
     v1::CheckInResponse r;
     r.mutable_retry_later()->set_delay_ms(1000);
     *r.mutable_latest_model() = ref;
+    for (size_t v = request.trusted_root_version(); v < roots.size(); ++v) *r.add_roots() = roots[v];
     return r;
   }
   absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest&) override {
@@ -52,6 +55,16 @@ class FakeAggregator : public Transport {
   }
 };
 
+constexpr const char* kFederation = "clinics-test/tiny";
+
+// How a test model is published.
+struct Release {
+  std::string federation = kFederation;
+  absl::Duration expires_in = absl::Hours(24);
+  float head_scale = 1.0f;
+  int classes = 0;  // 0: the tiny classifier's 3
+};
+
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -60,26 +73,60 @@ class ClientTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    ASSERT_TRUE(models::WriteSigningKey(key_, dir_ / "agg.key", dir_ / "agg.pub").ok());
+    roots_.push_back(SignedRoot(1, key_));
+    ASSERT_TRUE(models::WriteRoot(dir_ / "roots", roots_[0]).ok());
     config_.device_id = "clinic-1";
     config_.data_dir = dir_ / "gateway";
-    config_.aggregator_public_key = dir_ / "agg.pub";
+    config_.trusted_root = dir_ / "roots" / "1.root";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  // Root `version` (one root key, threshold 1) naming `publishing`, signed
+  // by the previous root's key and its own.
+  v1::SignedMetadata SignedRoot(uint64_t version, const models::SigningKey& publishing) {
+    v1::RootMetadata r;
+    r.set_version(version);
+    r.set_federation(kFederation);
+    r.set_expires_unix_seconds(absl::ToUnixSeconds(absl::Now() + absl::Hours(24 * 365)));
+    r.mutable_root()->add_public_keys(models::KeyBytes(root_key_.public_key()));
+    r.mutable_root()->set_threshold(1);
+    r.mutable_publishing()->add_public_keys(models::KeyBytes(publishing.public_key()));
+    r.mutable_publishing()->set_threshold(1);
+    const models::SigningKey* signer = &root_key_;
+    return models::SignRoot(r, {&signer, 1});
+  }
+
   // A published model: bundle `version` with its head scaled by `head_scale`.
-  static std::string Publish(uint64_t version, const models::SigningKey& key, float head_scale = 1.0f) {
+  static std::string Publish(uint64_t version, const models::SigningKey& key, Release r = {}) {
     v1::ModelBundle b = models::testing::TinyClassifier();
-    for (auto& w : *b.mutable_head()->mutable_weights()) w *= head_scale;
+    for (auto& w : *b.mutable_head()->mutable_weights()) w *= r.head_scale;
+    if (r.classes > 0) {
+      v1::Head& head = *b.mutable_head();
+      head.set_num_classes(r.classes);
+      head.mutable_weights()->Resize(static_cast<int>(r.classes * head.in_features()), 0.1f);
+      head.mutable_bias()->Resize(r.classes, 0.0f);
+      b.mutable_label_names()->Clear();
+      for (int i = 0; i < r.classes; ++i) b.add_label_names("class-" + std::to_string(i));
+    }
     b.mutable_metadata()->set_version(version);
-    return models::SignBundle(models::EncodeBundleFile(b), version, key).SerializeAsString();
+    v1::SignedBundle out;
+    out.set_bundle(models::EncodeBundleFile(b));
+    auto release = models::DescribeRelease(out.bundle(), r.federation);
+    EXPECT_TRUE(release.ok()) << release.status();
+    release->set_version(version);
+    release->set_expires_unix_seconds(absl::ToUnixSeconds(absl::Now() + r.expires_in));
+    const models::SigningKey* signer = &key;
+    *out.mutable_release() = models::SignRelease(*release, {&signer, 1});
+    return out.SerializeAsString();
   }
   static v1::ModelRef RefFor(const std::string& blob) {
     v1::SignedBundle s;
     s.ParseFromString(blob);
+    v1::ReleaseMetadata release;
+    release.ParseFromString(s.release().payload());
     v1::ModelRef ref;
-    ref.set_version(s.version());
-    ref.set_bundle_sha256(s.sha256());
+    ref.set_version(release.model_version());
+    ref.set_bundle_sha256(release.bundle_sha256());
     ref.set_download_size(blob.size());
     ref.set_download_sha256(models::Sha256(blob));
     return ref;
@@ -90,13 +137,16 @@ class ClientTest : public ::testing::Test {
     auto transport = std::make_unique<FakeAggregator>();
     transport->blob = blob;
     transport->ref = ref;
+    transport->roots = roots_;
     *fake = transport.get();
     auto c = Client::Create(config_, std::move(transport));
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? std::move(*c) : nullptr;
   }
 
-  models::SigningKey key_ = models::SigningKey::Generate();
+  models::SigningKey root_key_ = models::SigningKey::Generate();
+  models::SigningKey key_ = models::SigningKey::Generate();  // publishing
+  std::vector<v1::SignedMetadata> roots_;
   std::filesystem::path dir_;
   ClientConfig config_;
 };
@@ -149,17 +199,17 @@ TEST_F(ClientTest, RefusesTamperedForeignOlderAndOversizedModels) {
     s.set_bundle(bundle);
     const std::string blob = s.SerializeAsString();
     v1::ModelRef ref = RefFor(blob);
-    attacks.push_back({"tampered", blob, ref, "hash"});
+    attacks.push_back({"tampered", blob, ref, "SHA-256"});
   }
   {  // signed by a key the client never pinned
     const std::string blob = Publish(3, models::SigningKey::Generate());
-    attacks.push_back({"foreign key", blob, RefFor(blob), "not signed by the pinned"});
+    attacks.push_back({"foreign key", blob, RefFor(blob), "0 valid signature(s) of the 1 required"});
   }
   {  // an older, genuinely signed model announced as a newer version
     const std::string blob = Publish(1, key_);
     v1::ModelRef ref = RefFor(blob);
     ref.set_version(3);
-    attacks.push_back({"older", blob, ref, "signed as v1"});
+    attacks.push_back({"older", blob, ref, "rollback"});
   }
   {  // more bytes than announced (endless data)
     const std::string blob = Publish(3, key_);
@@ -167,11 +217,24 @@ TEST_F(ClientTest, RefusesTamperedForeignOlderAndOversizedModels) {
     ref.set_download_size(blob.size() - 100);
     attacks.push_back({"endless data", blob, ref, "does not match"});
   }
-  {  // the right bytes, but not the bundle hash the aggregator announced
-    const std::string blob = Publish(3, key_);
-    v1::ModelRef ref = RefFor(blob);
-    ref.set_bundle_sha256(std::string(32, 'x'));
-    attacks.push_back({"unannounced hash", blob, ref, "announced"});
+  {  // a release past its expiry (a freeze: the attacker replays an old state)
+    const std::string blob = Publish(3, key_, {.expires_in = -absl::Minutes(1)});
+    attacks.push_back({"expired", blob, RefFor(blob), "expired"});
+  }
+  {  // genuinely signed, for another federation
+    const std::string blob = Publish(3, key_, {.federation = "clinics-south/other"});
+    attacks.push_back({"another federation", blob, RefFor(blob), "clinics-south/other"});
+  }
+  {  // genuinely signed, but for another task (5 classes instead of 3)
+    const std::string blob = Publish(3, key_, {.classes = 5});
+    attacks.push_back({"another task", blob, RefFor(blob), "another task"});
+  }
+  {  // the download is longer than the signed bundle (endless data past the metadata's length)
+    v1::SignedBundle s;
+    s.ParseFromString(Publish(3, key_));
+    s.mutable_bundle()->append(4096, '\0');
+    const std::string blob = s.SerializeAsString();
+    attacks.push_back({"longer than signed", blob, RefFor(blob), "the release signs"});
   }
   for (const Attack& attack : attacks) {
     SCOPED_TRACE(attack.name);
@@ -238,10 +301,53 @@ TEST_F(ClientTest, ChecksSamplesAgainstTheInstalledModel) {
   EXPECT_EQ(c->sample_count(), 2u);
 }
 
+// A root rotation reaches the gateway at check-in: it then installs models
+// signed by the new publishing key and refuses the retired one's, and it
+// remembers the rotation across a restart. Nothing is reinstalled.
+TEST_F(ClientTest, FollowsARootRotationAndRefusesTheRetiredKey) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  {
+    auto c = ClientOffering(v1, RefFor(v1), &fake);
+    ASSERT_TRUE(c->ParticipateOnce().ok());
+    ASSERT_EQ(c->model_version(), 1u);
+  }
+  const models::SigningKey replacement = models::SigningKey::Generate();
+  roots_.push_back(SignedRoot(2, replacement));
+  {  // the retired key, even with a far newer version
+    const std::string stale = Publish(1000, key_);
+    auto c = ClientOffering(stale, RefFor(stale), &fake);
+    ASSERT_TRUE(c->ParticipateOnce().ok());
+    EXPECT_EQ(c->model_version(), 1u);
+    ASSERT_TRUE(c->SendTelemetry().ok());
+    EXPECT_NE(fake->telemetry[0].model_status().find("publishing keys of root v2"), std::string::npos)
+        << fake->telemetry[0].model_status();
+  }
+  EXPECT_TRUE(std::filesystem::exists(config_.data_dir / "roots" / "2.root"));
+  const std::string v2 = Publish(2, replacement);
+  auto c = ClientOffering(v2, RefFor(v2), &fake);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->model_version(), 2u);
+  // A root signed by a stranger is refused and reported; the trusted root stays.
+  const models::SigningKey stranger = models::SigningKey::Generate();
+  v1::SignedMetadata evil = SignedRoot(3, stranger);
+  v1::RootMetadata parsed;
+  parsed.ParseFromString(evil.payload());
+  parsed.mutable_root()->set_public_keys(0, models::KeyBytes(stranger.public_key()));
+  const models::SigningKey* signer = &stranger;
+  roots_.push_back(models::SignRoot(parsed, {&signer, 1}));
+  c.reset();
+  c = ClientOffering(v2, RefFor(v2), &fake);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  EXPECT_NE(fake->telemetry[0].model_status().find("root refused"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(config_.data_dir / "roots" / "3.root"));
+}
+
 TEST(ClientConfigTest, RefusesBadDeviceIdsAndMissingKeys) {
   ClientConfig config;
   config.data_dir = std::filesystem::temp_directory_path() / "tinyfed-client-config";
-  config.aggregator_public_key = "/nonexistent/agg.pub";
+  config.trusted_root = "/nonexistent/1.root";
   config.device_id = "bad id!";
   EXPECT_EQ(Client::Create(config, std::make_unique<FakeAggregator>()).status().code(),
             absl::StatusCode::kInvalidArgument);

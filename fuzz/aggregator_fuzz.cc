@@ -15,7 +15,7 @@
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 
 namespace {
 
@@ -29,7 +29,7 @@ const std::filesystem::path& Dir() {
     auto d = std::filesystem::temp_directory_path() / ("tinyfed-aggregator-fuzz-" + std::to_string(getpid()));
     std::filesystem::create_directories(d);
     if (!tinyfed::models::WriteBundleFile(d / "model.bundle", tinyfed::models::testing::TinyClassifier()).ok() ||
-        !tinyfed::models::WriteSigningKey(tinyfed::models::SigningKey::Generate(), d / "agg.key", d / "agg.pub").ok()) {
+        !tinyfed::models::CreateSingleKeyRepository(d / "trust", "fuzz").ok()) {
       std::abort();
     }
     return d;
@@ -51,7 +51,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tinyfed::aggregator::Config config = tinyfed::aggregator::DefaultConfig();
   config.state_dir = dir / "state";
   config.initial_model = dir / "model.bundle";
-  config.signing_key = dir / "agg.key";
+  config.publishing_key = dir / "trust" / "publishing.key";
+  config.roots_dir = dir / "trust" / "roots";
   config.cohort_size = 3;
   config.min_cohort = 2;
   config.max_rounds = 2;

@@ -5,23 +5,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 
 namespace tinyfed::models {
-namespace {
-
-constexpr std::string_view kDomain = "tinyfed signed bundle v1";
-
-std::string SignedMessage(uint64_t version, std::string_view sha256) {
-  std::string m(kDomain);
-  for (int i = 0; i < 8; ++i) m.push_back(static_cast<char>(version >> (8 * i)));
-  m.append(sha256);
-  return m;
-}
-
-}  // namespace
-
 std::string Sha256(std::string_view data) {
   std::string digest(crypto_hash_sha256_BYTES, '\0');
   crypto_hash_sha256(reinterpret_cast<unsigned char*>(digest.data()),
@@ -91,45 +77,30 @@ absl::StatusOr<PublicKey> ReadPublicKey(const std::filesystem::path& public_path
   return k;
 }
 
-v1::SignedBundle SignBundle(const std::string& bundle_file, uint64_t version, const SigningKey& key) {
-  v1::SignedBundle out;
-  out.set_version(version);
-  out.set_bundle(bundle_file);
-  out.set_sha256(Sha256(bundle_file));
-  out.set_signer_public_key(std::string(reinterpret_cast<const char*>(key.public_.data()), key.public_.size()));
-  const std::string message = SignedMessage(version, out.sha256());
+std::string SigningKey::Sign(std::string_view message) const {
   std::string signature(crypto_sign_BYTES, '\0');
   crypto_sign_detached(reinterpret_cast<unsigned char*>(signature.data()), nullptr,
-                       reinterpret_cast<const unsigned char*>(message.data()), message.size(), key.secret_.data());
-  out.set_signature(signature);
-  return out;
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size(), secret_.data());
+  return signature;
 }
 
-absl::StatusOr<v1::ModelBundle> VerifySignedBundle(const v1::SignedBundle& s, const PublicKey& pinned,
-                                                   uint64_t installed_version,
-                                                   const std::optional<std::string>& announced_sha256) {
+bool VerifySignature(const PublicKey& key, std::string_view message, std::string_view signature) {
   if (sodium_init() < 0) std::abort();
-  if (s.signature().size() != crypto_sign_BYTES || s.sha256().size() != crypto_hash_sha256_BYTES) {
-    return absl::PermissionDeniedError("signed bundle has a malformed signature or hash");
+  return signature.size() == crypto_sign_BYTES &&
+         crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
+                                     reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                                     key.data()) == 0;
+}
+
+std::string KeyBytes(const PublicKey& key) { return std::string(reinterpret_cast<const char*>(key.data()), key.size()); }
+
+absl::StatusOr<PublicKey> PublicKeyFromBytes(std::string_view bytes) {
+  if (bytes.size() != crypto_sign_PUBLICKEYBYTES) {
+    return absl::InvalidArgumentError(absl::StrCat("a public key of ", bytes.size(), " bytes, not 32"));
   }
-  const std::string message = SignedMessage(s.version(), s.sha256());
-  if (crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(s.signature().data()),
-                                  reinterpret_cast<const unsigned char*>(message.data()), message.size(),
-                                  pinned.data()) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat("version ", s.version(),
-                                                    " is not signed by the pinned aggregator key"));
-  }
-  if (Sha256(s.bundle()) != s.sha256()) {
-    return absl::PermissionDeniedError(absl::StrCat("version ", s.version(), ": bundle bytes do not match the signed hash"));
-  }
-  if (s.version() <= installed_version) {
-    return absl::FailedPreconditionError(absl::StrCat("version ", s.version(), " is not newer than the installed ",
-                                                      installed_version, " (rollback or replay)"));
-  }
-  if (announced_sha256 && *announced_sha256 != s.sha256()) {
-    return absl::FailedPreconditionError(absl::StrCat("version ", s.version(), " is not the model the aggregator announced"));
-  }
-  return DecodeBundleFile(s.bundle());
+  PublicKey k;
+  std::memcpy(k.data(), bytes.data(), k.size());
+  return k;
 }
 
 }  // namespace tinyfed::models

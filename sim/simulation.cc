@@ -22,7 +22,7 @@
 #include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"
 #include "tinyfed/models/quantize.h"
-#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
 #include "sim/process.h"
 #include "tinyfed/aggregator/state.h"
@@ -420,7 +420,7 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
   for (const Clinic& c : clinics) {
     clients.push_back(Process::Spawn(
         {tinyfed.string(), "client", "run", "--device-id", c.id, "--data-dir", (work_dir / c.id).string(),
-         "--aggregator", address, "--aggregator-key", (work_dir / "aggregator.pub").string(),
+         "--aggregator", address, "--root", (work_dir / "trust" / "roots" / "1.root").string(),
          "--max-samples", std::to_string(std::max<size_t>(c.train.size(), 1)), "--simulation-seed",
          std::to_string(s.seed), "--dropout", absl::StrFormat("%.17g,%.17g,%.17g,%.17g", p[0], p[1], p[2], p[3])},
         work_dir / (c.id + ".log")));
@@ -538,16 +538,13 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
 
   // The federation: aggregator and clinics on the real code.
   if (auto st = models::WriteBundleFile(work_dir / "backbone.bundle", *backbone); !st.ok()) return st;
-  if (auto st = models::WriteSigningKey(models::SigningKey::Generate(), work_dir / "aggregator.key",
-                                        work_dir / "aggregator.pub");
-      !st.ok()) {
-    return st;
-  }
+  if (auto st = models::CreateSingleKeyRepository(work_dir / "trust", "simulation/" + s.name); !st.ok()) return st;
   aggregator::Config config = s.federation;
   config.listen = "127.0.0.1:0";
   config.state_dir = work_dir / "aggregator";
   config.initial_model = work_dir / "backbone.bundle";
-  config.signing_key = work_dir / "aggregator.key";
+  config.publishing_key = work_dir / "trust" / "publishing.key";
+  config.roots_dir = work_dir / "trust" / "roots";
   config.reset_head = true;
   config.simulation_seed = s.seed;
   const bool inproc = s.transport == TransportKind::kInProcess;
@@ -595,7 +592,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     client::ClientConfig cc;
     cc.device_id = c.id;
     cc.data_dir = work_dir / c.id;
-    cc.aggregator_public_key = work_dir / "aggregator.pub";
+    cc.trusted_root = work_dir / "trust" / "roots" / "1.root";
     cc.holdout_fraction = 0.0;  // the simulation keeps its own held-out slice
     cc.max_samples = std::max<size_t>(c.train.size(), 1);
     cc.simulation_seed = s.seed;

@@ -18,12 +18,15 @@ GW=$WORK/example/gateway
 cd "$WORK"
 $T backbone train --data "$CSV" --holdout 0.5 --part train --arch mlp --epochs 20 --out float.bundle >/dev/null
 $T model quantize --data "$CSV" --holdout 0.5 --part train --model float.bundle --out int8.bundle >/dev/null
-$T keys generate --secret agg.key --public agg.pub >/dev/null
+$T keys generate --secret root.key --public root.pub >/dev/null
+$T keys generate --secret publishing.key --public publishing.pub >/dev/null
+$T root new --roots roots --federation example/breast-cancer --root-key root.key --publishing-key publishing.pub >/dev/null
 cat > agg.toml <<'TOML'
 listen = "127.0.0.1:0"
 state_dir = "state"
 initial_model = "int8.bundle"
-signing_key = "agg.key"
+publishing_key = "publishing.key"
+roots_dir = "roots"
 [rounds]
 max_rounds = 1
 cohort_size = 3
@@ -47,7 +50,7 @@ for _ in $(seq 100); do [[ -s state/listening ]] && break; sleep 0.1; done
 ADDR=$(cat state/listening)
 pids=()
 for c in 0 1 2; do
-  "$GW" --aggregator "$ADDR" --key agg.pub --data-dir gw$c --device-id clinic-$c --samples clinic$c.csv \
+  "$GW" --aggregator "$ADDR" --root roots/1.root --data-dir gw$c --device-id clinic-$c --samples clinic$c.csv \
     > gw$c.log 2>&1 &
   pids+=($!)
 done
@@ -57,5 +60,5 @@ for c in 0 1 2; do
   grep -q "model v2 installed" gw$c.log || { cat gw$c.log; echo "FAIL: gateway $c did not install v2"; exit 1; }
   grep -q "first sample: class" gw$c.log || { cat gw$c.log; echo "FAIL: gateway $c did not predict"; exit 1; }
 done
-$T model verify --model state/models/model-v2.signed --public-key agg.pub --installed-version 1
+$T model verify --model state/models/model-v2.signed --root roots/1.root
 echo "PASS: installed library, example gateway, one federated round"

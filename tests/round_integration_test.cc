@@ -26,7 +26,7 @@
 #include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/quantize.h"
-#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
 #include "tinyfed/sim/partition.h"
 
@@ -97,8 +97,7 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
   ASSERT_TRUE(int8.ok()) << int8.status();
   ASSERT_TRUE(models::WriteBundleFile(dir_ / "backbone.tfb", *int8).ok());
   if (auto pre = models::Evaluate(*int8, *test); pre.ok()) std::printf("centralized head on the public slice %.2f%%\n", 100 * pre->accuracy());
-  const models::SigningKey key = models::SigningKey::Generate();
-  ASSERT_TRUE(models::WriteSigningKey(key, dir_ / "aggregator.key", dir_ / "aggregator.pub").ok());
+  ASSERT_TRUE(models::CreateSingleKeyRepository(dir_ / "trust", "integration/fmnist").ok());
 
   // Each clinic's Dirichlet(0.5) share, in its encrypted store.
   const models::Dataset clinics = train->Subset(clinic_idx);
@@ -116,7 +115,8 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
   const std::string toml = absl::StrCat(R"(listen = "127.0.0.1:0"
 state_dir = "state"
 initial_model = "backbone.tfb"
-signing_key = "aggregator.key"
+publishing_key = "trust/publishing.key"
+roots_dir = "trust/roots"
 [rounds]
 max_rounds = )", kRounds, R"(
 cohort_size = 20
@@ -161,7 +161,7 @@ record_dir = "record"
   auto start_client = [&](int c, const std::string& exit_at) {
     std::vector<std::string> argv = {tinyfed_.string(), "client", "run", "--device-id", DeviceId(c),
                                      "--data-dir", (dir_ / DeviceId(c)).string(), "--aggregator", address,
-                                     "--aggregator-key", (dir_ / "aggregator.pub").string(),
+                                     "--root", (dir_ / "trust" / "roots" / "1.root").string(),
                                      "--record-dir", (dir_ / "encoded").string()};
     if (!exit_at.empty()) {
       argv.push_back("--exit-at");
@@ -207,12 +207,19 @@ record_dir = "record"
   ASSERT_EQ(rounds->size(), static_cast<size_t>(kRounds));
   ASSERT_EQ(published->size(), static_cast<size_t>(kRounds + 1));
   std::vector<v1::ModelBundle> bundles;
+  v1::SignedMetadata root;
+  ASSERT_TRUE(root.ParseFromString(ReadText(dir_ / "trust" / "roots" / "1.root")));
+  auto trusted = models::TrustedRoot::Pin(root);
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+  std::optional<v1::ReleaseMetadata> previous;
   for (const auto& m : *published) {
     v1::SignedBundle signed_bundle;
     ASSERT_TRUE(signed_bundle.ParseFromString(ReadText(m.file)));
-    auto bundle = models::VerifySignedBundle(signed_bundle, key.public_key(), m.version - 1, m.bundle_sha256);
-    ASSERT_TRUE(bundle.ok()) << "v" << m.version << ": " << bundle.status();
-    bundles.push_back(std::move(*bundle));
+    auto verified = trusted->VerifyModel(signed_bundle, previous ? &*previous : nullptr, absl::Now());
+    ASSERT_TRUE(verified.ok()) << "v" << m.version << ": " << verified.status();
+    EXPECT_EQ(verified->release.model_version(), m.version);
+    previous = verified->release;
+    bundles.push_back(std::move(verified->bundle));
   }
 
   // The decoded sum is the sum of the survivors' encoded updates, mod 2^b,

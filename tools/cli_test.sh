@@ -25,7 +25,7 @@ expect_error() {
 }
 
 for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect" \
-           "privacy" "privacy epsilon" "privacy noise" "keys generate" "model sign" "model verify"; do
+           "privacy" "privacy epsilon" "privacy noise" "keys generate" "root new" "model verify"; do
   # shellcheck disable=SC2086
   if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
 done
@@ -99,26 +99,39 @@ expect_error "delta outside (0,1)" "delta must be in (0, 1), got 1" \
 expect_error "noise without epsilon" "--epsilon is required" \
   $tinyfed privacy noise --sampling-rate 0.1 --steps 10 --delta 1e-5
 
-$tinyfed keys generate --secret "$work/agg.key" --public "$work/agg.pub" >/dev/null && ok || fail "keys generate"
-[[ $(stat -c %a "$work/agg.key") == 600 ]] && ok || fail "secret key file is not 0600"
-expect_error "key overwrite" "refusing to overwrite" $tinyfed keys generate --secret "$work/agg.key" --public "$work/x.pub"
-$tinyfed model sign --model "$work/q.bundle" --key "$work/agg.key" --version 2 --out "$work/q.signed" >/dev/null \
-  && ok || fail "model sign"
-$tinyfed model verify --model "$work/q.signed" --public-key "$work/agg.pub" | grep -q "verified version 2" \
-  && ok || fail "model verify"
-expect_error "rollback" "not newer than the installed 2" \
-  $tinyfed model verify --model "$work/q.signed" --public-key "$work/agg.pub" --installed-version 2
-$tinyfed keys generate --secret "$work/other.key" --public "$work/other.pub" >/dev/null
-expect_error "foreign key" "not signed by the pinned aggregator key" \
-  $tinyfed model verify --model "$work/q.signed" --public-key "$work/other.pub"
-cp "$work/q.signed" "$work/tampered.signed"
-printf '\x00' | dd of="$work/tampered.signed" bs=1 seek=200 conv=notrunc 2>/dev/null
-expect_error "tampered signed bundle" "do not match the signed hash" $tinyfed model verify --model "$work/tampered.signed" --public-key "$work/agg.pub"
+for k in r1 r2 r3 pub1 pub2; do $tinyfed keys generate --secret "$work/$k.key" --public "$work/$k.pub" >/dev/null; done \
+  && ok || fail "keys generate"
+[[ $(stat -c %a "$work/r1.key") == 600 ]] && ok || fail "secret key file is not 0600"
+expect_error "key overwrite" "refusing to overwrite" $tinyfed keys generate --secret "$work/r1.key" --public "$work/x.pub"
+roots=(--roots "$work/roots" --root-key "$work/r1.key" --root-key "$work/r2.key" --root-key "$work/r3.key")
+expect_error "root without federation" "1.root needs --federation" \
+  $tinyfed root new "${roots[@]}" --threshold 2 --publishing-key "$work/pub1.pub"
+expect_error "threshold above keys" "threshold 4 is not in 1..3" \
+  $tinyfed root new "${roots[@]}" --threshold 4 --federation cli/test --publishing-key "$work/pub1.pub"
+$tinyfed root new "${roots[@]}" --threshold 2 --federation cli/test --publishing-key "$work/pub1.pub" \
+  | grep -q "wrote .*/1.root" \
+  && ok || fail "root new v1"
+# Rotating the publishing key takes a threshold (2) of the current root keys.
+expect_error "rotation below threshold" "1 valid signature(s) of the 2 required" \
+  $tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --publishing-key "$work/pub2.pub"
+$tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --sign-with "$work/r2.key" \
+  --publishing-key "$work/pub2.pub" | grep -q "wrote .*/2.root" && ok || fail "root new v2 (rotation)"
+[[ ! -e "$work/roots/3.root" ]] && ok || fail "a refused root was written"
 
 # The simulator with one process per clinic: `tinyfed aggregator` and eight
 # `tinyfed client run`, three rounds on Breast Cancer Wisconsin.
 TINYFED_DATA_DIR=$(dirname "$data") $tinyfed sim --scenario "$(dirname "$0")/../sim/scenarios/clinics-breast-cancer.toml" \
-  --transport processes --rounds 3 --out "$work/sim" > "$work/sim.log" 2>&1 && ok || { cat "$work/sim.log"; fail "sim processes"; }
+  --transport processes --rounds 3 --out "$work/sim" --work "$work/simwork" > "$work/sim.log" 2>&1 \
+  && ok || { cat "$work/sim.log"; fail "sim processes"; }
+# Its published models verify as a gateway would verify them.
+sim_root="$work/simwork/trust/roots/1.root"
+$tinyfed model verify --model "$work/simwork/aggregator/models/model-v4.signed" --root "$sim_root" \
+  --out "$work/v4.bundle" | grep -q "verified model v4 (release 4)" && ok || fail "model verify"
+expect_error "model verify: foreign root" "0 valid signature(s) of the 1 required" \
+  $tinyfed model verify --model "$work/simwork/aggregator/models/model-v4.signed" --root "$work/roots/1.root"
+cp "$work/simwork/aggregator/models/model-v4.signed" "$work/tampered.signed"
+printf '\x00' | dd of="$work/tampered.signed" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect_error "tampered signed bundle" "not the signed" $tinyfed model verify --model "$work/tampered.signed" --root "$sim_root"
 grep -q "Rounds completed 3 of 3" "$work/sim/summary.md" && ok || fail "sim processes: 3 rounds"
 grep -q '"transport": "processes"' "$work/sim/report.json" && ok || fail "sim processes: report"
 printf '[data]\npath = "x.csv"\n[rounds]\nmax_rounds = 2\n[clinics]\ncount = 4\ncolor = 1\n' > "$work/bad.toml"

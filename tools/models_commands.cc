@@ -14,6 +14,7 @@
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
 #include "tools/commands.h"
 
@@ -351,12 +352,12 @@ void AddModelInspect(CLI::App* model) {
 }
 
 void AddKeysGenerate(CLI::App* app) {
-  auto* keys = app->add_subcommand("keys", "signing keys of an aggregator");
+  auto* keys = app->add_subcommand("keys", "Ed25519 keys for root metadata and publishing");
   keys->require_subcommand(1);
-  auto* cmd = keys->add_subcommand("generate", "make an Ed25519 key pair for signing models");
+  auto* cmd = keys->add_subcommand("generate", "make an Ed25519 key pair (a root key or a publishing key)");
   auto secret = std::make_shared<std::string>(), pub = std::make_shared<std::string>();
   cmd->add_option("--secret", *secret, "secret key file to write (mode 0600)")->required();
-  cmd->add_option("--public", *pub, "public key file to write (give it to gateways)")->required();
+  cmd->add_option("--public", *pub, "public key file to write")->required();
   cmd->callback([secret, pub] {
     if (std::filesystem::exists(*secret)) {
       throw CommandError(absl::AlreadyExistsError(absl::StrCat(*secret, " exists; refusing to overwrite a key")));
@@ -366,56 +367,127 @@ void AddKeysGenerate(CLI::App* app) {
   });
 }
 
-void AddModelSignAndVerify(CLI::App* model) {
-  auto* sign = model->add_subcommand("sign", "sign a bundle as a published version");
-  struct SignFlags {
-    std::string model, key, out;
-    uint64_t version = 0;
-  };
-  auto sf = std::make_shared<SignFlags>();
-  sign->add_option("--model", sf->model, "bundle to publish")->required();
-  sign->add_option("--key", sf->key, "secret key file")->required();
-  sign->add_option("--version", sf->version, "version number, strictly increasing")->required()->check(CLI::PositiveNumber);
-  sign->add_option("--out", sf->out, "signed bundle to write")->required();
-  sign->callback([sf] {
-    auto key = models::ReadSigningKey(sf->key);
-    if (!key.ok()) throw CommandError(key.status());
-    auto bytes = models::ReadFileBytes(sf->model, models::kMaxBundleFileBytes);
-    if (!bytes.ok()) throw CommandError(bytes.status());
-    if (auto b = models::DecodeBundleFile(*bytes); !b.ok()) {
-      throw CommandError(absl::InvalidArgumentError(absl::StrCat(sf->model, ": ", b.status().message())));
-    }
-    const auto signed_bundle = models::SignBundle(*bytes, sf->version, *key);
-    if (auto s = models::WriteFileAtomically(sf->out, signed_bundle.SerializeAsString()); !s.ok()) throw CommandError(s);
-    fmt::print("wrote {} (version {})\n", sf->out, sf->version);
-  });
+absl::StatusOr<v1::SignedMetadata> ReadSignedMetadata(const std::string& path) {
+  auto bytes = models::ReadFileBytes(path, 2 * models::kMaxMetadataBytes);
+  if (!bytes.ok()) return bytes.status();
+  v1::SignedMetadata m;
+  if (!m.ParseFromString(*bytes)) return absl::InvalidArgumentError(absl::StrCat(path, " is not signed metadata"));
+  return m;
+}
 
-  auto* verify = model->add_subcommand("verify", "check a signed bundle against a public key");
+void AddRootCommands(CLI::App* app) {
+  auto* root = app->add_subcommand("root", "root metadata of model distribution (offline, by the operator)");
+  root->require_subcommand(1);
+  auto* create = root->add_subcommand(
+      "new", "sign the next root: 1.root for a new federation, or a rotation of root or publishing keys");
+  struct NewFlags {
+    std::string roots, federation;
+    std::vector<std::string> root_keys, publishing_keys, old_root_keys;
+    uint32_t threshold = 1;
+    double expires_days = 365;
+  };
+  auto f = std::make_shared<NewFlags>();
+  create->add_option("--roots", f->roots, "directory of 1.root, 2.root, ... (the aggregator's roots_dir)")->required();
+  create->add_option("--federation", f->federation, "the task and population (required for 1.root)");
+  create->add_option("--root-key", f->root_keys, "secret file of each root key of the new root (each signs it)")
+      ->required();
+  create->add_option("--threshold", f->threshold, "root signatures a later root needs")->check(CLI::PositiveNumber);
+  create->add_option("--publishing-key", f->publishing_keys, "public key file of each publishing key")->required();
+  create->add_option("--sign-with", f->old_root_keys,
+                     "secret file of a retiring root key of the current root (rotations need a threshold of them)");
+  create->add_option("--expires-days", f->expires_days, "lifetime")->check(CLI::Range(0.01, 3650.0));
+  create->callback([f] {
+    std::optional<models::TrustedRoot> current;
+    auto chain = models::ReadRootChain(f->roots);
+    if (chain.ok()) {
+      auto pinned = models::TrustedRoot::Pin(chain->back());
+      if (!pinned.ok()) throw CommandError(pinned.status());
+      current.emplace(std::move(*pinned));
+    } else if (chain.status().code() != absl::StatusCode::kNotFound) {
+      throw CommandError(chain.status());
+    }
+    v1::RootMetadata next;
+    next.set_version(current ? current->root().version() + 1 : 1);
+    if (current && !f->federation.empty() && f->federation != current->root().federation()) {
+      throw CommandError(absl::InvalidArgumentError(absl::StrCat(
+          "--federation ", f->federation, " differs from the current root's ", current->root().federation())));
+    }
+    next.set_federation(current ? current->root().federation() : f->federation);
+    if (next.federation().empty()) throw CommandError(absl::InvalidArgumentError("1.root needs --federation"));
+    next.set_expires_unix_seconds(absl::ToUnixSeconds(absl::Now() + absl::Hours(24 * f->expires_days)));
+    std::vector<models::SigningKey> signers;
+    for (const auto& file : f->root_keys) {
+      auto key = models::ReadSigningKey(file);
+      if (!key.ok()) throw CommandError(key.status());
+      next.mutable_root()->add_public_keys(models::KeyBytes(key->public_key()));
+      signers.push_back(std::move(*key));
+    }
+    next.mutable_root()->set_threshold(f->threshold);
+    for (const auto& file : f->publishing_keys) {
+      auto key = models::ReadPublicKey(file);
+      if (!key.ok()) throw CommandError(key.status());
+      next.mutable_publishing()->add_public_keys(models::KeyBytes(*key));
+    }
+    next.mutable_publishing()->set_threshold(1);
+    for (const auto& file : f->old_root_keys) {
+      auto key = models::ReadSigningKey(file);
+      if (!key.ok()) throw CommandError(key.status());
+      signers.push_back(std::move(*key));
+    }
+    std::vector<const models::SigningKey*> keys;
+    for (const auto& k : signers) keys.push_back(&k);
+    const v1::SignedMetadata signed_root = models::SignRoot(next, keys);
+    // Refuse to write a root that gateways would refuse.
+    absl::Status accepted = current ? current->Advance(signed_root) : models::TrustedRoot::Pin(signed_root).status();
+    if (!accepted.ok()) throw CommandError(accepted);
+    if (auto s = models::WriteRoot(f->roots, signed_root); !s.ok()) throw CommandError(s);
+    fmt::print("wrote {}/{}.root: federation {}, {} root key(s) threshold {}, {} publishing key(s), expires {}\n",
+               f->roots, next.version(), next.federation(), next.root().public_keys_size(), next.root().threshold(),
+               next.publishing().public_keys_size(),
+               absl::FormatTime("%Y-%m-%d", absl::FromUnixSeconds(next.expires_unix_seconds()), absl::UTCTimeZone()));
+  });
+}
+
+void AddModelVerify(CLI::App* model) {
+  auto* verify = model->add_subcommand("verify", "check a published model as a gateway would");
   struct VerifyFlags {
-    std::string model, key, out;
-    uint64_t installed = 0;
+    std::string model, root, roots, out;
   };
   auto vf = std::make_shared<VerifyFlags>();
-  verify->add_option("--model", vf->model, "signed bundle")->required();
-  verify->add_option("--public-key", vf->key, "the aggregator's public key file")->required();
-  verify->add_option("--installed-version", vf->installed, "refuse versions not newer than this");
+  verify->add_option("--model", vf->model, "signed bundle (state_dir/models/model-vN.signed)")->required();
+  verify->add_option("--root", vf->root, "the pinned root metadata file")->required();
+  verify->add_option("--roots", vf->roots, "directory of later roots to advance through");
   verify->add_option("--out", vf->out, "write the verified bundle file here (for model eval)");
   verify->callback([vf] {
-    auto key = models::ReadPublicKey(vf->key);
-    if (!key.ok()) throw CommandError(key.status());
-    auto bytes = models::ReadFileBytes(vf->model, models::kMaxBundleFileBytes + 4096);
+    auto pinned = ReadSignedMetadata(vf->root);
+    if (!pinned.ok()) throw CommandError(pinned.status());
+    auto trusted = models::TrustedRoot::Pin(*pinned);
+    if (!trusted.ok()) throw CommandError(trusted.status());
+    if (!vf->roots.empty()) {
+      auto chain = models::ReadRootChain(vf->roots);
+      if (!chain.ok()) throw CommandError(chain.status());
+      for (const auto& next : *chain) {
+        auto parsed = models::ParseRoot(next);
+        if (parsed->version() <= trusted->root().version()) continue;
+        if (auto s = trusted->Advance(next); !s.ok()) throw CommandError(s);
+      }
+    }
+    auto bytes = models::ReadFileBytes(vf->model, models::kMaxBundleFileBytes + 2 * models::kMaxMetadataBytes);
     if (!bytes.ok()) throw CommandError(bytes.status());
     v1::SignedBundle signed_bundle;
     if (!signed_bundle.ParseFromString(*bytes)) {
       throw CommandError(absl::InvalidArgumentError(absl::StrCat(vf->model, " is not a signed bundle")));
     }
-    auto bundle = models::VerifySignedBundle(signed_bundle, *key, vf->installed);
-    if (!bundle.ok()) throw CommandError(absl::Status(bundle.status().code(), absl::StrCat(vf->model, ": ", bundle.status().message())));
+    auto verified = trusted->VerifyModel(signed_bundle, nullptr, absl::Now());
+    if (!verified.ok()) {
+      throw CommandError(absl::Status(verified.status().code(), absl::StrCat(vf->model, ": ", verified.status().message())));
+    }
     if (!vf->out.empty()) {
       if (auto s = models::WriteFileAtomically(vf->out, signed_bundle.bundle()); !s.ok()) throw CommandError(s);
     }
-    fmt::print("{}: verified version {} of {} ({} classes)\n", vf->model, signed_bundle.version(),
-               bundle->metadata().name(), bundle->label_names_size());
+    fmt::print("{}: verified model v{} (release {}) of {} under root v{}\n", vf->model,
+               verified->release.model_version(), verified->release.version(), verified->release.federation(),
+               trusted->root().version());
   });
 }
 
@@ -430,8 +502,9 @@ void AddModelCommands(CLI::App* app) {
   AddModelQuantize(model);
   AddModelEval(model);
   AddModelInspect(model);
-  AddModelSignAndVerify(model);
+  AddModelVerify(model);
   AddKeysGenerate(app);
+  AddRootCommands(app);
 }
 
 }  // namespace tinyfed::tools

@@ -118,7 +118,7 @@ void PrintStatus(const std::string& config_path, bool json) {
 }
 
 struct ClientFlags {
-  std::string device_id, data_dir, aggregator_address, aggregator_key;
+  std::string device_id, data_dir, aggregator_address, root;
   int64_t max_rounds = 0;
   size_t max_samples = 20000;
   std::string exit_at;     // ROUND:PHASE, testing
@@ -146,7 +146,7 @@ void RunClient(const ClientFlags& f) {
   client::ClientConfig config;
   config.device_id = f.device_id;
   config.data_dir = f.data_dir;
-  config.aggregator_public_key = f.aggregator_key;
+  config.trusted_root = f.root;
   config.max_samples = f.max_samples;
   client::ClientHooks hooks;
   if (!f.exit_at.empty()) {
@@ -242,7 +242,7 @@ void AddRoundCommands(CLI::App* app) {
   run->add_option("--device-id", flags->device_id, "this gateway's id")->required();
   run->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();
   run->add_option("--aggregator", flags->aggregator_address, "host:port")->required();
-  run->add_option("--aggregator-key", flags->aggregator_key, "the aggregator's public key (pinned)")
+  run->add_option("--root", flags->root, "the pinned root metadata (the federation's 1.root)")
       ->required()
       ->check(CLI::ExistingFile);
   run->add_option("--max-rounds", flags->max_rounds, "stop after this many completed rounds (0: no limit)");

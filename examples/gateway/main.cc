@@ -3,7 +3,7 @@
 // predictions with the installed model, and takes part in federated rounds
 // until the aggregator closes the federation.
 //
-//   gateway --aggregator host:port --key aggregator.pub --data-dir /var/lib/gw \
+//   gateway --aggregator host:port --root 1.root --data-dir /var/lib/gw \
 //           --device-id clinic-07 [--samples confirmed.csv] [--rounds N]
 #include <cstdio>
 #include <cstring>
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--aggregator") aggregator = value;
-    else if (flag == "--key") config.aggregator_public_key = value;
+    else if (flag == "--root") config.trusted_root = value;
     else if (flag == "--data-dir") config.data_dir = value;
     else if (flag == "--device-id") config.device_id = value;
     else if (flag == "--samples") samples_csv = value;
@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     else return Fail("unknown flag " + flag);
   }
   if (aggregator.empty() || config.data_dir.empty() || config.device_id.empty()) {
-    return Fail("usage: gateway --aggregator HOST:PORT --key PUB --data-dir DIR --device-id ID "
+    return Fail("usage: gateway --aggregator HOST:PORT --root ROOT --data-dir DIR --device-id ID "
                 "[--samples CSV] [--rounds N]");
   }
   auto client = tinyfed::client::Client::Create(config, tinyfed::client::ConnectGrpc(aggregator));

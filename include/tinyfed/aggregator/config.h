@@ -36,11 +36,27 @@ struct DpConfig {
   double max_wrap_probability = 1e-4;
 };
 
+// Transport security, device identity, limits, release metadata.
+struct SecurityConfig {
+  // PEM files for TLS. Both empty means plaintext, which the aggregator
+  // refuses to serve unless started with --insecure (tests only).
+  std::filesystem::path tls_certificate;
+  std::filesystem::path tls_private_key;
+  int requests_per_minute = 600;   // per device; excess gets RESOURCE_EXHAUSTED
+  int max_concurrent_calls = 256;  // over every device
+  absl::Duration max_clock_skew = absl::Minutes(5);  // of a signed request's timestamp
+  absl::Duration enrollment_token_lifetime = absl::Hours(72);
+  // Release metadata expires this long after signing; the aggregator
+  // re-signs it when half of it has passed.
+  absl::Duration release_expiry = absl::Hours(24 * 7);
+};
+
 struct Config {
   std::string listen = "127.0.0.1:7443";  // port 0 picks a free one
   std::filesystem::path state_dir;
   std::filesystem::path initial_model;  // a bundle file from `tinyfed model quantize`
-  std::filesystem::path signing_key;    // from `tinyfed keys generate`
+  std::filesystem::path publishing_key;  // signs releases; listed in the latest root
+  std::filesystem::path roots_dir;       // 1.root, 2.root, ... from `tinyfed root new`
 
   int64_t max_rounds = 0;  // 0: until stopped or out of budget
   int cohort_size = 20;    // clients a round aims to finish with
@@ -64,6 +80,7 @@ struct Config {
   v1::Compression compression = v1::COMPRESSION_NONE;
   double topk_fraction = 0.1;
   ServerOptimizerOptions optimizer;
+  SecurityConfig security;
 
   // Test-only: each finished round's secure sum and survivors are written here.
   std::filesystem::path record_dir;

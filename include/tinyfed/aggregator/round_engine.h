@@ -107,6 +107,11 @@ class RoundEngine {
   void CloseLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A bundle file with its release signed by the publishing key.
+  absl::StatusOr<std::unique_ptr<Published>> SignLocked(std::string bundle_file, uint64_t release_version) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The latest model under a fresh release (version + 1, new expiry).
+  absl::Status ResignLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static v1::RetryLater RetryAfter(absl::Duration delay, std::string reason);
   // The cohort member that may submit h.phase() now (and, if the message
   // names one, whose SecAgg id is `sender`), or why not.

@@ -3,7 +3,7 @@
 //   tinyfed::client::ClientConfig config;
 //   config.device_id = "clinic-07";
 //   config.data_dir = "/var/lib/tinyfed";
-//   config.aggregator_public_key = "/etc/tinyfed/aggregator.pub";  // pinned at enrollment
+//   config.trusted_root = "/etc/tinyfed/1.root";  // shipped with the gateway
 //   auto client = tinyfed::client::Client::Create(
 //       config, tinyfed::client::ConnectGrpc("aggregator.region:7443"));
 //
@@ -19,16 +19,18 @@
 // What stays on the gateway (config.data_dir):
 //   store/           the labelled samples, encrypted (client/sample_store.h),
 //                    and the embedding cache, encrypted under the same key
-//   model.signed     the installed model, as published and signed
+//   model.signed     the installed model and its signed release
+//   roots/           root metadata accepted after the pinned one (rotations)
 //   download.*       a model download in progress, resumed after a restart
 // What leaves it: SecAgg+-masked, clipped and noised head updates, and
 // aggregate telemetry (sample counts per class, a confidence histogram and
 // accuracy on a held-out slice). Never a sample, a label or an embedding.
 //
-// A model is installed only if its Ed25519 signature verifies against the
-// pinned aggregator key, its version is newer than the installed one and its
-// hash is the one announced; otherwise the installed model stays and the
-// reason goes into the next telemetry report.
+// A model is installed only if its release verifies against the trusted
+// root (models/trust.h: signatures, threshold, versions, expiry, lengths and
+// hashes, federation) and it serves the installed model's task; otherwise
+// the installed model stays and the reason goes into the next telemetry
+// report.
 //
 // Thread-safe: AddSamples and Predict may run while a round is in progress.
 #ifndef TINYFED_CLIENT_CLIENT_H_
@@ -54,7 +56,7 @@ namespace tinyfed::client {
 struct ClientConfig {
   std::string device_id;  // 1..64 of [A-Za-z0-9._-]
   std::filesystem::path data_dir;
-  std::filesystem::path aggregator_public_key;  // from `tinyfed keys generate`
+  std::filesystem::path trusted_root;  // root metadata the gateway ships with (`tinyfed root new`)
   size_t max_samples = 20000;        // the replay buffer keeps the newest
   double holdout_fraction = 0.1;     // of samples, for local accuracy only
   // Simulation only: derive the DP noise and SecAgg+ keys from this seed,

@@ -1,6 +1,6 @@
-// Ed25519 signing of published models (libsodium), and the checks a client
-// makes before it installs one. Trust comes only from the public key the
-// client pinned; the key inside a SignedBundle merely names the signer.
+// Ed25519 keys (libsodium): the root and publishing keys of model
+// distribution (models/trust.h) and the device keys of gateways. Secrets are
+// wiped from memory when a key is destroyed.
 #ifndef TINYFED_MODELS_SIGNING_H_
 #define TINYFED_MODELS_SIGNING_H_
 
@@ -12,14 +12,12 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "tinyfed/v1/bundle.pb.h"
 
 namespace tinyfed::models {
 
 using PublicKey = std::array<uint8_t, 32>;
 
-// SHA-256 of `data` (32 raw bytes): what a signature covers and what a
-// download is announced with.
+// SHA-256 of `data` (32 raw bytes).
 std::string Sha256(std::string_view data);
 
 // Wipes its secret on destruction; not copyable.
@@ -32,11 +30,12 @@ class SigningKey {
   SigningKey(const SigningKey&) = delete;
   SigningKey& operator=(const SigningKey&) = delete;
   const PublicKey& public_key() const { return public_; }
+  // A detached signature (64 bytes) over `message`.
+  std::string Sign(std::string_view message) const;
 
  private:
   friend absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path&);
   friend absl::Status WriteSigningKey(const SigningKey&, const std::filesystem::path&, const std::filesystem::path&);
-  friend v1::SignedBundle SignBundle(const std::string&, uint64_t, const SigningKey&);
   SigningKey() = default;
   std::array<uint8_t, 64> secret_{};  // libsodium's seed || public key
   PublicKey public_{};
@@ -50,17 +49,12 @@ absl::Status WriteSigningKey(const SigningKey& key, const std::filesystem::path&
 absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path);
 absl::StatusOr<PublicKey> ReadPublicKey(const std::filesystem::path& public_path);
 
-// Signs the bundle file bytes as `version`.
-v1::SignedBundle SignBundle(const std::string& bundle_file, uint64_t version, const SigningKey& key);
+// True if `signature` is `key`'s detached signature over `message`.
+bool VerifySignature(const PublicKey& key, std::string_view message, std::string_view signature);
 
-// Verifies and decodes a published model. Refuses (PERMISSION_DENIED) a bad or
-// foreign signature or a hash that does not match the bytes; refuses
-// (FAILED_PRECONDITION) a version not newer than `installed_version`
-// (rollback or replay) and a hash other than the one the aggregator
-// announced; refuses a bundle that fails validation (INVALID_ARGUMENT).
-absl::StatusOr<v1::ModelBundle> VerifySignedBundle(const v1::SignedBundle& signed_bundle, const PublicKey& pinned,
-                                                   uint64_t installed_version,
-                                                   const std::optional<std::string>& announced_sha256 = std::nullopt);
+// The 32 bytes of a key as a string (how keys travel in protobufs), and back.
+std::string KeyBytes(const PublicKey& key);
+absl::StatusOr<PublicKey> PublicKeyFromBytes(std::string_view bytes);
 
 }  // namespace tinyfed::models
 
