@@ -204,6 +204,14 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
     TINYFED_RETURN_IF_ERROR(ReadSecurity(reader, source_name.parent_path(), c.security));
     TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
   }
+  // Honest clients poll at poll_interval; leave them room to.
+  const double polls_per_minute = 60000.0 / absl::ToDoubleMilliseconds(c.poll_interval);
+  if (c.security.requests_per_minute < 2 * polls_per_minute) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": security.requests_per_minute (", c.security.requests_per_minute,
+        ") is below twice the rate clients poll at (", polls_per_minute, " a minute at rounds.poll_interval_ms = ",
+        absl::ToDoubleMilliseconds(c.poll_interval), ")"));
+  }
   auto testing = top.Table("testing");
   if (!testing.ok()) return testing.status();
   if (*testing != nullptr) {

@@ -1,21 +1,33 @@
 #include "tinyfed/aggregator/server.h"
 
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/proto/authentication.h"
+#include "tinyfed/proto/device_id.h"
 #include "tinyfed/v1/service.grpc.pb.h"
 
 namespace tinyfed::aggregator {
 namespace {
 
-using Service = v1::Aggregator::WithRawCallbackMethod_CheckIn<v1::Aggregator::WithRawCallbackMethod_Await<
-    v1::Aggregator::WithRawCallbackMethod_Submit<v1::Aggregator::WithRawCallbackMethod_GetModelChunk<
-        v1::Aggregator::WithRawCallbackMethod_ReportTelemetry<v1::Aggregator::Service>>>>>;
+using absl::StrCat;
+
+using Service = v1::Aggregator::WithRawCallbackMethod_Enroll<v1::Aggregator::WithRawCallbackMethod_CheckIn<
+    v1::Aggregator::WithRawCallbackMethod_Await<v1::Aggregator::WithRawCallbackMethod_Submit<
+        v1::Aggregator::WithRawCallbackMethod_GetModelChunk<
+            v1::Aggregator::WithRawCallbackMethod_ReportTelemetry<v1::Aggregator::Service>>>>>>;
+
+constexpr size_t kMaxEnrollBytes = 1024;
 
 const char* MethodName(Method m) {
   switch (m) {
@@ -28,17 +40,125 @@ const char* MethodName(Method m) {
   return "?";
 }
 
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+// At most one log line per key a minute, with how many were refused since.
+class RefusalLog {
+ public:
+  void Refused(const std::string& key, const std::string& message) {
+    absl::MutexLock lock(&mu_);
+    Entry& e = entries_[key];
+    const absl::Time now = absl::Now();
+    if (e.logged_at + absl::Minutes(1) > now) {
+      ++e.suppressed;
+      return;
+    }
+    if (e.suppressed > 0) {
+      spdlog::warn("{} ({} more refused like it in the last minute)", message, e.suppressed);
+    } else {
+      spdlog::warn("{}", message);
+    }
+    e.logged_at = now;
+    e.suppressed = 0;
+    if (entries_.size() > 100000) entries_.clear();  // a flood of distinct keys costs memory, not the log
+  }
+
+ private:
+  struct Entry {
+    absl::Time logged_at = absl::InfinitePast();
+    int64_t suppressed = 0;
+  };
+  absl::Mutex mu_;
+  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+// Signed requests: device keys, single-use nonces, per-device rates.
+class Authenticator {
+ public:
+  Authenticator(DeviceRegistry* devices, const SecurityConfig& security) : devices_(devices), security_(security) {}
+
+  absl::Status Authenticate(std::string_view method, std::string_view bytes, const v1::RequestHeader& header,
+                            const grpc::CallbackServerContext& context) {
+    const auto& metadata = context.client_metadata();
+    const auto signature = metadata.find(proto::kSignatureMetadataKey);
+    if (signature == metadata.end()) {
+      return absl::UnauthenticatedError(StrCat("no ", proto::kSignatureMetadataKey, " (unsigned request)"));
+    }
+    auto key = devices_->KeyOf(header.device_id());
+    if (!key.ok()) return key.status();
+    if (!models::VerifySignature(*key, proto::RequestSigningMessage(method, bytes),
+                                 std::string_view(signature->second.data(), signature->second.size()))) {
+      return absl::UnauthenticatedError(StrCat("the signature is not device ", header.device_id(), "'s"));
+    }
+    const absl::Time now = absl::Now();
+    const absl::Time stamped = absl::FromUnixMillis(header.timestamp_ms());
+    if (absl::AbsDuration(now - stamped) > security_.max_clock_skew) {
+      return absl::UnauthenticatedError(StrCat("the request's timestamp is ", absl::FormatDuration(now - stamped),
+                                               " off the aggregator's clock (allowed: ",
+                                               absl::FormatDuration(security_.max_clock_skew), ")"));
+    }
+    if (header.nonce().size() != proto::kNonceBytes) {
+      return absl::UnauthenticatedError(StrCat("the nonce must be ", proto::kNonceBytes, " bytes"));
+    }
+    absl::MutexLock lock(&mu_);
+    DeviceState& d = devices_state_[header.device_id()];
+    // Nonces older than the skew window cannot come back: their timestamp
+    // would be refused.
+    while (!d.nonce_order.empty() && d.nonce_order.front().first < now - 2 * security_.max_clock_skew) {
+      d.nonces.erase(d.nonce_order.front().second);
+      d.nonce_order.erase(d.nonce_order.begin());
+    }
+    if (!d.nonces.insert(header.nonce()).second) {
+      return absl::UnauthenticatedError("the nonce was used before (a replayed request)");
+    }
+    d.nonce_order.emplace_back(now, header.nonce());
+    // Token bucket: requests_per_minute, refilled continuously.
+    const double rate = security_.requests_per_minute / 60.0;
+    d.tokens = std::min<double>(security_.requests_per_minute,
+                                d.tokens + rate * absl::ToDoubleSeconds(now - d.refilled));
+    d.refilled = now;
+    if (d.tokens < 1.0) {
+      return absl::ResourceExhaustedError(StrCat("device ", header.device_id(), " exceeds its ",
+                                                 security_.requests_per_minute, " requests per minute"));
+    }
+    d.tokens -= 1.0;
+    return absl::OkStatus();
+  }
+
+ private:
+  struct DeviceState {
+    std::set<std::string> nonces;
+    std::deque<std::pair<absl::Time, std::string>> nonce_order;
+    double tokens = 1e18;  // clamped to a full bucket at the first request
+    absl::Time refilled = absl::Now();
+  };
+  DeviceRegistry* devices_;
+  const SecurityConfig security_;
+  absl::Mutex mu_;
+  std::map<std::string, DeviceState> devices_state_ ABSL_GUARDED_BY(mu_);
+};
+
 class RawService final : public Service {
  public:
-  explicit RawService(RoundEngine* engine) : engine_(engine) {}
+  RawService(RoundEngine* engine, DeviceRegistry* devices, const SecurityConfig& security)
+      : engine_(engine), devices_(devices), security_(security), auth_(devices, security) {}
   // The synchronous overloads stay disabled (they abort); naming them keeps
   // them visible next to the raw ones.
   using Service::Await;
   using Service::CheckIn;
+  using Service::Enroll;
   using Service::GetModelChunk;
   using Service::ReportTelemetry;
   using Service::Submit;
 
+  grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* c, const grpc::ByteBuffer* in,
+                                   grpc::ByteBuffer* out) override {
+    grpc::ServerUnaryReactor* reactor = c->DefaultReactor();
+    reactor->Finish(ServeEnroll(*c, in, out));
+    return reactor;
+  }
   grpc::ServerUnaryReactor* CheckIn(grpc::CallbackServerContext* c, const grpc::ByteBuffer* in,
                                     grpc::ByteBuffer* out) override {
     return Handle<v1::CheckInRequest>(c, in, out, Method::kCheckIn,
@@ -66,38 +186,104 @@ class RawService final : public Service {
   }
 
  private:
+  // Counts the calls in flight for the concurrency limit.
+  class InFlight {
+   public:
+    explicit InFlight(std::atomic<int>* n) : n_(n), count_(n->fetch_add(1) + 1) {}
+    ~InFlight() { n_->fetch_sub(1); }
+    int count() const { return count_; }
+
+   private:
+    std::atomic<int>* n_;
+    int count_;
+  };
+
   template <typename Request, typename Handler>
   grpc::ServerUnaryReactor* Handle(grpc::CallbackServerContext* context, const grpc::ByteBuffer* in,
                                    grpc::ByteBuffer* out, Method method, Handler&& handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(Serve<Request>(in, out, method, handler));
+    reactor->Finish(Serve<Request>(*context, in, out, method, handler));
     return reactor;
   }
 
-  template <typename Request, typename Handler>
-  grpc::Status Serve(const grpc::ByteBuffer* in, grpc::ByteBuffer* out, Method method, Handler& handler) {
-    const size_t limit = engine_->MaxRequestBytes(method);
-    if (in->Length() > limit) {
+  // Checks 1-3 of server.h; `bytes` receives the request as sent.
+  template <typename Request>
+  grpc::Status Read(const grpc::CallbackServerContext& context, const grpc::ByteBuffer* in, const char* method,
+                    size_t limit, std::string* bytes, Request* request) {
+    if (in_flight_.load() > security_.max_concurrent_calls) {
+      refusals_.Refused("concurrency", StrCat("refusing calls: over ", security_.max_concurrent_calls,
+                                              " in flight (security.max_concurrent_calls)"));
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          absl::StrCat(MethodName(method), " request of ", in->Length(), " bytes exceeds its limit of ",
-                                       limit, " bytes"));
+                          StrCat("the aggregator is at its limit of ", security_.max_concurrent_calls,
+                                 " concurrent calls"));
     }
-    Request request;
-    grpc::ByteBuffer copy(*in);  // Deserialize consumes its buffer; copies share slices
-    if (!grpc::SerializationTraits<Request>::Deserialize(&copy, &request).ok()) {
+    if (in->Length() > limit) {
+      refusals_.Refused(StrCat("size ", method), StrCat(method, " refused: ", in->Length(), " bytes from ",
+                                                         context.peer(), " exceed the limit of ", limit));
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          StrCat(method, " request of ", in->Length(), " bytes exceeds its limit of ", limit, " bytes"));
+    }
+    std::vector<grpc::Slice> slices;
+    if (!in->Dump(&slices).ok()) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the request");
+    bytes->reserve(in->Length());
+    for (const grpc::Slice& s : slices) bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    if (!request->ParseFromString(*bytes)) {
+      refusals_.Refused(StrCat("malformed ", method), StrCat(method, " refused: malformed request from ", context.peer()));
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("malformed ", Request::descriptor()->name(), " (not a valid protobuf message)"));
+                          StrCat("malformed ", Request::descriptor()->name(), " (not a valid protobuf message)"));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ServeEnroll(const grpc::CallbackServerContext& context, const grpc::ByteBuffer* in,
+                           grpc::ByteBuffer* out) {
+    InFlight in_flight(&in_flight_);
+    std::string bytes;
+    v1::EnrollRequest request;
+    if (auto s = Read(context, in, "Enroll", kMaxEnrollBytes, &bytes, &request); !s.ok()) return s;
+    if (absl::Status s = devices_->Enroll(request); !s.ok()) {
+      refusals_.Refused(StrCat("enroll ", request.device_id()), StrCat("enrollment of device ", request.device_id(),
+                                                                      " refused: ", s.message()));
+      return ToGrpc(s);
+    }
+    spdlog::info("device {} enrolled", request.device_id());
+    bool own = false;
+    return grpc::SerializationTraits<v1::EnrollResponse>::Serialize(v1::EnrollResponse(), out, &own);
+  }
+
+  template <typename Request, typename Handler>
+  grpc::Status Serve(const grpc::CallbackServerContext& context, const grpc::ByteBuffer* in, grpc::ByteBuffer* out,
+                     Method method, Handler& handler) {
+    InFlight in_flight(&in_flight_);
+    std::string bytes;
+    Request request;
+    const char* name = MethodName(method);
+    if (auto s = Read(context, in, name, engine_->MaxRequestBytes(method), &bytes, &request); !s.ok()) return s;
+    if (!proto::IsValidDeviceId(request.header().device_id())) {
+      refusals_.Refused(StrCat("device id ", name), StrCat(name, " refused: malformed device id from ", context.peer()));
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "header.device_id must be 1 to 64 letters, digits, '.', '_' or '-'");
+    }
+    const std::string full_name = StrCat("/tinyfed.v1.Aggregator/", name);
+    if (absl::Status s = auth_.Authenticate(full_name, bytes, request.header(), context); !s.ok()) {
+      const std::string& device = request.header().device_id();
+      refusals_.Refused(StrCat(absl::StatusCodeToString(s.code()), " ", device.substr(0, 64)),
+                        StrCat(name, " from ", context.peer(), " as device '", device.substr(0, 64),
+                               "' refused: ", s.message()));
+      return ToGrpc(s);
     }
     auto response = handler(request);
-    if (!response.ok()) {
-      return grpc::Status(static_cast<grpc::StatusCode>(response.status().code()),
-                          std::string(response.status().message()));
-    }
+    if (!response.ok()) return ToGrpc(response.status());
     bool own = false;
     return grpc::SerializationTraits<typename std::decay_t<decltype(*response)>>::Serialize(*response, out, &own);
   }
 
   RoundEngine* engine_;
+  DeviceRegistry* devices_;
+  const SecurityConfig security_;
+  Authenticator auth_;
+  RefusalLog refusals_;
+  std::atomic<int> in_flight_{0};
 };
 
 }  // namespace
@@ -114,15 +300,40 @@ struct AggregatorServer::Impl {
 AggregatorServer::AggregatorServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AggregatorServer::~AggregatorServer() { Shutdown(); }
 
-absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundEngine* engine,
-                                                                          const std::string& address) {
+absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundEngine* engine, DeviceRegistry* devices,
+                                                                          const std::string& address,
+                                                                          const SecurityConfig& security,
+                                                                          bool insecure) {
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (!security.tls_certificate.empty()) {
+    auto certificate = models::ReadFileBytes(security.tls_certificate, 1 << 20);
+    if (!certificate.ok()) return certificate.status();
+    auto key = models::ReadFileBytes(security.tls_private_key, 1 << 20);
+    if (!key.ok()) return key.status();
+    grpc::SslServerCredentialsOptions options;
+    options.pem_key_cert_pairs.push_back({std::move(*key), std::move(*certificate)});
+    credentials = grpc::SslServerCredentials(options);
+  } else if (insecure) {
+    spdlog::warn("serving PLAINTEXT on {}: --insecure is for tests; gateways' traffic is readable on the network",
+                 address);
+    credentials = grpc::InsecureServerCredentials();
+  } else {
+    return absl::FailedPreconditionError(
+        "no TLS certificate: set security.tls_certificate and security.tls_private_key (plaintext needs --insecure, "
+        "for tests only)");
+  }
+  // The parser's own log line for every malformed string would let a flood
+  // of bad requests flood the log; the server logs refusals itself.
+  google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char*, int, const std::string& message) {
+    if (level >= google::protobuf::LOGLEVEL_FATAL) spdlog::critical("protobuf: {}", message);
+  });
   auto impl = std::make_unique<Impl>();
   impl->engine = engine;
-  impl->service = std::make_unique<RawService>(engine);
+  impl->service = std::make_unique<RawService>(engine, devices, security);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl->port);
+  builder.AddListeningPort(address, credentials, &impl->port);
   builder.RegisterService(impl->service.get());
-  size_t largest = 0;
+  size_t largest = kMaxEnrollBytes;
   for (Method m : {Method::kCheckIn, Method::kAwait, Method::kSubmit, Method::kGetModelChunk,
                    Method::kReportTelemetry}) {
     largest = std::max(largest, engine->MaxRequestBytes(m));
@@ -130,9 +341,11 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
   // gRPC itself refuses anything larger before buffering it; each method
   // then applies its own, smaller limit.
   builder.SetMaxReceiveMessageSize(static_cast<int>(largest + 1024));
+  // One connection cannot hold more streams open than this.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 16);
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
+    return absl::UnavailableError(StrCat("cannot listen on ", address));
   }
   Impl* raw = impl.get();
   impl->ticker = std::thread([raw] {
@@ -141,7 +354,8 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   });
-  spdlog::info("aggregator listening on {} (port {})", address, impl->port);
+  spdlog::info("aggregator listening on {} (port {}, {})", address, impl->port,
+               security.tls_certificate.empty() ? "plaintext" : "TLS");
   return std::unique_ptr<AggregatorServer>(new AggregatorServer(std::move(impl)));
 }
 

@@ -4,6 +4,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <functional>
 #include <future>
@@ -18,6 +19,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/trust.h"
+#include "tinyfed/proto/authentication.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/v1/service.grpc.pb.h"
 
@@ -52,10 +54,17 @@ class ServiceTest : public ::testing::Test {
     config_.unmasking_timeout = absl::Seconds(2);
     config_.max_dropout = 0.4;
     config_.dp.bits = kBits;
+    config_.security.requests_per_minute = 100000;
     auto engine = RoundEngine::Create(config_);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
-    auto server = AggregatorServer::Start(engine_.get(), config_.listen);
+    auto devices = DeviceRegistry::Open(config_.state_dir);
+    ASSERT_TRUE(devices.ok()) << devices.status();
+    devices_ = std::move(*devices);
+    Enroll("mallory", mallory_key_);
+    Enroll("outsider", mallory_key_);  // enrolled, never in a cohort
+    auto server = AggregatorServer::Start(engine_.get(), devices_.get(), config_.listen, config_.security,
+                                          /*insecure=*/true);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     address_ = "127.0.0.1:" + std::to_string(server_->port());
@@ -64,6 +73,7 @@ class ServiceTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
+    devices_.reset();
     engine_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -75,15 +85,38 @@ class ServiceTest : public ::testing::Test {
     h.set_phase(phase);
     return h;
   }
+  void Enroll(const std::string& device, const models::SigningKey& key) {
+    auto token = devices_->IssueToken(device, absl::Hours(1));
+    ASSERT_TRUE(token.ok()) << token.status();
+    v1::EnrollRequest r;
+    r.set_device_id(device);
+    r.set_token(*token);
+    r.set_device_public_key(models::KeyBytes(key.public_key()));
+    r.set_proof(key.Sign(proto::EnrollmentProofMessage(device, *token)));
+    ASSERT_TRUE(devices_->Enroll(r).ok());
+  }
+  // Stamps and signs `r` as its header's device would, with mallory's key:
+  // mallory is the enrolled insider of these tests.
+  template <typename Request>
+  Request Signed(grpc::ClientContext* c, const std::string& method, Request r) {
+    std::string nonce(proto::kNonceBytes, '\0');
+    randombytes_buf(nonce.data(), nonce.size());
+    r.mutable_header()->set_nonce(nonce);
+    r.mutable_header()->set_timestamp_ms(absl::ToUnixMillis(absl::Now()));
+    c->AddMetadata(proto::kSignatureMetadataKey,
+                   mallory_key_.Sign(proto::RequestSigningMessage("/tinyfed.v1.Aggregator/" + method,
+                                                                  r.SerializeAsString())));
+    return r;
+  }
   grpc::Status CheckIn(const v1::CheckInRequest& r, v1::CheckInResponse* out) {
     grpc::ClientContext c;
-    return stub_->CheckIn(&c, r, out);
+    return stub_->CheckIn(&c, Signed(&c, "CheckIn", r), out);
   }
   grpc::Status Await(const std::string& device, uint64_t round, v1::Phase phase, v1::AwaitResponse* out) {
     grpc::ClientContext c;
     v1::AwaitRequest r;
     *r.mutable_header() = Header(device, round, phase);
-    return stub_->Await(&c, r, out);
+    return stub_->Await(&c, Signed(&c, "Await", r), out);
   }
   grpc::Status Submit(const v1::RequestHeader& h, const v1::SecAggClientMessage& m) {
     grpc::ClientContext c;
@@ -91,7 +124,7 @@ class ServiceTest : public ::testing::Test {
     *r.mutable_header() = h;
     *r.mutable_message() = m;
     v1::SubmitResponse out;
-    return stub_->Submit(&c, r, &out);
+    return stub_->Submit(&c, Signed(&c, "Submit", r), &out);
   }
   // Raw bytes to a method, bypassing the typed stub.
   grpc::Status SendBytes(const std::string& method, const std::string& bytes) {
@@ -115,8 +148,9 @@ class ServiceTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  models::SigningKey key_ = models::SigningKey::Generate();
+  models::SigningKey mallory_key_ = models::SigningKey::Generate();
   Config config_;
+  std::unique_ptr<DeviceRegistry> devices_;
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<AggregatorServer> server_;
   std::string address_;
@@ -154,7 +188,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
     *t.mutable_header() = Header("mallory", 0, v1::PHASE_TELEMETRY);
     t.mutable_telemetry()->set_holdout_accuracy(2.0f);
     v1::TelemetryResponse out;
-    EXPECT_CODE(stub_->ReportTelemetry(&c, t, &out), INVALID_ARGUMENT);
+    EXPECT_CODE(stub_->ReportTelemetry(&c, Signed(&c, "ReportTelemetry", t), &out), INVALID_ARGUMENT);
   }
   {
     grpc::ClientContext c1, c2;
@@ -162,10 +196,10 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
     *m.mutable_header() = Header("mallory", 0, v1::PHASE_MODEL_DOWNLOAD);
     m.set_version(99);
     v1::ModelChunk out;
-    EXPECT_CODE(stub_->GetModelChunk(&c1, m, &out), NOT_FOUND);
+    EXPECT_CODE(stub_->GetModelChunk(&c1, Signed(&c1, "GetModelChunk", m), &out), NOT_FOUND);
     m.set_version(1);
     m.set_offset(uint64_t{1} << 40);
-    EXPECT_CODE(stub_->GetModelChunk(&c2, m, &out), OUT_OF_RANGE);
+    EXPECT_CODE(stub_->GetModelChunk(&c2, Signed(&c2, "GetModelChunk", m), &out), OUT_OF_RANGE);
   }
 
   // Mallory joins the cohort first.
@@ -208,6 +242,9 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
       cc.data_dir = dir_ / cc.device_id;
       cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
       cc.holdout_fraction = 0.0;
+      auto token = devices_->IssueToken(cc.device_id, absl::Hours(1));
+      ASSERT_TRUE(token.ok());
+      cc.enrollment_token = *token;
       client::ClientHooks hooks;
       // honest-0 holds the advertise phase open until mallory's checks are done.
       if (i == 0) {
@@ -220,7 +257,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
         std::lock_guard lock(encoded_mu);
         encoded[id].assign(e.begin(), e.end());
       };
-      auto c = client::Client::Create(cc, client::ConnectGrpc(address_), hooks);
+      auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())), hooks);
       ASSERT_TRUE(c.ok()) << c.status();
       const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
       ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
@@ -279,7 +316,8 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   v1::SecAggClientMessage stale = advertise;
   stale.set_round_id(round + 7);
   EXPECT_CODE(Submit(Header("mallory", round + 7, v1::PHASE_ADVERTISE_KEYS), stale), FAILED_PRECONDITION);
-  EXPECT_CODE(Submit(Header("honest-0", round, v1::PHASE_ADVERTISE_KEYS), advertise), INVALID_ARGUMENT);
+  // A forged device id: the signature is mallory's, not honest-0's.
+  EXPECT_CODE(Submit(Header("honest-0", round, v1::PHASE_ADVERTISE_KEYS), advertise), UNAUTHENTICATED);
 
   // A valid message; its retry is acknowledged, a different one is a replay.
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
@@ -329,6 +367,7 @@ TEST_F(ServiceTest, RestartAbortsTheRunningRoundAndKeepsPublishedModels) {
   v1::CheckInRequest request;
   v1::CheckInResponse response;
   for (int i = 0; i < kHonest + 1; ++i) {
+    Enroll("clinic-" + std::to_string(i), mallory_key_);
     *request.mutable_header() = Header("clinic-" + std::to_string(i), 0, v1::PHASE_CHECK_IN);
     ASSERT_TRUE(CheckIn(request, &response).ok());
     ASSERT_TRUE(response.has_admitted());

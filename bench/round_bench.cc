@@ -52,6 +52,7 @@ models::Dataset ImageData(size_t n, uint64_t seed) {
 struct Federation {
   std::filesystem::path dir;
   std::unique_ptr<aggregator::RoundEngine> engine;
+  std::unique_ptr<aggregator::DeviceRegistry> devices;
   std::unique_ptr<aggregator::AggregatorServer> server;
   std::string address;
 
@@ -76,12 +77,17 @@ struct Federation {
     c.poll_interval = absl::Milliseconds(20);
     c.dp.epsilon_budget = 1e9;
     c.max_dropout = 0.1;
+    c.security.requests_per_minute = 1000000;
     engine = std::move(*aggregator::RoundEngine::Create(c));
-    server = std::move(*aggregator::AggregatorServer::Start(engine.get(), c.listen));
+    devices = std::move(*aggregator::DeviceRegistry::Open(c.state_dir));
+    // Plaintext loopback; requests are signed and verified as in production.
+    server = std::move(*aggregator::AggregatorServer::Start(engine.get(), devices.get(), c.listen, c.security,
+                                                             /*insecure=*/true));
     address = "127.0.0.1:" + std::to_string(server->port());
   }
   ~Federation() {
     server.reset();
+    devices.reset();
     engine.reset();
     std::filesystem::remove_all(dir);
   }
@@ -92,7 +98,8 @@ struct Federation {
     cc.data_dir = dir / id;
     cc.trusted_root = dir / "trust" / "roots" / "1.root";
     cc.holdout_fraction = 0.0;
-    auto c = client::Client::Create(cc, client::ConnectGrpc(address));
+    cc.enrollment_token = *devices->IssueToken(id, absl::Hours(1));
+    auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address, client::ChannelSecurity::Plaintext())));
     if (!c.ok()) std::abort();
     const models::Dataset data = ImageData(samples, std::hash<std::string>()(id));
     if (!(*c)->AddSamples(client::ToSamples(data)).ok()) std::abort();

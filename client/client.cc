@@ -22,6 +22,7 @@
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
+#include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/secure_agg/params.h"
@@ -67,6 +68,7 @@ struct Client::State {
   ClientHooks hooks;
   std::unique_ptr<Transport> transport;
   std::optional<models::TrustedRoot> trusted;  // the pinned root, advanced by rotations
+  std::shared_ptr<const models::SigningKey> device_key;  // signs requests and SecAgg+ keys
 
   mutable absl::Mutex mu;
   std::unique_ptr<SampleStore> store ABSL_GUARDED_BY(mu);
@@ -104,6 +106,24 @@ struct Client::State {
     interpreter = std::move(in);
     version = release.model_version();
     model_status.clear();
+  }
+
+  // Registers the device key with the enrollment token, once; the marker
+  // file remembers it across restarts.
+  absl::Status EnrollIfNeeded() {
+    const auto marker = config.data_dir / "enrolled";
+    if (config.enrollment_token.empty() || std::filesystem::exists(marker)) return absl::OkStatus();
+    v1::EnrollRequest r;
+    r.set_device_id(config.device_id);
+    r.set_token(config.enrollment_token);
+    r.set_device_public_key(models::KeyBytes(device_key->public_key()));
+    r.set_proof(device_key->Sign(proto::EnrollmentProofMessage(config.device_id, config.enrollment_token)));
+    auto enrolled = transport->Enroll(r);
+    if (!enrolled.ok()) {
+      return absl::Status(enrolled.status().code(), StrCat("enrollment: ", enrolled.status().message()));
+    }
+    spdlog::info("{}: enrolled with the aggregator", config.device_id);
+    return models::WriteFileAtomically(marker, "enrolled\n");
   }
 
   // Roots newer than the trusted one, each checked and kept on disk before
@@ -334,6 +354,20 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
     if (!s.ok()) return absl::DataLossError(StrCat(file.string(), " fails verification: ", s.message()));
     history.push_back(*state->trusted);
   }
+  // The device key: made at first start, never leaves the gateway.
+  const auto key_file = config.data_dir / "device_signing.key";
+  if (!std::filesystem::exists(key_file)) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.data_dir, ec);
+    if (auto s = models::WriteSigningKey(models::SigningKey::Generate(), key_file, config.data_dir / "device_signing.pub");
+        !s.ok()) {
+      return s;
+    }
+  }
+  auto key = models::ReadSigningKey(key_file);
+  if (!key.ok()) return key.status();
+  state->device_key = std::make_shared<const models::SigningKey>(std::move(*key));
+  state->transport->SetDeviceKey(state->device_key);
   auto store = SampleStore::Open(config.data_dir / "store", config.max_samples);
   if (!store.ok()) return store.status();
   absl::MutexLock lock(&state->mu);
@@ -438,6 +472,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   auto power_cut = [&] { return finish(RoundOutcome::kAborted, "stopped by the on_phase hook"); };
 
   // 1. Check in; update the installed model if a newer one is out.
+  if (auto e = s.EnrollIfNeeded(); !e.ok()) return e;
   v1::CheckInRequest checkin;
   *checkin.mutable_header() = s.Header(0, v1::PHASE_CHECK_IN);
   checkin.set_installed_model_version(model_version());
@@ -655,6 +690,8 @@ absl::Status Client::Run(int64_t max_completed_rounds) {
     auto report = ParticipateOnce();
     if (!report.ok()) {
       if (absl::IsCancelled(report.status())) break;
+      // A revoked device is shut out for good; anything else may pass.
+      if (absl::IsPermissionDenied(report.status())) return report.status();
       spdlog::warn("{}: round attempt failed: {} (retrying in {})", s.config.device_id, report.status().ToString(),
                    absl::FormatDuration(backoff));
       if (!s.SleepFor(backoff)) break;

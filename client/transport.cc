@@ -7,6 +7,8 @@
 #include <cmath>
 #include <thread>
 
+#include "tinyfed/models/file_io.h"
+#include "tinyfed/proto/authentication.h"
 #include "tinyfed/v1/service.grpc.pb.h"
 
 namespace tinyfed::client {
@@ -18,29 +20,66 @@ bool Retryable(grpc::StatusCode code) {
 
 class GrpcTransport final : public Transport {
  public:
-  GrpcTransport(const std::string& address, const RetryPolicy& policy) : policy_(policy) {
+  GrpcTransport(std::shared_ptr<grpc::ChannelCredentials> credentials, const std::string& address,
+                const RetryPolicy& policy)
+      : policy_(policy) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(8 << 20);
-    stub_ = v1::Aggregator::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    stub_ = v1::Aggregator::NewStub(grpc::CreateCustomChannel(address, credentials, args));
   }
 
+  void SetDeviceKey(std::shared_ptr<const models::SigningKey> key) override { key_ = std::move(key); }
+
+  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override {
+    return Call<v1::EnrollResponse>([&](auto* c, auto* out) { return stub_->Enroll(c, r, out); });
+  }
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override {
-    return Call<v1::CheckInResponse>([&](auto* c, auto* out) { return stub_->CheckIn(c, r, out); });
+    return Signed<v1::CheckInResponse>(r, "CheckIn", [&](auto* c, const auto& s, auto* out) {
+      return stub_->CheckIn(c, s, out);
+    });
   }
   absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override {
-    return Call<v1::AwaitResponse>([&](auto* c, auto* out) { return stub_->Await(c, r, out); });
+    return Signed<v1::AwaitResponse>(r, "Await", [&](auto* c, const auto& s, auto* out) {
+      return stub_->Await(c, s, out);
+    });
   }
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override {
-    return Call<v1::SubmitResponse>([&](auto* c, auto* out) { return stub_->Submit(c, r, out); });
+    return Signed<v1::SubmitResponse>(r, "Submit", [&](auto* c, const auto& s, auto* out) {
+      return stub_->Submit(c, s, out);
+    });
   }
   absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
-    return Call<v1::ModelChunk>([&](auto* c, auto* out) { return stub_->GetModelChunk(c, r, out); });
+    return Signed<v1::ModelChunk>(r, "GetModelChunk", [&](auto* c, const auto& s, auto* out) {
+      return stub_->GetModelChunk(c, s, out);
+    });
   }
   absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
-    return Call<v1::TelemetryResponse>([&](auto* c, auto* out) { return stub_->ReportTelemetry(c, r, out); });
+    return Signed<v1::TelemetryResponse>(r, "ReportTelemetry", [&](auto* c, const auto& s, auto* out) {
+      return stub_->ReportTelemetry(c, s, out);
+    });
   }
 
  private:
+  // Each attempt gets a fresh nonce and timestamp, hence its own signature:
+  // the aggregator refuses a nonce it has seen.
+  template <typename Response, typename Request, typename Rpc>
+  absl::StatusOr<Response> Signed(const Request& request, const char* method, Rpc&& rpc) {
+    const std::string full_name = std::string("/tinyfed.v1.Aggregator/") + method;
+    return Call<Response>([&](grpc::ClientContext* context, Response* out) {
+      Request copy = request;
+      std::string nonce(proto::kNonceBytes, '\0');
+      randombytes_buf(nonce.data(), nonce.size());
+      copy.mutable_header()->set_nonce(std::move(nonce));
+      copy.mutable_header()->set_timestamp_ms(absl::ToUnixMillis(absl::Now()));
+      if (key_) {
+        // The stub serializes `copy` to these same bytes (one binary, no maps).
+        const std::string bytes = copy.SerializeAsString();
+        context->AddMetadata(proto::kSignatureMetadataKey, key_->Sign(proto::RequestSigningMessage(full_name, bytes)));
+      }
+      return rpc(context, copy, out);
+    });
+  }
+
   template <typename Response, typename Rpc>
   absl::StatusOr<Response> Call(Rpc&& rpc) {
     absl::Duration backoff = policy_.initial_backoff;
@@ -62,12 +101,27 @@ class GrpcTransport final : public Transport {
 
   RetryPolicy policy_;
   std::unique_ptr<v1::Aggregator::Stub> stub_;
+  std::shared_ptr<const models::SigningKey> key_;
 };
 
 }  // namespace
 
-std::unique_ptr<Transport> ConnectGrpc(const std::string& address, const RetryPolicy& policy) {
-  return std::make_unique<GrpcTransport>(address, policy);
+absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpc(const std::string& address, const ChannelSecurity& security,
+                                                       const RetryPolicy& policy) {
+  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (security.insecure) {
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions options;
+    if (!security.ca_certificate.empty()) {
+      auto pem = models::ReadFileBytes(security.ca_certificate, 1 << 20);
+      if (!pem.ok()) return pem.status();
+      options.pem_root_certs = std::move(*pem);
+    }
+    credentials = grpc::SslCredentials(options);
+  }
+  return std::make_unique<GrpcTransport>(std::move(credentials), address, policy);
 }
 
 }  // namespace tinyfed::client

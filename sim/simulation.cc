@@ -296,6 +296,8 @@ class TrackingTransport : public client::Transport {
  public:
   TrackingTransport(std::unique_ptr<client::Transport> inner, Tracker* tracker, std::string id)
       : inner_(std::move(inner)), tracker_(tracker), id_(std::move(id)) {}
+  void SetDeviceKey(std::shared_ptr<const models::SigningKey> key) override { inner_->SetDeviceKey(std::move(key)); }
+  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override { return inner_->Enroll(r); }
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override {
     auto out = Count(r, inner_->CheckIn(r));
     if (out.ok() && out->has_admitted()) tracker_->Update(id_, [](Tracker::Device& d) { d.admitted = true; });
@@ -396,16 +398,20 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
   config.selection_timeout = absl::Milliseconds(500);
   config.training_timeout = absl::Seconds(4);
   config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(1);
+  config.security.requests_per_minute = 1000000;  // clients poll every 20 ms
   if (auto st = models::WriteFileAtomically(work_dir / "aggregator.toml", aggregator::FormatConfig(config)); !st.ok()) {
     return st;
   }
+  auto devices = aggregator::DeviceRegistry::Open(config.state_dir);
+  if (!devices.ok()) return devices.status();
   for (const Clinic& c : clinics) {
     auto store = client::SampleStore::Open(work_dir / c.id / "store", std::max<size_t>(c.train.size(), 1));
     if (!store.ok()) return store.status();
     if (auto st = (*store)->Add(client::ToSamples(c.train)); !st.ok()) return st;
   }
   Process aggregator_process = Process::Spawn(
-      {tinyfed.string(), "aggregator", "--config", (work_dir / "aggregator.toml").string()}, work_dir / "aggregator.log");
+      {tinyfed.string(), "aggregator", "--config", (work_dir / "aggregator.toml").string(), "--insecure"},
+      work_dir / "aggregator.log");
   std::string address;
   for (int i = 0; i < 500 && address.empty() && aggregator_process.running(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -418,9 +424,12 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
   const auto& p = s.clinics.dropout;
   std::vector<Process> clients;
   for (const Clinic& c : clinics) {
+    auto token = (*devices)->IssueToken(c.id, absl::Hours(1));
+    if (!token.ok()) return token.status();
     clients.push_back(Process::Spawn(
         {tinyfed.string(), "client", "run", "--device-id", c.id, "--data-dir", (work_dir / c.id).string(),
-         "--aggregator", address, "--root", (work_dir / "trust" / "roots" / "1.root").string(),
+         "--aggregator", address, "--insecure", "--enroll-token", *token,
+         "--root", (work_dir / "trust" / "roots" / "1.root").string(),
          "--max-samples", std::to_string(std::max<size_t>(c.train.size(), 1)), "--simulation-seed",
          std::to_string(s.seed), "--dropout", absl::StrFormat("%.17g,%.17g,%.17g,%.17g", p[0], p[1], p[2], p[3])},
         work_dir / (c.id + ".log")));
@@ -580,8 +589,16 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   if (!engine.ok()) return engine.status();
   report.noise_multiplier = (*engine)->noise_multiplier();
   std::unique_ptr<aggregator::AggregatorServer> server;
+  std::unique_ptr<aggregator::DeviceRegistry> registry;
   if (!inproc) {
-    auto started_server = aggregator::AggregatorServer::Start(engine->get(), config.listen);
+    auto opened = aggregator::DeviceRegistry::Open(config.state_dir);
+    if (!opened.ok()) return opened.status();
+    registry = std::move(*opened);
+    // Loopback inside one process: plaintext, but every request signed.
+    aggregator::SecurityConfig security = config.security;
+    security.requests_per_minute = 1000000;  // clients poll every 5 ms
+    auto started_server = aggregator::AggregatorServer::Start(engine->get(), registry.get(), config.listen, security,
+                                                              /*insecure=*/true);
     if (!started_server.ok()) return started_server.status();
     server = std::move(*started_server);
   }
@@ -603,9 +620,17 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
       tracker.Update(id, [at](Tracker::Device& d) { d.dropped_at = at; });
       return false;
     };
-    std::unique_ptr<client::Transport> base =
-        inproc ? std::unique_ptr<client::Transport>(std::make_unique<InProcessTransport>(engine->get()))
-               : client::ConnectGrpc(StrCat("127.0.0.1:", server->port()));
+    std::unique_ptr<client::Transport> base;
+    if (inproc) {
+      base = std::make_unique<InProcessTransport>(engine->get());
+    } else {
+      auto token = registry->IssueToken(c.id, absl::Hours(1));
+      if (!token.ok()) return token.status();
+      cc.enrollment_token = *token;
+      auto grpc = client::ConnectGrpc(StrCat("127.0.0.1:", server->port()), client::ChannelSecurity::Plaintext());
+      if (!grpc.ok()) return grpc.status();
+      base = std::move(*grpc);
+    }
     auto gateway = client::Client::Create(
         cc, std::make_unique<TrackingTransport>(std::move(base), &tracker, c.id), std::move(hooks));
     if (!gateway.ok()) return gateway.status();

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
 #include "tinyfed/aggregator/state.h"
@@ -46,11 +47,13 @@ T OrThrow(absl::StatusOr<T> v) {
   return std::move(*v);
 }
 
-void RunAggregator(const std::string& config_path) {
+void RunAggregator(const std::string& config_path, bool insecure) {
   SetUpLogging();
   const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
   auto engine = OrThrow(aggregator::RoundEngine::Create(config));
-  auto server = OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen));
+  auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
+  auto server = OrThrow(
+      aggregator::AggregatorServer::Start(engine.get(), devices.get(), config.listen, config.security, insecure));
   // Tests and scripts that asked for port 0 learn the real one here.
   const std::string host = config.listen.substr(0, config.listen.rfind(':'));
   if (auto s = models::WriteFileAtomically(config.state_dir / "listening", fmt::format("{}:{}\n", host, server->port()));
@@ -117,8 +120,56 @@ void PrintStatus(const std::string& config_path, bool json) {
   }
 }
 
+void IssueToken(const std::string& config_path, const std::string& device_id, double hours) {
+  const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
+  auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
+  const absl::Duration lifetime = hours > 0 ? absl::Hours(hours) : config.security.enrollment_token_lifetime;
+  const std::string token = OrThrow(devices->IssueToken(
+      device_id.empty() ? std::nullopt : std::optional<std::string>(device_id), lifetime));
+  fmt::print("{}\n", token);
+  fmt::print(stderr, "one-time enrollment token{}, valid for {}; give it to the gateway (client run --enroll-token)\n",
+             device_id.empty() ? "" : " for " + device_id, absl::FormatDuration(lifetime));
+}
+
+void AddDeviceCommands(CLI::App* app) {
+  struct Flags {
+    std::string config, device_id;
+    double hours = 0;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* enroll = app->add_subcommand("enroll", "issue a one-time enrollment token for a gateway");
+  enroll->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  enroll->add_option("--device-id", f->device_id, "bind the token to this device (needed to re-enroll one)");
+  enroll->add_option("--hours", f->hours, "lifetime (default: security.enrollment_token_hours)");
+  enroll->callback([f] { IssueToken(f->config, f->device_id, f->hours); });
+
+  auto* device = app->add_subcommand("device", "enrolled gateways");
+  device->require_subcommand(1);
+  auto* revoke = device->add_subcommand("revoke", "shut a gateway out from its next call on");
+  revoke->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  revoke->add_option("--device-id", f->device_id, "the device")->required();
+  revoke->callback([f] {
+    const aggregator::Config config = OrThrow(aggregator::ReadConfig(f->config));
+    auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
+    if (auto s = devices->Revoke(f->device_id); !s.ok()) throw CommandError(s);
+    fmt::print("device {} revoked\n", f->device_id);
+  });
+  auto* list = device->add_subcommand("list", "enrolled gateways and their keys");
+  list->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  list->callback([f] {
+    const aggregator::Config config = OrThrow(aggregator::ReadConfig(f->config));
+    auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
+    for (const auto& d : OrThrow(devices->List())) {
+      fmt::print("{:<24} key {}  enrolled {}{}\n", d.device_id, d.public_key_hex.substr(0, 16),
+                 absl::FormatTime("%Y-%m-%d %H:%M", d.enrolled, absl::UTCTimeZone()),
+                 d.revoked ? absl::FormatTime("  REVOKED %Y-%m-%d %H:%M", *d.revoked, absl::UTCTimeZone()) : "");
+    }
+  });
+}
+
 struct ClientFlags {
-  std::string device_id, data_dir, aggregator_address, root;
+  std::string device_id, data_dir, aggregator_address, root, ca, enroll_token;
+  bool insecure = false;
   int64_t max_rounds = 0;
   size_t max_samples = 20000;
   std::string exit_at;     // ROUND:PHASE, testing
@@ -147,6 +198,7 @@ void RunClient(const ClientFlags& f) {
   config.device_id = f.device_id;
   config.data_dir = f.data_dir;
   config.trusted_root = f.root;
+  config.enrollment_token = f.enroll_token;
   config.max_samples = f.max_samples;
   client::ClientHooks hooks;
   if (!f.exit_at.empty()) {
@@ -190,7 +242,9 @@ void RunClient(const ClientFlags& f) {
           std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size() * sizeof(uint32_t)));
     };
   }
-  auto c = OrThrow(client::Client::Create(config, client::ConnectGrpc(f.aggregator_address), std::move(hooks)));
+  if (f.insecure) spdlog::warn("{}: PLAINTEXT connection (--insecure): for tests only", f.device_id);
+  auto transport = OrThrow(client::ConnectGrpc(f.aggregator_address, {.ca_certificate = f.ca, .insecure = f.insecure}));
+  auto c = OrThrow(client::Client::Create(config, std::move(transport), std::move(hooks)));
   InstallStopHandlers();
   client::Client* raw = c.get();
   std::thread watcher([raw] {
@@ -223,17 +277,20 @@ void AddSamples(const ClientFlags& f) {
 void AddRoundCommands(CLI::App* app) {
   auto config_path = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
+  auto insecure = std::make_shared<bool>(false);
   auto* agg = app->add_subcommand("aggregator", "run the regional aggregator (gRPC server)");
   agg->add_option("--config", *config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  agg->add_flag("--insecure", *insecure, "serve plaintext when no TLS certificate is configured (tests only)");
   auto* status = agg->add_subcommand("status", "rounds, models and privacy spent, from the state directory");
   status->add_option("--config", *config_path, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
   status->add_flag("--json", *json, "print JSON");
   status->callback([config_path, json] { PrintStatus(*config_path, *json); });
-  agg->callback([status, config_path] {
+  agg->callback([status, config_path, insecure] {
     if (status->parsed()) return;
     if (config_path->empty()) throw CLI::RequiredError("--config");
-    RunAggregator(*config_path);
+    RunAggregator(*config_path, *insecure);
   });
+  AddDeviceCommands(app);
 
   auto flags = std::make_shared<ClientFlags>();
   auto* cl = app->add_subcommand("client", "a gateway's side: store samples, take part in rounds");
@@ -245,6 +302,9 @@ void AddRoundCommands(CLI::App* app) {
   run->add_option("--root", flags->root, "the pinned root metadata (the federation's 1.root)")
       ->required()
       ->check(CLI::ExistingFile);
+  run->add_option("--ca", flags->ca, "PEM file of the CA of the aggregator's TLS certificate (default: system roots)");
+  run->add_flag("--insecure", flags->insecure, "plaintext connection (tests only)");
+  run->add_option("--enroll-token", flags->enroll_token, "one-time token from `tinyfed enroll` (first run)");
   run->add_option("--max-rounds", flags->max_rounds, "stop after this many completed rounds (0: no limit)");
   run->add_option("--max-samples", flags->max_samples, "replay buffer size");
   run->add_option("--exit-at", flags->exit_at, "testing: SIGKILL itself at ROUND:PHASE (a power cut)");

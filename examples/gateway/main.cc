@@ -3,8 +3,8 @@
 // predictions with the installed model, and takes part in federated rounds
 // until the aggregator closes the federation.
 //
-//   gateway --aggregator host:port --root 1.root --data-dir /var/lib/gw \
-//           --device-id clinic-07 [--samples confirmed.csv] [--rounds N]
+//   gateway --aggregator host:port --root 1.root --ca ca.pem --data-dir /var/lib/gw \
+//           --device-id clinic-07 [--enroll-token T] [--samples confirmed.csv] [--rounds N]
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -24,11 +24,14 @@ int Fail(const std::string& what) {
 int main(int argc, char** argv) {
   tinyfed::client::ClientConfig config;
   std::string aggregator, samples_csv;
+  tinyfed::client::ChannelSecurity security;
   long rounds = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--aggregator") aggregator = value;
     else if (flag == "--root") config.trusted_root = value;
+    else if (flag == "--ca") security.ca_certificate = value;
+    else if (flag == "--enroll-token") config.enrollment_token = value;
     else if (flag == "--data-dir") config.data_dir = value;
     else if (flag == "--device-id") config.device_id = value;
     else if (flag == "--samples") samples_csv = value;
@@ -36,10 +39,12 @@ int main(int argc, char** argv) {
     else return Fail("unknown flag " + flag);
   }
   if (aggregator.empty() || config.data_dir.empty() || config.device_id.empty()) {
-    return Fail("usage: gateway --aggregator HOST:PORT --root ROOT --data-dir DIR --device-id ID "
-                "[--samples CSV] [--rounds N]");
+    return Fail("usage: gateway --aggregator HOST:PORT --root ROOT --ca PEM --data-dir DIR --device-id ID "
+                "[--enroll-token T] [--samples CSV] [--rounds N]");
   }
-  auto client = tinyfed::client::Client::Create(config, tinyfed::client::ConnectGrpc(aggregator));
+  auto transport = tinyfed::client::ConnectGrpc(aggregator, security);
+  if (!transport.ok()) return Fail(std::string(transport.status().message()));
+  auto client = tinyfed::client::Client::Create(config, std::move(*transport));
   if (!client.ok()) return Fail(std::string(client.status().message()));
 
   if (!samples_csv.empty()) {

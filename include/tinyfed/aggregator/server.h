@@ -1,9 +1,17 @@
 // The aggregator's gRPC server: the round engine behind the tinyfed.v1
-// Aggregator service. Each method reads its request as raw bytes, refuses one
-// over the method's limit before parsing it (RESOURCE_EXHAUSTED), parses it
-// (INVALID_ARGUMENT if malformed) and hands it to the engine, whose
-// absl::Status codes become the gRPC status. A background thread ticks the
-// engine so phases close at their deadlines.
+// Aggregator service, over TLS. Each call, in order:
+//   1. over max_concurrent_calls in flight          -> RESOURCE_EXHAUSTED
+//   2. over its method's size limit (before parsing) -> RESOURCE_EXHAUSTED
+//   3. not a valid message                           -> INVALID_ARGUMENT
+//   4. not signed by an enrolled device's key, a timestamp outside the skew
+//      window, a nonce seen before (a replay)       -> UNAUTHENTICATED
+//      a revoked device                               -> PERMISSION_DENIED
+//   5. over the device's requests_per_minute         -> RESOURCE_EXHAUSTED
+//   6. the round engine (or, for Enroll, the device registry), whose
+//      absl::Status codes become the gRPC status.
+// Refusals are logged at most once a minute per kind (and device), with the
+// count since, so a flood cannot flood the log. A background thread ticks
+// the engine so phases close at their deadlines.
 #ifndef TINYFED_AGGREGATOR_SERVER_H_
 #define TINYFED_AGGREGATOR_SERVER_H_
 
@@ -11,16 +19,21 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/round_engine.h"
 
 namespace tinyfed::aggregator {
 
 class AggregatorServer {
  public:
-  // Listens on `address` ("host:port"; port 0 picks a free one). The engine
-  // must outlive the server. Plaintext for now: TLS and device identity are
-  // the security issue's.
-  static absl::StatusOr<std::unique_ptr<AggregatorServer>> Start(RoundEngine* engine, const std::string& address);
+  // Listens on `address` ("host:port"; port 0 picks a free one) with the
+  // TLS certificate of `security`. Without one it refuses to start unless
+  // `insecure` (tests only; logged as a warning). The engine and the
+  // registry must outlive the server.
+  static absl::StatusOr<std::unique_ptr<AggregatorServer>> Start(RoundEngine* engine, DeviceRegistry* devices,
+                                                                 const std::string& address,
+                                                                 const SecurityConfig& security, bool insecure = false);
   ~AggregatorServer();  // Shuts down.
   AggregatorServer(const AggregatorServer&) = delete;
   AggregatorServer& operator=(const AggregatorServer&) = delete;

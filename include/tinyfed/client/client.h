@@ -4,8 +4,10 @@
 //   config.device_id = "clinic-07";
 //   config.data_dir = "/var/lib/tinyfed";
 //   config.trusted_root = "/etc/tinyfed/1.root";  // shipped with the gateway
-//   auto client = tinyfed::client::Client::Create(
-//       config, tinyfed::client::ConnectGrpc("aggregator.region:7443"));
+//   config.enrollment_token = "...";  // from the operator's `tinyfed enroll`, used once
+//   auto transport = tinyfed::client::ConnectGrpc("aggregator.region:7443",
+//                                                 {.ca_certificate = "/etc/tinyfed/ca.pem"});
+//   auto client = tinyfed::client::Client::Create(config, std::move(*transport));
 //
 //   // A clinician confirmed a diagnosis: keep the sample for local training.
 //   (*client)->AddSamples({{features, label}});
@@ -22,6 +24,8 @@
 //   model.signed     the installed model and its signed release
 //   roots/           root metadata accepted after the pinned one (rotations)
 //   download.*       a model download in progress, resumed after a restart
+//   device_signing.key  the device's Ed25519 key (0600): signs every request
+//                    and its SecAgg+ keys; `enrolled` once it is registered
 // What leaves it: SecAgg+-masked, clipped and noised head updates, and
 // aggregate telemetry (sample counts per class, a confidence histogram and
 // accuracy on a held-out slice). Never a sample, a label or an embedding.
@@ -57,6 +61,8 @@ struct ClientConfig {
   std::string device_id;  // 1..64 of [A-Za-z0-9._-]
   std::filesystem::path data_dir;
   std::filesystem::path trusted_root;  // root metadata the gateway ships with (`tinyfed root new`)
+  // One-time token from `tinyfed enroll`; used at the first check-in.
+  std::string enrollment_token;
   size_t max_samples = 20000;        // the replay buffer keeps the newest
   double holdout_fraction = 0.1;     // of samples, for local accuracy only
   // Simulation only: derive the DP noise and SecAgg+ keys from this seed,

@@ -1,14 +1,17 @@
-// How a client reaches the aggregator: the five calls of the round service.
-// The gRPC transport is the one gateways use; the simulator plugs in an
-// in-process one that calls the round engine directly.
+// How a client reaches the aggregator: the calls of the round service.
+// The gRPC transport is the one gateways use (TLS, every request signed with
+// the device key); the simulator plugs in an in-process one that calls the
+// round engine directly.
 #ifndef TINYFED_CLIENT_TRANSPORT_H_
 #define TINYFED_CLIENT_TRANSPORT_H_
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tinyfed/models/signing.h"
 #include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::client {
@@ -16,6 +19,12 @@ namespace tinyfed::client {
 class Transport {
  public:
   virtual ~Transport() = default;
+  // The device key that signs every later request (service.proto, "Device
+  // authentication"). Transports without a network ignore it.
+  virtual void SetDeviceKey(std::shared_ptr<const models::SigningKey> /*key*/) {}
+  virtual absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& /*request*/) {
+    return absl::UnimplementedError("this transport has no enrollment");
+  }
   virtual absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) = 0;
   virtual absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& request) = 0;
   virtual absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request) = 0;
@@ -35,8 +44,24 @@ struct RetryPolicy {
   double multiplier = 2.0;
 };
 
-// A plaintext gRPC channel to "host:port"; TLS comes with the security issue.
-std::unique_ptr<Transport> ConnectGrpc(const std::string& address, const RetryPolicy& policy = {});
+struct ChannelSecurity {
+  // PEM file of the CA that signed the aggregator's certificate; empty: the
+  // system's roots.
+  std::filesystem::path ca_certificate;
+  // Plaintext: tests only. Anyone on the path reads and alters the traffic.
+  bool insecure = false;
+
+  static ChannelSecurity Plaintext() {
+    ChannelSecurity s;
+    s.insecure = true;
+    return s;
+  }
+};
+
+// A gRPC channel to "host:port", TLS unless `security.insecure`. NOT_FOUND
+// or INVALID_ARGUMENT for an unreadable CA file.
+absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpc(const std::string& address, const ChannelSecurity& security,
+                                                       const RetryPolicy& policy = {});
 
 }  // namespace tinyfed::client
 
