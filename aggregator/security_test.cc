@@ -1,0 +1,307 @@
+// Transport security and device identity over real gRPC: TLS or nothing
+// unless --insecure, enrollment tokens, signed requests (forgery, replay,
+// clock skew), revocation, rate limits logged once.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <thread>
+
+#include "models/testing/tiny_classifier.h"
+#include "aggregator/testing/self_signed.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
+#include "tinyfed/aggregator/devices.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/aggregator/server.h"
+#include "tinyfed/client/client.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/trust.h"
+#include "tinyfed/proto/authentication.h"
+#include "tinyfed/v1/service.grpc.pb.h"
+
+namespace tinyfed::aggregator {
+namespace {
+
+using grpc::StatusCode;
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("tinyfed-security-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ASSERT_TRUE(models::WriteBundleFile(dir_ / "model.tfb", models::testing::TinyClassifier()).ok());
+    ASSERT_TRUE(models::CreateSingleKeyRepository(dir_ / "trust", "security-test").ok());
+    config_ = DefaultConfig();
+    config_.listen = "127.0.0.1:0";
+    config_.state_dir = dir_ / "state";
+    config_.initial_model = dir_ / "model.tfb";
+    config_.publishing_key = dir_ / "trust" / "publishing.key";
+    config_.roots_dir = dir_ / "trust" / "roots";
+    config_.cohort_size = 5;
+    config_.min_cohort = 3;
+    auto engine = RoundEngine::Create(config_);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    auto devices = DeviceRegistry::Open(config_.state_dir);
+    ASSERT_TRUE(devices.ok()) << devices.status();
+    devices_ = std::move(*devices);
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Fills the next round's cohort from elsewhere, so that a test client's
+  // check-in updates its model and returns (not selected) instead of
+  // waiting for peers.
+  void FillCohort() {
+    for (int i = 0; i < config_.cohort_size; ++i) {
+      v1::CheckInRequest r;
+      r.mutable_header()->set_device_id("filler-" + std::to_string(i));
+      r.mutable_header()->set_phase(v1::PHASE_CHECK_IN);
+      ASSERT_TRUE(engine_->CheckIn(r).ok());
+    }
+  }
+
+  void Serve(bool insecure = true) {
+    auto server = AggregatorServer::Start(engine_.get(), devices_.get(), config_.listen, config_.security, insecure);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    address_ = "127.0.0.1:" + std::to_string(server_->port());
+    stub_ = v1::Aggregator::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  v1::EnrollRequest EnrollRequest(const std::string& device, const std::string& token, const models::SigningKey& key) {
+    v1::EnrollRequest r;
+    r.set_device_id(device);
+    r.set_token(token);
+    r.set_device_public_key(models::KeyBytes(key.public_key()));
+    r.set_proof(key.Sign(proto::EnrollmentProofMessage(device, token)));
+    return r;
+  }
+  grpc::Status Enroll(const v1::EnrollRequest& r) {
+    grpc::ClientContext c;
+    v1::EnrollResponse out;
+    return stub_->Enroll(&c, r, &out);
+  }
+
+  struct Call {
+    v1::CheckInRequest request;
+    std::string signature;
+  };
+  // A check-in as `device` signed by `key`, stamped `skew` off the clock.
+  static Call SignedCheckIn(const std::string& device, const models::SigningKey& key,
+                            absl::Duration skew = absl::ZeroDuration()) {
+    Call call;
+    v1::RequestHeader* h = call.request.mutable_header();
+    h->set_device_id(device);
+    h->set_phase(v1::PHASE_CHECK_IN);
+    std::string nonce(proto::kNonceBytes, '\0');
+    randombytes_buf(nonce.data(), nonce.size());
+    h->set_nonce(nonce);
+    h->set_timestamp_ms(absl::ToUnixMillis(absl::Now() + skew));
+    call.signature = key.Sign(
+        proto::RequestSigningMessage("/tinyfed.v1.Aggregator/CheckIn", call.request.SerializeAsString()));
+    return call;
+  }
+  grpc::Status Send(const Call& call, v1::CheckInResponse* out = nullptr) {
+    grpc::ClientContext c;
+    if (!call.signature.empty()) c.AddMetadata(proto::kSignatureMetadataKey, call.signature);
+    v1::CheckInResponse ignored;
+    return stub_->CheckIn(&c, call.request, out ? out : &ignored);
+  }
+
+  std::filesystem::path dir_;
+  Config config_;
+  std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<DeviceRegistry> devices_;
+  std::unique_ptr<AggregatorServer> server_;
+  std::string address_;
+  std::unique_ptr<v1::Aggregator::Stub> stub_;
+};
+
+TEST_F(SecurityTest, PlaintextIsRefusedWithoutInsecure) {
+  auto refused = AggregatorServer::Start(engine_.get(), devices_.get(), config_.listen, config_.security, false);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("plaintext needs --insecure"), std::string::npos) << refused.status();
+}
+
+TEST_F(SecurityTest, TlsServesGatewaysThatTrustItsCaAndNothingElse) {
+  // A self-signed certificate for 127.0.0.1, as an operator's CA would sign.
+  const auto cert = dir_ / "cert.pem", key = dir_ / "key.pem";
+  ASSERT_TRUE(testing::WriteSelfSignedCertificate(dir_, cert, key)) << "see " << (dir_ / "openssl.log");
+  config_.security.tls_certificate = cert;
+  config_.security.tls_private_key = key;
+  Serve(/*insecure=*/false);
+  FillCohort();
+  auto token = devices_->IssueToken("clinic-tls", absl::Hours(1));
+  ASSERT_TRUE(token.ok());
+
+  client::ClientConfig cc;
+  cc.device_id = "clinic-tls";
+  cc.data_dir = dir_ / "gateway";
+  cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+  cc.enrollment_token = *token;
+  client::RetryPolicy quick;
+  quick.max_attempts = 1;
+  quick.call_deadline = absl::Seconds(5);
+  // A plaintext client cannot talk to the TLS port.
+  {
+    auto plain = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext(),
+                                                                            quick)));
+    ASSERT_TRUE(plain.ok());
+    EXPECT_EQ((*plain)->ParticipateOnce().status().code(), absl::StatusCode::kUnavailable);
+  }
+  // Nor one that does not trust the certificate (system roots only).
+  {
+    auto untrusting = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, {}, quick)));
+    ASSERT_TRUE(untrusting.ok());
+    EXPECT_EQ((*untrusting)->ParticipateOnce().status().code(), absl::StatusCode::kUnavailable);
+  }
+  client::ChannelSecurity tls;
+  tls.ca_certificate = cert;
+  auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, tls, quick)));
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto report = (*c)->ParticipateOnce();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->outcome, client::RoundOutcome::kNotSelected);
+  EXPECT_EQ((*c)->model_version(), 1u);  // enrolled, checked in, downloaded and verified over TLS
+  tls.ca_certificate = dir_ / "missing.pem";
+  EXPECT_EQ(client::ConnectGrpc(address_, tls).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SecurityTest, EnrollmentTokensAreOneTimeBoundAndExpire) {
+  Serve();
+  const models::SigningKey key = models::SigningKey::Generate(), other = models::SigningKey::Generate();
+  auto token = devices_->IssueToken(std::nullopt, absl::Hours(1));
+  ASSERT_TRUE(token.ok());
+  EXPECT_EQ(token->size(), 64u);
+  // A proof by another key than the one registered.
+  v1::EnrollRequest stolen = EnrollRequest("clinic-1", *token, key);
+  stolen.set_device_public_key(models::KeyBytes(other.public_key()));
+  EXPECT_EQ(Enroll(stolen).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Enroll(EnrollRequest("clinic-1", "0123", key)).error_code(), StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *token, key)).ok());
+  // Used once only.
+  EXPECT_EQ(Enroll(EnrollRequest("clinic-2", *token, other)).error_code(), StatusCode::UNAUTHENTICATED);
+  // An unbound token cannot take over an enrolled device id.
+  auto unbound = devices_->IssueToken(std::nullopt, absl::Hours(1));
+  EXPECT_EQ(Enroll(EnrollRequest("clinic-1", *unbound, other)).error_code(), StatusCode::ALREADY_EXISTS);
+  // A bound token is for its device only...
+  auto bound = devices_->IssueToken("clinic-3", absl::Hours(1));
+  EXPECT_EQ(Enroll(EnrollRequest("clinic-4", *bound, other)).error_code(), StatusCode::PERMISSION_DENIED);
+  // ...and expires.
+  auto expired = devices_->IssueToken("clinic-5", absl::Milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(Enroll(EnrollRequest("clinic-5", *expired, other)).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Enroll(EnrollRequest("bad id!", *bound, other)).error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(devices_->IssueToken("bad id!", absl::Hours(1)).status().code(), absl::StatusCode::kInvalidArgument);
+  // A replaced gateway re-enrolls with a token bound to its id.
+  auto replacement = devices_->IssueToken("clinic-1", absl::Hours(1));
+  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *replacement, other)).ok());
+  EXPECT_EQ(Send(SignedCheckIn("clinic-1", key)).error_code(), StatusCode::UNAUTHENTICATED);  // old key
+  EXPECT_TRUE(Send(SignedCheckIn("clinic-1", other)).ok());
+}
+
+TEST_F(SecurityTest, OnlyFreshRequestsSignedByTheEnrolledKeyPass) {
+  Serve();
+  const models::SigningKey key = models::SigningKey::Generate(), stranger = models::SigningKey::Generate();
+  auto token = devices_->IssueToken("clinic-1", absl::Hours(1));
+  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *token, key)).ok());
+
+  Call unsigned_call = SignedCheckIn("clinic-1", key);
+  unsigned_call.signature.clear();
+  EXPECT_EQ(Send(unsigned_call).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Send(SignedCheckIn("stranger", stranger)).error_code(), StatusCode::UNAUTHENTICATED);   // unenrolled
+  EXPECT_EQ(Send(SignedCheckIn("clinic-1", stranger)).error_code(), StatusCode::UNAUTHENTICATED);   // forged id
+  Call tampered = SignedCheckIn("clinic-1", key);
+  tampered.request.set_installed_model_version(7);  // altered after signing
+  EXPECT_EQ(Send(tampered).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Send(SignedCheckIn("clinic-1", key, absl::Minutes(-10))).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Send(SignedCheckIn("clinic-1", key, absl::Minutes(10))).error_code(), StatusCode::UNAUTHENTICATED);
+  // A signature for CheckIn does not pass for another method.
+  const Call genuine = SignedCheckIn("clinic-1", key);
+  {
+    grpc::ClientContext c;
+    c.AddMetadata(proto::kSignatureMetadataKey, genuine.signature);
+    v1::AwaitRequest await;
+    *await.mutable_header() = genuine.request.header();
+    v1::AwaitResponse out;
+    EXPECT_EQ(stub_->Await(&c, await, &out).error_code(), StatusCode::UNAUTHENTICATED);
+  }
+  v1::CheckInResponse response;
+  ASSERT_TRUE(Send(genuine, &response).ok());
+  EXPECT_TRUE(response.has_admitted());
+  const grpc::Status replay = Send(genuine);
+  EXPECT_EQ(replay.error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(replay.error_message().find("replayed"), std::string::npos) << replay.error_message();
+}
+
+TEST_F(SecurityTest, ARevokedDeviceIsShutOutAtItsNextCall) {
+  Serve();
+  FillCohort();
+  auto token = devices_->IssueToken("clinic-1", absl::Hours(1));
+  client::ClientConfig cc;
+  cc.device_id = "clinic-1";
+  cc.data_dir = dir_ / "gateway";
+  cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+  cc.enrollment_token = *token;
+  auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())));
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->ParticipateOnce().ok());
+  ASSERT_TRUE(devices_->Revoke("clinic-1").ok());
+  EXPECT_EQ(devices_->Revoke("never-enrolled").code(), absl::StatusCode::kNotFound);
+  auto after = (*c)->ParticipateOnce();
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(after.status().message().find("revoked"), std::string::npos) << after.status();
+  // Run gives up instead of retrying forever.
+  EXPECT_EQ((*c)->Run(1).code(), absl::StatusCode::kPermissionDenied);
+  auto listed = devices_->List();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_TRUE((*listed)[0].revoked.has_value());
+}
+
+TEST_F(SecurityTest, ExcessRequestsAreRefusedAndLoggedOnce) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  config_.security.requests_per_minute = 10;
+  Serve();
+  const models::SigningKey key = models::SigningKey::Generate();
+  auto token = devices_->IssueToken("chatty", absl::Hours(1));
+  ASSERT_TRUE(Enroll(EnrollRequest("chatty", *token, key)).ok());
+  int ok = 0, exhausted = 0;
+  for (int i = 0; i < 40; ++i) {
+    const grpc::Status s = Send(SignedCheckIn("chatty", key));
+    ok += s.ok();
+    exhausted += s.error_code() == StatusCode::RESOURCE_EXHAUSTED;
+  }
+  // Garbage floods the log no more than once either.
+  for (int i = 0; i < 20; ++i) {
+    Call bad = SignedCheckIn("chatty", key);
+    bad.request.mutable_header()->set_device_id(std::string("\xff\xfe", 2));
+    EXPECT_EQ(Send(bad).error_code(), StatusCode::INVALID_ARGUMENT);
+  }
+  spdlog::set_default_logger(previous);
+  EXPECT_EQ(ok, 10);  // a full bucket, refilled by a fraction in the meantime
+  EXPECT_EQ(exhausted, 30);
+  const std::string text = log.str();
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("exceeds its 10 requests per minute"), 1u) << text;
+  EXPECT_EQ(count("malformed"), 1u) << text;
+}
+
+}  // namespace
+}  // namespace tinyfed::aggregator
