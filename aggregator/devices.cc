@@ -89,7 +89,16 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
     token.bind(1, hash.data(), static_cast<int>(hash.size()));
     // One message for unknown, used and expired tokens: no oracle.
     const auto refused = absl::UnauthenticatedError("the enrollment token is unknown, used or expired");
-    if (!token.executeStep() || !token.getColumn(2).isNull() || token.getColumn(1).getInt64() <= now) return refused;
+    if (!token.executeStep() || token.getColumn(1).getInt64() <= now) return refused;
+    if (!token.getColumn(2).isNull()) {
+      // A gateway that lost the answer retries with the same token and key:
+      // the enrollment that used the token is this one.
+      SQLite::Statement same(*db_, "SELECT 1 FROM device_keys WHERE device_id = ? AND public_key = ? AND enrolled_ms = ?");
+      same.bind(1, r.device_id());
+      same.bind(2, r.device_public_key().data(), static_cast<int>(r.device_public_key().size()));
+      same.bind(3, token.getColumn(2).getInt64());
+      return same.executeStep() ? absl::OkStatus() : refused;
+    }
     const bool bound = !token.getColumn(0).isNull();
     if (bound && token.getColumn(0).getString() != r.device_id()) {
       return absl::PermissionDeniedError(StrCat("the enrollment token is for another device, not ", r.device_id()));

@@ -24,6 +24,7 @@
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
+#include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
 #include "tinyfed/secure_agg/params.h"
 #include "tinyfed/secure_agg/server.h"
@@ -104,6 +105,7 @@ struct RoundEngine::Resources {
   std::optional<models::SigningKey> key;       // the publishing key
   std::vector<v1::SignedMetadata> roots;       // 1.root, 2.root, ...
   std::optional<models::TrustedRoot> trusted;  // the latest of them
+  std::unique_ptr<DeviceRegistry> devices;
   std::optional<ServerOptimizer> optimizer;
   v1::ModelBundle bundle;     // the latest model (its head is the global head)
   std::vector<float> head;    // its head parameters, flattened
@@ -154,6 +156,9 @@ absl::Status RoundEngine::Init() {
   auto state = AggregatorState::Open(config_.state_dir);
   if (!state.ok()) return state.status();
   res_->state = std::move(*state);
+  auto devices = DeviceRegistry::Open(config_.state_dir);
+  if (!devices.ok()) return devices.status();
+  res_->devices = std::move(*devices);
   auto key = models::ReadSigningKey(config_.publishing_key);
   if (!key.ok()) return key.status();
   res_->key.emplace(std::move(*key));
@@ -342,6 +347,11 @@ absl::Status RoundEngine::PublishLocked(std::vector<float> head, int64_t round_i
 bool RoundEngine::closed() const {
   absl::MutexLock lock(&mu_);
   return !closed_reason_.empty();
+}
+
+DeviceRegistry* RoundEngine::devices() const {
+  absl::MutexLock lock(&mu_);
+  return res_->devices.get();
 }
 
 v1::ModelRef RoundEngine::latest_model() const {
@@ -659,6 +669,19 @@ absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& 
   auto retry = IsRetryLocked(**m, h, bytes);
   if (!retry.ok()) return retry.status();
   if (*retry) return v1::SubmitResponse();
+  if (message.has_advertise_keys()) {
+    // Neighbours check this signature too; refusing a bad one here names
+    // the culprit instead of failing the neighbours' rounds.
+    const v1::AdvertiseKeys& a = message.advertise_keys();
+    auto key = res_->devices->KeyOf(h.device_id());
+    if (!key.ok()) return key.status();
+    if (!models::VerifySignature(*key, proto::AdvertiseKeysSigningMessage(h.round_id(), message.sender(), h.device_id(),
+                                                                          a.encryption_public_key(),
+                                                                          a.masking_public_key()),
+                                 a.signature())) {
+      return InvalidArgumentError(StrCat("advertise_keys.signature is not device ", h.device_id(), "'s"));
+    }
+  }
   if (auto s = round_->server->Receive(message); !s.ok()) return s;
   (*m)->submitted.emplace(h.phase(), std::move(bytes));
   if (AllSubmittedLocked(h.phase())) AdvanceLocked();
@@ -769,7 +792,18 @@ void RoundEngine::AdvanceLocked() {
     return;
   }
   r.outgoing.clear();
-  for (auto& message : *out) r.outgoing.emplace(message.recipient(), std::move(message));
+  for (auto& message : *out) {
+    // Name each neighbour's device and enrolled key next to its signed keys.
+    if (message.has_share_keys()) {
+      for (v1::NeighborKeys& nk : *message.mutable_share_keys()->mutable_neighbors()) {
+        if (nk.id() >= r.device_of.size()) continue;
+        nk.set_device_id(r.device_of[nk.id()]);
+        auto key = res_->devices->KeyOf(nk.device_id());
+        if (key.ok()) nk.set_device_public_key(models::KeyBytes(*key));
+      }
+    }
+    r.outgoing.emplace(message.recipient(), std::move(message));
+  }
   r.stage = static_cast<Stage>(static_cast<int>(closing) + 1);
   const absl::Duration timeout = r.stage == Stage::kShareKeys     ? config_.share_keys_timeout
                                  : r.stage == Stage::kMaskedInput ? config_.masked_input_timeout

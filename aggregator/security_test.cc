@@ -48,9 +48,7 @@ class SecurityTest : public ::testing::Test {
     auto engine = RoundEngine::Create(config_);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
-    auto devices = DeviceRegistry::Open(config_.state_dir);
-    ASSERT_TRUE(devices.ok()) << devices.status();
-    devices_ = std::move(*devices);
+    devices_ = engine_->devices();
   }
   void TearDown() override {
     server_.reset();
@@ -70,7 +68,7 @@ class SecurityTest : public ::testing::Test {
   }
 
   void Serve(bool insecure = true) {
-    auto server = AggregatorServer::Start(engine_.get(), devices_.get(), config_.listen, config_.security, insecure);
+    auto server = AggregatorServer::Start(engine_.get(), config_.listen, config_.security, insecure);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     address_ = "127.0.0.1:" + std::to_string(server_->port());
@@ -120,14 +118,14 @@ class SecurityTest : public ::testing::Test {
   std::filesystem::path dir_;
   Config config_;
   std::unique_ptr<RoundEngine> engine_;
-  std::unique_ptr<DeviceRegistry> devices_;
+  DeviceRegistry* devices_ = nullptr;  // the engine's
   std::unique_ptr<AggregatorServer> server_;
   std::string address_;
   std::unique_ptr<v1::Aggregator::Stub> stub_;
 };
 
 TEST_F(SecurityTest, PlaintextIsRefusedWithoutInsecure) {
-  auto refused = AggregatorServer::Start(engine_.get(), devices_.get(), config_.listen, config_.security, false);
+  auto refused = AggregatorServer::Start(engine_.get(), config_.listen, config_.security, false);
   ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(refused.status().message().find("plaintext needs --insecure"), std::string::npos) << refused.status();
 }
@@ -188,7 +186,9 @@ TEST_F(SecurityTest, EnrollmentTokensAreOneTimeBoundAndExpire) {
   EXPECT_EQ(Enroll(stolen).error_code(), StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enroll(EnrollRequest("clinic-1", "0123", key)).error_code(), StatusCode::UNAUTHENTICATED);
   ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *token, key)).ok());
-  // Used once only.
+  // The same enrollment again (its answer was lost) is acknowledged...
+  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *token, key)).ok());
+  // ...but the token is used: it enrolls nothing else.
   EXPECT_EQ(Enroll(EnrollRequest("clinic-2", *token, other)).error_code(), StatusCode::UNAUTHENTICATED);
   // An unbound token cannot take over an enrolled device id.
   auto unbound = devices_->IssueToken(std::nullopt, absl::Hours(1));

@@ -300,7 +300,7 @@ struct AggregatorServer::Impl {
 AggregatorServer::AggregatorServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AggregatorServer::~AggregatorServer() { Shutdown(); }
 
-absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundEngine* engine, DeviceRegistry* devices,
+absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundEngine* engine,
                                                                           const std::string& address,
                                                                           const SecurityConfig& security,
                                                                           bool insecure) {
@@ -329,7 +329,7 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
   });
   auto impl = std::make_unique<Impl>();
   impl->engine = engine;
-  impl->service = std::make_unique<RawService>(engine, devices, security);
+  impl->service = std::make_unique<RawService>(engine, engine->devices(), security);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, credentials, &impl->port);
   builder.RegisterService(impl->service.get());

@@ -58,13 +58,10 @@ class ServiceTest : public ::testing::Test {
     auto engine = RoundEngine::Create(config_);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
-    auto devices = DeviceRegistry::Open(config_.state_dir);
-    ASSERT_TRUE(devices.ok()) << devices.status();
-    devices_ = std::move(*devices);
+    devices_ = engine_->devices();
     Enroll("mallory", mallory_key_);
     Enroll("outsider", mallory_key_);  // enrolled, never in a cohort
-    auto server = AggregatorServer::Start(engine_.get(), devices_.get(), config_.listen, config_.security,
-                                          /*insecure=*/true);
+    auto server = AggregatorServer::Start(engine_.get(), config_.listen, config_.security, /*insecure=*/true);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     address_ = "127.0.0.1:" + std::to_string(server_->port());
@@ -73,7 +70,6 @@ class ServiceTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
-    devices_.reset();
     engine_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -150,7 +146,7 @@ class ServiceTest : public ::testing::Test {
   std::filesystem::path dir_;
   models::SigningKey mallory_key_ = models::SigningKey::Generate();
   Config config_;
-  std::unique_ptr<DeviceRegistry> devices_;
+  DeviceRegistry* devices_ = nullptr;  // the engine's
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<AggregatorServer> server_;
   std::string address_;
@@ -265,6 +261,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
         auto report = (*c)->ParticipateOnce();
         ASSERT_TRUE(report.ok()) << report.status();
         outcomes[static_cast<size_t>(i)] = report->outcome;
+        if (report->outcome == client::RoundOutcome::kAborted) ADD_FAILURE() << report->detail;
         if (report->outcome != client::RoundOutcome::kNotSelected) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
@@ -296,7 +293,11 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   ASSERT_TRUE(params.ok());
   auto make_advertise = [&] {
     auto c = secagg::Client::Create(*params, me, std::vector<uint32_t>(sc.vector_length, 0), secagg::OsRandom());
-    return *(*c)->AdvertiseKeys();
+    v1::SecAggClientMessage m = *(*c)->AdvertiseKeys();
+    v1::AdvertiseKeys* keys = m.mutable_advertise_keys();
+    keys->set_signature(mallory_key_.Sign(proto::AdvertiseKeysSigningMessage(
+        round, me, "mallory", keys->encryption_public_key(), keys->masking_public_key())));
+    return m;
   };
   const v1::SecAggClientMessage advertise = make_advertise();
 
@@ -318,6 +319,12 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   EXPECT_CODE(Submit(Header("mallory", round + 7, v1::PHASE_ADVERTISE_KEYS), stale), FAILED_PRECONDITION);
   // A forged device id: the signature is mallory's, not honest-0's.
   EXPECT_CODE(Submit(Header("honest-0", round, v1::PHASE_ADVERTISE_KEYS), advertise), UNAUTHENTICATED);
+  // Keys whose signature is not over this round's keys (a substitution).
+  v1::SecAggClientMessage substituted = make_advertise();
+  substituted.mutable_advertise_keys()->set_masking_public_key(advertise.advertise_keys().masking_public_key());
+  const grpc::Status unsigned_keys = Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), substituted);
+  EXPECT_EQ(unsigned_keys.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(unsigned_keys.error_message().find("advertise_keys.signature"), std::string::npos);
 
   // A valid message; its retry is acknowledged, a different one is a replay.
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
@@ -359,6 +366,70 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   ASSERT_TRUE(CheckIn(mallory, &checkin).ok());
   EXPECT_TRUE(checkin.has_closed());
   EXPECT_EQ(checkin.latest_model().version(), 2u);
+}
+
+// The malicious-server attack on SecAgg+ (Bonawitz et al.): the aggregator
+// hands a client another key for a neighbour, to learn the pairwise mask.
+// The key is not signed by the neighbour's device, so the client refuses to
+// go on, before it shares or masks anything.
+class SubstitutingTransport : public client::Transport {
+ public:
+  explicit SubstitutingTransport(std::unique_ptr<client::Transport> inner) : inner_(std::move(inner)) {}
+  void SetDeviceKey(std::shared_ptr<const models::SigningKey> key) override { inner_->SetDeviceKey(std::move(key)); }
+  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override { return inner_->Enroll(r); }
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override { return inner_->CheckIn(r); }
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override {
+    auto out = inner_->Await(r);
+    if (out.ok() && out->has_secagg() && out->secagg().has_share_keys() &&
+        out->secagg().share_keys().neighbors_size() > 0) {
+      // The server's own key in place of the first neighbour's.
+      std::string key(32, '\0');
+      randombytes_buf(key.data(), key.size());
+      out->mutable_secagg()->mutable_share_keys()->mutable_neighbors(0)->set_masking_public_key(key);
+    }
+    return out;
+  }
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override { return inner_->Submit(r); }
+  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
+    return inner_->GetModelChunk(r);
+  }
+  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
+    return inner_->ReportTelemetry(r);
+  }
+
+ private:
+  std::unique_ptr<client::Transport> inner_;
+};
+
+TEST_F(ServiceTest, AClientRefusesANeighbourKeyItsDeviceDidNotSign) {
+  std::vector<std::thread> threads;
+  // A full cohort, so that selection closes at once.
+  std::vector<client::RoundReport> reports(kHonest + 1);
+  for (int i = 0; i < kHonest + 1; ++i) {
+    threads.emplace_back([&, i] {
+      client::ClientConfig cc;
+      cc.device_id = "clinic-" + std::to_string(i);
+      cc.data_dir = dir_ / cc.device_id;
+      cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+      cc.holdout_fraction = 0.0;
+      cc.enrollment_token = *devices_->IssueToken(cc.device_id, absl::Hours(1));
+      auto transport = std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext()));
+      if (i == 0) transport = std::make_unique<SubstitutingTransport>(std::move(transport));
+      auto c = client::Client::Create(cc, std::move(transport));
+      ASSERT_TRUE(c.ok()) << c.status();
+      ASSERT_TRUE((*c)->AddSamples(client::ToSamples(models::testing::TinyClassifierData(40, 20 + i))).ok());
+      for (;;) {
+        auto report = (*c)->ParticipateOnce();
+        ASSERT_TRUE(report.ok()) << report.status();
+        reports[static_cast<size_t>(i)] = *report;
+        if (report->outcome != client::RoundOutcome::kNotSelected) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(reports[0].outcome, client::RoundOutcome::kAborted);
+  EXPECT_NE(reports[0].detail.find("keys are not signed by device 'clinic-"), std::string::npos) << reports[0].detail;
 }
 
 // A kill -9 in the middle of a round: the next process records that round as

@@ -52,7 +52,6 @@ models::Dataset ImageData(size_t n, uint64_t seed) {
 struct Federation {
   std::filesystem::path dir;
   std::unique_ptr<aggregator::RoundEngine> engine;
-  std::unique_ptr<aggregator::DeviceRegistry> devices;
   std::unique_ptr<aggregator::AggregatorServer> server;
   std::string address;
 
@@ -79,15 +78,12 @@ struct Federation {
     c.max_dropout = 0.1;
     c.security.requests_per_minute = 1000000;
     engine = std::move(*aggregator::RoundEngine::Create(c));
-    devices = std::move(*aggregator::DeviceRegistry::Open(c.state_dir));
     // Plaintext loopback; requests are signed and verified as in production.
-    server = std::move(*aggregator::AggregatorServer::Start(engine.get(), devices.get(), c.listen, c.security,
-                                                             /*insecure=*/true));
+    server = std::move(*aggregator::AggregatorServer::Start(engine.get(), c.listen, c.security, /*insecure=*/true));
     address = "127.0.0.1:" + std::to_string(server->port());
   }
   ~Federation() {
     server.reset();
-    devices.reset();
     engine.reset();
     std::filesystem::remove_all(dir);
   }
@@ -98,7 +94,7 @@ struct Federation {
     cc.data_dir = dir / id;
     cc.trusted_root = dir / "trust" / "roots" / "1.root";
     cc.holdout_fraction = 0.0;
-    cc.enrollment_token = *devices->IssueToken(id, absl::Hours(1));
+    cc.enrollment_token = *engine->devices()->IssueToken(id, absl::Hours(1));
     auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address, client::ChannelSecurity::Plaintext())));
     if (!c.ok()) std::abort();
     const models::Dataset data = ImageData(samples, std::hash<std::string>()(id));

@@ -660,8 +660,14 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
       s.config.simulation_seed ? secagg::SeededRandom(s.SimulationSeed(report.round_id, "secagg")) : secagg::OsRandom());
   if (!secagg_client.ok()) return finish(RoundOutcome::kSkipped, std::string(secagg_client.status().message()));
   auto advertise = (*secagg_client)->AdvertiseKeys();
-  report.timings.secagg += absl::Now() - start;
   if (!advertise.ok()) return advertise.status();
+  {
+    v1::AdvertiseKeys* keys = advertise->mutable_advertise_keys();
+    keys->set_signature(s.device_key->Sign(proto::AdvertiseKeysSigningMessage(
+        report.round_id, task.secagg_id(), s.config.device_id, keys->encryption_public_key(),
+        keys->masking_public_key())));
+  }
+  report.timings.secagg += absl::Now() - start;
   if (!phase_hook(v1::PHASE_ADVERTISE_KEYS)) return power_cut();
   if (auto sent = submit(v1::PHASE_ADVERTISE_KEYS, secagg_request(*advertise)); !sent.ok()) return refused(sent);
   for (v1::Phase phase : {v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT, v1::PHASE_UNMASKING}) {
@@ -672,6 +678,18 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     if (!r->has_secagg()) return finish(RoundOutcome::kAborted, "unexpected answer");
     if (!phase_hook(phase)) return power_cut();
     start = absl::Now();
+    // Agree on nothing with keys their device did not sign for this round.
+    for (const v1::NeighborKeys& nk : r->secagg().share_keys().neighbors()) {
+      auto device_key = models::PublicKeyFromBytes(nk.device_public_key());
+      if (!device_key.ok() ||
+          !models::VerifySignature(*device_key, proto::AdvertiseKeysSigningMessage(
+                                                    report.round_id, nk.id(), nk.device_id(),
+                                                    nk.encryption_public_key(), nk.masking_public_key()),
+                                   nk.signature())) {
+        return finish(RoundOutcome::kAborted,
+                      StrCat("SecAgg+: neighbour ", nk.id(), "'s keys are not signed by device '", nk.device_id(), "'"));
+      }
+    }
     auto reply = (*secagg_client)->Handle(r->secagg());
     report.timings.secagg += absl::Now() - start;
     if (!reply.ok()) return finish(RoundOutcome::kAborted, StrCat("SecAgg+: ", reply.status().message()));

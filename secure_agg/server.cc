@@ -296,6 +296,7 @@ class AdvertiseState : public ServerState {
         nk->set_id(w);
         nk->set_encryption_public_key(it->second.encryption_public_key());
         nk->set_masking_public_key(it->second.masking_public_key());
+        nk->set_signature(it->second.signature());
       }
       tr.messages.push_back(std::move(m));
     }

@@ -277,6 +277,10 @@ class Tracker {
 class InProcessTransport : public client::Transport {
  public:
   explicit InProcessTransport(aggregator::RoundEngine* engine) : engine_(engine) {}
+  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override {
+    if (auto s = engine_->devices()->Enroll(r); !s.ok()) return s;
+    return v1::EnrollResponse();
+  }
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override { return engine_->CheckIn(r); }
   absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override { return engine_->Await(r); }
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override { return engine_->Submit(r); }
@@ -589,15 +593,12 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   if (!engine.ok()) return engine.status();
   report.noise_multiplier = (*engine)->noise_multiplier();
   std::unique_ptr<aggregator::AggregatorServer> server;
-  std::unique_ptr<aggregator::DeviceRegistry> registry;
+  aggregator::DeviceRegistry* registry = (*engine)->devices();
   if (!inproc) {
-    auto opened = aggregator::DeviceRegistry::Open(config.state_dir);
-    if (!opened.ok()) return opened.status();
-    registry = std::move(*opened);
     // Loopback inside one process: plaintext, but every request signed.
     aggregator::SecurityConfig security = config.security;
     security.requests_per_minute = 1000000;  // clients poll every 5 ms
-    auto started_server = aggregator::AggregatorServer::Start(engine->get(), registry.get(), config.listen, security,
+    auto started_server = aggregator::AggregatorServer::Start(engine->get(), config.listen, security,
                                                               /*insecure=*/true);
     if (!started_server.ok()) return started_server.status();
     server = std::move(*started_server);
@@ -620,13 +621,15 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
       tracker.Update(id, [at](Tracker::Device& d) { d.dropped_at = at; });
       return false;
     };
+    // Every clinic enrolls its device key, whatever the transport: the
+    // aggregator checks the signed SecAgg+ keys against it.
+    auto token = registry->IssueToken(c.id, absl::Hours(1));
+    if (!token.ok()) return token.status();
+    cc.enrollment_token = *token;
     std::unique_ptr<client::Transport> base;
     if (inproc) {
       base = std::make_unique<InProcessTransport>(engine->get());
     } else {
-      auto token = registry->IssueToken(c.id, absl::Hours(1));
-      if (!token.ok()) return token.status();
-      cc.enrollment_token = *token;
       auto grpc = client::ConnectGrpc(StrCat("127.0.0.1:", server->port()), client::ChannelSecurity::Plaintext());
       if (!grpc.ok()) return grpc.status();
       base = std::move(*grpc);

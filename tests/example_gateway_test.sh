@@ -39,7 +39,14 @@ noise_multiplier = 1.0
 epsilon_budget = 100
 [secagg]
 max_dropout = 0.0
+[security]
+tls_certificate = "cert.pem"
+tls_private_key = "key.pem"
+requests_per_minute = 6000
 TOML
+# The aggregator's TLS certificate (an operator would use the region's CA).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=tinyfed-example \
+  -addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem 2>/dev/null
 # Three clinics' confirmed cases: every third row of the data.
 for c in 0 1 2; do
   awk -v c=$c 'NR == 1 { next } (NR - 2) % 3 == c' "$CSV" > clinic$c.csv
@@ -50,8 +57,9 @@ for _ in $(seq 100); do [[ -s state/listening ]] && break; sleep 0.1; done
 ADDR=$(cat state/listening)
 pids=()
 for c in 0 1 2; do
-  "$GW" --aggregator "$ADDR" --root roots/1.root --data-dir gw$c --device-id clinic-$c --samples clinic$c.csv \
-    > gw$c.log 2>&1 &
+  token=$($T enroll --config agg.toml --device-id clinic-$c 2>/dev/null)
+  "$GW" --aggregator "$ADDR" --root roots/1.root --ca cert.pem --enroll-token "$token" --data-dir gw$c \
+    --device-id clinic-$c --samples clinic$c.csv > gw$c.log 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || { cat gw*.log aggregator.log; echo "FAIL: a gateway failed"; exit 1; }; done
@@ -61,4 +69,7 @@ for c in 0 1 2; do
   grep -q "first sample: class" gw$c.log || { cat gw$c.log; echo "FAIL: gateway $c did not predict"; exit 1; }
 done
 $T model verify --model state/models/model-v2.signed --root roots/1.root
-echo "PASS: installed library, example gateway, one federated round"
+# A revoked gateway is shut out at its next call.
+$T device revoke --config agg.toml --device-id clinic-0 | grep -q "revoked" || { echo "FAIL: revoke"; exit 1; }
+$T device list --config agg.toml | grep -q "clinic-0 .*REVOKED" || { echo "FAIL: device list"; exit 1; }
+echo "PASS: installed library, example gateway over TLS with enrolled devices, one federated round"

@@ -14,7 +14,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "aggregator/testing/self_signed.h"
 #include "sim/process.h"
+#include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/client/sample_store.h"
@@ -144,9 +146,14 @@ max_dropout = 0.3
 [optimizer]
 kind = "fedavg"
 learning_rate = 1.0
+[security]
+tls_certificate = "cert.pem"
+tls_private_key = "key.pem"
+requests_per_minute = 6000
 [testing]
 record_dir = "record"
 )");
+  ASSERT_TRUE(aggregator::testing::WriteSelfSignedCertificate(dir_, dir_ / "cert.pem", dir_ / "key.pem"));
   ASSERT_TRUE(models::WriteFileAtomically(dir_ / "aggregator.toml", toml).ok());
   Process aggregator = Process::Spawn({tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string()},
                                       dir_ / "aggregator.log");
@@ -157,11 +164,19 @@ record_dir = "record"
     address = std::string(absl::StripTrailingAsciiWhitespace(ReadText(dir_ / "state" / "listening")));
   }
   ASSERT_FALSE(address.empty()) << ReadText(dir_ / "aggregator.log");
+  // The operator's `tinyfed enroll`, one token per clinic.
+  std::vector<std::string> tokens;
+  {
+    auto devices = aggregator::DeviceRegistry::Open(dir_ / "state");
+    ASSERT_TRUE(devices.ok()) << devices.status();
+    for (int c = 0; c < kClients; ++c) tokens.push_back(*(*devices)->IssueToken(DeviceId(c), absl::Hours(1)));
+  }
 
   auto start_client = [&](int c, const std::string& exit_at) {
     std::vector<std::string> argv = {tinyfed_.string(), "client", "run", "--device-id", DeviceId(c),
                                      "--data-dir", (dir_ / DeviceId(c)).string(), "--aggregator", address,
                                      "--root", (dir_ / "trust" / "roots" / "1.root").string(),
+                                     "--ca", (dir_ / "cert.pem").string(), "--enroll-token", tokens[c],
                                      "--record-dir", (dir_ / "encoded").string()};
     if (!exit_at.empty()) {
       argv.push_back("--exit-at");

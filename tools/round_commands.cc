@@ -51,9 +51,8 @@ void RunAggregator(const std::string& config_path, bool insecure) {
   SetUpLogging();
   const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
   auto engine = OrThrow(aggregator::RoundEngine::Create(config));
-  auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
-  auto server = OrThrow(
-      aggregator::AggregatorServer::Start(engine.get(), devices.get(), config.listen, config.security, insecure));
+  auto server =
+      OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen, config.security, insecure));
   // Tests and scripts that asked for port 0 learn the real one here.
   const std::string host = config.listen.substr(0, config.listen.rfind(':'));
   if (auto s = models::WriteFileAtomically(config.state_dir / "listening", fmt::format("{}:{}\n", host, server->port()));

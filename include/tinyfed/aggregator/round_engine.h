@@ -43,6 +43,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/devices.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/v1/bundle.pb.h"
 #include "tinyfed/v1/service.pb.h"
@@ -75,6 +76,9 @@ class RoundEngine {
   bool closed() const;
   // The largest serialized request each method accepts (checked before parsing).
   size_t MaxRequestBytes(Method method) const;
+  // Enrolled devices (state_dir/devices.db): the server authenticates calls
+  // with it; the engine checks signed SecAgg+ keys against it.
+  DeviceRegistry* devices() const;
   // The latest published model, and its head.
   v1::ModelRef latest_model() const;
   v1::Head latest_head() const;

@@ -20,7 +20,6 @@
 
 #include "absl/status/statusor.h"
 #include "tinyfed/aggregator/config.h"
-#include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/round_engine.h"
 
 namespace tinyfed::aggregator {
@@ -29,10 +28,9 @@ class AggregatorServer {
  public:
   // Listens on `address` ("host:port"; port 0 picks a free one) with the
   // TLS certificate of `security`. Without one it refuses to start unless
-  // `insecure` (tests only; logged as a warning). The engine and the
-  // registry must outlive the server.
-  static absl::StatusOr<std::unique_ptr<AggregatorServer>> Start(RoundEngine* engine, DeviceRegistry* devices,
-                                                                 const std::string& address,
+  // `insecure` (tests only; logged as a warning). The
+  // engine (with its device registry) must outlive the server.
+  static absl::StatusOr<std::unique_ptr<AggregatorServer>> Start(RoundEngine* engine, const std::string& address,
                                                                  const SecurityConfig& security, bool insecure = false);
   ~AggregatorServer();  // Shuts down.
   AggregatorServer(const AggregatorServer&) = delete;
