@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libsqlite3-dev libsqlitecpp-dev libzstd-dev zlib1g-dev
   dataset-fashion-mnist python3 gnuplot-nox openssl
-  python3-grpcio python3-protobuf
+  python3-grpcio python3-protobuf python3-nacl
 )
 # The PyTorch peer for bench/ is large; only `make bench` asks for it.
 if [[ "${TINYFED_WITH_BENCH_PEERS:-0}" == 1 ]]; then

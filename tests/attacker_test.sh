@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The same seeded federation twice over TLS, `tinyfed aggregator` and five
+# `tinyfed client run` on Breast Cancer Wisconsin shares: once in peace, once
+# with tests/attacker/attacker.py attacking the aggregator throughout
+# (unenrolled calls, a stolen token, forged ids, replays, oversized and
+# malformed messages, out-of-phase calls, floods). Every round must publish
+# the same model (bundle SHA-256), survivors and epsilon in both, and the
+# aggregator's log must not grow with the flood.
+#
+#   tests/attacker_test.sh BUILD_DIR SOURCE_DIR DATA_DIR
+set -euo pipefail
+BUILD=$1 SOURCE=$2 DATA=$3
+CSV=$DATA/breast_cancer.csv
+[[ -f $CSV ]] || { echo "skipping: $CSV missing (scripts/fetch_data.sh)"; exit 0; }
+T=$BUILD/tools/tinyfed
+PY=/usr/bin/python3  # Debian's, with python3-grpcio and python3-nacl
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+cd "$WORK"
+
+# Python stubs generated from proto/.
+mkdir stubs
+protoc -I "$SOURCE/proto" --python_out=stubs --grpc_out=stubs \
+  --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin "$SOURCE"/proto/tinyfed/v1/*.proto
+
+$T backbone train --data "$CSV" --holdout 0.5 --part train --arch mlp --epochs 20 --out float.bundle >/dev/null
+$T model quantize --data "$CSV" --holdout 0.5 --part train --model float.bundle --out int8.bundle >/dev/null
+$T keys generate --secret root.key --public root.pub >/dev/null
+$T keys generate --secret publishing.key --public publishing.pub >/dev/null
+$T root new --roots roots --federation attacker-test/breast-cancer --root-key root.key \
+  --publishing-key publishing.pub >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=tinyfed-attacker-test \
+  -addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem 2>/dev/null
+for c in 0 1 2 3 4; do
+  awk -v c=$c 'NR == 1 { next } (NR - 2) % 5 == c' "$CSV" > clinic$c.csv
+done
+
+# One federation in directory $1; with $2 = attack, the attacker runs alongside.
+federation() {
+  local dir=$1 mode=$2
+  mkdir "$dir"
+  cat > "$dir/agg.toml" <<TOML
+listen = "127.0.0.1:0"
+state_dir = "state"
+initial_model = "$WORK/int8.bundle"
+publishing_key = "$WORK/publishing.key"
+roots_dir = "$WORK/roots"
+[rounds]
+max_rounds = 3
+cohort_size = 5
+min_cohort = 5
+reset_head = true
+poll_interval_ms = 100
+[deadlines]
+selection = 60
+training = 60
+share_keys = 30
+masked_input = 30
+unmasking = 30
+[dp]
+noise_multiplier = 1.0
+epsilon_budget = 1000
+[secagg]
+max_dropout = 0.0
+[security]
+tls_certificate = "$WORK/cert.pem"
+tls_private_key = "$WORK/key.pem"
+requests_per_minute = 1500
+[testing]
+simulation_seed = 11
+TOML
+  (cd "$dir" && $T aggregator --config agg.toml > aggregator.log 2>&1) &
+  local agg=$!
+  for _ in $(seq 100); do [[ -s $dir/state/listening ]] && break; sleep 0.1; done
+  local addr
+  addr=$(cat "$dir/state/listening")
+  local attacker=""
+  if [[ $mode == attack ]]; then
+    local stolen
+    stolen=$($T enroll --config "$dir/agg.toml" 2>/dev/null)
+    $PY "$SOURCE/tests/attacker/attacker.py" --stubs "$WORK/stubs" --address "$addr" --ca cert.pem \
+      --token "$stolen" --victim clinic-0 --seconds 8 > "$dir/attacker.log" 2>&1 &
+    attacker=$!
+    sleep 1  # the attack is under way before the first check-in
+  fi
+  local pids=()
+  for c in 0 1 2 3 4; do
+    $T client add-samples --data-dir "$dir/gw$c" --csv clinic$c.csv >/dev/null
+    local token
+    token=$($T enroll --config "$dir/agg.toml" --device-id clinic-$c 2>/dev/null)
+    $T client run --device-id clinic-$c --data-dir "$dir/gw$c" --aggregator "$addr" --root roots/1.root \
+      --ca cert.pem --enroll-token "$token" --simulation-seed 11 > "$dir/gw$c.log" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || { cat "$dir"/gw*.log; echo "FAIL: a client failed ($dir)"; exit 1; }; done
+  wait $agg || { cat "$dir/aggregator.log"; echo "FAIL: aggregator exit ($dir)"; exit 1; }
+  if [[ -n $attacker ]]; then
+    wait "$attacker" || { cat "$dir/attacker.log"; echo "FAIL: the attacker got an unexpected answer"; exit 1; }
+    cat "$dir/attacker.log"
+  fi
+  $T aggregator status --config "$dir/agg.toml" --json > "$dir/status.json"
+}
+
+federation peace peace
+federation attacked attack
+
+# Same rounds, same models.
+summary() {
+  $PY -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+for r in s["rounds"]:
+    print("round", r["round_id"], r["state"], "survivors", r["survivors"], "epsilon %.6f" % r["epsilon"])
+for m in s["models"]:
+    print("model v%d" % m["version"], m["bundle_sha256"])' "$1"
+}
+summary peace/status.json > peace.txt
+summary attacked/status.json > attacked.txt
+cat attacked.txt
+diff peace.txt attacked.txt || { echo "FAIL: the attack changed a round result"; exit 1; }
+grep -c "round .* done" peace.txt >/dev/null
+[[ $(grep -c "^round .* done" attacked.txt) == 3 ]] || { echo "FAIL: not every round completed"; exit 1; }
+refusals=$(grep -c "refused" attacked/aggregator.log || true)
+echo "aggregator log: $(wc -l < attacked/aggregator.log) lines, $refusals about refusals"
+[[ $refusals -lt 60 ]] || { echo "FAIL: the flood flooded the log ($refusals refusal lines)"; exit 1; }
+echo "PASS: the attacked federation published the same models as the peaceful one"
