@@ -289,7 +289,7 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
     installed = release;
     if (interpreter) installed_task.emplace(bundle.input().shape().SerializeAsString(), bundle.head().num_classes());
   }
-  auto verified = trusted->VerifyModel(signed_bundle, version == 0 ? nullptr : &installed, absl::Now());
+  auto verified = trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, absl::Now());
   if (!verified.ok()) return refuse(verified.status());
   if (verified->release.model_version() != ref.version()) {
     return refuse(absl::PermissionDeniedError(StrCat("signed as v", verified->release.model_version(),

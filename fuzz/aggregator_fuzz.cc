@@ -1,14 +1,18 @@
-// Fuzzes every request handler of the aggregator's round engine. An input is
-// a sequence of records [method byte][length, 2 bytes LE][request bytes]:
-// methods 0..4 are CheckIn, Await, Submit, GetModelChunk and ReportTelemetry
-// (the bytes parsed as that request, as the gRPC server does after its size
-// check); method 5 advances the clock by `length` seconds and ticks, so
-// deadlines pass. Each input starts from a fresh state directory, so a crash
+// Fuzzes every request handler of the aggregator: the round engine's and
+// enrollment. An input is a sequence of records [method byte][length, 2
+// bytes LE][request bytes]: methods 0..4 are CheckIn, Await, Submit,
+// GetModelChunk and ReportTelemetry (the bytes parsed as that request, as the
+// gRPC server does after its size check and signature check); method 5
+// advances the clock by `length` seconds and ticks, so deadlines pass;
+// method 6 is Enroll. Devices a, b and c are enrolled, and their unsigned
+// AdvertiseKeys are signed here with their keys, so that inputs reach the
+// SecAgg+ phases behind the signature check. Each input starts from a fresh state directory, so a crash
 // reproduces from its input alone. The engine must never crash, whatever the
 // order and content of requests.
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "google/protobuf/stubs/logging.h"
@@ -16,6 +20,7 @@
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/trust.h"
+#include "tinyfed/proto/authentication.h"
 
 namespace {
 
@@ -64,19 +69,47 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto engine = RoundEngine::Create(config, [&now] { return now; });
   if (!engine.ok()) std::abort();
   RoundEngine& e = **engine;
+  static const auto* keys = [] {
+    auto* k = new std::map<std::string, tinyfed::models::SigningKey>;
+    for (const char* d : {"a", "b", "c"}) k->emplace(d, tinyfed::models::SigningKey::Generate());
+    return k;
+  }();
+  for (const auto& [device, key] : *keys) {
+    tinyfed::v1::EnrollRequest r;
+    r.set_device_id(device);
+    r.set_token(*e.devices()->IssueToken(device, absl::Hours(1)));
+    r.set_device_public_key(tinyfed::models::KeyBytes(key.public_key()));
+    r.set_proof(key.Sign(tinyfed::proto::EnrollmentProofMessage(device, r.token())));
+    if (!e.devices()->Enroll(r).ok()) std::abort();
+  }
   while (size >= 3) {
-    const uint8_t method = data[0] % 6;
+    const uint8_t method = data[0] % 7;
     const size_t length = std::min<size_t>(size - 3, data[1] | (size_t{data[2]} << 8));
     const uint8_t* body = data + 3;
     switch (method) {
       case 0: Call<tinyfed::v1::CheckInRequest>(body, length, [&](const auto& r) { return e.CheckIn(r); }); break;
       case 1: Call<tinyfed::v1::AwaitRequest>(body, length, [&](const auto& r) { return e.Await(r); }); break;
-      case 2: Call<tinyfed::v1::SubmitRequest>(body, length, [&](const auto& r) { return e.Submit(r); }); break;
+      case 2:
+        Call<tinyfed::v1::SubmitRequest>(body, length, [&](tinyfed::v1::SubmitRequest r) {
+          auto key = keys->find(r.header().device_id());
+          if (r.message().has_advertise_keys() && r.message().advertise_keys().signature().empty() &&
+              key != keys->end()) {
+            auto* a = r.mutable_message()->mutable_advertise_keys();
+            a->set_signature(key->second.Sign(tinyfed::proto::AdvertiseKeysSigningMessage(
+                r.header().round_id(), r.message().sender(), r.header().device_id(), a->encryption_public_key(),
+                a->masking_public_key())));
+          }
+          return e.Submit(r);
+        });
+        break;
       case 3:
         Call<tinyfed::v1::ModelChunkRequest>(body, length, [&](const auto& r) { return e.GetModelChunk(r); });
         break;
       case 4:
         Call<tinyfed::v1::TelemetryRequest>(body, length, [&](const auto& r) { return e.ReportTelemetry(r); });
+        break;
+      case 6:
+        Call<tinyfed::v1::EnrollRequest>(body, length, [&](const auto& r) { return e.devices()->Enroll(r); });
         break;
       default:
         now += absl::Seconds(data[1] | (data[2] << 8));

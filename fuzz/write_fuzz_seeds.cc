@@ -1,12 +1,15 @@
 // Writes the seed corpora under DIR: small valid bundles (files and bare
 // payloads) for bundle_loader_fuzz, and every message of a genuine five-client
-// SecAgg+ round for secagg_fuzz, prefixed with the phase byte the target reads.
+// SecAgg+ round for secagg_fuzz, prefixed with the phase byte the target
+// reads, request sequences for aggregator_fuzz, and signed metadata for
+// metadata_fuzz.
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/trust.h"
 #include "fuzz/secagg_cohort.h"
 #include "tinyfed/v1/service.pb.h"
 
@@ -115,11 +118,45 @@ void WriteAggregatorSeeds(const std::filesystem::path& dir) {
   std::ofstream(dir / "round") << seq;
 }
 
+// For metadata_fuzz: a root (modes 0 and 1) and a published model (modes 2
+// and 3), each prefixed with its mode byte. The keys are not the fuzzer's,
+// so mode 3 (re-signed) is the one that reaches past the signatures.
+void WriteMetadataSeeds(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  const auto root_key = tinyfed::models::SigningKey::Generate();
+  tinyfed::v1::RootMetadata r;
+  r.set_version(2);
+  r.set_federation("fuzz");
+  r.set_expires_unix_seconds(4'000'000'000);
+  r.mutable_root()->add_public_keys(tinyfed::models::KeyBytes(root_key.public_key()));
+  r.mutable_root()->set_threshold(1);
+  r.mutable_publishing()->add_public_keys(tinyfed::models::KeyBytes(root_key.public_key()));
+  r.mutable_publishing()->set_threshold(1);
+  const tinyfed::models::SigningKey* signer = &root_key;
+  const std::string root = tinyfed::models::SignRoot(r, {&signer, 1}).SerializeAsString();
+  std::ofstream(dir / "root_advance") << '\0' << root;
+  std::ofstream(dir / "root_pin") << '\1' << root;
+  std::mt19937 rng(2);
+  tinyfed::v1::ModelBundle bundle = tinyfed::models::testing::RandomSingleOpBundle(
+      tinyfed::v1::Op::kFullyConnected, tinyfed::models::testing::ConvSpec{}, rng);
+  bundle.mutable_metadata()->set_version(3);
+  tinyfed::v1::SignedBundle b;
+  b.set_bundle(tinyfed::models::EncodeBundleFile(bundle));
+  auto release = tinyfed::models::DescribeRelease(b.bundle(), "fuzz");
+  if (!release.ok()) std::abort();
+  release->set_version(3);
+  release->set_expires_unix_seconds(1'900'000'000);
+  *b.mutable_release() = tinyfed::models::SignRelease(*release, {&signer, 1});
+  std::ofstream(dir / "bundle") << '\2' << b.SerializeAsString();
+  std::ofstream(dir / "bundle_resigned") << '\3' << b.SerializeAsString();
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const std::filesystem::path root = argv[1];
   WriteBundleSeeds(root / "bundle_loader_fuzz");
   WriteSecAggSeeds(root / "secagg_fuzz");
   WriteAggregatorSeeds(root / "aggregator_fuzz");
+  WriteMetadataSeeds(root / "metadata_fuzz");
   return 0;
 }
