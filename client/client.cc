@@ -214,12 +214,14 @@ struct Client::State {
       u.mutable_dense()->set_values(std::string(reinterpret_cast<const char*>(delta.data()), delta.size() * sizeof(float)));
       sent = delta;
     }
+    absl::Status saved;
     if (p.compression() != v1::COMPRESSION_NONE) {
       for (size_t i = 0; i < delta.size(); ++i) residual[i] = delta[i] - sent[i];
-      auto saved = store->WriteSealed(
+      saved = store->WriteSealed(
           "residual", std::string_view(reinterpret_cast<const char*>(residual.data()), residual.size() * sizeof(float)));
-      if (!saved.ok()) return saved;
     }
+    for (auto* v : {&delta, &residual, &sent}) sodium_memzero(v->data(), v->size() * sizeof(float));
+    if (!saved.ok()) return saved;
     return u;
   }
 
@@ -558,7 +560,18 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     absl::MutexLock lock(&s.mu);
     auto samples = s.store->ReadAll();
     if (!samples.ok()) return samples.status();
+    // Decrypted samples and what is derived from them stay in memory only
+    // as long as needed, and are wiped, not just freed.
     std::vector<Sample> train;
+    struct Wipe {
+      std::vector<Sample>& all;
+      std::vector<Sample>& kept;
+      ~Wipe() {
+        for (auto* v : {&all, &kept}) {
+          for (Sample& x : *v) sodium_memzero(x.features.data(), x.features.size() * sizeof(float));
+        }
+      }
+    } wipe{*samples, train};
     for (auto& sample : *samples) {
       if (sample.features.size() != s.interpreter->input_size() || sample.label < 0 ||
           sample.label >= s.interpreter->num_classes()) {
@@ -594,6 +607,8 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     }
     delta = HeadDelta(head, s.bundle.head());
     sodium_memzero(embeddings.data(), embeddings.size() * sizeof(float));
+    sodium_memzero(head.mutable_weights()->mutable_data(), head.weights_size() * sizeof(float));
+    sodium_memzero(head.mutable_bias()->mutable_data(), head.bias_size() * sizeof(float));
     report.timings.training = absl::Now() - start;
   }
 
