@@ -117,6 +117,10 @@ expect_error "rotation below threshold" "1 valid signature(s) of the 2 required"
 $tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --sign-with "$work/r2.key" \
   --publishing-key "$work/pub2.pub" | grep -q "wrote .*/2.root" && ok || fail "root new v2 (rotation)"
 [[ ! -e "$work/roots/3.root" ]] && ok || fail "a refused root was written"
+# Threshold 2 of 3 with one root key held elsewhere (public half only).
+$tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --root-key "$work/r2.key" \
+  --root-public-key "$work/r3.pub" --threshold 2 --publishing-key "$work/pub1.pub" | grep -q "wrote .*/3.root" \
+  && ok || fail "root new v3 with a public-only root key"
 
 # The simulator with one process per clinic: `tinyfed aggregator` and eight
 # `tinyfed client run`, three rounds on Breast Cancer Wisconsin.

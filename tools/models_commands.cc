@@ -382,7 +382,7 @@ void AddRootCommands(CLI::App* app) {
       "new", "sign the next root: 1.root for a new federation, or a rotation of root or publishing keys");
   struct NewFlags {
     std::string roots, federation;
-    std::vector<std::string> root_keys, publishing_keys, old_root_keys;
+    std::vector<std::string> root_keys, root_public_keys, publishing_keys, old_root_keys;
     uint32_t threshold = 1;
     double expires_days = 365;
   };
@@ -391,6 +391,8 @@ void AddRootCommands(CLI::App* app) {
   create->add_option("--federation", f->federation, "the task and population (required for 1.root)");
   create->add_option("--root-key", f->root_keys, "secret file of each root key of the new root (each signs it)")
       ->required();
+  create->add_option("--root-public-key", f->root_public_keys,
+                     "public file of a root key of the new root that does not sign (held elsewhere)");
   create->add_option("--threshold", f->threshold, "root signatures a later root needs")->check(CLI::PositiveNumber);
   create->add_option("--publishing-key", f->publishing_keys, "public key file of each publishing key")->required();
   create->add_option("--sign-with", f->old_root_keys,
@@ -421,6 +423,11 @@ void AddRootCommands(CLI::App* app) {
       if (!key.ok()) throw CommandError(key.status());
       next.mutable_root()->add_public_keys(models::KeyBytes(key->public_key()));
       signers.push_back(std::move(*key));
+    }
+    for (const auto& file : f->root_public_keys) {
+      auto key = models::ReadPublicKey(file);
+      if (!key.ok()) throw CommandError(key.status());
+      next.mutable_root()->add_public_keys(models::KeyBytes(*key));
     }
     next.mutable_root()->set_threshold(f->threshold);
     for (const auto& file : f->publishing_keys) {
