@@ -242,8 +242,10 @@ class RawService final : public Service {
     v1::EnrollRequest request;
     if (auto s = Read(context, in, "Enroll", kMaxEnrollBytes, &bytes, &request); !s.ok()) return s;
     if (absl::Status s = devices_->Enroll(request); !s.ok()) {
-      refusals_.Refused(StrCat("enroll ", request.device_id()), StrCat("enrollment of device ", request.device_id(),
-                                                                      " refused: ", s.message()));
+      // Keyed by the kind of refusal, not the claimed id: an attacker
+      // choosing ids must not choose how many lines it gets.
+      refusals_.Refused(StrCat("enroll ", absl::StatusCodeToString(s.code())),
+                        StrCat("enrollment of device ", request.device_id().substr(0, 64), " refused: ", s.message()));
       return ToGrpc(s);
     }
     spdlog::info("device {} enrolled", request.device_id());
@@ -267,7 +269,11 @@ class RawService final : public Service {
     const std::string full_name = StrCat("/tinyfed.v1.Aggregator/", name);
     if (absl::Status s = auth_.Authenticate(full_name, bytes, request.header(), context); !s.ok()) {
       const std::string& device = request.header().device_id();
-      refusals_.Refused(StrCat(absl::StatusCodeToString(s.code()), " ", device.substr(0, 64)),
+      // Per device only once the device is authenticated (revoked, over its
+      // rate): enrolled devices are few, ids an attacker makes up are not.
+      const bool authenticated = s.code() == absl::StatusCode::kPermissionDenied ||
+                                 s.code() == absl::StatusCode::kResourceExhausted;
+      refusals_.Refused(StrCat(absl::StatusCodeToString(s.code()), " ", name, authenticated ? " " + device : ""),
                         StrCat(name, " from ", context.peer(), " as device '", device.substr(0, 64),
                                "' refused: ", s.message()));
       return ToGrpc(s);

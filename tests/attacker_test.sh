@@ -50,7 +50,7 @@ max_rounds = 3
 cohort_size = 5
 min_cohort = 5
 reset_head = true
-poll_interval_ms = 100
+poll_interval_ms = 200
 [deadlines]
 selection = 60
 training = 60
@@ -65,7 +65,7 @@ max_dropout = 0.0
 [security]
 tls_certificate = "$WORK/cert.pem"
 tls_private_key = "$WORK/key.pem"
-requests_per_minute = 1500
+requests_per_minute = 600
 [testing]
 simulation_seed = 11
 TOML

@@ -141,11 +141,19 @@ class Attacker:
         def garbage():
             while time.time() < end:
                 got = self.call("CheckIn", os.urandom(200))
-                data, _ = self.sign("Await", pb.AwaitRequest(), device=self.args.victim)
+                # A made-up device id each time: the log must not grow with them.
+                data, _ = self.sign("Await", pb.AwaitRequest(), device="ghost-" + os.urandom(6).hex())
                 got2 = self.call("Await", data)
                 with lock:
                     counts[("garbage", got)] += 1
                     counts[("unsigned", got2)] += 1
+
+        def enroller():
+            while time.time() < end:
+                got = self.enroll(os.urandom(32).hex(), nacl.signing.SigningKey.generate(),
+                                  "ghost-" + os.urandom(6).hex())
+                with lock:
+                    counts[("enroll", got)] += 1
 
         def insider():
             while time.time() < end:
@@ -154,7 +162,8 @@ class Attacker:
                 with lock:
                     counts[("insider", got)] += 1
 
-        threads = [threading.Thread(target=garbage) for _ in range(6)] + [threading.Thread(target=insider)]
+        threads = [threading.Thread(target=garbage) for _ in range(6)] + [
+            threading.Thread(target=insider), threading.Thread(target=enroller)]
         for t in threads:
             t.start()
         for t in threads:
@@ -162,7 +171,7 @@ class Attacker:
         total = sum(counts.values())
         for (kind, code), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1].name)):
             self.lines.append(f"     flood {kind}: {n} x {code.name}")
-        accepted = counts[("garbage", grpc.StatusCode.OK)] + counts[("unsigned", grpc.StatusCode.OK)]
+        accepted = sum(counts[(kind, grpc.StatusCode.OK)] for kind in ("garbage", "unsigned", "enroll"))
         self.expect(f"flood of {total} calls, none of the unauthenticated ones accepted",
                     grpc.StatusCode.OK if accepted == 0 else grpc.StatusCode.UNKNOWN, grpc.StatusCode.OK)
         self.expect("the insider's flood is rate limited",
