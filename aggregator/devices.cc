@@ -121,21 +121,35 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
     put.bind(3, now);
     put.exec();
     tx.commit();
+    cache_.erase(r.device_id());
   } catch (const std::exception& e) {
     return DbError("enrolling a device", e);
   }
   return absl::OkStatus();
 }
 
+void DeviceRegistry::RefreshCacheLocked() {
+  const int64_t version = db_->execAndGet("PRAGMA data_version").getInt64();
+  if (version != data_version_) cache_.clear();
+  data_version_ = version;
+}
+
 absl::StatusOr<models::PublicKey> DeviceRegistry::KeyOf(const std::string& device_id) {
   absl::MutexLock lock(&mu_);
   try {
+    RefreshCacheLocked();
+    if (auto it = cache_.find(device_id); it != cache_.end()) return it->second;
     SQLite::Statement q(*db_, "SELECT public_key, revoked_ms FROM device_keys WHERE device_id = ?");
     q.bind(1, device_id);
+    // Ids nobody enrolled are not cached: an attacker chooses how many there are.
     if (!q.executeStep()) return absl::UnauthenticatedError(StrCat("device ", device_id, " is not enrolled"));
-    if (!q.getColumn(1).isNull()) return absl::PermissionDeniedError(StrCat("device ", device_id, " is revoked"));
-    const SQLite::Column key = q.getColumn(0);
-    return models::PublicKeyFromBytes(std::string(static_cast<const char*>(key.getBlob()), key.getBytes()));
+    absl::StatusOr<models::PublicKey> key = absl::PermissionDeniedError(StrCat("device ", device_id, " is revoked"));
+    if (q.getColumn(1).isNull()) {
+      const SQLite::Column blob = q.getColumn(0);
+      key = models::PublicKeyFromBytes(std::string(static_cast<const char*>(blob.getBlob()), blob.getBytes()));
+    }
+    cache_.emplace(device_id, key);
+    return key;
   } catch (const std::exception& e) {
     return DbError("reading a device key", e);
   }
@@ -147,6 +161,7 @@ absl::Status DeviceRegistry::Revoke(const std::string& device_id) {
     SQLite::Statement q(*db_, "UPDATE device_keys SET revoked_ms = ? WHERE device_id = ? AND revoked_ms IS NULL");
     q.bind(1, Millis(absl::Now()));
     q.bind(2, device_id);
+    cache_.erase(device_id);
     if (q.exec() == 0) {
       SQLite::Statement known(*db_, "SELECT 1 FROM device_keys WHERE device_id = ?");
       known.bind(1, device_id);

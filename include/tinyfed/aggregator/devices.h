@@ -13,6 +13,7 @@
 #define TINYFED_AGGREGATOR_DEVICES_H_
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,8 +64,15 @@ class DeviceRegistry {
 
  private:
   explicit DeviceRegistry(std::unique_ptr<SQLite::Database> db);
+  // Forgets cached keys if any connection (the CLI's too) wrote since.
+  void RefreshCacheLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Mutex mu_;
   std::unique_ptr<SQLite::Database> db_ ABSL_GUARDED_BY(mu_);
+  // Keys and revocations of devices asked for, valid while the database's
+  // data_version stays the same: a call costs no query, a revocation still
+  // counts from the next call.
+  std::map<std::string, absl::StatusOr<models::PublicKey>> cache_ ABSL_GUARDED_BY(mu_);
+  int64_t data_version_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace tinyfed::aggregator
