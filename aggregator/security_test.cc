@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <sstream>
 #include <thread>
 
@@ -124,10 +125,27 @@ class SecurityTest : public ::testing::Test {
   std::unique_ptr<v1::Aggregator::Stub> stub_;
 };
 
-TEST_F(SecurityTest, PlaintextIsRefusedWithoutInsecure) {
+TEST_F(SecurityTest, PlaintextOnlyWithInsecureOnBothSides) {
   auto refused = AggregatorServer::Start(engine_.get(), config_.listen, config_.security, false);
   ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(refused.status().message().find("plaintext needs --insecure"), std::string::npos) << refused.status();
+  // And a gateway speaks TLS unless told otherwise: a plaintext server does
+  // not get its calls.
+  Serve(/*insecure=*/true);
+  FillCohort();
+  client::ClientConfig cc;
+  cc.device_id = "clinic-1";
+  cc.data_dir = dir_ / "gateway";
+  cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+  cc.enrollment_token = *devices_->IssueToken("clinic-1", absl::Hours(1));
+  client::RetryPolicy once;
+  once.max_attempts = 1;
+  auto tls = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, {}, once)));
+  ASSERT_TRUE(tls.ok());
+  EXPECT_EQ((*tls)->ParticipateOnce().status().code(), absl::StatusCode::kUnavailable);
+  auto plain = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE((*plain)->ParticipateOnce().ok());
 }
 
 TEST_F(SecurityTest, TlsServesGatewaysThatTrustItsCaAndNothingElse) {
@@ -305,6 +323,37 @@ TEST_F(SecurityTest, ExcessRequestsAreRefusedAndLoggedOnce) {
   };
   EXPECT_EQ(count("exceeds its 10 requests per minute"), 1u) << text;
   EXPECT_EQ(count("malformed"), 1u) << text;
+}
+
+TEST_F(SecurityTest, CallsBeyondTheConcurrencyLimitAreRefused) {
+  config_.security.max_concurrent_calls = 1;
+  config_.security.requests_per_minute = 100000;  // only the concurrency limit here
+  Serve();
+  const models::SigningKey key = models::SigningKey::Generate();
+  auto token = devices_->IssueToken("busy", absl::Hours(1));
+  ASSERT_TRUE(Enroll(EnrollRequest("busy", *token, key)).ok());
+  std::atomic<int> ok{0}, refused{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        const grpc::Status s = Send(SignedCheckIn("busy", key));
+        if (s.ok()) {
+          ++ok;
+        } else if (s.error_code() == StatusCode::RESOURCE_EXHAUSTED &&
+                   s.error_message().find("limit of 1 concurrent calls") != std::string::npos) {
+          ++refused;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_GT(refused.load(), 0);  // eight callers, one call at a time
+  EXPECT_EQ(other.load(), 0);
+  std::printf("800 calls from 8 threads: %d served, %d refused\n", ok.load(), refused.load());
 }
 
 }  // namespace
