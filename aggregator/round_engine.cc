@@ -178,6 +178,13 @@ absl::Status RoundEngine::Init() {
     return InvalidArgumentError(StrCat("root v", root.version(), " asks for ", root.publishing().threshold(),
                                        " publishing signatures; the aggregator signs releases alone (threshold 1)"));
   }
+  // Gateways refuse every model once the root expires: warn well before.
+  const absl::Time root_expires = absl::FromUnixSeconds(root.expires_unix_seconds());
+  if (root_expires - absl::Now() < absl::Hours(24 * 30)) {
+    spdlog::warn("root v{} expires {}: sign the next root (tinyfed root new) before then, or gateways stop "
+                 "accepting models",
+                 root.version(), absl::FormatTime(root_expires));
+  }
   auto ledger = dp::PrivacyLedger::Open(config_.state_dir / "ledger.db",
                                         {.epsilon = config_.dp.epsilon_budget, .delta = config_.dp.delta});
   if (!ledger.ok()) return ledger.status();
