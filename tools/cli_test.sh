@@ -25,7 +25,8 @@ expect_error() {
 }
 
 for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect" \
-           "privacy" "privacy epsilon" "privacy noise" "keys generate" "root new" "model verify"; do
+           "privacy" "privacy epsilon" "privacy noise" "keys generate" "root new" "model verify" \
+           "enroll" "device revoke" "device list"; do
   # shellcheck disable=SC2086
   if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
 done
