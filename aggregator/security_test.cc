@@ -3,7 +3,6 @@
 // clock skew), revocation, rate limits logged once.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <sodium.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +11,7 @@
 
 #include "models/testing/tiny_classifier.h"
 #include "aggregator/testing/self_signed.h"
+#include "aggregator/testing/test_federation.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/devices.h"
@@ -36,14 +36,10 @@ class SecurityTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    ASSERT_TRUE(models::WriteBundleFile(dir_ / "model.tfb", models::testing::TinyClassifier()).ok());
-    ASSERT_TRUE(models::CreateSingleKeyRepository(dir_ / "trust", "security-test").ok());
-    config_ = DefaultConfig();
-    config_.listen = "127.0.0.1:0";
-    config_.state_dir = dir_ / "state";
-    config_.initial_model = dir_ / "model.tfb";
-    config_.publishing_key = dir_ / "trust" / "publishing.key";
-    config_.roots_dir = dir_ / "trust" / "roots";
+    auto federation = testing::WriteTestFederation(dir_, "security-test");
+    ASSERT_TRUE(federation.ok()) << federation.status();
+    config_ = federation->config;
+    pinned_root_ = federation->pinned_root;
     config_.cohort_size = 5;
     config_.min_cohort = 3;
     auto engine = RoundEngine::Create(config_);
@@ -76,14 +72,6 @@ class SecurityTest : public ::testing::Test {
     stub_ = v1::Aggregator::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
-  v1::EnrollRequest EnrollRequest(const std::string& device, const std::string& token, const models::SigningKey& key) {
-    v1::EnrollRequest r;
-    r.set_device_id(device);
-    r.set_token(token);
-    r.set_device_public_key(models::KeyBytes(key.public_key()));
-    r.set_proof(key.Sign(proto::EnrollmentProofMessage(device, token)));
-    return r;
-  }
   grpc::Status Enroll(const v1::EnrollRequest& r) {
     grpc::ClientContext c;
     v1::EnrollResponse out;
@@ -101,12 +89,8 @@ class SecurityTest : public ::testing::Test {
     v1::RequestHeader* h = call.request.mutable_header();
     h->set_device_id(device);
     h->set_phase(v1::PHASE_CHECK_IN);
-    std::string nonce(proto::kNonceBytes, '\0');
-    randombytes_buf(nonce.data(), nonce.size());
-    h->set_nonce(nonce);
-    h->set_timestamp_ms(absl::ToUnixMillis(absl::Now() + skew));
-    call.signature = key.Sign(
-        proto::RequestSigningMessage("/tinyfed.v1.Aggregator/CheckIn", call.request.SerializeAsString()));
+    client::StampHeader(h, absl::Now() + skew);
+    call.signature = client::SignRequest("/tinyfed.v1.Aggregator/CheckIn", call.request.SerializeAsString(), key);
     return call;
   }
   grpc::Status Send(const Call& call, v1::CheckInResponse* out = nullptr) {
@@ -118,6 +102,7 @@ class SecurityTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   Config config_;
+  std::filesystem::path pinned_root_;
   std::unique_ptr<RoundEngine> engine_;
   DeviceRegistry* devices_ = nullptr;  // the engine's
   std::unique_ptr<AggregatorServer> server_;
@@ -136,7 +121,7 @@ TEST_F(SecurityTest, PlaintextOnlyWithInsecureOnBothSides) {
   client::ClientConfig cc;
   cc.device_id = "clinic-1";
   cc.data_dir = dir_ / "gateway";
-  cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+  cc.trusted_root = pinned_root_;
   cc.enrollment_token = *devices_->IssueToken("clinic-1", absl::Hours(1));
   client::RetryPolicy once;
   once.max_attempts = 1;
@@ -162,7 +147,7 @@ TEST_F(SecurityTest, TlsServesGatewaysThatTrustItsCaAndNothingElse) {
   client::ClientConfig cc;
   cc.device_id = "clinic-tls";
   cc.data_dir = dir_ / "gateway";
-  cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+  cc.trusted_root = pinned_root_;
   cc.enrollment_token = *token;
   client::RetryPolicy quick;
   quick.max_attempts = 1;
@@ -199,30 +184,30 @@ TEST_F(SecurityTest, EnrollmentTokensAreOneTimeBoundAndExpire) {
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(token->size(), 64u);
   // A proof by another key than the one registered.
-  v1::EnrollRequest stolen = EnrollRequest("clinic-1", *token, key);
+  v1::EnrollRequest stolen = client::SignedEnrollRequest("clinic-1", *token, key);
   stolen.set_device_public_key(models::KeyBytes(other.public_key()));
   EXPECT_EQ(Enroll(stolen).error_code(), StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Enroll(EnrollRequest("clinic-1", "0123", key)).error_code(), StatusCode::UNAUTHENTICATED);
-  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *token, key)).ok());
+  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-1", "0123", key)).error_code(), StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
   // The same enrollment again (its answer was lost) is acknowledged...
-  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *token, key)).ok());
+  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
   // ...but the token is used: it enrolls nothing else.
-  EXPECT_EQ(Enroll(EnrollRequest("clinic-2", *token, other)).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-2", *token, other)).error_code(), StatusCode::UNAUTHENTICATED);
   // An unbound token cannot take over an enrolled device id.
   auto unbound = devices_->IssueToken(std::nullopt, absl::Hours(1));
-  EXPECT_EQ(Enroll(EnrollRequest("clinic-1", *unbound, other)).error_code(), StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-1", *unbound, other)).error_code(), StatusCode::ALREADY_EXISTS);
   // A bound token is for its device only...
   auto bound = devices_->IssueToken("clinic-3", absl::Hours(1));
-  EXPECT_EQ(Enroll(EnrollRequest("clinic-4", *bound, other)).error_code(), StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-4", *bound, other)).error_code(), StatusCode::PERMISSION_DENIED);
   // ...and expires.
   auto expired = devices_->IssueToken("clinic-5", absl::Milliseconds(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(Enroll(EnrollRequest("clinic-5", *expired, other)).error_code(), StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Enroll(EnrollRequest("bad id!", *bound, other)).error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-5", *expired, other)).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Enroll(client::SignedEnrollRequest("bad id!", *bound, other)).error_code(), StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(devices_->IssueToken("bad id!", absl::Hours(1)).status().code(), absl::StatusCode::kInvalidArgument);
   // A replaced gateway re-enrolls with a token bound to its id.
   auto replacement = devices_->IssueToken("clinic-1", absl::Hours(1));
-  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *replacement, other)).ok());
+  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *replacement, other)).ok());
   EXPECT_EQ(Send(SignedCheckIn("clinic-1", key)).error_code(), StatusCode::UNAUTHENTICATED);  // old key
   EXPECT_TRUE(Send(SignedCheckIn("clinic-1", other)).ok());
 }
@@ -231,7 +216,7 @@ TEST_F(SecurityTest, OnlyFreshRequestsSignedByTheEnrolledKeyPass) {
   Serve();
   const models::SigningKey key = models::SigningKey::Generate(), stranger = models::SigningKey::Generate();
   auto token = devices_->IssueToken("clinic-1", absl::Hours(1));
-  ASSERT_TRUE(Enroll(EnrollRequest("clinic-1", *token, key)).ok());
+  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
 
   Call unsigned_call = SignedCheckIn("clinic-1", key);
   unsigned_call.signature.clear();
@@ -268,7 +253,7 @@ TEST_F(SecurityTest, ARevokedDeviceIsShutOutAtItsNextCall) {
   client::ClientConfig cc;
   cc.device_id = "clinic-1";
   cc.data_dir = dir_ / "gateway";
-  cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+  cc.trusted_root = pinned_root_;
   cc.enrollment_token = *token;
   auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())));
   ASSERT_TRUE(c.ok());
@@ -299,7 +284,7 @@ TEST_F(SecurityTest, ExcessRequestsAreRefusedAndLoggedOnce) {
   Serve();
   const models::SigningKey key = models::SigningKey::Generate();
   auto token = devices_->IssueToken("chatty", absl::Hours(1));
-  ASSERT_TRUE(Enroll(EnrollRequest("chatty", *token, key)).ok());
+  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("chatty", *token, key)).ok());
   int ok = 0, exhausted = 0;
   for (int i = 0; i < 40; ++i) {
     const grpc::Status s = Send(SignedCheckIn("chatty", key));
@@ -331,7 +316,7 @@ TEST_F(SecurityTest, CallsBeyondTheConcurrencyLimitAreRefused) {
   Serve();
   const models::SigningKey key = models::SigningKey::Generate();
   auto token = devices_->IssueToken("busy", absl::Hours(1));
-  ASSERT_TRUE(Enroll(EnrollRequest("busy", *token, key)).ok());
+  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("busy", *token, key)).ok());
   std::atomic<int> ok{0}, refused{0}, other{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {

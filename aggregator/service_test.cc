@@ -10,6 +10,7 @@
 #include <future>
 #include <thread>
 
+#include "aggregator/testing/test_federation.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
@@ -35,14 +36,10 @@ class ServiceTest : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() / ("tinyfed-service-" + std::to_string(getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    ASSERT_TRUE(models::WriteBundleFile(dir_ / "model.tfb", models::testing::TinyClassifier()).ok());
-    ASSERT_TRUE(models::CreateSingleKeyRepository(dir_ / "trust", "service-test").ok());
-    config_ = DefaultConfig();
-    config_.listen = "127.0.0.1:0";
-    config_.state_dir = dir_ / "state";
-    config_.initial_model = dir_ / "model.tfb";
-    config_.publishing_key = dir_ / "trust" / "publishing.key";
-    config_.roots_dir = dir_ / "trust" / "roots";
+    auto federation = testing::WriteTestFederation(dir_, "service-test");
+    ASSERT_TRUE(federation.ok()) << federation.status();
+    config_ = federation->config;
+    pinned_root_ = federation->pinned_root;
     config_.record_dir = dir_ / "record";
     config_.max_rounds = 1;
     config_.cohort_size = kHonest + 1;
@@ -84,24 +81,15 @@ class ServiceTest : public ::testing::Test {
   void Enroll(const std::string& device, const models::SigningKey& key) {
     auto token = devices_->IssueToken(device, absl::Hours(1));
     ASSERT_TRUE(token.ok()) << token.status();
-    v1::EnrollRequest r;
-    r.set_device_id(device);
-    r.set_token(*token);
-    r.set_device_public_key(models::KeyBytes(key.public_key()));
-    r.set_proof(key.Sign(proto::EnrollmentProofMessage(device, *token)));
-    ASSERT_TRUE(devices_->Enroll(r).ok());
+    ASSERT_TRUE(devices_->Enroll(client::SignedEnrollRequest(device, *token, key)).ok());
   }
   // Stamps and signs `r` as its header's device would, with mallory's key:
   // mallory is the enrolled insider of these tests.
   template <typename Request>
   Request Signed(grpc::ClientContext* c, const std::string& method, Request r) {
-    std::string nonce(proto::kNonceBytes, '\0');
-    randombytes_buf(nonce.data(), nonce.size());
-    r.mutable_header()->set_nonce(nonce);
-    r.mutable_header()->set_timestamp_ms(absl::ToUnixMillis(absl::Now()));
+    client::StampHeader(r.mutable_header(), absl::Now());
     c->AddMetadata(proto::kSignatureMetadataKey,
-                   mallory_key_.Sign(proto::RequestSigningMessage("/tinyfed.v1.Aggregator/" + method,
-                                                                  r.SerializeAsString())));
+                   client::SignRequest("/tinyfed.v1.Aggregator/" + method, r.SerializeAsString(), mallory_key_));
     return r;
   }
   grpc::Status CheckIn(const v1::CheckInRequest& r, v1::CheckInResponse* out) {
@@ -146,6 +134,7 @@ class ServiceTest : public ::testing::Test {
   std::filesystem::path dir_;
   models::SigningKey mallory_key_ = models::SigningKey::Generate();
   Config config_;
+  std::filesystem::path pinned_root_;
   DeviceRegistry* devices_ = nullptr;  // the engine's
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<AggregatorServer> server_;
@@ -236,7 +225,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
       client::ClientConfig cc;
       cc.device_id = "honest-" + std::to_string(i);
       cc.data_dir = dir_ / cc.device_id;
-      cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+      cc.trusted_root = pinned_root_;
       cc.holdout_fraction = 0.0;
       auto token = devices_->IssueToken(cc.device_id, absl::Hours(1));
       ASSERT_TRUE(token.ok());
@@ -372,14 +361,11 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
 // hands a client another key for a neighbour, to learn the pairwise mask.
 // The key is not signed by the neighbour's device, so the client refuses to
 // go on, before it shares or masks anything.
-class SubstitutingTransport : public client::Transport {
+class SubstitutingTransport : public client::ForwardingTransport {
  public:
-  explicit SubstitutingTransport(std::unique_ptr<client::Transport> inner) : inner_(std::move(inner)) {}
-  void SetDeviceKey(std::shared_ptr<const models::SigningKey> key) override { inner_->SetDeviceKey(std::move(key)); }
-  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override { return inner_->Enroll(r); }
-  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override { return inner_->CheckIn(r); }
+  using ForwardingTransport::ForwardingTransport;
   absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override {
-    auto out = inner_->Await(r);
+    auto out = ForwardingTransport::Await(r);
     if (out.ok() && out->has_secagg() && out->secagg().has_share_keys() &&
         out->secagg().share_keys().neighbors_size() > 0) {
       // The server's own key in place of the first neighbour's.
@@ -389,16 +375,6 @@ class SubstitutingTransport : public client::Transport {
     }
     return out;
   }
-  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override { return inner_->Submit(r); }
-  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
-    return inner_->GetModelChunk(r);
-  }
-  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
-    return inner_->ReportTelemetry(r);
-  }
-
- private:
-  std::unique_ptr<client::Transport> inner_;
 };
 
 TEST_F(ServiceTest, AClientRefusesANeighbourKeyItsDeviceDidNotSign) {
@@ -410,7 +386,7 @@ TEST_F(ServiceTest, AClientRefusesANeighbourKeyItsDeviceDidNotSign) {
       client::ClientConfig cc;
       cc.device_id = "clinic-" + std::to_string(i);
       cc.data_dir = dir_ / cc.device_id;
-      cc.trusted_root = dir_ / "trust" / "roots" / "1.root";
+      cc.trusted_root = pinned_root_;
       cc.holdout_fraction = 0.0;
       cc.enrollment_token = *devices_->IssueToken(cc.device_id, absl::Hours(1));
       auto transport = std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext()));

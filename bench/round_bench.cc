@@ -54,6 +54,7 @@ struct Federation {
   std::unique_ptr<aggregator::RoundEngine> engine;
   std::unique_ptr<aggregator::AggregatorServer> server;
   std::string address;
+  std::filesystem::path pinned_root;
 
   explicit Federation(int cohort) {
     dir = std::filesystem::temp_directory_path() / ("tinyfed-round-bench-" + std::to_string(getpid()) + "-" +
@@ -64,13 +65,15 @@ struct Federation {
     auto float_bundle = models::BuildBackbone(models::Architecture::kCnn, calibration, 1);
     auto int8 = models::QuantizePostTraining(*float_bundle, calibration, {});
     if (!int8.ok() || !models::WriteBundleFile(dir / "cnn.tfb", *int8).ok()) std::abort();
-    if (!models::CreateSingleKeyRepository(dir / "trust", "bench").ok()) std::abort();
+    auto repo = models::CreateSingleKeyRepository(dir / "trust", "bench");
+    if (!repo.ok()) std::abort();
+    pinned_root = repo->pinned_root;
     aggregator::Config c = aggregator::DefaultConfig();
     c.listen = "127.0.0.1:0";
     c.state_dir = dir / "state";
     c.initial_model = dir / "cnn.tfb";
-    c.publishing_key = dir / "trust" / "publishing.key";
-    c.roots_dir = dir / "trust" / "roots";
+    c.publishing_key = repo->publishing_key;
+    c.roots_dir = repo->roots_dir;
     c.cohort_size = cohort;
     c.min_cohort = std::max(2, cohort / 2);
     c.poll_interval = absl::Milliseconds(20);
@@ -92,7 +95,7 @@ struct Federation {
     client::ClientConfig cc;
     cc.device_id = id;
     cc.data_dir = dir / id;
-    cc.trusted_root = dir / "trust" / "roots" / "1.root";
+    cc.trusted_root = pinned_root;
     cc.holdout_fraction = 0.0;
     cc.enrollment_token = *engine->devices()->IssueToken(id, absl::Hours(1));
     auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address, client::ChannelSecurity::Plaintext())));

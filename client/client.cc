@@ -113,12 +113,7 @@ struct Client::State {
   absl::Status EnrollIfNeeded() {
     const auto marker = config.data_dir / "enrolled";
     if (config.enrollment_token.empty() || std::filesystem::exists(marker)) return absl::OkStatus();
-    v1::EnrollRequest r;
-    r.set_device_id(config.device_id);
-    r.set_token(config.enrollment_token);
-    r.set_device_public_key(models::KeyBytes(device_key->public_key()));
-    r.set_proof(device_key->Sign(proto::EnrollmentProofMessage(config.device_id, config.enrollment_token)));
-    auto enrolled = transport->Enroll(r);
+    auto enrolled = transport->Enroll(SignedEnrollRequest(config.device_id, config.enrollment_token, *device_key));
     if (!enrolled.ok()) {
       return absl::Status(enrolled.status().code(), StrCat("enrollment: ", enrolled.status().message()));
     }
@@ -346,7 +341,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   std::vector<models::TrustedRoot> history = {*state->trusted};
   // Roots accepted since, again: the disk is not trusted either.
   for (uint64_t v = state->trusted->root().version() + 1;; ++v) {
-    const auto file = config.data_dir / "roots" / StrCat(v, ".root");
+    const auto file = models::RootFile(config.data_dir / "roots", v);
     auto bytes = models::ReadFileBytes(file, 2 * models::kMaxMetadataBytes);
     if (!bytes.ok() && bytes.status().code() == absl::StatusCode::kNotFound) break;
     v1::SignedMetadata next;

@@ -18,6 +18,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/client/transport.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
@@ -26,20 +27,27 @@ namespace {
 
 using tinyfed::aggregator::RoundEngine;
 
-const std::filesystem::path& Dir() {
-  static const std::filesystem::path dir = [] {
+// The initial model and the keys, made once per process.
+struct Fixture {
+  std::filesystem::path dir;
+  tinyfed::models::Repository repository;
+};
+
+const Fixture& Files() {
+  static const Fixture fixture = [] {
     // Invalid UTF-8 in string fields is refused by the parser, which logs
     // each refusal; millions of them would drown the fuzzer's output.
     google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int, const std::string&) {});
     auto d = std::filesystem::temp_directory_path() / ("tinyfed-aggregator-fuzz-" + std::to_string(getpid()));
     std::filesystem::create_directories(d);
+    auto repository = tinyfed::models::CreateSingleKeyRepository(d / "trust", "fuzz");
     if (!tinyfed::models::WriteBundleFile(d / "model.bundle", tinyfed::models::testing::TinyClassifier()).ok() ||
-        !tinyfed::models::CreateSingleKeyRepository(d / "trust", "fuzz").ok()) {
+        !repository.ok()) {
       std::abort();
     }
-    return d;
+    return Fixture{d, *repository};
   }();
-  return dir;
+  return fixture;
 }
 
 template <typename Request, typename Handler>
@@ -51,13 +59,14 @@ void Call(const uint8_t* data, size_t size, Handler&& handler) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::filesystem::path& dir = Dir();
+  const Fixture& files = Files();
+  const std::filesystem::path& dir = files.dir;
   std::filesystem::remove_all(dir / "state");
   tinyfed::aggregator::Config config = tinyfed::aggregator::DefaultConfig();
   config.state_dir = dir / "state";
   config.initial_model = dir / "model.bundle";
-  config.publishing_key = dir / "trust" / "publishing.key";
-  config.roots_dir = dir / "trust" / "roots";
+  config.publishing_key = files.repository.publishing_key;
+  config.roots_dir = files.repository.roots_dir;
   config.cohort_size = 3;
   config.min_cohort = 2;
   config.max_rounds = 2;
@@ -75,12 +84,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return k;
   }();
   for (const auto& [device, key] : *keys) {
-    tinyfed::v1::EnrollRequest r;
-    r.set_device_id(device);
-    r.set_token(*e.devices()->IssueToken(device, absl::Hours(1)));
-    r.set_device_public_key(tinyfed::models::KeyBytes(key.public_key()));
-    r.set_proof(key.Sign(tinyfed::proto::EnrollmentProofMessage(device, r.token())));
-    if (!e.devices()->Enroll(r).ok()) std::abort();
+    const auto token = e.devices()->IssueToken(device, absl::Hours(1));
+    if (!token.ok() || !e.devices()->Enroll(tinyfed::client::SignedEnrollRequest(device, *token, key)).ok()) std::abort();
   }
   while (size >= 3) {
     const uint8_t method = data[0] % 7;

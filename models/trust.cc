@@ -249,7 +249,7 @@ absl::StatusOr<std::vector<v1::SignedMetadata>> ReadRootChain(const std::filesys
   std::vector<v1::SignedMetadata> chain;
   std::optional<TrustedRoot> trusted;
   for (uint64_t version = 1;; ++version) {
-    const std::filesystem::path file = dir / StrCat(version, ".root");
+    const std::filesystem::path file = RootFile(dir, version);
     auto bytes = ReadFileBytes(file, 2 * kMaxMetadataBytes);
     if (!bytes.ok() && bytes.status().code() == absl::StatusCode::kNotFound && version > 1) break;
     if (!bytes.ok()) return bytes.status();
@@ -272,10 +272,14 @@ absl::StatusOr<std::vector<v1::SignedMetadata>> ReadRootChain(const std::filesys
   return chain;
 }
 
+std::filesystem::path RootFile(const std::filesystem::path& dir, uint64_t version) {
+  return dir / StrCat(version, ".root");
+}
+
 absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadata& signed_root) {
   auto root = ParseRoot(signed_root);
   if (!root.ok()) return root.status();
-  const std::filesystem::path file = dir / StrCat(root->version(), ".root");
+  const std::filesystem::path file = RootFile(dir, root->version());
   std::error_code ec;
   if (std::filesystem::exists(file, ec)) {
     return absl::AlreadyExistsError(StrCat(file.string(), " exists; a root version is never replaced"));
@@ -285,15 +289,18 @@ absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadat
   return WriteFileAtomically(file, signed_root.SerializeAsString());
 }
 
-absl::Status CreateSingleKeyRepository(const std::filesystem::path& dir, const std::string& federation,
-                                       absl::Duration lifetime) {
+absl::StatusOr<Repository> CreateSingleKeyRepository(const std::filesystem::path& dir,
+                                                     const std::string& federation, absl::Duration lifetime) {
+  const Repository repository{.publishing_key = dir / "publishing.key",
+                              .roots_dir = dir / "roots",
+                              .pinned_root = RootFile(dir / "roots", 1)};
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));
   const SigningKey root_key = SigningKey::Generate();
   const SigningKey publishing = SigningKey::Generate();
   if (auto s = WriteSigningKey(root_key, dir / "root.key", dir / "root.pub"); !s.ok()) return s;
-  if (auto s = WriteSigningKey(publishing, dir / "publishing.key", dir / "publishing.pub"); !s.ok()) return s;
+  if (auto s = WriteSigningKey(publishing, repository.publishing_key, dir / "publishing.pub"); !s.ok()) return s;
   v1::RootMetadata root;
   root.set_version(1);
   root.set_federation(federation);
@@ -303,7 +310,8 @@ absl::Status CreateSingleKeyRepository(const std::filesystem::path& dir, const s
   root.mutable_publishing()->add_public_keys(KeyBytes(publishing.public_key()));
   root.mutable_publishing()->set_threshold(1);
   const SigningKey* signer = &root_key;
-  return WriteRoot(dir / "roots", SignRoot(root, {&signer, 1}));
+  if (auto s = WriteRoot(repository.roots_dir, SignRoot(root, {&signer, 1})); !s.ok()) return s;
+  return repository;
 }
 
 }  // namespace tinyfed::models

@@ -296,34 +296,32 @@ class InProcessTransport : public client::Transport {
 };
 
 // Counts each clinic's bytes and calls and tells the tracker what it did.
-class TrackingTransport : public client::Transport {
+class TrackingTransport : public client::ForwardingTransport {
  public:
   TrackingTransport(std::unique_ptr<client::Transport> inner, Tracker* tracker, std::string id)
-      : inner_(std::move(inner)), tracker_(tracker), id_(std::move(id)) {}
-  void SetDeviceKey(std::shared_ptr<const models::SigningKey> key) override { inner_->SetDeviceKey(std::move(key)); }
-  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override { return inner_->Enroll(r); }
+      : ForwardingTransport(std::move(inner)), tracker_(tracker), id_(std::move(id)) {}
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override {
-    auto out = Count(r, inner_->CheckIn(r));
+    auto out = Count(r, ForwardingTransport::CheckIn(r));
     if (out.ok() && out->has_admitted()) tracker_->Update(id_, [](Tracker::Device& d) { d.admitted = true; });
     return out;
   }
   // Polls that only hear "wait" are not counted: how many there are depends
   // on the simulator's scheduling, not on the protocol.
   absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override {
-    auto out = inner_->Await(r);
+    auto out = ForwardingTransport::Await(r);
     if (out.ok() && out->has_wait()) return out;
     return Count(r, std::move(out));
   }
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override {
-    auto out = Count(r, inner_->Submit(r));
+    auto out = Count(r, ForwardingTransport::Submit(r));
     if (out.ok()) tracker_->Update(id_, [&](Tracker::Device& d) { d.submitted.insert(r.header().phase()); });
     return out;
   }
   absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
-    return Count(r, inner_->GetModelChunk(r));
+    return Count(r, ForwardingTransport::GetModelChunk(r));
   }
   absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
-    return Count(r, inner_->ReportTelemetry(r));
+    return Count(r, ForwardingTransport::ReportTelemetry(r));
   }
 
  private:
@@ -337,7 +335,6 @@ class TrackingTransport : public client::Transport {
     });
     return response;
   }
-  std::unique_ptr<client::Transport> inner_;
   Tracker* tracker_;
   std::string id_;
 };
@@ -433,7 +430,7 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
     clients.push_back(Process::Spawn(
         {tinyfed.string(), "client", "run", "--device-id", c.id, "--data-dir", (work_dir / c.id).string(),
          "--aggregator", address, "--insecure", "--enroll-token", *token,
-         "--root", (work_dir / "trust" / "roots" / "1.root").string(),
+         "--root", models::RootFile(config.roots_dir, 1).string(),
          "--max-samples", std::to_string(std::max<size_t>(c.train.size(), 1)), "--simulation-seed",
          std::to_string(s.seed), "--dropout", absl::StrFormat("%.17g,%.17g,%.17g,%.17g", p[0], p[1], p[2], p[3])},
         work_dir / (c.id + ".log")));
@@ -551,13 +548,14 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
 
   // The federation: aggregator and clinics on the real code.
   if (auto st = models::WriteBundleFile(work_dir / "backbone.bundle", *backbone); !st.ok()) return st;
-  if (auto st = models::CreateSingleKeyRepository(work_dir / "trust", "simulation/" + s.name); !st.ok()) return st;
+  auto repository = models::CreateSingleKeyRepository(work_dir / "trust", "simulation/" + s.name);
+  if (!repository.ok()) return repository.status();
   aggregator::Config config = s.federation;
   config.listen = "127.0.0.1:0";
   config.state_dir = work_dir / "aggregator";
   config.initial_model = work_dir / "backbone.bundle";
-  config.publishing_key = work_dir / "trust" / "publishing.key";
-  config.roots_dir = work_dir / "trust" / "roots";
+  config.publishing_key = repository->publishing_key;
+  config.roots_dir = repository->roots_dir;
   config.reset_head = true;
   config.simulation_seed = s.seed;
   const bool inproc = s.transport == TransportKind::kInProcess;
@@ -610,7 +608,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     client::ClientConfig cc;
     cc.device_id = c.id;
     cc.data_dir = work_dir / c.id;
-    cc.trusted_root = work_dir / "trust" / "roots" / "1.root";
+    cc.trusted_root = repository->pinned_root;
     cc.holdout_fraction = 0.0;  // the simulation keeps its own held-out slice
     cc.max_samples = std::max<size_t>(c.train.size(), 1);
     cc.simulation_seed = s.seed;

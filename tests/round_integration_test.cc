@@ -99,7 +99,8 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
   ASSERT_TRUE(int8.ok()) << int8.status();
   ASSERT_TRUE(models::WriteBundleFile(dir_ / "backbone.tfb", *int8).ok());
   if (auto pre = models::Evaluate(*int8, *test); pre.ok()) std::printf("centralized head on the public slice %.2f%%\n", 100 * pre->accuracy());
-  ASSERT_TRUE(models::CreateSingleKeyRepository(dir_ / "trust", "integration/fmnist").ok());
+  auto repository = models::CreateSingleKeyRepository(dir_ / "trust", "integration/fmnist");
+  ASSERT_TRUE(repository.ok()) << repository.status();
 
   // Each clinic's Dirichlet(0.5) share, in its encrypted store.
   const models::Dataset clinics = train->Subset(clinic_idx);
@@ -117,8 +118,8 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
   const std::string toml = absl::StrCat(R"(listen = "127.0.0.1:0"
 state_dir = "state"
 initial_model = "backbone.tfb"
-publishing_key = "trust/publishing.key"
-roots_dir = "trust/roots"
+publishing_key = ")", repository->publishing_key.string(), R"("
+roots_dir = ")", repository->roots_dir.string(), R"("
 [rounds]
 max_rounds = )", kRounds, R"(
 cohort_size = 20
@@ -175,7 +176,7 @@ record_dir = "record"
   auto start_client = [&](int c, const std::string& exit_at) {
     std::vector<std::string> argv = {tinyfed_.string(), "client", "run", "--device-id", DeviceId(c),
                                      "--data-dir", (dir_ / DeviceId(c)).string(), "--aggregator", address,
-                                     "--root", (dir_ / "trust" / "roots" / "1.root").string(),
+                                     "--root", repository->pinned_root.string(),
                                      "--ca", (dir_ / "cert.pem").string(), "--enroll-token", tokens[c],
                                      "--record-dir", (dir_ / "encoded").string()};
     if (!exit_at.empty()) {
@@ -223,7 +224,7 @@ record_dir = "record"
   ASSERT_EQ(published->size(), static_cast<size_t>(kRounds + 1));
   std::vector<v1::ModelBundle> bundles;
   v1::SignedMetadata root;
-  ASSERT_TRUE(root.ParseFromString(ReadText(dir_ / "trust" / "roots" / "1.root")));
+  ASSERT_TRUE(root.ParseFromString(ReadText(repository->pinned_root)));
   auto trusted = models::TrustedRoot::Pin(root);
   ASSERT_TRUE(trusted.ok()) << trusted.status();
   std::optional<v1::ReleaseMetadata> previous;

@@ -55,8 +55,10 @@ class Attacker:
         return data, (key or self.key).sign(message).signature
 
     def expect(self, name, got, *wanted):
-        ok = got in wanted
-        self.lines.append(f"{'ok  ' if ok else 'FAIL'} {name}: {got.name}")
+        self.check(name, got in wanted, got.name)
+
+    def check(self, name, ok, shown):
+        self.lines.append(f"{'ok  ' if ok else 'FAIL'} {name}: {shown}")
         if not ok:
             self.failures.append(name)
 
@@ -172,11 +174,10 @@ class Attacker:
         for (kind, code), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1].name)):
             self.lines.append(f"     flood {kind}: {n} x {code.name}")
         accepted = sum(counts[(kind, grpc.StatusCode.OK)] for kind in ("garbage", "unsigned", "enroll"))
-        self.expect(f"flood of {total} calls, none of the unauthenticated ones accepted",
-                    grpc.StatusCode.OK if accepted == 0 else grpc.StatusCode.UNKNOWN, grpc.StatusCode.OK)
-        self.expect("the insider's flood is rate limited",
-                    grpc.StatusCode.RESOURCE_EXHAUSTED if counts[("insider", grpc.StatusCode.RESOURCE_EXHAUSTED)]
-                    else grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.check(f"flood of {total} calls, none of the unauthenticated ones accepted", accepted == 0,
+                   f"{accepted} accepted")
+        limited = counts[("insider", grpc.StatusCode.RESOURCE_EXHAUSTED)]
+        self.check("the insider's flood is rate limited", limited > 0, f"{limited} x RESOURCE_EXHAUSTED")
         return total
 
 

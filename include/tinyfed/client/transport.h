@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -30,6 +31,28 @@ class Transport {
   virtual absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& request) = 0;
   virtual absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& request) = 0;
   virtual absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& request) = 0;
+};
+
+// Passes every call on to another transport: the base of transports that
+// watch or alter some calls (the simulator's traffic counter, tests'
+// attackers), which override only those.
+class ForwardingTransport : public Transport {
+ public:
+  explicit ForwardingTransport(std::unique_ptr<Transport> inner) : inner_(std::move(inner)) {}
+  void SetDeviceKey(std::shared_ptr<const models::SigningKey> key) override { inner_->SetDeviceKey(std::move(key)); }
+  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override { return inner_->Enroll(r); }
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override { return inner_->CheckIn(r); }
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override { return inner_->Await(r); }
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override { return inner_->Submit(r); }
+  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
+    return inner_->GetModelChunk(r);
+  }
+  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
+    return inner_->ReportTelemetry(r);
+  }
+
+ private:
+  std::unique_ptr<Transport> inner_;
 };
 
 // Every call has a deadline; calls that fail with UNAVAILABLE or
@@ -57,6 +80,18 @@ struct ChannelSecurity {
     return s;
   }
 };
+
+// How a device proves who it is (service.proto, "Device authentication"):
+// the gRPC transport and the client use these, and so do tests that play a
+// device by hand.
+v1::EnrollRequest SignedEnrollRequest(const std::string& device_id, const std::string& token,
+                                      const models::SigningKey& device_key);
+// A fresh nonce and `now` in `header`, which makes the request's signature
+// single-use.
+void StampHeader(v1::RequestHeader* header, absl::Time now);
+// The device's signature over a request's serialized bytes for `method`
+// ("/tinyfed.v1.Aggregator/CheckIn"), for the tinyfed-signature-bin metadata.
+std::string SignRequest(std::string_view method, std::string_view request_bytes, const models::SigningKey& device_key);
 
 // A gRPC channel to "host:port", TLS unless `security.insecure`. NOT_FOUND
 // or INVALID_ARGUMENT for an unreadable CA file.

@@ -67,12 +67,18 @@ absl::StatusOr<v1::ReleaseMetadata> ParseRelease(const v1::SignedMetadata& signe
 // without 1.root. WriteRoot refuses to replace an existing version.
 absl::StatusOr<std::vector<v1::SignedMetadata>> ReadRootChain(const std::filesystem::path& dir);
 absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadata& signed_root);
+std::filesystem::path RootFile(const std::filesystem::path& dir, uint64_t version);
 
-// A repository with one root key (threshold 1) for simulations and tests:
-// dir/root.key, dir/publishing.key (+ .pub) and dir/roots/1.root, valid for
-// `lifetime`. Deployments keep several root keys offline (`tinyfed root new`).
-absl::Status CreateSingleKeyRepository(const std::filesystem::path& dir, const std::string& federation,
-                                       absl::Duration lifetime = absl::Hours(24 * 365));
+// A repository with one root key (threshold 1) for simulations and tests,
+// valid for `lifetime`: the root key, the publishing key and root 1 under
+// `dir`. Deployments keep several root keys offline (`tinyfed root new`).
+struct Repository {
+  std::filesystem::path publishing_key;  // the aggregator's publishing_key
+  std::filesystem::path roots_dir;       // its roots_dir
+  std::filesystem::path pinned_root;     // 1.root, a gateway's trusted_root
+};
+absl::StatusOr<Repository> CreateSingleKeyRepository(const std::filesystem::path& dir, const std::string& federation,
+                                                     absl::Duration lifetime = absl::Hours(24 * 365));
 
 // A model that passed every check.
 struct VerifiedModel {
