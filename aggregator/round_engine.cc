@@ -189,6 +189,8 @@ absl::Status RoundEngine::Init() {
                                         {.epsilon = config_.dp.epsilon_budget, .delta = config_.dp.delta});
   if (!ledger.ok()) return ledger.status();
   res_->ledger = std::move(*ledger);
+  // A previous process may have died between charging a round and publishing it.
+  if (auto s = ReconcileLedgerLocked(); !s.ok()) return s;
 
   auto latest = res_->state->LatestModel();
   if (!latest.ok()) return latest.status();
@@ -351,6 +353,26 @@ absl::Status RoundEngine::PublishLocked(std::vector<float> head, int64_t round_i
   return absl::OkStatus();
 }
 
+absl::Status RoundEngine::ReconcileLedgerLocked() {
+  auto models = res_->state->Models();
+  if (!models.ok()) return models.status();
+  std::vector<int64_t> published;
+  for (const PublishedModel& m : *models) {
+    if (m.round_id > 0) published.push_back(m.round_id);
+  }
+  auto reconciled = res_->ledger->Reconcile(published);
+  if (!reconciled.ok()) {
+    spdlog::error("privacy ledger: cannot void the charges of unpublished rounds yet: {}",
+                  reconciled.status().ToString());
+    return reconciled.status();
+  }
+  if (reconciled->voided > 0 || reconciled->restored > 0) {
+    spdlog::warn("privacy ledger: voided the charges of {} round(s) that published nothing, restored {}",
+                 reconciled->voided, reconciled->restored);
+  }
+  return absl::OkStatus();
+}
+
 bool RoundEngine::closed() const {
   absl::MutexLock lock(&mu_);
   return !closed_reason_.empty();
@@ -414,6 +436,7 @@ absl::Status RoundEngine::StartRoundLocked() {
   auto round = std::make_unique<Round>();
   round->id = next_round_id_;
   round->deadline = clock_() + config_.selection_timeout;
+  (void)ReconcileLedgerLocked();
   if (auto s = res_->state->StartRound(round->id); !s.ok()) return s;
   ++next_round_id_;
   auto population = res_->state->PopulationSize();
@@ -1061,6 +1084,10 @@ void RoundEngine::AbortRoundLocked(const std::string& reason) {
   finished_[id] = std::move(outcome);
   while (finished_.size() > 16) finished_.erase(finished_.begin());
   round_.reset();
+  // An aborted round may have been charged before publishing failed. Should
+  // voiding fail too (the disk still full), the next round's start or the
+  // next process's settles it; meanwhile the ledger errs on the side of spent.
+  (void)ReconcileLedgerLocked();
 }
 
 absl::StatusOr<v1::ModelChunk> RoundEngine::GetModelChunk(const v1::ModelChunkRequest& request) {

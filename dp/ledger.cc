@@ -82,7 +82,8 @@ absl::StatusOr<std::unique_ptr<PrivacyLedger>> PrivacyLedger::Open(const std::fi
   for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
                           "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
                           "CREATE TABLE IF NOT EXISTS charges (round INTEGER PRIMARY KEY, mechanism TEXT NOT NULL, "
-                          "parameters TEXT NOT NULL, rdp BLOB NOT NULL)"}) {
+                          "parameters TEXT NOT NULL, rdp BLOB NOT NULL)",
+                          "CREATE TABLE IF NOT EXISTS voids (round INTEGER PRIMARY KEY REFERENCES charges(round))"}) {
     if (auto s = Exec(db, sql); !s.ok()) {
       const bool not_db = sqlite3_errcode(db) == SQLITE_NOTADB;
       return close_with(not_db ? absl::InvalidArgumentError("not a privacy ledger (not an SQLite database)") : s);
@@ -107,7 +108,7 @@ absl::StatusOr<std::unique_ptr<PrivacyLedger>> PrivacyLedger::Open(const std::fi
 
 absl::StatusOr<std::vector<double>> PrivacyLedger::TotalRdpLocked() const {
   std::vector<double> total(orders_.size(), 0.0);
-  Statement q(db_, "SELECT rdp FROM charges");
+  Statement q(db_, "SELECT rdp FROM charges WHERE round NOT IN (SELECT round FROM voids)");
   if (!q.ok()) return SqlError(db_, "read charges");
   int rc;
   while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
@@ -160,6 +161,13 @@ absl::Status PrivacyLedger::Charge(const PrivacyCharge& charge) {
       const std::string parameters = reinterpret_cast<const char*>(sqlite3_column_text(existing.get(), 1));
       const auto rdp = FromBlob(sqlite3_column_blob(existing.get(), 2), sqlite3_column_bytes(existing.get(), 2));
       if (mechanism == charge.mechanism && parameters == charge.parameters && rdp == charge.rdp) {
+        Statement voided(db_, "SELECT 1 FROM voids WHERE round = ?");
+        sqlite3_bind_int64(voided.get(), 1, charge.round);
+        if (sqlite3_step(voided.get()) == SQLITE_ROW) {
+          return rollback(absl::FailedPreconditionError(
+              absl::StrCat("round ", charge.round, " was charged and voided (it published nothing); round ids are "
+                           "not reused")));
+        }
         return rollback(absl::OkStatus());  // a retry of a recorded charge
       }
       return rollback(absl::AlreadyExistsError(absl::StrCat("round ", charge.round,
@@ -189,7 +197,9 @@ absl::Status PrivacyLedger::Charge(const PrivacyCharge& charge) {
 
 absl::StatusOr<std::vector<PrivacyCharge>> PrivacyLedger::Charges() const {
   absl::MutexLock lock(&mu_);
-  Statement q(db_, "SELECT round, mechanism, parameters, rdp FROM charges ORDER BY round");
+  Statement q(db_,
+              "SELECT round, mechanism, parameters, rdp FROM charges WHERE round NOT IN (SELECT round FROM voids) "
+              "ORDER BY round");
   if (!q.ok()) return SqlError(db_, "read charges");
   std::vector<PrivacyCharge> out;
   while (sqlite3_step(q.get()) == SQLITE_ROW) {
@@ -200,6 +210,41 @@ absl::StatusOr<std::vector<PrivacyCharge>> PrivacyLedger::Charges() const {
     c.rdp = FromBlob(sqlite3_column_blob(q.get(), 3), sqlite3_column_bytes(q.get(), 3));
     out.push_back(std::move(c));
   }
+  return out;
+}
+
+absl::StatusOr<PrivacyLedger::Reconciled> PrivacyLedger::Reconcile(const std::vector<int64_t>& published_rounds) {
+  absl::MutexLock lock(&mu_);
+  if (auto s = Exec(db_, "BEGIN IMMEDIATE"); !s.ok()) return s;
+  sqlite3* const db = db_;
+  auto rollback = [db](absl::Status s) {
+    Exec(db, "ROLLBACK").IgnoreError();
+    return s;
+  };
+  if (auto s = Exec(db_, "CREATE TEMP TABLE IF NOT EXISTS published (round INTEGER PRIMARY KEY)"); !s.ok()) {
+    return rollback(s);
+  }
+  if (auto s = Exec(db_, "DELETE FROM temp.published"); !s.ok()) return rollback(s);
+  {
+    Statement insert(db_, "INSERT OR IGNORE INTO temp.published (round) VALUES (?)");
+    for (int64_t round : published_rounds) {
+      sqlite3_reset(insert.get());
+      sqlite3_bind_int64(insert.get(), 1, round);
+      if (sqlite3_step(insert.get()) != SQLITE_DONE) return rollback(SqlError(db_, "list published rounds"));
+    }
+  }
+  Reconciled out;
+  if (auto s = Exec(db_, "INSERT INTO voids (round) SELECT round FROM charges WHERE round NOT IN "
+                         "(SELECT round FROM temp.published) AND round NOT IN (SELECT round FROM voids)");
+      !s.ok()) {
+    return rollback(s);
+  }
+  out.voided = sqlite3_changes(db_);
+  if (auto s = Exec(db_, "DELETE FROM voids WHERE round IN (SELECT round FROM temp.published)"); !s.ok()) {
+    return rollback(s);
+  }
+  out.restored = sqlite3_changes(db_);
+  if (auto s = Exec(db_, "COMMIT"); !s.ok()) return rollback(s);
   return out;
 }
 

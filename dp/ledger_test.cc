@@ -94,6 +94,38 @@ TEST(PrivacyLedger, BadInputIsRefused) {
   EXPECT_EQ(PrivacyLedger::Open(junk, {1.0, 1e-5}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Rounds 1..5 charged, only 1, 2 and 4 published: 3 and 5 stop counting,
+// a later publication of 5 (found after a restart) counts again, and the
+// voided round cannot be charged a second time.
+TEST(PrivacyLedger, ReconcileCountsExactlyThePublishedRounds) {
+  const auto path = FreshPath("ledger_reconcile.db");
+  const PrivacyBudget budget{100.0, 1e-5};
+  auto ledger = PrivacyLedger::Open(path, budget);
+  ASSERT_TRUE(ledger.ok());
+  for (int r = 1; r <= 5; ++r) ASSERT_TRUE((*ledger)->Charge(GaussianRound(r, (*ledger)->orders())).ok());
+  const double five = (*ledger)->Spent()->epsilon;
+  auto reconciled = (*ledger)->Reconcile({1, 2, 4});
+  ASSERT_TRUE(reconciled.ok()) << reconciled.status();
+  EXPECT_EQ(reconciled->voided, 2);
+  EXPECT_EQ(reconciled->restored, 0);
+  const auto orders = DefaultOrders();
+  const double three = EpsilonFromRdp(orders, *SampledGaussianRdp(0.1, 1.5, 3, orders), 1e-5)->epsilon;
+  EXPECT_NEAR((*ledger)->Spent()->epsilon, three, 1e-9);
+  ASSERT_EQ((*ledger)->Charges()->size(), 3u);
+  EXPECT_EQ((*ledger)->Charges()->at(2).round, 4);
+  EXPECT_EQ((*ledger)->Charge(GaussianRound(3, (*ledger)->orders())).code(), absl::StatusCode::kFailedPrecondition);
+  // Idempotent, and it survives reopening.
+  EXPECT_EQ((*ledger)->Reconcile({1, 2, 4})->voided, 0);
+  ledger->reset();
+  auto reopened = PrivacyLedger::Open(path, budget);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_NEAR((*reopened)->Spent()->epsilon, three, 1e-9);
+  reconciled = (*reopened)->Reconcile({1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(reconciled->restored, 2);
+  EXPECT_EQ(reconciled->voided, 0);
+  EXPECT_EQ((*reopened)->Spent()->epsilon, five);
+}
+
 // A writer killed with SIGKILL at random moments: every round is recorded
 // whole or not at all, and the rounds present are a prefix 1..k.
 TEST(PrivacyLedger, SurvivesKillNineMidCharge) {

@@ -108,6 +108,9 @@ class RoundEngine {
   void PublishRoundLocked(std::span<const float> mean, int survivors, const dp::PrivacyCharge* charge)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortRoundLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Voids the ledger's charges of rounds that published no model (and
+  // restores those that did): a charge exists iff its model is published.
+  absl::Status ReconcileLedgerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CloseLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -7,6 +7,12 @@
 // content ALREADY_EXISTS. Each charge is one transaction, so a crash leaves
 // it recorded whole or not at all; a restart never loses or double-counts it.
 //
+// A charge counts only while its round's model is published: the charge is
+// recorded before publishing (so nothing derived from a sum leaves uncharged)
+// and, when publishing fails or the process dies first, Reconcile voids it
+// with a compensating record (the charge row itself is never deleted, so the
+// file keeps the whole history).
+//
 // Thread-safe: one ledger object may be used from several threads. Two
 // processes must not open the same file for writing (SQLite serializes them,
 // but the budget check assumes one writer).
@@ -61,7 +67,17 @@ class PrivacyLedger {
   // The epsilon that recording `rdp` would bring the total to.
   absl::StatusOr<PrivacySpent> SpentAfter(const std::vector<double>& rdp) const;
   absl::StatusOr<PrivacySpent> Spent() const;
+  // The charges that count (not voided), by round.
   absl::StatusOr<std::vector<PrivacyCharge>> Charges() const;
+
+  struct Reconciled {
+    int voided = 0;    // charges of rounds that published nothing
+    int restored = 0;  // voided charges of rounds that did publish after all
+  };
+  // Makes the charges that count exactly those of `published_rounds` (the
+  // rounds whose model is published), in one transaction. A published round
+  // without a charge is not the ledger's to fix and is left as it is.
+  absl::StatusOr<Reconciled> Reconcile(const std::vector<int64_t>& published_rounds);
 
  private:
   PrivacyLedger(sqlite3* db, PrivacyBudget budget, std::vector<double> orders);
