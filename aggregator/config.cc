@@ -117,6 +117,8 @@ absl::Status ReadSecurity(TomlTableReader& r, const std::filesystem::path& base,
   }
   TINYFED_RETURN_IF_ERROR(r.Integer("requests_per_minute", &s.requests_per_minute, 1, 1000000));
   TINYFED_RETURN_IF_ERROR(r.Integer("max_concurrent_calls", &s.max_concurrent_calls, 1, 100000));
+  TINYFED_RETURN_IF_ERROR(r.Integer("max_connections", &s.max_connections, 1, 1000000));
+  TINYFED_RETURN_IF_ERROR(r.Seconds("connection_auth_timeout", &s.connection_auth_timeout, 1, 3600));
   TINYFED_RETURN_IF_ERROR(r.Seconds("max_clock_skew", &s.max_clock_skew, 1, 86400));
   double hours = absl::ToDoubleHours(s.enrollment_token_lifetime);
   TINYFED_RETURN_IF_ERROR(r.Double("enrollment_token_hours", &hours, 0.01, 24 * 365));
@@ -265,9 +267,11 @@ std::string FormatConfig(const Config& c) {
     absl::StrAppend(&out, "tls_certificate = \"", s.tls_certificate.string(), "\"\ntls_private_key = \"",
                     s.tls_private_key.string(), "\"\n");
   }
-  absl::StrAppend(&out, absl::StrFormat("requests_per_minute = %d\nmax_concurrent_calls = %d\nmax_clock_skew = %.17g\n"
+  absl::StrAppend(&out, absl::StrFormat("requests_per_minute = %d\nmax_concurrent_calls = %d\nmax_connections = %d\n"
+                                        "connection_auth_timeout = %.17g\nmax_clock_skew = %.17g\n"
                                         "enrollment_token_hours = %.17g\nrelease_expiry_hours = %.17g\n",
-                                        s.requests_per_minute, s.max_concurrent_calls,
+                                        s.requests_per_minute, s.max_concurrent_calls, s.max_connections,
+                                        absl::ToDoubleSeconds(s.connection_auth_timeout),
                                         absl::ToDoubleSeconds(s.max_clock_skew),
                                         absl::ToDoubleHours(s.enrollment_token_lifetime),
                                         absl::ToDoubleHours(s.release_expiry)));

@@ -1,8 +1,14 @@
 // Transport security and device identity over real gRPC: TLS or nothing
 // unless --insecure, enrollment tokens, signed requests (forgery, replay,
 // clock skew), revocation, rate limits logged once.
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -339,6 +345,103 @@ TEST_F(SecurityTest, CallsBeyondTheConcurrencyLimitAreRefused) {
   EXPECT_GT(refused.load(), 0);  // eight callers, one call at a time
   EXPECT_EQ(other.load(), 0);
   std::printf("800 calls from 8 threads: %d served, %d refused\n", ok.load(), refused.load());
+}
+
+// Sockets of this process whose local port is `port`: the server's side of
+// its connections (and its listening socket).
+int ServerSockets(int port) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::atoi(entry.path().filename().c_str());
+    sockaddr_storage a{};
+    socklen_t len = sizeof(a);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || a.ss_family != AF_INET) continue;
+    n += ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port) == port;
+  }
+  return n;
+}
+
+// A bare TCP connection to 127.0.0.1:port that sends nothing.
+int Connect(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True once the server has closed `fd` (end of file or reset), waiting at
+// most until `deadline`; what the server sent before (its HTTP/2 settings)
+// is read and dropped.
+bool ClosedByServer(int fd, absl::Time deadline) {
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0 || ::poll(&p, 1, static_cast<int>(ms)) <= 0) return false;
+    char buffer[4096];
+    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return true;
+  }
+}
+
+// The flood that burnt privacy budget: hundreds of connections from nobody.
+// The server keeps at most max_connections of them, shuts down those that
+// authenticate nothing, and an enrolled gateway's calls still pass.
+TEST_F(SecurityTest, ConnectionFloodsAreCappedAndCannotShutOutGateways) {
+  config_.security.max_connections = 32;
+  config_.security.connection_auth_timeout = absl::Seconds(1);
+  config_.security.requests_per_minute = 100000;
+  Serve();
+  const int port = server_->port();
+  const models::SigningKey key = models::SigningKey::Generate();
+  auto token = devices_->IssueToken("clinic-1", absl::Hours(1));
+  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
+  std::vector<int> flood;
+  for (int i = 0; i < 300; ++i) {
+    const int fd = Connect(port);
+    if (fd >= 0) flood.push_back(fd);
+  }
+  ASSERT_GT(flood.size(), 250u);
+  // Every gateway call during the flood passes (on a new connection: the
+  // flood displaces connections that authenticated nothing, never this one).
+  int served = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto stub = v1::Aggregator::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext c;
+    const Call call = SignedCheckIn("clinic-1", key);
+    c.AddMetadata(proto::kSignatureMetadataKey, call.signature);
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::CheckInResponse out;
+    served += stub->CheckIn(&c, call.request, &out).ok();
+    flood.push_back(Connect(port));
+  }
+  EXPECT_EQ(served, 50);
+  // At most the cap (and the listening socket, and the gateway's connection
+  // still closing) is open on the server's side.
+  EXPECT_LE(ServerSockets(port), config_.security.max_connections + 2);
+  // Those it kept are shut down once they pass the authentication timeout.
+  int closed = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (int fd : flood) closed += fd >= 0 && ClosedByServer(fd, deadline);
+  EXPECT_EQ(closed, static_cast<int>(std::count_if(flood.begin(), flood.end(), [](int fd) { return fd >= 0; })));
+  for (int fd : flood) ::close(fd);
+}
+
+// The descriptor limit must leave room for max_connections: the aggregator
+// raises its soft limit, or refuses to start naming both numbers.
+TEST_F(SecurityTest, AConnectionCapTheDescriptorLimitCannotHoldIsRefused) {
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  config_.security.max_connections = static_cast<int>(std::min<rlim_t>(limit.rlim_max, 1 << 30));
+  auto server = AggregatorServer::Start(engine_.get(), config_.listen, config_.security, true);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(server.status().message().find("security.max_connections"), std::string::npos) << server.status();
 }
 
 }  // namespace

@@ -10,6 +10,9 @@
 #include <set>
 #include <thread>
 
+#include <malloc.h>
+
+#include "aggregator/internal/connection_guard.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/models/file_io.h"
@@ -28,6 +31,7 @@ using Service = v1::Aggregator::WithRawCallbackMethod_Enroll<v1::Aggregator::Wit
             v1::Aggregator::WithRawCallbackMethod_ReportTelemetry<v1::Aggregator::Service>>>>>>;
 
 constexpr size_t kMaxEnrollBytes = 1024;
+constexpr size_t kGrpcMemoryBytes = size_t{256} << 20;
 
 const char* MethodName(Method m) {
   switch (m) {
@@ -142,8 +146,9 @@ class Authenticator {
 
 class RawService final : public Service {
  public:
-  RawService(RoundEngine* engine, DeviceRegistry* devices, const SecurityConfig& security)
-      : engine_(engine), devices_(devices), security_(security), auth_(devices, security) {}
+  RawService(RoundEngine* engine, DeviceRegistry* devices, const SecurityConfig& security,
+             internal::ConnectionGuard* connections)
+      : engine_(engine), devices_(devices), security_(security), auth_(devices, security), connections_(connections) {}
   // The synchronous overloads stay disabled (they abort); naming them keeps
   // them visible next to the raw ones.
   using Service::Await;
@@ -249,6 +254,7 @@ class RawService final : public Service {
       return ToGrpc(s);
     }
     spdlog::info("device {} enrolled", request.device_id());
+    connections_->Authenticated(context.peer(), request.device_id());
     bool own = false;
     return grpc::SerializationTraits<v1::EnrollResponse>::Serialize(v1::EnrollResponse(), out, &own);
   }
@@ -278,6 +284,7 @@ class RawService final : public Service {
                                "' refused: ", s.message()));
       return ToGrpc(s);
     }
+    connections_->Authenticated(context.peer(), request.header().device_id());
     auto response = handler(request);
     if (!response.ok()) return ToGrpc(response.status());
     bool own = false;
@@ -288,6 +295,7 @@ class RawService final : public Service {
   DeviceRegistry* devices_;
   const SecurityConfig security_;
   Authenticator auth_;
+  internal::ConnectionGuard* connections_;
   RefusalLog refusals_;
   std::atomic<int> in_flight_{0};
 };
@@ -296,9 +304,10 @@ class RawService final : public Service {
 
 struct AggregatorServer::Impl {
   RoundEngine* engine = nullptr;
+  std::unique_ptr<internal::ConnectionGuard> connections;
   std::unique_ptr<RawService> service;
   std::unique_ptr<grpc::Server> server;
-  int port = 0;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor;
   std::atomic<bool> stop{false};
   std::thread ticker;
 };
@@ -335,9 +344,14 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
   });
   auto impl = std::make_unique<Impl>();
   impl->engine = engine;
-  impl->service = std::make_unique<RawService>(engine, engine->devices(), security);
+  auto connections = internal::ConnectionGuard::Listen(
+      address, {.max_connections = security.max_connections, .auth_timeout = security.connection_auth_timeout});
+  if (!connections.ok()) return connections.status();
+  impl->connections = std::move(*connections);
+  impl->service = std::make_unique<RawService>(engine, engine->devices(), security, impl->connections.get());
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, credentials, &impl->port);
+  impl->acceptor = builder.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, credentials);
   builder.RegisterService(impl->service.get());
   size_t largest = kMaxEnrollBytes;
   for (Method m : {Method::kCheckIn, Method::kAwait, Method::kSubmit, Method::kGetModelChunk,
@@ -347,28 +361,48 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
   // gRPC itself refuses anything larger before buffering it; each method
   // then applies its own, smaller limit.
   builder.SetMaxReceiveMessageSize(static_cast<int>(largest + 1024));
-  // One connection cannot hold more streams open than this.
+  // What one connection may hold: streams, and time. The guard shuts down
+  // connections that authenticate nothing; these bound the rest.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 16);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(security.connection_auth_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 2 * 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, 30 * 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 60 * 1000);
+  // Pings faster than one per 10 s without data are strikes; two end the connection.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  // gRPC's buffers for every connection together.
+  grpc::ResourceQuota quota("tinyfed-aggregator");
+  quota.Resize(kGrpcMemoryBytes);
+  builder.SetResourceQuota(quota);
   impl->server = builder.BuildAndStart();
-  if (!impl->server || impl->port == 0) {
-    return absl::UnavailableError(StrCat("cannot listen on ", address));
-  }
+  if (!impl->server) return absl::UnavailableError(StrCat("cannot start the gRPC server on ", address));
+  impl->connections->Start(impl->acceptor.get());
   Impl* raw = impl.get();
   impl->ticker = std::thread([raw] {
+    absl::Time trimmed = absl::Now();
     while (!raw->stop.load()) {
       raw->engine->Tick();
+      // Memory a flood made glibc keep goes back to the system.
+      if (absl::Now() - trimmed > absl::Seconds(10)) {
+        ::malloc_trim(0);
+        trimmed = absl::Now();
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   });
-  spdlog::info("aggregator listening on {} (port {}, {})", address, impl->port,
-               security.tls_certificate.empty() ? "plaintext" : "TLS");
+  spdlog::info("aggregator listening on {} (port {}, {}, at most {} connections)", address,
+               impl->connections->port(), security.tls_certificate.empty() ? "plaintext" : "TLS",
+               security.max_connections);
   return std::unique_ptr<AggregatorServer>(new AggregatorServer(std::move(impl)));
 }
 
-int AggregatorServer::port() const { return impl_->port; }
+int AggregatorServer::port() const { return impl_->connections->port(); }
 
 void AggregatorServer::Shutdown() {
   if (!impl_ || impl_->stop.exchange(true)) return;
+  impl_->connections->Stop();
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_->ticker.join();
 }

@@ -44,6 +44,12 @@ struct SecurityConfig {
   std::filesystem::path tls_private_key;
   int requests_per_minute = 600;   // per device; excess gets RESOURCE_EXHAUSTED
   int max_concurrent_calls = 256;  // over every device
+  // Open connections at most; the descriptor limit must leave room for them
+  // and the aggregator's own files (it raises the soft limit if it can).
+  int max_connections = 512;
+  // A connection that has carried no authenticated call this long after
+  // it was accepted is shut down.
+  absl::Duration connection_auth_timeout = absl::Seconds(10);
   absl::Duration max_clock_skew = absl::Minutes(5);  // of a signed request's timestamp
   absl::Duration enrollment_token_lifetime = absl::Hours(72);
   // Release metadata expires this long after signing; the aggregator
