@@ -220,6 +220,15 @@ struct Client::State {
     return u;
   }
 
+  // The round's head delta from the samples outside the hold-out, or why
+  // there is none (`skipped`).
+  struct LocalUpdate {
+    std::vector<float> delta;
+    std::string skipped;
+  };
+  absl::StatusOr<LocalUpdate> TrainOnLocalSamples(const v1::RoundTask& task, RoundReport* report)
+      ABSL_LOCKS_EXCLUDED(mu);
+
   // Downloads (resuming a partial download of the same model), verifies and
   // installs `ref`. On refusal the installed model stays, and why is kept
   // for telemetry.
@@ -307,6 +316,74 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
   Install(std::move(*verified), std::move(*runnable));
   spdlog::info("{}: installed model v{} (release {})", config.device_id, version, release.version());
   return absl::OkStatus();
+}
+
+absl::StatusOr<Client::State::LocalUpdate> Client::State::TrainOnLocalSamples(const v1::RoundTask& task,
+                                                                            RoundReport* report) {
+  absl::MutexLock lock(&mu);
+  if (!interpreter) return LocalUpdate{.delta = {}, .skipped = "no model is installed"};
+  auto samples = store->ReadAll();
+  if (!samples.ok()) return LocalUpdate{.delta = {}, .skipped = StrCat("the sample store: ", samples.status().message())};
+  // Decrypted samples and what is derived from them stay in memory only
+  // as long as needed, and are wiped, not just freed.
+  std::vector<Sample> train;
+  struct Wipe {
+    std::vector<Sample>& all;
+    std::vector<Sample>& kept;
+    ~Wipe() {
+      for (auto* v : {&all, &kept}) {
+        for (Sample& x : *v) sodium_memzero(x.features.data(), x.features.size() * sizeof(float));
+      }
+    }
+  } wipe{*samples, train};
+  size_t foreign = 0, held_out = 0;
+  for (auto& sample : *samples) {
+    if (sample.features.size() != interpreter->input_size() || sample.label < 0 ||
+        sample.label >= interpreter->num_classes()) {
+      ++foreign;  // stored for another model
+    } else if (InHoldout(KeyOf(sample), config.holdout_fraction)) {
+      ++held_out;
+    } else {
+      train.push_back(std::move(sample));
+    }
+  }
+  if (train.empty()) {
+    return LocalUpdate{.delta = {},
+                       .skipped = StrCat("no samples to train on: ", samples->size(), " stored, ", foreign,
+                                         " with features or labels model v", version, " does not take, ", held_out,
+                                         " held out")};
+  }
+  absl::Time start = absl::Now();
+  EmbeddingCache cache = EmbeddingCache::Load(*store, BackboneId(bundle));
+  std::vector<float> embeddings = cache.Embed(train, *interpreter);
+  if (cache.computed() > 0) {
+    if (auto saved = cache.Save(*store); !saved.ok()) return saved;
+  }
+  report->timings.backbone = absl::Now() - start;
+  std::vector<int> labels;
+  labels.reserve(train.size());
+  for (const Sample& sample : train) labels.push_back(sample.label);
+  report->samples_trained = train.size();
+
+  start = absl::Now();
+  const auto& t = task.training();
+  HeadTrainingTask training{.epochs = static_cast<int>(t.epochs()),
+                            .batch_size = static_cast<int>(t.batch_size()),
+                            .learning_rate = t.learning_rate(),
+                            .momentum = t.momentum(),
+                            .weight_decay = t.weight_decay(),
+                            .seed = t.seed() ^ std::hash<std::string>()(config.device_id),
+                            .cosine_decay = false};
+  v1::Head head = bundle.head();
+  if (auto trained = TrainHead(&head, embeddings, labels, training); !trained.ok()) {
+    return LocalUpdate{.delta = {}, .skipped = StrCat("training failed: ", trained.message())};
+  }
+  std::vector<float> delta = HeadDelta(head, bundle.head());
+  sodium_memzero(embeddings.data(), embeddings.size() * sizeof(float));
+  sodium_memzero(head.mutable_weights()->mutable_data(), head.weights_size() * sizeof(float));
+  sodium_memzero(head.mutable_bias()->mutable_data(), head.bias_size() * sizeof(float));
+  report->timings.training = absl::Now() - start;
+  return LocalUpdate{.delta = std::move(delta), .skipped = ""};
 }
 
 Client::Client(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -550,62 +627,10 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   }
 
   // 4. Local training on cached embeddings.
-  std::vector<float> delta;
-  {
-    absl::MutexLock lock(&s.mu);
-    auto samples = s.store->ReadAll();
-    if (!samples.ok()) return samples.status();
-    // Decrypted samples and what is derived from them stay in memory only
-    // as long as needed, and are wiped, not just freed.
-    std::vector<Sample> train;
-    struct Wipe {
-      std::vector<Sample>& all;
-      std::vector<Sample>& kept;
-      ~Wipe() {
-        for (auto* v : {&all, &kept}) {
-          for (Sample& x : *v) sodium_memzero(x.features.data(), x.features.size() * sizeof(float));
-        }
-      }
-    } wipe{*samples, train};
-    for (auto& sample : *samples) {
-      if (sample.features.size() != s.interpreter->input_size() || sample.label < 0 ||
-          sample.label >= s.interpreter->num_classes()) {
-        continue;  // stored for another model
-      }
-      if (!InHoldout(KeyOf(sample), s.config.holdout_fraction)) train.push_back(std::move(sample));
-    }
-    if (train.empty()) return finish(RoundOutcome::kSkipped, "no samples to train on");
-    absl::Time start = absl::Now();
-    EmbeddingCache cache = EmbeddingCache::Load(*s.store, BackboneId(s.bundle));
-    std::vector<float> embeddings = cache.Embed(train, *s.interpreter);
-    if (cache.computed() > 0) {
-      if (auto saved = cache.Save(*s.store); !saved.ok()) return saved;
-    }
-    report.timings.backbone = absl::Now() - start;
-    std::vector<int> labels;
-    labels.reserve(train.size());
-    for (const Sample& sample : train) labels.push_back(sample.label);
-    report.samples_trained = train.size();
-
-    start = absl::Now();
-    const auto& t = task.training();
-    HeadTrainingTask training{.epochs = static_cast<int>(t.epochs()),
-                              .batch_size = static_cast<int>(t.batch_size()),
-                              .learning_rate = t.learning_rate(),
-                              .momentum = t.momentum(),
-                              .weight_decay = t.weight_decay(),
-                              .seed = t.seed() ^ std::hash<std::string>()(s.config.device_id),
-                              .cosine_decay = false};
-    v1::Head head = s.bundle.head();
-    if (auto trained = TrainHead(&head, embeddings, labels, training); !trained.ok()) {
-      return finish(RoundOutcome::kSkipped, StrCat("training failed: ", trained.message()));
-    }
-    delta = HeadDelta(head, s.bundle.head());
-    sodium_memzero(embeddings.data(), embeddings.size() * sizeof(float));
-    sodium_memzero(head.mutable_weights()->mutable_data(), head.weights_size() * sizeof(float));
-    sodium_memzero(head.mutable_bias()->mutable_data(), head.bias_size() * sizeof(float));
-    report.timings.training = absl::Now() - start;
-  }
+  auto trained = s.TrainOnLocalSamples(task, &report);
+  if (!trained.ok()) return trained.status();
+  if (!trained->skipped.empty()) return finish(RoundOutcome::kSkipped, trained->skipped);
+  std::vector<float> delta = std::move(trained->delta);
 
   if (task.has_plain()) {
     // 5'. A trusted-aggregator round: clip, compress with error feedback, send.

@@ -24,16 +24,30 @@ class FakeAggregator : public Transport {
   int fail_after_chunks = -1;  // simulate a lost link after this many chunks
   std::vector<v1::Telemetry> telemetry;
   std::vector<v1::SignedMetadata> roots;  // 1.root, 2.root, ...
+  bool admit = false;  // admit the client to round 7, a trusted-aggregator round training `ref`
 
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
     v1::CheckInResponse r;
-    r.mutable_retry_later()->set_delay_ms(1000);
+    if (admit) {
+      r.mutable_admitted()->set_round_id(7);
+    } else {
+      r.mutable_retry_later()->set_delay_ms(1000);
+    }
     *r.mutable_latest_model() = ref;
     for (size_t v = request.trusted_root_version(); v < roots.size(); ++v) *r.add_roots() = roots[v];
     return r;
   }
-  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest&) override {
-    return absl::UnimplementedError("not in this test");
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& request) override {
+    if (!admit || request.header().phase() != v1::PHASE_TASK) return absl::UnimplementedError("not in this test");
+    v1::AwaitResponse r;
+    v1::RoundTask* task = r.mutable_task();
+    task->set_round_id(7);
+    *task->mutable_model() = ref;
+    task->mutable_training()->set_epochs(1);
+    task->mutable_training()->set_batch_size(8);
+    task->mutable_training()->set_learning_rate(0.1f);
+    task->mutable_plain()->set_clip(1.0);
+    return r;
   }
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest&) override {
     return absl::UnimplementedError("not in this test");
@@ -304,6 +318,38 @@ TEST_F(ClientTest, ChecksSamplesAgainstTheInstalledModel) {
 // A root rotation reaches the gateway at check-in: it then installs models
 // signed by the new publishing key and refuses the retired one's, and it
 // remembers the rotation across a restart. Nothing is reinstalled.
+// A gateway with nothing it can train on skips the round and says why
+// (it used to deadlock: the round's end took the lock training held).
+TEST_F(ClientTest, SkipsARoundWithNothingToTrainOn) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  {
+    auto c = ClientOffering(v1, RefFor(v1), &fake);
+    fake->admit = true;
+    auto empty = c->ParticipateOnce();
+    ASSERT_TRUE(empty.ok()) << empty.status();
+    EXPECT_EQ(empty->outcome, RoundOutcome::kSkipped);
+    EXPECT_NE(empty->detail.find("no samples to train on: 0 stored"), std::string::npos) << empty->detail;
+  }
+  std::filesystem::remove_all(config_.data_dir);
+  // Samples stored before any model, with a label the model lacks.
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  fake->admit = true;
+  const models::Dataset data = models::testing::TinyClassifierData(5, 3);
+  std::vector<Sample> samples;
+  for (size_t i = 0; i < data.size(); ++i) {
+    const auto x = data.sample(i);
+    samples.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = 99});
+  }
+  ASSERT_TRUE(c->AddSamples(samples).ok());
+  auto foreign = c->ParticipateOnce();
+  ASSERT_TRUE(foreign.ok()) << foreign.status();
+  EXPECT_EQ(foreign->outcome, RoundOutcome::kSkipped);
+  EXPECT_NE(foreign->detail.find("5 stored, 5 with features or labels model v1 does not take"), std::string::npos)
+      << foreign->detail;
+  EXPECT_EQ(foreign->model_version, 1u);
+}
+
 TEST_F(ClientTest, FollowsARootRotationAndRefusesTheRetiredKey) {
   FakeAggregator* fake = nullptr;
   const std::string v1 = Publish(1, key_);

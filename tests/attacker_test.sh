@@ -23,17 +23,8 @@ mkdir stubs
 protoc -I "$SOURCE/proto" --python_out=stubs --grpc_out=stubs \
   --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin "$SOURCE"/proto/tinyfed/v1/*.proto
 
-$T backbone train --data "$CSV" --holdout 0.5 --part train --arch mlp --epochs 20 --out float.bundle >/dev/null
-$T model quantize --data "$CSV" --holdout 0.5 --part train --model float.bundle --out int8.bundle >/dev/null
-$T keys generate --secret root.key --public root.pub >/dev/null
-$T keys generate --secret publishing.key --public publishing.pub >/dev/null
-$T root new --roots roots --federation attacker-test/breast-cancer --root-key root.key \
-  --publishing-key publishing.pub >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=tinyfed-attacker-test \
-  -addext subjectAltName=IP:127.0.0.1 -keyout key.pem -out cert.pem 2>/dev/null
-for c in 0 1 2 3 4; do
-  awk -v c=$c 'NR == 1 { next } (NR - 2) % 5 == c' "$CSV" > clinic$c.csv
-done
+source "$SOURCE/tests/lib/tls_federation.sh"
+tls_federation_setup "$T" "$CSV" 5
 
 # One federation in directory $1; with $2 = attack, the attacker runs alongside.
 federation() {
@@ -71,9 +62,8 @@ simulation_seed = 11
 TOML
   (cd "$dir" && $T aggregator --config agg.toml > aggregator.log 2>&1) &
   local agg=$!
-  for _ in $(seq 100); do [[ -s $dir/state/listening ]] && break; sleep 0.1; done
   local addr
-  addr=$(cat "$dir/state/listening")
+  addr=$(tls_federation_wait_listening "$dir")
   local attacker=""
   if [[ $mode == attack ]]; then
     local stolen
@@ -83,16 +73,8 @@ TOML
     attacker=$!
     sleep 1  # the attack is under way before the first check-in
   fi
-  local pids=()
-  for c in 0 1 2 3 4; do
-    $T client add-samples --data-dir "$dir/gw$c" --csv clinic$c.csv >/dev/null
-    local token
-    token=$($T enroll --config "$dir/agg.toml" --device-id clinic-$c 2>/dev/null)
-    $T client run --device-id clinic-$c --data-dir "$dir/gw$c" --aggregator "$addr" --root roots/1.root \
-      --ca cert.pem --enroll-token "$token" --simulation-seed 11 > "$dir/gw$c.log" 2>&1 &
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p" || { cat "$dir"/gw*.log; echo "FAIL: a client failed ($dir)"; exit 1; }; done
+  tls_federation_start_clients "$T" "$dir" "$addr" 5 --simulation-seed 11
+  for p in "${CLIENT_PIDS[@]}"; do wait "$p" || { cat "$dir"/gw*.log; echo "FAIL: a client failed ($dir)"; exit 1; }; done
   wait $agg || { cat "$dir/aggregator.log"; echo "FAIL: aggregator exit ($dir)"; exit 1; }
   if [[ -n $attacker ]]; then
     wait "$attacker" || { cat "$dir/attacker.log"; echo "FAIL: the attacker got an unexpected answer"; exit 1; }

@@ -82,12 +82,15 @@ void PrintStatus(const std::string& config_path, bool json) {
   const auto rounds = OrThrow(state->Rounds());
   const auto models_published = OrThrow(state->Models());
   const auto spent = OrThrow(ledger->Spent());
+  const auto charges = OrThrow(ledger->Charges());
   const int64_t population = OrThrow(state->PopulationSize());
   if (json) {
     nlohmann::json out = {{"population", population},
                           {"epsilon", spent.epsilon},
                           {"delta", config.dp.delta},
                           {"epsilon_budget", config.dp.epsilon_budget}};
+    out["charged_rounds"] = nlohmann::json::array();
+    for (const auto& c : charges) out["charged_rounds"].push_back(c.round);
     out["rounds"] = nlohmann::json::array();
     for (const auto& r : rounds) {
       out["rounds"].push_back({{"round_id", r.round_id},
