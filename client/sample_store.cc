@@ -6,8 +6,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "tinyfed/models/file_io.h"
 
@@ -87,25 +90,44 @@ absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesy
   }
   auto store = std::unique_ptr<SampleStore>(new SampleStore(dir, max_samples, key));
   sodium_memzero(key.data(), key.size());
-  // The manifest names the live segments; anything else is a leftover of an
-  // interrupted write and goes.
+  // The manifest names the live segments; with it intact, any other segment
+  // is a leftover of an interrupted write or of a compaction and goes.
   auto manifest = models::ReadFileBytes(dir / "manifest", 1 << 20);
+  if (!manifest.ok() && manifest.status().code() != absl::StatusCode::kNotFound) return manifest.status();
   if (manifest.ok()) {
     for (absl::string_view line : absl::StrSplit(*manifest, '\n', absl::SkipEmpty())) {
+      uint64_t seq = 0;
+      const bool named = absl::StartsWith(line, "segment-") && absl::SimpleAtoi(line.substr(8), &seq);
+      if (!named || std::find(store->segments_.begin(), store->segments_.end(), line) != store->segments_.end()) {
+        return absl::DataLossError(absl::StrCat((dir / "manifest").string(), " is damaged (line '",
+                                                absl::CHexEscape(line.substr(0, 40)),
+                                                "'); restore it from a backup, or move ", dir.string(),
+                                                " away to start with an empty store"));
+      }
       store->segments_.emplace_back(line);
     }
-  } else if (manifest.status().code() != absl::StatusCode::kNotFound) {
-    return manifest.status();
   }
+  std::vector<std::string> unnamed;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind("segment-", 0) != 0) continue;
     uint64_t seq = 0;
     if (absl::SimpleAtoi(name.substr(8), &seq)) store->next_segment_ = std::max(store->next_segment_, seq + 1);
     if (std::find(store->segments_.begin(), store->segments_.end(), name) == store->segments_.end()) {
-      std::filesystem::remove(entry.path(), ec);
+      unnamed.push_back(name);
     }
   }
+  // Without a manifest that names anything, nothing tells live segments
+  // from leftovers: deleting them would lose samples, guessing could count
+  // some twice. The store refuses to open instead.
+  if (store->segments_.empty() && !unnamed.empty()) {
+    std::sort(unnamed.begin(), unnamed.end());
+    return absl::DataLossError(absl::StrCat(
+        (dir / "manifest").string(), manifest.ok() ? " names no segment" : " is missing", " but ", unnamed.size(),
+        " segment file(s) hold samples (", absl::StrJoin(unnamed, ", "), "); restore the manifest from a backup, or "
+        "move ", dir.string(), " away to start with an empty store"));
+  }
+  for (const auto& name : unnamed) std::filesystem::remove(dir / name, ec);
   for (const auto& name : store->segments_) {
     auto samples = store->ReadSegment(name);
     if (!samples.ok()) return samples.status();

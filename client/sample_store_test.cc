@@ -85,6 +85,49 @@ TEST(SampleStore, TamperingIsDataLossAndBadSamplesAreRefused) {
 
 // Power loss: a writer killed at random moments leaves, on reopen, a prefix
 // of what it added, readable and authenticated.
+// Deleting the manifest used to make the next open delete every segment,
+// silently: the next add-samples said the store held only the new ones.
+TEST(SampleStore, AMissingOrDamagedManifestIsDataLossAndDeletesNothing) {
+  const auto dir = FreshDir("store_manifest");
+  {
+    auto store = SampleStore::Open(dir, 100);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Add(std::vector<Sample>{Numbered(1), Numbered(2)}).ok());
+    ASSERT_TRUE((*store)->Add(std::vector<Sample>{Numbered(3)}).ok());
+  }
+  std::ifstream saved(dir / "manifest");
+  const std::string manifest(std::istreambuf_iterator<char>(saved), {});
+  auto segments = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      n += e.path().filename().string().rfind("segment-", 0) == 0;
+    }
+    return n;
+  };
+  ASSERT_EQ(segments(), 2);
+  for (const std::string& damaged : {std::string(), std::string("segment-0\nsegment-0\n"), std::string("\x1b[2J\n"),
+                                    std::string("garbage")}) {
+    if (damaged.empty()) {
+      std::filesystem::remove(dir / "manifest");
+    } else {
+      std::ofstream(dir / "manifest", std::ios::trunc) << damaged;
+    }
+    auto store = SampleStore::Open(dir, 100);
+    ASSERT_FALSE(store.ok()) << "opened with manifest '" << damaged << "'";
+    EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(store.status().message().find("manifest"), std::string::npos) << store.status();
+    if (damaged.empty()) {
+      EXPECT_NE(store.status().message().find("segment-0, segment-1"), std::string::npos) << store.status();
+    }
+    EXPECT_EQ(segments(), 2) << "a segment was deleted";
+  }
+  // Restored, every sample is there.
+  std::ofstream(dir / "manifest", std::ios::trunc) << manifest;
+  auto store = SampleStore::Open(dir, 100);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->size(), 3u);
+}
+
 TEST(SampleStore, KillNineMidWriteLosesNothingCommitted) {
   const auto dir = FreshDir("store_kill");
   size_t seen = 0;

@@ -8,7 +8,9 @@
 //   <other names>         sealed files (WriteSealed), the same format
 // Add() writes one new segment and then a new manifest, each atomically, so a
 // power loss at any moment leaves the samples of the old manifest or of the
-// new one, never a mix; segments no manifest names are removed on open. When
+// new one, never a mix; segments the manifest does not name are removed on
+// open. A missing or damaged manifest with segments on disk is DATA_LOSS
+// naming the files: the store never deletes samples it cannot account for. When
 // more than `max_samples` are stored the oldest are dropped (the replay
 // buffer is bounded) by rewriting them into one segment.
 //
@@ -41,7 +43,8 @@ std::vector<Sample> ToSamples(const models::Dataset& data);
 class SampleStore {
  public:
   // Creates the directory and key if missing. DATA_LOSS for a segment that
-  // fails authentication (tampering or a damaged disk); INVALID_ARGUMENT for
+  // fails authentication (tampering or a damaged disk) and for segments
+  // without a manifest that names them; INVALID_ARGUMENT for
   // max_samples of 0.
   static absl::StatusOr<std::unique_ptr<SampleStore>> Open(const std::filesystem::path& dir, size_t max_samples);
   ~SampleStore();
