@@ -10,6 +10,7 @@
 #include <numeric>
 #include <random>
 
+#include "aggregator/internal/log_limiter.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -26,6 +27,7 @@
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
+#include "tinyfed/proto/device_text.h"
 #include "tinyfed/secure_agg/params.h"
 #include "tinyfed/secure_agg/server.h"
 
@@ -109,6 +111,7 @@ struct RoundEngine::Resources {
   std::optional<ServerOptimizer> optimizer;
   v1::ModelBundle bundle;     // the latest model (its head is the global head)
   std::vector<float> head;    // its head parameters, flattened
+  internal::LogLimiter device_log;  // what devices report: a line a minute each at most
 };
 
 struct RoundEngine::Published {
@@ -1146,7 +1149,9 @@ absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::Tel
   absl::MutexLock lock(&mu_);
   if (auto s = res_->state->RecordTelemetry(request.header().device_id(), report.dump()); !s.ok()) return s;
   if (!t.model_status().empty()) {
-    spdlog::warn("device {} keeps model v{}: {}", request.header().device_id(), t.model_version(), t.model_status());
+    const std::string& device = request.header().device_id();
+    res_->device_log.Warn(StrCat("telemetry ", device), StrCat("device ", device, " keeps model v", t.model_version(), ": '",
+                                                          proto::DeviceText(t.model_status()), "'"));
   }
   return v1::TelemetryResponse();
 }

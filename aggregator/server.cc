@@ -12,12 +12,15 @@
 
 #include <malloc.h>
 
+#include "aggregator/internal/authenticator.h"
 #include "aggregator/internal/connection_guard.h"
+#include "aggregator/internal/log_limiter.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
+#include "tinyfed/proto/device_text.h"
 #include "tinyfed/v1/service.grpc.pb.h"
 
 namespace tinyfed::aggregator {
@@ -47,102 +50,6 @@ const char* MethodName(Method m) {
 grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
-
-// At most one log line per key a minute, with how many were refused since.
-class RefusalLog {
- public:
-  void Refused(const std::string& key, const std::string& message) {
-    absl::MutexLock lock(&mu_);
-    Entry& e = entries_[key];
-    const absl::Time now = absl::Now();
-    if (e.logged_at + absl::Minutes(1) > now) {
-      ++e.suppressed;
-      return;
-    }
-    if (e.suppressed > 0) {
-      spdlog::warn("{} ({} more refused like it in the last minute)", message, e.suppressed);
-    } else {
-      spdlog::warn("{}", message);
-    }
-    e.logged_at = now;
-    e.suppressed = 0;
-    if (entries_.size() > 100000) entries_.clear();  // a flood of distinct keys costs memory, not the log
-  }
-
- private:
-  struct Entry {
-    absl::Time logged_at = absl::InfinitePast();
-    int64_t suppressed = 0;
-  };
-  absl::Mutex mu_;
-  std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
-};
-
-// Signed requests: device keys, single-use nonces, per-device rates.
-class Authenticator {
- public:
-  Authenticator(DeviceRegistry* devices, const SecurityConfig& security) : devices_(devices), security_(security) {}
-
-  absl::Status Authenticate(std::string_view method, std::string_view bytes, const v1::RequestHeader& header,
-                            const grpc::CallbackServerContext& context) {
-    const auto& metadata = context.client_metadata();
-    const auto signature = metadata.find(proto::kSignatureMetadataKey);
-    if (signature == metadata.end()) {
-      return absl::UnauthenticatedError(StrCat("no ", proto::kSignatureMetadataKey, " (unsigned request)"));
-    }
-    auto key = devices_->KeyOf(header.device_id());
-    if (!key.ok()) return key.status();
-    if (!models::VerifySignature(*key, proto::RequestSigningMessage(method, bytes),
-                                 std::string_view(signature->second.data(), signature->second.size()))) {
-      return absl::UnauthenticatedError(StrCat("the signature is not device ", header.device_id(), "'s"));
-    }
-    const absl::Time now = absl::Now();
-    const absl::Time stamped = absl::FromUnixMillis(header.timestamp_ms());
-    if (absl::AbsDuration(now - stamped) > security_.max_clock_skew) {
-      return absl::UnauthenticatedError(StrCat("the request's timestamp is ", absl::FormatDuration(now - stamped),
-                                               " off the aggregator's clock (allowed: ",
-                                               absl::FormatDuration(security_.max_clock_skew), ")"));
-    }
-    if (header.nonce().size() != proto::kNonceBytes) {
-      return absl::UnauthenticatedError(StrCat("the nonce must be ", proto::kNonceBytes, " bytes"));
-    }
-    absl::MutexLock lock(&mu_);
-    DeviceState& d = devices_state_[header.device_id()];
-    // Nonces older than the skew window cannot come back: their timestamp
-    // would be refused.
-    while (!d.nonce_order.empty() && d.nonce_order.front().first < now - 2 * security_.max_clock_skew) {
-      d.nonces.erase(d.nonce_order.front().second);
-      d.nonce_order.erase(d.nonce_order.begin());
-    }
-    if (!d.nonces.insert(header.nonce()).second) {
-      return absl::UnauthenticatedError("the nonce was used before (a replayed request)");
-    }
-    d.nonce_order.emplace_back(now, header.nonce());
-    // Token bucket: requests_per_minute, refilled continuously.
-    const double rate = security_.requests_per_minute / 60.0;
-    d.tokens = std::min<double>(security_.requests_per_minute,
-                                d.tokens + rate * absl::ToDoubleSeconds(now - d.refilled));
-    d.refilled = now;
-    if (d.tokens < 1.0) {
-      return absl::ResourceExhaustedError(StrCat("device ", header.device_id(), " exceeds its ",
-                                                 security_.requests_per_minute, " requests per minute"));
-    }
-    d.tokens -= 1.0;
-    return absl::OkStatus();
-  }
-
- private:
-  struct DeviceState {
-    std::set<std::string> nonces;
-    std::deque<std::pair<absl::Time, std::string>> nonce_order;
-    double tokens = 1e18;  // clamped to a full bucket at the first request
-    absl::Time refilled = absl::Now();
-  };
-  DeviceRegistry* devices_;
-  const SecurityConfig security_;
-  absl::Mutex mu_;
-  std::map<std::string, DeviceState> devices_state_ ABSL_GUARDED_BY(mu_);
-};
 
 class RawService final : public Service {
  public:
@@ -216,14 +123,14 @@ class RawService final : public Service {
   grpc::Status Read(const grpc::CallbackServerContext& context, const grpc::ByteBuffer* in, const char* method,
                     size_t limit, std::string* bytes, Request* request) {
     if (in_flight_.load() > security_.max_concurrent_calls) {
-      refusals_.Refused("concurrency", StrCat("refusing calls: over ", security_.max_concurrent_calls,
+      refusals_.Warn("concurrency", StrCat("refusing calls: over ", security_.max_concurrent_calls,
                                               " in flight (security.max_concurrent_calls)"));
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                           StrCat("the aggregator is at its limit of ", security_.max_concurrent_calls,
                                  " concurrent calls"));
     }
     if (in->Length() > limit) {
-      refusals_.Refused(StrCat("size ", method), StrCat(method, " refused: ", in->Length(), " bytes from ",
+      refusals_.Warn(StrCat("size ", method), StrCat(method, " refused: ", in->Length(), " bytes from ",
                                                          context.peer(), " exceed the limit of ", limit));
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                           StrCat(method, " request of ", in->Length(), " bytes exceeds its limit of ", limit, " bytes"));
@@ -233,7 +140,7 @@ class RawService final : public Service {
     bytes->reserve(in->Length());
     for (const grpc::Slice& s : slices) bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
     if (!request->ParseFromString(*bytes)) {
-      refusals_.Refused(StrCat("malformed ", method), StrCat(method, " refused: malformed request from ", context.peer()));
+      refusals_.Warn(StrCat("malformed ", method), StrCat(method, " refused: malformed request from ", context.peer()));
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           StrCat("malformed ", Request::descriptor()->name(), " (not a valid protobuf message)"));
     }
@@ -249,8 +156,9 @@ class RawService final : public Service {
     if (absl::Status s = devices_->Enroll(request); !s.ok()) {
       // Keyed by the kind of refusal, not the claimed id: an attacker
       // choosing ids must not choose how many lines it gets.
-      refusals_.Refused(StrCat("enroll ", absl::StatusCodeToString(s.code())),
-                        StrCat("enrollment of device ", request.device_id().substr(0, 64), " refused: ", s.message()));
+      refusals_.Warn(StrCat("enroll ", absl::StatusCodeToString(s.code())),
+                        StrCat("enrollment of device '", proto::DeviceText(request.device_id(), 64),
+                               "' refused: ", s.message()));
       return ToGrpc(s);
     }
     spdlog::info("device {} enrolled", request.device_id());
@@ -268,19 +176,25 @@ class RawService final : public Service {
     const char* name = MethodName(method);
     if (auto s = Read(context, in, name, engine_->MaxRequestBytes(method), &bytes, &request); !s.ok()) return s;
     if (!proto::IsValidDeviceId(request.header().device_id())) {
-      refusals_.Refused(StrCat("device id ", name), StrCat(name, " refused: malformed device id from ", context.peer()));
+      refusals_.Warn(StrCat("device id ", name), StrCat(name, " refused: malformed device id from ", context.peer()));
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "header.device_id must be 1 to 64 letters, digits, '.', '_' or '-'");
     }
     const std::string full_name = StrCat("/tinyfed.v1.Aggregator/", name);
-    if (absl::Status s = auth_.Authenticate(full_name, bytes, request.header(), context); !s.ok()) {
+    const auto& metadata = context.client_metadata();
+    const auto signature = metadata.find(proto::kSignatureMetadataKey);
+    const std::optional<std::string_view> signed_with =
+        signature == metadata.end() ? std::nullopt
+                                    : std::optional<std::string_view>(
+                                          std::string_view(signature->second.data(), signature->second.size()));
+    if (absl::Status s = auth_.Authenticate(full_name, bytes, request.header(), signed_with, absl::Now()); !s.ok()) {
       const std::string& device = request.header().device_id();
       // Per device only once the device is authenticated (revoked, over its
       // rate): enrolled devices are few, ids an attacker makes up are not.
       const bool authenticated = s.code() == absl::StatusCode::kPermissionDenied ||
                                  s.code() == absl::StatusCode::kResourceExhausted;
-      refusals_.Refused(StrCat(absl::StatusCodeToString(s.code()), " ", name, authenticated ? " " + device : ""),
-                        StrCat(name, " from ", context.peer(), " as device '", device.substr(0, 64),
+      refusals_.Warn(StrCat(absl::StatusCodeToString(s.code()), " ", name, authenticated ? " " + device : ""),
+                        StrCat(name, " from ", context.peer(), " as device '", proto::DeviceText(device, 64),
                                "' refused: ", s.message()));
       return ToGrpc(s);
     }
@@ -294,9 +208,9 @@ class RawService final : public Service {
   RoundEngine* engine_;
   DeviceRegistry* devices_;
   const SecurityConfig security_;
-  Authenticator auth_;
+  internal::Authenticator auth_;
   internal::ConnectionGuard* connections_;
-  RefusalLog refusals_;
+  internal::LogLimiter refusals_;
   std::atomic<int> in_flight_{0};
 };
 

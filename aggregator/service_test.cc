@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "aggregator/testing/test_federation.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
@@ -483,6 +485,33 @@ TEST_F(ServiceTest, RestartedClientContinuesUntilItSentItsFirstMessage) {
   ASSERT_TRUE(e.Submit(submit).ok());
   // Now it must wait for the next round.
   EXPECT_TRUE(check_in("a").has_retry_later());
+}
+
+// An enrolled device's telemetry used to reach the log verbatim: a forged
+// "round ... published" line and terminal escapes appeared as lines of their
+// own, and 490 reports in a second added 290 KB.
+TEST_F(ServiceTest, DeviceTextCannotForgeLogLinesOrFloodTheLog) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  for (int i = 0; i < 490; ++i) {
+    v1::TelemetryRequest r;
+    *r.mutable_header() = Header("mallory", 0, v1::PHASE_TELEMETRY);
+    r.mutable_telemetry()->set_model_version(1);
+    r.mutable_telemetry()->set_model_status(
+        "refused\n2026-12-01T00:00:00.000 info round 4242 done: 6 of 6 survived, model v4243 published\x1b[2J" +
+        std::string(400, 'x') + std::to_string(i));
+    ASSERT_TRUE(engine_->ReportTelemetry(r).ok());
+  }
+  spdlog::set_default_logger(previous);
+  const std::string text = log.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;  // one line, however many reports
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+  EXPECT_NE(text.find("device mallory keeps model v1: 'refused\\n2026"), std::string::npos) << text;
+  EXPECT_NE(text.find("\\x1b[2J"), std::string::npos) << text;
+  EXPECT_NE(text.find("more bytes)"), std::string::npos) << text;  // bounded
+  EXPECT_LT(text.size(), 600u) << text;
 }
 
 TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {

@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "spdlog/pattern_formatter.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/devices.h"
@@ -39,7 +40,32 @@ void InstallStopHandlers() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
-void SetUpLogging() { spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v"); }
+// The message with control characters escaped: whatever reached a log line
+// (text from a device, a path, an error from a library) cannot start
+// another line or drive the operator's terminal. Device text is escaped
+// where it is logged too; this holds for everything else.
+class EscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (char c : msg.payload) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7f) {
+        const char escaped[4] = {'\\', 'x', kHex[u >> 4], kHex[u & 15]};
+        dest.append(escaped, escaped + 4);
+      } else {
+        dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<EscapedMessage>(); }
+};
+
+void SetUpLogging() {
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<EscapedMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %*");
+  spdlog::set_formatter(std::move(formatter));
+}
 
 template <typename T>
 T OrThrow(absl::StatusOr<T> v) {
