@@ -8,9 +8,11 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -19,54 +21,110 @@
 namespace tinyfed::models {
 namespace {
 
-constexpr uint64_t kMaxDatasetBytes = uint64_t{4} << 30;
 constexpr uint64_t kMaxSamples = uint64_t{1} << 26;
 
-// Reads a whole file, gunzipping it when it is gzip (gzread passes plain files
-// through unchanged).
-absl::StatusOr<std::string> ReadMaybeGzip(const std::filesystem::path& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    if (!std::filesystem::exists(path)) {
-      return absl::NotFoundError(absl::StrCat("no dataset file at ", path.string()));
+// A file read as a stream, gunzipped when it is gzip (zlib passes plain files
+// through), counting what it decompresses against a limit.
+class InputFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<InputFile>> Open(const std::filesystem::path& path, uint64_t max_bytes) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return absl::NotFoundError(absl::StrCat("no dataset file at ", path.string()));
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      return absl::InvalidArgumentError(absl::StrCat(path.string(), " is not a regular file"));
     }
-    return absl::InternalError(absl::StrCat("cannot open ", path.string()));
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (f == nullptr) return absl::InternalError(absl::StrCat("cannot open ", path.string(), ": ", std::strerror(errno)));
+    gzbuffer(f, 1 << 16);
+    return std::unique_ptr<InputFile>(new InputFile(f, path.string(), max_bytes));
   }
-  std::string out;
-  std::string chunk(1 << 20, '\0');
-  while (true) {
-    const int n = gzread(f, chunk.data(), static_cast<unsigned>(chunk.size()));
-    if (n < 0) {
-      int err = 0;
-      const std::string msg = gzerror(f, &err);
-      gzclose(f);
-      return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", msg));
+  ~InputFile() { gzclose(file_); }
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  // Up to `n` bytes into `out`; fewer only at the end of the file.
+  absl::StatusOr<size_t> Read(char* out, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+      const unsigned want = static_cast<unsigned>(std::min<size_t>(n - done, 1 << 20));
+      const int got = gzread(file_, out + done, want);
+      if (got < 0) {
+        int err = 0;
+        return absl::InvalidArgumentError(absl::StrCat(name_, ": ", gzerror(file_, &err)));
+      }
+      if (got == 0) break;
+      done += static_cast<size_t>(got);
+      read_ += static_cast<uint64_t>(got);
+      if (read_ > max_bytes_) {
+        return absl::OutOfRangeError(absl::StrCat(name_, " holds more than ", max_bytes_,
+                                                  " bytes (decompressed), the limit for one dataset file"));
+      }
     }
-    if (n == 0) break;
-    out.append(chunk.data(), static_cast<size_t>(n));
-    if (out.size() > kMaxDatasetBytes) {
-      gzclose(f);
-      return absl::OutOfRangeError(absl::StrCat(path.string(), " decompresses to more than ",
-                                                kMaxDatasetBytes, " bytes"));
+    return done;
+  }
+
+  // The next line without its end, or false at the end of the file.
+  absl::StatusOr<bool> ReadLine(std::string* line, size_t max_line_bytes) {
+    line->clear();
+    for (;;) {
+      if (pos_ == end_) {
+        auto got = Read(buffer_.data(), buffer_.size());
+        if (!got.ok()) return got.status();
+        pos_ = 0;
+        end_ = *got;
+        if (end_ == 0) return !line->empty();
+      }
+      const char* start = buffer_.data() + pos_;
+      const void* nl = std::memchr(start, '\n', end_ - pos_);
+      const size_t take = nl ? static_cast<size_t>(static_cast<const char*>(nl) - start) : end_ - pos_;
+      if (line->size() + take > max_line_bytes) {
+        return absl::OutOfRangeError(absl::StrCat(name_, " line ", lines_ + 1, " is longer than ", max_line_bytes,
+                                                  " bytes"));
+      }
+      line->append(start, take);
+      pos_ += take;
+      if (nl) {
+        ++pos_;
+        ++lines_;
+        return true;
+      }
     }
   }
-  gzclose(f);
-  return out;
-}
+  size_t lines() const { return lines_; }
+
+ private:
+  InputFile(gzFile f, std::string name, uint64_t max_bytes)
+      : file_(f), name_(std::move(name)), max_bytes_(max_bytes), buffer_(1 << 16) {}
+  gzFile file_;
+  const std::string name_;
+  const uint64_t max_bytes_;
+  uint64_t read_ = 0;
+  std::vector<char> buffer_;
+  size_t pos_ = 0, end_ = 0;
+  size_t lines_ = 0;
+};
 
 struct IdxArray {
   uint8_t type = 0;
   std::vector<uint64_t> dims;
-  std::string_view data;
+  std::string data;
 };
 
-absl::StatusOr<IdxArray> ParseIdx(std::string_view bytes, const std::string& name) {
-  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) {
+// The header first, so that an array larger than the limit is refused
+// before any of it is read.
+absl::StatusOr<IdxArray> ReadIdxArray(const std::filesystem::path& path, const ReadLimits& limits) {
+  const std::string name = path.string();
+  auto file = InputFile::Open(path, limits.max_bytes);
+  if (!file.ok()) return file.status();
+  char magic[4];
+  auto got = (*file)->Read(magic, 4);
+  if (!got.ok()) return got.status();
+  if (*got < 4 || magic[0] != 0 || magic[1] != 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": not an IDX file (bad magic)"));
   }
   IdxArray a;
-  a.type = static_cast<uint8_t>(bytes[2]);
-  const int ndims = static_cast<uint8_t>(bytes[3]);
+  a.type = static_cast<uint8_t>(magic[2]);
+  const int ndims = static_cast<uint8_t>(magic[3]);
   int elem = 0;
   switch (a.type) {
     case 0x08: case 0x09: elem = 1; break;
@@ -74,33 +132,36 @@ absl::StatusOr<IdxArray> ParseIdx(std::string_view bytes, const std::string& nam
     case 0x0C: case 0x0D: elem = 4; break;
     case 0x0E: elem = 8; break;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(name, ": unknown IDX element type 0x",
-                                                     absl::Hex(a.type)));
+      return absl::InvalidArgumentError(absl::StrCat(name, ": unknown IDX element type 0x", absl::Hex(a.type)));
   }
-  if (ndims < 1 || ndims > 4 || bytes.size() < 4 + 4 * static_cast<size_t>(ndims)) {
+  char dims[16];
+  got = ndims >= 1 && ndims <= 4 ? (*file)->Read(dims, 4 * static_cast<size_t>(ndims)) : absl::StatusOr<size_t>(0);
+  if (!got.ok()) return got.status();
+  if (ndims < 1 || ndims > 4 || *got < 4 * static_cast<size_t>(ndims)) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": IDX header has ", ndims, " dimensions"));
   }
-  uint64_t count = 1;
+  uint64_t bytes = static_cast<uint64_t>(elem);
   for (int d = 0; d < ndims; ++d) {
     uint64_t v = 0;
-    for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(bytes[4 + 4 * d + i]);
-    if (v == 0 || v > kMaxSamples) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": IDX dimension ", d, " is ", v));
-    }
+    for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(dims[4 * d + i]);
+    if (v == 0 || v > kMaxSamples) return absl::InvalidArgumentError(absl::StrCat(name, ": IDX dimension ", d, " is ", v));
     a.dims.push_back(v);
-    count *= v;
-    if (count > kMaxDatasetBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(name, ": IDX array is too large"));
+    bytes *= v;
+    if (bytes > limits.max_bytes) {
+      return absl::OutOfRangeError(absl::StrCat(name, ": the IDX header announces more than ", limits.max_bytes,
+                                                " bytes, the limit for one dataset file"));
     }
   }
-  const size_t header = 4 + 4 * static_cast<size_t>(ndims);
-  if (bytes.size() - header != count * static_cast<uint64_t>(elem)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": IDX header announces ",
-                                                   count * static_cast<uint64_t>(elem),
-                                                   " data bytes but the file has ",
-                                                   bytes.size() - header));
+  a.data.resize(bytes);
+  got = (*file)->Read(a.data.data(), a.data.size());
+  if (!got.ok()) return got.status();
+  char extra;
+  auto more = (*file)->Read(&extra, 1);
+  if (!more.ok()) return more.status();
+  if (*got != bytes || *more != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": IDX header announces ", bytes, " data bytes but the file has ",
+                                                   *more ? "more" : std::to_string(*got)));
   }
-  a.data = bytes.substr(header);
   return a;
 }
 
@@ -151,16 +212,11 @@ Dataset Dataset::Subset(std::span<const size_t> indices) const {
   return d;
 }
 
-absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images,
-                                const std::filesystem::path& labels,
-                                std::vector<std::string> label_names) {
-  auto image_bytes = ReadMaybeGzip(images);
-  if (!image_bytes.ok()) return image_bytes.status();
-  auto label_bytes = ReadMaybeGzip(labels);
-  if (!label_bytes.ok()) return label_bytes.status();
-  auto img = ParseIdx(*image_bytes, images.string());
+absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images, const std::filesystem::path& labels,
+                                std::vector<std::string> label_names, const ReadLimits& limits) {
+  auto img = ReadIdxArray(images, limits);
   if (!img.ok()) return img.status();
-  auto lab = ParseIdx(*label_bytes, labels.string());
+  auto lab = ReadIdxArray(labels, limits);
   if (!lab.ok()) return lab.status();
   if (img->dims.size() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(images.string(),
@@ -189,6 +245,7 @@ absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images,
   const size_t total = n * d.feature_size();
   d.features.resize(total);
   for (size_t i = 0; i < total; ++i) d.features[i] = IdxValue(*img, i);
+  std::string().swap(img->data);
   int max_label = 0;
   d.labels.resize(n);
   for (size_t i = 0; i < n; ++i) {
@@ -208,51 +265,199 @@ absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images,
   return d;
 }
 
-absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOptions& options) {
-  auto bytes = ReadMaybeGzip(path);
-  if (!bytes.ok()) return bytes.status();
-  std::vector<std::vector<std::string_view>> rows;
-  std::vector<size_t> line_numbers;
-  size_t line_no = 0;
-  for (absl::string_view line : absl::StrSplit(*bytes, '\n')) {
-    ++line_no;
-    line = absl::StripTrailingAsciiWhitespace(line);
-    if (line.empty()) continue;
-    std::vector<std::string_view> fields;
-    for (absl::string_view f : absl::StrSplit(line, ',')) fields.emplace_back(f.data(), f.size());
-    rows.push_back(std::move(fields));
-    line_numbers.push_back(line_no);
+namespace {
+
+std::vector<std::string_view> SplitFields(std::string_view line) {
+  std::vector<std::string_view> fields;
+  for (absl::string_view f : absl::StrSplit(absl::string_view(line.data(), line.size()), ',')) {
+    fields.emplace_back(f.data(), f.size());
   }
-  if (rows.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": needs a header or at least 2 rows"));
-  }
-  std::vector<std::string> names;
-  std::vector<std::string> sklearn_classes;
-  size_t first_data = 0;
-  double v = 0;
-  const bool first_numeric =
-      std::all_of(rows[0].begin(), rows[0].end(), [&](auto f) { return ParseNumber(f, &v); });
-  double n_features = 0;
-  if (rows[0].size() != rows[1].size() && rows[0].size() >= 2 &&
-      ParseNumber(rows[0][1], &n_features) && static_cast<size_t>(n_features) + 1 == rows[1].size()) {
-    // scikit-learn: n_samples, n_features, class names.
-    for (size_t i = 2; i < rows[0].size(); ++i) sklearn_classes.emplace_back(rows[0][i]);
-    first_data = 1;
-  } else if (!first_numeric) {
-    for (auto f : rows[0]) {
-      names.emplace_back(absl::StripAsciiWhitespace(absl::string_view(f.data(), f.size())));
+  return fields;
+}
+
+// A field as it may appear in an error message: short, escaped.
+std::string Shown(std::string_view field) {
+  const std::string_view kept = field.substr(0, 40);
+  return absl::StrCat(absl::CHexEscape(absl::string_view(kept.data(), kept.size())), kept.size() < field.size() ? "..." : "");
+}
+
+std::string_view Strip(std::string_view f) {
+  const absl::string_view s = absl::StripAsciiWhitespace(absl::string_view(f.data(), f.size()));
+  return {s.data(), s.size()};
+}
+
+// The distinct labels of a CSV file, each with the line it first appears on.
+struct LabelColumn {
+  std::map<std::string, int> ids;  // label text -> first-seen id
+  std::vector<std::string> texts;  // by id
+  std::vector<size_t> first_line;  // by id
+  std::vector<int> rows;           // each row's id
+
+  absl::Status Add(std::string_view text, size_t line, const std::string& file) {
+    auto [it, added] = ids.emplace(std::string(text), static_cast<int>(texts.size()));
+    if (added) {
+      if (texts.size() >= 4 * static_cast<size_t>(kMaxClasses)) {
+        return absl::InvalidArgumentError(absl::StrCat(file, " line ", line, ": the label column has more than ",
+                                                       4 * kMaxClasses, " distinct values; is it the right column?"));
+      }
+      texts.emplace_back(text);
+      first_line.push_back(line);
     }
-    first_data = 1;
+    rows.push_back(it->second);
+    return absl::OkStatus();
   }
-  const size_t width = rows[first_data].size();
+};
+
+enum class LabelKind { kClassId, kOtherNumber, kText };
+
+LabelKind KindOf(const std::string& label, int64_t* id) {
+  double v = 0;
+  if (absl::SimpleAtoi(label, id)) return LabelKind::kClassId;
+  if (!absl::SimpleAtod(label, &v)) return LabelKind::kText;
+  if (std::isfinite(v) && v == std::floor(v) && std::abs(v) < 1e15) {
+    *id = static_cast<int64_t>(v);
+    return LabelKind::kClassId;
+  }
+  return LabelKind::kOtherNumber;
+}
+
+// Class ids or names for the rows of `column`, into `d`.
+absl::Status AssignClasses(const LabelColumn& column, const std::vector<std::string>& declared_names,
+                           const CsvOptions& options, const std::string& file, Dataset* d) {
+  const size_t n = column.texts.size();
+  auto at = [&](size_t id) { return absl::StrCat(file, " line ", column.first_line[id], ": label '",
+                                                 Shown(column.texts[id]), "'"); };
+  const std::string remedy = "; pass --labels-as-names to read every label as a class name";
+  std::vector<int> class_of(n);
+  if (options.labels_as_names) {
+    std::vector<size_t> order(n);
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return column.texts[a] < column.texts[b]; });
+    for (size_t c = 0; c < n; ++c) {
+      class_of[order[c]] = static_cast<int>(c);
+      d->label_names.push_back(column.texts[order[c]]);
+    }
+  } else {
+    std::vector<LabelKind> kind(n);
+    std::vector<int64_t> value(n, 0);
+    for (size_t id = 0; id < n; ++id) kind[id] = KindOf(column.texts[id], &value[id]);
+    // The kind of the first row decides; the first row of another kind is the culprit.
+    const LabelKind expected = kind[0] == LabelKind::kText ? LabelKind::kText : LabelKind::kClassId;
+    std::optional<size_t> culprit;
+    for (size_t id = 0; id < n; ++id) {
+      if (kind[id] != expected && (!culprit || column.first_line[id] < column.first_line[*culprit])) culprit = id;
+    }
+    if (culprit) {
+      if (kind[*culprit] == LabelKind::kOtherNumber) {
+        return absl::InvalidArgumentError(absl::StrCat(at(*culprit), " is not a class id (an integer from 0 to ",
+                                                       kMaxClasses - 1, ")", remedy));
+      }
+      return absl::InvalidArgumentError(absl::StrCat(at(*culprit), (expected == LabelKind::kText ? " is a number" : " is text"),
+                                                     " but line ", column.first_line[0], "'s label '",
+                                                     Shown(column.texts[0]), "' is ",
+                                                     expected == LabelKind::kText ? "text" : "a class id",
+                                                     ": labels must be all class ids or all names"));
+    }
+    if (expected == LabelKind::kText) {
+      CsvOptions as_names = options;
+      as_names.labels_as_names = true;
+      return AssignClasses(column, declared_names, as_names, file, d);
+    }
+    int classes = options.num_classes > 0 ? options.num_classes : static_cast<int>(declared_names.size());
+    std::optional<size_t> out_of_range;
+    int64_t largest = -1;
+    for (size_t id = 0; id < n; ++id) {
+      const int64_t limit = classes > 0 ? classes : kMaxClasses;
+      if ((value[id] < 0 || value[id] >= limit) &&
+          (!out_of_range || column.first_line[id] < column.first_line[*out_of_range])) {
+        out_of_range = id;
+      }
+      largest = std::max(largest, value[id]);
+    }
+    if (out_of_range) {
+      return absl::InvalidArgumentError(absl::StrCat(at(*out_of_range), " is not a class id from 0 to ",
+                                                     (classes > 0 ? classes : kMaxClasses) - 1, remedy));
+    }
+    if (classes == 0) {
+      classes = static_cast<int>(largest + 1);
+      const std::set<int64_t> present(value.begin(), value.end());
+      if (present.size() != static_cast<size_t>(classes)) {
+        int64_t missing = 0;
+        while (present.contains(missing)) ++missing;
+        return absl::InvalidArgumentError(absl::StrCat(
+            file, ": the labels are class ids up to ", largest, " but no row has class ", missing,
+            " (", classes - static_cast<int>(present.size()), " of ", classes,
+            " ids unused); relabel them 0 to K-1, declare the number of classes (--classes), or pass "
+            "--labels-as-names"));
+      }
+    }
+    for (size_t id = 0; id < n; ++id) class_of[id] = static_cast<int>(value[id]);
+    if (declared_names.size() == static_cast<size_t>(classes)) {
+      d->label_names = declared_names;
+    } else {
+      for (int c = 0; c < classes; ++c) d->label_names.push_back(std::to_string(c));
+    }
+  }
+  if (d->label_names.size() > static_cast<size_t>(kMaxClasses)) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", d->label_names.size(), " classes, more than the ",
+                                                   kMaxClasses, " a head may have; is the label column right?"));
+  }
+  d->labels.reserve(column.rows.size());
+  for (int id : column.rows) d->labels.push_back(class_of[static_cast<size_t>(id)]);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOptions& options) {
+  if (options.num_classes < 0 || options.num_classes > kMaxClasses) {
+    return absl::InvalidArgumentError(absl::StrCat("the number of classes must be 1 to ", kMaxClasses, ", got ",
+                                                   options.num_classes));
+  }
+  const std::string file = path.string();
+  auto input = InputFile::Open(path, options.limits.max_bytes);
+  if (!input.ok()) return input.status();
+  InputFile& in = **input;
+  std::string line, first;
+  size_t first_line = 0;
+  // The first two non-empty lines decide whether there is a header.
+  auto next = [&](std::string* out) -> absl::StatusOr<bool> {
+    for (;;) {
+      auto more = in.ReadLine(out, options.limits.max_line_bytes);
+      if (!more.ok() || !*more) return more;
+      const absl::string_view stripped = absl::StripTrailingAsciiWhitespace(*out);
+      out->resize(stripped.size());
+      if (!out->empty()) return true;
+    }
+  };
+  auto more = next(&first);
+  if (!more.ok()) return more.status();
+  first_line = in.lines();
+  if (*more) more = next(&line);
+  if (!more.ok()) return more.status();
+  if (!*more) return absl::InvalidArgumentError(absl::StrCat(file, ": needs a header or at least 2 rows"));
+  const std::vector<std::string_view> head = SplitFields(first);
+  std::vector<std::string_view> fields = SplitFields(line);
+  std::vector<std::string> names, sklearn_classes;
+  double v = 0;
+  const bool first_numeric = std::all_of(head.begin(), head.end(), [&](auto f) { return ParseNumber(f, &v); });
+  double n_features = 0;
+  bool first_is_data = false;
+  if (head.size() != fields.size() && head.size() >= 2 && ParseNumber(head[1], &n_features) &&
+      static_cast<size_t>(n_features) + 1 == fields.size()) {
+    // scikit-learn: n_samples, n_features, class names.
+    for (size_t i = 2; i < head.size(); ++i) sklearn_classes.emplace_back(Strip(head[i]));
+  } else if (!first_numeric) {
+    for (auto f : head) names.emplace_back(Strip(f));
+  } else {
+    first_is_data = true;
+  }
+  const size_t width = first_is_data ? head.size() : fields.size();
   if (!names.empty() && names.size() != width) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": header has ", names.size(),
-                                                   " columns but line ", line_numbers[1], " has ",
-                                                   width));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": header has ", names.size(), " columns but line ",
+                                                   in.lines(), " has ", width));
   }
-  if (width < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": needs a feature and a label column"));
-  }
+  if (width < 2) return absl::InvalidArgumentError(absl::StrCat(file, ": needs a feature and a label column"));
   size_t label_col = width - 1;
   if (!options.label_column.empty()) {
     auto it = std::find(names.begin(), names.end(), options.label_column);
@@ -261,67 +466,47 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
     } else if (size_t idx = 0; absl::SimpleAtoi(options.label_column, &idx) && idx < width) {
       label_col = idx;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(path.string(), ": no label column '",
-                                                     options.label_column, "' (",
-                                                     width, " columns)"));
+      return absl::InvalidArgumentError(absl::StrCat(file, ": no label column '", options.label_column, "' (", width,
+                                                     " columns)"));
     }
   }
   Dataset d;
-  d.source = path.string();
+  d.source = file;
   d.channels = static_cast<int>(width - 1);
-  std::vector<std::string> raw_labels;
-  for (size_t r = first_data; r < rows.size(); ++r) {
-    if (rows[r].size() != width) {
-      return absl::InvalidArgumentError(absl::StrCat(path.string(), " line ", line_numbers[r],
-                                                     ": ", rows[r].size(), " fields, expected ",
-                                                     width));
+  LabelColumn labels;
+  auto add_row = [&](const std::vector<std::string_view>& row, size_t line_no) -> absl::Status {
+    if (row.size() != width) {
+      return absl::InvalidArgumentError(absl::StrCat(file, " line ", line_no, ": ", row.size(),
+                                                     " fields, expected ", width));
+    }
+    if (labels.rows.size() >= kMaxSamples) {
+      return absl::OutOfRangeError(absl::StrCat(file, ": more than ", kMaxSamples, " rows"));
     }
     for (size_t c = 0; c < width; ++c) {
-      if (c == label_col) {
-        raw_labels.emplace_back(absl::StripAsciiWhitespace(
-            absl::string_view(rows[r][c].data(), rows[r][c].size())));
-        continue;
-      }
-      if (!ParseNumber(rows[r][c], &v) || !std::isfinite(v)) {
+      if (c == label_col) continue;
+      if (!ParseNumber(row[c], &v) || !std::isfinite(v)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            path.string(), " line ", line_numbers[r], " column ",
-            names.empty() ? std::to_string(c) : names[c], ": '", std::string(rows[r][c]),
-            "' is not a finite number"));
+            file, " line ", line_no, " column ", names.empty() ? std::to_string(c) : names[c], ": '",
+            Shown(Strip(row[c])), "' is not a finite number"));
       }
       d.features.push_back(static_cast<float>(v));
     }
+    return labels.Add(Strip(row[label_col]), line_no, file);
+  };
+  if (first_is_data) {
+    if (auto s = add_row(head, first_line); !s.ok()) return s;
   }
-  // Labels: integers 0..K-1 keep their value, anything else maps in sorted order.
-  std::set<std::string> distinct(raw_labels.begin(), raw_labels.end());
-  bool integral = true;
-  int max_label = -1;
-  for (const auto& l : distinct) {
-    int x = 0;
-    if (!absl::SimpleAtoi(l, &x) || x < 0 || x > 65535) {
-      integral = false;
-      break;
-    }
-    max_label = std::max(max_label, x);
+  if (auto s = add_row(fields, in.lines()); !s.ok()) return s;
+  for (;;) {
+    more = next(&line);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    if (auto s = add_row(SplitFields(line), in.lines()); !s.ok()) return s;
   }
-  if (integral) {
-    const int classes = std::max<int>(max_label + 1, static_cast<int>(sklearn_classes.size()));
-    for (const auto& l : raw_labels) d.labels.push_back(std::stoi(l));
-    if (sklearn_classes.size() == static_cast<size_t>(classes)) {
-      d.label_names = sklearn_classes;
-    } else {
-      for (int c = 0; c < classes; ++c) d.label_names.push_back(std::to_string(c));
-    }
-  } else {
-    std::map<std::string, int> index;
-    for (const auto& l : distinct) {
-      index.emplace(l, static_cast<int>(index.size()));
-      d.label_names.push_back(l);
-    }
-    for (const auto& l : raw_labels) d.labels.push_back(index[l]);
-  }
+  if (auto s = AssignClasses(labels, sklearn_classes, options, file, &d); !s.ok()) return s;
   if (d.label_names.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": the label column has ",
-                                                   d.label_names.size(), " class; need 2 or more"));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": the label column has ", d.label_names.size(),
+                                                   " class; need 2 or more"));
   }
   return d;
 }

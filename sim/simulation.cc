@@ -48,9 +48,10 @@ struct Splits {
 };
 
 absl::StatusOr<Splits> LoadData(const Scenario& s) {
+  models::CsvOptions csv;
+  csv.label_column = s.data.label_column;
   absl::StatusOr<models::Dataset> all =
-      s.data.labels.empty() ? models::ReadCsv(s.data.path, {.label_column = s.data.label_column})
-                            : models::ReadIdx(s.data.path, s.data.labels);
+      s.data.labels.empty() ? models::ReadCsv(s.data.path, csv) : models::ReadIdx(s.data.path, s.data.labels);
   if (!all.ok()) return absl::Status(all.status().code(), StrCat("data.path: ", all.status().message()));
   if (s.data.max_samples > 0 && s.data.max_samples < all->size()) {
     const double keep = static_cast<double>(s.data.max_samples) / static_cast<double>(all->size());

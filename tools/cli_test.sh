@@ -83,6 +83,27 @@ expect_error "wrong data for the model" "has samples of 784 values" \
 expect_error "unknown positive class" "--positive-class cancer is not a class" \
   $tinyfed model eval --model "$work/q.bundle" --data "$data" --positive-class cancer
 
+# Labels: one odd label no longer remaps the file; gaps and mixed kinds are refused naming the line.
+printf 'x,y\n1,0\n2,1\n3,-1\n' > "$work/neg.csv"
+expect_error "negative label" "neg.csv line 4: label '-1' is not a class id from 0 to 999" \
+  $tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv"
+$tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv" --labels-as-names | grep -q "stored 3" \
+  && ok || fail "--labels-as-names"
+printf 'x,y\n1,0\n2,1\n3,99\n' > "$work/gap.csv"
+expect_error "label 99 makes no phantom classes" "no row has class 2" \
+  $tinyfed backbone train --arch mlp --data "$work/gap.csv" --out "$work/x"
+# A small .gz that expands past what a gateway has, under a 1 GiB address-space limit: a clear error, no abort.
+python3 -c 'import gzip, sys; f = gzip.open(sys.argv[1], "wb", 9); [f.write(b"1,0\n" * (1 << 18)) for _ in range(1024)]; f.close()' \
+  "$work/bomb.csv.gz"
+out=$( (ulimit -v 1048576; $tinyfed client add-samples --data-dir "$work/gw-bomb" --csv "$work/bomb.csv.gz") 2>&1 )
+rc=$?
+[[ $rc -eq 1 && $out == "tinyfed: error: "* ]] && ok || fail "gzip bomb: exit $rc: $out"
+out=$( (ulimit -v 1048576; $tinyfed client add-samples --data-dir "$work/gw-bomb" --csv "$work/bomb.csv.gz" \
+  --max-input-mb 8) 2>&1 )
+[[ $? -eq 1 && $out == *"holds more than 8388608 bytes"* ]] && ok || fail "gzip bomb with --max-input-mb: $out"
+expect_error "a directory as a dataset" "is not a regular file" \
+  $tinyfed client add-samples --data-dir "$work/gw-dir" --csv "$work"
+
 eps=$($tinyfed privacy epsilon --sampling-rate 0.0025 --noise-multiplier 1.3 --steps 6000 --delta 1e-5 --json)
 python3 - "$eps" <<'PY' && ok || fail "privacy epsilon --json: $eps"
 import json, sys

@@ -17,6 +17,7 @@
 #include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
 #include "tools/commands.h"
+#include "tools/reading_flags.h"
 
 namespace tinyfed::tools {
 namespace {
@@ -26,7 +27,7 @@ using models::Dataset;
 struct DataFlags {
   std::string data;
   std::string labels;
-  std::string label_column;
+  ReadingFlags reading;
   std::string label_names;
   double holdout = 0.0;
   uint64_t split_seed = 1;
@@ -38,7 +39,7 @@ struct DataFlags {
                     "dataset: a CSV file, or an IDX images file (optionally .gz) with --labels")
         ->required();
     app->add_option("--labels", labels, "IDX labels file that goes with IDX --data");
-    app->add_option("--label-column", label_column, "CSV label column: name or 0-based index (default: last)");
+    reading.Add(app);
     app->add_option("--label-names", label_names, "comma-separated class names, for IDX data");
     app->add_option("--holdout", holdout, "fraction held out by a stratified split, in [0, 1)")
         ->check(CLI::Range(0.0, 0.99));
@@ -51,7 +52,7 @@ struct DataFlags {
     absl::StatusOr<Dataset> d;
     const bool csv = data.ends_with(".csv") || data.ends_with(".csv.gz");
     if (csv) {
-      d = models::ReadCsv(data, models::CsvOptions{label_column});
+      d = models::ReadCsv(data, reading.Csv());
     } else {
       if (labels.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -59,7 +60,7 @@ struct DataFlags {
       }
       std::vector<std::string> names;
       if (!label_names.empty()) names = absl::StrSplit(label_names, ',');
-      d = models::ReadIdx(data, labels, names);
+      d = models::ReadIdx(data, labels, names, reading.Limits());
     }
     if (!d.ok() || holdout <= 0.0) return d;
     auto split = models::StratifiedSplit(*d, holdout, split_seed);

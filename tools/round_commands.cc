@@ -25,6 +25,7 @@
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/sim/dropout.h"
 #include "tools/commands.h"
+#include "tools/reading_flags.h"
 
 namespace tinyfed::tools {
 namespace {
@@ -205,7 +206,8 @@ struct ClientFlags {
   int64_t simulation_seed = -1;
   std::vector<double> dropout;  // simulation: per-phase probabilities
   std::vector<std::string> idx;
-  std::string csv, label_column;
+  std::string csv;
+  ReadingFlags reading;
 };
 
 v1::Phase ParsePhase(const std::string& name) {
@@ -288,9 +290,9 @@ void RunClient(const ClientFlags& f) {
 void AddSamples(const ClientFlags& f) {
   models::Dataset data;
   if (!f.idx.empty()) {
-    data = OrThrow(models::ReadIdx(f.idx[0], f.idx[1]));
+    data = OrThrow(models::ReadIdx(f.idx[0], f.idx[1], {}, f.reading.Limits()));
   } else if (!f.csv.empty()) {
-    data = OrThrow(models::ReadCsv(f.csv, {.label_column = f.label_column}));
+    data = OrThrow(models::ReadCsv(f.csv, f.reading.Csv()));
   } else {
     throw CommandError(absl::InvalidArgumentError("give --idx IMAGES LABELS or --csv FILE"));
   }
@@ -349,7 +351,7 @@ void AddRoundCommands(CLI::App* app) {
   add->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();
   add->add_option("--idx", flags->idx, "IDX images and labels files")->expected(2);
   add->add_option("--csv", flags->csv, "CSV file");
-  add->add_option("--label-column", flags->label_column, "CSV label column (name or index; default: last)");
+  flags->reading.Add(add);
   add->add_option("--max-samples", flags->max_samples, "replay buffer size");
   add->callback([flags] { AddSamples(*flags); });
 }

@@ -1,6 +1,9 @@
 // The `tinyfed` command: thin subcommands over the libraries.
 #include <fmt/format.h>
 
+#include <exception>
+#include <new>
+
 #include "CLI/CLI.hpp"
 #include "tools/commands.h"
 
@@ -17,6 +20,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const tinyfed::tools::CommandError& e) {
+    fmt::print(stderr, "tinyfed: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "tinyfed: error: out of memory (a dataset too large for this machine? see --max-input-mb)\n");
+    return 1;
+  } catch (const std::exception& e) {
+    // Nothing escapes as an abort: whatever a library threw becomes an error.
     fmt::print(stderr, "tinyfed: error: {}\n", e.what());
     return 1;
   }
