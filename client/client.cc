@@ -229,6 +229,13 @@ struct Client::State {
   absl::StatusOr<LocalUpdate> TrainOnLocalSamples(const v1::RoundTask& task, RoundReport* report)
       ABSL_LOCKS_EXCLUDED(mu);
 
+  // Moves a damaged installed model aside; the model it claims to be (its
+  // release, unverified) stays the floor for rollback protection, with that
+  // version itself allowed again. DATA_LOSS if it cannot be moved.
+  // Kept aside, it is read again at every start until a model installs.
+  absl::Status SetAsideDamagedModel(const std::filesystem::path& file, const absl::Status& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
   // Downloads (resuming a partial download of the same model), verifies and
   // installs `ref`. On refusal the installed model stays, and why is kept
   // for telemetry.
@@ -312,6 +319,7 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
   if (auto s = models::WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
   std::filesystem::remove(partial, ec);
   std::filesystem::remove(meta, ec);
+  std::filesystem::remove(config.data_dir / "model.signed.damaged", ec);
   absl::MutexLock lock(&mu);
   Install(std::move(*verified), std::move(*runnable));
   spdlog::info("{}: installed model v{} (release {})", config.device_id, version, release.version());
@@ -386,6 +394,29 @@ absl::StatusOr<Client::State::LocalUpdate> Client::State::TrainOnLocalSamples(co
   return LocalUpdate{.delta = std::move(delta), .skipped = ""};
 }
 
+absl::Status Client::State::SetAsideDamagedModel(const std::filesystem::path& file, const absl::Status& why) {
+  const std::filesystem::path aside = file.string() + ".damaged";
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec)) std::filesystem::rename(file, aside, ec);
+  if (ec) {
+    return absl::DataLossError(StrCat(file.string(), " fails verification (", why.message(), ") and cannot be moved "
+                                      "aside: ", ec.message()));
+  }
+  v1::SignedBundle damaged;
+  auto bytes = models::ReadFileBytes(aside, 1 << 30);
+  if (bytes.ok() && damaged.ParseFromString(*bytes)) {
+    if (auto claimed = models::ParseRelease(damaged.release()); claimed.ok() && claimed->model_version() > 0) {
+      release = *claimed;
+      release.set_model_version(claimed->model_version() - 1);
+      release.set_version(claimed->version() > 0 ? claimed->version() - 1 : 0);
+    }
+  }
+  model_status = StrCat("the installed model failed verification (", why.message(), "); set aside as ",
+                        aside.string(), ", to be fetched again");
+  spdlog::warn("{}: {}", config.device_id, model_status);
+  return absl::OkStatus();
+}
+
 Client::Client(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Client::~Client() = default;
 
@@ -428,10 +459,23 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
     if (!s.ok()) return absl::DataLossError(StrCat(file.string(), " fails verification: ", s.message()));
     history.push_back(*state->trusted);
   }
-  // The device key: made at first start, never leaves the gateway.
+  // The device key: made at first start, never leaves the gateway. Made
+  // again only to enroll again: the aggregator knows the old one.
   const auto key_file = config.data_dir / "device_signing.key";
+  const auto enrolled_marker = config.data_dir / "enrolled";
   if (!std::filesystem::exists(key_file)) {
     std::error_code ec;
+    if (std::filesystem::exists(enrolled_marker, ec)) {
+      if (config.enrollment_token.empty()) {
+        return absl::FailedPreconditionError(StrCat(
+            key_file.string(), " is missing, but this gateway enrolled as ", config.device_id,
+            ": without its key the aggregator refuses every request. Re-enroll: the operator issues a token for it "
+            "(tinyfed enroll --device-id ", config.device_id, "), which the gateway is started with (--enroll-token)"));
+      }
+      spdlog::warn("{}: {} is missing; making a new device key and enrolling again with the given token",
+                   config.device_id, key_file.string());
+      std::filesystem::remove(enrolled_marker, ec);
+    }
     std::filesystem::create_directories(config.data_dir, ec);
     if (auto s = models::WriteSigningKey(models::SigningKey::Generate(), key_file, config.data_dir / "device_signing.pub");
         !s.ok()) {
@@ -448,7 +492,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   state->store = std::move(*store);
   // The installed model is verified again: the disk is not trusted either.
   // Expiry is not: a model accepted while fresh keeps serving.
-  auto blob = models::ReadFileBytes(config.data_dir / "model.signed", 1 << 30);
+  const auto installed_file = config.data_dir / "model.signed";
+  auto blob = models::ReadFileBytes(installed_file, 1 << 30);
   if (blob.ok()) {
     v1::SignedBundle signed_bundle;
     absl::StatusOr<models::VerifiedModel> verified = absl::DataLossError("not a signed bundle");
@@ -463,20 +508,23 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
         if (v.ok()) verified = std::move(v), under = older;
       }
     }
-    if (!verified.ok()) {
-      return absl::DataLossError(StrCat((config.data_dir / "model.signed").string(),
-                                        " fails verification: ", verified.status().message()));
+    auto interpreter = verified.ok() ? models::Interpreter::Create(verified->bundle)
+                                     : absl::StatusOr<std::unique_ptr<models::Interpreter>>(verified.status());
+    if (!interpreter.ok()) {
+      // Damaged on disk: set aside, and fetched again at the next check-in.
+      // Meanwhile the gateway serves nothing rather than something unverified.
+      if (auto s = state->SetAsideDamagedModel(installed_file, interpreter.status()); !s.ok()) return s;
+    } else {
+      state->Install(std::move(*verified), std::move(*interpreter));
+      if (under != history.rbegin()) {
+        state->model_status = StrCat("model v", state->version, " was signed under root v", under->root().version(),
+                                     ", not the current v", state->trusted->root().version(),
+                                     "; it serves until the next model");
+      }
     }
-    auto interpreter = models::Interpreter::Create(verified->bundle);
-    if (!interpreter.ok()) return interpreter.status();
-    state->Install(std::move(*verified), std::move(*interpreter));
-    if (under != history.rbegin()) {
-      state->model_status = StrCat("model v", state->version, " was signed under root v", under->root().version(),
-                                   ", not the current v", state->trusted->root().version(),
-                                   "; it serves until the next model");
-    }
-  } else if (blob.status().code() != absl::StatusCode::kNotFound) {
-    return blob.status();
+  } else if (blob.status().code() != absl::StatusCode::kNotFound ||
+             std::filesystem::exists(installed_file.string() + ".damaged")) {
+    if (auto s = state->SetAsideDamagedModel(installed_file, blob.status()); !s.ok()) return s;
   }
   return std::unique_ptr<Client>(new Client(std::move(state)));
 }
@@ -743,8 +791,15 @@ absl::Status Client::Run(int64_t max_completed_rounds) {
     auto report = ParticipateOnce();
     if (!report.ok()) {
       if (absl::IsCancelled(report.status())) break;
-      // A revoked device is shut out for good; anything else may pass.
+      // A revoked device is shut out for good, and one whose key the
+      // aggregator does not know (lost, or never enrolled) until it
+      // re-enrolls; anything else may pass.
       if (absl::IsPermissionDenied(report.status())) return report.status();
+      if (absl::IsUnauthenticated(report.status())) {
+        return absl::UnauthenticatedError(StrCat(
+            report.status().message(), " (the aggregator does not accept this gateway's key: if it lost its data "
+            "directory or key, re-enroll it with a token from tinyfed enroll --device-id ", s.config.device_id, ")"));
+      }
       spdlog::warn("{}: round attempt failed: {} (retrying in {})", s.config.device_id, report.status().ToString(),
                    absl::FormatDuration(backoff));
       if (!s.SleepFor(backoff)) break;

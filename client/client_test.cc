@@ -25,8 +25,10 @@ class FakeAggregator : public Transport {
   std::vector<v1::Telemetry> telemetry;
   std::vector<v1::SignedMetadata> roots;  // 1.root, 2.root, ...
   bool admit = false;  // admit the client to round 7, a trusted-aggregator round training `ref`
+  absl::Status checkin_error;
 
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
+    if (!checkin_error.ok()) return checkin_error;
     v1::CheckInResponse r;
     if (admit) {
       r.mutable_admitted()->set_round_id(7);
@@ -287,18 +289,71 @@ TEST_F(ClientTest, ResumesADownloadAfterTheLinkDrops) {
   EXPECT_EQ(fake->chunks_served, static_cast<int>((v1.size() + 127) / 128) - 3);
 }
 
-TEST_F(ClientTest, RefusesATamperedInstalledModelAtStart) {
+// A damaged installed model used to keep the gateway from starting. It is
+// set aside, the gateway starts without a model (and says why), fetches and
+// verifies the model again at its next check-in, and still refuses older ones.
+TEST_F(ClientTest, SetsADamagedInstalledModelAsideAndFetchesItAgain) {
   FakeAggregator* fake = nullptr;
-  const std::string v1 = Publish(1, key_);
+  const std::string v1 = Publish(1, key_), v2 = Publish(2, key_);
   {
-    auto c = ClientOffering(v1, RefFor(v1), &fake);
+    auto c = ClientOffering(v2, RefFor(v2), &fake);
     ASSERT_TRUE(c->ParticipateOnce().ok());
+    ASSERT_EQ(c->model_version(), 2u);
   }
   std::string bytes = *models::ReadFileBytes(config_.data_dir / "model.signed", 1 << 30);
   bytes[bytes.size() / 2] ^= 1;
   ASSERT_TRUE(models::WriteFileAtomically(config_.data_dir / "model.signed", bytes).ok());
-  auto c = Client::Create(config_, std::make_unique<FakeAggregator>());
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kDataLoss) << c.status();
+  {
+    auto older = ClientOffering(v1, RefFor(v1), &fake);
+    ASSERT_NE(older, nullptr);
+    EXPECT_EQ(older->model_version(), 0u);
+    EXPECT_EQ(older->Predict(std::vector<float>(8, 0.0f)).status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(std::filesystem::exists(config_.data_dir / "model.signed.damaged"));
+    ASSERT_TRUE(older->ParticipateOnce().ok());
+    EXPECT_EQ(older->model_version(), 0u) << "v1 is older than the damaged v2: a rollback";
+    ASSERT_TRUE(older->SendTelemetry().ok());
+    EXPECT_NE(fake->telemetry.back().model_status().find("refused"), std::string::npos)
+        << fake->telemetry.back().model_status();
+  }
+  auto c = ClientOffering(v2, RefFor(v2), &fake);
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  EXPECT_NE(fake->telemetry.back().model_status().find("failed verification"), std::string::npos)
+      << fake->telemetry.back().model_status();
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->model_version(), 2u);
+  EXPECT_TRUE(c->Predict(std::vector<float>(8, 0.0f)).ok());
+  EXPECT_FALSE(std::filesystem::exists(config_.data_dir / "model.signed.damaged"));
+}
+
+// A gateway that lost its device key after enrolling used to make a new one
+// silently and be refused forever. Without a token it says to re-enroll;
+// with one it makes a new key and enrolls again.
+TEST_F(ClientTest, ALostDeviceKeyAfterEnrollmentAsksToReEnroll) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  ASSERT_NE(ClientOffering(v1, RefFor(v1), &fake), nullptr);
+  ASSERT_TRUE(models::WriteFileAtomically(config_.data_dir / "enrolled", "enrolled\n").ok());
+  std::filesystem::remove(config_.data_dir / "device_signing.key");
+  auto lost = Client::Create(config_, std::make_unique<FakeAggregator>());
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(lost.status().message().find("Re-enroll"), std::string::npos) << lost.status();
+  config_.enrollment_token = "a-new-token";
+  auto again = Client::Create(config_, std::make_unique<FakeAggregator>());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(std::filesystem::exists(config_.data_dir / "device_signing.key"));
+  EXPECT_FALSE(std::filesystem::exists(config_.data_dir / "enrolled"));  // enrolls at its next check-in
+}
+
+// Refused as unknown, the gateway stops instead of retrying forever.
+TEST_F(ClientTest, RunStopsWhenTheAggregatorDoesNotKnowTheKey) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  fake->checkin_error = absl::UnauthenticatedError("device clinic-1 is not enrolled");
+  const absl::Status s = c->Run(0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(s.message().find("re-enroll"), std::string::npos) << s;
 }
 
 TEST_F(ClientTest, ChecksSamplesAgainstTheInstalledModel) {
