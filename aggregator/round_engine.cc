@@ -22,6 +22,7 @@
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/directory_lock.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
@@ -102,6 +103,7 @@ void SetHeadParameters(std::span<const float> p, v1::Head* head) {
 }  // namespace
 
 struct RoundEngine::Resources {
+  std::unique_ptr<models::DirectoryLock> state_dir_lock;  // for this process alone
   std::unique_ptr<AggregatorState> state;
   std::unique_ptr<dp::PrivacyLedger> ledger;
   std::optional<models::SigningKey> key;       // the publishing key
@@ -156,6 +158,9 @@ absl::StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const Config& c
 absl::Status RoundEngine::Init() {
   absl::MutexLock lock(&mu_);
   res_ = std::make_unique<Resources>();
+  auto state_dir_lock = models::DirectoryLock::Acquire(config_.state_dir, "tinyfed aggregator");
+  if (!state_dir_lock.ok()) return state_dir_lock.status();
+  res_->state_dir_lock = std::move(*state_dir_lock);
   auto state = AggregatorState::Open(config_.state_dir);
   if (!state.ok()) return state.status();
   res_->state = std::move(*state);

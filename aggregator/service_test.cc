@@ -514,6 +514,14 @@ TEST_F(ServiceTest, DeviceTextCannotForgeLogLinesOrFloodTheLog) {
   EXPECT_LT(text.size(), 600u) << text;
 }
 
+TEST_F(ServiceTest, ASecondAggregatorOnTheSameStateDirectoryIsRefused) {
+  auto second = RoundEngine::Create(config_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use by another process (tinyfed aggregator, pid"), std::string::npos)
+      << second.status();
+}
+
 TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   auto expect_error = [](const std::string& toml, const std::string& needle) {
     auto c = ParseConfig(toml, "/etc/tinyfed/aggregator.toml");

@@ -19,6 +19,7 @@
 #include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/directory_lock.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
@@ -64,6 +65,7 @@ bool InHoldout(const SampleKey& key, double fraction) {
 }  // namespace
 
 struct Client::State {
+  std::unique_ptr<models::DirectoryLock> data_dir_lock;  // for this process alone
   ClientConfig config;
   ClientHooks hooks;
   std::unique_ptr<Transport> transport;
@@ -432,6 +434,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   }
   if (!transport) return absl::InvalidArgumentError("a client needs a transport");
   auto state = std::make_unique<State>();
+  auto data_dir_lock = models::DirectoryLock::Acquire(config.data_dir, StrCat("tinyfed client ", config.device_id));
+  if (!data_dir_lock.ok()) return data_dir_lock.status();
+  state->data_dir_lock = std::move(*data_dir_lock);
   state->config = config;
   state->hooks = std::move(hooks);
   state->transport = std::move(transport);

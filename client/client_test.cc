@@ -345,6 +345,16 @@ TEST_F(ClientTest, ALostDeviceKeyAfterEnrollmentAsksToReEnroll) {
   EXPECT_FALSE(std::filesystem::exists(config_.data_dir / "enrolled"));  // enrolls at its next check-in
 }
 
+TEST_F(ClientTest, ASecondClientOnTheSameDataDirectoryIsRefused) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto first = ClientOffering(v1, RefFor(v1), &fake);
+  auto second = Client::Create(config_, std::make_unique<FakeAggregator>());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("tinyfed client clinic-1, pid"), std::string::npos) << second.status();
+}
+
 // Refused as unknown, the gateway stops instead of retrying forever.
 TEST_F(ClientTest, RunStopsWhenTheAggregatorDoesNotKnowTheKey) {
   FakeAggregator* fake = nullptr;

@@ -39,8 +39,14 @@ absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uin
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no file at ", path.string()));
     return ErrnoError("cannot open", path);
   }
-  const off_t size = ::lseek(fd.get(), 0, SEEK_END);
-  if (size < 0 || ::lseek(fd.get(), 0, SEEK_SET) < 0) return ErrnoError("cannot seek", path);
+  // A directory or a device has no size to check the limit against.
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("cannot stat", path);
+  if (S_ISDIR(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path.string(), " is a directory, not a file"));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), " is not a regular file (a device, pipe or socket)"));
+  }
+  const off_t size = st.st_size;
   if (static_cast<uint64_t>(size) > max_bytes) {
     return absl::OutOfRangeError(absl::StrCat(path.string(), " is ", size,
                                               " bytes, more than the limit of ", max_bytes));

@@ -22,6 +22,7 @@
 #include "tinyfed/client/client.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/dataset.h"
+#include "tinyfed/models/directory_lock.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/sim/dropout.h"
 #include "tools/commands.h"
@@ -296,6 +297,8 @@ void AddSamples(const ClientFlags& f) {
   } else {
     throw CommandError(absl::InvalidArgumentError("give --idx IMAGES LABELS or --csv FILE"));
   }
+  // A running gateway writes the same store: one process at a time.
+  auto lock = OrThrow(models::DirectoryLock::Acquire(f.data_dir, "tinyfed client add-samples"));
   auto store = OrThrow(client::SampleStore::Open(std::filesystem::path(f.data_dir) / "store", f.max_samples));
   const std::vector<client::Sample> samples = client::ToSamples(data);
   if (auto s = store->Add(samples); !s.ok()) throw CommandError(s);

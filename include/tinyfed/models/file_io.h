@@ -11,8 +11,9 @@
 
 namespace tinyfed::models {
 
-// NOT_FOUND if the file is missing, OUT_OF_RANGE if it is larger than
-// max_bytes (checked before reading), INTERNAL on an I/O error.
+// NOT_FOUND if the file is missing, INVALID_ARGUMENT for a directory or
+// anything but a regular file, OUT_OF_RANGE if it is larger than max_bytes
+// (checked before reading), INTERNAL on an I/O error.
 absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uint64_t max_bytes);
 
 // Writes to a temporary file beside `path` (created with `mode`), fsyncs it,
