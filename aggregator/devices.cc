@@ -84,7 +84,9 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
   const int64_t now = Millis(absl::Now());
   absl::MutexLock lock(&mu_);
   try {
-    SQLite::Transaction tx(*db_);
+    // Immediate: it reads, then writes; a deferred transaction would fail
+    // with "database is locked" while `tinyfed enroll` writes a token.
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement token(*db_, "SELECT device_id, expires_ms, used_ms FROM enrollment_tokens WHERE token_sha256 = ?");
     token.bind(1, hash.data(), static_cast<int>(hash.size()));
     // One message for unknown, used and expired tokens: no oracle.

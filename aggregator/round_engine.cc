@@ -85,6 +85,10 @@ absl::Status CheckHeader(const v1::RequestHeader& h, std::initializer_list<v1::P
   if (std::find(allowed.begin(), allowed.end(), h.phase()) == allowed.end()) {
     return InvalidArgumentError(StrCat("header.phase ", v1::Phase_Name(h.phase()), " does not belong to this method"));
   }
+  // Round ids are int64 in the state; a larger one is no round.
+  if (h.round_id() > static_cast<uint64_t>(INT64_MAX)) {
+    return InvalidArgumentError(StrCat("header.round_id ", h.round_id(), " is not a round id (at most 2^63 - 1)"));
+  }
   return absl::OkStatus();
 }
 

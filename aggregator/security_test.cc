@@ -134,6 +134,7 @@ TEST_F(SecurityTest, PlaintextOnlyWithInsecureOnBothSides) {
   auto tls = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, {}, once)));
   ASSERT_TRUE(tls.ok());
   EXPECT_EQ((*tls)->ParticipateOnce().status().code(), absl::StatusCode::kUnavailable);
+  tls->reset();  // one client per data directory at a time
   auto plain = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())));
   ASSERT_TRUE(plain.ok());
   EXPECT_TRUE((*plain)->ParticipateOnce().ok());
