@@ -156,6 +156,10 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
   return absl::OkStatus();
 }
 
+// The file is read relative to its own directory: relative paths would be
+// taken twice.
+std::string Absolute(const std::filesystem::path& p) { return std::filesystem::absolute(p).string(); }
+
 }  // namespace
 
 absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source, Config* c) {
@@ -249,8 +253,8 @@ std::string FormatConfig(const Config& c) {
       "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
       "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
       "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
-      c.listen, c.state_dir.string(), c.initial_model.string(), c.publishing_key.string(),
-      c.roots_dir.string(), c.max_rounds, c.cohort_size,
+      c.listen, Absolute(c.state_dir), Absolute(c.initial_model), Absolute(c.publishing_key),
+      Absolute(c.roots_dir), c.max_rounds, c.cohort_size,
       c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", absl::ToDoubleMilliseconds(c.poll_interval),
       seconds(c.selection_timeout), seconds(c.training_timeout), seconds(c.share_keys_timeout),
       seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(), t.batch_size(), t.learning_rate(),
@@ -264,8 +268,8 @@ std::string FormatConfig(const Config& c) {
   const SecurityConfig& s = c.security;
   absl::StrAppend(&out, "\n[security]\n");
   if (!s.tls_certificate.empty()) {
-    absl::StrAppend(&out, "tls_certificate = \"", s.tls_certificate.string(), "\"\ntls_private_key = \"",
-                    s.tls_private_key.string(), "\"\n");
+    absl::StrAppend(&out, "tls_certificate = \"", Absolute(s.tls_certificate), "\"\ntls_private_key = \"",
+                    Absolute(s.tls_private_key), "\"\n");
   }
   absl::StrAppend(&out, absl::StrFormat("requests_per_minute = %d\nmax_concurrent_calls = %d\nmax_connections = %d\n"
                                         "connection_auth_timeout = %.17g\nmax_clock_skew = %.17g\n"
@@ -277,7 +281,7 @@ std::string FormatConfig(const Config& c) {
                                         absl::ToDoubleHours(s.release_expiry)));
   if (!c.record_dir.empty() || c.simulation_seed) {
     absl::StrAppend(&out, "\n[testing]\n");
-    if (!c.record_dir.empty()) absl::StrAppend(&out, "record_dir = \"", c.record_dir.string(), "\"\n");
+    if (!c.record_dir.empty()) absl::StrAppend(&out, "record_dir = \"", Absolute(c.record_dir), "\"\n");
     if (c.simulation_seed) absl::StrAppend(&out, "simulation_seed = ", *c.simulation_seed, "\n");
   }
   return out;

@@ -808,7 +808,9 @@ absl::Status Client::Run(int64_t max_completed_rounds) {
       spdlog::warn("{}: round attempt failed: {} (retrying in {})", s.config.device_id, report.status().ToString(),
                    absl::FormatDuration(backoff));
       if (!s.SleepFor(backoff)) break;
-      backoff = std::min(backoff * 2, absl::Minutes(5));
+      // Capped low: an aggregator back from a restart should see its
+      // gateways within seconds, not minutes.
+      backoff = std::min(backoff * 2, absl::Seconds(10));
       continue;
     }
     backoff = absl::Seconds(1);

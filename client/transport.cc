@@ -25,6 +25,12 @@ class GrpcTransport final : public Transport {
       : policy_(policy) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(8 << 20);
+    // gRPC's own reconnect backoff grows to 120 s: after an aggregator
+    // restart gateways took up to a minute to come back. A connection
+    // attempt is one small packet; one every 2 s (jittered) is cheap.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 500);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     stub_ = v1::Aggregator::NewStub(grpc::CreateCustomChannel(address, credentials, args));
   }
 

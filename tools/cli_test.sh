@@ -146,8 +146,12 @@ $tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --root-key "$w
 
 # The simulator with one process per clinic: `tinyfed aggregator` and eight
 # `tinyfed client run`, three rounds on Breast Cancer Wisconsin.
-TINYFED_DATA_DIR=$(dirname "$data") $tinyfed sim --scenario "$(dirname "$0")/../sim/scenarios/clinics-breast-cancer.toml" \
-  --transport processes --rounds 3 --out "$work/sim" --work "$work/simwork" > "$work/sim.log" 2>&1 \
+# Relative --out and --work (their paths used to be taken twice).
+scenarios=$(cd "$(dirname "$0")/../sim/scenarios" && pwd)
+tinyfed_abs=$(realpath "$tinyfed")
+data_abs=$(cd "$(dirname "$data")" && pwd)
+(cd "$work" && TINYFED_DATA_DIR=$data_abs $tinyfed_abs sim --scenario "$scenarios/clinics-breast-cancer.toml" \
+  --transport processes --rounds 3 --out sim --work simwork > "$work/sim.log" 2>&1) \
   && ok || { cat "$work/sim.log"; fail "sim processes"; }
 # Its published models verify as a gateway would verify them.
 sim_root="$work/simwork/trust/roots/1.root"
