@@ -13,6 +13,8 @@
 namespace tinyfed::aggregator {
 namespace {
 
+constexpr int kCallsPerRound = 10;
+
 absl::Status ReadTop(TomlTableReader& r, const std::filesystem::path& base, Config& c) {
   std::string state_dir, model, key, roots;
   TINYFED_RETURN_IF_ERROR(r.String("listen", &c.listen));
@@ -210,13 +212,17 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
     TINYFED_RETURN_IF_ERROR(ReadSecurity(reader, source_name.parent_path(), c.security));
     TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
   }
-  // Honest clients poll at poll_interval; leave them room to.
+  // Honest clients poll at most once a poll_interval, and make about ten
+  // other calls a round (check-in, downloads, four submissions, telemetry):
+  // room for twice the polls and one-second rounds.
   const double polls_per_minute = 60000.0 / absl::ToDoubleMilliseconds(c.poll_interval);
-  if (c.security.requests_per_minute < 2 * polls_per_minute) {
+  const double needed = 2 * polls_per_minute + kCallsPerRound * 60;
+  if (c.security.requests_per_minute < needed) {
     return absl::InvalidArgumentError(absl::StrCat(
-        source, ": security.requests_per_minute (", c.security.requests_per_minute,
-        ") is below twice the rate clients poll at (", polls_per_minute, " a minute at rounds.poll_interval_ms = ",
-        absl::ToDoubleMilliseconds(c.poll_interval), ")"));
+        source, ": security.requests_per_minute (", c.security.requests_per_minute, ") is below ", needed,
+        ": twice the rate clients poll at (", polls_per_minute, " a minute at rounds.poll_interval_ms = ",
+        absl::ToDoubleMilliseconds(c.poll_interval), ") plus ", kCallsPerRound,
+        " calls a round for one-second rounds"));
   }
   auto testing = top.Table("testing");
   if (!testing.ok()) return testing.status();

@@ -542,6 +542,10 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   expect_error(paths + "colour = 1\n", "aggregator.toml:5: colour: unknown key");
   expect_error(paths + "[security]\ntls_certificate = \"c.pem\"\n", "set both or neither");
   expect_error(paths + "[security]\nrequests_per_minute = 0\n", "security.requests_per_minute: must be in");
+  // Honest gateways with one-second rounds were rate-limited at 600 a minute.
+  expect_error(paths + "[security]\nrequests_per_minute = 600\n",
+               "requests_per_minute (600) is below 840: twice the rate clients poll at (120 a minute");
+  expect_error(paths + "[security]\nmax_connections = 0\n", "security.max_connections: must be in");
 
   expect_error(paths + "[secagg]\nenabled = false\n", "need secagg.enabled = true");
   expect_error(paths + "[dp]\nmode = \"central\"\n", "set secagg.enabled = false");

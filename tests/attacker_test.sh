@@ -56,7 +56,7 @@ max_dropout = 0.0
 [security]
 tls_certificate = "$WORK/cert.pem"
 tls_private_key = "$WORK/key.pem"
-requests_per_minute = 600
+requests_per_minute = 1200
 [testing]
 simulation_seed = 11
 TOML

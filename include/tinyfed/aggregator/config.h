@@ -42,7 +42,9 @@ struct SecurityConfig {
   // refuses to serve unless started with --insecure (tests only).
   std::filesystem::path tls_certificate;
   std::filesystem::path tls_private_key;
-  int requests_per_minute = 600;   // per device; excess gets RESOURCE_EXHAUSTED
+  // Per device; excess gets RESOURCE_EXHAUSTED. At least twice the polling
+  // rate plus 600 (ten calls a round, one-second rounds).
+  int requests_per_minute = 1200;
   int max_concurrent_calls = 256;  // over every device
   // Open connections at most; the descriptor limit must leave room for them
   // and the aggregator's own files (it raises the soft limit if it can).
