@@ -9,10 +9,12 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "aggregator/internal/log_limiter.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/server_optimizer.h"
@@ -34,6 +36,10 @@
 
 namespace tinyfed::aggregator {
 namespace {
+
+// Devices rejected by this many distinct neighbors are left out of later
+// cohorts: one neighbor alone may be the liar.
+constexpr size_t kRejectionsToExclude = 2;
 
 using absl::FailedPreconditionError;
 using absl::InvalidArgumentError;
@@ -118,6 +124,9 @@ struct RoundEngine::Resources {
   v1::ModelBundle bundle;     // the latest model (its head is the global head)
   std::vector<float> head;    // its head parameters, flattened
   internal::LogLimiter device_log;  // what devices report: a line a minute each at most
+  // Devices whose SecAgg+ shares others rejected, and by whom (this process's
+  // life; an operator revokes for good).
+  std::map<std::string, std::set<std::string>> rejected_by;
 };
 
 struct RoundEngine::Published {
@@ -480,6 +489,13 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   }
   Round& r = *round_;
   const auto member = r.members.find(device);
+  if (const auto rejected = res_->rejected_by.find(device);
+      rejected != res_->rejected_by.end() && rejected->second.size() >= kRejectionsToExclude) {
+    *response.mutable_retry_later() =
+        RetryAfter(absl::Hours(1), StrCat("excluded from cohorts: ", rejected->second.size(),
+                                          " devices rejected its SecAgg+ key shares"));
+    return response;
+  }
   if (r.stage == Stage::kSelecting) {
     const size_t target = static_cast<size_t>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
     if (std::find(r.admitted.begin(), r.admitted.end(), device) == r.admitted.end()) {
@@ -833,6 +849,7 @@ void RoundEngine::AdvanceLocked() {
     FinishRoundLocked();
     return;
   }
+  if (closing == Stage::kMaskedInput) NameRejectedLocked();
   r.outgoing.clear();
   for (auto& message : *out) {
     // Name each neighbour's device and enrolled key next to its signed keys.
@@ -853,6 +870,27 @@ void RoundEngine::AdvanceLocked() {
   r.deadline = clock_() + timeout;
   spdlog::info("round {} phase {}: {} of {} answered {}, {} dropped", r.id, StageName(r.stage), answered,
                r.members.size(), StageName(closing), dropped_now);
+}
+
+void RoundEngine::NameRejectedLocked() {
+  Round& r = *round_;
+  std::map<uint32_t, std::vector<std::string>> accusers;
+  for (const secagg::Accusation& a : r.server->Accusations()) {
+    if (a.accuser < r.device_of.size() && a.accused < r.device_of.size()) {
+      accusers[a.accused].push_back(r.device_of[a.accuser]);
+    }
+  }
+  for (const auto& [id, by] : accusers) {
+    const std::string& device = r.device_of[id];
+    r.members[device].dropped = true;
+    std::set<std::string>& all = res_->rejected_by[device];
+    all.insert(by.begin(), by.end());
+    spdlog::warn("round {}: device {} is left out of the sum: its key shares failed authentication at {} ({}){}", r.id,
+                 device, absl::StrJoin(by, ", "), by.size() == 1 ? "or that device lies" : "several neighbors",
+                 all.size() >= kRejectionsToExclude ? StrCat("; excluded from later cohorts (rejected by ", all.size(),
+                                                             " devices)")
+                                                    : "");
+  }
 }
 
 void RoundEngine::FinishRoundLocked() {

@@ -410,6 +410,69 @@ TEST_F(ServiceTest, AClientRefusesANeighbourKeyItsDeviceDidNotSign) {
   EXPECT_NE(reports[0].detail.find("keys are not signed by device 'clinic-"), std::string::npos) << reports[0].detail;
 }
 
+// An enrolled insider that follows the protocol but sends key shares nobody
+// can open: its neighbours used to refuse them and drop out themselves, so
+// every round it joined aborted without naming it.
+class GarblingTransport : public client::ForwardingTransport {
+ public:
+  using ForwardingTransport::ForwardingTransport;
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override {
+    v1::SubmitRequest garbled = r;
+    if (garbled.message().has_share_keys()) {
+      for (auto& share : *garbled.mutable_message()->mutable_share_keys()->mutable_shares()) {
+        (*share.mutable_ciphertext())[0] ^= 0x5a;
+      }
+    }
+    return ForwardingTransport::Submit(garbled);
+  }
+};
+
+TEST_F(ServiceTest, AnInsiderWithGarbageSharesCostsTheRoundOnlyItself) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  std::vector<std::thread> threads;
+  std::vector<client::RoundReport> reports(kHonest + 1);
+  for (int i = 0; i < kHonest + 1; ++i) {
+    threads.emplace_back([&, i] {
+      client::ClientConfig cc;
+      cc.device_id = i == 0 ? "insider" : "clinic-" + std::to_string(i);
+      cc.data_dir = dir_ / cc.device_id;
+      cc.trusted_root = pinned_root_;
+      cc.holdout_fraction = 0.0;
+      cc.enrollment_token = *devices_->IssueToken(cc.device_id, absl::Hours(1));
+      auto transport = std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext()));
+      if (i == 0) transport = std::make_unique<GarblingTransport>(std::move(transport));
+      auto c = client::Client::Create(cc, std::move(transport));
+      ASSERT_TRUE(c.ok()) << c.status();
+      ASSERT_TRUE((*c)->AddSamples(client::ToSamples(models::testing::TinyClassifierData(40, 20 + i))).ok());
+      for (;;) {
+        auto report = (*c)->ParticipateOnce();
+        ASSERT_TRUE(report.ok()) << report.status();
+        reports[static_cast<size_t>(i)] = *report;
+        if (report->outcome != client::RoundOutcome::kNotSelected) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  spdlog::set_default_logger(previous);
+  for (int i = 1; i <= kHonest; ++i) {
+    EXPECT_EQ(reports[static_cast<size_t>(i)].outcome, client::RoundOutcome::kCompleted)
+        << "clinic-" << i << ": " << reports[static_cast<size_t>(i)].detail;
+  }
+  EXPECT_EQ(reports[0].outcome, client::RoundOutcome::kAborted) << reports[0].detail;
+  auto outcome = engine_->Outcome(1);
+  ASSERT_TRUE(outcome.has_value() && outcome->has_result()) << (outcome ? outcome->DebugString() : "no outcome");
+  EXPECT_EQ(outcome->result().survivors(), static_cast<uint32_t>(kHonest));
+  const std::string text = log.str();
+  EXPECT_NE(text.find("device insider is left out of the sum: its key shares failed authentication at"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("excluded from later cohorts (rejected by 4 devices)"), std::string::npos) << text;
+}
+
 // A kill -9 in the middle of a round: the next process records that round as
 // aborted, keeps every published model and charges nothing for it.
 TEST_F(ServiceTest, RestartAbortsTheRunningRoundAndKeepsPublishedModels) {

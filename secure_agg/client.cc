@@ -127,17 +127,24 @@ class MaskedInputState : public ClientState {
     if (!m.has_masked_input()) return WrongPhase(c);
     const uint64_t round = c.params.config().round_id;
     std::map<uint32_t, HeldShares> held;
+    std::set<uint32_t> rejected;
     for (const auto& share : m.masked_input().shares()) {
       const auto key = share_keys_.find(share.sender());
       if (key == share_keys_.end() || share.recipient() != c.id) {
         return absl::InvalidArgumentError(absl::StrCat("share from client ", share.sender(), " to client ",
                                                        share.recipient(), " is not for this client from a neighbor"));
       }
-      if (held.count(share.sender())) return absl::InvalidArgumentError(absl::StrCat("two shares from client ", share.sender()));
+      if (held.count(share.sender()) || rejected.count(share.sender())) {
+        return absl::InvalidArgumentError(absl::StrCat("two shares from client ", share.sender()));
+      }
+      // A neighbor whose share does not open is treated as dropped: no mask
+      // with it, and the server is told, so that one bad insider cannot
+      // make its honest neighbors give up the round.
       auto plain = internal::OpenShare(key->second, {share.nonce(), share.ciphertext()}, round, share.sender(), c.id);
-      if (!plain.ok()) return plain.status();
-      if (plain->size() != 2 * internal::kShareBytes) {
-        return absl::InvalidArgumentError(absl::StrCat("share from client ", share.sender(), " has the wrong size"));
+      if (!plain.ok() || plain->size() != 2 * internal::kShareBytes) {
+        if (plain.ok()) sodium_memzero(plain->data(), plain->size());
+        rejected.insert(share.sender());
+        continue;
       }
       auto& h = held[share.sender()];
       h.masking_key_share = plain->substr(0, internal::kShareBytes);
@@ -157,6 +164,7 @@ class MaskedInputState : public ClientState {
     }
     Transition tr{nullptr, Reply(c)};
     tr.reply.mutable_masked_input()->set_masked_input(proto::PackBits(y, bits));
+    for (uint32_t v : rejected) tr.reply.mutable_masked_input()->add_rejected(v);
     tr.next = std::make_unique<UnmaskingState>(std::move(held));
     return tr;
   }

@@ -4,10 +4,12 @@
 // aborted state.
 #include "tinyfed/secure_agg/server.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "secure_agg/internal/crypto.h"
 #include "secure_agg/internal/shamir.h"
 #include "secure_agg/internal/wire.h"
@@ -37,6 +39,7 @@ class ServerState {
   }
   virtual const std::vector<uint32_t>* result() const { return nullptr; }
   virtual std::vector<uint32_t> survivors() const { return {}; }
+  virtual std::vector<Accusation> accusations() const { return {}; }
 
  protected:
   static v1::SecAggServerMessage MessageFor(const ServerContext& c, uint32_t v) {
@@ -71,22 +74,32 @@ class AbortedState : public ServerState {
 
 class DoneState : public ServerState {
  public:
-  DoneState(std::vector<uint32_t> result, std::set<uint32_t> survivors)
-      : result_(std::move(result)), survivors_(std::move(survivors)) {}
+  DoneState(std::vector<uint32_t> result, std::set<uint32_t> survivors, std::vector<Accusation> accusations)
+      : result_(std::move(result)), survivors_(std::move(survivors)), accusations_(std::move(accusations)) {}
   ServerPhase phase() const override { return ServerPhase::kDone; }
   const std::vector<uint32_t>* result() const override { return &result_; }
   std::vector<uint32_t> survivors() const override { return {survivors_.begin(), survivors_.end()}; }
+  std::vector<Accusation> accusations() const override { return accusations_; }
 
  private:
   std::vector<uint32_t> result_;
   std::set<uint32_t> survivors_;
+  std::vector<Accusation> accusations_;
 };
 
 // Round 3: collect shares, then rebuild and remove the masks.
 class UnmaskingState : public ServerState {
  public:
-  UnmaskingState(Advertised advertised, std::set<uint32_t> shared, std::set<uint32_t> masked, std::vector<uint32_t> sum)
-      : advertised_(std::move(advertised)), shared_(std::move(shared)), masked_(std::move(masked)), sum_(std::move(sum)) {}
+  UnmaskingState(Advertised advertised, std::set<uint32_t> shared, std::set<uint32_t> masked,
+                 std::map<uint32_t, std::set<uint32_t>> masked_with, std::vector<uint32_t> sum,
+                 std::vector<Accusation> accusations)
+      : advertised_(std::move(advertised)),
+        shared_(std::move(shared)),
+        masked_(std::move(masked)),
+        masked_with_(std::move(masked_with)),
+        sum_(std::move(sum)),
+        accusations_(std::move(accusations)) {}
+  std::vector<Accusation> accusations() const override { return accusations_; }
   ~UnmaskingState() override {
     Wipe(self_mask_shares_);
     Wipe(masking_key_shares_);
@@ -149,6 +162,9 @@ class UnmaskingState : public ServerState {
     // neighbors added with it.
     for (uint32_t v : shared_) {
       if (masked_.count(v)) continue;
+      const bool masked_by_a_survivor = std::any_of(masked_with_.begin(), masked_with_.end(),
+                                                    [&](const auto& entry) { return entry.second.count(v) > 0; });
+      if (!masked_by_a_survivor) continue;
       auto key = combine(v, masking_key_shares_, "masking key");
       if (!key.ok()) return key.status();
       if (internal::PublicKeyOf(*key) != internal::FromBytes(advertised_[v].masking_public_key())) {
@@ -156,66 +172,113 @@ class UnmaskingState : public ServerState {
                                                " does not match its advertised key (bad shares)"));
       }
       for (uint32_t w : c.params.Neighbors(v)) {
-        if (!masked_.count(w)) continue;
+        if (!masked_.count(w) || !masked_with_[w].count(v)) continue;
         auto pairwise = internal::AgreeKey(*key, internal::FromBytes(advertised_[w].masking_public_key()),
                                            internal::Purpose::kPairwiseMask, config.round_id, v, w);
         if (!pairwise.ok()) return absl::AbortedError(pairwise.status().message());
         internal::AddMask(*pairwise, w < v ? -1 : +1, config.bits, sum_);  // undo w's +-PRG
       }
     }
-    return Transition{std::make_unique<DoneState>(std::move(sum_), std::move(masked_)), {}};
+    return Transition{std::make_unique<DoneState>(std::move(sum_), std::move(masked_), std::move(accusations_)), {}};
   }
 
  private:
   Advertised advertised_;
   const std::set<uint32_t> shared_;
   std::set<uint32_t> masked_;
+  std::map<uint32_t, std::set<uint32_t>> masked_with_;
   std::vector<uint32_t> sum_;
+  std::vector<Accusation> accusations_;
   SharesByOwner self_mask_shares_, masking_key_shares_;
   std::set<uint32_t> unmasked_;
 };
 
-// Round 2: add up masked inputs as they arrive (never n vectors in memory).
+// Round 2: collect masked inputs and the neighbors each client rejected.
+// The inputs are kept apart until the round closes: a rejected client's
+// input must stay out of the sum.
 class MaskedInputState : public ServerState {
  public:
-  MaskedInputState(Advertised advertised, std::set<uint32_t> shared, size_t length)
-      : advertised_(std::move(advertised)), shared_(std::move(shared)), sum_(length, 0) {}
+  MaskedInputState(Advertised advertised, std::set<uint32_t> shared)
+      : advertised_(std::move(advertised)), shared_(std::move(shared)) {}
   ServerPhase phase() const override { return ServerPhase::kMaskedInput; }
 
   absl::Status Receive(const ServerContext& c, const v1::SecAggClientMessage& m) override {
     const uint32_t u = m.sender();
     if (!m.has_masked_input() || !shared_.count(u)) return ServerState::Receive(c, m);
-    if (masked_.count(u)) return Duplicate("masked input", u);
+    if (inputs_.count(u)) return Duplicate("masked input", u);
     const auto& config = c.params.config();
     auto y = proto::UnpackBits(m.masked_input().masked_input(), config.bits, config.vector_length);
     if (!y.ok()) return absl::InvalidArgumentError(absl::StrCat("masked input from client ", u, ": ", y.status().message()));
-    const uint32_t mask = config.bits == 32 ? ~uint32_t{0} : (uint32_t{1} << config.bits) - 1;
-    for (size_t i = 0; i < sum_.size(); ++i) sum_[i] = (sum_[i] + (*y)[i]) & mask;
-    masked_.insert(u);
+    std::set<uint32_t> rejected;
+    for (uint32_t v : m.masked_input().rejected()) {
+      if (!shared_.count(v) || !c.params.AreNeighbors(u, v) || !rejected.insert(v).second) {
+        return absl::InvalidArgumentError(absl::StrCat("client ", u, " rejects client ", v,
+                                                       ", which sent it no share (or is named twice)"));
+      }
+    }
+    inputs_[u] = std::move(*y);
+    rejected_by_[u] = std::move(rejected);
     return absl::OkStatus();
   }
 
   absl::StatusOr<Transition> Advance(const ServerContext& c) override {
-    if (static_cast<int>(masked_.size()) < c.min_survivors) return TooFew(c, masked_.size(), "sent masked inputs");
+    // Whoever a client rejected is out: its input is not summed, and its
+    // masking key is rebuilt like a dropped client's. A rejection may be a
+    // lie (an insider framing an honest neighbor); either way the pair's
+    // masks do not cancel, and both ids are on record.
+    std::vector<Accusation> accusations;
+    std::set<uint32_t> accused;
+    for (const auto& [u, rejected] : rejected_by_) {
+      for (uint32_t v : rejected) {
+        accusations.push_back({.accuser = u, .accused = v});
+        accused.insert(v);
+      }
+    }
+    std::set<uint32_t> survivors;
+    for (const auto& [u, _] : inputs_) {
+      if (!accused.count(u)) survivors.insert(u);
+    }
+    if (static_cast<int>(survivors.size()) < c.min_survivors) {
+      if (accused.empty()) return TooFew(c, survivors.size(), "sent masked inputs");
+      return absl::AbortedError(absl::StrCat(survivors.size(), " clients sent masked inputs and were rejected by no "
+                                             "neighbor, fewer than ", c.min_survivors, "; rejected: ",
+                                             absl::StrJoin(accused, ", ")));
+    }
+    const auto& config = c.params.config();
+    const uint32_t mask = config.bits == 32 ? ~uint32_t{0} : (uint32_t{1} << config.bits) - 1;
+    std::vector<uint32_t> sum(config.vector_length, 0);
+    for (uint32_t u : survivors) {
+      const std::vector<uint32_t>& y = inputs_[u];
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] = (sum[i] + y[i]) & mask;
+    }
+    // The pairwise masks each survivor added: one for every neighbor whose
+    // share it held.
+    std::map<uint32_t, std::set<uint32_t>> masked_with;
+    for (uint32_t w : survivors) {
+      for (uint32_t v : c.params.Neighbors(w)) {
+        if (shared_.count(v) && !rejected_by_[w].count(v)) masked_with[w].insert(v);
+      }
+    }
     Transition tr;
-    for (uint32_t v : masked_) {
+    for (uint32_t v : survivors) {
       auto m = MessageFor(c, v);
       auto* req = m.mutable_unmasking();
-      for (uint32_t w : masked_) req->add_survivors(w);
+      for (uint32_t w : survivors) req->add_survivors(w);
       for (uint32_t w : shared_) {
-        if (!masked_.count(w)) req->add_dropped(w);
+        if (!survivors.count(w)) req->add_dropped(w);
       }
       tr.messages.push_back(std::move(m));
     }
-    tr.next = std::make_unique<UnmaskingState>(std::move(advertised_), shared_, std::move(masked_), std::move(sum_));
+    tr.next = std::make_unique<UnmaskingState>(std::move(advertised_), shared_, std::move(survivors),
+                                               std::move(masked_with), std::move(sum), std::move(accusations));
     return tr;
   }
 
  private:
   Advertised advertised_;
   const std::set<uint32_t> shared_;
-  std::set<uint32_t> masked_;
-  std::vector<uint32_t> sum_;
+  std::map<uint32_t, std::vector<uint32_t>> inputs_;
+  std::map<uint32_t, std::set<uint32_t>> rejected_by_;
 };
 
 // Round 1: collect encrypted shares and route them to their recipients.
@@ -236,9 +299,14 @@ class ShareKeysState : public ServerState {
                                                        share.recipient()));
       }
     }
-    if (static_cast<int>(recipients.size()) < c.params.threshold()) {
-      return absl::InvalidArgumentError(absl::StrCat("client ", u, " shared with ", recipients.size(),
-                                                     " neighbors, fewer than t = ", c.params.threshold()));
+    // Every advertised neighbor, or a pair's masks would not cancel: the one
+    // that got a share adds its mask, the other does not.
+    size_t advertised_neighbors = 0;
+    for (uint32_t w : c.params.Neighbors(u)) advertised_neighbors += advertised_.count(w);
+    if (recipients.size() != advertised_neighbors) {
+      return absl::InvalidArgumentError(absl::StrCat("client ", u, " shared with ", recipients.size(), " of its ",
+                                                     advertised_neighbors, " neighbors that advertised keys; it must "
+                                                     "share with all"));
     }
     for (const auto& share : m.share_keys().shares()) shares_for_[share.recipient()].push_back(share);
     shared_.insert(u);
@@ -256,7 +324,7 @@ class ShareKeysState : public ServerState {
       }
       tr.messages.push_back(std::move(m));
     }
-    tr.next = std::make_unique<MaskedInputState>(std::move(advertised_), std::move(shared_), c.params.config().vector_length);
+    tr.next = std::make_unique<MaskedInputState>(std::move(advertised_), std::move(shared_));
     return tr;
   }
 
@@ -366,6 +434,11 @@ absl::StatusOr<std::vector<uint32_t>> Server::Result() const {
 std::vector<uint32_t> Server::Survivors() const {
   absl::MutexLock lock(&mu_);
   return state_->survivors();
+}
+
+std::vector<Accusation> Server::Accusations() const {
+  absl::MutexLock lock(&mu_);
+  return state_->accusations();
 }
 
 }  // namespace tinyfed::secagg

@@ -100,6 +100,9 @@ class RoundEngine {
   void CloseSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs whose SecAgg+ shares neighbors rejected, drops them from the round
+  // and remembers them for later cohorts.
+  void NameRejectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Without SecAgg+ (a trusted aggregator): one update phase.
   void StartPlainRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::SubmitResponse> SubmitUpdate(const v1::SubmitRequest& request);

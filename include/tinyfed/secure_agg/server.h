@@ -9,6 +9,12 @@
 //   auto out = server->AdvancePhase();    // -> round 1 requests, one per client
 //   ... rounds 1, 2, 3 likewise; after round 3 AdvancePhase computes Result().
 //
+// Every client must share with all its neighbors that advertised keys. A
+// client that rejects a neighbor's share (MaskedInputResponse.rejected)
+// added no mask with it; the neighbor is then left out of the sum and its
+// masking key rebuilt as for a client that dropped, so one insider sending
+// shares nobody can open costs the round only that insider.
+//
 // Receive refuses a message of another round (INVALID_ARGUMENT), of another
 // phase (FAILED_PRECONDITION), from a client that did not complete the
 // previous phase or already sent this one (replay or duplicate sender), or
@@ -33,6 +39,13 @@ namespace tinyfed::secagg {
 
 enum class ServerPhase { kAdvertise, kShareKeys, kMaskedInput, kUnmasking, kDone, kAborted };
 
+// A client reported that `accused`'s share to it failed authentication. The
+// accused is left out of the sum; the accuser may be the liar.
+struct Accusation {
+  uint32_t accuser = 0;
+  uint32_t accused = 0;
+};
+
 class ServerState;  // one subclass per round, in server.cc
 
 class Server {
@@ -51,6 +64,8 @@ class Server {
   absl::StatusOr<std::vector<uint32_t>> Result() const;
   // After kDone: the clients whose inputs are in the sum.
   std::vector<uint32_t> Survivors() const;
+  // From the unmasking phase on: who rejected whose share.
+  std::vector<Accusation> Accusations() const;
 
  private:
   Server(const SecAggParams& params, int min_survivors);
