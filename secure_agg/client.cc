@@ -141,7 +141,15 @@ class MaskedInputState : public ClientState {
       // with it, and the server is told, so that one bad insider cannot
       // make its honest neighbors give up the round.
       auto plain = internal::OpenShare(key->second, {share.nonce(), share.ciphertext()}, round, share.sender(), c.id);
-      if (!plain.ok() || plain->size() != 2 * internal::kShareBytes) {
+      const bool opened = plain.ok() && plain->size() == 2 * internal::kShareBytes;
+      const std::string_view halves = opened ? std::string_view(*plain) : std::string_view();
+      // A share that opens but is not what its sender committed to would
+      // let a dealer cheat at reconstruction: rejected alike.
+      if (!opened ||
+          internal::Commitment(internal::Committed::kMaskingKeyShare, round, share.sender(), c.id,
+                               halves.substr(0, internal::kShareBytes)) != share.masking_key_commitment() ||
+          internal::Commitment(internal::Committed::kSelfMaskShare, round, share.sender(), c.id,
+                               halves.substr(internal::kShareBytes)) != share.self_mask_commitment()) {
         if (plain.ok()) sodium_memzero(plain->data(), plain->size());
         rejected.insert(share.sender());
         continue;
@@ -229,12 +237,19 @@ class ShareKeysState : public ClientState {
       share->set_recipient(v);
       share->set_nonce(sealed.nonce);
       share->set_ciphertext(sealed.ciphertext);
+      share->set_masking_key_commitment(
+          internal::Commitment(internal::Committed::kMaskingKeyShare, round, c.id, v, key_shares[i]));
+      share->set_self_mask_commitment(
+          internal::Commitment(internal::Committed::kSelfMaskShare, round, c.id, v, seed_shares[i]));
       ++i;
     }
     for (auto* shares : {&key_shares, &seed_shares}) {
       for (auto& share : *shares) sodium_memzero(share.data(), share.size());
     }
     if (!status.ok()) return status;
+    resp->set_self_mask_seed_commitment(internal::Commitment(
+        internal::Committed::kSelfMaskSeed, round, c.id, c.id,
+        std::string_view(reinterpret_cast<const char*>(seed.bytes.data()), seed.bytes.size())));
     tr.next = std::make_unique<MaskedInputState>(input_, masking_.secret, std::move(seed), std::move(keys),
                                                  std::move(share_keys));
     return tr;

@@ -275,12 +275,21 @@ TEST_F(SecAggRefusals, ClientNeverRevealsBothSharesAndChecksTheSurvivorList) {
 // rejecter keeps the mask it claims it did not add: like any insider it can
 // put arbitrary values into the sum through its own input, which SecAgg+
 // cannot tell from data. The sum is then checked only where none did.)
-enum class Insider { kHonest, kGarbageShares, kMalformedInput, kMalformedUnmasking, kFalseRejection };
+enum class Insider {
+  kHonest,
+  kGarbageShares,
+  kMalformedInput,
+  kMalformedUnmasking,
+  kFalseRejection,
+  kWrongUnmaskingShares,  // well formed, but not the shares it was dealt
+  kBadSeedCommitment,     // deals shares of another seed than it committed to
+};
 
 TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
   std::mt19937 rng(77);
-  int completed = 0, aborted = 0, insiders_seen = 0, exact = 0;
-  for (int trial = 0; trial < 80; ++trial) {
+  int completed = 0, aborted = 0, insiders_seen = 0, exact = 0, named_dealers = 0;
+  constexpr int kTrials = 120;
+  for (int trial = 0; trial < kTrials; ++trial) {
     SecAggConfig c;
     c.round_id = 5000 + static_cast<uint64_t>(trial);
     c.num_clients = 5 + static_cast<int>(rng() % 26);
@@ -295,7 +304,7 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
     const uint32_t mask = c.bits == 32 ? ~uint32_t{0} : (uint32_t{1} << c.bits) - 1;
     std::vector<Insider> kind(static_cast<size_t>(n), Insider::kHonest);
     const int insiders = 1 + static_cast<int>(rng() % static_cast<uint32_t>(std::max(1, n / 5)));
-    for (int i = 0; i < insiders; ++i) kind[rng() % static_cast<uint32_t>(n)] = static_cast<Insider>(1 + rng() % 4);
+    for (int i = 0; i < insiders; ++i) kind[rng() % static_cast<uint32_t>(n)] = static_cast<Insider>(1 + rng() % 6);
     std::vector<std::vector<uint32_t>> inputs(static_cast<size_t>(n));
     std::vector<std::unique_ptr<Client>> clients;
     for (int u = 0; u < n; ++u) {
@@ -324,6 +333,9 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
         if (phase == 2 && k == Insider::kGarbageShares) {
           for (auto& share : *reply->mutable_share_keys()->mutable_shares()) (*share.mutable_ciphertext())[0] ^= 0x5a;
         }
+        if (phase == 2 && k == Insider::kBadSeedCommitment) {
+          reply->mutable_share_keys()->set_self_mask_seed_commitment(std::string(32, 'x'));
+        }
         if (phase == 3 && k == Insider::kMalformedInput) reply->mutable_masked_input()->set_masked_input("x");
         if (phase == 3 && k == Insider::kFalseRejection && req.masked_input().shares_size() > 0) {
           const uint32_t victim = req.masked_input().shares(0).sender();
@@ -337,9 +349,17 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
         if (phase == 4 && k == Insider::kMalformedUnmasking) {
           for (auto& share : *reply->mutable_unmasking()->mutable_self_mask_shares()) share.set_share("short");
         }
+        if (phase == 4 && k == Insider::kWrongUnmaskingShares) {
+          for (auto& share : *reply->mutable_unmasking()->mutable_self_mask_shares()) {
+            std::string wrong = share.share();
+            wrong[0] = static_cast<char>(wrong[0] ^ 1);
+            share.set_share(wrong);
+          }
+        }
         const absl::Status received = server->Receive(*reply);
         const bool malformed = (phase == 3 && k == Insider::kMalformedInput) ||
-                               (phase == 4 && k == Insider::kMalformedUnmasking &&
+                               (phase == 4 &&
+                                (k == Insider::kMalformedUnmasking || k == Insider::kWrongUnmaskingShares) &&
                                 reply->unmasking().self_mask_shares_size() > 0);
         EXPECT_EQ(received.ok(), !malformed) << "trial " << trial << " client " << u << " phase " << phase << ": "
                                              << received;
@@ -350,6 +370,9 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
     if (!status.ok()) {
       ++aborted;
       EXPECT_EQ(status.code(), absl::StatusCode::kAborted) << status;
+      if (status.message().find("do not rebuild the seed it committed to") != absl::string_view::npos) {
+        ++named_dealers;
+      }
       continue;
     }
     ++completed;
@@ -358,6 +381,7 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
     for (uint32_t u : survivors) {
       EXPECT_NE(kind[u], Insider::kGarbageShares) << "trial " << trial;
       EXPECT_NE(kind[u], Insider::kMalformedInput) << "trial " << trial;
+      EXPECT_NE(kind[u], Insider::kBadSeedCommitment) << "trial " << trial;
       for (size_t i = 0; i < expected.size(); ++i) expected[i] = (expected[i] + inputs[u][i]) & mask;
     }
     bool liar_in_sum = false;
@@ -385,9 +409,10 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
       }
     }
   }
-  std::printf("80 rounds with %d insiders: %d completed (%d sums checked exactly), %d aborted\n", insiders_seen,
-              completed, exact, aborted);
+  std::printf("%d rounds with %d insiders: %d completed (%d sums checked exactly), %d aborted (%d naming a dealer of "
+              "bad shares)\n", kTrials, insiders_seen, completed, exact, aborted, named_dealers);
   EXPECT_GT(completed, 60);
+  EXPECT_GT(named_dealers, 0);
   EXPECT_GT(exact, 40);
 }
 

@@ -59,6 +59,14 @@ class ServerState {
 namespace {
 
 using Advertised = std::map<uint32_t, v1::AdvertiseKeys>;
+
+// What each dealer committed to: its self-mask seed, and both halves of the
+// share it sent each holder.
+struct Dealt {
+  std::string seed;
+  std::map<uint32_t, std::pair<std::string, std::string>> shares;  // holder -> masking key, self mask
+};
+using Commitments = std::map<uint32_t, Dealt>;
 using SharesByOwner = std::map<uint32_t, std::map<uint32_t, std::string>>;  // owner -> holder -> share
 
 void Wipe(SharesByOwner& shares) {
@@ -90,10 +98,11 @@ class DoneState : public ServerState {
 // Round 3: collect shares, then rebuild and remove the masks.
 class UnmaskingState : public ServerState {
  public:
-  UnmaskingState(Advertised advertised, std::set<uint32_t> shared, std::set<uint32_t> masked,
+  UnmaskingState(Advertised advertised, Commitments commitments, std::set<uint32_t> shared, std::set<uint32_t> masked,
                  std::map<uint32_t, std::set<uint32_t>> masked_with, std::vector<uint32_t> sum,
                  std::vector<Accusation> accusations)
       : advertised_(std::move(advertised)),
+        commitments_(std::move(commitments)),
         shared_(std::move(shared)),
         masked_(std::move(masked)),
         masked_with_(std::move(masked_with)),
@@ -126,6 +135,29 @@ class UnmaskingState : public ServerState {
                                                        share.owner()));
       }
     }
+    // A holder reveals what the dealer committed to, or nothing of it counts.
+    const uint64_t round = c.params.config().round_id;
+    auto committed = [&](uint32_t owner, internal::Committed what, const std::string& share) {
+      const auto dealt = commitments_.find(owner);
+      if (dealt == commitments_.end()) return false;
+      const auto held = dealt->second.shares.find(u);
+      if (held == dealt->second.shares.end()) return false;
+      const std::string& expected =
+          what == internal::Committed::kMaskingKeyShare ? held->second.first : held->second.second;
+      return internal::Commitment(what, round, owner, u, share) == expected;
+    };
+    for (const auto& share : r.self_mask_shares()) {
+      if (!committed(share.owner(), internal::Committed::kSelfMaskShare, share.share())) {
+        return absl::InvalidArgumentError(absl::StrCat("client ", u, " revealed a self-mask share of client ",
+                                                       share.owner(), " that is not the one dealt to it"));
+      }
+    }
+    for (const auto& share : r.masking_key_shares()) {
+      if (!committed(share.owner(), internal::Committed::kMaskingKeyShare, share.share())) {
+        return absl::InvalidArgumentError(absl::StrCat("client ", u, " revealed a masking-key share of client ",
+                                                       share.owner(), " that is not the one dealt to it"));
+      }
+    }
     for (const auto& share : r.self_mask_shares()) self_mask_shares_[share.owner()][u] = share.share();
     for (const auto& share : r.masking_key_shares()) masking_key_shares_[share.owner()][u] = share.share();
     unmasked_.insert(u);
@@ -156,6 +188,14 @@ class UnmaskingState : public ServerState {
     for (uint32_t u : masked_) {
       auto seed = combine(u, self_mask_shares_, "self mask");
       if (!seed.ok()) return seed.status();
+      // Shares that each match their commitment can still disagree if the
+      // dealer made them so: the seed they give must be the one it committed to.
+      if (internal::Commitment(internal::Committed::kSelfMaskSeed, config.round_id, u, u,
+                               std::string_view(reinterpret_cast<const char*>(seed->bytes.data()),
+                                                seed->bytes.size())) != commitments_[u].seed) {
+        return absl::AbortedError(absl::StrCat("the self-mask shares of client ", u,
+                                               " do not rebuild the seed it committed to (it dealt bad shares)"));
+      }
       internal::AddMask(*seed, -1, config.bits, sum_);
     }
     // For each dropped client, remove the pairwise masks its surviving
@@ -184,6 +224,7 @@ class UnmaskingState : public ServerState {
 
  private:
   Advertised advertised_;
+  Commitments commitments_;
   const std::set<uint32_t> shared_;
   std::set<uint32_t> masked_;
   std::map<uint32_t, std::set<uint32_t>> masked_with_;
@@ -198,8 +239,8 @@ class UnmaskingState : public ServerState {
 // input must stay out of the sum.
 class MaskedInputState : public ServerState {
  public:
-  MaskedInputState(Advertised advertised, std::set<uint32_t> shared)
-      : advertised_(std::move(advertised)), shared_(std::move(shared)) {}
+  MaskedInputState(Advertised advertised, Commitments commitments, std::set<uint32_t> shared)
+      : advertised_(std::move(advertised)), commitments_(std::move(commitments)), shared_(std::move(shared)) {}
   ServerPhase phase() const override { return ServerPhase::kMaskedInput; }
 
   absl::Status Receive(const ServerContext& c, const v1::SecAggClientMessage& m) override {
@@ -269,13 +310,15 @@ class MaskedInputState : public ServerState {
       }
       tr.messages.push_back(std::move(m));
     }
-    tr.next = std::make_unique<UnmaskingState>(std::move(advertised_), shared_, std::move(survivors),
-                                               std::move(masked_with), std::move(sum), std::move(accusations));
+    tr.next = std::make_unique<UnmaskingState>(std::move(advertised_), std::move(commitments_), shared_,
+                                               std::move(survivors), std::move(masked_with), std::move(sum),
+                                               std::move(accusations));
     return tr;
   }
 
  private:
   Advertised advertised_;
+  Commitments commitments_;
   const std::set<uint32_t> shared_;
   std::map<uint32_t, std::vector<uint32_t>> inputs_;
   std::map<uint32_t, std::set<uint32_t>> rejected_by_;
@@ -294,7 +337,8 @@ class ShareKeysState : public ServerState {
     std::set<uint32_t> recipients;
     for (const auto& share : m.share_keys().shares()) {
       if (share.sender() != u || !c.params.AreNeighbors(u, share.recipient()) || !advertised_.count(share.recipient()) ||
-          !recipients.insert(share.recipient()).second || share.nonce().size() != 24 || share.ciphertext().size() > 512) {
+          !recipients.insert(share.recipient()).second || share.nonce().size() != 24 || share.ciphertext().size() > 512 ||
+          share.masking_key_commitment().size() != 32 || share.self_mask_commitment().size() != 32) {
         return absl::InvalidArgumentError(absl::StrCat("malformed or misaddressed share from client ", u, " to client ",
                                                        share.recipient()));
       }
@@ -308,7 +352,15 @@ class ShareKeysState : public ServerState {
                                                      advertised_neighbors, " neighbors that advertised keys; it must "
                                                      "share with all"));
     }
-    for (const auto& share : m.share_keys().shares()) shares_for_[share.recipient()].push_back(share);
+    if (m.share_keys().self_mask_seed_commitment().size() != 32) {
+      return absl::InvalidArgumentError(absl::StrCat("client ", u, " committed to no self-mask seed"));
+    }
+    Dealt& dealt = commitments_[u];
+    dealt.seed = m.share_keys().self_mask_seed_commitment();
+    for (const auto& share : m.share_keys().shares()) {
+      shares_for_[share.recipient()].push_back(share);
+      dealt.shares[share.recipient()] = {share.masking_key_commitment(), share.self_mask_commitment()};
+    }
     shared_.insert(u);
     return absl::OkStatus();
   }
@@ -324,12 +376,13 @@ class ShareKeysState : public ServerState {
       }
       tr.messages.push_back(std::move(m));
     }
-    tr.next = std::make_unique<MaskedInputState>(std::move(advertised_), std::move(shared_));
+    tr.next = std::make_unique<MaskedInputState>(std::move(advertised_), std::move(commitments_), std::move(shared_));
     return tr;
   }
 
  private:
   Advertised advertised_;
+  Commitments commitments_;
   std::map<uint32_t, std::vector<v1::EncryptedShare>> shares_for_;  // by recipient
   std::set<uint32_t> shared_;
 };

@@ -93,6 +93,24 @@ std::string AssociatedData(uint64_t round_id, uint32_t sender, uint32_t recipien
 }
 }  // namespace
 
+std::string Commitment(Committed what, uint64_t round_id, uint32_t owner, uint32_t holder, std::string_view bytes) {
+  std::string out(crypto_generichash_BYTES, '\0');
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, nullptr, 0, out.size());
+  static constexpr char kDomain[] = "tinyfed secagg commitment v1";
+  crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(kDomain), sizeof(kDomain));
+  const uint8_t kind = static_cast<uint8_t>(what);
+  crypto_generichash_update(&h, &kind, 1);
+  uint8_t fields[16];
+  for (int i = 0; i < 8; ++i) fields[i] = static_cast<uint8_t>(round_id >> (8 * i));
+  for (int i = 0; i < 4; ++i) fields[8 + i] = static_cast<uint8_t>(owner >> (8 * i));
+  for (int i = 0; i < 4; ++i) fields[12 + i] = static_cast<uint8_t>(holder >> (8 * i));
+  crypto_generichash_update(&h, fields, sizeof(fields));
+  crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  crypto_generichash_final(&h, reinterpret_cast<uint8_t*>(out.data()), out.size());
+  return out;
+}
+
 Sealed SealShare(const SecretKey& key, std::string_view plaintext, uint64_t round_id, uint32_t sender,
                  uint32_t recipient, Random& rng) {
   Sealed s;

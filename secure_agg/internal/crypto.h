@@ -58,6 +58,13 @@ Sealed SealShare(const SecretKey& key, std::string_view plaintext, uint64_t roun
 absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed, uint64_t round_id,
                                       uint32_t sender, uint32_t recipient);
 
+// What a dealer commits to, so that the server can check what holders reveal
+// and what it rebuilds: BLAKE2b-256 over (what, round, owner, holder, bytes).
+// Shares and seeds are uniform and 256 bits or more, so a commitment gives
+// nothing away.
+enum class Committed : uint8_t { kMaskingKeyShare = 1, kSelfMaskShare = 2, kSelfMaskSeed = 3 };
+std::string Commitment(Committed what, uint64_t round_id, uint32_t owner, uint32_t holder, std::string_view bytes);
+
 // Adds sign * PRG(seed) to `values` modulo 2^bits (sign is +1 or -1). The
 // PRG is ChaCha20 (IETF, zero nonce) read as consecutive little-endian
 // values of ceil(bits / 8) bytes, each masked to `bits`: uniform in
