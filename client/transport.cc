@@ -27,10 +27,14 @@ class GrpcTransport final : public Transport {
     args.SetMaxReceiveMessageSize(8 << 20);
     // gRPC's own reconnect backoff grows to 120 s: after an aggregator
     // restart gateways took up to a minute to come back. A connection
-    // attempt is one small packet; one every 2 s (jittered) is cheap.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 500);
+    // attempt is one small packet; one every 2 s (jittered) is cheap. (The
+    // minimum stays gRPC's: it is also how long a connection and its TLS
+    // handshake may take, which a slow link needs.)
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    // And the resolver, asked again after every failed connection, answers
+    // at most every 30 s by default: the channel waited for it.
+    args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 1000);
     stub_ = v1::Aggregator::NewStub(grpc::CreateCustomChannel(address, credentials, args));
   }
 
