@@ -112,6 +112,40 @@ class ServiceTest : public ::testing::Test {
     v1::SubmitResponse out;
     return stub_->Submit(&c, Signed(&c, "Submit", r), &out);
   }
+  // One round with a full cohort (so that selection closes at once): device
+  // 0, named `first`, talks through `wrap(its transport)`, the others are
+  // clinic-1.. . Each client's report of the round it took part in.
+  std::vector<client::RoundReport> RunFullCohort(
+      const std::string& first,
+      const std::function<std::unique_ptr<client::Transport>(std::unique_ptr<client::Transport>)>& wrap) {
+    std::vector<std::thread> threads;
+    std::vector<client::RoundReport> reports(kHonest + 1);
+    for (int i = 0; i < kHonest + 1; ++i) {
+      threads.emplace_back([&, i] {
+        client::ClientConfig cc;
+        cc.device_id = i == 0 ? first : "clinic-" + std::to_string(i);
+        cc.data_dir = dir_ / cc.device_id;
+        cc.trusted_root = pinned_root_;
+        cc.holdout_fraction = 0.0;
+        cc.enrollment_token = *devices_->IssueToken(cc.device_id, absl::Hours(1));
+        auto transport = std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext()));
+        if (i == 0) transport = wrap(std::move(transport));
+        auto c = client::Client::Create(cc, std::move(transport));
+        ASSERT_TRUE(c.ok()) << c.status();
+        ASSERT_TRUE((*c)->AddSamples(client::ToSamples(models::testing::TinyClassifierData(40, 20 + i))).ok());
+        for (;;) {
+          auto report = (*c)->ParticipateOnce();
+          ASSERT_TRUE(report.ok()) << report.status();
+          reports[static_cast<size_t>(i)] = *report;
+          if (report->outcome != client::RoundOutcome::kNotSelected) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    return reports;
+  }
+
   // Raw bytes to a method, bypassing the typed stub.
   grpc::Status SendBytes(const std::string& method, const std::string& bytes) {
     grpc::GenericStub generic(channel_);
@@ -380,32 +414,9 @@ class SubstitutingTransport : public client::ForwardingTransport {
 };
 
 TEST_F(ServiceTest, AClientRefusesANeighbourKeyItsDeviceDidNotSign) {
-  std::vector<std::thread> threads;
-  // A full cohort, so that selection closes at once.
-  std::vector<client::RoundReport> reports(kHonest + 1);
-  for (int i = 0; i < kHonest + 1; ++i) {
-    threads.emplace_back([&, i] {
-      client::ClientConfig cc;
-      cc.device_id = "clinic-" + std::to_string(i);
-      cc.data_dir = dir_ / cc.device_id;
-      cc.trusted_root = pinned_root_;
-      cc.holdout_fraction = 0.0;
-      cc.enrollment_token = *devices_->IssueToken(cc.device_id, absl::Hours(1));
-      auto transport = std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext()));
-      if (i == 0) transport = std::make_unique<SubstitutingTransport>(std::move(transport));
-      auto c = client::Client::Create(cc, std::move(transport));
-      ASSERT_TRUE(c.ok()) << c.status();
-      ASSERT_TRUE((*c)->AddSamples(client::ToSamples(models::testing::TinyClassifierData(40, 20 + i))).ok());
-      for (;;) {
-        auto report = (*c)->ParticipateOnce();
-        ASSERT_TRUE(report.ok()) << report.status();
-        reports[static_cast<size_t>(i)] = *report;
-        if (report->outcome != client::RoundOutcome::kNotSelected) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<client::RoundReport> reports = RunFullCohort("clinic-0", [](auto inner) {
+    return std::make_unique<SubstitutingTransport>(std::move(inner));
+  });
   EXPECT_EQ(reports[0].outcome, client::RoundOutcome::kAborted);
   EXPECT_NE(reports[0].detail.find("keys are not signed by device 'clinic-"), std::string::npos) << reports[0].detail;
 }
@@ -432,31 +443,9 @@ TEST_F(ServiceTest, AnInsiderWithGarbageSharesCostsTheRoundOnlyItself) {
   auto previous = spdlog::default_logger();
   spdlog::set_default_logger(
       std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
-  std::vector<std::thread> threads;
-  std::vector<client::RoundReport> reports(kHonest + 1);
-  for (int i = 0; i < kHonest + 1; ++i) {
-    threads.emplace_back([&, i] {
-      client::ClientConfig cc;
-      cc.device_id = i == 0 ? "insider" : "clinic-" + std::to_string(i);
-      cc.data_dir = dir_ / cc.device_id;
-      cc.trusted_root = pinned_root_;
-      cc.holdout_fraction = 0.0;
-      cc.enrollment_token = *devices_->IssueToken(cc.device_id, absl::Hours(1));
-      auto transport = std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext()));
-      if (i == 0) transport = std::make_unique<GarblingTransport>(std::move(transport));
-      auto c = client::Client::Create(cc, std::move(transport));
-      ASSERT_TRUE(c.ok()) << c.status();
-      ASSERT_TRUE((*c)->AddSamples(client::ToSamples(models::testing::TinyClassifierData(40, 20 + i))).ok());
-      for (;;) {
-        auto report = (*c)->ParticipateOnce();
-        ASSERT_TRUE(report.ok()) << report.status();
-        reports[static_cast<size_t>(i)] = *report;
-        if (report->outcome != client::RoundOutcome::kNotSelected) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<client::RoundReport> reports = RunFullCohort("insider", [](auto inner) {
+    return std::make_unique<GarblingTransport>(std::move(inner));
+  });
   spdlog::set_default_logger(previous);
   for (int i = 1; i <= kHonest; ++i) {
     EXPECT_EQ(reports[static_cast<size_t>(i)].outcome, client::RoundOutcome::kCompleted)

@@ -30,12 +30,8 @@ tls_federation_setup "$T" "$CSV" 5
 federation() {
   local dir=$1 mode=$2
   mkdir "$dir"
-  cat > "$dir/agg.toml" <<TOML
-listen = "127.0.0.1:0"
-state_dir = "state"
-initial_model = "$WORK/int8.bundle"
-publishing_key = "$WORK/publishing.key"
-roots_dir = "$WORK/roots"
+  tls_federation_paths > "$dir/agg.toml"
+  cat >> "$dir/agg.toml" <<TOML
 [rounds]
 max_rounds = 3
 cohort_size = 5

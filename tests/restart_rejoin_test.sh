@@ -16,12 +16,8 @@ cd "$WORK"
 source "$SOURCE/tests/lib/tls_federation.sh"
 tls_federation_setup "$T" "$CSV" 6
 mkdir fed
-cat > fed/agg.toml <<TOML
-listen = "127.0.0.1:0"
-state_dir = "state"
-initial_model = "$WORK/int8.bundle"
-publishing_key = "$WORK/publishing.key"
-roots_dir = "$WORK/roots"
+tls_federation_paths > fed/agg.toml
+cat >> fed/agg.toml <<TOML
 [rounds]
 cohort_size = 6
 min_cohort = 6

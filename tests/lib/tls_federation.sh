@@ -4,6 +4,7 @@
 #
 #   tls_federation_setup T CSV CLINICS   in an empty working directory:
 #       float.bundle, int8.bundle, keys, roots/, cert.pem/key.pem, clinicN.csv
+#   tls_federation_paths                 the path keys of an aggregator config for that directory
 #   tls_federation_wait_listening DIR    waits for DIR/state/listening, prints the address
 #   tls_federation_start_clients T DIR ADDR CLINICS [ARGS...]
 #                                        enrolls and starts clinic-0..N-1; their pids in CLIENT_PIDS
@@ -22,6 +23,11 @@ tls_federation_setup() {
   for c in $(seq 0 $((clinics - 1))); do
     awk -v c=$c -v n=$clinics 'NR == 1 { next } (NR - 2) % n == c' "$CSV" > clinic$c.csv
   done
+}
+
+tls_federation_paths() {
+  printf 'listen = "127.0.0.1:0"\nstate_dir = "state"\ninitial_model = "%s/int8.bundle"\n' "$PWD"
+  printf 'publishing_key = "%s/publishing.key"\nroots_dir = "%s/roots"\n' "$PWD" "$PWD"
 }
 
 tls_federation_wait_listening() {
