@@ -26,6 +26,9 @@
 //   download.*       a model download in progress, resumed after a restart
 //   device_signing.key  the device's Ed25519 key (0600): signs every request
 //                    and its SecAgg+ keys; `enrolled` once it is registered
+//   LOCK             held by the process using the directory (one at a time)
+//   model.signed.damaged  an installed model that failed verification at
+//                    start, set aside until the model is fetched again
 // What leaves it: SecAgg+-masked, clipped and noised head updates, and
 // aggregate telemetry (sample counts per class, a confidence histogram and
 // accuracy on a held-out slice). Never a sample, a label or an embedding.
@@ -113,7 +116,12 @@ struct RoundReport {
 
 class Client {
  public:
-  // Opens the store, loads and re-verifies the installed model if any.
+  // Locks data_dir, opens the store, loads and re-verifies the installed
+  // model if any (one that fails is set aside and fetched again: the client
+  // starts without a model and says why in its telemetry).
+  // FAILED_PRECONDITION when another process holds data_dir, and when the
+  // device key is missing after enrollment and no enrollment token is given
+  // (re-enroll); DATA_LOSS for a damaged store.
   static absl::StatusOr<std::unique_ptr<Client>> Create(const ClientConfig& config,
                                                         std::unique_ptr<Transport> transport, ClientHooks hooks = {});
   ~Client();
@@ -133,8 +141,10 @@ class Client {
   // storage failures; everything the aggregator decides is an outcome.
   absl::StatusOr<RoundReport> ParticipateOnce();
   // ParticipateOnce in a loop, waiting as the aggregator asks and backing off
-  // when it is unreachable, until the federation closes, Stop() is called or
-  // `max_completed_rounds` rounds completed (0: no limit).
+  // (1 s doubling to 10 s) when it is unreachable, until the federation
+  // closes, Stop() is called or `max_completed_rounds` rounds completed (0: no
+  // limit). Returns PERMISSION_DENIED once revoked and UNAUTHENTICATED when
+  // the aggregator does not know the device's key: both need an operator.
   absl::Status Run(int64_t max_completed_rounds = 0);
   void Stop();
   // Sends the aggregate telemetry now (Run does after each round).
