@@ -194,6 +194,13 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   EXPECT_CODE(CheckIn(bad, &checkin), INVALID_ARGUMENT);
   *bad.mutable_header() = Header("mallory", 0, v1::PHASE_TASK);
   EXPECT_CODE(CheckIn(bad, &checkin), INVALID_ARGUMENT);
+  {  // round 2^64-1 used to be echoed as "round -1"
+    v1::AwaitResponse out;
+    const grpc::Status huge = Await("mallory", ~uint64_t{0}, v1::PHASE_TASK, &out);
+    EXPECT_EQ(huge.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(huge.error_message().find("header.round_id 18446744073709551615 is not a round id"), std::string::npos)
+        << huge.error_message();
+  }
   *bad.mutable_header() = Header(std::string(5000, 'm'), 0, v1::PHASE_CHECK_IN);
   const grpc::Status oversized = CheckIn(bad, &checkin);
   EXPECT_EQ(oversized.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);

@@ -103,6 +103,17 @@ TEST(Bundle, MissingFileIsNotFound) {
   EXPECT_EQ(ReadBundleFile("/nonexistent/model.bundle").status().code(), absl::StatusCode::kNotFound);
 }
 
+// A directory used to be reported as 9223372036854775807 bytes, /dev/urandom
+// as 0 bytes.
+TEST(Bundle, ADirectoryOrADeviceIsNoBundle) {
+  const auto dir = ReadBundleFile(::testing::TempDir());
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(dir.status().message().find("is a directory, not a file"), absl::string_view::npos) << dir.status();
+  const auto device = ReadBundleFile("/dev/urandom");
+  EXPECT_EQ(device.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(device.status().message().find("is not a regular file"), absl::string_view::npos) << device.status();
+}
+
 TEST(Bundle, WriteRefusesAnInvalidBundleAndKeepsTheOldFile) {
   const auto path = std::filesystem::path(::testing::TempDir()) / "keep.bundle";
   ASSERT_TRUE(WriteBundleFile(path, ValidBundle()).ok());
