@@ -32,6 +32,12 @@ std::string PeerName(const sockaddr_storage& a) {
     return StrCat("ipv4:", host, ":", ntohs(v4->sin_port));
   }
   const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
+  // A dual-stack socket ("[::]:7443") sees IPv4 peers as ::ffff:a.b.c.d,
+  // which gRPC reports as ipv4.
+  if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+    inet_ntop(AF_INET, &v6->sin6_addr.s6_addr[12], host, sizeof(host));
+    return StrCat("ipv4:", host, ":", ntohs(v6->sin6_port));
+  }
   inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
   return StrCat("ipv6:[", host, "]:", ntohs(v6->sin6_port));
 }
