@@ -1,6 +1,7 @@
 #include "aggregator/internal/connection_guard.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -108,6 +109,7 @@ absl::StatusOr<std::unique_ptr<ConnectionGuard>> ConnectionGuard::Listen(const s
   auto guard = std::unique_ptr<ConnectionGuard>(new ConnectionGuard(fd, bound_port, limits));
   guard->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (guard->wake_fd_ < 0) return Errno("eventfd");
+  guard->spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   return guard;
 }
 
@@ -117,6 +119,7 @@ ConnectionGuard::ConnectionGuard(int listen_fd, int port, const ConnectionLimits
 ConnectionGuard::~ConnectionGuard() {
   Stop();
   if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (spare_fd_ >= 0) ::close(spare_fd_);
 }
 
 void ConnectionGuard::Start(grpc::experimental::ExternalConnectionAcceptor* acceptor) {
@@ -176,39 +179,60 @@ void ConnectionGuard::AcceptLoop() {
       break;
     }
     if (fds[1].revents != 0) break;
-    absl::MutexLock lock(&mu_);
-    SweepLocked(now);
-    if (ready <= 0 || (fds[0].revents & POLLIN) == 0) continue;
-    for (int burst = 0; burst < 64; ++burst) {
-      sockaddr_storage peer{};
-      socklen_t len = sizeof(peer);
-      const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
-          spdlog::error("connections: accept: {}", std::strerror(errno));
-        }
-        break;
-      }
-      if (static_cast<int>(connections_.size()) >= limits_.max_connections) {
-        const auto idle = std::find_if(connections_.begin(), connections_.end(),
-                                       [](const Connection& c) { return c.device.empty(); });
-        ++refused_;
-        if (idle == connections_.end()) {
-          ::close(fd);  // every connection carries a device's calls: the newcomer waits
-          continue;
-        }
-        ShutDown(*idle);
-        connections_.erase(idle);
-      }
-      struct stat st {};
-      ::fstat(fd, &st);
-      connections_.push_back({.fd = fd, .inode = st.st_ino, .peer = PeerName(peer), .accepted = now, .device = ""});
-      grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters p;
-      p.listener_fd = listen_fd_;
-      p.fd = fd;
-      acceptor_->HandleNewConnection(&p);
+    if (SweepAndAccept(now, ready > 0 && (fds[0].revents & POLLIN) != 0) == Accepted::kStarved) {
+      ::poll(nullptr, 0, 100);  // out of descriptors, even the spare: wait instead of spinning
     }
   }
+}
+
+ConnectionGuard::Accepted ConnectionGuard::SweepAndAccept(absl::Time now, bool pending) {
+  absl::MutexLock lock(&mu_);
+  SweepLocked(now);
+  if (!pending) return Accepted::kAll;
+  for (int burst = 0; burst < 64; ++burst) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof(peer);
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+      // Out of descriptors all the same (another part of the process took
+      // them): the pending connection would keep the listener readable and
+      // this loop spinning. The spare descriptor makes room to refuse it.
+      // Without a spare (taken while it was closed), wait instead of spinning.
+      const int refused = spare_fd_ >= 0 && ::close(spare_fd_) == 0
+                              ? ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC)
+                              : -1;
+      if (refused >= 0) ::close(refused);
+      spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (refused < 0) return Accepted::kStarved;
+      ++refused_;
+      continue;
+    }
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+        spdlog::error("connections: accept: {}", std::strerror(errno));
+      }
+      break;
+    }
+    if (static_cast<int>(connections_.size()) >= limits_.max_connections) {
+      const auto idle = std::find_if(connections_.begin(), connections_.end(),
+                                     [](const Connection& c) { return c.device.empty(); });
+      ++refused_;
+      if (idle == connections_.end()) {
+        ::close(fd);  // every connection carries a device's calls: the newcomer waits
+        continue;
+      }
+      ShutDown(*idle);
+      connections_.erase(idle);
+    }
+    struct stat st {};
+    ::fstat(fd, &st);
+    connections_.push_back({.fd = fd, .inode = st.st_ino, .peer = PeerName(peer), .accepted = now, .device = ""});
+    grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters p;
+    p.listener_fd = listen_fd_;
+    p.fd = fd;
+    acceptor_->HandleNewConnection(&p);
+  }
+  return Accepted::kAll;
 }
 
 void ConnectionGuard::Authenticated(std::string_view peer, std::string_view device) {

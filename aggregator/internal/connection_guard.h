@@ -87,6 +87,10 @@ class ConnectionGuard {
   };
   ConnectionGuard(int listen_fd, int port, const ConnectionLimits& limits);
   void AcceptLoop();
+  enum class Accepted { kAll, kStarved };
+  // Sweeps, then accepts what is pending (if `pending`); kStarved when out
+  // of descriptors with no spare to refuse a connection with.
+  Accepted SweepAndAccept(absl::Time now, bool pending) ABSL_LOCKS_EXCLUDED(mu_);
   // Forgets connections gRPC closed; shuts down those past auth_timeout.
   void SweepLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void ShutDown(const Connection& c);
@@ -94,7 +98,8 @@ class ConnectionGuard {
   const int listen_fd_;
   const int port_;
   const ConnectionLimits limits_;
-  int wake_fd_ = -1;  // an eventfd that ends the accept loop
+  int wake_fd_ = -1;   // an eventfd that ends the accept loop
+  int spare_fd_ = -1;  // given up to refuse a connection when descriptors run out
   grpc::experimental::ExternalConnectionAcceptor* acceptor_ = nullptr;
   std::thread thread_;
   std::atomic<bool> stopped_{false};

@@ -1,6 +1,7 @@
 #include "aggregator/internal/connection_guard.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -76,6 +77,35 @@ TEST(ConnectionGuard, AnAuthenticatedIpv4PeerOfADualStackListenerIsKept) {
   (*guard)->Stop();
   ::close(gateway);
   ::close(stranger);
+}
+
+// With every descriptor of the process taken (by anything), a pending
+// connection kept the listener readable: the loop would spin. The guard
+// refuses it with a spare descriptor and goes on once descriptors are back.
+TEST(ConnectionGuard, ConnectionsArriveWhenDescriptorsRunOutAreRefusedNotSpunOn) {
+  auto guard = ConnectionGuard::Listen("127.0.0.1:0", {.max_connections = 8, .auth_timeout = absl::Seconds(60)});
+  ASSERT_TRUE(guard.ok()) << guard.status();
+  HoldingAcceptor acceptor;
+  (*guard)->Start(&acceptor);
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(client, 0);
+  std::vector<int> hog;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) hog.push_back(fd);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>((*guard)->port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  EXPECT_TRUE(ClosedWithin(client, 3000)) << "the connection was neither accepted nor refused";
+  for (int fd : hog) ::close(fd);
+  ::close(client);
+  std::string peer;
+  const int after = Connect((*guard)->port(), &peer);
+  ASSERT_GE(after, 0);
+  for (int i = 0; i < 100 && (*guard)->open_connections() < 1; ++i) ::poll(nullptr, 0, 10);
+  EXPECT_EQ((*guard)->open_connections(), 1);
+  (*guard)->Stop();
+  ::close(after);
 }
 
 }  // namespace
