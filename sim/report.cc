@@ -69,7 +69,12 @@ nlohmann::json ReportJson(const SimulationReport& r) {
   j["backbone"] = {{"description", r.backbone}, {"embedding_size", r.embedding_size}};
   j["test_samples"] = r.test_samples;
   j["label_names"] = r.label_names;
-  j["privacy"] = {{"epsilon", r.epsilon}, {"delta", r.delta}};
+  j["privacy"] = {{"epsilon", r.epsilon},
+                  {"delta", r.delta},
+                  {"differentially_private", s.federation.dp.mode != aggregator::DpMode::kOff},
+                  {"unit", "clinic"},
+                  {"accountant", "rdp"},
+                  {"target_epsilon", s.federation.dp.target_epsilon}};
   j["baselines"] = {{"initial", ToJson(r.initial)},
                     {"centralized", ToJson(r.centralized)},
                     {"federated", ToJson(r.federated)},
@@ -176,6 +181,23 @@ plot "clinics.dat" using 1:($2*100) with points pt 6 title "local-only", \
   return script;
 }
 
+// What was spent and what was promised; "epsilon 0" would read as perfect
+// privacy when there is none.
+std::string PrivacySummary(const SimulationReport& r, int completed) {
+  const aggregator::DpConfig& dp = r.scenario.federation.dp;
+  if (dp.mode == aggregator::DpMode::kOff) {
+    return "Privacy: **no differential privacy** (dp.mode = \"off\"): updates are clipped, not noised; nothing "
+           "bounds what the published models reveal about a clinic.";
+  }
+  const std::string promised =
+      dp.target_epsilon > 0 ? StrFormat("a target of %g over %d rounds", dp.target_epsilon,
+                                        r.scenario.federation.max_rounds)
+                            : StrFormat("noise multiplier %.3f, no target", r.noise_multiplier);
+  return StrFormat("Privacy: epsilon %.3f spent of %s, at delta %g, after %d completed rounds (%s DP, each clinic's "
+                   "whole data as the unit; RDP accountant).",
+                   r.epsilon, promised, r.delta, completed, DpModeName(dp.mode));
+}
+
 std::string Summary(const SimulationReport& r, bool plotted) {
   const Scenario& s = r.scenario;
   const auto& f = s.federation;
@@ -211,8 +233,12 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                   100 * r.federated.accuracy));
   absl::StrAppend(&out, StrFormat("| local-only, mean over clinics | %.2f %% |\n", 100 * r.mean_local_only_on_test));
   absl::StrAppend(&out, StrFormat("| initial (zero) head | %.2f %% |\n\n", 100 * r.initial.accuracy));
-  absl::StrAppend(&out, StrFormat("Privacy: epsilon %.3f at delta %g after %d completed rounds.\n\n", r.epsilon,
-                                  r.delta, completed));
+  absl::StrAppend(&out, PrivacySummary(r, completed), "\n\n");
+  if (r.federated.accuracy < r.mean_local_only_on_test) {
+    absl::StrAppend(&out, StrFormat("**Warning: the federated head (%.2f %%) is below the clinics' local-only mean "
+                                    "(%.2f %%) on the test set: the federation does not pay for itself here.**\n\n",
+                                    100 * r.federated.accuracy, 100 * r.mean_local_only_on_test));
+  }
   absl::StrAppend(&out, StrFormat("On each clinic's own held-out slice (mean): local-only %.2f %%, federated %.2f %%, "
                                   "federated then fine-tuned for %d epochs (personalized) %.2f %%.\n\n",
                                   100 * Mean(r.clinics, &ClinicResult::local_only),

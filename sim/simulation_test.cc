@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
 
+#include "absl/strings/str_format.h"
 #include "tinyfed/sim/scenario.h"
 
 namespace tinyfed::sim {
@@ -94,6 +96,29 @@ TEST_F(SimulationTest, LearnsAndReportsEverything) {
   for (const char* f : {"report.json", "rounds.csv", "summary.md"}) {
     EXPECT_TRUE(std::filesystem::exists(work_ / "out" / f)) << f;
   }
+  std::ifstream in(work_ / "out" / "summary.md");
+  const std::string summary(std::istreambuf_iterator<char>(in), {});
+  EXPECT_NE(summary.find(absl::StrFormat("Privacy: epsilon %.3f spent of", r.epsilon)), std::string::npos) << summary;
+  EXPECT_NE(summary.find("RDP accountant"), std::string::npos) << summary;
+}
+
+// "epsilon 0.000" with DP off read as perfect privacy; a federation below
+// its clinics' own heads went unremarked.
+TEST(SimulationReport, SaysWhenThereIsNoPrivacyAndWhenFederatingDoesNotPay) {
+  SimulationReport r;
+  r.scenario.name = "no-dp";
+  r.scenario.federation.dp.mode = aggregator::DpMode::kOff;
+  r.federated.accuracy = 0.70;
+  r.mean_local_only_on_test = 0.80;
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "tinyfed-report-no-dp";
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(WriteReport(r, dir).ok());
+  std::ifstream in(dir / "summary.md");
+  const std::string summary(std::istreambuf_iterator<char>(in), {});
+  EXPECT_NE(summary.find("**no differential privacy**"), std::string::npos) << summary;
+  EXPECT_EQ(summary.find("epsilon 0.000"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("below the clinics' local-only mean (80.00 %)"), std::string::npos) << summary;
+  std::filesystem::remove_all(dir);
 }
 
 // Same seed, same accuracy, privacy, participants and traffic in every round.
