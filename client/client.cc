@@ -802,8 +802,9 @@ absl::Status Client::Run(int64_t max_completed_rounds) {
       if (absl::IsPermissionDenied(report.status())) return report.status();
       if (absl::IsUnauthenticated(report.status())) {
         return absl::UnauthenticatedError(StrCat(
-            report.status().message(), " (the aggregator does not accept this gateway's key: if it lost its data "
-            "directory or key, re-enroll it with a token from tinyfed enroll --device-id ", s.config.device_id, ")"));
+            report.status().message(), " (the aggregator refuses this gateway's signed requests: if their timestamp is "
+            "off, set the gateway's clock; if it lost its data directory or key, re-enroll it with a token from "
+            "tinyfed enroll --device-id ", s.config.device_id, ")"));
       }
       spdlog::warn("{}: round attempt failed: {} (retrying in {})", s.config.device_id, report.status().ToString(),
                    absl::FormatDuration(backoff));
