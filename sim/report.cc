@@ -1,6 +1,7 @@
 // Writing a simulation's report: JSON for programs, CSV for spreadsheets,
 // gnuplot figures and a Markdown summary for people.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <numeric>
@@ -18,7 +19,12 @@ using absl::StrCat;
 using absl::StrFormat;
 
 nlohmann::json ToJson(const Metrics& m) {
-  return {{"accuracy", m.accuracy}, {"loss", m.loss}, {"sensitivity", m.sensitivity}, {"specificity", m.specificity}};
+  return {{"accuracy", m.accuracy},
+          {"balanced_accuracy", m.balanced_accuracy()},
+          {"worst_sensitivity", m.worst_sensitivity()},
+          {"loss", m.loss},
+          {"sensitivity", m.sensitivity},
+          {"specificity", m.specificity}};
 }
 
 const char* DpModeName(aggregator::DpMode m) {
@@ -256,7 +262,9 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                   completed ? down / completed / 1e3 : 0.0, median_time, s.clinics.uplink_kbps,
                                   s.clinics.downlink_kbps, s.clinics.latency_ms, s.clinics.compute_speed));
   }
-  absl::StrAppend(&out, "Final model per class (test): sensitivity / specificity\n\n");
+  absl::StrAppend(&out, StrFormat("Final model per class (test; balanced accuracy %.2f %%, worst class's sensitivity "
+                                  "%.3f): sensitivity / specificity\n\n",
+                                  100 * r.federated.balanced_accuracy(), r.federated.worst_sensitivity()));
   for (size_t c = 0; c < r.federated.sensitivity.size(); ++c) {
     const std::string name = c < r.label_names.size() ? r.label_names[c] : StrCat("class ", c);
     absl::StrAppend(&out, StrFormat("- %s: %.3f / %.3f\n", name, r.federated.sensitivity[c],
@@ -270,6 +278,25 @@ std::string Summary(const SimulationReport& r, bool plotted) {
 }
 
 }  // namespace
+
+double Metrics::balanced_accuracy() const {
+  double sum = 0.0;
+  int classes = 0;
+  for (double s : sensitivity) {
+    if (std::isnan(s)) continue;
+    sum += s;
+    ++classes;
+  }
+  return classes ? sum / classes : std::nan("");
+}
+
+double Metrics::worst_sensitivity() const {
+  double worst = std::nan("");
+  for (double s : sensitivity) {
+    if (!std::isnan(s) && !(worst <= s)) worst = s;
+  }
+  return worst;
+}
 
 absl::Status WriteReport(const SimulationReport& r, const std::filesystem::path& out) {
   std::error_code ec;

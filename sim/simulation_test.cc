@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 
@@ -100,6 +101,18 @@ TEST_F(SimulationTest, LearnsAndReportsEverything) {
   const std::string summary(std::istreambuf_iterator<char>(in), {});
   EXPECT_NE(summary.find(absl::StrFormat("Privacy: epsilon %.3f spent of", r.epsilon)), std::string::npos) << summary;
   EXPECT_NE(summary.find("RDP accountant"), std::string::npos) << summary;
+  EXPECT_NE(summary.find(absl::StrFormat("balanced accuracy %.2f %%", 100 * r.federated.balanced_accuracy())),
+            std::string::npos)
+      << summary;
+  EXPECT_LE(r.federated.worst_sensitivity(), r.federated.balanced_accuracy());
+}
+
+TEST(Metrics, BalancedAccuracyAndWorstSensitivityIgnoreClassesWithoutSamples) {
+  Metrics m;
+  m.sensitivity = {1.0, std::nan(""), 0.5};
+  EXPECT_DOUBLE_EQ(m.balanced_accuracy(), 0.75);
+  EXPECT_DOUBLE_EQ(m.worst_sensitivity(), 0.5);
+  EXPECT_TRUE(std::isnan(Metrics().balanced_accuracy()));
 }
 
 // "epsilon 0.000" with DP off read as perfect privacy; a federation below

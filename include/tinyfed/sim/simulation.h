@@ -30,8 +30,13 @@ namespace tinyfed::sim {
 struct Metrics {
   double accuracy = 0.0;
   double loss = 0.0;  // mean cross-entropy
-  std::vector<double> sensitivity;  // per class: recall
+  std::vector<double> sensitivity;  // per class: recall (NaN for a class without samples)
   std::vector<double> specificity;  // per class: true negative rate
+
+  // The mean and the lowest sensitivity over the classes that have samples:
+  // what accuracy hides on imbalanced data (a minority class nobody finds).
+  double balanced_accuracy() const;
+  double worst_sensitivity() const;
 };
 
 struct RoundResult {
