@@ -78,7 +78,6 @@ class DiskFullVfs {
     return rc;
   }
   void InitMethods(const sqlite3_io_methods* real) {
-    real_methods_ = real;
     methods_ = *real;
     methods_.xClose = [](sqlite3_file* f) { return Of(f)->real->pMethods->xClose(Of(f)->real); };
     methods_.xRead = [](sqlite3_file* f, void* p, int n, sqlite3_int64 o) {
@@ -126,7 +125,6 @@ class DiskFullVfs {
 
   sqlite3_vfs* real_ = nullptr;
   sqlite3_vfs vfs_{};
-  const sqlite3_io_methods* real_methods_ = nullptr;
   sqlite3_io_methods methods_{};
   std::atomic<bool> armed_{false};
   std::atomic<int> remaining_{0};
