@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config ccache clang-14 libclang-rt-14-dev
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
-  libsodium-dev libeigen3-dev libspdlog-dev libfmt-dev
+  libsodium-dev libfftw3-dev libeigen3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libsqlite3-dev libsqlitecpp-dev libzstd-dev zlib1g-dev
   dataset-fashion-mnist python3 gnuplot-nox openssl

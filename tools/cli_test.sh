@@ -111,18 +111,26 @@ out=$( ($memory_limit; $tinyfed client add-samples --data-dir "$work/gw-bomb" --
 expect_error "a directory as a dataset" "is not a regular file" \
   $tinyfed client add-samples --data-dir "$work/gw-dir" --csv "$work"
 
-eps=$($tinyfed privacy epsilon --sampling-rate 0.0025 --noise-multiplier 1.3 --steps 6000 --delta 1e-5 --json)
-python3 - "$eps" <<'PY' && ok || fail "privacy epsilon --json: $eps"
+eps=$($tinyfed privacy epsilon --accountant rdp --sampling-rate 0.0025 --noise-multiplier 1.3 --steps 6000 \
+  --delta 1e-5 --json)
+pld=$($tinyfed privacy epsilon --sampling-rate 0.0025 --noise-multiplier 1.3 --steps 6000 --delta 1e-5 --json)
+python3 - "$eps" "$pld" <<'PY' && ok || fail "privacy epsilon --json: $eps / $pld"
 import json, sys
-r = json.loads(sys.argv[1])
-assert set(r) == {"epsilon", "order"} and abs(r["epsilon"] / 0.7242234026109595 - 1) < 1e-6 and r["order"] == 19, r
+r, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert set(r) == {"epsilon", "accountant", "order"} and r["accountant"] == "rdp", r
+assert abs(r["epsilon"] / 0.7242234026109595 - 1) < 1e-6 and r["order"] == 19, r
+assert p["accountant"] == "pld" and 0 < p["epsilon"] < r["epsilon"], (p, r)
 PY
 $tinyfed privacy noise --sampling-rate 0.01 --steps 1000 --delta 1e-5 --epsilon 2 | grep -q "noise multiplier" \
   && ok || fail "privacy noise"
+expect_error "an unknown accountant" "--accountant" \
+  $tinyfed privacy epsilon --accountant moments --sampling-rate 0.1 --noise-multiplier 1 --steps 10 --delta 1e-5
+expect_error "z outside the PLD's range" "noise multiplier must be in [0.05, 1e4], got 0" \
+  $tinyfed privacy epsilon --sampling-rate 0.1 --noise-multiplier 0 --steps 10 --delta 1e-5
 expect_error "q outside (0,1]" "sampling rate must be in (0, 1], got 1.5" \
   $tinyfed privacy epsilon --sampling-rate 1.5 --noise-multiplier 1 --steps 10 --delta 1e-5
 expect_error "z <= 0" "noise multiplier must be positive and finite, got 0" \
-  $tinyfed privacy epsilon --sampling-rate 0.1 --noise-multiplier 0 --steps 10 --delta 1e-5
+  $tinyfed privacy epsilon --accountant rdp --sampling-rate 0.1 --noise-multiplier 0 --steps 10 --delta 1e-5
 expect_error "delta outside (0,1)" "delta must be in (0, 1), got 1" \
   $tinyfed privacy epsilon --sampling-rate 0.1 --noise-multiplier 1 --steps 10 --delta 1
 expect_error "noise without epsilon" "--epsilon is required" \

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "CLI/CLI.hpp"
+#include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tools/commands.h"
 
@@ -16,6 +17,7 @@ struct PrivacyFlags {
   double delta = 0.0;
   double epsilon = 0.0;
   int64_t steps = 0;
+  std::string accountant = "pld";
   bool json = false;
 };
 
@@ -24,13 +26,16 @@ void AddCommon(CLI::App* cmd, PrivacyFlags* f) {
       ->required();
   cmd->add_option("--steps", f->steps, "number of steps (rounds)")->required();
   cmd->add_option("--delta", f->delta, "delta, in (0, 1)")->required();
+  cmd->add_option("--accountant", f->accountant,
+                  "pld (privacy loss distribution, the tighter) or rdp (Renyi DP); both are upper bounds")
+      ->check(CLI::IsMember({"pld", "rdp"}));
   cmd->add_flag("--json", f->json, "print JSON");
 }
 
 }  // namespace
 
 void AddPrivacyCommands(CLI::App* app) {
-  auto* privacy = app->add_subcommand("privacy", "differential privacy accounting (RDP, sampled Gaussian)");
+  auto* privacy = app->add_subcommand("privacy", "differential privacy accounting for the Poisson-sampled Gaussian (PLD or RDP)");
   privacy->require_subcommand(1);
   auto flags = std::make_shared<PrivacyFlags>();
 
@@ -38,15 +43,27 @@ void AddPrivacyCommands(CLI::App* app) {
   AddCommon(epsilon, flags.get());
   epsilon->add_option("--noise-multiplier", flags->noise_multiplier, "noise stddev / clip norm, > 0")->required();
   epsilon->callback([flags] {
+    if (flags->accountant == "pld") {
+      const dp::SampledGaussianSteps steps{flags->sampling_rate, flags->noise_multiplier, flags->steps};
+      auto eps = dp::PldEpsilon({&steps, 1}, flags->delta);
+      if (!eps.ok()) throw CommandError(eps.status());
+      if (flags->json) {
+        fmt::print("{}\n", nlohmann::json{{"epsilon", *eps}, {"accountant", "pld"}}.dump());
+      } else {
+        fmt::print("epsilon {:.6f} (delta {}, PLD accountant)\n", *eps, flags->delta);
+      }
+      return;
+    }
     const auto orders = dp::DefaultOrders();
     auto rdp = dp::SampledGaussianRdp(flags->sampling_rate, flags->noise_multiplier, flags->steps, orders);
     if (!rdp.ok()) throw CommandError(rdp.status());
     auto spent = dp::EpsilonFromRdp(orders, *rdp, flags->delta);
     if (!spent.ok()) throw CommandError(spent.status());
     if (flags->json) {
-      fmt::print("{}\n", nlohmann::json{{"epsilon", spent->epsilon}, {"order", spent->order}}.dump());
+      fmt::print("{}\n", nlohmann::json{{"epsilon", spent->epsilon}, {"accountant", "rdp"}, {"order", spent->order}}.dump());
     } else {
-      fmt::print("epsilon {:.6f} at RDP order {} (delta {})\n", spent->epsilon, spent->order, flags->delta);
+      fmt::print("epsilon {:.6f} at RDP order {} (delta {}, RDP accountant)\n", spent->epsilon, spent->order,
+                 flags->delta);
     }
   });
 
@@ -54,8 +71,10 @@ void AddPrivacyCommands(CLI::App* app) {
   AddCommon(noise, flags.get());
   noise->add_option("--epsilon", flags->epsilon, "target epsilon, > 0")->required();
   noise->callback([flags] {
-    auto z = dp::NoiseMultiplierForEpsilon(flags->sampling_rate, flags->steps, flags->delta, flags->epsilon,
-                                           dp::DefaultOrders());
+    auto z = flags->accountant == "pld"
+                 ? dp::PldNoiseMultiplierForEpsilon(flags->sampling_rate, flags->steps, flags->delta, flags->epsilon)
+                 : dp::NoiseMultiplierForEpsilon(flags->sampling_rate, flags->steps, flags->delta, flags->epsilon,
+                                                 dp::DefaultOrders());
     if (!z.ok()) throw CommandError(z.status());
     if (flags->json) {
       fmt::print("{}\n", nlohmann::json{{"noise_multiplier", *z}}.dump());
