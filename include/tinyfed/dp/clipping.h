@@ -18,10 +18,12 @@ namespace tinyfed::dp {
 // Scales `update` to L2 norm at most `clip` (> 0); returns the norm before.
 double ClipL2(std::span<float> update, double clip);
 
-// Adds N(0, stddev^2) to every value, from the secure generator: the central
+// Adds N(0, stddev^2) to every value, from the secure generator, by a
+// sampler that closes the floating-point gaps of a plain one: the central
 // mechanism at a trusted aggregator (stddev = z C, once, on the sum), or
-// local-only DP at a client that trusts nobody.
+// DP-SGD's noise at a clinic (client/private_head_trainer.h).
 void AddGaussianNoise(std::span<float> values, double stddev, SecureRandom& rng);
+void AddGaussianNoise(std::span<double> values, double stddev, SecureRandom& rng);
 
 // Noise multiplier left for the update when the mechanism as a whole must
 // have noise multiplier z and the clipped-count release uses noise stddev
