@@ -74,7 +74,12 @@ absl::Status ReadDp(TomlTableReader& r, Config& c) {
   int mode = 0;
   TINYFED_RETURN_IF_ERROR(r.Choice("mode", {"distributed", "local", "central", "off"}, &mode));
   d.mode = static_cast<DpMode>(mode);
+  int unit = static_cast<int>(d.unit);
+  TINYFED_RETURN_IF_ERROR(r.Choice("unit", {"clinic", "patient"}, &unit));
+  d.unit = static_cast<DpUnit>(unit);
   TINYFED_RETURN_IF_ERROR(r.Double("clip", &d.clip, 1e-9, 1e9));
+  TINYFED_RETURN_IF_ERROR(r.Double("sampling_rate", &d.sampling_rate, 1e-6, 1.0));
+  TINYFED_RETURN_IF_ERROR(r.Double("update_clip", &d.update_clip, 1e-9, 1e9));
   TINYFED_RETURN_IF_ERROR(r.Double("noise_multiplier", &d.noise_multiplier, 0, 1e4));
   TINYFED_RETURN_IF_ERROR(r.Double("target_epsilon", &d.target_epsilon, 0, 1e4));
   TINYFED_RETURN_IF_ERROR(r.Double("delta", &d.delta, 1e-300, 0.999999));
@@ -149,6 +154,13 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
     return error("compression.kind needs secagg.enabled = false (SecAgg+ sums fixed-width integers)");
   }
   if (c.dp.mode == DpMode::kOff) return absl::OkStatus();
+  if (c.dp.unit == DpUnit::kPatient && c.dp.mode != DpMode::kDistributed) {
+    return error("dp.unit = \"patient\" needs dp.mode = \"distributed\": the clinics add the noise (DP-SGD) and "
+                 "SecAgg+ hides each clinic's update");
+  }
+  if (c.dp.unit == DpUnit::kPatient && c.dp.noise_multiplier > 0 && c.dp.noise_multiplier < 0.05) {
+    return error("dp.noise_multiplier must be at least 0.05 at the patient level");
+  }
   if ((c.dp.noise_multiplier > 0) == (c.dp.target_epsilon > 0)) {
     return error("set exactly one of dp.noise_multiplier and dp.target_epsilon");
   }
@@ -183,6 +195,10 @@ absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source,
     TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
   }
   return CheckConsistency(*c, source);
+}
+
+int64_t PatientStepsPerRound(const Config& c) {
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(c.training.epochs() / c.dp.sampling_rate - 1e-9)));
 }
 
 Config DefaultConfig() {
@@ -254,8 +270,8 @@ std::string FormatConfig(const Config& c) {
       "[deadlines]\nselection = %.17g\ntraining = %.17g\nshare_keys = %.17g\nmasked_input = %.17g\n"
       "unmasking = %.17g\n\n"
       "[training]\nepochs = %d\nbatch_size = %d\nlearning_rate = %.9g\nmomentum = %.9g\nweight_decay = %.9g\n\n"
-      "[dp]\nmode = \"%s\"\nclip = %.17g\n%s = %.17g\ndelta = %.17g\nepsilon_budget = %.17g\nbits = %d\n"
-      "max_wrap_probability = %.17g\n\n"
+      "[dp]\nmode = \"%s\"\nunit = \"%s\"\nclip = %.17g\nsampling_rate = %.17g\nupdate_clip = %.17g\n%s = %.17g\n"
+      "delta = %.17g\nepsilon_budget = %.17g\nbits = %d\nmax_wrap_probability = %.17g\n\n"
       "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
       "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
       "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
@@ -264,7 +280,8 @@ std::string FormatConfig(const Config& c) {
       c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", absl::ToDoubleMilliseconds(c.poll_interval),
       seconds(c.selection_timeout), seconds(c.training_timeout), seconds(c.share_keys_timeout),
       seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(), t.batch_size(), t.learning_rate(),
-      t.momentum(), t.weight_decay(), modes[static_cast<int>(c.dp.mode)], c.dp.clip,
+      t.momentum(), t.weight_decay(), modes[static_cast<int>(c.dp.mode)],
+      c.dp.unit == DpUnit::kPatient ? "patient" : "clinic", c.dp.clip, c.dp.sampling_rate, c.dp.update_clip,
       c.dp.target_epsilon > 0 ? "target_epsilon" : "noise_multiplier",
       c.dp.target_epsilon > 0 ? c.dp.target_epsilon : std::max(c.dp.noise_multiplier, 1e-300), c.dp.delta,
       c.dp.epsilon_budget, c.dp.bits, c.dp.max_wrap_probability, c.secure_aggregation ? "true" : "false",

@@ -21,6 +21,8 @@
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
+#include "tinyfed/dp/pld_accountant.h"
+#include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
@@ -280,7 +282,14 @@ absl::Status RoundEngine::Init() {
   // The noise multiplier, once: a target epsilon is spread over max_rounds
   // rounds of the expected number of survivors.
   noise_multiplier_ = config_.dp.mode == DpMode::kOff ? 0.0 : config_.dp.noise_multiplier;
-  if (config_.dp.mode == DpMode::kCentral && config_.dp.target_epsilon > 0) {
+  if (PatientUnit() && config_.dp.target_epsilon > 0) {
+    // A clinic in every round is the worst case the federation plans for.
+    auto z = dp::PldNoiseMultiplierForEpsilon(config_.dp.sampling_rate,
+                                              config_.max_rounds * PatientStepsPerRound(config_), config_.dp.delta,
+                                              config_.dp.target_epsilon);
+    if (!z.ok()) return InvalidArgumentError(StrCat("dp.target_epsilon: ", z.status().message()));
+    noise_multiplier_ = *z;
+  } else if (config_.dp.mode == DpMode::kCentral && config_.dp.target_epsilon > 0) {
     auto z = dp::NoiseMultiplierForEpsilon(1.0, config_.max_rounds, config_.dp.delta, config_.dp.target_epsilon,
                                            res_->ledger->orders());
     if (!z.ok()) return InvalidArgumentError(StrCat("dp.target_epsilon: ", z.status().message()));
@@ -552,13 +561,14 @@ void RoundEngine::CloseSelectionLocked() {
   }
   dp::DdgConfig ddg;
   ddg.dimension = res_->head.size();
-  ddg.clip = config_.dp.clip;
+  ddg.clip = PatientUnit() ? config_.dp.update_clip : config_.dp.clip;
   ddg.bits = config_.dp.bits;
   ddg.expected_clients = std::max(1, static_cast<int>(n * (1.0 - config_.max_dropout)));
   ddg.delta = config_.dp.delta;
-  ddg.noise_multiplier = noise_multiplier_;
+  ddg.noise_multiplier = PatientUnit() ? 0.0 : noise_multiplier_;
   ddg.max_wrap_probability = config_.dp.max_wrap_probability;
   ddg.local_only = config_.dp.mode == DpMode::kLocal;
+  ddg.noiseless = PatientUnit();
   auto ddg_params = dp::ChooseDdgParams(ddg);
   if (!ddg_params.ok()) {
     AbortRoundLocked(StrCat("distributed DP settings do not fit ", n, " clients: ", ddg_params.status().message()));
@@ -587,7 +597,7 @@ void RoundEngine::CloseSelectionLocked() {
   }
   // Refuse up front a round whose worst case (the fewest survivors, hence the
   // least noise) would take the ledger past its budget.
-  auto worst = dp::DdgRdp(r.ddg, r.min_survivors, 1, res_->ledger->orders());
+  auto worst = RoundChargeLocked(r.min_survivors);
   if (!worst.ok()) {
     AbortRoundLocked(std::string(worst.status().message()));
     return;
@@ -630,7 +640,16 @@ void RoundEngine::CloseSelectionLocked() {
   d->set_beta(ddg.beta);
   d->set_max_wrap_probability(ddg.max_wrap_probability);
   d->set_local_only(ddg.local_only);
+  d->set_noiseless(ddg.noiseless);
   d->set_rotation_seed(r.rotation_seed.data(), r.rotation_seed.size());
+  if (PatientUnit()) {
+    auto* p = t.mutable_patient_dp();
+    p->set_sampling_rate(config_.dp.sampling_rate);
+    p->set_noise_multiplier(noise_multiplier_);
+    p->set_clip(config_.dp.clip);
+    p->set_steps(static_cast<uint64_t>(PatientStepsPerRound(config_)));
+    p->set_delta(config_.dp.delta);
+  }
   *t.mutable_training() = config_.training;
   t.mutable_training()->set_seed(static_cast<uint64_t>(r.id));
   *t.mutable_model() = latest_->ref;
@@ -893,6 +912,36 @@ void RoundEngine::NameRejectedLocked() {
   }
 }
 
+absl::StatusOr<dp::PrivacyCharge> RoundEngine::RoundChargeLocked(int survivors) const {
+  const Round& r = *round_;
+  if (PatientUnit()) {
+    // Every patient of every surviving clinic took `steps` DP-SGD steps.
+    const dp::SampledGaussianSteps steps{config_.dp.sampling_rate, noise_multiplier_, PatientStepsPerRound(config_)};
+    auto rdp = dp::SampledGaussianRdp(steps.sampling_rate, steps.noise_multiplier, steps.steps,
+                                      res_->ledger->orders());
+    if (!rdp.ok()) return rdp.status();
+    nlohmann::json params = {{"clients", survivors},
+                             {"sampling_rate", steps.sampling_rate},
+                             {"noise_multiplier", steps.noise_multiplier},
+                             {"steps", steps.steps},
+                             {"clip", config_.dp.clip},
+                             {"update_clip", config_.dp.update_clip}};
+    return dp::PrivacyCharge{.round = r.id, .mechanism = "patient_dp_sgd", .parameters = params.dump(),
+                             .rdp = *std::move(rdp), .pld = {steps}};
+  }
+  auto rdp = dp::DdgRdp(r.ddg, survivors, 1, res_->ledger->orders());
+  if (!rdp.ok()) return rdp.status();
+  nlohmann::json params = {{"clients", survivors},
+                           {"noise_multiplier", r.ddg.noise_multiplier},
+                           {"clip", r.ddg.config.clip},
+                           {"bits", r.ddg.config.bits},
+                           {"scale", r.ddg.scale},
+                           {"padded_dimension", r.ddg.padded_dimension},
+                           {"local_only", r.ddg.config.local_only}};
+  return dp::PrivacyCharge{.round = r.id, .mechanism = "distributed_discrete_gaussian", .parameters = params.dump(),
+                           .rdp = *std::move(rdp), .pld = {}};
+}
+
 void RoundEngine::FinishRoundLocked() {
   Round& r = *round_;
   auto sum = r.server->Result();
@@ -911,18 +960,11 @@ void RoundEngine::FinishRoundLocked() {
   for (size_t i = 0; i < mean.size(); ++i) mean[i] = static_cast<float>((*decoded)[i] / s);
 
   // Charge before anything derived from the sum leaves the aggregator.
-  auto rdp = dp::DdgRdp(r.ddg, s, 1, res_->ledger->orders());
-  if (!rdp.ok()) {
-    AbortRoundLocked(std::string(rdp.status().message()));
+  auto charge = RoundChargeLocked(s);
+  if (!charge.ok()) {
+    AbortRoundLocked(std::string(charge.status().message()));
     return;
   }
-  nlohmann::json params = {{"clients", s},
-                           {"noise_multiplier", r.ddg.noise_multiplier},
-                           {"clip", r.ddg.config.clip},
-                           {"bits", r.ddg.config.bits},
-                           {"scale", r.ddg.scale},
-                           {"padded_dimension", r.ddg.padded_dimension},
-                           {"local_only", r.ddg.config.local_only}};
   if (!config_.record_dir.empty()) {
     std::string sum_bytes(reinterpret_cast<const char*>(sum->data()), sum->size() * sizeof(uint32_t));
     std::string names;
@@ -932,9 +974,7 @@ void RoundEngine::FinishRoundLocked() {
     (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".survivors"), names);
     (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".sum"), sum_bytes);
   }
-  dp::PrivacyCharge charge{.round = r.id, .mechanism = "distributed_discrete_gaussian", .parameters = params.dump(),
-                           .rdp = *rdp};
-  PublishRoundLocked(mean, s, &charge);
+  PublishRoundLocked(mean, s, &*charge);
 }
 
 void RoundEngine::PublishRoundLocked(std::span<const float> mean, int s, const dp::PrivacyCharge* charge) {
@@ -994,7 +1034,9 @@ void RoundEngine::StartPlainRoundLocked() {
   }
   if (config_.dp.mode == DpMode::kCentral) {
     auto rdp = dp::SampledGaussianRdp(1.0, noise_multiplier_, 1, res_->ledger->orders());
-    auto after = rdp.ok() ? res_->ledger->SpentAfter(*rdp) : absl::StatusOr<dp::PrivacySpent>(rdp.status());
+    auto after = rdp.ok() ? res_->ledger->SpentAfter({.round = r.id, .mechanism = "central_gaussian", .parameters = "",
+                                                      .rdp = *rdp, .pld = {{1.0, noise_multiplier_, 1}}})
+                          : absl::StatusOr<dp::PrivacySpent>(rdp.status());
     if (!after.ok() || after->epsilon > config_.dp.epsilon_budget) {
       AbortRoundLocked("the privacy budget cannot pay for another round");
       CloseLocked(StrCat("the privacy budget (epsilon ", config_.dp.epsilon_budget, ") cannot pay for another round"));
@@ -1118,7 +1160,8 @@ void RoundEngine::FinishPlainRoundLocked() {
       return;
     }
     nlohmann::json params = {{"clients", s}, {"noise_multiplier", noise_multiplier_}, {"clip", config_.dp.clip}};
-    charge = dp::PrivacyCharge{.round = r.id, .mechanism = "central_gaussian", .parameters = params.dump(), .rdp = *rdp};
+    charge = dp::PrivacyCharge{.round = r.id, .mechanism = "central_gaussian", .parameters = params.dump(), .rdp = *rdp,
+                               .pld = {{1.0, noise_multiplier_, 1}}};
   }
   for (float& v : mean) v /= static_cast<float>(s);
   PublishRoundLocked(mean, s, charge ? &*charge : nullptr);

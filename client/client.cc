@@ -11,13 +11,16 @@
 #include <numeric>
 
 #include "absl/strings/escaping.h"
+#include "nlohmann/json.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/client/embedding_cache.h"
 #include "tinyfed/client/head_trainer.h"
+#include "tinyfed/client/private_head_trainer.h"
 #include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
+#include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/directory_lock.h"
 #include "tinyfed/models/file_io.h"
@@ -79,6 +82,9 @@ struct Client::State {
   uint64_t version ABSL_GUARDED_BY(mu) = 0;
   v1::ReleaseMetadata release ABSL_GUARDED_BY(mu);  // of the installed model
   std::string model_status ABSL_GUARDED_BY(mu);  // why the last offered model was refused
+  std::unique_ptr<dp::PrivacyLedger> ledger;      // patient-level charges
+  int rounds_declined ABSL_GUARDED_BY(mu) = 0;
+  std::string privacy_status ABSL_GUARDED_BY(mu);  // why the last round was declined
 
   std::mutex stop_mu;
   std::condition_variable stop_cv;
@@ -230,6 +236,10 @@ struct Client::State {
   };
   absl::StatusOr<LocalUpdate> TrainOnLocalSamples(const v1::RoundTask& task, RoundReport* report)
       ABSL_LOCKS_EXCLUDED(mu);
+  // Patient level: records the round's cost in the clinic's own ledger, or
+  // returns why the clinic declines it (past its budget, or settings no
+  // accountant takes). Errors are the ledger's own.
+  absl::StatusOr<std::string> ChargeOrDecline(const v1::RoundTask& task) ABSL_LOCKS_EXCLUDED(mu);
 
   // Moves a damaged installed model aside; the model it claims to be (its
   // release, unverified) stays the floor for rollback protection, with that
@@ -385,7 +395,24 @@ absl::StatusOr<Client::State::LocalUpdate> Client::State::TrainOnLocalSamples(co
                             .seed = t.seed() ^ std::hash<std::string>()(config.device_id),
                             .cosine_decay = false};
   v1::Head head = bundle.head();
-  if (auto trained = TrainHead(&head, embeddings, labels, training); !trained.ok()) {
+  absl::Status trained;
+  if (task.has_patient_dp()) {
+    const auto& p = task.patient_dp();
+    PrivateTrainingTask private_task{.sampling_rate = p.sampling_rate(),
+                                     .noise_multiplier = p.noise_multiplier(),
+                                     .clip = p.clip(),
+                                     .steps = static_cast<int64_t>(p.steps()),
+                                     .learning_rate = t.learning_rate(),
+                                     .momentum = t.momentum(),
+                                     .weight_decay = t.weight_decay(),
+                                     .class_weights = {}};
+    auto rng = config.simulation_seed ? dp::SecureRandom::FromSeed(SimulationSeed(task.round_id(), "dp-sgd"))
+                                      : dp::SecureRandom::FromOsEntropy();
+    trained = TrainHeadPrivately(&head, embeddings, labels, private_task, *rng);
+  } else {
+    trained = TrainHead(&head, embeddings, labels, training);
+  }
+  if (!trained.ok()) {
     return LocalUpdate{.delta = {}, .skipped = StrCat("training failed: ", trained.message())};
   }
   std::vector<float> delta = HeadDelta(head, bundle.head());
@@ -394,6 +421,37 @@ absl::StatusOr<Client::State::LocalUpdate> Client::State::TrainOnLocalSamples(co
   sodium_memzero(head.mutable_bias()->mutable_data(), head.bias_size() * sizeof(float));
   report->timings.training = absl::Now() - start;
   return LocalUpdate{.delta = std::move(delta), .skipped = ""};
+}
+
+absl::StatusOr<std::string> Client::State::ChargeOrDecline(const v1::RoundTask& task) {
+  const auto& p = task.patient_dp();
+  const dp::SampledGaussianSteps steps{p.sampling_rate(), p.noise_multiplier(), static_cast<int64_t>(p.steps())};
+  auto decline = [&](std::string why) -> std::string {
+    absl::MutexLock lock(&mu);
+    ++rounds_declined;
+    privacy_status = StrCat("declined round ", task.round_id(), ": ", why);
+    spdlog::warn("{}: {}", config.device_id, privacy_status);
+    return why;
+  };
+  auto rdp = dp::SampledGaussianRdp(steps.sampling_rate, steps.noise_multiplier, steps.steps, ledger->orders());
+  if (!rdp.ok() || p.clip() <= 0.0 || steps.steps > 100000) {
+    return decline(StrCat("its patient-level DP settings are unusable: ",
+                          rdp.ok() ? StrCat("clip ", p.clip(), ", steps ", steps.steps) : rdp.status().message()));
+  }
+  nlohmann::json params = {{"sampling_rate", steps.sampling_rate},
+                           {"noise_multiplier", steps.noise_multiplier},
+                           {"steps", steps.steps},
+                           {"clip", p.clip()}};
+  const dp::PrivacyCharge charge{.round = static_cast<int64_t>(task.round_id()), .mechanism = "patient_dp_sgd",
+                                 .parameters = params.dump(), .rdp = *std::move(rdp), .pld = {steps}};
+  if (auto charged = ledger->Charge(charge); !charged.ok()) {
+    if (absl::IsResourceExhausted(charged)) return decline(StrCat("it would take this clinic ", charged.message()));
+    if (absl::IsAlreadyExists(charged) || absl::IsFailedPrecondition(charged)) {
+      return decline(std::string(charged.message()));  // a reused round id: train nothing twice
+    }
+    return charged;
+  }
+  return std::string();
 }
 
 absl::Status Client::State::SetAsideDamagedModel(const std::filesystem::path& file, const absl::Status& why) {
@@ -493,6 +551,9 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   state->transport->SetDeviceKey(state->device_key);
   auto store = SampleStore::Open(config.data_dir / "store", config.max_samples);
   if (!store.ok()) return store.status();
+  auto ledger = dp::PrivacyLedger::Open(config.data_dir / "privacy.db", config.privacy_budget);
+  if (!ledger.ok()) return ledger.status();
+  state->ledger = std::move(*ledger);
   absl::MutexLock lock(&state->mu);
   state->store = std::move(*store);
   // The installed model is verified again: the disk is not trusted either.
@@ -679,7 +740,12 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
     }
   }
 
-  // 4. Local training on cached embeddings.
+  // 4. Local training on cached embeddings, paid for first at the patient level.
+  if (task.has_patient_dp()) {
+    auto declined = s.ChargeOrDecline(task);
+    if (!declined.ok()) return declined.status();
+    if (!declined->empty()) return finish(RoundOutcome::kSkipped, StrCat("declined: ", *declined));
+  }
   auto trained = s.TrainOnLocalSamples(task, &report);
   if (!trained.ok()) return trained.status();
   if (!trained->skipped.empty()) return finish(RoundOutcome::kSkipped, trained->skipped);
@@ -711,7 +777,8 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
                            .rounds = 1,
                            .beta = d.beta(),
                            .max_wrap_probability = d.max_wrap_probability(),
-                           .local_only = d.local_only()};
+                           .local_only = d.local_only(),
+                           .noiseless = d.noiseless()};
   auto ddg = dp::ChooseDdgParams(ddg_config);
   if (!ddg.ok()) return finish(RoundOutcome::kSkipped, StrCat("the round's DP settings: ", ddg.status().message()));
   if (delta.size() != d.dimension() || ddg->padded_dimension != task.secagg().vector_length() ||
@@ -842,6 +909,11 @@ absl::Status Client::SendTelemetry() {
     absl::MutexLock lock(&s.mu);
     t->set_model_version(s.version);
     t->set_model_status(s.model_status);
+    auto spent = s.ledger->Spent();
+    if (spent.ok()) t->set_epsilon_spent(spent->epsilon);
+    t->set_epsilon_budget(s.config.privacy_budget.epsilon);
+    t->set_rounds_declined(static_cast<uint32_t>(s.rounds_declined));
+    t->set_privacy_status(s.privacy_status);
     if (s.interpreter) {
       auto samples = s.store->ReadAll();
       if (!samples.ok()) return samples.status();

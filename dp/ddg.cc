@@ -34,7 +34,11 @@ absl::Status CheckConfig(const DdgConfig& c) {
     return InvalidArgumentError(StrCat("expected clients must be at least 1, got ", c.expected_clients));
   }
   if (!(c.delta > 0.0 && c.delta < 1.0)) return InvalidArgumentError(StrCat("delta must be in (0, 1), got ", c.delta));
-  if ((c.noise_multiplier > 0.0) == (c.target_epsilon > 0.0)) {
+  if (c.noiseless) {
+    if (c.noise_multiplier != 0.0 || c.target_epsilon != 0.0) {
+      return InvalidArgumentError("a noiseless encoding takes neither a noise multiplier nor a target epsilon");
+    }
+  } else if ((c.noise_multiplier > 0.0) == (c.target_epsilon > 0.0)) {
     return InvalidArgumentError(StrCat("set exactly one of noise multiplier (", c.noise_multiplier,
                                        ") and target epsilon (", c.target_epsilon, ")"));
   }
@@ -70,16 +74,18 @@ absl::StatusOr<DdgParams> ParamsForNoise(const DdgConfig& c, double z) {
   // Past a per-client variance of 2^30 (scaled) more resolution buys nothing
   // and the exact sampler's integer range ends; a smaller scale only lowers
   // the wrap probability.
-  p.scale = std::min(p.scale, std::ldexp(1.0, 15) / local_stddev);
+  if (local_stddev > 0.0) p.scale = std::min(p.scale, std::ldexp(1.0, 15) / local_stddev);
   const double v = p.scale * p.scale * signal + n / 4.0;
   p.wrap_probability = std::min(1.0, 2.0 * std::exp(-std::ldexp(1.0, 2 * c.bits - 2) / (2.0 * v)));
-  const double scaled_variance = std::pow(local_stddev * p.scale, 2);
-  auto rational = SigmaSquaredAsRational(scaled_variance);
-  if (!rational.ok()) {
-    return InvalidArgumentError(StrCat("per-client noise variance ", scaled_variance,
-                                       " (scaled units) is out of range: ", rational.status().message()));
+  if (!c.noiseless) {
+    const double scaled_variance = std::pow(local_stddev * p.scale, 2);
+    auto rational = SigmaSquaredAsRational(scaled_variance);
+    if (!rational.ok()) {
+      return InvalidArgumentError(StrCat("per-client noise variance ", scaled_variance,
+                                         " (scaled units) is out of range: ", rational.status().message()));
+    }
+    p.local_variance = *rational;
   }
-  p.local_variance = *rational;
   p.rounding_norm_bound = RoundedL2Bound(c.clip * p.scale, c.beta, p.padded_dimension);
   if (c.clip * p.scale < 1.0) {
     return InvalidArgumentError(StrCat("scale ", p.scale, " leaves the clipped update (norm ", c.clip,
@@ -100,6 +106,7 @@ double DdgEpsilon(const DdgParams& p, int64_t rounds) {
 
 absl::StatusOr<DdgParams> ChooseDdgParams(const DdgConfig& config) {
   if (auto s = CheckConfig(config); !s.ok()) return s;
+  if (config.noiseless) return ParamsForNoise(config, 0.0);
   if (config.noise_multiplier > 0.0) return ParamsForNoise(config, config.noise_multiplier);
   // Bisection on z: epsilon falls as z grows.
   double lo = 0.0, hi = 0.5;
@@ -132,6 +139,7 @@ absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& p, int clients, int6
   if (clients < 1 || rounds < 0) {
     return InvalidArgumentError(StrCat("need clients >= 1 and rounds >= 0, got ", clients, " and ", rounds));
   }
+  if (p.config.noiseless) return InvalidArgumentError("a noiseless encoding has no privacy of its own to account");
   const int contributors = p.config.local_only ? 1 : clients;
   const double m = static_cast<double>(p.padded_dimension);
   const double l2 = p.rounding_norm_bound;                 // scaled L2 sensitivity
@@ -188,7 +196,7 @@ absl::StatusOr<std::vector<int64_t>> DdgQuantize(const DdgParams& p, std::span<c
     }
     if (zn <= bound2) break;
   }
-  if (add_noise) {
+  if (add_noise && !c.noiseless) {
     auto sampler = DiscreteGaussianSampler::Create(p.local_variance);
     if (!sampler.ok()) return sampler.status();
     for (int64_t& v : z) v += sampler->Sample(rng);

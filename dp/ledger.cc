@@ -83,7 +83,9 @@ absl::StatusOr<std::unique_ptr<PrivacyLedger>> PrivacyLedger::Open(const std::fi
                           "CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
                           "CREATE TABLE IF NOT EXISTS charges (round INTEGER PRIMARY KEY, mechanism TEXT NOT NULL, "
                           "parameters TEXT NOT NULL, rdp BLOB NOT NULL)",
-                          "CREATE TABLE IF NOT EXISTS voids (round INTEGER PRIMARY KEY REFERENCES charges(round))"}) {
+                          "CREATE TABLE IF NOT EXISTS voids (round INTEGER PRIMARY KEY REFERENCES charges(round))",
+                          "CREATE TABLE IF NOT EXISTS pld_steps (round INTEGER NOT NULL REFERENCES charges(round), "
+                          "sampling_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, steps INTEGER NOT NULL)"}) {
     if (auto s = Exec(db, sql); !s.ok()) {
       const bool not_db = sqlite3_errcode(db) == SQLITE_NOTADB;
       return close_with(not_db ? absl::InvalidArgumentError("not a privacy ledger (not an SQLite database)") : s);
@@ -120,20 +122,41 @@ absl::StatusOr<std::vector<double>> PrivacyLedger::TotalRdpLocked() const {
   return total;
 }
 
-absl::StatusOr<PrivacySpent> PrivacyLedger::SpentAfter(const std::vector<double>& rdp) const {
-  if (rdp.size() != orders_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("charge has ", rdp.size(), " RDP values for ", orders_.size(),
-                                                   " orders"));
-  }
-  absl::MutexLock lock(&mu_);
+absl::StatusOr<PrivacySpent> PrivacyLedger::SpentLocked(const PrivacyCharge* extra) const {
   auto total = TotalRdpLocked();
   if (!total.ok()) return total.status();
-  for (size_t i = 0; i < rdp.size(); ++i) (*total)[i] += rdp[i];
-  return EpsilonFromRdp(orders_, *total, budget_.delta);
+  if (extra) {
+    for (size_t i = 0; i < total->size(); ++i) (*total)[i] += extra->rdp[i];
+  }
+  auto rdp = EpsilonFromRdp(orders_, *total, budget_.delta);
+  if (!rdp.ok()) return rdp.status();
+  auto charges = ChargesLocked();
+  if (!charges.ok()) return charges.status();
+  if (extra) charges->push_back(*extra);
+  std::vector<SampledGaussianSteps> steps;
+  for (const PrivacyCharge& c : *charges) {
+    if (c.pld.empty()) return rdp;  // a mechanism only RDP accounts for
+    steps.insert(steps.end(), c.pld.begin(), c.pld.end());
+  }
+  if (steps.empty()) return rdp;
+  auto pld = PldEpsilon(steps, budget_.delta);
+  if (!pld.ok()) return pld.status();
+  if (*pld >= rdp->epsilon) return rdp;
+  return PrivacySpent{.epsilon = *pld, .order = 0.0, .accountant = "pld"};
+}
+
+absl::StatusOr<PrivacySpent> PrivacyLedger::SpentAfter(const PrivacyCharge& charge) const {
+  if (charge.rdp.size() != orders_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("charge has ", charge.rdp.size(), " RDP values for ",
+                                                   orders_.size(), " orders"));
+  }
+  absl::MutexLock lock(&mu_);
+  return SpentLocked(&charge);
 }
 
 absl::StatusOr<PrivacySpent> PrivacyLedger::Spent() const {
-  return SpentAfter(std::vector<double>(orders_.size(), 0.0));
+  absl::MutexLock lock(&mu_);
+  return SpentLocked(nullptr);
 }
 
 absl::Status PrivacyLedger::Charge(const PrivacyCharge& charge) {
@@ -174,10 +197,7 @@ absl::Status PrivacyLedger::Charge(const PrivacyCharge& charge) {
                                                             " was already charged with other parameters")));
     }
   }
-  auto total = TotalRdpLocked();
-  if (!total.ok()) return rollback(total.status());
-  for (size_t i = 0; i < total->size(); ++i) (*total)[i] += charge.rdp[i];
-  auto spent = EpsilonFromRdp(orders_, *total, budget_.delta);
+  auto spent = SpentLocked(&charge);
   if (!spent.ok()) return rollback(spent.status());
   if (spent->epsilon > budget_.epsilon) {
     return rollback(absl::ResourceExhaustedError(absl::StrCat(
@@ -191,25 +211,48 @@ absl::Status PrivacyLedger::Charge(const PrivacyCharge& charge) {
   sqlite3_bind_text(insert.get(), 3, charge.parameters.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_blob(insert.get(), 4, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
   if (sqlite3_step(insert.get()) != SQLITE_DONE) return rollback(SqlError(db_, "record charge"));
+  Statement steps(db_, "INSERT INTO pld_steps (round, sampling_rate, noise_multiplier, steps) VALUES (?, ?, ?, ?)");
+  for (const SampledGaussianSteps& e : charge.pld) {
+    sqlite3_reset(steps.get());
+    sqlite3_bind_int64(steps.get(), 1, charge.round);
+    sqlite3_bind_double(steps.get(), 2, e.sampling_rate);
+    sqlite3_bind_double(steps.get(), 3, e.noise_multiplier);
+    sqlite3_bind_int64(steps.get(), 4, e.steps);
+    if (sqlite3_step(steps.get()) != SQLITE_DONE) return rollback(SqlError(db_, "record charge's steps"));
+  }
   if (auto s = Exec(db_, "COMMIT"); !s.ok()) return rollback(s);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<PrivacyCharge>> PrivacyLedger::Charges() const {
   absl::MutexLock lock(&mu_);
+  return ChargesLocked();
+}
+
+absl::StatusOr<std::vector<PrivacyCharge>> PrivacyLedger::ChargesLocked() const {
   Statement q(db_,
               "SELECT round, mechanism, parameters, rdp FROM charges WHERE round NOT IN (SELECT round FROM voids) "
               "ORDER BY round");
-  if (!q.ok()) return SqlError(db_, "read charges");
+  Statement steps(db_, "SELECT sampling_rate, noise_multiplier, steps FROM pld_steps WHERE round = ?");
+  if (!q.ok() || !steps.ok()) return SqlError(db_, "read charges");
   std::vector<PrivacyCharge> out;
-  while (sqlite3_step(q.get()) == SQLITE_ROW) {
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
     PrivacyCharge c;
     c.round = sqlite3_column_int64(q.get(), 0);
     c.mechanism = reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 1));
     c.parameters = reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 2));
     c.rdp = FromBlob(sqlite3_column_blob(q.get(), 3), sqlite3_column_bytes(q.get(), 3));
+    sqlite3_reset(steps.get());
+    sqlite3_bind_int64(steps.get(), 1, c.round);
+    while (sqlite3_step(steps.get()) == SQLITE_ROW) {
+      c.pld.push_back({.sampling_rate = sqlite3_column_double(steps.get(), 0),
+                       .noise_multiplier = sqlite3_column_double(steps.get(), 1),
+                       .steps = sqlite3_column_int64(steps.get(), 2)});
+    }
     out.push_back(std::move(c));
   }
+  if (rc != SQLITE_DONE) return SqlError(db_, "read charges");
   return out;
 }
 

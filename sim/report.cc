@@ -37,6 +37,20 @@ const char* DpModeName(aggregator::DpMode m) {
   return "?";
 }
 
+const char* PrivacyUnitName(const aggregator::DpConfig& dp) {
+  if (dp.mode == aggregator::DpMode::kOff) return "none";
+  return dp.unit == aggregator::DpUnit::kPatient ? "patient" : "clinic";
+}
+
+// The ledger counts the tighter accountant that applies: PLD for the
+// Poisson-subsampled Gaussian (patient DP-SGD, central noise), RDP for the
+// distributed discrete Gaussian.
+const char* AccountantName(const aggregator::DpConfig& dp) {
+  if (dp.mode == aggregator::DpMode::kOff) return "none";
+  return dp.unit == aggregator::DpUnit::kPatient || dp.mode == aggregator::DpMode::kCentral ? "pld" : "rdp";
+}
+
+
 std::string AggregationName(const aggregator::Config& f) {
   if (f.secure_aggregation) return StrFormat("SecAgg+ at %d bits", f.dp.bits);
   const char* compression = f.compression == v1::COMPRESSION_INT8   ? "int8"
@@ -78,9 +92,13 @@ nlohmann::json ReportJson(const SimulationReport& r) {
   j["privacy"] = {{"epsilon", r.epsilon},
                   {"delta", r.delta},
                   {"differentially_private", s.federation.dp.mode != aggregator::DpMode::kOff},
-                  {"unit", "clinic"},
-                  {"accountant", "rdp"},
+                  {"unit", PrivacyUnitName(s.federation.dp)},
+                  {"accountant", AccountantName(s.federation.dp)},
                   {"target_epsilon", s.federation.dp.target_epsilon}};
+  if (s.federation.dp.unit == aggregator::DpUnit::kPatient) {
+    j["privacy"]["sampling_rate"] = s.federation.dp.sampling_rate;
+    j["privacy"]["steps_per_round"] = aggregator::PatientStepsPerRound(s.federation);
+  }
   j["baselines"] = {{"initial", ToJson(r.initial)},
                     {"centralized", ToJson(r.centralized)},
                     {"federated", ToJson(r.federated)},
@@ -199,9 +217,17 @@ std::string PrivacySummary(const SimulationReport& r, int completed) {
       dp.target_epsilon > 0 ? StrFormat("a target of %g over %d rounds", dp.target_epsilon,
                                         r.scenario.federation.max_rounds)
                             : StrFormat("noise multiplier %.3f, no target", r.noise_multiplier);
+  if (dp.unit == aggregator::DpUnit::kPatient) {
+    return StrFormat("Privacy: epsilon %.3f spent of %s, at delta %g, after %d completed rounds (patient-level DP: "
+                     "each clinic's DP-SGD hides any one patient, from its own noise, %d steps a round at sampling "
+                     "rate %g; PLD accountant; SecAgg+ hides each clinic's update).",
+                     r.epsilon, promised, r.delta, completed, aggregator::PatientStepsPerRound(r.scenario.federation),
+                     dp.sampling_rate);
+  }
   return StrFormat("Privacy: epsilon %.3f spent of %s, at delta %g, after %d completed rounds (%s DP, each clinic's "
-                   "whole data as the unit; RDP accountant).",
-                   r.epsilon, promised, r.delta, completed, DpModeName(dp.mode));
+                   "whole data as the unit; %s accountant).",
+                   r.epsilon, promised, r.delta, completed, DpModeName(dp.mode),
+                   dp.mode == aggregator::DpMode::kCentral ? "PLD" : "RDP");
 }
 
 std::string Summary(const SimulationReport& r, bool plotted) {
@@ -223,11 +249,13 @@ std::string Summary(const SimulationReport& r, bool plotted) {
   std::string out = StrFormat("# %s\n\n", s.name);
   absl::StrAppend(
       &out,
-      StrFormat("%d clinics, %s partition, cohort %d, %d rounds; DP %s (clip %g, noise multiplier %.3f); %s; "
+      StrFormat("%d clinics, %s partition, cohort %d, %d rounds; DP %s (%s clip %g, noise multiplier %.3f); %s; "
                 "%s transport; seed %d.\nBackbone: %s (%zu-dim embedding).\n\n",
                 s.clinics.count,
                 s.partition.kind == PartitionKind::kDirichlet ? StrFormat("Dirichlet(%g)", s.partition.alpha) : "IID",
-                f.cohort_size, f.max_rounds, DpModeName(f.dp.mode), f.dp.clip, r.noise_multiplier, AggregationName(f),
+                f.cohort_size, f.max_rounds, DpModeName(f.dp.mode),
+                f.dp.unit == aggregator::DpUnit::kPatient ? "patient level, DP-SGD per-patient" : "clinic level,",
+                f.dp.clip, r.noise_multiplier, AggregationName(f),
                 s.transport == TransportKind::kInProcess ? "in-process"
                 : s.transport == TransportKind::kGrpc    ? "gRPC (one process)"
                                                          : "gRPC (one process per clinic)",

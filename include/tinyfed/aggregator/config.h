@@ -24,10 +24,23 @@ namespace tinyfed::aggregator {
 // distributed and local need SecAgg+ (the noise is added by clients and
 // summed mod 2^bits); central and off are trusted-aggregator rounds.
 enum class DpMode { kDistributed, kLocal, kCentral, kOff };
+// What one unit of privacy hides. Clinic: a clinic's whole dataset (the
+// mechanisms of dp.mode, noise calibrated to one clinic's update). Patient:
+// one patient's record; each clinic runs DP-SGD on its own samples and its
+// guarantee holds from its own noise (needs dp.mode = distributed, whose
+// SecAgg+ then only hides each clinic's update, adding no noise).
+enum class DpUnit { kClinic, kPatient };
 
 struct DpConfig {
   DpMode mode = DpMode::kDistributed;
-  double clip = 1.0;
+  DpUnit unit = DpUnit::kClinic;
+  double clip = 1.0;  // clinic: of a clinic's update; patient: of one patient's gradient
+  // Patient only: each sample joins a DP-SGD step with this probability, and
+  // a round takes ceil(training.epochs / sampling_rate) steps.
+  double sampling_rate = 0.1;
+  // Patient only: the L2 bound a clinic's update is clipped to before
+  // encoding for SecAgg+ (post-processing; sets the integer scale).
+  double update_clip = 1.0;
   double noise_multiplier = 0.0;  // set this or target_epsilon
   double target_epsilon = 0.0;    // over max_rounds rounds (which must then be set)
   double delta = 1e-5;
@@ -105,6 +118,9 @@ Config DefaultConfig();
 // wrong types and impossible values; NOT_FOUND for a missing file.
 absl::StatusOr<Config> ReadConfig(const std::filesystem::path& path);
 absl::StatusOr<Config> ParseConfig(std::string_view toml, const std::filesystem::path& source_name);
+
+// Patient unit: the DP-SGD steps one round takes at each clinic.
+int64_t PatientStepsPerRound(const Config& config);
 
 // `config` as a TOML file ParseConfig reads back (paths absolute).
 std::string FormatConfig(const Config& config);

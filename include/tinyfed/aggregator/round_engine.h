@@ -100,6 +100,9 @@ class RoundEngine {
   void CloseSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the current round costs with `survivors` clinics in its sum.
+  absl::StatusOr<dp::PrivacyCharge> RoundChargeLocked(int survivors) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool PatientUnit() const { return config_.dp.unit == DpUnit::kPatient && config_.dp.mode != DpMode::kOff; }
   // Logs whose SecAgg+ shares neighbors rejected, drops them from the round
   // and remembers them for later cohorts.
   void NameRejectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -29,6 +29,8 @@
 //   LOCK             held by the process using the directory (one at a time)
 //   model.signed.damaged  an installed model that failed verification at
 //                    start, set aside until the model is fetched again
+//   privacy.db       the clinic's privacy ledger (dp/ledger.h): each
+//                    patient-level round it trained for, and what it cost
 // What leaves it: SecAgg+-masked, clipped and noised head updates, and
 // aggregate telemetry (sample counts per class, a confidence histogram and
 // accuracy on a held-out slice). Never a sample, a label or an embedding.
@@ -55,6 +57,7 @@
 #include "absl/time/time.h"
 #include "tinyfed/client/sample_store.h"
 #include "tinyfed/client/transport.h"
+#include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/interpreter.h"
 #include "tinyfed/v1/service.pb.h"
 
@@ -68,6 +71,10 @@ struct ClientConfig {
   std::string enrollment_token;
   size_t max_samples = 20000;        // the replay buffer keeps the newest
   double holdout_fraction = 0.1;     // of samples, for local accuracy only
+  // The clinic's own patient-level budget. Its ledger (privacy.db) charges
+  // every patient-level round before training, and the gateway declines a
+  // round that would take it past this budget, whatever the aggregator asks.
+  dp::PrivacyBudget privacy_budget{.epsilon = 10.0, .delta = 1e-5};
   // Simulation only: derive the DP noise and SecAgg+ keys from this seed,
   // the device id and the round, so that a simulation can be repeated
   // exactly. A real gateway must leave it unset: predictable noise and keys

@@ -42,6 +42,10 @@ struct DdgConfig {
   double beta = std::exp(-0.5);        // conditional rounding, in [0, 1)
   double max_wrap_probability = 1e-4;  // per coordinate and round
   bool local_only = false;             // each client adds the full noise itself
+  // Encoding only, no noise: the update already carries its own (patient-
+  // level DP-SGD at the clinic). Set neither noise_multiplier nor
+  // target_epsilon; DdgRdp refuses such params.
+  bool noiseless = false;
 };
 
 struct DdgParams {

@@ -2,6 +2,9 @@
 // SQLite (WAL, synchronous=FULL), and the budget that refuses a charge that
 // would take epsilon past the configured limit.
 //
+// Epsilon is the RDP accountant's, or the PLD accountant's where every
+// counted charge is a Poisson-subsampled Gaussian (the smaller of the two).
+//
 // A charge is keyed by its round: charging the same round again with the
 // same content is a no-op (a restarted aggregator may retry), with different
 // content ALREADY_EXISTS. Each charge is one transaction, so a crash leaves
@@ -28,6 +31,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/dp/rdp_accountant.h"
 
 struct sqlite3;
@@ -44,6 +48,10 @@ struct PrivacyCharge {
   std::string mechanism;   // e.g. "distributed_discrete_gaussian", "sampled_gaussian"
   std::string parameters;  // the mechanism's parameters, as the caller records them (JSON)
   std::vector<double> rdp;  // at the ledger's orders
+  // The same charge as Poisson-subsampled Gaussian steps, when it is one;
+  // empty otherwise. While every counted charge has them, epsilon is the
+  // smaller of the RDP and the PLD accountant's (both are upper bounds).
+  std::vector<SampledGaussianSteps> pld;
 };
 
 class PrivacyLedger {
@@ -64,8 +72,8 @@ class PrivacyLedger {
   // (RESOURCE_EXHAUSTED, nothing recorded). INVALID_ARGUMENT for an RDP
   // vector of the wrong length or a negative value.
   absl::Status Charge(const PrivacyCharge& charge);
-  // The epsilon that recording `rdp` would bring the total to.
-  absl::StatusOr<PrivacySpent> SpentAfter(const std::vector<double>& rdp) const;
+  // The epsilon that recording `charge` would bring the total to.
+  absl::StatusOr<PrivacySpent> SpentAfter(const PrivacyCharge& charge) const;
   absl::StatusOr<PrivacySpent> Spent() const;
   // The charges that count (not voided), by round.
   absl::StatusOr<std::vector<PrivacyCharge>> Charges() const;
@@ -82,6 +90,9 @@ class PrivacyLedger {
  private:
   PrivacyLedger(sqlite3* db, PrivacyBudget budget, std::vector<double> orders);
   absl::StatusOr<std::vector<double>> TotalRdpLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RDP and, where every charge allows it, PLD, with `extra` (if any) added.
+  absl::StatusOr<PrivacySpent> SpentLocked(const PrivacyCharge* extra) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<PrivacyCharge>> ChargesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);

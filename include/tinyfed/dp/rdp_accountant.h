@@ -32,7 +32,8 @@ absl::StatusOr<std::vector<double>> SampledGaussianRdp(double q, double noise_mu
 
 struct PrivacySpent {
   double epsilon = 0.0;
-  double order = 0.0;  // the order that gave the smallest epsilon
+  double order = 0.0;  // the order that gave the smallest epsilon; 0 when the PLD accountant gave it
+  const char* accountant = "rdp";  // or "pld" (dp/pld_accountant.h)
 };
 
 // delta in (0, 1); orders and rdp of equal length.
