@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "models/testing/tiny_classifier.h"
+#include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
@@ -24,14 +25,16 @@ class FakeAggregator : public Transport {
   int fail_after_chunks = -1;  // simulate a lost link after this many chunks
   std::vector<v1::Telemetry> telemetry;
   std::vector<v1::SignedMetadata> roots;  // 1.root, 2.root, ...
-  bool admit = false;  // admit the client to round 7, a trusted-aggregator round training `ref`
+  bool admit = false;  // admit the client to round `round_id`, a trusted-aggregator round training `ref`
+  uint64_t round_id = 7;
+  std::optional<v1::PatientDpSettings> patient_dp;  // makes the round patient-level
   absl::Status checkin_error;
 
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
     if (!checkin_error.ok()) return checkin_error;
     v1::CheckInResponse r;
     if (admit) {
-      r.mutable_admitted()->set_round_id(7);
+      r.mutable_admitted()->set_round_id(round_id);
     } else {
       r.mutable_retry_later()->set_delay_ms(1000);
     }
@@ -43,8 +46,9 @@ class FakeAggregator : public Transport {
     if (!admit || request.header().phase() != v1::PHASE_TASK) return absl::UnimplementedError("not in this test");
     v1::AwaitResponse r;
     v1::RoundTask* task = r.mutable_task();
-    task->set_round_id(7);
+    task->set_round_id(round_id);
     *task->mutable_model() = ref;
+    if (patient_dp) *task->mutable_patient_dp() = *patient_dp;
     task->mutable_training()->set_epochs(1);
     task->mutable_training()->set_batch_size(8);
     task->mutable_training()->set_learning_rate(0.1f);
@@ -52,7 +56,7 @@ class FakeAggregator : public Transport {
     return r;
   }
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest&) override {
-    return absl::UnimplementedError("not in this test");
+    return absl::FailedPreconditionError("the fake ends the round here");
   }
   absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& request) override {
     if (fail_after_chunks >= 0 && chunks_served >= fail_after_chunks) return absl::UnavailableError("link lost");
@@ -413,6 +417,78 @@ TEST_F(ClientTest, SkipsARoundWithNothingToTrainOn) {
   EXPECT_NE(foreign->detail.find("5 stored, 5 with features or labels model v1 does not take"), std::string::npos)
       << foreign->detail;
   EXPECT_EQ(foreign->model_version, 1u);
+}
+
+// The clinic's own ledger: each patient-level round is charged before it
+// trains, a round past the clinic's budget is declined (also after a
+// restart, whatever the aggregator asks), and the epsilon the gateway
+// reports is the one its records give.
+TEST_F(ClientTest, DeclinesAPatientLevelRoundPastItsOwnBudget) {
+  v1::PatientDpSettings dp;
+  dp.set_sampling_rate(0.5);
+  dp.set_noise_multiplier(2.0);
+  dp.set_clip(1.0);
+  dp.set_steps(4);
+  dp.set_delta(1e-5);
+  const dp::SampledGaussianSteps one_round{0.5, 2.0, 4}, two_rounds{0.5, 2.0, 8};
+  const double after_two = *dp::PldEpsilon({&two_rounds, 1}, 1e-5);
+  const double after_three = *dp::PldEpsilon({&one_round, 1}, 1e-5) + after_two;  // above the true three-round value
+  config_.privacy_budget = {.epsilon = after_two * 1.001, .delta = 1e-5};
+  ASSERT_GT(after_three, config_.privacy_budget.epsilon);
+  const std::string v1 = Publish(1, key_);
+  const models::Dataset data = models::testing::TinyClassifierData(30, 3);
+  std::vector<Sample> samples;
+  for (size_t i = 0; i < data.size(); ++i) {
+    const auto x = data.sample(i);
+    samples.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = data.labels[i]});
+  }
+  FakeAggregator* fake = nullptr;
+  {
+    auto c = ClientOffering(v1, RefFor(v1), &fake);
+    ASSERT_TRUE(c->AddSamples(samples).ok());
+    fake->admit = true;
+    fake->patient_dp = dp;
+    for (uint64_t round : {7, 8}) {
+      fake->round_id = round;
+      auto r = c->ParticipateOnce();
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->outcome, RoundOutcome::kAborted) << r->detail;  // trained, then the fake ends it
+      EXPECT_GT(r->samples_trained, 0u);
+    }
+    fake->round_id = 9;
+    auto declined = c->ParticipateOnce();
+    ASSERT_TRUE(declined.ok()) << declined.status();
+    EXPECT_EQ(declined->outcome, RoundOutcome::kSkipped);
+    EXPECT_NE(declined->detail.find("declined: it would take this clinic"), std::string::npos) << declined->detail;
+    EXPECT_NE(declined->detail.find("past the budget"), std::string::npos) << declined->detail;
+    EXPECT_EQ(declined->samples_trained, 0u);
+    ASSERT_TRUE(c->SendTelemetry().ok());
+    const v1::Telemetry& t = fake->telemetry.back();
+    EXPECT_EQ(t.rounds_declined(), 1u);
+    EXPECT_NE(t.privacy_status().find("declined round 9"), std::string::npos) << t.privacy_status();
+    EXPECT_DOUBLE_EQ(t.epsilon_budget(), config_.privacy_budget.epsilon);
+    EXPECT_NEAR(t.epsilon_spent(), after_two, 1e-12);
+  }
+  // After a restart the ledger still holds both rounds and still declines.
+  {
+    auto c = ClientOffering(v1, RefFor(v1), &fake);
+    fake->admit = true;
+    fake->patient_dp = dp;
+    fake->round_id = 10;
+    auto declined = c->ParticipateOnce();
+    ASSERT_TRUE(declined.ok()) << declined.status();
+    EXPECT_EQ(declined->outcome, RoundOutcome::kSkipped) << declined->detail;
+  }
+  // The reported epsilon is a recomputation from the gateway's own records.
+  auto ledger = dp::PrivacyLedger::Open(config_.data_dir / "privacy.db", config_.privacy_budget);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  auto charges = (*ledger)->Charges();
+  ASSERT_TRUE(charges.ok());
+  ASSERT_EQ(charges->size(), 2u);
+  std::vector<dp::SampledGaussianSteps> recorded;
+  for (const auto& c : *charges) recorded.insert(recorded.end(), c.pld.begin(), c.pld.end());
+  EXPECT_NEAR(*dp::PldEpsilon(recorded, 1e-5), after_two, 1e-12);
+  EXPECT_STREQ((*ledger)->Spent()->accountant, "pld");
 }
 
 TEST_F(ClientTest, FollowsARootRotationAndRefusesTheRetiredKey) {

@@ -170,3 +170,41 @@ TEST(PrivacyLedger, SurvivesKillNineMidCharge) {
 
 }  // namespace
 }  // namespace tinyfed::dp
+
+namespace tinyfed::dp {
+namespace {
+
+TEST(PrivacyLedger, CountsThePldAccountantWhileEveryChargeIsASampledGaussian) {
+  const auto path = FreshPath("ledger-pld.db");
+  const PrivacyBudget budget{50.0, 1e-5};
+  const SampledGaussianSteps steps{0.1, 1.5, 20};
+  auto charge = [&](int64_t round, bool with_steps) {
+    PrivacyCharge c = GaussianRound(round, DefaultOrders());
+    c.rdp = *SampledGaussianRdp(steps.sampling_rate, steps.noise_multiplier, steps.steps, DefaultOrders());
+    if (with_steps) c.pld = {steps};
+    return c;
+  };
+  const SampledGaussianSteps three{0.1, 1.5, 60};
+  {
+    auto ledger = PrivacyLedger::Open(path, budget);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    for (int r = 1; r <= 3; ++r) ASSERT_TRUE((*ledger)->Charge(charge(r, true)).ok());
+    auto spent = (*ledger)->Spent();
+    ASSERT_TRUE(spent.ok());
+    EXPECT_STREQ(spent->accountant, "pld");
+    EXPECT_DOUBLE_EQ(spent->epsilon, *PldEpsilon({&three, 1}, 1e-5));
+    const auto orders = DefaultOrders();
+    const auto rdp = *SampledGaussianRdp(0.1, 1.5, 60, orders);
+    EXPECT_LT(spent->epsilon, EpsilonFromRdp(orders, rdp, 1e-5)->epsilon);
+  }
+  auto ledger = PrivacyLedger::Open(path, budget);  // the steps are kept
+  ASSERT_TRUE(ledger.ok());
+  EXPECT_DOUBLE_EQ((*ledger)->Spent()->epsilon, *PldEpsilon({&three, 1}, 1e-5));
+  ASSERT_EQ((*ledger)->Charges()->at(1).pld.size(), 1u);
+  // One charge only RDP accounts for: the whole total is RDP's.
+  ASSERT_TRUE((*ledger)->Charge(charge(4, false)).ok());
+  EXPECT_STREQ((*ledger)->Spent()->accountant, "rdp");
+}
+
+}  // namespace
+}  // namespace tinyfed::dp
