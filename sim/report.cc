@@ -107,12 +107,17 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                      {{"local_only", Mean(r.clinics, &ClinicResult::local_only)},
                       {"federated", Mean(r.clinics, &ClinicResult::federated)},
                       {"personalized", Mean(r.clinics, &ClinicResult::personalized)}}}};
+  j["validation"] = {{"samples", r.validation_samples},
+                     {"centralized", ToJson(r.centralized_validation)},
+                     {"federated", ToJson(r.federated_validation)},
+                     {"settings_chosen_by", s.settings_chosen_by}};
   j["rounds"] = nlohmann::json::array();
   for (const auto& x : r.rounds) {
     j["rounds"].push_back({{"round", x.round},
                            {"completed", x.completed},
                            {"reason", x.reason},
                            {"test", ToJson(x.test)},
+                           {"validation_accuracy", x.validation_accuracy},
                            {"available", x.available},
                            {"selected", x.selected},
                            {"survivors", x.survivors},
@@ -268,6 +273,14 @@ std::string Summary(const SimulationReport& r, bool plotted) {
   absl::StrAppend(&out, StrFormat("| local-only, mean over clinics | %.2f %% |\n", 100 * r.mean_local_only_on_test));
   absl::StrAppend(&out, StrFormat("| initial (zero) head | %.2f %% |\n\n", 100 * r.initial.accuracy));
   absl::StrAppend(&out, PrivacySummary(r, completed), "\n\n");
+  if (r.validation_samples > 0) {
+    absl::StrAppend(&out, StrFormat("Validation split (%zu samples, for choosing settings; never the test split): "
+                                    "centralized %.2f %%, federated %.2f %%. Settings chosen by: %s.\n\n",
+                                    r.validation_samples, 100 * r.centralized_validation.accuracy,
+                                    100 * r.federated_validation.accuracy, s.settings_chosen_by));
+  } else {
+    absl::StrAppend(&out, StrFormat("No validation split. Settings chosen by: %s.\n\n", s.settings_chosen_by));
+  }
   if (r.federated.accuracy < r.mean_local_only_on_test) {
     absl::StrAppend(&out, StrFormat("**Warning: the federated head (%.2f %%) is below the clinics' local-only mean "
                                     "(%.2f %%) on the test set: the federation does not pay for itself here.**\n\n",

@@ -36,6 +36,7 @@ absl::Status ReadData(TomlTableReader& r, const std::filesystem::path& base, Dat
   if (!labels.empty()) d.labels = ResolvePath(labels, base);
   TINYFED_RETURN_IF_ERROR(r.String("label_column", &d.label_column));
   TINYFED_RETURN_IF_ERROR(r.Double("test_fraction", &d.test_fraction, 0.01, 0.9));
+  TINYFED_RETURN_IF_ERROR(r.Double("validation_fraction", &d.validation_fraction, 0.0, 0.5));
   TINYFED_RETURN_IF_ERROR(r.Double("public_fraction", &d.public_fraction, 0.0, 0.9));
   return r.Integer("max_samples", &d.max_samples, 0, int64_t{1} << 32);
 }
@@ -111,6 +112,7 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
   s.transport = static_cast<TransportKind>(transport);
   TINYFED_RETURN_IF_ERROR(top.Integer("baseline_epochs", &s.baseline_epochs, 1, 10000));
   TINYFED_RETURN_IF_ERROR(top.Integer("personalization_epochs", &s.personalization_epochs, 0, 10000));
+  TINYFED_RETURN_IF_ERROR(top.String("settings_chosen_by", &s.settings_chosen_by));
 
   auto data = top.Table("data");
   if (!data.ok()) return data.status();

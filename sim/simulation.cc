@@ -44,7 +44,12 @@ struct Clinic {
 // ---------------------------------------------------------------- data
 
 struct Splits {
-  models::Dataset test, public_data, pool;
+  models::Dataset test, validation, public_data, pool;
+};
+
+struct EvaluationSet {
+  std::vector<float> embeddings;
+  std::vector<int> labels;
 };
 
 absl::StatusOr<Splits> LoadData(const Scenario& s) {
@@ -60,6 +65,11 @@ absl::StatusOr<Splits> LoadData(const Scenario& s) {
   Splits out;
   models::Split first = models::StratifiedSplit(*all, s.data.test_fraction, s.seed);
   out.test = std::move(first.holdout);
+  if (s.data.validation_fraction > 0) {
+    models::Split rest = models::StratifiedSplit(first.train, s.data.validation_fraction, s.seed + 2);
+    out.validation = std::move(rest.holdout);
+    first.train = std::move(rest.train);
+  }
   if (s.backbone.bundle.empty()) {
     models::Split second = models::StratifiedSplit(first.train, s.data.public_fraction, s.seed + 1);
     out.public_data = std::move(second.holdout);
@@ -374,8 +384,9 @@ namespace {
 // The final model on the test set and on each clinic's slice, and personalized.
 void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v1::Head& federated,
                   std::span<const float> test_embeddings, std::span<const int> test_labels,
-                  SimulationReport& report) {
+                  const EvaluationSet& validation, SimulationReport& report) {
   report.federated = Evaluate(federated, test_embeddings, test_labels);
+  if (!validation.labels.empty()) report.federated_validation = Evaluate(federated, validation.embeddings, validation.labels);
   for (size_t c = 0; c < clinics.size(); ++c) {
     const Clinic& clinic = clinics[c];
     ClinicResult& r = report.clinics[c];
@@ -522,6 +533,8 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   report.label_names = splits->test.label_names;
   const v1::Head zero = backbone->head();
   report.initial = Evaluate(zero, test_embeddings, splits->test.labels);
+  const EvaluationSet validation{Embed(**interpreter, splits->validation), splits->validation.labels};
+  report.validation_samples = splits->validation.size();
 
   // Baselines: the union of the clinics' data (centralized) and each alone.
   std::vector<float> union_embeddings;
@@ -535,6 +548,9 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   const v1::TrainingSettings& t = s.federation.training;
   const v1::Head centralized = TrainFrom(zero, union_embeddings, union_labels, s.baseline_epochs, t, s.seed);
   report.centralized = Evaluate(centralized, test_embeddings, splits->test.labels);
+  if (!validation.labels.empty()) {
+    report.centralized_validation = Evaluate(centralized, validation.embeddings, validation.labels);
+  }
   for (const Clinic& c : *clinics) {
     ClinicResult r;
     r.id = c.id;
@@ -582,7 +598,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     if (!bytes.ok() || !last.ParseFromString(*bytes)) return absl::DataLossError("cannot read the last model");
     auto bundle = models::DecodeBundleFile(last.bundle());
     if (!bundle.ok()) return bundle.status();
-    FinishReport(s, *clinics, bundle->head(), test_embeddings, splits->test.labels, report);
+    FinishReport(s, *clinics, bundle->head(), test_embeddings, splits->test.labels, validation, report);
     report.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     return report;
   }
@@ -772,6 +788,9 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     }
     rr.dropouts = rr.selected - rr.survivors;
     rr.test = Evaluate((*engine)->latest_head(), test_embeddings, splits->test.labels);
+    if (!validation.labels.empty()) {
+      rr.validation_accuracy = Evaluate((*engine)->latest_head(), validation.embeddings, validation.labels).accuracy;
+    }
     rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - round_started);
     if (inproc) sim_clock.Advance(absl::Hours(s.clinics.round_hours));
     report.rounds.push_back(rr);
@@ -784,7 +803,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   report.client_rounds_per_second = federation_seconds > 0 ? participations / federation_seconds : 0.0;
   report.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
 
-  FinishReport(s, *clinics, (*engine)->latest_head(), test_embeddings, splits->test.labels, report);
+  FinishReport(s, *clinics, (*engine)->latest_head(), test_embeddings, splits->test.labels, validation, report);
   server.reset();
   gateways.clear();
   engine->reset();

@@ -25,7 +25,7 @@ expect_error() {
 }
 
 for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect" \
-           "privacy" "privacy epsilon" "privacy noise" "keys generate" "root new" "model verify" \
+           "privacy" "privacy epsilon" "privacy noise" "client status" "keys generate" "root new" "model verify" \
            "enroll" "device revoke" "device list"; do
   # shellcheck disable=SC2086
   if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
@@ -123,6 +123,8 @@ assert p["accountant"] == "pld" and 0 < p["epsilon"] < r["epsilon"], (p, r)
 PY
 $tinyfed privacy noise --sampling-rate 0.01 --steps 1000 --delta 1e-5 --epsilon 2 | grep -q "noise multiplier" \
   && ok || fail "privacy noise"
+expect_error "client status without a ledger" "no privacy ledger" \
+  $tinyfed client status --data-dir "$work/no-such-gateway"
 expect_error "an unknown accountant" "--accountant" \
   $tinyfed privacy epsilon --accountant moments --sampling-rate 0.1 --noise-multiplier 1 --steps 10 --delta 1e-5
 expect_error "z outside the PLD's range" "noise multiplier must be in [0.05, 1e4], got 0" \

@@ -209,7 +209,45 @@ struct ClientFlags {
   std::vector<std::string> idx;
   std::string csv;
   ReadingFlags reading;
+  double epsilon_budget = 10.0;  // patient level, the clinic's own
+  double delta = 1e-5;
+  bool json = false;
 };
+
+// Reads the ledger a gateway keeps (client/client.h, privacy.db) without
+// its lock: SQLite lets a reader in beside the running gateway.
+void PrintClientStatus(const ClientFlags& f) {
+  const std::filesystem::path file = std::filesystem::path(f.data_dir) / "privacy.db";
+  if (!std::filesystem::exists(file)) {
+    throw CommandError(absl::NotFoundError(fmt::format(
+        "{}: no privacy ledger (not a gateway's data directory, or the gateway has never started)", file.string())));
+  }
+  // The budget is the running gateway's setting; reading needs only delta.
+  auto ledger = OrThrow(dp::PrivacyLedger::Open(file, {.epsilon = 1e300, .delta = f.delta}));
+  const auto spent = OrThrow(ledger->Spent());
+  const auto charges = OrThrow(ledger->Charges());
+  int64_t steps = 0;
+  for (const auto& c : charges) {
+    for (const auto& e : c.pld) steps += e.steps;
+  }
+  if (f.json) {
+    nlohmann::json patient = {{"epsilon", spent.epsilon}, {"delta", f.delta}, {"accountant", spent.accountant},
+                              {"rounds", charges.size()}, {"dp_sgd_steps", steps}};
+    patient["charged_rounds"] = nlohmann::json::array();
+    for (const auto& c : charges) {
+      patient["charged_rounds"].push_back(
+          {{"round_id", c.round}, {"mechanism", c.mechanism}, {"parameters", nlohmann::json::parse(c.parameters)}});
+    }
+    nlohmann::json out = {{"patient", patient},
+                          {"clinic", "accounted by the aggregator (tinyfed aggregator status), not the gateway"}};
+    fmt::print("{}\n", out.dump(2));
+    return;
+  }
+  fmt::print("patient level: epsilon {:.4f} at delta {} ({} accountant) over {} rounds, {} DP-SGD steps\n",
+             spent.epsilon, f.delta, spent.accountant == std::string("pld") ? "PLD" : "RDP", charges.size(), steps);
+  for (const auto& c : charges) fmt::print("round {:>5}  {}  {}\n", c.round, c.mechanism, c.parameters);
+  fmt::print("clinic level: accounted by the aggregator (tinyfed aggregator status)\n");
+}
 
 v1::Phase ParsePhase(const std::string& name) {
   for (int p = v1::Phase_MIN; p <= v1::Phase_MAX; ++p) {
@@ -231,6 +269,7 @@ void RunClient(const ClientFlags& f) {
   config.trusted_root = f.root;
   config.enrollment_token = f.enroll_token;
   config.max_samples = f.max_samples;
+  config.privacy_budget = {.epsilon = f.epsilon_budget, .delta = f.delta};
   client::ClientHooks hooks;
   if (!f.exit_at.empty()) {
     // Simulates a power cut: SIGKILL at the start of that phase, nothing flushed.
@@ -348,7 +387,16 @@ void AddRoundCommands(CLI::App* app) {
                   "simulation only: drop probabilities for training,share_keys,masked_input,unmasking")
       ->delimiter(',')
       ->needs("--simulation-seed");
+  run->add_option("--epsilon-budget", flags->epsilon_budget,
+                  "this clinic's own patient-level budget: rounds past it are declined (default 10)");
+  run->add_option("--delta", flags->delta, "delta of the clinic's budget (default 1e-5)");
   run->callback([flags] { RunClient(*flags); });
+
+  auto* client_status = cl->add_subcommand("status", "the privacy this gateway spent, from its own ledger");
+  client_status->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();
+  client_status->add_option("--delta", flags->delta, "delta to state epsilon at (default 1e-5, the gateway's default)");
+  client_status->add_flag("--json", flags->json, "print JSON");
+  client_status->callback([flags] { PrintClientStatus(*flags); });
 
   auto* add = cl->add_subcommand("add-samples", "store labelled samples, encrypted, in the gateway's data directory");
   add->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();

@@ -29,6 +29,9 @@ struct DataSpec {
   std::filesystem::path labels;  // IDX labels; empty for CSV
   std::string label_column;      // CSV; empty: the last column
   double test_fraction = 0.2;    // global test set, stratified
+  // Of the rest, before the public split: a validation set to choose
+  // settings on (clip, learning rates, epochs), never the test set.
+  double validation_fraction = 0.1;
   double public_fraction = 0.2;  // of the rest: public data for the backbone
   size_t max_samples = 0;        // 0: all; else a stratified subset first
 };
@@ -78,6 +81,9 @@ struct Scenario {
   int rounds = 20;
   int baseline_epochs = 20;      // centralized and local-only heads
   int personalization_epochs = 5;
+  // What chose the settings (stated in the report), e.g. "a sweep of dp.clip
+  // scored on the validation split".
+  std::string settings_chosen_by = "the defaults; nothing was tuned";
   // The aggregator's settings (cohort, training, DP, SecAgg+, optimizer);
   // paths and deadlines are filled in by the simulation.
   aggregator::Config federation;

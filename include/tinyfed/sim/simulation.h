@@ -44,6 +44,7 @@ struct RoundResult {
   bool completed = false;
   std::string reason;  // why not, if not
   Metrics test;        // the model after this round, on the global test set
+  double validation_accuracy = 0.0;  // and on the validation set (for choosing settings)
   int available = 0;   // clinics online this round
   int selected = 0;
   int survivors = 0;
@@ -76,6 +77,10 @@ struct SimulationReport {
   Metrics initial;             // the starting (zero) head
   Metrics centralized;         // head trained on the union of the clinics' data
   Metrics federated;           // after the last round
+  // On the validation split (data.validation_fraction), to choose settings by.
+  size_t validation_samples = 0;
+  Metrics centralized_validation;
+  Metrics federated_validation;
   double mean_local_only_on_test = 0.0;
   std::vector<ClinicResult> clinics;
   std::vector<RoundResult> rounds;
