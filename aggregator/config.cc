@@ -66,6 +66,10 @@ absl::Status ReadTraining(TomlTableReader& r, Config& c) {
   t.set_learning_rate(static_cast<float>(lr));
   t.set_momentum(static_cast<float>(momentum));
   t.set_weight_decay(static_cast<float>(decay));
+  std::vector<double> weights(t.class_weights().begin(), t.class_weights().end());
+  TINYFED_RETURN_IF_ERROR(r.Doubles("class_weights", &weights, 1e-6, 1e6));
+  t.clear_class_weights();
+  for (double w : weights) t.add_class_weights(static_cast<float>(w));
   return absl::OkStatus();
 }
 
@@ -152,6 +156,9 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
   }
   if (c.compression != v1::COMPRESSION_NONE && c.secure_aggregation) {
     return error("compression.kind needs secagg.enabled = false (SecAgg+ sums fixed-width integers)");
+  }
+  if (c.training.class_weights_size() > 0 && (c.dp.unit != DpUnit::kPatient || c.dp.mode == DpMode::kOff)) {
+    return error("training.class_weights apply to patient-level DP-SGD only (dp.unit = \"patient\")");
   }
   if (c.dp.mode == DpMode::kOff) return absl::OkStatus();
   if (c.dp.unit == DpUnit::kPatient && c.dp.mode != DpMode::kDistributed) {
@@ -269,7 +276,8 @@ std::string FormatConfig(const Config& c) {
       "reset_head = %s\npoll_interval_ms = %.17g\n\n"
       "[deadlines]\nselection = %.17g\ntraining = %.17g\nshare_keys = %.17g\nmasked_input = %.17g\n"
       "unmasking = %.17g\n\n"
-      "[training]\nepochs = %d\nbatch_size = %d\nlearning_rate = %.9g\nmomentum = %.9g\nweight_decay = %.9g\n\n"
+      "[training]\nepochs = %d\nbatch_size = %d\nlearning_rate = %.9g\nmomentum = %.9g\nweight_decay = %.9g\n"
+      "class_weights = [%s]\n\n"
       "[dp]\nmode = \"%s\"\nunit = \"%s\"\nclip = %.17g\nsampling_rate = %.17g\nupdate_clip = %.17g\n%s = %.17g\n"
       "delta = %.17g\nepsilon_budget = %.17g\nbits = %d\nmax_wrap_probability = %.17g\n\n"
       "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
@@ -280,7 +288,9 @@ std::string FormatConfig(const Config& c) {
       c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", absl::ToDoubleMilliseconds(c.poll_interval),
       seconds(c.selection_timeout), seconds(c.training_timeout), seconds(c.share_keys_timeout),
       seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(), t.batch_size(), t.learning_rate(),
-      t.momentum(), t.weight_decay(), modes[static_cast<int>(c.dp.mode)],
+      t.momentum(), t.weight_decay(),
+      absl::StrJoin(t.class_weights(), ", ", [](std::string* text, float w) { absl::StrAppendFormat(text, "%.9g", w); }),
+      modes[static_cast<int>(c.dp.mode)],
       c.dp.unit == DpUnit::kPatient ? "patient" : "clinic", c.dp.clip, c.dp.sampling_rate, c.dp.update_clip,
       c.dp.target_epsilon > 0 ? "target_epsilon" : "noise_multiplier",
       c.dp.target_epsilon > 0 ? c.dp.target_epsilon : std::max(c.dp.noise_multiplier, 1e-300), c.dp.delta,

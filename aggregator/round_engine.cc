@@ -17,12 +17,11 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "tinyfed/aggregator/noise.h"
 #include "tinyfed/aggregator/server_optimizer.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
-#include "tinyfed/dp/pld_accountant.h"
-#include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
@@ -38,6 +37,13 @@
 
 namespace tinyfed::aggregator {
 namespace {
+
+absl::Status CheckClassWeights(const Config& config, const v1::Head& head) {
+  const int weights = config.training.class_weights_size();
+  if (weights == 0 || weights == static_cast<int>(head.num_classes())) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("training.class_weights has ", weights, " weights; the model has ", head.num_classes(), " classes"));
+}
 
 // Devices rejected by this many distinct neighbors are left out of later
 // cohorts: one neighbor alone may be the liar.
@@ -225,6 +231,7 @@ absl::Status RoundEngine::Init() {
                                          " is a float bundle; gateways run int8 (tinyfed model quantize)"));
     }
     res_->bundle = std::move(*bundle);
+    if (auto s = CheckClassWeights(config_, res_->bundle.head()); !s.ok()) return s;
     std::vector<float> head = HeadParameters(res_->bundle.head());
     if (config_.reset_head) std::fill(head.begin(), head.end(), 0.0f);
     if (auto s = PublishLocked(std::move(head), 0, nullptr); !s.ok()) return s;
@@ -242,6 +249,7 @@ absl::Status RoundEngine::Init() {
     auto release = models::ParseRelease(signed_bundle.release());
     res_->bundle = std::move(*bundle);
     res_->head = HeadParameters(res_->bundle.head());
+    if (auto s = CheckClassWeights(config_, res_->bundle.head()); !s.ok()) return s;
     latest_ = std::make_unique<Published>();
     latest_->blob = std::move(*blob);
     latest_->file = m.file;
@@ -279,36 +287,9 @@ absl::Status RoundEngine::Init() {
   if (!next.ok()) return next.status();
   next_round_id_ = *next;
 
-  // The noise multiplier, once: a target epsilon is spread over max_rounds
-  // rounds of the expected number of survivors.
-  noise_multiplier_ = config_.dp.mode == DpMode::kOff ? 0.0 : config_.dp.noise_multiplier;
-  if (PatientUnit() && config_.dp.target_epsilon > 0) {
-    // A clinic in every round is the worst case the federation plans for.
-    auto z = dp::PldNoiseMultiplierForEpsilon(config_.dp.sampling_rate,
-                                              config_.max_rounds * PatientStepsPerRound(config_), config_.dp.delta,
-                                              config_.dp.target_epsilon);
-    if (!z.ok()) return InvalidArgumentError(StrCat("dp.target_epsilon: ", z.status().message()));
-    noise_multiplier_ = *z;
-  } else if (config_.dp.mode == DpMode::kCentral && config_.dp.target_epsilon > 0) {
-    auto z = dp::NoiseMultiplierForEpsilon(1.0, config_.max_rounds, config_.dp.delta, config_.dp.target_epsilon,
-                                           res_->ledger->orders());
-    if (!z.ok()) return InvalidArgumentError(StrCat("dp.target_epsilon: ", z.status().message()));
-    noise_multiplier_ = *z;
-  } else if (config_.dp.mode != DpMode::kOff && config_.dp.target_epsilon > 0) {
-    dp::DdgConfig c;
-    c.dimension = res_->head.size();
-    c.clip = config_.dp.clip;
-    c.bits = config_.dp.bits;
-    c.expected_clients = std::max(1, static_cast<int>(config_.cohort_size * (1.0 - config_.max_dropout)));
-    c.delta = config_.dp.delta;
-    c.target_epsilon = config_.dp.target_epsilon;
-    c.rounds = config_.max_rounds;
-    c.max_wrap_probability = config_.dp.max_wrap_probability;
-    c.local_only = config_.dp.mode == DpMode::kLocal;
-    auto p = dp::ChooseDdgParams(c);
-    if (!p.ok()) return InvalidArgumentError(StrCat("dp.target_epsilon: ", p.status().message()));
-    noise_multiplier_ = p->noise_multiplier;
-  }
+  auto z = ResolveNoiseMultiplier(config_, res_->head.size());
+  if (!z.ok()) return z.status();
+  noise_multiplier_ = *z;
   auto spent = res_->ledger->Spent();
   if (!spent.ok()) return spent.status();
   spdlog::info("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise multiplier {:.4f}",

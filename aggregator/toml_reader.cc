@@ -28,6 +28,24 @@ absl::Status TomlTableReader::Double(std::string_view key, double* out, double m
   return absl::OkStatus();
 }
 
+absl::Status TomlTableReader::Doubles(std::string_view key, std::vector<double>* out, double min, double max) {
+  const toml::node* node = Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  const toml::array* array = node->as_array();
+  if (array == nullptr) return Error(*node, key, "must be an array of numbers");
+  std::vector<double> values;
+  for (const toml::node& item : *array) {
+    std::optional<double> v = item.value<double>();
+    if (!v || item.is_boolean()) return Error(*node, key, "must be an array of numbers");
+    if (!std::isfinite(*v) || *v < min || *v > max) {
+      return Error(*node, key, absl::StrCat("values must be in [", min, ", ", max, "], got ", *v));
+    }
+    values.push_back(*v);
+  }
+  *out = std::move(values);
+  return absl::OkStatus();
+}
+
 absl::Status TomlTableReader::Integer(std::string_view key, int64_t* out, int64_t min, int64_t max) {
   const toml::node* node = Find(key);
   if (node == nullptr) return absl::OkStatus();

@@ -405,7 +405,7 @@ absl::StatusOr<Client::State::LocalUpdate> Client::State::TrainOnLocalSamples(co
                                      .learning_rate = t.learning_rate(),
                                      .momentum = t.momentum(),
                                      .weight_decay = t.weight_decay(),
-                                     .class_weights = {}};
+                                     .class_weights = {t.class_weights().begin(), t.class_weights().end()}};
     auto rng = config.simulation_seed ? dp::SecureRandom::FromSeed(SimulationSeed(task.round_id(), "dp-sgd"))
                                       : dp::SecureRandom::FromOsEntropy();
     trained = TrainHeadPrivately(&head, embeddings, labels, private_task, *rng);

@@ -111,6 +111,13 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                      {"centralized", ToJson(r.centralized_validation)},
                      {"federated", ToJson(r.federated_validation)},
                      {"settings_chosen_by", s.settings_chosen_by}};
+  if (r.positive_class >= 0) {
+    j["decision"] = {{"positive_class", s.decision.positive_class},
+                     {"target_sensitivity", s.decision.target_sensitivity},
+                     {"threshold", r.threshold},
+                     {"chosen_on", "validation"},
+                     {"federated_on_test", ToJson(r.federated_at_threshold)}};
+  }
   j["rounds"] = nlohmann::json::array();
   for (const auto& x : r.rounds) {
     j["rounds"].push_back({{"round", x.round},
@@ -280,6 +287,16 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                     100 * r.federated_validation.accuracy, s.settings_chosen_by));
   } else {
     absl::StrAppend(&out, StrFormat("No validation split. Settings chosen by: %s.\n\n", s.settings_chosen_by));
+  }
+  if (r.positive_class >= 0) {
+    const size_t c = static_cast<size_t>(r.positive_class);
+    absl::StrAppend(&out, StrFormat("Decision threshold for %s: probability >= %.3f, chosen on the validation split for "
+                                    "sensitivity >= %g. On the test split the federated head then has %s sensitivity "
+                                    "%.3f, specificity %.3f, accuracy %.2f %%.\n\n",
+                                    s.decision.positive_class, r.threshold, s.decision.target_sensitivity,
+                                    s.decision.positive_class, r.federated_at_threshold.sensitivity[c],
+                                    r.federated_at_threshold.specificity[c],
+                                    100 * r.federated_at_threshold.accuracy));
   }
   if (r.federated.accuracy < r.mean_local_only_on_test) {
     absl::StrAppend(&out, StrFormat("**Warning: the federated head (%.2f %%) is below the clinics' local-only mean "

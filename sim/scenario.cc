@@ -124,6 +124,11 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
   }
   using Reader = std::function<absl::Status(TomlTableReader&)>;
   const std::pair<const char*, Reader> sections[] = {
+      {"decision",
+       [&](TomlTableReader& r) {
+         TINYFED_RETURN_IF_ERROR(r.String("positive_class", &s.decision.positive_class));
+         return r.Double("target_sensitivity", &s.decision.target_sensitivity, 0.01, 1.0);
+       }},
       {"backbone", [&](TomlTableReader& r) { return ReadBackbone(r, base, s.backbone); }},
       {"partition", [&](TomlTableReader& r) { return ReadPartition(r, s.partition); }},
       {"clinics", [&](TomlTableReader& r) { return ReadClinics(r, s.clinics); }},

@@ -80,17 +80,23 @@ absl::StatusOr<Splits> LoadData(const Scenario& s) {
   return out;
 }
 
+// The backbone before pretraining (or the given one): its shape.
+absl::StatusOr<v1::ModelBundle> BackboneShape(const Scenario& s, const models::Dataset& public_data) {
+  if (!s.backbone.bundle.empty()) return models::ReadBundleFile(s.backbone.bundle);
+  auto arch = models::ParseArchitecture(s.backbone.arch);
+  if (!arch.ok()) return arch.status();
+  models::ArchitectureOptions options;
+  options.mlp_hidden = s.backbone.hidden;
+  return models::BuildBackbone(*arch, public_data, s.seed, options);
+}
+
 absl::StatusOr<v1::ModelBundle> MakeBackbone(const Scenario& s, const models::Dataset& public_data,
                                              std::string* description) {
   if (!s.backbone.bundle.empty()) {
     *description = StrCat("given: ", s.backbone.bundle.string());
     return models::ReadBundleFile(s.backbone.bundle);
   }
-  auto arch = models::ParseArchitecture(s.backbone.arch);
-  if (!arch.ok()) return arch.status();
-  models::ArchitectureOptions options;
-  options.mlp_hidden = s.backbone.hidden;
-  auto bundle = models::BuildBackbone(*arch, public_data, s.seed, options);
+  auto bundle = BackboneShape(s, public_data);
   if (!bundle.ok()) return bundle.status();
   models::TrainOptions train;
   train.epochs = s.backbone.epochs;
@@ -194,6 +200,82 @@ std::vector<float> Embed(models::Interpreter& interpreter, const models::Dataset
     out.insert(out.end(), e.begin(), e.end());
   }
   return out;
+}
+
+// The probability of class `c` for each sample.
+std::vector<double> ClassProbabilities(const v1::Head& head, std::span<const float> embeddings, size_t samples,
+                                       int c) {
+  const size_t k = head.num_classes(), dim = head.in_features();
+  std::vector<double> out, logits(k);
+  for (size_t i = 0; i < samples; ++i) {
+    const float* e = embeddings.data() + i * dim;
+    for (size_t j = 0; j < k; ++j) {
+      double z = head.bias(static_cast<int>(j));
+      for (size_t d = 0; d < dim; ++d) z += head.weights(static_cast<int>(j * dim + d)) * e[d];
+      logits[j] = z;
+    }
+    const double top = *std::max_element(logits.begin(), logits.end());
+    double sum = 0.0;
+    for (double z : logits) sum += std::exp(z - top);
+    out.push_back(std::exp(logits[static_cast<size_t>(c)] - top) / sum);
+  }
+  return out;
+}
+
+// From a normal fit to the validation positives' log-odds: the point that
+// fraction `target` of such scores lies above. A fit extrapolates past the
+// handful of positives a clinic-sized validation set holds, where their
+// empirical quantile would be one sample. Never above 0.5: a threshold is
+// there to catch more positives, not fewer.
+double ChooseThreshold(std::span<const double> probability, std::span<const int> labels, int positive, double target) {
+  std::vector<double> log_odds;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] != positive) continue;
+    const double p = std::clamp(probability[i], 1e-9, 1.0 - 1e-9);
+    log_odds.push_back(std::log(p / (1.0 - p)));
+  }
+  if (log_odds.size() < 2) return 0.5;
+  double mean = 0.0, var = 0.0;
+  for (double l : log_odds) mean += l / static_cast<double>(log_odds.size());
+  for (double l : log_odds) var += (l - mean) * (l - mean) / static_cast<double>(log_odds.size() - 1);
+  // Phi^-1(target) by bisection on erfc: no quantile function in the standard library.
+  double lo = -10.0, hi = 10.0;
+  for (int i = 0; i < 100; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(-mid / M_SQRT2) < target ? lo : hi) = mid;
+  }
+  const double cut = mean - 0.5 * (lo + hi) * std::sqrt(var);
+  return std::min(0.5, 1.0 / (1.0 + std::exp(-cut)));
+}
+
+// Positive when its probability reaches the threshold, otherwise the most
+// likely other class.
+Metrics EvaluateAtThreshold(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels,
+                            int positive, double threshold) {
+  const size_t k = head.num_classes(), dim = head.in_features();
+  models::ConfusionMatrix confusion(static_cast<int>(k));
+  const std::vector<double> p = ClassProbabilities(head, embeddings, labels.size(), positive);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    int predicted = positive;
+    if (p[i] < threshold) {
+      double best = -INFINITY;
+      for (size_t c = 0; c < k; ++c) {
+        if (static_cast<int>(c) == positive) continue;
+        double z = head.bias(static_cast<int>(c));
+        for (size_t d = 0; d < dim; ++d) z += head.weights(static_cast<int>(c * dim + d)) * embeddings[i * dim + d];
+        if (z > best) best = z, predicted = static_cast<int>(c);
+      }
+    }
+    confusion.Add(labels[i], predicted);
+  }
+  Metrics m;
+  m.accuracy = confusion.accuracy();
+  auto number = [](double v) { return std::isnan(v) ? 0.0 : v; };
+  for (int c = 0; c < static_cast<int>(k); ++c) {
+    m.sensitivity.push_back(number(confusion.sensitivity(c)));
+    m.specificity.push_back(number(confusion.specificity(c)));
+  }
+  return m;
 }
 
 Metrics Evaluate(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels) {
@@ -387,6 +469,12 @@ void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v
                   const EvaluationSet& validation, SimulationReport& report) {
   report.federated = Evaluate(federated, test_embeddings, test_labels);
   if (!validation.labels.empty()) report.federated_validation = Evaluate(federated, validation.embeddings, validation.labels);
+  if (report.positive_class >= 0 && !validation.labels.empty()) {
+    const auto p = ClassProbabilities(federated, validation.embeddings, validation.labels.size(), report.positive_class);
+    report.threshold = ChooseThreshold(p, validation.labels, report.positive_class, s.decision.target_sensitivity);
+    report.federated_at_threshold =
+        EvaluateAtThreshold(federated, test_embeddings, test_labels, report.positive_class, report.threshold);
+  }
   for (size_t c = 0; c < clinics.size(); ++c) {
     const Clinic& clinic = clinics[c];
     ClinicResult& r = report.clinics[c];
@@ -505,6 +593,20 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
 
 }  // namespace
 
+absl::StatusOr<FederationShape> DescribeFederation(const Scenario& s) {
+  auto splits = LoadData(s);
+  if (!splits.ok()) return splits.status();
+  auto backbone = BackboneShape(s, splits->public_data);
+  if (!backbone.ok()) return absl::Status(backbone.status().code(), StrCat("backbone: ", backbone.status().message()));
+  auto clinics = MakeClinics(s, splits->pool);
+  if (!clinics.ok()) return clinics.status();
+  FederationShape shape;
+  shape.embedding_size = backbone->head().in_features();
+  shape.classes = backbone->head().num_classes();
+  for (const Clinic& c : *clinics) shape.clinic_train_sizes.push_back(c.train.size());
+  return shape;
+}
+
 absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::filesystem::path& work_dir,
                                                const Progress& progress, const std::filesystem::path& tinyfed_binary) {
   const absl::Time started = absl::Now();
@@ -531,6 +633,20 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   const std::vector<float> test_embeddings = Embed(**interpreter, splits->test);
   report.test_samples = splits->test.size();
   report.label_names = splits->test.label_names;
+  if (!s.decision.positive_class.empty()) {
+    const auto& names = report.label_names;
+    const auto at = std::find(names.begin(), names.end(), s.decision.positive_class);
+    if (at == names.end()) {
+      return absl::InvalidArgumentError(StrCat(s.source.string(), ": decision.positive_class '",
+                                               s.decision.positive_class, "' is not one of the data's ",
+                                               names.size(), " labels"));
+    }
+    if (splits->validation.size() == 0) {
+      return absl::InvalidArgumentError(StrCat(s.source.string(), ": decision.positive_class needs a validation split "
+                                               "(data.validation_fraction > 0) to choose its threshold on"));
+    }
+    report.positive_class = static_cast<int>(at - names.begin());
+  }
   const v1::Head zero = backbone->head();
   report.initial = Evaluate(zero, test_embeddings, splits->test.labels);
   const EvaluationSet validation{Embed(**interpreter, splits->validation), splits->validation.labels};

@@ -6,6 +6,9 @@
 #include "CLI/CLI.hpp"
 #include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/dp/rdp_accountant.h"
+#include "tinyfed/sim/privacy_plan.h"
+#include "tinyfed/sim/scenario.h"
+#include "tinyfed/sim/simulation.h"
 #include "tools/commands.h"
 
 namespace tinyfed::tools {
@@ -65,6 +68,40 @@ void AddPrivacyCommands(CLI::App* app) {
       fmt::print("epsilon {:.6f} at RDP order {} (delta {}, RDP accountant)\n", spent->epsilon, spent->order,
                  flags->delta);
     }
+  });
+
+  auto* plan = privacy->add_subcommand("plan", "what a scenario's DP settings will spend, and how loud the noise is");
+  auto scenario_file = std::make_shared<std::string>();
+  plan->add_option("--scenario", *scenario_file, "scenario TOML file")->required()->check(CLI::ExistingFile);
+  plan->add_flag("--json", flags->json, "print JSON");
+  plan->callback([flags, scenario_file] {
+    auto scenario = sim::ReadScenario(*scenario_file);
+    if (!scenario.ok()) throw CommandError(scenario.status());
+    auto shape = sim::DescribeFederation(*scenario);
+    if (!shape.ok()) throw CommandError(shape.status());
+    auto p = sim::PlanPrivacy(*scenario, *shape);
+    if (!p.ok()) throw CommandError(p.status());
+    if (!flags->json) {
+      fmt::print("{}", sim::FormatPrivacyPlan(*p));
+      return;
+    }
+    fmt::print("{}\n", nlohmann::json{{"unit", p->unit},
+                                      {"mechanism", p->mechanism},
+                                      {"accountant", p->accountant},
+                                      {"noise_multiplier", p->noise_multiplier},
+                                      {"epsilon", p->epsilon},
+                                      {"delta", p->delta},
+                                      {"rounds", p->rounds},
+                                      {"steps_per_round", p->steps_per_round},
+                                      {"sampling_rate", p->sampling_rate},
+                                      {"head_parameters", p->head_parameters},
+                                      {"expected_survivors", p->expected_survivors},
+                                      {"smallest_clinic", p->smallest_clinic},
+                                      {"median_clinic", p->median_clinic},
+                                      {"step_noise_smallest", p->step_noise_smallest},
+                                      {"step_noise_median", p->step_noise_median},
+                                      {"round_noise", p->round_noise}}
+                          .dump());
   });
 
   auto* noise = privacy->add_subcommand("noise", "noise multiplier that keeps T steps within epsilon");

@@ -16,6 +16,7 @@ struct SimFlags {
   std::string scenario, out, work, transport;
   int clinics = 0;
   int rounds = 0;
+  int64_t seed = -1;
   bool verbose = false;
 };
 
@@ -31,6 +32,7 @@ void RunSim(const SimFlags& f) {
     scenario->federation.min_cohort = std::min(scenario->federation.min_cohort, scenario->federation.cohort_size);
   }
   if (f.rounds > 0) scenario->federation.max_rounds = f.rounds;
+  if (f.seed >= 0) scenario->seed = static_cast<uint64_t>(f.seed);
   spdlog::set_level(f.verbose ? spdlog::level::info : spdlog::level::warn);
   const std::filesystem::path work =
       f.work.empty() ? std::filesystem::path(f.out) / "work" : std::filesystem::path(f.work);
@@ -70,6 +72,7 @@ void AddSimCommands(CLI::App* app) {
       ->check(CLI::IsMember({"inproc", "grpc", "processes"}));
   cmd->add_option("--clinics", flags->clinics, "override the number of clinics")->check(CLI::Range(2, 100000));
   cmd->add_option("--rounds", flags->rounds, "override the number of rounds")->check(CLI::Range(1, 100000));
+  cmd->add_option("--seed", flags->seed, "override the scenario's seed (data splits, partition, noise)")->check(CLI::Range(int64_t{0}, int64_t{1} << 62));
   cmd->add_flag("--verbose", flags->verbose, "log the aggregator's and clients' events");
   cmd->callback([flags] { RunSim(*flags); });
 }

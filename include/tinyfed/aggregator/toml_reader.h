@@ -35,6 +35,8 @@ class TomlTableReader {
     *out = static_cast<Int>(v);
     return s;
   }
+  // An array of numbers, each in [min, max].
+  absl::Status Doubles(std::string_view key, std::vector<double>* out, double min, double max);
   absl::Status Seconds(std::string_view key, absl::Duration* out, double min, double max);
   absl::Status Bool(std::string_view key, bool* out);
   // Non-empty strings only.

@@ -69,6 +69,14 @@ struct ClinicsSpec {
   double compute_speed = 1.0;  // relative to this machine; 0.25 = four times slower
 };
 
+// A decision threshold on one class's probability, chosen on the validation
+// split so that class's sensitivity reaches a target (a screening test that
+// must not miss the disease).
+struct DecisionSpec {
+  std::string positive_class;      // a label name; empty: argmax decisions only
+  double target_sensitivity = 0.95;
+};
+
 struct Scenario {
   std::filesystem::path source;  // the scenario file
   std::string name;
@@ -78,6 +86,7 @@ struct Scenario {
   BackboneSpec backbone;
   PartitionSpec partition;
   ClinicsSpec clinics;
+  DecisionSpec decision;
   int rounds = 20;
   int baseline_epochs = 20;      // centralized and local-only heads
   int personalization_epochs = 5;

@@ -81,6 +81,11 @@ struct SimulationReport {
   size_t validation_samples = 0;
   Metrics centralized_validation;
   Metrics federated_validation;
+  // scenario.decision: the federated head deciding by a threshold on the
+  // positive class's probability, chosen on the validation split.
+  int positive_class = -1;  // -1: no decision threshold
+  double threshold = 0.0;
+  Metrics federated_at_threshold;  // on the test split
   double mean_local_only_on_test = 0.0;
   std::vector<ClinicResult> clinics;
   std::vector<RoundResult> rounds;
@@ -99,6 +104,16 @@ using Progress = std::function<void(const RoundResult& round, int total_rounds, 
 absl::StatusOr<SimulationReport> RunSimulation(const Scenario& scenario, const std::filesystem::path& work_dir,
                                                const Progress& progress = {},
                                                const std::filesystem::path& tinyfed_binary = {});
+
+// What a scenario's federation looks like before it runs: the clinics'
+// training-set sizes after the splits and the partition, and the head's
+// shape. Reads the data; trains nothing.
+struct FederationShape {
+  std::vector<size_t> clinic_train_sizes;
+  size_t embedding_size = 0;
+  size_t classes = 0;
+};
+absl::StatusOr<FederationShape> DescribeFederation(const Scenario& scenario);
 
 // report.json, rounds.csv, summary.md, and accuracy.svg/png,
 // bytes.svg/png, clinics.svg/png when gnuplot is installed.
