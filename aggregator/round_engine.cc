@@ -938,7 +938,18 @@ void RoundEngine::FinishRoundLocked() {
     return;
   }
   std::vector<float> mean(decoded->size());
-  for (size_t i = 0; i < mean.size(); ++i) mean[i] = static_cast<float>((*decoded)[i] / s);
+  double norm2 = 0.0;
+  for (size_t i = 0; i < mean.size(); ++i) {
+    mean[i] = static_cast<float>((*decoded)[i] / s);
+    norm2 += static_cast<double>(mean[i]) * mean[i];
+  }
+  // One wrapped sum or unclipped update must not wreck the model.
+  if (const double bound = dp::DdgMeanNormBound(r.ddg, s); std::sqrt(norm2) > bound) {
+    AbortRoundLocked(StrCat("the mean update's norm ", std::sqrt(norm2), " exceeds ", bound,
+                            ", the most clipped updates and the noise allow: a wrapped sum or an unclipped update; "
+                            "nothing is published"));
+    return;
+  }
 
   // Charge before anything derived from the sum leaves the aggregator.
   auto charge = RoundChargeLocked(s);

@@ -218,6 +218,12 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& p, std::span<co
   return ReduceModulo(*z, p.config.bits);
 }
 
+double DdgMeanNormBound(const DdgParams& p, int clients) {
+  const double n = std::max(1, clients);
+  const double noise = std::sqrt(p.config.noiseless ? 0.0 : p.local_variance.value() / n);
+  return (p.rounding_norm_bound + noise * (std::sqrt(static_cast<double>(p.padded_dimension)) + 8.0)) / p.scale;
+}
+
 absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& p, std::span<const uint32_t> sum,
                                                  const Seed& rotation_seed) {
   if (sum.size() != p.padded_dimension) {

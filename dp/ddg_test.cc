@@ -220,3 +220,54 @@ TEST(Ddg, LocalOnlyNoiseIsTheFullNoise) {
 
 }  // namespace
 }  // namespace tinyfed::dp
+
+namespace tinyfed::dp {
+namespace {
+
+double Norm(const std::vector<double>& v, double divide) {
+  double n2 = 0.0;
+  for (double x : v) n2 += (x / divide) * (x / divide);
+  return std::sqrt(n2);
+}
+
+// Honest rounds (noised, or noiseless for patient-level updates) decode to a
+// mean under the bound; a client that skips clipping is caught.
+TEST(Ddg, MeanNormBoundHoldsForHonestSumsAndCatchesAnUnclippedUpdate) {
+  for (bool noiseless : {false, true}) {
+    DdgConfig c = Config(300, 20, 10, noiseless ? 0.0 : 2.0);
+    c.noiseless = noiseless;
+    auto p = ChooseDdgParams(c);
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto rng = SecureRandom::FromSeed(SeedOf(11));
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<std::vector<uint32_t>> enc;
+      for (const auto& u : RandomUpdates(10, c.dimension, 1.0f, 100 + trial)) enc.push_back(*DdgEncode(*p, u, SeedOf(5), *rng));
+      auto sum = DdgDecodeSum(*p, ModularSum(enc, c.bits), SeedOf(5));
+      ASSERT_TRUE(sum.ok());
+      EXPECT_LE(Norm(*sum, 10), DdgMeanNormBound(*p, 10)) << noiseless << " " << trial;
+    }
+    // One client's integers scaled up tenfold past its clip.
+    std::vector<std::vector<uint32_t>> enc;
+    for (const auto& u : RandomUpdates(10, c.dimension, 1.0f, 7)) enc.push_back(*DdgEncode(*p, u, SeedOf(5), *rng));
+    auto z = DdgQuantize(*p, RandomUpdates(1, c.dimension, 1.0f, 8)[0], SeedOf(5), *rng);
+    ASSERT_TRUE(z.ok());
+    for (int64_t& v : *z) v *= 30;
+    enc[0] = ReduceModulo(*z, c.bits);
+    auto sum = DdgDecodeSum(*p, ModularSum(enc, c.bits), SeedOf(5));
+    ASSERT_TRUE(sum.ok());
+    EXPECT_GT(Norm(*sum, 10), DdgMeanNormBound(*p, 10)) << noiseless;
+  }
+}
+
+TEST(Ddg, NoiselessEncodingHasNoPrivacyToAccount) {
+  DdgConfig c = Config(100, 16, 5, 0.0);
+  c.noiseless = true;
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(DdgRdp(*p, 5, 1, DefaultOrders()).status().code(), absl::StatusCode::kInvalidArgument);
+  c.noise_multiplier = 1.0;
+  EXPECT_EQ(ChooseDdgParams(c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tinyfed::dp

@@ -81,6 +81,13 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& params, std::sp
                                                 const Seed& rotation_seed, SecureRandom& rng,
                                                 bool add_noise = true);
 
+// The largest L2 norm the decoded mean of `clients` honest encodings can
+// have: each rounded update within the rounding bound, plus the summed
+// noise's norm bounded at its stddev times sqrt(m) + 8 (exceeded with
+// probability below 1e-14). A larger mean came from a wrapped sum or an
+// update its client did not clip.
+double DdgMeanNormBound(const DdgParams& params, int clients);
+
 // Server: the mod-2^b sum of encodings -> the real-valued sum of the clipped
 // updates plus noise (config.dimension values). Divide by the survivor count
 // for the mean.
