@@ -651,6 +651,8 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   report.initial = Evaluate(zero, test_embeddings, splits->test.labels);
   const EvaluationSet validation{Embed(**interpreter, splits->validation), splits->validation.labels};
   report.validation_samples = splits->validation.size();
+  const double initial_validation =
+      validation.labels.empty() ? 0.0 : Evaluate(zero, validation.embeddings, validation.labels).accuracy;
 
   // Baselines: the union of the clinics' data (centralized) and each alone.
   std::vector<float> union_embeddings;
@@ -806,6 +808,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
       rr.reason = StrCat("only ", rr.selected, " clinics online (", config.min_cohort, " needed)");
       rr.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
       rr.test = report.rounds.empty() ? report.initial : report.rounds.back().test;
+      rr.validation_accuracy = report.rounds.empty() ? initial_validation : report.rounds.back().validation_accuracy;
       rr.simulated_seconds = absl::ToDoubleSeconds(config.selection_timeout);
       rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - round_started);
       report.rounds.push_back(rr);
