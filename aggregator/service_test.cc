@@ -608,6 +608,15 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
 
   expect_error(paths + "[secagg]\nenabled = false\n", "need secagg.enabled = true");
   expect_error(paths + "[dp]\nmode = \"central\"\n", "set secagg.enabled = false");
+  expect_error(paths + "[dp]\nunit = \"hospital\"\n", "dp.unit: must be one of clinic, patient");
+  expect_error(paths + "[dp]\nunit = \"patient\"\nmode = \"local\"\n", "needs dp.mode = \"distributed\"");
+  expect_error(paths + "[dp]\nunit = \"patient\"\nsampling_rate = 0\n", "dp.sampling_rate: must be in");
+  expect_error(paths + "[dp]\nunit = \"patient\"\nnoise_multiplier = 0.01\n", "at least 0.05");
+  expect_error(paths + "[training]\nclass_weights = [1, 2]\n", "class_weights apply to patient-level DP-SGD only");
+  expect_error(paths + "[dp]\nunit = \"patient\"\n[training]\nclass_weights = [1, -2]\n",
+               "training.class_weights: values must be in");
+  expect_error(paths + "[dp]\nunit = \"patient\"\n[training]\nclass_weights = \"heavy\"\n",
+               "training.class_weights: must be an array of numbers");
 
   auto ok = ParseConfig(paths + "[dp]\ntarget_epsilon = 8\n[rounds]\nmax_rounds = 50\n[deadlines]\ntraining = 1.5\n",
                         "/etc/tinyfed/aggregator.toml");
@@ -631,8 +640,24 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   auto back = ParseConfig(FormatConfig(c), "/elsewhere/copy.toml");
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << FormatConfig(c);
   EXPECT_EQ(FormatConfig(*back), FormatConfig(c));
+  // And the patient unit's keys.
+  c.dp.mode = DpMode::kDistributed;
+  c.secure_aggregation = true;
+  c.compression = v1::COMPRESSION_NONE;
+  c.dp.unit = DpUnit::kPatient;
+  c.dp.sampling_rate = 0.25;
+  c.dp.update_clip = 3.0;
+  c.training.add_class_weights(2.0f);
+  c.training.add_class_weights(1.0f);
+  back = ParseConfig(FormatConfig(c), "/elsewhere/copy.toml");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << FormatConfig(c);
+  EXPECT_EQ(FormatConfig(*back), FormatConfig(c));
   EXPECT_EQ(back->state_dir, "/etc/tinyfed/s");
   EXPECT_EQ(back->simulation_seed, 42u);
+  EXPECT_EQ(back->dp.unit, DpUnit::kPatient);
+  EXPECT_EQ(back->dp.sampling_rate, 0.25);
+  EXPECT_EQ(back->training.class_weights_size(), 2);
+  EXPECT_EQ(PatientStepsPerRound(*back), 4 * back->training.epochs());
 }
 
 }  // namespace

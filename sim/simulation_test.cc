@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "absl/strings/str_format.h"
+#include "tinyfed/dp/ledger.h"
 #include "tinyfed/sim/scenario.h"
 
 namespace tinyfed::sim {
@@ -199,6 +200,10 @@ TEST(ScenarioTest, ErrorsNameTheKeyAndLine) {
   expect_error(data + "[rounds]\nmax_rounds = 5\ncohort_size = 30\n", "exceeds clinics.count");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[dp]\nclip = \"one\"\n", "plan.toml:6: dp.clip: must be a number");
   expect_error(data + "[rounds\n", "plan.toml:3");
+  expect_error(data + "[rounds]\nmax_rounds = 5\n[decision]\ntarget_sensitivity = 2\n",
+               "decision.target_sensitivity: must be in");
+  expect_error("[data]\npath = \"/x.csv\"\nvalidation_fraction = 0.9\n[rounds]\nmax_rounds = 5\n",
+               "data.validation_fraction: must be in");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[secagg]\nenabled = false\n", "need secagg.enabled = true");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[dp]\nmode = \"central\"\n", "set secagg.enabled = false");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[compression]\nkind = \"topk\"\n", "compression.kind needs");
@@ -208,6 +213,41 @@ TEST(ScenarioTest, ErrorsNameTheKeyAndLine) {
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->data.path, "/x.csv");
   EXPECT_EQ(ok->name, "plan");
+}
+
+// Patient-level DP end to end: DP-SGD at every clinic, the PLD accountant
+// within the target, a threshold chosen on validation, and each clinic's
+// own ledger charged for every round it trained in.
+TEST_F(SimulationTest, PatientLevelRoundsAndAThresholdChosenOnValidation) {
+  std::string text = kScenario;
+  const std::string clinic_dp = "[dp]\nclip = 1.0\nnoise_multiplier = 0.3\n";
+  text.replace(text.find(clinic_dp), clinic_dp.size(),
+               "[dp]\nunit = \"patient\"\nclip = 1.0\nsampling_rate = 0.5\ntarget_epsilon = 4\n");
+  text += "[decision]\npositive_class = \"malignant\"\ntarget_sensitivity = 0.95\n";
+  auto scenario = ParseScenario(text, "/tmp/test-bc.toml");
+  ASSERT_TRUE(scenario.ok()) << scenario.status();
+  auto report = RunSimulation(*scenario, work_ / "patient");
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_GT(report->epsilon, 0.5);
+  EXPECT_LE(report->epsilon, 4.0);
+  EXPECT_GT(report->federated.accuracy, 0.8);
+  EXPECT_GT(report->validation_samples, 0u);
+  ASSERT_GE(report->positive_class, 0);
+  EXPECT_GT(report->threshold, 0.0);
+  EXPECT_LE(report->threshold, 0.5);
+  const size_t c = static_cast<size_t>(report->positive_class);
+  EXPECT_GE(report->federated_at_threshold.sensitivity[c], report->federated.sensitivity[c]);
+  // Every clinic's ledger holds the rounds it trained in, within the target.
+  int charged = 0;
+  for (const auto& clinic : report->clinics) {
+    auto ledger = dp::PrivacyLedger::Open(work_ / "patient" / clinic.id / "privacy.db", {.epsilon = 1e9, .delta = 1e-5});
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    charged += static_cast<int>(ledger->get()->Charges()->size());
+    EXPECT_LE(ledger->get()->Spent()->epsilon, 4.0);
+  }
+  int completed = 0;
+  for (const auto& r : report->rounds) completed += r.completed;
+  EXPECT_GE(charged, completed * scenario->federation.min_cohort);
 }
 
 TEST(ScenarioTest, MissingDataIsNamed) {

@@ -25,7 +25,7 @@ expect_error() {
 }
 
 for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect" \
-           "privacy" "privacy epsilon" "privacy noise" "client status" "keys generate" "root new" "model verify" \
+           "privacy" "privacy epsilon" "privacy noise" "privacy plan" "client status" "keys generate" "root new" "model verify" \
            "enroll" "device revoke" "device list"; do
   # shellcheck disable=SC2086
   if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
@@ -123,6 +123,15 @@ assert p["accountant"] == "pld" and 0 < p["epsilon"] < r["epsilon"], (p, r)
 PY
 $tinyfed privacy noise --sampling-rate 0.01 --steps 1000 --delta 1e-5 --epsilon 2 | grep -q "noise multiplier" \
   && ok || fail "privacy noise"
+plan=$(TINYFED_DATA_DIR=$2 $tinyfed privacy plan --json \
+  --scenario "$(dirname "$0")/../sim/scenarios/clinics-breast-cancer.toml")
+python3 - "$plan" <<'PY' && ok || fail "privacy plan --json: $plan"
+import json, sys
+p = json.loads(sys.argv[1])
+assert p["unit"] == "patient" and p["accountant"] == "pld", p
+assert 7.5 < p["epsilon"] <= 8.0 and p["steps_per_round"] == 10, p
+assert 0 < p["round_noise"] < p["step_noise_median"] <= p["step_noise_smallest"], p
+PY
 expect_error "client status without a ledger" "no privacy ledger" \
   $tinyfed client status --data-dir "$work/no-such-gateway"
 expect_error "an unknown accountant" "--accountant" \
