@@ -49,6 +49,8 @@ bench:
 	$(BUILD)/bench/dp_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
 	  --benchmark_out=$(BUILD)/bench/dp_bench.json --benchmark_out_format=json
 	$(BUILD)/bench/secagg_bench --benchmark_out=$(BUILD)/bench/secagg_bench.json --benchmark_out_format=json
+	$(BUILD)/bench/head_training_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+	  --benchmark_out=$(BUILD)/bench/head_training_bench.json --benchmark_out_format=json
 	$(BUILD)/bench/round_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
 	  --benchmark_out=$(BUILD)/bench/round_bench.json --benchmark_out_format=json
 	$(BUILD)/bench/sim_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \

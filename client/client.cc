@@ -22,6 +22,7 @@
 #include "tinyfed/dp/ddg.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/decision_threshold.h"
 #include "tinyfed/models/directory_lock.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/models/signing.h"
@@ -83,6 +84,9 @@ struct Client::State {
   v1::ReleaseMetadata release ABSL_GUARDED_BY(mu);  // of the installed model
   std::string model_status ABSL_GUARDED_BY(mu);  // why the last offered model was refused
   std::unique_ptr<dp::PrivacyLedger> ledger;      // patient-level charges
+  // config.positive_class's index and threshold, for the installed model
+  // and stored samples; reset when either changes.
+  std::optional<std::pair<int, double>> decision ABSL_GUARDED_BY(mu);
   int rounds_declined ABSL_GUARDED_BY(mu) = 0;
   std::string privacy_status ABSL_GUARDED_BY(mu);  // why the last round was declined
 
@@ -114,7 +118,11 @@ struct Client::State {
     interpreter = std::move(in);
     version = release.model_version();
     model_status.clear();
+    decision.reset();
   }
+
+  // The positive class and its threshold (computed on first use).
+  absl::StatusOr<std::pair<int, double>> Decision() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // Registers the device key with the enrollment token, once; the marker
   // file remembers it across restarts.
@@ -609,7 +617,45 @@ absl::Status Client::AddSamples(std::span<const Sample> samples) {
       }
     }
   }
+  state_->decision.reset();
   return state_->store->Add(samples);
+}
+
+absl::StatusOr<std::pair<int, double>> Client::State::Decision() {
+  if (decision) return *decision;
+  if (config.positive_class.empty()) return absl::InvalidArgumentError("no positive_class is configured");
+  if (!interpreter) return absl::FailedPreconditionError("no model is installed yet");
+  const auto& names = bundle.label_names();
+  const auto at = std::find(names.begin(), names.end(), config.positive_class);
+  if (at == names.end()) {
+    return absl::NotFoundError(StrCat("positive_class '", config.positive_class, "' is not one of model v", version,
+                                      "'s ", names.size(), " labels"));
+  }
+  const int positive = static_cast<int>(at - names.begin());
+  auto samples = store->ReadAll();
+  if (!samples.ok()) return samples.status();
+  std::vector<double> scores;
+  for (Sample& sample : *samples) {
+    if (sample.label == positive && sample.features.size() == interpreter->input_size() &&
+        InHoldout(KeyOf(sample), config.holdout_fraction)) {
+      interpreter->SetInput(sample.features);
+      interpreter->Invoke();
+      const auto logits = interpreter->logits();
+      float p = 0.0f;
+      (void)models::DecideWithThreshold(logits, positive, 0.0, &p);  // threshold 0: p is the positive's
+      scores.push_back(p);
+    }
+    sodium_memzero(sample.features.data(), sample.features.size() * sizeof(float));
+  }
+  decision = {positive, models::ThresholdForSensitivity(scores, config.target_sensitivity)};
+  return *decision;
+}
+
+absl::StatusOr<double> Client::DecisionThreshold() {
+  absl::MutexLock lock(&state_->mu);
+  auto d = state_->Decision();
+  if (!d.ok()) return d.status();
+  return d->second;
 }
 
 absl::StatusOr<models::Prediction> Client::Predict(std::span<const float> features) {
@@ -619,7 +665,14 @@ absl::StatusOr<models::Prediction> Client::Predict(std::span<const float> featur
     return absl::InvalidArgumentError(StrCat("got ", features.size(), " features; the model takes ",
                                              state_->interpreter->input_size()));
   }
-  return state_->interpreter->Predict(features);
+  if (state_->config.positive_class.empty()) return state_->interpreter->Predict(features);
+  auto decision = state_->Decision();
+  if (!decision.ok()) return decision.status();
+  state_->interpreter->SetInput(features);
+  state_->interpreter->Invoke();
+  models::Prediction p;
+  p.label = models::DecideWithThreshold(state_->interpreter->logits(), decision->first, decision->second, &p.confidence);
+  return p;
 }
 
 uint64_t Client::model_version() const {

@@ -195,6 +195,56 @@ TEST_F(ClientTest, InstallsASignedNewerModelAndPredictsWithIt) {
   EXPECT_EQ(again->model_version(), 1u);
 }
 
+// A screening class: Predict decides it by a threshold set on the held-out
+// slice, which only ever catches more of that class than the argmax.
+TEST_F(ClientTest, DecidesAScreeningClassByAThresholdSetOnItsHeldOutSlice) {
+  config_.positive_class = "a";
+  config_.target_sensitivity = 0.99;
+  config_.holdout_fraction = 0.5;
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_, {.head_scale = 0.3f});
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  EXPECT_EQ(c->DecisionThreshold().status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  ASSERT_EQ(c->model_version(), 1u);
+  const models::Dataset data = models::testing::TinyClassifierData(60, 4);
+  std::vector<Sample> samples;
+  for (size_t i = 0; i < data.size(); ++i) {
+    const auto x = data.sample(i);
+    samples.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = data.labels[i]});
+  }
+  ASSERT_TRUE(c->AddSamples(samples).ok());
+  auto threshold = c->DecisionThreshold();
+  ASSERT_TRUE(threshold.ok()) << threshold.status();
+  EXPECT_GT(*threshold, 0.0);
+  EXPECT_LE(*threshold, 0.5);
+  // The same model deciding by argmax.
+  ClientConfig plain = config_;
+  plain.positive_class.clear();
+  plain.data_dir = dir_ / "plain";
+  auto transport = std::make_unique<FakeAggregator>();
+  transport->blob = v1;
+  transport->ref = RefFor(v1);
+  transport->roots = roots_;
+  auto argmax = Client::Create(plain, std::move(transport));
+  ASSERT_TRUE(argmax.ok());
+  ASSERT_TRUE((*argmax)->ParticipateOnce().ok());
+  int caught = 0, caught_by_argmax = 0;
+  for (size_t i = 0; i < data.size(); ++i) {
+    if (data.labels[i] != 0) continue;
+    caught += c->Predict(data.sample(i))->label == 0;
+    caught_by_argmax += (*argmax)->Predict(data.sample(i))->label == 0;
+  }
+  EXPECT_GE(caught, caught_by_argmax);
+  // A class the model lacks is named.
+  config_.positive_class = "zebra";
+  config_.data_dir = dir_ / "zebra";
+  auto z = ClientOffering(v1, RefFor(v1), &fake);
+  ASSERT_TRUE(z->ParticipateOnce().ok());
+  EXPECT_EQ(z->DecisionThreshold().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(z->Predict(data.sample(0)).status().message().find("positive_class 'zebra'"), std::string::npos);
+}
+
 // Each refusal keeps the installed model and says why in the telemetry.
 TEST_F(ClientTest, RefusesTamperedForeignOlderAndOversizedModels) {
   FakeAggregator* fake = nullptr;

@@ -18,6 +18,7 @@
 #include "tinyfed/client/client.h"
 #include "tinyfed/client/head_trainer.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/decision_threshold.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"
@@ -222,51 +223,21 @@ std::vector<double> ClassProbabilities(const v1::Head& head, std::span<const flo
   return out;
 }
 
-// From a normal fit to the validation positives' log-odds: the point that
-// fraction `target` of such scores lies above. A fit extrapolates past the
-// handful of positives a clinic-sized validation set holds, where their
-// empirical quantile would be one sample. Never above 0.5: a threshold is
-// there to catch more positives, not fewer.
-double ChooseThreshold(std::span<const double> probability, std::span<const int> labels, int positive, double target) {
-  std::vector<double> log_odds;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] != positive) continue;
-    const double p = std::clamp(probability[i], 1e-9, 1.0 - 1e-9);
-    log_odds.push_back(std::log(p / (1.0 - p)));
-  }
-  if (log_odds.size() < 2) return 0.5;
-  double mean = 0.0, var = 0.0;
-  for (double l : log_odds) mean += l / static_cast<double>(log_odds.size());
-  for (double l : log_odds) var += (l - mean) * (l - mean) / static_cast<double>(log_odds.size() - 1);
-  // Phi^-1(target) by bisection on erfc: no quantile function in the standard library.
-  double lo = -10.0, hi = 10.0;
-  for (int i = 0; i < 100; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (0.5 * std::erfc(-mid / M_SQRT2) < target ? lo : hi) = mid;
-  }
-  const double cut = mean - 0.5 * (lo + hi) * std::sqrt(var);
-  return std::min(0.5, 1.0 / (1.0 + std::exp(-cut)));
-}
-
 // Positive when its probability reaches the threshold, otherwise the most
 // likely other class.
 Metrics EvaluateAtThreshold(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels,
                             int positive, double threshold) {
   const size_t k = head.num_classes(), dim = head.in_features();
   models::ConfusionMatrix confusion(static_cast<int>(k));
-  const std::vector<double> p = ClassProbabilities(head, embeddings, labels.size(), positive);
+  std::vector<float> logits(k);
   for (size_t i = 0; i < labels.size(); ++i) {
-    int predicted = positive;
-    if (p[i] < threshold) {
-      double best = -INFINITY;
-      for (size_t c = 0; c < k; ++c) {
-        if (static_cast<int>(c) == positive) continue;
-        double z = head.bias(static_cast<int>(c));
-        for (size_t d = 0; d < dim; ++d) z += head.weights(static_cast<int>(c * dim + d)) * embeddings[i * dim + d];
-        if (z > best) best = z, predicted = static_cast<int>(c);
-      }
+    for (size_t c = 0; c < k; ++c) {
+      double z = head.bias(static_cast<int>(c));
+      for (size_t d = 0; d < dim; ++d) z += head.weights(static_cast<int>(c * dim + d)) * embeddings[i * dim + d];
+      logits[c] = static_cast<float>(z);
     }
-    confusion.Add(labels[i], predicted);
+    float probability = 0.0f;
+    confusion.Add(labels[i], models::DecideWithThreshold(logits, positive, threshold, &probability));
   }
   Metrics m;
   m.accuracy = confusion.accuracy();
@@ -471,7 +442,11 @@ void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v
   if (!validation.labels.empty()) report.federated_validation = Evaluate(federated, validation.embeddings, validation.labels);
   if (report.positive_class >= 0 && !validation.labels.empty()) {
     const auto p = ClassProbabilities(federated, validation.embeddings, validation.labels.size(), report.positive_class);
-    report.threshold = ChooseThreshold(p, validation.labels, report.positive_class, s.decision.target_sensitivity);
+    std::vector<double> positives;
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (validation.labels[i] == report.positive_class) positives.push_back(p[i]);
+    }
+    report.threshold = models::ThresholdForSensitivity(positives, s.decision.target_sensitivity);
     report.federated_at_threshold =
         EvaluateAtThreshold(federated, test_embeddings, test_labels, report.positive_class, report.threshold);
   }

@@ -211,6 +211,8 @@ struct ClientFlags {
   ReadingFlags reading;
   double epsilon_budget = 10.0;  // patient level, the clinic's own
   double delta = 1e-5;
+  std::string positive_class;
+  double target_sensitivity = 0.95;
   bool json = false;
 };
 
@@ -270,6 +272,8 @@ void RunClient(const ClientFlags& f) {
   config.enrollment_token = f.enroll_token;
   config.max_samples = f.max_samples;
   config.privacy_budget = {.epsilon = f.epsilon_budget, .delta = f.delta};
+  config.positive_class = f.positive_class;
+  config.target_sensitivity = f.target_sensitivity;
   client::ClientHooks hooks;
   if (!f.exit_at.empty()) {
     // Simulates a power cut: SIGKILL at the start of that phase, nothing flushed.
@@ -390,6 +394,10 @@ void AddRoundCommands(CLI::App* app) {
   run->add_option("--epsilon-budget", flags->epsilon_budget,
                   "this clinic's own patient-level budget: rounds past it are declined (default 10)");
   run->add_option("--delta", flags->delta, "delta of the clinic's budget (default 1e-5)");
+  run->add_option("--positive-class", flags->positive_class,
+                  "a label the gateway must not miss: decided by a threshold set on its held-out samples");
+  run->add_option("--target-sensitivity", flags->target_sensitivity, "share of that class to catch (default 0.95)")
+      ->check(CLI::Range(0.5, 0.999));
   run->callback([flags] { RunClient(*flags); });
 
   auto* client_status = cl->add_subcommand("status", "the privacy this gateway spent, from its own ledger");

@@ -75,6 +75,12 @@ struct ClientConfig {
   // every patient-level round before training, and the gateway declines a
   // round that would take it past this budget, whatever the aggregator asks.
   dp::PrivacyBudget privacy_budget{.epsilon = 10.0, .delta = 1e-5};
+  // A screening class Predict must not miss (a label name of the model):
+  // Predict decides it by a threshold on its probability, set on the
+  // held-out slice so that target_sensitivity of its cases score above it
+  // (models/decision_threshold.h). Empty: the most likely class.
+  std::string positive_class;
+  double target_sensitivity = 0.95;
   // Simulation only: derive the DP noise and SecAgg+ keys from this seed,
   // the device id and the round, so that a simulation can be repeated
   // exactly. A real gateway must leave it unset: predictable noise and keys
@@ -140,6 +146,11 @@ class Client {
   absl::Status AddSamples(std::span<const Sample> samples);
   // FAILED_PRECONDITION before the first model is installed.
   absl::StatusOr<models::Prediction> Predict(std::span<const float> features);
+  // With config.positive_class: the threshold Predict applies to it, from the
+  // installed model and the held-out samples (0.5 with fewer than 3 of that
+  // class held out). FAILED_PRECONDITION without a model, NOT_FOUND for a
+  // class the model does not have; INVALID_ARGUMENT without positive_class.
+  absl::StatusOr<double> DecisionThreshold();
   uint64_t model_version() const;
   size_t sample_count() const;
 
