@@ -134,6 +134,10 @@ assert 0 < p["round_noise"] < p["step_noise_median"] <= p["step_noise_smallest"]
 PY
 expect_error "client status without a ledger" "no privacy ledger" \
   $tinyfed client status --data-dir "$work/no-such-gateway"
+z=$($tinyfed privacy noise --sampling-rate 0.05 --steps 1000 --delta 1e-5 --epsilon 8 | awk '{print $3}')
+eps=$($tinyfed privacy epsilon --sampling-rate 0.05 --noise-multiplier "$z" --steps 1000 --delta 1e-5 --json)
+python3 -c "import json,sys; e=json.loads(sys.argv[1])['epsilon']; assert 7.9 < e <= 8, e" "$eps" && ok \
+  || fail "the printed noise multiplier $z overspends: $eps"
 expect_error "an unknown accountant" "--accountant" \
   $tinyfed privacy epsilon --accountant moments --sampling-rate 0.1 --noise-multiplier 1 --steps 10 --delta 1e-5
 expect_error "z outside the PLD's range" "noise multiplier must be in [0.05, 1e4], got 0" \

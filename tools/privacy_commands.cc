@@ -1,6 +1,8 @@
 // `tinyfed privacy ...`: the accountant from the command line.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "CLI/CLI.hpp"
@@ -116,7 +118,8 @@ void AddPrivacyCommands(CLI::App* app) {
     if (flags->json) {
       fmt::print("{}\n", nlohmann::json{{"noise_multiplier", *z}}.dump());
     } else {
-      fmt::print("noise multiplier {:.4f}\n", *z);
+      // Rounded up: the printed value, used as given, stays within the target.
+      fmt::print("noise multiplier {:.4f}\n", std::ceil(*z * 1e4) / 1e4);
     }
   });
 }
