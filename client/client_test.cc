@@ -541,6 +541,28 @@ TEST_F(ClientTest, DeclinesAPatientLevelRoundPastItsOwnBudget) {
   EXPECT_STREQ((*ledger)->Spent()->accountant, "pld");
 }
 
+// With a budget, a round whose update would leave without the gateway's own
+// noise (here a trusted-aggregator round) is declined, not trained.
+TEST_F(ClientTest, ABudgetedGatewayDeclinesARoundWithoutDpOfItsOwn) {
+  config_.privacy_budget = {.epsilon = 8.0, .delta = 1e-5};
+  const std::string v1 = Publish(1, key_);
+  FakeAggregator* fake = nullptr;
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  const models::Dataset data = models::testing::TinyClassifierData(10, 5);
+  std::vector<Sample> samples;
+  for (size_t i = 0; i < data.size(); ++i) {
+    const auto x = data.sample(i);
+    samples.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = data.labels[i]});
+  }
+  ASSERT_TRUE(c->AddSamples(samples).ok());
+  fake->admit = true;
+  auto r = c->ParticipateOnce();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->outcome, RoundOutcome::kSkipped);
+  EXPECT_NE(r->detail.find("without differential privacy of its own"), std::string::npos) << r->detail;
+  EXPECT_EQ(r->samples_trained, 0u);
+}
+
 TEST_F(ClientTest, FollowsARootRotationAndRefusesTheRetiredKey) {
   FakeAggregator* fake = nullptr;
   const std::string v1 = Publish(1, key_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -722,7 +723,9 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     cc.holdout_fraction = 0.0;  // the simulation keeps its own held-out slice
     cc.max_samples = std::max<size_t>(c.train.size(), 1);
     cc.simulation_seed = s.seed;
-    cc.privacy_budget = {.epsilon = s.federation.dp.epsilon_budget, .delta = s.federation.dp.delta};
+    // Each clinic's ledger records what it spent; the simulation reports it
+    // and sets no budget of the clinics' own.
+    cc.privacy_budget = {.epsilon = std::numeric_limits<double>::infinity(), .delta = s.federation.dp.delta};
     client::ClientHooks hooks;
     hooks.on_phase = [&, id = c.id](uint64_t round_id, v1::Phase phase) {
       const int at = DropPhase(s.seed, id, round_id, s.clinics.dropout);

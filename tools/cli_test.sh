@@ -132,6 +132,22 @@ assert p["unit"] == "patient" and p["accountant"] == "pld", p
 assert 7.5 < p["epsilon"] <= 8.0 and p["steps_per_round"] == 10, p
 assert 0 < p["round_noise"] < p["step_noise_median"] <= p["step_noise_smallest"], p
 PY
+# A gateway's own ledger after three patient-level rounds: what `client
+# status` reports is what the accountant gives for the charges it lists.
+TINYFED_DATA_DIR=$2 $tinyfed sim --scenario "$(dirname "$0")/../sim/scenarios/clinics-breast-cancer.toml" \
+  --rounds 3 --work "$work/sim-work" --out "$work/sim-out" >/dev/null 2>&1 || fail "sim for client status"
+status=$($tinyfed client status --data-dir "$work/sim-work/clinic-0000" --json)
+rounds=$(python3 -c "import json,sys; print(len(json.loads(sys.argv[1])['charged_rounds']))" "$status")
+z=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['charged_rounds'][0]['parameters']['noise_multiplier'])" "$status")
+again=$($tinyfed privacy epsilon --sampling-rate 0.5 --noise-multiplier "$z" --steps $((rounds * 10)) --delta 1e-5 --json)
+python3 - "$status" "$again" <<'PY' && ok || fail "client status: $status / $again"
+import json, sys
+s, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+p = s["patient"]
+assert p["rounds"] >= 1 and p["accountant"] == "pld" and p["dp_sgd_steps"] == 10 * p["rounds"], s
+assert abs(p["epsilon"] - a["epsilon"]) < 1e-9 and p["epsilon"] <= 8.0, (p, a)
+assert s["clinic"]["bounded"] is False and s["clinic"]["epsilon"] is None, s
+PY
 expect_error "client status without a ledger" "no privacy ledger" \
   $tinyfed client status --data-dir "$work/no-such-gateway"
 z=$($tinyfed privacy noise --sampling-rate 0.05 --steps 1000 --delta 1e-5 --epsilon 8 | awk '{print $3}')

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -209,7 +210,7 @@ struct ClientFlags {
   std::vector<std::string> idx;
   std::string csv;
   ReadingFlags reading;
-  double epsilon_budget = 10.0;  // patient level, the clinic's own
+  double epsilon_budget = std::numeric_limits<double>::infinity();  // the clinic's own; infinite: none
   double delta = 1e-5;
   std::string positive_class;
   double target_sensitivity = 0.95;
@@ -228,27 +229,48 @@ void PrintClientStatus(const ClientFlags& f) {
   auto ledger = OrThrow(dp::PrivacyLedger::Open(file, {.epsilon = 1e300, .delta = f.delta}));
   const auto spent = OrThrow(ledger->Spent());
   const auto charges = OrThrow(ledger->Charges());
-  int64_t steps = 0;
+  // Per unit. A patient: every round bounds what it reveals about one
+  // patient (the whole ledger). The clinic as a whole: only the clinic-level
+  // rounds bound it; one DP-SGD round, which hides a patient and not a
+  // dataset, leaves it unbounded.
+  int64_t steps = 0, patient_rounds = 0;
+  std::vector<double> clinic_rdp(ledger->orders().size(), 0.0);
   for (const auto& c : charges) {
     for (const auto& e : c.pld) steps += e.steps;
+    if (c.mechanism == "patient_dp_sgd") {
+      ++patient_rounds;
+    } else {
+      for (size_t i = 0; i < clinic_rdp.size(); ++i) clinic_rdp[i] += c.rdp[i];
+    }
   }
+  const int64_t clinic_rounds = static_cast<int64_t>(charges.size()) - patient_rounds;
+  const double clinic_epsilon =
+      patient_rounds > 0 ? std::numeric_limits<double>::infinity()
+                         : OrThrow(dp::EpsilonFromRdp(ledger->orders(), clinic_rdp, f.delta)).epsilon;
   if (f.json) {
     nlohmann::json patient = {{"epsilon", spent.epsilon}, {"delta", f.delta}, {"accountant", spent.accountant},
                               {"rounds", charges.size()}, {"dp_sgd_steps", steps}};
-    patient["charged_rounds"] = nlohmann::json::array();
+    nlohmann::json clinic = {{"delta", f.delta}, {"accountant", "rdp"}, {"rounds", clinic_rounds},
+                             {"bounded", patient_rounds == 0}};
+    clinic["epsilon"] = patient_rounds > 0 ? nlohmann::json(nullptr) : nlohmann::json(clinic_epsilon);
+    nlohmann::json rounds = nlohmann::json::array();
     for (const auto& c : charges) {
-      patient["charged_rounds"].push_back(
+      rounds.push_back(
           {{"round_id", c.round}, {"mechanism", c.mechanism}, {"parameters", nlohmann::json::parse(c.parameters)}});
     }
-    nlohmann::json out = {{"patient", patient},
-                          {"clinic", "accounted by the aggregator (tinyfed aggregator status), not the gateway"}};
-    fmt::print("{}\n", out.dump(2));
+    fmt::print("{}\n", nlohmann::json{{"patient", patient}, {"clinic", clinic}, {"charged_rounds", rounds}}.dump(2));
     return;
   }
   fmt::print("patient level: epsilon {:.4f} at delta {} ({} accountant) over {} rounds, {} DP-SGD steps\n",
              spent.epsilon, f.delta, spent.accountant == std::string("pld") ? "PLD" : "RDP", charges.size(), steps);
+  if (patient_rounds > 0) {
+    fmt::print("clinic level: not bounded ({} patient-level rounds hide a patient, not the clinic's dataset)\n",
+               patient_rounds);
+  } else {
+    fmt::print("clinic level: epsilon {:.4f} at delta {} (RDP accountant) over {} rounds\n", clinic_epsilon, f.delta,
+               clinic_rounds);
+  }
   for (const auto& c : charges) fmt::print("round {:>5}  {}  {}\n", c.round, c.mechanism, c.parameters);
-  fmt::print("clinic level: accounted by the aggregator (tinyfed aggregator status)\n");
 }
 
 v1::Phase ParsePhase(const std::string& name) {
@@ -392,7 +414,8 @@ void AddRoundCommands(CLI::App* app) {
       ->delimiter(',')
       ->needs("--simulation-seed");
   run->add_option("--epsilon-budget", flags->epsilon_budget,
-                  "this clinic's own patient-level budget: rounds past it are declined (default 10)");
+                  "this clinic's own privacy budget: rounds past it, and rounds without DP of the gateway's own, are "
+                  "declined (default: none)");
   run->add_option("--delta", flags->delta, "delta of the clinic's budget (default 1e-5)");
   run->add_option("--positive-class", flags->positive_class,
                   "a label the gateway must not miss: decided by a threshold set on its held-out samples");

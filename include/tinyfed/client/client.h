@@ -30,7 +30,7 @@
 //   model.signed.damaged  an installed model that failed verification at
 //                    start, set aside until the model is fetched again
 //   privacy.db       the clinic's privacy ledger (dp/ledger.h): each
-//                    patient-level round it trained for, and what it cost
+//                    round it trained for, and what it cost
 // What leaves it: SecAgg+-masked, clipped and noised head updates, and
 // aggregate telemetry (sample counts per class, a confidence histogram and
 // accuracy on a held-out slice). Never a sample, a label or an embedding.
@@ -48,6 +48,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -71,10 +72,13 @@ struct ClientConfig {
   std::string enrollment_token;
   size_t max_samples = 20000;        // the replay buffer keeps the newest
   double holdout_fraction = 0.1;     // of samples, for local accuracy only
-  // The clinic's own patient-level budget. Its ledger (privacy.db) charges
-  // every patient-level round before training, and the gateway declines a
-  // round that would take it past this budget, whatever the aggregator asks.
-  dp::PrivacyBudget privacy_budget{.epsilon = 10.0, .delta = 1e-5};
+  // The clinic's own budget. Its ledger (privacy.db) charges every round
+  // before training: a patient-level round by its DP-SGD, a clinic-level
+  // one by the noise its cohort claims to add. The gateway declines a round
+  // that would take it past the budget, and with a finite budget any round
+  // whose update would leave without noise of its own (trusted-aggregator
+  // and DP-off rounds), whatever the aggregator asks. Infinite: no budget.
+  dp::PrivacyBudget privacy_budget{.epsilon = std::numeric_limits<double>::infinity(), .delta = 1e-5};
   // A screening class Predict must not miss (a label name of the model):
   // Predict decides it by a threshold on its probability, set on the
   // held-out slice so that target_sensitivity of its cases score above it
