@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: eight clinics learn together on Breast Cancer Wisconsin with
-# SecAgg+ and distributed DP (sim/scenarios/clinics-breast-cancer.toml),
+# SecAgg+ and patient-level DP (sim/scenarios/clinics-breast-cancer.toml),
 # backbone pretraining on the public split included; prints the summary and
 # where the report is.
 #   scripts/demo.sh PATH/TO/tinyfed

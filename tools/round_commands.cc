@@ -116,6 +116,8 @@ void PrintStatus(const std::string& config_path, bool json) {
   if (json) {
     nlohmann::json out = {{"population", population},
                           {"epsilon", spent.epsilon},
+                          {"accountant", spent.accountant},
+                          {"unit", config.dp.unit == aggregator::DpUnit::kPatient ? "patient" : "clinic"},
                           {"delta", config.dp.delta},
                           {"epsilon_budget", config.dp.epsilon_budget}};
     out["charged_rounds"] = nlohmann::json::array();
@@ -140,8 +142,10 @@ void PrintStatus(const std::string& config_path, bool json) {
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("population {} devices; epsilon spent {:.4f} of {} (delta {})\n", population, spent.epsilon,
-             config.dp.epsilon_budget, config.dp.delta);
+  fmt::print("population {} devices; epsilon spent {:.4f} of {} (delta {}, {} level, {} accountant)\n", population,
+             spent.epsilon, config.dp.epsilon_budget, config.dp.delta,
+             config.dp.unit == aggregator::DpUnit::kPatient ? "patient" : "clinic",
+             spent.accountant == std::string("pld") ? "PLD" : "RDP");
   for (const auto& r : rounds) {
     fmt::print("round {:>4}  {:<8} selected {:>4}  survivors {:>4}  model v{}  epsilon {:.4f}  {}\n", r.round_id,
                r.state, r.selected, r.survivors, r.model_version, r.epsilon, r.reason);
