@@ -13,14 +13,13 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "client/internal/round_cost.h"
 #include "tinyfed/client/embedding_cache.h"
 #include "tinyfed/client/head_trainer.h"
 #include "tinyfed/client/private_head_trainer.h"
 #include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
-#include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/decision_threshold.h"
 #include "tinyfed/models/directory_lock.h"
@@ -244,12 +243,10 @@ struct Client::State {
   };
   absl::StatusOr<LocalUpdate> TrainOnLocalSamples(const v1::RoundTask& task, RoundReport* report)
       ABSL_LOCKS_EXCLUDED(mu);
-  // Patient level: records the round's cost in the clinic's own ledger, or
-  // returns why the clinic declines it (past its budget, or settings no
-  // accountant takes). Errors are the ledger's own.
+  // Records the round's cost in the clinic's own ledger, or returns why the
+  // clinic declines it (client/internal/round_cost.h). Errors are the
+  // ledger's own.
   absl::StatusOr<std::string> ChargeOrDecline(const v1::RoundTask& task) ABSL_LOCKS_EXCLUDED(mu);
-  // The round's distributed-DP parameters, as every client derives them.
-  static absl::StatusOr<dp::DdgParams> DdgParamsOf(const v1::RoundTask& task);
 
   // Moves a damaged installed model aside; the model it claims to be (its
   // release, unverified) stays the floor for rollback protection, with that
@@ -433,82 +430,27 @@ absl::StatusOr<Client::State::LocalUpdate> Client::State::TrainOnLocalSamples(co
   return LocalUpdate{.delta = std::move(delta), .skipped = ""};
 }
 
-absl::StatusOr<dp::DdgParams> Client::State::DdgParamsOf(const v1::RoundTask& task) {
-  const auto& d = task.ddg();
-  dp::DdgConfig config{.dimension = d.dimension(),
-                       .clip = d.clip(),
-                       .bits = static_cast<int>(d.bits()),
-                       .expected_clients = static_cast<int>(d.expected_clients()),
-                       .delta = d.delta(),
-                       .noise_multiplier = d.noise_multiplier(),
-                       .target_epsilon = 0.0,
-                       .rounds = 1,
-                       .beta = d.beta(),
-                       .max_wrap_probability = d.max_wrap_probability(),
-                       .local_only = d.local_only(),
-                       .noiseless = d.noiseless()};
-  return dp::ChooseDdgParams(config);
-}
-
 absl::StatusOr<std::string> Client::State::ChargeOrDecline(const v1::RoundTask& task) {
-  auto decline = [&](std::string why) -> std::string {
-    absl::MutexLock lock(&mu);
-    ++rounds_declined;
-    privacy_status = StrCat("declined round ", task.round_id(), ": ", why);
-    spdlog::warn("{}: {}", config.device_id, privacy_status);
-    return why;
-  };
-  const bool budgeted = std::isfinite(config.privacy_budget.epsilon);
-  dp::PrivacyCharge charge{.round = static_cast<int64_t>(task.round_id()), .mechanism = "", .parameters = "",
-                           .rdp = {}, .pld = {}};
-  if (task.has_patient_dp()) {
-    // Patient level: this clinic's own DP-SGD noise.
-    const auto& p = task.patient_dp();
-    const dp::SampledGaussianSteps steps{p.sampling_rate(), p.noise_multiplier(), static_cast<int64_t>(p.steps())};
-    auto rdp = dp::SampledGaussianRdp(steps.sampling_rate, steps.noise_multiplier, steps.steps, ledger->orders());
-    if (!rdp.ok() || p.clip() <= 0.0 || steps.steps > 100000) {
-      return decline(StrCat("its patient-level DP settings are unusable: ",
-                            rdp.ok() ? StrCat("clip ", p.clip(), ", steps ", steps.steps) : rdp.status().message()));
+  const internal::RoundCost cost =
+      internal::CostOfRound(task, ledger->orders(), std::isfinite(config.privacy_budget.epsilon));
+  std::string why = cost.decline;
+  if (cost.charge) {
+    if (auto charged = ledger->Charge(*cost.charge); !charged.ok()) {
+      if (absl::IsResourceExhausted(charged)) {
+        why = StrCat("it would take this clinic ", charged.message());
+      } else if (absl::IsAlreadyExists(charged) || absl::IsFailedPrecondition(charged)) {
+        why = std::string(charged.message());  // a reused round id: train nothing twice
+      } else {
+        return charged;
+      }
     }
-    charge.mechanism = "patient_dp_sgd";
-    charge.parameters = nlohmann::json{{"sampling_rate", steps.sampling_rate},
-                                       {"noise_multiplier", steps.noise_multiplier},
-                                       {"steps", steps.steps},
-                                       {"clip", p.clip()}}
-                            .dump();
-    charge.rdp = *std::move(rdp);
-    charge.pld = {steps};
-  } else if (task.has_secagg() && !task.ddg().noiseless()) {
-    // Clinic level: the noise the cohort adds as the task claims it (its
-    // expected survivors each adding a share), which bounds what the round
-    // reveals about any of this clinic's patients too.
-    auto params = DdgParamsOf(task);
-    if (!params.ok()) return decline(StrCat("its DP settings are unusable: ", params.status().message()));
-    auto rdp = dp::DdgRdp(*params, static_cast<int>(task.ddg().expected_clients()), 1, ledger->orders());
-    if (!rdp.ok()) return decline(StrCat("its DP settings are unusable: ", rdp.status().message()));
-    charge.mechanism = "distributed_discrete_gaussian";
-    charge.parameters = nlohmann::json{{"noise_multiplier", task.ddg().noise_multiplier()},
-                                       {"clip", task.ddg().clip()},
-                                       {"expected_clients", task.ddg().expected_clients()},
-                                       {"local_only", task.ddg().local_only()}}
-                            .dump();
-    charge.rdp = *std::move(rdp);
-  } else if (budgeted) {
-    // A trusted-aggregator round: the update leaves without this clinic's
-    // noise, so no budget of its own can pay for it.
-    return decline("its update would leave this gateway without differential privacy of its own (a trusted-"
-                   "aggregator or DP-off round), which a gateway with a privacy budget does not take");
-  } else {
-    return std::string();
   }
-  if (auto charged = ledger->Charge(charge); !charged.ok()) {
-    if (absl::IsResourceExhausted(charged)) return decline(StrCat("it would take this clinic ", charged.message()));
-    if (absl::IsAlreadyExists(charged) || absl::IsFailedPrecondition(charged)) {
-      return decline(std::string(charged.message()));  // a reused round id: train nothing twice
-    }
-    return charged;
-  }
-  return std::string();
+  if (why.empty()) return why;
+  absl::MutexLock lock(&mu);
+  ++rounds_declined;
+  privacy_status = StrCat("declined round ", task.round_id(), ": ", why);
+  spdlog::warn("{}: {}", config.device_id, privacy_status);
+  return why;
 }
 
 absl::Status Client::State::SetAsideDamagedModel(const std::filesystem::path& file, const absl::Status& why) {
@@ -867,7 +809,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() {
   // 5. Encoding: clipping, rotation, rounding, discrete Gaussian noise, mod 2^b.
   absl::Time start = absl::Now();
   const auto& d = task.ddg();
-  auto ddg = State::DdgParamsOf(task);
+  auto ddg = internal::DdgParamsOf(task);
   if (!ddg.ok()) return finish(RoundOutcome::kSkipped, StrCat("the round's DP settings: ", ddg.status().message()));
   if (delta.size() != d.dimension() || ddg->padded_dimension != task.secagg().vector_length() ||
       d.rotation_seed().size() != 32) {
