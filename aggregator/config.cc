@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/aggregator/toml_reader.h"
+#include "tinyfed/base/status_macros.h"
 
 namespace tinyfed::aggregator {
 namespace {

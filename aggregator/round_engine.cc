@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/noise.h"
+#include "tinyfed/base/seed.h"
 #include "tinyfed/aggregator/server_optimizer.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/dp/clipping.h"
@@ -790,12 +791,7 @@ void RoundEngine::RoundSeed(int64_t round_id, std::string_view purpose, std::spa
     randombytes_buf(out.data(), out.size());
     return;
   }
-  crypto_generichash_state h;
-  crypto_generichash_init(&h, nullptr, 0, out.size());
-  const uint64_t words[2] = {*config_.simulation_seed, static_cast<uint64_t>(round_id)};
-  crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(words), sizeof(words));
-  crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
-  crypto_generichash_final(&h, out.data(), out.size());
+  base::DeriveSeed(*config_.simulation_seed, static_cast<uint64_t>(round_id), "", purpose, out);
 }
 
 void RoundEngine::Tick() {

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "spdlog/spdlog.h"
 #include "client/internal/round_cost.h"
+#include "tinyfed/base/seed.h"
 #include "tinyfed/client/embedding_cache.h"
 #include "tinyfed/client/head_trainer.h"
 #include "tinyfed/client/private_head_trainer.h"
@@ -156,13 +157,7 @@ struct Client::State {
 
   dp::Seed SimulationSeed(uint64_t round_id, std::string_view purpose) const {
     dp::Seed seed;
-    crypto_generichash_state h;
-    crypto_generichash_init(&h, nullptr, 0, seed.size());
-    const uint64_t words[2] = {*config.simulation_seed, round_id};
-    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(words), sizeof(words));
-    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(config.device_id.data()), config.device_id.size());
-    crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
-    crypto_generichash_final(&h, seed.data(), seed.size());
+    base::DeriveSeed(*config.simulation_seed, round_id, config.device_id, purpose, seed);
     return seed;
   }
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tinyfed/aggregator/toml_reader.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/models/file_io.h"
 
 namespace tinyfed::sim {

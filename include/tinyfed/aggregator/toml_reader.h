@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tinyfed/base/status_macros.h"
 #include "toml++/toml.h"
 
 namespace tinyfed::aggregator {
@@ -60,10 +61,5 @@ class TomlTableReader {
 };
 
 }  // namespace tinyfed::aggregator
-
-#define TINYFED_RETURN_IF_ERROR(expr)          \
-  do {                                         \
-    if (auto _s = (expr); !_s.ok()) return _s; \
-  } while (0)
 
 #endif  // TINYFED_AGGREGATOR_TOML_READER_H_
