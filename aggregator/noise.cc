@@ -3,10 +3,23 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "tinyfed/dp/ddg.h"
 #include "tinyfed/dp/pld_accountant.h"
 
 namespace tinyfed::aggregator {
+
+dp::DdgConfig FederationDdgConfig(const Config& config, size_t dimension, int expected_clients) {
+  const bool patient = config.dp.unit == DpUnit::kPatient;
+  dp::DdgConfig c;
+  c.dimension = dimension;
+  c.clip = patient ? config.dp.update_clip : config.dp.clip;
+  c.bits = config.dp.bits;
+  c.expected_clients = std::max(1, expected_clients);
+  c.delta = config.dp.delta;
+  c.max_wrap_probability = config.dp.max_wrap_probability;
+  c.local_only = config.dp.mode == DpMode::kLocal;
+  c.noiseless = patient;
+  return c;
+}
 
 absl::StatusOr<double> ResolveNoiseMultiplier(const Config& config, size_t dimension) {
   const DpConfig& dp = config.dp;
@@ -19,16 +32,10 @@ absl::StatusOr<double> ResolveNoiseMultiplier(const Config& config, size_t dimen
   } else if (dp.mode == DpMode::kCentral) {
     z = dp::PldNoiseMultiplierForEpsilon(1.0, config.max_rounds, dp.delta, dp.target_epsilon);
   } else {
-    dp::DdgConfig c;
-    c.dimension = dimension;
-    c.clip = dp.clip;
-    c.bits = dp.bits;
-    c.expected_clients = std::max(1, static_cast<int>(config.cohort_size * (1.0 - config.max_dropout)));
-    c.delta = dp.delta;
+    dp::DdgConfig c = FederationDdgConfig(config, dimension,
+                                          static_cast<int>(config.cohort_size * (1.0 - config.max_dropout)));
     c.target_epsilon = dp.target_epsilon;
     c.rounds = config.max_rounds;
-    c.max_wrap_probability = dp.max_wrap_probability;
-    c.local_only = dp.mode == DpMode::kLocal;
     auto p = dp::ChooseDdgParams(c);
     if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("dp.target_epsilon: ", p.status().message()));
     return p->noise_multiplier;

@@ -541,16 +541,9 @@ void RoundEngine::CloseSelectionLocked() {
     StartPlainRoundLocked();
     return;
   }
-  dp::DdgConfig ddg;
-  ddg.dimension = res_->head.size();
-  ddg.clip = PatientUnit() ? config_.dp.update_clip : config_.dp.clip;
-  ddg.bits = config_.dp.bits;
-  ddg.expected_clients = std::max(1, static_cast<int>(n * (1.0 - config_.max_dropout)));
-  ddg.delta = config_.dp.delta;
-  ddg.noise_multiplier = PatientUnit() ? 0.0 : noise_multiplier_;
-  ddg.max_wrap_probability = config_.dp.max_wrap_probability;
-  ddg.local_only = config_.dp.mode == DpMode::kLocal;
-  ddg.noiseless = PatientUnit();
+  dp::DdgConfig ddg =
+      FederationDdgConfig(config_, res_->head.size(), static_cast<int>(n * (1.0 - config_.max_dropout)));
+  ddg.noise_multiplier = ddg.noiseless ? 0.0 : noise_multiplier_;
   auto ddg_params = dp::ChooseDdgParams(ddg);
   if (!ddg_params.ok()) {
     AbortRoundLocked(StrCat("distributed DP settings do not fit ", n, " clients: ", ddg_params.status().message()));
@@ -612,18 +605,8 @@ void RoundEngine::CloseSelectionLocked() {
   s->set_graph_seed(sc.graph_seed.data(), sc.graph_seed.size());
   s->set_max_dropout(sc.max_dropout);
   s->set_max_corrupted(sc.max_corrupted);
-  auto* d = t.mutable_ddg();
-  d->set_dimension(ddg.dimension);
-  d->set_clip(ddg.clip);
-  d->set_bits(static_cast<uint32_t>(ddg.bits));
-  d->set_expected_clients(static_cast<uint32_t>(ddg.expected_clients));
-  d->set_delta(ddg.delta);
-  d->set_noise_multiplier(ddg.noise_multiplier);
-  d->set_beta(ddg.beta);
-  d->set_max_wrap_probability(ddg.max_wrap_probability);
-  d->set_local_only(ddg.local_only);
-  d->set_noiseless(ddg.noiseless);
-  d->set_rotation_seed(r.rotation_seed.data(), r.rotation_seed.size());
+  *t.mutable_ddg() = dp::DdgSettingsOf(ddg);
+  t.mutable_ddg()->set_rotation_seed(r.rotation_seed.data(), r.rotation_seed.size());
   if (PatientUnit()) {
     auto* p = t.mutable_patient_dp();
     p->set_sampling_rate(config_.dp.sampling_rate);

@@ -104,6 +104,36 @@ double DdgEpsilon(const DdgParams& p, int64_t rounds) {
 
 }  // namespace
 
+v1::DdgSettings DdgSettingsOf(const DdgConfig& c) {
+  v1::DdgSettings d;
+  d.set_dimension(c.dimension);
+  d.set_clip(c.clip);
+  d.set_bits(static_cast<uint32_t>(c.bits));
+  d.set_expected_clients(static_cast<uint32_t>(c.expected_clients));
+  d.set_delta(c.delta);
+  d.set_noise_multiplier(c.noise_multiplier);
+  d.set_beta(c.beta);
+  d.set_max_wrap_probability(c.max_wrap_probability);
+  d.set_local_only(c.local_only);
+  d.set_noiseless(c.noiseless);
+  return d;
+}
+
+DdgConfig DdgConfigOf(const v1::DdgSettings& d) {
+  return DdgConfig{.dimension = d.dimension(),
+                   .clip = d.clip(),
+                   .bits = static_cast<int>(d.bits()),
+                   .expected_clients = static_cast<int>(d.expected_clients()),
+                   .delta = d.delta(),
+                   .noise_multiplier = d.noise_multiplier(),
+                   .target_epsilon = 0.0,
+                   .rounds = 1,
+                   .beta = d.beta(),
+                   .max_wrap_probability = d.max_wrap_probability(),
+                   .local_only = d.local_only(),
+                   .noiseless = d.noiseless()};
+}
+
 absl::StatusOr<DdgParams> ChooseDdgParams(const DdgConfig& config) {
   if (auto s = CheckConfig(config); !s.ok()) return s;
   if (config.noiseless) return ParamsForNoise(config, 0.0);

@@ -70,15 +70,8 @@ absl::StatusOr<PrivacyPlan> PlanPrivacy(const Scenario& s, const FederationShape
   const bool local = f.dp.mode == DpMode::kLocal;
   p.mechanism = local ? "discrete Gaussian, each clinic adding all of it (local DP)"
                       : "distributed discrete Gaussian: each clinic adds its share, SecAgg+ sums them";
-  dp::DdgConfig c;
-  c.dimension = p.head_parameters;
-  c.clip = f.dp.clip;
-  c.bits = f.dp.bits;
-  c.expected_clients = p.expected_survivors;
-  c.delta = p.delta;
+  dp::DdgConfig c = aggregator::FederationDdgConfig(f, p.head_parameters, p.expected_survivors);
   c.noise_multiplier = p.noise_multiplier;
-  c.max_wrap_probability = f.dp.max_wrap_probability;
-  c.local_only = local;
   auto params = dp::ChooseDdgParams(c);
   if (!params.ok()) return params.status();
   const auto orders = dp::DefaultOrders();

@@ -9,20 +9,7 @@ namespace tinyfed::client::internal {
 using absl::StrCat;
 
 absl::StatusOr<dp::DdgParams> DdgParamsOf(const v1::RoundTask& task) {
-  const auto& d = task.ddg();
-  dp::DdgConfig config{.dimension = d.dimension(),
-                       .clip = d.clip(),
-                       .bits = static_cast<int>(d.bits()),
-                       .expected_clients = static_cast<int>(d.expected_clients()),
-                       .delta = d.delta(),
-                       .noise_multiplier = d.noise_multiplier(),
-                       .target_epsilon = 0.0,
-                       .rounds = 1,
-                       .beta = d.beta(),
-                       .max_wrap_probability = d.max_wrap_probability(),
-                       .local_only = d.local_only(),
-                       .noiseless = d.noiseless()};
-  return dp::ChooseDdgParams(config);
+  return dp::ChooseDdgParams(dp::DdgConfigOf(task.ddg()));
 }
 
 RoundCost CostOfRound(const v1::RoundTask& task, const std::vector<double>& orders, bool budgeted) {

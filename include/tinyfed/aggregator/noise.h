@@ -11,8 +11,14 @@
 
 #include "absl/status/statusor.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/dp/ddg.h"
 
 namespace tinyfed::aggregator {
+
+// The distributed-DP encoding a round of `expected_clients` survivors uses,
+// before its noise is chosen: for the patient unit a noiseless one clipped
+// at dp.update_clip (the clinics' DP-SGD carries the noise).
+dp::DdgConfig FederationDdgConfig(const Config& config, size_t dimension, int expected_clients);
 
 // `dimension`: the head's parameter count. 0 for dp.mode = off.
 // INVALID_ARGUMENT naming dp.target_epsilon when no multiplier reaches it.

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "tinyfed/dp/discrete_gaussian.h"
 #include "tinyfed/dp/secure_random.h"
+#include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::dp {
 
@@ -57,6 +58,12 @@ struct DdgParams {
   double rounding_norm_bound = 0;  // conditional rounding bound, scaled units
   double wrap_probability = 0.0;   // bound per coordinate and round
 };
+
+// The config as a round's task carries it (without the rotation seed), and
+// back: every client derives the same DdgParams from it. The noise
+// multiplier must be chosen (target_epsilon is not carried).
+v1::DdgSettings DdgSettingsOf(const DdgConfig& config);
+DdgConfig DdgConfigOf(const v1::DdgSettings& settings);
 
 // Picks scale and noise: the scale fits k standard deviations of the
 // subgaussian sum in b bits, with k set by max_wrap_probability. Refuses
