@@ -13,12 +13,44 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_L
   list(APPEND TINYFED_WARNINGS -Wno-restrict)
 endif()
 
+# Public headers (include/) for every target; a part's own private headers
+# ("models/internal/graph.h", "aggregator/testing/...") only for the targets
+# that part's CMakeLists.txt defines: each sees a directory holding a link to
+# its own part alone, so including another part's private header does not
+# compile (tests/include_boundary_check.cc).
 function(tinyfed_target_defaults target)
   target_compile_options(${target} PRIVATE ${TINYFED_WARNINGS})
   target_include_directories(${target} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
-    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  file(RELATIVE_PATH relative ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  string(REGEX REPLACE "/.*" "" part "${relative}")
+  if(part STREQUAL "")
+    return()
+  endif()
+  set(root ${PROJECT_BINARY_DIR}/part-include/${part})
+  if(NOT EXISTS ${root}/${part})
+    file(MAKE_DIRECTORY ${root})
+    file(CREATE_LINK ${PROJECT_SOURCE_DIR}/${part} ${root}/${part} SYMBOLIC)
+  endif()
+  target_include_directories(${target} PRIVATE $<BUILD_INTERFACE:${root}>)
+endfunction()
+
+# A part's testing helpers ("models/testing/tiny_classifier.h") for the tests
+# of other parts that link `target`.
+function(tinyfed_testing_headers target)
+  file(RELATIVE_PATH part ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  set(root ${PROJECT_BINARY_DIR}/testing-include/${part})
+  if(NOT EXISTS ${root}/${part}/testing)
+    file(MAKE_DIRECTORY ${root}/${part})
+    file(CREATE_LINK ${CMAKE_CURRENT_SOURCE_DIR}/testing ${root}/${part}/testing SYMBOLIC)
+  endif()
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "INTERFACE_LIBRARY")
+    target_include_directories(${target} INTERFACE $<BUILD_INTERFACE:${root}>)
+  else()
+    target_include_directories(${target} PUBLIC $<BUILD_INTERFACE:${root}>)
+  endif()
 endfunction()
 
 # tinyfed_cc_library(NAME models SRCS a.cc b.cc DEPS x y)

@@ -10,18 +10,24 @@
 
 #include "google/protobuf/stubs/logging.h"
 
-#include "models/internal/float_network.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"
 
 namespace {
 
 void Run(const tinyfed::v1::ModelBundle& bundle) {
   if (bundle.precision() == tinyfed::v1::PRECISION_FLOAT32) {
-    auto net = tinyfed::models::internal::FloatNetwork::Create(bundle);
-    if (!net.ok()) __builtin_trap();
-    std::vector<float> features(net->input_size(), 0.25f);
-    net->Forward(features, 1);
+    // One sample of the bundle's own shape through the float network.
+    tinyfed::models::Dataset one;
+    const auto& shape = bundle.input().shape();
+    one.height = static_cast<int>(shape.height());
+    one.width = static_cast<int>(shape.width());
+    one.channels = static_cast<int>(shape.channels());
+    one.features.assign(one.feature_size(), 0.25f);
+    one.labels = {0};
+    one.label_names.assign(bundle.label_names().begin(), bundle.label_names().end());
+    if (!tinyfed::models::Evaluate(bundle, one).ok()) __builtin_trap();  // the loader accepted what cannot run
     return;
   }
   using tinyfed::models::Interpreter;

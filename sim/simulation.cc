@@ -26,7 +26,7 @@
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
-#include "sim/process.h"
+#include "tinyfed/base/process.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/models/file_io.h"
 #include "tinyfed/sim/dropout.h"
@@ -36,6 +36,7 @@ namespace tinyfed::sim {
 namespace {
 
 using absl::StrCat;
+using base::Process;
 
 struct Clinic {
   std::string id;

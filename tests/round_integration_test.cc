@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "aggregator/testing/self_signed.h"
-#include "sim/process.h"
+#include "tinyfed/base/process.h"
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/state.h"
@@ -37,7 +37,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using sim::Process;
+using base::Process;
 
 constexpr int kClients = 20;
 constexpr int kRounds = 5;

@@ -1,8 +1,8 @@
 // Child processes (the simulator's aggregator and clinics, integration
 // tests): spawn with output to a log file,
 // wait with a timeout, kill.
-#ifndef TINYFED_SIM_PROCESS_H_
-#define TINYFED_SIM_PROCESS_H_
+#ifndef TINYFED_BASE_PROCESS_H_
+#define TINYFED_BASE_PROCESS_H_
 
 #include <fcntl.h>
 #include <signal.h>
@@ -19,7 +19,7 @@
 
 extern char** environ;
 
-namespace tinyfed::sim {
+namespace tinyfed::base {
 
 class Process {
  public:
@@ -81,6 +81,6 @@ class Process {
   std::optional<int> status_;
 };
 
-}  // namespace tinyfed::sim
+}  // namespace tinyfed::base
 
-#endif  // TINYFED_SIM_PROCESS_H_
+#endif  // TINYFED_BASE_PROCESS_H_
