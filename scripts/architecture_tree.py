@@ -114,7 +114,8 @@ def main():
                   file=sys.stderr)
             return 1
         return 0
-    open(path, "w").write(text.replace(current, block()))
+    updated = text.replace(current, block())  # before opening: "w" empties the file, which is in the tree
+    open(path, "w").write(updated)
     return 0
 
 
