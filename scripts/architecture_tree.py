@@ -76,8 +76,19 @@ def describe(path):
     return text or "(no description)"
 
 
+def source_files():
+    try:
+        return subprocess.check_output(["git", "ls-files"], cwd=ROOT, text=True, stderr=subprocess.DEVNULL).split()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: walk it, leaving out build outputs
+        out = []
+        for d, dirs, names in os.walk(ROOT):
+            dirs[:] = [x for x in dirs if not x.startswith(("build", ".git", ".cache"))]
+            out += [os.path.relpath(os.path.join(d, n), ROOT) for n in names]
+        return out
+
+
 def tree():
-    files = subprocess.check_output(["git", "ls-files"], cwd=ROOT, text=True).split()
+    files = source_files()
     files = sorted(f for f in files if not f.startswith(SKIP) and os.path.exists(os.path.join(ROOT, f)))
     out, shown = [], set()
     for f in files:
