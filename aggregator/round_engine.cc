@@ -942,8 +942,12 @@ void RoundEngine::FinishRoundLocked() {
     for (uint32_t id : survivors) absl::StrAppend(&names, r.device_of[id], "\n");
     std::error_code ec;
     std::filesystem::create_directories(config_.record_dir, ec);
-    (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".survivors"), names);
-    (void)models::WriteFileAtomically(config_.record_dir / StrCat("round-", r.id, ".sum"), sum_bytes);
+    for (const auto& [suffix, bytes] : {std::pair{".survivors", &names}, std::pair{".sum", &sum_bytes}}) {
+      const auto file = config_.record_dir / StrCat("round-", r.id, suffix);
+      if (auto written = models::WriteFileAtomically(file, *bytes); !written.ok()) {
+        spdlog::warn("round {}: cannot record {}: {}", r.id, file.string(), written.ToString());
+      }
+    }
   }
   PublishRoundLocked(mean, s, &*charge);
 }
@@ -974,7 +978,10 @@ void RoundEngine::PublishRoundLocked(std::span<const float> mean, int s, const d
                      .epsilon = epsilon,
                      .reason = ""};
   if (auto published = PublishLocked(std::move(head), r.id, &record); !published.ok()) {
-    (void)res_->optimizer->Restore(m1, m2);
+    if (auto restored = res_->optimizer->Restore(m1, m2); !restored.ok()) {
+      spdlog::error("round {}: the server optimizer's moments cannot be restored after a failed publication: {}",
+                    r.id, restored.ToString());
+    }
     AbortRoundLocked(StrCat("publishing: ", published.message()));
     return;
   }

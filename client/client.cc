@@ -915,7 +915,10 @@ absl::Status Client::Run(int64_t max_completed_rounds) {
       spdlog::info("{}: round {}: {}", s.config.device_id, report->round_id, report->detail);
     }
     if (report->outcome == RoundOutcome::kCompleted || report->outcome == RoundOutcome::kSkipped) {
-      (void)SendTelemetry();
+      // Telemetry is best effort: the next round sends it again.
+      if (auto sent = SendTelemetry(); !sent.ok()) {
+        spdlog::info("{}: telemetry not sent: {}", s.config.device_id, sent.ToString());
+      }
     }
     if (report->outcome == RoundOutcome::kClosed) return absl::OkStatus();
     if (max_completed_rounds > 0 && completed >= max_completed_rounds) return absl::OkStatus();
