@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/models/bundle.h"
@@ -208,11 +209,7 @@ TEST_F(ClientTest, DecidesAScreeningClassByAThresholdSetOnItsHeldOutSlice) {
   ASSERT_TRUE(c->ParticipateOnce().ok());
   ASSERT_EQ(c->model_version(), 1u);
   const models::Dataset data = models::testing::TinyClassifierData(60, 4);
-  std::vector<Sample> samples;
-  for (size_t i = 0; i < data.size(); ++i) {
-    const auto x = data.sample(i);
-    samples.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = data.labels[i]});
-  }
+  const std::vector<Sample> samples = testing::TinySamples(data);
   ASSERT_TRUE(c->AddSamples(samples).ok());
   auto threshold = c->DecisionThreshold();
   ASSERT_TRUE(threshold.ok()) << threshold.status();
@@ -487,11 +484,7 @@ TEST_F(ClientTest, DeclinesAPatientLevelRoundPastItsOwnBudget) {
   ASSERT_GT(after_three, config_.privacy_budget.epsilon);
   const std::string v1 = Publish(1, key_);
   const models::Dataset data = models::testing::TinyClassifierData(30, 3);
-  std::vector<Sample> samples;
-  for (size_t i = 0; i < data.size(); ++i) {
-    const auto x = data.sample(i);
-    samples.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = data.labels[i]});
-  }
+  const std::vector<Sample> samples = testing::TinySamples(data);
   FakeAggregator* fake = nullptr;
   {
     auto c = ClientOffering(v1, RefFor(v1), &fake);
@@ -549,11 +542,7 @@ TEST_F(ClientTest, ABudgetedGatewayDeclinesARoundWithoutDpOfItsOwn) {
   FakeAggregator* fake = nullptr;
   auto c = ClientOffering(v1, RefFor(v1), &fake);
   const models::Dataset data = models::testing::TinyClassifierData(10, 5);
-  std::vector<Sample> samples;
-  for (size_t i = 0; i < data.size(); ++i) {
-    const auto x = data.sample(i);
-    samples.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = data.labels[i]});
-  }
+  const std::vector<Sample> samples = testing::TinySamples(data);
   ASSERT_TRUE(c->AddSamples(samples).ok());
   fake->admit = true;
   auto r = c->ParticipateOnce();

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/models/bundle.h"
 
@@ -11,13 +12,7 @@ namespace tinyfed::client {
 namespace {
 
 std::vector<Sample> Samples(int n, uint32_t seed) {
-  const models::Dataset data = models::testing::TinyClassifierData(n, seed);
-  std::vector<Sample> out;
-  for (size_t i = 0; i < data.size(); ++i) {
-    const auto x = data.sample(i);
-    out.push_back({.features = std::vector<float>(x.begin(), x.end()), .label = data.labels[i]});
-  }
-  return out;
+  return testing::TinySamples(models::testing::TinyClassifierData(n, seed));
 }
 
 class EmbeddingCacheTest : public ::testing::Test {

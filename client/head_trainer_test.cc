@@ -2,49 +2,15 @@
 
 #include <random>
 
+#include "client/testing/heads.h"
 #include "gtest/gtest.h"
 
 namespace tinyfed::client {
 namespace {
 
-v1::Head ZeroHead(uint32_t dim, uint32_t classes) {
-  v1::Head h;
-  h.set_in_features(dim);
-  h.set_num_classes(classes);
-  for (uint32_t i = 0; i < dim * classes; ++i) h.add_weights(0.0f);
-  for (uint32_t c = 0; c < classes; ++c) h.add_bias(0.0f);
-  return h;
-}
-
-// Embeddings whose class shows in one coordinate, like a trained backbone's.
-void Separable(int n, uint32_t dim, uint32_t classes, std::vector<float>* x, std::vector<int>* y, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> noise(0.0f, 0.5f);
-  for (int i = 0; i < n; ++i) {
-    const int label = i % static_cast<int>(classes);
-    y->push_back(label);
-    for (uint32_t d = 0; d < dim; ++d) x->push_back(noise(rng) + (d == static_cast<uint32_t>(label) ? 2.0f : 0.0f));
-  }
-}
-
-double Accuracy(const v1::Head& h, const std::vector<float>& x, const std::vector<int>& y) {
-  const uint32_t dim = h.in_features(), classes = h.num_classes();
-  int correct = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    int best = 0;
-    float best_logit = -1e30f;
-    for (uint32_t c = 0; c < classes; ++c) {
-      float l = h.bias(static_cast<int>(c));
-      for (uint32_t d = 0; d < dim; ++d) l += h.weights(static_cast<int>(c * dim + d)) * x[i * dim + d];
-      if (l > best_logit) {
-        best_logit = l;
-        best = static_cast<int>(c);
-      }
-    }
-    correct += best == y[i];
-  }
-  return static_cast<double>(correct) / static_cast<double>(y.size());
-}
+using testing::Accuracy;
+using testing::Separable;
+using testing::ZeroHead;
 
 TEST(HeadTrainer, LearnsFromEmbeddingsAndReportsTheDelta) {
   std::vector<float> x, tx;
