@@ -13,6 +13,8 @@ cmake --install "$BUILD" --prefix "$WORK/prefix" >/dev/null
 cmake -S "$SOURCE/examples/gateway" -B "$WORK/example" -DCMAKE_PREFIX_PATH="$WORK/prefix" >/dev/null
 cmake --build "$WORK/example" -j 2 >/dev/null
 T=$WORK/prefix/bin/tinyfed
+# Reads all of its input first: `cmd | grep -q` under pipefail fails when cmd gets SIGPIPE.
+prints() { local all; all=$(cat); grep -q -- "$1" <<<"$all"; }
 GW=$WORK/example/gateway
 
 cd "$WORK"
@@ -70,6 +72,6 @@ for c in 0 1 2; do
 done
 $T model verify --model state/models/model-v2.signed --root roots/1.root
 # A revoked gateway is shut out at its next call.
-$T device revoke --config agg.toml --device-id clinic-0 | grep -q "revoked" || { echo "FAIL: revoke"; exit 1; }
-$T device list --config agg.toml | grep -q "clinic-0 .*REVOKED" || { echo "FAIL: device list"; exit 1; }
+$T device revoke --config agg.toml --device-id clinic-0 | prints "revoked" || { echo "FAIL: revoke"; exit 1; }
+$T device list --config agg.toml | prints "clinic-0 .*REVOKED" || { echo "FAIL: device list"; exit 1; }
 echo "PASS: installed library, example gateway over TLS with enrolled devices, one federated round"

@@ -13,6 +13,9 @@ pass=0
 
 ok() { pass=$((pass + 1)); }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# Reads all of its input before matching: under pipefail, `cmd | grep -q` fails
+# whenever grep exits at the first match while cmd is still writing (SIGPIPE).
+prints() { local all; all=$(cat); grep -q -- "$1" <<<"$all"; }
 
 # expect_error "what" "message fragment" command...
 expect_error() {
@@ -57,7 +60,7 @@ assert m["precision"] == "int8" and m["architecture"] == "mlp"
 assert [l["kind"] for l in m["layers"]] == ["FullyConnected", "FullyConnected"]
 assert m["total_macs"] == 30 * 64 + 64 * 32 and m["peak_arena_bytes"] > 0
 PY
-$tinyfed model eval --model "$work/q.bundle" "${common[@]}" --positive-class malignant | grep -q "sensitivity" \
+$tinyfed model eval --model "$work/q.bundle" "${common[@]}" --positive-class malignant | prints "sensitivity" \
   && ok || fail "model eval --positive-class"
 
 expect_error "unknown architecture" "arch" $tinyfed backbone train --arch rnn --data "$data" --out "$work/x"
@@ -87,7 +90,7 @@ expect_error "unknown positive class" "--positive-class cancer is not a class" \
 printf 'x,y\n1,0\n2,1\n3,-1\n' > "$work/neg.csv"
 expect_error "negative label" "neg.csv line 4: label '-1' is not a class id from 0 to 999" \
   $tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv"
-$tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv" --labels-as-names | grep -q "stored 3" \
+$tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv" --labels-as-names | prints "stored 3" \
   && ok || fail "--labels-as-names"
 printf 'x,y\n1,0\n2,1\n3,99\n' > "$work/gap.csv"
 expect_error "label 99 makes no phantom classes" "no row has class 2" \
@@ -98,7 +101,7 @@ expect_error "label 99 makes no phantom classes" "no row has class 2" \
 python3 -c 'import gzip, sys; f = gzip.open(sys.argv[1], "wb", 9); [f.write(b"1,0\n" * (1 << 18)) for _ in range(1024)]; f.close()' \
   "$work/bomb.csv.gz"
 memory_limit="ulimit -v 1048576"
-if ldd "$tinyfed" 2>/dev/null | grep -q libasan; then
+if [[ $(ldd "$tinyfed" 2>/dev/null) == *libasan* ]]; then
   memory_limit=":"
 else
   out=$( ($memory_limit; $tinyfed client add-samples --data-dir "$work/gw-bomb" --csv "$work/bomb.csv.gz") 2>&1 )
@@ -121,7 +124,7 @@ assert set(r) == {"epsilon", "accountant", "order"} and r["accountant"] == "rdp"
 assert abs(r["epsilon"] / 0.7242234026109595 - 1) < 1e-6 and r["order"] == 19, r
 assert p["accountant"] == "pld" and 0 < p["epsilon"] < r["epsilon"], (p, r)
 PY
-$tinyfed privacy noise --sampling-rate 0.01 --steps 1000 --delta 1e-5 --epsilon 2 | grep -q "noise multiplier" \
+$tinyfed privacy noise --sampling-rate 0.01 --steps 1000 --delta 1e-5 --epsilon 2 | prints "noise multiplier" \
   && ok || fail "privacy noise"
 plan=$(TINYFED_DATA_DIR=$2 $tinyfed privacy plan --json \
   --scenario "$(dirname "$0")/../sim/scenarios/clinics-breast-cancer.toml")
@@ -177,17 +180,17 @@ expect_error "root without federation" "1.root needs --federation" \
 expect_error "threshold above keys" "threshold 4 is not in 1..3" \
   $tinyfed root new "${roots[@]}" --threshold 4 --federation cli/test --publishing-key "$work/pub1.pub"
 $tinyfed root new "${roots[@]}" --threshold 2 --federation cli/test --publishing-key "$work/pub1.pub" \
-  | grep -q "wrote .*/1.root" \
+  | prints "wrote .*/1.root" \
   && ok || fail "root new v1"
 # Rotating the publishing key takes a threshold (2) of the current root keys.
 expect_error "rotation below threshold" "1 valid signature(s) of the 2 required" \
   $tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --publishing-key "$work/pub2.pub"
 $tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --sign-with "$work/r2.key" \
-  --publishing-key "$work/pub2.pub" | grep -q "wrote .*/2.root" && ok || fail "root new v2 (rotation)"
+  --publishing-key "$work/pub2.pub" | prints "wrote .*/2.root" && ok || fail "root new v2 (rotation)"
 [[ ! -e "$work/roots/3.root" ]] && ok || fail "a refused root was written"
 # Threshold 2 of 3 with one root key held elsewhere (public half only).
 $tinyfed root new --roots "$work/roots" --root-key "$work/r1.key" --root-key "$work/r2.key" \
-  --root-public-key "$work/r3.pub" --threshold 2 --publishing-key "$work/pub1.pub" | grep -q "wrote .*/3.root" \
+  --root-public-key "$work/r3.pub" --threshold 2 --publishing-key "$work/pub1.pub" | prints "wrote .*/3.root" \
   && ok || fail "root new v3 with a public-only root key"
 
 # The simulator with one process per clinic: `tinyfed aggregator` and eight
@@ -202,7 +205,7 @@ data_abs=$(cd "$(dirname "$data")" && pwd)
 # Its published models verify as a gateway would verify them.
 sim_root="$work/simwork/trust/roots/1.root"
 $tinyfed model verify --model "$work/simwork/aggregator/models/model-v4.signed" --root "$sim_root" \
-  --out "$work/v4.bundle" | grep -q "verified model v4 (release 4)" && ok || fail "model verify"
+  --out "$work/v4.bundle" | prints "verified model v4 (release 4)" && ok || fail "model verify"
 expect_error "model verify: foreign root" "0 valid signature(s) of the 1 required" \
   $tinyfed model verify --model "$work/simwork/aggregator/models/model-v4.signed" --root "$work/roots/1.root"
 cp "$work/simwork/aggregator/models/model-v4.signed" "$work/tampered.signed"
