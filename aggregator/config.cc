@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/aggregator/toml_reader.h"
 #include "tinyfed/base/status_macros.h"
 
@@ -322,7 +322,7 @@ std::string FormatConfig(const Config& c) {
 }
 
 absl::StatusOr<Config> ReadConfig(const std::filesystem::path& path) {
-  auto text = models::ReadFileBytes(path, 1 << 20);
+  auto text = base::ReadFileBytes(path, 1 << 20);
   if (!text.ok()) return text.status();
   return ParseConfig(*text, path);
 }

@@ -5,6 +5,9 @@
 #include "SQLiteCpp/SQLiteCpp.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "tinyfed/base/sha256.h"
+#include "tinyfed/base/sodium.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
 
@@ -32,7 +35,7 @@ DeviceRegistry::DeviceRegistry(std::unique_ptr<SQLite::Database> db) : db_(std::
 DeviceRegistry::~DeviceRegistry() = default;
 
 absl::StatusOr<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Open(const std::filesystem::path& state_dir) {
-  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  TINYFED_RETURN_IF_ERROR(base::InitSodium());
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
   if (ec) return absl::FailedPreconditionError(StrCat("cannot create ", state_dir.string(), ": ", ec.message()));
@@ -60,7 +63,7 @@ absl::StatusOr<std::string> DeviceRegistry::IssueToken(const std::optional<std::
   absl::MutexLock lock(&mu_);
   try {
     SQLite::Statement q(*db_, "INSERT INTO enrollment_tokens (token_sha256, device_id, expires_ms) VALUES (?, ?, ?)");
-    const std::string hash = models::Sha256(token);
+    const std::string hash = base::Sha256(token);
     q.bind(1, hash.data(), static_cast<int>(hash.size()));
     if (device_id) q.bind(2, *device_id);
     q.bind(3, Millis(absl::Now() + lifetime));
@@ -80,7 +83,7 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
   if (!models::VerifySignature(*key, proto::EnrollmentProofMessage(r.device_id(), r.token()), r.proof())) {
     return absl::UnauthenticatedError("the proof is not the device key's signature over the token");
   }
-  const std::string hash = models::Sha256(r.token());
+  const std::string hash = base::Sha256(r.token());
   const int64_t now = Millis(absl::Now());
   absl::MutexLock lock(&mu_);
   try {

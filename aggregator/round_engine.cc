@@ -21,13 +21,16 @@
 #include "tinyfed/base/seed.h"
 #include "tinyfed/aggregator/server_optimizer.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/sha256.h"
+#include "tinyfed/base/sodium.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/directory_lock.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
@@ -171,7 +174,7 @@ RoundEngine::RoundEngine(const Config& config, Clock clock) : config_(config), c
 RoundEngine::~RoundEngine() = default;
 
 absl::StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const Config& config, Clock clock) {
-  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  TINYFED_RETURN_IF_ERROR(base::InitSodium());
   auto engine = std::unique_ptr<RoundEngine>(new RoundEngine(config, std::move(clock)));
   if (auto s = engine->Init(); !s.ok()) return s;
   return engine;
@@ -238,10 +241,10 @@ absl::Status RoundEngine::Init() {
     if (auto s = PublishLocked(std::move(head), 0, nullptr); !s.ok()) return s;
   } else {
     const PublishedModel& m = **latest;
-    auto blob = models::ReadFileBytes(m.file, 1 << 30);
+    auto blob = base::ReadFileBytes(m.file, 1 << 30);
     if (!blob.ok()) return blob.status();
     v1::SignedBundle signed_bundle;
-    if (!signed_bundle.ParseFromString(*blob) || models::Sha256(signed_bundle.bundle()) != m.bundle_sha256) {
+    if (!signed_bundle.ParseFromString(*blob) || base::Sha256(signed_bundle.bundle()) != m.bundle_sha256) {
       return absl::DataLossError(StrCat(m.file.string(), " is not the signed bundle of model v", m.version,
                                         " recorded in the state"));
     }
@@ -258,7 +261,7 @@ absl::Status RoundEngine::Init() {
     latest_->ref.set_version(m.version);
     latest_->ref.set_bundle_sha256(m.bundle_sha256);
     latest_->ref.set_download_size(latest_->blob.size());
-    latest_->ref.set_download_sha256(models::Sha256(latest_->blob));
+    latest_->ref.set_download_sha256(base::Sha256(latest_->blob));
     // After a rotation of the publishing key, or a long stop, the release
     // no longer verifies: sign it again with the current key.
     auto verified = res_->trusted->VerifyModel(signed_bundle, nullptr, absl::Now());
@@ -318,7 +321,7 @@ absl::StatusOr<std::unique_ptr<RoundEngine::Published>> RoundEngine::SignLocked(
   published->ref.set_version(published->release.model_version());
   published->ref.set_bundle_sha256(published->release.bundle_sha256());
   published->ref.set_download_size(published->blob.size());
-  published->ref.set_download_sha256(models::Sha256(published->blob));
+  published->ref.set_download_sha256(base::Sha256(published->blob));
   return published;
 }
 
@@ -328,7 +331,7 @@ absl::Status RoundEngine::ResignLocked() {
   auto published = SignLocked(std::move(*signed_bundle.mutable_bundle()), latest_->release.version() + 1);
   if (!published.ok()) return published.status();
   (*published)->file = latest_->file;
-  if (auto s = models::WriteFileAtomically((*published)->file, (*published)->blob); !s.ok()) return s;
+  if (auto s = base::WriteFileAtomically((*published)->file, (*published)->blob); !s.ok()) return s;
   latest_ = std::move(*published);
   spdlog::info("release {} of model v{} signed (expires {})", latest_->release.version(), latest_->ref.version(),
                absl::FormatTime(absl::FromUnixSeconds(latest_->release.expires_unix_seconds())));
@@ -350,7 +353,7 @@ absl::Status RoundEngine::PublishLocked(std::vector<float> head, int64_t round_i
   (*published)->file = dir / StrCat("model-v", version, ".signed");
   PublishedModel row{.version = version, .round_id = round_id, .bundle_sha256 = (*published)->ref.bundle_sha256(),
                      .file = (*published)->file};
-  if (auto s = models::WriteFileAtomically(row.file, (*published)->blob); !s.ok()) return s;
+  if (auto s = base::WriteFileAtomically(row.file, (*published)->blob); !s.ok()) return s;
   absl::Status recorded = record == nullptr
                               ? res_->state->RecordInitialModel(row)
                               : res_->state->CompleteRound(*record, row, res_->optimizer->first_moment(),
@@ -944,7 +947,7 @@ void RoundEngine::FinishRoundLocked() {
     std::filesystem::create_directories(config_.record_dir, ec);
     for (const auto& [suffix, bytes] : {std::pair{".survivors", &names}, std::pair{".sum", &sum_bytes}}) {
       const auto file = config_.record_dir / StrCat("round-", r.id, suffix);
-      if (auto written = models::WriteFileAtomically(file, *bytes); !written.ok()) {
+      if (auto written = base::WriteFileAtomically(file, *bytes); !written.ok()) {
         spdlog::warn("round {}: cannot record {}: {}", r.id, file.string(), written.ToString());
       }
     }
@@ -1193,9 +1196,9 @@ absl::StatusOr<v1::ModelChunk> RoundEngine::GetModelChunk(const v1::ModelChunkRe
     }
     file = it->file;
   }
-  auto bytes = models::ReadFileBytes(file, 1 << 30);
+  auto bytes = base::ReadFileBytes(file, 1 << 30);
   if (!bytes.ok()) return bytes.status();
-  return chunk_of(*bytes, models::Sha256(*bytes));
+  return chunk_of(*bytes, base::Sha256(*bytes));
 }
 
 absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::TelemetryRequest& request) {

@@ -17,7 +17,7 @@
 #include "aggregator/internal/log_limiter.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
 #include "tinyfed/proto/device_text.h"
@@ -235,9 +235,9 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
                                                                           bool insecure) {
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (!security.tls_certificate.empty()) {
-    auto certificate = models::ReadFileBytes(security.tls_certificate, 1 << 20);
+    auto certificate = base::ReadFileBytes(security.tls_certificate, 1 << 20);
     if (!certificate.ok()) return certificate.status();
-    auto key = models::ReadFileBytes(security.tls_private_key, 1 << 20);
+    auto key = base::ReadFileBytes(security.tls_private_key, 1 << 20);
     if (!key.ok()) return key.status();
     grpc::SslServerCredentialsOptions options;
     options.pem_key_cert_pairs.push_back({std::move(*key), std::move(*certificate)});

@@ -20,7 +20,7 @@
 #include "tinyfed/client/client.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/secure_agg/client.h"
@@ -384,7 +384,7 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   ASSERT_EQ(rounds->size(), 1u);
   EXPECT_EQ((*rounds)[0].state, "done") << (*rounds)[0].reason;
   EXPECT_EQ((*rounds)[0].survivors, kHonest);
-  auto sum = models::ReadFileBytes(config_.record_dir / "round-1.sum", 1 << 30);
+  auto sum = base::ReadFileBytes(config_.record_dir / "round-1.sum", 1 << 30);
   ASSERT_TRUE(sum.ok());
   std::vector<uint32_t> expected(task.secagg().vector_length(), 0);
   ASSERT_EQ(encoded.size(), static_cast<size_t>(kHonest));

@@ -16,6 +16,9 @@
 #include "spdlog/spdlog.h"
 #include "client/internal/round_cost.h"
 #include "tinyfed/base/seed.h"
+#include "tinyfed/base/sha256.h"
+#include "tinyfed/base/sodium.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/client/embedding_cache.h"
 #include "tinyfed/client/head_trainer.h"
 #include "tinyfed/client/private_head_trainer.h"
@@ -24,7 +27,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/decision_threshold.h"
 #include "tinyfed/models/directory_lock.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
@@ -134,7 +137,7 @@ struct Client::State {
       return absl::Status(enrolled.status().code(), StrCat("enrollment: ", enrolled.status().message()));
     }
     spdlog::info("{}: enrolled with the aggregator", config.device_id);
-    return models::WriteFileAtomically(marker, "enrolled\n");
+    return base::WriteFileAtomically(marker, "enrolled\n");
   }
 
   // Roots newer than the trusted one, each checked and kept on disk before
@@ -273,11 +276,11 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
   if (ref.download_size() == 0 || ref.download_size() > (uint64_t{1} << 30)) {
     return refuse(absl::InvalidArgumentError(StrCat("announced size ", ref.download_size(), " is not plausible")));
   }
-  auto current_meta = models::ReadFileBytes(meta, 4096);
+  auto current_meta = base::ReadFileBytes(meta, 4096);
   std::error_code ec;
   if (!current_meta.ok() || *current_meta != expected_meta) {
     std::filesystem::remove(partial, ec);
-    if (auto s = models::WriteFileAtomically(meta, expected_meta); !s.ok()) return s;
+    if (auto s = base::WriteFileAtomically(meta, expected_meta); !s.ok()) return s;
   }
   uint64_t have = std::filesystem::exists(partial, ec) ? std::filesystem::file_size(partial, ec) : 0;
   if (have > ref.download_size()) {
@@ -302,9 +305,9 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
     if (auto s = AppendDurably(partial, chunk->data()); !s.ok()) return s;
     have += chunk->data().size();
   }
-  auto blob = models::ReadFileBytes(partial, ref.download_size());
+  auto blob = base::ReadFileBytes(partial, ref.download_size());
   if (!blob.ok()) return blob.status();
-  if (models::Sha256(*blob) != ref.download_sha256()) {
+  if (base::Sha256(*blob) != ref.download_sha256()) {
     return refuse(absl::DataLossError("the download does not match its announced SHA-256"));
   }
   v1::SignedBundle signed_bundle;
@@ -330,7 +333,7 @@ absl::Status Client::State::UpdateModel(const v1::ModelRef& ref, RoundTimings* t
   }
   auto runnable = models::Interpreter::Create(verified->bundle);
   if (!runnable.ok()) return refuse(runnable.status());
-  if (auto s = models::WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
+  if (auto s = base::WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
   std::filesystem::remove(partial, ec);
   std::filesystem::remove(meta, ec);
   std::filesystem::remove(config.data_dir / "model.signed.damaged", ec);
@@ -457,7 +460,7 @@ absl::Status Client::State::SetAsideDamagedModel(const std::filesystem::path& fi
                                       "aside: ", ec.message()));
   }
   v1::SignedBundle damaged;
-  auto bytes = models::ReadFileBytes(aside, 1 << 30);
+  auto bytes = base::ReadFileBytes(aside, 1 << 30);
   if (bytes.ok() && damaged.ParseFromString(*bytes)) {
     if (auto claimed = models::ParseRelease(damaged.release()); claimed.ok() && claimed->model_version() > 0) {
       release = *claimed;
@@ -476,7 +479,7 @@ Client::~Client() = default;
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& config, std::unique_ptr<Transport> transport,
                                                        ClientHooks hooks) {
-  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  TINYFED_RETURN_IF_ERROR(base::InitSodium());
   if (!proto::IsValidDeviceId(config.device_id)) {
     return absl::InvalidArgumentError(StrCat("device id '", config.device_id,
                                              "' must be 1 to 64 letters, digits, '.', '_' or '-'"));
@@ -492,7 +495,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   state->config = config;
   state->hooks = std::move(hooks);
   state->transport = std::move(transport);
-  auto pinned_bytes = models::ReadFileBytes(config.trusted_root, 2 * models::kMaxMetadataBytes);
+  auto pinned_bytes = base::ReadFileBytes(config.trusted_root, 2 * models::kMaxMetadataBytes);
   if (!pinned_bytes.ok()) return pinned_bytes.status();
   v1::SignedMetadata pinned_root;
   if (!pinned_root.ParseFromString(*pinned_bytes)) {
@@ -507,7 +510,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   // Roots accepted since, again: the disk is not trusted either.
   for (uint64_t v = state->trusted->root().version() + 1;; ++v) {
     const auto file = models::RootFile(config.data_dir / "roots", v);
-    auto bytes = models::ReadFileBytes(file, 2 * models::kMaxMetadataBytes);
+    auto bytes = base::ReadFileBytes(file, 2 * models::kMaxMetadataBytes);
     if (!bytes.ok() && bytes.status().code() == absl::StatusCode::kNotFound) break;
     v1::SignedMetadata next;
     absl::Status s = !bytes.ok() ? bytes.status()
@@ -553,7 +556,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   // The installed model is verified again: the disk is not trusted either.
   // Expiry is not: a model accepted while fresh keeps serving.
   const auto installed_file = config.data_dir / "model.signed";
-  auto blob = models::ReadFileBytes(installed_file, 1 << 30);
+  auto blob = base::ReadFileBytes(installed_file, 1 << 30);
   if (blob.ok()) {
     v1::SignedBundle signed_bundle;
     absl::StatusOr<models::VerifiedModel> verified = absl::DataLossError("not a signed bundle");

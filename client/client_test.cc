@@ -7,9 +7,10 @@
 
 #include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
+#include "tinyfed/base/sha256.h"
 #include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
 
@@ -149,7 +150,7 @@ class ClientTest : public ::testing::Test {
     ref.set_version(release.model_version());
     ref.set_bundle_sha256(release.bundle_sha256());
     ref.set_download_size(blob.size());
-    ref.set_download_sha256(models::Sha256(blob));
+    ref.set_download_sha256(base::Sha256(blob));
     return ref;
   }
 
@@ -351,9 +352,9 @@ TEST_F(ClientTest, SetsADamagedInstalledModelAsideAndFetchesItAgain) {
     ASSERT_TRUE(c->ParticipateOnce().ok());
     ASSERT_EQ(c->model_version(), 2u);
   }
-  std::string bytes = *models::ReadFileBytes(config_.data_dir / "model.signed", 1 << 30);
+  std::string bytes = *base::ReadFileBytes(config_.data_dir / "model.signed", 1 << 30);
   bytes[bytes.size() / 2] ^= 1;
-  ASSERT_TRUE(models::WriteFileAtomically(config_.data_dir / "model.signed", bytes).ok());
+  ASSERT_TRUE(base::WriteFileAtomically(config_.data_dir / "model.signed", bytes).ok());
   {
     auto older = ClientOffering(v1, RefFor(v1), &fake);
     ASSERT_NE(older, nullptr);
@@ -383,7 +384,7 @@ TEST_F(ClientTest, ALostDeviceKeyAfterEnrollmentAsksToReEnroll) {
   FakeAggregator* fake = nullptr;
   const std::string v1 = Publish(1, key_);
   ASSERT_NE(ClientOffering(v1, RefFor(v1), &fake), nullptr);
-  ASSERT_TRUE(models::WriteFileAtomically(config_.data_dir / "enrolled", "enrolled\n").ok());
+  ASSERT_TRUE(base::WriteFileAtomically(config_.data_dir / "enrolled", "enrolled\n").ok());
   std::filesystem::remove(config_.data_dir / "device_signing.key");
   auto lost = Client::Create(config_, std::make_unique<FakeAggregator>());
   ASSERT_FALSE(lost.ok());

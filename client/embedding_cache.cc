@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "tinyfed/base/sha256.h"
 #include "tinyfed/models/signing.h"
 
 namespace tinyfed::client {
@@ -26,7 +27,7 @@ std::string BackboneId(const v1::ModelBundle& bundle) {
   std::string bytes;
   bundle.backbone().SerializeToString(&bytes);
   bytes += bundle.input().SerializeAsString();
-  return models::Sha256(bytes);
+  return base::Sha256(bytes);
 }
 
 EmbeddingCache EmbeddingCache::Load(const SampleStore& store, const std::string& backbone_id) {

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <thread>
 
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
+#include "tinyfed/base/sodium.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/v1/service.grpc.pb.h"
 
@@ -135,14 +137,14 @@ std::string SignRequest(std::string_view method, std::string_view request_bytes,
 
 absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpc(const std::string& address, const ChannelSecurity& security,
                                                        const RetryPolicy& policy) {
-  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialize");
+  TINYFED_RETURN_IF_ERROR(base::InitSodium());
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (security.insecure) {
     credentials = grpc::InsecureChannelCredentials();
   } else {
     grpc::SslCredentialsOptions options;
     if (!security.ca_certificate.empty()) {
-      auto pem = models::ReadFileBytes(security.ca_certificate, 1 << 20);
+      auto pem = base::ReadFileBytes(security.ca_certificate, 1 << 20);
       if (!pem.ok()) return pem.status();
       options.pem_root_certs = std::move(*pem);
     }

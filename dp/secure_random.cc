@@ -18,9 +18,7 @@ int BitLength(uint128 x) {
 
 }  // namespace
 
-SecureRandom::SecureRandom(const Seed& key) : key_(key) {
-  if (sodium_init() < 0) std::abort();  // libsodium cannot run on this system
-}
+SecureRandom::SecureRandom(const Seed& key) : key_(key) {}
 
 SecureRandom::~SecureRandom() {
   sodium_memzero(key_.data(), key_.size());
@@ -28,7 +26,6 @@ SecureRandom::~SecureRandom() {
 }
 
 std::unique_ptr<SecureRandom> SecureRandom::FromOsEntropy() {
-  if (sodium_init() < 0) std::abort();
   Seed key;
   randombytes_buf(key.data(), key.size());
   auto r = std::unique_ptr<SecureRandom>(new SecureRandom(key));

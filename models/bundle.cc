@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/internal/graph.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 
 namespace tinyfed::models {
 namespace {
@@ -98,7 +98,7 @@ absl::StatusOr<v1::ModelBundle> DecodeBundleFile(std::string_view bytes) {
 }
 
 absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path) {
-  auto bytes = ReadFileBytes(path, kMaxBundleFileBytes);
+  auto bytes = base::ReadFileBytes(path, kMaxBundleFileBytes);
   if (!bytes.ok()) return bytes.status();
   auto bundle = DecodeBundleFile(*bytes);
   if (!bundle.ok()) {
@@ -110,7 +110,7 @@ absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path
 
 absl::Status WriteBundleFile(const std::filesystem::path& path, const v1::ModelBundle& bundle) {
   if (auto s = ValidateBundle(bundle); !s.ok()) return s;
-  return WriteFileAtomically(path, EncodeBundleFile(bundle));
+  return base::WriteFileAtomically(path, EncodeBundleFile(bundle));
 }
 
 }  // namespace tinyfed::models

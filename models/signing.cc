@@ -5,18 +5,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
+#include "tinyfed/base/sodium.h"
+#include "tinyfed/base/status_macros.h"
 
 namespace tinyfed::models {
-std::string Sha256(std::string_view data) {
-  std::string digest(crypto_hash_sha256_BYTES, '\0');
-  crypto_hash_sha256(reinterpret_cast<unsigned char*>(digest.data()),
-                     reinterpret_cast<const unsigned char*>(data.data()), data.size());
-  return digest;
-}
-
 SigningKey SigningKey::Generate() {
-  if (sodium_init() < 0) std::abort();
   SigningKey k;
   crypto_sign_keypair(k.public_.data(), k.secret_.data());
   return k;
@@ -31,22 +25,22 @@ SigningKey::SigningKey(SigningKey&& other) noexcept : secret_(other.secret_), pu
 absl::Status WriteSigningKey(const SigningKey& key, const std::filesystem::path& secret_path,
                              const std::filesystem::path& public_path) {
   std::string secret(reinterpret_cast<const char*>(key.secret_.data()), key.secret_.size());
-  absl::Status s = WriteFileAtomically(secret_path, secret, 0600);
+  absl::Status s = base::WriteFileAtomically(secret_path, secret, 0600);
   sodium_memzero(secret.data(), secret.size());
   if (!s.ok()) return s;
-  return WriteFileAtomically(public_path,
+  return base::WriteFileAtomically(public_path,
                              std::string_view(reinterpret_cast<const char*>(key.public_.data()), key.public_.size()));
 }
 
 absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path) {
-  auto bytes = ReadFileBytes(secret_path, 1024);
+  auto bytes = base::ReadFileBytes(secret_path, 1024);
   if (!bytes.ok()) return bytes.status();
   if (bytes->size() != crypto_sign_SECRETKEYBYTES) {
     return absl::InvalidArgumentError(absl::StrCat(secret_path.string(), " is ", bytes->size(),
                                                    " bytes, not an Ed25519 secret key (", crypto_sign_SECRETKEYBYTES,
                                                    ")"));
   }
-  if (sodium_init() < 0) std::abort();
+  TINYFED_RETURN_IF_ERROR(base::InitSodium());
   SigningKey k;
   std::memcpy(k.secret_.data(), bytes->data(), k.secret_.size());
   sodium_memzero(bytes->data(), bytes->size());
@@ -66,7 +60,7 @@ absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_pa
 }
 
 absl::StatusOr<PublicKey> ReadPublicKey(const std::filesystem::path& public_path) {
-  auto bytes = ReadFileBytes(public_path, 1024);
+  auto bytes = base::ReadFileBytes(public_path, 1024);
   if (!bytes.ok()) return bytes.status();
   if (bytes->size() != crypto_sign_PUBLICKEYBYTES) {
     return absl::InvalidArgumentError(absl::StrCat(public_path.string(), " is ", bytes->size(),
@@ -85,7 +79,6 @@ std::string SigningKey::Sign(std::string_view message) const {
 }
 
 bool VerifySignature(const PublicKey& key, std::string_view message, std::string_view signature) {
-  if (sodium_init() < 0) std::abort();
   return signature.size() == crypto_sign_BYTES &&
          crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
                                      reinterpret_cast<const unsigned char*>(message.data()), message.size(),

@@ -4,11 +4,12 @@
 
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "tinyfed/base/sha256.h"
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 
 namespace tinyfed::models {
 namespace {
@@ -110,10 +111,10 @@ std::string BackboneSha256(const v1::ModelBundle& bundle) {
   *backbone.mutable_backbone() = bundle.backbone();
   *backbone.mutable_input() = bundle.input();
   *backbone.mutable_label_names() = bundle.label_names();
-  return Sha256(Serialized(backbone));
+  return base::Sha256(Serialized(backbone));
 }
 
-std::string HeadSha256(const v1::ModelBundle& bundle) { return Sha256(Serialized(bundle.head())); }
+std::string HeadSha256(const v1::ModelBundle& bundle) { return base::Sha256(Serialized(bundle.head())); }
 
 absl::StatusOr<v1::ReleaseMetadata> DescribeRelease(std::string_view bundle_file, const std::string& federation) {
   auto bundle = DecodeBundleFile(bundle_file);
@@ -122,7 +123,7 @@ absl::StatusOr<v1::ReleaseMetadata> DescribeRelease(std::string_view bundle_file
   r.set_federation(federation);
   r.set_model_version(bundle->metadata().version());
   r.set_bundle_length(bundle_file.size());
-  r.set_bundle_sha256(Sha256(bundle_file));
+  r.set_bundle_sha256(base::Sha256(bundle_file));
   r.set_backbone_sha256(BackboneSha256(*bundle));
   r.set_head_sha256(HeadSha256(*bundle));
   return r;
@@ -230,7 +231,7 @@ absl::StatusOr<VerifiedModel> TrustedRoot::VerifyModel(const v1::SignedBundle& s
     return absl::DataLossError(StrCat(what, ": the bundle is ", signed_bundle.bundle().size(),
                                       " bytes, the release signs ", release->bundle_length()));
   }
-  if (Sha256(signed_bundle.bundle()) != release->bundle_sha256()) {
+  if (base::Sha256(signed_bundle.bundle()) != release->bundle_sha256()) {
     return absl::PermissionDeniedError(StrCat(what, ": the bundle's SHA-256 is not the signed ",
                                               Hex(release->bundle_sha256())));
   }
@@ -250,7 +251,7 @@ absl::StatusOr<std::vector<v1::SignedMetadata>> ReadRootChain(const std::filesys
   std::optional<TrustedRoot> trusted;
   for (uint64_t version = 1;; ++version) {
     const std::filesystem::path file = RootFile(dir, version);
-    auto bytes = ReadFileBytes(file, 2 * kMaxMetadataBytes);
+    auto bytes = base::ReadFileBytes(file, 2 * kMaxMetadataBytes);
     if (!bytes.ok() && bytes.status().code() == absl::StatusCode::kNotFound && version > 1) break;
     if (!bytes.ok()) return bytes.status();
     v1::SignedMetadata m;
@@ -286,7 +287,7 @@ absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadat
   }
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));
-  return WriteFileAtomically(file, signed_root.SerializeAsString());
+  return base::WriteFileAtomically(file, signed_root.SerializeAsString());
 }
 
 absl::StatusOr<Repository> CreateSingleKeyRepository(const std::filesystem::path& dir,

@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "models/testing/random_bundle.h"
+#include "tinyfed/base/sha256.h"
 #include "tinyfed/models/bundle.h"
 
 namespace tinyfed::models {
@@ -192,7 +193,7 @@ TEST_F(TrustTest, MixAndMatchIsRefused) {
   // separately.
   v1::ReleaseMetadata release;
   ASSERT_TRUE(release.ParseFromString(spliced.release().payload()));
-  release.set_bundle_sha256(Sha256(spliced.bundle()));
+  release.set_bundle_sha256(base::Sha256(spliced.bundle()));
   release.set_bundle_length(spliced.bundle().size());
   const SigningKey* k = &publishing_;
   *spliced.mutable_release() = SignRelease(release, {&k, 1});

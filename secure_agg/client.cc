@@ -10,6 +10,8 @@
 #include "secure_agg/internal/crypto.h"
 #include "secure_agg/internal/shamir.h"
 #include "secure_agg/internal/wire.h"
+#include "tinyfed/base/sodium.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/proto/packing.h"
 
 namespace tinyfed::secagg {
@@ -300,6 +302,7 @@ Client::~Client() = default;
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(const SecAggParams& params, uint32_t id,
                                                        std::vector<uint32_t> input, std::unique_ptr<Random> rng) {
+  TINYFED_RETURN_IF_ERROR(base::InitSodium());
   const auto& c = params.config();
   if (id >= static_cast<uint32_t>(c.num_clients)) {
     return absl::InvalidArgumentError(absl::StrCat("client id ", id, " is not in the cohort of ", c.num_clients));

@@ -13,6 +13,8 @@
 #include "secure_agg/internal/crypto.h"
 #include "secure_agg/internal/shamir.h"
 #include "secure_agg/internal/wire.h"
+#include "tinyfed/base/sodium.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/proto/packing.h"
 
 namespace tinyfed::secagg {
@@ -436,6 +438,7 @@ Server::Server(const SecAggParams& params, int min_survivors)
 Server::~Server() = default;
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const SecAggParams& params, int min_survivors) {
+  TINYFED_RETURN_IF_ERROR(base::InitSodium());
   if (min_survivors < params.threshold() || min_survivors > params.config().num_clients) {
     return absl::InvalidArgumentError(absl::StrCat("min survivors ", min_survivors, " must be in [t = ",
                                                    params.threshold(), ", n = ", params.config().num_clients, "]"));

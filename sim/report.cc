@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/sim/simulation.h"
 
 namespace tinyfed::sim {
@@ -360,16 +360,16 @@ absl::Status WriteReport(const SimulationReport& r, const std::filesystem::path&
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   if (ec) return absl::FailedPreconditionError(StrCat("cannot create ", out.string(), ": ", ec.message()));
-  if (auto s = models::WriteFileAtomically(out / "report.json", ReportJson(r).dump(2) + "\n"); !s.ok()) return s;
-  if (auto s = models::WriteFileAtomically(out / "rounds.csv", RoundsCsv(r)); !s.ok()) return s;
-  if (auto s = models::WriteFileAtomically(out / "clinics.dat", ClinicsData(r)); !s.ok()) return s;
-  if (auto s = models::WriteFileAtomically(out / "plots.gp", GnuplotScript(r)); !s.ok()) return s;
+  if (auto s = base::WriteFileAtomically(out / "report.json", ReportJson(r).dump(2) + "\n"); !s.ok()) return s;
+  if (auto s = base::WriteFileAtomically(out / "rounds.csv", RoundsCsv(r)); !s.ok()) return s;
+  if (auto s = base::WriteFileAtomically(out / "clinics.dat", ClinicsData(r)); !s.ok()) return s;
+  if (auto s = base::WriteFileAtomically(out / "plots.gp", GnuplotScript(r)); !s.ok()) return s;
   bool plotted = false;
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
     const std::string command = StrCat("cd '", out.string(), "' && gnuplot plots.gp 2>gnuplot.log");
     plotted = std::system(command.c_str()) == 0;
   }
-  return models::WriteFileAtomically(out / "summary.md", Summary(r, plotted));
+  return base::WriteFileAtomically(out / "summary.md", Summary(r, plotted));
 }
 
 }  // namespace tinyfed::sim

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "tinyfed/aggregator/toml_reader.h"
 #include "tinyfed/base/status_macros.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 
 namespace tinyfed::sim {
 namespace {
@@ -165,7 +165,7 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
 }
 
 absl::StatusOr<Scenario> ReadScenario(const std::filesystem::path& path) {
-  auto text = models::ReadFileBytes(path, 1 << 20);
+  auto text = base::ReadFileBytes(path, 1 << 20);
   if (!text.ok()) return text.status();
   return ParseScenario(*text, path);
 }

@@ -28,7 +28,7 @@
 #include "tinyfed/models/trainer.h"
 #include "tinyfed/base/process.h"
 #include "tinyfed/aggregator/state.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/sim/dropout.h"
 #include "tinyfed/sim/partition.h"
 
@@ -477,7 +477,7 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
   config.training_timeout = absl::Seconds(4);
   config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(1);
   config.security.requests_per_minute = 1000000;  // clients poll every 20 ms
-  if (auto st = models::WriteFileAtomically(work_dir / "aggregator.toml", aggregator::FormatConfig(config)); !st.ok()) {
+  if (auto st = base::WriteFileAtomically(work_dir / "aggregator.toml", aggregator::FormatConfig(config)); !st.ok()) {
     return st;
   }
   auto devices = aggregator::DeviceRegistry::Open(config.state_dir);
@@ -493,7 +493,7 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
   std::string address;
   for (int i = 0; i < 500 && address.empty() && aggregator_process.running(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    auto text = models::ReadFileBytes(config.state_dir / "listening", 256);
+    auto text = base::ReadFileBytes(config.state_dir / "listening", 256);
     if (text.ok()) address = std::string(absl::StripTrailingAsciiWhitespace(*text));
   }
   if (address.empty()) {
@@ -536,7 +536,7 @@ absl::Status RunProcesses(const Scenario& s, aggregator::Config config, const st
       for (const auto& m : *published) {
         if (m.version != x.model_version || !rr.completed) continue;
         v1::SignedBundle signed_bundle;
-        auto bytes = models::ReadFileBytes(m.file, 1 << 30);
+        auto bytes = base::ReadFileBytes(m.file, 1 << 30);
         if (!bytes.ok() || !signed_bundle.ParseFromString(*bytes)) continue;
         auto bundle = models::DecodeBundleFile(signed_bundle.bundle());
         if (bundle.ok()) rr.test = Evaluate(bundle->head(), test_embeddings, test_labels);
@@ -689,7 +689,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     auto published = (*state)->Models();
     if (!published.ok() || published->empty()) return absl::InternalError("no model was published");
     v1::SignedBundle last;
-    auto bytes = models::ReadFileBytes(published->back().file, 1 << 30);
+    auto bytes = base::ReadFileBytes(published->back().file, 1 << 30);
     if (!bytes.ok() || !last.ParseFromString(*bytes)) return absl::DataLossError("cannot read the last model");
     auto bundle = models::DecodeBundleFile(last.bundle());
     if (!bundle.ok()) return bundle.status();

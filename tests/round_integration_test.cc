@@ -26,7 +26,7 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/evaluate.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
@@ -49,7 +49,7 @@ const std::map<int, std::string> kKilled = {{3, "task"}, {8, "share_keys"}, {13,
 std::string DeviceId(int i) { return absl::StrCat("clinic-", i < 10 ? "0" : "", i); }
 
 std::string ReadText(const std::filesystem::path& p) {
-  auto bytes = models::ReadFileBytes(p, 1 << 30);
+  auto bytes = base::ReadFileBytes(p, 1 << 30);
   return bytes.ok() ? *bytes : "";
 }
 
@@ -155,7 +155,7 @@ requests_per_minute = 6000
 record_dir = "record"
 )");
   ASSERT_TRUE(aggregator::testing::WriteSelfSignedCertificate(dir_, dir_ / "cert.pem", dir_ / "key.pem"));
-  ASSERT_TRUE(models::WriteFileAtomically(dir_ / "aggregator.toml", toml).ok());
+  ASSERT_TRUE(base::WriteFileAtomically(dir_ / "aggregator.toml", toml).ok());
   Process aggregator = Process::Spawn({tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string()},
                                       dir_ / "aggregator.log");
   ASSERT_GT(aggregator.pid(), 0);

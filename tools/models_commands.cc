@@ -11,7 +11,7 @@
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
@@ -369,7 +369,7 @@ void AddKeysGenerate(CLI::App* app) {
 }
 
 absl::StatusOr<v1::SignedMetadata> ReadSignedMetadata(const std::string& path) {
-  auto bytes = models::ReadFileBytes(path, 2 * models::kMaxMetadataBytes);
+  auto bytes = base::ReadFileBytes(path, 2 * models::kMaxMetadataBytes);
   if (!bytes.ok()) return bytes.status();
   v1::SignedMetadata m;
   if (!m.ParseFromString(*bytes)) return absl::InvalidArgumentError(absl::StrCat(path, " is not signed metadata"));
@@ -480,7 +480,7 @@ void AddModelVerify(CLI::App* model) {
         if (auto s = trusted->Advance(next); !s.ok()) throw CommandError(s);
       }
     }
-    auto bytes = models::ReadFileBytes(vf->model, models::kMaxBundleFileBytes + 2 * models::kMaxMetadataBytes);
+    auto bytes = base::ReadFileBytes(vf->model, models::kMaxBundleFileBytes + 2 * models::kMaxMetadataBytes);
     if (!bytes.ok()) throw CommandError(bytes.status());
     v1::SignedBundle signed_bundle;
     if (!signed_bundle.ParseFromString(*bytes)) {
@@ -491,7 +491,7 @@ void AddModelVerify(CLI::App* model) {
       throw CommandError(absl::Status(verified.status().code(), absl::StrCat(vf->model, ": ", verified.status().message())));
     }
     if (!vf->out.empty()) {
-      if (auto s = models::WriteFileAtomically(vf->out, signed_bundle.bundle()); !s.ok()) throw CommandError(s);
+      if (auto s = base::WriteFileAtomically(vf->out, signed_bundle.bundle()); !s.ok()) throw CommandError(s);
     }
     fmt::print("{}: verified model v{} (release {}) of {} under root v{}\n", vf->model,
                verified->release.model_version(), verified->release.version(), verified->release.federation(),

@@ -24,7 +24,7 @@
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/directory_lock.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/sim/dropout.h"
 #include "tools/commands.h"
 #include "tools/reading_flags.h"
@@ -84,7 +84,7 @@ void RunAggregator(const std::string& config_path, bool insecure) {
       OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen, config.security, insecure));
   // Tests and scripts that asked for port 0 learn the real one here.
   const std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  if (auto s = models::WriteFileAtomically(config.state_dir / "listening", fmt::format("{}:{}\n", host, server->port()));
+  if (auto s = base::WriteFileAtomically(config.state_dir / "listening", fmt::format("{}:{}\n", host, server->port()));
       !s.ok()) {
     throw CommandError(s);
   }
@@ -337,7 +337,7 @@ void RunClient(const ClientFlags& f) {
     hooks.on_encoded_update = [dir, device](uint64_t round, std::span<const uint32_t> encoded) {
       std::error_code ec;
       std::filesystem::create_directories(dir, ec);
-      (void)models::WriteFileAtomically(
+      (void)base::WriteFileAtomically(
           dir / fmt::format("round-{}-{}.encoded", round, device),
           std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size() * sizeof(uint32_t)));
     };

@@ -4,7 +4,7 @@
 
 #include "CLI/CLI.hpp"
 #include "spdlog/spdlog.h"
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/sim/scenario.h"
 #include "tinyfed/sim/simulation.h"
 #include "tools/commands.h"
@@ -53,7 +53,7 @@ void RunSim(const SimFlags& f) {
   if (auto s = sim::WriteReport(*report, f.out); !s.ok()) throw CommandError(s);
   std::error_code ec;
   if (f.work.empty()) std::filesystem::remove_all(work, ec);
-  auto summary = models::ReadFileBytes(std::filesystem::path(f.out) / "summary.md", 1 << 20);
+  auto summary = base::ReadFileBytes(std::filesystem::path(f.out) / "summary.md", 1 << 20);
   if (summary.ok()) fmt::print("\n{}\n", *summary);
   fmt::print("report: {}/summary.md (report.json, rounds.csv, plots)\n", f.out);
 }

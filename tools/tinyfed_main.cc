@@ -5,9 +5,15 @@
 #include <new>
 
 #include "CLI/CLI.hpp"
+#include "tinyfed/base/sodium.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  // Keys, signatures and noise all need libsodium: refuse to start without it.
+  if (absl::Status sodium = tinyfed::base::InitSodium(); !sodium.ok()) {
+    fmt::print(stderr, "tinyfed: error: {}\n", sodium.message());
+    return 1;
+  }
   CLI::App app{"tinyfed: federated on-device learning for clinics"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tinyfed 0.1.0");

@@ -34,12 +34,10 @@ class ChaChaRng : public Random {
 }  // namespace
 
 std::unique_ptr<Random> OsRandom() {
-  if (sodium_init() < 0) std::abort();
   return std::make_unique<OsRng>();
 }
 
 std::unique_ptr<Random> SeededRandom(const std::array<uint8_t, 32>& seed) {
-  if (sodium_init() < 0) std::abort();
   return std::make_unique<ChaChaRng>(seed);
 }
 

@@ -17,6 +17,8 @@ namespace tinyfed::dp {
 using Seed = std::array<uint8_t, 32>;
 using uint128 = absl::uint128;
 
+// Both assume base::InitSodium() was called (every Create and Open that
+// reaches them calls it).
 class SecureRandom {
  public:
   static std::unique_ptr<SecureRandom> FromOsEntropy();

@@ -17,9 +17,6 @@ namespace tinyfed::models {
 
 using PublicKey = std::array<uint8_t, 32>;
 
-// SHA-256 of `data` (32 raw bytes).
-std::string Sha256(std::string_view data);
-
 // Wipes its secret on destruction; not copyable.
 class SigningKey {
  public:

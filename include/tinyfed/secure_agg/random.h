@@ -17,6 +17,8 @@ class Random {
   virtual void Fill(std::span<uint8_t> out) = 0;
 };
 
+// libsodium's randombytes. Like every libsodium user beneath an entry point,
+// it assumes base::InitSodium() (Client::Create and Server::Create call it).
 std::unique_ptr<Random> OsRandom();
 // A deterministic ChaCha20 stream: for tests and golden vectors only.
 std::unique_ptr<Random> SeededRandom(const std::array<uint8_t, 32>& seed);

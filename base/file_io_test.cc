@@ -1,4 +1,4 @@
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace tinyfed::models {
+namespace tinyfed::base {
 namespace {
 
 class FileIoTest : public ::testing::Test {
@@ -60,4 +60,4 @@ TEST_F(FileIoTest, ReadsRefuseWhatIsNotASmallRegularFile) {
 }
 
 }  // namespace
-}  // namespace tinyfed::models
+}  // namespace tinyfed::base

@@ -1,4 +1,4 @@
-#include "tinyfed/models/file_io.h"
+#include "tinyfed/base/file_io.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace tinyfed::models {
+namespace tinyfed::base {
 namespace {
 
 absl::Status ErrnoError(std::string_view what, const std::filesystem::path& path) {
@@ -89,4 +89,4 @@ absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_
   return absl::OkStatus();
 }
 
-}  // namespace tinyfed::models
+}  // namespace tinyfed::base

@@ -1,6 +1,6 @@
 // Whole-file reads and crash-safe writes, shared by every part that persists.
-#ifndef TINYFED_MODELS_FILE_IO_H_
-#define TINYFED_MODELS_FILE_IO_H_
+#ifndef TINYFED_BASE_FILE_IO_H_
+#define TINYFED_BASE_FILE_IO_H_
 
 #include <cstdint>
 #include <filesystem>
@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace tinyfed::models {
+namespace tinyfed::base {
 
 // NOT_FOUND if the file is missing, INVALID_ARGUMENT for a directory or
 // anything but a regular file, OUT_OF_RANGE if it is larger than max_bytes
@@ -21,6 +21,6 @@ absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uin
 // untouched and the temporary file removed. Secrets use mode 0600.
 absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes, unsigned mode = 0644);
 
-}  // namespace tinyfed::models
+}  // namespace tinyfed::base
 
-#endif  // TINYFED_MODELS_FILE_IO_H_
+#endif  // TINYFED_BASE_FILE_IO_H_
