@@ -11,7 +11,7 @@
 int main(int argc, char** argv) {
   // Keys, signatures and noise all need libsodium: refuse to start without it.
   if (absl::Status sodium = tinyfed::base::InitSodium(); !sodium.ok()) {
-    fmt::print(stderr, "tinyfed: error: {}\n", sodium.message());
+    fmt::print(stderr, "tinyfed: error: {}\n", std::string(sodium.message()));
     return 1;
   }
   CLI::App app{"tinyfed: federated on-device learning for clinics"};
