@@ -13,6 +13,7 @@
 #include <set>
 
 #include "aggregator/testing/test_federation.h"
+#include "base/testing/fake_env.h"
 #include "gtest/gtest.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/state.h"
@@ -180,7 +181,7 @@ class PublishFaultTest : public ::testing::Test {
   }
   void Restart() {
     engine_.reset();
-    auto engine = RoundEngine::Create(config_, [this] { return now_; });
+    auto engine = RoundEngine::Create(config_, env_);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
   }
@@ -259,7 +260,7 @@ class PublishFaultTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   Config config_;
-  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+  base::testing::FakeEnv env_;
   std::unique_ptr<RoundEngine> engine_;
 };
 

@@ -32,6 +32,7 @@
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
+#include "tinyfed/proto/plain_update.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/secure_agg/params.h"
 
@@ -180,48 +181,18 @@ struct Client::State {
       }
     }
     for (size_t i = 0; i < delta.size(); ++i) delta[i] += residual[i];
-    v1::PlainUpdate u;
-    u.set_round_id(task.round_id());
-    u.set_dimension(static_cast<uint32_t>(delta.size()));
-    std::vector<float> sent(delta.size(), 0.0f);
-    if (p.compression() == v1::COMPRESSION_INT8) {
-      float max = 0.0f;
-      for (float v : delta) max = std::max(max, std::abs(v));
-      const float scale = max > 0 ? max / 127.0f : 0.0f;
-      std::string q(delta.size(), '\0');
-      auto rng = config.simulation_seed ? dp::SecureRandom::FromSeed(SimulationSeed(task.round_id(), "int8"))
-                                        : dp::SecureRandom::FromOsEntropy();
-      for (size_t i = 0; i < delta.size(); ++i) {
-        // Stochastic rounding keeps the quantization unbiased.
-        const double x = scale > 0 ? delta[i] / scale : 0.0;
-        const double floor = std::floor(x);
-        const double up = static_cast<double>(rng->Next64() >> 11) * 0x1.0p-53 < x - floor ? 1.0 : 0.0;
-        const int v = static_cast<int>(std::clamp(floor + up, -127.0, 127.0));
-        q[i] = static_cast<char>(static_cast<int8_t>(v));
-        sent[i] = scale * static_cast<float>(v);
+    std::unique_ptr<dp::SecureRandom> rng;  // drawn from only by int8's stochastic rounding
+    auto uniform = [&] {
+      if (!rng) {
+        rng = config.simulation_seed ? dp::SecureRandom::FromSeed(SimulationSeed(task.round_id(), "int8"))
+                                     : dp::SecureRandom::FromOsEntropy();
       }
-      u.mutable_int8()->set_scale(scale);
-      u.mutable_int8()->set_values(std::move(q));
-    } else if (p.compression() == v1::COMPRESSION_TOPK) {
-      const size_t k = std::clamp<size_t>(static_cast<size_t>(std::ceil(p.topk_fraction() * delta.size())), 1,
-                                          delta.size());
-      std::vector<uint32_t> order(delta.size());
-      std::iota(order.begin(), order.end(), 0u);
-      std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k - 1), order.end(),
-                       [&](uint32_t a, uint32_t b) { return std::abs(delta[a]) > std::abs(delta[b]); });
-      order.resize(k);
-      std::sort(order.begin(), order.end());
-      std::string values;
-      for (uint32_t i : order) {
-        u.mutable_sparse()->add_indices(i);
-        values.append(reinterpret_cast<const char*>(&delta[i]), sizeof(float));
-        sent[i] = delta[i];
-      }
-      u.mutable_sparse()->set_values(std::move(values));
-    } else {
-      u.mutable_dense()->set_values(std::string(reinterpret_cast<const char*>(delta.data()), delta.size() * sizeof(float)));
-      sent = delta;
-    }
+      return static_cast<double>(rng->Next64() >> 11) * 0x1.0p-53;
+    };
+    proto::EncodedUpdate encoded =
+        proto::EncodePlainUpdate(task.round_id(), delta, p.compression(), p.topk_fraction(), uniform);
+    v1::PlainUpdate& u = encoded.update;
+    std::vector<float>& sent = encoded.sent;
     absl::Status saved;
     if (p.compression() != v1::COMPRESSION_NONE) {
       for (size_t i = 0; i < delta.size(); ++i) residual[i] = delta[i] - sent[i];

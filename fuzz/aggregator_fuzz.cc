@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 
+#include "base/testing/fake_env.h"
 #include "google/protobuf/stubs/logging.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/round_engine.h"
@@ -74,8 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.dp.bits = 16;
   config.dp.epsilon_budget = 1e6;
   config.simulation_seed = 1;
-  absl::Time now = absl::FromUnixSeconds(1'800'000'000);
-  auto engine = RoundEngine::Create(config, [&now] { return now; });
+  tinyfed::base::testing::FakeEnv env;  // declared first: it outlives the engine
+  auto engine = RoundEngine::Create(config, env);
   if (!engine.ok()) std::abort();
   RoundEngine& e = **engine;
   static const auto* keys = [] {
@@ -117,7 +118,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Call<tinyfed::v1::EnrollRequest>(body, length, [&](const auto& r) { return e.devices()->Enroll(r); });
         break;
       default:
-        now += absl::Seconds(data[1] | (data[2] << 8));
+        env.Advance(absl::Seconds(data[1] | (data[2] << 8)));
         e.Tick();
         break;
     }

@@ -16,6 +16,7 @@
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
+#include "tinyfed/base/env.h"
 #include "tinyfed/client/client.h"
 #include "tinyfed/client/head_trainer.h"
 #include "tinyfed/models/bundle.h"
@@ -405,11 +406,21 @@ class TrackingTransport : public client::ForwardingTransport {
   std::string id_;
 };
 
-class SimClock {
+// The in-process federation's world: a clock that jumps to each deadline
+// instead of waiting for it; the real randomness and files.
+class SimEnv final : public base::Env {
  public:
-  absl::Time Now() {
+  absl::Time Now() override {
     absl::MutexLock lock(&mu_);
     return now_;
+  }
+  void RandomBytes(std::span<uint8_t> out) override { base::Env::Default().RandomBytes(out); }
+  absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path, uint64_t max_bytes) override {
+    return base::Env::Default().ReadFile(path, max_bytes);
+  }
+  absl::Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes,
+                                   unsigned mode = 0644) override {
+    return base::Env::Default().WriteFileAtomically(path, bytes, mode);
   }
   void Advance(absl::Duration d) {
     absl::MutexLock lock(&mu_);
@@ -697,9 +708,8 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
     report.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     return report;
   }
-  SimClock sim_clock;
-  auto engine = aggregator::RoundEngine::Create(
-      config, inproc ? aggregator::RoundEngine::Clock([&] { return sim_clock.Now(); }) : absl::Now);
+  SimEnv sim_env;
+  auto engine = aggregator::RoundEngine::Create(config, inproc ? static_cast<base::Env&>(sim_env) : base::Env::Default());
   if (!engine.ok()) return engine.status();
   report.noise_multiplier = (*engine)->noise_multiplier();
   std::unique_ptr<aggregator::AggregatorServer> server;
@@ -822,7 +832,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
                            [](const auto& d) { return d.second.admitted || d.second.finished; });
       });
       if (rr.selected < target) {
-        sim_clock.Advance(config.selection_timeout + absl::Seconds(1));
+        sim_env.Advance(config.selection_timeout + absl::Seconds(1));
         (*engine)->Tick();
         waited += absl::ToDoubleSeconds(config.selection_timeout);
       }
@@ -842,7 +852,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
           return was_in && !d.second.submitted.contains(phase);
         });
         if (missing) {
-          sim_clock.Advance(timeouts[p] + absl::Seconds(1));
+          sim_env.Advance(timeouts[p] + absl::Seconds(1));
           (*engine)->Tick();
           waited += absl::ToDoubleSeconds(timeouts[p]);
         }
@@ -890,7 +900,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
       rr.validation_accuracy = Evaluate((*engine)->latest_head(), validation.embeddings, validation.labels).accuracy;
     }
     rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - round_started);
-    if (inproc) sim_clock.Advance(absl::Hours(s.clinics.round_hours));
+    if (inproc) sim_env.Advance(absl::Hours(s.clinics.round_hours));
     report.rounds.push_back(rr);
     if (progress) {
       const absl::Duration per_round = (absl::Now() - federation_started) / round;

@@ -1,4 +1,4 @@
-// An Env for tests and the simulator: a clock that moves only when told,
+// An Env for tests: a clock that moves only when told,
 // randomness derived from a seed (the same run twice draws the same bytes),
 // and the real file system, with writes under a chosen directory made to
 // fail on cue (a full disk).

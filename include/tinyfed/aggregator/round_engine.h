@@ -14,6 +14,11 @@
 //   done          the SecAgg+ sum of the survivors is decoded (dp/ddg.h),
 //                 averaged, applied by the server optimizer, charged to the
 //                 privacy ledger, and published as a signed model v+1
+// The engine is a facade: the selection is its own state, each selected
+// round a state object with one state per phase (aggregator/internal/
+// secagg_round.h, plain_round.h), planned by pure functions (round_plan.h)
+// and published by the model publisher (model_publisher.h).
+//
 // A round aborts cleanly (its row says why) when fewer than
 // max(min_cohort, t) survive, or the privacy budget would be exceeded; the
 // next round then starts. A restart aborts the round that was running and
@@ -40,26 +45,31 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/devices.h"
+#include "tinyfed/base/env.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/v1/bundle.pb.h"
 #include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::aggregator {
 
-struct RoundRecord;
+namespace internal {
+class ModelPublisher;
+class Round;
+struct RoundEnd;
+}  // namespace internal
 
 enum class Method { kCheckIn, kAwait, kSubmit, kGetModelChunk, kReportTelemetry };
 
 class RoundEngine {
  public:
-  using Clock = std::function<absl::Time()>;
   // Opens (or creates) the state directory; publishes the initial model as
-  // version 1 on first start.
-  static absl::StatusOr<std::unique_ptr<RoundEngine>> Create(const Config& config, Clock clock = absl::Now);
+  // version 1 on first start. `env` (the clock deadlines run on, the
+  // randomness of SecAgg+ ids and seeds, model files) outlives the engine.
+  static absl::StatusOr<std::unique_ptr<RoundEngine>> Create(const Config& config,
+                                                             base::Env& env = base::Env::Default());
   ~RoundEngine();
   RoundEngine(const RoundEngine&) = delete;
   RoundEngine& operator=(const RoundEngine&) = delete;
@@ -90,63 +100,51 @@ class RoundEngine {
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
  private:
-  struct Member;  // a device in a round's cohort
-  struct Round;
-  struct Published;
-  explicit RoundEngine(const Config& config, Clock clock);
+  struct Selection;  // a round while devices check in
+  struct Resources;  // state, ledger, devices, optimizer: see round_engine.cc
+  RoundEngine(const Config& config, base::Env& env);
   absl::Status Init();
 
-  absl::Status StartRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens round next_round_id_ to check-ins.
+  absl::Status StartSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The cohort is in: plans the round and starts it (or aborts it).
   void CloseSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AdvanceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FinishRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // What the current round costs with `survivors` clinics in its sum.
-  absl::StatusOr<dp::PrivacyCharge> RoundChargeLocked(int survivors) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool PatientUnit() const { return config_.dp.unit == DpUnit::kPatient && config_.dp.mode != DpMode::kOff; }
-  // Logs whose SecAgg+ shares neighbors rejected, drops them from the round
-  // and remembers them for later cohorts.
-  void NameRejectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Without SecAgg+ (a trusted aggregator): one update phase.
-  void StartPlainRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<v1::SubmitResponse> SubmitUpdate(const v1::SubmitRequest& request);
-  void FinishPlainRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Charges the ledger (if `charge`), applies the optimizer to `mean` and publishes v+1.
-  void PublishRoundLocked(std::span<const float> mean, int survivors, const dp::PrivacyCharge* charge)
+  // Round `id` of `devices` (sorted) under SecAgg+ ids `ids`; an error is
+  // why it cannot run (RESOURCE_EXHAUSTED: the privacy budget).
+  absl::StatusOr<std::unique_ptr<internal::Round>> StartSecAggRoundLocked(int64_t id,
+                                                                         const std::vector<std::string>& devices,
+                                                                         const std::vector<uint32_t>& ids)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AbortRoundLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::unique_ptr<internal::Round>> StartPlainRoundLocked(int64_t id,
+                                                                        const std::vector<std::string>& devices,
+                                                                        const std::vector<uint32_t>& ids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The round ended: charge and publish its update, or record its abort.
+  void EndRoundLocked(internal::RoundEnd end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordSumLocked(const internal::RoundEnd& end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs a device whose SecAgg+ shares neighbours rejected and remembers it
+  // for later cohorts.
+  void RejectedLocked(const std::string& device, const std::vector<std::string>& by)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbortRoundLocked(int64_t round_id, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RememberOutcomeLocked(int64_t round_id, v1::AwaitResponse outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Voids the ledger's charges of rounds that published no model (and
   // restores those that did): a charge exists iff its model is published.
   absl::Status ReconcileLedgerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CloseLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PublishLocked(std::vector<float> head, int64_t round_id, const RoundRecord* record)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A bundle file with its release signed by the publishing key.
-  absl::StatusOr<std::unique_ptr<Published>> SignLocked(std::string bundle_file, uint64_t release_version) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The latest model under a fresh release (version + 1, new expiry).
-  absl::Status ResignLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static v1::RetryLater RetryAfter(absl::Duration delay, std::string reason);
-  // The cohort member that may submit h.phase() now (and, if the message
-  // names one, whose SecAgg id is `sender`), or why not.
-  absl::StatusOr<Member*> SubmitterLocked(const v1::RequestHeader& h, std::optional<uint32_t> sender)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // True if `bytes` repeats the member's message for `phase` (a retry after
-  // a lost acknowledgement), FAILED_PRECONDITION for a different one.
-  absl::StatusOr<bool> IsRetryLocked(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Every member still in the round has submitted `phase`.
-  bool AllSubmittedLocked(v1::Phase phase) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A seed for `purpose` in round `round_id`: from the OS, or in a
+  // The running round `round_id`, or FAILED_PRECONDITION naming the one that runs.
+  absl::StatusOr<internal::Round*> RunningLocked(int64_t round_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A seed for `purpose` in round `round_id`: from the Env, or in a
   // simulation derived from config_.simulation_seed.
   void RoundSeed(int64_t round_id, std::string_view purpose, std::span<uint8_t> out) const;
 
   const Config config_;
-  const Clock clock_;
+  base::Env& env_;
   mutable absl::Mutex mu_;
-  struct Resources;  // state, ledger, key, optimizer: see round_engine.cc
   std::unique_ptr<Resources> res_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<Published> latest_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<Round> round_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<internal::ModelPublisher> publisher_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Selection> selection_ ABSL_GUARDED_BY(mu_);  // or a round_
+  std::unique_ptr<internal::Round> round_ ABSL_GUARDED_BY(mu_);
   // Outcomes of recent rounds, for clients that ask after the round ended.
   std::map<int64_t, v1::AwaitResponse> finished_ ABSL_GUARDED_BY(mu_);
   int64_t completed_rounds_ ABSL_GUARDED_BY(mu_) = 0;

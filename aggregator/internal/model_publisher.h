@@ -1,0 +1,89 @@
+// The models the aggregator publishes: the publishing key and the root
+// chain it signs under, the latest signed bundle (served to gateways from
+// memory), and the writing of the next version. The engine decides when to
+// publish; this decides how, so that a model on disk is always one whose
+// release verifies under the latest root.
+#ifndef TINYFED_AGGREGATOR_INTERNAL_MODEL_PUBLISHER_H_
+#define TINYFED_AGGREGATOR_INTERNAL_MODEL_PUBLISHER_H_
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/env.h"
+#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
+#include "tinyfed/v1/bundle.pb.h"
+#include "tinyfed/v1/service.pb.h"
+
+namespace tinyfed::aggregator::internal {
+
+class ModelPublisher {
+ public:
+  // A model as gateways download it.
+  struct Published {
+    v1::ModelRef ref;
+    v1::ReleaseMetadata release;
+    std::string blob;  // the serialized SignedBundle
+    std::filesystem::path file;
+  };
+  // Commits a written model file to the state (the round's row, or the
+  // initial model's); the publication counts only if it succeeds.
+  using Commit = std::function<absl::Status(const PublishedModel& row)>;
+
+  // Reads the publishing key and the root chain; PERMISSION_DENIED if the
+  // key is not a publishing key of the latest root.
+  static absl::StatusOr<std::unique_ptr<ModelPublisher>> Open(const Config& config, base::Env& env);
+
+  // Resumes from the latest model in `state` (re-signing its release if it
+  // no longer verifies), or publishes config.initial_model as v1.
+  absl::Status Load(AggregatorState& state);
+  // Writes version latest + 1 with `head` and commits it; on any error the
+  // latest model stays what it was.
+  absl::Status Publish(std::vector<float> head, int64_t round_id, const Commit& commit);
+  // Signs a new release of the latest model once half of its release's
+  // life has passed (gateways refuse an expired release).
+  absl::Status ResignIfAging();
+
+  const Published& latest() const { return *latest_; }
+  const v1::ModelBundle& bundle() const { return bundle_; }
+  const std::vector<float>& head() const { return head_; }  // the bundle's head, flattened
+  const std::vector<v1::SignedMetadata>& roots() const { return roots_; }  // 1.root, 2.root, ...
+
+  // The chunk of `blob` a download request asks for; OUT_OF_RANGE past its end.
+  static absl::StatusOr<v1::ModelChunk> ChunkOf(std::string_view blob, const std::string& download_sha256,
+                                                const v1::ModelChunkRequest& request);
+  static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
+
+ private:
+  ModelPublisher(const Config& config, base::Env& env, models::SigningKey key, std::vector<v1::SignedMetadata> roots,
+                 models::TrustedRoot trusted);
+  // `bundle_file` under a release signed by the publishing key.
+  absl::StatusOr<std::unique_ptr<Published>> Sign(std::string bundle_file, uint64_t release_version);
+  absl::Status Resign();
+  absl::Status CheckClassWeights(const v1::Head& head) const;
+
+  const Config& config_;
+  base::Env& env_;
+  models::SigningKey key_;
+  std::vector<v1::SignedMetadata> roots_;
+  models::TrustedRoot trusted_;  // the latest root
+  v1::ModelBundle bundle_;       // the latest model
+  std::vector<float> head_;
+  std::unique_ptr<Published> latest_;
+};
+
+// A head's weights then biases, and back.
+std::vector<float> HeadParameters(const v1::Head& head);
+void SetHeadParameters(std::span<const float> parameters, v1::Head* head);
+
+}  // namespace tinyfed::aggregator::internal
+
+#endif  // TINYFED_AGGREGATOR_INTERNAL_MODEL_PUBLISHER_H_

@@ -1,0 +1,111 @@
+// A round after its cohort is selected, as the engine drives it: SecAggRound
+// (four SecAgg+ phases) or PlainRound (one update phase, a trusted
+// aggregator). Each phase is a state with a deadline; it closes when every
+// member still in the round has answered, or at the deadline, dropping the
+// members that did not. A round never touches the ledger, the state or the
+// published model: when its last phase closes it hands the engine a
+// RoundEnd, which the engine charges and publishes (or records as aborted).
+// Not thread-safe: the engine calls it under its lock.
+#ifndef TINYFED_AGGREGATOR_INTERNAL_ROUND_H_
+#define TINYFED_AGGREGATOR_INTERNAL_ROUND_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tinyfed/dp/ledger.h"
+#include "tinyfed/v1/service.pb.h"
+
+namespace tinyfed::aggregator::internal {
+
+// How a round ended: either `aborted` says why, or `mean` is the survivors'
+// mean update, ready to publish once `charge` (if any) is paid.
+struct RoundEnd {
+  std::string aborted;
+  std::vector<float> mean;
+  int survivors = 0;
+  std::optional<dp::PrivacyCharge> charge;
+  // SecAgg+ rounds: the raw sum and who is in it (for config.record_dir).
+  std::vector<uint32_t> secure_sum;
+  std::vector<std::string> survivor_devices;
+
+  static RoundEnd Aborted(std::string reason) {
+    RoundEnd end;
+    end.aborted = std::move(reason);
+    return end;
+  }
+};
+
+// A RetryLater of `delay` (clamped to 10 ms .. 1 h) saying why.
+v1::RetryLater RetryAfter(absl::Duration delay, std::string reason);
+
+class Round {
+ public:
+  struct Member {
+    uint32_t id = 0;  // SecAgg id (0..n-1)
+    bool dropped = false;
+    std::map<v1::Phase, std::string> submitted;  // serialized messages, for idempotent retries
+  };
+
+  virtual ~Round() = default;
+  Round(const Round&) = delete;
+  Round& operator=(const Round&) = delete;
+
+  int64_t id() const { return id_; }
+  absl::Time deadline() const { return deadline_; }
+  size_t cohort_size() const { return members_.size(); }
+
+  // A member that restarted before sending its first message (its keys, or
+  // its update) may take part again.
+  bool MayRejoin(const std::string& device) const;
+  // A member's Await (its header already checked by the engine): the task,
+  // a wait, the server's message of an awaited phase, or that it was dropped.
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::RequestHeader& h, absl::Time now, absl::Duration poll) const;
+  // A member's message for the current phase. The round's end if this
+  // message closed the last phase.
+  virtual absl::StatusOr<std::optional<RoundEnd>> Submit(const v1::SubmitRequest& request, absl::Time now) = 0;
+  // The current phase's deadline passed: closes it. The round's end if
+  // that was the last phase (or too few members are left).
+  virtual std::optional<RoundEnd> CloseOnDeadline(absl::Time now) = 0;
+
+ protected:
+  // `devices` sorted, `ids[i]` the SecAgg id of devices[i].
+  Round(int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids, v1::RoundTask task,
+        absl::Time deadline);
+
+  // The phase members submit now, and its name in logs and errors.
+  virtual v1::Phase phase() const = 0;
+  virtual const char* phase_name() const = 0;
+  // Where `awaited` (a SecAgg+ phase) stands against the current phase:
+  // negative before it, 0 at it, positive past it.
+  virtual int CompareToCurrent(v1::Phase awaited) const = 0;
+  // The server's message to member `id` in the current phase, if it has one.
+  virtual const v1::SecAggServerMessage* MessageTo(uint32_t id) const = 0;
+
+  // The member that may submit h.phase() now (whose SecAgg id is `sender`,
+  // if the message names one), or why not.
+  absl::StatusOr<Member*> Submitter(const v1::RequestHeader& h, std::optional<uint32_t> sender);
+  // True if `bytes` repeats the member's message for h.phase() (a retry
+  // after a lost acknowledgement), FAILED_PRECONDITION for a different one.
+  absl::StatusOr<bool> IsRetry(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const;
+  // Every member still in the round has submitted `phase`.
+  bool AllSubmitted(v1::Phase phase) const;
+  // Drops every member still in that has not submitted `phase` (logging
+  // "no `what` by the deadline"); how many.
+  int DropSilent(v1::Phase phase, const std::string& what);
+
+  const int64_t id_;
+  absl::Time deadline_;
+  std::map<std::string, Member> members_;
+  std::vector<std::string> device_of_;  // SecAgg id -> device
+  const v1::RoundTask task_;
+};
+
+}  // namespace tinyfed::aggregator::internal
+
+#endif  // TINYFED_AGGREGATOR_INTERNAL_ROUND_H_

@@ -1,0 +1,81 @@
+// A round under SecAgg+: advertise_keys (clients train, encode and
+// advertise keys), share_keys, masked_input, unmasking; then the sum of the
+// survivors is decoded (dp/ddg.h) into their mean update. Each phase is a
+// row of kSecAggPhases naming its deadline and its successor.
+#ifndef TINYFED_AGGREGATOR_INTERNAL_SECAGG_ROUND_H_
+#define TINYFED_AGGREGATOR_INTERNAL_SECAGG_ROUND_H_
+
+#include <functional>
+#include <memory>
+
+#include "aggregator/internal/round.h"
+#include "aggregator/internal/round_plan.h"
+#include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/devices.h"
+#include "tinyfed/secure_agg/server.h"
+
+namespace tinyfed::aggregator::internal {
+
+// One phase of a SecAgg+ round and its transition.
+struct SecAggPhase {
+  v1::Phase phase;
+  const char* name;
+  absl::Duration Config::*timeout;  // how long the phase stays open
+  v1::Phase next;                   // PHASE_RESULT after the last
+};
+inline constexpr SecAggPhase kSecAggPhases[] = {
+    {v1::PHASE_ADVERTISE_KEYS, "advertise_keys", &Config::training_timeout, v1::PHASE_SHARE_KEYS},
+    {v1::PHASE_SHARE_KEYS, "share_keys", &Config::share_keys_timeout, v1::PHASE_MASKED_INPUT},
+    {v1::PHASE_MASKED_INPUT, "masked_input", &Config::masked_input_timeout, v1::PHASE_UNMASKING},
+    {v1::PHASE_UNMASKING, "unmasking", &Config::unmasking_timeout, v1::PHASE_RESULT},
+};
+
+class SecAggRound final : public Round {
+ public:
+  // Told of each device whose key shares neighbours rejected, with them.
+  using OnRejected = std::function<void(const std::string& device, const std::vector<std::string>& by)>;
+  using Charge = std::function<absl::StatusOr<dp::PrivacyCharge>(int survivors)>;
+
+  // `devices` sorted, ids[i] the SecAgg id of devices[i]. `charge` prices
+  // the round by its survivors; `devices_registry` holds the keys that sign
+  // advertised SecAgg+ keys.
+  static absl::StatusOr<std::unique_ptr<SecAggRound>> Start(const Config& config, int64_t id,
+                                                            const std::vector<std::string>& devices,
+                                                            const std::vector<uint32_t>& ids, SecAggPlan plan,
+                                                            DeviceRegistry& devices_registry, Charge charge,
+                                                            OnRejected on_rejected, absl::Time now);
+
+  absl::StatusOr<std::optional<RoundEnd>> Submit(const v1::SubmitRequest& request, absl::Time now) override;
+  std::optional<RoundEnd> CloseOnDeadline(absl::Time now) override;
+
+ private:
+  SecAggRound(const Config& config, int64_t id, const std::vector<std::string>& devices,
+              const std::vector<uint32_t>& ids, SecAggPlan plan, std::unique_ptr<secagg::Server> server,
+              DeviceRegistry& registry, Charge charge, OnRejected on_rejected, absl::Time now);
+
+  v1::Phase phase() const override { return current_->phase; }
+  const char* phase_name() const override { return current_->name; }
+  int CompareToCurrent(v1::Phase awaited) const override;
+  const v1::SecAggServerMessage* MessageTo(uint32_t id) const override;
+
+  // Closes the current phase: drops the silent, advances the SecAgg+ server,
+  // routes its messages and opens the next phase (or ends the round).
+  std::optional<RoundEnd> ClosePhase(absl::Time now);
+  // Drops the members whose key shares neighbours rejected.
+  void DropRejected();
+  // Decodes the survivors' sum into their mean update.
+  RoundEnd Finish();
+
+  const Config& config_;
+  const SecAggPlan plan_;
+  std::unique_ptr<secagg::Server> server_;
+  DeviceRegistry& registry_;
+  const Charge charge_;
+  const OnRejected on_rejected_;
+  const SecAggPhase* current_;
+  std::map<uint32_t, v1::SecAggServerMessage> outgoing_;  // the current phase's, by recipient
+};
+
+}  // namespace tinyfed::aggregator::internal
+
+#endif  // TINYFED_AGGREGATOR_INTERNAL_SECAGG_ROUND_H_
