@@ -131,6 +131,12 @@ struct RoundReport {
   RoundTimings timings;
 };
 
+namespace internal {
+struct GatewayState;
+}  // namespace internal
+
+// Thread-safe. Predict, AddSamples and the accessors may be called while a
+// round runs on another thread: inference never waits for training.
 class Client {
  public:
   // Locks data_dir, opens the store, loads and re-verifies the installed
@@ -173,9 +179,8 @@ class Client {
   absl::Status SendTelemetry();
 
  private:
-  struct State;
-  explicit Client(std::unique_ptr<State> state);
-  std::unique_ptr<State> state_;
+  explicit Client(std::unique_ptr<internal::GatewayState> state);
+  std::unique_ptr<internal::GatewayState> state_;  // client/internal/gateway_state.h
 };
 
 }  // namespace tinyfed::client

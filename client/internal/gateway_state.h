@@ -1,0 +1,102 @@
+// Everything a Client holds, shared by the parts of client/internal that
+// act on it (the round, model download, local training, telemetry).
+//
+// Three locks, each held briefly, taken in this order:
+//   round_mu  one round at a time; the trust store and the transport's
+//             round calls. Held for a whole round: Predict never takes it.
+//   mu        the installed model and what is derived from it (Predict).
+//   store_mu  the sample store (decrypting and sealing).
+// Training copies the model under `mu` and decrypts under `store_mu`, then
+// embeds and trains holding neither, so inference never waits for training.
+#ifndef TINYFED_CLIENT_INTERNAL_GATEWAY_STATE_H_
+#define TINYFED_CLIENT_INTERNAL_GATEWAY_STATE_H_
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "tinyfed/client/client.h"
+#include "tinyfed/client/embedding_cache.h"
+#include "tinyfed/client/sample_store.h"
+#include "tinyfed/client/transport.h"
+#include "tinyfed/dp/ledger.h"
+#include "tinyfed/dp/secure_random.h"
+#include "tinyfed/models/directory_lock.h"
+#include "tinyfed/models/interpreter.h"
+#include "tinyfed/models/signing.h"
+#include "tinyfed/models/trust.h"
+
+namespace tinyfed::client::internal {
+
+// A download that failed for want of a link is retried at the next
+// check-in; any other failure is a refusal, already recorded for telemetry.
+inline bool LinkLost(const absl::Status& s) { return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s); }
+
+// Whether a sample is in the clinic's hold-out (a fixed share of its keys):
+// never trained on, used for the decision threshold and telemetry.
+inline bool InHoldout(const SampleKey& key, double fraction) {
+  const uint32_t v = (uint32_t{key[0]} << 8) | key[1];
+  return v < fraction * 65536.0;
+}
+
+struct GatewayState {
+  std::unique_ptr<models::DirectoryLock> data_dir_lock;  // for this process alone
+  ClientConfig config;
+  ClientHooks hooks;
+  std::shared_ptr<const models::SigningKey> device_key;  // signs requests and SecAgg+ keys
+  std::unique_ptr<dp::PrivacyLedger> ledger;             // patient-level charges (thread-safe)
+
+  mutable absl::Mutex round_mu ABSL_ACQUIRED_BEFORE(mu);
+  std::unique_ptr<Transport> transport;  // thread-safe; round calls under round_mu
+  std::optional<models::TrustedRoot> trusted ABSL_GUARDED_BY(round_mu);  // the pinned root, advanced by rotations
+
+  mutable absl::Mutex mu ABSL_ACQUIRED_BEFORE(store_mu);
+  v1::ModelBundle bundle ABSL_GUARDED_BY(mu);
+  std::unique_ptr<models::Interpreter> interpreter ABSL_GUARDED_BY(mu);  // for Predict
+  uint64_t version ABSL_GUARDED_BY(mu) = 0;
+  v1::ReleaseMetadata release ABSL_GUARDED_BY(mu);  // of the installed model
+  std::string model_status ABSL_GUARDED_BY(mu);     // why the last offered model was refused
+  // config.positive_class's index and threshold, for the installed model
+  // and stored samples; reset when either changes.
+  std::optional<std::pair<int, double>> decision ABSL_GUARDED_BY(mu);
+  int rounds_declined ABSL_GUARDED_BY(mu) = 0;
+  std::string privacy_status ABSL_GUARDED_BY(mu);  // why the last round was declined
+
+  mutable absl::Mutex store_mu;
+  std::unique_ptr<SampleStore> store ABSL_GUARDED_BY(store_mu);
+
+  absl::Mutex stop_mu;
+  bool stopping ABSL_GUARDED_BY(stop_mu) = false;
+
+  v1::RequestHeader Header(uint64_t round_id, v1::Phase phase) const;
+  // Sleeps unless stopped; returns false once stopped.
+  bool SleepFor(absl::Duration d);
+  bool stopped();
+  uint64_t installed_version() const;
+
+  void Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The positive class and its threshold (computed on first use).
+  absl::StatusOr<std::pair<int, double>> Decision() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Registers the device key with the enrollment token, once; the marker
+  // file remembers it across restarts.
+  absl::Status EnrollIfNeeded();
+  // A reproducible seed for `purpose` (config.simulation_seed must be set).
+  dp::Seed SimulationSeed(uint64_t round_id, std::string_view purpose) const;
+  // From the simulation seed for `purpose`, or the OS.
+  std::unique_ptr<dp::SecureRandom> Random(uint64_t round_id, std::string_view purpose) const;
+  // Moves a damaged installed model aside; the model it claims to be (its
+  // release, unverified) stays the floor for rollback protection, with that
+  // version itself allowed again. DATA_LOSS if it cannot be moved.
+  // Kept aside, it is read again at every start until a model installs.
+  absl::Status SetAsideDamagedModel(const std::filesystem::path& file, const absl::Status& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+};
+
+}  // namespace tinyfed::client::internal
+
+#endif  // TINYFED_CLIENT_INTERNAL_GATEWAY_STATE_H_

@@ -1,0 +1,47 @@
+#include "client/internal/telemetry.h"
+
+#include <algorithm>
+
+namespace tinyfed::client::internal {
+
+absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
+  v1::Telemetry t;
+  auto spent = g.ledger->Spent();
+  if (spent.ok()) t.set_epsilon_spent(spent->epsilon);
+  t.set_epsilon_budget(g.config.privacy_budget.epsilon);
+  absl::MutexLock lock(&g.mu);
+  t.set_model_version(g.version);
+  t.set_model_status(g.model_status);
+  t.set_rounds_declined(static_cast<uint32_t>(g.rounds_declined));
+  t.set_privacy_status(g.privacy_status);
+  if (!g.interpreter) return t;
+  absl::StatusOr<std::vector<Sample>> samples;
+  {
+    absl::MutexLock store_lock(&g.store_mu);
+    samples = g.store->ReadAll();
+  }
+  if (!samples.ok()) return samples.status();
+  models::Interpreter& interpreter = *g.interpreter;
+  std::vector<uint64_t> counts(static_cast<size_t>(interpreter.num_classes()), 0);
+  std::vector<uint32_t> histogram(10, 0);
+  uint32_t held = 0, correct = 0;
+  for (const Sample& sample : *samples) {
+    if (sample.label < 0 || sample.label >= interpreter.num_classes() ||
+        sample.features.size() != interpreter.input_size()) {
+      continue;
+    }
+    ++counts[static_cast<size_t>(sample.label)];
+    if (!InHoldout(KeyOf(sample), g.config.holdout_fraction)) continue;
+    const models::Prediction p = interpreter.Predict(sample.features);
+    ++held;
+    correct += p.label == sample.label;
+    ++histogram[std::min<size_t>(9, static_cast<size_t>(p.confidence * 10.0f))];
+  }
+  for (uint64_t c : counts) t.add_class_counts(c);
+  for (uint32_t h : histogram) t.add_confidence_histogram(h);
+  t.set_holdout_samples(held);
+  t.set_holdout_accuracy(held ? static_cast<float>(correct) / held : 0.0f);
+  return t;
+}
+
+}  // namespace tinyfed::client::internal
