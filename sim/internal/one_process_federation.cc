@@ -1,0 +1,281 @@
+#include "sim/internal/one_process_federation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "sim/internal/metrics.h"
+#include "tinyfed/base/status_macros.h"
+#include "tinyfed/sim/dropout.h"
+
+namespace tinyfed::sim::internal {
+namespace {
+
+using absl::StrCat;
+
+double OnlineProbability(const ClinicsSpec& c, int round) {
+  if (c.availability == Availability::kAlways) return 1.0;
+  // Quietest at 03:00, busiest at 15:00; round 1 starts at midnight.
+  const double hour = std::fmod((round - 1) * c.round_hours, 24.0);
+  const double day = 0.5 * (1.0 - std::cos(2.0 * M_PI * (hour - 3.0) / 24.0));
+  return c.min_availability + (1.0 - c.min_availability) * day;
+}
+
+// The phases in which clinics answer, and how long the aggregator waits for each.
+struct PhaseDeadline {
+  v1::Phase phase;
+  absl::Duration aggregator::Config::*timeout;
+};
+constexpr PhaseDeadline kSecAggDeadlines[] = {
+    {v1::PHASE_ADVERTISE_KEYS, &aggregator::Config::training_timeout},
+    {v1::PHASE_SHARE_KEYS, &aggregator::Config::share_keys_timeout},
+    {v1::PHASE_MASKED_INPUT, &aggregator::Config::masked_input_timeout},
+    {v1::PHASE_UNMASKING, &aggregator::Config::unmasking_timeout},
+};
+constexpr PhaseDeadline kPlainDeadlines[] = {{v1::PHASE_UPDATE, &aggregator::Config::training_timeout}};
+
+}  // namespace
+
+OneProcessFederation::OneProcessFederation(const Scenario& s, const aggregator::Config& config,
+                                           const std::vector<Clinic>& clinics, Scoring scoring)
+    : s_(s),
+      config_(config),
+      clinics_(clinics),
+      scoring_(scoring),
+      inproc_(s.transport == TransportKind::kInProcess) {}
+
+OneProcessFederation::~OneProcessFederation() {
+  // Clients first (they call the server), then the server, then the engine.
+  gateways_.clear();
+  server_.reset();
+  engine_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Start(
+    const Scenario& s, const aggregator::Config& config, const models::Repository& repository,
+    const std::filesystem::path& work_dir, const std::vector<Clinic>& clinics, Scoring scoring) {
+  auto f = std::unique_ptr<OneProcessFederation>(new OneProcessFederation(s, config, clinics, scoring));
+  TINYFED_ASSIGN_OR_RETURN(
+      f->engine_, aggregator::RoundEngine::Create(config, f->inproc_ ? static_cast<base::Env&>(f->env_)
+                                                                     : base::Env::Default()));
+  aggregator::DeviceRegistry* registry = f->engine_->devices();
+  if (!f->inproc_) {
+    // Loopback inside one process: plaintext, but every request signed.
+    aggregator::SecurityConfig security = config.security;
+    security.requests_per_minute = 1000000;  // clients poll every 5 ms
+    TINYFED_ASSIGN_OR_RETURN(f->server_, aggregator::AggregatorServer::Start(f->engine_.get(), config.listen,
+                                                                             security, /*insecure=*/true));
+  }
+  for (const Clinic& c : clinics) {
+    client::ClientConfig cc;
+    cc.device_id = c.id;
+    cc.data_dir = work_dir / c.id;
+    cc.trusted_root = repository.pinned_root;
+    cc.holdout_fraction = 0.0;  // the simulation keeps its own held-out slice
+    cc.max_samples = std::max<size_t>(c.train.size(), 1);
+    cc.simulation_seed = s.seed;
+    // Each clinic's ledger records what it spent; the simulation reports it
+    // and sets no budget of the clinics' own.
+    cc.privacy_budget = {.epsilon = std::numeric_limits<double>::infinity(), .delta = s.federation.dp.delta};
+    client::ClientHooks hooks;
+    hooks.on_phase = [f = f.get(), id = c.id](uint64_t round_id, v1::Phase phase) {
+      const int at = DropPhase(f->s_.seed, id, round_id, f->s_.clinics.dropout);
+      if (at < 0 || kDropPhases[at] != phase) return true;
+      f->tracker_.Update(id, [at](Tracker::Device& d) { d.dropped_at = at; });
+      return false;
+    };
+    // Every clinic enrolls its device key, whatever the transport: the
+    // aggregator checks the signed SecAgg+ keys against it.
+    TINYFED_ASSIGN_OR_RETURN(cc.enrollment_token, registry->IssueToken(c.id, absl::Hours(1)));
+    std::unique_ptr<client::Transport> base;
+    if (f->inproc_) {
+      base = std::make_unique<InProcessTransport>(f->engine_.get());
+    } else {
+      TINYFED_ASSIGN_OR_RETURN(base, client::ConnectGrpc(StrCat("127.0.0.1:", f->server_->port()),
+                                                         client::ChannelSecurity::Plaintext()));
+    }
+    TINYFED_ASSIGN_OR_RETURN(
+        std::unique_ptr<client::Client> gateway,
+        client::Client::Create(cc, std::make_unique<TrackingTransport>(std::move(base), &f->tracker_, c.id),
+                               std::move(hooks)));
+    TINYFED_RETURN_IF_ERROR(gateway->AddSamples(client::ToSamples(c.train)));
+    f->gateways_.push_back(std::move(gateway));
+  }
+  return f;
+}
+
+std::vector<size_t> OneProcessFederation::ChooseOnline(int round, RoundResult& rr) const {
+  std::mt19937_64 rng(s_.seed * 1'000'003 + static_cast<uint64_t>(round));
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double p_online = OnlineProbability(s_.clinics, round);
+  std::vector<size_t> online;
+  for (size_t c = 0; c < clinics_.size(); ++c) {
+    if (u(rng) < p_online) online.push_back(c);
+  }
+  rr.available = static_cast<int>(online.size());
+  std::shuffle(online.begin(), online.end(), rng);
+  const size_t target = static_cast<size_t>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
+  if (online.size() > target) online.resize(target);
+  std::sort(online.begin(), online.end());
+  rr.selected = static_cast<int>(online.size());
+  return online;
+}
+
+std::vector<client::RoundReport> OneProcessFederation::RunClients(const std::vector<size_t>& online, double* waited) {
+  std::vector<std::string> chosen;
+  for (size_t c : online) chosen.push_back(clinics_[c].id);
+  tracker_.Reset(chosen);
+  std::vector<client::RoundReport> reports(online.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < online.size(); ++i) {
+    threads.emplace_back([&, i] {
+      client::Client& g = *gateways_[online[i]];
+      for (int attempt = 0; attempt < 1000; ++attempt) {
+        auto r = g.ParticipateOnce();
+        if (!r.ok()) {
+          reports[i].outcome = client::RoundOutcome::kAborted;
+          reports[i].detail = r.status().ToString();
+          break;
+        }
+        reports[i] = *r;
+        if (r->outcome != client::RoundOutcome::kNotSelected) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      tracker_.Update(chosen[i], [](Tracker::Device& d) { d.finished = true; });
+    });
+  }
+  *waited = inproc_ ? AdvanceDeadlines(static_cast<int>(online.size())) : 0.0;
+  for (auto& th : threads) th.join();
+  return reports;
+}
+
+double OneProcessFederation::AdvanceDeadlines(int selected) {
+  double waited = 0.0;
+  // Selection: once everyone chosen is in, a short cohort starts at the deadline.
+  tracker_.WaitFor([](const auto& devices) {
+    return std::all_of(devices.begin(), devices.end(),
+                       [](const auto& d) { return d.second.admitted || d.second.finished; });
+  });
+  const int target = static_cast<int>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
+  if (selected < target) {
+    env_.Advance(config_.selection_timeout + absl::Seconds(1));
+    engine_->Tick();
+    waited += absl::ToDoubleSeconds(config_.selection_timeout);
+  }
+  // Each phase: when every clinic still in the round has answered, a phase
+  // missing a dropped clinic closes at its deadline.
+  const std::span<const PhaseDeadline> phases =
+      config_.secure_aggregation ? std::span<const PhaseDeadline>(kSecAggDeadlines) : kPlainDeadlines;
+  for (size_t p = 0; p < phases.size(); ++p) {
+    const v1::Phase phase = phases[p].phase;
+    tracker_.WaitFor([phase](const auto& devices) {
+      return std::all_of(devices.begin(), devices.end(), [phase](const auto& d) {
+        return d.second.finished || d.second.dropped_at >= 0 || d.second.submitted.contains(phase);
+      });
+    });
+    const auto snapshot = tracker_.Snapshot();
+    // Someone still in the round after the previous phase did not answer this one.
+    const bool missing = std::any_of(snapshot.begin(), snapshot.end(), [&](const auto& d) {
+      const bool was_in = p == 0 ? d.second.admitted : d.second.submitted.contains(phases[p - 1].phase);
+      return was_in && !d.second.submitted.contains(phase);
+    });
+    if (missing) {
+      const absl::Duration timeout = config_.*(phases[p].timeout);
+      env_.Advance(timeout + absl::Seconds(1));
+      engine_->Tick();
+      waited += absl::ToDoubleSeconds(timeout);
+    }
+  }
+  return waited;
+}
+
+void OneProcessFederation::Account(const std::vector<size_t>& online, const std::vector<client::RoundReport>& reports,
+                                   double waited, RoundResult& rr) {
+  const auto seen = tracker_.Snapshot();
+  double slowest = 0.0, up = 0.0, down = 0.0;
+  int took_part = 0;
+  for (size_t i = 0; i < online.size(); ++i) {
+    const auto& d = seen.at(clinics_[online[i]].id);
+    if (d.calls > 0) {
+      up += static_cast<double>(d.up);
+      down += static_cast<double>(d.down);
+      ++took_part;
+    }
+    if (reports[i].outcome != client::RoundOutcome::kCompleted) continue;
+    const auto& tm = reports[i].timings;
+    const double compute =
+        absl::ToDoubleSeconds(tm.backbone + tm.training + tm.encoding + tm.secagg) / s_.clinics.compute_speed;
+    const double network = d.up * 8.0 / (s_.clinics.uplink_kbps * 1000.0) +
+                           d.down * 8.0 / (s_.clinics.downlink_kbps * 1000.0) + d.calls * s_.clinics.latency_ms / 1e3;
+    slowest = std::max(slowest, compute + network);
+  }
+  rr.bytes_up_per_client = took_part ? up / took_part : 0.0;
+  rr.bytes_down_per_client = took_part ? down / took_part : 0.0;
+  rr.simulated_seconds = slowest + waited;
+}
+
+void OneProcessFederation::Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report,
+                                  RoundResult& rr) {
+  const int64_t engine_round = static_cast<int64_t>(
+      std::max_element(reports.begin(), reports.end(), [](const auto& a, const auto& b) {
+        return a.round_id < b.round_id;
+      })->round_id);
+  const auto outcome = engine_->Outcome(engine_round);
+  if (outcome && outcome->has_result()) {
+    rr.completed = true;
+    rr.survivors = static_cast<int>(outcome->result().survivors());
+    rr.epsilon = outcome->result().epsilon_spent();
+    participations_ += rr.survivors;
+  } else {
+    rr.reason = outcome && outcome->has_aborted() ? outcome->aborted().reason() : "the round did not finish";
+    rr.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
+  }
+  rr.dropouts = rr.selected - rr.survivors;
+  const v1::Head head = engine_->latest_head();
+  rr.test = Evaluate(head, scoring_.test_embeddings, scoring_.test_labels);
+  if (!scoring_.validation->labels.empty()) {
+    rr.validation_accuracy = Evaluate(head, scoring_.validation->embeddings, scoring_.validation->labels).accuracy;
+  }
+}
+
+void OneProcessFederation::Run(const Progress& progress, SimulationReport& report) {
+  const absl::Time federation_started = absl::Now();
+  const int rounds = s_.federation.max_rounds;
+  for (int round = 1; round <= rounds; ++round) {
+    const absl::Time round_started = absl::Now();
+    RoundResult rr;
+    rr.round = round;
+    const std::vector<size_t> online = ChooseOnline(round, rr);
+    if (rr.selected < config_.min_cohort) {
+      rr.reason = StrCat("only ", rr.selected, " clinics online (", config_.min_cohort, " needed)");
+      rr.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
+      rr.test = report.rounds.empty() ? report.initial : report.rounds.back().test;
+      rr.validation_accuracy =
+          report.rounds.empty() ? scoring_.initial_validation : report.rounds.back().validation_accuracy;
+      rr.simulated_seconds = absl::ToDoubleSeconds(config_.selection_timeout);
+      rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - round_started);
+      report.rounds.push_back(rr);
+      if (progress) progress(rr, rounds, absl::ZeroDuration());
+      continue;
+    }
+    double waited = 0.0;  // simulated seconds spent waiting for deadlines
+    const std::vector<client::RoundReport> reports = RunClients(online, &waited);
+    Account(online, reports, waited, rr);
+    Record(reports, report, rr);
+    rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - round_started);
+    if (inproc_) env_.Advance(absl::Hours(s_.clinics.round_hours));
+    report.rounds.push_back(rr);
+    if (progress) {
+      const absl::Duration per_round = (absl::Now() - federation_started) / round;
+      progress(rr, rounds, per_round * (rounds - round));
+    }
+  }
+  const double federation_seconds = absl::ToDoubleSeconds(absl::Now() - federation_started);
+  report.client_rounds_per_second = federation_seconds > 0 ? participations_ / federation_seconds : 0.0;
+  report.epsilon = report.rounds.empty() ? 0.0 : report.rounds.back().epsilon;
+}
+
+}  // namespace tinyfed::sim::internal

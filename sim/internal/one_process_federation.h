@@ -1,0 +1,83 @@
+// The federation inside this process: the real round engine (called
+// directly on a simulated clock, or behind a loopback gRPC server) and one
+// real client per clinic. Each round draws the clinics online, runs the
+// chosen ones on threads, jumps the clock past every deadline a dropout
+// leaves open, and accounts the round's traffic and simulated time.
+#ifndef TINYFED_SIM_INTERNAL_ONE_PROCESS_FEDERATION_H_
+#define TINYFED_SIM_INTERNAL_ONE_PROCESS_FEDERATION_H_
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sim/internal/federation_data.h"
+#include "sim/internal/sim_env.h"
+#include "sim/internal/tracker.h"
+#include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/aggregator/server.h"
+#include "tinyfed/client/client.h"
+#include "tinyfed/models/trust.h"
+#include "tinyfed/sim/simulation.h"
+
+namespace tinyfed::sim::internal {
+
+// What each round is scored on.
+struct Scoring {
+  std::span<const float> test_embeddings;
+  std::span<const int> test_labels;
+  const EvaluationSet* validation = nullptr;
+  double initial_validation = 0.0;  // the zero head's accuracy on it
+};
+
+class OneProcessFederation {
+ public:
+  // Starts the engine (and its server for the gRPC transport) and one
+  // client per clinic, enrolled and holding its training slice.
+  static absl::StatusOr<std::unique_ptr<OneProcessFederation>> Start(const Scenario& s,
+                                                                    const aggregator::Config& config,
+                                                                    const models::Repository& repository,
+                                                                    const std::filesystem::path& work_dir,
+                                                                    const std::vector<Clinic>& clinics,
+                                                                    Scoring scoring);
+  ~OneProcessFederation();
+
+  // Every round of the scenario into report.rounds (telling `progress`).
+  void Run(const Progress& progress, SimulationReport& report);
+  double noise_multiplier() const { return engine_->noise_multiplier(); }
+  v1::Head latest_head() const { return engine_->latest_head(); }
+
+ private:
+  OneProcessFederation(const Scenario& s, const aggregator::Config& config, const std::vector<Clinic>& clinics,
+                       Scoring scoring);
+  // The round's cohort: the clinics online, at most the cohort target.
+  std::vector<size_t> ChooseOnline(int round, RoundResult& rr) const;
+  // The chosen clinics' attempts, on one thread each; `waited` gets the
+  // simulated seconds spent at deadlines.
+  std::vector<client::RoundReport> RunClients(const std::vector<size_t>& online, double* waited);
+  // With the in-process transport: once every chosen clinic acted, the
+  // clock jumps past each deadline a dropout left open.
+  double AdvanceDeadlines(int target_cohort);
+  // Traffic per clinic and the slowest clinic's simulated time.
+  void Account(const std::vector<size_t>& online, const std::vector<client::RoundReport>& reports, double waited,
+               RoundResult& rr);
+  // The engine's outcome of the round and the model's scores after it.
+  void Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report, RoundResult& rr);
+
+  const Scenario& s_;
+  const aggregator::Config config_;
+  const std::vector<Clinic>& clinics_;
+  const Scoring scoring_;
+  const bool inproc_;
+  SimEnv env_;
+  std::unique_ptr<aggregator::RoundEngine> engine_;
+  std::unique_ptr<aggregator::AggregatorServer> server_;
+  Tracker tracker_;
+  std::vector<std::unique_ptr<client::Client>> gateways_;
+  int participations_ = 0;
+};
+
+}  // namespace tinyfed::sim::internal
+
+#endif  // TINYFED_SIM_INTERNAL_ONE_PROCESS_FEDERATION_H_

@@ -1,0 +1,127 @@
+// How the simulator watches a federation: what each clinic did in the
+// current round as seen at its transport (admitted, submitted, dropped,
+// bytes and calls), the transport that counts it, and the in-process
+// transport that calls the round engine directly.
+#ifndef TINYFED_SIM_INTERNAL_TRACKER_H_
+#define TINYFED_SIM_INTERNAL_TRACKER_H_
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/client/transport.h"
+
+namespace tinyfed::sim::internal {
+
+// What every clinic did in the current round, as seen at its transport.
+class Tracker {
+ public:
+  struct Device {
+    bool admitted = false;
+    std::set<v1::Phase> submitted;
+    int dropped_at = -1;  // phase index the clinic lost power at, -1: did not
+    bool finished = false;
+    uint64_t up = 0, down = 0;
+    int calls = 0;
+  };
+
+  void Reset(const std::vector<std::string>& chosen) {
+    absl::MutexLock lock(&mu_);
+    devices_.clear();
+    for (const auto& id : chosen) devices_[id];
+  }
+  template <typename F>
+  void Update(const std::string& id, F&& f) {
+    absl::MutexLock lock(&mu_);
+    f(devices_[id]);
+  }
+  // Blocks until pred(devices) holds; gives up after a minute of real time.
+  template <typename P>
+  bool WaitFor(P&& pred) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pred(devices_); };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), absl::Seconds(60));
+  }
+  std::map<std::string, Device> Snapshot() {
+    absl::MutexLock lock(&mu_);
+    return devices_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, Device> devices_ ABSL_GUARDED_BY(mu_);
+};
+
+// Calls the round engine directly: the real protocol objects, no sockets.
+class InProcessTransport : public client::Transport {
+ public:
+  explicit InProcessTransport(aggregator::RoundEngine* engine) : engine_(engine) {}
+  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override {
+    if (auto s = engine_->devices()->Enroll(r); !s.ok()) return s;
+    return v1::EnrollResponse();
+  }
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override { return engine_->CheckIn(r); }
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override { return engine_->Await(r); }
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override { return engine_->Submit(r); }
+  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
+    return engine_->GetModelChunk(r);
+  }
+  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
+    return engine_->ReportTelemetry(r);
+  }
+
+ private:
+  aggregator::RoundEngine* engine_;
+};
+
+// Counts each clinic's bytes and calls and tells the tracker what it did.
+class TrackingTransport : public client::ForwardingTransport {
+ public:
+  TrackingTransport(std::unique_ptr<client::Transport> inner, Tracker* tracker, std::string id)
+      : ForwardingTransport(std::move(inner)), tracker_(tracker), id_(std::move(id)) {}
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override {
+    auto out = Count(r, ForwardingTransport::CheckIn(r));
+    if (out.ok() && out->has_admitted()) tracker_->Update(id_, [](Tracker::Device& d) { d.admitted = true; });
+    return out;
+  }
+  // Polls that only hear "wait" are not counted: how many there are depends
+  // on the simulator's scheduling, not on the protocol.
+  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override {
+    auto out = ForwardingTransport::Await(r);
+    if (out.ok() && out->has_wait()) return out;
+    return Count(r, std::move(out));
+  }
+  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override {
+    auto out = Count(r, ForwardingTransport::Submit(r));
+    if (out.ok()) tracker_->Update(id_, [&](Tracker::Device& d) { d.submitted.insert(r.header().phase()); });
+    return out;
+  }
+  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
+    return Count(r, ForwardingTransport::GetModelChunk(r));
+  }
+  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
+    return Count(r, ForwardingTransport::ReportTelemetry(r));
+  }
+
+ private:
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Count(const Request& request, absl::StatusOr<Response> response) {
+    const uint64_t up = request.ByteSizeLong(), down = response.ok() ? response->ByteSizeLong() : 0;
+    tracker_->Update(id_, [&](Tracker::Device& d) {
+      d.up += up;
+      d.down += down;
+      ++d.calls;
+    });
+    return response;
+  }
+  Tracker* tracker_;
+  std::string id_;
+};
+
+}  // namespace tinyfed::sim::internal
+
+#endif  // TINYFED_SIM_INTERNAL_TRACKER_H_
