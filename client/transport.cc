@@ -7,6 +7,7 @@
 #include <cmath>
 #include <thread>
 
+#include "client/internal/retry.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/sodium.h"
 #include "tinyfed/base/status_macros.h"
@@ -15,10 +16,6 @@
 
 namespace tinyfed::client {
 namespace {
-
-bool Retryable(grpc::StatusCode code) {
-  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED;
-}
 
 class GrpcTransport final : public Transport {
  public:
@@ -90,21 +87,20 @@ class GrpcTransport final : public Transport {
 
   template <typename Response, typename Rpc>
   absl::StatusOr<Response> Call(Rpc&& rpc) {
-    absl::Duration backoff = policy_.initial_backoff;
-    for (int attempt = 1;; ++attempt) {
-      grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + policy_.call_deadline));
-      Response response;
-      const grpc::Status status = rpc(&context, &response);
-      if (status.ok()) return response;
-      if (!Retryable(status.error_code()) || attempt >= policy_.max_attempts) {
-        return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-      }
-      // Full jitter: spread the retries of many gateways that lost the link together.
-      const double fraction = randombytes_uniform(1u << 30) / static_cast<double>(1u << 30);
-      std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff * fraction));
-      backoff = std::min(backoff * policy_.multiplier, policy_.max_backoff);
-    }
+    Response response;
+    absl::Status status = internal::RetryWithBackoff(
+        policy_,
+        [&] {
+          grpc::ClientContext context;
+          context.set_deadline(absl::ToChronoTime(absl::Now() + policy_.call_deadline));
+          response.Clear();
+          const grpc::Status s = rpc(&context, &response);
+          return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+        },
+        [] { return randombytes_uniform(1u << 30) / static_cast<double>(1u << 30); },
+        [](absl::Duration d) { std::this_thread::sleep_for(absl::ToChronoNanoseconds(d)); });
+    if (!status.ok()) return status;
+    return response;
   }
 
   RetryPolicy policy_;
