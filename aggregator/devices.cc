@@ -31,10 +31,12 @@ int64_t Millis(absl::Time t) { return absl::ToUnixMillis(t); }
 
 }  // namespace
 
-DeviceRegistry::DeviceRegistry(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+DeviceRegistry::DeviceRegistry(std::unique_ptr<SQLite::Database> db, base::Env& env)
+    : env_(env), db_(std::move(db)) {}
 DeviceRegistry::~DeviceRegistry() = default;
 
-absl::StatusOr<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Open(const std::filesystem::path& state_dir) {
+absl::StatusOr<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Open(const std::filesystem::path& state_dir,
+                                                                     base::Env& env) {
   TINYFED_RETURN_IF_ERROR(base::InitSodium());
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
@@ -45,7 +47,7 @@ absl::StatusOr<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Open(const std::
     db->setBusyTimeout(5000);  // the CLI and the server share the file
     db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
     db->exec(kSchema);
-    return std::unique_ptr<DeviceRegistry>(new DeviceRegistry(std::move(db)));
+    return std::unique_ptr<DeviceRegistry>(new DeviceRegistry(std::move(db), env));
   } catch (const std::exception& e) {
     return DbError(StrCat("opening ", file), e);
   }
@@ -66,7 +68,7 @@ absl::StatusOr<std::string> DeviceRegistry::IssueToken(const std::optional<std::
     const std::string hash = base::Sha256(token);
     q.bind(1, hash.data(), static_cast<int>(hash.size()));
     if (device_id) q.bind(2, *device_id);
-    q.bind(3, Millis(absl::Now() + lifetime));
+    q.bind(3, Millis(env_.Now() + lifetime));
     q.exec();
   } catch (const std::exception& e) {
     return DbError("storing a token", e);
@@ -84,7 +86,7 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
     return absl::UnauthenticatedError("the proof is not the device key's signature over the token");
   }
   const std::string hash = base::Sha256(r.token());
-  const int64_t now = Millis(absl::Now());
+  const int64_t now = Millis(env_.Now());
   absl::MutexLock lock(&mu_);
   try {
     // Immediate: it reads, then writes; a deferred transaction would fail
@@ -164,7 +166,7 @@ absl::Status DeviceRegistry::Revoke(const std::string& device_id) {
   absl::MutexLock lock(&mu_);
   try {
     SQLite::Statement q(*db_, "UPDATE device_keys SET revoked_ms = ? WHERE device_id = ? AND revoked_ms IS NULL");
-    q.bind(1, Millis(absl::Now()));
+    q.bind(1, Millis(env_.Now()));
     q.bind(2, device_id);
     cache_.erase(device_id);
     if (q.exec() == 0) {

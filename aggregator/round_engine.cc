@@ -92,7 +92,7 @@ absl::Status RoundEngine::Init() {
   TINYFED_ASSIGN_OR_RETURN(res_->state_dir_lock,
                            models::DirectoryLock::Acquire(config_.state_dir, "tinyfed aggregator"));
   TINYFED_ASSIGN_OR_RETURN(res_->state, AggregatorState::Open(config_.state_dir));
-  TINYFED_ASSIGN_OR_RETURN(res_->devices, DeviceRegistry::Open(config_.state_dir));
+  TINYFED_ASSIGN_OR_RETURN(res_->devices, DeviceRegistry::Open(config_.state_dir, env_));
   TINYFED_ASSIGN_OR_RETURN(publisher_, internal::ModelPublisher::Open(config_, env_));
   TINYFED_ASSIGN_OR_RETURN(res_->ledger,
                            dp::PrivacyLedger::Open(config_.state_dir / "ledger.db",

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/testing/fake_env.h"
 #include "models/testing/tiny_classifier.h"
 #include "aggregator/testing/self_signed.h"
 #include "aggregator/testing/test_federation.h"
@@ -48,7 +49,7 @@ class SecurityTest : public ::testing::Test {
     pinned_root_ = federation->pinned_root;
     config_.cohort_size = 5;
     config_.min_cohort = 3;
-    auto engine = RoundEngine::Create(config_);
+    auto engine = RoundEngine::Create(config_, env_);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
     devices_ = engine_->devices();
@@ -109,6 +110,9 @@ class SecurityTest : public ::testing::Test {
   std::filesystem::path dir_;
   Config config_;
   std::filesystem::path pinned_root_;
+  // The engine's clock, on the wall clock's time (requests carry real
+  // timestamps) but moving only when a test says: token expiry.
+  base::testing::FakeEnv env_{1, absl::Now()};
   std::unique_ptr<RoundEngine> engine_;
   DeviceRegistry* devices_ = nullptr;  // the engine's
   std::unique_ptr<AggregatorServer> server_;
@@ -208,7 +212,7 @@ TEST_F(SecurityTest, EnrollmentTokensAreOneTimeBoundAndExpire) {
   EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-4", *bound, other)).error_code(), StatusCode::PERMISSION_DENIED);
   // ...and expires.
   auto expired = devices_->IssueToken("clinic-5", absl::Milliseconds(1));
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  env_.Advance(absl::Milliseconds(5));
   EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-5", *expired, other)).error_code(), StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enroll(client::SignedEnrollRequest("bad id!", *bound, other)).error_code(), StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(devices_->IssueToken("bad id!", absl::Hours(1)).status().code(), absl::StatusCode::kInvalidArgument);

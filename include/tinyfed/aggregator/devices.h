@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "tinyfed/base/env.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/v1/service.pb.h"
 
@@ -40,7 +41,10 @@ struct Device {
 
 class DeviceRegistry {
  public:
-  static absl::StatusOr<std::unique_ptr<DeviceRegistry>> Open(const std::filesystem::path& state_dir);
+  // Token lifetimes, enrollments and revocations are timed by `env`, which
+  // outlives the registry.
+  static absl::StatusOr<std::unique_ptr<DeviceRegistry>> Open(const std::filesystem::path& state_dir,
+                                                              base::Env& env = base::Env::Default());
   ~DeviceRegistry();
 
   // A one-time token (64 hex characters) valid for `lifetime`. Only its
@@ -63,9 +67,10 @@ class DeviceRegistry {
   absl::StatusOr<std::vector<Device>> List();
 
  private:
-  explicit DeviceRegistry(std::unique_ptr<SQLite::Database> db);
+  DeviceRegistry(std::unique_ptr<SQLite::Database> db, base::Env& env);
   // Forgets cached keys if any connection (the CLI's too) wrote since.
   void RefreshCacheLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  base::Env& env_;
   absl::Mutex mu_;
   std::unique_ptr<SQLite::Database> db_ ABSL_GUARDED_BY(mu_);
   // Keys and revocations of devices asked for, valid while the database's
