@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "tinyfed/base/file_io.h"
 #include "tinyfed/aggregator/toml_reader.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/base/status_macros.h"
 
 namespace tinyfed::aggregator {
@@ -23,10 +23,9 @@ absl::Status ReadTop(TomlTableReader& r, const std::filesystem::path& base, Conf
   TINYFED_RETURN_IF_ERROR(r.String("initial_model", &model));
   TINYFED_RETURN_IF_ERROR(r.String("publishing_key", &key));
   TINYFED_RETURN_IF_ERROR(r.String("roots_dir", &roots));
-  for (auto [name, value, out] : {std::tuple{"state_dir", &state_dir, &c.state_dir},
-                                  std::tuple{"initial_model", &model, &c.initial_model},
-                                  std::tuple{"publishing_key", &key, &c.publishing_key},
-                                  std::tuple{"roots_dir", &roots, &c.roots_dir}}) {
+  for (auto [name, value, out] :
+       {std::tuple{"state_dir", &state_dir, &c.state_dir}, std::tuple{"initial_model", &model, &c.initial_model},
+        std::tuple{"publishing_key", &key, &c.publishing_key}, std::tuple{"roots_dir", &roots, &c.roots_dir}}) {
     if (value->empty()) return absl::InvalidArgumentError(absl::StrCat("missing required key '", name, "'"));
     *out = base / *value;
   }
@@ -142,11 +141,10 @@ absl::Status ReadSecurity(TomlTableReader& r, const std::filesystem::path& base,
 }
 
 absl::Status CheckConsistency(const Config& c, const std::string& source) {
-  auto error = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
-  };
+  auto error = [&](const std::string& what) { return absl::InvalidArgumentError(absl::StrCat(source, ": ", what)); };
   if (c.min_cohort > c.cohort_size) {
-    return error(absl::StrCat("rounds.min_cohort (", c.min_cohort, ") exceeds rounds.cohort_size (", c.cohort_size, ")"));
+    return error(
+        absl::StrCat("rounds.min_cohort (", c.min_cohort, ") exceeds rounds.cohort_size (", c.cohort_size, ")"));
   }
   const bool client_noise = c.dp.mode == DpMode::kDistributed || c.dp.mode == DpMode::kLocal;
   if (client_noise && !c.secure_aggregation) {
@@ -163,8 +161,9 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
   }
   if (c.dp.mode == DpMode::kOff) return absl::OkStatus();
   if (c.dp.unit == DpUnit::kPatient && c.dp.mode != DpMode::kDistributed) {
-    return error("dp.unit = \"patient\" needs dp.mode = \"distributed\": the clinics add the noise (DP-SGD) and "
-                 "SecAgg+ hides each clinic's update");
+    return error(
+        "dp.unit = \"patient\" needs dp.mode = \"distributed\": the clinics add the noise (DP-SGD) and "
+        "SecAgg+ hides each clinic's update");
   }
   if (c.dp.unit == DpUnit::kPatient && c.dp.noise_multiplier > 0 && c.dp.noise_multiplier < 0.05) {
     return error("dp.noise_multiplier must be at least 0.05 at the patient level");
@@ -187,8 +186,8 @@ std::string Absolute(const std::filesystem::path& p) { return std::filesystem::a
 absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source, Config* c) {
   using Section = absl::Status (*)(TomlTableReader&, Config&);
   const std::pair<const char*, Section> sections[] = {
-      {"rounds", ReadRounds},       {"deadlines", ReadDeadlines}, {"training", ReadTraining}, {"dp", ReadDp},
-      {"secagg", ReadSecAgg},       {"optimizer", ReadOptimizer}, {"compression", ReadCompression},
+      {"rounds", ReadRounds}, {"deadlines", ReadDeadlines}, {"training", ReadTraining},       {"dp", ReadDp},
+      {"secagg", ReadSecAgg}, {"optimizer", ReadOptimizer}, {"compression", ReadCompression},
   };
   for (const auto& [name, read] : sections) {
     auto table = top.Table(name);
@@ -242,11 +241,11 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   const double polls_per_minute = 60000.0 / absl::ToDoubleMilliseconds(c.poll_interval);
   const double needed = 2 * polls_per_minute + kCallsPerRound * 60;
   if (c.security.requests_per_minute < needed) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": security.requests_per_minute (", c.security.requests_per_minute, ") is below ", needed,
-        ": twice the rate clients poll at (", polls_per_minute, " a minute at rounds.poll_interval_ms = ",
-        absl::ToDoubleMilliseconds(c.poll_interval), ") plus ", kCallsPerRound,
-        " calls a round for one-second rounds"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": security.requests_per_minute (", c.security.requests_per_minute, ") is below ", needed,
+                     ": twice the rate clients poll at (", polls_per_minute,
+                     " a minute at rounds.poll_interval_ms = ", absl::ToDoubleMilliseconds(c.poll_interval), ") plus ",
+                     kCallsPerRound, " calls a round for one-second rounds"));
   }
   auto testing = top.Table("testing");
   if (!testing.ok()) return testing.status();
@@ -284,35 +283,33 @@ std::string FormatConfig(const Config& c) {
       "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
       "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
       "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
-      c.listen, Absolute(c.state_dir), Absolute(c.initial_model), Absolute(c.publishing_key),
-      Absolute(c.roots_dir), c.max_rounds, c.cohort_size,
-      c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", absl::ToDoubleMilliseconds(c.poll_interval),
-      seconds(c.selection_timeout), seconds(c.training_timeout), seconds(c.share_keys_timeout),
-      seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(), t.batch_size(), t.learning_rate(),
-      t.momentum(), t.weight_decay(),
-      absl::StrJoin(t.class_weights(), ", ", [](std::string* text, float w) { absl::StrAppendFormat(text, "%.9g", w); }),
-      modes[static_cast<int>(c.dp.mode)],
-      c.dp.unit == DpUnit::kPatient ? "patient" : "clinic", c.dp.clip, c.dp.sampling_rate, c.dp.update_clip,
-      c.dp.target_epsilon > 0 ? "target_epsilon" : "noise_multiplier",
+      c.listen, Absolute(c.state_dir), Absolute(c.initial_model), Absolute(c.publishing_key), Absolute(c.roots_dir),
+      c.max_rounds, c.cohort_size, c.min_cohort, c.over_selection, c.reset_head ? "true" : "false",
+      absl::ToDoubleMilliseconds(c.poll_interval), seconds(c.selection_timeout), seconds(c.training_timeout),
+      seconds(c.share_keys_timeout), seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(),
+      t.batch_size(), t.learning_rate(), t.momentum(), t.weight_decay(),
+      absl::StrJoin(t.class_weights(), ", ",
+                    [](std::string* text, float w) { absl::StrAppendFormat(text, "%.9g", w); }),
+      modes[static_cast<int>(c.dp.mode)], c.dp.unit == DpUnit::kPatient ? "patient" : "clinic", c.dp.clip,
+      c.dp.sampling_rate, c.dp.update_clip, c.dp.target_epsilon > 0 ? "target_epsilon" : "noise_multiplier",
       c.dp.target_epsilon > 0 ? c.dp.target_epsilon : std::max(c.dp.noise_multiplier, 1e-300), c.dp.delta,
-      c.dp.epsilon_budget, c.dp.bits, c.dp.max_wrap_probability, c.secure_aggregation ? "true" : "false",
-      c.max_dropout, c.max_corrupted, compressions[static_cast<int>(c.compression)],
-      c.topk_fraction, optimizers[static_cast<int>(c.optimizer.kind)], c.optimizer.learning_rate,
-      c.optimizer.beta1, c.optimizer.beta2, c.optimizer.tau);
+      c.dp.epsilon_budget, c.dp.bits, c.dp.max_wrap_probability, c.secure_aggregation ? "true" : "false", c.max_dropout,
+      c.max_corrupted, compressions[static_cast<int>(c.compression)], c.topk_fraction,
+      optimizers[static_cast<int>(c.optimizer.kind)], c.optimizer.learning_rate, c.optimizer.beta1, c.optimizer.beta2,
+      c.optimizer.tau);
   const SecurityConfig& s = c.security;
   absl::StrAppend(&out, "\n[security]\n");
   if (!s.tls_certificate.empty()) {
     absl::StrAppend(&out, "tls_certificate = \"", Absolute(s.tls_certificate), "\"\ntls_private_key = \"",
                     Absolute(s.tls_private_key), "\"\n");
   }
-  absl::StrAppend(&out, absl::StrFormat("requests_per_minute = %d\nmax_concurrent_calls = %d\nmax_connections = %d\n"
-                                        "connection_auth_timeout = %.17g\nmax_clock_skew = %.17g\n"
-                                        "enrollment_token_hours = %.17g\nrelease_expiry_hours = %.17g\n",
-                                        s.requests_per_minute, s.max_concurrent_calls, s.max_connections,
-                                        absl::ToDoubleSeconds(s.connection_auth_timeout),
-                                        absl::ToDoubleSeconds(s.max_clock_skew),
-                                        absl::ToDoubleHours(s.enrollment_token_lifetime),
-                                        absl::ToDoubleHours(s.release_expiry)));
+  absl::StrAppend(
+      &out, absl::StrFormat("requests_per_minute = %d\nmax_concurrent_calls = %d\nmax_connections = %d\n"
+                            "connection_auth_timeout = %.17g\nmax_clock_skew = %.17g\n"
+                            "enrollment_token_hours = %.17g\nrelease_expiry_hours = %.17g\n",
+                            s.requests_per_minute, s.max_concurrent_calls, s.max_connections,
+                            absl::ToDoubleSeconds(s.connection_auth_timeout), absl::ToDoubleSeconds(s.max_clock_skew),
+                            absl::ToDoubleHours(s.enrollment_token_lifetime), absl::ToDoubleHours(s.release_expiry)));
   if (!c.record_dir.empty() || c.simulation_seed) {
     absl::StrAppend(&out, "\n[testing]\n");
     if (!c.record_dir.empty()) absl::StrAppend(&out, "record_dir = \"", Absolute(c.record_dir), "\"\n");

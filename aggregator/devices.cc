@@ -31,8 +31,7 @@ int64_t Millis(absl::Time t) { return absl::ToUnixMillis(t); }
 
 }  // namespace
 
-DeviceRegistry::DeviceRegistry(std::unique_ptr<SQLite::Database> db, base::Env& env)
-    : env_(env), db_(std::move(db)) {}
+DeviceRegistry::DeviceRegistry(std::unique_ptr<SQLite::Database> db, base::Env& env) : env_(env), db_(std::move(db)) {}
 DeviceRegistry::~DeviceRegistry() = default;
 
 absl::StatusOr<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Open(const std::filesystem::path& state_dir,
@@ -92,7 +91,8 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
     // Immediate: it reads, then writes; a deferred transaction would fail
     // with "database is locked" while `tinyfed enroll` writes a token.
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement token(*db_, "SELECT device_id, expires_ms, used_ms FROM enrollment_tokens WHERE token_sha256 = ?");
+    SQLite::Statement token(*db_,
+                            "SELECT device_id, expires_ms, used_ms FROM enrollment_tokens WHERE token_sha256 = ?");
     token.bind(1, hash.data(), static_cast<int>(hash.size()));
     // One message for unknown, used and expired tokens: no oracle.
     const auto refused = absl::UnauthenticatedError("the enrollment token is unknown, used or expired");
@@ -100,7 +100,8 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
     if (!token.getColumn(2).isNull()) {
       // A gateway that lost the answer retries with the same token and key:
       // the enrollment that used the token is this one.
-      SQLite::Statement same(*db_, "SELECT 1 FROM device_keys WHERE device_id = ? AND public_key = ? AND enrolled_ms = ?");
+      SQLite::Statement same(*db_,
+                             "SELECT 1 FROM device_keys WHERE device_id = ? AND public_key = ? AND enrolled_ms = ?");
       same.bind(1, r.device_id());
       same.bind(2, r.device_public_key().data(), static_cast<int>(r.device_public_key().size()));
       same.bind(3, token.getColumn(2).getInt64());
@@ -113,8 +114,8 @@ absl::Status DeviceRegistry::Enroll(const v1::EnrollRequest& r) {
     SQLite::Statement existing(*db_, "SELECT public_key FROM device_keys WHERE device_id = ?");
     existing.bind(1, r.device_id());
     if (existing.executeStep() && !bound) {
-      return absl::AlreadyExistsError(StrCat("device ", r.device_id(),
-                                             " is enrolled already; re-enrolling it needs a token issued for it"));
+      return absl::AlreadyExistsError(
+          StrCat("device ", r.device_id(), " is enrolled already; re-enrolling it needs a token issued for it"));
     }
     SQLite::Statement use(*db_, "UPDATE enrollment_tokens SET used_ms = ? WHERE token_sha256 = ?");
     use.bind(1, now);
@@ -184,7 +185,8 @@ absl::StatusOr<std::vector<Device>> DeviceRegistry::List() {
   absl::MutexLock lock(&mu_);
   std::vector<Device> out;
   try {
-    SQLite::Statement q(*db_, "SELECT device_id, public_key, enrolled_ms, revoked_ms FROM device_keys ORDER BY device_id");
+    SQLite::Statement q(*db_,
+                        "SELECT device_id, public_key, enrolled_ms, revoked_ms FROM device_keys ORDER BY device_id");
     while (q.executeStep()) {
       Device d;
       d.device_id = q.getColumn(0).getString();

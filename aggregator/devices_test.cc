@@ -23,7 +23,8 @@ TEST(DeviceRegistry, EnrollmentsSucceedWhileTokensAreIssuedElsewhere) {
   ASSERT_TRUE(server.ok() && cli.ok());
   constexpr int kDevices = 300;
   std::vector<std::string> tokens;
-  for (int i = 0; i < kDevices; ++i) tokens.push_back(*(*cli)->IssueToken("clinic-" + std::to_string(i), absl::Hours(1)));
+  for (int i = 0; i < kDevices; ++i)
+    tokens.push_back(*(*cli)->IssueToken("clinic-" + std::to_string(i), absl::Hours(1)));
   std::atomic<bool> done{false};
   std::atomic<int> issued{0};
   std::thread issuer([&] {
@@ -38,7 +39,8 @@ TEST(DeviceRegistry, EnrollmentsSucceedWhileTokensAreIssuedElsewhere) {
   std::string failure;
   for (int i = 0; i < kDevices; ++i) {
     const models::SigningKey key = models::SigningKey::Generate();
-    const absl::Status s = (*server)->Enroll(client::SignedEnrollRequest("clinic-" + std::to_string(i), tokens[i], key));
+    const absl::Status s =
+        (*server)->Enroll(client::SignedEnrollRequest("clinic-" + std::to_string(i), tokens[i], key));
     if (s.ok()) {
       ++enrolled;
     } else if (failure.empty()) {

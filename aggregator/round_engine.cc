@@ -240,8 +240,8 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   if (const auto rejected = res_->rejected_by.find(device);
       rejected != res_->rejected_by.end() && rejected->second.size() >= kRejectionsToExclude) {
     *response.mutable_retry_later() = RetryAfter(
-        absl::Hours(1), StrCat("excluded from cohorts: ", rejected->second.size(),
-                               " devices rejected its SecAgg+ key shares"));
+        absl::Hours(1),
+        StrCat("excluded from cohorts: ", rejected->second.size(), " devices rejected its SecAgg+ key shares"));
     return response;
   }
   if (selection_) {
@@ -325,8 +325,8 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLoc
     int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids) {
   const int n = static_cast<int>(devices.size());
   if (n < config_.min_cohort) {
-    return FailedPreconditionError(StrCat("only ", n, " devices checked in; at least ", config_.min_cohort,
-                                          " must survive"));
+    return FailedPreconditionError(
+        StrCat("only ", n, " devices checked in; at least ", config_.min_cohort, " must survive"));
   }
   internal::PlainRound::Charge charge;
   dp::Seed noise_seed{};
@@ -340,10 +340,9 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLoc
   }
   spdlog::info("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", id, n,
                config_.dp.mode == DpMode::kCentral ? "central" : "off", v1::Compression_Name(config_.compression));
-  return std::make_unique<internal::PlainRound>(config_, id, devices, ids,
-                                                internal::PlanPlainRound(config_, id, n, publisher_->latest().ref),
-                                                head_size_, noise_multiplier_, noise_seed, std::move(charge),
-                                                env_.Now());
+  return std::make_unique<internal::PlainRound>(
+      config_, id, devices, ids, internal::PlanPlainRound(config_, id, n, publisher_->latest().ref), head_size_,
+      noise_multiplier_, noise_seed, std::move(charge), env_.Now());
 }
 
 void RoundEngine::RejectedLocked(const std::string& device, const std::vector<std::string>& by) {
@@ -359,8 +358,8 @@ void RoundEngine::RejectedLocked(const std::string& device, const std::vector<st
 
 absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& request) {
   const v1::RequestHeader& h = request.header();
-  TINYFED_RETURN_IF_ERROR(CheckHeader(h, {v1::PHASE_TASK, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT,
-                                          v1::PHASE_UNMASKING, v1::PHASE_RESULT}));
+  TINYFED_RETURN_IF_ERROR(CheckHeader(
+      h, {v1::PHASE_TASK, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT, v1::PHASE_UNMASKING, v1::PHASE_RESULT}));
   absl::MutexLock lock(&mu_);
   const int64_t round_id = static_cast<int64_t>(h.round_id());
   if (auto it = finished_.find(round_id); it != finished_.end()) return it->second;
@@ -370,8 +369,8 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
       return FailedPreconditionError(StrCat("device ", h.device_id(), " is not admitted to round ", round_id));
     }
     v1::AwaitResponse response;
-    *response.mutable_wait() = RetryAfter(std::min(config_.poll_interval, selection_->deadline - env_.Now()),
-                                          "the cohort is being selected");
+    *response.mutable_wait() =
+        RetryAfter(std::min(config_.poll_interval, selection_->deadline - env_.Now()), "the cohort is being selected");
     return response;
   }
   TINYFED_ASSIGN_OR_RETURN(internal::Round * round, RunningLocked(round_id));
@@ -410,8 +409,7 @@ void RoundEngine::Tick() {
 }
 
 void RoundEngine::RecordSumLocked(const internal::RoundEnd& end) {
-  std::string sum_bytes(reinterpret_cast<const char*>(end.secure_sum.data()),
-                        end.secure_sum.size() * sizeof(uint32_t));
+  std::string sum_bytes(reinterpret_cast<const char*>(end.secure_sum.data()), end.secure_sum.size() * sizeof(uint32_t));
   std::string names;
   for (const std::string& device : end.survivor_devices) absl::StrAppend(&names, device, "\n");
   std::error_code ec;
@@ -491,7 +489,8 @@ void RoundEngine::RememberOutcomeLocked(int64_t round_id, v1::AwaitResponse outc
 
 void RoundEngine::AbortRoundLocked(int64_t round_id, const std::string& reason) {
   spdlog::warn("round {} aborted: {}", round_id, reason);
-  if (auto s = res_->state->AbortRound(round_id, reason); !s.ok()) spdlog::error("round {}: {}", round_id, s.ToString());
+  if (auto s = res_->state->AbortRound(round_id, reason); !s.ok())
+    spdlog::error("round {}: {}", round_id, s.ToString());
   v1::AwaitResponse outcome;
   outcome.mutable_aborted()->set_round_id(static_cast<uint64_t>(round_id));
   outcome.mutable_aborted()->set_reason(reason);
@@ -530,24 +529,25 @@ absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::Tel
   TINYFED_RETURN_IF_ERROR(CheckHeader(request.header(), {v1::PHASE_TELEMETRY}));
   const v1::Telemetry& t = request.telemetry();
   if (t.class_counts_size() > 4096) return InvalidArgumentError("telemetry.class_counts holds more than 4096 classes");
-  if (t.confidence_histogram_size() > 100) return InvalidArgumentError("telemetry.confidence_histogram has over 100 bins");
+  if (t.confidence_histogram_size() > 100)
+    return InvalidArgumentError("telemetry.confidence_histogram has over 100 bins");
   if (!(t.holdout_accuracy() >= 0.0f && t.holdout_accuracy() <= 1.0f)) {
     return InvalidArgumentError(StrCat("telemetry.holdout_accuracy must be in [0, 1], got ", t.holdout_accuracy()));
   }
   if (t.model_status().size() > 512) return InvalidArgumentError("telemetry.model_status is over 512 characters");
-  nlohmann::json report = {{"model_version", t.model_version()},
-                           {"class_counts", std::vector<uint64_t>(t.class_counts().begin(), t.class_counts().end())},
-                           {"confidence_histogram",
-                            std::vector<uint32_t>(t.confidence_histogram().begin(), t.confidence_histogram().end())},
-                           {"holdout_samples", t.holdout_samples()},
-                           {"holdout_accuracy", t.holdout_accuracy()},
-                           {"model_status", t.model_status()}};
+  nlohmann::json report = {
+      {"model_version", t.model_version()},
+      {"class_counts", std::vector<uint64_t>(t.class_counts().begin(), t.class_counts().end())},
+      {"confidence_histogram", std::vector<uint32_t>(t.confidence_histogram().begin(), t.confidence_histogram().end())},
+      {"holdout_samples", t.holdout_samples()},
+      {"holdout_accuracy", t.holdout_accuracy()},
+      {"model_status", t.model_status()}};
   absl::MutexLock lock(&mu_);
   TINYFED_RETURN_IF_ERROR(res_->state->RecordTelemetry(request.header().device_id(), report.dump()));
   if (!t.model_status().empty()) {
     const std::string& device = request.header().device_id();
     res_->device_log.Warn(StrCat("telemetry ", device), StrCat("device ", device, " keeps model v", t.model_version(),
-                                                              ": '", proto::DeviceText(t.model_status()), "'"));
+                                                               ": '", proto::DeviceText(t.model_status()), "'"));
   }
   return v1::TelemetryResponse();
 }

@@ -152,8 +152,8 @@ class RoundEngineTest : public ::testing::Test {
     auto message = m.client->AdvertiseKeys();
     ASSERT_TRUE(message.ok());
     v1::AdvertiseKeys* a = message->mutable_advertise_keys();
-    a->set_signature(keys_.at(device).Sign(proto::AdvertiseKeysSigningMessage(
-        round, m.id, device, a->encryption_public_key(), a->masking_public_key())));
+    a->set_signature(keys_.at(device).Sign(
+        proto::AdvertiseKeysSigningMessage(round, m.id, device, a->encryption_public_key(), a->masking_public_key())));
     ASSERT_TRUE(Submit(device, round, v1::PHASE_ADVERTISE_KEYS, *message).ok());
   }
   // Answers `phase` for `device` with the server's message for it.
@@ -328,8 +328,8 @@ TEST_F(RoundEngineTest, APlainRoundClosesWhenAllUpdatesArriveOrAtItsDeadline) {
   config_.dp.mode = DpMode::kOff;
   config_.dp.noise_multiplier = 0.0;
   Start();
-  const size_t dimension = models::testing::TinyClassifier().head().weights_size() +
-                           models::testing::TinyClassifier().head().bias_size();
+  const size_t dimension =
+      models::testing::TinyClassifier().head().weights_size() + models::testing::TinyClassifier().head().bias_size();
   auto update = [&](const std::string& device, uint64_t round) {
     v1::SubmitRequest r;
     *r.mutable_header() = Header(device, round, v1::PHASE_UPDATE);

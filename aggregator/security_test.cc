@@ -15,10 +15,10 @@
 #include <sstream>
 #include <thread>
 
-#include "base/testing/fake_env.h"
-#include "models/testing/tiny_classifier.h"
 #include "aggregator/testing/self_signed.h"
 #include "aggregator/testing/test_federation.h"
+#include "base/testing/fake_env.h"
+#include "models/testing/tiny_classifier.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/devices.h"
@@ -38,9 +38,8 @@ using grpc::StatusCode;
 class SecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("tinyfed-security-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("tinyfed-security-" + std::to_string(getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     auto federation = testing::WriteTestFederation(dir_, "security-test");
@@ -139,7 +138,8 @@ TEST_F(SecurityTest, PlaintextOnlyWithInsecureOnBothSides) {
   ASSERT_TRUE(tls.ok());
   EXPECT_EQ((*tls)->ParticipateOnce().status().code(), absl::StatusCode::kUnavailable);
   tls->reset();  // one client per data directory at a time
-  auto plain = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())));
+  auto plain =
+      client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())));
   ASSERT_TRUE(plain.ok());
   EXPECT_TRUE((*plain)->ParticipateOnce().ok());
 }
@@ -165,8 +165,8 @@ TEST_F(SecurityTest, TlsServesGatewaysThatTrustItsCaAndNothingElse) {
   quick.call_deadline = absl::Seconds(5);
   // A plaintext client cannot talk to the TLS port.
   {
-    auto plain = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext(),
-                                                                            quick)));
+    auto plain = client::Client::Create(
+        cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext(), quick)));
     ASSERT_TRUE(plain.ok());
     EXPECT_EQ((*plain)->ParticipateOnce().status().code(), absl::StatusCode::kUnavailable);
   }
@@ -232,8 +232,8 @@ TEST_F(SecurityTest, OnlyFreshRequestsSignedByTheEnrolledKeyPass) {
   Call unsigned_call = SignedCheckIn("clinic-1", key);
   unsigned_call.signature.clear();
   EXPECT_EQ(Send(unsigned_call).error_code(), StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Send(SignedCheckIn("stranger", stranger)).error_code(), StatusCode::UNAUTHENTICATED);   // unenrolled
-  EXPECT_EQ(Send(SignedCheckIn("clinic-1", stranger)).error_code(), StatusCode::UNAUTHENTICATED);   // forged id
+  EXPECT_EQ(Send(SignedCheckIn("stranger", stranger)).error_code(), StatusCode::UNAUTHENTICATED);  // unenrolled
+  EXPECT_EQ(Send(SignedCheckIn("clinic-1", stranger)).error_code(), StatusCode::UNAUTHENTICATED);  // forged id
   Call tampered = SignedCheckIn("clinic-1", key);
   tampered.request.set_installed_model_version(7);  // altered after signing
   EXPECT_EQ(Send(tampered).error_code(), StatusCode::UNAUTHENTICATED);

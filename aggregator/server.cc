@@ -2,6 +2,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,12 +11,10 @@
 #include <set>
 #include <thread>
 
-#include <malloc.h>
-
+#include "absl/strings/str_cat.h"
 #include "aggregator/internal/authenticator.h"
 #include "aggregator/internal/connection_guard.h"
 #include "aggregator/internal/log_limiter.h"
-#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/proto/authentication.h"
@@ -28,9 +27,9 @@ namespace {
 
 using absl::StrCat;
 
-using Service = v1::Aggregator::WithRawCallbackMethod_Enroll<v1::Aggregator::WithRawCallbackMethod_CheckIn<
-    v1::Aggregator::WithRawCallbackMethod_Await<v1::Aggregator::WithRawCallbackMethod_Submit<
-        v1::Aggregator::WithRawCallbackMethod_GetModelChunk<
+using Service = v1::Aggregator::WithRawCallbackMethod_Enroll<
+    v1::Aggregator::WithRawCallbackMethod_CheckIn<v1::Aggregator::WithRawCallbackMethod_Await<
+        v1::Aggregator::WithRawCallbackMethod_Submit<v1::Aggregator::WithRawCallbackMethod_GetModelChunk<
             v1::Aggregator::WithRawCallbackMethod_ReportTelemetry<v1::Aggregator::Service>>>>>>;
 
 constexpr size_t kMaxEnrollBytes = 1024;
@@ -38,11 +37,16 @@ constexpr size_t kGrpcMemoryBytes = size_t{256} << 20;
 
 const char* MethodName(Method m) {
   switch (m) {
-    case Method::kCheckIn: return "CheckIn";
-    case Method::kAwait: return "Await";
-    case Method::kSubmit: return "Submit";
-    case Method::kGetModelChunk: return "GetModelChunk";
-    case Method::kReportTelemetry: return "ReportTelemetry";
+    case Method::kCheckIn:
+      return "CheckIn";
+    case Method::kAwait:
+      return "Await";
+    case Method::kSubmit:
+      return "Submit";
+    case Method::kGetModelChunk:
+      return "GetModelChunk";
+    case Method::kReportTelemetry:
+      return "ReportTelemetry";
   }
   return "?";
 }
@@ -93,8 +97,8 @@ class RawService final : public Service {
   }
   grpc::ServerUnaryReactor* ReportTelemetry(grpc::CallbackServerContext* c, const grpc::ByteBuffer* in,
                                             grpc::ByteBuffer* out) override {
-    return Handle<v1::TelemetryRequest>(
-        c, in, out, Method::kReportTelemetry, [this](const v1::TelemetryRequest& r) { return engine_->ReportTelemetry(r); });
+    return Handle<v1::TelemetryRequest>(c, in, out, Method::kReportTelemetry,
+                                        [this](const v1::TelemetryRequest& r) { return engine_->ReportTelemetry(r); });
   }
 
  private:
@@ -124,16 +128,17 @@ class RawService final : public Service {
                     size_t limit, std::string* bytes, Request* request) {
     if (in_flight_.load() > security_.max_concurrent_calls) {
       refusals_.Warn("concurrency", StrCat("refusing calls: over ", security_.max_concurrent_calls,
-                                              " in flight (security.max_concurrent_calls)"));
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          StrCat("the aggregator is at its limit of ", security_.max_concurrent_calls,
-                                 " concurrent calls"));
+                                           " in flight (security.max_concurrent_calls)"));
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          StrCat("the aggregator is at its limit of ", security_.max_concurrent_calls, " concurrent calls"));
     }
     if (in->Length() > limit) {
-      refusals_.Warn(StrCat("size ", method), StrCat(method, " refused: ", in->Length(), " bytes from ",
-                                                         context.peer(), " exceed the limit of ", limit));
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          StrCat(method, " request of ", in->Length(), " bytes exceeds its limit of ", limit, " bytes"));
+      refusals_.Warn(StrCat("size ", method), StrCat(method, " refused: ", in->Length(), " bytes from ", context.peer(),
+                                                     " exceed the limit of ", limit));
+      return grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          StrCat(method, " request of ", in->Length(), " bytes exceeds its limit of ", limit, " bytes"));
     }
     std::vector<grpc::Slice> slices;
     if (!in->Dump(&slices).ok()) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the request");
@@ -156,9 +161,9 @@ class RawService final : public Service {
     if (absl::Status s = devices_->Enroll(request); !s.ok()) {
       // Keyed by the kind of refusal, not the claimed id: an attacker
       // choosing ids must not choose how many lines it gets.
-      refusals_.Warn(StrCat("enroll ", absl::StatusCodeToString(s.code())),
-                        StrCat("enrollment of device '", proto::DeviceText(request.device_id(), 64),
-                               "' refused: ", s.message()));
+      refusals_.Warn(
+          StrCat("enroll ", absl::StatusCodeToString(s.code())),
+          StrCat("enrollment of device '", proto::DeviceText(request.device_id(), 64), "' refused: ", s.message()));
       return ToGrpc(s);
     }
     spdlog::info("device {} enrolled", request.device_id());
@@ -184,18 +189,18 @@ class RawService final : public Service {
     const auto& metadata = context.client_metadata();
     const auto signature = metadata.find(proto::kSignatureMetadataKey);
     const std::optional<std::string_view> signed_with =
-        signature == metadata.end() ? std::nullopt
-                                    : std::optional<std::string_view>(
-                                          std::string_view(signature->second.data(), signature->second.size()));
+        signature == metadata.end()
+            ? std::nullopt
+            : std::optional<std::string_view>(std::string_view(signature->second.data(), signature->second.size()));
     if (absl::Status s = auth_.Authenticate(full_name, bytes, request.header(), signed_with, absl::Now()); !s.ok()) {
       const std::string& device = request.header().device_id();
       // Per device only once the device is authenticated (revoked, over its
       // rate): enrolled devices are few, ids an attacker makes up are not.
-      const bool authenticated = s.code() == absl::StatusCode::kPermissionDenied ||
-                                 s.code() == absl::StatusCode::kResourceExhausted;
+      const bool authenticated =
+          s.code() == absl::StatusCode::kPermissionDenied || s.code() == absl::StatusCode::kResourceExhausted;
       refusals_.Warn(StrCat(absl::StatusCodeToString(s.code()), " ", name, authenticated ? " " + device : ""),
-                        StrCat(name, " from ", context.peer(), " as device '", proto::DeviceText(device, 64),
-                               "' refused: ", s.message()));
+                     StrCat(name, " from ", context.peer(), " as device '", proto::DeviceText(device, 64),
+                            "' refused: ", s.message()));
       return ToGrpc(s);
     }
     connections_->Authenticated(context.peer(), request.header().device_id());
@@ -268,8 +273,8 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
       grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, credentials);
   builder.RegisterService(impl->service.get());
   size_t largest = kMaxEnrollBytes;
-  for (Method m : {Method::kCheckIn, Method::kAwait, Method::kSubmit, Method::kGetModelChunk,
-                   Method::kReportTelemetry}) {
+  for (Method m :
+       {Method::kCheckIn, Method::kAwait, Method::kSubmit, Method::kGetModelChunk, Method::kReportTelemetry}) {
     largest = std::max(largest, engine->MaxRequestBytes(m));
   }
   // gRPC itself refuses anything larger before buffering it; each method
@@ -306,9 +311,8 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   });
-  spdlog::info("aggregator listening on {} (port {}, {}, at most {} connections)", address,
-               impl->connections->port(), security.tls_certificate.empty() ? "plaintext" : "TLS",
-               security.max_connections);
+  spdlog::info("aggregator listening on {} (port {}, {}, at most {} connections)", address, impl->connections->port(),
+               security.tls_certificate.empty() ? "plaintext" : "TLS", security.max_connections);
   return std::unique_ptr<AggregatorServer>(new AggregatorServer(std::move(impl)));
 }
 

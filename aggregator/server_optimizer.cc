@@ -69,8 +69,8 @@ absl::Status ServerOptimizer::Apply(std::span<float> x, std::span<const float> d
 
 absl::Status ServerOptimizer::Restore(std::vector<float> m, std::vector<float> v) {
   if (m.size() != m_.size() || v.size() != v_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("restored moments have sizes ", m.size(), " and ", v.size(),
-                                                   ", expected ", m_.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("restored moments have sizes ", m.size(), " and ", v.size(), ", expected ", m_.size()));
   }
   m_ = std::move(m);
   v_ = std::move(v);

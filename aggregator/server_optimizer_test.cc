@@ -41,8 +41,8 @@ TEST(ServerOptimizer, FedAdamAndFedYogiFollowThePaper) {
     std::vector<float> x = {0.0f};
     ASSERT_TRUE(opt.Apply(x, std::vector<float>{0.5f}).ok());
     const double m = 0.1 * 0.5, tau2 = 1e-4, d2 = 0.25;
-    const double v = kind == ServerOptimizerKind::kFedAdam ? 0.99 * tau2 + 0.01 * d2
-                                                           : tau2 - 0.01 * d2 * (tau2 > d2 ? 1 : -1);
+    const double v =
+        kind == ServerOptimizerKind::kFedAdam ? 0.99 * tau2 + 0.01 * d2 : tau2 - 0.01 * d2 * (tau2 > d2 ? 1 : -1);
     EXPECT_NEAR(x[0], 0.1 * m / (std::sqrt(v) + 0.01), 1e-6);
     EXPECT_NEAR(opt.second_moment()[0], v, 1e-5 * v);  // float32 state
   }

@@ -11,16 +11,16 @@
 #include <thread>
 
 #include "aggregator/testing/test_federation.h"
+#include "models/testing/tiny_classifier.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
-#include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/client/client.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/secure_agg/client.h"
@@ -179,9 +179,9 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<v1::Aggregator::Stub> stub_;
 };
 
-#define EXPECT_CODE(expr, code)                                \
-  do {                                                         \
-    const grpc::Status _s = (expr);                            \
+#define EXPECT_CODE(expr, code)                                               \
+  do {                                                                        \
+    const grpc::Status _s = (expr);                                           \
     EXPECT_EQ(_s.error_code(), grpc::StatusCode::code) << _s.error_message(); \
   } while (0)
 
@@ -285,7 +285,8 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
         std::lock_guard lock(encoded_mu);
         encoded[id].assign(e.begin(), e.end());
       };
-      auto c = client::Client::Create(cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())), hooks);
+      auto c = client::Client::Create(
+          cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())), hooks);
       ASSERT_TRUE(c.ok()) << c.status();
       const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
       ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
@@ -421,9 +422,8 @@ class SubstitutingTransport : public client::ForwardingTransport {
 };
 
 TEST_F(ServiceTest, AClientRefusesANeighbourKeyItsDeviceDidNotSign) {
-  const std::vector<client::RoundReport> reports = RunFullCohort("clinic-0", [](auto inner) {
-    return std::make_unique<SubstitutingTransport>(std::move(inner));
-  });
+  const std::vector<client::RoundReport> reports =
+      RunFullCohort("clinic-0", [](auto inner) { return std::make_unique<SubstitutingTransport>(std::move(inner)); });
   EXPECT_EQ(reports[0].outcome, client::RoundOutcome::kAborted);
   EXPECT_NE(reports[0].detail.find("keys are not signed by device 'clinic-"), std::string::npos) << reports[0].detail;
 }
@@ -450,9 +450,8 @@ TEST_F(ServiceTest, AnInsiderWithGarbageSharesCostsTheRoundOnlyItself) {
   auto previous = spdlog::default_logger();
   spdlog::set_default_logger(
       std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
-  const std::vector<client::RoundReport> reports = RunFullCohort("insider", [](auto inner) {
-    return std::make_unique<GarblingTransport>(std::move(inner));
-  });
+  const std::vector<client::RoundReport> reports =
+      RunFullCohort("insider", [](auto inner) { return std::make_unique<GarblingTransport>(std::move(inner)); });
   spdlog::set_default_logger(previous);
   for (int i = 1; i <= kHonest; ++i) {
     EXPECT_EQ(reports[static_cast<size_t>(i)].outcome, client::RoundOutcome::kCompleted)
@@ -537,8 +536,8 @@ TEST_F(ServiceTest, RestartedClientContinuesUntilItSentItsFirstMessage) {
   v1::SubmitRequest submit;
   *submit.mutable_header() = Header("a", round, v1::PHASE_UPDATE);
   submit.mutable_update()->set_round_id(round);
-  const size_t head = models::testing::TinyClassifier().head().weights_size() +
-                      models::testing::TinyClassifier().head().bias_size();
+  const size_t head =
+      models::testing::TinyClassifier().head().weights_size() + models::testing::TinyClassifier().head().bias_size();
   submit.mutable_update()->set_dimension(static_cast<uint32_t>(head));
   submit.mutable_update()->mutable_dense()->set_values(std::string(head * sizeof(float), '\0'));
   ASSERT_TRUE(e.Submit(submit).ok());
@@ -587,8 +586,7 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
     ASSERT_FALSE(c.ok()) << toml;
     EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().message();
   };
-  const std::string paths =
-      "state_dir = \"s\"\ninitial_model = \"m\"\npublishing_key = \"k\"\nroots_dir = \"r\"\n";
+  const std::string paths = "state_dir = \"s\"\ninitial_model = \"m\"\npublishing_key = \"k\"\nroots_dir = \"r\"\n";
   expect_error(paths + "[rounds]\ncohort = 5\n", "aggregator.toml:6: rounds.cohort: unknown key");
   expect_error(paths + "[rounds]\ncohort_size = -3\n", "aggregator.toml:6: rounds.cohort_size: must be in [2,");
   expect_error(paths + "[dp]\nclip = \"big\"\n", "dp.clip: must be a number");

@@ -62,7 +62,9 @@ AggregatorState::~AggregatorState() = default;
 absl::StatusOr<std::unique_ptr<AggregatorState>> AggregatorState::Open(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::FailedPreconditionError(absl::StrCat("cannot create state directory ", dir.string(), ": ", ec.message()));
+  if (ec)
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create state directory ", dir.string(), ": ", ec.message()));
   try {
     auto db = std::make_unique<SQLite::Database>((dir / "aggregator.db").string(),
                                                  SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
@@ -76,7 +78,8 @@ absl::StatusOr<std::unique_ptr<AggregatorState>> AggregatorState::Open(const std
 
 absl::StatusOr<std::optional<PublishedModel>> AggregatorState::LatestModel() const {
   try {
-    SQLite::Statement q(*db_, "SELECT version, round_id, bundle_sha256, file FROM models ORDER BY version DESC LIMIT 1");
+    SQLite::Statement q(*db_,
+                        "SELECT version, round_id, bundle_sha256, file FROM models ORDER BY version DESC LIMIT 1");
     if (!q.executeStep()) return std::optional<PublishedModel>();
     return std::optional<PublishedModel>(ModelFrom(q));
   } catch (const std::exception& e) {

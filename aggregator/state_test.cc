@@ -34,8 +34,13 @@ TEST_F(StateTest, RoundsModelsAndMomentsSurviveReopening) {
     EXPECT_EQ(*s->NextRoundId(), 1);
     ASSERT_TRUE(s->StartRound(1).ok());
     ASSERT_TRUE(s->UpdateRoundSelected(1, 6).ok());
-    ASSERT_TRUE(s->CompleteRound({.round_id = 1, .state = "done", .selected = 6, .survivors = 5, .model_version = 2,
-                                  .epsilon = 0.5, .reason = ""},
+    ASSERT_TRUE(s->CompleteRound({.round_id = 1,
+                                  .state = "done",
+                                  .selected = 6,
+                                  .survivors = 5,
+                                  .model_version = 2,
+                                  .epsilon = 0.5,
+                                  .reason = ""},
                                  {.version = 2, .round_id = 1, .bundle_sha256 = "h2", .file = dir_ / "v2"},
                                  {1.0f, 2.0f}, {3.0f})
                     .ok());

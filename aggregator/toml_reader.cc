@@ -89,8 +89,7 @@ absl::Status TomlTableReader::Choice(std::string_view key, const std::vector<std
       return absl::OkStatus();
     }
   }
-  return Error(*Find(key), key,
-               absl::StrCat("must be one of ", absl::StrJoin(choices, ", "), ", got '", value, "'"));
+  return Error(*Find(key), key, absl::StrCat("must be one of ", absl::StrJoin(choices, ", "), ", got '", value, "'"));
 }
 
 absl::StatusOr<const toml::table*> TomlTableReader::Table(std::string_view key) {

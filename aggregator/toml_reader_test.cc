@@ -52,8 +52,9 @@ TEST(TomlReader, ReadsEveryKindAndLeavesAbsentKeysAlone) {
 }
 
 TEST(TomlReader, ErrorsNameTheFileLineSectionAndKey) {
-  const auto parsed = Parsed("[s]\nflag = 1\nn = 1.5\nbig = 11\nword = \"\"\nnum = true\nlist = [1, \"x\"]\n"
-                               "pick = \"z\"\nsub = 3\nextra = 1\n");
+  const auto parsed = Parsed(
+      "[s]\nflag = 1\nn = 1.5\nbig = 11\nword = \"\"\nnum = true\nlist = [1, \"x\"]\n"
+      "pick = \"z\"\nsub = 3\nextra = 1\n");
   ASSERT_TRUE(parsed.ok());
   const toml::table& s = *(*parsed)["s"].as_table();
   TomlTableReader r(s, "s", "conf.toml");

@@ -42,14 +42,15 @@ absl::StatusOr<std::string> ReadFileBytes(const std::filesystem::path& path, uin
   // A directory or a device has no size to check the limit against.
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return ErrnoError("cannot stat", path);
-  if (S_ISDIR(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat(path.string(), " is a directory, not a file"));
+  if (S_ISDIR(st.st_mode))
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), " is a directory, not a file"));
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat(path.string(), " is not a regular file (a device, pipe or socket)"));
   }
   const off_t size = st.st_size;
   if (static_cast<uint64_t>(size) > max_bytes) {
-    return absl::OutOfRangeError(absl::StrCat(path.string(), " is ", size,
-                                              " bytes, more than the limit of ", max_bytes));
+    return absl::OutOfRangeError(
+        absl::StrCat(path.string(), " is ", size, " bytes, more than the limit of ", max_bytes));
   }
   std::string bytes(static_cast<size_t>(size), '\0');
   size_t done = 0;

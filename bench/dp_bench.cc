@@ -11,8 +11,8 @@
 #include <random>
 
 #include "tinyfed/dp/ddg.h"
-#include "tinyfed/proto/packing.h"
 #include "tinyfed/dp/rotation.h"
+#include "tinyfed/proto/packing.h"
 
 namespace tinyfed::dp {
 namespace {

@@ -50,8 +50,13 @@ v1::Head ZeroHead() {
 
 void BM_TrainHead(benchmark::State& state) {
   const Data& d = Samples();
-  const HeadTrainingTask task{.epochs = 1, .batch_size = 32, .learning_rate = 0.1f, .momentum = 0.5f,
-                              .weight_decay = 0.0f, .seed = 1, .cosine_decay = false};
+  const HeadTrainingTask task{.epochs = 1,
+                              .batch_size = 32,
+                              .learning_rate = 0.1f,
+                              .momentum = 0.5f,
+                              .weight_decay = 0.0f,
+                              .seed = 1,
+                              .cosine_decay = false};
   for (auto _ : state) {
     v1::Head head = ZeroHead();
     if (!TrainHead(&head, d.x, d.y, task).ok()) state.SkipWithError("training failed");
@@ -62,8 +67,13 @@ BENCHMARK(BM_TrainHead)->Unit(benchmark::kMillisecond);
 
 void BM_TrainHeadPrivately(benchmark::State& state) {
   const Data& d = Samples();
-  const PrivateTrainingTask task{.sampling_rate = 0.05, .noise_multiplier = 1.2, .clip = 1.0, .steps = 20,
-                                 .learning_rate = 0.2f, .momentum = 0.5f, .weight_decay = 0.0f,
+  const PrivateTrainingTask task{.sampling_rate = 0.05,
+                                 .noise_multiplier = 1.2,
+                                 .clip = 1.0,
+                                 .steps = 20,
+                                 .learning_rate = 0.2f,
+                                 .momentum = 0.5f,
+                                 .weight_decay = 0.0f,
                                  .class_weights = {}};
   auto rng = dp::SecureRandom::FromOsEntropy();
   for (auto _ : state) {

@@ -83,7 +83,8 @@ void Run(benchmark::State& state, const v1::ModelBundle& bundle) {
   }
   state.SetLabel(state.range(0) ? "avx2" : "reference");
   state.counters["MACs"] = static_cast<double>(macs);
-  state.counters["MACs/s"] = benchmark::Counter(static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["MACs/s"] =
+      benchmark::Counter(static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["MACs/tsc_cycle"] =
       static_cast<double>(macs) * static_cast<double>(state.iterations()) / static_cast<double>(tsc);
   state.counters["arena_bytes"] = static_cast<double>(it.arena_bytes());

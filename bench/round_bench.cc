@@ -27,8 +27,8 @@
 #include "tinyfed/client/client.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/quantize.h"
-#include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
+#include "tinyfed/models/trust.h"
 
 namespace tinyfed {
 namespace {
@@ -57,8 +57,8 @@ struct Federation {
   std::filesystem::path pinned_root;
 
   explicit Federation(int cohort) {
-    dir = std::filesystem::temp_directory_path() / ("tinyfed-round-bench-" + std::to_string(getpid()) + "-" +
-                                                    std::to_string(cohort));
+    dir = std::filesystem::temp_directory_path() /
+          ("tinyfed-round-bench-" + std::to_string(getpid()) + "-" + std::to_string(cohort));
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     const models::Dataset calibration = ImageData(64, 1);

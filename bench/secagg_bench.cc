@@ -53,7 +53,8 @@ void BM_SecAgg(benchmark::State& state) {
       timed(&server_seconds, [&] { return server->Receive(msg); }).IgnoreError();
     };
     for (int u = 0; u < n; ++u) {
-      deliver(*timed(&client_seconds[static_cast<size_t>(u)], [&] { return clients[static_cast<size_t>(u)]->AdvertiseKeys(); }));
+      deliver(*timed(&client_seconds[static_cast<size_t>(u)],
+                     [&] { return clients[static_cast<size_t>(u)]->AdvertiseKeys(); }));
     }
     for (int phase = 2; phase <= 4; ++phase) {
       auto requests = *timed(&server_seconds, [&] { return server->AdvancePhase(); });

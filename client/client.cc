@@ -25,8 +25,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
                                                        ClientHooks hooks) {
   TINYFED_RETURN_IF_ERROR(base::InitSodium());
   if (!proto::IsValidDeviceId(config.device_id)) {
-    return absl::InvalidArgumentError(StrCat("device id '", config.device_id,
-                                             "' must be 1 to 64 letters, digits, '.', '_' or '-'"));
+    return absl::InvalidArgumentError(
+        StrCat("device id '", config.device_id, "' must be 1 to 64 letters, digits, '.', '_' or '-'"));
   }
   if (!(config.holdout_fraction >= 0.0 && config.holdout_fraction < 1.0)) {
     return absl::InvalidArgumentError(StrCat("holdout fraction must be in [0, 1), got ", config.holdout_fraction));
@@ -55,14 +55,16 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
         return absl::FailedPreconditionError(StrCat(
             key_file.string(), " is missing, but this gateway enrolled as ", config.device_id,
             ": without its key the aggregator refuses every request. Re-enroll: the operator issues a token for it "
-            "(tinyfed enroll --device-id ", config.device_id, "), which the gateway is started with (--enroll-token)"));
+            "(tinyfed enroll --device-id ",
+            config.device_id, "), which the gateway is started with (--enroll-token)"));
       }
       spdlog::warn("{}: {} is missing; making a new device key and enrolling again with the given token",
                    config.device_id, key_file.string());
       std::filesystem::remove(enrolled_marker, ec);
     }
     std::filesystem::create_directories(config.data_dir, ec);
-    if (auto s = models::WriteSigningKey(models::SigningKey::Generate(), key_file, config.data_dir / "device_signing.pub");
+    if (auto s =
+            models::WriteSigningKey(models::SigningKey::Generate(), key_file, config.data_dir / "device_signing.pub");
         !s.ok()) {
       return s;
     }
@@ -94,8 +96,8 @@ absl::Status Client::AddSamples(std::span<const Sample> samples) {
                                                  state_->interpreter->input_size()));
       }
       if (s.label < 0 || s.label >= state_->interpreter->num_classes()) {
-        return absl::InvalidArgumentError(StrCat("label ", s.label, " is outside the model's ",
-                                                 state_->interpreter->num_classes(), " classes"));
+        return absl::InvalidArgumentError(
+            StrCat("label ", s.label, " is outside the model's ", state_->interpreter->num_classes(), " classes"));
       }
     }
   }
@@ -154,10 +156,12 @@ absl::Status Client::Run(int64_t max_completed_rounds) {
       // re-enrolls; anything else may pass.
       if (absl::IsPermissionDenied(report.status())) return report.status();
       if (absl::IsUnauthenticated(report.status())) {
-        return absl::UnauthenticatedError(StrCat(
-            report.status().message(), " (the aggregator refuses this gateway's signed requests: if their timestamp is "
-            "off, set the gateway's clock; if it lost its data directory or key, re-enroll it with a token from "
-            "tinyfed enroll --device-id ", s.config.device_id, ")"));
+        return absl::UnauthenticatedError(
+            StrCat(report.status().message(),
+                   " (the aggregator refuses this gateway's signed requests: if their timestamp is "
+                   "off, set the gateway's clock; if it lost its data directory or key, re-enroll it with a token from "
+                   "tinyfed enroll --device-id ",
+                   s.config.device_id, ")"));
       }
       spdlog::warn("{}: round attempt failed: {} (retrying in {})", s.config.device_id, report.status().ToString(),
                    absl::FormatDuration(backoff));

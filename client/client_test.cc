@@ -7,10 +7,10 @@
 
 #include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/base/sha256.h"
 #include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/models/bundle.h"
-#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
 
@@ -90,9 +90,8 @@ struct Release {
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("tinyfed-client-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("tinyfed-client-" + std::to_string(getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     roots_.push_back(SignedRoot(1, key_));
@@ -316,8 +315,7 @@ TEST_F(ClientTest, RefusesTamperedForeignOlderAndOversizedModels) {
     EXPECT_EQ(fake->telemetry[0].model_version(), 2u);
     EXPECT_NE(fake->telemetry[0].model_status().find("refused"), std::string::npos);
     EXPECT_NE(fake->telemetry[0].model_status().find(attack.why), std::string::npos)
-        << attack.name
-        << fake->telemetry[0].model_status();
+        << attack.name << fake->telemetry[0].model_status();
     EXPECT_FALSE(std::filesystem::exists(config_.data_dir / "download.partial"));
   }
 }

@@ -11,8 +11,8 @@ absl::Status TrainHead(v1::Head* head, std::span<const float> embeddings, std::s
                        const HeadTrainingTask& task) {
   const uint32_t dim = head->in_features(), classes = head->num_classes();
   if (dim == 0 || embeddings.size() != static_cast<size_t>(dim) * labels.size() || labels.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(embeddings.size(), " embedding values for ", labels.size(),
-                                                   " labels of ", dim, " features each"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(embeddings.size(), " embedding values for ", labels.size(), " labels of ", dim, " features each"));
   }
   // The head on an identity backbone (a reshape of the embedding onto
   // itself): the backbone trainer then trains exactly the head.

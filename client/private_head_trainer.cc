@@ -19,8 +19,10 @@ absl::Status CheckTask(const PrivateTrainingTask& t, uint32_t classes) {
   if (!(t.noise_multiplier > 0.0) || !std::isfinite(t.noise_multiplier)) {
     return InvalidArgumentError(StrCat("noise multiplier must be positive, got ", t.noise_multiplier));
   }
-  if (!(t.clip > 0.0) || !std::isfinite(t.clip)) return InvalidArgumentError(StrCat("clip must be positive, got ", t.clip));
-  if (t.steps < 1 || t.steps > 100000) return InvalidArgumentError(StrCat("steps must be in [1, 100000], got ", t.steps));
+  if (!(t.clip > 0.0) || !std::isfinite(t.clip))
+    return InvalidArgumentError(StrCat("clip must be positive, got ", t.clip));
+  if (t.steps < 1 || t.steps > 100000)
+    return InvalidArgumentError(StrCat("steps must be in [1, 100000], got ", t.steps));
   if (!(t.learning_rate > 0.0f) || !(t.momentum >= 0.0f && t.momentum < 1.0f) || !(t.weight_decay >= 0.0f)) {
     return InvalidArgumentError(StrCat("learning rate ", t.learning_rate, ", momentum ", t.momentum,
                                        " or weight decay ", t.weight_decay, " out of range"));
@@ -47,8 +49,8 @@ absl::Status TrainHeadPrivately(v1::Head* head, std::span<const float> embedding
                                        head->weights_size(), " weights and ", head->bias_size(), " biases"));
   }
   if (labels.empty() || embeddings.size() != dim * labels.size()) {
-    return InvalidArgumentError(StrCat(embeddings.size(), " embedding values for ", labels.size(), " labels of ", dim,
-                                       " features each"));
+    return InvalidArgumentError(
+        StrCat(embeddings.size(), " embedding values for ", labels.size(), " labels of ", dim, " features each"));
   }
   for (int l : labels) {
     if (l < 0 || static_cast<size_t>(l) >= classes) {

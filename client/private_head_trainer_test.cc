@@ -32,8 +32,14 @@ TEST(PrivateHeadTrainer, LearnsDespiteTheNoise) {
   Separable(400, 8, 4, &tx, &ty, 2);
   v1::Head head = ZeroHead(8, 4);
   auto rng = dp::SecureRandom::FromSeed(SeedOf(1));
-  PrivateTrainingTask task{.sampling_rate = 0.1, .noise_multiplier = 1.0, .clip = 1.0, .steps = 60,
-                           .learning_rate = 0.5f, .momentum = 0.9f, .weight_decay = 0.0f, .class_weights = {}};
+  PrivateTrainingTask task{.sampling_rate = 0.1,
+                           .noise_multiplier = 1.0,
+                           .clip = 1.0,
+                           .steps = 60,
+                           .learning_rate = 0.5f,
+                           .momentum = 0.9f,
+                           .weight_decay = 0.0f,
+                           .class_weights = {}};
   ASSERT_TRUE(TrainHeadPrivately(&head, x, y, task, *rng).ok());
   EXPECT_GT(Accuracy(head, tx, ty), 0.9);
 }
@@ -46,8 +52,14 @@ TEST(PrivateHeadTrainer, OnePatientMovesAStepByAtMostTwoClipsOverTheBatch) {
   Separable(50, 6, 3, &x, &y, 3);
   std::vector<float> outlier = x;
   for (int d = 0; d < 6; ++d) outlier[static_cast<size_t>(d)] = 1e4f * static_cast<float>(d + 1);
-  PrivateTrainingTask task{.sampling_rate = 1.0, .noise_multiplier = 1.0, .clip = 0.5, .steps = 1,
-                           .learning_rate = 1.0f, .momentum = 0.0f, .weight_decay = 0.0f, .class_weights = {}};
+  PrivateTrainingTask task{.sampling_rate = 1.0,
+                           .noise_multiplier = 1.0,
+                           .clip = 0.5,
+                           .steps = 1,
+                           .learning_rate = 1.0f,
+                           .momentum = 0.0f,
+                           .weight_decay = 0.0f,
+                           .class_weights = {}};
   v1::Head a = ZeroHead(6, 3), b = ZeroHead(6, 3);
   // The same seed: the same noise, which cancels in the difference.
   ASSERT_TRUE(TrainHeadPrivately(&a, x, y, task, *dp::SecureRandom::FromSeed(SeedOf(4))).ok());
@@ -66,8 +78,14 @@ TEST(PrivateHeadTrainer, AddsTheCalibratedNoise) {
   std::vector<float> x(static_cast<size_t>(n) * 4, 0.0f);
   std::vector<int> y(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) y[static_cast<size_t>(i)] = i % 2;
-  PrivateTrainingTask task{.sampling_rate = 0.25, .noise_multiplier = 2.0, .clip = 1.0, .steps = 1,
-                           .learning_rate = 1.0f, .momentum = 0.0f, .weight_decay = 0.0f, .class_weights = {}};
+  PrivateTrainingTask task{.sampling_rate = 0.25,
+                           .noise_multiplier = 2.0,
+                           .clip = 1.0,
+                           .steps = 1,
+                           .learning_rate = 1.0f,
+                           .momentum = 0.0f,
+                           .weight_decay = 0.0f,
+                           .class_weights = {}};
   double sum2 = 0.0;
   int count = 0;
   auto rng = dp::SecureRandom::FromSeed(SeedOf(5));
@@ -103,8 +121,14 @@ TEST(PrivateHeadTrainer, ClassWeightsLiftTheMinority) {
     }
     return static_cast<double>(hit) / total;
   };
-  PrivateTrainingTask task{.sampling_rate = 0.2, .noise_multiplier = 0.8, .clip = 1.0, .steps = 100,
-                           .learning_rate = 0.5f, .momentum = 0.9f, .weight_decay = 0.0f, .class_weights = {}};
+  PrivateTrainingTask task{.sampling_rate = 0.2,
+                           .noise_multiplier = 0.8,
+                           .clip = 1.0,
+                           .steps = 100,
+                           .learning_rate = 0.5f,
+                           .momentum = 0.9f,
+                           .weight_decay = 0.0f,
+                           .class_weights = {}};
   v1::Head plain = ZeroHead(2, 2), weighted = ZeroHead(2, 2);
   ASSERT_TRUE(TrainHeadPrivately(&plain, x, y, task, *dp::SecureRandom::FromSeed(SeedOf(7))).ok());
   task.class_weights = {1.0f / 1.8f, 1.0f / 0.2f};

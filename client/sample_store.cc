@@ -76,9 +76,8 @@ absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesy
   auto key_bytes = base::ReadFileBytes(dir / "device.key", 64);
   if (key_bytes.status().code() == absl::StatusCode::kNotFound) {
     crypto_secretstream_xchacha20poly1305_keygen(key.data());
-    if (auto s = base::WriteFileAtomically(dir / "device.key",
-                                             std::string_view(reinterpret_cast<const char*>(key.data()), key.size()),
-                                             0600);
+    if (auto s = base::WriteFileAtomically(
+            dir / "device.key", std::string_view(reinterpret_cast<const char*>(key.data()), key.size()), 0600);
         !s.ok()) {
       return s;
     }
@@ -101,10 +100,9 @@ absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesy
       uint64_t seq = 0;
       const bool named = absl::StartsWith(line, "segment-") && absl::SimpleAtoi(line.substr(8), &seq);
       if (!named || std::find(store->segments_.begin(), store->segments_.end(), line) != store->segments_.end()) {
-        return absl::DataLossError(absl::StrCat((dir / "manifest").string(), " is damaged (line '",
-                                                absl::CHexEscape(line.substr(0, 40)),
-                                                "'); restore it from a backup, or move ", dir.string(),
-                                                " away to start with an empty store"));
+        return absl::DataLossError(
+            absl::StrCat((dir / "manifest").string(), " is damaged (line '", absl::CHexEscape(line.substr(0, 40)),
+                         "'); restore it from a backup, or move ", dir.string(), " away to start with an empty store"));
       }
       store->segments_.emplace_back(line);
     }
@@ -124,10 +122,12 @@ absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesy
   // some twice. The store refuses to open instead.
   if (store->segments_.empty() && !unnamed.empty()) {
     std::sort(unnamed.begin(), unnamed.end());
-    return absl::DataLossError(absl::StrCat(
-        (dir / "manifest").string(), manifest.ok() ? " names no segment" : " is missing", " but ", unnamed.size(),
-        " segment file(s) hold samples (", absl::StrJoin(unnamed, ", "), "); restore the manifest from a backup, or "
-        "move ", dir.string(), " away to start with an empty store"));
+    return absl::DataLossError(
+        absl::StrCat((dir / "manifest").string(), manifest.ok() ? " names no segment" : " is missing", " but ",
+                     unnamed.size(), " segment file(s) hold samples (", absl::StrJoin(unnamed, ", "),
+                     "); restore the manifest from a backup, or "
+                     "move ",
+                     dir.string(), " away to start with an empty store"));
   }
   for (const auto& name : unnamed) std::filesystem::remove(dir / name, ec);
   for (const auto& name : store->segments_) {
@@ -268,8 +268,8 @@ absl::Status SampleStore::Add(std::span<const Sample> samples) {
   if (samples.empty()) return absl::OkStatus();
   for (const Sample& s : samples) {
     if (s.features.empty() || s.features.size() > kMaxFeatures) {
-      return absl::InvalidArgumentError(absl::StrCat("a sample has ", s.features.size(), " features; allowed 1 to ",
-                                                     kMaxFeatures));
+      return absl::InvalidArgumentError(
+          absl::StrCat("a sample has ", s.features.size(), " features; allowed 1 to ", kMaxFeatures));
     }
     if (!std::all_of(s.features.begin(), s.features.end(), [](float v) { return std::isfinite(v); })) {
       return absl::InvalidArgumentError("a sample has a feature that is not finite");

@@ -105,8 +105,8 @@ TEST(SampleStore, AMissingOrDamagedManifestIsDataLossAndDeletesNothing) {
     return n;
   };
   ASSERT_EQ(segments(), 2);
-  for (const std::string& damaged : {std::string(), std::string("segment-0\nsegment-0\n"), std::string("\x1b[2J\n"),
-                                    std::string("garbage")}) {
+  for (const std::string& damaged :
+       {std::string(), std::string("segment-0\nsegment-0\n"), std::string("\x1b[2J\n"), std::string("garbage")}) {
     if (damaged.empty()) {
       std::filesystem::remove(dir / "manifest");
     } else {

@@ -43,29 +43,24 @@ class GrpcTransport final : public Transport {
     return Call<v1::EnrollResponse>([&](auto* c, auto* out) { return stub_->Enroll(c, r, out); });
   }
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override {
-    return Signed<v1::CheckInResponse>(r, "CheckIn", [&](auto* c, const auto& s, auto* out) {
-      return stub_->CheckIn(c, s, out);
-    });
+    return Signed<v1::CheckInResponse>(r, "CheckIn",
+                                       [&](auto* c, const auto& s, auto* out) { return stub_->CheckIn(c, s, out); });
   }
   absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override {
-    return Signed<v1::AwaitResponse>(r, "Await", [&](auto* c, const auto& s, auto* out) {
-      return stub_->Await(c, s, out);
-    });
+    return Signed<v1::AwaitResponse>(r, "Await",
+                                     [&](auto* c, const auto& s, auto* out) { return stub_->Await(c, s, out); });
   }
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override {
-    return Signed<v1::SubmitResponse>(r, "Submit", [&](auto* c, const auto& s, auto* out) {
-      return stub_->Submit(c, s, out);
-    });
+    return Signed<v1::SubmitResponse>(r, "Submit",
+                                      [&](auto* c, const auto& s, auto* out) { return stub_->Submit(c, s, out); });
   }
   absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
-    return Signed<v1::ModelChunk>(r, "GetModelChunk", [&](auto* c, const auto& s, auto* out) {
-      return stub_->GetModelChunk(c, s, out);
-    });
+    return Signed<v1::ModelChunk>(r, "GetModelChunk",
+                                  [&](auto* c, const auto& s, auto* out) { return stub_->GetModelChunk(c, s, out); });
   }
   absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
-    return Signed<v1::TelemetryResponse>(r, "ReportTelemetry", [&](auto* c, const auto& s, auto* out) {
-      return stub_->ReportTelemetry(c, s, out);
-    });
+    return Signed<v1::TelemetryResponse>(
+        r, "ReportTelemetry", [&](auto* c, const auto& s, auto* out) { return stub_->ReportTelemetry(c, s, out); });
   }
 
  private:

@@ -50,8 +50,8 @@ void AddGaussianNoise(std::span<double> values, double stddev, SecureRandom& rng
 
 absl::StatusOr<double> AdaptiveClippingUpdateNoise(double z, double count_noise_stddev) {
   if (!(z > 0.0) || !(count_noise_stddev > 0.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("noise multiplier ", z, " and count noise ", count_noise_stddev,
-                                                   " must both be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("noise multiplier ", z, " and count noise ", count_noise_stddev, " must both be positive"));
   }
   const double rest = 1.0 / (z * z) - 1.0 / (4.0 * count_noise_stddev * count_noise_stddev);
   if (rest <= 0.0) {

@@ -28,7 +28,8 @@ absl::Status CheckConfig(const DdgConfig& c) {
   if (c.dimension == 0 || c.dimension > (size_t{1} << 28)) {
     return InvalidArgumentError(StrCat("dimension must be in [1, 2^28], got ", c.dimension));
   }
-  if (!(c.clip > 0.0) || !std::isfinite(c.clip)) return InvalidArgumentError(StrCat("clip must be positive, got ", c.clip));
+  if (!(c.clip > 0.0) || !std::isfinite(c.clip))
+    return InvalidArgumentError(StrCat("clip must be positive, got ", c.clip));
   if (c.bits < 2 || c.bits > 32) return InvalidArgumentError(StrCat("bits must be in [2, 32], got ", c.bits));
   if (c.expected_clients < 1) {
     return InvalidArgumentError(StrCat("expected clients must be at least 1, got ", c.expected_clients));

@@ -1,5 +1,4 @@
 #include "tinyfed/dp/ddg.h"
-#include "tinyfed/proto/packing.h"
 
 #include <cmath>
 #include <random>
@@ -7,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/rotation.h"
+#include "tinyfed/proto/packing.h"
 
 namespace tinyfed::dp {
 namespace {
@@ -241,7 +241,8 @@ TEST(Ddg, MeanNormBoundHoldsForHonestSumsAndCatchesAnUnclippedUpdate) {
     auto rng = SecureRandom::FromSeed(SeedOf(11));
     for (int trial = 0; trial < 20; ++trial) {
       std::vector<std::vector<uint32_t>> enc;
-      for (const auto& u : RandomUpdates(10, c.dimension, 1.0f, 100 + trial)) enc.push_back(*DdgEncode(*p, u, SeedOf(5), *rng));
+      for (const auto& u : RandomUpdates(10, c.dimension, 1.0f, 100 + trial))
+        enc.push_back(*DdgEncode(*p, u, SeedOf(5), *rng));
       auto sum = DdgDecodeSum(*p, ModularSum(enc, c.bits), SeedOf(5));
       ASSERT_TRUE(sum.ok());
       EXPECT_LE(Norm(*sum, 10), DdgMeanNormBound(*p, 10)) << noiseless << " " << trial;

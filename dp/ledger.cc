@@ -67,10 +67,10 @@ absl::StatusOr<std::unique_ptr<PrivacyLedger>> PrivacyLedger::Open(const std::fi
   }
   if (orders.empty()) return absl::InvalidArgumentError("privacy ledger needs at least one RDP order");
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    absl::Status s = absl::InternalError(absl::StrCat("cannot open privacy ledger ", path.string(), ": ",
-                                                      db ? sqlite3_errmsg(db) : "out of memory"));
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) !=
+      SQLITE_OK) {
+    absl::Status s = absl::InternalError(
+        absl::StrCat("cannot open privacy ledger ", path.string(), ": ", db ? sqlite3_errmsg(db) : "out of memory"));
     sqlite3_close_v2(db);
     return s;
   }
@@ -147,8 +147,8 @@ absl::StatusOr<PrivacySpent> PrivacyLedger::SpentLocked(const PrivacyCharge* ext
 
 absl::StatusOr<PrivacySpent> PrivacyLedger::SpentAfter(const PrivacyCharge& charge) const {
   if (charge.rdp.size() != orders_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("charge has ", charge.rdp.size(), " RDP values for ",
-                                                   orders_.size(), " orders"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("charge has ", charge.rdp.size(), " RDP values for ", orders_.size(), " orders"));
   }
   absl::MutexLock lock(&mu_);
   return SpentLocked(&charge);
@@ -188,21 +188,22 @@ absl::Status PrivacyLedger::Charge(const PrivacyCharge& charge) {
         sqlite3_bind_int64(voided.get(), 1, charge.round);
         if (sqlite3_step(voided.get()) == SQLITE_ROW) {
           return rollback(absl::FailedPreconditionError(
-              absl::StrCat("round ", charge.round, " was charged and voided (it published nothing); round ids are "
+              absl::StrCat("round ", charge.round,
+                           " was charged and voided (it published nothing); round ids are "
                            "not reused")));
         }
         return rollback(absl::OkStatus());  // a retry of a recorded charge
       }
-      return rollback(absl::AlreadyExistsError(absl::StrCat("round ", charge.round,
-                                                            " was already charged with other parameters")));
+      return rollback(
+          absl::AlreadyExistsError(absl::StrCat("round ", charge.round, " was already charged with other parameters")));
     }
   }
   auto spent = SpentLocked(&charge);
   if (!spent.ok()) return rollback(spent.status());
   if (spent->epsilon > budget_.epsilon) {
-    return rollback(absl::ResourceExhaustedError(absl::StrCat(
-        "round ", charge.round, " would bring epsilon to ", spent->epsilon, ", past the budget of ",
-        budget_.epsilon, " (delta ", budget_.delta, ")")));
+    return rollback(absl::ResourceExhaustedError(absl::StrCat("round ", charge.round, " would bring epsilon to ",
+                                                              spent->epsilon, ", past the budget of ", budget_.epsilon,
+                                                              " (delta ", budget_.delta, ")")));
   }
   Statement insert(db_, "INSERT INTO charges (round, mechanism, parameters, rdp) VALUES (?, ?, ?, ?)");
   const std::string blob = Blob(charge.rdp);
@@ -277,8 +278,9 @@ absl::StatusOr<PrivacyLedger::Reconciled> PrivacyLedger::Reconcile(const std::ve
     }
   }
   Reconciled out;
-  if (auto s = Exec(db_, "INSERT INTO voids (round) SELECT round FROM charges WHERE round NOT IN "
-                         "(SELECT round FROM temp.published) AND round NOT IN (SELECT round FROM voids)");
+  if (auto s = Exec(db_,
+                    "INSERT INTO voids (round) SELECT round FROM charges WHERE round NOT IN "
+                    "(SELECT round FROM temp.published) AND round NOT IN (SELECT round FROM voids)");
       !s.ok()) {
     return rollback(s);
   }

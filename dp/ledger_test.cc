@@ -86,8 +86,7 @@ TEST(PrivacyLedger, BadInputIsRefused) {
   // Reopened with other orders.
   const auto path = FreshPath("ledger6.db");
   ASSERT_TRUE(PrivacyLedger::Open(path, {1.0, 1e-5}).ok());
-  EXPECT_EQ(PrivacyLedger::Open(path, {1.0, 1e-5}, {2.0, 3.0}).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(PrivacyLedger::Open(path, {1.0, 1e-5}, {2.0, 3.0}).status().code(), absl::StatusCode::kFailedPrecondition);
   // Not a database at all.
   const auto junk = FreshPath("junk.db");
   std::ofstream(junk) << std::string(4096, 'x');

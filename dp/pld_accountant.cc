@@ -277,7 +277,8 @@ absl::StatusOr<Composed> Compose(std::span<const SampledGaussianSteps> events, c
   using Direction = PrivacyLossDistribution::Direction;
   std::optional<Composed> total;
   for (const auto& [mechanism, steps] : groups) {
-    auto remove = PrivacyLossDistribution::SampledGaussian(mechanism.first, mechanism.second, Direction::kRemove, options);
+    auto remove =
+        PrivacyLossDistribution::SampledGaussian(mechanism.first, mechanism.second, Direction::kRemove, options);
     if (!remove.ok()) return remove.status();
     auto add = PrivacyLossDistribution::SampledGaussian(mechanism.first, mechanism.second, Direction::kAdd, options);
     if (!add.ok()) return add.status();

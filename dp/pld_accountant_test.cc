@@ -126,7 +126,8 @@ TEST(PldAccountant, NothingSpentIsZero) {
 }
 
 TEST(PldAccountant, RejectsBadArguments) {
-  const SampledGaussianSteps zero_rate{0.0, 1.0, 1}, big_rate{1.5, 1.0, 1}, no_noise{0.1, 0.0, 1}, negative{0.1, 1.0, -1};
+  const SampledGaussianSteps zero_rate{0.0, 1.0, 1}, big_rate{1.5, 1.0, 1}, no_noise{0.1, 0.0, 1},
+      negative{0.1, 1.0, -1};
   for (const auto& e : {zero_rate, big_rate, no_noise, negative}) {
     EXPECT_EQ(PldEpsilon({&e, 1}, 1e-5).status().code(), absl::StatusCode::kInvalidArgument);
   }

@@ -30,8 +30,7 @@ double LogErfc(double x) {
   if (x < 20.0) return std::log(std::erfc(x));
   // Asymptotic expansion: erfc(x) ~ exp(-x^2) / (x sqrt(pi)) * (1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6)).
   const double r = 1.0 / (x * x);
-  return -x * x - std::log(x) - 0.5 * std::log(M_PI) +
-         std::log1p(-0.5 * r + 0.75 * r * r - 1.875 * r * r * r);
+  return -x * x - std::log(x) - 0.5 * std::log(M_PI) + std::log1p(-0.5 * r + 0.75 * r * r - 1.875 * r * r * r);
 }
 
 // log(A_alpha) for integer alpha.
@@ -81,8 +80,8 @@ double LogAFractional(double q, double sigma, double alpha) {
 double RdpOneStep(double q, double sigma, double alpha) {
   if (alpha == kInf) return kInf;
   if (q == 1.0) return alpha / (2.0 * sigma * sigma);
-  const double log_a = alpha == std::floor(alpha) ? LogAInteger(q, sigma, static_cast<int>(alpha))
-                                                  : LogAFractional(q, sigma, alpha);
+  const double log_a =
+      alpha == std::floor(alpha) ? LogAInteger(q, sigma, static_cast<int>(alpha)) : LogAFractional(q, sigma, alpha);
   return log_a / (alpha - 1.0);
 }
 
@@ -109,12 +108,12 @@ std::vector<double> DefaultOrders() {
   return orders;
 }
 
-absl::StatusOr<std::vector<double>> SampledGaussianRdp(double q, double noise_multiplier,
-                                                       int64_t steps, std::span<const double> orders) {
+absl::StatusOr<std::vector<double>> SampledGaussianRdp(double q, double noise_multiplier, int64_t steps,
+                                                       std::span<const double> orders) {
   if (auto s = CheckRate(q); !s.ok()) return s;
   if (!(noise_multiplier > 0.0) || !std::isfinite(noise_multiplier)) {
-    return absl::InvalidArgumentError(absl::StrCat("noise multiplier must be positive and finite, got ",
-                                                   noise_multiplier));
+    return absl::InvalidArgumentError(
+        absl::StrCat("noise multiplier must be positive and finite, got ", noise_multiplier));
   }
   if (steps < 0) return absl::InvalidArgumentError(absl::StrCat("steps must be >= 0, got ", steps));
   std::vector<double> rdp;
@@ -126,12 +125,10 @@ absl::StatusOr<std::vector<double>> SampledGaussianRdp(double q, double noise_mu
   return rdp;
 }
 
-absl::StatusOr<PrivacySpent> EpsilonFromRdp(std::span<const double> orders,
-                                            std::span<const double> rdp, double delta) {
+absl::StatusOr<PrivacySpent> EpsilonFromRdp(std::span<const double> orders, std::span<const double> rdp, double delta) {
   if (auto s = CheckDelta(delta); !s.ok()) return s;
   if (orders.size() != rdp.size() || orders.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(orders.size(), " orders for ", rdp.size(),
-                                                   " RDP values"));
+    return absl::InvalidArgumentError(absl::StrCat(orders.size(), " orders for ", rdp.size(), " RDP values"));
   }
   PrivacySpent best{kInf, orders[0]};
   for (size_t k = 0; k < orders.size(); ++k) {
@@ -141,7 +138,7 @@ absl::StatusOr<PrivacySpent> EpsilonFromRdp(std::span<const double> orders,
     }
     double eps = kInf;
     if (delta * delta + std::expm1(-r) > 0.0) {
-      eps = 0.0;  // KL divergence alone bounds delta
+      eps = 0.0;            // KL divergence alone bounds delta
     } else if (a > 1.01) {  // the bound is numerically unstable as a -> 1
       eps = r + std::log1p(-1.0 / a) - std::log(delta * a) / (a - 1.0);
     }
@@ -151,8 +148,7 @@ absl::StatusOr<PrivacySpent> EpsilonFromRdp(std::span<const double> orders,
   return best;
 }
 
-absl::StatusOr<double> NoiseMultiplierForEpsilon(double q, int64_t steps, double delta,
-                                                 double target_epsilon,
+absl::StatusOr<double> NoiseMultiplierForEpsilon(double q, int64_t steps, double delta, double target_epsilon,
                                                  std::span<const double> orders) {
   if (auto s = CheckRate(q); !s.ok()) return s;
   if (auto s = CheckDelta(delta); !s.ok()) return s;
@@ -174,8 +170,7 @@ absl::StatusOr<double> NoiseMultiplierForEpsilon(double q, int64_t steps, double
     lo = hi;
     hi *= 2.0;
     if (hi > 1e6) {
-      return absl::InvalidArgumentError(absl::StrCat("no noise multiplier up to 1e6 reaches epsilon ",
-                                                     target_epsilon));
+      return absl::InvalidArgumentError(absl::StrCat("no noise multiplier up to 1e6 reaches epsilon ", target_epsilon));
     }
   }
   while (hi - lo > 1e-4 * hi) {

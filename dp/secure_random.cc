@@ -42,8 +42,8 @@ void SecureRandom::Refill() {
   std::array<uint8_t, crypto_stream_chacha20_ietf_NONCEBYTES> nonce{};
   std::memcpy(nonce.data(), &nonce_, sizeof(nonce_));
   std::memset(buffer_.data(), 0, buffer_.size());
-  crypto_stream_chacha20_ietf_xor_ic(buffer_.data(), buffer_.data(), buffer_.size(), nonce.data(),
-                                     block_counter_, key_.data());
+  crypto_stream_chacha20_ietf_xor_ic(buffer_.data(), buffer_.data(), buffer_.size(), nonce.data(), block_counter_,
+                                     key_.data());
   constexpr uint32_t kBlocks = kBufferBytes / 64;
   if (block_counter_ > UINT32_MAX - kBlocks) {
     block_counter_ = 0;
@@ -83,8 +83,6 @@ uint128 SecureRandom::Uniform128(uint128 n) {
   }
 }
 
-bool SecureRandom::Bernoulli(uint128 numerator, uint128 denominator) {
-  return Uniform128(denominator) < numerator;
-}
+bool SecureRandom::Bernoulli(uint128 numerator, uint128 denominator) { return Uniform128(denominator) < numerator; }
 
 }  // namespace tinyfed::dp

@@ -86,15 +86,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   for (const auto& [device, key] : *keys) {
     const auto token = e.devices()->IssueToken(device, absl::Hours(1));
-    if (!token.ok() || !e.devices()->Enroll(tinyfed::client::SignedEnrollRequest(device, *token, key)).ok()) std::abort();
+    if (!token.ok() || !e.devices()->Enroll(tinyfed::client::SignedEnrollRequest(device, *token, key)).ok())
+      std::abort();
   }
   while (size >= 3) {
     const uint8_t method = data[0] % 7;
     const size_t length = std::min<size_t>(size - 3, data[1] | (size_t{data[2]} << 8));
     const uint8_t* body = data + 3;
     switch (method) {
-      case 0: Call<tinyfed::v1::CheckInRequest>(body, length, [&](const auto& r) { return e.CheckIn(r); }); break;
-      case 1: Call<tinyfed::v1::AwaitRequest>(body, length, [&](const auto& r) { return e.Await(r); }); break;
+      case 0:
+        Call<tinyfed::v1::CheckInRequest>(body, length, [&](const auto& r) { return e.CheckIn(r); });
+        break;
+      case 1:
+        Call<tinyfed::v1::AwaitRequest>(body, length, [&](const auto& r) { return e.Await(r); });
+        break;
       case 2:
         Call<tinyfed::v1::SubmitRequest>(body, length, [&](tinyfed::v1::SubmitRequest r) {
           auto key = keys->find(r.header().device_id());

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "google/protobuf/stubs/logging.h"
-
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "google/protobuf/stubs/logging.h"
 #include "fuzz/secagg_cohort.h"
+#include "google/protobuf/stubs/logging.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   google::protobuf::SetLogHandler(nullptr);
@@ -16,8 +16,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  const int target_phase = data[0] % 4;    // 0..3: inject during this round
-  const bool to_client = data[0] & 0x80;   // else to the server
+  const int target_phase = data[0] % 4;   // 0..3: inject during this round
+  const bool to_client = data[0] & 0x80;  // else to the server
   const std::string_view payload(reinterpret_cast<const char*>(data + 1), size - 1);
 
   auto cohort = tinyfed::fuzz::MakeCohort();

@@ -7,10 +7,10 @@
 #include <fstream>
 #include <random>
 
+#include "fuzz/secagg_cohort.h"
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/trust.h"
-#include "fuzz/secagg_cohort.h"
 #include "tinyfed/v1/service.pb.h"
 
 namespace {

@@ -32,9 +32,7 @@ std::array<unsigned char, crypto_hash_sha256_BYTES> Sha256(std::string_view data
 
 }  // namespace
 
-absl::Status ValidateBundle(const v1::ModelBundle& bundle) {
-  return internal::AnalyzeBundle(bundle).status();
-}
+absl::Status ValidateBundle(const v1::ModelBundle& bundle) { return internal::AnalyzeBundle(bundle).status(); }
 
 std::string EncodeBundleFile(const v1::ModelBundle& bundle) {
   const std::string payload = bundle.SerializeAsString();
@@ -50,9 +48,8 @@ std::string EncodeBundleFile(const v1::ModelBundle& bundle) {
 
 absl::StatusOr<v1::ModelBundle> DecodeBundlePayload(std::string_view payload) {
   if (payload.size() > kMaxBundleFileBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("bundle payload of ", payload.size(),
-                                                   " bytes exceeds the limit of ",
-                                                   kMaxBundleFileBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bundle payload of ", payload.size(), " bytes exceeds the limit of ", kMaxBundleFileBytes));
   }
   v1::ModelBundle bundle;
   if (!bundle.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
@@ -64,30 +61,26 @@ absl::StatusOr<v1::ModelBundle> DecodeBundlePayload(std::string_view payload) {
 
 absl::StatusOr<v1::ModelBundle> DecodeBundleFile(std::string_view bytes) {
   if (bytes.size() > kMaxBundleFileBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("bundle of ", bytes.size(),
-                                                   " bytes exceeds the limit of ",
-                                                   kMaxBundleFileBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bundle of ", bytes.size(), " bytes exceeds the limit of ", kMaxBundleFileBytes));
   }
   if (bytes.size() < kBundleHeaderBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("bundle is ", bytes.size(),
-                                                   " bytes, shorter than its ", kBundleHeaderBytes,
-                                                   "-byte header (truncated?)"));
+    return absl::InvalidArgumentError(absl::StrCat("bundle is ", bytes.size(), " bytes, shorter than its ",
+                                                   kBundleHeaderBytes, "-byte header (truncated?)"));
   }
   if (bytes.substr(0, kMagic.size()) != kMagic) {
     return absl::InvalidArgumentError("not a tinyfed bundle: bad magic bytes");
   }
   const uint64_t version = GetLe(bytes.data() + 8, 4);
   if (version != kContainerVersion || GetLe(bytes.data() + 12, 4) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bundle container version ", version,
-                                                   " is not supported (expected ",
-                                                   kContainerVersion, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bundle container version ", version, " is not supported (expected ", kContainerVersion, ")"));
   }
   const uint64_t length = GetLe(bytes.data() + 16, 8);
   if (length != bytes.size() - kBundleHeaderBytes) {
     return absl::InvalidArgumentError(absl::StrCat("bundle header announces ", length,
                                                    " payload bytes but the file has ",
-                                                   bytes.size() - kBundleHeaderBytes,
-                                                   " (truncated or extended)"));
+                                                   bytes.size() - kBundleHeaderBytes, " (truncated or extended)"));
   }
   const std::string_view payload = bytes.substr(kBundleHeaderBytes);
   const auto digest = Sha256(payload);
@@ -102,8 +95,7 @@ absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path
   if (!bytes.ok()) return bytes.status();
   auto bundle = DecodeBundleFile(*bytes);
   if (!bundle.ok()) {
-    return absl::Status(bundle.status().code(),
-                        absl::StrCat(path.string(), ": ", bundle.status().message()));
+    return absl::Status(bundle.status().code(), absl::StrCat(path.string(), ": ", bundle.status().message()));
   }
   return bundle;
 }

@@ -62,8 +62,7 @@ Outcome LoadAndRun(std::string_view file, const std::string& what) {
     return Outcome::kRejected;
   }
   auto interpreter = Interpreter::Create(*bundle, KernelSet::kReference);
-  EXPECT_TRUE(interpreter.ok()) << what << ": accepted by the loader but not by Create: "
-                                << interpreter.status();
+  EXPECT_TRUE(interpreter.ok()) << what << ": accepted by the loader but not by Create: " << interpreter.status();
   if (interpreter.ok()) {
     std::vector<float> features((*interpreter)->input_size(), 0.5f);
     (*interpreter)->Predict(features);
@@ -188,9 +187,13 @@ TEST(BundleMutation, OutOfRangeFieldsAreRejected) {
   const std::vector<std::pair<std::string, Mutation>> mutations = {
       {"tensor height 0", [&](auto& b, auto& r) { any_tensor(b, r)->mutable_shape()->set_height(0); }},
       {"tensor width huge", [&](auto& b, auto& r) { any_tensor(b, r)->mutable_shape()->set_width(70000); }},
-      {"tensor elements over limit", [&](auto& b, auto& r) {
+      {"tensor elements over limit",
+       [&](auto& b, auto& r) {
          auto* s = any_tensor(b, r)->mutable_shape();
-         s->set_height(60000); s->set_width(60000); s->set_channels(60000); }},
+         s->set_height(60000);
+         s->set_width(60000);
+         s->set_channels(60000);
+       }},
       {"tensor scale zero", [&](auto& b, auto& r) { any_tensor(b, r)->set_scale(0.0f); }},
       {"tensor scale negative", [&](auto& b, auto& r) { any_tensor(b, r)->set_scale(-1.0f); }},
       {"tensor scale NaN", [&](auto& b, auto& r) { any_tensor(b, r)->set_scale(nan); }},
@@ -198,46 +201,71 @@ TEST(BundleMutation, OutOfRangeFieldsAreRejected) {
       {"zero point 200", [&](auto& b, auto& r) { any_tensor(b, r)->set_zero_point(200); }},
       {"zero point -129", [&](auto& b, auto& r) { any_tensor(b, r)->set_zero_point(-129); }},
       {"op input out of range", [&](auto& b, auto& r) { any_op(b, r)->set_inputs(0, 1u << 30); }},
-      {"op reads a later tensor", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(0)->set_inputs(0, static_cast<uint32_t>(b.backbone().tensors_size() - 1)); }},
+      {"op reads a later tensor",
+       [&](auto& b, auto&) {
+         graph(b)->mutable_ops(0)->set_inputs(0, static_cast<uint32_t>(b.backbone().tensors_size() - 1));
+       }},
       {"op output out of range", [&](auto& b, auto& r) { any_op(b, r)->set_output(99999); }},
-      {"op output written twice", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(1)->set_output(graph(b)->ops(0).output()); }},
+      {"op output written twice",
+       [&](auto& b, auto&) { graph(b)->mutable_ops(1)->set_output(graph(b)->ops(0).output()); }},
       {"op output is the input", [&](auto& b, auto&) { graph(b)->mutable_ops(0)->set_output(0); }},
       {"op without kind", [&](auto& b, auto& r) { any_op(b, r)->clear_kind(); }},
       {"extra op input", [&](auto& b, auto& r) { any_op(b, r)->add_inputs(0); }},
       {"unknown activation", [&](auto& b, auto& r) { any_op(b, r)->set_activation(static_cast<v1::Activation>(77)); }},
       {"conv kernel 0", [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->set_kernel_height(0); }},
-      {"conv kernel larger than input", [&](auto& b, auto&) {
+      {"conv kernel larger than input",
+       [&](auto& b, auto&) {
          auto* c = graph(b)->mutable_ops(0)->mutable_conv2d();
-         c->set_padding(v1::PADDING_VALID); c->set_kernel_width(200); }},
+         c->set_padding(v1::PADDING_VALID);
+         c->set_kernel_width(200);
+       }},
       {"conv stride 0", [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->set_stride_width(0); }},
-      {"conv unknown padding", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(0)->mutable_conv2d()->set_padding(static_cast<v1::Padding>(9)); }},
-      {"conv out channels mismatch", [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->set_out_channels(9); }},
-      {"conv weights truncated", [&](auto& b, auto&) {
+      {"conv unknown padding",
+       [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->set_padding(static_cast<v1::Padding>(9)); }},
+      {"conv out channels mismatch",
+       [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->set_out_channels(9); }},
+      {"conv weights truncated",
+       [&](auto& b, auto&) {
          auto* w = graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights();
-         w->set_int8_values(w->int8_values().substr(1)); }},
-      {"conv weight dims wrong", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_dims(3, 5); }},
-      {"conv channel scale NaN", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_channel_scales(0, nan); }},
-      {"conv channel scale zero", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_channel_scales(2, 0.0f); }},
-      {"conv multiplier too large", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_channel_scales(1, 1e30f); }},
-      {"conv bias missing", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->mutable_int32_bias()->RemoveLast(); }},
-      {"depthwise weights missing", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(1)->mutable_depthwise_conv2d()->mutable_weights()->clear_int8_values(); }},
-      {"fc out features mismatch", [&](auto& b, auto&) {
-         graph(b)->mutable_ops(b.backbone().ops_size() - 1)->mutable_fully_connected()->set_out_features(13); }},
-      {"pool changes quantization", [&](auto& b, auto&) {
+         w->set_int8_values(w->int8_values().substr(1));
+       }},
+      {"conv weight dims wrong",
+       [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_dims(3, 5); }},
+      {"conv channel scale NaN",
+       [&](auto& b, auto&) {
+         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_channel_scales(0, nan);
+       }},
+      {"conv channel scale zero",
+       [&](auto& b, auto&) {
+         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_channel_scales(2, 0.0f);
+       }},
+      {"conv multiplier too large",
+       [&](auto& b, auto&) {
+         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->set_channel_scales(1, 1e30f);
+       }},
+      {"conv bias missing",
+       [&](auto& b, auto&) {
+         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->mutable_int32_bias()->RemoveLast();
+       }},
+      {"depthwise weights missing",
+       [&](auto& b, auto&) {
+         graph(b)->mutable_ops(1)->mutable_depthwise_conv2d()->mutable_weights()->clear_int8_values();
+       }},
+      {"fc out features mismatch",
+       [&](auto& b, auto&) {
+         graph(b)->mutable_ops(b.backbone().ops_size() - 1)->mutable_fully_connected()->set_out_features(13);
+       }},
+      {"pool changes quantization",
+       [&](auto& b, auto&) {
          for (auto& op : *graph(b)->mutable_ops())
-           if (op.has_max_pool()) graph(b)->mutable_tensors(static_cast<int>(op.output()))->set_zero_point(5); }},
-      {"reshape changes element count", [&](auto& b, auto&) {
+           if (op.has_max_pool()) graph(b)->mutable_tensors(static_cast<int>(op.output()))->set_zero_point(5);
+       }},
+      {"reshape changes element count",
+       [&](auto& b, auto&) {
          for (auto& op : *graph(b)->mutable_ops())
-           if (op.has_reshape()) graph(b)->mutable_tensors(static_cast<int>(op.output()))->mutable_shape()->set_channels(1); }},
+           if (op.has_reshape())
+             graph(b)->mutable_tensors(static_cast<int>(op.output()))->mutable_shape()->set_channels(1);
+       }},
       {"no ops", [&](auto& b, auto&) { graph(b)->clear_ops(); }},
       {"graph input out of range", [&](auto& b, auto&) { graph(b)->set_input(5000); }},
       {"graph output never written", [&](auto& b, auto&) { graph(b)->set_output(0); }},
@@ -247,16 +275,21 @@ TEST(BundleMutation, OutOfRangeFieldsAreRejected) {
       {"head features mismatch", [&](auto& b, auto&) { b.mutable_head()->set_in_features(3); }},
       {"head weight NaN", [&](auto& b, auto&) { b.mutable_head()->set_weights(0, nan); }},
       {"head weights short", [&](auto& b, auto&) { b.mutable_head()->mutable_weights()->RemoveLast(); }},
-      {"head huge", [&](auto& b, auto&) {
-         b.mutable_head()->set_num_classes(65535); b.mutable_head()->set_in_features(1u << 20); }},
+      {"head huge",
+       [&](auto& b, auto&) {
+         b.mutable_head()->set_num_classes(65535);
+         b.mutable_head()->set_in_features(1u << 20);
+       }},
       {"label names short", [&](auto& b, auto&) { b.mutable_label_names()->RemoveLast(); }},
       {"input stddev zero", [&](auto& b, auto&) { b.mutable_input()->set_stddev(0, 0.0f); }},
       {"input mean NaN", [&](auto& b, auto&) { b.mutable_input()->set_mean(0, nan); }},
       {"input shape mismatch", [&](auto& b, auto&) { b.mutable_input()->mutable_shape()->set_height(11); }},
       {"input stats count", [&](auto& b, auto&) { b.mutable_input()->add_mean(0.0f); }},
-      {"float weights in int8 bundle", [&](auto& b, auto&) {
+      {"float weights in int8 bundle",
+       [&](auto& b, auto&) {
          graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->clear_int8_values();
-         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->add_float_values(1.0f); }},
+         graph(b)->mutable_ops(0)->mutable_conv2d()->mutable_weights()->add_float_values(1.0f);
+       }},
   };
   std::mt19937 rng(4);
   int runs = 0;

@@ -29,12 +29,14 @@ class InputFile {
  public:
   static absl::StatusOr<std::unique_ptr<InputFile>> Open(const std::filesystem::path& path, uint64_t max_bytes) {
     std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) return absl::NotFoundError(absl::StrCat("no dataset file at ", path.string()));
+    if (!std::filesystem::exists(path, ec))
+      return absl::NotFoundError(absl::StrCat("no dataset file at ", path.string()));
     if (!std::filesystem::is_regular_file(path, ec)) {
       return absl::InvalidArgumentError(absl::StrCat(path.string(), " is not a regular file"));
     }
     gzFile f = gzopen(path.c_str(), "rb");
-    if (f == nullptr) return absl::InternalError(absl::StrCat("cannot open ", path.string(), ": ", std::strerror(errno)));
+    if (f == nullptr)
+      return absl::InternalError(absl::StrCat("cannot open ", path.string(), ": ", std::strerror(errno)));
     gzbuffer(f, 1 << 16);
     return std::unique_ptr<InputFile>(new InputFile(f, path.string(), max_bytes));
   }
@@ -78,8 +80,8 @@ class InputFile {
       const void* nl = std::memchr(start, '\n', end_ - pos_);
       const size_t take = nl ? static_cast<size_t>(static_cast<const char*>(nl) - start) : end_ - pos_;
       if (line->size() + take > max_line_bytes) {
-        return absl::OutOfRangeError(absl::StrCat(name_, " line ", lines_ + 1, " is longer than ", max_line_bytes,
-                                                  " bytes"));
+        return absl::OutOfRangeError(
+            absl::StrCat(name_, " line ", lines_ + 1, " is longer than ", max_line_bytes, " bytes"));
       }
       line->append(start, take);
       pos_ += take;
@@ -127,10 +129,20 @@ absl::StatusOr<IdxArray> ReadIdxArray(const std::filesystem::path& path, const R
   const int ndims = static_cast<uint8_t>(magic[3]);
   int elem = 0;
   switch (a.type) {
-    case 0x08: case 0x09: elem = 1; break;
-    case 0x0B: elem = 2; break;
-    case 0x0C: case 0x0D: elem = 4; break;
-    case 0x0E: elem = 8; break;
+    case 0x08:
+    case 0x09:
+      elem = 1;
+      break;
+    case 0x0B:
+      elem = 2;
+      break;
+    case 0x0C:
+    case 0x0D:
+      elem = 4;
+      break;
+    case 0x0E:
+      elem = 8;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat(name, ": unknown IDX element type 0x", absl::Hex(a.type)));
   }
@@ -144,7 +156,8 @@ absl::StatusOr<IdxArray> ReadIdxArray(const std::filesystem::path& path, const R
   for (int d = 0; d < ndims; ++d) {
     uint64_t v = 0;
     for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(dims[4 * d + i]);
-    if (v == 0 || v > kMaxSamples) return absl::InvalidArgumentError(absl::StrCat(name, ": IDX dimension ", d, " is ", v));
+    if (v == 0 || v > kMaxSamples)
+      return absl::InvalidArgumentError(absl::StrCat(name, ": IDX dimension ", d, " is ", v));
     a.dims.push_back(v);
     bytes *= v;
     if (bytes > limits.max_bytes) {
@@ -159,7 +172,8 @@ absl::StatusOr<IdxArray> ReadIdxArray(const std::filesystem::path& path, const R
   auto more = (*file)->Read(&extra, 1);
   if (!more.ok()) return more.status();
   if (*got != bytes || *more != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": IDX header announces ", bytes, " data bytes but the file has ",
+    return absl::InvalidArgumentError(absl::StrCat(name, ": IDX header announces ", bytes,
+                                                   " data bytes but the file has ",
                                                    *more ? "more" : std::to_string(*got)));
   }
   return a;
@@ -169,16 +183,31 @@ float IdxValue(const IdxArray& a, size_t i) {
   const char* p = a.data.data();
   auto be = [&](int n) {
     uint64_t v = 0;
-    for (int k = 0; k < n; ++k) v = (v << 8) | static_cast<uint8_t>(p[i * static_cast<size_t>(n) + static_cast<size_t>(k)]);
+    for (int k = 0; k < n; ++k)
+      v = (v << 8) | static_cast<uint8_t>(p[i * static_cast<size_t>(n) + static_cast<size_t>(k)]);
     return v;
   };
   switch (a.type) {
-    case 0x08: return static_cast<uint8_t>(p[i]);
-    case 0x09: return static_cast<int8_t>(p[i]);
-    case 0x0B: return static_cast<int16_t>(be(2));
-    case 0x0C: return static_cast<float>(static_cast<int32_t>(be(4)));
-    case 0x0D: { const uint32_t b = static_cast<uint32_t>(be(4)); float f; std::memcpy(&f, &b, 4); return f; }
-    default: { const uint64_t b = be(8); double d; std::memcpy(&d, &b, 8); return static_cast<float>(d); }
+    case 0x08:
+      return static_cast<uint8_t>(p[i]);
+    case 0x09:
+      return static_cast<int8_t>(p[i]);
+    case 0x0B:
+      return static_cast<int16_t>(be(2));
+    case 0x0C:
+      return static_cast<float>(static_cast<int32_t>(be(4)));
+    case 0x0D: {
+      const uint32_t b = static_cast<uint32_t>(be(4));
+      float f;
+      std::memcpy(&f, &b, 4);
+      return f;
+    }
+    default: {
+      const uint64_t b = be(8);
+      double d;
+      std::memcpy(&d, &b, 8);
+      return static_cast<float>(d);
+    }
   }
 }
 
@@ -219,17 +248,15 @@ absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images, const std::
   auto lab = ReadIdxArray(labels, limits);
   if (!lab.ok()) return lab.status();
   if (img->dims.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(images.string(),
-                                                   ": images need at least 2 dimensions"));
+    return absl::InvalidArgumentError(absl::StrCat(images.string(), ": images need at least 2 dimensions"));
   }
   if (lab->dims.size() != 1 || lab->type != 0x08) {
-    return absl::InvalidArgumentError(absl::StrCat(labels.string(),
-                                                   ": labels must be one dimension of unsigned bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(labels.string(), ": labels must be one dimension of unsigned bytes"));
   }
   if (lab->dims[0] != img->dims[0]) {
-    return absl::InvalidArgumentError(absl::StrCat(images.string(), " has ", img->dims[0],
-                                                   " images but ", labels.string(), " has ",
-                                                   lab->dims[0], " labels"));
+    return absl::InvalidArgumentError(absl::StrCat(images.string(), " has ", img->dims[0], " images but ",
+                                                   labels.string(), " has ", lab->dims[0], " labels"));
   }
   Dataset d;
   d.source = images.string();
@@ -254,9 +281,8 @@ absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images, const std::
   }
   const int classes = std::max<int>(max_label + 1, static_cast<int>(label_names.size()));
   if (!label_names.empty() && static_cast<int>(label_names.size()) != classes) {
-    return absl::InvalidArgumentError(absl::StrCat(labels.string(), " has label ", max_label,
-                                                   " but only ", label_names.size(),
-                                                   " label names were given"));
+    return absl::InvalidArgumentError(absl::StrCat(labels.string(), " has label ", max_label, " but only ",
+                                                   label_names.size(), " label names were given"));
   }
   if (label_names.empty()) {
     for (int c = 0; c < classes; ++c) label_names.push_back(std::to_string(c));
@@ -278,7 +304,8 @@ std::vector<std::string_view> SplitFields(std::string_view line) {
 // A field as it may appear in an error message: short, escaped.
 std::string Shown(std::string_view field) {
   const std::string_view kept = field.substr(0, 40);
-  return absl::StrCat(absl::CHexEscape(absl::string_view(kept.data(), kept.size())), kept.size() < field.size() ? "..." : "");
+  return absl::StrCat(absl::CHexEscape(absl::string_view(kept.data(), kept.size())),
+                      kept.size() < field.size() ? "..." : "");
 }
 
 std::string_view Strip(std::string_view f) {
@@ -325,8 +352,9 @@ LabelKind KindOf(const std::string& label, int64_t* id) {
 absl::Status AssignClasses(const LabelColumn& column, const std::vector<std::string>& declared_names,
                            const CsvOptions& options, const std::string& file, Dataset* d) {
   const size_t n = column.texts.size();
-  auto at = [&](size_t id) { return absl::StrCat(file, " line ", column.first_line[id], ": label '",
-                                                 Shown(column.texts[id]), "'"); };
+  auto at = [&](size_t id) {
+    return absl::StrCat(file, " line ", column.first_line[id], ": label '", Shown(column.texts[id]), "'");
+  };
   const std::string remedy = "; pass --labels-as-names to read every label as a class name";
   std::vector<int> class_of(n);
   if (options.labels_as_names) {
@@ -349,14 +377,13 @@ absl::Status AssignClasses(const LabelColumn& column, const std::vector<std::str
     }
     if (culprit) {
       if (kind[*culprit] == LabelKind::kOtherNumber) {
-        return absl::InvalidArgumentError(absl::StrCat(at(*culprit), " is not a class id (an integer from 0 to ",
-                                                       kMaxClasses - 1, ")", remedy));
+        return absl::InvalidArgumentError(
+            absl::StrCat(at(*culprit), " is not a class id (an integer from 0 to ", kMaxClasses - 1, ")", remedy));
       }
-      return absl::InvalidArgumentError(absl::StrCat(at(*culprit), (expected == LabelKind::kText ? " is a number" : " is text"),
-                                                     " but line ", column.first_line[0], "'s label '",
-                                                     Shown(column.texts[0]), "' is ",
-                                                     expected == LabelKind::kText ? "text" : "a class id",
-                                                     ": labels must be all class ids or all names"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          at(*culprit), (expected == LabelKind::kText ? " is a number" : " is text"), " but line ",
+          column.first_line[0], "'s label '", Shown(column.texts[0]), "' is ",
+          expected == LabelKind::kText ? "text" : "a class id", ": labels must be all class ids or all names"));
     }
     if (expected == LabelKind::kText) {
       CsvOptions as_names = options;
@@ -384,11 +411,11 @@ absl::Status AssignClasses(const LabelColumn& column, const std::vector<std::str
       if (present.size() != static_cast<size_t>(classes)) {
         int64_t missing = 0;
         while (present.contains(missing)) ++missing;
-        return absl::InvalidArgumentError(absl::StrCat(
-            file, ": the labels are class ids up to ", largest, " but no row has class ", missing,
-            " (", classes - static_cast<int>(present.size()), " of ", classes,
-            " ids unused); relabel them 0 to K-1, declare the number of classes (--classes), or pass "
-            "--labels-as-names"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(file, ": the labels are class ids up to ", largest, " but no row has class ", missing, " (",
+                         classes - static_cast<int>(present.size()), " of ", classes,
+                         " ids unused); relabel them 0 to K-1, declare the number of classes (--classes), or pass "
+                         "--labels-as-names"));
       }
     }
     for (size_t id = 0; id < n; ++id) class_of[id] = static_cast<int>(value[id]);
@@ -411,8 +438,8 @@ absl::Status AssignClasses(const LabelColumn& column, const std::vector<std::str
 
 absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOptions& options) {
   if (options.num_classes < 0 || options.num_classes > kMaxClasses) {
-    return absl::InvalidArgumentError(absl::StrCat("the number of classes must be 1 to ", kMaxClasses, ", got ",
-                                                   options.num_classes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the number of classes must be 1 to ", kMaxClasses, ", got ", options.num_classes));
   }
   const std::string file = path.string();
   auto input = InputFile::Open(path, options.limits.max_bytes);
@@ -454,8 +481,8 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
   }
   const size_t width = first_is_data ? head.size() : fields.size();
   if (!names.empty() && names.size() != width) {
-    return absl::InvalidArgumentError(absl::StrCat(file, ": header has ", names.size(), " columns but line ",
-                                                   in.lines(), " has ", width));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": header has ", names.size(), " columns but line ", in.lines(), " has ", width));
   }
   if (width < 2) return absl::InvalidArgumentError(absl::StrCat(file, ": needs a feature and a label column"));
   size_t label_col = width - 1;
@@ -466,8 +493,8 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
     } else if (size_t idx = 0; absl::SimpleAtoi(options.label_column, &idx) && idx < width) {
       label_col = idx;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(file, ": no label column '", options.label_column, "' (", width,
-                                                     " columns)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": no label column '", options.label_column, "' (", width, " columns)"));
     }
   }
   Dataset d;
@@ -476,8 +503,8 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
   LabelColumn labels;
   auto add_row = [&](const std::vector<std::string_view>& row, size_t line_no) -> absl::Status {
     if (row.size() != width) {
-      return absl::InvalidArgumentError(absl::StrCat(file, " line ", line_no, ": ", row.size(),
-                                                     " fields, expected ", width));
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, " line ", line_no, ": ", row.size(), " fields, expected ", width));
     }
     if (labels.rows.size() >= kMaxSamples) {
       return absl::OutOfRangeError(absl::StrCat(file, ": more than ", kMaxSamples, " rows"));
@@ -485,9 +512,9 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
     for (size_t c = 0; c < width; ++c) {
       if (c == label_col) continue;
       if (!ParseNumber(row[c], &v) || !std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            file, " line ", line_no, " column ", names.empty() ? std::to_string(c) : names[c], ": '",
-            Shown(Strip(row[c])), "' is not a finite number"));
+        return absl::InvalidArgumentError(absl::StrCat(file, " line ", line_no, " column ",
+                                                       names.empty() ? std::to_string(c) : names[c], ": '",
+                                                       Shown(Strip(row[c])), "' is not a finite number"));
       }
       d.features.push_back(static_cast<float>(v));
     }
@@ -505,8 +532,8 @@ absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOpti
   }
   if (auto s = AssignClasses(labels, sklearn_classes, options, file, &d); !s.ok()) return s;
   if (d.label_names.size() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(file, ": the label column has ", d.label_names.size(),
-                                                   " class; need 2 or more"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": the label column has ", d.label_names.size(), " class; need 2 or more"));
   }
   return d;
 }

@@ -66,8 +66,7 @@ TEST(ReadIdx, RejectsTruncatedAndMismatchedFiles) {
       << d.status();
   images.push_back(0);
   const auto two_labels = Write("l2", IdxHeader(0x08, {2}) + std::string{0, 1});
-  EXPECT_NE(ReadIdx(Write("ok", images), two_labels).status().message().find("3 images but"),
-            absl::string_view::npos);
+  EXPECT_NE(ReadIdx(Write("ok", images), two_labels).status().message().find("3 images but"), absl::string_view::npos);
   EXPECT_EQ(ReadIdx(Write("bad", "hello world"), lab).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReadIdx("/nonexistent", lab).status().code(), absl::StatusCode::kNotFound);
 }
@@ -94,11 +93,10 @@ TEST(ReadCsv, ScikitLearnFormatKeepsClassNames) {
 TEST(ReadCsv, ErrorsNameLineAndColumn) {
   auto bad = ReadCsv(Write("bad.csv", "a,b,y\n1,2,0\n3,x,1\n"));
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(bad.status().message().find("line 3 column b: 'x' is not a finite number"),
-            absl::string_view::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("line 3 column b: 'x' is not a finite number"), absl::string_view::npos)
+      << bad.status();
   auto ragged = ReadCsv(Write("ragged.csv", "1,2,0\n3,1\n"));
-  EXPECT_NE(ragged.status().message().find("line 2: 2 fields, expected 3"), absl::string_view::npos)
-      << ragged.status();
+  EXPECT_NE(ragged.status().message().find("line 2: 2 fields, expected 3"), absl::string_view::npos) << ragged.status();
   auto one_class = ReadCsv(Write("one.csv", "1,0\n2,0\n"));
   EXPECT_EQ(one_class.status().code(), absl::StatusCode::kInvalidArgument);
   auto no_column = ReadCsv(Write("nc.csv", "a,y\n1,0\n2,1\n"), LabelColumn("missing"));
@@ -133,7 +131,8 @@ TEST(ReadCsv, IntegerLabelsKeepTheirValueAndOddLabelsAreRefused) {
   // Text first, then a number: the number is the odd one.
   auto mixed = ReadCsv(Write("mixed.csv", "x,y\n1,well\n2,sick\n3,7\n"));
   EXPECT_NE(mixed.status().message().find("line 4: label '7' is a number but line 2's label 'well' is text"),
-            absl::string_view::npos) << mixed.status();
+            absl::string_view::npos)
+      << mixed.status();
   // What the options allow.
   CsvOptions three;
   three.num_classes = 3;

@@ -46,7 +46,8 @@ int DecideWithThreshold(std::span<const float> logits, int positive, double thre
   if (p(static_cast<size_t>(positive)) < threshold) {
     decided = positive == 0 ? 1 : 0;
     for (size_t c = 0; c < logits.size(); ++c) {
-      if (static_cast<int>(c) != positive && logits[c] > logits[static_cast<size_t>(decided)]) decided = static_cast<int>(c);
+      if (static_cast<int>(c) != positive && logits[c] > logits[static_cast<size_t>(decided)])
+        decided = static_cast<int>(c);
     }
   }
   *probability = static_cast<float>(p(static_cast<size_t>(decided)));

@@ -29,7 +29,8 @@ absl::StatusOr<std::unique_ptr<DirectoryLock>> DirectoryLock::Acquire(const std:
     if (error != EWOULDBLOCK) {
       return absl::InternalError(absl::StrCat("cannot lock ", file.string(), ": ", std::strerror(error)));
     }
-    const absl::string_view who = absl::StripAsciiWhitespace(absl::string_view(text, n > 0 ? static_cast<size_t>(n) : 0));
+    const absl::string_view who =
+        absl::StripAsciiWhitespace(absl::string_view(text, n > 0 ? static_cast<size_t>(n) : 0));
     return absl::FailedPreconditionError(absl::StrCat(dir.string(), " is in use by another process (",
                                                       who.empty() ? "holder unknown" : who,
                                                       "); stop it first, or give this one its own directory"));

@@ -31,9 +31,9 @@ TEST(DirectoryLock, ASecondHolderIsRefusedNamingTheFirstAndAKilledHolderLeavesNo
   auto second = DirectoryLock::Acquire(dir, "tinyfed aggregator");
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(second.status().message().find("in use by another process (tinyfed aggregator, pid " +
-                                           std::to_string(child)),
-            std::string::npos)
+  EXPECT_NE(
+      second.status().message().find("in use by another process (tinyfed aggregator, pid " + std::to_string(child)),
+      std::string::npos)
       << second.status();
   ::kill(child, SIGKILL);
   int status = 0;

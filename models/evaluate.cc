@@ -10,8 +10,7 @@
 namespace tinyfed::models {
 
 ConfusionMatrix::ConfusionMatrix(int num_classes)
-    : num_classes_(num_classes),
-      counts_(static_cast<size_t>(num_classes) * static_cast<size_t>(num_classes), 0) {}
+    : num_classes_(num_classes), counts_(static_cast<size_t>(num_classes) * static_cast<size_t>(num_classes), 0) {}
 
 void ConfusionMatrix::Add(int truth, int predicted) {
   ++counts_[static_cast<size_t>(truth) * static_cast<size_t>(num_classes_) + static_cast<size_t>(predicted)];
@@ -48,8 +47,7 @@ double ConfusionMatrix::specificity(int c) const {
                    : std::numeric_limits<double>::quiet_NaN();
 }
 
-absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Dataset& data,
-                                         KernelSet kernels) {
+absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Dataset& data, KernelSet kernels) {
   if (bundle.precision() == v1::PRECISION_INT8) {
     auto interpreter = Interpreter::Create(bundle, kernels);
     if (!interpreter.ok()) return interpreter.status();
@@ -67,8 +65,7 @@ absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Da
                  static_cast<int>(n));
     for (size_t k = 0; k < n; ++k) {
       const auto row = net->logits().subspan(k * classes, classes);
-      m.Add(data.labels[first + k],
-            static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin()));
+      m.Add(data.labels[first + k], static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin()));
     }
   }
   return m;
@@ -76,9 +73,9 @@ absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Da
 
 absl::StatusOr<ConfusionMatrix> Evaluate(Interpreter& it, const Dataset& data) {
   if (data.feature_size() != it.input_size() || data.num_classes() != it.num_classes()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        data.source, " has samples of ", data.feature_size(), " values in ", data.num_classes(),
-        " classes; the model takes ", it.input_size(), " values in ", it.num_classes()));
+    return absl::InvalidArgumentError(absl::StrCat(data.source, " has samples of ", data.feature_size(), " values in ",
+                                                   data.num_classes(), " classes; the model takes ", it.input_size(),
+                                                   " values in ", it.num_classes()));
   }
   ConfusionMatrix m(it.num_classes());
   for (size_t i = 0; i < data.size(); ++i) m.Add(data.labels[i], it.Predict(data.sample(i)).label);

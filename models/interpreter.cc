@@ -61,16 +61,14 @@ struct Interpreter::State {
 Interpreter::Interpreter(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Interpreter::~Interpreter() = default;
 
-absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::ModelBundle& bundle,
-                                                                 KernelSet kernels) {
+absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::ModelBundle& bundle, KernelSet kernels) {
   auto analysis = internal::AnalyzeBundle(bundle);
   if (!analysis.ok()) return analysis.status();
   if (bundle.precision() != v1::PRECISION_INT8) {
     return absl::InvalidArgumentError(
         "bundle holds float32 weights; quantize it (tinyfed model quantize) before running it");
   }
-  const bool avx2 = kernels == KernelSet::kAvx2 ||
-                    (kernels == KernelSet::kBest && internal::CpuHasAvx2());
+  const bool avx2 = kernels == KernelSet::kAvx2 || (kernels == KernelSet::kBest && internal::CpuHasAvx2());
   if (avx2 && !internal::CpuHasAvx2()) {
     return absl::FailedPreconditionError("AVX2 kernels requested but this CPU has no AVX2");
   }
@@ -96,8 +94,7 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
   const internal::MemoryPlan plan = internal::PlanMemory(requests);
   if (plan.arena_bytes > internal::kMaxArenaBytes) {
     return absl::InvalidArgumentError(absl::StrCat("model needs an arena of ", plan.arena_bytes,
-                                                   " bytes, more than the limit of ",
-                                                   internal::kMaxArenaBytes));
+                                                   " bytes, more than the limit of ", internal::kMaxArenaBytes));
   }
   for (size_t i = 0; i < state->ops.size(); ++i) {
     auto& op = state->ops[i];
@@ -148,8 +145,7 @@ void Interpreter::SetInput(std::span<const float> features) {
 }
 
 std::span<int8_t> Interpreter::quantized_input() {
-  return {reinterpret_cast<int8_t*>(state_->arena.get() + state_->input_offset_bytes),
-          state_->input_size};
+  return {reinterpret_cast<int8_t*>(state_->arena.get() + state_->input_offset_bytes), state_->input_size};
 }
 
 void Interpreter::Invoke() {

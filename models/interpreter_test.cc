@@ -65,7 +65,7 @@ TEST(TfliteGolden, PerChannelConv2D) {
     ASSERT_TRUE(it.ok()) << it.status();
     std::copy(input.begin(), input.end(), (*it)->quantized_input().begin());
     (*it)->Invoke();
-    const auto out = (*it)->embedding();  // dequantized: 0.5 * (q + 1)
+    const auto out = (*it)->embedding();                                 // dequantized: 0.5 * (q + 1)
     const std::vector<float> expected = {31.0f, 64.0f, -57.0f, -46.0f};  // bytes 61, 127, -115, -93
     ASSERT_EQ(out.size(), expected.size());
     for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i], expected[i]) << i;

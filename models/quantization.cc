@@ -14,8 +14,7 @@ absl::StatusOr<QuantizedMultiplier> QuantizeMultiplier(double real_multiplier) {
         absl::StrCat("quantized multiplier must be finite and non-negative, got ", real_multiplier));
   }
   if (real_multiplier >= 2147483648.0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("quantized multiplier ", real_multiplier, " is 2^31 or more"));
+    return absl::InvalidArgumentError(absl::StrCat("quantized multiplier ", real_multiplier, " is 2^31 or more"));
   }
   QuantizedMultiplier q;
   if (real_multiplier == 0.0) return q;
@@ -29,8 +28,7 @@ absl::StatusOr<QuantizedMultiplier> QuantizeMultiplier(double real_multiplier) {
   if (exponent < -31) return QuantizedMultiplier{};
   if (exponent > 30) {
     return absl::InvalidArgumentError(
-        absl::StrCat("quantized multiplier ", real_multiplier, " needs a left shift of ", exponent,
-                     ", more than 30"));
+        absl::StrCat("quantized multiplier ", real_multiplier, " needs a left shift of ", exponent, ", more than 30"));
   }
   q.multiplier = static_cast<int32_t>(fixed);
   q.shift = exponent;
@@ -83,8 +81,8 @@ int8_t QuantizeValue(float real, AffineQuantization q) {
   return static_cast<int8_t>(std::clamp(RoundHalfAwayFromZero(scaled) + q.zero_point, -128, 127));
 }
 
-void QuantizeSymmetricPerChannel(std::span<const float> weights, int channels,
-                                 std::span<int8_t> out, std::span<float> scales) {
+void QuantizeSymmetricPerChannel(std::span<const float> weights, int channels, std::span<int8_t> out,
+                                 std::span<float> scales) {
   const size_t per_channel = weights.size() / static_cast<size_t>(channels);
   for (int c = 0; c < channels; ++c) {
     const auto row = weights.subspan(static_cast<size_t>(c) * per_channel, per_channel);

@@ -11,10 +11,13 @@ namespace {
 // Golden values computed by hand from TFLite's definitions
 // (quantization_util.cc QuantizeMultiplier, common.h MultiplyByQuantizedMultiplier).
 TEST(QuantizeMultiplier, GoldenValues) {
-  struct Case { double m; int32_t multiplier; int32_t shift; };
+  struct Case {
+    double m;
+    int32_t multiplier;
+    int32_t shift;
+  };
   for (const Case& c : {Case{0.5, 1 << 30, 0}, Case{0.25, 1 << 30, -1}, Case{1.0, 1 << 30, 1},
-                        Case{0.75, 1610612736, 0}, Case{2.0, 1 << 30, 2},
-                        Case{0.0, 0, 0}, Case{1e-12, 0, 0},
+                        Case{0.75, 1610612736, 0}, Case{2.0, 1 << 30, 2}, Case{0.0, 0, 0}, Case{1e-12, 0, 0},
                         // frexp(0.999999999) rounds up to 2^31 and renormalizes.
                         Case{0.9999999999, 1 << 30, 1}}) {
     auto q = QuantizeMultiplier(c.m);
@@ -37,8 +40,8 @@ TEST(FixedPoint, RoundingDoublingHighMul) {
   // gemmlowp's nudge rounds ties upward: 1.5 -> 2 but -1.5 -> -1.
   EXPECT_EQ(SaturatingRoundingDoublingHighMul(3, 1 << 30), 2);
   EXPECT_EQ(SaturatingRoundingDoublingHighMul(-3, 1 << 30), -1);
-  EXPECT_EQ(SaturatingRoundingDoublingHighMul(1, 1 << 30), 1);   // 0.5 -> 1
-  EXPECT_EQ(SaturatingRoundingDoublingHighMul(-1, 1 << 30), 0);  // -0.5 -> 0
+  EXPECT_EQ(SaturatingRoundingDoublingHighMul(1, 1 << 30), 1);    // 0.5 -> 1
+  EXPECT_EQ(SaturatingRoundingDoublingHighMul(-1, 1 << 30), 0);   // -0.5 -> 0
   EXPECT_EQ(SaturatingRoundingDoublingHighMul(-5, 1 << 30), -2);  // -2.5 -> -2
 }
 
@@ -91,7 +94,7 @@ TEST(QuantizeSymmetricPerChannel, ScalesPerRow) {
   QuantizeSymmetricPerChannel(w, 2, q, scales);
   EXPECT_FLOAT_EQ(scales[0], 2.0f / 127.0f);
   EXPECT_EQ(q[1], -127);
-  EXPECT_EQ(q[0], 64);  // 63.5 rounds away from zero
+  EXPECT_EQ(q[0], 64);         // 63.5 rounds away from zero
   EXPECT_GT(scales[1], 0.0f);  // a dead channel keeps a usable scale
   EXPECT_EQ(q[3], 0);
 }

@@ -24,8 +24,7 @@ absl::Status CheckOptions(const v1::ModelBundle& bundle, const QuantizeOptions& 
     return absl::InvalidArgumentError("quantization needs a float32 bundle (from tinyfed backbone train)");
   }
   if (!(options.percentile > 50.0 && options.percentile <= 100.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("percentile ", options.percentile,
-                                                   " outside (50, 100]"));
+    return absl::InvalidArgumentError(absl::StrCat("percentile ", options.percentile, " outside (50, 100]"));
   }
   if (options.calibration_samples == 0) {
     return absl::InvalidArgumentError("calibration needs at least one sample");
@@ -34,8 +33,7 @@ absl::Status CheckOptions(const v1::ModelBundle& bundle, const QuantizeOptions& 
 }
 
 // Activation ranges of every tensor over a random sample of `data`.
-absl::StatusOr<std::vector<Range>> Calibrate(FloatNetwork& net, const Dataset& data,
-                                             const QuantizeOptions& options) {
+absl::StatusOr<std::vector<Range>> Calibrate(FloatNetwork& net, const Dataset& data, const QuantizeOptions& options) {
   if (auto s = internal::CheckDataFits(net, data); !s.ok()) return s;
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), 0);
@@ -45,8 +43,7 @@ absl::StatusOr<std::vector<Range>> Calibrate(FloatNetwork& net, const Dataset& d
   const Dataset sample = data.Subset(order);
 
   const auto tensors = static_cast<size_t>(net.num_tensors());
-  std::vector<Range> ranges(tensors, {std::numeric_limits<float>::infinity(),
-                                      -std::numeric_limits<float>::infinity()});
+  std::vector<Range> ranges(tensors, {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()});
   std::vector<std::vector<float>> kept(tensors);
   const bool percentile = options.calibration == Calibration::kPercentile;
   constexpr size_t kBatch = 256;
@@ -87,9 +84,9 @@ absl::StatusOr<std::vector<Range>> Calibrate(FloatNetwork& net, const Dataset& d
   return ranges;
 }
 
-absl::StatusOr<v1::ModelBundle> ConvertToInt8(const v1::ModelBundle& float_bundle,
-                                              const FloatNetwork& net, const std::vector<Range>& ranges,
-                                              v1::QuantizationMethod method, size_t samples) {
+absl::StatusOr<v1::ModelBundle> ConvertToInt8(const v1::ModelBundle& float_bundle, const FloatNetwork& net,
+                                              const std::vector<Range>& ranges, v1::QuantizationMethod method,
+                                              size_t samples) {
   v1::ModelBundle out = float_bundle;
   out.set_precision(v1::PRECISION_INT8);
   v1::Graph* g = out.mutable_backbone();
@@ -160,21 +157,18 @@ absl::StatusOr<Calibrated> CalibratedNetwork(const v1::ModelBundle& bundle, cons
 
 }  // namespace
 
-absl::StatusOr<v1::ModelBundle> QuantizePostTraining(const v1::ModelBundle& float_bundle,
-                                                     const Dataset& calibration,
+absl::StatusOr<v1::ModelBundle> QuantizePostTraining(const v1::ModelBundle& float_bundle, const Dataset& calibration,
                                                      const QuantizeOptions& options) {
   auto c = CalibratedNetwork(float_bundle, calibration, options);
   if (!c.ok()) return c.status();
-  return ConvertToInt8(float_bundle, c->net, c->ranges,
-                       options.calibration == Calibration::kPercentile ? v1::QUANTIZATION_PTQ_PERCENTILE
-                                                                       : v1::QUANTIZATION_PTQ_MINMAX,
-                       std::min(options.calibration_samples, calibration.size()));
+  return ConvertToInt8(
+      float_bundle, c->net, c->ranges,
+      options.calibration == Calibration::kPercentile ? v1::QUANTIZATION_PTQ_PERCENTILE : v1::QUANTIZATION_PTQ_MINMAX,
+      std::min(options.calibration_samples, calibration.size()));
 }
 
-absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& float_bundle,
-                                                      const Dataset& train,
-                                                      const QuantizeOptions& options,
-                                                      const TrainOptions& fine_tune) {
+absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& float_bundle, const Dataset& train,
+                                                      const QuantizeOptions& options, const TrainOptions& fine_tune) {
   auto c = CalibratedNetwork(float_bundle, train, options);
   if (!c.ok()) return c.status();
   c->net.EnableFakeQuantization(c->ranges);

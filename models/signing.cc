@@ -28,8 +28,8 @@ absl::Status WriteSigningKey(const SigningKey& key, const std::filesystem::path&
   absl::Status s = base::WriteFileAtomically(secret_path, secret, 0600);
   sodium_memzero(secret.data(), secret.size());
   if (!s.ok()) return s;
-  return base::WriteFileAtomically(public_path,
-                             std::string_view(reinterpret_cast<const char*>(key.public_.data()), key.public_.size()));
+  return base::WriteFileAtomically(
+      public_path, std::string_view(reinterpret_cast<const char*>(key.public_.data()), key.public_.size()));
 }
 
 absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path) {
@@ -54,7 +54,8 @@ absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_pa
   sodium_memzero(seed.data(), seed.size());
   sodium_memzero(scratch.data(), scratch.size());
   if (derived != k.public_) {
-    return absl::InvalidArgumentError(absl::StrCat(secret_path.string(), " is damaged: its public half does not match"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(secret_path.string(), " is damaged: its public half does not match"));
   }
   return k;
 }
@@ -63,8 +64,8 @@ absl::StatusOr<PublicKey> ReadPublicKey(const std::filesystem::path& public_path
   auto bytes = base::ReadFileBytes(public_path, 1024);
   if (!bytes.ok()) return bytes.status();
   if (bytes->size() != crypto_sign_PUBLICKEYBYTES) {
-    return absl::InvalidArgumentError(absl::StrCat(public_path.string(), " is ", bytes->size(),
-                                                   " bytes, not an Ed25519 public key (32)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(public_path.string(), " is ", bytes->size(), " bytes, not an Ed25519 public key (32)"));
   }
   PublicKey k;
   std::memcpy(k.data(), bytes->data(), k.size());
@@ -85,7 +86,9 @@ bool VerifySignature(const PublicKey& key, std::string_view message, std::string
                                      key.data()) == 0;
 }
 
-std::string KeyBytes(const PublicKey& key) { return std::string(reinterpret_cast<const char*>(key.data()), key.size()); }
+std::string KeyBytes(const PublicKey& key) {
+  return std::string(reinterpret_cast<const char*>(key.data()), key.size());
+}
 
 absl::StatusOr<PublicKey> PublicKeyFromBytes(std::string_view bytes) {
   if (bytes.size() != crypto_sign_PUBLICKEYBYTES) {

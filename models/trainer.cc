@@ -54,8 +54,7 @@ class GraphBuilder {
     const v1::Shape s = Shape(in);
     v1::Op* op = Op(in,
                     Tensor(Out(static_cast<int>(s.height()), k, k, v1::PADDING_VALID),
-                           Out(static_cast<int>(s.width()), k, k, v1::PADDING_VALID),
-                           static_cast<int>(s.channels())),
+                           Out(static_cast<int>(s.width()), k, k, v1::PADDING_VALID), static_cast<int>(s.channels())),
                     v1::ACTIVATION_NONE);
     SetWindow(op->mutable_max_pool(), k, k, k, v1::PADDING_VALID);
     return static_cast<int>(op->output());
@@ -132,27 +131,27 @@ absl::StatusOr<Architecture> ParseArchitecture(std::string_view name) {
 
 std::string ArchitectureName(Architecture architecture) {
   switch (architecture) {
-    case Architecture::kMlp: return "mlp";
-    case Architecture::kCnn: return "cnn";
-    case Architecture::kDsCnn: return "dscnn";
+    case Architecture::kMlp:
+      return "mlp";
+    case Architecture::kCnn:
+      return "cnn";
+    case Architecture::kDsCnn:
+      return "dscnn";
   }
   return "unknown";
 }
 
-absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const Dataset& data,
-                                              uint64_t seed, const ArchitectureOptions& options) {
+absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const Dataset& data, uint64_t seed,
+                                              const ArchitectureOptions& options) {
   if (data.num_classes() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("dataset has ", data.num_classes(),
-                                                   " classes; need 2 or more"));
+    return absl::InvalidArgumentError(absl::StrCat("dataset has ", data.num_classes(), " classes; need 2 or more"));
   }
   if (architecture == Architecture::kCnn && (data.height < 16 || data.width < 16)) {
-    return absl::InvalidArgumentError(absl::StrCat("the cnn needs images of at least 16x16; ",
-                                                   data.source, " has ", data.height, "x",
-                                                   data.width));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the cnn needs images of at least 16x16; ", data.source, " has ", data.height, "x", data.width));
   }
   if (options.mlp_hidden.empty() ||
-      std::any_of(options.mlp_hidden.begin(), options.mlp_hidden.end(),
-                  [](int h) { return h < 1 || h > 65535; }) ||
+      std::any_of(options.mlp_hidden.begin(), options.mlp_hidden.end(), [](int h) { return h < 1 || h > 65535; }) ||
       options.dscnn_channels < 1 || options.dscnn_blocks < 1) {
     return absl::InvalidArgumentError("layer sizes must be positive");
   }
@@ -175,8 +174,8 @@ absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const D
       t = b.Dense(t, 84, v1::ACTIVATION_RELU);
       break;
     case Architecture::kDsCnn:
-      t = b.Conv(t, options.dscnn_channels, std::min(10, data.height), std::min(4, data.width), 2,
-                 v1::PADDING_SAME, v1::ACTIVATION_RELU);
+      t = b.Conv(t, options.dscnn_channels, std::min(10, data.height), std::min(4, data.width), 2, v1::PADDING_SAME,
+                 v1::ACTIVATION_RELU);
       for (int i = 0; i < options.dscnn_blocks; ++i) {
         t = b.Depthwise(t, 3, v1::ACTIVATION_RELU);
         t = b.Conv(t, options.dscnn_channels, 1, 1, 1, v1::PADDING_SAME, v1::ACTIVATION_RELU);
@@ -201,9 +200,9 @@ absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const D
   summary->set_num_samples(data.size());
   for (uint64_t c : data.ClassCounts()) summary->add_class_counts(c);
   if (auto s = ValidateBundle(bundle); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot build a ", ArchitectureName(architecture),
-                                                   " for ", data.height, "x", data.width, "x",
-                                                   data.channels, " samples: ", s.message()));
+    return absl::InvalidArgumentError(absl::StrCat("cannot build a ", ArchitectureName(architecture), " for ",
+                                                   data.height, "x", data.width, "x", data.channels,
+                                                   " samples: ", s.message()));
   }
   return bundle;
 }
@@ -212,13 +211,12 @@ namespace internal {
 
 absl::Status CheckDataFits(const FloatNetwork& net, const Dataset& data) {
   if (data.feature_size() != net.input_size()) {
-    return absl::InvalidArgumentError(absl::StrCat(data.source, " has samples of ",
-                                                   data.feature_size(), " values but the model takes ",
-                                                   net.input_size()));
+    return absl::InvalidArgumentError(absl::StrCat(data.source, " has samples of ", data.feature_size(),
+                                                   " values but the model takes ", net.input_size()));
   }
   if (data.num_classes() != net.num_classes()) {
-    return absl::InvalidArgumentError(absl::StrCat(data.source, " has ", data.num_classes(),
-                                                   " classes but the model has ", net.num_classes()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(data.source, " has ", data.num_classes(), " classes but the model has ", net.num_classes()));
   }
   if (data.size() == 0) return absl::InvalidArgumentError(absl::StrCat(data.source, " is empty"));
   return absl::OkStatus();
@@ -226,12 +224,12 @@ absl::Status CheckDataFits(const FloatNetwork& net, const Dataset& data) {
 
 absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOptions& options) {
   if (auto s = CheckDataFits(*net, train); !s.ok()) return s;
-  if (options.epochs < 0 || options.batch_size < 1 || !(options.learning_rate > 0.0f) ||
-      options.momentum < 0.0f || options.momentum >= 1.0f || options.weight_decay < 0.0f) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "training options out of range: epochs ", options.epochs, ", batch size ",
-        options.batch_size, ", learning rate ", options.learning_rate, ", momentum ",
-        options.momentum, ", weight decay ", options.weight_decay));
+  if (options.epochs < 0 || options.batch_size < 1 || !(options.learning_rate > 0.0f) || options.momentum < 0.0f ||
+      options.momentum >= 1.0f || options.weight_decay < 0.0f) {
+    return absl::InvalidArgumentError(absl::StrCat("training options out of range: epochs ", options.epochs,
+                                                   ", batch size ", options.batch_size, ", learning rate ",
+                                                   options.learning_rate, ", momentum ", options.momentum,
+                                                   ", weight decay ", options.weight_decay));
   }
   std::mt19937_64 rng(options.seed);
   std::vector<size_t> order(train.size());
@@ -258,22 +256,21 @@ absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOp
       net->Forward(std::span(x).first(n * train.feature_size()), static_cast<int>(n));
       const auto logits = net->logits();
       for (size_t k = 0; k < n; ++k) {
-        const auto row = logits.subspan(k * static_cast<size_t>(net->num_classes()),
-                                        static_cast<size_t>(net->num_classes()));
+        const auto row =
+            logits.subspan(k * static_cast<size_t>(net->num_classes()), static_cast<size_t>(net->num_classes()));
         if (std::max_element(row.begin(), row.end()) - row.begin() == y[k]) ++correct;
       }
       loss_sum += net->Backward(std::span(y).first(n)) * static_cast<double>(n);
-      lr = options.cosine_decay
-               ? static_cast<float>(0.5 * options.learning_rate *
-                                    (1.0 + std::cos(M_PI * static_cast<double>(step) / total_steps)))
-               : options.learning_rate;
+      lr = options.cosine_decay ? static_cast<float>(0.5 * options.learning_rate *
+                                                     (1.0 + std::cos(M_PI * static_cast<double>(step) / total_steps)))
+                                : options.learning_rate;
       net->Step(lr, options.momentum, options.weight_decay);
       ++step;
     }
     if (!std::isfinite(loss_sum)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "training diverged in epoch ", epoch, " (loss is not finite); lower the learning rate ",
-          options.learning_rate));
+      return absl::InvalidArgumentError(absl::StrCat("training diverged in epoch ", epoch,
+                                                     " (loss is not finite); lower the learning rate ",
+                                                     options.learning_rate));
     }
     if (options.on_epoch) {
       EpochReport r;

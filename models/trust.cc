@@ -2,14 +2,13 @@
 
 #include <set>
 
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
-#include "tinyfed/base/sha256.h"
-
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "tinyfed/models/bundle.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "tinyfed/base/file_io.h"
+#include "tinyfed/base/sha256.h"
+#include "tinyfed/models/bundle.h"
 
 namespace tinyfed::models {
 namespace {
@@ -53,8 +52,8 @@ std::string Serialized(const google::protobuf::Message& m) {
 
 absl::Status CheckRole(const v1::KeyRole& role, const std::string& name) {
   if (role.public_keys_size() == 0 || role.public_keys_size() > 32) {
-    return absl::InvalidArgumentError(StrCat("the ", name, " role lists ", role.public_keys_size(),
-                                             " keys; 1 to 32 are allowed"));
+    return absl::InvalidArgumentError(
+        StrCat("the ", name, " role lists ", role.public_keys_size(), " keys; 1 to 32 are allowed"));
   }
   std::set<std::string> distinct;
   for (const std::string& key : role.public_keys()) {
@@ -62,8 +61,8 @@ absl::Status CheckRole(const v1::KeyRole& role, const std::string& name) {
     if (!distinct.insert(key).second) return absl::InvalidArgumentError(StrCat("the ", name, " role repeats a key"));
   }
   if (role.threshold() < 1 || role.threshold() > static_cast<uint32_t>(role.public_keys_size())) {
-    return absl::InvalidArgumentError(StrCat("the ", name, " threshold ", role.threshold(), " is not in 1..",
-                                             role.public_keys_size()));
+    return absl::InvalidArgumentError(
+        StrCat("the ", name, " threshold ", role.threshold(), " is not in 1..", role.public_keys_size()));
   }
   return absl::OkStatus();
 }
@@ -86,8 +85,8 @@ absl::Status CheckThreshold(const v1::SignedMetadata& m, std::string_view domain
                             const std::string& what) {
   const int valid = ValidSignatures(m, domain, role);
   if (valid < static_cast<int>(role.threshold())) {
-    return absl::PermissionDeniedError(StrCat(what, " carries ", valid, " valid signature(s) of the ", role.threshold(),
-                                              " required"));
+    return absl::PermissionDeniedError(
+        StrCat(what, " carries ", valid, " valid signature(s) of the ", role.threshold(), " required"));
   }
   return absl::OkStatus();
 }
@@ -131,8 +130,8 @@ absl::StatusOr<v1::ReleaseMetadata> DescribeRelease(std::string_view bundle_file
 
 absl::StatusOr<v1::RootMetadata> ParseRoot(const v1::SignedMetadata& signed_root) {
   if (signed_root.payload().size() > kMaxMetadataBytes) {
-    return absl::InvalidArgumentError(StrCat("root metadata of ", signed_root.payload().size(), " bytes exceeds ",
-                                             kMaxMetadataBytes));
+    return absl::InvalidArgumentError(
+        StrCat("root metadata of ", signed_root.payload().size(), " bytes exceeds ", kMaxMetadataBytes));
   }
   v1::RootMetadata root;
   if (!root.ParseFromString(signed_root.payload())) return absl::InvalidArgumentError("malformed root metadata");
@@ -145,8 +144,8 @@ absl::StatusOr<v1::RootMetadata> ParseRoot(const v1::SignedMetadata& signed_root
 
 absl::StatusOr<v1::ReleaseMetadata> ParseRelease(const v1::SignedMetadata& signed_release) {
   if (signed_release.payload().size() > kMaxMetadataBytes) {
-    return absl::InvalidArgumentError(StrCat("release metadata of ", signed_release.payload().size(),
-                                             " bytes exceeds ", kMaxMetadataBytes));
+    return absl::InvalidArgumentError(
+        StrCat("release metadata of ", signed_release.payload().size(), " bytes exceeds ", kMaxMetadataBytes));
   }
   v1::ReleaseMetadata r;
   if (!r.ParseFromString(signed_release.payload())) return absl::InvalidArgumentError("malformed release metadata");
@@ -162,8 +161,7 @@ absl::StatusOr<v1::ReleaseMetadata> ParseRelease(const v1::SignedMetadata& signe
 absl::StatusOr<TrustedRoot> TrustedRoot::Pin(const v1::SignedMetadata& signed_root) {
   auto root = ParseRoot(signed_root);
   if (!root.ok()) return root.status();
-  if (auto s = CheckThreshold(signed_root, kRootDomain, root->root(), StrCat("root v", root->version()));
-      !s.ok()) {
+  if (auto s = CheckThreshold(signed_root, kRootDomain, root->root(), StrCat("root v", root->version())); !s.ok()) {
     return s;
   }
   return TrustedRoot(std::move(*root));
@@ -173,15 +171,16 @@ absl::Status TrustedRoot::Advance(const v1::SignedMetadata& next) {
   auto root = ParseRoot(next);
   if (!root.ok()) return root.status();
   if (root->version() != root_.version() + 1) {
-    return absl::FailedPreconditionError(StrCat("root v", root->version(), " does not follow the trusted root v",
-                                                root_.version()));
+    return absl::FailedPreconditionError(
+        StrCat("root v", root->version(), " does not follow the trusted root v", root_.version()));
   }
   if (root->federation() != root_.federation()) {
     return absl::FailedPreconditionError(StrCat("root v", root->version(), " is for federation '", root->federation(),
                                                 "', not '", root_.federation(), "'"));
   }
   const std::string what = StrCat("root v", root->version());
-  if (auto s = CheckThreshold(next, kRootDomain, root_.root(), StrCat(what, " (by the keys of v", root_.version(), ")"));
+  if (auto s =
+          CheckThreshold(next, kRootDomain, root_.root(), StrCat(what, " (by the keys of v", root_.version(), ")"));
       !s.ok()) {
     return s;
   }
@@ -203,28 +202,29 @@ absl::StatusOr<VerifiedModel> TrustedRoot::VerifyModel(const v1::SignedBundle& s
     return s;
   }
   if (release->federation() != root_.federation()) {
-    return absl::FailedPreconditionError(StrCat(what, " is for federation '", release->federation(), "', not '",
-                                                root_.federation(), "'"));
+    return absl::FailedPreconditionError(
+        StrCat(what, " is for federation '", release->federation(), "', not '", root_.federation(), "'"));
   }
   if (now) {
     if (absl::FromUnixSeconds(root_.expires_unix_seconds()) <= *now) {
-      return absl::FailedPreconditionError(StrCat("the trusted root v", root_.version(), " expired at ",
-                                                  absl::FormatTime(absl::FromUnixSeconds(root_.expires_unix_seconds()))));
+      return absl::FailedPreconditionError(
+          StrCat("the trusted root v", root_.version(), " expired at ",
+                 absl::FormatTime(absl::FromUnixSeconds(root_.expires_unix_seconds()))));
     }
     if (absl::FromUnixSeconds(release->expires_unix_seconds()) <= *now) {
-      return absl::FailedPreconditionError(StrCat(what, " expired at ",
-                                                  absl::FormatTime(absl::FromUnixSeconds(release->expires_unix_seconds())),
-                                                  " (a frozen or replayed release)"));
+      return absl::FailedPreconditionError(
+          StrCat(what, " expired at ", absl::FormatTime(absl::FromUnixSeconds(release->expires_unix_seconds())),
+                 " (a frozen or replayed release)"));
     }
   }
   if (installed != nullptr) {
     if (release->model_version() <= installed->model_version()) {
-      return absl::FailedPreconditionError(StrCat(what, " is not newer than the installed v",
-                                                  installed->model_version(), " (rollback or replay)"));
+      return absl::FailedPreconditionError(
+          StrCat(what, " is not newer than the installed v", installed->model_version(), " (rollback or replay)"));
     }
     if (release->version() < installed->version()) {
-      return absl::FailedPreconditionError(StrCat(what, " is older metadata than the installed release ",
-                                                  installed->version(), " (rollback)"));
+      return absl::FailedPreconditionError(
+          StrCat(what, " is older metadata than the installed release ", installed->version(), " (rollback)"));
     }
   }
   if (signed_bundle.bundle().size() != release->bundle_length()) {
@@ -232,8 +232,8 @@ absl::StatusOr<VerifiedModel> TrustedRoot::VerifyModel(const v1::SignedBundle& s
                                       " bytes, the release signs ", release->bundle_length()));
   }
   if (base::Sha256(signed_bundle.bundle()) != release->bundle_sha256()) {
-    return absl::PermissionDeniedError(StrCat(what, ": the bundle's SHA-256 is not the signed ",
-                                              Hex(release->bundle_sha256())));
+    return absl::PermissionDeniedError(
+        StrCat(what, ": the bundle's SHA-256 is not the signed ", Hex(release->bundle_sha256())));
   }
   auto bundle = DecodeBundleFile(signed_bundle.bundle());
   if (!bundle.ok()) return bundle.status();
@@ -290,11 +290,10 @@ absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadat
   return base::WriteFileAtomically(file, signed_root.SerializeAsString());
 }
 
-absl::StatusOr<Repository> CreateSingleKeyRepository(const std::filesystem::path& dir,
-                                                     const std::string& federation, absl::Duration lifetime) {
-  const Repository repository{.publishing_key = dir / "publishing.key",
-                              .roots_dir = dir / "roots",
-                              .pinned_root = RootFile(dir / "roots", 1)};
+absl::StatusOr<Repository> CreateSingleKeyRepository(const std::filesystem::path& dir, const std::string& federation,
+                                                     absl::Duration lifetime) {
+  const Repository repository{
+      .publishing_key = dir / "publishing.key", .roots_dir = dir / "roots", .pinned_root = RootFile(dir / "roots", 1)};
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));

@@ -73,8 +73,8 @@ class TrustTest : public ::testing::Test {
     return *pinned;
   }
 
-  StatusCode Verify(const TrustedRoot& trusted, const v1::SignedBundle& b, const v1::ReleaseMetadata* installed = nullptr,
-                    absl::Time now = kNow) {
+  StatusCode Verify(const TrustedRoot& trusted, const v1::SignedBundle& b,
+                    const v1::ReleaseMetadata* installed = nullptr, absl::Time now = kNow) {
     auto verified = trusted.VerifyModel(b, installed, now);
     if (!verified.ok()) message_ = std::string(verified.status().message());
     return verified.status().code();

@@ -30,8 +30,8 @@ absl::StatusOr<std::vector<uint32_t>> UnpackBits(std::string_view bytes, int bit
   if (bits < 1 || bits > 32) return absl::InvalidArgumentError(absl::StrCat("bits must be in [1, 32], got ", bits));
   const size_t expected = (count * static_cast<size_t>(bits) + 7) / 8;
   if (bytes.size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(bytes.size(), " packed bytes for ", count, " values of ", bits,
-                                       " bits; expected ", expected));
+    return absl::InvalidArgumentError(
+        absl::StrCat(bytes.size(), " packed bytes for ", count, " values of ", bits, " bits; expected ", expected));
   }
   std::vector<uint32_t> out(count);
   if (bits % 8 == 0) {

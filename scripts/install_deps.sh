@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config ccache clang-14 libclang-rt-14-dev
+  build-essential cmake pkg-config ccache clang-14 clang-format-14 libclang-rt-14-dev
   protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev
   libsodium-dev libfftw3-dev libeigen3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

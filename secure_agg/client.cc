@@ -39,8 +39,8 @@ class ClientState {
 
  protected:
   absl::Status WrongPhase(const ClientContext& c) const {
-    return absl::FailedPreconditionError(absl::StrCat("client ", c.id, " cannot do that in phase ",
-                                                      static_cast<int>(phase())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("client ", c.id, " cannot do that in phase ", static_cast<int>(phase())));
   }
   static v1::SecAggClientMessage Reply(const ClientContext& c) {
     v1::SecAggClientMessage m;
@@ -81,13 +81,14 @@ class UnmaskingState : public ClientState {
     }
     for (uint32_t u : req.dropped()) {
       if (survivors.count(u) || !dropped.insert(u).second) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", u, " is listed as both survivor and dropped, or twice"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("client ", u, " is listed as both survivor and dropped, or twice"));
       }
     }
     const int t = c.params.threshold();
     if (static_cast<int>(survivors.size()) < t) {
-      return absl::FailedPreconditionError(absl::StrCat("unmasking request names ", survivors.size(),
-                                                        " survivors, fewer than the threshold ", t));
+      return absl::FailedPreconditionError(
+          absl::StrCat("unmasking request names ", survivors.size(), " survivors, fewer than the threshold ", t));
     }
     if (!survivors.count(c.id)) {
       return absl::InvalidArgumentError(absl::StrCat("client ", c.id, " sent its masked input but is not a survivor"));
@@ -207,10 +208,12 @@ class ShareKeysState : public ClientState {
       if (nk.encryption_public_key().size() != 32 || nk.masking_public_key().size() != 32) {
         return absl::InvalidArgumentError(absl::StrCat("keys of client ", nk.id(), " are not 32 bytes"));
       }
-      if (!keys.emplace(nk.id(), nk).second) return absl::InvalidArgumentError(absl::StrCat("client ", nk.id(), " listed twice"));
+      if (!keys.emplace(nk.id(), nk).second)
+        return absl::InvalidArgumentError(absl::StrCat("client ", nk.id(), " listed twice"));
     }
     if (static_cast<int>(keys.size()) < t) {
-      return absl::FailedPreconditionError(absl::StrCat("only ", keys.size(), " neighbors advertised keys; sharing needs ", t));
+      return absl::FailedPreconditionError(
+          absl::StrCat("only ", keys.size(), " neighbors advertised keys; sharing needs ", t));
     }
     SecretKey seed;
     c.rng.Fill(seed.bytes);
@@ -249,9 +252,9 @@ class ShareKeysState : public ClientState {
       for (auto& share : *shares) sodium_memzero(share.data(), share.size());
     }
     if (!status.ok()) return status;
-    resp->set_self_mask_seed_commitment(internal::Commitment(
-        internal::Committed::kSelfMaskSeed, round, c.id, c.id,
-        std::string_view(reinterpret_cast<const char*>(seed.bytes.data()), seed.bytes.size())));
+    resp->set_self_mask_seed_commitment(
+        internal::Commitment(internal::Committed::kSelfMaskSeed, round, c.id, c.id,
+                             std::string_view(reinterpret_cast<const char*>(seed.bytes.data()), seed.bytes.size())));
     tr.next = std::make_unique<MaskedInputState>(input_, masking_.secret, std::move(seed), std::move(keys),
                                                  std::move(share_keys));
     return tr;
@@ -284,8 +287,8 @@ class AdvertiseState : public ClientState {
 
 absl::Status CheckAddressing(const SecAggParams& params, uint32_t id, const v1::SecAggServerMessage& m) {
   if (m.round_id() != params.config().round_id) {
-    return absl::InvalidArgumentError(absl::StrCat("message for round ", m.round_id(), ", this is round ",
-                                                   params.config().round_id));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message for round ", m.round_id(), ", this is round ", params.config().round_id));
   }
   if (m.recipient() != id) {
     return absl::InvalidArgumentError(absl::StrCat("message for client ", m.recipient(), " delivered to client ", id));

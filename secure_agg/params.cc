@@ -21,8 +21,8 @@ double Log2UpperTail(int k, double p, int t) {
   if (p >= 1.0) return 0.0;
   double total = 0.0;
   for (int i = t; i <= k; ++i) {
-    const double log_term = std::lgamma(k + 1.0) - std::lgamma(i + 1.0) - std::lgamma(k - i + 1.0) +
-                            i * std::log(p) + (k - i) * std::log1p(-p);
+    const double log_term = std::lgamma(k + 1.0) - std::lgamma(i + 1.0) - std::lgamma(k - i + 1.0) + i * std::log(p) +
+                            (k - i) * std::log1p(-p);
     total += std::exp(log_term);
   }
   return total > 0 ? std::log2(total) : -1e9;
@@ -34,8 +34,10 @@ double Log2LowerTail(int k, double q, int t) { return Log2UpperTail(k, 1.0 - q, 
 }  // namespace
 
 absl::StatusOr<SecAggParams> SecAggParams::Create(const SecAggConfig& c, int k, int t) {
-  if (c.num_clients < 3) return absl::InvalidArgumentError(absl::StrCat("need at least 3 clients, got ", c.num_clients));
-  if (c.bits < 1 || c.bits > 32) return absl::InvalidArgumentError(absl::StrCat("bits must be in [1, 32], got ", c.bits));
+  if (c.num_clients < 3)
+    return absl::InvalidArgumentError(absl::StrCat("need at least 3 clients, got ", c.num_clients));
+  if (c.bits < 1 || c.bits > 32)
+    return absl::InvalidArgumentError(absl::StrCat("bits must be in [1, 32], got ", c.bits));
   if (c.vector_length == 0 || c.vector_length > (size_t{1} << 26)) {
     return absl::InvalidArgumentError(absl::StrCat("vector length must be in [1, 2^26], got ", c.vector_length));
   }

@@ -129,8 +129,8 @@ TEST(SecAggPlus, RandomCohortsAndDropoutsGiveTheSurvivorsSum) {
       }
     }
     const Outcome o = RunRound(*params, t, drop_at, static_cast<uint32_t>(trial));
-    ASSERT_EQ(o.status.ok(), o.recoverable) << "trial " << trial << " n " << n << " k " << k << " t " << t << ": "
-                                            << o.status;
+    ASSERT_EQ(o.status.ok(), o.recoverable)
+        << "trial " << trial << " n " << n << " k " << k << " t " << t << ": " << o.status;
     if (o.status.ok()) {
       ++completed;
       ASSERT_EQ(o.result, o.expected) << "trial " << trial;
@@ -312,8 +312,8 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
       std::array<uint8_t, 32> s{};
       s[0] = static_cast<uint8_t>(u);
       s[1] = static_cast<uint8_t>(trial);
-      clients.push_back(std::move(*Client::Create(*params, static_cast<uint32_t>(u), inputs[static_cast<size_t>(u)],
-                                                  SeededRandom(s))));
+      clients.push_back(std::move(
+          *Client::Create(*params, static_cast<uint32_t>(u), inputs[static_cast<size_t>(u)], SeededRandom(s))));
     }
     auto server = *Server::Create(*params, t);
     for (int u = 0; u < n; ++u) ASSERT_TRUE(server->Receive(*clients[static_cast<size_t>(u)]->AdvertiseKeys()).ok());
@@ -357,12 +357,12 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
           }
         }
         const absl::Status received = server->Receive(*reply);
-        const bool malformed = (phase == 3 && k == Insider::kMalformedInput) ||
-                               (phase == 4 &&
-                                (k == Insider::kMalformedUnmasking || k == Insider::kWrongUnmaskingShares) &&
-                                reply->unmasking().self_mask_shares_size() > 0);
-        EXPECT_EQ(received.ok(), !malformed) << "trial " << trial << " client " << u << " phase " << phase << ": "
-                                             << received;
+        const bool malformed =
+            (phase == 3 && k == Insider::kMalformedInput) ||
+            (phase == 4 && (k == Insider::kMalformedUnmasking || k == Insider::kWrongUnmaskingShares) &&
+             reply->unmasking().self_mask_shares_size() > 0);
+        EXPECT_EQ(received.ok(), !malformed)
+            << "trial " << trial << " client " << u << " phase " << phase << ": " << received;
       }
     }
     if (status.ok()) status = server->AdvancePhase().status();
@@ -397,8 +397,8 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
     const std::set<uint32_t> in_sum(survivors.begin(), survivors.end());
     for (int u = 0; u < n; ++u) {
       if (kind[static_cast<size_t>(u)] == Insider::kHonest && !falsely_rejected.count(static_cast<uint32_t>(u))) {
-        EXPECT_TRUE(in_sum.count(static_cast<uint32_t>(u))) << "trial " << trial << ": honest client " << u
-                                                            << " left out";
+        EXPECT_TRUE(in_sum.count(static_cast<uint32_t>(u)))
+            << "trial " << trial << ": honest client " << u << " left out";
       }
     }
     std::set<uint32_t> accused;
@@ -409,8 +409,10 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
       }
     }
   }
-  std::printf("%d rounds with %d insiders: %d completed (%d sums checked exactly), %d aborted (%d naming a dealer of "
-              "bad shares)\n", kTrials, insiders_seen, completed, exact, aborted, named_dealers);
+  std::printf(
+      "%d rounds with %d insiders: %d completed (%d sums checked exactly), %d aborted (%d naming a dealer of "
+      "bad shares)\n",
+      kTrials, insiders_seen, completed, exact, aborted, named_dealers);
   EXPECT_GT(completed, 60);
   EXPECT_GT(named_dealers, 0);
   EXPECT_GT(exact, 40);
@@ -436,7 +438,7 @@ TEST(SecAggParams, DegreeAndThresholdGrowLogarithmically) {
   SecAggConfig small;
   small.num_clients = 5;
   small.vector_length = 1;
-  EXPECT_EQ(ChooseParams(small)->degree(), 4);  // complete graph
+  EXPECT_EQ(ChooseParams(small)->degree(), 4);           // complete graph
   EXPECT_FALSE(SecAggParams::Create(small, 3, 2).ok());  // odd degree below n - 1
   EXPECT_FALSE(SecAggParams::Create(small, 4, 2).ok());  // t <= k / 2
 }

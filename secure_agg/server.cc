@@ -33,8 +33,8 @@ class ServerState {
   virtual ~ServerState() = default;
   virtual ServerPhase phase() const = 0;
   virtual absl::Status Receive(const ServerContext&, const v1::SecAggClientMessage& m) {
-    return absl::FailedPreconditionError(absl::StrCat("message from client ", m.sender(), " outside its phase (server phase ",
-                                                      static_cast<int>(phase()), ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "message from client ", m.sender(), " outside its phase (server phase ", static_cast<int>(phase()), ")"));
   }
   virtual absl::StatusOr<Transition> Advance(const ServerContext&) {
     return absl::FailedPreconditionError("the secure aggregation round is over");
@@ -126,15 +126,16 @@ class UnmaskingState : public ServerState {
     for (const auto& share : r.self_mask_shares()) {
       if (!masked_.count(share.owner()) || !c.params.AreNeighbors(u, share.owner()) ||
           share.share().size() != internal::kShareBytes || !owners.insert(share.owner()).second) {
-        return absl::InvalidArgumentError(absl::StrCat("bad self-mask share from client ", u, " for client ", share.owner()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad self-mask share from client ", u, " for client ", share.owner()));
       }
     }
     for (const auto& share : r.masking_key_shares()) {
       const bool dropped = shared_.count(share.owner()) && !masked_.count(share.owner());
       if (!dropped || !c.params.AreNeighbors(u, share.owner()) || share.share().size() != internal::kShareBytes ||
           !owners.insert(share.owner()).second) {
-        return absl::InvalidArgumentError(absl::StrCat("bad masking-key share from client ", u, " for client ",
-                                                       share.owner()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad masking-key share from client ", u, " for client ", share.owner()));
       }
     }
     // A holder reveals what the dealer committed to, or nothing of it counts.
@@ -169,11 +170,13 @@ class UnmaskingState : public ServerState {
   absl::StatusOr<Transition> Advance(const ServerContext& c) override {
     const auto& config = c.params.config();
     const int t = c.params.threshold();
-    auto combine = [&](uint32_t owner, const SharesByOwner& all, const char* what) -> absl::StatusOr<internal::SecretKey> {
+    auto combine = [&](uint32_t owner, const SharesByOwner& all,
+                       const char* what) -> absl::StatusOr<internal::SecretKey> {
       const auto it = all.find(owner);
       const size_t have = it == all.end() ? 0 : it->second.size();
       if (static_cast<int>(have) < t) {
-        return absl::AbortedError(absl::StrCat("the ", what, " of client ", owner, " has ", have, " shares, needs ", t));
+        return absl::AbortedError(
+            absl::StrCat("the ", what, " of client ", owner, " has ", have, " shares, needs ", t));
       }
       std::vector<uint64_t> points;
       std::vector<std::string> shares;
@@ -210,8 +213,8 @@ class UnmaskingState : public ServerState {
       auto key = combine(v, masking_key_shares_, "masking key");
       if (!key.ok()) return key.status();
       if (internal::PublicKeyOf(*key) != internal::FromBytes(advertised_[v].masking_public_key())) {
-        return absl::AbortedError(absl::StrCat("reconstructed masking key of client ", v,
-                                               " does not match its advertised key (bad shares)"));
+        return absl::AbortedError(
+            absl::StrCat("reconstructed masking key of client ", v, " does not match its advertised key (bad shares)"));
       }
       for (uint32_t w : c.params.Neighbors(v)) {
         if (!masked_.count(w) || !masked_with_[w].count(v)) continue;
@@ -251,12 +254,13 @@ class MaskedInputState : public ServerState {
     if (inputs_.count(u)) return Duplicate("masked input", u);
     const auto& config = c.params.config();
     auto y = proto::UnpackBits(m.masked_input().masked_input(), config.bits, config.vector_length);
-    if (!y.ok()) return absl::InvalidArgumentError(absl::StrCat("masked input from client ", u, ": ", y.status().message()));
+    if (!y.ok())
+      return absl::InvalidArgumentError(absl::StrCat("masked input from client ", u, ": ", y.status().message()));
     std::set<uint32_t> rejected;
     for (uint32_t v : m.masked_input().rejected()) {
       if (!shared_.count(v) || !c.params.AreNeighbors(u, v) || !rejected.insert(v).second) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", u, " rejects client ", v,
-                                                       ", which sent it no share (or is named twice)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("client ", u, " rejects client ", v, ", which sent it no share (or is named twice)"));
       }
     }
     inputs_[u] = std::move(*y);
@@ -283,9 +287,10 @@ class MaskedInputState : public ServerState {
     }
     if (static_cast<int>(survivors.size()) < c.min_survivors) {
       if (accused.empty()) return TooFew(c, survivors.size(), "sent masked inputs");
-      return absl::AbortedError(absl::StrCat(survivors.size(), " clients sent masked inputs and were rejected by no "
-                                             "neighbor, fewer than ", c.min_survivors, "; rejected: ",
-                                             absl::StrJoin(accused, ", ")));
+      return absl::AbortedError(absl::StrCat(survivors.size(),
+                                             " clients sent masked inputs and were rejected by no "
+                                             "neighbor, fewer than ",
+                                             c.min_survivors, "; rejected: ", absl::StrJoin(accused, ", ")));
     }
     const auto& config = c.params.config();
     const uint32_t mask = config.bits == 32 ? ~uint32_t{0} : (uint32_t{1} << config.bits) - 1;
@@ -312,9 +317,9 @@ class MaskedInputState : public ServerState {
       }
       tr.messages.push_back(std::move(m));
     }
-    tr.next = std::make_unique<UnmaskingState>(std::move(advertised_), std::move(commitments_), shared_,
-                                               std::move(survivors), std::move(masked_with), std::move(sum),
-                                               std::move(accusations));
+    tr.next =
+        std::make_unique<UnmaskingState>(std::move(advertised_), std::move(commitments_), shared_, std::move(survivors),
+                                         std::move(masked_with), std::move(sum), std::move(accusations));
     return tr;
   }
 
@@ -338,11 +343,12 @@ class ShareKeysState : public ServerState {
     if (shared_.count(u)) return Duplicate("key shares", u);
     std::set<uint32_t> recipients;
     for (const auto& share : m.share_keys().shares()) {
-      if (share.sender() != u || !c.params.AreNeighbors(u, share.recipient()) || !advertised_.count(share.recipient()) ||
-          !recipients.insert(share.recipient()).second || share.nonce().size() != 24 || share.ciphertext().size() > 512 ||
+      if (share.sender() != u || !c.params.AreNeighbors(u, share.recipient()) ||
+          !advertised_.count(share.recipient()) || !recipients.insert(share.recipient()).second ||
+          share.nonce().size() != 24 || share.ciphertext().size() > 512 ||
           share.masking_key_commitment().size() != 32 || share.self_mask_commitment().size() != 32) {
-        return absl::InvalidArgumentError(absl::StrCat("malformed or misaddressed share from client ", u, " to client ",
-                                                       share.recipient()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("malformed or misaddressed share from client ", u, " to client ", share.recipient()));
       }
     }
     // Every advertised neighbor, or a pair's masks would not cancel: the one
@@ -351,7 +357,8 @@ class ShareKeysState : public ServerState {
     for (uint32_t w : c.params.Neighbors(u)) advertised_neighbors += advertised_.count(w);
     if (recipients.size() != advertised_neighbors) {
       return absl::InvalidArgumentError(absl::StrCat("client ", u, " shared with ", recipients.size(), " of its ",
-                                                     advertised_neighbors, " neighbors that advertised keys; it must "
+                                                     advertised_neighbors,
+                                                     " neighbors that advertised keys; it must "
                                                      "share with all"));
     }
     if (m.share_keys().self_mask_seed_commitment().size() != 32) {
@@ -455,8 +462,8 @@ absl::Status Server::Receive(const v1::SecAggClientMessage& m) {
   absl::MutexLock lock(&mu_);
   const auto& c = params_.config();
   if (m.round_id() != c.round_id) {
-    return absl::InvalidArgumentError(absl::StrCat("message from client ", m.sender(), " for round ", m.round_id(),
-                                                   ", this is round ", c.round_id));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message from client ", m.sender(), " for round ", m.round_id(), ", this is round ", c.round_id));
   }
   if (m.sender() >= static_cast<uint32_t>(c.num_clients)) {
     return absl::InvalidArgumentError(absl::StrCat("sender ", m.sender(), " is not in the cohort of ", c.num_clients));
@@ -473,8 +480,8 @@ absl::StatusOr<std::vector<v1::SecAggServerMessage>> Server::AdvancePhase() {
   if (!tr.ok()) {
     if (tr.status().code() != absl::StatusCode::kAborted) return tr.status();
     state_ = std::make_unique<AbortedState>();  // the old state wipes its shares
-    return absl::AbortedError(absl::StrCat("secure aggregation round ", params_.config().round_id, " aborted: ",
-                                           tr.status().message()));
+    return absl::AbortedError(
+        absl::StrCat("secure aggregation round ", params_.config().round_id, " aborted: ", tr.status().message()));
   }
   state_ = std::move(tr->next);
   return std::move(tr->messages);

@@ -13,7 +13,8 @@ TEST(DropPhase, IsAPureFunctionOfSeedDeviceAndRound) {
     EXPECT_EQ(DropPhase(7, "clinic-1", round, p), DropPhase(7, "clinic-1", round, p));
   }
   int differ = 0;
-  for (uint64_t round = 1; round < 200; ++round) differ += DropPhase(7, "clinic-1", round, p) != DropPhase(8, "clinic-1", round, p);
+  for (uint64_t round = 1; round < 200; ++round)
+    differ += DropPhase(7, "clinic-1", round, p) != DropPhase(8, "clinic-1", round, p);
   EXPECT_GT(differ, 20);  // another seed, other decisions
 }
 

@@ -11,7 +11,8 @@ namespace tinyfed::sim {
 
 absl::StatusOr<Partition> IidPartition(size_t num_samples, int clients, uint64_t seed) {
   if (clients < 1 || num_samples < static_cast<size_t>(clients)) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot split ", num_samples, " samples among ", clients, " clients"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot split ", num_samples, " samples among ", clients, " clients"));
   }
   std::vector<size_t> order(num_samples);
   std::iota(order.begin(), order.end(), size_t{0});
@@ -22,14 +23,14 @@ absl::StatusOr<Partition> IidPartition(size_t num_samples, int clients, uint64_t
   return out;
 }
 
-absl::StatusOr<Partition> DirichletLabelPartition(std::span<const int> labels, int clients, double alpha,
-                                                  uint64_t seed, size_t min_size) {
+absl::StatusOr<Partition> DirichletLabelPartition(std::span<const int> labels, int clients, double alpha, uint64_t seed,
+                                                  size_t min_size) {
   if (!(alpha > 0.0) || clients < 1) {
     return absl::InvalidArgumentError(absl::StrCat("need alpha > 0 and clients >= 1, got ", alpha, " and ", clients));
   }
   if (labels.size() < static_cast<size_t>(clients) * min_size) {
-    return absl::InvalidArgumentError(absl::StrCat(labels.size(), " samples cannot give ", clients, " clients ",
-                                                   min_size, " each"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(labels.size(), " samples cannot give ", clients, " clients ", min_size, " each"));
   }
   std::map<int, std::vector<size_t>> by_class;
   for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(i);
@@ -48,8 +49,9 @@ absl::StatusOr<Partition> DirichletLabelPartition(std::span<const int> labels, i
       size_t begin = 0;
       for (size_t c = 0; c < out.size(); ++c) {
         cumulative += p[c] / total;
-        const size_t end = c + 1 == out.size() ? indices.size()
-                                               : std::min(indices.size(), static_cast<size_t>(cumulative * indices.size()));
+        const size_t end = c + 1 == out.size()
+                               ? indices.size()
+                               : std::min(indices.size(), static_cast<size_t>(cumulative * indices.size()));
         out[c].insert(out[c].end(), indices.begin() + static_cast<std::ptrdiff_t>(begin),
                       indices.begin() + static_cast<std::ptrdiff_t>(std::max(begin, end)));
         begin = std::max(begin, end);

@@ -10,10 +10,11 @@ namespace tinyfed::sim {
 namespace {
 
 Scenario Parsed(const std::string& dp, bool secagg = true) {
-  auto s = ParseScenario("[data]\npath = \"/x.csv\"\n[clinics]\ncount = 10\n[rounds]\nmax_rounds = 20\n"
-                         "cohort_size = 8\nmin_cohort = 5\n[secagg]\nmax_dropout = 0.25\nenabled = " +
-                             std::string(secagg ? "true" : "false") + "\n[training]\nepochs = 2\n" + dp,
-                         "/srv/plan.toml");
+  auto s = ParseScenario(
+      "[data]\npath = \"/x.csv\"\n[clinics]\ncount = 10\n[rounds]\nmax_rounds = 20\n"
+      "cohort_size = 8\nmin_cohort = 5\n[secagg]\nmax_dropout = 0.25\nenabled = " +
+          std::string(secagg ? "true" : "false") + "\n[training]\nepochs = 2\n" + dp,
+      "/srv/plan.toml");
   EXPECT_TRUE(s.ok()) << s.status();
   return *s;
 }

@@ -29,10 +29,14 @@ nlohmann::json ToJson(const Metrics& m) {
 
 const char* DpModeName(aggregator::DpMode m) {
   switch (m) {
-    case aggregator::DpMode::kDistributed: return "distributed";
-    case aggregator::DpMode::kLocal: return "local";
-    case aggregator::DpMode::kCentral: return "central";
-    case aggregator::DpMode::kOff: return "off";
+    case aggregator::DpMode::kDistributed:
+      return "distributed";
+    case aggregator::DpMode::kLocal:
+      return "local";
+    case aggregator::DpMode::kCentral:
+      return "central";
+    case aggregator::DpMode::kOff:
+      return "off";
   }
   return "?";
 }
@@ -49,7 +53,6 @@ const char* AccountantName(const aggregator::DpConfig& dp) {
   if (dp.mode == aggregator::DpMode::kOff) return "none";
   return dp.unit == aggregator::DpUnit::kPatient || dp.mode == aggregator::DpMode::kCentral ? "pld" : "rdp";
 }
-
 
 std::string AggregationName(const aggregator::Config& f) {
   if (f.secure_aggregation) return StrFormat("SecAgg+ at %d bits", f.dp.bits);
@@ -155,10 +158,10 @@ std::string RoundsCsv(const SimulationReport& r) {
       "round,completed,accuracy,loss,available,selected,survivors,dropouts,epsilon,bytes_up_per_client,"
       "bytes_down_per_client,simulated_seconds,wall_seconds\n";
   for (const auto& x : r.rounds) {
-    absl::StrAppend(&out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f\n", x.round, x.completed,
-                                    x.test.accuracy, x.test.loss, x.available, x.selected, x.survivors, x.dropouts,
-                                    x.epsilon, x.bytes_up_per_client, x.bytes_down_per_client, x.simulated_seconds,
-                                    x.wall_seconds));
+    absl::StrAppend(
+        &out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f\n", x.round, x.completed, x.test.accuracy,
+                        x.test.loss, x.available, x.selected, x.survivors, x.dropouts, x.epsilon, x.bytes_up_per_client,
+                        x.bytes_down_per_client, x.simulated_seconds, x.wall_seconds));
   }
   return out;
 }
@@ -226,20 +229,22 @@ std::string PrivacySummary(const SimulationReport& r, int completed) {
            "bounds what the published models reveal about a clinic.";
   }
   const std::string promised =
-      dp.target_epsilon > 0 ? StrFormat("a target of %g over %d rounds", dp.target_epsilon,
-                                        r.scenario.federation.max_rounds)
-                            : StrFormat("noise multiplier %.3f, no target", r.noise_multiplier);
+      dp.target_epsilon > 0
+          ? StrFormat("a target of %g over %d rounds", dp.target_epsilon, r.scenario.federation.max_rounds)
+          : StrFormat("noise multiplier %.3f, no target", r.noise_multiplier);
   if (dp.unit == aggregator::DpUnit::kPatient) {
-    return StrFormat("Privacy: epsilon %.3f spent of %s, at delta %g, after %d completed rounds (patient-level DP: "
-                     "each clinic's DP-SGD hides any one patient, from its own noise, %d steps a round at sampling "
-                     "rate %g; PLD accountant; SecAgg+ hides each clinic's update).",
-                     r.epsilon, promised, r.delta, completed, aggregator::PatientStepsPerRound(r.scenario.federation),
-                     dp.sampling_rate);
+    return StrFormat(
+        "Privacy: epsilon %.3f spent of %s, at delta %g, after %d completed rounds (patient-level DP: "
+        "each clinic's DP-SGD hides any one patient, from its own noise, %d steps a round at sampling "
+        "rate %g; PLD accountant; SecAgg+ hides each clinic's update).",
+        r.epsilon, promised, r.delta, completed, aggregator::PatientStepsPerRound(r.scenario.federation),
+        dp.sampling_rate);
   }
-  return StrFormat("Privacy: epsilon %.3f spent of %s, at delta %g, after %d completed rounds (%s DP, each clinic's "
-                   "whole data as the unit; %s accountant).",
-                   r.epsilon, promised, r.delta, completed, DpModeName(dp.mode),
-                   dp.mode == aggregator::DpMode::kCentral ? "PLD" : "RDP");
+  return StrFormat(
+      "Privacy: epsilon %.3f spent of %s, at delta %g, after %d completed rounds (%s DP, each clinic's "
+      "whole data as the unit; %s accountant).",
+      r.epsilon, promised, r.delta, completed, DpModeName(dp.mode),
+      dp.mode == aggregator::DpMode::kCentral ? "PLD" : "RDP");
 }
 
 std::string Summary(const SimulationReport& r, bool plotted) {
@@ -273,10 +278,10 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                                          : "gRPC (one process per clinic)",
                 s.seed, r.backbone, r.embedding_size));
   absl::StrAppend(&out, StrFormat("| head | test accuracy (%zu samples) |\n|---|---|\n", r.test_samples));
-  absl::StrAppend(&out, StrFormat("| centralized, on all clinics' data (upper bound) | %.2f %% |\n",
-                                  100 * r.centralized.accuracy));
-  absl::StrAppend(&out, StrFormat("| **federated, after %d rounds** | **%.2f %%** |\n", f.max_rounds,
-                                  100 * r.federated.accuracy));
+  absl::StrAppend(
+      &out, StrFormat("| centralized, on all clinics' data (upper bound) | %.2f %% |\n", 100 * r.centralized.accuracy));
+  absl::StrAppend(
+      &out, StrFormat("| **federated, after %d rounds** | **%.2f %%** |\n", f.max_rounds, 100 * r.federated.accuracy));
   absl::StrAppend(&out, StrFormat("| local-only, mean over clinics | %.2f %% |\n", 100 * r.mean_local_only_on_test));
   absl::StrAppend(&out, StrFormat("| initial (zero) head | %.2f %% |\n\n", 100 * r.initial.accuracy));
   absl::StrAppend(&out, PrivacySummary(r, completed), "\n\n");
@@ -290,43 +295,43 @@ std::string Summary(const SimulationReport& r, bool plotted) {
   }
   if (r.positive_class >= 0) {
     const size_t c = static_cast<size_t>(r.positive_class);
-    absl::StrAppend(&out, StrFormat("Decision threshold for %s: probability >= %.3f, chosen on the validation split for "
-                                    "sensitivity >= %g. On the test split the federated head then has %s sensitivity "
-                                    "%.3f, specificity %.3f, accuracy %.2f %%.\n\n",
-                                    s.decision.positive_class, r.threshold, s.decision.target_sensitivity,
-                                    s.decision.positive_class, r.federated_at_threshold.sensitivity[c],
-                                    r.federated_at_threshold.specificity[c],
-                                    100 * r.federated_at_threshold.accuracy));
+    absl::StrAppend(&out,
+                    StrFormat("Decision threshold for %s: probability >= %.3f, chosen on the validation split for "
+                              "sensitivity >= %g. On the test split the federated head then has %s sensitivity "
+                              "%.3f, specificity %.3f, accuracy %.2f %%.\n\n",
+                              s.decision.positive_class, r.threshold, s.decision.target_sensitivity,
+                              s.decision.positive_class, r.federated_at_threshold.sensitivity[c],
+                              r.federated_at_threshold.specificity[c], 100 * r.federated_at_threshold.accuracy));
   }
   if (r.federated.accuracy < r.mean_local_only_on_test) {
     absl::StrAppend(&out, StrFormat("**Warning: the federated head (%.2f %%) is below the clinics' local-only mean "
                                     "(%.2f %%) on the test set: the federation does not pay for itself here.**\n\n",
                                     100 * r.federated.accuracy, 100 * r.mean_local_only_on_test));
   }
-  absl::StrAppend(&out, StrFormat("On each clinic's own held-out slice (mean): local-only %.2f %%, federated %.2f %%, "
-                                  "federated then fine-tuned for %d epochs (personalized) %.2f %%.\n\n",
-                                  100 * Mean(r.clinics, &ClinicResult::local_only),
-                                  100 * Mean(r.clinics, &ClinicResult::federated), s.personalization_epochs,
-                                  100 * Mean(r.clinics, &ClinicResult::personalized)));
+  absl::StrAppend(
+      &out, StrFormat("On each clinic's own held-out slice (mean): local-only %.2f %%, federated %.2f %%, "
+                      "federated then fine-tuned for %d epochs (personalized) %.2f %%.\n\n",
+                      100 * Mean(r.clinics, &ClinicResult::local_only), 100 * Mean(r.clinics, &ClinicResult::federated),
+                      s.personalization_epochs, 100 * Mean(r.clinics, &ClinicResult::personalized)));
   if (s.transport == TransportKind::kProcesses) {
     absl::StrAppend(&out, StrFormat("Rounds completed %d of %zu; %d dropouts (traffic and round time are not "
                                     "measured with one process per clinic).\n\n",
                                     completed, r.rounds.size(), dropouts));
   } else {
-  absl::StrAppend(&out, StrFormat("Rounds completed %d of %zu; %d dropouts; per participating client and round "
-                                  "%.1f KB up and %.1f KB down; median simulated round time %.1f s on %g kbit/s "
-                                  "up, %g kbit/s down, %g ms latency, compute speed %g.\n\n",
-                                  completed, r.rounds.size(), dropouts, completed ? up / completed / 1e3 : 0.0,
-                                  completed ? down / completed / 1e3 : 0.0, median_time, s.clinics.uplink_kbps,
-                                  s.clinics.downlink_kbps, s.clinics.latency_ms, s.clinics.compute_speed));
+    absl::StrAppend(&out, StrFormat("Rounds completed %d of %zu; %d dropouts; per participating client and round "
+                                    "%.1f KB up and %.1f KB down; median simulated round time %.1f s on %g kbit/s "
+                                    "up, %g kbit/s down, %g ms latency, compute speed %g.\n\n",
+                                    completed, r.rounds.size(), dropouts, completed ? up / completed / 1e3 : 0.0,
+                                    completed ? down / completed / 1e3 : 0.0, median_time, s.clinics.uplink_kbps,
+                                    s.clinics.downlink_kbps, s.clinics.latency_ms, s.clinics.compute_speed));
   }
   absl::StrAppend(&out, StrFormat("Final model per class (test; balanced accuracy %.2f %%, worst class's sensitivity "
                                   "%.3f): sensitivity / specificity\n\n",
                                   100 * r.federated.balanced_accuracy(), r.federated.worst_sensitivity()));
   for (size_t c = 0; c < r.federated.sensitivity.size(); ++c) {
     const std::string name = c < r.label_names.size() ? r.label_names[c] : StrCat("class ", c);
-    absl::StrAppend(&out, StrFormat("- %s: %.3f / %.3f\n", name, r.federated.sensitivity[c],
-                                    r.federated.specificity[c]));
+    absl::StrAppend(&out,
+                    StrFormat("- %s: %.3f / %.3f\n", name, r.federated.sensitivity[c], r.federated.specificity[c]));
   }
   absl::StrAppend(&out, StrFormat("\nWall time %.1f s (%.1f client-rounds per second). Files: report.json "
                                   "(schema in docs/sim.md), rounds.csv%s.\n",

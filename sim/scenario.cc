@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "tinyfed/aggregator/toml_reader.h"
-#include "tinyfed/base/status_macros.h"
 #include "tinyfed/base/file_io.h"
+#include "tinyfed/base/status_macros.h"
 
 namespace tinyfed::sim {
 namespace {

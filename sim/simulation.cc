@@ -17,8 +17,8 @@ namespace tinyfed::sim {
 using absl::StrCat;
 using internal::Clinic;
 using internal::Embed;
-using internal::EvaluationSet;
 using internal::Evaluate;
+using internal::EvaluationSet;
 using internal::FinishReport;
 
 namespace {
@@ -35,7 +35,8 @@ absl::Status SetPositiveClass(const Scenario& s, size_t validation_samples, Simu
                                              " labels"));
   }
   if (validation_samples == 0) {
-    return absl::InvalidArgumentError(StrCat(s.source.string(), ": decision.positive_class needs a validation split "
+    return absl::InvalidArgumentError(StrCat(s.source.string(),
+                                             ": decision.positive_class needs a validation split "
                                              "(data.validation_fraction > 0) to choose its threshold on"));
   }
   report.positive_class = static_cast<int>(at - names.begin());
@@ -127,9 +128,9 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   if (!repository.ok()) return repository.status();
   const aggregator::Config config = FederationConfig(s, *repository, work_dir);
   if (s.transport == TransportKind::kProcesses) {
-    TINYFED_ASSIGN_OR_RETURN(v1::Head last, internal::RunProcesses(s, config, *clinics, work_dir, tinyfed_binary,
-                                                                  test_embeddings, splits->test.labels, progress,
-                                                                  report));
+    TINYFED_ASSIGN_OR_RETURN(v1::Head last,
+                             internal::RunProcesses(s, config, *clinics, work_dir, tinyfed_binary, test_embeddings,
+                                                    splits->test.labels, progress, report));
     FinishReport(s, *clinics, last, test_embeddings, splits->test.labels, validation, report);
     report.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     return report;
@@ -138,9 +139,8 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
                             .test_labels = splits->test.labels,
                             .validation = &validation,
                             .initial_validation = initial_validation};
-  TINYFED_ASSIGN_OR_RETURN(
-      std::unique_ptr<internal::OneProcessFederation> federation,
-      internal::OneProcessFederation::Start(s, config, *repository, work_dir, *clinics, scoring));
+  TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<internal::OneProcessFederation> federation,
+                           internal::OneProcessFederation::Start(s, config, *repository, work_dir, *clinics, scoring));
   report.noise_multiplier = federation->noise_multiplier();
   federation->Run(progress, report);
   FinishReport(s, *clinics, federation->latest_head(), test_embeddings, splits->test.labels, validation, report);

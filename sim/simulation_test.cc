@@ -163,8 +163,9 @@ TEST_F(SimulationTest, TrustedAggregatorWithCompression) {
     SCOPED_TRACE(mode);
     std::string text = kScenario;
     text.replace(text.find("[dp]\n"), 4, std::string("[dp]\nmode = \"") + mode + "\"");
-    text.replace(text.find("[secagg]\n"), 8,
-                 std::string("[compression]\nkind = \"") + compression + "\"\ntopk_fraction = 0.2\n[secagg]\nenabled = false");
+    text.replace(
+        text.find("[secagg]\n"), 8,
+        std::string("[compression]\nkind = \"") + compression + "\"\ntopk_fraction = 0.2\n[secagg]\nenabled = false");
     auto scenario = ParseScenario(text, "/tmp/test-bc.toml");
     ASSERT_TRUE(scenario.ok()) << scenario.status();
     auto r = RunSimulation(*scenario, work_ / "plain");
@@ -188,7 +189,8 @@ TEST(ScenarioTest, ErrorsNameTheKeyAndLine) {
   expect_error("name = \"x\"\n", "missing required section [data]");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[clinics]\ncount = 4\ncolour = 2\n",
                "plan.toml:7: clinics.colour: unknown key");
-  expect_error(data + "[rounds]\nmax_rounds = 5\n[partition]\nalpha = -1\n", "plan.toml:6: partition.alpha: must be in");
+  expect_error(data + "[rounds]\nmax_rounds = 5\n[partition]\nalpha = -1\n",
+               "plan.toml:6: partition.alpha: must be in");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[clinics]\ndropout = { training = 2 }\n",
                "plan.toml:6: clinics.dropout.training: must be in [0, 1]");
   expect_error(data + "[rounds]\nmax_rounds = 5\n[clinics]\ndropout = { sharekeys = 0.1 }\n",
@@ -240,7 +242,8 @@ TEST_F(SimulationTest, PatientLevelRoundsAndAThresholdChosenOnValidation) {
   // Every clinic's ledger holds the rounds it trained in, within the target.
   int charged = 0;
   for (const auto& clinic : report->clinics) {
-    auto ledger = dp::PrivacyLedger::Open(work_ / "patient" / clinic.id / "privacy.db", {.epsilon = 1e9, .delta = 1e-5});
+    auto ledger =
+        dp::PrivacyLedger::Open(work_ / "patient" / clinic.id / "privacy.db", {.epsilon = 1e9, .delta = 1e-5});
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     charged += static_cast<int>(ledger->get()->Charges()->size());
     EXPECT_LE(ledger->get()->Spent()->epsilon, 4.0);

@@ -15,10 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "aggregator/testing/self_signed.h"
-#include "tinyfed/base/process.h"
-#include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/file_io.h"
+#include "tinyfed/base/process.h"
 #include "tinyfed/client/sample_store.h"
 #include "tinyfed/dp/ddg.h"
 #include "tinyfed/dp/ledger.h"
@@ -26,18 +27,17 @@
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/evaluate.h"
-#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/quantize.h"
-#include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
+#include "tinyfed/models/trust.h"
 #include "tinyfed/sim/partition.h"
 
 namespace tinyfed {
 namespace {
 
+using base::Process;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using base::Process;
 
 constexpr int kClients = 20;
 constexpr int kRounds = 5;
@@ -98,7 +98,8 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
   auto int8 = models::QuantizePostTraining(*backbone, public_data, {});
   ASSERT_TRUE(int8.ok()) << int8.status();
   ASSERT_TRUE(models::WriteBundleFile(dir_ / "backbone.tfb", *int8).ok());
-  if (auto pre = models::Evaluate(*int8, *test); pre.ok()) std::printf("centralized head on the public slice %.2f%%\n", 100 * pre->accuracy());
+  if (auto pre = models::Evaluate(*int8, *test); pre.ok())
+    std::printf("centralized head on the public slice %.2f%%\n", 100 * pre->accuracy());
   auto repository = models::CreateSingleKeyRepository(dir_ / "trust", "integration/fmnist");
   ASSERT_TRUE(repository.ok()) << repository.status();
 
@@ -118,10 +119,13 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
   const std::string toml = absl::StrCat(R"(listen = "127.0.0.1:0"
 state_dir = "state"
 initial_model = "backbone.tfb"
-publishing_key = ")", repository->publishing_key.string(), R"("
-roots_dir = ")", repository->roots_dir.string(), R"("
+publishing_key = ")",
+                                        repository->publishing_key.string(), R"("
+roots_dir = ")",
+                                        repository->roots_dir.string(), R"("
 [rounds]
-max_rounds = )", kRounds, R"(
+max_rounds = )",
+                                        kRounds, R"(
 cohort_size = 20
 min_cohort = 12
 reset_head = true
@@ -141,7 +145,8 @@ clip = 2.0
 noise_multiplier = 0.3
 delta = 1e-5
 epsilon_budget = 1000
-bits = )", kBits, R"(
+bits = )",
+                                        kBits, R"(
 [secagg]
 max_dropout = 0.3
 [optimizer]
@@ -156,8 +161,8 @@ record_dir = "record"
 )");
   ASSERT_TRUE(aggregator::testing::WriteSelfSignedCertificate(dir_, dir_ / "cert.pem", dir_ / "key.pem"));
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "aggregator.toml", toml).ok());
-  Process aggregator = Process::Spawn({tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string()},
-                                      dir_ / "aggregator.log");
+  Process aggregator = Process::Spawn(
+      {tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string()}, dir_ / "aggregator.log");
   ASSERT_GT(aggregator.pid(), 0);
   std::string address;
   for (int i = 0; i < 500 && address.empty(); ++i) {
@@ -174,11 +179,23 @@ record_dir = "record"
   }
 
   auto start_client = [&](int c, const std::string& exit_at) {
-    std::vector<std::string> argv = {tinyfed_.string(), "client", "run", "--device-id", DeviceId(c),
-                                     "--data-dir", (dir_ / DeviceId(c)).string(), "--aggregator", address,
-                                     "--root", repository->pinned_root.string(),
-                                     "--ca", (dir_ / "cert.pem").string(), "--enroll-token", tokens[c],
-                                     "--record-dir", (dir_ / "encoded").string()};
+    std::vector<std::string> argv = {tinyfed_.string(),
+                                     "client",
+                                     "run",
+                                     "--device-id",
+                                     DeviceId(c),
+                                     "--data-dir",
+                                     (dir_ / DeviceId(c)).string(),
+                                     "--aggregator",
+                                     address,
+                                     "--root",
+                                     repository->pinned_root.string(),
+                                     "--ca",
+                                     (dir_ / "cert.pem").string(),
+                                     "--enroll-token",
+                                     tokens[c],
+                                     "--record-dir",
+                                     (dir_ / "encoded").string()};
     if (!exit_at.empty()) {
       argv.push_back("--exit-at");
       argv.push_back("3:" + exit_at);
@@ -207,7 +224,8 @@ record_dir = "record"
   }
   auto aggregator_status = aggregator.Wait(seconds(10));
   ASSERT_TRUE(aggregator_status.has_value()) << "the aggregator did not finish 5 rounds in time";
-  EXPECT_TRUE(WIFEXITED(*aggregator_status) && WEXITSTATUS(*aggregator_status) == 0) << ReadText(dir_ / "aggregator.log");
+  EXPECT_TRUE(WIFEXITED(*aggregator_status) && WEXITSTATUS(*aggregator_status) == 0)
+      << ReadText(dir_ / "aggregator.log");
   for (auto& p : clients) {
     auto s = p.Wait(seconds(20));  // they exit when told the federation closed
     EXPECT_TRUE(s.has_value() && WIFEXITED(*s) && WEXITSTATUS(*s) == 0);
@@ -245,9 +263,8 @@ record_dir = "record"
   const size_t head_size = bundles[0].head().weights_size() + bundles[0].head().bias_size();
   for (const auto& r : *rounds) {
     ASSERT_EQ(r.state, "done") << "round " << r.round_id << ": " << r.reason;
-    const std::vector<std::string> survivors =
-        absl::StrSplit(ReadText(dir_ / "record" / absl::StrCat("round-", r.round_id, ".survivors")), '\n',
-                       absl::SkipEmpty());
+    const std::vector<std::string> survivors = absl::StrSplit(
+        ReadText(dir_ / "record" / absl::StrCat("round-", r.round_id, ".survivors")), '\n', absl::SkipEmpty());
     EXPECT_EQ(static_cast<int>(survivors.size()), r.survivors);
     const std::vector<uint32_t> sum = ReadWords(dir_ / "record" / absl::StrCat("round-", r.round_id, ".sum"));
     ASSERT_FALSE(sum.empty());

@@ -2,22 +2,22 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <nlohmann/json.hpp>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/interpreter.h"
-#include "tinyfed/base/file_io.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/signing.h"
-#include "tinyfed/models/trust.h"
 #include "tinyfed/models/trainer.h"
+#include "tinyfed/models/trust.h"
 #include "tools/commands.h"
 #include "tools/reading_flags.h"
+#include <nlohmann/json.hpp>
 
 namespace tinyfed::tools {
 namespace {
@@ -35,8 +35,7 @@ struct DataFlags {
 
   void Add(CLI::App* app, const std::string& default_part) {
     part = default_part;
-    app->add_option("--data", data,
-                    "dataset: a CSV file, or an IDX images file (optionally .gz) with --labels")
+    app->add_option("--data", data, "dataset: a CSV file, or an IDX images file (optionally .gz) with --labels")
         ->required();
     app->add_option("--labels", labels, "IDX labels file that goes with IDX --data");
     reading.Add(app);
@@ -55,8 +54,8 @@ struct DataFlags {
       d = models::ReadCsv(data, reading.Csv());
     } else {
       if (labels.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--data ", data, " is not a .csv file, so it is read as IDX and needs --labels"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--data ", data, " is not a .csv file, so it is read as IDX and needs --labels"));
       }
       std::vector<std::string> names;
       if (!label_names.empty()) names = absl::StrSplit(label_names, ',');
@@ -70,9 +69,8 @@ struct DataFlags {
 
 std::string Percent(double x) { return std::isnan(x) ? "n/a" : fmt::format("{:.2f}%", 100.0 * x); }
 
-nlohmann::json EvaluationJson(const std::string& path, const v1::ModelBundle& bundle,
-                              const models::ConfusionMatrix& m, uint64_t file_bytes,
-                              uint64_t arena_bytes) {
+nlohmann::json EvaluationJson(const std::string& path, const v1::ModelBundle& bundle, const models::ConfusionMatrix& m,
+                              uint64_t file_bytes, uint64_t arena_bytes) {
   nlohmann::json j;
   j["model"] = path;
   j["precision"] = bundle.precision() == v1::PRECISION_INT8 ? "int8" : "float32";
@@ -138,12 +136,12 @@ void AddBackboneTrain(CLI::App* backbone) {
     auto* summary = bundle->mutable_metadata()->mutable_training_data();
     summary->set_holdout_fraction(static_cast<float>(flags->data.holdout));
     summary->set_split_seed(flags->data.split_seed);
-    fmt::print("training {} on {} samples of {}x{}x{} from {}\n", flags->architecture, data->size(),
-               data->height, data->width, data->channels, data->source);
+    fmt::print("training {} on {} samples of {}x{}x{} from {}\n", flags->architecture, data->size(), data->height,
+               data->width, data->channels, data->source);
     models::TrainOptions options = flags->train;
     options.on_epoch = [&](const models::EpochReport& r) {
-      fmt::print("epoch {:3d}  loss {:.4f}  train accuracy {:.2f}%  lr {:.4f}  {:.1f}s\n", r.epoch,
-                 r.loss, 100.0 * r.train_accuracy, r.learning_rate, r.seconds);
+      fmt::print("epoch {:3d}  loss {:.4f}  train accuracy {:.2f}%  lr {:.4f}  {:.1f}s\n", r.epoch, r.loss,
+                 100.0 * r.train_accuracy, r.learning_rate, r.seconds);
       std::fflush(stdout);
     };
     if (auto s = models::Train(&*bundle, *data, options); !s.ok()) throw CommandError(s);
@@ -179,8 +177,8 @@ void AddModelQuantize(CLI::App* model) {
     if (!bundle.ok()) throw CommandError(bundle.status());
     auto data = flags->data.Load();
     if (!data.ok()) throw CommandError(data.status());
-    flags->quantize.calibration = flags->calibration == "percentile" ? models::Calibration::kPercentile
-                                                                     : models::Calibration::kMinMax;
+    flags->quantize.calibration =
+        flags->calibration == "percentile" ? models::Calibration::kPercentile : models::Calibration::kMinMax;
     absl::StatusOr<v1::ModelBundle> q;
     if (flags->method == "qat") {
       flags->qat.seed = flags->quantize.seed;
@@ -199,9 +197,10 @@ void AddModelQuantize(CLI::App* model) {
 }
 
 void AddModelEval(CLI::App* model) {
-  auto* cmd = model->add_subcommand(
-      "eval", "accuracy, per-class sensitivity and specificity, confusion matrix; several --model "
-              "flags print a comparison");
+  auto* cmd =
+      model->add_subcommand("eval",
+                            "accuracy, per-class sensitivity and specificity, confusion matrix; several --model "
+                            "flags print a comparison");
   struct Flags {
     DataFlags data;
     std::vector<std::string> models;
@@ -228,7 +227,8 @@ void AddModelEval(CLI::App* model) {
       absl::StatusOr<models::ConfusionMatrix> m;
       if (bundle->precision() == v1::PRECISION_INT8) {
         auto it = models::Interpreter::Create(*bundle, kernels);
-        if (!it.ok()) throw CommandError(absl::Status(it.status().code(), absl::StrCat(path, ": ", it.status().message())));
+        if (!it.ok())
+          throw CommandError(absl::Status(it.status().code(), absl::StrCat(path, ": ", it.status().message())));
         arena = (*it)->arena_bytes();
         m = models::Evaluate(**it, *data);
       } else {
@@ -237,8 +237,8 @@ void AddModelEval(CLI::App* model) {
       if (!m.ok()) throw CommandError(absl::Status(m.status().code(), absl::StrCat(path, ": ", m.status().message())));
       all.push_back(EvaluationJson(path, *bundle, *m, std::filesystem::file_size(path), arena));
       if (flags->json) continue;
-      fmt::print("{} ({}) on {} samples: accuracy {}\n", std::filesystem::path(path).filename().string(), all.back()["precision"].get<std::string>(),
-                 m->total(), Percent(m->accuracy()));
+      fmt::print("{} ({}) on {} samples: accuracy {}\n", std::filesystem::path(path).filename().string(),
+                 all.back()["precision"].get<std::string>(), m->total(), Percent(m->accuracy()));
       fmt::print("  {:<16} {:>12} {:>12}\n", "class", "sensitivity", "specificity");
       for (int c = 0; c < m->num_classes(); ++c) {
         fmt::print("  {:<16} {:>12} {:>12}\n", bundle->label_names(c), Percent(m->sensitivity(c)),
@@ -268,8 +268,8 @@ void AddModelEval(CLI::App* model) {
         if (positive >= 0) line += fmt::format(" {:>11} {:>11}", cells[3], cells[4]);
         return line + fmt::format(" {:>11} {:>10}\n", cells[5], cells[6]);
       };
-      fmt::print("\n{}", row({"model", "precision", "accuracy", "sensitivity", "specificity",
-                               "model bytes", "peak arena"}));
+      fmt::print("\n{}",
+                 row({"model", "precision", "accuracy", "sensitivity", "specificity", "model bytes", "peak arena"}));
       for (const auto& j : all) {
         auto rate = [&](const char* key) {
           if (positive < 0) return std::string();
@@ -277,11 +277,11 @@ void AddModelEval(CLI::App* model) {
           return v.is_null() ? std::string("n/a") : fmt::format("{:.3f}", v.get<double>());
         };
         const uint64_t arena = j["peak_arena_bytes"].get<uint64_t>();
-        fmt::print("{}", row({std::filesystem::path(j["model"].get<std::string>()).filename().string(),
-                              j["precision"].get<std::string>(),
-                              Percent(j["accuracy"].get<double>()), rate("sensitivity"),
-                              rate("specificity"), std::to_string(j["model_bytes"].get<uint64_t>()),
-                              arena ? std::to_string(arena) : std::string("-")}));
+        fmt::print("{}",
+                   row({std::filesystem::path(j["model"].get<std::string>()).filename().string(),
+                        j["precision"].get<std::string>(), Percent(j["accuracy"].get<double>()), rate("sensitivity"),
+                        rate("specificity"), std::to_string(j["model_bytes"].get<uint64_t>()),
+                        arena ? std::to_string(arena) : std::string("-")}));
       }
       if (positive >= 0) fmt::print("sensitivity and specificity of class '{}'\n", flags->positive);
     }
@@ -343,11 +343,10 @@ void AddModelInspect(CLI::App* model) {
     for (size_t i = 0; i < layers->size(); ++i) {
       const auto& l = (*layers)[i];
       fmt::print("{:>3} {:<18} {:>14} {:>12} {:>12}\n", i, l.kind,
-                 fmt::format("{}x{}x{}", l.output_height, l.output_width, l.output_channels), l.macs,
-                 l.weight_bytes);
+                 fmt::format("{}x{}x{}", l.output_height, l.output_width, l.output_channels), l.macs, l.weight_bytes);
     }
-    fmt::print("total MACs {}  backbone weight bytes {}  head bytes {}  file bytes {}\n", macs, weights,
-               head_bytes, std::filesystem::file_size(*path));
+    fmt::print("total MACs {}  backbone weight bytes {}  head bytes {}  file bytes {}\n", macs, weights, head_bytes,
+               std::filesystem::file_size(*path));
     if (int8) fmt::print("peak arena bytes {} ({} kernels)\n", arena, avx2 ? "avx2" : "reference");
   });
 }
@@ -488,7 +487,8 @@ void AddModelVerify(CLI::App* model) {
     }
     auto verified = trusted->VerifyModel(signed_bundle, nullptr, absl::Now());
     if (!verified.ok()) {
-      throw CommandError(absl::Status(verified.status().code(), absl::StrCat(vf->model, ": ", verified.status().message())));
+      throw CommandError(
+          absl::Status(verified.status().code(), absl::StrCat(vf->model, ": ", verified.status().message())));
     }
     if (!vf->out.empty()) {
       if (auto s = base::WriteFileAtomically(vf->out, signed_bundle.bundle()); !s.ok()) throw CommandError(s);

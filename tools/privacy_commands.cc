@@ -3,8 +3,6 @@
 
 #include <cmath>
 
-#include <nlohmann/json.hpp>
-
 #include "CLI/CLI.hpp"
 #include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/dp/rdp_accountant.h"
@@ -12,6 +10,7 @@
 #include "tinyfed/sim/scenario.h"
 #include "tinyfed/sim/simulation.h"
 #include "tools/commands.h"
+#include <nlohmann/json.hpp>
 
 namespace tinyfed::tools {
 namespace {
@@ -40,7 +39,8 @@ void AddCommon(CLI::App* cmd, PrivacyFlags* f) {
 }  // namespace
 
 void AddPrivacyCommands(CLI::App* app) {
-  auto* privacy = app->add_subcommand("privacy", "differential privacy accounting for the Poisson-sampled Gaussian (PLD or RDP)");
+  auto* privacy =
+      app->add_subcommand("privacy", "differential privacy accounting for the Poisson-sampled Gaussian (PLD or RDP)");
   privacy->require_subcommand(1);
   auto flags = std::make_shared<PrivacyFlags>();
 
@@ -65,7 +65,8 @@ void AddPrivacyCommands(CLI::App* app) {
     auto spent = dp::EpsilonFromRdp(orders, *rdp, flags->delta);
     if (!spent.ok()) throw CommandError(spent.status());
     if (flags->json) {
-      fmt::print("{}\n", nlohmann::json{{"epsilon", spent->epsilon}, {"accountant", "rdp"}, {"order", spent->order}}.dump());
+      fmt::print("{}\n",
+                 nlohmann::json{{"epsilon", spent->epsilon}, {"accountant", "rdp"}, {"order", spent->order}}.dump());
     } else {
       fmt::print("epsilon {:.6f} at RDP order {} (delta {}, RDP accountant)\n", spent->epsilon, spent->order,
                  flags->delta);
@@ -103,7 +104,7 @@ void AddPrivacyCommands(CLI::App* app) {
                                       {"step_noise_smallest", p->step_noise_smallest},
                                       {"step_noise_median", p->step_noise_median},
                                       {"round_noise", p->round_noise}}
-                          .dump());
+                           .dump());
   });
 
   auto* noise = privacy->add_subcommand("noise", "noise multiplier that keeps T steps within epsilon");

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <csignal>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -20,14 +19,15 @@
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/file_io.h"
 #include "tinyfed/client/client.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/directory_lock.h"
-#include "tinyfed/base/file_io.h"
 #include "tinyfed/sim/dropout.h"
 #include "tools/commands.h"
 #include "tools/reading_flags.h"
+#include <nlohmann/json.hpp>
 
 namespace tinyfed::tools {
 namespace {
@@ -80,8 +80,7 @@ void RunAggregator(const std::string& config_path, bool insecure) {
   SetUpLogging();
   const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
   auto engine = OrThrow(aggregator::RoundEngine::Create(config));
-  auto server =
-      OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen, config.security, insecure));
+  auto server = OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen, config.security, insecure));
   // Tests and scripts that asked for port 0 learn the real one here.
   const std::string host = config.listen.substr(0, config.listen.rfind(':'));
   if (auto s = base::WriteFileAtomically(config.state_dir / "listening", fmt::format("{}:{}\n", host, server->port()));
@@ -159,8 +158,8 @@ void IssueToken(const std::string& config_path, const std::string& device_id, do
   const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
   auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
   const absl::Duration lifetime = hours > 0 ? absl::Hours(hours) : config.security.enrollment_token_lifetime;
-  const std::string token = OrThrow(devices->IssueToken(
-      device_id.empty() ? std::nullopt : std::optional<std::string>(device_id), lifetime));
+  const std::string token =
+      OrThrow(devices->IssueToken(device_id.empty() ? std::nullopt : std::optional<std::string>(device_id), lifetime));
   fmt::print("{}\n", token);
   fmt::print(stderr, "one-time enrollment token{}, valid for {}; give it to the gateway (client run --enroll-token)\n",
              device_id.empty() ? "" : " for " + device_id, absl::FormatDuration(lifetime));
@@ -173,7 +172,9 @@ void AddDeviceCommands(CLI::App* app) {
   };
   auto f = std::make_shared<Flags>();
   auto* enroll = app->add_subcommand("enroll", "issue a one-time enrollment token for a gateway");
-  enroll->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  enroll->add_option("--config", f->config, "the aggregator's TOML configuration")
+      ->required()
+      ->check(CLI::ExistingFile);
   enroll->add_option("--device-id", f->device_id, "bind the token to this device (needed to re-enroll one)");
   enroll->add_option("--hours", f->hours, "lifetime (default: security.enrollment_token_hours)");
   enroll->callback([f] { IssueToken(f->config, f->device_id, f->hours); });
@@ -181,7 +182,9 @@ void AddDeviceCommands(CLI::App* app) {
   auto* device = app->add_subcommand("device", "enrolled gateways");
   device->require_subcommand(1);
   auto* revoke = device->add_subcommand("revoke", "shut a gateway out from its next call on");
-  revoke->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  revoke->add_option("--config", f->config, "the aggregator's TOML configuration")
+      ->required()
+      ->check(CLI::ExistingFile);
   revoke->add_option("--device-id", f->device_id, "the device")->required();
   revoke->callback([f] {
     const aggregator::Config config = OrThrow(aggregator::ReadConfig(f->config));
@@ -248,14 +251,17 @@ void PrintClientStatus(const ClientFlags& f) {
     }
   }
   const int64_t clinic_rounds = static_cast<int64_t>(charges.size()) - patient_rounds;
-  const double clinic_epsilon =
-      patient_rounds > 0 ? std::numeric_limits<double>::infinity()
-                         : OrThrow(dp::EpsilonFromRdp(ledger->orders(), clinic_rdp, f.delta)).epsilon;
+  const double clinic_epsilon = patient_rounds > 0
+                                    ? std::numeric_limits<double>::infinity()
+                                    : OrThrow(dp::EpsilonFromRdp(ledger->orders(), clinic_rdp, f.delta)).epsilon;
   if (f.json) {
-    nlohmann::json patient = {{"epsilon", spent.epsilon}, {"delta", f.delta}, {"accountant", spent.accountant},
-                              {"rounds", charges.size()}, {"dp_sgd_steps", steps}};
-    nlohmann::json clinic = {{"delta", f.delta}, {"accountant", "rdp"}, {"rounds", clinic_rounds},
-                             {"bounded", patient_rounds == 0}};
+    nlohmann::json patient = {{"epsilon", spent.epsilon},
+                              {"delta", f.delta},
+                              {"accountant", spent.accountant},
+                              {"rounds", charges.size()},
+                              {"dp_sgd_steps", steps}};
+    nlohmann::json clinic = {
+        {"delta", f.delta}, {"accountant", "rdp"}, {"rounds", clinic_rounds}, {"bounded", patient_rounds == 0}};
     clinic["epsilon"] = patient_rounds > 0 ? nlohmann::json(nullptr) : nlohmann::json(clinic_epsilon);
     nlohmann::json rounds = nlohmann::json::array();
     for (const auto& c : charges) {
@@ -284,9 +290,8 @@ v1::Phase ParsePhase(const std::string& name) {
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
     if (lower == name) return static_cast<v1::Phase>(p);
   }
-  throw CommandError(absl::InvalidArgumentError(
-      fmt::format("--exit-at: unknown phase '{}' (task, advertise_keys, share_keys, masked_input, unmasking, result)",
-                  name)));
+  throw CommandError(absl::InvalidArgumentError(fmt::format(
+      "--exit-at: unknown phase '{}' (task, advertise_keys, share_keys, masked_input, unmasking, result)", name)));
 }
 
 void RunClient(const ClientFlags& f) {
@@ -317,8 +322,8 @@ void RunClient(const ClientFlags& f) {
   if (f.simulation_seed >= 0) {
     config.simulation_seed = static_cast<uint64_t>(f.simulation_seed);
     if (!f.dropout.empty()) {
-      if (f.dropout.size() != 4 || !std::all_of(f.dropout.begin(), f.dropout.end(),
-                                                [](double p) { return p >= 0.0 && p <= 1.0; })) {
+      if (f.dropout.size() != 4 ||
+          !std::all_of(f.dropout.begin(), f.dropout.end(), [](double p) { return p >= 0.0 && p <= 1.0; })) {
         throw CommandError(absl::InvalidArgumentError(
             "--dropout wants 4 probabilities in [0, 1]: training,share_keys,masked_input,unmasking"));
       }
@@ -384,7 +389,9 @@ void AddRoundCommands(CLI::App* app) {
   agg->add_option("--config", *config_path, "TOML configuration file")->check(CLI::ExistingFile);
   agg->add_flag("--insecure", *insecure, "serve plaintext when no TLS certificate is configured (tests only)");
   auto* status = agg->add_subcommand("status", "rounds, models and privacy spent, from the state directory");
-  status->add_option("--config", *config_path, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  status->add_option("--config", *config_path, "the aggregator's TOML configuration")
+      ->required()
+      ->check(CLI::ExistingFile);
   status->add_flag("--json", *json, "print JSON");
   status->callback([config_path, json] { PrintStatus(*config_path, *json); });
   agg->callback([status, config_path, insecure] {

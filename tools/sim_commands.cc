@@ -38,9 +38,10 @@ void RunSim(const SimFlags& f) {
       f.work.empty() ? std::filesystem::path(f.out) / "work" : std::filesystem::path(f.work);
   const bool tty = isatty(fileno(stderr));
   fmt::print(stderr, "tinyfed sim: {} ({} clinics, {} rounds, {})\n", scenario->name, scenario->clinics.count,
-             scenario->federation.max_rounds, scenario->transport == sim::TransportKind::kInProcess ? "inproc"
+             scenario->federation.max_rounds,
+             scenario->transport == sim::TransportKind::kInProcess ? "inproc"
              : scenario->transport == sim::TransportKind::kGrpc    ? "grpc"
-                                                                    : "processes");
+                                                                   : "processes");
   auto progress = [tty](const sim::RoundResult& r, int total, absl::Duration eta) {
     fmt::print(stderr, "{}round {:>3}/{}  accuracy {:6.2f}%  epsilon {:8.3f}  survivors {:>3}/{:<3} ETA {:>4}s{}",
                tty ? "\r" : "", r.round, total, 100 * r.test.accuracy, r.epsilon, r.survivors, r.selected,
@@ -72,7 +73,8 @@ void AddSimCommands(CLI::App* app) {
       ->check(CLI::IsMember({"inproc", "grpc", "processes"}));
   cmd->add_option("--clinics", flags->clinics, "override the number of clinics")->check(CLI::Range(2, 100000));
   cmd->add_option("--rounds", flags->rounds, "override the number of rounds")->check(CLI::Range(1, 100000));
-  cmd->add_option("--seed", flags->seed, "override the scenario's seed (data splits, partition, noise)")->check(CLI::Range(int64_t{0}, int64_t{1} << 62));
+  cmd->add_option("--seed", flags->seed, "override the scenario's seed (data splits, partition, noise)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 62));
   cmd->add_flag("--verbose", flags->verbose, "log the aggregator's and clients' events");
   cmd->callback([flags] { RunSim(*flags); });
 }

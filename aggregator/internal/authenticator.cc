@@ -21,9 +21,9 @@ absl::Status Authenticator::Authenticate(std::string_view method, std::string_vi
   }
   const absl::Time stamped = absl::FromUnixMillis(header.timestamp_ms());
   if (absl::AbsDuration(now - stamped) > security_.max_clock_skew) {
-    return absl::UnauthenticatedError(StrCat("the request's timestamp is ", absl::FormatDuration(now - stamped),
-                                             " off the aggregator's clock (allowed: ",
-                                             absl::FormatDuration(security_.max_clock_skew), ")"));
+    return absl::UnauthenticatedError(
+        StrCat("the request's timestamp is ", absl::FormatDuration(now - stamped),
+               " off the aggregator's clock (allowed: ", absl::FormatDuration(security_.max_clock_skew), ")"));
   }
   if (header.nonce().size() != proto::kNonceBytes) {
     return absl::UnauthenticatedError(StrCat("the nonce must be ", proto::kNonceBytes, " bytes"));
@@ -36,8 +36,8 @@ absl::Status Authenticator::Authenticate(std::string_view method, std::string_vi
                           : std::min(capacity, d.tokens + capacity / 60.0 * absl::ToDoubleSeconds(now - d.refilled));
   d.refilled = now;
   if (d.tokens < 1.0) {
-    return absl::ResourceExhaustedError(StrCat("device ", header.device_id(), " exceeds its ",
-                                               security_.requests_per_minute, " requests per minute"));
+    return absl::ResourceExhaustedError(
+        StrCat("device ", header.device_id(), " exceeds its ", security_.requests_per_minute, " requests per minute"));
   }
   // Nonces older than the skew window cannot come back: their timestamp
   // would be refused.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grpcpp/server_builder.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,7 +14,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <grpcpp/server_builder.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -56,10 +56,9 @@ absl::Status EnsureDescriptors(int max_connections) {
     limit.rlim_cur = limit.rlim_max;
     if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) return absl::OkStatus();
   }
-  return absl::FailedPreconditionError(
-      StrCat("security.max_connections = ", max_connections, " needs ", needed,
-             " file descriptors, but the limit is ", limit.rlim_max,
-             " (ulimit -n, LimitNOFILE= in a systemd unit): raise it or lower security.max_connections"));
+  return absl::FailedPreconditionError(StrCat(
+      "security.max_connections = ", max_connections, " needs ", needed, " file descriptors, but the limit is ",
+      limit.rlim_max, " (ulimit -n, LimitNOFILE= in a systemd unit): raise it or lower security.max_connections"));
 }
 
 }  // namespace
@@ -160,10 +159,11 @@ void ConnectionGuard::SweepLocked(absl::Time now) {
   }
   refused_ += timed_out;
   if (refused_ > 0 && now - refusal_logged_ >= absl::Minutes(1)) {
-    spdlog::warn("connections: shut down or refused {} in the last minute (no authenticated call within {}, past "
-                 "the cap of {} in security.max_connections, or past {} of one device); {} open",
-                 refused_, absl::FormatDuration(limits_.auth_timeout), limits_.max_connections, kMaxConnectionsPerDevice,
-                 connections_.size());
+    spdlog::warn(
+        "connections: shut down or refused {} in the last minute (no authenticated call within {}, past "
+        "the cap of {} in security.max_connections, or past {} of one device); {} open",
+        refused_, absl::FormatDuration(limits_.auth_timeout), limits_.max_connections, kMaxConnectionsPerDevice,
+        connections_.size());
     refused_ = 0;
     refusal_logged_ = now;
   }
@@ -198,9 +198,8 @@ ConnectionGuard::Accepted ConnectionGuard::SweepAndAccept(absl::Time now, bool p
       // them): the pending connection would keep the listener readable and
       // this loop spinning. The spare descriptor makes room to refuse it.
       // Without a spare (taken while it was closed), wait instead of spinning.
-      const int refused = spare_fd_ >= 0 && ::close(spare_fd_) == 0
-                              ? ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC)
-                              : -1;
+      const int refused =
+          spare_fd_ >= 0 && ::close(spare_fd_) == 0 ? ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC) : -1;
       if (refused >= 0) ::close(refused);
       spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       if (refused < 0) return Accepted::kStarved;
@@ -214,8 +213,8 @@ ConnectionGuard::Accepted ConnectionGuard::SweepAndAccept(absl::Time now, bool p
       break;
     }
     if (static_cast<int>(connections_.size()) >= limits_.max_connections) {
-      const auto idle = std::find_if(connections_.begin(), connections_.end(),
-                                     [](const Connection& c) { return c.device.empty(); });
+      const auto idle =
+          std::find_if(connections_.begin(), connections_.end(), [](const Connection& c) { return c.device.empty(); });
       ++refused_;
       if (idle == connections_.end()) {
         ::close(fd);  // every connection carries a device's calls: the newcomer waits

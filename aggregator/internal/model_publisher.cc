@@ -41,15 +41,17 @@ absl::StatusOr<std::unique_ptr<ModelPublisher>> ModelPublisher::Open(const Confi
                                               root.version(), " in ", config.roots_dir.string()));
   }
   if (root.publishing().threshold() != 1) {
-    return absl::InvalidArgumentError(StrCat("root v", root.version(), " asks for ", root.publishing().threshold(),
-                                             " publishing signatures; the aggregator signs releases alone (threshold 1)"));
+    return absl::InvalidArgumentError(
+        StrCat("root v", root.version(), " asks for ", root.publishing().threshold(),
+               " publishing signatures; the aggregator signs releases alone (threshold 1)"));
   }
   // Gateways refuse every model once the root expires: warn well before.
   const absl::Time root_expires = absl::FromUnixSeconds(root.expires_unix_seconds());
   if (root_expires - env.Now() < absl::Hours(24 * 30)) {
-    spdlog::warn("root v{} expires {}: sign the next root (tinyfed root new) before then, or gateways stop "
-                 "accepting models",
-                 root.version(), absl::FormatTime(root_expires));
+    spdlog::warn(
+        "root v{} expires {}: sign the next root (tinyfed root new) before then, or gateways stop "
+        "accepting models",
+        root.version(), absl::FormatTime(root_expires));
   }
   return std::unique_ptr<ModelPublisher>(
       new ModelPublisher(config, env, std::move(key), std::move(roots), std::move(trusted)));
@@ -155,7 +157,9 @@ absl::Status ModelPublisher::Publish(std::vector<float> head, int64_t round_id, 
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));
   published->file = dir / StrCat("model-v", version, ".signed");
-  const PublishedModel row{.version = version, .round_id = round_id, .bundle_sha256 = published->ref.bundle_sha256(),
+  const PublishedModel row{.version = version,
+                           .round_id = round_id,
+                           .bundle_sha256 = published->ref.bundle_sha256(),
                            .file = published->file};
   TINYFED_RETURN_IF_ERROR(env_.WriteFileAtomically(row.file, published->blob));
   TINYFED_RETURN_IF_ERROR(commit(row));
@@ -174,7 +178,8 @@ absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(std::string_view blob, co
     return absl::OutOfRangeError(StrCat("offset ", request.offset(), " is past the end of model v", request.version(),
                                         " (", blob.size(), " bytes)"));
   }
-  const uint64_t max_bytes = request.max_bytes() == 0 ? kMaxChunkBytes : std::min<uint64_t>(request.max_bytes(), kMaxChunkBytes);
+  const uint64_t max_bytes =
+      request.max_bytes() == 0 ? kMaxChunkBytes : std::min<uint64_t>(request.max_bytes(), kMaxChunkBytes);
   v1::ModelChunk chunk;
   chunk.set_version(request.version());
   chunk.set_total_size(blob.size());

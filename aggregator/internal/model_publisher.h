@@ -54,7 +54,7 @@ class ModelPublisher {
 
   const Published& latest() const { return *latest_; }
   const v1::ModelBundle& bundle() const { return bundle_; }
-  const std::vector<float>& head() const { return head_; }  // the bundle's head, flattened
+  const std::vector<float>& head() const { return head_; }                 // the bundle's head, flattened
   const std::vector<v1::SignedMetadata>& roots() const { return roots_; }  // 1.root, 2.root, ...
 
   // The chunk of `blob` a download request asks for; OUT_OF_RANGE past its end.

@@ -11,8 +11,8 @@ namespace tinyfed::aggregator::internal {
 using absl::StrCat;
 
 PlainRound::PlainRound(const Config& config, int64_t id, const std::vector<std::string>& devices,
-                       const std::vector<uint32_t>& ids, v1::RoundTask task, size_t head_size,
-                       double noise_multiplier, dp::Seed noise_seed, Charge charge, absl::Time now)
+                       const std::vector<uint32_t>& ids, v1::RoundTask task, size_t head_size, double noise_multiplier,
+                       dp::Seed noise_seed, Charge charge, absl::Time now)
     : Round(id, devices, ids, std::move(task), now + config.training_timeout),
       config_(config),
       head_size_(head_size),

@@ -18,8 +18,8 @@ v1::RetryLater RetryAfter(absl::Duration delay, std::string reason) {
   return r;
 }
 
-Round::Round(int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids,
-             v1::RoundTask task, absl::Time deadline)
+Round::Round(int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids, v1::RoundTask task,
+             absl::Time deadline)
     : id_(id), deadline_(deadline), device_of_(devices.size()), task_(std::move(task)) {
   for (size_t i = 0; i < devices.size(); ++i) {
     members_[devices[i]].id = ids[i];
@@ -34,8 +34,7 @@ bool Round::MayRejoin(const std::string& device) const {
          !member->second.submitted.contains(phase());
 }
 
-absl::StatusOr<v1::AwaitResponse> Round::Await(const v1::RequestHeader& h, absl::Time now,
-                                               absl::Duration poll) const {
+absl::StatusOr<v1::AwaitResponse> Round::Await(const v1::RequestHeader& h, absl::Time now, absl::Duration poll) const {
   v1::AwaitResponse response;
   auto wait = [&](std::string why) {
     *response.mutable_wait() = RetryAfter(std::min(poll, deadline_ - now), std::move(why));
@@ -85,8 +84,7 @@ absl::StatusOr<Round::Member*> Round::Submitter(const v1::RequestHeader& h, std:
   }
   if (m.dropped) return FailedPreconditionError(StrCat("device ", h.device_id(), " was dropped from round ", id_));
   if (h.phase() != phase()) {
-    return FailedPreconditionError(
-        StrCat("round ", id_, " is in ", phase_name(), ", not ", v1::Phase_Name(h.phase())));
+    return FailedPreconditionError(StrCat("round ", id_, " is in ", phase_name(), ", not ", v1::Phase_Name(h.phase())));
   }
   return &m;
 }
@@ -100,9 +98,8 @@ absl::StatusOr<bool> Round::IsRetry(const Member& m, const v1::RequestHeader& h,
 }
 
 bool Round::AllSubmitted(v1::Phase phase) const {
-  return std::all_of(members_.begin(), members_.end(), [&](const auto& entry) {
-    return entry.second.dropped || entry.second.submitted.contains(phase);
-  });
+  return std::all_of(members_.begin(), members_.end(),
+                     [&](const auto& entry) { return entry.second.dropped || entry.second.submitted.contains(phase); });
 }
 
 int Round::DropSilent(v1::Phase phase, const std::string& what) {

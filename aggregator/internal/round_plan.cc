@@ -31,9 +31,7 @@ std::vector<uint32_t> ShuffledIds(size_t n, std::span<const uint8_t, 32> seed) {
 
 namespace {
 
-bool PatientUnit(const Config& config) {
-  return config.dp.unit == DpUnit::kPatient && config.dp.mode != DpMode::kOff;
-}
+bool PatientUnit(const Config& config) { return config.dp.unit == DpUnit::kPatient && config.dp.mode != DpMode::kOff; }
 
 void SetCommonTask(const Config& config, int64_t round_id, int n, const v1::ModelRef& model, v1::RoundTask* t) {
   t->set_round_id(static_cast<uint64_t>(round_id));
@@ -64,8 +62,7 @@ absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_i
   sc.graph_seed = seeds.graph;
   auto params = secagg::ChooseParams(sc);
   if (!params.ok()) {
-    return absl::FailedPreconditionError(
-        StrCat("SecAgg+ parameters for ", n, " clients: ", params.status().message()));
+    return absl::FailedPreconditionError(StrCat("SecAgg+ parameters for ", n, " clients: ", params.status().message()));
   }
   const int min_survivors = std::max(config.min_cohort, params->threshold());
   if (n < min_survivors) {
@@ -124,8 +121,11 @@ absl::StatusOr<dp::PrivacyCharge> SecAggRoundCharge(const Config& config, int64_
                              {"steps", steps.steps},
                              {"clip", config.dp.clip},
                              {"update_clip", config.dp.update_clip}};
-    return dp::PrivacyCharge{.round = round_id, .mechanism = "patient_dp_sgd", .parameters = params.dump(),
-                             .rdp = *std::move(rdp), .pld = {steps}};
+    return dp::PrivacyCharge{.round = round_id,
+                             .mechanism = "patient_dp_sgd",
+                             .parameters = params.dump(),
+                             .rdp = *std::move(rdp),
+                             .pld = {steps}};
   }
   auto rdp = dp::DdgRdp(ddg, survivors, 1, orders);
   if (!rdp.ok()) return rdp.status();
@@ -136,8 +136,11 @@ absl::StatusOr<dp::PrivacyCharge> SecAggRoundCharge(const Config& config, int64_
                            {"scale", ddg.scale},
                            {"padded_dimension", ddg.padded_dimension},
                            {"local_only", ddg.config.local_only}};
-  return dp::PrivacyCharge{.round = round_id, .mechanism = "distributed_discrete_gaussian",
-                           .parameters = params.dump(), .rdp = *std::move(rdp), .pld = {}};
+  return dp::PrivacyCharge{.round = round_id,
+                           .mechanism = "distributed_discrete_gaussian",
+                           .parameters = params.dump(),
+                           .rdp = *std::move(rdp),
+                           .pld = {}};
 }
 
 absl::StatusOr<dp::PrivacyCharge> CentralRoundCharge(const Config& config, int64_t round_id, double z, int survivors,
@@ -145,8 +148,11 @@ absl::StatusOr<dp::PrivacyCharge> CentralRoundCharge(const Config& config, int64
   auto rdp = dp::SampledGaussianRdp(1.0, z, 1, orders);
   if (!rdp.ok()) return rdp.status();
   nlohmann::json params = {{"clients", survivors}, {"noise_multiplier", z}, {"clip", config.dp.clip}};
-  return dp::PrivacyCharge{.round = round_id, .mechanism = "central_gaussian", .parameters = params.dump(),
-                           .rdp = *std::move(rdp), .pld = {{1.0, z, 1}}};
+  return dp::PrivacyCharge{.round = round_id,
+                           .mechanism = "central_gaussian",
+                           .parameters = params.dump(),
+                           .rdp = *std::move(rdp),
+                           .pld = {{1.0, z, 1}}};
 }
 
 absl::Status CheckBudget(const Config& config, const dp::PrivacyLedger& ledger, const dp::PrivacyCharge& charge) {

@@ -29,8 +29,8 @@ std::vector<uint32_t> ShuffledIds(size_t n, std::span<const uint8_t, 32> seed);
 
 // The randomness a SecAgg+ round's plan needs, drawn by the caller.
 struct SecAggSeeds {
-  std::array<uint8_t, 32> graph{};     // the SecAgg+ neighbour graph
-  dp::Seed rotation{};                 // the DDG's random rotation
+  std::array<uint8_t, 32> graph{};  // the SecAgg+ neighbour graph
+  dp::Seed rotation{};              // the DDG's random rotation
 };
 
 struct SecAggPlan {

@@ -23,21 +23,26 @@ const SecAggPhase* PhaseRow(v1::Phase phase) {
 
 v1::Phase PhaseOfMessage(const v1::SecAggClientMessage& m) {
   switch (m.phase_case()) {
-    case v1::SecAggClientMessage::kAdvertiseKeys: return v1::PHASE_ADVERTISE_KEYS;
-    case v1::SecAggClientMessage::kShareKeys: return v1::PHASE_SHARE_KEYS;
-    case v1::SecAggClientMessage::kMaskedInput: return v1::PHASE_MASKED_INPUT;
-    case v1::SecAggClientMessage::kUnmasking: return v1::PHASE_UNMASKING;
-    default: return v1::PHASE_UNSPECIFIED;
+    case v1::SecAggClientMessage::kAdvertiseKeys:
+      return v1::PHASE_ADVERTISE_KEYS;
+    case v1::SecAggClientMessage::kShareKeys:
+      return v1::PHASE_SHARE_KEYS;
+    case v1::SecAggClientMessage::kMaskedInput:
+      return v1::PHASE_MASKED_INPUT;
+    case v1::SecAggClientMessage::kUnmasking:
+      return v1::PHASE_UNMASKING;
+    default:
+      return v1::PHASE_UNSPECIFIED;
   }
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SecAggRound>> SecAggRound::Start(const Config& config, int64_t id,
-                                                               const std::vector<std::string>& devices,
-                                                               const std::vector<uint32_t>& ids, SecAggPlan plan,
-                                                               DeviceRegistry& registry, Charge charge,
-                                                               OnRejected on_rejected, absl::Time now) {
+                                                                const std::vector<std::string>& devices,
+                                                                const std::vector<uint32_t>& ids, SecAggPlan plan,
+                                                                DeviceRegistry& registry, Charge charge,
+                                                                OnRejected on_rejected, absl::Time now) {
   TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<secagg::Server> server,
                            secagg::Server::Create(plan.params, plan.min_survivors));
   return std::unique_ptr<SecAggRound>(new SecAggRound(config, id, devices, ids, std::move(plan), std::move(server),
@@ -70,8 +75,8 @@ absl::StatusOr<std::optional<RoundEnd>> SecAggRound::Submit(const v1::SubmitRequ
   const v1::RequestHeader& h = request.header();
   const v1::SecAggClientMessage& message = request.message();
   if (PhaseOfMessage(message) != h.phase()) {
-    return absl::InvalidArgumentError(StrCat("header.phase is ", v1::Phase_Name(h.phase()),
-                                             " but the message carries ", v1::Phase_Name(PhaseOfMessage(message))));
+    return absl::InvalidArgumentError(StrCat("header.phase is ", v1::Phase_Name(h.phase()), " but the message carries ",
+                                             v1::Phase_Name(PhaseOfMessage(message))));
   }
   if (message.round_id() != h.round_id()) {
     return absl::InvalidArgumentError(
@@ -105,9 +110,8 @@ std::optional<RoundEnd> SecAggRound::CloseOnDeadline(absl::Time now) { return Cl
 std::optional<RoundEnd> SecAggRound::ClosePhase(absl::Time now) {
   const SecAggPhase& closing = *current_;
   const int dropped_now = DropSilent(closing.phase, StrCat(closing.name, " message"));
-  const int answered = static_cast<int>(std::count_if(members_.begin(), members_.end(), [](const auto& entry) {
-    return !entry.second.dropped;
-  }));
+  const int answered = static_cast<int>(
+      std::count_if(members_.begin(), members_.end(), [](const auto& entry) { return !entry.second.dropped; }));
   auto out = server_->AdvancePhase();
   if (!out.ok()) {
     return RoundEnd::Aborted(StrCat(closing.name, " closed with ", answered, " clients: ", out.status().message()));

@@ -14,8 +14,8 @@ inline bool WriteSelfSignedCertificate(const std::filesystem::path& dir, const s
                                        const std::filesystem::path& private_key) {
   const std::string command =
       "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=tinyfed-test "
-      "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout '" + private_key.string() + "' -out '" +
-      certificate.string() + "' > '" + (dir / "openssl.log").string() + "' 2>&1";
+      "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout '" +
+      private_key.string() + "' -out '" + certificate.string() + "' > '" + (dir / "openssl.log").string() + "' 2>&1";
   return std::system(command.c_str()) == 0;
 }
 

@@ -43,8 +43,8 @@ auto Timed(absl::Duration& total, Call&& call) {
 
 absl::StatusOr<RoundReport> ClientRound::Run() {
   absl::MutexLock lock(&g_.round_mu);
-  for (Step (ClientRound::*step)() : {&ClientRound::CheckIn, &ClientRound::AwaitTask, &ClientRound::PrepareModel,
-                                      &ClientRound::Train}) {
+  for (Step (ClientRound::*step)() :
+       {&ClientRound::CheckIn, &ClientRound::AwaitTask, &ClientRound::PrepareModel, &ClientRound::Train}) {
     TINYFED_ASSIGN_OR_RETURN(bool go_on, (this->*step)());
     if (!go_on) return report_;
   }
@@ -67,7 +67,9 @@ ClientRound::Step ClientRound::Refused(const absl::Status& s) {
   return s;
 }
 
-bool ClientRound::PhaseHook(v1::Phase phase) { return !g_.hooks.on_phase || g_.hooks.on_phase(report_.round_id, phase); }
+bool ClientRound::PhaseHook(v1::Phase phase) {
+  return !g_.hooks.on_phase || g_.hooks.on_phase(report_.round_id, phase);
+}
 
 absl::StatusOr<v1::AwaitResponse> ClientRound::Await(v1::Phase phase) {
   v1::AwaitRequest request;
@@ -239,10 +241,10 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
   std::memcpy(sc.graph_seed.data(), sa.graph_seed().data(), sc.graph_seed.size());
   auto params = secagg::SecAggParams::Create(sc, static_cast<int>(sa.degree()), static_cast<int>(sa.threshold()));
   if (!params.ok()) return Finish(RoundOutcome::kSkipped, StrCat("SecAgg+ settings: ", params.status().message()));
-  auto secagg_client = secagg::Client::Create(
-      *params, task.secagg_id(), std::move(*encoded),
-      g_.config.simulation_seed ? secagg::SeededRandom(g_.SimulationSeed(report_.round_id, "secagg"))
-                                : secagg::OsRandom());
+  auto secagg_client = secagg::Client::Create(*params, task.secagg_id(), std::move(*encoded),
+                                              g_.config.simulation_seed
+                                                  ? secagg::SeededRandom(g_.SimulationSeed(report_.round_id, "secagg"))
+                                                  : secagg::OsRandom());
   if (!secagg_client.ok()) return Finish(RoundOutcome::kSkipped, std::string(secagg_client.status().message()));
   TINYFED_ASSIGN_OR_RETURN(v1::SecAggClientMessage advertise, (*secagg_client)->AdvertiseKeys());
   v1::AdvertiseKeys* keys = advertise.mutable_advertise_keys();
@@ -263,14 +265,13 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
     // Agree on nothing with keys their device did not sign for this round.
     for (const v1::NeighborKeys& nk : r->secagg().share_keys().neighbors()) {
       auto device_key = models::PublicKeyFromBytes(nk.device_public_key());
-      if (!device_key.ok() ||
-          !models::VerifySignature(*device_key,
-                                   proto::AdvertiseKeysSigningMessage(report_.round_id, nk.id(), nk.device_id(),
-                                                                      nk.encryption_public_key(),
-                                                                      nk.masking_public_key()),
-                                   nk.signature())) {
-        return Finish(RoundOutcome::kAborted,
-                      StrCat("SecAgg+: neighbour ", nk.id(), "'s keys are not signed by device '", nk.device_id(), "'"));
+      if (!device_key.ok() || !models::VerifySignature(*device_key,
+                                                       proto::AdvertiseKeysSigningMessage(
+                                                           report_.round_id, nk.id(), nk.device_id(),
+                                                           nk.encryption_public_key(), nk.masking_public_key()),
+                                                       nk.signature())) {
+        return Finish(RoundOutcome::kAborted, StrCat("SecAgg+: neighbour ", nk.id(),
+                                                     "'s keys are not signed by device '", nk.device_id(), "'"));
       }
     }
     auto reply = (*secagg_client)->Handle(r->secagg());

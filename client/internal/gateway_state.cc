@@ -107,8 +107,10 @@ absl::Status GatewayState::SetAsideDamagedModel(const std::filesystem::path& fil
   std::error_code ec;
   if (std::filesystem::exists(file, ec)) std::filesystem::rename(file, aside, ec);
   if (ec) {
-    return absl::DataLossError(StrCat(file.string(), " fails verification (", why.message(), ") and cannot be moved "
-                                      "aside: ", ec.message()));
+    return absl::DataLossError(StrCat(file.string(), " fails verification (", why.message(),
+                                      ") and cannot be moved "
+                                      "aside: ",
+                                      ec.message()));
   }
   v1::SignedBundle damaged;
   auto bytes = base::ReadFileBytes(aside, 1 << 30);
@@ -119,8 +121,8 @@ absl::Status GatewayState::SetAsideDamagedModel(const std::filesystem::path& fil
       release.set_version(claimed->version() > 0 ? claimed->version() - 1 : 0);
     }
   }
-  model_status = StrCat("the installed model failed verification (", why.message(), "); set aside as ",
-                        aside.string(), ", to be fetched again");
+  model_status = StrCat("the installed model failed verification (", why.message(), "); set aside as ", aside.string(),
+                        ", to be fetched again");
   spdlog::warn("{}: {}", config.device_id, model_status);
   return absl::OkStatus();
 }

@@ -52,7 +52,7 @@ struct GatewayState {
   std::unique_ptr<dp::PrivacyLedger> ledger;             // patient-level charges (thread-safe)
 
   mutable absl::Mutex round_mu ABSL_ACQUIRED_BEFORE(mu);
-  std::unique_ptr<Transport> transport;  // thread-safe; round calls under round_mu
+  std::unique_ptr<Transport> transport;                                  // thread-safe; round calls under round_mu
   std::optional<models::TrustedRoot> trusted ABSL_GUARDED_BY(round_mu);  // the pinned root, advanced by rotations
 
   mutable absl::Mutex mu ABSL_ACQUIRED_BEFORE(store_mu);

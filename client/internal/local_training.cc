@@ -36,7 +36,8 @@ absl::StatusOr<LocalUpdate> TrainOnLocalSamples(GatewayState& g, const v1::Round
     absl::MutexLock lock(&g.store_mu);
     samples = g.store->ReadAll();
   }
-  if (!samples.ok()) return LocalUpdate{.delta = {}, .skipped = StrCat("the sample store: ", samples.status().message())};
+  if (!samples.ok())
+    return LocalUpdate{.delta = {}, .skipped = StrCat("the sample store: ", samples.status().message())};
   // Decrypted samples and what is derived from them stay in memory only
   // as long as needed, and are wiped, not just freed.
   std::vector<Sample> train;
@@ -60,10 +61,10 @@ absl::StatusOr<LocalUpdate> TrainOnLocalSamples(GatewayState& g, const v1::Round
     }
   }
   if (train.empty()) {
-    return LocalUpdate{.delta = {},
-                       .skipped = StrCat("no samples to train on: ", samples->size(), " stored, ", foreign,
-                                         " with features or labels model v", version, " does not take, ", held_out,
-                                         " held out")};
+    return LocalUpdate{
+        .delta = {},
+        .skipped = StrCat("no samples to train on: ", samples->size(), " stored, ", foreign,
+                          " with features or labels model v", version, " does not take, ", held_out, " held out")};
   }
   absl::Time start = absl::Now();
   EmbeddingCache cache = [&] {

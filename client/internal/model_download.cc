@@ -99,13 +99,15 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
   {
     absl::MutexLock lock(&g.mu);
     installed = g.release;
-    if (g.interpreter) installed_task.emplace(g.bundle.input().shape().SerializeAsString(), g.bundle.head().num_classes());
+    if (g.interpreter)
+      installed_task.emplace(g.bundle.input().shape().SerializeAsString(), g.bundle.head().num_classes());
   }
-  auto verified = g.trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, absl::Now());
+  auto verified =
+      g.trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, absl::Now());
   if (!verified.ok()) return refuse(verified.status());
   if (verified->release.model_version() != ref.version()) {
-    return refuse(absl::PermissionDeniedError(StrCat("signed as v", verified->release.model_version(),
-                                                     ", announced as v", ref.version())));
+    return refuse(absl::PermissionDeniedError(
+        StrCat("signed as v", verified->release.model_version(), ", announced as v", ref.version())));
   }
   // A model for another task (other inputs or classes) would turn every
   // stored sample into garbage for it.
@@ -153,9 +155,9 @@ absl::Status LoadInstalledModel(GatewayState& g, const std::vector<models::Trust
     } else {
       g.Install(std::move(*verified), std::move(*interpreter));
       if (under != history.rbegin()) {
-        g.model_status = StrCat("model v", g.version, " was signed under root v", under->root().version(),
-                                     ", not the current v", history.back().root().version(),
-                                     "; it serves until the next model");
+        g.model_status =
+            StrCat("model v", g.version, " was signed under root v", under->root().version(), ", not the current v",
+                   history.back().root().version(), "; it serves until the next model");
       }
     }
   } else if (blob.status().code() != absl::StatusCode::kNotFound ||

@@ -23,8 +23,7 @@ inline bool Retryable(const absl::Status& s) { return absl::IsUnavailable(s) || 
 // or policy.max_attempts are spent; the last status. `uniform` draws from
 // [0, 1) for the jitter and `sleep` waits, both injected for tests.
 absl::Status RetryWithBackoff(const RetryPolicy& policy, const std::function<absl::Status()>& attempt,
-                              const std::function<double()>& uniform,
-                              const std::function<void(absl::Duration)>& sleep);
+                              const std::function<double()>& uniform, const std::function<void(absl::Duration)>& sleep);
 
 }  // namespace tinyfed::client::internal
 

@@ -26,14 +26,13 @@ struct Scripted {
 };
 
 TEST(RetryTest, ALostLinkIsRetriedWithGrowingJitteredBackoff) {
-  Scripted s({absl::UnavailableError("down"), absl::DeadlineExceededError("slow"),
-                          absl::UnavailableError("down")});
+  Scripted s({absl::UnavailableError("down"), absl::DeadlineExceededError("slow"), absl::UnavailableError("down")});
   RetryPolicy policy;  // 200 ms, doubling
   EXPECT_TRUE(s.Run(policy).ok());
   EXPECT_EQ(s.attempts, 4);
   // Full jitter at 0.5: half of 200, 400 and 800 ms.
-  EXPECT_EQ(s.sleeps, (std::vector<absl::Duration>{absl::Milliseconds(100), absl::Milliseconds(200),
-                                                   absl::Milliseconds(400)}));
+  EXPECT_EQ(s.sleeps,
+            (std::vector<absl::Duration>{absl::Milliseconds(100), absl::Milliseconds(200), absl::Milliseconds(400)}));
 }
 
 TEST(RetryTest, AnAnswerAboutTheRequestIsNotRetried) {

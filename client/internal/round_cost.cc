@@ -14,8 +14,8 @@ absl::StatusOr<dp::DdgParams> DdgParamsOf(const v1::RoundTask& task) {
 
 RoundCost CostOfRound(const v1::RoundTask& task, const std::vector<double>& orders, bool budgeted) {
   auto decline = [](std::string why) { return RoundCost{.charge = std::nullopt, .decline = std::move(why)}; };
-  dp::PrivacyCharge charge{.round = static_cast<int64_t>(task.round_id()), .mechanism = "", .parameters = "",
-                           .rdp = {}, .pld = {}};
+  dp::PrivacyCharge charge{
+      .round = static_cast<int64_t>(task.round_id()), .mechanism = "", .parameters = "", .rdp = {}, .pld = {}};
   if (task.has_patient_dp()) {
     // Patient level: this clinic's own DP-SGD noise.
     const auto& p = task.patient_dp();
@@ -26,11 +26,11 @@ RoundCost CostOfRound(const v1::RoundTask& task, const std::vector<double>& orde
                             rdp.ok() ? StrCat("clip ", p.clip(), ", steps ", steps.steps) : rdp.status().message()));
     }
     charge.mechanism = "patient_dp_sgd";
-    charge.parameters = nlohmann::json{{"sampling_rate", steps.sampling_rate},
-                                       {"noise_multiplier", steps.noise_multiplier},
-                                       {"steps", steps.steps},
-                                       {"clip", p.clip()}}
-                            .dump();
+    charge.parameters = nlohmann::json{
+        {"sampling_rate", steps.sampling_rate},
+        {"noise_multiplier", steps.noise_multiplier},
+        {"steps", steps.steps},
+        {"clip", p.clip()}}.dump();
     charge.rdp = *std::move(rdp);
     charge.pld = {steps};
     return RoundCost{.charge = std::move(charge), .decline = ""};
@@ -55,8 +55,9 @@ RoundCost CostOfRound(const v1::RoundTask& task, const std::vector<double>& orde
   if (!budgeted) return RoundCost{};
   // A trusted-aggregator round: the update leaves without this clinic's
   // noise, so no budget of its own can pay for it.
-  return decline("its update would leave this gateway without differential privacy of its own (a trusted-"
-                 "aggregator or DP-off round), which a gateway with a privacy budget does not take");
+  return decline(
+      "its update would leave this gateway without differential privacy of its own (a trusted-"
+      "aggregator or DP-off round), which a gateway with a privacy budget does not take");
 }
 
 }  // namespace tinyfed::client::internal

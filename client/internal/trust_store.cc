@@ -18,7 +18,8 @@ absl::StatusOr<std::vector<models::TrustedRoot>> LoadTrustChain(const ClientConf
   }
   auto trusted = models::TrustedRoot::Pin(pinned_root);
   if (!trusted.ok()) {
-    return absl::Status(trusted.status().code(), StrCat(config.trusted_root.string(), ": ", trusted.status().message()));
+    return absl::Status(trusted.status().code(),
+                        StrCat(config.trusted_root.string(), ": ", trusted.status().message()));
   }
   std::vector<models::TrustedRoot> history = {*trusted};
   for (uint64_t v = trusted->root().version() + 1;; ++v) {

@@ -28,19 +28,29 @@ int main(int argc, char** argv) {
   long rounds = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--aggregator") aggregator = value;
-    else if (flag == "--root") config.trusted_root = value;
-    else if (flag == "--ca") security.ca_certificate = value;
-    else if (flag == "--enroll-token") config.enrollment_token = value;
-    else if (flag == "--data-dir") config.data_dir = value;
-    else if (flag == "--device-id") config.device_id = value;
-    else if (flag == "--samples") samples_csv = value;
-    else if (flag == "--rounds") rounds = std::stol(value);
-    else return Fail("unknown flag " + flag);
+    if (flag == "--aggregator")
+      aggregator = value;
+    else if (flag == "--root")
+      config.trusted_root = value;
+    else if (flag == "--ca")
+      security.ca_certificate = value;
+    else if (flag == "--enroll-token")
+      config.enrollment_token = value;
+    else if (flag == "--data-dir")
+      config.data_dir = value;
+    else if (flag == "--device-id")
+      config.device_id = value;
+    else if (flag == "--samples")
+      samples_csv = value;
+    else if (flag == "--rounds")
+      rounds = std::stol(value);
+    else
+      return Fail("unknown flag " + flag);
   }
   if (aggregator.empty() || config.data_dir.empty() || config.device_id.empty()) {
-    return Fail("usage: gateway --aggregator HOST:PORT --root ROOT --ca PEM --data-dir DIR --device-id ID "
-                "[--enroll-token T] [--samples CSV] [--rounds N]");
+    return Fail(
+        "usage: gateway --aggregator HOST:PORT --root ROOT --ca PEM --data-dir DIR --device-id ID "
+        "[--enroll-token T] [--samples CSV] [--rounds N]");
   }
   auto transport = tinyfed::client::ConnectGrpc(aggregator, security);
   if (!transport.ok()) return Fail(std::string(transport.status().message()));

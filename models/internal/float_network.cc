@@ -1,11 +1,11 @@
 #include "models/internal/float_network.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "tinyfed/models/quantization.h"
+#include <Eigen/Core>
 
 namespace tinyfed::models::internal {
 namespace {
@@ -18,19 +18,27 @@ using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
 
 const v1::Weights* WeightsOf(const v1::Op& op) {
   switch (op.kind_case()) {
-    case v1::Op::kConv2D: return &op.conv2d().weights();
-    case v1::Op::kDepthwiseConv2D: return &op.depthwise_conv2d().weights();
-    case v1::Op::kFullyConnected: return &op.fully_connected().weights();
-    default: return nullptr;
+    case v1::Op::kConv2D:
+      return &op.conv2d().weights();
+    case v1::Op::kDepthwiseConv2D:
+      return &op.depthwise_conv2d().weights();
+    case v1::Op::kFullyConnected:
+      return &op.fully_connected().weights();
+    default:
+      return nullptr;
   }
 }
 
 v1::Weights* MutableWeightsOf(v1::Op* op) {
   switch (op->kind_case()) {
-    case v1::Op::kConv2D: return op->mutable_conv2d()->mutable_weights();
-    case v1::Op::kDepthwiseConv2D: return op->mutable_depthwise_conv2d()->mutable_weights();
-    case v1::Op::kFullyConnected: return op->mutable_fully_connected()->mutable_weights();
-    default: return nullptr;
+    case v1::Op::kConv2D:
+      return op->mutable_conv2d()->mutable_weights();
+    case v1::Op::kDepthwiseConv2D:
+      return op->mutable_depthwise_conv2d()->mutable_weights();
+    case v1::Op::kFullyConnected:
+      return op->mutable_fully_connected()->mutable_weights();
+    default:
+      return nullptr;
   }
 }
 
@@ -56,8 +64,7 @@ void ForEachTap(const Geometry& g, Fn&& fn) {
 }
 
 size_t Elems(const Geometry& g, bool output) {
-  return output ? static_cast<size_t>(g.out_h) * g.out_w * g.out_c
-                : static_cast<size_t>(g.in_h) * g.in_w * g.in_c;
+  return output ? static_cast<size_t>(g.out_h) * g.out_w * g.out_c : static_cast<size_t>(g.in_h) * g.in_w * g.in_c;
 }
 
 // Per-channel symmetric fake quantization of weights, as QuantizeSymmetricPerChannel.
@@ -127,8 +134,8 @@ absl::StatusOr<FloatNetwork> FloatNetwork::Create(const v1::ModelBundle& bundle)
     }
     net.params_.push_back(std::move(p));
     const auto kind = op.kind_case();
-    if (kind == v1::Op::kMaxPool || kind == v1::Op::kAveragePool ||
-        kind == v1::Op::kGlobalAveragePool || kind == v1::Op::kReshape) {
+    if (kind == v1::Op::kMaxPool || kind == v1::Op::kAveragePool || kind == v1::Op::kGlobalAveragePool ||
+        kind == v1::Op::kReshape) {
       net.quant_source_[op.output()] = net.quant_source_[op.inputs(0)];
     }
   }
@@ -206,8 +213,7 @@ void FloatNetwork::Forward(std::span<const float> raw, int batch) {
   const auto dim = static_cast<Eigen::Index>(emb.size() / static_cast<size_t>(batch));
   logits_.resize(static_cast<size_t>(batch) * static_cast<size_t>(num_classes_));
   MatMap L(logits_.data(), batch, num_classes_);
-  L.noalias() = ConstMatMap(emb.data(), batch, dim) *
-                ConstMatMap(head_.w.data(), num_classes_, dim).transpose();
+  L.noalias() = ConstMatMap(emb.data(), batch, dim) * ConstMatMap(head_.w.data(), num_classes_, dim).transpose();
   L.rowwise() += ConstVecMap(head_.b.data(), num_classes_).transpose();
 }
 
@@ -361,12 +367,15 @@ void FloatNetwork::BackwardOp(size_t i) {
   // Through fake quantization (straight-through where not clamped) and the activation.
   if (fake_quant_) {
     const auto& pass = pass_[static_cast<size_t>(a.output)];
-    for (size_t k = 0; k < gout.size(); ++k) if (!pass[k]) gout[k] = 0.0f;
+    for (size_t k = 0; k < gout.size(); ++k)
+      if (!pass[k]) gout[k] = 0.0f;
   }
   if (activation_[i] == v1::ACTIVATION_RELU) {
-    for (size_t k = 0; k < gout.size(); ++k) if (out[k] <= 0.0f) gout[k] = 0.0f;
+    for (size_t k = 0; k < gout.size(); ++k)
+      if (out[k] <= 0.0f) gout[k] = 0.0f;
   } else if (activation_[i] == v1::ACTIVATION_RELU6) {
-    for (size_t k = 0; k < gout.size(); ++k) if (out[k] <= 0.0f || out[k] >= 6.0f) gout[k] = 0.0f;
+    for (size_t k = 0; k < gout.size(); ++k)
+      if (out[k] <= 0.0f || out[k] >= 6.0f) gout[k] = 0.0f;
   }
   const auto& in = acts_[static_cast<size_t>(a.input)];
   auto& gin = grads_[static_cast<size_t>(a.input)];
@@ -459,7 +468,8 @@ void FloatNetwork::BackwardOp(size_t i) {
       break;
     }
     case v1::Op::kReshape:
-      if (need_gin) for (size_t k = 0; k < gout.size(); ++k) gin[k] += gout[k];
+      if (need_gin)
+        for (size_t k = 0; k < gout.size(); ++k) gin[k] += gout[k];
       break;
     case v1::Op::KIND_NOT_SET:
       break;
@@ -467,8 +477,7 @@ void FloatNetwork::BackwardOp(size_t i) {
 }
 
 void FloatNetwork::Step(float lr, float momentum, float weight_decay) {
-  auto update = [&](std::vector<float>& w, std::vector<float>& dw, std::vector<float>& v,
-                    float decay) {
+  auto update = [&](std::vector<float>& w, std::vector<float>& dw, std::vector<float>& v, float decay) {
     for (size_t k = 0; k < w.size(); ++k) {
       v[k] = momentum * v[k] + dw[k] + decay * w[k];
       w[k] -= lr * v[k];

@@ -84,10 +84,10 @@ class FloatNetwork {
   int num_classes_ = 0;
   int batch_ = 0;
   std::vector<std::vector<float>> acts_, grads_;
-  std::vector<std::vector<float>> patches_;     // conv im2col per op
-  std::vector<std::vector<int32_t>> argmax_;    // max pool per op
+  std::vector<std::vector<float>> patches_;      // conv im2col per op
+  std::vector<std::vector<int32_t>> argmax_;     // max pool per op
   std::vector<std::vector<float>> pool_counts_;  // average pool window sizes per op
-  std::vector<std::vector<uint8_t>> pass_;      // fake-quant straight-through masks per tensor
+  std::vector<std::vector<uint8_t>> pass_;       // fake-quant straight-through masks per tensor
   std::vector<float> logits_, grad_logits_;
   std::vector<int> quant_source_;
   bool fake_quant_ = false;

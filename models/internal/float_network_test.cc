@@ -26,8 +26,7 @@ Dataset RandomImages(int n, int h, int w, int c, int classes, uint64_t seed) {
     // Class k brightens row band k, so the classes are separable.
     for (int y = 0; y < h; ++y)
       for (int x = 0; x < w; ++x)
-        for (int ch = 0; ch < c; ++ch)
-          d.features.push_back(noise(rng) + ((y * classes / h) == label ? 2.0f : 0.0f));
+        for (int ch = 0; ch < c; ++ch) d.features.push_back(noise(rng) + ((y * classes / h) == label ? 2.0f : 0.0f));
   }
   return d;
 }

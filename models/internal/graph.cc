@@ -26,24 +26,21 @@ bool Finite(float x) { return std::isfinite(x); }
 absl::Status CheckShape(const v1::Shape& s, const std::string& what) {
   for (uint32_t d : {s.height(), s.width(), s.channels()}) {
     if (d == 0 || d > kMaxDimension) {
-      return InvalidArgumentError(StrCat(what, " has shape ", s.height(), "x", s.width(), "x",
-                                         s.channels(), ": each dimension must be in [1, ",
-                                         kMaxDimension, "]"));
+      return InvalidArgumentError(StrCat(what, " has shape ", s.height(), "x", s.width(), "x", s.channels(),
+                                         ": each dimension must be in [1, ", kMaxDimension, "]"));
     }
   }
   if (Elements(s) > kMaxTensorElements) {
-    return InvalidArgumentError(StrCat(what, " has ", Elements(s), " elements, more than ",
-                                       kMaxTensorElements));
+    return InvalidArgumentError(StrCat(what, " has ", Elements(s), " elements, more than ", kMaxTensorElements));
   }
   return absl::OkStatus();
 }
 
 // Output size along one axis, and the padding before it, as TFLite computes them.
-absl::Status SpatialOut(int in, uint32_t kernel, uint32_t stride, v1::Padding padding, int* out,
-                        int* pad_before, const std::string& where) {
+absl::Status SpatialOut(int in, uint32_t kernel, uint32_t stride, v1::Padding padding, int* out, int* pad_before,
+                        const std::string& where) {
   if (kernel == 0 || kernel > kMaxKernelSide) {
-    return InvalidArgumentError(StrCat(where, ": kernel size ", kernel, " outside [1, ",
-                                       kMaxKernelSide, "]"));
+    return InvalidArgumentError(StrCat(where, ": kernel size ", kernel, " outside [1, ", kMaxKernelSide, "]"));
   }
   if (stride == 0 || stride > kMaxStride) {
     return InvalidArgumentError(StrCat(where, ": stride ", stride, " outside [1, ", kMaxStride, "]"));
@@ -66,13 +63,13 @@ absl::Status SpatialOut(int in, uint32_t kernel, uint32_t stride, v1::Padding pa
 }
 
 absl::Status ApplyWindow(const Window& w, Geometry* g, const std::string& where) {
-  if (auto s = SpatialOut(g->in_h, w.kernel_h, w.stride_h, w.padding, &g->out_h, &g->pad_top,
-                          StrCat(where, " (height)"));
+  if (auto s =
+          SpatialOut(g->in_h, w.kernel_h, w.stride_h, w.padding, &g->out_h, &g->pad_top, StrCat(where, " (height)"));
       !s.ok()) {
     return s;
   }
-  if (auto s = SpatialOut(g->in_w, w.kernel_w, w.stride_w, w.padding, &g->out_w, &g->pad_left,
-                          StrCat(where, " (width)"));
+  if (auto s =
+          SpatialOut(g->in_w, w.kernel_w, w.stride_w, w.padding, &g->out_w, &g->pad_left, StrCat(where, " (width)"));
       !s.ok()) {
     return s;
   }
@@ -83,50 +80,43 @@ absl::Status ApplyWindow(const Window& w, Geometry* g, const std::string& where)
   return absl::OkStatus();
 }
 
-absl::Status CheckWeights(const v1::Weights& w, const std::vector<uint64_t>& dims,
-                          uint64_t channels, v1::Precision precision, const std::string& where,
-                          uint64_t* weight_bytes) {
+absl::Status CheckWeights(const v1::Weights& w, const std::vector<uint64_t>& dims, uint64_t channels,
+                          v1::Precision precision, const std::string& where, uint64_t* weight_bytes) {
   if (static_cast<size_t>(w.dims_size()) != dims.size()) {
-    return InvalidArgumentError(StrCat(where, ": weights have ", w.dims_size(),
-                                       " dimensions, expected ", dims.size()));
+    return InvalidArgumentError(StrCat(where, ": weights have ", w.dims_size(), " dimensions, expected ", dims.size()));
   }
   uint64_t count = 1;
   for (size_t i = 0; i < dims.size(); ++i) {
     if (w.dims(static_cast<int>(i)) != dims[i]) {
-      return InvalidArgumentError(StrCat(where, ": weight dimension ", i, " is ",
-                                         w.dims(static_cast<int>(i)), ", expected ", dims[i]));
+      return InvalidArgumentError(
+          StrCat(where, ": weight dimension ", i, " is ", w.dims(static_cast<int>(i)), ", expected ", dims[i]));
     }
     count *= dims[i];
   }
   if (precision == v1::PRECISION_INT8) {
     if (w.int8_values().size() != count) {
-      return InvalidArgumentError(StrCat(where, ": ", w.int8_values().size(),
-                                         " int8 weight bytes, expected ", count));
+      return InvalidArgumentError(StrCat(where, ": ", w.int8_values().size(), " int8 weight bytes, expected ", count));
     }
     if (static_cast<uint64_t>(w.channel_scales_size()) != channels) {
-      return InvalidArgumentError(StrCat(where, ": ", w.channel_scales_size(),
-                                         " channel scales, expected ", channels));
+      return InvalidArgumentError(StrCat(where, ": ", w.channel_scales_size(), " channel scales, expected ", channels));
     }
     for (int c = 0; c < w.channel_scales_size(); ++c) {
       const float s = w.channel_scales(c);
       if (!Finite(s) || s <= 0.0f) {
-        return InvalidArgumentError(StrCat(where, ": channel ", c, " has weight scale ", s,
-                                           ", must be finite and positive"));
+        return InvalidArgumentError(
+            StrCat(where, ": channel ", c, " has weight scale ", s, ", must be finite and positive"));
       }
     }
     if (static_cast<uint64_t>(w.int32_bias_size()) != channels) {
-      return InvalidArgumentError(StrCat(where, ": ", w.int32_bias_size(),
-                                         " int32 biases, expected ", channels));
+      return InvalidArgumentError(StrCat(where, ": ", w.int32_bias_size(), " int32 biases, expected ", channels));
     }
     *weight_bytes = count + 4 * channels;
   } else {
     if (static_cast<uint64_t>(w.float_values_size()) != count) {
-      return InvalidArgumentError(StrCat(where, ": ", w.float_values_size(),
-                                         " float weights, expected ", count));
+      return InvalidArgumentError(StrCat(where, ": ", w.float_values_size(), " float weights, expected ", count));
     }
     if (static_cast<uint64_t>(w.float_bias_size()) != channels) {
-      return InvalidArgumentError(StrCat(where, ": ", w.float_bias_size(),
-                                         " float biases, expected ", channels));
+      return InvalidArgumentError(StrCat(where, ": ", w.float_bias_size(), " float biases, expected ", channels));
     }
     for (float v : w.float_values()) {
       if (!Finite(v)) return InvalidArgumentError(StrCat(where, ": a weight is not finite"));
@@ -146,18 +136,16 @@ ActivationRange RangeOf(v1::Activation act, const v1::Tensor& out) {
     r.min = std::max<int32_t>(-128, out.zero_point());
   }
   if (act == v1::ACTIVATION_RELU6) {
-    r.max = static_cast<int32_t>(std::min<int64_t>(
-        127, int64_t{out.zero_point()} + RoundHalfAwayFromZero(6.0f / q.scale)));
+    r.max =
+        static_cast<int32_t>(std::min<int64_t>(127, int64_t{out.zero_point()} + RoundHalfAwayFromZero(6.0f / q.scale)));
   }
   return r;
 }
 
-absl::Status SameQuantization(const v1::Tensor& in, const v1::Tensor& out,
-                              const std::string& where) {
+absl::Status SameQuantization(const v1::Tensor& in, const v1::Tensor& out, const std::string& where) {
   if (in.scale() != out.scale() || in.zero_point() != out.zero_point()) {
-    return InvalidArgumentError(StrCat(where, ": input (scale ", in.scale(), ", zero point ",
-                                       in.zero_point(), ") and output (scale ", out.scale(),
-                                       ", zero point ", out.zero_point(),
+    return InvalidArgumentError(StrCat(where, ": input (scale ", in.scale(), ", zero point ", in.zero_point(),
+                                       ") and output (scale ", out.scale(), ", zero point ", out.zero_point(),
                                        ") must share quantization"));
   }
   return absl::OkStatus();
@@ -173,22 +161,29 @@ absl::StatusOr<QuantizedMultiplier> Multiplier(double m, const std::string& wher
 
 std::string OpKindName(v1::Op::KindCase kind) {
   switch (kind) {
-    case v1::Op::kConv2D: return "Conv2D";
-    case v1::Op::kDepthwiseConv2D: return "DepthwiseConv2D";
-    case v1::Op::kFullyConnected: return "FullyConnected";
-    case v1::Op::kMaxPool: return "MaxPool";
-    case v1::Op::kAveragePool: return "AveragePool";
-    case v1::Op::kGlobalAveragePool: return "GlobalAveragePool";
-    case v1::Op::kAdd: return "Add";
-    case v1::Op::kReshape: return "Reshape";
-    case v1::Op::KIND_NOT_SET: break;
+    case v1::Op::kConv2D:
+      return "Conv2D";
+    case v1::Op::kDepthwiseConv2D:
+      return "DepthwiseConv2D";
+    case v1::Op::kFullyConnected:
+      return "FullyConnected";
+    case v1::Op::kMaxPool:
+      return "MaxPool";
+    case v1::Op::kAveragePool:
+      return "AveragePool";
+    case v1::Op::kGlobalAveragePool:
+      return "GlobalAveragePool";
+    case v1::Op::kAdd:
+      return "Add";
+    case v1::Op::kReshape:
+      return "Reshape";
+    case v1::Op::KIND_NOT_SET:
+      break;
   }
   return "Unknown";
 }
 
-uint64_t Elements(const v1::Shape& s) {
-  return uint64_t{s.height()} * s.width() * s.channels();
-}
+uint64_t Elements(const v1::Shape& s) { return uint64_t{s.height()} * s.width() * s.channels(); }
 
 absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision precision) {
   if (precision != v1::PRECISION_INT8 && precision != v1::PRECISION_FLOAT32) {
@@ -198,8 +193,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
   const int num_tensors = graph.tensors_size();
   const int num_ops = graph.ops_size();
   if (num_tensors < 2 || num_tensors > kMaxTensors) {
-    return InvalidArgumentError(StrCat("graph has ", num_tensors, " tensors, expected 2 to ",
-                                       kMaxTensors));
+    return InvalidArgumentError(StrCat("graph has ", num_tensors, " tensors, expected 2 to ", kMaxTensors));
   }
   if (num_ops < 1 || num_ops > kMaxOps) {
     return InvalidArgumentError(StrCat("graph has ", num_ops, " ops, expected 1 to ", kMaxOps));
@@ -213,19 +207,17 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
     if (auto s = CheckShape(tensor.shape(), name); !s.ok()) return s;
     if (int8) {
       if (!Finite(tensor.scale()) || tensor.scale() <= 0.0f) {
-        return InvalidArgumentError(StrCat(name, " has scale ", tensor.scale(),
-                                           ", must be finite and positive"));
+        return InvalidArgumentError(StrCat(name, " has scale ", tensor.scale(), ", must be finite and positive"));
       }
       if (tensor.zero_point() < -128 || tensor.zero_point() > 127) {
-        return InvalidArgumentError(StrCat(name, " has zero point ", tensor.zero_point(),
-                                           ", outside [-128, 127]"));
+        return InvalidArgumentError(StrCat(name, " has zero point ", tensor.zero_point(), ", outside [-128, 127]"));
       }
     }
     result.tensors[static_cast<size_t>(t)].bytes = Elements(tensor.shape());
     total_elements += Elements(tensor.shape());
     if (total_elements > kMaxTotalElements) {
-      return InvalidArgumentError(StrCat("graph tensors hold more than ", kMaxTotalElements,
-                                         " elements in all (at tensor ", t, ")"));
+      return InvalidArgumentError(
+          StrCat("graph tensors hold more than ", kMaxTotalElements, " elements in all (at tensor ", t, ")"));
     }
     result.tensors[static_cast<size_t>(t)].first_op = -2;  // not yet written
     result.tensors[static_cast<size_t>(t)].last_op = -2;
@@ -249,18 +241,16 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
     }
     const int expected_inputs = a.kind == v1::Op::kAdd ? 2 : 1;
     if (op.inputs_size() != expected_inputs) {
-      return InvalidArgumentError(StrCat(where, " has ", op.inputs_size(), " inputs, expected ",
-                                         expected_inputs));
+      return InvalidArgumentError(StrCat(where, " has ", op.inputs_size(), " inputs, expected ", expected_inputs));
     }
     for (uint32_t in : op.inputs()) {
       if (in >= static_cast<uint32_t>(num_tensors) || !defined(in)) {
-        return InvalidArgumentError(StrCat(where, " reads tensor ", in,
-                                           ", which is not written before it"));
+        return InvalidArgumentError(StrCat(where, " reads tensor ", in, ", which is not written before it"));
       }
     }
     if (op.output() >= static_cast<uint32_t>(num_tensors) || defined(op.output())) {
-      return InvalidArgumentError(StrCat(where, " writes tensor ", op.output(),
-                                         ", which is out of range or already written"));
+      return InvalidArgumentError(
+          StrCat(where, " writes tensor ", op.output(), ", which is out of range or already written"));
     }
     if (!v1::Activation_IsValid(op.activation())) {
       return InvalidArgumentError(StrCat(where, " has unknown activation ", op.activation()));
@@ -279,8 +269,8 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
     g.out_h = g.in_h;
     g.out_w = g.in_w;
     g.out_c = g.in_c;
-    const bool has_weights = a.kind == v1::Op::kConv2D || a.kind == v1::Op::kDepthwiseConv2D ||
-                             a.kind == v1::Op::kFullyConnected;
+    const bool has_weights =
+        a.kind == v1::Op::kConv2D || a.kind == v1::Op::kDepthwiseConv2D || a.kind == v1::Op::kFullyConnected;
     uint64_t depth = 0;  // inner-product length, for weighted ops
 
     switch (a.kind) {
@@ -293,8 +283,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
         }
         depth = uint64_t{p.kernel_height()} * p.kernel_width() * in.shape().channels();
         if (auto s = CheckWeights(p.weights(),
-                                  {p.out_channels(), p.kernel_height(), p.kernel_width(),
-                                   in.shape().channels()},
+                                  {p.out_channels(), p.kernel_height(), p.kernel_width(), in.shape().channels()},
                                   p.out_channels(), precision, where, &a.weight_bytes);
             !s.ok()) {
           return s;
@@ -305,8 +294,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
         const auto& p = op.depthwise_conv2d();
         if (auto s = ApplyWindow(WindowOf(p), &g, where); !s.ok()) return s;
         depth = uint64_t{p.kernel_height()} * p.kernel_width();
-        if (auto s = CheckWeights(p.weights(),
-                                  {p.kernel_height(), p.kernel_width(), in.shape().channels()},
+        if (auto s = CheckWeights(p.weights(), {p.kernel_height(), p.kernel_width(), in.shape().channels()},
                                   in.shape().channels(), precision, where, &a.weight_bytes);
             !s.ok()) {
           return s;
@@ -323,8 +311,8 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
         if (p.out_features() == 0 || p.out_features() > kMaxDimension) {
           return InvalidArgumentError(StrCat(where, ": out_features ", p.out_features()));
         }
-        if (auto s = CheckWeights(p.weights(), {p.out_features(), depth}, p.out_features(),
-                                  precision, where, &a.weight_bytes);
+        if (auto s = CheckWeights(p.weights(), {p.out_features(), depth}, p.out_features(), precision, where,
+                                  &a.weight_bytes);
             !s.ok()) {
           return s;
         }
@@ -348,15 +336,15 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
         const auto& other = graph.tensors(a.second_input).shape();
         if (other.height() != in.shape().height() || other.width() != in.shape().width() ||
             other.channels() != in.shape().channels()) {
-          return InvalidArgumentError(StrCat(where, ": inputs ", a.input, " and ", a.second_input,
-                                             " have different shapes"));
+          return InvalidArgumentError(
+              StrCat(where, ": inputs ", a.input, " and ", a.second_input, " have different shapes"));
         }
         break;
       }
       case v1::Op::kReshape:
         if (Elements(out.shape()) != Elements(in.shape())) {
-          return InvalidArgumentError(StrCat(where, ": reshape from ", Elements(in.shape()),
-                                             " to ", Elements(out.shape()), " elements"));
+          return InvalidArgumentError(
+              StrCat(where, ": reshape from ", Elements(in.shape()), " to ", Elements(out.shape()), " elements"));
         }
         g.out_h = out_h;
         g.out_w = out_w;
@@ -367,23 +355,21 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
     }
     if (g.out_h != out_h || g.out_w != out_w || g.out_c != out_c) {
       return InvalidArgumentError(StrCat(where, " produces ", g.out_h, "x", g.out_w, "x", g.out_c,
-                                         " but its output tensor ", a.output, " is ", out_h, "x",
-                                         out_w, "x", out_c));
+                                         " but its output tensor ", a.output, " is ", out_h, "x", out_w, "x", out_c));
     }
-    if (uint64_t{static_cast<uint32_t>(g.kernel_h)} * static_cast<uint32_t>(g.kernel_w) >
-        kMaxDimension + 1) {
-      return InvalidArgumentError(StrCat(where, ": window of ", g.kernel_h, "x", g.kernel_w,
-                                         " is larger than ", kMaxDimension + 1, " elements"));
+    if (uint64_t{static_cast<uint32_t>(g.kernel_h)} * static_cast<uint32_t>(g.kernel_w) > kMaxDimension + 1) {
+      return InvalidArgumentError(StrCat(where, ": window of ", g.kernel_h, "x", g.kernel_w, " is larger than ",
+                                         kMaxDimension + 1, " elements"));
     }
     if (depth > kMaxReductionDepth) {
-      return InvalidArgumentError(StrCat(where, ": inner product of ", depth,
-                                         " terms, more than ", kMaxReductionDepth));
+      return InvalidArgumentError(
+          StrCat(where, ": inner product of ", depth, " terms, more than ", kMaxReductionDepth));
     }
     a.macs = depth * Elements(out.shape());
     result.total_macs += a.macs;
     if (result.total_macs > kMaxMacs) {
-      return InvalidArgumentError(StrCat("graph needs more than ", kMaxMacs,
-                                         " multiply-accumulates per inference (at ", where, ")"));
+      return InvalidArgumentError(
+          StrCat("graph needs more than ", kMaxMacs, " multiply-accumulates per inference (at ", where, ")"));
     }
     result.total_weight_bytes += a.weight_bytes;
 
@@ -393,7 +379,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
         return InvalidArgumentError(StrCat(where, ": empty activation range"));
       }
       if (has_weights) {
-        const v1::Weights& w = a.kind == v1::Op::kConv2D       ? op.conv2d().weights()
+        const v1::Weights& w = a.kind == v1::Op::kConv2D           ? op.conv2d().weights()
                                : a.kind == v1::Op::kFullyConnected ? op.fully_connected().weights()
                                                                    : op.depthwise_conv2d().weights();
         a.channel_multipliers.reserve(static_cast<size_t>(w.channel_scales_size()));
@@ -408,8 +394,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
         const double twice_max = 2.0 * std::max(in.scale(), in2.scale());
         auto m1 = Multiplier(in.scale() / twice_max, where);
         auto m2 = Multiplier(in2.scale() / twice_max, where);
-        auto mo = Multiplier(twice_max / ((1 << kAddLeftShift) * static_cast<double>(out.scale())),
-                             where);
+        auto mo = Multiplier(twice_max / ((1 << kAddLeftShift) * static_cast<double>(out.scale())), where);
         if (!m1.ok()) return m1.status();
         if (!m2.ok()) return m2.status();
         if (!mo.ok()) return mo.status();
@@ -445,41 +430,35 @@ absl::StatusOr<GraphAnalysis> AnalyzeBundle(const v1::ModelBundle& bundle) {
   const v1::InputSpec& input = bundle.input();
   if (input.shape().height() != in_shape.height() || input.shape().width() != in_shape.width() ||
       input.shape().channels() != in_shape.channels()) {
-    return InvalidArgumentError(StrCat("input spec shape ", input.shape().height(), "x",
-                                       input.shape().width(), "x", input.shape().channels(),
-                                       " differs from the input tensor's ", in_shape.height(), "x",
-                                       in_shape.width(), "x", in_shape.channels()));
+    return InvalidArgumentError(StrCat("input spec shape ", input.shape().height(), "x", input.shape().width(), "x",
+                                       input.shape().channels(), " differs from the input tensor's ", in_shape.height(),
+                                       "x", in_shape.width(), "x", in_shape.channels()));
   }
   const int channels = static_cast<int>(in_shape.channels());
-  if ((input.mean_size() != 1 && input.mean_size() != channels) ||
-      input.mean_size() != input.stddev_size()) {
-    return InvalidArgumentError(StrCat("input spec has ", input.mean_size(), " means and ",
-                                       input.stddev_size(), " stddevs, expected 1 or ", channels,
-                                       " of each"));
+  if ((input.mean_size() != 1 && input.mean_size() != channels) || input.mean_size() != input.stddev_size()) {
+    return InvalidArgumentError(StrCat("input spec has ", input.mean_size(), " means and ", input.stddev_size(),
+                                       " stddevs, expected 1 or ", channels, " of each"));
   }
   for (int i = 0; i < input.mean_size(); ++i) {
     if (!Finite(input.mean(i)) || !Finite(input.stddev(i)) || !(input.stddev(i) > 0.0f)) {
-      return InvalidArgumentError(StrCat("input spec channel ", i, " has mean ", input.mean(i),
-                                         " and stddev ", input.stddev(i),
-                                         "; stddev must be finite and positive"));
+      return InvalidArgumentError(StrCat("input spec channel ", i, " has mean ", input.mean(i), " and stddev ",
+                                         input.stddev(i), "; stddev must be finite and positive"));
     }
   }
   const v1::Head& head = bundle.head();
   const uint64_t embedding = Elements(graph.tensors(static_cast<int>(graph.output())).shape());
   if (head.in_features() != embedding) {
-    return InvalidArgumentError(StrCat("head reads ", head.in_features(),
-                                       " features but the backbone's output has ", embedding));
+    return InvalidArgumentError(
+        StrCat("head reads ", head.in_features(), " features but the backbone's output has ", embedding));
   }
   if (head.num_classes() < 2 || head.num_classes() > kMaxDimension) {
-    return InvalidArgumentError(StrCat("head has ", head.num_classes(),
-                                       " classes, expected 2 to ", kMaxDimension));
+    return InvalidArgumentError(StrCat("head has ", head.num_classes(), " classes, expected 2 to ", kMaxDimension));
   }
   const uint64_t params = uint64_t{head.num_classes()} * head.in_features();
   if (params > kMaxHeadParameters || static_cast<uint64_t>(head.weights_size()) != params ||
       head.bias_size() != static_cast<int>(head.num_classes())) {
-    return InvalidArgumentError(StrCat("head has ", head.weights_size(), " weights and ",
-                                       head.bias_size(), " biases, expected ", params, " and ",
-                                       head.num_classes()));
+    return InvalidArgumentError(StrCat("head has ", head.weights_size(), " weights and ", head.bias_size(),
+                                       " biases, expected ", params, " and ", head.num_classes()));
   }
   for (float v : head.weights()) {
     if (!Finite(v)) return InvalidArgumentError("head has a weight that is not finite");
@@ -488,8 +467,8 @@ absl::StatusOr<GraphAnalysis> AnalyzeBundle(const v1::ModelBundle& bundle) {
     if (!Finite(v)) return InvalidArgumentError("head has a bias that is not finite");
   }
   if (bundle.label_names_size() != static_cast<int>(head.num_classes())) {
-    return InvalidArgumentError(StrCat("bundle has ", bundle.label_names_size(),
-                                       " label names for ", head.num_classes(), " classes"));
+    return InvalidArgumentError(
+        StrCat("bundle has ", bundle.label_names_size(), " label names for ", head.num_classes(), " classes"));
   }
   return analysis;
 }

@@ -47,7 +47,7 @@ struct OpAnalysis {
   uint64_t weight_bytes = 0;  // stored parameter bytes (int8 or float)
   // int8 graphs only.
   ActivationRange activation;
-  std::vector<QuantizedMultiplier> channel_multipliers;  // conv, depthwise, fc
+  std::vector<QuantizedMultiplier> channel_multipliers;                              // conv, depthwise, fc
   QuantizedMultiplier input_multiplier, second_input_multiplier, output_multiplier;  // add
 };
 

@@ -39,7 +39,7 @@ struct PreparedOp {
   // and bias minus input_zero_point * sum(weights) per channel.
   std::vector<int16_t> packed_weights;
   std::vector<int32_t> folded_bias;
-  int packed_depth = 0;  // inner-product length rounded up to even
+  int packed_depth = 0;         // inner-product length rounded up to even
   bool any_left_shift = false;  // some channel multiplier is 1 or more
   // AVX2 depthwise only: bias, multipliers and shifts in SIMD lane order.
   std::vector<int32_t> lane_bias, lane_multiplier, lane_shift;

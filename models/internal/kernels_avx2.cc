@@ -21,10 +21,10 @@
 namespace tinyfed::models::internal {
 namespace {
 
-constexpr int kChannelBlock = 16;  // output channels per GEMM micro-kernel
-constexpr int kRowBlock = 4;       // output pixels per GEMM micro-kernel
+constexpr int kChannelBlock = 16;              // output channels per GEMM micro-kernel
+constexpr int kRowBlock = 4;                   // output pixels per GEMM micro-kernel
 constexpr uint64_t kWidenOvershootBytes = 32;  // WidenInt8 writes up to 15 int16 past its end
-constexpr int kIm2colRows = 64;  // output pixels widened per GEMM call, bounding scratch
+constexpr int kIm2colRows = 64;                // output pixels widened per GEMM call, bounding scratch
 
 int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -45,8 +45,7 @@ void PackGemmWeights(PreparedOp* op, int depth) {
   for (int oc = 0; oc < out_c; ++oc) {
     const int b = oc / kChannelBlock, lane = oc % kChannelBlock;
     for (int k = 0; k < depth; ++k) {
-      const size_t idx =
-          ((static_cast<size_t>(b) * pairs + k / 2) * kChannelBlock + lane) * 2 + (k % 2);
+      const size_t idx = ((static_cast<size_t>(b) * pairs + k / 2) * kChannelBlock + lane) * 2 + (k % 2);
       op->packed_weights[idx] = op->weights[static_cast<size_t>(oc) * depth + k];
     }
   }
@@ -78,7 +77,7 @@ void PackDepthwiseWeights(PreparedOp* op) {
   for (int p = 0; p < pairs; ++p) {
     for (int b = 0; b < blocks; ++b) {
       int16_t* dst = op->packed_weights.data() + (static_cast<size_t>(p) * blocks + b) * 32;
-      for (int half = 0; half < 2; ++half) {      // unpacklo, unpackhi
+      for (int half = 0; half < 2; ++half) {  // unpacklo, unpackhi
         for (int lane128 = 0; lane128 < 2; ++lane128) {
           for (int j = 0; j < 4; ++j) {
             const int ch = b * kChannelBlock + lane128 * 8 + half * 4 + j;
@@ -131,8 +130,7 @@ TINYFED_AVX2_INLINE __m256i RoundingDivideByPOT(__m256i x, __m256i exponent) {
                           _mm256_and_si256(_mm256_cmpgt_epi32(remainder, threshold), one));
 }
 
-TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i multiplier,
-                                                          __m256i shift) {
+TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i multiplier, __m256i shift) {
   const __m256i zero = _mm256_setzero_si256();
   const __m256i left = _mm256_max_epi32(shift, zero);
   const __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
@@ -140,10 +138,8 @@ TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i mul
 }
 
 // The same for multipliers below one (shift <= 0), the usual case: no left shift.
-TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplierBelowOne(__m256i x, __m256i multiplier,
-                                                                  __m256i shift) {
-  return RoundingDivideByPOT(RoundingDoublingHighMul(x, multiplier),
-                             _mm256_sub_epi32(_mm256_setzero_si256(), shift));
+TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplierBelowOne(__m256i x, __m256i multiplier, __m256i shift) {
+  return RoundingDivideByPOT(RoundingDoublingHighMul(x, multiplier), _mm256_sub_epi32(_mm256_setzero_si256(), shift));
 }
 
 // Requantizes 8 accumulators with the 8 multipliers and shifts at `multiplier`
@@ -152,8 +148,8 @@ TINYFED_AVX2_INLINE __m256i Requantize8(__m256i acc, const PreparedOp& op, const
                                         const int32_t* shift) {
   const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
   const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
-  const __m256i scaled = op.any_left_shift ? MultiplyByQuantizedMultiplier(acc, m, s)
-                                           : MultiplyByQuantizedMultiplierBelowOne(acc, m, s);
+  const __m256i scaled =
+      op.any_left_shift ? MultiplyByQuantizedMultiplier(acc, m, s) : MultiplyByQuantizedMultiplierBelowOne(acc, m, s);
   __m256i v = _mm256_add_epi32(scaled, _mm256_set1_epi32(op.output_zero_point));
   v = _mm256_max_epi32(v, _mm256_set1_epi32(op.activation.min));
   return _mm256_min_epi32(v, _mm256_set1_epi32(op.activation.max));
@@ -231,10 +227,8 @@ TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, in
     const int c0 = b * kChannelBlock;
     const int valid = std::min(kChannelBlock, out_c - c0);
     for (int r = 0; r < kRows; ++r) {
-      const __m256i bias0 =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0));
-      const __m256i bias1 =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0 + 8));
+      const __m256i bias0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0));
+      const __m256i bias1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0 + 8));
       __m256i lo = _mm256_add_epi32(acc[r][0], bias0);
       __m256i hi = _mm256_add_epi32(acc[r][1], bias1);
       int8_t* dst = out + static_cast<size_t>(r) * out_c + c0;
@@ -261,8 +255,7 @@ TINYFED_AVX2 void Gemm(const PreparedOp& op, const int16_t* rows, int num_rows, 
                          out + static_cast<size_t>(r) * op.g.out_c);
   }
   for (; r < num_rows; ++r) {
-    GemmBlock<1>(op, rows + static_cast<size_t>(r) * op.packed_depth,
-                 out + static_cast<size_t>(r) * op.g.out_c);
+    GemmBlock<1>(op, rows + static_cast<size_t>(r) * op.packed_depth, out + static_cast<size_t>(r) * op.g.out_c);
   }
 }
 
@@ -379,8 +372,8 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
         // Sums are in kDepthwiseLane order, as are the lane_* arrays; packing
         // the two halves with vpackssdw then restores channel order.
         const __m256i lo = Requantize8(
-            _mm256_add_epi32(acc_lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.lane_bias.data() + c))),
-            op, op.lane_multiplier.data() + c, op.lane_shift.data() + c);
+            _mm256_add_epi32(acc_lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.lane_bias.data() + c))), op,
+            op.lane_multiplier.data() + c, op.lane_shift.data() + c);
         const __m256i hi = Requantize8(
             _mm256_add_epi32(acc_hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.lane_bias.data() + c + 8))),
             op, op.lane_multiplier.data() + c + 8, op.lane_shift.data() + c + 8);
@@ -396,10 +389,8 @@ TINYFED_AVX2 void DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
           acc = static_cast<int32_t>(static_cast<uint32_t>(acc) + static_cast<uint32_t>(x * w));
         }
         int32_t v = tinyfed::models::MultiplyByQuantizedMultiplier(
-            acc, QuantizedMultiplier{op.multiplier[static_cast<size_t>(c)],
-                                     op.shift[static_cast<size_t>(c)]});
-        v = static_cast<int32_t>(static_cast<uint32_t>(v) +
-                                 static_cast<uint32_t>(op.output_zero_point));
+            acc, QuantizedMultiplier{op.multiplier[static_cast<size_t>(c)], op.shift[static_cast<size_t>(c)]});
+        v = static_cast<int32_t>(static_cast<uint32_t>(v) + static_cast<uint32_t>(op.output_zero_point));
         dst[c] = static_cast<int8_t>(std::clamp(v, op.activation.min, op.activation.max));
       }
     }
@@ -477,7 +468,8 @@ TINYFED_AVX2 void AveragePool(const PreparedOp& op, uint8_t* arena) {
           const __m256i positive = _mm256_cmpgt_epi32(s, _mm256_setzero_si256());
           const __m256i n = _mm256_blendv_epi8(_mm256_sub_epi32(s, half), _mm256_add_epi32(s, half), positive);
           const __m128i q0 = _mm256_cvttpd_epi32(_mm256_div_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(n)), divisor));
-          const __m128i q1 = _mm256_cvttpd_epi32(_mm256_div_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(n, 1)), divisor));
+          const __m128i q1 =
+              _mm256_cvttpd_epi32(_mm256_div_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(n, 1)), divisor));
           const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
           return _mm256_min_epi32(_mm256_max_epi32(q, act_lo), act_hi);
         };
@@ -520,8 +512,8 @@ TINYFED_AVX2 void Add(const PreparedOp& op, uint8_t* arena) {
     auto eight = [&](__m128i xa, __m128i xb) TINYFED_AVX2 {
       const __m256i ea = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_cvtepi8_epi32(xa), zp_a), kAddLeftShift);
       const __m256i eb = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_cvtepi8_epi32(xb), zp_b), kAddLeftShift);
-      const __m256i sum = _mm256_add_epi32(MultiplyByQuantizedMultiplier(ea, ma, sa),
-                                           MultiplyByQuantizedMultiplier(eb, mb, sb));
+      const __m256i sum =
+          _mm256_add_epi32(MultiplyByQuantizedMultiplier(ea, ma, sa), MultiplyByQuantizedMultiplier(eb, mb, sb));
       const __m256i v = _mm256_add_epi32(MultiplyByQuantizedMultiplier(sum, mo, so), zp_out);
       return _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
     };
@@ -557,17 +549,17 @@ void PrepareAvx2(PreparedOp* op) {
   const Geometry& g = op->g;
   if (op->kind == v1::Op::kConv2D) {
     PackGemmWeights(op, g.kernel_h * g.kernel_w * g.in_c);
-    op->scratch_bytes = uint64_t{2} * op->packed_depth *
-                            static_cast<uint64_t>(std::min(kIm2colRows, g.out_h * g.out_w)) +
-                        kWidenOvershootBytes;
+    op->scratch_bytes =
+        uint64_t{2} * op->packed_depth * static_cast<uint64_t>(std::min(kIm2colRows, g.out_h * g.out_w)) +
+        kWidenOvershootBytes;
   } else if (op->kind == v1::Op::kFullyConnected) {
     PackGemmWeights(op, g.in_c);
     op->scratch_bytes = uint64_t{2} * op->packed_depth + kWidenOvershootBytes;
   } else if (op->kind == v1::Op::kDepthwiseConv2D) {
     PackDepthwiseWeights(op);
     const uint64_t taps = static_cast<uint64_t>(g.kernel_h) * g.kernel_w;
-    op->scratch_bytes = sizeof(int16_t*) * (taps + 1) +
-                        sizeof(int16_t) * (static_cast<uint64_t>(g.in_c) * (1 + g.in_h * g.in_w));
+    op->scratch_bytes =
+        sizeof(int16_t*) * (taps + 1) + sizeof(int16_t) * (static_cast<uint64_t>(g.in_c) * (1 + g.in_h * g.in_w));
   }
   op->any_left_shift = std::any_of(op->shift.begin(), op->shift.end(), [](int32_t v) { return v > 0; });
   if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
@@ -580,16 +572,24 @@ void PrepareAvx2(PreparedOp* op) {
 KernelFn Avx2Kernel(v1::Op::KindCase kind) {
 #if defined(__x86_64__)
   switch (kind) {
-    case v1::Op::kConv2D: return &Conv2D;
-    case v1::Op::kDepthwiseConv2D: return &DepthwiseConv2D;
-    case v1::Op::kFullyConnected: return &FullyConnected;
-    case v1::Op::kMaxPool: return &MaxPool;
+    case v1::Op::kConv2D:
+      return &Conv2D;
+    case v1::Op::kDepthwiseConv2D:
+      return &DepthwiseConv2D;
+    case v1::Op::kFullyConnected:
+      return &FullyConnected;
+    case v1::Op::kMaxPool:
+      return &MaxPool;
     case v1::Op::kAveragePool:
-    case v1::Op::kGlobalAveragePool: return &AveragePool;
-    case v1::Op::kAdd: return &Add;
+    case v1::Op::kGlobalAveragePool:
+      return &AveragePool;
+    case v1::Op::kAdd:
+      return &Add;
     // A reshape is a clamped copy; the reference loop vectorizes as it is.
-    case v1::Op::kReshape: return ReferenceKernel(kind);
-    case v1::Op::KIND_NOT_SET: break;
+    case v1::Op::kReshape:
+      return ReferenceKernel(kind);
+    case v1::Op::KIND_NOT_SET:
+      break;
   }
 #endif
   return ReferenceKernel(kind);

@@ -18,8 +18,7 @@ inline int32_t WrapMul(int32_t a, int32_t b) {
 
 inline int8_t Requantize(int32_t acc, const PreparedOp& op, int channel) {
   int32_t v = MultiplyByQuantizedMultiplier(
-      acc, QuantizedMultiplier{op.multiplier[static_cast<size_t>(channel)],
-                               op.shift[static_cast<size_t>(channel)]});
+      acc, QuantizedMultiplier{op.multiplier[static_cast<size_t>(channel)], op.shift[static_cast<size_t>(channel)]});
   v = WrapAdd(v, op.output_zero_point);
   return static_cast<int8_t>(std::clamp(v, op.activation.min, op.activation.max));
 }
@@ -42,8 +41,7 @@ void Conv2D(const PreparedOp& op, uint8_t* arena) {
             if (ix < 0 || ix >= g.in_w) continue;
             const int8_t* x = in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
             const int8_t* w =
-                op.weights.data() +
-                ((static_cast<size_t>(oc) * g.kernel_h + ky) * g.kernel_w + kx) * g.in_c;
+                op.weights.data() + ((static_cast<size_t>(oc) * g.kernel_h + ky) * g.kernel_w + kx) * g.in_c;
             for (int ic = 0; ic < g.in_c; ++ic) {
               acc = WrapAdd(acc, WrapMul(x[ic] - op.input_zero_point, w[ic]));
             }
@@ -111,8 +109,7 @@ void Pool(const PreparedOp& op, uint8_t* arena) {
         int32_t count = 0;
         for (int ky = ky_begin; ky < ky_end; ++ky) {
           for (int kx = kx_begin; kx < kx_end; ++kx) {
-            const int32_t x =
-                in[(static_cast<size_t>(y0 + ky) * g.in_w + (x0 + kx)) * g.in_c + c];
+            const int32_t x = in[(static_cast<size_t>(y0 + ky) * g.in_w + (x0 + kx)) * g.in_c + c];
             acc = kMax ? std::max(acc, x) : acc + x;
             ++count;
           }
@@ -188,15 +185,23 @@ PreparedOp PrepareOp(const v1::Graph& graph, const v1::Op& op, const OpAnalysis&
 
 KernelFn ReferenceKernel(v1::Op::KindCase kind) {
   switch (kind) {
-    case v1::Op::kConv2D: return &Conv2D;
-    case v1::Op::kDepthwiseConv2D: return &DepthwiseConv2D;
-    case v1::Op::kFullyConnected: return &FullyConnected;
-    case v1::Op::kMaxPool: return &Pool<true>;
+    case v1::Op::kConv2D:
+      return &Conv2D;
+    case v1::Op::kDepthwiseConv2D:
+      return &DepthwiseConv2D;
+    case v1::Op::kFullyConnected:
+      return &FullyConnected;
+    case v1::Op::kMaxPool:
+      return &Pool<true>;
     case v1::Op::kAveragePool:
-    case v1::Op::kGlobalAveragePool: return &Pool<false>;
-    case v1::Op::kAdd: return &Add;
-    case v1::Op::kReshape: return &Reshape;
-    case v1::Op::KIND_NOT_SET: break;
+    case v1::Op::kGlobalAveragePool:
+      return &Pool<false>;
+    case v1::Op::kAdd:
+      return &Add;
+    case v1::Op::kReshape:
+      return &Reshape;
+    case v1::Op::KIND_NOT_SET:
+      break;
   }
   return nullptr;
 }

@@ -1,10 +1,11 @@
 // The AVX2 kernels must give the reference kernels' bytes on random shapes,
 // strides, paddings, zero points and activations.
+#include "models/internal/kernels.h"
+
 #include <algorithm>
 #include <random>
 
 #include "gtest/gtest.h"
-#include "models/internal/kernels.h"
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/interpreter.h"
 
@@ -36,8 +37,7 @@ struct Coverage {
   size_t interior = 0;
 };
 
-void ExpectSameBytes(const v1::ModelBundle& bundle, std::mt19937& rng, const std::string& label,
-                     Coverage* coverage) {
+void ExpectSameBytes(const v1::ModelBundle& bundle, std::mt19937& rng, const std::string& label, Coverage* coverage) {
   auto ref = Interpreter::Create(bundle, KernelSet::kReference);
   auto fast = Interpreter::Create(bundle, KernelSet::kAvx2);
   ASSERT_TRUE(ref.ok()) << ref.status();
@@ -47,8 +47,8 @@ void ExpectSameBytes(const v1::ModelBundle& bundle, std::mt19937& rng, const std
     auto in_fast = (*fast)->quantized_input();
     for (size_t i = 0; i < in_ref.size(); ++i) {
       // Extremes matter most for saturation and rounding; mix them in.
-      const int v = trial == 0 ? std::uniform_int_distribution<int>(-128, 127)(rng)
-                               : (trial == 1 ? (i % 2 ? 127 : -128) : -128);
+      const int v =
+          trial == 0 ? std::uniform_int_distribution<int>(-128, 127)(rng) : (trial == 1 ? (i % 2 ? 127 : -128) : -128);
       in_ref[i] = in_fast[i] = static_cast<int8_t>(v);
     }
     (*ref)->Invoke();
@@ -83,8 +83,7 @@ TEST_P(KernelParityTest, Avx2MatchesReferenceOnRandomShapes) {
   for (int i = 0; i < 150; ++i) {
     const ConvSpec spec = RandomSpec(rng, /*pointwise=*/i % 4 == 0);
     const auto bundle = testing::RandomSingleOpBundle(GetParam(), spec, rng);
-    ExpectSameBytes(bundle, rng, internal::OpKindName(GetParam()) + " case " + std::to_string(i),
-                    &coverage);
+    ExpectSameBytes(bundle, rng, internal::OpKindName(GetParam()) + " case " + std::to_string(i), &coverage);
     if (HasFatalFailure()) return;
   }
   // Counted on the uniformly random trial. Fused ReLUs zero some outputs and
@@ -94,17 +93,15 @@ TEST_P(KernelParityTest, Avx2MatchesReferenceOnRandomShapes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllOps, KernelParityTest,
-                         ::testing::Values(v1::Op::kConv2D, v1::Op::kDepthwiseConv2D,
-                                           v1::Op::kFullyConnected, v1::Op::kMaxPool,
-                                           v1::Op::kAveragePool, v1::Op::kGlobalAveragePool,
+                         ::testing::Values(v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kFullyConnected,
+                                           v1::Op::kMaxPool, v1::Op::kAveragePool, v1::Op::kGlobalAveragePool,
                                            v1::Op::kAdd, v1::Op::kReshape),
                          [](const auto& param_info) { return internal::OpKindName(param_info.param); });
 
 TEST(KernelParity, WideChannelsHitEveryVectorPath) {
   if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
   std::mt19937 rng(99);
-  for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kMaxPool,
-                    v1::Op::kAveragePool, v1::Op::kAdd}) {
+  for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kMaxPool, v1::Op::kAveragePool, v1::Op::kAdd}) {
     for (int c : {16, 32, 48, 64, 65}) {
       ConvSpec s;
       s.in_h = 9;
@@ -137,7 +134,7 @@ TEST(KernelParity, MultipliersAboveOne) {
         const float other = g->tensors(static_cast<int>(last.inputs(1))).scale();
         out_scale = 2.0f * std::max(in_scale, other) / static_cast<float>(1 << 23);
       } else {  // every channel multiplier in_scale * w_scale / s_out >= 4
-        const v1::Weights& w = last.has_conv2d() ? last.conv2d().weights()
+        const v1::Weights& w = last.has_conv2d()            ? last.conv2d().weights()
                                : last.has_fully_connected() ? last.fully_connected().weights()
                                                             : last.depthwise_conv2d().weights();
         out_scale = in_scale * *std::min_element(w.channel_scales().begin(), w.channel_scales().end()) / 4.0f;
@@ -146,9 +143,9 @@ TEST(KernelParity, MultipliersAboveOne) {
       auto analysis = internal::AnalyzeBundle(bundle);
       ASSERT_TRUE(analysis.ok()) << analysis.status();
       const auto& op = analysis->ops.back();
-      const bool left = op.output_multiplier.shift > 0 ||
-                        std::any_of(op.channel_multipliers.begin(), op.channel_multipliers.end(),
-                                    [](const QuantizedMultiplier& m) { return m.shift > 0; });
+      const bool left =
+          op.output_multiplier.shift > 0 || std::any_of(op.channel_multipliers.begin(), op.channel_multipliers.end(),
+                                                        [](const QuantizedMultiplier& m) { return m.shift > 0; });
       EXPECT_TRUE(left) << internal::OpKindName(kind);
       Coverage coverage;
       ExpectSameBytes(bundle, rng, internal::OpKindName(kind) + " x300", &coverage);

@@ -32,8 +32,8 @@ TEST(MemoryPlanner, RandomLifetimesNeverOverlapInMemory) {
       EXPECT_LE(plan.offsets[i] + r[i].bytes, plan.arena_bytes);
       for (int j = i + 1; j < n; ++j) {
         const bool live_together = r[i].first_use <= r[j].last_use && r[j].first_use <= r[i].last_use;
-        const bool disjoint = plan.offsets[i] + r[i].bytes <= plan.offsets[j] ||
-                              plan.offsets[j] + r[j].bytes <= plan.offsets[i];
+        const bool disjoint =
+            plan.offsets[i] + r[i].bytes <= plan.offsets[j] || plan.offsets[j] + r[j].bytes <= plan.offsets[i];
         if (live_together && r[i].bytes && r[j].bytes) {
           EXPECT_TRUE(disjoint) << trial << ": " << i << ", " << j;
         }

@@ -9,9 +9,7 @@ namespace tinyfed::models::testing {
 namespace {
 
 int Uniform(std::mt19937& rng, int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
-float UniformF(std::mt19937& rng, float lo, float hi) {
-  return std::uniform_real_distribution<float>(lo, hi)(rng);
-}
+float UniformF(std::mt19937& rng, float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
 
 int AddTensor(v1::Graph* g, int h, int w, int c, std::mt19937& rng) {
   auto* t = g->add_tensors();
@@ -23,9 +21,7 @@ int AddTensor(v1::Graph* g, int h, int w, int c, std::mt19937& rng) {
   return g->tensors_size() - 1;
 }
 
-int OutSize(int in, int k, int s, v1::Padding p) {
-  return p == v1::PADDING_SAME ? (in + s - 1) / s : (in - k) / s + 1;
-}
+int OutSize(int in, int k, int s, v1::Padding p) { return p == v1::PADDING_SAME ? (in + s - 1) / s : (in - k) / s + 1; }
 
 void FillWeights(v1::Weights* w, std::initializer_list<int> dims, int channels, std::mt19937& rng) {
   size_t count = 1;
@@ -56,8 +52,7 @@ void SetWindow(P* p, const ConvSpec& s) {
 
 }  // namespace
 
-int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, const ConvSpec& spec,
-                   std::mt19937& rng) {
+int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, const ConvSpec& spec, std::mt19937& rng) {
   v1::Graph* g = bundle->mutable_backbone();
   const v1::Tensor in = g->tensors(input);
   const int h = static_cast<int>(in.shape().height()), w = static_cast<int>(in.shape().width()),
@@ -123,21 +118,19 @@ int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, co
     case v1::Op::KIND_NOT_SET:
       break;
   }
-  if (kind == v1::Op::kMaxPool || kind == v1::Op::kAveragePool ||
-      kind == v1::Op::kGlobalAveragePool || kind == v1::Op::kReshape) {
+  if (kind == v1::Op::kMaxPool || kind == v1::Op::kAveragePool || kind == v1::Op::kGlobalAveragePool ||
+      kind == v1::Op::kReshape) {
     g->mutable_tensors(out)->set_scale(in.scale());
     g->mutable_tensors(out)->set_zero_point(in.zero_point());
   }
-  if (kind == v1::Op::kConv2D || kind == v1::Op::kDepthwiseConv2D ||
-      kind == v1::Op::kFullyConnected) {
+  if (kind == v1::Op::kConv2D || kind == v1::Op::kDepthwiseConv2D || kind == v1::Op::kFullyConnected) {
     // Scale the output to the accumulators' spread (~74 * 73 * sqrt(depth)
     // for uniform inputs and weights) so that most outputs land inside the
     // int8 range instead of saturating.
-    const v1::Weights& wts = kind == v1::Op::kConv2D          ? op->conv2d().weights()
+    const v1::Weights& wts = kind == v1::Op::kConv2D           ? op->conv2d().weights()
                              : kind == v1::Op::kFullyConnected ? op->fully_connected().weights()
                                                                : op->depthwise_conv2d().weights();
-    const double depth =
-        static_cast<double>(wts.int8_values().size()) / wts.channel_scales_size();
+    const double depth = static_cast<double>(wts.int8_values().size()) / wts.channel_scales_size();
     const double spread = 74.0 * 73.0 * std::sqrt(depth);
     g->mutable_tensors(out)->set_scale(
         static_cast<float>(in.scale() * 0.01 * spread / 40.0 * UniformF(rng, 0.5f, 2.0f)));

@@ -25,8 +25,7 @@ v1::ModelBundle RandomSingleOpBundle(v1::Op::KindCase kind, const ConvSpec& spec
 
 // Appends a random op to `bundle`'s backbone reading `input`, returns the
 // index of its output tensor. Used to build multi-op graphs.
-int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, const ConvSpec& spec,
-                   std::mt19937& rng);
+int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, const ConvSpec& spec, std::mt19937& rng);
 
 // Completes a bundle whose backbone is built: input spec, head, labels.
 void FinishBundle(v1::ModelBundle* bundle, int num_classes, std::mt19937& rng);

@@ -33,13 +33,9 @@ class ChaChaRng : public Random {
 
 }  // namespace
 
-std::unique_ptr<Random> OsRandom() {
-  return std::make_unique<OsRng>();
-}
+std::unique_ptr<Random> OsRandom() { return std::make_unique<OsRng>(); }
 
-std::unique_ptr<Random> SeededRandom(const std::array<uint8_t, 32>& seed) {
-  return std::make_unique<ChaChaRng>(seed);
-}
+std::unique_ptr<Random> SeededRandom(const std::array<uint8_t, 32>& seed) { return std::make_unique<ChaChaRng>(seed); }
 
 namespace internal {
 
@@ -60,8 +56,8 @@ absl::StatusOr<SecretKey> AgreeKey(const SecretKey& own_secret, const Key& peer_
                                    uint64_t round_id, uint32_t id_a, uint32_t id_b) {
   SecretKey shared;
   if (crypto_scalarmult(shared.bytes.data(), own_secret.bytes.data(), peer_public.data()) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("peer public key of client ", id_a == id_b ? id_a : id_b,
-                                                   " is a low-order point"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("peer public key of client ", id_a == id_b ? id_a : id_b, " is a low-order point"));
   }
   const uint32_t lo = std::min(id_a, id_b), hi = std::max(id_a, id_b);
   uint8_t context[1 + 8 + 4 + 4];
@@ -117,16 +113,16 @@ Sealed SealShare(const SecretKey& key, std::string_view plaintext, uint64_t roun
   s.ciphertext.resize(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
   const std::string ad = AssociatedData(round_id, sender, recipient);
   unsigned long long len = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(
-      reinterpret_cast<uint8_t*>(s.ciphertext.data()), &len, reinterpret_cast<const uint8_t*>(plaintext.data()),
-      plaintext.size(), reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), nullptr,
-      reinterpret_cast<const uint8_t*>(s.nonce.data()), key.bytes.data());
+  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(s.ciphertext.data()), &len,
+                                             reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size(),
+                                             reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), nullptr,
+                                             reinterpret_cast<const uint8_t*>(s.nonce.data()), key.bytes.data());
   s.ciphertext.resize(len);
   return s;
 }
 
-absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed, uint64_t round_id,
-                                      uint32_t sender, uint32_t recipient) {
+absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed, uint64_t round_id, uint32_t sender,
+                                      uint32_t recipient) {
   if (sealed.nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES ||
       sealed.ciphertext.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES || sealed.ciphertext.size() > 4096) {
     return absl::InvalidArgumentError(absl::StrCat("malformed encrypted share from client ", sender));
@@ -134,13 +130,13 @@ absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed
   std::string plain(sealed.ciphertext.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
   const std::string ad = AssociatedData(round_id, sender, recipient);
   unsigned long long len = 0;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-          reinterpret_cast<uint8_t*>(plain.data()), &len, nullptr,
-          reinterpret_cast<const uint8_t*>(sealed.ciphertext.data()), sealed.ciphertext.size(),
-          reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), reinterpret_cast<const uint8_t*>(sealed.nonce.data()),
-          key.bytes.data()) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("share from client ", sender,
-                                                   " failed authentication (tampered, or another round or recipient)"));
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<uint8_t*>(plain.data()), &len, nullptr,
+                                                 reinterpret_cast<const uint8_t*>(sealed.ciphertext.data()),
+                                                 sealed.ciphertext.size(), reinterpret_cast<const uint8_t*>(ad.data()),
+                                                 ad.size(), reinterpret_cast<const uint8_t*>(sealed.nonce.data()),
+                                                 key.bytes.data()) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("share from client ", sender, " failed authentication (tampered, or another round or recipient)"));
   }
   plain.resize(len);
   return plain;
@@ -169,10 +165,15 @@ void AddMask(const SecretKey& seed, int sign, int bits, std::span<uint32_t> valu
       }
     };
     switch (width) {
-      case 1: apply([&](size_t i) { return uint32_t{b[i]}; }); break;
-      case 2: apply([&](size_t i) { return uint32_t{b[2 * i]} | uint32_t{b[2 * i + 1]} << 8; }); break;
+      case 1:
+        apply([&](size_t i) { return uint32_t{b[i]}; });
+        break;
+      case 2:
+        apply([&](size_t i) { return uint32_t{b[2 * i]} | uint32_t{b[2 * i + 1]} << 8; });
+        break;
       case 3:
-        apply([&](size_t i) { return uint32_t{b[3 * i]} | uint32_t{b[3 * i + 1]} << 8 | uint32_t{b[3 * i + 2]} << 16; });
+        apply(
+            [&](size_t i) { return uint32_t{b[3 * i]} | uint32_t{b[3 * i + 1]} << 8 | uint32_t{b[3 * i + 2]} << 16; });
         break;
       default:
         apply([&](size_t i) {

@@ -55,8 +55,8 @@ struct Sealed {
 };
 Sealed SealShare(const SecretKey& key, std::string_view plaintext, uint64_t round_id, uint32_t sender,
                  uint32_t recipient, Random& rng);
-absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed, uint64_t round_id,
-                                      uint32_t sender, uint32_t recipient);
+absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed, uint64_t round_id, uint32_t sender,
+                                      uint32_t recipient);
 
 // What a dealer commits to, so that the server can check what holders reveal
 // and what it rebuilds: BLAKE2b-256 over (what, round, owner, holder, bytes).

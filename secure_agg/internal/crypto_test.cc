@@ -1,11 +1,12 @@
 // Golden vectors (fixed keys and seeds, expected bytes checked in) for key
 // agreement, key derivation, share encryption and mask expansion, and
 // property tests of Shamir sharing.
+#include "secure_agg/internal/crypto.h"
+
 #include <random>
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
-#include "secure_agg/internal/crypto.h"
 #include "secure_agg/internal/shamir.h"
 
 namespace tinyfed::secagg::internal {
@@ -17,7 +18,9 @@ Key Hex(std::string_view hex) {
   std::copy(bytes.begin(), bytes.end(), k.begin());
   return k;
 }
-std::string HexOf(std::string_view bytes) { return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size())); }
+std::string HexOf(std::string_view bytes) {
+  return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
+}
 std::string HexOf(const Key& k) { return HexOf(std::string_view(reinterpret_cast<const char*>(k.data()), k.size())); }
 
 SecretKey Secret(std::string_view hex) {

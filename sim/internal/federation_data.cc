@@ -119,9 +119,10 @@ absl::StatusOr<std::vector<Clinic>> MakeClinics(const Scenario& s, const models:
     Partition p(static_cast<size_t>(n));
     size_t at = 0;
     for (size_t c = 0; c < p.size(); ++c) {
-      const size_t take = c + 1 == p.size() ? pool.size() - at
-                                            : min + static_cast<size_t>(std::floor(spare * w[c] / total));
-      p[c].assign(order.begin() + static_cast<std::ptrdiff_t>(at), order.begin() + static_cast<std::ptrdiff_t>(at + take));
+      const size_t take =
+          c + 1 == p.size() ? pool.size() - at : min + static_cast<size_t>(std::floor(spare * w[c] / total));
+      p[c].assign(order.begin() + static_cast<std::ptrdiff_t>(at),
+                  order.begin() + static_cast<std::ptrdiff_t>(at + take));
       at += take;
     }
     parts = std::move(p);
@@ -138,7 +139,8 @@ absl::StatusOr<std::vector<Clinic>> MakeClinics(const Scenario& s, const models:
     std::mt19937_64 rng(s.seed * 7919 + static_cast<uint64_t>(c));
     std::shuffle(idx.begin(), idx.end(), rng);
     const size_t held = std::max<size_t>(1, static_cast<size_t>(std::round(idx.size() * s.partition.holdout_fraction)));
-    if (idx.size() <= held) return absl::InvalidArgumentError(StrCat(clinic.id, " has too few samples (", idx.size(), ")"));
+    if (idx.size() <= held)
+      return absl::InvalidArgumentError(StrCat(clinic.id, " has too few samples (", idx.size(), ")"));
     std::vector<size_t> hold(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(held));
     std::vector<size_t> train(idx.begin() + static_cast<std::ptrdiff_t>(held), idx.end());
     clinic.train = pool.Subset(train);

@@ -10,8 +10,7 @@
 
 namespace tinyfed::sim::internal {
 
-std::vector<double> ClassProbabilities(const v1::Head& head, std::span<const float> embeddings, size_t samples,
-                                       int c) {
+std::vector<double> ClassProbabilities(const v1::Head& head, std::span<const float> embeddings, size_t samples, int c) {
   const size_t k = head.num_classes(), dim = head.in_features();
   std::vector<double> out, logits(k);
   for (size_t i = 0; i < samples; ++i) {
@@ -104,9 +103,11 @@ void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v
                   std::span<const float> test_embeddings, std::span<const int> test_labels,
                   const EvaluationSet& validation, SimulationReport& report) {
   report.federated = Evaluate(federated, test_embeddings, test_labels);
-  if (!validation.labels.empty()) report.federated_validation = Evaluate(federated, validation.embeddings, validation.labels);
+  if (!validation.labels.empty())
+    report.federated_validation = Evaluate(federated, validation.embeddings, validation.labels);
   if (report.positive_class >= 0 && !validation.labels.empty()) {
-    const auto p = ClassProbabilities(federated, validation.embeddings, validation.labels.size(), report.positive_class);
+    const auto p =
+        ClassProbabilities(federated, validation.embeddings, validation.labels.size(), report.positive_class);
     std::vector<double> positives;
     for (size_t i = 0; i < p.size(); ++i) {
       if (validation.labels[i] == report.positive_class) positives.push_back(p[i]);

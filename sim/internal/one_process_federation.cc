@@ -41,11 +41,7 @@ constexpr PhaseDeadline kPlainDeadlines[] = {{v1::PHASE_UPDATE, &aggregator::Con
 
 OneProcessFederation::OneProcessFederation(const Scenario& s, const aggregator::Config& config,
                                            const std::vector<Clinic>& clinics, Scoring scoring)
-    : s_(s),
-      config_(config),
-      clinics_(clinics),
-      scoring_(scoring),
-      inproc_(s.transport == TransportKind::kInProcess) {}
+    : s_(s), config_(config), clinics_(clinics), scoring_(scoring), inproc_(s.transport == TransportKind::kInProcess) {}
 
 OneProcessFederation::~OneProcessFederation() {
   // Clients first (they call the server), then the server, then the engine.
@@ -59,15 +55,15 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
     const std::filesystem::path& work_dir, const std::vector<Clinic>& clinics, Scoring scoring) {
   auto f = std::unique_ptr<OneProcessFederation>(new OneProcessFederation(s, config, clinics, scoring));
   TINYFED_ASSIGN_OR_RETURN(
-      f->engine_, aggregator::RoundEngine::Create(config, f->inproc_ ? static_cast<base::Env&>(f->env_)
-                                                                     : base::Env::Default()));
+      f->engine_,
+      aggregator::RoundEngine::Create(config, f->inproc_ ? static_cast<base::Env&>(f->env_) : base::Env::Default()));
   aggregator::DeviceRegistry* registry = f->engine_->devices();
   if (!f->inproc_) {
     // Loopback inside one process: plaintext, but every request signed.
     aggregator::SecurityConfig security = config.security;
     security.requests_per_minute = 1000000;  // clients poll every 5 ms
-    TINYFED_ASSIGN_OR_RETURN(f->server_, aggregator::AggregatorServer::Start(f->engine_.get(), config.listen,
-                                                                             security, /*insecure=*/true));
+    TINYFED_ASSIGN_OR_RETURN(
+        f->server_, aggregator::AggregatorServer::Start(f->engine_.get(), config.listen, security, /*insecure=*/true));
   }
   for (const Clinic& c : clinics) {
     client::ClientConfig cc;
@@ -94,8 +90,8 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
     if (f->inproc_) {
       base = std::make_unique<InProcessTransport>(f->engine_.get());
     } else {
-      TINYFED_ASSIGN_OR_RETURN(base, client::ConnectGrpc(StrCat("127.0.0.1:", f->server_->port()),
-                                                         client::ChannelSecurity::Plaintext()));
+      TINYFED_ASSIGN_OR_RETURN(
+          base, client::ConnectGrpc(StrCat("127.0.0.1:", f->server_->port()), client::ChannelSecurity::Plaintext()));
     }
     TINYFED_ASSIGN_OR_RETURN(
         std::unique_ptr<client::Client> gateway,
@@ -219,10 +215,10 @@ void OneProcessFederation::Account(const std::vector<size_t>& online, const std:
 
 void OneProcessFederation::Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report,
                                   RoundResult& rr) {
-  const int64_t engine_round = static_cast<int64_t>(
-      std::max_element(reports.begin(), reports.end(), [](const auto& a, const auto& b) {
-        return a.round_id < b.round_id;
-      })->round_id);
+  const int64_t engine_round =
+      static_cast<int64_t>(std::max_element(reports.begin(), reports.end(), [](const auto& a, const auto& b) {
+                             return a.round_id < b.round_id;
+                           })->round_id);
   const auto outcome = engine_->Outcome(engine_round);
   if (outcome && outcome->has_result()) {
     rr.completed = true;

@@ -35,12 +35,9 @@ class OneProcessFederation {
  public:
   // Starts the engine (and its server for the gRPC transport) and one
   // client per clinic, enrolled and holding its training slice.
-  static absl::StatusOr<std::unique_ptr<OneProcessFederation>> Start(const Scenario& s,
-                                                                    const aggregator::Config& config,
-                                                                    const models::Repository& repository,
-                                                                    const std::filesystem::path& work_dir,
-                                                                    const std::vector<Clinic>& clinics,
-                                                                    Scoring scoring);
+  static absl::StatusOr<std::unique_ptr<OneProcessFederation>> Start(
+      const Scenario& s, const aggregator::Config& config, const models::Repository& repository,
+      const std::filesystem::path& work_dir, const std::vector<Clinic>& clinics, Scoring scoring);
   ~OneProcessFederation();
 
   // Every round of the scenario into report.rounds (telling `progress`).

@@ -24,9 +24,9 @@ using absl::StrCat;
 using base::Process;
 
 absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config config, const std::vector<Clinic>& clinics,
-                          const std::filesystem::path& work_dir, const std::filesystem::path& tinyfed,
-                          std::span<const float> test_embeddings, std::span<const int> test_labels,
-                          const Progress& progress, SimulationReport& report) {
+                                      const std::filesystem::path& work_dir, const std::filesystem::path& tinyfed,
+                                      std::span<const float> test_embeddings, std::span<const int> test_labels,
+                                      const Progress& progress, SimulationReport& report) {
   if (tinyfed.empty()) return absl::InvalidArgumentError("the processes transport needs the tinyfed binary");
   config.listen = "127.0.0.1:0";
   config.poll_interval = absl::Milliseconds(20);
@@ -62,13 +62,27 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
   for (const Clinic& c : clinics) {
     auto token = (*devices)->IssueToken(c.id, absl::Hours(1));
     if (!token.ok()) return token.status();
-    clients.push_back(Process::Spawn(
-        {tinyfed.string(), "client", "run", "--device-id", c.id, "--data-dir", (work_dir / c.id).string(),
-         "--aggregator", address, "--insecure", "--enroll-token", *token,
-         "--root", models::RootFile(config.roots_dir, 1).string(),
-         "--max-samples", std::to_string(std::max<size_t>(c.train.size(), 1)), "--simulation-seed",
-         std::to_string(s.seed), "--dropout", absl::StrFormat("%.17g,%.17g,%.17g,%.17g", p[0], p[1], p[2], p[3])},
-        work_dir / (c.id + ".log")));
+    clients.push_back(Process::Spawn({tinyfed.string(),
+                                      "client",
+                                      "run",
+                                      "--device-id",
+                                      c.id,
+                                      "--data-dir",
+                                      (work_dir / c.id).string(),
+                                      "--aggregator",
+                                      address,
+                                      "--insecure",
+                                      "--enroll-token",
+                                      *token,
+                                      "--root",
+                                      models::RootFile(config.roots_dir, 1).string(),
+                                      "--max-samples",
+                                      std::to_string(std::max<size_t>(c.train.size(), 1)),
+                                      "--simulation-seed",
+                                      std::to_string(s.seed),
+                                      "--dropout",
+                                      absl::StrFormat("%.17g,%.17g,%.17g,%.17g", p[0], p[1], p[2], p[3])},
+                                     work_dir / (c.id + ".log")));
   }
   // Follow the rounds from the aggregator's database while it runs.
   const absl::Time started = absl::Now();

@@ -19,9 +19,9 @@ namespace tinyfed::sim::internal {
 // aggregator finishes it; `tinyfed` is the binary to run. The head of the
 // last model published.
 absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config config, const std::vector<Clinic>& clinics,
-                          const std::filesystem::path& work_dir, const std::filesystem::path& tinyfed,
-                          std::span<const float> test_embeddings, std::span<const int> test_labels,
-                          const Progress& progress, SimulationReport& report);
+                                      const std::filesystem::path& work_dir, const std::filesystem::path& tinyfed,
+                                      std::span<const float> test_embeddings, std::span<const int> test_labels,
+                                      const Progress& progress, SimulationReport& report);
 
 }  // namespace tinyfed::sim::internal
 

@@ -44,7 +44,7 @@ struct DpConfig {
   double noise_multiplier = 0.0;  // set this or target_epsilon
   double target_epsilon = 0.0;    // over max_rounds rounds (which must then be set)
   double delta = 1e-5;
-  double epsilon_budget = 10.0;   // the ledger refuses rounds past it
+  double epsilon_budget = 10.0;  // the ledger refuses rounds past it
   int bits = 20;
   double max_wrap_probability = 1e-4;
 };
@@ -75,13 +75,13 @@ struct SecurityConfig {
 struct Config {
   std::string listen = "127.0.0.1:7443";  // port 0 picks a free one
   std::filesystem::path state_dir;
-  std::filesystem::path initial_model;  // a bundle file from `tinyfed model quantize`
+  std::filesystem::path initial_model;   // a bundle file from `tinyfed model quantize`
   std::filesystem::path publishing_key;  // signs releases; listed in the latest root
   std::filesystem::path roots_dir;       // 1.root, 2.root, ... from `tinyfed root new`
 
-  int64_t max_rounds = 0;  // 0: until stopped or out of budget
-  int cohort_size = 20;    // clients a round aims to finish with
-  int min_cohort = 10;     // fewer survivors abort the round
+  int64_t max_rounds = 0;       // 0: until stopped or out of budget
+  int cohort_size = 20;         // clients a round aims to finish with
+  int min_cohort = 10;          // fewer survivors abort the round
   double over_selection = 0.0;  // admit cohort_size * (1 + this) to absorb dropouts
   bool reset_head = false;      // start from a zero head instead of the bundle's
   absl::Duration poll_interval = absl::Milliseconds(500);

@@ -36,9 +36,9 @@
 #include <cstddef>
 #include <functional>
 #include <map>
-#include <span>
-#include <optional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -112,20 +112,19 @@ class RoundEngine {
   // Round `id` of `devices` (sorted) under SecAgg+ ids `ids`; an error is
   // why it cannot run (RESOURCE_EXHAUSTED: the privacy budget).
   absl::StatusOr<std::unique_ptr<internal::Round>> StartSecAggRoundLocked(int64_t id,
-                                                                         const std::vector<std::string>& devices,
-                                                                         const std::vector<uint32_t>& ids)
+                                                                          const std::vector<std::string>& devices,
+                                                                          const std::vector<uint32_t>& ids)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::unique_ptr<internal::Round>> StartPlainRoundLocked(int64_t id,
-                                                                        const std::vector<std::string>& devices,
-                                                                        const std::vector<uint32_t>& ids)
+                                                                         const std::vector<std::string>& devices,
+                                                                         const std::vector<uint32_t>& ids)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The round ended: charge and publish its update, or record its abort.
   void EndRoundLocked(internal::RoundEnd end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordSumLocked(const internal::RoundEnd& end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Logs a device whose SecAgg+ shares neighbours rejected and remembers it
   // for later cohorts.
-  void RejectedLocked(const std::string& device, const std::vector<std::string>& by)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RejectedLocked(const std::string& device, const std::vector<std::string>& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortRoundLocked(int64_t round_id, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberOutcomeLocked(int64_t round_id, v1::AwaitResponse outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Voids the ledger's charges of rounds that published no model (and

@@ -70,8 +70,8 @@ struct ClientConfig {
   std::filesystem::path trusted_root;  // root metadata the gateway ships with (`tinyfed root new`)
   // One-time token from `tinyfed enroll`; used at the first check-in.
   std::string enrollment_token;
-  size_t max_samples = 20000;        // the replay buffer keeps the newest
-  double holdout_fraction = 0.1;     // of samples, for local accuracy only
+  size_t max_samples = 20000;     // the replay buffer keeps the newest
+  double holdout_fraction = 0.1;  // of samples, for local accuracy only
   // The clinic's own budget. Its ledger (privacy.db) charges every round
   // before training: a patient-level round by its DP-SGD, a clinic-level
   // one by the noise its cohort claims to add. The gateway declines a round
@@ -124,9 +124,9 @@ struct RoundTimings {
 struct RoundReport {
   RoundOutcome outcome = RoundOutcome::kNotSelected;
   uint64_t round_id = 0;
-  std::string detail;             // why, for anything but kCompleted
-  absl::Duration retry_after;     // when to check in again
-  uint64_t model_version = 0;     // installed after the attempt
+  std::string detail;          // why, for anything but kCompleted
+  absl::Duration retry_after;  // when to check in again
+  uint64_t model_version = 0;  // installed after the attempt
   size_t samples_trained = 0;
   RoundTimings timings;
 };

@@ -79,14 +79,12 @@ absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& params, int clients,
 // rounded and noised: padded_dimension integers, not yet reduced. Noise is
 // drawn from `rng`; add_noise = false exists for tests and measurement only.
 absl::StatusOr<std::vector<int64_t>> DdgQuantize(const DdgParams& params, std::span<const float> update,
-                                                 const Seed& rotation_seed, SecureRandom& rng,
-                                                 bool add_noise = true);
+                                                 const Seed& rotation_seed, SecureRandom& rng, bool add_noise = true);
 // The integers mod 2^bits (two's complement wrap), as secure aggregation sums them.
 std::vector<uint32_t> ReduceModulo(std::span<const int64_t> values, int bits);
 // DdgQuantize then ReduceModulo: what a client hands to secure aggregation.
 absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& params, std::span<const float> update,
-                                                const Seed& rotation_seed, SecureRandom& rng,
-                                                bool add_noise = true);
+                                                const Seed& rotation_seed, SecureRandom& rng, bool add_noise = true);
 
 // The largest L2 norm the decoded mean of `clients` honest encodings can
 // have: each rounded update within the rounding bound, plus the summed

@@ -45,8 +45,8 @@ struct PrivacyBudget {
 
 struct PrivacyCharge {
   int64_t round = 0;
-  std::string mechanism;   // e.g. "distributed_discrete_gaussian", "sampled_gaussian"
-  std::string parameters;  // the mechanism's parameters, as the caller records them (JSON)
+  std::string mechanism;    // e.g. "distributed_discrete_gaussian", "sampled_gaussian"
+  std::string parameters;   // the mechanism's parameters, as the caller records them (JSON)
   std::vector<double> rdp;  // at the ledger's orders
   // The same charge as Poisson-subsampled Gaussian steps, when it is one;
   // empty otherwise. While every counted charge has them, epsilon is the

@@ -27,23 +27,21 @@ std::vector<double> DefaultOrders();
 // RDP of `steps` compositions of the sampled Gaussian with sampling rate q in
 // (0, 1] and noise multiplier z > 0 (noise stddev / L2 sensitivity), at each
 // order (> 1; +infinity gives +infinity).
-absl::StatusOr<std::vector<double>> SampledGaussianRdp(double q, double noise_multiplier,
-                                                       int64_t steps, std::span<const double> orders);
+absl::StatusOr<std::vector<double>> SampledGaussianRdp(double q, double noise_multiplier, int64_t steps,
+                                                       std::span<const double> orders);
 
 struct PrivacySpent {
   double epsilon = 0.0;
-  double order = 0.0;  // the order that gave the smallest epsilon; 0 when the PLD accountant gave it
+  double order = 0.0;              // the order that gave the smallest epsilon; 0 when the PLD accountant gave it
   const char* accountant = "rdp";  // or "pld" (dp/pld_accountant.h)
 };
 
 // delta in (0, 1); orders and rdp of equal length.
-absl::StatusOr<PrivacySpent> EpsilonFromRdp(std::span<const double> orders,
-                                            std::span<const double> rdp, double delta);
+absl::StatusOr<PrivacySpent> EpsilonFromRdp(std::span<const double> orders, std::span<const double> rdp, double delta);
 
 // The smallest noise multiplier (to a relative 1e-4, rounded up) whose
 // epsilon after `steps` at rate q is at most target_epsilon.
-absl::StatusOr<double> NoiseMultiplierForEpsilon(double q, int64_t steps, double delta,
-                                                 double target_epsilon,
+absl::StatusOr<double> NoiseMultiplierForEpsilon(double q, int64_t steps, double delta, double target_epsilon,
                                                  std::span<const double> orders);
 
 }  // namespace tinyfed::dp

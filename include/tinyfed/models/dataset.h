@@ -25,9 +25,7 @@ struct Dataset {
   size_t size() const { return labels.size(); }
   size_t feature_size() const { return static_cast<size_t>(height) * width * channels; }
   int num_classes() const { return static_cast<int>(label_names.size()); }
-  std::span<const float> sample(size_t i) const {
-    return {features.data() + i * feature_size(), feature_size()};
-  }
+  std::span<const float> sample(size_t i) const { return {features.data() + i * feature_size(), feature_size()}; }
   std::vector<uint64_t> ClassCounts() const;
   // The rows at `indices`, in that order.
   Dataset Subset(std::span<const size_t> indices) const;
@@ -48,8 +46,7 @@ struct ReadLimits {
 // unsigned bytes, signed bytes, int32, float or double with 2 (N x D), 3
 // (N x H x W) or 4 (N x H x W x C) dimensions; labels are N unsigned bytes.
 // Label names are the class ids unless `label_names` gives them.
-absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images,
-                                const std::filesystem::path& labels,
+absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images, const std::filesystem::path& labels,
                                 std::vector<std::string> label_names = {}, const ReadLimits& limits = {});
 
 struct CsvOptions {

@@ -30,7 +30,7 @@ enum class KernelSet {
 };
 
 struct LayerInfo {
-  std::string kind;         // "Conv2D", ...
+  std::string kind;  // "Conv2D", ...
   int output_height = 0, output_width = 0, output_channels = 0;
   uint64_t macs = 0;
   uint64_t weight_bytes = 0;

@@ -62,8 +62,8 @@ inline float DequantizeValue(int8_t q, AffineQuantization params) {
 
 // Symmetric per-channel weights: scale = max|w| / 127, values in [-127, 127].
 // `weights` holds `channels` rows of equal length; outputs are resized.
-void QuantizeSymmetricPerChannel(std::span<const float> weights, int channels,
-                                 std::span<int8_t> out, std::span<float> scales);
+void QuantizeSymmetricPerChannel(std::span<const float> weights, int channels, std::span<int8_t> out,
+                                 std::span<float> scales);
 
 }  // namespace tinyfed::models
 

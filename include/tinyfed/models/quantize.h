@@ -28,18 +28,15 @@ struct QuantizeOptions {
 
 // Post-training quantization. INVALID_ARGUMENT if the bundle is not float32,
 // the dataset does not fit it, or an option is out of range.
-absl::StatusOr<v1::ModelBundle> QuantizePostTraining(const v1::ModelBundle& float_bundle,
-                                                     const Dataset& calibration,
+absl::StatusOr<v1::ModelBundle> QuantizePostTraining(const v1::ModelBundle& float_bundle, const Dataset& calibration,
                                                      const QuantizeOptions& options);
 
 // Quantization-aware training: calibrates as PTQ does, fine-tunes the float
 // weights with fake quantization in the forward pass (straight-through
 // gradients, activation ranges tracked by moving average) and converts with
 // the learned ranges. For when PTQ loses accuracy.
-absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& float_bundle,
-                                                      const Dataset& train,
-                                                      const QuantizeOptions& options,
-                                                      const TrainOptions& fine_tune);
+absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& float_bundle, const Dataset& train,
+                                                      const QuantizeOptions& options, const TrainOptions& fine_tune);
 
 }  // namespace tinyfed::models
 

@@ -41,8 +41,8 @@ struct ArchitectureOptions {
 // input spec normalized with `data`'s per-channel statistics, label names and
 // a training-data summary taken from it. The embedding is the last hidden
 // layer; the head is a softmax layer on it.
-absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const Dataset& data,
-                                              uint64_t seed, const ArchitectureOptions& options = {});
+absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const Dataset& data, uint64_t seed,
+                                              const ArchitectureOptions& options = {});
 
 struct EpochReport {
   int epoch = 0;  // 1-based

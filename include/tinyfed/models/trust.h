@@ -108,8 +108,7 @@ class TrustedRoot {
   // signatures and hashes, FAILED_PRECONDITION for rollback, expiry and
   // federation, DATA_LOSS for a wrong length, INVALID_ARGUMENT for a bundle
   // that fails validation.
-  absl::StatusOr<VerifiedModel> VerifyModel(const v1::SignedBundle& signed_bundle,
-                                            const v1::ReleaseMetadata* installed,
+  absl::StatusOr<VerifiedModel> VerifyModel(const v1::SignedBundle& signed_bundle, const v1::ReleaseMetadata* installed,
                                             std::optional<absl::Time> now) const;
 
  private:

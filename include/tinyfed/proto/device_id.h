@@ -14,8 +14,8 @@ inline constexpr size_t kMaxDeviceIdLength = 64;
 
 inline bool IsValidDeviceId(std::string_view id) {
   return !id.empty() && id.size() <= kMaxDeviceIdLength && std::all_of(id.begin(), id.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-         });
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
 }
 
 }  // namespace tinyfed::proto

@@ -21,8 +21,8 @@ absl::StatusOr<Partition> IidPartition(size_t num_samples, int clients, uint64_t
 // every client holds at least `min_size` samples. Small alpha: each clinic
 // sees few classes. INVALID_ARGUMENT if alpha <= 0, clients < 1, or the data
 // cannot give every client min_size samples.
-absl::StatusOr<Partition> DirichletLabelPartition(std::span<const int> labels, int clients, double alpha,
-                                                  uint64_t seed, size_t min_size = 10);
+absl::StatusOr<Partition> DirichletLabelPartition(std::span<const int> labels, int clients, double alpha, uint64_t seed,
+                                                  size_t min_size = 10);
 
 }  // namespace tinyfed::sim
 

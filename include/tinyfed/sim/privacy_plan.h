@@ -26,7 +26,7 @@ struct PrivacyPlan {
   int64_t steps_per_round = 0;  // patient: DP-SGD steps a clinic takes per round
   double sampling_rate = 0.0;   // patient
   size_t head_parameters = 0;
-  int expected_survivors = 0;   // cohort_size * (1 - max_dropout)
+  int expected_survivors = 0;                     // cohort_size * (1 - max_dropout)
   size_t smallest_clinic = 0, median_clinic = 0;  // training samples
   // Noise stddev over the head / clip where it is added. Patient: on one
   // DP-SGD step's mean gradient at the smallest and the median clinic.

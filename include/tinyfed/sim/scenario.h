@@ -37,8 +37,8 @@ struct DataSpec {
 };
 
 struct BackboneSpec {
-  std::filesystem::path bundle;  // a given int8 backbone; else one is trained
-  std::string arch = "mlp";      // mlp, cnn or dscnn
+  std::filesystem::path bundle;        // a given int8 backbone; else one is trained
+  std::string arch = "mlp";            // mlp, cnn or dscnn
   std::vector<int> hidden = {64, 32};  // mlp: hidden, then embedding width
   int epochs = 20;
   int batch_size = 32;
@@ -47,10 +47,10 @@ struct BackboneSpec {
 
 struct PartitionSpec {
   PartitionKind kind = PartitionKind::kIid;
-  double alpha = 0.5;           // Dirichlet concentration
-  double quantity_skew = 0.0;   // log-normal sigma of clinic sizes (IID only); 0: equal
+  double alpha = 0.5;          // Dirichlet concentration
+  double quantity_skew = 0.0;  // log-normal sigma of clinic sizes (IID only); 0: equal
   FeatureShift shift = FeatureShift::kNone;
-  double shift_strength = 0.0;  // brightness/contrast or gain spread, and sensor noise
+  double shift_strength = 0.0;    // brightness/contrast or gain spread, and sensor noise
   double holdout_fraction = 0.2;  // each clinic's own test slice (personalization)
   size_t min_samples = 10;
 };
@@ -73,7 +73,7 @@ struct ClinicsSpec {
 // split so that class's sensitivity reaches a target (a screening test that
 // must not miss the disease).
 struct DecisionSpec {
-  std::string positive_class;      // a label name; empty: argmax decisions only
+  std::string positive_class;  // a label name; empty: argmax decisions only
   double target_sensitivity = 0.95;
 };
 
@@ -88,7 +88,7 @@ struct Scenario {
   ClinicsSpec clinics;
   DecisionSpec decision;
   int rounds = 20;
-  int baseline_epochs = 20;      // centralized and local-only heads
+  int baseline_epochs = 20;  // centralized and local-only heads
   int personalization_epochs = 5;
   // What chose the settings (stated in the report), e.g. "a sweep of dp.clip
   // scored on the validation split".

@@ -29,7 +29,7 @@ namespace tinyfed::sim {
 
 struct Metrics {
   double accuracy = 0.0;
-  double loss = 0.0;  // mean cross-entropy
+  double loss = 0.0;                // mean cross-entropy
   std::vector<double> sensitivity;  // per class: recall (NaN for a class without samples)
   std::vector<double> specificity;  // per class: true negative rate
 
@@ -42,10 +42,10 @@ struct Metrics {
 struct RoundResult {
   int round = 0;
   bool completed = false;
-  std::string reason;  // why not, if not
-  Metrics test;        // the model after this round, on the global test set
+  std::string reason;                // why not, if not
+  Metrics test;                      // the model after this round, on the global test set
   double validation_accuracy = 0.0;  // and on the validation set (for choosing settings)
-  int available = 0;   // clinics online this round
+  int available = 0;                 // clinics online this round
   int selected = 0;
   int survivors = 0;
   int dropouts = 0;
@@ -62,21 +62,21 @@ struct ClinicResult {
   std::string id;
   size_t train_samples = 0;
   size_t holdout_samples = 0;
-  double local_only = 0.0;     // its own head, on its holdout slice
-  double federated = 0.0;      // the final federated head, on its holdout slice
-  double personalized = 0.0;   // the federated head fine-tuned on its data
+  double local_only = 0.0;          // its own head, on its holdout slice
+  double federated = 0.0;           // the final federated head, on its holdout slice
+  double personalized = 0.0;        // the federated head fine-tuned on its data
   double local_only_on_test = 0.0;  // its own head on the global test set
 };
 
 struct SimulationReport {
   Scenario scenario;
-  std::string backbone;        // how it was made
+  std::string backbone;  // how it was made
   size_t embedding_size = 0;
   size_t test_samples = 0;
   std::vector<std::string> label_names;
-  Metrics initial;             // the starting (zero) head
-  Metrics centralized;         // head trained on the union of the clinics' data
-  Metrics federated;           // after the last round
+  Metrics initial;      // the starting (zero) head
+  Metrics centralized;  // head trained on the union of the clinics' data
+  Metrics federated;    // after the last round
   // On the validation split (data.validation_fraction), to choose settings by.
   size_t validation_samples = 0;
   Metrics centralized_validation;
