@@ -251,9 +251,6 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   if (!testing.ok()) return testing.status();
   if (*testing != nullptr) {
     TomlTableReader reader(**testing, "testing", source);
-    std::string record_dir;
-    TINYFED_RETURN_IF_ERROR(reader.String("record_dir", &record_dir));
-    if (!record_dir.empty()) c.record_dir = source_name.parent_path() / record_dir;
     int64_t seed = -1;
     TINYFED_RETURN_IF_ERROR(reader.Integer("simulation_seed", &seed, 0, INT64_MAX));
     if (seed >= 0) c.simulation_seed = static_cast<uint64_t>(seed);
@@ -310,9 +307,8 @@ std::string FormatConfig(const Config& c) {
                             s.requests_per_minute, s.max_concurrent_calls, s.max_connections,
                             absl::ToDoubleSeconds(s.connection_auth_timeout), absl::ToDoubleSeconds(s.max_clock_skew),
                             absl::ToDoubleHours(s.enrollment_token_lifetime), absl::ToDoubleHours(s.release_expiry)));
-  if (!c.record_dir.empty() || c.simulation_seed) {
+  if (c.simulation_seed) {
     absl::StrAppend(&out, "\n[testing]\n");
-    if (!c.record_dir.empty()) absl::StrAppend(&out, "record_dir = \"", Absolute(c.record_dir), "\"\n");
     if (c.simulation_seed) absl::StrAppend(&out, "simulation_seed = ", *c.simulation_seed, "\n");
   }
   return out;

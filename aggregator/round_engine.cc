@@ -408,20 +408,6 @@ void RoundEngine::Tick() {
   if (std::optional<internal::RoundEnd> end = round_->CloseOnDeadline(now)) EndRoundLocked(*std::move(end));
 }
 
-void RoundEngine::RecordSumLocked(const internal::RoundEnd& end) {
-  std::string sum_bytes(reinterpret_cast<const char*>(end.secure_sum.data()), end.secure_sum.size() * sizeof(uint32_t));
-  std::string names;
-  for (const std::string& device : end.survivor_devices) absl::StrAppend(&names, device, "\n");
-  std::error_code ec;
-  std::filesystem::create_directories(config_.record_dir, ec);
-  for (const auto& [suffix, bytes] : {std::pair{".survivors", &names}, std::pair{".sum", &sum_bytes}}) {
-    const auto file = config_.record_dir / StrCat("round-", round_->id(), suffix);
-    if (auto written = env_.WriteFileAtomically(file, *bytes); !written.ok()) {
-      spdlog::warn("round {}: cannot record {}: {}", round_->id(), file.string(), written.ToString());
-    }
-  }
-}
-
 void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
   const int64_t id = round_->id();
   const size_t cohort = round_->cohort_size();
@@ -429,7 +415,7 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
     AbortRoundLocked(id, end.aborted);
     return;
   }
-  if (!config_.record_dir.empty() && !end.secure_sum.empty()) RecordSumLocked(end);
+  if (secure_sum_observer_ && !end.secure_sum.empty()) secure_sum_observer_(id, end.secure_sum, end.survivor_devices);
   // Charge before anything derived from the sum leaves the aggregator.
   if (end.charge) {
     if (absl::Status charged = res_->ledger->Charge(*end.charge); !charged.ok()) {

@@ -76,10 +76,11 @@ T OrThrow(absl::StatusOr<T> v) {
   return std::move(*v);
 }
 
-void RunAggregator(const std::string& config_path, bool insecure) {
+void RunAggregator(const std::string& config_path, bool insecure, const TestingExtension* testing) {
   SetUpLogging();
   const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
   auto engine = OrThrow(aggregator::RoundEngine::Create(config));
+  if (testing && testing->on_engine) testing->on_engine(*engine);
   auto server = OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen, config.security, insecure));
   // Tests and scripts that asked for port 0 learn the real one here.
   const std::string host = config.listen.substr(0, config.listen.rfind(':'));
@@ -210,8 +211,6 @@ struct ClientFlags {
   bool insecure = false;
   int64_t max_rounds = 0;
   size_t max_samples = 20000;
-  std::string exit_at;     // ROUND:PHASE, testing
-  std::string record_dir;  // testing
   int64_t simulation_seed = -1;
   std::vector<double> dropout;  // simulation: per-phase probabilities
   std::vector<std::string> idx;
@@ -283,18 +282,7 @@ void PrintClientStatus(const ClientFlags& f) {
   for (const auto& c : charges) fmt::print("round {:>5}  {}  {}\n", c.round, c.mechanism, c.parameters);
 }
 
-v1::Phase ParsePhase(const std::string& name) {
-  for (int p = v1::Phase_MIN; p <= v1::Phase_MAX; ++p) {
-    std::string full = v1::Phase_Name(static_cast<v1::Phase>(p));
-    std::string lower = full.substr(6);  // after "PHASE_"
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (lower == name) return static_cast<v1::Phase>(p);
-  }
-  throw CommandError(absl::InvalidArgumentError(fmt::format(
-      "--exit-at: unknown phase '{}' (task, advertise_keys, share_keys, masked_input, unmasking, result)", name)));
-}
-
-void RunClient(const ClientFlags& f) {
+void RunClient(const ClientFlags& f, const TestingExtension* testing) {
   SetUpLogging();
   client::ClientConfig config;
   config.device_id = f.device_id;
@@ -306,19 +294,6 @@ void RunClient(const ClientFlags& f) {
   config.positive_class = f.positive_class;
   config.target_sensitivity = f.target_sensitivity;
   client::ClientHooks hooks;
-  if (!f.exit_at.empty()) {
-    // Simulates a power cut: SIGKILL at the start of that phase, nothing flushed.
-    std::vector<std::string> parts = absl::StrSplit(f.exit_at, ':');
-    uint64_t round = 0;
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &round)) {
-      throw CommandError(absl::InvalidArgumentError("--exit-at wants ROUND:PHASE, e.g. 3:share_keys"));
-    }
-    const v1::Phase phase = ParsePhase(parts[1]);
-    hooks.on_phase = [round, phase](uint64_t r, v1::Phase p) {
-      if (r == round && p == phase) raise(SIGKILL);
-      return true;
-    };
-  }
   if (f.simulation_seed >= 0) {
     config.simulation_seed = static_cast<uint64_t>(f.simulation_seed);
     if (!f.dropout.empty()) {
@@ -336,20 +311,11 @@ void RunClient(const ClientFlags& f) {
       };
     }
   }
-  if (!f.record_dir.empty()) {
-    const std::filesystem::path dir = f.record_dir;
-    const std::string device = f.device_id;
-    hooks.on_encoded_update = [dir, device](uint64_t round, std::span<const uint32_t> encoded) {
-      std::error_code ec;
-      std::filesystem::create_directories(dir, ec);
-      (void)base::WriteFileAtomically(
-          dir / fmt::format("round-{}-{}.encoded", round, device),
-          std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size() * sizeof(uint32_t)));
-    };
-  }
+  if (testing && testing->on_client_hooks) testing->on_client_hooks(f.device_id, &hooks);
   if (f.insecure) spdlog::warn("{}: PLAINTEXT connection (--insecure): for tests only", f.device_id);
   auto transport = OrThrow(client::ConnectGrpc(f.aggregator_address, {.ca_certificate = f.ca, .insecure = f.insecure}));
   auto c = OrThrow(client::Client::Create(config, std::move(transport), std::move(hooks)));
+  if (testing && testing->on_client) testing->on_client(f.device_id, *c);
   InstallStopHandlers();
   client::Client* raw = c.get();
   std::thread watcher([raw] {
@@ -381,7 +347,7 @@ void AddSamples(const ClientFlags& f) {
 
 }  // namespace
 
-void AddRoundCommands(CLI::App* app) {
+void AddRoundCommands(CLI::App* app, const TestingExtension* testing) {
   auto config_path = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   auto insecure = std::make_shared<bool>(false);
@@ -394,10 +360,10 @@ void AddRoundCommands(CLI::App* app) {
       ->check(CLI::ExistingFile);
   status->add_flag("--json", *json, "print JSON");
   status->callback([config_path, json] { PrintStatus(*config_path, *json); });
-  agg->callback([status, config_path, insecure] {
+  agg->callback([status, config_path, insecure, testing] {
     if (status->parsed()) return;
     if (config_path->empty()) throw CLI::RequiredError("--config");
-    RunAggregator(*config_path, *insecure);
+    RunAggregator(*config_path, *insecure, testing);
   });
   AddDeviceCommands(app);
 
@@ -416,8 +382,6 @@ void AddRoundCommands(CLI::App* app) {
   run->add_option("--enroll-token", flags->enroll_token, "one-time token from `tinyfed enroll` (first run)");
   run->add_option("--max-rounds", flags->max_rounds, "stop after this many completed rounds (0: no limit)");
   run->add_option("--max-samples", flags->max_samples, "replay buffer size");
-  run->add_option("--exit-at", flags->exit_at, "testing: SIGKILL itself at ROUND:PHASE (a power cut)");
-  run->add_option("--record-dir", flags->record_dir, "testing: write each encoded update here");
   run->add_option("--simulation-seed", flags->simulation_seed,
                   "simulation only: reproducible DP noise and SecAgg+ keys (never on a real gateway)");
   run->add_option("--dropout", flags->dropout,
@@ -432,7 +396,8 @@ void AddRoundCommands(CLI::App* app) {
                   "a label the gateway must not miss: decided by a threshold set on its held-out samples");
   run->add_option("--target-sensitivity", flags->target_sensitivity, "share of that class to catch (default 0.95)")
       ->check(CLI::Range(0.5, 0.999));
-  run->callback([flags] { RunClient(*flags); });
+  run->callback([flags, testing] { RunClient(*flags, testing); });
+  if (testing && testing->add_flags) testing->add_flags(agg, run);
 
   auto* client_status = cl->add_subcommand("status", "the privacy this gateway spent, from its own ledger");
   client_status->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();

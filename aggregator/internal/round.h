@@ -30,7 +30,7 @@ struct RoundEnd {
   std::vector<float> mean;
   int survivors = 0;
   std::optional<dp::PrivacyCharge> charge;
-  // SecAgg+ rounds: the raw sum and who is in it (for config.record_dir).
+  // SecAgg+ rounds: the raw sum and who is in it (for tests).
   std::vector<uint32_t> secure_sum;
   std::vector<std::string> survivor_devices;
 

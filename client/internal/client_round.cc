@@ -225,7 +225,7 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
   sodium_memzero(delta_.data(), delta_.size() * sizeof(float));
   if (!encoded.ok()) return Finish(RoundOutcome::kSkipped, StrCat("encoding: ", encoded.status().message()));
   report_.timings.encoding = absl::Now() - start;
-  if (g_.hooks.on_encoded_update) g_.hooks.on_encoded_update(report_.round_id, *encoded);
+  if (g_.encoded_update_observer) g_.encoded_update_observer(report_.round_id, *encoded);
 
   // SecAgg+: advertise keys signed by the device, then three phases.
   start = absl::Now();

@@ -48,6 +48,9 @@ struct GatewayState {
   std::unique_ptr<models::DirectoryLock> data_dir_lock;  // for this process alone
   ClientConfig config;
   ClientHooks hooks;
+  // Tests only (client/testing/client_peer.h): the encoded update in the
+  // clear, before masking. Set before the first round.
+  std::function<void(uint64_t round_id, std::span<const uint32_t> encoded)> encoded_update_observer;
   std::shared_ptr<const models::SigningKey> device_key;  // signs requests and SecAgg+ keys
   std::unique_ptr<dp::PrivacyLedger> ledger;             // patient-level charges (thread-safe)
 

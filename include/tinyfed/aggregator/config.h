@@ -103,8 +103,6 @@ struct Config {
   ServerOptimizerOptions optimizer;
   SecurityConfig security;
 
-  // Test-only: each finished round's secure sum and survivors are written here.
-  std::filesystem::path record_dir;
   // Simulation only: derive the round seeds (SecAgg+ graph, rotation, id
   // order) from this, so a simulation repeats exactly. Never in production:
   // a predictable rotation and graph help an attacker.

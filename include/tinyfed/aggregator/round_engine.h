@@ -60,6 +60,9 @@ class ModelPublisher;
 class Round;
 struct RoundEnd;
 }  // namespace internal
+namespace testing {
+class RoundEnginePeer;  // aggregator/testing/round_engine_peer.h: what only tests may see
+}  // namespace testing
 
 enum class Method { kCheckIn, kAwait, kSubmit, kGetModelChunk, kReportTelemetry };
 
@@ -100,6 +103,7 @@ class RoundEngine {
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
  private:
+  friend class testing::RoundEnginePeer;
   struct Selection;  // a round while devices check in
   struct Resources;  // state, ledger, devices, optimizer: see round_engine.cc
   RoundEngine(const Config& config, base::Env& env);
@@ -121,7 +125,6 @@ class RoundEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The round ended: charge and publish its update, or record its abort.
   void EndRoundLocked(internal::RoundEnd end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RecordSumLocked(const internal::RoundEnd& end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Logs a device whose SecAgg+ shares neighbours rejected and remembers it
   // for later cohorts.
   void RejectedLocked(const std::string& device, const std::vector<std::string>& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -151,6 +154,9 @@ class RoundEngine {
   double noise_multiplier_ = 0.0;  // resolved once from the config
   size_t head_size_ = 0;           // parameters in the head, fixed by the initial model
   std::string closed_reason_ ABSL_GUARDED_BY(mu_);
+  // Tests only: each SecAgg+ round's raw sum and its survivors, at its end.
+  std::function<void(int64_t round_id, std::span<const uint32_t> sum, const std::vector<std::string>& survivors)>
+      secure_sum_observer_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tinyfed::aggregator

@@ -92,16 +92,13 @@ struct ClientConfig {
   std::optional<uint64_t> simulation_seed;
 };
 
-// Observers, for gateway status displays and tests. Called on the thread
-// running the round.
+// Observers, for gateway status displays and simulations. Called on the
+// thread running the round.
 struct ClientHooks {
   // Before the client acts in `phase` of `round_id` (PHASE_TASK: training
   // starts). Returning false makes the client stop taking part in the round
   // there, silently, as a power cut would (simulations use it for dropouts).
   std::function<bool(uint64_t round_id, v1::Phase phase)> on_phase;
-  // The encoded update just before masking. Test use only: it is the
-  // client's noised contribution in the clear.
-  std::function<void(uint64_t round_id, std::span<const uint32_t> encoded)> on_encoded_update;
 };
 
 enum class RoundOutcome {
@@ -134,6 +131,9 @@ struct RoundReport {
 namespace internal {
 struct GatewayState;
 }  // namespace internal
+namespace testing {
+class ClientPeer;  // client/testing/client_peer.h: what only tests may see
+}  // namespace testing
 
 // Thread-safe. Predict, AddSamples and the accessors may be called while a
 // round runs on another thread: inference never waits for training.
@@ -179,6 +179,7 @@ class Client {
   absl::Status SendTelemetry();
 
  private:
+  friend class testing::ClientPeer;
   explicit Client(std::unique_ptr<internal::GatewayState> state);
   std::unique_ptr<internal::GatewayState> state_;  // client/internal/gateway_state.h
 };

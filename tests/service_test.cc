@@ -10,7 +10,9 @@
 #include <future>
 #include <thread>
 
+#include "aggregator/testing/round_engine_peer.h"
 #include "aggregator/testing/test_federation.h"
+#include "client/testing/client_peer.h"
 #include "models/testing/tiny_classifier.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
@@ -42,7 +44,6 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(federation.ok()) << federation.status();
     config_ = federation->config;
     pinned_root_ = federation->pinned_root;
-    config_.record_dir = dir_ / "record";
     config_.max_rounds = 1;
     config_.cohort_size = kHonest + 1;
     config_.min_cohort = 3;
@@ -58,6 +59,11 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = std::move(*engine);
     devices_ = engine_->devices();
+    testing::RoundEnginePeer::ObserveSecureSums(
+        *engine_, [this](int64_t round, std::span<const uint32_t> sum, const std::vector<std::string>&) {
+          std::lock_guard lock(sums_mu_);
+          sums_[round].assign(sum.begin(), sum.end());
+        });
     Enroll("mallory", mallory_key_);
     Enroll("outsider", mallory_key_);  // enrolled, never in a cohort
     auto server = AggregatorServer::Start(engine_.get(), config_.listen, config_.security, /*insecure=*/true);
@@ -168,6 +174,8 @@ class ServiceTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
+  std::mutex sums_mu_;
+  std::map<int64_t, std::vector<uint32_t>> sums_;  // each round's secure sum (RoundEnginePeer)
   models::SigningKey mallory_key_ = models::SigningKey::Generate();
   Config config_;
   std::filesystem::path pinned_root_;
@@ -281,13 +289,14 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
           return true;
         };
       }
-      hooks.on_encoded_update = [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
-        std::lock_guard lock(encoded_mu);
-        encoded[id].assign(e.begin(), e.end());
-      };
       auto c = client::Client::Create(
           cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())), hooks);
       ASSERT_TRUE(c.ok()) << c.status();
+      client::testing::ClientPeer::ObserveEncodedUpdates(
+          **c, [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
+            std::lock_guard lock(encoded_mu);
+            encoded[id].assign(e.begin(), e.end());
+          });
       const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
       ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
       for (;;) {
@@ -385,15 +394,18 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   ASSERT_EQ(rounds->size(), 1u);
   EXPECT_EQ((*rounds)[0].state, "done") << (*rounds)[0].reason;
   EXPECT_EQ((*rounds)[0].survivors, kHonest);
-  auto sum = base::ReadFileBytes(config_.record_dir / "round-1.sum", 1 << 30);
-  ASSERT_TRUE(sum.ok());
+  std::vector<uint32_t> sum;
+  {
+    std::lock_guard lock(sums_mu_);
+    ASSERT_TRUE(sums_.contains(1));
+    sum = sums_[1];
+  }
   std::vector<uint32_t> expected(task.secagg().vector_length(), 0);
   ASSERT_EQ(encoded.size(), static_cast<size_t>(kHonest));
   for (const auto& [device, e] : encoded) {
     for (size_t i = 0; i < expected.size(); ++i) expected[i] = (expected[i] + e[i]) & ((1u << kBits) - 1);
   }
-  ASSERT_EQ(sum->size(), expected.size() * 4);
-  EXPECT_EQ(std::memcmp(sum->data(), expected.data(), sum->size()), 0);
+  EXPECT_EQ(sum, expected);
 
   // The federation is closed after its one round.
   ASSERT_TRUE(CheckIn(mallory, &checkin).ok());
