@@ -1,0 +1,123 @@
+// Preparing an op for its kernels and picking them: the reference set
+// everywhere, the AVX2 set where the CPU has it (models/internal/kernels/).
+#include "models/internal/kernels.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "models/internal/kernels/arithmetic.h"
+#include "models/internal/kernels/ops.h"
+
+namespace tinyfed::models::internal {
+
+PreparedOp PrepareOp(const v1::Graph& graph, const v1::Op& op, const OpAnalysis& a) {
+  PreparedOp p;
+  p.kind = a.kind;
+  p.g = a.geometry;
+  p.input_zero_point = graph.tensors(a.input).zero_point();
+  p.output_zero_point = graph.tensors(a.output).zero_point();
+  p.activation = a.activation;
+  const v1::Weights* w = nullptr;
+  if (a.kind == v1::Op::kConv2D) w = &op.conv2d().weights();
+  if (a.kind == v1::Op::kDepthwiseConv2D) w = &op.depthwise_conv2d().weights();
+  if (a.kind == v1::Op::kFullyConnected) w = &op.fully_connected().weights();
+  if (w != nullptr) {
+    p.weights.resize(w->int8_values().size());
+    std::memcpy(p.weights.data(), w->int8_values().data(), p.weights.size());
+    p.bias.assign(w->int32_bias().begin(), w->int32_bias().end());
+    for (const auto& m : a.channel_multipliers) {
+      p.multiplier.push_back(m.multiplier);
+      p.shift.push_back(m.shift);
+    }
+  }
+  if (a.kind == v1::Op::kAdd) {
+    p.second_input_zero_point = graph.tensors(a.second_input).zero_point();
+    p.input_multiplier = a.input_multiplier;
+    p.second_input_multiplier = a.second_input_multiplier;
+    p.output_multiplier = a.output_multiplier;
+  }
+  return p;
+}
+
+KernelFn ReferenceKernel(v1::Op::KindCase kind) {
+  switch (kind) {
+    case v1::Op::kConv2D:
+      return &kernels::ReferenceConv2D;
+    case v1::Op::kDepthwiseConv2D:
+      return &kernels::ReferenceDepthwiseConv2D;
+    case v1::Op::kFullyConnected:
+      return &kernels::ReferenceFullyConnected;
+    case v1::Op::kMaxPool:
+      return &kernels::ReferencePool<true>;
+    case v1::Op::kAveragePool:
+    case v1::Op::kGlobalAveragePool:
+      return &kernels::ReferencePool<false>;
+    case v1::Op::kAdd:
+      return &kernels::ReferenceAdd;
+    case v1::Op::kReshape:
+      return &kernels::ReferenceReshape;
+    case v1::Op::KIND_NOT_SET:
+      break;
+  }
+  return nullptr;
+}
+
+bool CpuHasAvx2() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx2");
+#else
+  return false;
+#endif
+}
+
+void PrepareAvx2(PreparedOp* op) {
+  const Geometry& g = op->g;
+  if (op->kind == v1::Op::kConv2D) {
+    kernels::PackGemmWeights(op, g.kernel_h * g.kernel_w * g.in_c);
+    op->scratch_bytes =
+        uint64_t{2} * op->packed_depth * static_cast<uint64_t>(std::min(kernels::kIm2colRows, g.out_h * g.out_w)) +
+        kernels::kWidenOvershootBytes;
+  } else if (op->kind == v1::Op::kFullyConnected) {
+    kernels::PackGemmWeights(op, g.in_c);
+    op->scratch_bytes = uint64_t{2} * op->packed_depth + kernels::kWidenOvershootBytes;
+  } else if (op->kind == v1::Op::kDepthwiseConv2D) {
+    kernels::PackDepthwiseWeights(op);
+    const uint64_t taps = static_cast<uint64_t>(g.kernel_h) * g.kernel_w;
+    op->scratch_bytes =
+        sizeof(int16_t*) * (taps + 1) + sizeof(int16_t) * (static_cast<uint64_t>(g.in_c) * (1 + g.in_h * g.in_w));
+  }
+  op->any_left_shift = std::any_of(op->shift.begin(), op->shift.end(), [](int32_t v) { return v > 0; });
+  if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
+    const auto padded = static_cast<size_t>(kernels::RoundUp(g.out_c, kernels::kChannelBlock));
+    op->multiplier.resize(padded, 0);
+    op->shift.resize(padded, 0);
+  }
+}
+
+KernelFn Avx2Kernel(v1::Op::KindCase kind) {
+#if defined(__x86_64__)
+  switch (kind) {
+    case v1::Op::kConv2D:
+      return &kernels::Avx2Conv2D;
+    case v1::Op::kDepthwiseConv2D:
+      return &kernels::Avx2DepthwiseConv2D;
+    case v1::Op::kFullyConnected:
+      return &kernels::Avx2FullyConnected;
+    case v1::Op::kMaxPool:
+      return &kernels::Avx2MaxPool;
+    case v1::Op::kAveragePool:
+    case v1::Op::kGlobalAveragePool:
+      return &kernels::Avx2AveragePool;
+    case v1::Op::kAdd:
+      return &kernels::Avx2Add;
+    // A reshape is a clamped copy; the reference loop vectorizes as it is.
+    case v1::Op::kReshape:
+      return ReferenceKernel(kind);
+    case v1::Op::KIND_NOT_SET:
+      break;
+  }
+#endif
+  return ReferenceKernel(kind);
+}
+
+}  // namespace tinyfed::models::internal

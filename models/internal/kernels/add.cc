@@ -1,0 +1,72 @@
+// Add of two int8 tensors with their own scales (TFLite's quantized add:
+// both inputs rescaled to a common exponent, summed, requantized).
+#include "models/internal/kernels/arithmetic.h"
+#include "models/internal/kernels/ops.h"
+
+namespace tinyfed::models::internal::kernels {
+
+void ReferenceAdd(const PreparedOp& op, uint8_t* arena) {
+  const auto* a = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  const auto* b = reinterpret_cast<const int8_t*>(arena + op.second_input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  const size_t n = static_cast<size_t>(op.g.out_h) * op.g.out_w * op.g.out_c;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t sa = (a[i] - op.input_zero_point) * (1 << kAddLeftShift);
+    const int32_t sb = (b[i] - op.second_input_zero_point) * (1 << kAddLeftShift);
+    const int32_t ra = MultiplyByQuantizedMultiplier(sa, op.input_multiplier);
+    const int32_t rb = MultiplyByQuantizedMultiplier(sb, op.second_input_multiplier);
+    int32_t v = MultiplyByQuantizedMultiplier(WrapAdd(ra, rb), op.output_multiplier);
+    v = WrapAdd(v, op.output_zero_point);
+    out[i] = static_cast<int8_t>(std::clamp(v, op.activation.min, op.activation.max));
+  }
+}
+
+#if defined(__x86_64__)
+
+TINYFED_AVX2 void Avx2Add(const PreparedOp& op, uint8_t* arena) {
+  const auto* a = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  const auto* b = reinterpret_cast<const int8_t*>(arena + op.second_input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  const size_t n = static_cast<size_t>(op.g.out_h) * op.g.out_w * op.g.out_c;
+  const __m256i zp_a = _mm256_set1_epi32(op.input_zero_point);
+  const __m256i zp_b = _mm256_set1_epi32(op.second_input_zero_point);
+  const __m256i zp_out = _mm256_set1_epi32(op.output_zero_point);
+  const __m256i ma = _mm256_set1_epi32(op.input_multiplier.multiplier);
+  const __m256i sa = _mm256_set1_epi32(op.input_multiplier.shift);
+  const __m256i mb = _mm256_set1_epi32(op.second_input_multiplier.multiplier);
+  const __m256i sb = _mm256_set1_epi32(op.second_input_multiplier.shift);
+  const __m256i mo = _mm256_set1_epi32(op.output_multiplier.multiplier);
+  const __m256i so = _mm256_set1_epi32(op.output_multiplier.shift);
+  const __m256i lo = _mm256_set1_epi32(op.activation.min);
+  const __m256i hi = _mm256_set1_epi32(op.activation.max);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
+    const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
+    auto eight = [&](__m128i xa, __m128i xb) TINYFED_AVX2 {
+      const __m256i ea = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_cvtepi8_epi32(xa), zp_a), kAddLeftShift);
+      const __m256i eb = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_cvtepi8_epi32(xb), zp_b), kAddLeftShift);
+      const __m256i sum =
+          _mm256_add_epi32(MultiplyByQuantizedMultiplier(ea, ma, sa), MultiplyByQuantizedMultiplier(eb, mb, sb));
+      const __m256i v = _mm256_add_epi32(MultiplyByQuantizedMultiplier(sum, mo, so), zp_out);
+      return _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+    };
+    const __m256i first = eight(va, vb);
+    const __m256i second = eight(_mm_srli_si128(va, 8), _mm_srli_si128(vb, 8));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), PackToInt8(first, second));
+  }
+  for (; i < n; ++i) {
+    const int32_t ra = tinyfed::models::MultiplyByQuantizedMultiplier(
+        (a[i] - op.input_zero_point) * (1 << kAddLeftShift), op.input_multiplier);
+    const int32_t rb = tinyfed::models::MultiplyByQuantizedMultiplier(
+        (b[i] - op.second_input_zero_point) * (1 << kAddLeftShift), op.second_input_multiplier);
+    int32_t v = tinyfed::models::MultiplyByQuantizedMultiplier(
+        static_cast<int32_t>(static_cast<uint32_t>(ra) + static_cast<uint32_t>(rb)), op.output_multiplier);
+    v = static_cast<int32_t>(static_cast<uint32_t>(v) + static_cast<uint32_t>(op.output_zero_point));
+    out[i] = static_cast<int8_t>(std::clamp(v, op.activation.min, op.activation.max));
+  }
+}
+
+#endif  // __x86_64__
+
+}  // namespace tinyfed::models::internal::kernels

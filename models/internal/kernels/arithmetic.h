@@ -1,0 +1,138 @@
+// What the int8 kernels share: modular int32 arithmetic without undefined
+// behaviour, the reference requantization, and (on x86-64) their AVX2
+// counterparts on 8 lanes, with the GEMM and depthwise blocking constants.
+// Only functions marked TINYFED_AVX2 use AVX2, so the rest of the binary
+// stays baseline x86-64 and the interpreter picks AVX2 at run time.
+#ifndef TINYFED_MODELS_INTERNAL_KERNELS_ARITHMETIC_H_
+#define TINYFED_MODELS_INTERNAL_KERNELS_ARITHMETIC_H_
+
+#include <algorithm>
+#include <cstdint>
+
+#include "models/internal/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TINYFED_AVX2 __attribute__((target("avx2")))
+#define TINYFED_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
+#endif
+
+namespace tinyfed::models::internal::kernels {
+
+inline constexpr int kChannelBlock = 16;              // output channels per GEMM micro-kernel
+inline constexpr int kRowBlock = 4;                   // output pixels per GEMM micro-kernel
+inline constexpr uint64_t kWidenOvershootBytes = 32;  // WidenInt8 writes up to 15 int16 past its end
+inline constexpr int kIm2colRows = 64;                // output pixels widened per GEMM call, bounding scratch
+
+inline int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
+
+// Modular int32 arithmetic without undefined behaviour.
+inline int32_t WrapAdd(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
+}
+inline int32_t WrapSub(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) - static_cast<uint32_t>(b));
+}
+inline int32_t WrapMul(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) * static_cast<uint32_t>(b));
+}
+
+inline int8_t Requantize(int32_t acc, const PreparedOp& op, int channel) {
+  int32_t v = MultiplyByQuantizedMultiplier(
+      acc, QuantizedMultiplier{op.multiplier[static_cast<size_t>(channel)], op.shift[static_cast<size_t>(channel)]});
+  v = WrapAdd(v, op.output_zero_point);
+  return static_cast<int8_t>(std::clamp(v, op.activation.min, op.activation.max));
+}
+
+#if defined(__x86_64__)
+
+// SaturatingRoundingDoublingHighMul on 8 lanes. The multiplier is never
+// INT32_MIN (QuantizeMultiplier returns 0 or [2^30, 2^31)), so the one
+// saturating case of the scalar version cannot occur. For p = a * b the
+// scalar form is trunc((p + nudge) / 2^31) with nudge = 2^30 or 1 - 2^30 by
+// the sign of p; both cases equal floor((p + 2^30) / 2^31), because for
+// negative n, trunc(n / d) = floor((n + d - 1) / d). The result fits in 32
+// bits, and bits 31..62 of a 64-bit value are the same under logical and
+// arithmetic shifts, so a logical shift (all AVX2 has) gives it exactly.
+TINYFED_AVX2_INLINE __m256i RoundingDoublingHighMul(__m256i a, __m256i b) {
+  const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
+  const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, b), nudge), 31);
+  const __m256i odd = _mm256_srli_epi64(
+      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)), nudge), 31);
+  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+TINYFED_AVX2_INLINE __m256i RoundingDivideByPOT(__m256i x, __m256i exponent) {
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, exponent), one);
+  const __m256i remainder = _mm256_and_si256(x, mask);
+  const __m256i threshold =
+      _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_and_si256(_mm256_cmpgt_epi32(zero, x), one));
+  return _mm256_add_epi32(_mm256_srav_epi32(x, exponent),
+                          _mm256_and_si256(_mm256_cmpgt_epi32(remainder, threshold), one));
+}
+
+TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i multiplier, __m256i shift) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i left = _mm256_max_epi32(shift, zero);
+  const __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+  return RoundingDivideByPOT(RoundingDoublingHighMul(_mm256_sllv_epi32(x, left), multiplier), right);
+}
+
+// The same for multipliers below one (shift <= 0), the usual case: no left shift.
+TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplierBelowOne(__m256i x, __m256i multiplier, __m256i shift) {
+  return RoundingDivideByPOT(RoundingDoublingHighMul(x, multiplier), _mm256_sub_epi32(_mm256_setzero_si256(), shift));
+}
+
+// Requantizes 8 accumulators with the 8 multipliers and shifts at `multiplier`
+// and `shift`, then adds the output zero point and clamps.
+TINYFED_AVX2_INLINE __m256i Requantize8(__m256i acc, const PreparedOp& op, const int32_t* multiplier,
+                                        const int32_t* shift) {
+  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
+  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
+  const __m256i scaled =
+      op.any_left_shift ? MultiplyByQuantizedMultiplier(acc, m, s) : MultiplyByQuantizedMultiplierBelowOne(acc, m, s);
+  __m256i v = _mm256_add_epi32(scaled, _mm256_set1_epi32(op.output_zero_point));
+  v = _mm256_max_epi32(v, _mm256_set1_epi32(op.activation.min));
+  return _mm256_min_epi32(v, _mm256_set1_epi32(op.activation.max));
+}
+
+// Channels [c, c+8) in natural order.
+TINYFED_AVX2_INLINE __m256i RequantizeChannels(__m256i acc, const PreparedOp& op, int c) {
+  return Requantize8(acc, op, op.multiplier.data() + c, op.shift.data() + c);
+}
+
+// Packs 16 clamped int32 lanes (lo = first 8, hi = next 8) into 16 int8 in order.
+TINYFED_AVX2_INLINE __m128i PackToInt8(__m256i lo, __m256i hi) {
+  const __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+  return _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+}
+
+// Both int16 values at depth 2p and 2p+1 of a row, in every 32-bit lane.
+TINYFED_AVX2_INLINE __m256i BroadcastPair(const int16_t* row, int p) {
+  int32_t pair;
+  std::memcpy(&pair, row + 2 * p, 4);
+  return _mm256_set1_epi32(pair);
+}
+
+// Widens n int8 values to int16. Rounds n up to a multiple of 8: it may read
+// up to 15 bytes past src and write up to 15 values past dst + n, which the
+// arena's slack (kArenaSlackBytes) and the callers' fill order allow.
+TINYFED_AVX2_INLINE void WidenInt8(const int8_t* src, int n, int16_t* dst) {
+  int i = 0;
+  for (; i + 8 < n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_cvtepi8_epi16(v));
+  }
+  if (i < n) {
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_cvtepi8_epi16(v));
+  }
+}
+
+#endif  // __x86_64__
+
+}  // namespace tinyfed::models::internal::kernels
+
+#endif  // TINYFED_MODELS_INTERNAL_KERNELS_ARITHMETIC_H_

@@ -1,0 +1,215 @@
+// Conv2D and FullyConnected. The reference kernels are the definition of
+// correct output (TFLite's reference_integer_ops). With AVX2 both become one
+// GEMM: input patches widened to int16 (im2col), weights pre-widened and
+// packed so that vpmaddwd multiplies two depth positions of 8 output
+// channels at once. The input zero point is folded into the bias at prepare
+// time: sum((x - zp) * w) = sum(x * w) - zp * sum(w), so padded positions are
+// filled with zp.
+#include <cstring>
+
+#include "models/internal/kernels/arithmetic.h"
+#include "models/internal/kernels/ops.h"
+
+namespace tinyfed::models::internal::kernels {
+
+void ReferenceConv2D(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  for (int oy = 0; oy < g.out_h; ++oy) {
+    for (int ox = 0; ox < g.out_w; ++ox) {
+      const int in_y0 = oy * g.stride_h - g.pad_top;
+      const int in_x0 = ox * g.stride_w - g.pad_left;
+      for (int oc = 0; oc < g.out_c; ++oc) {
+        int32_t acc = op.bias[static_cast<size_t>(oc)];
+        for (int ky = 0; ky < g.kernel_h; ++ky) {
+          const int iy = in_y0 + ky;
+          if (iy < 0 || iy >= g.in_h) continue;
+          for (int kx = 0; kx < g.kernel_w; ++kx) {
+            const int ix = in_x0 + kx;
+            if (ix < 0 || ix >= g.in_w) continue;
+            const int8_t* x = in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
+            const int8_t* w =
+                op.weights.data() + ((static_cast<size_t>(oc) * g.kernel_h + ky) * g.kernel_w + kx) * g.in_c;
+            for (int ic = 0; ic < g.in_c; ++ic) {
+              acc = WrapAdd(acc, WrapMul(x[ic] - op.input_zero_point, w[ic]));
+            }
+          }
+        }
+        out[(static_cast<size_t>(oy) * g.out_w + ox) * g.out_c + oc] = Requantize(acc, op, oc);
+      }
+    }
+  }
+}
+
+void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  for (int o = 0; o < g.out_c; ++o) {
+    int32_t acc = op.bias[static_cast<size_t>(o)];
+    const int8_t* w = op.weights.data() + static_cast<size_t>(o) * g.in_c;
+    for (int i = 0; i < g.in_c; ++i) acc = WrapAdd(acc, WrapMul(in[i] - op.input_zero_point, w[i]));
+    out[o] = Requantize(acc, op, o);
+  }
+}
+
+// Gemm weights: [channel block][depth pair][16 channels][2 depths], zero padded.
+void PackGemmWeights(PreparedOp* op, int depth) {
+  const int out_c = op->g.out_c;
+  op->packed_depth = RoundUp(depth, 2);
+  const int blocks = RoundUp(out_c, kChannelBlock) / kChannelBlock;
+  const int pairs = op->packed_depth / 2;
+  op->packed_weights.assign(static_cast<size_t>(blocks) * pairs * kChannelBlock * 2, 0);
+  for (int oc = 0; oc < out_c; ++oc) {
+    const int b = oc / kChannelBlock, lane = oc % kChannelBlock;
+    for (int k = 0; k < depth; ++k) {
+      const size_t idx = ((static_cast<size_t>(b) * pairs + k / 2) * kChannelBlock + lane) * 2 + (k % 2);
+      op->packed_weights[idx] = op->weights[static_cast<size_t>(oc) * depth + k];
+    }
+  }
+  op->folded_bias.assign(static_cast<size_t>(RoundUp(out_c, kChannelBlock)), 0);
+  for (int oc = 0; oc < out_c; ++oc) {
+    int32_t sum = 0;
+    for (int k = 0; k < depth; ++k) sum += op->weights[static_cast<size_t>(oc) * depth + k];
+    op->folded_bias[static_cast<size_t>(oc)] =
+        WrapSub(op->bias[static_cast<size_t>(oc)], WrapMul(op->input_zero_point, sum));
+  }
+}
+
+#if defined(__x86_64__)
+
+namespace {
+
+// Multiplies `rows` int16 rows (stride packed_depth) by the packed weights and
+// writes requantized int8 rows of out_c values.
+// kRows is 1 or 4.
+template <int kRows>
+TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, int8_t* out) {
+  const int pairs = op.packed_depth / 2;
+  const int out_c = op.g.out_c;
+  const int blocks = RoundUp(out_c, kChannelBlock) / kChannelBlock;
+  for (int b = 0; b < blocks; ++b) {
+    // Named accumulators: with an array GCC keeps them on the stack.
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00;
+    __m256i a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    const int16_t* w = op.packed_weights.data() + static_cast<size_t>(b) * pairs * 32;
+    const int16_t* r0 = rows;
+    const int16_t* r1 = rows + (kRows > 1 ? op.packed_depth : 0);
+    const int16_t* r2 = rows + (kRows > 2 ? 2 * op.packed_depth : 0);
+    const int16_t* r3 = rows + (kRows > 3 ? 3 * op.packed_depth : 0);
+    for (int p = 0; p < pairs; ++p) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + p * 32));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + p * 32 + 16));
+      const __m256i x0 = BroadcastPair(r0, p);
+      a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x0, w0));
+      a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x0, w1));
+      if constexpr (kRows > 1) {
+        const __m256i x1 = BroadcastPair(r1, p);
+        a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(x1, w0));
+        a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(x1, w1));
+        const __m256i x2 = BroadcastPair(r2, p);
+        a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(x2, w0));
+        a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(x2, w1));
+        const __m256i x3 = BroadcastPair(r3, p);
+        a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(x3, w0));
+        a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(x3, w1));
+      }
+    }
+    const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+    const int c0 = b * kChannelBlock;
+    const int valid = std::min(kChannelBlock, out_c - c0);
+    for (int r = 0; r < kRows; ++r) {
+      const __m256i bias0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0));
+      const __m256i bias1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0 + 8));
+      __m256i lo = _mm256_add_epi32(acc[r][0], bias0);
+      __m256i hi = _mm256_add_epi32(acc[r][1], bias1);
+      int8_t* dst = out + static_cast<size_t>(r) * out_c + c0;
+      // Multipliers are padded to whole blocks (PrepareAvx2), so the tail
+      // block requantizes in SIMD too and stores only its valid bytes.
+      lo = RequantizeChannels(lo, op, c0);
+      hi = RequantizeChannels(hi, op, c0 + 8);
+      const __m128i packed = PackToInt8(lo, hi);
+      if (valid == kChannelBlock) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), packed);
+      } else {
+        alignas(16) int8_t bytes[kChannelBlock];
+        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), packed);
+        std::memcpy(dst, bytes, static_cast<size_t>(valid));
+      }
+    }
+  }
+}
+
+TINYFED_AVX2 void Gemm(const PreparedOp& op, const int16_t* rows, int num_rows, int8_t* out) {
+  int r = 0;
+  for (; r + kRowBlock <= num_rows; r += kRowBlock) {
+    GemmBlock<kRowBlock>(op, rows + static_cast<size_t>(r) * op.packed_depth,
+                         out + static_cast<size_t>(r) * op.g.out_c);
+  }
+  for (; r < num_rows; ++r) {
+    GemmBlock<1>(op, rows + static_cast<size_t>(r) * op.packed_depth, out + static_cast<size_t>(r) * op.g.out_c);
+  }
+}
+
+}  // namespace
+
+TINYFED_AVX2 void Avx2Conv2D(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* patches = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
+  const int depth = g.kernel_h * g.kernel_w * g.in_c;
+  const auto zp = static_cast<int16_t>(op.input_zero_point);
+  const int pixels = g.out_h * g.out_w;
+  for (int first = 0; first < pixels; first += kIm2colRows) {
+    const int count = std::min(kIm2colRows, pixels - first);
+    int16_t* row = patches;
+    for (int pixel = first; pixel < first + count; ++pixel) {
+      const int oy = pixel / g.out_w, ox = pixel % g.out_w;
+      const int y0 = oy * g.stride_h - g.pad_top;
+      const int x0 = ox * g.stride_w - g.pad_left;
+      int16_t* dst = row;
+      const bool columns_inside = x0 >= 0 && x0 + g.kernel_w <= g.in_w;
+      for (int ky = 0; ky < g.kernel_h; ++ky) {
+        const int iy = y0 + ky;
+        if (iy < 0 || iy >= g.in_h) {
+          std::fill(dst, dst + g.kernel_w * g.in_c, zp);
+          dst += g.kernel_w * g.in_c;
+          continue;
+        }
+        if (columns_inside) {  // one contiguous run of kernel_w * in_c values
+          WidenInt8(in + (static_cast<size_t>(iy) * g.in_w + x0) * g.in_c, g.kernel_w * g.in_c, dst);
+          dst += g.kernel_w * g.in_c;
+          continue;
+        }
+        for (int kx = 0; kx < g.kernel_w; ++kx, dst += g.in_c) {
+          const int ix = x0 + kx;
+          if (ix < 0 || ix >= g.in_w) {
+            std::fill(dst, dst + g.in_c, zp);
+          } else {
+            WidenInt8(in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c, g.in_c, dst);
+          }
+        }
+      }
+      // Runs are filled left to right, so WidenInt8's overshoot into later
+      // positions is overwritten; only the depth padding needs restoring.
+      if (op.packed_depth > depth) row[depth] = 0;
+      row += op.packed_depth;
+    }
+    Gemm(op, patches, count, out + static_cast<size_t>(first) * g.out_c);
+  }
+}
+
+TINYFED_AVX2 void Avx2FullyConnected(const PreparedOp& op, uint8_t* arena) {
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* row = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
+  WidenInt8(in, op.g.in_c, row);
+  if (op.packed_depth > op.g.in_c) row[op.g.in_c] = 0;
+  Gemm(op, row, 1, out);
+}
+
+#endif  // __x86_64__
+
+}  // namespace tinyfed::models::internal::kernels

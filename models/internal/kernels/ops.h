@@ -1,0 +1,42 @@
+// One file per kernel, as tflite-micro keeps them: each op's reference
+// kernel (the definition of correct output), its AVX2 kernel (on x86-64,
+// bit-exact against the reference: kernels_test.cc) and what the AVX2
+// kernel prepares. models/internal/kernels.h dispatches to them.
+#ifndef TINYFED_MODELS_INTERNAL_KERNELS_OPS_H_
+#define TINYFED_MODELS_INTERNAL_KERNELS_OPS_H_
+
+#include <cstdint>
+
+#include "models/internal/kernels.h"
+
+namespace tinyfed::models::internal::kernels {
+
+// conv.cc
+void ReferenceConv2D(const PreparedOp& op, uint8_t* arena);
+void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena);
+// Gemm weights: [channel block][depth pair][16 channels][2 depths], zero
+// padded, and the bias with the input zero point folded in.
+void PackGemmWeights(PreparedOp* op, int depth);
+// depthwise_conv.cc
+void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
+void PackDepthwiseWeights(PreparedOp* op);
+// pooling.cc: kMax, or the average
+template <bool kMax>
+void ReferencePool(const PreparedOp& op, uint8_t* arena);
+// add.cc
+void ReferenceAdd(const PreparedOp& op, uint8_t* arena);
+// reshape.cc
+void ReferenceReshape(const PreparedOp& op, uint8_t* arena);
+
+#if defined(__x86_64__)
+void Avx2Conv2D(const PreparedOp& op, uint8_t* arena);
+void Avx2FullyConnected(const PreparedOp& op, uint8_t* arena);
+void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
+void Avx2MaxPool(const PreparedOp& op, uint8_t* arena);
+void Avx2AveragePool(const PreparedOp& op, uint8_t* arena);
+void Avx2Add(const PreparedOp& op, uint8_t* arena);
+#endif
+
+}  // namespace tinyfed::models::internal::kernels
+
+#endif  // TINYFED_MODELS_INTERNAL_KERNELS_OPS_H_
