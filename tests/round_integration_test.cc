@@ -159,10 +159,9 @@ requests_per_minute = 6000
 )");
   ASSERT_TRUE(aggregator::testing::WriteSelfSignedCertificate(dir_, dir_ / "cert.pem", dir_ / "key.pem"));
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "aggregator.toml", toml).ok());
-  Process aggregator = Process::Spawn(
-      {tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string(), "--record-dir",
-       (dir_ / "record").string()},
-      dir_ / "aggregator.log");
+  Process aggregator = Process::Spawn({tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string(),
+                                       "--record-dir", (dir_ / "record").string()},
+                                      dir_ / "aggregator.log");
   ASSERT_GT(aggregator.pid(), 0);
   std::string address;
   for (int i = 0; i < 500 && address.empty(); ++i) {

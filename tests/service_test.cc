@@ -292,11 +292,11 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
       auto c = client::Client::Create(
           cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())), hooks);
       ASSERT_TRUE(c.ok()) << c.status();
-      client::testing::ClientPeer::ObserveEncodedUpdates(
-          **c, [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
-            std::lock_guard lock(encoded_mu);
-            encoded[id].assign(e.begin(), e.end());
-          });
+      client::testing::ClientPeer::ObserveEncodedUpdates(**c,
+                                                         [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
+                                                           std::lock_guard lock(encoded_mu);
+                                                           encoded[id].assign(e.begin(), e.end());
+                                                         });
       const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
       ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
       for (;;) {

@@ -3,10 +3,9 @@
 #ifndef TINYFED_TOOLS_COMMANDS_H_
 #define TINYFED_TOOLS_COMMANDS_H_
 
+#include <functional>
 #include <stdexcept>
 #include <string>
-
-#include <functional>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
