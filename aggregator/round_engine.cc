@@ -440,8 +440,9 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
                            .model_version = publisher_->latest().ref.version() + 1,
                            .epsilon = epsilon,
                            .reason = ""};
-  absl::Status published = publisher_->Publish(std::move(head), id, [&](const PublishedModel& row) {
-    return res_->state->CompleteRound(record, row, res_->optimizer->first_moment(), res_->optimizer->second_moment());
+  Resources& res = *res_;  // the commit runs within this call, under mu_
+  absl::Status published = publisher_->Publish(std::move(head), id, [&res, &record](const PublishedModel& row) {
+    return res.state->CompleteRound(record, row, res.optimizer->first_moment(), res.optimizer->second_moment());
   });
   if (!published.ok()) {
     if (absl::Status restored = res_->optimizer->Restore(m1, m2); !restored.ok()) {

@@ -22,7 +22,7 @@ Client::Client(std::unique_ptr<internal::GatewayState> state) : state_(std::move
 Client::~Client() = default;
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& config, std::unique_ptr<Transport> transport,
-                                                       ClientHooks hooks) {
+                                                       ClientHooks hooks, base::Env& env) {
   TINYFED_RETURN_IF_ERROR(base::InitSodium());
   if (!proto::IsValidDeviceId(config.device_id)) {
     return absl::InvalidArgumentError(
@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
     return absl::InvalidArgumentError(StrCat("holdout fraction must be in [0, 1), got ", config.holdout_fraction));
   }
   if (!transport) return absl::InvalidArgumentError("a client needs a transport");
-  auto state = std::make_unique<internal::GatewayState>();
+  auto state = std::make_unique<internal::GatewayState>(env);
   auto data_dir_lock = models::DirectoryLock::Acquire(config.data_dir, StrCat("tinyfed client ", config.device_id));
   if (!data_dir_lock.ok()) return data_dir_lock.status();
   state->data_dir_lock = std::move(*data_dir_lock);

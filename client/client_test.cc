@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/testing/fake_env.h"
 #include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/base/file_io.h"
@@ -154,13 +155,14 @@ class ClientTest : public ::testing::Test {
   }
 
   // A client whose aggregator offers `blob` announced as `ref`.
-  std::unique_ptr<Client> ClientOffering(const std::string& blob, const v1::ModelRef& ref, FakeAggregator** fake) {
+  std::unique_ptr<Client> ClientOffering(const std::string& blob, const v1::ModelRef& ref, FakeAggregator** fake,
+                                         base::Env& env = base::Env::Default()) {
     auto transport = std::make_unique<FakeAggregator>();
     transport->blob = blob;
     transport->ref = ref;
     transport->roots = roots_;
     *fake = transport.get();
-    auto c = Client::Create(config_, std::move(transport));
+    auto c = Client::Create(config_, std::move(transport), {}, env);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? std::move(*c) : nullptr;
   }
@@ -194,6 +196,27 @@ TEST_F(ClientTest, InstallsASignedNewerModelAndPredictsWithIt) {
   c.reset();
   auto again = ClientOffering(v1, RefFor(v1), &fake);
   EXPECT_EQ(again->model_version(), 1u);
+}
+
+// Release expiry is read on the client's Env: the same release (24 hours to
+// live) installs on a gateway whose clock reads now, and is refused as
+// expired on one whose clock reads two days on.
+TEST_F(ClientTest, ReleaseExpiryIsReadOnTheInjectedClock) {
+  const std::string v1 = Publish(1, key_);
+  FakeAggregator* fake = nullptr;
+  base::testing::FakeEnv later(1, absl::Now() + absl::Hours(48));
+  auto late = ClientOffering(v1, RefFor(v1), &fake, later);
+  ASSERT_TRUE(late->ParticipateOnce().ok());
+  EXPECT_EQ(late->model_version(), 0u);
+  ASSERT_TRUE(late->SendTelemetry().ok());
+  ASSERT_FALSE(fake->telemetry.empty());
+  EXPECT_NE(fake->telemetry.back().model_status().find("expired"), std::string::npos)
+      << fake->telemetry.back().model_status();
+  late.reset();
+  base::testing::FakeEnv now(1, absl::Now());
+  auto timely = ClientOffering(v1, RefFor(v1), &fake, now);
+  ASSERT_TRUE(timely->ParticipateOnce().ok());
+  EXPECT_EQ(timely->model_version(), 1u);
 }
 
 // A screening class: Predict decides it by a threshold set on the held-out

@@ -28,21 +28,23 @@ Split BreastCancer() {
   return StratifiedSplit(*data, 0.2, 1);
 }
 
-v1::ModelBundle TrainedMlp(const Dataset& train) {
+absl::StatusOr<v1::ModelBundle> TrainedMlp(const Dataset& train) {
   auto bundle = BuildBackbone(Architecture::kMlp, train, 1);
-  EXPECT_TRUE(bundle.ok());
+  if (!bundle.ok()) return bundle.status();
   TrainOptions options;
   options.epochs = 20;
   options.batch_size = 16;
   options.learning_rate = 0.01f;
-  EXPECT_TRUE(Train(&*bundle, train, options).ok());
-  return *bundle;
+  if (absl::Status trained = Train(&*bundle, train, options); !trained.ok()) return trained;
+  return bundle;
 }
 
 TEST(BreastCancer, Int8MlpMeetsTheClinicalBar) {
   const Split split = BreastCancer();
   ASSERT_GT(split.holdout.size(), 100u);
-  const v1::ModelBundle float_model = TrainedMlp(split.train);
+  auto trained = TrainedMlp(split.train);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  const v1::ModelBundle& float_model = *trained;
   auto fm = Evaluate(float_model, split.holdout);
   ASSERT_TRUE(fm.ok());
   for (auto calibration : {Calibration::kMinMax, Calibration::kPercentile}) {
@@ -60,7 +62,10 @@ TEST(BreastCancer, Int8MlpMeetsTheClinicalBar) {
 
 TEST(BreastCancer, QuantizationAwareTrainingKeepsAccuracy) {
   const Split split = BreastCancer();
-  const v1::ModelBundle float_model = TrainedMlp(split.train);
+  ASSERT_GT(split.holdout.size(), 100u);
+  auto trained = TrainedMlp(split.train);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  const v1::ModelBundle& float_model = *trained;
   TrainOptions fine_tune;
   fine_tune.epochs = 3;
   fine_tune.batch_size = 16;

@@ -62,19 +62,21 @@ class SimulationTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(work_); }
 
-  SimulationReport Run(TransportKind transport) {
+  // Fills *out; the caller checks with ASSERT_NO_FATAL_FAILURE.
+  void Run(TransportKind transport, SimulationReport* out) {
     auto scenario = ParseScenario(kScenario, "/tmp/test-bc.toml");
-    EXPECT_TRUE(scenario.ok()) << scenario.status();
+    ASSERT_TRUE(scenario.ok()) << scenario.status();
     scenario->transport = transport;
     auto report = RunSimulation(*scenario, work_ / "run");
-    EXPECT_TRUE(report.ok()) << report.status();
-    return *report;
+    ASSERT_TRUE(report.ok()) << report.status();
+    *out = *std::move(report);
   }
   std::filesystem::path work_;
 };
 
 TEST_F(SimulationTest, LearnsAndReportsEverything) {
-  const SimulationReport r = Run(TransportKind::kInProcess);
+  SimulationReport r;
+  ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &r));
   ASSERT_EQ(r.rounds.size(), 8u);
   int completed = 0, dropouts = 0;
   for (const auto& x : r.rounds) {
@@ -137,9 +139,10 @@ TEST(SimulationReport, SaysWhenThereIsNoPrivacyAndWhenFederatingDoesNotPay) {
 
 // Same seed, same accuracy, privacy, participants and traffic in every round.
 TEST_F(SimulationTest, SameSeedSameReportOnBothTransports) {
-  const SimulationReport a = Run(TransportKind::kInProcess);
-  const SimulationReport b = Run(TransportKind::kInProcess);
-  const SimulationReport g = Run(TransportKind::kGrpc);
+  SimulationReport a, b, g;
+  ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &a));
+  ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &b));
+  ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kGrpc, &g));
   for (const SimulationReport* other : {&b, &g}) {
     ASSERT_EQ(a.rounds.size(), other->rounds.size());
     for (size_t i = 0; i < a.rounds.size(); ++i) {

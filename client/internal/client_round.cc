@@ -241,10 +241,16 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
   std::memcpy(sc.graph_seed.data(), sa.graph_seed().data(), sc.graph_seed.size());
   auto params = secagg::SecAggParams::Create(sc, static_cast<int>(sa.degree()), static_cast<int>(sa.threshold()));
   if (!params.ok()) return Finish(RoundOutcome::kSkipped, StrCat("SecAgg+ settings: ", params.status().message()));
-  auto secagg_client = secagg::Client::Create(*params, task.secagg_id(), std::move(*encoded),
-                                              g_.config.simulation_seed
-                                                  ? secagg::SeededRandom(g_.SimulationSeed(report_.round_id, "secagg"))
-                                                  : secagg::OsRandom());
+  // The SecAgg+ keys' randomness: from the simulation seed, or 32 bytes of the Env's.
+  dp::Seed secagg_seed;
+  if (g_.config.simulation_seed) {
+    secagg_seed = g_.SimulationSeed(report_.round_id, "secagg");
+  } else {
+    g_.env.RandomBytes(secagg_seed);
+  }
+  auto secagg_client =
+      secagg::Client::Create(*params, task.secagg_id(), std::move(*encoded), secagg::SeededRandom(secagg_seed));
+  sodium_memzero(secagg_seed.data(), secagg_seed.size());
   if (!secagg_client.ok()) return Finish(RoundOutcome::kSkipped, std::string(secagg_client.status().message()));
   TINYFED_ASSIGN_OR_RETURN(v1::SecAggClientMessage advertise, (*secagg_client)->AdvertiseKeys());
   v1::AdvertiseKeys* keys = advertise.mutable_advertise_keys();

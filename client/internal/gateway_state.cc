@@ -88,7 +88,7 @@ absl::Status GatewayState::EnrollIfNeeded() {
     return absl::Status(enrolled.status().code(), StrCat("enrollment: ", enrolled.status().message()));
   }
   spdlog::info("{}: enrolled with the aggregator", config.device_id);
-  return base::WriteFileAtomically(marker, "enrolled\n");
+  return env.WriteFileAtomically(marker, "enrolled\n");
 }
 
 dp::Seed GatewayState::SimulationSeed(uint64_t round_id, std::string_view purpose) const {
@@ -98,8 +98,12 @@ dp::Seed GatewayState::SimulationSeed(uint64_t round_id, std::string_view purpos
 }
 
 std::unique_ptr<dp::SecureRandom> GatewayState::Random(uint64_t round_id, std::string_view purpose) const {
-  return config.simulation_seed ? dp::SecureRandom::FromSeed(SimulationSeed(round_id, purpose))
-                                : dp::SecureRandom::FromOsEntropy();
+  if (config.simulation_seed) return dp::SecureRandom::FromSeed(SimulationSeed(round_id, purpose));
+  dp::Seed seed;
+  env.RandomBytes(seed);
+  auto random = dp::SecureRandom::FromSeed(seed);
+  sodium_memzero(seed.data(), seed.size());
+  return random;
 }
 
 absl::Status GatewayState::SetAsideDamagedModel(const std::filesystem::path& file, const absl::Status& why) {
@@ -113,7 +117,7 @@ absl::Status GatewayState::SetAsideDamagedModel(const std::filesystem::path& fil
                                       ec.message()));
   }
   v1::SignedBundle damaged;
-  auto bytes = base::ReadFileBytes(aside, 1 << 30);
+  auto bytes = env.ReadFile(aside, 1 << 30);
   if (bytes.ok() && damaged.ParseFromString(*bytes)) {
     if (auto claimed = models::ParseRelease(damaged.release()); claimed.ok() && claimed->model_version() > 0) {
       release = *claimed;

@@ -45,6 +45,8 @@ inline bool InHoldout(const SampleKey& key, double fraction) {
 }
 
 struct GatewayState {
+  explicit GatewayState(base::Env& e) : env(e) {}
+  base::Env& env;                                        // time for release expiry, randomness, model files
   std::unique_ptr<models::DirectoryLock> data_dir_lock;  // for this process alone
   ClientConfig config;
   ClientHooks hooks;
@@ -90,7 +92,7 @@ struct GatewayState {
   absl::Status EnrollIfNeeded();
   // A reproducible seed for `purpose` (config.simulation_seed must be set).
   dp::Seed SimulationSeed(uint64_t round_id, std::string_view purpose) const;
-  // From the simulation seed for `purpose`, or the OS.
+  // From the simulation seed for `purpose`, or the Env's randomness.
   std::unique_ptr<dp::SecureRandom> Random(uint64_t round_id, std::string_view purpose) const;
   // Moves a damaged installed model aside; the model it claims to be (its
   // release, unverified) stays the floor for rollback protection, with that

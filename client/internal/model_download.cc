@@ -58,11 +58,11 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
   if (ref.download_size() == 0 || ref.download_size() > (uint64_t{1} << 30)) {
     return refuse(absl::InvalidArgumentError(StrCat("announced size ", ref.download_size(), " is not plausible")));
   }
-  auto current_meta = base::ReadFileBytes(meta, 4096);
+  auto current_meta = g.env.ReadFile(meta, 4096);
   std::error_code ec;
   if (!current_meta.ok() || *current_meta != expected_meta) {
     std::filesystem::remove(partial, ec);
-    if (auto s = base::WriteFileAtomically(meta, expected_meta); !s.ok()) return s;
+    if (auto s = g.env.WriteFileAtomically(meta, expected_meta); !s.ok()) return s;
   }
   uint64_t have = std::filesystem::exists(partial, ec) ? std::filesystem::file_size(partial, ec) : 0;
   if (have > ref.download_size()) {
@@ -87,7 +87,7 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
     if (auto s = AppendDurably(partial, chunk->data()); !s.ok()) return s;
     have += chunk->data().size();
   }
-  auto blob = base::ReadFileBytes(partial, ref.download_size());
+  auto blob = g.env.ReadFile(partial, ref.download_size());
   if (!blob.ok()) return blob.status();
   if (base::Sha256(*blob) != ref.download_sha256()) {
     return refuse(absl::DataLossError("the download does not match its announced SHA-256"));
@@ -103,7 +103,7 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
       installed_task.emplace(g.bundle.input().shape().SerializeAsString(), g.bundle.head().num_classes());
   }
   auto verified =
-      g.trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, absl::Now());
+      g.trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, g.env.Now());
   if (!verified.ok()) return refuse(verified.status());
   if (verified->release.model_version() != ref.version()) {
     return refuse(absl::PermissionDeniedError(
@@ -117,7 +117,7 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
   }
   auto runnable = models::Interpreter::Create(verified->bundle);
   if (!runnable.ok()) return refuse(runnable.status());
-  if (auto s = base::WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
+  if (auto s = g.env.WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
   std::filesystem::remove(partial, ec);
   std::filesystem::remove(meta, ec);
   std::filesystem::remove(config.data_dir / "model.signed.damaged", ec);
@@ -131,7 +131,7 @@ absl::Status LoadInstalledModel(GatewayState& g, const std::vector<models::Trust
   // The installed model is verified again: the disk is not trusted either.
   // Expiry is not: a model accepted while fresh keeps serving.
   const auto installed_file = g.config.data_dir / "model.signed";
-  auto blob = base::ReadFileBytes(installed_file, 1 << 30);
+  auto blob = g.env.ReadFile(installed_file, 1 << 30);
   if (blob.ok()) {
     v1::SignedBundle signed_bundle;
     absl::StatusOr<models::VerifiedModel> verified = absl::DataLossError("not a signed bundle");

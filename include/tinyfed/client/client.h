@@ -56,6 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tinyfed/base/env.h"
 #include "tinyfed/client/sample_store.h"
 #include "tinyfed/client/transport.h"
 #include "tinyfed/dp/ledger.h"
@@ -145,8 +146,11 @@ class Client {
   // FAILED_PRECONDITION when another process holds data_dir, and when the
   // device key is missing after enrollment and no enrollment token is given
   // (re-enroll); DATA_LOSS for a damaged store.
+  // `env` (the clock releases expire by, the randomness of DP noise and
+  // SecAgg+ keys, the model files) outlives the client.
   static absl::StatusOr<std::unique_ptr<Client>> Create(const ClientConfig& config,
-                                                        std::unique_ptr<Transport> transport, ClientHooks hooks = {});
+                                                        std::unique_ptr<Transport> transport, ClientHooks hooks = {},
+                                                        base::Env& env = base::Env::Default());
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

@@ -20,7 +20,9 @@ class Random {
 // libsodium's randombytes. Like every libsodium user beneath an entry point,
 // it assumes base::InitSodium() (Client::Create and Server::Create call it).
 std::unique_ptr<Random> OsRandom();
-// A deterministic ChaCha20 stream: for tests and golden vectors only.
+// A ChaCha20 stream from `seed`: repeatable for a fixed seed (tests, golden
+// vectors, simulations), as unpredictable as the seed when it is drawn
+// from a secure source (a gateway seeds it from its Env).
 std::unique_ptr<Random> SeededRandom(const std::array<uint8_t, 32>& seed);
 
 }  // namespace tinyfed::secagg
