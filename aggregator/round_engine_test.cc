@@ -127,21 +127,12 @@ class RoundEngineTest : public ::testing::Test {
       auto task = Await(Device(i), round, v1::PHASE_TASK);
       EXPECT_TRUE(task.ok() && task->has_task()) << task.status();
       const v1::RoundTask& t = task->task();
-      secagg::SecAggConfig sc;
-      sc.round_id = round;
-      sc.num_clients = static_cast<int>(t.cohort_size());
-      sc.bits = static_cast<int>(t.secagg().bits());
-      sc.vector_length = t.secagg().vector_length();
-      sc.max_dropout = t.secagg().max_dropout();
-      sc.max_corrupted = t.secagg().max_corrupted();
-      std::memcpy(sc.graph_seed.data(), t.secagg().graph_seed().data(), 32);
-      auto params = secagg::SecAggParams::Create(sc, static_cast<int>(t.secagg().degree()),
-                                                 static_cast<int>(t.secagg().threshold()));
+      auto params = secagg::ParamsOfTask(round, t.cohort_size(), t.secagg());
       EXPECT_TRUE(params.ok());
       std::array<uint8_t, 32> seed{};
       seed[0] = static_cast<uint8_t>(i);
       // All-zero inputs: the DDG encoding of a zero update is zero.
-      auto client = secagg::Client::Create(*params, t.secagg_id(), std::vector<uint32_t>(sc.vector_length, 0),
+      auto client = secagg::Client::Create(*params, t.secagg_id(), std::vector<uint32_t>(t.secagg().vector_length(), 0),
                                            secagg::SeededRandom(seed));
       EXPECT_TRUE(client.ok());
       members[Device(i)] = Member{std::move(*client), t.secagg_id()};

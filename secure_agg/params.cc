@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "tinyfed/secure_agg/random.h"
@@ -112,6 +113,22 @@ absl::StatusOr<SecAggParams> ChooseParams(const SecAggConfig& c) {
   int t = std::max(k / 2 + 1, static_cast<int>(std::floor(k * (1.0 - c.max_dropout))));
   t = std::min(t, k);
   return SecAggParams::Create(c, k, t);
+}
+
+absl::StatusOr<SecAggParams> ParamsOfTask(uint64_t round_id, uint32_t cohort_size, const v1::SecAggSettings& s) {
+  SecAggConfig c;
+  c.round_id = round_id;
+  c.num_clients = static_cast<int>(cohort_size);
+  c.bits = static_cast<int>(s.bits());
+  c.vector_length = s.vector_length();
+  c.max_dropout = s.max_dropout();
+  c.max_corrupted = s.max_corrupted();
+  if (s.graph_seed().size() != c.graph_seed.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("secagg.graph_seed has ", s.graph_seed().size(), " bytes, not ", c.graph_seed.size()));
+  }
+  std::memcpy(c.graph_seed.data(), s.graph_seed().data(), c.graph_seed.size());
+  return SecAggParams::Create(c, static_cast<int>(s.degree()), static_cast<int>(s.threshold()));
 }
 
 }  // namespace tinyfed::secagg

@@ -74,10 +74,35 @@ class RoundIntegrationTest : public ::testing::Test {
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
 
+  // Data, the pretrained int8 backbone, the trust repository and each
+  // clinic's store.
+  void PrepareFederation();
+  // `tinyfed_testing aggregator` on a TLS loopback port, and a token per clinic.
+  void StartAggregator();
+  // `tinyfed_testing client run` for clinic c, killing itself at `exit_at` of round 3 if set.
+  Process StartClient(int c, const std::string& exit_at);
+  // Every clinic, three of them losing power in round 3 and restarted after it.
+  void RunWithPowerCuts();
+  // Every round completed and published a model that verifies in sequence.
+  void VerifyPublishedModels();
+  // Each decoded sum is the sum of its survivors' encoded updates, mod 2^b,
+  // and the privacy spent is what dp/'s accountant says for these rounds.
+  void CheckSumsAndPrivacy();
+  // The head learned, and the power cuts lost no sample.
+  void CheckLearnedAndNothingLost();
+
   std::filesystem::path tinyfed_, dir_;
+  models::Dataset test_;
+  models::Repository repository_;
+  std::vector<size_t> stored_;  // samples per clinic
+  Process aggregator_;
+  std::string address_;
+  std::vector<std::string> tokens_;
+  std::vector<aggregator::RoundRecord> rounds_;
+  std::vector<v1::ModelBundle> bundles_;  // v1 .. v6, verified
 };
 
-TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLearn) {
+void RoundIntegrationTest::PrepareFederation() {
   const std::filesystem::path fm = "/usr/share/datasets/fashion-mnist";
   auto train = models::ReadIdx(fm / "train-images-idx3-ubyte.gz", fm / "train-labels-idx1-ubyte.gz");
   auto test = models::ReadIdx(fm / "t10k-images-idx3-ubyte.gz", fm / "t10k-labels-idx1-ubyte.gz");
@@ -102,27 +127,31 @@ TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLear
     std::printf("centralized head on the public slice %.2f%%\n", 100 * pre->accuracy());
   auto repository = models::CreateSingleKeyRepository(dir_ / "trust", "integration/fmnist");
   ASSERT_TRUE(repository.ok()) << repository.status();
+  repository_ = *repository;
 
   // Each clinic's Dirichlet(0.5) share, in its encrypted store.
   const models::Dataset clinics = train->Subset(clinic_idx);
   auto partition = sim::DirichletLabelPartition(clinics.labels, kClients, 0.5, 2026, 50);
   ASSERT_TRUE(partition.ok()) << partition.status();
-  std::vector<size_t> stored(kClients);
+  stored_.assign(kClients, 0);
   for (int c = 0; c < kClients; ++c) {
     auto store = client::SampleStore::Open(dir_ / DeviceId(c) / "store", 20000);
     ASSERT_TRUE(store.ok()) << store.status();
     const auto samples = client::ToSamples(clinics.Subset((*partition)[static_cast<size_t>(c)]));
     ASSERT_TRUE((*store)->Add(samples).ok());
-    stored[static_cast<size_t>(c)] = samples.size();
+    stored_[static_cast<size_t>(c)] = samples.size();
   }
+  test_ = *std::move(test);
+}
 
+void RoundIntegrationTest::StartAggregator() {
   const std::string toml = absl::StrCat(R"(listen = "127.0.0.1:0"
 state_dir = "state"
 initial_model = "backbone.tfb"
 publishing_key = ")",
-                                        repository->publishing_key.string(), R"("
+                                        repository_.publishing_key.string(), R"("
 roots_dir = ")",
-                                        repository->roots_dir.string(), R"("
+                                        repository_.roots_dir.string(), R"("
 [rounds]
 max_rounds = )",
                                         kRounds, R"(
@@ -159,69 +188,70 @@ requests_per_minute = 6000
 )");
   ASSERT_TRUE(aggregator::testing::WriteSelfSignedCertificate(dir_, dir_ / "cert.pem", dir_ / "key.pem"));
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "aggregator.toml", toml).ok());
-  Process aggregator = Process::Spawn({tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string(),
-                                       "--record-dir", (dir_ / "record").string()},
-                                      dir_ / "aggregator.log");
-  ASSERT_GT(aggregator.pid(), 0);
-  std::string address;
-  for (int i = 0; i < 500 && address.empty(); ++i) {
+  aggregator_ = Process::Spawn({tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string(),
+                                "--record-dir", (dir_ / "record").string()},
+                               dir_ / "aggregator.log");
+  ASSERT_GT(aggregator_.pid(), 0);
+  for (int i = 0; i < 500 && address_.empty(); ++i) {
     std::this_thread::sleep_for(milliseconds(20));
-    address = std::string(absl::StripTrailingAsciiWhitespace(ReadText(dir_ / "state" / "listening")));
+    address_ = std::string(absl::StripTrailingAsciiWhitespace(ReadText(dir_ / "state" / "listening")));
   }
-  ASSERT_FALSE(address.empty()) << ReadText(dir_ / "aggregator.log");
+  ASSERT_FALSE(address_.empty()) << ReadText(dir_ / "aggregator.log");
   // The operator's `tinyfed enroll`, one token per clinic.
-  std::vector<std::string> tokens;
   {
     auto devices = aggregator::DeviceRegistry::Open(dir_ / "state");
     ASSERT_TRUE(devices.ok()) << devices.status();
-    for (int c = 0; c < kClients; ++c) tokens.push_back(*(*devices)->IssueToken(DeviceId(c), absl::Hours(1)));
+    for (int c = 0; c < kClients; ++c) tokens_.push_back(*(*devices)->IssueToken(DeviceId(c), absl::Hours(1)));
   }
+}
 
-  auto start_client = [&](int c, const std::string& exit_at) {
-    std::vector<std::string> argv = {tinyfed_.string(),
-                                     "client",
-                                     "run",
-                                     "--device-id",
-                                     DeviceId(c),
-                                     "--data-dir",
-                                     (dir_ / DeviceId(c)).string(),
-                                     "--aggregator",
-                                     address,
-                                     "--root",
-                                     repository->pinned_root.string(),
-                                     "--ca",
-                                     (dir_ / "cert.pem").string(),
-                                     "--enroll-token",
-                                     tokens[c],
-                                     "--record-dir",
-                                     (dir_ / "encoded").string()};
-    if (!exit_at.empty()) {
-      argv.push_back("--exit-at");
-      argv.push_back("3:" + exit_at);
-    }
-    return Process::Spawn(argv, dir_ / absl::StrCat(DeviceId(c), exit_at.empty() ? "" : "-first", ".log"));
-  };
+Process RoundIntegrationTest::StartClient(int c, const std::string& exit_at) {
+  std::vector<std::string> argv = {tinyfed_.string(),
+                                   "client",
+                                   "run",
+                                   "--device-id",
+                                   DeviceId(c),
+                                   "--data-dir",
+                                   (dir_ / DeviceId(c)).string(),
+                                   "--aggregator",
+                                   address_,
+                                   "--root",
+                                   repository_.pinned_root.string(),
+                                   "--ca",
+                                   (dir_ / "cert.pem").string(),
+                                   "--enroll-token",
+                                   tokens_[static_cast<size_t>(c)],
+                                   "--record-dir",
+                                   (dir_ / "encoded").string()};
+  if (!exit_at.empty()) {
+    argv.push_back("--exit-at");
+    argv.push_back("3:" + exit_at);
+  }
+  return Process::Spawn(argv, dir_ / absl::StrCat(DeviceId(c), exit_at.empty() ? "" : "-first", ".log"));
+}
+
+void RoundIntegrationTest::RunWithPowerCuts() {
   std::vector<Process> clients;
   for (int c = 0; c < kClients; ++c) {
-    clients.push_back(start_client(c, kKilled.contains(c) ? kKilled.at(c) : ""));
+    clients.push_back(StartClient(c, kKilled.contains(c) ? kKilled.at(c) : ""));
   }
 
   // Restart the three once round 3 is over: they must rejoin.
   bool restarted = false;
   const auto deadline = std::chrono::steady_clock::now() + seconds(240);
-  while (aggregator.running() && std::chrono::steady_clock::now() < deadline) {
+  while (aggregator_.running() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(50));
     if (!restarted && std::filesystem::exists(dir_ / "record" / "round-3.sum")) {
       for (const auto& [c, phase] : kKilled) {
         auto status = clients[static_cast<size_t>(c)].Wait(seconds(5));
         ASSERT_TRUE(status.has_value()) << DeviceId(c) << " did not die at " << phase;
         EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << DeviceId(c);
-        clients[static_cast<size_t>(c)] = start_client(c, "");
+        clients[static_cast<size_t>(c)] = StartClient(c, "");
       }
       restarted = true;
     }
   }
-  auto aggregator_status = aggregator.Wait(seconds(10));
+  auto aggregator_status = aggregator_.Wait(seconds(10));
   ASSERT_TRUE(aggregator_status.has_value()) << "the aggregator did not finish 5 rounds in time";
   EXPECT_TRUE(WIFEXITED(*aggregator_status) && WEXITSTATUS(*aggregator_status) == 0)
       << ReadText(dir_ / "aggregator.log");
@@ -230,7 +260,9 @@ requests_per_minute = 6000
     EXPECT_TRUE(s.has_value() && WIFEXITED(*s) && WEXITSTATUS(*s) == 0);
   }
   ASSERT_TRUE(restarted);
+}
 
+void RoundIntegrationTest::VerifyPublishedModels() {
   // Every round completed and published a model that verifies in sequence.
   auto state = aggregator::AggregatorState::Open(dir_ / "state");
   ASSERT_TRUE(state.ok());
@@ -239,9 +271,8 @@ requests_per_minute = 6000
   ASSERT_TRUE(rounds.ok() && published.ok());
   ASSERT_EQ(rounds->size(), static_cast<size_t>(kRounds));
   ASSERT_EQ(published->size(), static_cast<size_t>(kRounds + 1));
-  std::vector<v1::ModelBundle> bundles;
   v1::SignedMetadata root;
-  ASSERT_TRUE(root.ParseFromString(ReadText(repository->pinned_root)));
+  ASSERT_TRUE(root.ParseFromString(ReadText(repository_.pinned_root)));
   auto trusted = models::TrustedRoot::Pin(root);
   ASSERT_TRUE(trusted.ok()) << trusted.status();
   std::optional<v1::ReleaseMetadata> previous;
@@ -252,15 +283,18 @@ requests_per_minute = 6000
     ASSERT_TRUE(verified.ok()) << "v" << m.version << ": " << verified.status();
     EXPECT_EQ(verified->release.model_version(), m.version);
     previous = verified->release;
-    bundles.push_back(std::move(verified->bundle));
+    bundles_.push_back(std::move(verified->bundle));
   }
+  rounds_ = *rounds;
+}
 
+void RoundIntegrationTest::CheckSumsAndPrivacy() {
   // The decoded sum is the sum of the survivors' encoded updates, mod 2^b,
   // and the privacy spent is what dp/'s accountant says for these rounds.
   const auto orders = dp::DefaultOrders();
   std::vector<double> total_rdp(orders.size(), 0.0);
-  const size_t head_size = bundles[0].head().weights_size() + bundles[0].head().bias_size();
-  for (const auto& r : *rounds) {
+  const size_t head_size = bundles_[0].head().weights_size() + bundles_[0].head().bias_size();
+  for (const auto& r : rounds_) {
     ASSERT_EQ(r.state, "done") << "round " << r.round_id << ": " << r.reason;
     const std::vector<std::string> survivors = absl::StrSplit(
         ReadText(dir_ / "record" / absl::StrCat("round-", r.round_id, ".survivors")), '\n', absl::SkipEmpty());
@@ -303,10 +337,12 @@ requests_per_minute = 6000
     std::printf("round %lld: %d of %d survived, epsilon %.4f\n", static_cast<long long>(r.round_id), r.survivors,
                 r.selected, r.epsilon);
   }
+}
 
+void RoundIntegrationTest::CheckLearnedAndNothingLost() {
   // The head learned: test accuracy of v6 against v1 (a zero head).
-  auto initial = models::Evaluate(bundles.front(), *test);
-  auto final_model = models::Evaluate(bundles.back(), *test);
+  auto initial = models::Evaluate(bundles_.front(), test_);
+  auto final_model = models::Evaluate(bundles_.back(), test_);
   ASSERT_TRUE(initial.ok() && final_model.ok());
   std::printf("test accuracy: initial head %.2f%%, after %d rounds %.2f%%\n", 100 * initial->accuracy(), kRounds,
               100 * final_model->accuracy());
@@ -316,8 +352,18 @@ requests_per_minute = 6000
   for (int c = 0; c < kClients; ++c) {
     auto store = client::SampleStore::Open(dir_ / DeviceId(c) / "store", 20000);
     ASSERT_TRUE(store.ok());
-    EXPECT_EQ((*store)->size(), stored[static_cast<size_t>(c)]) << DeviceId(c);
+    EXPECT_EQ((*store)->size(), stored_[static_cast<size_t>(c)]) << DeviceId(c);
   }
+}
+
+TEST_F(RoundIntegrationTest, FiveRoundsWithDropoutsPublishVerifiedModelsThatLearn) {
+  ASSERT_NO_FATAL_FAILURE(PrepareFederation());
+  if (IsSkipped()) return;
+  ASSERT_NO_FATAL_FAILURE(StartAggregator());
+  ASSERT_NO_FATAL_FAILURE(RunWithPowerCuts());
+  ASSERT_NO_FATAL_FAILURE(VerifyPublishedModels());
+  ASSERT_NO_FATAL_FAILURE(CheckSumsAndPrivacy());
+  CheckLearnedAndNothingLost();
 }
 
 }  // namespace

@@ -193,8 +193,8 @@ class ServiceTest : public ::testing::Test {
     EXPECT_EQ(_s.error_code(), grpc::StatusCode::code) << _s.error_message(); \
   } while (0)
 
-TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
-  // Before any round: malformed, oversized and ill-formed requests.
+TEST_F(ServiceTest, BeforeAnyRoundBadRequestsGetClearErrors) {
+  // Malformed, oversized and ill-formed requests.
   EXPECT_CODE(SendBytes("/tinyfed.v1.Aggregator/CheckIn", "\xff\xff\xff garbage"), INVALID_ARGUMENT);
   v1::CheckInRequest bad;
   v1::CheckInResponse checkin;
@@ -237,7 +237,11 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
     m.set_offset(uint64_t{1} << 40);
     EXPECT_CODE(stub_->GetModelChunk(&c2, Signed(&c2, "GetModelChunk", m), &out), OUT_OF_RANGE);
   }
+}
 
+TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact) {
+  v1::CheckInResponse checkin;
+  v1::AwaitResponse await;
   // Mallory joins the cohort first.
   v1::CheckInRequest mallory;
   *mallory.mutable_header() = Header("mallory", 0, v1::PHASE_CHECK_IN);
@@ -322,19 +326,11 @@ TEST_F(ServiceTest, BadRequestsGetClearErrorsAndTheRoundCompletesIntact) {
   const uint32_t me = task.secagg_id();
   EXPECT_CODE(Await("outsider", round, v1::PHASE_TASK, &await), FAILED_PRECONDITION);
 
-  secagg::SecAggConfig sc;
-  sc.round_id = round;
-  sc.num_clients = static_cast<int>(task.cohort_size());
-  sc.bits = static_cast<int>(task.secagg().bits());
-  sc.vector_length = task.secagg().vector_length();
-  sc.max_dropout = task.secagg().max_dropout();
-  sc.max_corrupted = task.secagg().max_corrupted();
-  std::memcpy(sc.graph_seed.data(), task.secagg().graph_seed().data(), 32);
-  auto params = secagg::SecAggParams::Create(sc, static_cast<int>(task.secagg().degree()),
-                                             static_cast<int>(task.secagg().threshold()));
+  auto params = secagg::ParamsOfTask(round, task.cohort_size(), task.secagg());
   ASSERT_TRUE(params.ok());
   auto make_advertise = [&] {
-    auto c = secagg::Client::Create(*params, me, std::vector<uint32_t>(sc.vector_length, 0), secagg::OsRandom());
+    auto c = secagg::Client::Create(*params, me, std::vector<uint32_t>(task.secagg().vector_length(), 0),
+                                    secagg::OsRandom());
     v1::SecAggClientMessage m = *(*c)->AdvertiseKeys();
     v1::AdvertiseKeys* keys = m.mutable_advertise_keys();
     keys->set_signature(mallory_key_.Sign(proto::AdvertiseKeysSigningMessage(

@@ -229,17 +229,7 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
 
   // SecAgg+: advertise keys signed by the device, then three phases.
   start = absl::Now();
-  const auto& sa = task.secagg();
-  secagg::SecAggConfig sc{.round_id = report_.round_id,
-                          .num_clients = static_cast<int>(task.cohort_size()),
-                          .bits = static_cast<int>(sa.bits()),
-                          .vector_length = sa.vector_length(),
-                          .max_dropout = sa.max_dropout(),
-                          .max_corrupted = sa.max_corrupted(),
-                          .graph_seed = {}};
-  if (sa.graph_seed().size() != sc.graph_seed.size()) return Finish(RoundOutcome::kSkipped, "bad SecAgg+ graph seed");
-  std::memcpy(sc.graph_seed.data(), sa.graph_seed().data(), sc.graph_seed.size());
-  auto params = secagg::SecAggParams::Create(sc, static_cast<int>(sa.degree()), static_cast<int>(sa.threshold()));
+  auto params = secagg::ParamsOfTask(report_.round_id, task.cohort_size(), task.secagg());
   if (!params.ok()) return Finish(RoundOutcome::kSkipped, StrCat("SecAgg+ settings: ", params.status().message()));
   // The SecAgg+ keys' randomness: from the simulation seed, or 32 bytes of the Env's.
   dp::Seed secagg_seed;

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::secagg {
 
@@ -65,6 +66,11 @@ class SecAggParams {
 };
 
 absl::StatusOr<SecAggParams> ChooseParams(const SecAggConfig& config);
+
+// The parameters a round's task announces (RoundTask.secagg, cohort_size):
+// what each member builds its client from. INVALID_ARGUMENT for settings no
+// aggregator would send (a graph seed of the wrong length, k or t out of range).
+absl::StatusOr<SecAggParams> ParamsOfTask(uint64_t round_id, uint32_t cohort_size, const v1::SecAggSettings& s);
 
 }  // namespace tinyfed::secagg
 
