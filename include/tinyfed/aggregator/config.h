@@ -16,10 +16,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "tinyfed/aggregator/server_optimizer.h"
-#include "tinyfed/aggregator/toml_reader.h"
 #include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::aggregator {
+
+class TomlTableReader;  // tinyfed/aggregator/toml_reader.h (which brings toml++)
 
 // distributed and local need SecAgg+ (the noise is added by clients and
 // summed mod 2^bits); central and off are trusted-aggregator rounds.
