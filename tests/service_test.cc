@@ -10,6 +10,7 @@
 #include <future>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "aggregator/testing/round_engine_peer.h"
 #include "aggregator/testing/test_federation.h"
 #include "client/testing/client_peer.h"
@@ -262,6 +263,10 @@ TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact)
   };
   std::mutex encoded_mu;
   std::map<std::string, std::vector<uint32_t>> encoded;
+  // What the honest gateways tell the test, so that it waits on events, not
+  // on the clock: a task arrived (the cohort is fixed), share_keys opened.
+  absl::Notification cohort_fixed, share_keys_open;
+  std::once_flag cohort_fixed_once, share_keys_open_once;
   std::vector<std::thread> honest;
   // On an early failed assertion: let the threads finish before they are destroyed.
   struct Joiner {
@@ -286,13 +291,13 @@ TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact)
       ASSERT_TRUE(token.ok());
       cc.enrollment_token = *token;
       client::ClientHooks hooks;
-      // honest-0 holds the advertise phase open until mallory's checks are done.
-      if (i == 0) {
-        hooks.on_phase = [&](uint64_t, v1::Phase phase) {
-          if (phase == v1::PHASE_ADVERTISE_KEYS) hold_advertise.wait();
-          return true;
-        };
-      }
+      hooks.on_phase = [&, i](uint64_t, v1::Phase phase) {
+        if (phase == v1::PHASE_TASK) std::call_once(cohort_fixed_once, [&] { cohort_fixed.Notify(); });
+        if (phase == v1::PHASE_SHARE_KEYS) std::call_once(share_keys_open_once, [&] { share_keys_open.Notify(); });
+        // honest-0 holds the advertise phase open until mallory's checks are done.
+        if (i == 0 && phase == v1::PHASE_ADVERTISE_KEYS) hold_advertise.wait();
+        return true;
+      };
       auto c = client::Client::Create(
           cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())), hooks);
       ASSERT_TRUE(c.ok()) << c.status();
@@ -316,12 +321,9 @@ TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact)
 
   // The cohort is fixed once all five checked in.
   v1::RoundTask task;
-  for (int i = 0; i < 500; ++i) {
-    ASSERT_TRUE(Await("mallory", round, v1::PHASE_TASK, &await).ok());
-    if (await.has_task()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(await.has_task());
+  ASSERT_TRUE(cohort_fixed.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(Await("mallory", round, v1::PHASE_TASK, &await).ok());
+  ASSERT_TRUE(await.has_task()) << await.DebugString();
   task = await.task();
   const uint32_t me = task.secagg_id();
   EXPECT_CODE(Await("outsider", round, v1::PHASE_TASK, &await), FAILED_PRECONDITION);
@@ -371,11 +373,8 @@ TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact)
   release();
 
   // Once the round moved on, the old phase's message is refused.
-  for (int i = 0; i < 500; ++i) {
-    ASSERT_TRUE(Await("mallory", round, v1::PHASE_SHARE_KEYS, &await).ok());
-    if (!await.has_wait()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  ASSERT_TRUE(share_keys_open.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(Await("mallory", round, v1::PHASE_SHARE_KEYS, &await).ok());
   ASSERT_TRUE(await.has_secagg()) << await.DebugString();
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), FAILED_PRECONDITION);
   EXPECT_CODE(Await("mallory", round, v1::PHASE_TASK, &await), OK);
