@@ -320,4 +320,8 @@ absl::StatusOr<Config> ReadConfig(const std::filesystem::path& path) {
   return ParseConfig(*text, path);
 }
 
+size_t CohortTarget(const Config& config) {
+  return static_cast<size_t>(std::ceil(config.cohort_size * (1.0 + config.over_selection)));
+}
+
 }  // namespace tinyfed::aggregator

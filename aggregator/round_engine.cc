@@ -180,8 +180,7 @@ size_t RoundEngine::MaxRequestBytes(Method method) const {
     case Method::kSubmit: {
       // A masked input of the padded head at `bits`, or k encrypted shares.
       const size_t padded = std::bit_ceil(std::max<size_t>(head_size_, 1));
-      return 64 * 1024 + (padded * static_cast<size_t>(config_.dp.bits) + 7) / 8 +
-             internal::CohortTarget(config_) * 256;
+      return 64 * 1024 + (padded * static_cast<size_t>(config_.dp.bits) + 7) / 8 + CohortTarget(config_) * 256;
     }
   }
   return 1024;
@@ -216,8 +215,8 @@ absl::Status RoundEngine::StartSelectionLocked() {
   TINYFED_RETURN_IF_ERROR(res_->state->StartRound(selection->round_id));
   ++next_round_id_;
   auto population = res_->state->PopulationSize();
-  spdlog::info("round {} started: selecting up to {} of a population of {}", selection->round_id,
-               internal::CohortTarget(config_), population.ok() ? *population : -1);
+  spdlog::info("round {} started: selecting up to {} of a population of {}", selection->round_id, CohortTarget(config_),
+               population.ok() ? *population : -1);
   selection_ = std::move(selection);
   return absl::OkStatus();
 }
@@ -246,7 +245,7 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   }
   if (selection_) {
     Selection& s = *selection_;
-    const size_t target = internal::CohortTarget(config_);
+    const size_t target = CohortTarget(config_);
     if (std::find(s.admitted.begin(), s.admitted.end(), device) == s.admitted.end()) {
       if (s.admitted.size() >= target) {
         *response.mutable_retry_later() = RetryAfter(config_.selection_timeout, "the cohort is full");

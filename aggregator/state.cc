@@ -5,6 +5,11 @@
 
 #include "SQLiteCpp/SQLiteCpp.h"
 #include "absl/strings/str_cat.h"
+#include "tinyfed/base/file_io.h"
+#include "tinyfed/base/sha256.h"
+#include "tinyfed/base/status_macros.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/v1/trust.pb.h"
 
 namespace tinyfed::aggregator {
 namespace {
@@ -281,6 +286,16 @@ absl::Status AggregatorState::RecordTelemetry(const std::string& device_id, cons
   } catch (const std::exception& e) {
     return DbError("recording telemetry", e);
   }
+}
+
+absl::StatusOr<v1::ModelBundle> ReadPublishedBundle(const PublishedModel& model) {
+  TINYFED_ASSIGN_OR_RETURN(std::string bytes, base::ReadFileBytes(model.file, 1 << 30));
+  v1::SignedBundle signed_bundle;
+  if (!signed_bundle.ParseFromString(bytes) || base::Sha256(signed_bundle.bundle()) != model.bundle_sha256) {
+    return absl::DataLossError(absl::StrCat(model.file.string(), " is not the signed bundle of model v", model.version,
+                                            " recorded in the state"));
+  }
+  return models::DecodeBundleFile(signed_bundle.bundle());
 }
 
 }  // namespace tinyfed::aggregator

@@ -15,10 +15,6 @@ namespace tinyfed::aggregator::internal {
 
 using absl::StrCat;
 
-size_t CohortTarget(const Config& config) {
-  return static_cast<size_t>(std::ceil(config.cohort_size * (1.0 + config.over_selection)));
-}
-
 std::vector<uint32_t> ShuffledIds(size_t n, std::span<const uint8_t, 32> seed) {
   std::vector<uint32_t> ids(n);
   std::iota(ids.begin(), ids.end(), 0u);

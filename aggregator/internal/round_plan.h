@@ -20,9 +20,6 @@
 
 namespace tinyfed::aggregator::internal {
 
-// Devices admitted to a round: cohort_size * (1 + over_selection), rounded up.
-size_t CohortTarget(const Config& config);
-
 // SecAgg id of each of `n` devices (sorted by device id), a permutation of
 // 0..n-1 drawn from `seed`, so an id says nothing about check-in time.
 std::vector<uint32_t> ShuffledIds(size_t n, std::span<const uint8_t, 32> seed);

@@ -113,7 +113,7 @@ std::vector<size_t> OneProcessFederation::ChooseOnline(int round, RoundResult& r
   }
   rr.available = static_cast<int>(online.size());
   std::shuffle(online.begin(), online.end(), rng);
-  const size_t target = static_cast<size_t>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
+  const size_t target = aggregator::CohortTarget(config_);
   if (online.size() > target) online.resize(target);
   std::sort(online.begin(), online.end());
   rr.selected = static_cast<int>(online.size());
@@ -155,7 +155,7 @@ double OneProcessFederation::AdvanceDeadlines(int selected) {
     return std::all_of(devices.begin(), devices.end(),
                        [](const auto& d) { return d.second.admitted || d.second.finished; });
   });
-  const int target = static_cast<int>(std::ceil(config_.cohort_size * (1.0 + config_.over_selection)));
+  const int target = static_cast<int>(aggregator::CohortTarget(config_));
   if (selected < target) {
     env_.Advance(config_.selection_timeout + absl::Seconds(1));
     engine_->Tick();

@@ -107,10 +107,7 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
       rr.test = report.rounds.empty() ? report.initial : report.rounds.back().test;
       for (const auto& m : *published) {
         if (m.version != x.model_version || !rr.completed) continue;
-        v1::SignedBundle signed_bundle;
-        auto bytes = base::ReadFileBytes(m.file, 1 << 30);
-        if (!bytes.ok() || !signed_bundle.ParseFromString(*bytes)) continue;
-        auto bundle = models::DecodeBundleFile(signed_bundle.bundle());
+        auto bundle = aggregator::ReadPublishedBundle(m);
         if (bundle.ok()) rr.test = Evaluate(bundle->head(), test_embeddings, test_labels);
       }
       rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started) / static_cast<double>(reported + 1);
@@ -141,11 +138,8 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
   if (!state.ok()) return state.status();
   auto published = (*state)->Models();
   if (!published.ok() || published->empty()) return absl::InternalError("no model was published");
-  v1::SignedBundle last;
-  auto bytes = base::ReadFileBytes(published->back().file, 1 << 30);
-  if (!bytes.ok() || !last.ParseFromString(*bytes)) return absl::DataLossError("cannot read the last model");
-  TINYFED_ASSIGN_OR_RETURN(v1::ModelBundle bundle, models::DecodeBundleFile(last.bundle()));
-  return bundle.head();
+  TINYFED_ASSIGN_OR_RETURN(v1::ModelBundle last, aggregator::ReadPublishedBundle(published->back()));
+  return last.head();
 }
 
 }  // namespace tinyfed::sim::internal

@@ -120,6 +120,8 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml, const std::filesystem:
 
 // Patient unit: the DP-SGD steps one round takes at each clinic.
 int64_t PatientStepsPerRound(const Config& config);
+// Devices admitted to a round: cohort_size * (1 + over_selection), rounded up.
+size_t CohortTarget(const Config& config);
 
 // `config` as a TOML file ParseConfig reads back (paths absolute).
 std::string FormatConfig(const Config& config);

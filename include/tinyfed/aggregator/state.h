@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tinyfed/v1/bundle.pb.h"
 
 namespace SQLite {
 class Database;
@@ -36,6 +37,10 @@ struct PublishedModel {
   std::string bundle_sha256;
   std::filesystem::path file;  // a serialized v1::SignedBundle
 };
+
+// The bundle of a published model, read back from its file: DATA_LOSS if the
+// file is not the signed bundle the state recorded.
+absl::StatusOr<v1::ModelBundle> ReadPublishedBundle(const PublishedModel& model);
 
 struct RoundRecord {
   int64_t round_id = 0;
