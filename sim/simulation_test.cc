@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/str_format.h"
 #include "tinyfed/dp/ledger.h"
@@ -63,8 +64,8 @@ class SimulationTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(work_); }
 
   // Fills *out; the caller checks with ASSERT_NO_FATAL_FAILURE.
-  void Run(TransportKind transport, SimulationReport* out) {
-    auto scenario = ParseScenario(kScenario, "/tmp/test-bc.toml");
+  void Run(TransportKind transport, SimulationReport* out, const std::string& text = kScenario) {
+    auto scenario = ParseScenario(text, "/tmp/test-bc.toml");
     ASSERT_TRUE(scenario.ok()) << scenario.status();
     scenario->transport = transport;
     auto report = RunSimulation(*scenario, work_ / "run");
@@ -73,6 +74,26 @@ class SimulationTest : public ::testing::Test {
   }
   std::filesystem::path work_;
 };
+
+// Clinics that come online only hours into a diurnal federation still
+// enroll and take part: without dropouts every selected clinic survives.
+// (Enrollment tokens are timed by the simulated clock.)
+TEST_F(SimulationTest, ClinicsFirstOnlineLateStillJoin) {
+  std::string text = kScenario;
+  text.replace(text.find("dropout = { training = 0.1, share_keys = 0.05 }"),
+               std::string("dropout = { training = 0.1, share_keys = 0.05 }").size(),
+               "availability = \"diurnal\"\nmin_availability = 0.5\nround_hours = 2");
+  SimulationReport r;
+  ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &r, text));
+  std::set<int> sizes;
+  for (const auto& x : r.rounds) {
+    if (x.selected < 3) continue;  // too few online to start
+    EXPECT_TRUE(x.completed) << "round " << x.round << ": " << x.reason;
+    EXPECT_EQ(x.survivors, x.selected) << "round " << x.round;
+    sizes.insert(x.selected);
+  }
+  EXPECT_GT(sizes.size(), 1u) << "availability never varied: the test shows nothing";
+}
 
 TEST_F(SimulationTest, LearnsAndReportsEverything) {
   SimulationReport r;

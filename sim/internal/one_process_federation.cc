@@ -37,6 +37,9 @@ constexpr PhaseDeadline kSecAggDeadlines[] = {
 };
 constexpr PhaseDeadline kPlainDeadlines[] = {{v1::PHASE_UPDATE, &aggregator::Config::training_timeout}};
 
+// Enrollment tokens are timed by the engine's Env, here the simulated clock.
+constexpr absl::Duration kTokenLifetime = absl::Hours(24 * 365 * 10);
+
 }  // namespace
 
 OneProcessFederation::OneProcessFederation(const Scenario& s, const aggregator::Config& config,
@@ -85,7 +88,9 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
     };
     // Every clinic enrolls its device key, whatever the transport: the
     // aggregator checks the signed SecAgg+ keys against it.
-    TINYFED_ASSIGN_OR_RETURN(cc.enrollment_token, registry->IssueToken(c.id, absl::Hours(1)));
+    // A clinic enrolls at its first check-in, which on a diurnal or stormy
+    // federation may come many simulated hours in: the token outlives the run.
+    TINYFED_ASSIGN_OR_RETURN(cc.enrollment_token, registry->IssueToken(c.id, kTokenLifetime));
     std::unique_ptr<client::Transport> base;
     if (f->inproc_) {
       base = std::make_unique<InProcessTransport>(f->engine_.get());
