@@ -10,12 +10,11 @@
 #include <map>
 #include <memory>
 
+#include "aggregator/testing/test_federation.h"
 #include "base/testing/fake_env.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/state.h"
-#include "tinyfed/models/bundle.h"
 #include "tinyfed/models/signing.h"
-#include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/secure_agg/random.h"
@@ -30,14 +29,9 @@ class RoundEngineTest : public ::testing::Test {
            ("round_engine_test_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    auto repository = models::CreateSingleKeyRepository(dir_ / "trust", "test");
-    ASSERT_TRUE(repository.ok()) << repository.status();
-    ASSERT_TRUE(models::WriteBundleFile(dir_ / "model.bundle", models::testing::TinyClassifier()).ok());
-    config_ = DefaultConfig();
-    config_.state_dir = dir_ / "state";
-    config_.initial_model = dir_ / "model.bundle";
-    config_.publishing_key = repository->publishing_key;
-    config_.roots_dir = repository->roots_dir;
+    auto federation = testing::WriteTestFederation(dir_, "test");
+    ASSERT_TRUE(federation.ok()) << federation.status();
+    config_ = federation->config;
     config_.cohort_size = 4;
     config_.min_cohort = 3;
     config_.max_dropout = 0.4;

@@ -55,7 +55,9 @@ class OneProcessFederation {
   std::vector<client::RoundReport> RunClients(const std::vector<size_t>& online, double* waited);
   // With the in-process transport: once every chosen clinic acted, the
   // clock jumps past each deadline a dropout left open.
-  double AdvanceDeadlines(int target_cohort);
+  // `selected`: clinics chosen this round (fewer than the cohort target: the
+  // selection closes at its deadline).
+  double AdvanceDeadlines(int selected);
   // Traffic per clinic and the slowest clinic's simulated time.
   void Account(const std::vector<size_t>& online, const std::vector<client::RoundReport>& reports, double waited,
                RoundResult& rr);
