@@ -73,6 +73,9 @@ absl::StatusOr<std::unique_ptr<AggregatorState>> AggregatorState::Open(const std
   try {
     auto db = std::make_unique<SQLite::Database>((dir / "aggregator.db").string(),
                                                  SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    // Readers (`tinyfed aggregator status`, the simulator following a
+    // running federation) share the file with the aggregator's writes.
+    db->setBusyTimeout(5000);
     db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
     db->exec(kSchema);
     return std::unique_ptr<AggregatorState>(new AggregatorState(dir, std::move(db)));
