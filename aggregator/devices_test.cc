@@ -6,7 +6,8 @@
 #include <atomic>
 #include <thread>
 
-#include "tinyfed/client/transport.h"
+#include "absl/synchronization/mutex.h"
+#include "tinyfed/auth/device_signature.h"
 
 namespace tinyfed::aggregator {
 namespace {
@@ -25,29 +26,42 @@ TEST(DeviceRegistry, EnrollmentsSucceedWhileTokensAreIssuedElsewhere) {
   std::vector<std::string> tokens;
   for (int i = 0; i < kDevices; ++i)
     tokens.push_back(*(*cli)->IssueToken("clinic-" + std::to_string(i), absl::Hours(1)));
-  std::atomic<bool> done{false};
+  // The operator's script issues a token each time a gateway has tried to
+  // enroll: paced by the enrollments rather than the clock, so that neither
+  // writer starves the other, and each issue races the next enrollment.
+  absl::Mutex mu;
+  bool done = false;
+  int attempts = 0;
   std::atomic<int> issued{0};
   std::thread issuer([&] {
-    // As fast as an operator's script could, not a tight loop (which would
-    // starve any other writer, immediate or not).
-    while (!done.load()) {
+    for (int seen = 0;;) {
+      {
+        absl::MutexLock lock(&mu);
+        const auto moved = [&] { return done || attempts > seen; };
+        mu.Await(absl::Condition(&moved));
+        if (done) return;
+        seen = attempts;
+      }
       if ((*cli)->IssueToken(std::nullopt, absl::Hours(1)).ok()) ++issued;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   });
   int enrolled = 0;
   std::string failure;
   for (int i = 0; i < kDevices; ++i) {
     const models::SigningKey key = models::SigningKey::Generate();
-    const absl::Status s =
-        (*server)->Enroll(client::SignedEnrollRequest("clinic-" + std::to_string(i), tokens[i], key));
+    const absl::Status s = (*server)->Enroll(auth::SignedEnrollRequest("clinic-" + std::to_string(i), tokens[i], key));
     if (s.ok()) {
       ++enrolled;
     } else if (failure.empty()) {
       failure = s.ToString();
     }
+    absl::MutexLock lock(&mu);
+    ++attempts;
   }
-  done.store(true);
+  {
+    absl::MutexLock lock(&mu);
+    done = true;
+  }
   issuer.join();
   EXPECT_EQ(enrolled, kDevices) << failure;
   EXPECT_GT(issued.load(), 0);

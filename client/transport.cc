@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "client/internal/retry.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/sodium.h"
 #include "tinyfed/base/status_macros.h"
@@ -71,10 +72,11 @@ class GrpcTransport final : public Transport {
     const std::string full_name = std::string("/tinyfed.v1.Aggregator/") + method;
     return Call<Response>([&](grpc::ClientContext* context, Response* out) {
       Request copy = request;
-      StampHeader(copy.mutable_header(), absl::Now());
+      auth::StampHeader(copy.mutable_header(), absl::Now());
       if (key_) {
         // The stub serializes `copy` to these same bytes (one binary, no maps).
-        context->AddMetadata(proto::kSignatureMetadataKey, SignRequest(full_name, copy.SerializeAsString(), *key_));
+        context->AddMetadata(proto::kSignatureMetadataKey,
+                             auth::SignRequest(full_name, copy.SerializeAsString(), *key_));
       }
       return rpc(context, copy, out);
     });
@@ -104,27 +106,6 @@ class GrpcTransport final : public Transport {
 };
 
 }  // namespace
-
-v1::EnrollRequest SignedEnrollRequest(const std::string& device_id, const std::string& token,
-                                      const models::SigningKey& device_key) {
-  v1::EnrollRequest r;
-  r.set_device_id(device_id);
-  r.set_token(token);
-  r.set_device_public_key(models::KeyBytes(device_key.public_key()));
-  r.set_proof(device_key.Sign(proto::EnrollmentProofMessage(device_id, token)));
-  return r;
-}
-
-void StampHeader(v1::RequestHeader* header, absl::Time now) {
-  std::string nonce(proto::kNonceBytes, '\0');
-  randombytes_buf(nonce.data(), nonce.size());
-  header->set_nonce(std::move(nonce));
-  header->set_timestamp_ms(absl::ToUnixMillis(now));
-}
-
-std::string SignRequest(std::string_view method, std::string_view request_bytes, const models::SigningKey& device_key) {
-  return device_key.Sign(proto::RequestSigningMessage(method, request_bytes));
-}
 
 absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpc(const std::string& address, const ChannelSecurity& security,
                                                        const RetryPolicy& policy) {

@@ -19,7 +19,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/round_engine.h"
-#include "tinyfed/client/transport.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/proto/authentication.h"
@@ -86,8 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   for (const auto& [device, key] : *keys) {
     const auto token = e.devices()->IssueToken(device, absl::Hours(1));
-    if (!token.ok() || !e.devices()->Enroll(tinyfed::client::SignedEnrollRequest(device, *token, key)).ok())
-      std::abort();
+    if (!token.ok() || !e.devices()->Enroll(tinyfed::auth::SignedEnrollRequest(device, *token, key)).ok()) std::abort();
   }
   while (size >= 3) {
     const uint8_t method = data[0] % 7;

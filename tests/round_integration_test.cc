@@ -18,6 +18,7 @@
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/await_path.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/process.h"
 #include "tinyfed/client/sample_store.h"
@@ -36,7 +37,6 @@ namespace tinyfed {
 namespace {
 
 using base::Process;
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 constexpr int kClients = 20;
@@ -188,14 +188,16 @@ requests_per_minute = 6000
 )");
   ASSERT_TRUE(aggregator::testing::WriteSelfSignedCertificate(dir_, dir_ / "cert.pem", dir_ / "key.pem"));
   ASSERT_TRUE(base::WriteFileAtomically(dir_ / "aggregator.toml", toml).ok());
+  // Made here so that their files can be awaited before the aggregator runs.
+  std::filesystem::create_directories(dir_ / "state");
+  std::filesystem::create_directories(dir_ / "record");
   aggregator_ = Process::Spawn({tinyfed_.string(), "aggregator", "--config", (dir_ / "aggregator.toml").string(),
                                 "--record-dir", (dir_ / "record").string()},
                                dir_ / "aggregator.log");
   ASSERT_GT(aggregator_.pid(), 0);
-  for (int i = 0; i < 500 && address_.empty(); ++i) {
-    std::this_thread::sleep_for(milliseconds(20));
-    address_ = std::string(absl::StripTrailingAsciiWhitespace(ReadText(dir_ / "state" / "listening")));
-  }
+  const absl::Status listening = base::AwaitPath(dir_ / "state" / "listening", seconds(10), &aggregator_);
+  ASSERT_TRUE(listening.ok()) << listening << "\n" << ReadText(dir_ / "aggregator.log");
+  address_ = std::string(absl::StripTrailingAsciiWhitespace(ReadText(dir_ / "state" / "listening")));
   ASSERT_FALSE(address_.empty()) << ReadText(dir_ / "aggregator.log");
   // The operator's `tinyfed enroll`, one token per clinic.
   {
@@ -237,21 +239,15 @@ void RoundIntegrationTest::RunWithPowerCuts() {
   }
 
   // Restart the three once round 3 is over: they must rejoin.
-  bool restarted = false;
-  const auto deadline = std::chrono::steady_clock::now() + seconds(240);
-  while (aggregator_.running() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(50));
-    if (!restarted && std::filesystem::exists(dir_ / "record" / "round-3.sum")) {
-      for (const auto& [c, phase] : kKilled) {
-        auto status = clients[static_cast<size_t>(c)].Wait(seconds(5));
-        ASSERT_TRUE(status.has_value()) << DeviceId(c) << " did not die at " << phase;
-        EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << DeviceId(c);
-        clients[static_cast<size_t>(c)] = StartClient(c, "");
-      }
-      restarted = true;
-    }
+  const absl::Status round3 = base::AwaitPath(dir_ / "record" / "round-3.sum", seconds(180), &aggregator_);
+  ASSERT_TRUE(round3.ok()) << round3 << "\n" << ReadText(dir_ / "aggregator.log");
+  for (const auto& [c, phase] : kKilled) {
+    auto status = clients[static_cast<size_t>(c)].Wait(seconds(5));
+    ASSERT_TRUE(status.has_value()) << DeviceId(c) << " did not die at " << phase;
+    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << DeviceId(c);
+    clients[static_cast<size_t>(c)] = StartClient(c, "");
   }
-  auto aggregator_status = aggregator_.Wait(seconds(10));
+  auto aggregator_status = aggregator_.Wait(seconds(120));
   ASSERT_TRUE(aggregator_status.has_value()) << "the aggregator did not finish 5 rounds in time";
   EXPECT_TRUE(WIFEXITED(*aggregator_status) && WEXITSTATUS(*aggregator_status) == 0)
       << ReadText(dir_ / "aggregator.log");
@@ -259,7 +255,6 @@ void RoundIntegrationTest::RunWithPowerCuts() {
     auto s = p.Wait(seconds(20));  // they exit when told the federation closed
     EXPECT_TRUE(s.has_value() && WIFEXITED(*s) && WEXITSTATUS(*s) == 0);
   }
-  ASSERT_TRUE(restarted);
 }
 
 void RoundIntegrationTest::VerifyPublishedModels() {

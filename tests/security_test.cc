@@ -24,6 +24,7 @@
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/client/client.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/trust.h"
@@ -95,8 +96,8 @@ class SecurityTest : public ::testing::Test {
     v1::RequestHeader* h = call.request.mutable_header();
     h->set_device_id(device);
     h->set_phase(v1::PHASE_CHECK_IN);
-    client::StampHeader(h, absl::Now() + skew);
-    call.signature = client::SignRequest("/tinyfed.v1.Aggregator/CheckIn", call.request.SerializeAsString(), key);
+    auth::StampHeader(h, absl::Now() + skew);
+    call.signature = auth::SignRequest("/tinyfed.v1.Aggregator/CheckIn", call.request.SerializeAsString(), key);
     return call;
   }
   grpc::Status Send(const Call& call, v1::CheckInResponse* out = nullptr) {
@@ -195,30 +196,30 @@ TEST_F(SecurityTest, EnrollmentTokensAreOneTimeBoundAndExpire) {
   ASSERT_TRUE(token.ok());
   EXPECT_EQ(token->size(), 64u);
   // A proof by another key than the one registered.
-  v1::EnrollRequest stolen = client::SignedEnrollRequest("clinic-1", *token, key);
+  v1::EnrollRequest stolen = auth::SignedEnrollRequest("clinic-1", *token, key);
   stolen.set_device_public_key(models::KeyBytes(other.public_key()));
   EXPECT_EQ(Enroll(stolen).error_code(), StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-1", "0123", key)).error_code(), StatusCode::UNAUTHENTICATED);
-  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
+  EXPECT_EQ(Enroll(auth::SignedEnrollRequest("clinic-1", "0123", key)).error_code(), StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(Enroll(auth::SignedEnrollRequest("clinic-1", *token, key)).ok());
   // The same enrollment again (its answer was lost) is acknowledged...
-  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
+  ASSERT_TRUE(Enroll(auth::SignedEnrollRequest("clinic-1", *token, key)).ok());
   // ...but the token is used: it enrolls nothing else.
-  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-2", *token, other)).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Enroll(auth::SignedEnrollRequest("clinic-2", *token, other)).error_code(), StatusCode::UNAUTHENTICATED);
   // An unbound token cannot take over an enrolled device id.
   auto unbound = devices_->IssueToken(std::nullopt, absl::Hours(1));
-  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-1", *unbound, other)).error_code(), StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Enroll(auth::SignedEnrollRequest("clinic-1", *unbound, other)).error_code(), StatusCode::ALREADY_EXISTS);
   // A bound token is for its device only...
   auto bound = devices_->IssueToken("clinic-3", absl::Hours(1));
-  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-4", *bound, other)).error_code(), StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Enroll(auth::SignedEnrollRequest("clinic-4", *bound, other)).error_code(), StatusCode::PERMISSION_DENIED);
   // ...and expires.
   auto expired = devices_->IssueToken("clinic-5", absl::Milliseconds(1));
   env_.Advance(absl::Milliseconds(5));
-  EXPECT_EQ(Enroll(client::SignedEnrollRequest("clinic-5", *expired, other)).error_code(), StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Enroll(client::SignedEnrollRequest("bad id!", *bound, other)).error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Enroll(auth::SignedEnrollRequest("clinic-5", *expired, other)).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Enroll(auth::SignedEnrollRequest("bad id!", *bound, other)).error_code(), StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(devices_->IssueToken("bad id!", absl::Hours(1)).status().code(), absl::StatusCode::kInvalidArgument);
   // A replaced gateway re-enrolls with a token bound to its id.
   auto replacement = devices_->IssueToken("clinic-1", absl::Hours(1));
-  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *replacement, other)).ok());
+  ASSERT_TRUE(Enroll(auth::SignedEnrollRequest("clinic-1", *replacement, other)).ok());
   EXPECT_EQ(Send(SignedCheckIn("clinic-1", key)).error_code(), StatusCode::UNAUTHENTICATED);  // old key
   EXPECT_TRUE(Send(SignedCheckIn("clinic-1", other)).ok());
 }
@@ -227,7 +228,7 @@ TEST_F(SecurityTest, OnlyFreshRequestsSignedByTheEnrolledKeyPass) {
   Serve();
   const models::SigningKey key = models::SigningKey::Generate(), stranger = models::SigningKey::Generate();
   auto token = devices_->IssueToken("clinic-1", absl::Hours(1));
-  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
+  ASSERT_TRUE(Enroll(auth::SignedEnrollRequest("clinic-1", *token, key)).ok());
 
   Call unsigned_call = SignedCheckIn("clinic-1", key);
   unsigned_call.signature.clear();
@@ -295,7 +296,7 @@ TEST_F(SecurityTest, ExcessRequestsAreRefusedAndLoggedOnce) {
   Serve();
   const models::SigningKey key = models::SigningKey::Generate();
   auto token = devices_->IssueToken("chatty", absl::Hours(1));
-  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("chatty", *token, key)).ok());
+  ASSERT_TRUE(Enroll(auth::SignedEnrollRequest("chatty", *token, key)).ok());
   int ok = 0, exhausted = 0;
   for (int i = 0; i < 40; ++i) {
     const grpc::Status s = Send(SignedCheckIn("chatty", key));
@@ -327,7 +328,7 @@ TEST_F(SecurityTest, CallsBeyondTheConcurrencyLimitAreRefused) {
   Serve();
   const models::SigningKey key = models::SigningKey::Generate();
   auto token = devices_->IssueToken("busy", absl::Hours(1));
-  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("busy", *token, key)).ok());
+  ASSERT_TRUE(Enroll(auth::SignedEnrollRequest("busy", *token, key)).ok());
   std::atomic<int> ok{0}, refused{0}, other{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -405,7 +406,7 @@ TEST_F(SecurityTest, ConnectionFloodsAreCappedAndCannotShutOutGateways) {
   const int port = server_->port();
   const models::SigningKey key = models::SigningKey::Generate();
   auto token = devices_->IssueToken("clinic-1", absl::Hours(1));
-  ASSERT_TRUE(Enroll(client::SignedEnrollRequest("clinic-1", *token, key)).ok());
+  ASSERT_TRUE(Enroll(auth::SignedEnrollRequest("clinic-1", *token, key)).ok());
   std::vector<int> flood;
   for (int i = 0; i < 300; ++i) {
     const int fd = Connect(port);

@@ -20,6 +20,7 @@
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/client/client.h"
 #include "tinyfed/dp/ledger.h"
@@ -90,15 +91,15 @@ class ServiceTest : public ::testing::Test {
   void Enroll(const std::string& device, const models::SigningKey& key) {
     auto token = devices_->IssueToken(device, absl::Hours(1));
     ASSERT_TRUE(token.ok()) << token.status();
-    ASSERT_TRUE(devices_->Enroll(client::SignedEnrollRequest(device, *token, key)).ok());
+    ASSERT_TRUE(devices_->Enroll(auth::SignedEnrollRequest(device, *token, key)).ok());
   }
   // Stamps and signs `r` as its header's device would, with mallory's key:
   // mallory is the enrolled insider of these tests.
   template <typename Request>
   Request Signed(grpc::ClientContext* c, const std::string& method, Request r) {
-    client::StampHeader(r.mutable_header(), absl::Now());
+    auth::StampHeader(r.mutable_header(), absl::Now());
     c->AddMetadata(proto::kSignatureMetadataKey,
-                   client::SignRequest("/tinyfed.v1.Aggregator/" + method, r.SerializeAsString(), mallory_key_));
+                   auth::SignRequest("/tinyfed.v1.Aggregator/" + method, r.SerializeAsString(), mallory_key_));
     return r;
   }
   grpc::Status CheckIn(const v1::CheckInRequest& r, v1::CheckInResponse* out) {
@@ -140,13 +141,12 @@ class ServiceTest : public ::testing::Test {
         auto c = client::Client::Create(cc, std::move(transport));
         ASSERT_TRUE(c.ok()) << c.status();
         ASSERT_TRUE((*c)->AddSamples(client::ToSamples(models::testing::TinyClassifierData(40, 20 + i))).ok());
-        for (;;) {
-          auto report = (*c)->ParticipateOnce();
-          ASSERT_TRUE(report.ok()) << report.status();
-          reports[static_cast<size_t>(i)] = *report;
-          if (report->outcome != client::RoundOutcome::kNotSelected) break;
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
+        // The cohort is exactly these clients and selection opens at the
+        // first check-in, so each is admitted at its first.
+        auto report = (*c)->ParticipateOnce();
+        ASSERT_TRUE(report.ok()) << report.status();
+        EXPECT_NE(report->outcome, client::RoundOutcome::kNotSelected) << report->detail;
+        reports[static_cast<size_t>(i)] = *report;
       });
     }
     for (auto& t : threads) t.join();
@@ -308,14 +308,12 @@ TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact)
                                                          });
       const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
       ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
-      for (;;) {
-        auto report = (*c)->ParticipateOnce();
-        ASSERT_TRUE(report.ok()) << report.status();
-        outcomes[static_cast<size_t>(i)] = report->outcome;
-        if (report->outcome == client::RoundOutcome::kAborted) ADD_FAILURE() << report->detail;
-        if (report->outcome != client::RoundOutcome::kNotSelected) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      // mallory and these four are the whole cohort: admitted at once.
+      auto report = (*c)->ParticipateOnce();
+      ASSERT_TRUE(report.ok()) << report.status();
+      outcomes[static_cast<size_t>(i)] = report->outcome;
+      EXPECT_NE(report->outcome, client::RoundOutcome::kNotSelected) << report->detail;
+      EXPECT_NE(report->outcome, client::RoundOutcome::kAborted) << report->detail;
     });
   }
 

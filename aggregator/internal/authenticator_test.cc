@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include "tinyfed/client/transport.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/proto/authentication.h"
 
 namespace tinyfed::aggregator::internal {
@@ -19,7 +19,7 @@ class AuthenticatorTest : public ::testing::Test {
     devices_ = std::move(*devices);
     auto token = devices_->IssueToken("clinic-1", absl::Hours(1));
     ASSERT_TRUE(token.ok());
-    ASSERT_TRUE(devices_->Enroll(client::SignedEnrollRequest("clinic-1", *token, key_)).ok());
+    ASSERT_TRUE(devices_->Enroll(auth::SignedEnrollRequest("clinic-1", *token, key_)).ok());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -28,10 +28,10 @@ class AuthenticatorTest : public ::testing::Test {
     v1::CheckInRequest r;
     r.mutable_header()->set_device_id("clinic-1");
     r.mutable_header()->set_phase(v1::PHASE_CHECK_IN);
-    client::StampHeader(r.mutable_header(), now);
+    auth::StampHeader(r.mutable_header(), now);
     const std::string bytes = r.SerializeAsString();
     const std::string method = "/tinyfed.v1.Aggregator/CheckIn";
-    const std::string signature = client::SignRequest(method, bytes, key_);
+    const std::string signature = auth::SignRequest(method, bytes, key_);
     return auth.Authenticate(method, bytes, r.header(), signature, now);
   }
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/seed.h"
 #include "tinyfed/models/decision_threshold.h"
@@ -83,7 +84,7 @@ absl::StatusOr<std::pair<int, double>> GatewayState::Decision() {
 absl::Status GatewayState::EnrollIfNeeded() {
   const auto marker = config.data_dir / "enrolled";
   if (config.enrollment_token.empty() || std::filesystem::exists(marker)) return absl::OkStatus();
-  auto enrolled = transport->Enroll(SignedEnrollRequest(config.device_id, config.enrollment_token, *device_key));
+  auto enrolled = transport->Enroll(auth::SignedEnrollRequest(config.device_id, config.enrollment_token, *device_key));
   if (!enrolled.ok()) {
     return absl::Status(enrolled.status().code(), StrCat("enrollment: ", enrolled.status().message()));
   }

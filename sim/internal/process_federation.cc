@@ -11,6 +11,7 @@
 #include "sim/internal/metrics.h"
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/await_path.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/process.h"
 #include "tinyfed/base/status_macros.h"
@@ -49,8 +50,7 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
       {tinyfed.string(), "aggregator", "--config", (work_dir / "aggregator.toml").string(), "--insecure"},
       work_dir / "aggregator.log");
   std::string address;
-  for (int i = 0; i < 500 && address.empty() && aggregator_process.running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (base::AwaitPath(config.state_dir / "listening", std::chrono::seconds(10), &aggregator_process).ok()) {
     auto text = base::ReadFileBytes(config.state_dir / "listening", 256);
     if (text.ok()) address = std::string(absl::StripTrailingAsciiWhitespace(*text));
   }
@@ -117,8 +117,8 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
     return absl::OkStatus();
   };
   const absl::Time deadline = absl::Now() + absl::Minutes(30);
-  while (aggregator_process.running() && absl::Now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Returns at the aggregator's exit, else every 200 ms to follow.
+  while (!aggregator_process.Wait(std::chrono::milliseconds(200)) && absl::Now() < deadline) {
     if (auto st = follow(); !st.ok()) return st;
   }
   if (aggregator_process.running()) {

@@ -1,83 +1,47 @@
 // Child processes (the simulator's aggregator and clinics, integration
-// tests): spawn with output to a log file,
-// wait with a timeout, kill.
+// tests): spawn with output to a log file, wait for the exit with a timeout,
+// signal. Waiting blocks on the kernel's exit notification (a pidfd), not on
+// a polling loop.
 #ifndef TINYFED_BASE_PROCESS_H_
 #define TINYFED_BASE_PROCESS_H_
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
-
-extern char** environ;
 
 namespace tinyfed::base {
 
 class Process {
  public:
-  // argv[0] is the program path. Returns pid <= 0 on failure.
-  static Process Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    pid_t pid = -1;
-    if (posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ) != 0) pid = -1;
-    posix_spawn_file_actions_destroy(&actions);
-    return Process(pid);
-  }
+  // argv[0] is the program path; stdout and stderr go to `log`. Returns a
+  // Process with pid() <= 0 on failure.
+  static Process Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log);
 
   Process() = default;
-  Process(Process&& o) noexcept : pid_(o.pid_), status_(o.status_) { o.pid_ = -1; }
-  Process& operator=(Process&& o) noexcept {
-    std::swap(pid_, o.pid_);
-    std::swap(status_, o.status_);
-    return *this;
-  }
-  ~Process() {
-    if (running()) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
+  Process(Process&& o) noexcept;
+  Process& operator=(Process&& o) noexcept;
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  // Kills and reaps a process still running.
+  ~Process();
 
   pid_t pid() const { return pid_; }
   // Reaps the process if it exited; true while it runs.
-  bool running() {
-    if (pid_ <= 0 || status_) return false;
-    int s = 0;
-    if (waitpid(pid_, &s, WNOHANG) == pid_) {
-      status_ = s;
-      return false;
-    }
-    return true;
-  }
-  // The wait status once exited, or nullopt after `timeout`.
-  std::optional<int> Wait(std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    while (running() && std::chrono::steady_clock::now() < end) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return status_;
-  }
-  void Signal(int sig) {
-    if (running()) kill(pid_, sig);
-  }
+  bool running();
+  // The wait status once exited, or nullopt if it still runs after `timeout`.
+  std::optional<int> Wait(std::chrono::milliseconds timeout);
+  void Signal(int sig);
+  // Readable (poll(2)) once the process has exited; -1 if none was spawned.
+  int exit_fd() const { return pidfd_; }
 
  private:
-  explicit Process(pid_t pid) : pid_(pid) {}
+  Process(pid_t pid, int pidfd) : pid_(pid), pidfd_(pidfd) {}
   pid_t pid_ = -1;
+  int pidfd_ = -1;
   std::optional<int> status_;
 };
 

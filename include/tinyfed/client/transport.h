@@ -81,18 +81,6 @@ struct ChannelSecurity {
   }
 };
 
-// How a device proves who it is (service.proto, "Device authentication"):
-// the gRPC transport and the client use these, and so do tests that play a
-// device by hand.
-v1::EnrollRequest SignedEnrollRequest(const std::string& device_id, const std::string& token,
-                                      const models::SigningKey& device_key);
-// A fresh nonce and `now` in `header`, which makes the request's signature
-// single-use.
-void StampHeader(v1::RequestHeader* header, absl::Time now);
-// The device's signature over a request's serialized bytes for `method`
-// ("/tinyfed.v1.Aggregator/CheckIn"), for the tinyfed-signature-bin metadata.
-std::string SignRequest(std::string_view method, std::string_view request_bytes, const models::SigningKey& device_key);
-
 // A gRPC channel to "host:port", TLS unless `security.insecure`. NOT_FOUND
 // or INVALID_ARGUMENT for an unreadable CA file.
 absl::StatusOr<std::unique_ptr<Transport>> ConnectGrpc(const std::string& address, const ChannelSecurity& security,
