@@ -4,22 +4,13 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "models/internal/op_analysis.h"
 
 namespace tinyfed::models::internal {
 namespace {
 
 using absl::InvalidArgumentError;
 using absl::StrCat;
-
-struct Window {
-  uint32_t kernel_h, kernel_w, stride_h, stride_w;
-  v1::Padding padding;
-};
-
-template <typename P>
-Window WindowOf(const P& p) {
-  return {p.kernel_height(), p.kernel_width(), p.stride_height(), p.stride_width(), p.padding()};
-}
 
 bool Finite(float x) { return std::isfinite(x); }
 
@@ -36,99 +27,6 @@ absl::Status CheckShape(const v1::Shape& s, const std::string& what) {
   return absl::OkStatus();
 }
 
-// Output size along one axis, and the padding before it, as TFLite computes them.
-absl::Status SpatialOut(int in, uint32_t kernel, uint32_t stride, v1::Padding padding, int* out, int* pad_before,
-                        const std::string& where) {
-  if (kernel == 0 || kernel > kMaxKernelSide) {
-    return InvalidArgumentError(StrCat(where, ": kernel size ", kernel, " outside [1, ", kMaxKernelSide, "]"));
-  }
-  if (stride == 0 || stride > kMaxStride) {
-    return InvalidArgumentError(StrCat(where, ": stride ", stride, " outside [1, ", kMaxStride, "]"));
-  }
-  const int k = static_cast<int>(kernel), s = static_cast<int>(stride);
-  if (padding == v1::PADDING_VALID) {
-    if (k > in) {
-      return InvalidArgumentError(StrCat(where, ": VALID kernel ", k, " is larger than input ", in));
-    }
-    *out = (in - k) / s + 1;
-    *pad_before = 0;
-  } else if (padding == v1::PADDING_SAME) {
-    *out = (in + s - 1) / s;
-    const int total = std::max((*out - 1) * s + k - in, 0);
-    *pad_before = total / 2;
-  } else {
-    return InvalidArgumentError(StrCat(where, ": unknown padding ", static_cast<int>(padding)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ApplyWindow(const Window& w, Geometry* g, const std::string& where) {
-  if (auto s =
-          SpatialOut(g->in_h, w.kernel_h, w.stride_h, w.padding, &g->out_h, &g->pad_top, StrCat(where, " (height)"));
-      !s.ok()) {
-    return s;
-  }
-  if (auto s =
-          SpatialOut(g->in_w, w.kernel_w, w.stride_w, w.padding, &g->out_w, &g->pad_left, StrCat(where, " (width)"));
-      !s.ok()) {
-    return s;
-  }
-  g->kernel_h = static_cast<int>(w.kernel_h);
-  g->kernel_w = static_cast<int>(w.kernel_w);
-  g->stride_h = static_cast<int>(w.stride_h);
-  g->stride_w = static_cast<int>(w.stride_w);
-  return absl::OkStatus();
-}
-
-absl::Status CheckWeights(const v1::Weights& w, const std::vector<uint64_t>& dims, uint64_t channels,
-                          v1::Precision precision, const std::string& where, uint64_t* weight_bytes) {
-  if (static_cast<size_t>(w.dims_size()) != dims.size()) {
-    return InvalidArgumentError(StrCat(where, ": weights have ", w.dims_size(), " dimensions, expected ", dims.size()));
-  }
-  uint64_t count = 1;
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (w.dims(static_cast<int>(i)) != dims[i]) {
-      return InvalidArgumentError(
-          StrCat(where, ": weight dimension ", i, " is ", w.dims(static_cast<int>(i)), ", expected ", dims[i]));
-    }
-    count *= dims[i];
-  }
-  if (precision == v1::PRECISION_INT8) {
-    if (w.int8_values().size() != count) {
-      return InvalidArgumentError(StrCat(where, ": ", w.int8_values().size(), " int8 weight bytes, expected ", count));
-    }
-    if (static_cast<uint64_t>(w.channel_scales_size()) != channels) {
-      return InvalidArgumentError(StrCat(where, ": ", w.channel_scales_size(), " channel scales, expected ", channels));
-    }
-    for (int c = 0; c < w.channel_scales_size(); ++c) {
-      const float s = w.channel_scales(c);
-      if (!Finite(s) || s <= 0.0f) {
-        return InvalidArgumentError(
-            StrCat(where, ": channel ", c, " has weight scale ", s, ", must be finite and positive"));
-      }
-    }
-    if (static_cast<uint64_t>(w.int32_bias_size()) != channels) {
-      return InvalidArgumentError(StrCat(where, ": ", w.int32_bias_size(), " int32 biases, expected ", channels));
-    }
-    *weight_bytes = count + 4 * channels;
-  } else {
-    if (static_cast<uint64_t>(w.float_values_size()) != count) {
-      return InvalidArgumentError(StrCat(where, ": ", w.float_values_size(), " float weights, expected ", count));
-    }
-    if (static_cast<uint64_t>(w.float_bias_size()) != channels) {
-      return InvalidArgumentError(StrCat(where, ": ", w.float_bias_size(), " float biases, expected ", channels));
-    }
-    for (float v : w.float_values()) {
-      if (!Finite(v)) return InvalidArgumentError(StrCat(where, ": a weight is not finite"));
-    }
-    for (float v : w.float_bias()) {
-      if (!Finite(v)) return InvalidArgumentError(StrCat(where, ": a bias is not finite"));
-    }
-    *weight_bytes = 4 * (count + channels);
-  }
-  return absl::OkStatus();
-}
-
 ActivationRange RangeOf(v1::Activation act, const v1::Tensor& out) {
   ActivationRange r;
   const AffineQuantization q{out.scale(), out.zero_point()};
@@ -140,21 +38,6 @@ ActivationRange RangeOf(v1::Activation act, const v1::Tensor& out) {
         static_cast<int32_t>(std::min<int64_t>(127, int64_t{out.zero_point()} + RoundHalfAwayFromZero(6.0f / q.scale)));
   }
   return r;
-}
-
-absl::Status SameQuantization(const v1::Tensor& in, const v1::Tensor& out, const std::string& where) {
-  if (in.scale() != out.scale() || in.zero_point() != out.zero_point()) {
-    return InvalidArgumentError(StrCat(where, ": input (scale ", in.scale(), ", zero point ", in.zero_point(),
-                                       ") and output (scale ", out.scale(), ", zero point ", out.zero_point(),
-                                       ") must share quantization"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<QuantizedMultiplier> Multiplier(double m, const std::string& where) {
-  auto q = QuantizeMultiplier(m);
-  if (!q.ok()) return InvalidArgumentError(StrCat(where, ": ", q.status().message()));
-  return q;
 }
 
 }  // namespace
@@ -269,90 +152,9 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
     g.out_h = g.in_h;
     g.out_w = g.in_w;
     g.out_c = g.in_c;
-    const bool has_weights =
-        a.kind == v1::Op::kConv2D || a.kind == v1::Op::kDepthwiseConv2D || a.kind == v1::Op::kFullyConnected;
-    uint64_t depth = 0;  // inner-product length, for weighted ops
-
-    switch (a.kind) {
-      case v1::Op::kConv2D: {
-        const auto& p = op.conv2d();
-        if (auto s = ApplyWindow(WindowOf(p), &g, where); !s.ok()) return s;
-        g.out_c = static_cast<int>(p.out_channels());
-        if (p.out_channels() == 0 || p.out_channels() > kMaxDimension) {
-          return InvalidArgumentError(StrCat(where, ": out_channels ", p.out_channels()));
-        }
-        depth = uint64_t{p.kernel_height()} * p.kernel_width() * in.shape().channels();
-        if (auto s = CheckWeights(p.weights(),
-                                  {p.out_channels(), p.kernel_height(), p.kernel_width(), in.shape().channels()},
-                                  p.out_channels(), precision, where, &a.weight_bytes);
-            !s.ok()) {
-          return s;
-        }
-        break;
-      }
-      case v1::Op::kDepthwiseConv2D: {
-        const auto& p = op.depthwise_conv2d();
-        if (auto s = ApplyWindow(WindowOf(p), &g, where); !s.ok()) return s;
-        depth = uint64_t{p.kernel_height()} * p.kernel_width();
-        if (auto s = CheckWeights(p.weights(), {p.kernel_height(), p.kernel_width(), in.shape().channels()},
-                                  in.shape().channels(), precision, where, &a.weight_bytes);
-            !s.ok()) {
-          return s;
-        }
-        break;
-      }
-      case v1::Op::kFullyConnected: {
-        const auto& p = op.fully_connected();
-        depth = Elements(in.shape());
-        g.in_h = g.in_w = 1;
-        g.in_c = static_cast<int>(depth);
-        g.out_h = g.out_w = 1;
-        g.out_c = static_cast<int>(p.out_features());
-        if (p.out_features() == 0 || p.out_features() > kMaxDimension) {
-          return InvalidArgumentError(StrCat(where, ": out_features ", p.out_features()));
-        }
-        if (auto s = CheckWeights(p.weights(), {p.out_features(), depth}, p.out_features(), precision, where,
-                                  &a.weight_bytes);
-            !s.ok()) {
-          return s;
-        }
-        break;
-      }
-      case v1::Op::kMaxPool:
-      case v1::Op::kAveragePool: {
-        const auto& p = a.kind == v1::Op::kMaxPool ? op.max_pool() : op.average_pool();
-        if (auto s = ApplyWindow(WindowOf(p), &g, where); !s.ok()) return s;
-        break;
-      }
-      case v1::Op::kGlobalAveragePool:
-        g.kernel_h = g.in_h;
-        g.kernel_w = g.in_w;
-        g.stride_h = g.in_h;
-        g.stride_w = g.in_w;
-        g.out_h = g.out_w = 1;
-        break;
-      case v1::Op::kAdd: {
-        a.second_input = static_cast<int>(op.inputs(1));
-        const auto& other = graph.tensors(a.second_input).shape();
-        if (other.height() != in.shape().height() || other.width() != in.shape().width() ||
-            other.channels() != in.shape().channels()) {
-          return InvalidArgumentError(
-              StrCat(where, ": inputs ", a.input, " and ", a.second_input, " have different shapes"));
-        }
-        break;
-      }
-      case v1::Op::kReshape:
-        if (Elements(out.shape()) != Elements(in.shape())) {
-          return InvalidArgumentError(
-              StrCat(where, ": reshape from ", Elements(in.shape()), " to ", Elements(out.shape()), " elements"));
-        }
-        g.out_h = out_h;
-        g.out_w = out_w;
-        g.out_c = out_c;
-        break;
-      case v1::Op::KIND_NOT_SET:
-        break;
-    }
+    const OpSite site{.graph = graph, .op = op, .in = in, .out = out, .precision = precision, .where = where};
+    const OpAnalyzer& analyzer = *AnalyzerOf(a.kind);
+    if (auto s = analyzer.shape(site, &a); !s.ok()) return s;
     if (g.out_h != out_h || g.out_w != out_w || g.out_c != out_c) {
       return InvalidArgumentError(StrCat(where, " produces ", g.out_h, "x", g.out_w, "x", g.out_c,
                                          " but its output tensor ", a.output, " is ", out_h, "x", out_w, "x", out_c));
@@ -361,11 +163,11 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
       return InvalidArgumentError(StrCat(where, ": window of ", g.kernel_h, "x", g.kernel_w, " is larger than ",
                                          kMaxDimension + 1, " elements"));
     }
-    if (depth > kMaxReductionDepth) {
+    if (a.depth > kMaxReductionDepth) {
       return InvalidArgumentError(
-          StrCat(where, ": inner product of ", depth, " terms, more than ", kMaxReductionDepth));
+          StrCat(where, ": inner product of ", a.depth, " terms, more than ", kMaxReductionDepth));
     }
-    a.macs = depth * Elements(out.shape());
+    a.macs = a.depth * Elements(out.shape());
     result.total_macs += a.macs;
     if (result.total_macs > kMaxMacs) {
       return InvalidArgumentError(
@@ -378,32 +180,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
       if (a.activation.min > a.activation.max) {
         return InvalidArgumentError(StrCat(where, ": empty activation range"));
       }
-      if (has_weights) {
-        const v1::Weights& w = a.kind == v1::Op::kConv2D           ? op.conv2d().weights()
-                               : a.kind == v1::Op::kFullyConnected ? op.fully_connected().weights()
-                                                                   : op.depthwise_conv2d().weights();
-        a.channel_multipliers.reserve(static_cast<size_t>(w.channel_scales_size()));
-        for (int c = 0; c < w.channel_scales_size(); ++c) {
-          const double m = static_cast<double>(in.scale()) * w.channel_scales(c) / out.scale();
-          auto q = Multiplier(m, StrCat(where, " channel ", c));
-          if (!q.ok()) return q.status();
-          a.channel_multipliers.push_back(*q);
-        }
-      } else if (a.kind == v1::Op::kAdd) {
-        const v1::Tensor& in2 = graph.tensors(a.second_input);
-        const double twice_max = 2.0 * std::max(in.scale(), in2.scale());
-        auto m1 = Multiplier(in.scale() / twice_max, where);
-        auto m2 = Multiplier(in2.scale() / twice_max, where);
-        auto mo = Multiplier(twice_max / ((1 << kAddLeftShift) * static_cast<double>(out.scale())), where);
-        if (!m1.ok()) return m1.status();
-        if (!m2.ok()) return m2.status();
-        if (!mo.ok()) return mo.status();
-        a.input_multiplier = *m1;
-        a.second_input_multiplier = *m2;
-        a.output_multiplier = *mo;
-      } else {
-        if (auto s = SameQuantization(in, out, where); !s.ok()) return s;
-      }
+      if (auto s = analyzer.requantize(site, &a); !s.ok()) return s;
     }
 
     for (uint32_t t : op.inputs()) result.tensors[t].last_op = i;

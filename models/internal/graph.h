@@ -43,6 +43,7 @@ struct OpAnalysis {
   int second_input = -1;  // Add only
   int output = 0;
   Geometry geometry;
+  uint64_t depth = 0;  // inner-product length of weighted ops
   uint64_t macs = 0;
   uint64_t weight_bytes = 0;  // stored parameter bytes (int8 or float)
   // int8 graphs only.

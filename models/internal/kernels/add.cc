@@ -1,9 +1,43 @@
 // Add of two int8 tensors with their own scales (TFLite's quantized add:
 // both inputs rescaled to a common exponent, summed, requantized).
+#include "absl/strings/str_cat.h"
 #include "models/internal/kernels/arithmetic.h"
 #include "models/internal/kernels/ops.h"
 
 namespace tinyfed::models::internal::kernels {
+namespace {
+
+absl::Status AddShape(const OpSite& site, OpAnalysis* a) {
+  a->second_input = static_cast<int>(site.op.inputs(1));
+  const v1::Shape& one = site.in.shape();
+  const v1::Shape& other = site.graph.tensors(a->second_input).shape();
+  if (other.height() != one.height() || other.width() != one.width() || other.channels() != one.channels()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(site.where, ": inputs ", a->input, " and ", a->second_input, " have different shapes"));
+  }
+  return absl::OkStatus();
+}
+
+// Both inputs rescaled to twice the larger scale, shifted left, summed and
+// brought to the output scale, as TFLite does.
+absl::Status AddRequantize(const OpSite& site, OpAnalysis* a) {
+  const v1::Tensor& in2 = site.graph.tensors(a->second_input);
+  const double twice_max = 2.0 * std::max(site.in.scale(), in2.scale());
+  auto m1 = Multiplier(site.in.scale() / twice_max, site.where);
+  auto m2 = Multiplier(in2.scale() / twice_max, site.where);
+  auto mo = Multiplier(twice_max / ((1 << kAddLeftShift) * static_cast<double>(site.out.scale())), site.where);
+  if (!m1.ok()) return m1.status();
+  if (!m2.ok()) return m2.status();
+  if (!mo.ok()) return mo.status();
+  a->input_multiplier = *m1;
+  a->second_input_multiplier = *m2;
+  a->output_multiplier = *mo;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const OpAnalyzer kAddAnalyzer = {.shape = AddShape, .requantize = AddRequantize};
 
 void ReferenceAdd(const PreparedOp& op, uint8_t* arena) {
   const auto* a = reinterpret_cast<const int8_t*>(arena + op.input_offset);

@@ -7,10 +7,54 @@
 // filled with zp.
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "models/internal/kernels/arithmetic.h"
 #include "models/internal/kernels/ops.h"
 
 namespace tinyfed::models::internal::kernels {
+namespace {
+
+absl::Status Conv2DShape(const OpSite& site, OpAnalysis* a) {
+  const auto& p = site.op.conv2d();
+  Geometry& g = a->geometry;
+  if (auto s = ApplyWindow(WindowOf(p), &g, site.where); !s.ok()) return s;
+  g.out_c = static_cast<int>(p.out_channels());
+  if (p.out_channels() == 0 || p.out_channels() > kMaxDimension) {
+    return absl::InvalidArgumentError(absl::StrCat(site.where, ": out_channels ", p.out_channels()));
+  }
+  const uint32_t in_c = site.in.shape().channels();
+  a->depth = uint64_t{p.kernel_height()} * p.kernel_width() * in_c;
+  return CheckWeights(p.weights(), {p.out_channels(), p.kernel_height(), p.kernel_width(), in_c}, p.out_channels(),
+                      site.precision, site.where, &a->weight_bytes);
+}
+
+absl::Status FullyConnectedShape(const OpSite& site, OpAnalysis* a) {
+  const auto& p = site.op.fully_connected();
+  Geometry& g = a->geometry;
+  a->depth = Elements(site.in.shape());
+  g.in_h = g.in_w = 1;
+  g.in_c = static_cast<int>(a->depth);
+  g.out_h = g.out_w = 1;
+  g.out_c = static_cast<int>(p.out_features());
+  if (p.out_features() == 0 || p.out_features() > kMaxDimension) {
+    return absl::InvalidArgumentError(absl::StrCat(site.where, ": out_features ", p.out_features()));
+  }
+  return CheckWeights(p.weights(), {p.out_features(), a->depth}, p.out_features(), site.precision, site.where,
+                      &a->weight_bytes);
+}
+
+}  // namespace
+
+const OpAnalyzer kConv2DAnalyzer = {
+    .shape = Conv2DShape,
+    .requantize = [](const OpSite& site,
+                     OpAnalysis* a) { return ChannelMultipliers(site, site.op.conv2d().weights(), a); },
+};
+const OpAnalyzer kFullyConnectedAnalyzer = {
+    .shape = FullyConnectedShape,
+    .requantize = [](const OpSite& site,
+                     OpAnalysis* a) { return ChannelMultipliers(site, site.op.fully_connected().weights(), a); },
+};
 
 void ReferenceConv2D(const PreparedOp& op, uint8_t* arena) {
   const Geometry& g = op.g;

@@ -5,6 +5,19 @@
 #include "models/internal/kernels/ops.h"
 
 namespace tinyfed::models::internal::kernels {
+const OpAnalyzer kDepthwiseConv2DAnalyzer = {
+    .shape =
+        [](const OpSite& site, OpAnalysis* a) {
+          const auto& p = site.op.depthwise_conv2d();
+          if (auto s = ApplyWindow(WindowOf(p), &a->geometry, site.where); !s.ok()) return s;
+          const uint32_t in_c = site.in.shape().channels();
+          a->depth = uint64_t{p.kernel_height()} * p.kernel_width();
+          return CheckWeights(p.weights(), {p.kernel_height(), p.kernel_width(), in_c}, in_c, site.precision,
+                              site.where, &a->weight_bytes);
+        },
+    .requantize = [](const OpSite& site,
+                     OpAnalysis* a) { return ChannelMultipliers(site, site.op.depthwise_conv2d().weights(), a); },
+};
 
 void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
   const Geometry& g = op.g;

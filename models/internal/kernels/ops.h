@@ -1,31 +1,41 @@
-// One file per kernel, as tflite-micro keeps them: each op's reference
-// kernel (the definition of correct output), its AVX2 kernel (on x86-64,
-// bit-exact against the reference: kernels_test.cc) and what the AVX2
-// kernel prepares. models/internal/kernels.h dispatches to them.
+// One file per kernel, as tflite-micro keeps them: each op's analysis (its
+// parameter checks and int8 constants, run by graph.h), its reference kernel
+// (the definition of correct output), its AVX2 kernel (on x86-64, bit-exact
+// against the reference: kernels_test.cc) and what the AVX2 kernel
+// prepares. models/internal/kernels.h dispatches to the kernels.
 #ifndef TINYFED_MODELS_INTERNAL_KERNELS_OPS_H_
 #define TINYFED_MODELS_INTERNAL_KERNELS_OPS_H_
 
 #include <cstdint>
 
 #include "models/internal/kernels.h"
+#include "models/internal/op_analysis.h"
 
 namespace tinyfed::models::internal::kernels {
 
 // conv.cc
+extern const OpAnalyzer kConv2DAnalyzer;
+extern const OpAnalyzer kFullyConnectedAnalyzer;
 void ReferenceConv2D(const PreparedOp& op, uint8_t* arena);
 void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena);
 // Gemm weights: [channel block][depth pair][16 channels][2 depths], zero
 // padded, and the bias with the input zero point folded in.
 void PackGemmWeights(PreparedOp* op, int depth);
 // depthwise_conv.cc
+extern const OpAnalyzer kDepthwiseConv2DAnalyzer;
 void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
 void PackDepthwiseWeights(PreparedOp* op);
 // pooling.cc: kMax, or the average
+extern const OpAnalyzer kMaxPoolAnalyzer;
+extern const OpAnalyzer kAveragePoolAnalyzer;
+extern const OpAnalyzer kGlobalAveragePoolAnalyzer;
 template <bool kMax>
 void ReferencePool(const PreparedOp& op, uint8_t* arena);
 // add.cc
+extern const OpAnalyzer kAddAnalyzer;
 void ReferenceAdd(const PreparedOp& op, uint8_t* arena);
 // reshape.cc
+extern const OpAnalyzer kReshapeAnalyzer;
 void ReferenceReshape(const PreparedOp& op, uint8_t* arena);
 
 #if defined(__x86_64__)

@@ -4,6 +4,28 @@
 #include "models/internal/kernels/ops.h"
 
 namespace tinyfed::models::internal::kernels {
+const OpAnalyzer kMaxPoolAnalyzer = {
+    .shape = [](const OpSite& site,
+                OpAnalysis* a) { return ApplyWindow(WindowOf(site.op.max_pool()), &a->geometry, site.where); },
+    .requantize = SameQuantization,
+};
+const OpAnalyzer kAveragePoolAnalyzer = {
+    .shape = [](const OpSite& site,
+                OpAnalysis* a) { return ApplyWindow(WindowOf(site.op.average_pool()), &a->geometry, site.where); },
+    .requantize = SameQuantization,
+};
+// A window over the whole input.
+const OpAnalyzer kGlobalAveragePoolAnalyzer = {
+    .shape =
+        [](const OpSite&, OpAnalysis* a) {
+          Geometry& g = a->geometry;
+          g.kernel_h = g.stride_h = g.in_h;
+          g.kernel_w = g.stride_w = g.in_w;
+          g.out_h = g.out_w = 1;
+          return absl::OkStatus();
+        },
+    .requantize = SameQuantization,
+};
 
 // Max and average pooling skip padded positions, as TFLite does.
 template <bool kMax>

@@ -1,9 +1,27 @@
 // Reshape: the same bytes under a new shape, clamped by the fused
 // activation. The reference loop vectorizes as it is; there is no AVX2 kernel.
+#include "absl/strings/str_cat.h"
 #include "models/internal/kernels/arithmetic.h"
 #include "models/internal/kernels/ops.h"
 
 namespace tinyfed::models::internal::kernels {
+const OpAnalyzer kReshapeAnalyzer = {
+    .shape =
+        [](const OpSite& site, OpAnalysis* a) {
+          const v1::Shape& in = site.in.shape();
+          const v1::Shape& out = site.out.shape();
+          if (Elements(out) != Elements(in)) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(site.where, ": reshape from ", Elements(in), " to ", Elements(out), " elements"));
+          }
+          Geometry& g = a->geometry;
+          g.out_h = static_cast<int>(out.height());
+          g.out_w = static_cast<int>(out.width());
+          g.out_c = static_cast<int>(out.channels());
+          return absl::OkStatus();
+        },
+    .requantize = SameQuantization,
+};
 
 // Same quantization on both sides (checked in analysis), so a copy is exact;
 // the fused activation still clamps.
