@@ -153,6 +153,96 @@ class ServiceTest : public ::testing::Test {
     return reports;
   }
 
+  // kHonest gateways, honest-0 .. honest-3, each running one round on its
+  // own thread. They tell the test what happened (a task arrived: the cohort
+  // is fixed; share_keys opened) so that it waits on events, not the clock;
+  // honest-0 waits in the advertise phase until ReleaseAdvertise.
+  struct HonestGateways {
+    explicit HonestGateways(ServiceTest& test) : hold_advertise(release_advertise.get_future().share()) {
+      for (int i = 0; i < kHonest; ++i) threads.emplace_back([this, &test, i] { Run(test, i); });
+    }
+    // Also on an early failed assertion: the threads end before they are destroyed.
+    ~HonestGateways() { Join(); }
+    void ReleaseAdvertise() {
+      std::call_once(released, [this] { release_advertise.set_value(); });
+    }
+    void Join() {
+      ReleaseAdvertise();
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+    void Run(ServiceTest& test, int i) {
+      client::ClientConfig cc;
+      cc.device_id = "honest-" + std::to_string(i);
+      cc.data_dir = test.dir_ / cc.device_id;
+      cc.trusted_root = test.pinned_root_;
+      cc.holdout_fraction = 0.0;
+      auto token = test.devices_->IssueToken(cc.device_id, absl::Hours(1));
+      ASSERT_TRUE(token.ok());
+      cc.enrollment_token = *token;
+      client::ClientHooks hooks;
+      hooks.on_phase = [this, i](uint64_t, v1::Phase phase) {
+        if (phase == v1::PHASE_TASK) std::call_once(cohort_fixed_once, [this] { cohort_fixed.Notify(); });
+        if (phase == v1::PHASE_SHARE_KEYS) std::call_once(share_keys_open_once, [this] { share_keys_open.Notify(); });
+        if (i == 0 && phase == v1::PHASE_ADVERTISE_KEYS) hold_advertise.wait();
+        return true;
+      };
+      auto c = client::Client::Create(
+          cc, std::move(*client::ConnectGrpc(test.address_, client::ChannelSecurity::Plaintext())), hooks);
+      ASSERT_TRUE(c.ok()) << c.status();
+      client::testing::ClientPeer::ObserveEncodedUpdates(
+          **c, [this, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
+            std::lock_guard lock(encoded_mu);
+            encoded[id].assign(e.begin(), e.end());
+          });
+      const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
+      ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
+      // mallory and these four are the whole cohort: admitted at once.
+      auto report = (*c)->ParticipateOnce();
+      ASSERT_TRUE(report.ok()) << report.status();
+      outcomes[static_cast<size_t>(i)] = report->outcome;
+      EXPECT_NE(report->outcome, client::RoundOutcome::kNotSelected) << report->detail;
+      EXPECT_NE(report->outcome, client::RoundOutcome::kAborted) << report->detail;
+    }
+
+    absl::Notification cohort_fixed, share_keys_open;
+    std::vector<client::RoundOutcome> outcomes = std::vector<client::RoundOutcome>(kHonest);
+    std::mutex encoded_mu;
+    std::map<std::string, std::vector<uint32_t>> encoded;
+
+   private:
+    std::once_flag cohort_fixed_once, share_keys_open_once, released;
+    std::promise<void> release_advertise;
+    std::shared_future<void> hold_advertise;
+    std::vector<std::thread> threads;
+  };
+
+  // The federation's one round is done with every gateway of `encoded` as a
+  // survivor, and its secure sum is theirs modulo 2^kBits.
+  void ExpectOneRoundSummed(const std::map<std::string, std::vector<uint32_t>>& encoded, size_t length) {
+    auto state = AggregatorState::Open(config_.state_dir);
+    ASSERT_TRUE(state.ok());
+    auto rounds = (*state)->Rounds();
+    ASSERT_TRUE(rounds.ok());
+    ASSERT_EQ(rounds->size(), 1u);
+    EXPECT_EQ((*rounds)[0].state, "done") << (*rounds)[0].reason;
+    EXPECT_EQ((*rounds)[0].survivors, static_cast<int>(encoded.size()));
+    std::vector<uint32_t> sum;
+    {
+      std::lock_guard lock(sums_mu_);
+      ASSERT_TRUE(sums_.contains(1));
+      sum = sums_[1];
+    }
+    std::vector<uint32_t> expected(length, 0);
+    ASSERT_EQ(encoded.size(), static_cast<size_t>(kHonest));
+    for (const auto& [device, e] : encoded) {
+      ASSERT_EQ(e.size(), length) << device;
+      for (size_t i = 0; i < expected.size(); ++i) expected[i] = (expected[i] + e[i]) & ((1u << kBits) - 1);
+    }
+    EXPECT_EQ(sum, expected);
+  }
+
   // Raw bytes to a method, bypassing the typed stub.
   grpc::Status SendBytes(const std::string& method, const std::string& bytes) {
     grpc::GenericStub generic(channel_);
@@ -254,72 +344,12 @@ TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact)
   early.mutable_advertise_keys();
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), early), FAILED_PRECONDITION);
 
-  // Four honest gateways.
-  std::promise<void> release_advertise;
-  std::shared_future<void> hold_advertise = release_advertise.get_future().share();
-  bool released = false;
-  auto release = [&] {
-    if (!std::exchange(released, true)) release_advertise.set_value();
-  };
-  std::mutex encoded_mu;
-  std::map<std::string, std::vector<uint32_t>> encoded;
-  // What the honest gateways tell the test, so that it waits on events, not
-  // on the clock: a task arrived (the cohort is fixed), share_keys opened.
-  absl::Notification cohort_fixed, share_keys_open;
-  std::once_flag cohort_fixed_once, share_keys_open_once;
-  std::vector<std::thread> honest;
-  // On an early failed assertion: let the threads finish before they are destroyed.
-  struct Joiner {
-    std::vector<std::thread>& threads;
-    std::function<void()> release;
-    ~Joiner() {
-      release();
-      for (auto& t : threads) {
-        if (t.joinable()) t.join();
-      }
-    }
-  } joiner{honest, release};
-  std::vector<client::RoundOutcome> outcomes(kHonest);
-  for (int i = 0; i < kHonest; ++i) {
-    honest.emplace_back([&, i] {
-      client::ClientConfig cc;
-      cc.device_id = "honest-" + std::to_string(i);
-      cc.data_dir = dir_ / cc.device_id;
-      cc.trusted_root = pinned_root_;
-      cc.holdout_fraction = 0.0;
-      auto token = devices_->IssueToken(cc.device_id, absl::Hours(1));
-      ASSERT_TRUE(token.ok());
-      cc.enrollment_token = *token;
-      client::ClientHooks hooks;
-      hooks.on_phase = [&, i](uint64_t, v1::Phase phase) {
-        if (phase == v1::PHASE_TASK) std::call_once(cohort_fixed_once, [&] { cohort_fixed.Notify(); });
-        if (phase == v1::PHASE_SHARE_KEYS) std::call_once(share_keys_open_once, [&] { share_keys_open.Notify(); });
-        // honest-0 holds the advertise phase open until mallory's checks are done.
-        if (i == 0 && phase == v1::PHASE_ADVERTISE_KEYS) hold_advertise.wait();
-        return true;
-      };
-      auto c = client::Client::Create(
-          cc, std::move(*client::ConnectGrpc(address_, client::ChannelSecurity::Plaintext())), hooks);
-      ASSERT_TRUE(c.ok()) << c.status();
-      client::testing::ClientPeer::ObserveEncodedUpdates(**c,
-                                                         [&, id = cc.device_id](uint64_t, std::span<const uint32_t> e) {
-                                                           std::lock_guard lock(encoded_mu);
-                                                           encoded[id].assign(e.begin(), e.end());
-                                                         });
-      const models::Dataset data = models::testing::TinyClassifierData(60, 10 + static_cast<uint64_t>(i));
-      ASSERT_TRUE((*c)->AddSamples(client::ToSamples(data)).ok());
-      // mallory and these four are the whole cohort: admitted at once.
-      auto report = (*c)->ParticipateOnce();
-      ASSERT_TRUE(report.ok()) << report.status();
-      outcomes[static_cast<size_t>(i)] = report->outcome;
-      EXPECT_NE(report->outcome, client::RoundOutcome::kNotSelected) << report->detail;
-      EXPECT_NE(report->outcome, client::RoundOutcome::kAborted) << report->detail;
-    });
-  }
-
+  // Four honest gateways; honest-0 holds the advertise phase open until
+  // mallory's checks are done.
+  HonestGateways honest(*this);
   // The cohort is fixed once all five checked in.
   v1::RoundTask task;
-  ASSERT_TRUE(cohort_fixed.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(honest.cohort_fixed.WaitForNotificationWithTimeout(absl::Seconds(60)));
   ASSERT_TRUE(Await("mallory", round, v1::PHASE_TASK, &await).ok());
   ASSERT_TRUE(await.has_task()) << await.DebugString();
   task = await.task();
@@ -368,37 +398,20 @@ TEST_F(ServiceTest, BadRequestsInARoundGetClearErrorsAndTheRoundCompletesIntact)
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), OK);
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), make_advertise()), FAILED_PRECONDITION);
-  release();
+  honest.ReleaseAdvertise();
 
   // Once the round moved on, the old phase's message is refused.
-  ASSERT_TRUE(share_keys_open.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  ASSERT_TRUE(honest.share_keys_open.WaitForNotificationWithTimeout(absl::Seconds(60)));
   ASSERT_TRUE(Await("mallory", round, v1::PHASE_SHARE_KEYS, &await).ok());
   ASSERT_TRUE(await.has_secagg()) << await.DebugString();
   EXPECT_CODE(Submit(Header("mallory", round, v1::PHASE_ADVERTISE_KEYS), advertise), FAILED_PRECONDITION);
   EXPECT_CODE(Await("mallory", round, v1::PHASE_TASK, &await), OK);
 
-  // Mallory goes silent; the honest four finish the round.
-  for (auto& t : honest) t.join();
-  for (auto outcome : outcomes) EXPECT_EQ(outcome, client::RoundOutcome::kCompleted);
-  auto state = AggregatorState::Open(config_.state_dir);
-  ASSERT_TRUE(state.ok());
-  auto rounds = (*state)->Rounds();
-  ASSERT_TRUE(rounds.ok());
-  ASSERT_EQ(rounds->size(), 1u);
-  EXPECT_EQ((*rounds)[0].state, "done") << (*rounds)[0].reason;
-  EXPECT_EQ((*rounds)[0].survivors, kHonest);
-  std::vector<uint32_t> sum;
-  {
-    std::lock_guard lock(sums_mu_);
-    ASSERT_TRUE(sums_.contains(1));
-    sum = sums_[1];
-  }
-  std::vector<uint32_t> expected(task.secagg().vector_length(), 0);
-  ASSERT_EQ(encoded.size(), static_cast<size_t>(kHonest));
-  for (const auto& [device, e] : encoded) {
-    for (size_t i = 0; i < expected.size(); ++i) expected[i] = (expected[i] + e[i]) & ((1u << kBits) - 1);
-  }
-  EXPECT_EQ(sum, expected);
+  // Mallory goes silent; the honest four finish the round, and the secure
+  // sum is the sum of their encoded updates.
+  honest.Join();
+  for (auto outcome : honest.outcomes) EXPECT_EQ(outcome, client::RoundOutcome::kCompleted);
+  ExpectOneRoundSummed(honest.encoded, task.secagg().vector_length());
 
   // The federation is closed after its one round.
   ASSERT_TRUE(CheckIn(mallory, &checkin).ok());
