@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   state->device_key = std::make_shared<const models::SigningKey>(std::move(*key));
   state->transport->SetDeviceKey(state->device_key);
   TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<SampleStore> store,
-                           SampleStore::Open(config.data_dir / "store", config.max_samples));
+                           SampleStore::Open(config.data_dir / "store", config.max_samples, env));
   auto ledger = dp::PrivacyLedger::Open(config.data_dir / "privacy.db", config.privacy_budget);
   if (!ledger.ok()) return ledger.status();
   state->ledger = std::move(*ledger);

@@ -60,12 +60,13 @@ std::vector<Sample> ToSamples(const models::Dataset& data) {
   return samples;
 }
 
-SampleStore::SampleStore(std::filesystem::path dir, size_t max_samples, std::array<uint8_t, 32> key)
-    : dir_(std::move(dir)), max_samples_(max_samples), key_(key) {}
+SampleStore::SampleStore(std::filesystem::path dir, size_t max_samples, std::array<uint8_t, 32> key, base::Env& env)
+    : dir_(std::move(dir)), env_(env), max_samples_(max_samples), key_(key) {}
 
 SampleStore::~SampleStore() { sodium_memzero(key_.data(), key_.size()); }
 
-absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesystem::path& dir, size_t max_samples) {
+absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesystem::path& dir, size_t max_samples,
+                                                               base::Env& env) {
   if (max_samples == 0) return absl::InvalidArgumentError("a sample store needs room for at least one sample");
   TINYFED_RETURN_IF_ERROR(base::InitSodium());
   std::error_code ec;
@@ -73,11 +74,11 @@ absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesy
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
   // The device key: created once, readable only by its owner.
   std::array<uint8_t, 32> key{};
-  auto key_bytes = base::ReadFileBytes(dir / "device.key", 64);
+  auto key_bytes = env.ReadFile(dir / "device.key", 64);
   if (key_bytes.status().code() == absl::StatusCode::kNotFound) {
     crypto_secretstream_xchacha20poly1305_keygen(key.data());
-    if (auto s = base::WriteFileAtomically(
-            dir / "device.key", std::string_view(reinterpret_cast<const char*>(key.data()), key.size()), 0600);
+    if (auto s = env.WriteFileAtomically(dir / "device.key",
+                                         std::string_view(reinterpret_cast<const char*>(key.data()), key.size()), 0600);
         !s.ok()) {
       return s;
     }
@@ -89,11 +90,11 @@ absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesy
     std::memcpy(key.data(), key_bytes->data(), key.size());
     sodium_memzero(key_bytes->data(), key_bytes->size());
   }
-  auto store = std::unique_ptr<SampleStore>(new SampleStore(dir, max_samples, key));
+  auto store = std::unique_ptr<SampleStore>(new SampleStore(dir, max_samples, key, env));
   sodium_memzero(key.data(), key.size());
   // The manifest names the live segments; with it intact, any other segment
   // is a leftover of an interrupted write or of a compaction and goes.
-  auto manifest = base::ReadFileBytes(dir / "manifest", 1 << 20);
+  auto manifest = env.ReadFile(dir / "manifest", 1 << 20);
   if (!manifest.ok() && manifest.status().code() != absl::StatusCode::kNotFound) return manifest.status();
   if (manifest.ok()) {
     for (absl::string_view line : absl::StrSplit(*manifest, '\n', absl::SkipEmpty())) {
@@ -141,7 +142,7 @@ absl::StatusOr<std::unique_ptr<SampleStore>> SampleStore::Open(const std::filesy
 absl::Status SampleStore::WriteManifest(const std::vector<std::string>& segments) const {
   std::string text;
   for (const auto& s : segments) absl::StrAppend(&text, s, "\n");
-  return base::WriteFileAtomically(dir_ / "manifest", text, 0600);
+  return env_.WriteFileAtomically(dir_ / "manifest", text, 0600);
 }
 
 absl::StatusOr<std::string> SampleStore::WriteSegment(std::span<const Sample> samples) {
@@ -151,12 +152,12 @@ absl::StatusOr<std::string> SampleStore::WriteSegment(std::span<const Sample> sa
   const std::string file = SealRecords(kSegmentMagic, records);
   for (auto& r : records) sodium_memzero(r.data(), r.size());
   const std::string name = absl::StrCat("segment-", next_segment_++);
-  if (auto s = base::WriteFileAtomically(dir_ / name, file, 0600); !s.ok()) return s;
+  if (auto s = env_.WriteFileAtomically(dir_ / name, file, 0600); !s.ok()) return s;
   return name;
 }
 
 absl::StatusOr<std::vector<Sample>> SampleStore::ReadSegment(const std::string& name) const {
-  auto bytes = base::ReadFileBytes(dir_ / name, kMaxSegmentBytes);
+  auto bytes = env_.ReadFile(dir_ / name, kMaxSegmentBytes);
   if (!bytes.ok()) {
     return absl::DataLossError(absl::StrCat("segment ", name, " named by the manifest: ", bytes.status().message()));
   }
@@ -248,11 +249,11 @@ absl::Status SampleStore::WriteSealed(const std::string& name, std::string_view 
   }
   const std::string file = SealRecords(kSealedMagic, records);
   for (auto& r : records) sodium_memzero(r.data(), r.size());
-  return base::WriteFileAtomically(dir_ / name, file, 0600);
+  return env_.WriteFileAtomically(dir_ / name, file, 0600);
 }
 
 absl::StatusOr<std::string> SampleStore::ReadSealed(const std::string& name) const {
-  auto bytes = base::ReadFileBytes(dir_ / name, kMaxSegmentBytes);
+  auto bytes = env_.ReadFile(dir_ / name, kMaxSegmentBytes);
   if (!bytes.ok()) return bytes.status();
   auto records = OpenRecords(kSealedMagic, *bytes, absl::StrCat("sealed file ", name));
   if (!records.ok()) return records.status();

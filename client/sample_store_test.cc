@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/testing/fake_env.h"
 #include "base/testing/kill_nine.h"
 #include "gtest/gtest.h"
 
@@ -127,6 +128,40 @@ TEST(SampleStore, AMissingOrDamagedManifestIsDataLossAndDeletesNothing) {
   auto store = SampleStore::Open(dir, 100);
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->size(), 3u);
+}
+
+// A full disk: every write fails. Each Add says so and changes nothing, in
+// memory or on disk (also one that would push the oldest sample out); the
+// store goes on once writes succeed again.
+TEST(SampleStore, AFailedWriteLosesNothing) {
+  const auto dir = FreshDir("store_full");
+  base::testing::FakeEnv env;
+  auto store = SampleStore::Open(dir, 4, env);
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE((*store)->Add(std::vector<Sample>{Numbered(i)}).ok());
+  env.FailWritesUnder(dir);
+  for (int i = 4; i < 7; ++i) {  // each would push the oldest out
+    const absl::Status full = (*store)->Add(std::vector<Sample>{Numbered(i)});
+    EXPECT_FALSE(full.ok());
+    EXPECT_NE(full.message().find(dir.string()), std::string::npos) << full;
+    EXPECT_EQ((*store)->size(), 4u);
+  }
+  auto all = (*store)->ReadAll();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ((*all)[static_cast<size_t>(i)].features, Numbered(i).features);
+  // Nor can a new store be made where its key cannot be written.
+  EXPECT_FALSE(SampleStore::Open(dir / "another", 4, env).ok());
+
+  env.FailWritesUnder(std::nullopt);
+  ASSERT_TRUE((*store)->Add(std::vector<Sample>{Numbered(4)}).ok());
+  store->reset();
+  auto reopened = SampleStore::Open(dir, 4, env);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  all = (*reopened)->ReadAll();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ((*all)[static_cast<size_t>(i)].features, Numbered(i + 1).features);
 }
 
 TEST(SampleStore, KillNineMidWriteLosesNothingCommitted) {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tinyfed/base/env.h"
 #include "tinyfed/models/dataset.h"
 
 namespace tinyfed::client {
@@ -45,8 +46,11 @@ class SampleStore {
   // Creates the directory and key if missing. DATA_LOSS for a segment that
   // fails authentication (tampering or a damaged disk) and for segments
   // without a manifest that names them; INVALID_ARGUMENT for
-  // max_samples of 0.
-  static absl::StatusOr<std::unique_ptr<SampleStore>> Open(const std::filesystem::path& dir, size_t max_samples);
+  // max_samples of 0. Files are read and written through `env`, which must
+  // outlive the store (the device key itself comes from libsodium, never
+  // from an injected source).
+  static absl::StatusOr<std::unique_ptr<SampleStore>> Open(const std::filesystem::path& dir, size_t max_samples,
+                                                           base::Env& env = base::Env::Default());
   ~SampleStore();
   SampleStore(const SampleStore&) = delete;
   SampleStore& operator=(const SampleStore&) = delete;
@@ -65,7 +69,7 @@ class SampleStore {
   absl::StatusOr<std::string> ReadSealed(const std::string& name) const;
 
  private:
-  SampleStore(std::filesystem::path dir, size_t max_samples, std::array<uint8_t, 32> key);
+  SampleStore(std::filesystem::path dir, size_t max_samples, std::array<uint8_t, 32> key, base::Env& env);
   absl::Status WriteManifest(const std::vector<std::string>& segments) const;
   absl::StatusOr<std::string> WriteSegment(std::span<const Sample> samples);
   absl::StatusOr<std::vector<Sample>> ReadSegment(const std::string& name) const;
@@ -75,6 +79,7 @@ class SampleStore {
                                                        const std::string& what) const;
 
   std::filesystem::path dir_;
+  base::Env& env_;
   size_t max_samples_;
   std::array<uint8_t, 32> key_;
   std::vector<std::string> segments_;
