@@ -58,7 +58,7 @@ absl::StatusOr<std::string> DeviceRegistry::IssueToken(const std::optional<std::
     return absl::InvalidArgumentError(StrCat("device id '", *device_id, "' must be 1 to 64 of [A-Za-z0-9._-]"));
   }
   std::string raw(32, '\0');
-  randombytes_buf(raw.data(), raw.size());
+  env_.RandomBytes(std::span(reinterpret_cast<uint8_t*>(raw.data()), raw.size()));
   const std::string token = absl::BytesToHexString(raw);
   sodium_memzero(raw.data(), raw.size());
   absl::MutexLock lock(&mu_);

@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
   state->config = config;
   state->hooks = std::move(hooks);
   state->transport = std::move(transport);
-  TINYFED_ASSIGN_OR_RETURN(std::vector<models::TrustedRoot> history, internal::LoadTrustChain(config));
+  TINYFED_ASSIGN_OR_RETURN(std::vector<models::TrustedRoot> history, internal::LoadTrustChain(config, env));
   {
     absl::MutexLock lock(&state->round_mu);
     state->trusted.emplace(history.back());
@@ -63,13 +63,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
       std::filesystem::remove(enrolled_marker, ec);
     }
     std::filesystem::create_directories(config.data_dir, ec);
-    if (auto s =
-            models::WriteSigningKey(models::SigningKey::Generate(), key_file, config.data_dir / "device_signing.pub");
+    if (auto s = models::WriteSigningKey(models::SigningKey::Generate(), key_file,
+                                         config.data_dir / "device_signing.pub", env);
         !s.ok()) {
       return s;
     }
   }
-  auto key = models::ReadSigningKey(key_file);
+  auto key = models::ReadSigningKey(key_file, env);
   if (!key.ok()) return key.status();
   state->device_key = std::make_shared<const models::SigningKey>(std::move(*key));
   state->transport->SetDeviceKey(state->device_key);

@@ -219,6 +219,50 @@ TEST_F(ClientTest, ReleaseExpiryIsReadOnTheInjectedClock) {
   EXPECT_EQ(timely->model_version(), 1u);
 }
 
+// A gateway whose disk is full: it cannot start without writing its key,
+// and says which file; later a model it cannot store is not installed, the
+// one it has keeps answering, and the next round installs it once there is
+// room.
+TEST_F(ClientTest, AFullDiskKeepsTheInstalledModelAndNamesTheFile) {
+  base::testing::FakeEnv env(1, absl::Now());
+  env.FailWritesUnder(config_.data_dir);
+  auto refused = Client::Create(config_, std::make_unique<FakeAggregator>(), {}, env);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find((config_.data_dir / "device_signing.key").string()), std::string::npos)
+      << refused.status();
+  refused = absl::UnknownError("closed");
+  env.FailWritesUnder(std::nullopt);
+
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto c = ClientOffering(v1, RefFor(v1), &fake, env);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  ASSERT_EQ(c->model_version(), 1u);
+  const std::vector<float> x(8, 0.5f);
+  auto before = c->Predict(x);
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  const std::string v2 = Publish(2, key_, {.head_scale = 0.3f});
+  fake->blob = v2;
+  fake->ref = RefFor(v2);
+  env.FailWritesUnder(config_.data_dir);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->model_version(), 1u);
+  auto still = c->Predict(x);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->label, before->label);
+  EXPECT_EQ(still->confidence, before->confidence);
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  ASSERT_FALSE(fake->telemetry.empty());
+  const std::string status = fake->telemetry.back().model_status();
+  EXPECT_NE(status.find("model v2 not installed"), std::string::npos) << status;
+  EXPECT_NE(status.find(config_.data_dir.string()), std::string::npos) << status;
+
+  env.FailWritesUnder(std::nullopt);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->model_version(), 2u);
+}
+
 // A screening class: Predict decides it by a threshold set on the held-out
 // slice, which only ever catches more of that class than the argmax.
 TEST_F(ClientTest, DecidesAScreeningClassByAThresholdSetOnItsHeldOutSlice) {

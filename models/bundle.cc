@@ -90,8 +90,8 @@ absl::StatusOr<v1::ModelBundle> DecodeBundleFile(std::string_view bytes) {
   return DecodeBundlePayload(payload);
 }
 
-absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path) {
-  auto bytes = base::ReadFileBytes(path, kMaxBundleFileBytes);
+absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path, base::Env& env) {
+  auto bytes = env.ReadFile(path, kMaxBundleFileBytes);
   if (!bytes.ok()) return bytes.status();
   auto bundle = DecodeBundleFile(*bytes);
   if (!bundle.ok()) {
@@ -100,9 +100,9 @@ absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path
   return bundle;
 }
 
-absl::Status WriteBundleFile(const std::filesystem::path& path, const v1::ModelBundle& bundle) {
+absl::Status WriteBundleFile(const std::filesystem::path& path, const v1::ModelBundle& bundle, base::Env& env) {
   if (auto s = ValidateBundle(bundle); !s.ok()) return s;
-  return base::WriteFileAtomically(path, EncodeBundleFile(bundle));
+  return env.WriteFileAtomically(path, EncodeBundleFile(bundle));
 }
 
 }  // namespace tinyfed::models

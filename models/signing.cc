@@ -23,17 +23,17 @@ SigningKey::SigningKey(SigningKey&& other) noexcept : secret_(other.secret_), pu
 }
 
 absl::Status WriteSigningKey(const SigningKey& key, const std::filesystem::path& secret_path,
-                             const std::filesystem::path& public_path) {
+                             const std::filesystem::path& public_path, base::Env& env) {
   std::string secret(reinterpret_cast<const char*>(key.secret_.data()), key.secret_.size());
-  absl::Status s = base::WriteFileAtomically(secret_path, secret, 0600);
+  absl::Status s = env.WriteFileAtomically(secret_path, secret, 0600);
   sodium_memzero(secret.data(), secret.size());
   if (!s.ok()) return s;
-  return base::WriteFileAtomically(
+  return env.WriteFileAtomically(
       public_path, std::string_view(reinterpret_cast<const char*>(key.public_.data()), key.public_.size()));
 }
 
-absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path) {
-  auto bytes = base::ReadFileBytes(secret_path, 1024);
+absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path, base::Env& env) {
+  auto bytes = env.ReadFile(secret_path, 1024);
   if (!bytes.ok()) return bytes.status();
   if (bytes->size() != crypto_sign_SECRETKEYBYTES) {
     return absl::InvalidArgumentError(absl::StrCat(secret_path.string(), " is ", bytes->size(),

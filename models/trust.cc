@@ -277,7 +277,7 @@ std::filesystem::path RootFile(const std::filesystem::path& dir, uint64_t versio
   return dir / StrCat(version, ".root");
 }
 
-absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadata& signed_root) {
+absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadata& signed_root, base::Env& env) {
   auto root = ParseRoot(signed_root);
   if (!root.ok()) return root.status();
   const std::filesystem::path file = RootFile(dir, root->version());
@@ -287,7 +287,7 @@ absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadat
   }
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));
-  return base::WriteFileAtomically(file, signed_root.SerializeAsString());
+  return env.WriteFileAtomically(file, signed_root.SerializeAsString());
 }
 
 absl::StatusOr<Repository> CreateSingleKeyRepository(const std::filesystem::path& dir, const std::string& federation,

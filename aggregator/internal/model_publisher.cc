@@ -31,7 +31,7 @@ ModelPublisher::ModelPublisher(const Config& config, base::Env& env, models::Sig
     : config_(config), env_(env), key_(std::move(key)), roots_(std::move(roots)), trusted_(std::move(trusted)) {}
 
 absl::StatusOr<std::unique_ptr<ModelPublisher>> ModelPublisher::Open(const Config& config, base::Env& env) {
-  TINYFED_ASSIGN_OR_RETURN(models::SigningKey key, models::ReadSigningKey(config.publishing_key));
+  TINYFED_ASSIGN_OR_RETURN(models::SigningKey key, models::ReadSigningKey(config.publishing_key, env));
   TINYFED_ASSIGN_OR_RETURN(std::vector<v1::SignedMetadata> roots, models::ReadRootChain(config.roots_dir));
   TINYFED_ASSIGN_OR_RETURN(models::TrustedRoot trusted, models::TrustedRoot::Pin(roots.back()));
   const v1::RootMetadata& root = trusted.root();
@@ -67,7 +67,7 @@ absl::Status ModelPublisher::CheckClassWeights(const v1::Head& head) const {
 absl::Status ModelPublisher::Load(AggregatorState& state) {
   TINYFED_ASSIGN_OR_RETURN(std::optional<PublishedModel> latest, state.LatestModel());
   if (!latest) {
-    TINYFED_ASSIGN_OR_RETURN(v1::ModelBundle bundle, models::ReadBundleFile(config_.initial_model));
+    TINYFED_ASSIGN_OR_RETURN(v1::ModelBundle bundle, models::ReadBundleFile(config_.initial_model, env_));
     if (bundle.precision() != v1::PRECISION_INT8) {
       return absl::InvalidArgumentError(
           StrCat(config_.initial_model.string(), " is a float bundle; gateways run int8 (tinyfed model quantize)"));

@@ -55,6 +55,14 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
     spdlog::warn("{}: {}", config.device_id, g.model_status);
     return s;
   };
+  // The gateway's own disk failed (full, read-only): the model is fine and
+  // is tried again next round, resuming what was downloaded.
+  auto not_stored = [&](absl::Status s) {
+    absl::MutexLock lock(&g.mu);
+    g.model_status = StrCat("model v", ref.version(), " not installed: ", s.message());
+    spdlog::warn("{}: {}", config.device_id, g.model_status);
+    return s;
+  };
   if (ref.download_size() == 0 || ref.download_size() > (uint64_t{1} << 30)) {
     return refuse(absl::InvalidArgumentError(StrCat("announced size ", ref.download_size(), " is not plausible")));
   }
@@ -62,7 +70,7 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
   std::error_code ec;
   if (!current_meta.ok() || *current_meta != expected_meta) {
     std::filesystem::remove(partial, ec);
-    if (auto s = g.env.WriteFileAtomically(meta, expected_meta); !s.ok()) return s;
+    if (auto s = g.env.WriteFileAtomically(meta, expected_meta); !s.ok()) return not_stored(s);
   }
   uint64_t have = std::filesystem::exists(partial, ec) ? std::filesystem::file_size(partial, ec) : 0;
   if (have > ref.download_size()) {
@@ -84,11 +92,11 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
         chunk->data().size() > ref.download_size() - have) {
       return refuse(absl::DataLossError("the server sent a chunk that does not match the announced model"));
     }
-    if (auto s = AppendDurably(partial, chunk->data()); !s.ok()) return s;
+    if (auto s = AppendDurably(partial, chunk->data()); !s.ok()) return not_stored(s);
     have += chunk->data().size();
   }
   auto blob = g.env.ReadFile(partial, ref.download_size());
-  if (!blob.ok()) return blob.status();
+  if (!blob.ok()) return not_stored(blob.status());
   if (base::Sha256(*blob) != ref.download_sha256()) {
     return refuse(absl::DataLossError("the download does not match its announced SHA-256"));
   }
@@ -117,7 +125,7 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
   }
   auto runnable = models::Interpreter::Create(verified->bundle);
   if (!runnable.ok()) return refuse(runnable.status());
-  if (auto s = g.env.WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return s;
+  if (auto s = g.env.WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return not_stored(s);
   std::filesystem::remove(partial, ec);
   std::filesystem::remove(meta, ec);
   std::filesystem::remove(config.data_dir / "model.signed.damaged", ec);

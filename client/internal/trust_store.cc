@@ -9,9 +9,8 @@ namespace tinyfed::client::internal {
 
 using absl::StrCat;
 
-absl::StatusOr<std::vector<models::TrustedRoot>> LoadTrustChain(const ClientConfig& config) {
-  TINYFED_ASSIGN_OR_RETURN(std::string pinned_bytes,
-                           base::ReadFileBytes(config.trusted_root, 2 * models::kMaxMetadataBytes));
+absl::StatusOr<std::vector<models::TrustedRoot>> LoadTrustChain(const ClientConfig& config, base::Env& env) {
+  TINYFED_ASSIGN_OR_RETURN(std::string pinned_bytes, env.ReadFile(config.trusted_root, 2 * models::kMaxMetadataBytes));
   v1::SignedMetadata pinned_root;
   if (!pinned_root.ParseFromString(pinned_bytes)) {
     return absl::InvalidArgumentError(StrCat(config.trusted_root.string(), " is not signed root metadata"));
@@ -24,7 +23,7 @@ absl::StatusOr<std::vector<models::TrustedRoot>> LoadTrustChain(const ClientConf
   std::vector<models::TrustedRoot> history = {*trusted};
   for (uint64_t v = trusted->root().version() + 1;; ++v) {
     const auto file = models::RootFile(config.data_dir / "roots", v);
-    auto bytes = base::ReadFileBytes(file, 2 * models::kMaxMetadataBytes);
+    auto bytes = env.ReadFile(file, 2 * models::kMaxMetadataBytes);
     if (!bytes.ok() && bytes.status().code() == absl::StatusCode::kNotFound) break;
     v1::SignedMetadata next;
     absl::Status s = !bytes.ok()                    ? bytes.status()
@@ -41,7 +40,7 @@ void AdvanceRoots(GatewayState& g, const google::protobuf::RepeatedPtrField<v1::
     auto parsed = models::ParseRoot(next);
     if (parsed.ok() && parsed->version() <= g.trusted->root().version()) continue;
     absl::Status s = parsed.ok() ? g.trusted->Advance(next) : parsed.status();
-    if (s.ok()) s = models::WriteRoot(g.config.data_dir / "roots", next);
+    if (s.ok()) s = models::WriteRoot(g.config.data_dir / "roots", next, g.env);
     if (!s.ok()) {
       absl::MutexLock lock(&g.mu);
       g.model_status = StrCat("root refused: ", s.message());

@@ -16,7 +16,7 @@ namespace tinyfed::client::internal {
 
 // Every root trusted so far, oldest first (the last is the current one).
 // DATA_LOSS names a stored root that fails verification.
-absl::StatusOr<std::vector<models::TrustedRoot>> LoadTrustChain(const ClientConfig& config);
+absl::StatusOr<std::vector<models::TrustedRoot>> LoadTrustChain(const ClientConfig& config, base::Env& env);
 
 // Roots newer than the trusted one, each checked and kept on disk before
 // the next: a rotation reaches gateways at their next check-in. A refused

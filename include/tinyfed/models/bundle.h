@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tinyfed/base/env.h"
 #include "tinyfed/v1/bundle.pb.h"
 
 namespace tinyfed::models {
@@ -45,11 +46,13 @@ absl::StatusOr<v1::ModelBundle> DecodeBundleFile(std::string_view bytes);
 absl::StatusOr<v1::ModelBundle> DecodeBundlePayload(std::string_view payload);
 
 // NOT_FOUND for a missing file; otherwise as DecodeBundleFile.
-absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path);
+absl::StatusOr<v1::ModelBundle> ReadBundleFile(const std::filesystem::path& path,
+                                               base::Env& env = base::Env::Default());
 
 // Validates, then writes atomically: a crash leaves either the old file or the
 // new one, never a mix (temporary file, fsync, rename).
-absl::Status WriteBundleFile(const std::filesystem::path& path, const v1::ModelBundle& bundle);
+absl::Status WriteBundleFile(const std::filesystem::path& path, const v1::ModelBundle& bundle,
+                             base::Env& env = base::Env::Default());
 
 }  // namespace tinyfed::models
 

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "tinyfed/base/env.h"
 
 namespace tinyfed::models {
 
@@ -31,19 +32,22 @@ class SigningKey {
   std::string Sign(std::string_view message) const;
 
  private:
-  friend absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path&);
-  friend absl::Status WriteSigningKey(const SigningKey&, const std::filesystem::path&, const std::filesystem::path&);
+  friend absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path&, base::Env&);
+  friend absl::Status WriteSigningKey(const SigningKey&, const std::filesystem::path&, const std::filesystem::path&,
+                                      base::Env&);
   SigningKey() = default;
   std::array<uint8_t, 64> secret_{};  // libsodium's seed || public key
   PublicKey public_{};
 };
 
-// Writes the secret key (mode 0600) and the public key, each atomically.
+// Writes the secret key (mode 0600) and the public key, each atomically,
+// through `env`.
 absl::Status WriteSigningKey(const SigningKey& key, const std::filesystem::path& secret_path,
-                             const std::filesystem::path& public_path);
+                             const std::filesystem::path& public_path, base::Env& env = base::Env::Default());
 // INVALID_ARGUMENT for a file of the wrong size or a secret whose public half
 // does not match its seed; NOT_FOUND for a missing file.
-absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path);
+absl::StatusOr<SigningKey> ReadSigningKey(const std::filesystem::path& secret_path,
+                                          base::Env& env = base::Env::Default());
 absl::StatusOr<PublicKey> ReadPublicKey(const std::filesystem::path& public_path);
 
 // True if `signature` is `key`'s detached signature over `message`.

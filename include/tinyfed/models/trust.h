@@ -33,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tinyfed/base/env.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/v1/bundle.pb.h"
 #include "tinyfed/v1/trust.pb.h"
@@ -66,7 +67,8 @@ absl::StatusOr<v1::ReleaseMetadata> ParseRelease(const v1::SignedMetadata& signe
 // checking that each is signed as TrustedRoot::Advance requires; NOT_FOUND
 // without 1.root. WriteRoot refuses to replace an existing version.
 absl::StatusOr<std::vector<v1::SignedMetadata>> ReadRootChain(const std::filesystem::path& dir);
-absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadata& signed_root);
+absl::Status WriteRoot(const std::filesystem::path& dir, const v1::SignedMetadata& signed_root,
+                       base::Env& env = base::Env::Default());
 std::filesystem::path RootFile(const std::filesystem::path& dir, uint64_t version);
 
 // A repository with one root key (threshold 1) for simulations and tests,
