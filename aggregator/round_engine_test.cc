@@ -12,6 +12,7 @@
 
 #include "aggregator/testing/test_federation.h"
 #include "base/testing/fake_env.h"
+#include "base/testing/value_or_die.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/models/signing.h"
@@ -93,11 +94,8 @@ class RoundEngineTest : public ::testing::Test {
     return engine_->Submit(r).status();
   }
   std::vector<RoundRecord> Rounds() {
-    auto state = AggregatorState::Open(config_.state_dir);
-    EXPECT_TRUE(state.ok());
-    auto rounds = (*state)->Rounds();
-    EXPECT_TRUE(rounds.ok());
-    return rounds.ok() ? *rounds : std::vector<RoundRecord>();
+    auto state = base::testing::ValueOrDie(AggregatorState::Open(config_.state_dir), "opening the state");
+    return base::testing::ValueOrDie(state->Rounds(), "reading the rounds");
   }
   // Admits clinic-0 .. clinic-(n-1); the round id.
   uint64_t Admit(int n) {
@@ -118,18 +116,20 @@ class RoundEngineTest : public ::testing::Test {
   std::map<std::string, Member> Members(uint64_t round, int n) {
     std::map<std::string, Member> members;
     for (int i = 0; i < n; ++i) {
-      auto task = Await(Device(i), round, v1::PHASE_TASK);
-      EXPECT_TRUE(task.ok() && task->has_task()) << task.status();
-      const v1::RoundTask& t = task->task();
-      auto params = secagg::ParamsOfTask(round, t.cohort_size(), t.secagg());
-      EXPECT_TRUE(params.ok());
+      const v1::AwaitResponse task = base::testing::ValueOrDie(Await(Device(i), round, v1::PHASE_TASK), Device(i));
+      EXPECT_TRUE(task.has_task()) << task.DebugString();
+      const v1::RoundTask& t = task.task();
+      const secagg::SecAggParams params =
+          base::testing::ValueOrDie(secagg::ParamsOfTask(round, t.cohort_size(), t.secagg()), "the task's parameters");
       std::array<uint8_t, 32> seed{};
       seed[0] = static_cast<uint8_t>(i);
       // All-zero inputs: the DDG encoding of a zero update is zero.
-      auto client = secagg::Client::Create(*params, t.secagg_id(), std::vector<uint32_t>(t.secagg().vector_length(), 0),
-                                           secagg::SeededRandom(seed));
-      EXPECT_TRUE(client.ok());
-      members[Device(i)] = Member{std::move(*client), t.secagg_id()};
+      members[Device(i)] =
+          Member{base::testing::ValueOrDie(
+                     secagg::Client::Create(params, t.secagg_id(), std::vector<uint32_t>(t.secagg().vector_length(), 0),
+                                            secagg::SeededRandom(seed)),
+                     "a SecAgg+ client"),
+                 t.secagg_id()};
     }
     return members;
   }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "base/testing/fake_env.h"
+#include "base/testing/value_or_die.h"
 #include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/base/file_io.h"
@@ -133,12 +134,12 @@ class ClientTest : public ::testing::Test {
     b.mutable_metadata()->set_version(version);
     v1::SignedBundle out;
     out.set_bundle(models::EncodeBundleFile(b));
-    auto release = models::DescribeRelease(out.bundle(), r.federation);
-    EXPECT_TRUE(release.ok()) << release.status();
-    release->set_version(version);
-    release->set_expires_unix_seconds(absl::ToUnixSeconds(absl::Now() + r.expires_in));
+    v1::ReleaseMetadata release =
+        base::testing::ValueOrDie(models::DescribeRelease(out.bundle(), r.federation), "describing the release");
+    release.set_version(version);
+    release.set_expires_unix_seconds(absl::ToUnixSeconds(absl::Now() + r.expires_in));
     const models::SigningKey* signer = &key;
-    *out.mutable_release() = models::SignRelease(*release, {&signer, 1});
+    *out.mutable_release() = models::SignRelease(release, {&signer, 1});
     return out.SerializeAsString();
   }
   static v1::ModelRef RefFor(const std::string& blob) {

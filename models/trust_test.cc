@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "base/testing/value_or_die.h"
 #include "gtest/gtest.h"
 #include "models/testing/random_bundle.h"
 #include "tinyfed/base/sha256.h"
@@ -57,20 +58,18 @@ class TrustTest : public ::testing::Test {
                            const std::string& federation = "clinics-north/fmnist", int64_t expires_in = 7 * kDay) {
     v1::SignedBundle out;
     out.set_bundle(BundleFile(model_version));
-    auto release = DescribeRelease(out.bundle(), federation);
-    EXPECT_TRUE(release.ok()) << release.status();
-    release->set_version(release_version);
-    release->set_expires_unix_seconds(absl::ToUnixSeconds(kNow) + expires_in);
+    v1::ReleaseMetadata release =
+        base::testing::ValueOrDie(DescribeRelease(out.bundle(), federation), "describing the release");
+    release.set_version(release_version);
+    release.set_expires_unix_seconds(absl::ToUnixSeconds(kNow) + expires_in);
     const SigningKey* k = &key;
-    *out.mutable_release() = SignRelease(*release, {&k, 1});
+    *out.mutable_release() = SignRelease(release, {&k, 1});
     return out;
   }
 
   TrustedRoot Pinned() {
     std::vector<const SigningKey*> signers{&root_keys_[0], &root_keys_[1]};
-    auto pinned = TrustedRoot::Pin(SignRoot(root_, signers));
-    EXPECT_TRUE(pinned.ok()) << pinned.status();
-    return *pinned;
+    return base::testing::ValueOrDie(TrustedRoot::Pin(SignRoot(root_, signers)), "pinning the root");
   }
 
   StatusCode Verify(const TrustedRoot& trusted, const v1::SignedBundle& b,

@@ -5,6 +5,7 @@
 #include <random>
 #include <set>
 
+#include "base/testing/value_or_die.h"
 #include "gtest/gtest.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/secure_agg/server.h"
@@ -41,22 +42,22 @@ Outcome RunRound(const SecAggParams& params, int min_survivors, const std::vecto
     s[0] = static_cast<uint8_t>(u);
     s[1] = static_cast<uint8_t>(u >> 8);
     s[2] = static_cast<uint8_t>(seed);
-    auto client = Client::Create(params, static_cast<uint32_t>(u), inputs[static_cast<size_t>(u)], SeededRandom(s));
-    EXPECT_TRUE(client.ok());
-    clients.push_back(std::move(*client));
+    clients.push_back(base::testing::ValueOrDie(
+        Client::Create(params, static_cast<uint32_t>(u), inputs[static_cast<size_t>(u)], SeededRandom(s)),
+        "a SecAgg+ client"));
   }
-  auto server = Server::Create(params, min_survivors);
-  EXPECT_TRUE(server.ok()) << server.status();
+  auto server = base::testing::ValueOrDie(Server::Create(params, min_survivors), "the SecAgg+ server");
   Outcome out;
   std::vector<int> done(static_cast<size_t>(n), 0);  // phases completed by each client
   for (int u = 0; u < n; ++u) {
     if (drop_at[static_cast<size_t>(u)] == 1) continue;
-    auto m = clients[static_cast<size_t>(u)]->AdvertiseKeys();
-    EXPECT_TRUE((*server)->Receive(*m).ok());
+    EXPECT_TRUE(
+        server->Receive(base::testing::ValueOrDie(clients[static_cast<size_t>(u)]->AdvertiseKeys(), "advertise keys"))
+            .ok());
     done[static_cast<size_t>(u)] = 1;
   }
   for (int phase = 2; phase <= 4; ++phase) {
-    auto requests = (*server)->AdvancePhase();
+    auto requests = server->AdvancePhase();
     if (!requests.ok()) {
       out.status = requests.status();
       break;
@@ -66,17 +67,17 @@ Outcome RunRound(const SecAggParams& params, int min_survivors, const std::vecto
       if (drop_at[u] == phase) continue;
       auto reply = clients[u]->Handle(req);
       if (!reply.ok()) continue;  // e.g. fewer than t neighbors advertised: the client cannot go on
-      EXPECT_TRUE((*server)->Receive(*reply).ok()) << reply->DebugString().substr(0, 200);
+      EXPECT_TRUE(server->Receive(*reply).ok()) << reply->DebugString().substr(0, 200);
       done[u] = phase;
     }
   }
   if (out.status.ok()) {
-    auto last = (*server)->AdvancePhase();
+    auto last = server->AdvancePhase();
     out.status = last.status();
   }
   if (out.status.ok()) {
-    out.result = *(*server)->Result();
-    const auto s = (*server)->Survivors();
+    out.result = base::testing::ValueOrDie(server->Result(), "the result");
+    const auto s = server->Survivors();
     out.survivors = {s.begin(), s.end()};
   }
   // Oracle: who completed what, and could every needed secret be rebuilt?
@@ -182,7 +183,8 @@ class SecAggRefusals : public ::testing::Test {
   }
   // Runs round 0 and returns the round-1 requests.
   std::vector<v1::SecAggServerMessage> Advertise() {
-    for (auto& c : clients_) EXPECT_TRUE(server_->Receive(*c->AdvertiseKeys()).ok());
+    for (auto& c : clients_)
+      EXPECT_TRUE(server_->Receive(base::testing::ValueOrDie(c->AdvertiseKeys(), "advertise keys")).ok());
     return *server_->AdvancePhase();
   }
   std::unique_ptr<SecAggParams> params_;

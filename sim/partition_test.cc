@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "base/testing/value_or_die.h"
+
 namespace tinyfed::sim {
 namespace {
 
@@ -44,10 +46,9 @@ TEST(PartitionTest, DirichletCoversEverythingAndRespectsMinimum) {
 TEST(PartitionTest, SkewFallsAsAlphaGrows) {
   const auto labels = Labels(10000, 10);
   auto dominant_share = [&](double alpha) {
-    auto p = DirichletLabelPartition(labels, 10, alpha, 11);
-    EXPECT_TRUE(p.ok());
+    const auto p = base::testing::ValueOrDie(DirichletLabelPartition(labels, 10, alpha, 11), "the partition");
     double sum = 0.0;
-    for (const auto& part : *p) {
+    for (const auto& part : p) {
       std::vector<int> counts(10, 0);
       for (size_t i : part) ++counts[static_cast<size_t>(labels[i])];
       sum += *std::max_element(counts.begin(), counts.end()) / static_cast<double>(part.size());

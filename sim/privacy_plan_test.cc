@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "base/testing/value_or_die.h"
 #include "tinyfed/dp/pld_accountant.h"
 
 namespace tinyfed::sim {
@@ -15,8 +16,7 @@ Scenario Parsed(const std::string& dp, bool secagg = true) {
       "cohort_size = 8\nmin_cohort = 5\n[secagg]\nmax_dropout = 0.25\nenabled = " +
           std::string(secagg ? "true" : "false") + "\n[training]\nepochs = 2\n" + dp,
       "/srv/plan.toml");
-  EXPECT_TRUE(s.ok()) << s.status();
-  return *s;
+  return base::testing::ValueOrDie(std::move(s), "the test scenario");
 }
 
 const FederationShape kShape{.clinic_train_sizes = {100, 400, 200, 300, 500}, .embedding_size = 15, .classes = 4};

@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "aggregator/testing/round_engine_peer.h"
 #include "aggregator/testing/test_federation.h"
+#include "base/testing/value_or_die.h"
 #include "client/testing/client_peer.h"
 #include "models/testing/tiny_classifier.h"
 #include "spdlog/sinks/ostream_sink.h"
@@ -537,9 +538,7 @@ TEST_F(ServiceTest, RestartedClientContinuesUntilItSentItsFirstMessage) {
   auto check_in = [&](const std::string& device) {
     v1::CheckInRequest r;
     *r.mutable_header() = Header(device, 0, v1::PHASE_CHECK_IN);
-    auto out = e.CheckIn(r);
-    EXPECT_TRUE(out.ok()) << out.status();
-    return *out;
+    return base::testing::ValueOrDie(e.CheckIn(r), "check-in of " + device);
   };
   for (const char* d : {"a", "b", "c"}) ASSERT_TRUE(check_in(d).has_admitted());
   // "a" restarts after the cohort closed, before sending its update.
