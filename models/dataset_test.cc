@@ -104,30 +104,40 @@ TEST(ReadCsv, ErrorsNameLineAndColumn) {
 }
 
 // One odd label used to switch the whole file to sorted-string classes, so
-// "0" became class 1, and a single 99 made 100 classes.
+// "0" became class 1, and a single 99 made 100 classes. Integer codes now
+// keep their value when they are 0..K-1 and are named by themselves when not.
 TEST(ReadCsv, IntegerLabelsKeepTheirValueAndOddLabelsAreRefused) {
   std::string rows;
   for (int i = 0; i < 6; ++i) rows += std::to_string(i) + ".5," + std::to_string(i % 3) + "\n";
   auto ok = ReadCsv(Write("ids.csv", "x,y\n" + rows));
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->labels, (std::vector<int>{0, 1, 2, 0, 1, 2}));
+  EXPECT_TRUE(ok->warnings.empty());
   auto floats = ReadCsv(Write("floats.csv", "x,y\n1,0.0\n2,1.0\n3,1\n"));  // pandas writes 1.0
   ASSERT_TRUE(floats.ok()) << floats.status();
   EXPECT_EQ(floats->labels, (std::vector<int>{0, 1, 1}));
   struct Case {
     std::string odd, why;
   };
-  for (const Case& c : std::vector<Case>{{"-1", "line 4: label '-1' is not a class id from 0 to 999"},
-                                         {"0.5", "line 4: label '0.5' is not a class id"},
-                                         {"2147483648", "line 4: label '2147483648' is not a class id from 0 to 999"},
+  for (const Case& c : std::vector<Case>{{"0.5", "line 4: label '0.5' is not a class id (an integer)"},
+                                         {"2147483648", "line 4: label '2147483648' is not a class id (an integer)"},
                                          {"-inf", "line 4: label '-inf' is not a class id"},
-                                         {"sick", "line 4: label 'sick' is text but line 2's label '0' is a class id"},
-                                         {"99", "class ids up to 99 but no row has class 3"}}) {
+                                         {"sick", "line 4: label 'sick' is text but line 2's label '0' is a class id"}}) {
     auto d = ReadCsv(Write("odd.csv", "x,y\n1,0\n2,1\n3," + c.odd + "\n4,2\n5,1\n"));
     ASSERT_FALSE(d.ok()) << "label " << c.odd << " was accepted";
     EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(d.status().message().find(c.why), absl::string_view::npos) << d.status();
   }
+  // A stray code is a class of its own, named by it, and called out as rare.
+  std::string with_stray = "x,y\n3,99\n";
+  for (int i = 0; i < 30; ++i) with_stray += std::to_string(i % 7) + "," + std::to_string(i % 3) + "\n";
+  auto stray = ReadCsv(Write("stray.csv", with_stray));
+  ASSERT_TRUE(stray.ok()) << stray.status();
+  EXPECT_EQ(stray->label_names, (std::vector<std::string>{"0", "1", "2", "99"}));
+  EXPECT_EQ(stray->labels[0], 3);
+  EXPECT_EQ(stray->labels[1], 0);
+  ASSERT_EQ(stray->warnings.size(), 1u);
+  EXPECT_NE(stray->warnings[0].find("rare codes, typos?: 99 (1 row)"), std::string::npos) << stray->warnings[0];
   // Text first, then a number: the number is the odd one.
   auto mixed = ReadCsv(Write("mixed.csv", "x,y\n1,well\n2,sick\n3,7\n"));
   EXPECT_NE(mixed.status().message().find("line 4: label '7' is a number but line 2's label 'well' is text"),

@@ -21,6 +21,8 @@ struct Dataset {
   std::vector<int> labels;      // in [0, label_names.size())
   std::vector<std::string> label_names;
   std::string source;
+  // What a reader noticed but accepted, one sentence each, for the log.
+  std::vector<std::string> warnings;
 
   size_t size() const { return labels.size(); }
   size_t feature_size() const { return static_cast<size_t>(height) * width * channels; }
@@ -49,28 +51,49 @@ struct ReadLimits {
 absl::StatusOr<Dataset> ReadIdx(const std::filesystem::path& images, const std::filesystem::path& labels,
                                 std::vector<std::string> label_names = {}, const ReadLimits& limits = {});
 
+// What to do with a missing value: a cell that is empty or NA, N/A, NaN, ?,
+// null or None (any case).
+enum class MissingValues {
+  kError,  // refuse the file, counting every affected row and column
+  kDrop,   // leave out each row that has one
+  kMean,   // a feature takes its column's mean; a row without a label goes
+};
+
 struct CsvOptions {
   // Column holding the label: a header name or a 0-based index; empty means
   // the last column.
   std::string label_column;
-  // Integer labels are class ids 0..K-1 with K the largest plus one, and a
-  // missing id is an error (a typo would make phantom classes); set this to
-  // declare K, so ids may be missing from this file.
+  // Integer labels 0..K-1 are class ids; other integer codes (2 and 4, or -1
+  // and 1) are classes named by their code, in numeric order. Set this to
+  // declare K, so that ids 0..K-1 may be missing from this file.
   int num_classes = 0;
-  // Every distinct label is a class name, classes in sorted order ("-1" and
-  // "1" become classes 0 and 1).
+  // Every distinct label is a class name, classes in sorted order.
   bool labels_as_names = false;
+  // The field separator; 0 detects one of , ; TAB | from the first line.
+  // Fields may be quoted as RFC 4180 has it ("a ""b"", c"), lines may end in
+  // CRLF. With ';' a decimal comma is read too ("1,5").
+  char delimiter = 0;
+  MissingValues missing = MissingValues::kError;
+  // Columns that are not features (an identifier, a date): header names or
+  // 0-based indices.
+  std::vector<std::string> ignore_columns;
+  // Each row's features as an image of height x width x channels, row-major
+  // with channels last; empty: a row of D features is 1 x 1 x D.
+  std::vector<int> shape;
   ReadLimits limits;
 };
 
-// Comma-separated numeric features and one label column, gzip-compressed or
-// not. The first line is a header of column names when any of its fields is
-// not a number. scikit-learn's bundled format, whose first line is
-// "n_samples,n_features,name0,name1,...", is recognised and its class names
-// kept. Labels are either all class ids (integers; "1.0" is 1) or all names
-// (text, classes in sorted order); a file mixing the two, a label such as
-// 0.5, -1 or 2^31, and more than kMaxClasses classes are INVALID_ARGUMENT
-// naming the first offending line (see CsvOptions to read such files).
+// Delimited numeric features and one label column (see CsvOptions),
+// gzip-compressed or not. The first record is a header of column names when
+// any of its fields is not a number. scikit-learn's bundled format, whose
+// first line is "n_samples,n_features,name0,name1,...", is recognised and its
+// class names kept; R's write.csv row names (an unnamed first column holding
+// 1..N) are left out. Labels are either all integers (1.0 is 1) or all names
+// (classes in sorted order). INVALID_ARGUMENT names the line and column of
+// the first bad cell, lists the columns when one is not found, and counts
+// every missing value. What the reader noticed but accepted (a column that
+// looks like an identifier, rows dropped, codes mapped) is in the dataset's
+// `warnings`.
 absl::StatusOr<Dataset> ReadCsv(const std::filesystem::path& path, const CsvOptions& options = {});
 
 // A training part and a held-out part with the same class proportions,
