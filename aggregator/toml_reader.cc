@@ -46,6 +46,38 @@ absl::Status TomlTableReader::Doubles(std::string_view key, std::vector<double>*
   return absl::OkStatus();
 }
 
+absl::Status TomlTableReader::Integers(std::string_view key, std::vector<int64_t>* out, int64_t min, int64_t max) {
+  const toml::node* node = Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  const toml::array* array = node->as_array();
+  if (array == nullptr) return Error(*node, key, "must be an array of integers");
+  std::vector<int64_t> values;
+  for (const toml::node& item : *array) {
+    if (!item.is_integer()) return Error(*node, key, "must be an array of integers");
+    const int64_t v = item.as_integer()->get();
+    if (v < min || v > max) return Error(*node, key, absl::StrCat("values must be in [", min, ", ", max, "], got ", v));
+    values.push_back(v);
+  }
+  *out = std::move(values);
+  return absl::OkStatus();
+}
+
+absl::Status TomlTableReader::Strings(std::string_view key, std::vector<std::string>* out) {
+  const toml::node* node = Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  const toml::array* array = node->as_array();
+  if (array == nullptr) return Error(*node, key, "must be an array of strings");
+  std::vector<std::string> values;
+  for (const toml::node& item : *array) {
+    if (!item.is_string() || item.as_string()->get().empty()) {
+      return Error(*node, key, "must be an array of non-empty strings");
+    }
+    values.push_back(item.as_string()->get());
+  }
+  *out = std::move(values);
+  return absl::OkStatus();
+}
+
 absl::Status TomlTableReader::Integer(std::string_view key, int64_t* out, int64_t min, int64_t max) {
   const toml::node* node = Find(key);
   if (node == nullptr) return absl::OkStatus();

@@ -293,7 +293,7 @@ class CsvReader {
   std::string Hint() const { return options_.delimiter != 0 ? "" : "; give the delimiter if it is another"; }
 
   std::string ColumnName(size_t c) const {
-    return names_.empty() || names_[c].empty() ? StrCat("column ", c) : StrCat("column ", names_[c]);
+    return names_.empty() || names_[c].empty() ? StrCat("column ", c) : StrCat("column ", Shown(names_[c]));
   }
 
   std::string ColumnList() const {

@@ -119,10 +119,11 @@ TEST(ReadCsv, IntegerLabelsKeepTheirValueAndOddLabelsAreRefused) {
   struct Case {
     std::string odd, why;
   };
-  for (const Case& c : std::vector<Case>{{"0.5", "line 4: label '0.5' is not a class id (an integer)"},
-                                         {"2147483648", "line 4: label '2147483648' is not a class id (an integer)"},
-                                         {"-inf", "line 4: label '-inf' is not a class id"},
-                                         {"sick", "line 4: label 'sick' is text but line 2's label '0' is a class id"}}) {
+  for (const Case& c :
+       std::vector<Case>{{"0.5", "line 4: label '0.5' is not a class id (an integer)"},
+                         {"2147483648", "line 4: label '2147483648' is not a class id (an integer)"},
+                         {"-inf", "line 4: label '-inf' is not a class id"},
+                         {"sick", "line 4: label 'sick' is text but line 2's label '0' is a class id"}}) {
     auto d = ReadCsv(Write("odd.csv", "x,y\n1,0\n2,1\n3," + c.odd + "\n4,2\n5,1\n"));
     ASSERT_FALSE(d.ok()) << "label " << c.odd << " was accepted";
     EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);

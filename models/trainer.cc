@@ -146,9 +146,10 @@ absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const D
   if (data.num_classes() < 2) {
     return absl::InvalidArgumentError(absl::StrCat("dataset has ", data.num_classes(), " classes; need 2 or more"));
   }
-  if (architecture == Architecture::kCnn && (data.height < 16 || data.width < 16)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the cnn needs images of at least 16x16; ", data.source, " has ", data.height, "x", data.width));
+  if (architecture == Architecture::kCnn && (data.height < 4 || data.width < 4)) {
+    return absl::InvalidArgumentError(absl::StrCat("the cnn needs images of at least 4x4; ", data.source, " has ",
+                                                   data.height, "x", data.width,
+                                                   " (give a CSV's rows an image shape, or use the mlp)"));
   }
   if (options.mlp_hidden.empty() ||
       std::any_of(options.mlp_hidden.begin(), options.mlp_hidden.end(), [](int h) { return h < 1 || h > 65535; }) ||
@@ -165,14 +166,19 @@ absl::StatusOr<v1::ModelBundle> BuildBackbone(Architecture architecture, const D
     case Architecture::kMlp:
       for (int h : options.mlp_hidden) t = b.Dense(t, h, v1::ACTIVATION_RELU);
       break;
-    case Architecture::kCnn:
-      t = b.Conv(t, 6, 5, 5, 1, v1::PADDING_VALID, v1::ACTIVATION_RELU);
+    case Architecture::kCnn: {
+      // NIID-Bench's layers from 16x16 up. Smaller images (8x8 digits) keep
+      // their size through SAME-padded convolutions, so that both poolings
+      // still leave a map.
+      const v1::Padding padding = data.height < 16 || data.width < 16 ? v1::PADDING_SAME : v1::PADDING_VALID;
+      t = b.Conv(t, 6, 5, 5, 1, padding, v1::ACTIVATION_RELU);
       t = b.MaxPool(t, 2);
-      t = b.Conv(t, 16, 5, 5, 1, v1::PADDING_VALID, v1::ACTIVATION_RELU);
+      t = b.Conv(t, 16, 5, 5, 1, padding, v1::ACTIVATION_RELU);
       t = b.MaxPool(t, 2);
       t = b.Dense(t, 120, v1::ACTIVATION_RELU);
       t = b.Dense(t, 84, v1::ACTIVATION_RELU);
       break;
+    }
     case Architecture::kDsCnn:
       t = b.Conv(t, options.dscnn_channels, std::min(10, data.height), std::min(4, data.width), 2, v1::PADDING_SAME,
                  v1::ACTIVATION_RELU);

@@ -28,6 +28,25 @@ std::filesystem::path ResolvePath(const std::string& value, const std::filesyste
   return p.is_absolute() ? p : base / p;
 }
 
+// The [data] keys of a CSV file, named as CsvOptions names them.
+absl::Status ReadCsvOptions(TomlTableReader& r, models::CsvOptions& csv) {
+  TINYFED_RETURN_IF_ERROR(r.String("label_column", &csv.label_column));
+  TINYFED_RETURN_IF_ERROR(r.Integer("classes", &csv.num_classes, 1, models::kMaxClasses));
+  TINYFED_RETURN_IF_ERROR(r.Bool("labels_as_names", &csv.labels_as_names));
+  int delimiter = -1;
+  TINYFED_RETURN_IF_ERROR(r.Choice("delimiter", {",", ";", "tab", "|"}, &delimiter));
+  if (delimiter >= 0) csv.delimiter = std::string(",;\t|")[static_cast<size_t>(delimiter)];
+  int missing = static_cast<int>(csv.missing);
+  TINYFED_RETURN_IF_ERROR(r.Choice("missing", {"error", "drop", "mean"}, &missing));
+  csv.missing = static_cast<models::MissingValues>(missing);
+  TINYFED_RETURN_IF_ERROR(r.Strings("ignore_columns", &csv.ignore_columns));
+  std::vector<int64_t> shape;
+  TINYFED_RETURN_IF_ERROR(r.Integers("shape", &shape, 1, 65535));
+  if (!shape.empty() && shape.size() != 3) return r.Error("shape must be [height, width, channels]");
+  csv.shape.assign(shape.begin(), shape.end());
+  return absl::OkStatus();
+}
+
 absl::Status ReadData(TomlTableReader& r, const std::filesystem::path& base, DataSpec& d) {
   std::string path, labels;
   TINYFED_RETURN_IF_ERROR(r.String("path", &path));
@@ -35,7 +54,7 @@ absl::Status ReadData(TomlTableReader& r, const std::filesystem::path& base, Dat
   d.path = ResolvePath(path, base);
   TINYFED_RETURN_IF_ERROR(r.String("labels", &labels));
   if (!labels.empty()) d.labels = ResolvePath(labels, base);
-  TINYFED_RETURN_IF_ERROR(r.String("label_column", &d.label_column));
+  TINYFED_RETURN_IF_ERROR(ReadCsvOptions(r, d.csv));
   TINYFED_RETURN_IF_ERROR(r.Double("test_fraction", &d.test_fraction, 0.01, 0.9));
   TINYFED_RETURN_IF_ERROR(r.Double("validation_fraction", &d.validation_fraction, 0.0, 0.5));
   TINYFED_RETURN_IF_ERROR(r.Double("public_fraction", &d.public_fraction, 0.0, 0.9));

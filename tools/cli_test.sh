@@ -67,7 +67,7 @@ expect_error "unknown architecture" "arch" $tinyfed backbone train --arch rnn --
 expect_error "missing dataset" "no dataset file at /nonexistent.csv" \
   $tinyfed backbone train --arch mlp --data /nonexistent.csv --out "$work/x"
 expect_error "IDX without labels" "needs --labels" $tinyfed backbone train --arch mlp --data "$work/f.bundle" --out "$work/x"
-expect_error "cnn on tabular data" "at least 16x16" $tinyfed backbone train --arch cnn --data "$data" --out "$work/x"
+expect_error "cnn on tabular data" "at least 4x4" $tinyfed backbone train --arch cnn --data "$data" --out "$work/x"
 expect_error "holdout out of range" "holdout" $tinyfed backbone train --arch mlp --data "$data" --holdout 1.5 --out "$work/x"
 expect_error "bad hidden sizes" "--hidden: 'x' is not an integer" \
   $tinyfed backbone train --arch mlp --data "$data" --hidden 8,x --out "$work/x"
@@ -86,15 +86,22 @@ expect_error "wrong data for the model" "has samples of 784 values" \
 expect_error "unknown positive class" "--positive-class cancer is not a class" \
   $tinyfed model eval --model "$work/q.bundle" --data "$data" --positive-class cancer
 
-# Labels: one odd label no longer remaps the file; gaps and mixed kinds are refused naming the line.
+# Labels: integer codes that are not 0..K-1 are classes named by themselves, said in the log; mixed kinds
+# are refused naming the line.
 printf 'x,y\n1,0\n2,1\n3,-1\n' > "$work/neg.csv"
-expect_error "negative label" "neg.csv line 4: label '-1' is not a class id from 0 to 999" \
-  $tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv"
-$tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv" --labels-as-names | prints "stored 3" \
-  && ok || fail "--labels-as-names"
-printf 'x,y\n1,0\n2,1\n3,99\n' > "$work/gap.csv"
-expect_error "label 99 makes no phantom classes" "no row has class 2" \
-  $tinyfed backbone train --arch mlp --data "$work/gap.csv" --out "$work/x"
+$tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/neg.csv" 2>&1 \
+  | prints "the labels are the codes -1, 0, 1" && ok || fail "label codes are named in the log"
+printf 'x,y\n1,0\n2,1\n3,sick\n' > "$work/mixed.csv"
+expect_error "mixed labels" "mixed.csv line 4: label 'sick' is text but line 2's label '0' is a class id" \
+  $tinyfed client add-samples --data-dir "$work/gw-labels" --csv "$work/mixed.csv"
+# A clinic's export: R's quoting and row names, NA cells, a mistyped column.
+printf '"","age","bmi","y"\n"1",40,NA,"a"\n"2",50,31,"b"\n"3",60,29,"a"\n' > "$work/r.csv"
+expect_error "missing values are counted" "1 of 3 rows have missing values (1 cells" \
+  $tinyfed backbone train --arch mlp --data "$work/r.csv" --out "$work/x"
+$tinyfed backbone train --arch mlp --data "$work/r.csv" --missing mean --epochs 1 --out "$work/r.bundle" 2>&1 \
+  | prints "R's write.csv row names" && ok || fail "R's row names and --missing mean"
+expect_error "mistyped label column" "no label column 'Y' (did you mean 'y'?); the 4 columns are" \
+  $tinyfed backbone train --arch mlp --data "$work/r.csv" --label-column Y --out "$work/x"
 # A small .gz that expands past what a gateway has, under a 1 GiB address-space limit: a clear error, no abort.
 # (AddressSanitizer reserves terabytes of address space, and reads the file ten times slower: its build
 # checks the cap alone.)

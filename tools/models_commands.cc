@@ -49,13 +49,15 @@ struct DataFlags {
 
   absl::StatusOr<Dataset> Load() const {
     absl::StatusOr<Dataset> d;
-    const bool csv = data.ends_with(".csv") || data.ends_with(".csv.gz");
+    const bool csv =
+        data.ends_with(".csv") || data.ends_with(".csv.gz") || data.ends_with(".tsv") || data.ends_with(".tsv.gz");
     if (csv) {
       d = models::ReadCsv(data, reading.Csv());
+      if (d.ok()) LogReadingWarnings(*d);
     } else {
       if (labels.empty()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("--data ", data, " is not a .csv file, so it is read as IDX and needs --labels"));
+            absl::StrCat("--data ", data, " is not a .csv or .tsv file, so it is read as IDX and needs --labels"));
       }
       std::vector<std::string> names;
       if (!label_names.empty()) names = absl::StrSplit(label_names, ',');

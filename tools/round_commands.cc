@@ -334,6 +334,7 @@ void AddSamples(const ClientFlags& f) {
     data = OrThrow(models::ReadIdx(f.idx[0], f.idx[1], {}, f.reading.Limits()));
   } else if (!f.csv.empty()) {
     data = OrThrow(models::ReadCsv(f.csv, f.reading.Csv()));
+    LogReadingWarnings(data);
   } else {
     throw CommandError(absl::InvalidArgumentError("give --idx IMAGES LABELS or --csv FILE"));
   }

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "spdlog/spdlog.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/trainer.h"
@@ -17,11 +18,10 @@ namespace tinyfed::sim::internal {
 using absl::StrCat;
 
 absl::StatusOr<Splits> LoadData(const Scenario& s) {
-  models::CsvOptions csv;
-  csv.label_column = s.data.label_column;
   absl::StatusOr<models::Dataset> all =
-      s.data.labels.empty() ? models::ReadCsv(s.data.path, csv) : models::ReadIdx(s.data.path, s.data.labels);
+      s.data.labels.empty() ? models::ReadCsv(s.data.path, s.data.csv) : models::ReadIdx(s.data.path, s.data.labels);
   if (!all.ok()) return absl::Status(all.status().code(), StrCat("data.path: ", all.status().message()));
+  for (const std::string& w : all->warnings) spdlog::warn("data.path: {}", w);
   if (s.data.max_samples > 0 && s.data.max_samples < all->size()) {
     const double keep = static_cast<double>(s.data.max_samples) / static_cast<double>(all->size());
     *all = models::StratifiedSplit(*all, keep, s.seed).holdout;

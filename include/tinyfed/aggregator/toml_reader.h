@@ -38,6 +38,10 @@ class TomlTableReader {
   }
   // An array of numbers, each in [min, max].
   absl::Status Doubles(std::string_view key, std::vector<double>* out, double min, double max);
+  // An array of integers, each in [min, max].
+  absl::Status Integers(std::string_view key, std::vector<int64_t>* out, int64_t min, int64_t max);
+  // An array of non-empty strings.
+  absl::Status Strings(std::string_view key, std::vector<std::string>* out);
   absl::Status Seconds(std::string_view key, absl::Duration* out, double min, double max);
   absl::Status Bool(std::string_view key, bool* out);
   // Non-empty strings only.

@@ -23,7 +23,8 @@ namespace tinyfed::models {
 enum class Architecture {
   kMlp,    // tabular vitals and lab values: FC layers with ReLU
   kCnn,    // low-resolution images, the NIID-Bench shape: conv 6@5x5, pool,
-           // conv 16@5x5, pool, FC 120, FC 84
+           // conv 16@5x5, pool, FC 120, FC 84 (SAME padding below 16x16,
+           // down to 4x4)
   kDsCnn,  // keyword spotting / 1-D biosignals: conv 64@10x4 stride 2, then
            // depthwise-separable blocks, global average pool
 };

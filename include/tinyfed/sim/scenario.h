@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/models/dataset.h"
 
 namespace tinyfed::sim {
 
@@ -27,8 +28,10 @@ enum class TransportKind { kInProcess, kGrpc, kProcesses };
 struct DataSpec {
   std::filesystem::path path;    // CSV file, or IDX images (with labels)
   std::filesystem::path labels;  // IDX labels; empty for CSV
-  std::string label_column;      // CSV; empty: the last column
-  double test_fraction = 0.2;    // global test set, stratified
+  // CSV: how the file is read (label column, delimiter, missing values,
+  // ignored columns, image shape; see models::CsvOptions).
+  models::CsvOptions csv;
+  double test_fraction = 0.2;  // global test set, stratified
   // Of the rest, before the public split: a validation set to choose
   // settings on (clip, learning rates, epochs), never the test set.
   double validation_fraction = 0.1;
