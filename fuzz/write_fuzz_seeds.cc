@@ -1,8 +1,8 @@
 // Writes the seed corpora under DIR: small valid bundles (files and bare
 // payloads) for bundle_loader_fuzz, and every message of a genuine five-client
 // SecAgg+ round for secagg_fuzz, prefixed with the phase byte the target
-// reads, request sequences for aggregator_fuzz, and signed metadata for
-// metadata_fuzz.
+// reads, request sequences for aggregator_fuzz, signed metadata for
+// metadata_fuzz, and clinic exports for csv_fuzz.
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -151,6 +151,19 @@ void WriteMetadataSeeds(const std::filesystem::path& dir) {
   std::ofstream(dir / "bundle_resigned") << '\3' << b.SerializeAsString();
 }
 
+// For csv_fuzz: the option byte, then files as clinics export them.
+void WriteCsvSeeds(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  const std::pair<const char*, std::string> seeds[] = {
+      {"r_write_csv", std::string("\x05") + "\"\",\"a\",\"b\",\"y\"\r\n\"1\",1.5,NA,\"M\"\r\n\"2\",2,3,\"B\"\r\n"},
+      {"semicolons", std::string("\x02") + "x;y;label\n1,5;2;4\n2,5;?;2\n3;1;4\n"},
+      {"quoted", std::string("\x00") + "id,\"note, long\",v,y\n1,\"say \"\"hi\"\"\n2nd\",3,0\n2,\"\",4,1\n"},
+      {"sklearn", std::string("\x20") + "3,4,benign,malignant\n1,2,3,4,0\n5,6,7,8,1\n9,8,7,6,0\n"},
+      {"tabs", std::string("\x03") + "a\tb\ty\n1\t2\t-1\n3\t4\t1\n"},
+  };
+  for (const auto& [name, bytes] : seeds) std::ofstream(dir / name, std::ios::binary) << bytes;
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const std::filesystem::path root = argv[1];
@@ -158,5 +171,6 @@ int main(int argc, char** argv) {
   WriteSecAggSeeds(root / "secagg_fuzz");
   WriteAggregatorSeeds(root / "aggregator_fuzz");
   WriteMetadataSeeds(root / "metadata_fuzz");
+  WriteCsvSeeds(root / "csv_fuzz");
   return 0;
 }

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "models/internal/csv_records.h"
 #include "models/internal/input_file.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/models/dataset.h"
@@ -22,16 +23,15 @@ namespace {
 
 using absl::InvalidArgumentError;
 using absl::StrCat;
+using internal::DelimiterName;
+using internal::DetectDelimiter;
 using internal::InputFile;
+using internal::RecordReader;
 
 // A field as it may appear in an error message: short, escaped.
 std::string Shown(std::string_view field) {
   const std::string_view kept = field.substr(0, 40);
   return StrCat(absl::CHexEscape(absl::string_view(kept.data(), kept.size())), kept.size() < field.size() ? "..." : "");
-}
-
-std::string Strip(std::string_view f) {
-  return std::string(absl::StripAsciiWhitespace(absl::string_view(f.data(), f.size())));
 }
 
 bool IsMissing(const std::string& field) {
@@ -51,140 +51,6 @@ bool ParseNumber(const std::string& field, char delimiter, double* out) {
   std::replace(dotted.begin(), dotted.end(), ',', '.');
   return absl::SimpleAtod(dotted, out);
 }
-
-// The delimiter among , ; TAB | that splits the first line into the most
-// fields, counting outside quotes; ',' when none does.
-char DetectDelimiter(std::string_view line) {
-  char best = ',';
-  size_t best_count = 0;
-  for (char candidate : {',', ';', '\t', '|'}) {
-    size_t count = 0;
-    bool quoted = false;
-    for (char ch : line) {
-      if (ch == '"') quoted = !quoted;
-      if (!quoted && ch == candidate) ++count;
-    }
-    if (count > best_count) {
-      best = candidate;
-      best_count = count;
-    }
-  }
-  return best;
-}
-
-std::string DelimiterName(char d) {
-  switch (d) {
-    case '\t':
-      return "TAB";
-    case ',':
-      return "','";
-    default:
-      return StrCat("'", std::string(1, d), "'");
-  }
-}
-
-// Records of an RFC 4180 file: a quoted field may hold the delimiter, quotes
-// written twice and line breaks. Empty lines are skipped; a UTF-8 byte order
-// mark (as Excel writes) and a CR before each line end are dropped.
-class RecordReader {
- public:
-  RecordReader(InputFile& in, const ReadLimits& limits) : in_(in), limits_(limits) {}
-
-  // The first non-empty line, unsplit, to choose a delimiter by.
-  absl::StatusOr<std::string> PeekFirstLine() {
-    for (;;) {
-      TINYFED_ASSIGN_OR_RETURN(bool more, NextLine(&pending_));
-      if (!more) return std::string();
-      if (in_.lines() == 1 && absl::StartsWith(pending_, "\xEF\xBB\xBF")) pending_.erase(0, 3);
-      if (!absl::StripAsciiWhitespace(pending_).empty()) {
-        has_pending_ = true;
-        return pending_;
-      }
-    }
-  }
-
-  void set_delimiter(char d) { delimiter_ = d; }
-
-  // The next record's fields (unquoted, outer whitespace of unquoted fields
-  // stripped), or false at the end. `line` is where the record starts.
-  absl::StatusOr<bool> Next(std::vector<std::string>* fields, size_t* line) {
-    std::string text;
-    for (;;) {
-      if (has_pending_) {
-        text = std::move(pending_);
-        has_pending_ = false;
-      } else {
-        TINYFED_ASSIGN_OR_RETURN(bool more, NextLine(&text));
-        if (!more) return false;
-      }
-      if (!absl::StripAsciiWhitespace(text).empty()) break;
-    }
-    *line = in_.lines();
-    size_t record_bytes = text.size();
-    fields->clear();
-    std::string field;
-    bool quoted = false, was_quoted = false;
-    for (size_t i = 0;; ++i) {
-      if (i == text.size()) {
-        if (!quoted) break;
-        // A line break inside quotes belongs to the field.
-        std::string next;
-        TINYFED_ASSIGN_OR_RETURN(bool more, NextLine(&next));
-        if (!more) {
-          return InvalidArgumentError(StrCat(in_.name(), " line ", *line, ": a quoted field is not closed"));
-        }
-        record_bytes += next.size();
-        if (record_bytes > limits_.max_line_bytes) {
-          return absl::OutOfRangeError(
-              StrCat(in_.name(), " line ", *line, ": a record is longer than ", limits_.max_line_bytes, " bytes"));
-        }
-        field.push_back('\n');
-        text = std::move(next);
-        i = static_cast<size_t>(-1);
-        continue;
-      }
-      const char ch = text[i];
-      if (quoted) {
-        if (ch != '"') {
-          field.push_back(ch);
-        } else if (i + 1 < text.size() && text[i + 1] == '"') {
-          field.push_back('"');
-          ++i;
-        } else {
-          quoted = false;
-        }
-      } else if (ch == delimiter_) {
-        fields->push_back(was_quoted ? std::move(field) : Strip(field));
-        field.clear();
-        was_quoted = false;
-      } else if (ch == '"' && absl::StripAsciiWhitespace(field).empty() && !was_quoted) {
-        field.clear();
-        quoted = was_quoted = true;
-      } else if (was_quoted && !absl::ascii_isspace(static_cast<unsigned char>(ch))) {
-        return InvalidArgumentError(StrCat(in_.name(), " line ", in_.lines(), " field ", fields->size() + 1,
-                                           ": text after the closing quote of a quoted field"));
-      } else if (!was_quoted) {
-        field.push_back(ch);
-      }
-    }
-    fields->push_back(was_quoted ? std::move(field) : Strip(field));
-    return true;
-  }
-
- private:
-  // One physical line without its CR LF.
-  absl::StatusOr<bool> NextLine(std::string* out) {
-    auto more = in_.ReadLine(out, limits_.max_line_bytes);
-    if (more.ok() && *more && !out->empty() && out->back() == '\r') out->pop_back();
-    return more;
-  }
-
-  InputFile& in_;
-  const ReadLimits limits_;
-  char delimiter_ = ',';
-  std::string pending_;
-  bool has_pending_ = false;
-};
 
 // Every row's label text, and where each distinct one first appears.
 struct LabelColumn {
@@ -236,7 +102,7 @@ struct ColumnStats {
 class CsvReader {
  public:
   CsvReader(InputFile& in, const CsvOptions& options)
-      : in_(in), options_(options), file_(in.name()), records_(in, options.limits) {}
+      : options_(options), file_(in.name()), records_(in, options.limits) {}
 
   absl::StatusOr<Dataset> Read() {
     TINYFED_RETURN_IF_ERROR(ReadHeader());
@@ -270,7 +136,7 @@ class CsvReader {
         !std::all_of(head.begin(), head.end(), IsMissing);
     double n_features = 0;
     if (head.size() != second_.size() && head.size() >= 2 && ParseNumber(head[1], delimiter_, &n_features) &&
-        static_cast<size_t>(n_features) + 1 == second_.size()) {
+        n_features >= 0 && n_features < 65536 && static_cast<size_t>(n_features) + 1 == second_.size()) {
       for (size_t i = 2; i < head.size(); ++i) sklearn_classes_.push_back(head[i]);  // n_samples, n_features, names
     } else if (!numeric) {
       names_ = std::move(head);
@@ -375,7 +241,8 @@ class CsvReader {
         d_.features.push_back(std::nanf(""));
         continue;
       }
-      if (!ParseNumber(row[c], delimiter_, &v) || !std::isfinite(v)) {
+      // Features are floats: a value past their range would become infinite.
+      if (!ParseNumber(row[c], delimiter_, &v) || !std::isfinite(static_cast<float>(v))) {
         return InvalidArgumentError(
             StrCat(file_, " line ", line, " ", ColumnName(c), ": '", Shown(row[c]), "' is not a finite number"));
       }
@@ -651,7 +518,6 @@ class CsvReader {
     return absl::OkStatus();
   }
 
-  InputFile& in_;
   const CsvOptions& options_;
   const std::string file_;
   RecordReader records_;

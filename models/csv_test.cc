@@ -73,6 +73,10 @@ TEST(CsvExports, QuotedFieldsCrlfAndByteOrderMark) {
   auto open = ReadCsv(Write("open.csv", "a,b\n1,\"x\n2,y\n"));
   ASSERT_FALSE(open.ok());
   EXPECT_NE(open.status().message().find("line 2: a quoted field is not closed"), std::string::npos) << open.status();
+  auto huge = ReadCsv(Write("huge.csv", "a,y\n1e39,0\n2,1\n"));  // past a float's range
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.status().message().find("line 2 column a: '1e39' is not a finite number"), std::string::npos)
+      << huge.status();
   auto after = ReadCsv(Write("after.csv", "a,b\n1,\"x\"y\n2,z\n"));
   ASSERT_FALSE(after.ok());
   EXPECT_NE(after.status().message().find("line 2 field 2: text after the closing quote"), std::string::npos)
