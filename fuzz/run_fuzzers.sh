@@ -10,7 +10,7 @@ corpus="$build/fuzz/corpus"
 artifacts="$build/fuzz/artifacts"
 mkdir -p "$artifacts"
 "$build/fuzz/write_fuzz_seeds" "$corpus"
-for fuzzer in bundle_loader_fuzz secagg_fuzz aggregator_fuzz metadata_fuzz csv_fuzz; do
+for fuzzer in bundle_loader_fuzz secagg_fuzz aggregator_fuzz metadata_fuzz csv_fuzz onnx_import_fuzz; do
   log="$build/fuzz/$fuzzer.log"
   "$build/fuzz/$fuzzer" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
     -artifact_prefix="$artifacts/" "$corpus/$fuzzer" >"$log" 2>&1 || {

@@ -2,7 +2,8 @@
 // payloads) for bundle_loader_fuzz, and every message of a genuine five-client
 // SecAgg+ round for secagg_fuzz, prefixed with the phase byte the target
 // reads, request sequences for aggregator_fuzz, signed metadata for
-// metadata_fuzz, and clinic exports for csv_fuzz.
+// metadata_fuzz, clinic exports for csv_fuzz, and the small ONNX test
+// model for onnx_import_fuzz.
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -172,5 +173,8 @@ int main(int argc, char** argv) {
   WriteAggregatorSeeds(root / "aggregator_fuzz");
   WriteMetadataSeeds(root / "metadata_fuzz");
   WriteCsvSeeds(root / "csv_fuzz");
+  std::filesystem::create_directories(root / "onnx_import_fuzz");
+  std::filesystem::copy_file(TINYFED_ONNX_TESTDATA "/mobile.onnx", root / "onnx_import_fuzz" / "mobile.onnx",
+                             std::filesystem::copy_options::overwrite_existing);
   return 0;
 }

@@ -9,6 +9,7 @@ packages=(
   libsodium-dev libfftw3-dev libeigen3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libsqlite3-dev libsqlitecpp-dev libzstd-dev zlib1g-dev
+  libonnx-dev python3-onnx python3-numpy
   dataset-fashion-mnist python3 gnuplot-nox openssl
   python3-grpcio python3-protobuf python3-nacl
 )

@@ -223,5 +223,20 @@ grep -q '"transport": "processes"' "$work/sim/report.json" && ok || fail "sim pr
 printf '[data]\npath = "x.csv"\n[rounds]\nmax_rounds = 2\n[clinics]\ncount = 4\ncolor = 1\n' > "$work/bad.toml"
 expect_error "sim bad scenario" "bad.toml:7: clinics.color: unknown key" $tinyfed sim --scenario "$work/bad.toml" --out "$work/x"
 
+# An ONNX model exported elsewhere: imported to a float bundle, then quantized and inspected like any.
+onnx="$(dirname "$0")/../model_import/testdata/niid_cnn.onnx"
+$tinyfed model import --onnx "$onnx" --embedding embedding --labels 0,1,2,3,4,5,6,7,8,9 --mean 72.9 --stddev 90 \
+  --out "$work/onnx.bundle" | prints "embedding of 84, 10 classes" && ok || fail "model import"
+fm=/usr/share/datasets/fashion-mnist
+$tinyfed model quantize --model "$work/onnx.bundle" --data $fm/t10k-images-idx3-ubyte.gz \
+  --labels $fm/t10k-labels-idx1-ubyte.gz --calibration-samples 200 --out "$work/onnx.int8.bundle" >/dev/null \
+  && $tinyfed model inspect --model "$work/onnx.int8.bundle" | prints "onnx:tinyfed make_onnx_models.py opset 13, int8" \
+  && ok || fail "an imported model quantizes"
+expect_error "import with a wrong embedding" "no node output is named 'feature' (--embedding)" \
+  $tinyfed model import --onnx "$onnx" --embedding feature --labels a,b --out "$work/x.bundle"
+[[ ! -e "$work/x.bundle" ]] && ok || fail "a failed import wrote a bundle"
+expect_error "import of a non-ONNX file" "is not an ONNX model" \
+  $tinyfed model import --onnx "$data" --embedding e --labels a,b --out "$work/x.bundle"
+
 echo "$pass passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "tinyfed/base/file_io.h"
+#include "tinyfed/model_import/onnx_import.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/dataset.h"
 #include "tinyfed/models/evaluate.h"
@@ -149,6 +150,45 @@ void AddBackboneTrain(CLI::App* backbone) {
     if (auto s = models::Train(&*bundle, *data, options); !s.ok()) throw CommandError(s);
     if (auto s = models::WriteBundleFile(flags->out, *bundle); !s.ok()) throw CommandError(s);
     fmt::print("wrote {}\n", flags->out);
+  });
+}
+
+void AddModelImport(CLI::App* model) {
+  auto* cmd = model->add_subcommand("import", "an ONNX model (PyTorch, TensorFlow) -> float bundle, to quantize next");
+  struct Flags {
+    std::string onnx, out, labels, mean, stddev;
+    model_import::OnnxImportOptions options;
+  };
+  auto flags = std::make_shared<Flags>();
+  cmd->add_option("--onnx", flags->onnx, "the .onnx file")->required();
+  cmd->add_option("--embedding", flags->options.embedding, "the tensor the head reads (a node output name)")
+      ->required();
+  cmd->add_option("--labels", flags->labels, "comma-separated class names, in the model's output order")->required();
+  cmd->add_option("--mean", flags->mean, "input normalization: comma-separated means, one or one per channel");
+  cmd->add_option("--stddev", flags->stddev, "input normalization: comma-separated standard deviations");
+  cmd->add_option("--name", flags->options.name, "model name stored in the bundle (default: the file's stem)");
+  cmd->add_option("--out", flags->out, "float bundle to write")->required();
+  cmd->callback([flags] {
+    flags->options.labels = absl::StrSplit(flags->labels, ',', absl::SkipEmpty());
+    auto floats = [](const std::string& text, const char* what) {
+      std::vector<float> v;
+      for (absl::string_view f : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+        float x = 0;
+        if (!absl::SimpleAtof(f, &x) || !std::isfinite(x)) {
+          throw CommandError(
+              absl::InvalidArgumentError(absl::StrCat(what, ": '", std::string(f), "' is not a number")));
+        }
+        v.push_back(x);
+      }
+      return v;
+    };
+    flags->options.mean = floats(flags->mean, "--mean");
+    flags->options.stddev = floats(flags->stddev, "--stddev");
+    auto bundle = model_import::ImportOnnx(flags->onnx, flags->options);
+    if (!bundle.ok()) throw CommandError(bundle.status());
+    if (auto s = models::WriteBundleFile(flags->out, *bundle); !s.ok()) throw CommandError(s);
+    fmt::print("wrote {} (float: {} ops, embedding of {}, {} classes); quantize it next (tinyfed model quantize)\n",
+               flags->out, bundle->backbone().ops_size(), bundle->head().in_features(), bundle->head().num_classes());
   });
 }
 
@@ -509,6 +549,7 @@ void AddModelCommands(CLI::App* app) {
   AddBackboneTrain(backbone);
   auto* model = app->add_subcommand("model", "quantize, evaluate and inspect model bundles");
   model->require_subcommand(1);
+  AddModelImport(model);
   AddModelQuantize(model);
   AddModelEval(model);
   AddModelInspect(model);

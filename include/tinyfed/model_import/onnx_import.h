@@ -1,0 +1,53 @@
+// A model trained elsewhere (PyTorch, TensorFlow) and exported to ONNX
+// becomes a float bundle: the graph up to the named embedding is the frozen
+// backbone, and what follows it, when it is one Gemm or MatMul (+Add)
+// (+Softmax), the initial head; otherwise the head starts at zero. The
+// bundle then goes through PTQ or QAT like a backbone tinyfed trained
+// (models/quantize.h). Operators' tools use it; gateways never see ONNX.
+//
+// Supported float ops (opset 7 and later): Conv (groups 1, or depthwise
+// with multiplier 1), BatchNormalization after a Conv (folded into it),
+// Relu and Clip(0, 6) after an op (fused as its activation), MaxPool,
+// AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm and
+// MatMul (+Add). Padding must be none ("VALID") or what TFLite calls SAME;
+// anything else is an error naming the node, its op type, the opset and
+// what is supported. The file is untrusted input: its size is checked before
+// parsing, then ONNX's checker runs on it, and every shape is derived and
+// checked here (ONNX's shape inference is not safe on hostile files in the
+// Debian release).
+#ifndef TINYFED_MODEL_IMPORT_ONNX_IMPORT_H_
+#define TINYFED_MODEL_IMPORT_ONNX_IMPORT_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tinyfed/v1/bundle.pb.h"
+
+namespace tinyfed::model_import {
+
+inline constexpr uint64_t kMaxOnnxFileBytes = uint64_t{64} << 20;
+
+struct OnnxImportOptions {
+  // The tensor the head reads (a node output name in the file).
+  std::string embedding;
+  // One name per class, in the order of the model's outputs.
+  std::vector<std::string> labels;
+  // How raw features become the model's input, per channel (one value or
+  // one per channel); empty: the model takes them as they are.
+  std::vector<float> mean, stddev;
+  std::string name;  // stored in the bundle; default: the file's stem
+};
+
+// INVALID_ARGUMENT naming what is wrong (the node, the tensor, the option);
+// NOT_FOUND for a missing file; OUT_OF_RANGE past kMaxOnnxFileBytes.
+absl::StatusOr<v1::ModelBundle> ImportOnnx(const std::filesystem::path& path, const OnnxImportOptions& options);
+// The same from the file's bytes; `source` names it in errors and metadata.
+absl::StatusOr<v1::ModelBundle> ImportOnnxBytes(const std::string& bytes, const std::string& source,
+                                                const OnnxImportOptions& options);
+
+}  // namespace tinyfed::model_import
+
+#endif  // TINYFED_MODEL_IMPORT_ONNX_IMPORT_H_

@@ -1,0 +1,187 @@
+// ONNX files as PyTorch exports them become float bundles that compute what
+// the file computes: the embedding of each of 100 random inputs matches
+// scripts/make_onnx_models.py's NumPy evaluation of the same graph within
+// 1e-4 (relative to the largest value), through PTQ to int8; a file that
+// cannot be imported gets an error naming the node.
+#include "tinyfed/model_import/onnx_import.h"
+
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "tinyfed/base/file_io.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/float_model.h"
+#include "tinyfed/models/interpreter.h"
+#include "tinyfed/models/quantize.h"
+
+namespace tinyfed::model_import {
+namespace {
+
+const std::filesystem::path kTestData = TINYFED_ONNX_TESTDATA;
+
+std::vector<float> ReadFloats(const std::filesystem::path& path) {
+  auto bytes = base::ReadFileBytes(path, 1 << 24);
+  EXPECT_TRUE(bytes.ok()) << bytes.status() << " (scripts/make_onnx_models.py writes it)";
+  if (!bytes.ok()) return {};
+  std::vector<float> v(bytes->size() / 4);
+  std::memcpy(v.data(), bytes->data(), v.size() * 4);
+  return v;
+}
+
+// NCHW rows as tinyfed takes them: HWC.
+std::vector<float> ToHwc(const std::vector<float>& nchw, int n, int c, int h, int w) {
+  std::vector<float> out(nchw.size());
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < c; ++k)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+          out[((static_cast<size_t>(i) * h + y) * w + x) * c + k] =
+              nchw[((static_cast<size_t>(i) * c + k) * h + y) * w + x];
+  return out;
+}
+
+struct Reference {
+  std::string name;
+  int c, h, w;
+  std::vector<std::string> labels;
+};
+
+class OnnxReferenceTest : public ::testing::TestWithParam<Reference> {};
+
+TEST_P(OnnxReferenceTest, FloatImportComputesWhatTheFileDoes) {
+  const Reference& r = GetParam();
+  auto bundle = ImportOnnx(kTestData / (r.name + ".onnx"),
+                           {.embedding = "embedding", .labels = r.labels, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_TRUE(models::ValidateBundle(*bundle).ok());
+  auto model = models::FloatModel::Create(*bundle);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::vector<float> inputs = ReadFloats(kTestData / (r.name + ".inputs.f32"));
+  const std::vector<float> expected = ReadFloats(kTestData / (r.name + ".embedding.f32"));
+  const size_t n = 100;
+  ASSERT_EQ(inputs.size(), n * static_cast<size_t>(r.c * r.h * r.w));
+  ASSERT_EQ((*model)->input_size(), static_cast<size_t>(r.c * r.h * r.w));
+  ASSERT_EQ(expected.size(), n * (*model)->embedding_size());
+  const std::vector<float> hwc = ToHwc(inputs, static_cast<int>(n), r.c, r.h, r.w);
+  const std::vector<float> got = (*model)->Embed(hwc, static_cast<int>(n));
+  ASSERT_EQ(got.size(), expected.size());
+  double worst = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t e = (*model)->embedding_size();
+    float largest = 0;
+    for (size_t j = 0; j < e; ++j) largest = std::max(largest, std::abs(expected[i * e + j]));
+    for (size_t j = 0; j < e; ++j) {
+      worst = std::max(worst,
+                       std::abs(static_cast<double>(got[i * e + j]) - expected[i * e + j]) / std::max(largest, 1e-6f));
+    }
+  }
+  EXPECT_LE(worst, 1e-4) << r.name << ": largest relative difference";
+  char shown[32];
+  std::snprintf(shown, sizeof shown, "%.3g", worst);
+  RecordProperty("max_relative_difference", shown);
+
+  // The import goes on to int8 like any backbone, calibrated on these inputs.
+  models::Dataset calibration;
+  calibration.height = r.h;
+  calibration.width = r.w;
+  calibration.channels = r.c;
+  calibration.features = hwc;
+  calibration.labels.assign(n, 0);
+  calibration.label_names = r.labels;
+  auto int8 = models::QuantizePostTraining(*bundle, calibration, models::QuantizeOptions{});
+  ASSERT_TRUE(int8.ok()) << int8.status();
+  auto interpreter = models::Interpreter::Create(*int8);
+  ASSERT_TRUE(interpreter.ok()) << interpreter.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, OnnxReferenceTest,
+    ::testing::Values(Reference{"niid_cnn", 1, 28, 28, {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}},
+                      Reference{"mobile", 3, 16, 16, {"a", "b", "c", "d"}}),
+    [](const auto& param_info) { return param_info.param.name; });
+
+TEST(OnnxImport, TheHeadAfterTheEmbeddingIsKept) {
+  auto bundle = ImportOnnx(kTestData / "niid_cnn.onnx", {.embedding = "embedding",
+                                                         .labels = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},
+                                                         .mean = {},
+                                                         .stddev = {},
+                                                         .name = ""});
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_EQ(bundle->head().in_features(), 84u);
+  EXPECT_EQ(bundle->head().num_classes(), 10u);
+  EXPECT_TRUE(
+      std::any_of(bundle->head().weights().begin(), bundle->head().weights().end(), [](float w) { return w != 0.0f; }));
+  // An embedding earlier in the graph: what follows is no single Gemm, so
+  // the head starts at zero.
+  auto earlier = ImportOnnx(kTestData / "niid_cnn.onnx",
+                            {.embedding = "p2", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_TRUE(earlier.ok()) << earlier.status();
+  EXPECT_EQ(earlier->head().in_features(), 256u);
+  EXPECT_TRUE(std::all_of(earlier->head().weights().begin(), earlier->head().weights().end(),
+                          [](float w) { return w == 0.0f; }));
+  // The wrong number of labels for the file's own head.
+  auto labels = ImportOnnx(kTestData / "niid_cnn.onnx",
+                           {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_FALSE(labels.ok());
+  EXPECT_NE(labels.status().message().find("has 10 outputs but 2 labels were given"), std::string::npos)
+      << labels.status();
+}
+
+// What a user gets wrong, and a file that is not what it says.
+TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
+  const std::string file = (kTestData / "niid_cnn.onnx").string();
+  auto missing = ImportOnnx(kTestData / "niid_cnn.onnx",
+                            {.embedding = "features", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("no node output is named 'features' (--embedding)"), std::string::npos)
+      << missing.status();
+  EXPECT_NE(missing.status().message().find("'probabilities'"), std::string::npos) << missing.status();
+
+  auto bytes = base::ReadFileBytes(kTestData / "niid_cnn.onnx", 1 << 24);
+  ASSERT_TRUE(bytes.ok());
+  onnx::ModelProto model;
+  ASSERT_TRUE(model.ParseFromString(*bytes));
+  // An op tinyfed does not run, in the middle of the backbone.
+  model.mutable_graph()->mutable_node(1)->set_op_type("LeakyRelu");
+  auto leaky = ImportOnnxBytes(model.SerializeAsString(), "leaky.onnx",
+                               {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_FALSE(leaky.ok());
+  EXPECT_NE(leaky.status().message().find("leaky.onnx: node 'relu1' (LeakyRelu, opset 13): this op is not supported; "
+                                          "supported: Conv"),
+            std::string::npos)
+      << leaky.status();
+  // Padding that is neither none nor SAME.
+  model.ParseFromString(*bytes);
+  auto* conv = model.mutable_graph()->mutable_node(0);
+  auto* pads = conv->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int p : {2, 0, 0, 2}) pads->add_ints(p);
+  auto padded = ImportOnnxBytes(model.SerializeAsString(), "pads.onnx",
+                                {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_FALSE(padded.ok());
+  EXPECT_NE(
+      padded.status().message().find("node 'conv1' (Conv, opset 13): pads [2, 0, 0, 2] are neither none nor SAME"),
+      std::string::npos)
+      << padded.status();
+
+  auto garbage = ImportOnnxBytes("definitely not protobuf \xff\xff", "junk.onnx",
+                                 {.embedding = "e", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_FALSE(garbage.ok());
+  EXPECT_EQ(garbage.status().code(), absl::StatusCode::kInvalidArgument) << garbage.status();
+  auto big = ImportOnnxBytes(std::string(kMaxOnnxFileBytes + 1, '\0'), "big.onnx",
+                             {.embedding = "e", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kOutOfRange) << big.status();
+  auto none =
+      ImportOnnx("/nonexistent.onnx", {.embedding = "e", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound) << none.status();
+}
+
+}  // namespace
+}  // namespace tinyfed::model_import
