@@ -27,7 +27,8 @@ using models::ValidateBundle;
 
 constexpr char kSupported[] =
     "supported: Conv (groups 1 or depthwise), BatchNormalization after a Conv, Relu, Clip(0, 6), MaxPool, "
-    "AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax in the head";
+    "AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax in the head; "
+    "zero pads below the kernel";
 constexpr uint64_t kMaxInitializerElements = uint64_t{1} << 26;
 // More than a backbone a gateway runs has (its graph takes 1,024 ops).
 constexpr int kMaxNodes = 4096;
@@ -304,30 +305,46 @@ class OnnxConverter {
     return Unsupported(node, "this op is not supported");
   }
 
-  // Padding that is none, or TFLite's SAME; ONNX writes both explicitly.
-  absl::StatusOr<v1::Padding> PaddingOf(const onnx::NodeProto& node, int in_h, int in_w, int kh, int kw, int sh,
-                                        int sw) const {
+  // The pads of a window: none, TFLite's SAME, or each side as ONNX says.
+  struct Padding {
+    v1::Padding kind = v1::PADDING_VALID;
+    v1::Pads pads;
+  };
+
+  absl::StatusOr<Padding> PaddingOf(const onnx::NodeProto& node, int in_h, int in_w, int kh, int kw, int sh,
+                                    int sw) const {
     const std::string auto_pad = StringAttribute(node, "auto_pad");
-    if (auto_pad == "VALID") return v1::PADDING_VALID;
-    if (auto_pad == "SAME_UPPER") return v1::PADDING_SAME;
+    if (auto_pad == "VALID") return Padding{};
+    if (auto_pad == "SAME_UPPER") return Padding{.kind = v1::PADDING_SAME, .pads = {}};
     if (!auto_pad.empty() && auto_pad != "NOTSET") return Unsupported(node, StrCat("auto_pad ", auto_pad));
     std::vector<int64_t> pads = IntsAttribute(node, "pads");
     if (pads.empty()) pads = {0, 0, 0, 0};
     if (pads.size() != 4) return Unsupported(node, "pads must have 4 values");
-    if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) return v1::PADDING_VALID;
+    if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) return Padding{};
     auto same = [](int in, int k, int s, int64_t before, int64_t after) {
       const int out = (in + s - 1) / s;
       const int total = std::max((out - 1) * s + k - in, 0);
       return before == total / 2 && after == total - total / 2;
     };
-    if (same(in_h, kh, sh, pads[0], pads[2]) && same(in_w, kw, sw, pads[1], pads[3])) return v1::PADDING_SAME;
-    return Unsupported(node, StrCat("pads [", absl::StrJoin(pads, ", "),
-                                    "] are neither none nor SAME (TFLite's: the extra padding after)"));
+    if (same(in_h, kh, sh, pads[0], pads[2]) && same(in_w, kw, sw, pads[1], pads[3])) {
+      return Padding{.kind = v1::PADDING_SAME, .pads = {}};
+    }
+    // ONNX orders pads as [top, left, bottom, right].
+    if (pads[0] < 0 || pads[0] >= kh || pads[2] < 0 || pads[2] >= kh || pads[1] < 0 || pads[1] >= kw || pads[3] < 0 ||
+        pads[3] >= kw) {
+      return Unsupported(node, StrCat("pads [", absl::StrJoin(pads, ", "), "] must each be 0 to the kernel side - 1"));
+    }
+    Padding p{.kind = v1::PADDING_EXPLICIT, .pads = {}};
+    p.pads.set_top(static_cast<uint32_t>(pads[0]));
+    p.pads.set_left(static_cast<uint32_t>(pads[1]));
+    p.pads.set_bottom(static_cast<uint32_t>(pads[2]));
+    p.pads.set_right(static_cast<uint32_t>(pads[3]));
+    return p;
   }
 
   struct Window {
     int kh, kw, sh, sw;
-    v1::Padding padding;
+    Padding padding;
     int out_h, out_w;
   };
 
@@ -348,18 +365,21 @@ class OnnxConverter {
              static_cast<int>(kernel[1]),
              static_cast<int>(strides[0]),
              static_cast<int>(strides[1]),
-             v1::PADDING_VALID,
+             Padding{},
              0,
              0};
     TINYFED_ASSIGN_OR_RETURN(w.padding, PaddingOf(node, in.h, in.w, w.kh, w.kw, w.sh, w.sw));
-    if (w.padding == v1::PADDING_SAME) {
+    if (w.padding.kind == v1::PADDING_SAME) {
       w.out_h = (in.h + w.sh - 1) / w.sh;
       w.out_w = (in.w + w.sw - 1) / w.sw;
-    } else {
-      if (w.kh > in.h || w.kw > in.w) return Unsupported(node, "the kernel is larger than its input");
-      w.out_h = (in.h - w.kh) / w.sh + 1;
-      w.out_w = (in.w - w.kw) / w.sw + 1;
+      return w;
     }
+    const v1::Pads& p = w.padding.pads;  // all zero for VALID
+    const int padded_h = in.h + static_cast<int>(p.top() + p.bottom());
+    const int padded_w = in.w + static_cast<int>(p.left() + p.right());
+    if (w.kh > padded_h || w.kw > padded_w) return Unsupported(node, "the kernel is larger than its padded input");
+    w.out_h = (padded_h - w.kh) / w.sh + 1;
+    w.out_w = (padded_w - w.kw) / w.sw + 1;
     return w;
   }
 
@@ -369,7 +389,8 @@ class OnnxConverter {
     p->set_kernel_width(static_cast<uint32_t>(w.kw));
     p->set_stride_height(static_cast<uint32_t>(w.sh));
     p->set_stride_width(static_cast<uint32_t>(w.sw));
-    p->set_padding(w.padding);
+    p->set_padding(w.padding.kind);
+    if (w.padding.kind == v1::PADDING_EXPLICIT) *p->mutable_pads() = w.padding.pads;
   }
 
   absl::Status Conv(const onnx::NodeProto& node) {
@@ -512,7 +533,7 @@ class OnnxConverter {
     if (!in.spatial) return Unsupported(node, "its input is not an image (N, C, H, W)");
     TINYFED_ASSIGN_OR_RETURN(Window win, WindowOf(node, in, IntsAttribute(node, "kernel_shape")));
     const bool max = node.op_type() == "MaxPool";
-    if (!max && win.padding == v1::PADDING_SAME && IntAttribute(node, "count_include_pad", 0) != 0) {
+    if (!max && win.padding.kind != v1::PADDING_VALID && IntAttribute(node, "count_include_pad", 0) != 0) {
       return Unsupported(node, "count_include_pad 1 (padding is left out of the average here)");
     }
     if (node.output_size() > 1 && !node.output(1).empty()) return Unsupported(node, "the indices output");

@@ -156,19 +156,19 @@ TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
                                           "supported: Conv"),
             std::string::npos)
       << leaky.status();
-  // Padding that is neither none nor SAME.
+  // Padding as large as the kernel: windows of padding alone.
   model.ParseFromString(*bytes);
   auto* conv = model.mutable_graph()->mutable_node(0);
   auto* pads = conv->add_attribute();
   pads->set_name("pads");
   pads->set_type(onnx::AttributeProto::INTS);
-  for (int p : {2, 0, 0, 2}) pads->add_ints(p);
+  for (int p : {5, 0, 0, 5}) pads->add_ints(p);
   auto padded = ImportOnnxBytes(model.SerializeAsString(), "pads.onnx",
                                 {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
   ASSERT_FALSE(padded.ok());
-  EXPECT_NE(
-      padded.status().message().find("node 'conv1' (Conv, opset 13): pads [2, 0, 0, 2] are neither none nor SAME"),
-      std::string::npos)
+  EXPECT_NE(padded.status().message().find(
+                "node 'conv1' (Conv, opset 13): pads [5, 0, 0, 5] must each be 0 to the kernel side - 1"),
+            std::string::npos)
       << padded.status();
 
   auto garbage = ImportOnnxBytes("definitely not protobuf \xff\xff", "junk.onnx",

@@ -220,6 +220,18 @@ TEST(BundleMutation, OutOfRangeFieldsAreRejected) {
          c->set_kernel_width(200);
        }},
       {"conv stride 0", [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->set_stride_width(0); }},
+      {"conv explicit pad as large as the kernel",
+       [&](auto& b, auto&) {
+         auto* c = graph(b)->mutable_ops(0)->mutable_conv2d();
+         c->set_padding(v1::PADDING_EXPLICIT);
+         c->mutable_pads()->set_left(c->kernel_width());
+       }},
+      {"conv explicit pads past the kernel",
+       [&](auto& b, auto&) {
+         auto* c = graph(b)->mutable_ops(0)->mutable_conv2d();
+         c->set_padding(v1::PADDING_EXPLICIT);
+         c->mutable_pads()->set_bottom(4000000000u);
+       }},
       {"conv unknown padding",
        [&](auto& b, auto&) { graph(b)->mutable_ops(0)->mutable_conv2d()->set_padding(static_cast<v1::Padding>(9)); }},
       {"conv out channels mismatch",

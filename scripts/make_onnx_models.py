@@ -12,7 +12,7 @@ PyTorch; the weights are random with a fixed seed.
   niid_cnn   the NIID-Bench CNN: conv 6@5x5, ReLU, max pool 2, conv 16@5x5,
              ReLU, max pool 2, Flatten, Gemm 120, ReLU, Gemm 84, ReLU (the
              embedding), Gemm 10 and Softmax (the head), at 1x28x28
-  mobile     a MobileNet-style block at 3x16x16: conv 3x3 stride 2 SAME,
+  mobile     a MobileNet-style block at 3x16x16: conv 3x3 stride 2 pads 1,
              BatchNormalization, Clip(0, 6), depthwise 3x3 (pads 1), BN,
              Clip, pointwise 1x1, BN, Relu, Add of a 1x1 shortcut,
              GlobalAveragePool (the embedding), Flatten, MatMul + Add, Softmax
@@ -124,9 +124,10 @@ def mobile():
     inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
     inits.append(numpy_helper.from_array(np.array(6.0, np.float32), "six"))
     nodes = [
-        # 16x16, k 3, stride 2: SAME pads 0 before and 1 after (TFLite's).
+        # 16x16, k 3, stride 2, padding 1 on every side as PyTorch writes it
+        # (not TFLite's SAME, which pads 0 before and 1 after).
         helper.make_node("Conv", ["input", "c1w", "c1b"], ["c1"], kernel_shape=[3, 3], strides=[2, 2],
-                         pads=[0, 0, 1, 1], name="stem"),
+                         pads=[1, 1, 1, 1], name="stem"),
         helper.make_node("BatchNormalization", ["c1", "bn0s", "bn0b", "bn0m", "bn0v"], ["b1"], name="stem_bn"),
         helper.make_node("Clip", ["b1", "zero", "six"], ["a1"], name="stem_relu6"),
         helper.make_node("Conv", ["a1", "dww"], ["d1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8,
@@ -149,7 +150,7 @@ def mobile():
                               [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 4])], inits)
     x = rng.random((100, 3, 16, 16)).astype(np.float32)
     zero8 = np.zeros(8, np.float32)
-    h = np.clip(bn(conv(x, a["c1w"], a["c1b"], 2, (0, 0, 1, 1)), a["bn0s"], a["bn0b"], a["bn0m"], a["bn0v"]), 0, 6)
+    h = np.clip(bn(conv(x, a["c1w"], a["c1b"], 2, (1, 1, 1, 1)), a["bn0s"], a["bn0b"], a["bn0m"], a["bn0v"]), 0, 6)
     h = np.clip(bn(conv(h, a["dww"], zero8, 1, (1, 1, 1, 1), group=8), a["bn1s"], a["bn1b"], a["bn1m"], a["bn1v"]),
                 0, 6)
     h = relu(bn(conv(h, a["pww"], np.zeros(12, np.float32)), a["bn2s"], a["bn2b"], a["bn2m"], a["bn2v"]))

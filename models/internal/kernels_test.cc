@@ -25,7 +25,14 @@ ConvSpec RandomSpec(std::mt19937& rng, bool pointwise) {
   s.kernel_w = pointwise ? 1 : pick(1, std::min(s.in_w, 5));
   s.stride_h = pointwise ? 1 : pick(1, 3);
   s.stride_w = pointwise ? 1 : pick(1, 3);
-  s.padding = pick(0, 1) ? v1::PADDING_SAME : v1::PADDING_VALID;
+  const int padding = pick(0, 2);
+  s.padding = padding == 0 ? v1::PADDING_VALID : padding == 1 ? v1::PADDING_SAME : v1::PADDING_EXPLICIT;
+  if (s.padding == v1::PADDING_EXPLICIT) {  // as PyTorch pads: each side below the kernel
+    s.pad_top = pick(0, s.kernel_h - 1);
+    s.pad_bottom = pick(0, s.kernel_h - 1);
+    s.pad_left = pick(0, s.kernel_w - 1);
+    s.pad_right = pick(0, s.kernel_w - 1);
+  }
   s.activation = static_cast<v1::Activation>(pick(0, 2));
   return s;
 }

@@ -12,8 +12,8 @@ namespace {
 using absl::InvalidArgumentError;
 using absl::StrCat;
 
-absl::Status SpatialOut(int in, uint32_t kernel, uint32_t stride, v1::Padding padding, int* out, int* pad_before,
-                        const std::string& where) {
+absl::Status SpatialOut(int in, uint32_t kernel, uint32_t stride, v1::Padding padding, uint32_t before, uint32_t after,
+                        int* out, int* pad_before, const std::string& where) {
   if (kernel == 0 || kernel > kMaxKernelSide) {
     return InvalidArgumentError(StrCat(where, ": kernel size ", kernel, " outside [1, ", kMaxKernelSide, "]"));
   }
@@ -31,6 +31,19 @@ absl::Status SpatialOut(int in, uint32_t kernel, uint32_t stride, v1::Padding pa
     *out = (in + s - 1) / s;
     const int total = std::max((*out - 1) * s + k - in, 0);
     *pad_before = total / 2;
+  } else if (padding == v1::PADDING_EXPLICIT) {
+    // Below the kernel, every window reads the input: an average never
+    // divides by zero and a max never comes from padding alone.
+    if (before >= kernel || after >= kernel) {
+      return InvalidArgumentError(
+          StrCat(where, ": pads ", before, " and ", after, " must each be smaller than the kernel ", kernel));
+    }
+    if (in + static_cast<int>(before + after) < k) {
+      return InvalidArgumentError(
+          StrCat(where, ": kernel ", k, " is larger than the padded input ", in, " + ", before, " + ", after));
+    }
+    *out = (in + static_cast<int>(before + after) - k) / s + 1;
+    *pad_before = static_cast<int>(before);
   } else {
     return InvalidArgumentError(StrCat(where, ": unknown padding ", static_cast<int>(padding)));
   }
@@ -66,13 +79,13 @@ const OpAnalyzer* AnalyzerOf(v1::Op::KindCase kind) {
 }
 
 absl::Status ApplyWindow(const Window& w, Geometry* g, const std::string& where) {
-  if (auto s =
-          SpatialOut(g->in_h, w.kernel_h, w.stride_h, w.padding, &g->out_h, &g->pad_top, StrCat(where, " (height)"));
+  if (auto s = SpatialOut(g->in_h, w.kernel_h, w.stride_h, w.padding, w.pads.top(), w.pads.bottom(), &g->out_h,
+                          &g->pad_top, StrCat(where, " (height)"));
       !s.ok()) {
     return s;
   }
-  if (auto s =
-          SpatialOut(g->in_w, w.kernel_w, w.stride_w, w.padding, &g->out_w, &g->pad_left, StrCat(where, " (width)"));
+  if (auto s = SpatialOut(g->in_w, w.kernel_w, w.stride_w, w.padding, w.pads.left(), w.pads.right(), &g->out_w,
+                          &g->pad_left, StrCat(where, " (width)"));
       !s.ok()) {
     return s;
   }

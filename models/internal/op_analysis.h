@@ -41,14 +41,16 @@ const OpAnalyzer* AnalyzerOf(v1::Op::KindCase kind);
 struct Window {
   uint32_t kernel_h, kernel_w, stride_h, stride_w;
   v1::Padding padding;
+  v1::Pads pads;  // PADDING_EXPLICIT only
 };
 
 template <typename P>
 Window WindowOf(const P& p) {
-  return {p.kernel_height(), p.kernel_width(), p.stride_height(), p.stride_width(), p.padding()};
+  return {p.kernel_height(), p.kernel_width(), p.stride_height(), p.stride_width(), p.padding(), p.pads()};
 }
 
-// Output size and padding for a sliding window, as TFLite computes them.
+// Output size and padding for a sliding window, as TFLite computes them
+// (VALID, SAME) or as the pads say (EXPLICIT).
 absl::Status ApplyWindow(const Window& w, Geometry* g, const std::string& where);
 // `w` has exactly `dims` and, per output channel, a scale and bias (int8) or
 // a bias (float), all finite; sets the stored bytes.

@@ -21,7 +21,11 @@ int AddTensor(v1::Graph* g, int h, int w, int c, std::mt19937& rng) {
   return g->tensors_size() - 1;
 }
 
-int OutSize(int in, int k, int s, v1::Padding p) { return p == v1::PADDING_SAME ? (in + s - 1) / s : (in - k) / s + 1; }
+int OutSize(int in, int k, int s, v1::Padding p, int before, int after) {
+  if (p == v1::PADDING_SAME) return (in + s - 1) / s;
+  if (p == v1::PADDING_EXPLICIT) return (in + before + after - k) / s + 1;
+  return (in - k) / s + 1;
+}
 
 void FillWeights(v1::Weights* w, std::initializer_list<int> dims, int channels, std::mt19937& rng) {
   size_t count = 1;
@@ -48,6 +52,12 @@ void SetWindow(P* p, const ConvSpec& s) {
   p->set_stride_height(static_cast<uint32_t>(s.stride_h));
   p->set_stride_width(static_cast<uint32_t>(s.stride_w));
   p->set_padding(s.padding);
+  if (s.padding == v1::PADDING_EXPLICIT) {
+    p->mutable_pads()->set_top(static_cast<uint32_t>(s.pad_top));
+    p->mutable_pads()->set_bottom(static_cast<uint32_t>(s.pad_bottom));
+    p->mutable_pads()->set_left(static_cast<uint32_t>(s.pad_left));
+    p->mutable_pads()->set_right(static_cast<uint32_t>(s.pad_right));
+  }
 }
 
 }  // namespace
@@ -57,8 +67,8 @@ int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, co
   const v1::Tensor in = g->tensors(input);
   const int h = static_cast<int>(in.shape().height()), w = static_cast<int>(in.shape().width()),
             c = static_cast<int>(in.shape().channels());
-  const int oh = OutSize(h, spec.kernel_h, spec.stride_h, spec.padding);
-  const int ow = OutSize(w, spec.kernel_w, spec.stride_w, spec.padding);
+  const int oh = OutSize(h, spec.kernel_h, spec.stride_h, spec.padding, spec.pad_top, spec.pad_bottom);
+  const int ow = OutSize(w, spec.kernel_w, spec.stride_w, spec.padding, spec.pad_left, spec.pad_right);
   auto* op = g->add_ops();
   op->add_inputs(static_cast<uint32_t>(input));
   op->set_activation(spec.activation);
@@ -100,6 +110,7 @@ int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, co
       // Second operand: the input requantized through a 1x1 depthwise conv.
       ConvSpec one = spec;
       one.kernel_h = one.kernel_w = one.stride_h = one.stride_w = 1;
+      one.padding = v1::PADDING_VALID;  // the same shape as the input
       one.activation = v1::ACTIVATION_NONE;
       g->mutable_ops()->RemoveLast();
       const int other = AppendRandomOp(bundle, v1::Op::kDepthwiseConv2D, input, one, rng);

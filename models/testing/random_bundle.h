@@ -14,6 +14,7 @@ struct ConvSpec {
   int in_h = 8, in_w = 8, in_c = 4, out_c = 8;
   int kernel_h = 3, kernel_w = 3, stride_h = 1, stride_w = 1;
   v1::Padding padding = v1::PADDING_SAME;
+  int pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;  // PADDING_EXPLICIT
   v1::Activation activation = v1::ACTIVATION_NONE;
 };
 

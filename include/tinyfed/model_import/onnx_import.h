@@ -9,9 +9,9 @@
 // with multiplier 1), BatchNormalization after a Conv (folded into it),
 // Relu and Clip(0, 6) after an op (fused as its activation), MaxPool,
 // AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm and
-// MatMul (+Add). Padding must be none ("VALID") or what TFLite calls SAME;
-// anything else is an error naming the node, its op type, the opset and
-// what is supported. The file is untrusted input: its size is checked before
+// MatMul (+Add); zero padding of each side below the kernel (PyTorch's
+// symmetric padding too). Anything else is an error naming the node, its op
+// type, the opset and what is supported. The file is untrusted input: its size is checked before
 // parsing, then ONNX's checker runs on it, and every shape is derived and
 // checked here (ONNX's shape inference is not safe on hostile files in the
 // Debian release).
