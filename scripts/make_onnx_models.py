@@ -3,11 +3,13 @@
 
   scripts/make_onnx_models.py OUT_DIR
 
-For each model: NAME.onnx, NAME.inputs.f32 (100 random inputs, NCHW, float32
-little-endian) and NAME.embedding.f32 (the embedding of each, computed here
-by a direct NumPy evaluation of the ONNX graph's semantics). Built with
-onnx.helper (python3-onnx), so that neither the tests nor this script need
-PyTorch; the weights are random with a fixed seed.
+For each model: NAME.onnx and NAME.embedding.f32 (float32 little-endian:
+the embedding of each of 100 inputs, computed here by a direct NumPy
+evaluation of the ONNX graph's semantics). The inputs are not stored: value
+i of the NCHW batch is ((i * 2654435761) mod 2^32) / 2^32, which the test
+computes the same way. Built with onnx.helper (python3-onnx), so that
+neither the tests nor this script need PyTorch; the weights are random with
+a fixed seed.
 
   niid_cnn   the NIID-Bench CNN: conv 6@5x5, ReLU, max pool 2, conv 16@5x5,
              ReLU, max pool 2, Flatten, Gemm 120, ReLU, Gemm 84, ReLU (the
@@ -67,6 +69,159 @@ def relu(x):
     return np.maximum(x, 0)
 
 
+def inputs(shape):
+    i = np.arange(int(np.prod(shape)), dtype=np.uint64)
+    return (((i * np.uint64(2654435761)) % np.uint64(2**32)).astype(np.float64) / 2**32).astype(np.float32).reshape(
+        shape)
+
+
+def depthwise(x, w, b, stride=1, pads=(0, 0, 0, 0)):
+    n, c, h, wd = x.shape
+    _, _, kh, kw = w.shape
+    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    oh = (x.shape[2] - kh) // stride + 1
+    ow = (x.shape[3] - kw) // stride + 1
+    out = np.zeros((n, c, oh, ow), np.float64)
+    for y in range(kh):
+        for z in range(kw):
+            out += x[:, :, y:y + stride * oh:stride, z:z + stride * ow:stride] * w[:, 0, y, z].reshape(1, c, 1, 1)
+    return out + b.reshape(1, -1, 1, 1)
+
+
+class Builder:
+    """Nodes, weights and a NumPy evaluation side by side."""
+
+    def __init__(self, x):
+        self.nodes, self.inits, self.x, self.k = [], [], {"input": x.astype(np.float64)}, 0
+
+    def name(self, base):
+        self.k += 1
+        return f"{base}{self.k}"
+
+    def weight(self, shape, scale=None):
+        t, a = init(self.name("w"), shape, scale)
+        self.inits.append(t)
+        return t.name, a
+
+    def conv(self, x, out_c, k, stride=1, pads=(0, 0, 0, 0), group=1, bias=True):
+        in_c = self.x[x].shape[1]
+        wn, w = self.weight((out_c, in_c // group, k[0], k[1]))
+        ins = [x, wn]
+        b = np.zeros(out_c, np.float32)
+        if bias:
+            bn_, b = self.weight((out_c,), 0.1)
+            ins.append(bn_)
+        y = self.name("conv")
+        self.nodes.append(helper.make_node("Conv", ins, [y], kernel_shape=list(k), strides=[stride, stride],
+                                           pads=list(pads), group=group, name=y))
+        if group == 1:
+            self.x[y] = conv(self.x[x], w, b, stride, pads)
+        else:
+            self.x[y] = depthwise(self.x[x], w, b, stride, pads)
+        return y
+
+    def bn(self, x):
+        c = self.x[x].shape[1]
+        names, arrays = [], []
+        for kind in "sbmv":
+            n, a = self.weight((c,), 0.1)
+            if kind == "s":
+                a = (1.0 + a).astype(np.float32)
+            if kind == "v":
+                a = (np.abs(a) + 0.5).astype(np.float32)
+            self.inits[-1] = numpy_helper.from_array(a, n)
+            names.append(n)
+            arrays.append(a)
+        y = self.name("bn")
+        self.nodes.append(helper.make_node("BatchNormalization", [x] + names, [y], name=y))
+        self.x[y] = bn(self.x[x], *arrays)
+        return y
+
+    def relu(self, x):
+        y = self.name("relu")
+        self.nodes.append(helper.make_node("Relu", [x], [y], name=y))
+        self.x[y] = relu(self.x[x])
+        return y
+
+    def add(self, a, b):
+        y = self.name("add")
+        self.nodes.append(helper.make_node("Add", [a, b], [y], name=y))
+        self.x[y] = self.x[a] + self.x[b]
+        return y
+
+    def avgpool(self, x, k, out="embedding"):
+        self.nodes.append(helper.make_node("AveragePool", [x], [out], kernel_shape=list(k), strides=list(k),
+                                           name="avgpool"))
+        n, c, h, w = self.x[x].shape
+        self.x[out] = self.x[x][:, :, :h // k[0] * k[0], :w // k[1] * k[1]].reshape(
+            n, c, h // k[0], k[0], w // k[1], k[1]).mean(axis=(3, 5))
+        return out
+
+    def gap(self, x, out="embedding"):
+        self.nodes.append(helper.make_node("GlobalAveragePool", [x], [out], name="gap"))
+        self.x[out] = self.x[x].mean(axis=(2, 3), keepdims=True)
+        return out
+
+    def head(self, x, classes):
+        """Flatten, Gemm, Softmax: the part after the embedding."""
+        self.nodes.append(helper.make_node("Flatten", [x], ["flat"], axis=1, name="flatten"))
+        features = int(np.prod(self.x[x].shape[1:]))
+        wn, _ = self.weight((classes, features))
+        bn_, _ = self.weight((classes,), 0.1)
+        self.nodes.append(helper.make_node("Gemm", ["flat", wn, bn_], ["logits"], transB=1, name="fc"))
+        self.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1, name="softmax"))
+
+    def graph(self, name, shape, classes):
+        return helper.make_graph(self.nodes, name,
+                                 [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1] + list(shape[1:]))],
+                                 [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, classes])],
+                                 self.inits)
+
+
+def resnet8():
+    """MLPerf Tiny image classification: ResNet-8 at 3x32x32, 10 classes."""
+    x = inputs((100, 3, 32, 32))
+    g = Builder(x)
+    t = g.relu(g.bn(g.conv("input", 16, (3, 3), 1, (1, 1, 1, 1))))
+    for out_c, stride in [(16, 1), (32, 2), (64, 2)]:
+        y = g.relu(g.bn(g.conv(t, out_c, (3, 3), stride, (1, 1, 1, 1))))
+        y = g.bn(g.conv(y, out_c, (3, 3), 1, (1, 1, 1, 1)))
+        shortcut = t if stride == 1 else g.conv(t, out_c, (1, 1), stride)
+        t = g.relu(g.add(y, shortcut))
+    g.avgpool(t, (8, 8))
+    g.head("embedding", 10)
+    return g.graph("resnet8", x.shape, 10), x, g.x["embedding"].reshape(100, -1)
+
+
+def ds_cnn():
+    """MLPerf Tiny keyword spotting: DS-CNN (small) on 1x49x10 MFCCs, 12 classes."""
+    x = inputs((100, 1, 49, 10))
+    g = Builder(x)
+    # Keras' padding="same" for a 10x4 kernel at stride 2, as PyTorch pads it.
+    t = g.relu(g.bn(g.conv("input", 64, (10, 4), 2, (4, 1, 5, 1))))
+    for _ in range(4):
+        t = g.relu(g.bn(g.conv(t, 64, (3, 3), 1, (1, 1, 1, 1), group=64, bias=False)))
+        t = g.relu(g.bn(g.conv(t, 64, (1, 1), 1, bias=False)))
+    g.avgpool(t, (25, 5))
+    g.head("embedding", 12)
+    return g.graph("ds_cnn", x.shape, 12), x, g.x["embedding"].reshape(100, -1)
+
+
+def mobilenet_v1():
+    """MLPerf Tiny visual wake words: MobileNetV1 width 0.25 at 3x96x96, 2 classes."""
+    x = inputs((100, 3, 96, 96))
+    g = Builder(x)
+    t = g.relu(g.bn(g.conv("input", 8, (3, 3), 2, (1, 1, 1, 1), bias=False)))
+    for out_c, stride in [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1), (128, 1),
+                          (128, 1), (128, 1), (256, 2), (256, 1)]:
+        c = g.x[t].shape[1]
+        t = g.relu(g.bn(g.conv(t, c, (3, 3), stride, (1, 1, 1, 1), group=c, bias=False)))
+        t = g.relu(g.bn(g.conv(t, out_c, (1, 1), 1, bias=False)))
+    g.gap(t)
+    g.head("embedding", 2)
+    return g.graph("mobilenet_v1_025", x.shape, 2), x, g.x["embedding"].reshape(100, -1)
+
+
 def niid_cnn():
     inits, arrays = [], {}
     for name, shape in [("c1w", (6, 1, 5, 5)), ("c1b", (6,)), ("c2w", (16, 6, 5, 5)), ("c2b", (16,)),
@@ -94,7 +249,7 @@ def niid_cnn():
                                                                                ["batch", 1, 28, 28])],
                               [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])],
                               inits)
-    x = rng.random((100, 1, 28, 28)).astype(np.float32)
+    x = inputs((100, 1, 28, 28))
     a = arrays
     h = maxpool(relu(conv(x, a["c1w"], a["c1b"])), 2)
     h = maxpool(relu(conv(h, a["c2w"], a["c2b"])), 2)
@@ -148,7 +303,7 @@ def mobile():
     graph = helper.make_graph(nodes, "mobile", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
                                                                              [1, 3, 16, 16])],
                               [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 4])], inits)
-    x = rng.random((100, 3, 16, 16)).astype(np.float32)
+    x = inputs((100, 3, 16, 16))
     zero8 = np.zeros(8, np.float32)
     h = np.clip(bn(conv(x, a["c1w"], a["c1b"], 2, (1, 1, 1, 1)), a["bn0s"], a["bn0b"], a["bn0m"], a["bn0v"]), 0, 6)
     h = np.clip(bn(conv(h, a["dww"], zero8, 1, (1, 1, 1, 1), group=8), a["bn1s"], a["bn1b"], a["bn1m"], a["bn1v"]),
@@ -162,14 +317,14 @@ def mobile():
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for name, make in [("niid_cnn", niid_cnn), ("mobile", mobile)]:
+    for name, make in [("niid_cnn", niid_cnn), ("mobile", mobile), ("resnet8", resnet8), ("ds_cnn", ds_cnn),
+                       ("mobilenet_v1_025", mobilenet_v1)]:
         graph, x, emb = make()
         model = helper.make_model(graph, producer_name="tinyfed make_onnx_models.py",
                                   opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 7
         onnx.checker.check_model(model)
         onnx.save(model, os.path.join(out, name + ".onnx"))
-        x.astype("<f4").tofile(os.path.join(out, name + ".inputs.f32"))
         emb.astype("<f4").tofile(os.path.join(out, name + ".embedding.f32"))
         print(f"{name}: {os.path.getsize(os.path.join(out, name + '.onnx'))} bytes, embedding {emb.shape[1:]}")
 
