@@ -13,6 +13,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model_import/internal/onnx_layouts.h"
+#include "model_import/internal/onnx_parts.h"
+#include "model_import/internal/onnx_window.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/models/bundle.h"
@@ -29,20 +32,17 @@ constexpr char kSupported[] =
     "supported: Conv (groups 1 or depthwise), BatchNormalization after a Conv, Relu, Clip(0, 6), MaxPool, "
     "AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax in the head; "
     "zero pads below the kernel";
-constexpr uint64_t kMaxInitializerElements = uint64_t{1} << 26;
 // More than a backbone a gateway runs has (its graph takes 1,024 ops).
 constexpr int kMaxNodes = 4096;
 
-// A name from the file as it may appear in a message: short, escaped.
-std::string Shown(const std::string& s) {
-  return StrCat("'", absl::CHexEscape(s.substr(0, 60)), s.size() > 60 ? "...'" : "'");
-}
-
-struct Initializer {
-  std::vector<int64_t> dims;
-  std::vector<float> floats;  // FLOAT tensors
-  std::vector<int64_t> ints;  // INT64 tensors (shapes)
-};
+using internal::FloatAttribute;
+using internal::Initializer;
+using internal::IntAttribute;
+using internal::IntsAttribute;
+using internal::SetWindow;
+using internal::Shown;
+using internal::StringAttribute;
+using internal::Window;
 
 // A converted value: a tinyfed tensor holding an ONNX tensor. Spatial values
 // are NCHW in ONNX and HWC here; a value flattened from a spatial one keeps
@@ -55,31 +55,6 @@ struct Value {
   bool chw_order = false;  // flat, in ONNX's C, H, W order of (c, h, w)
 };
 
-int64_t IntAttribute(const onnx::NodeProto& node, const std::string& name, int64_t fallback) {
-  for (const auto& a : node.attribute()) {
-    if (a.name() == name) return a.i();
-  }
-  return fallback;
-}
-float FloatAttribute(const onnx::NodeProto& node, const std::string& name, float fallback) {
-  for (const auto& a : node.attribute()) {
-    if (a.name() == name) return a.f();
-  }
-  return fallback;
-}
-std::vector<int64_t> IntsAttribute(const onnx::NodeProto& node, const std::string& name) {
-  for (const auto& a : node.attribute()) {
-    if (a.name() == name) return {a.ints().begin(), a.ints().end()};
-  }
-  return {};
-}
-std::string StringAttribute(const onnx::NodeProto& node, const std::string& name) {
-  for (const auto& a : node.attribute()) {
-    if (a.name() == name) return a.s();
-  }
-  return "";
-}
-
 class OnnxConverter {
  public:
   OnnxConverter(const onnx::ModelProto& model, std::string source, const OnnxImportOptions& options)
@@ -91,7 +66,7 @@ class OnnxConverter {
 
   absl::StatusOr<v1::ModelBundle> Convert() {
     TINYFED_RETURN_IF_ERROR(CheckOptions());
-    TINYFED_RETURN_IF_ERROR(ReadInitializers());
+    TINYFED_ASSIGN_OR_RETURN(initializers_, internal::ReadInitializers(graph_, source_));
     TINYFED_RETURN_IF_ERROR(DefineInput());
     CountUses();
     bool named = false;
@@ -153,65 +128,6 @@ class OnnxConverter {
       for (const auto& o : graph_.node(i).output()) names.push_back(Shown(o));
     }
     return absl::StrJoin(names, ", ");
-  }
-
-  absl::Status ReadInitializers() {
-    uint64_t total = 0;
-    for (const onnx::TensorProto& t : graph_.initializer()) {
-      Initializer init;
-      uint64_t count = 1;
-      for (int64_t d : t.dims()) {
-        if (d < 0 || d > 1 << 24)
-          return InvalidArgumentError(StrCat(source_, ": initializer ", Shown(t.name()), " has dimension ", d));
-        init.dims.push_back(d);
-        count *= static_cast<uint64_t>(d);
-      }
-      total += count;
-      if (total > kMaxInitializerElements) {
-        return InvalidArgumentError(StrCat(source_, ": the initializers hold more than ", kMaxInitializerElements,
-                                           " values, more than a gateway holds"));
-      }
-      if (t.has_data_location() && t.data_location() == onnx::TensorProto::EXTERNAL) {
-        return InvalidArgumentError(StrCat(source_, ": initializer ", Shown(t.name()),
-                                           " is stored in an external file; export with the weights inside"));
-      }
-      if (t.data_type() == onnx::TensorProto::FLOAT) {
-        if (!t.raw_data().empty()) {
-          if (t.raw_data().size() != count * 4) return Damaged(t);
-          init.floats.resize(count);
-          std::memcpy(init.floats.data(), t.raw_data().data(), count * 4);  // little-endian, as ONNX stores it
-        } else {
-          if (static_cast<uint64_t>(t.float_data_size()) != count) return Damaged(t);
-          init.floats.assign(t.float_data().begin(), t.float_data().end());
-        }
-        for (float v : init.floats) {
-          if (!std::isfinite(v))
-            return InvalidArgumentError(
-                StrCat(source_, ": initializer ", Shown(t.name()), " holds a value that is not finite"));
-        }
-      } else if (t.data_type() == onnx::TensorProto::INT64) {
-        if (!t.raw_data().empty()) {
-          if (t.raw_data().size() != count * 8) return Damaged(t);
-          init.ints.resize(count);
-          std::memcpy(init.ints.data(), t.raw_data().data(), count * 8);
-        } else {
-          if (static_cast<uint64_t>(t.int64_data_size()) != count) return Damaged(t);
-          init.ints.assign(t.int64_data().begin(), t.int64_data().end());
-        }
-      } else {
-        return InvalidArgumentError(
-            StrCat(source_, ": initializer ", Shown(t.name()), " has element type ",
-                   onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t.data_type())),
-                   "; float32 weights (and int64 shapes) are supported"));
-      }
-      initializers_[t.name()] = std::move(init);
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status Damaged(const onnx::TensorProto& t) const {
-    return InvalidArgumentError(
-        StrCat(source_, ": initializer ", Shown(t.name()), " holds fewer or more values than its dims say"));
   }
 
   // The one graph input that is not a weight: NCHW or N x D, batch 1 or symbolic.
@@ -305,94 +221,6 @@ class OnnxConverter {
     return Unsupported(node, "this op is not supported");
   }
 
-  // The pads of a window: none, TFLite's SAME, or each side as ONNX says.
-  struct Padding {
-    v1::Padding kind = v1::PADDING_VALID;
-    v1::Pads pads;
-  };
-
-  absl::StatusOr<Padding> PaddingOf(const onnx::NodeProto& node, int in_h, int in_w, int kh, int kw, int sh,
-                                    int sw) const {
-    const std::string auto_pad = StringAttribute(node, "auto_pad");
-    if (auto_pad == "VALID") return Padding{};
-    if (auto_pad == "SAME_UPPER") return Padding{.kind = v1::PADDING_SAME, .pads = {}};
-    if (!auto_pad.empty() && auto_pad != "NOTSET") return Unsupported(node, StrCat("auto_pad ", auto_pad));
-    std::vector<int64_t> pads = IntsAttribute(node, "pads");
-    if (pads.empty()) pads = {0, 0, 0, 0};
-    if (pads.size() != 4) return Unsupported(node, "pads must have 4 values");
-    if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) return Padding{};
-    auto same = [](int in, int k, int s, int64_t before, int64_t after) {
-      const int out = (in + s - 1) / s;
-      const int total = std::max((out - 1) * s + k - in, 0);
-      return before == total / 2 && after == total - total / 2;
-    };
-    if (same(in_h, kh, sh, pads[0], pads[2]) && same(in_w, kw, sw, pads[1], pads[3])) {
-      return Padding{.kind = v1::PADDING_SAME, .pads = {}};
-    }
-    // ONNX orders pads as [top, left, bottom, right].
-    if (pads[0] < 0 || pads[0] >= kh || pads[2] < 0 || pads[2] >= kh || pads[1] < 0 || pads[1] >= kw || pads[3] < 0 ||
-        pads[3] >= kw) {
-      return Unsupported(node, StrCat("pads [", absl::StrJoin(pads, ", "), "] must each be 0 to the kernel side - 1"));
-    }
-    Padding p{.kind = v1::PADDING_EXPLICIT, .pads = {}};
-    p.pads.set_top(static_cast<uint32_t>(pads[0]));
-    p.pads.set_left(static_cast<uint32_t>(pads[1]));
-    p.pads.set_bottom(static_cast<uint32_t>(pads[2]));
-    p.pads.set_right(static_cast<uint32_t>(pads[3]));
-    return p;
-  }
-
-  struct Window {
-    int kh, kw, sh, sw;
-    Padding padding;
-    int out_h, out_w;
-  };
-
-  absl::StatusOr<Window> WindowOf(const onnx::NodeProto& node, const Value& in, std::vector<int64_t> kernel) const {
-    if (kernel.size() != 2) return Unsupported(node, "kernel_shape must have 2 values (2-D)");
-    std::vector<int64_t> strides = IntsAttribute(node, "strides");
-    if (strides.empty()) strides = {1, 1};
-    const std::vector<int64_t> dilations = IntsAttribute(node, "dilations");
-    if (std::any_of(dilations.begin(), dilations.end(), [](int64_t d) { return d != 1; })) {
-      return Unsupported(node, "dilations other than 1");
-    }
-    if (IntAttribute(node, "ceil_mode", 0) != 0) return Unsupported(node, "ceil_mode 1");
-    if (strides.size() != 2 || std::any_of(kernel.begin(), kernel.end(), [](int64_t k) { return k < 1 || k > 255; }) ||
-        std::any_of(strides.begin(), strides.end(), [](int64_t s) { return s < 1 || s > 255; })) {
-      return Unsupported(node, "kernel sides and strides must be 1 to 255, 2 of each");
-    }
-    Window w{static_cast<int>(kernel[0]),
-             static_cast<int>(kernel[1]),
-             static_cast<int>(strides[0]),
-             static_cast<int>(strides[1]),
-             Padding{},
-             0,
-             0};
-    TINYFED_ASSIGN_OR_RETURN(w.padding, PaddingOf(node, in.h, in.w, w.kh, w.kw, w.sh, w.sw));
-    if (w.padding.kind == v1::PADDING_SAME) {
-      w.out_h = (in.h + w.sh - 1) / w.sh;
-      w.out_w = (in.w + w.sw - 1) / w.sw;
-      return w;
-    }
-    const v1::Pads& p = w.padding.pads;  // all zero for VALID
-    const int padded_h = in.h + static_cast<int>(p.top() + p.bottom());
-    const int padded_w = in.w + static_cast<int>(p.left() + p.right());
-    if (w.kh > padded_h || w.kw > padded_w) return Unsupported(node, "the kernel is larger than its padded input");
-    w.out_h = (padded_h - w.kh) / w.sh + 1;
-    w.out_w = (padded_w - w.kw) / w.sw + 1;
-    return w;
-  }
-
-  template <typename P>
-  static void SetWindow(P* p, const Window& w) {
-    p->set_kernel_height(static_cast<uint32_t>(w.kh));
-    p->set_kernel_width(static_cast<uint32_t>(w.kw));
-    p->set_stride_height(static_cast<uint32_t>(w.sh));
-    p->set_stride_width(static_cast<uint32_t>(w.sw));
-    p->set_padding(w.padding.kind);
-    if (w.padding.kind == v1::PADDING_EXPLICIT) *p->mutable_pads() = w.padding.pads;
-  }
-
   absl::Status Conv(const onnx::NodeProto& node) {
     TINYFED_ASSIGN_OR_RETURN(Value in, Input(node, 0));
     TINYFED_ASSIGN_OR_RETURN(const Initializer* w, Weight(node, 1));
@@ -412,7 +240,9 @@ class OnnxConverter {
     if (kernel.empty()) kernel = {w->dims[2], w->dims[3]};
     if (kernel.size() != 2 || kernel[0] != w->dims[2] || kernel[1] != w->dims[3])
       return Unsupported(node, "kernel_shape differs from the weights");
-    TINYFED_ASSIGN_OR_RETURN(Window win, WindowOf(node, in, kernel));
+    auto window = internal::WindowOf(node, in.h, in.w, kernel);
+    if (!window.ok()) return Unsupported(node, std::string(window.status().message()));
+    const Window win = *window;
     std::vector<float> bias(static_cast<size_t>(out_c), 0.0f);
     if (node.input_size() > 2 && !node.input(2).empty()) {
       TINYFED_ASSIGN_OR_RETURN(const Initializer* b, Weight(node, 2));
@@ -436,11 +266,8 @@ class OnnxConverter {
       SetWindow(p, win);
       weights = p->mutable_weights();
       for (int d : {kh, kw, out_c}) weights->add_dims(static_cast<uint32_t>(d));
-      weights->mutable_float_values()->Resize(kh * kw * out_c, 0.0f);
-      for (int c = 0; c < out_c; ++c)
-        for (int y = 0; y < kh; ++y)
-          for (int x = 0; x < kw; ++x)
-            weights->set_float_values((y * kw + x) * out_c + c, w->floats[static_cast<size_t>((c * kh + y) * kw + x)]);
+      const std::vector<float> hwc = internal::HwcFromC1hw(w->floats, out_c, kh, kw);
+      weights->mutable_float_values()->Assign(hwc.begin(), hwc.end());
     } else {
       auto* p = op->mutable_conv2d();
       p->set_out_channels(static_cast<uint32_t>(out_c));
@@ -448,13 +275,8 @@ class OnnxConverter {
       weights = p->mutable_weights();
       const int ic = in.c;
       for (int d : {out_c, kh, kw, ic}) weights->add_dims(static_cast<uint32_t>(d));
-      weights->mutable_float_values()->Resize(out_c * kh * kw * ic, 0.0f);
-      for (int o = 0; o < out_c; ++o)
-        for (int i = 0; i < ic; ++i)
-          for (int y = 0; y < kh; ++y)
-            for (int x = 0; x < kw; ++x)
-              weights->set_float_values(((o * kh + y) * kw + x) * ic + i,
-                                        w->floats[static_cast<size_t>(((o * ic + i) * kh + y) * kw + x)]);
+      const std::vector<float> ohwi = internal::OhwiFromOihw(w->floats, out_c, ic, kh, kw);
+      weights->mutable_float_values()->Assign(ohwi.begin(), ohwi.end());
     }
     weights->mutable_float_bias()->Assign(bias.begin(), bias.end());
     values_[node.output(0)] = out;
@@ -531,7 +353,9 @@ class OnnxConverter {
   absl::Status Pool(const onnx::NodeProto& node) {
     TINYFED_ASSIGN_OR_RETURN(Value in, Input(node, 0));
     if (!in.spatial) return Unsupported(node, "its input is not an image (N, C, H, W)");
-    TINYFED_ASSIGN_OR_RETURN(Window win, WindowOf(node, in, IntsAttribute(node, "kernel_shape")));
+    auto window = internal::WindowOf(node, in.h, in.w, IntsAttribute(node, "kernel_shape"));
+    if (!window.ok()) return Unsupported(node, std::string(window.status().message()));
+    const Window win = *window;
     const bool max = node.op_type() == "MaxPool";
     if (!max && win.padding.kind != v1::PADDING_VALID && IntAttribute(node, "count_include_pad", 0) != 0) {
       return Unsupported(node, "count_include_pad 1 (padding is left out of the average here)");
@@ -636,19 +460,7 @@ class OnnxConverter {
     d.out = static_cast<int>(trans ? b->dims[0] : b->dims[1]);
     if (d.in != features)
       return Unsupported(node, StrCat("the weights read ", d.in, " features, the input has ", features));
-    d.w.assign(static_cast<size_t>(d.out) * static_cast<size_t>(d.in), 0.0f);
-    for (int o = 0; o < d.out; ++o) {
-      for (int j = 0; j < d.in; ++j) {
-        // j is ONNX's feature index; k where tinyfed's HWC tensor holds it.
-        int k = j;
-        if (in.chw_order) {
-          const int c = j / (in.h * in.w), y = j / in.w % in.h, x = j % in.w;
-          k = (y * in.w + x) * in.c + c;
-        }
-        d.w[static_cast<size_t>(o) * static_cast<size_t>(d.in) + static_cast<size_t>(k)] =
-            b->floats[trans ? static_cast<size_t>(o) * d.in + j : static_cast<size_t>(j) * d.out + o];
-      }
-    }
+    d.w = internal::DenseRowsInHwcOrder(b->floats, trans, d.out, in.c, in.h, in.w, in.chw_order);
     d.bias.assign(static_cast<size_t>(d.out), 0.0f);
     if (gemm && node.input_size() > 2 && !node.input(2).empty()) {
       TINYFED_ASSIGN_OR_RETURN(const Initializer* c, Weight(node, 2));

@@ -1,0 +1,108 @@
+#include "model_import/internal/onnx_parts.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace tinyfed::model_import::internal {
+namespace {
+
+using absl::InvalidArgumentError;
+using absl::StrCat;
+
+constexpr uint64_t kMaxInitializerElements = uint64_t{1} << 26;
+
+}  // namespace
+
+std::string Shown(const std::string& s) {
+  return StrCat("'", absl::CHexEscape(s.substr(0, 60)), s.size() > 60 ? "...'" : "'");
+}
+
+int64_t IntAttribute(const onnx::NodeProto& node, const std::string& name, int64_t fallback) {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name) return a.i();
+  }
+  return fallback;
+}
+float FloatAttribute(const onnx::NodeProto& node, const std::string& name, float fallback) {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name) return a.f();
+  }
+  return fallback;
+}
+std::vector<int64_t> IntsAttribute(const onnx::NodeProto& node, const std::string& name) {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name) return {a.ints().begin(), a.ints().end()};
+  }
+  return {};
+}
+std::string StringAttribute(const onnx::NodeProto& node, const std::string& name) {
+  for (const auto& a : node.attribute()) {
+    if (a.name() == name) return a.s();
+  }
+  return "";
+}
+
+absl::StatusOr<std::map<std::string, Initializer>> ReadInitializers(const onnx::GraphProto& graph,
+                                                                    const std::string& source) {
+  std::map<std::string, Initializer> initializers;
+  auto damaged = [&](const onnx::TensorProto& t) {
+    return InvalidArgumentError(
+        StrCat(source, ": initializer ", Shown(t.name()), " holds fewer or more values than its dims say"));
+  };
+  uint64_t total = 0;
+  for (const onnx::TensorProto& t : graph.initializer()) {
+    Initializer init;
+    uint64_t count = 1;
+    for (int64_t d : t.dims()) {
+      if (d < 0 || d > 1 << 24)
+        return InvalidArgumentError(StrCat(source, ": initializer ", Shown(t.name()), " has dimension ", d));
+      init.dims.push_back(d);
+      count *= static_cast<uint64_t>(d);
+    }
+    total += count;
+    if (total > kMaxInitializerElements) {
+      return InvalidArgumentError(StrCat(source, ": the initializers hold more than ", kMaxInitializerElements,
+                                         " values, more than a gateway holds"));
+    }
+    if (t.has_data_location() && t.data_location() == onnx::TensorProto::EXTERNAL) {
+      return InvalidArgumentError(StrCat(source, ": initializer ", Shown(t.name()),
+                                         " is stored in an external file; export with the weights inside"));
+    }
+    if (t.data_type() == onnx::TensorProto::FLOAT) {
+      if (!t.raw_data().empty()) {
+        if (t.raw_data().size() != count * 4) return damaged(t);
+        init.floats.resize(count);
+        std::memcpy(init.floats.data(), t.raw_data().data(), count * 4);  // little-endian, as ONNX stores it
+      } else {
+        if (static_cast<uint64_t>(t.float_data_size()) != count) return damaged(t);
+        init.floats.assign(t.float_data().begin(), t.float_data().end());
+      }
+      for (float v : init.floats) {
+        if (!std::isfinite(v))
+          return InvalidArgumentError(
+              StrCat(source, ": initializer ", Shown(t.name()), " holds a value that is not finite"));
+      }
+    } else if (t.data_type() == onnx::TensorProto::INT64) {
+      if (!t.raw_data().empty()) {
+        if (t.raw_data().size() != count * 8) return damaged(t);
+        init.ints.resize(count);
+        std::memcpy(init.ints.data(), t.raw_data().data(), count * 8);
+      } else {
+        if (static_cast<uint64_t>(t.int64_data_size()) != count) return damaged(t);
+        init.ints.assign(t.int64_data().begin(), t.int64_data().end());
+      }
+    } else {
+      return InvalidArgumentError(
+          StrCat(source, ": initializer ", Shown(t.name()), " has element type ",
+                 onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t.data_type())),
+                 "; float32 weights (and int64 shapes) are supported"));
+    }
+    initializers[t.name()] = std::move(init);
+  }
+  return initializers;
+}
+
+}  // namespace tinyfed::model_import::internal
