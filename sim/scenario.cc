@@ -65,6 +65,14 @@ absl::Status ReadBackbone(TomlTableReader& r, const std::filesystem::path& base,
   std::string bundle;
   TINYFED_RETURN_IF_ERROR(r.String("bundle", &bundle));
   if (!bundle.empty()) b.bundle = ResolvePath(bundle, base);
+  std::string onnx;
+  TINYFED_RETURN_IF_ERROR(r.String("onnx", &onnx));
+  if (!onnx.empty()) b.onnx = ResolvePath(onnx, base);
+  TINYFED_RETURN_IF_ERROR(r.String("onnx_embedding", &b.onnx_embedding));
+  if (b.onnx.empty() != b.onnx_embedding.empty()) {
+    return r.Error("onnx and onnx_embedding go together (the file, and the tensor the head reads)");
+  }
+  if (!b.onnx.empty() && !b.bundle.empty()) return r.Error("give bundle or onnx, not both");
   int arch = 0;
   TINYFED_RETURN_IF_ERROR(r.Choice("arch", {"mlp", "cnn", "dscnn"}, &arch));
   b.arch = std::vector<std::string>{"mlp", "cnn", "dscnn"}[static_cast<size_t>(arch)];
@@ -178,7 +186,9 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
   }
   if (s.backbone.bundle.empty() && s.data.public_fraction <= 0.0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(source, ": data.public_fraction must be > 0 to pretrain a backbone (or give backbone.bundle)"));
+        absl::StrCat(source,
+                     ": data.public_fraction must be > 0 to pretrain, fine-tune or calibrate a backbone (or give "
+                     "backbone.bundle)"));
   }
   return s;
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/model_import/onnx_import.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/trainer.h"
@@ -46,6 +47,17 @@ absl::StatusOr<Splits> LoadData(const Scenario& s) {
 
 absl::StatusOr<v1::ModelBundle> BackboneShape(const Scenario& s, const models::Dataset& public_data) {
   if (!s.backbone.bundle.empty()) return models::ReadBundleFile(s.backbone.bundle);
+  if (!s.backbone.onnx.empty()) {
+    const models::Normalization norm = models::ComputeNormalization(public_data);
+    auto imported = model_import::ImportOnnx(s.backbone.onnx, {.embedding = s.backbone.onnx_embedding,
+                                                               .labels = public_data.label_names,
+                                                               .mean = norm.mean,
+                                                               .stddev = norm.stddev,
+                                                               .name = ""});
+    if (!imported.ok())
+      return absl::Status(imported.status().code(), StrCat("backbone.onnx: ", imported.status().message()));
+    return imported;
+  }
   auto arch = models::ParseArchitecture(s.backbone.arch);
   if (!arch.ok()) return arch.status();
   models::ArchitectureOptions options;
@@ -61,14 +73,22 @@ absl::StatusOr<v1::ModelBundle> MakeBackbone(const Scenario& s, const models::Da
   }
   auto bundle = BackboneShape(s, public_data);
   if (!bundle.ok()) return bundle.status();
+  if (!s.backbone.onnx.empty() && s.backbone.epochs == 0) {
+    *description = StrCat("imported from ", s.backbone.onnx.filename().string(), " (ONNX), int8 (PTQ on ",
+                          public_data.size(), " public samples)");
+    return models::QuantizePostTraining(*bundle, public_data, {});
+  }
   models::TrainOptions train;
   train.epochs = s.backbone.epochs;
   train.batch_size = s.backbone.batch_size;
   train.learning_rate = static_cast<float>(s.backbone.learning_rate);
   train.seed = s.seed;
   if (auto st = models::Train(&*bundle, public_data, train); !st.ok()) return st;
-  *description = StrCat(s.backbone.arch, " pretrained on ", public_data.size(), " public samples for ",
-                        s.backbone.epochs, " epochs, int8 (PTQ)");
+  *description = s.backbone.onnx.empty()
+                     ? StrCat(s.backbone.arch, " pretrained on ", public_data.size(), " public samples for ",
+                              s.backbone.epochs, " epochs, int8 (PTQ)")
+                     : StrCat("imported from ", s.backbone.onnx.filename().string(), " (ONNX), fine-tuned on ",
+                              public_data.size(), " public samples for ", s.backbone.epochs, " epochs, int8 (PTQ)");
   return models::QuantizePostTraining(*bundle, public_data, {});
 }
 

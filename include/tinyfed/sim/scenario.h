@@ -40,7 +40,12 @@ struct DataSpec {
 };
 
 struct BackboneSpec {
-  std::filesystem::path bundle;        // a given int8 backbone; else one is trained
+  std::filesystem::path bundle;  // a given int8 backbone; else one is trained
+  // Or a model exported elsewhere: the graph up to `onnx_embedding`,
+  // normalized by the public split, fine-tuned on it for `epochs` (0: as
+  // it is), then int8.
+  std::filesystem::path onnx;
+  std::string onnx_embedding;
   std::string arch = "mlp";            // mlp, cnn or dscnn
   std::vector<int> hidden = {64, 32};  // mlp: hidden, then embedding width
   int epochs = 20;
