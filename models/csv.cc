@@ -259,7 +259,7 @@ class CsvReader {
       if (st.missing++ == 0) st.first_missing_line = line;
       incomplete = true;
     }
-    if (incomplete) incomplete_rows_.push_back({index, line});
+    if (incomplete) incomplete_rows_.push_back(index);
     return labels_.Add(row[label_col_], line, file_);
   }
 
@@ -282,9 +282,8 @@ class CsvReader {
     }
     std::vector<bool> drop(labels_.rows.size(), false);
     size_t dropped = 0;
-    for (const auto& [row, line] : incomplete_rows_) {
-      const bool no_label = labels_.texts[static_cast<size_t>(labels_.rows[row])].empty() ||
-                            IsMissing(labels_.texts[static_cast<size_t>(labels_.rows[row])]);
+    for (size_t row : incomplete_rows_) {
+      const bool no_label = IsMissing(labels_.texts[static_cast<size_t>(labels_.rows[row])]);
       if (options_.missing == MissingValues::kDrop || no_label) {
         drop[row] = true;
         ++dropped;
@@ -529,7 +528,7 @@ class CsvReader {
   std::vector<size_t> feature_cols_;
   bool row_names_ = false;
   std::vector<ColumnStats> stats_;
-  std::vector<std::pair<size_t, size_t>> incomplete_rows_;  // row index, line
+  std::vector<size_t> incomplete_rows_;  // rows with a missing value
   LabelColumn labels_;
   Dataset d_;
 };
