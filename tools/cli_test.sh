@@ -230,7 +230,7 @@ $tinyfed model import --onnx "$onnx" --embedding embedding --labels 0,1,2,3,4,5,
 fm=/usr/share/datasets/fashion-mnist
 $tinyfed model quantize --model "$work/onnx.bundle" --data $fm/t10k-images-idx3-ubyte.gz \
   --labels $fm/t10k-labels-idx1-ubyte.gz --calibration-samples 200 --out "$work/onnx.int8.bundle" >/dev/null \
-  && $tinyfed model inspect --model "$work/onnx.int8.bundle" | prints "onnx:tinyfed make_onnx_models.py opset 13, int8" \
+  && $tinyfed model inspect --model "$work/onnx.int8.bundle" | prints "onnx:pytorch opset 13, int8" \
   && ok || fail "an imported model quantizes"
 expect_error "import with a wrong embedding" "no node output is named 'feature' (--embedding)" \
   $tinyfed model import --onnx "$onnx" --embedding feature --labels a,b --out "$work/x.bundle"

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "model_import/internal/onnx_constants.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/models/bundle.h"
 
@@ -15,9 +16,12 @@ using absl::InvalidArgumentError;
 using absl::StrCat;
 
 constexpr char kSupported[] =
-    "supported: Conv (groups 1 or depthwise), BatchNormalization after a Conv, Relu, Clip(0, 6), MaxPool, "
-    "AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax in the head; "
-    "zero pads below the kernel";
+    "supported: Conv (any group; grouped ones other than depthwise run dense), BatchNormalization after a Conv, Relu, "
+    "Clip(0, 6), MaxPool, "
+    "AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax in the head, "
+    "a constant zero Pad of H and W before a Conv; zero pads below the kernel; shape arithmetic on constants "
+    "(Constant, Shape, ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast, Unsqueeze, Squeeze, Gather, int64 "
+    "Add/Sub/Mul/Div)";
 // More than a backbone a gateway runs has (its graph takes 1,024 ops).
 constexpr int kMaxNodes = 4096;
 
@@ -32,7 +36,7 @@ OnnxConverter::OnnxConverter(const onnx::ModelProto& model, std::string source, 
 
 absl::StatusOr<v1::ModelBundle> OnnxConverter::Convert() {
   TINYFED_RETURN_IF_ERROR(CheckOptions());
-  TINYFED_ASSIGN_OR_RETURN(initializers_, internal::ReadInitializers(graph_, source_));
+  TINYFED_ASSIGN_OR_RETURN(initializers_, internal::ReadInitializers(graph_, source_, &constant_values_));
   TINYFED_RETURN_IF_ERROR(DefineInput());
   CountUses();
   bool named = false;
@@ -143,7 +147,7 @@ void OnnxConverter::CountUses() {
   for (const auto& out : graph_.output()) ++uses_[out.name()];
 }
 
-absl::StatusOr<Value> OnnxConverter::Input(const onnx::NodeProto& node, int i) const {
+absl::StatusOr<Value> OnnxConverter::Input(const onnx::NodeProto& node, int i, bool padded_ok) const {
   if (i >= node.input_size()) return Unsupported(node, StrCat("input ", i, " is missing"));
   const auto it = values_.find(node.input(i));
   if (it == values_.end()) {
@@ -151,13 +155,16 @@ absl::StatusOr<Value> OnnxConverter::Input(const onnx::NodeProto& node, int i) c
                                     initializers_.contains(node.input(i)) ? " is a weight where an activation belongs"
                                                                           : " is not computed by a supported node"));
   }
+  if (it->second.padded() && !padded_ok) {
+    return Unsupported(node, StrCat("input ", Shown(node.input(i)), " comes from a Pad, which only a Conv may read"));
+  }
   return it->second;
 }
 
 absl::StatusOr<const Initializer*> OnnxConverter::Weight(const onnx::NodeProto& node, int i) const {
   if (i >= node.input_size()) return Unsupported(node, StrCat("input ", i, " is missing"));
   const auto it = initializers_.find(node.input(i));
-  if (it == initializers_.end() || it->second.floats.empty()) {
+  if (it == initializers_.end() || !it->second.is_float) {
     return Unsupported(node, StrCat("input ", Shown(node.input(i)), " must be a float32 initializer (weights)"));
   }
   return &it->second;
@@ -169,6 +176,8 @@ absl::Status OnnxConverter::ConvertNode(const onnx::NodeProto& node) {
   }
   if (node.output_size() < 1) return Unsupported(node, "it has no output");
   const std::string& op = node.op_type();
+  if (op == "Shape") return ShapeOp(node);
+  if (IsFoldable(op) && AllInputsConstant(node)) return Fold(node);
   if (op == "Conv") return Conv(node);
   if (op == "BatchNormalization") return BatchNorm(node);
   if (op == "Relu" || op == "Clip") return Activation(node);
@@ -177,12 +186,40 @@ absl::Status OnnxConverter::ConvertNode(const onnx::NodeProto& node) {
   if (op == "Add") return AddOp(node);
   if (op == "Flatten" || op == "Reshape") return FlattenOp(node);
   if (op == "Gemm" || op == "MatMul") return Dense(node);
+  if (op == "Pad") return PadOp(node);
   if (op == "Dropout" || op == "Identity") {
     TINYFED_ASSIGN_OR_RETURN(Value v, Input(node, 0));
     values_[node.output(0)] = v;
     return absl::OkStatus();
   }
   return Unsupported(node, "this op is not supported");
+}
+
+bool OnnxConverter::AllInputsConstant(const onnx::NodeProto& node) const {
+  return std::all_of(node.input().begin(), node.input().end(),
+                     [&](const std::string& in) { return in.empty() || initializers_.contains(in); });
+}
+
+absl::Status OnnxConverter::Fold(const onnx::NodeProto& node) {
+  std::vector<const Initializer*> inputs;
+  for (const auto& in : node.input()) inputs.push_back(in.empty() ? nullptr : &initializers_.at(in));
+  auto folded = FoldConstant(node, inputs, source_, &constant_values_);
+  if (!folded.ok()) return Unsupported(node, std::string(folded.status().message()));
+  initializers_[node.output(0)] = *std::move(folded);
+  return absl::OkStatus();
+}
+
+absl::Status OnnxConverter::ShapeOp(const onnx::NodeProto& node) {
+  TINYFED_ASSIGN_OR_RETURN(Value v, Input(node, 0));
+  Initializer shape;
+  shape.is_float = false;
+  shape.ints = v.spatial ? std::vector<int64_t>{1, v.c, v.h, v.w} : std::vector<int64_t>{1, int64_t{v.c} * v.h * v.w};
+  shape.dims = {static_cast<int64_t>(shape.ints.size())};
+  if (IntAttribute(node, "start", 0) != 0 || IntAttribute(node, "end", INT64_MAX) != INT64_MAX) {
+    return Unsupported(node, "a Shape with start or end");
+  }
+  initializers_[node.output(0)] = std::move(shape);
+  return absl::OkStatus();
 }
 
 absl::Status OnnxConverter::BuildHead(const Value& embedding, int next) {
@@ -212,11 +249,10 @@ absl::Status OnnxConverter::BuildHead(const Value& embedding, int next) {
   if (rest < graph_.node_size() && graph_.node(rest).op_type() == "Softmax") ++rest;
   if (rest != graph_.node_size()) return absl::OkStatus();
   auto dense = DenseOf(node, reader);
-  if (!dense.ok() || dense->out != static_cast<int>(options_.labels.size())) {
-    return InvalidArgumentError(
-        StrCat(Where(node), ": the head after the embedding ",
-               dense.ok() ? StrCat("has ", dense->out, " outputs but ", options_.labels.size(), " labels were given")
-                          : std::string(dense.status().message())));
+  if (!dense.ok()) return dense.status();
+  if (dense->out != static_cast<int>(options_.labels.size())) {
+    return InvalidArgumentError(StrCat(Where(node), ": the head after the embedding has ", dense->out, " outputs but ",
+                                       options_.labels.size(), " labels were given"));
   }
   if (node.op_type() == "MatMul" && n + 1 < graph_.node_size() && graph_.node(n + 1).op_type() == "Add") {
     const onnx::NodeProto& add = graph_.node(n + 1);

@@ -5,6 +5,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,6 +26,10 @@ struct Value {
   bool spatial = false;
   int producer = -1;       // tinyfed op index, -1 for the graph input
   bool chw_order = false;  // flat, in ONNX's C, H, W order of (c, h, w)
+  // Zeros a Pad put around the map, in ONNX's order (top, left, bottom,
+  // right): not materialized, the Conv reading it pads by as much more.
+  std::array<int64_t, 4> pads = {0, 0, 0, 0};
+  bool padded() const { return pads != std::array<int64_t, 4>{0, 0, 0, 0}; }
 };
 
 class OnnxConverter {
@@ -55,6 +60,13 @@ class OnnxConverter {
   // by a Gemm in ONNX's C, H, W order (its weights are reordered for it).
   absl::Status FlattenOp(const onnx::NodeProto& node);
   absl::Status Dense(const onnx::NodeProto& node);
+  // A constant zero Pad of H and W: taken into the Conv that reads it.
+  absl::Status PadOp(const onnx::NodeProto& node);
+  // Shape of a converted value, and nodes whose inputs are all constants
+  // (onnx_constants.h): constants for the nodes that read them.
+  absl::Status ShapeOp(const onnx::NodeProto& node);
+  absl::Status Fold(const onnx::NodeProto& node);
+  bool AllInputsConstant(const onnx::NodeProto& node) const;
 
   // Gemm (alpha = beta = 1) or MatMul, with a following Add of a bias fused.
   struct DenseWeights {
@@ -67,8 +79,9 @@ class OnnxConverter {
   // `node` is the only reader of its output.
   absl::StatusOr<v1::Op*> Fusable(const onnx::NodeProto& node, const Value& v);
 
-  // The value a node reads as input i, and a weight it reads as input i.
-  absl::StatusOr<Value> Input(const onnx::NodeProto& node, int i) const;
+  // The value a node reads as input i (refused if a Pad is pending on it,
+  // unless `padded_ok`), and a weight it reads as input i.
+  absl::StatusOr<Value> Input(const onnx::NodeProto& node, int i, bool padded_ok = false) const;
   absl::StatusOr<const Initializer*> Weight(const onnx::NodeProto& node, int i) const;
   // "FILE: node 'NAME' (OP, opset N)", and an error about the node.
   std::string Where(const onnx::NodeProto& node) const;
@@ -84,7 +97,8 @@ class OnnxConverter {
   const std::string source_;
   const OnnxImportOptions& options_;
   int64_t opset_ = 0;
-  std::map<std::string, Initializer> initializers_;
+  std::map<std::string, Initializer> initializers_;  // weights and folded constants
+  uint64_t constant_values_ = 0;
   std::map<std::string, Value> values_;
   std::map<std::string, int> uses_;
   std::map<std::string, int> pending_bias_;  // MatMul outputs awaiting their Add

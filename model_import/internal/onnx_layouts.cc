@@ -15,6 +15,18 @@ std::vector<float> OhwiFromOihw(const std::vector<float>& w, int out, int in, in
   return r;
 }
 
+std::vector<float> OihwFromGrouped(const std::vector<float>& w, int out, int in, int group, int kh, int kw) {
+  const int per_in = in / group, per_out = out / group;
+  std::vector<float> r(static_cast<size_t>(out) * static_cast<size_t>(in) * static_cast<size_t>(kh * kw), 0.0f);
+  for (int o = 0; o < out; ++o)
+    for (int j = 0; j < per_in; ++j) {
+      const int i = o / per_out * per_in + j;
+      for (int k = 0; k < kh * kw; ++k)
+        r[static_cast<size_t>((o * in + i) * kh * kw + k)] = w[static_cast<size_t>((o * per_in + j) * kh * kw + k)];
+    }
+  return r;
+}
+
 std::vector<float> HwcFromC1hw(const std::vector<float>& w, int c, int kh, int kw) {
   std::vector<float> r(w.size());
   for (int k = 0; k < c; ++k)

@@ -9,6 +9,9 @@ namespace tinyfed::model_import::internal {
 
 // A Conv's [out][in][kh][kw] as Conv2D's [out][kh][kw][in].
 std::vector<float> OhwiFromOihw(const std::vector<float>& w, int out, int in, int kh, int kw);
+// A grouped Conv's [out][in / group][kh][kw] as a dense [out][in][kh][kw],
+// zero where an output channel does not read an input channel.
+std::vector<float> OihwFromGrouped(const std::vector<float>& w, int out, int in, int group, int kh, int kw);
 // A depthwise Conv's [c][1][kh][kw] as DepthwiseConv2D's [kh][kw][c].
 std::vector<float> HwcFromC1hw(const std::vector<float>& w, int c, int kh, int kw);
 // A dense layer's rows (out x in) in the order tinyfed holds its input: B is

@@ -14,25 +14,26 @@ using absl::InvalidArgumentError;
 using absl::StrCat;
 
 absl::Status OnnxConverter::Conv(const onnx::NodeProto& node) {
-  TINYFED_ASSIGN_OR_RETURN(Value in, Input(node, 0));
+  TINYFED_ASSIGN_OR_RETURN(Value in, Input(node, 0, /*padded_ok=*/true));
   TINYFED_ASSIGN_OR_RETURN(const Initializer* w, Weight(node, 1));
   if (!in.spatial) return Unsupported(node, "its input is not an image (N, C, H, W)");
   if (w->dims.size() != 4) return Unsupported(node, "the weights are not 4-D (O, I, kH, kW)");
   const int out_c = static_cast<int>(w->dims[0]);
   const int group = static_cast<int>(IntAttribute(node, "group", 1));
   const bool depthwise = group > 1 && group == in.c && out_c == in.c && w->dims[1] == 1;
-  if (group != 1 && !depthwise) {
+  if (group < 1 || in.c % group != 0 || out_c % group != 0 || w->dims[1] != in.c / group) {
     return Unsupported(node, StrCat("group ", group, " with ", in.c, " input and ", out_c,
-                                    " output channels (only 1, or depthwise with multiplier 1)"));
+                                    " output channels, weights reading ", w->dims[1]));
   }
-  if (!depthwise && w->dims[1] != in.c) {
-    return Unsupported(node, StrCat("the weights read ", w->dims[1], " channels, the input has ", in.c));
-  }
+  // Other groupings (grouped convolution, depthwise with a multiplier) run
+  // as one dense Conv whose weights are zero across groups: the same sums,
+  // at `group` times the MACs.
+  const bool grouped = group > 1 && !depthwise;
   std::vector<int64_t> kernel = IntsAttribute(node, "kernel_shape");
   if (kernel.empty()) kernel = {w->dims[2], w->dims[3]};
   if (kernel.size() != 2 || kernel[0] != w->dims[2] || kernel[1] != w->dims[3])
     return Unsupported(node, "kernel_shape differs from the weights");
-  auto window = internal::WindowOf(node, in.h, in.w, kernel);
+  auto window = internal::WindowOf(node, in.h, in.w, kernel, in.pads);
   if (!window.ok()) return Unsupported(node, std::string(window.status().message()));
   const Window win = *window;
   std::vector<float> bias(static_cast<size_t>(out_c), 0.0f);
@@ -67,7 +68,8 @@ absl::Status OnnxConverter::Conv(const onnx::NodeProto& node) {
     weights = p->mutable_weights();
     const int ic = in.c;
     for (int d : {out_c, kh, kw, ic}) weights->add_dims(static_cast<uint32_t>(d));
-    const std::vector<float> ohwi = internal::OhwiFromOihw(w->floats, out_c, ic, kh, kw);
+    const std::vector<float> ohwi = internal::OhwiFromOihw(
+        grouped ? internal::OihwFromGrouped(w->floats, out_c, ic, group, kh, kw) : w->floats, out_c, ic, kh, kw);
     weights->mutable_float_values()->Assign(ohwi.begin(), ohwi.end());
   }
   weights->mutable_float_bias()->Assign(bias.begin(), bias.end());
@@ -264,6 +266,36 @@ absl::Status OnnxConverter::Dense(const onnx::NodeProto& node) {
   fc->mutable_weights()->mutable_float_bias()->Assign(d.bias.begin(), d.bias.end());
   values_[node.output(0)] = out;
   if (node.op_type() == "MatMul") pending_bias_[node.output(0)] = out.producer;
+  return absl::OkStatus();
+}
+
+absl::Status OnnxConverter::PadOp(const onnx::NodeProto& node) {
+  TINYFED_ASSIGN_OR_RETURN(Value in, Input(node, 0, /*padded_ok=*/true));
+  const std::string mode = StringAttribute(node, "mode");
+  if (!mode.empty() && mode != "constant") return Unsupported(node, StrCat("mode ", mode, " (only constant zeros)"));
+  std::vector<int64_t> pads = IntsAttribute(node, "pads");  // before opset 11
+  if (node.input_size() > 1 && !node.input(1).empty()) {
+    const auto it = initializers_.find(node.input(1));
+    if (it == initializers_.end() || it->second.is_float) return Unsupported(node, "pads that are not a constant");
+    pads = it->second.ints;
+  }
+  if (node.input_size() > 2 && !node.input(2).empty()) {
+    const auto it = initializers_.find(node.input(2));
+    if (it == initializers_.end() || it->second.count() != 1 ||
+        (it->second.is_float ? it->second.floats[0] != 0.0f : it->second.ints[0] != 0)) {
+      return Unsupported(node, "a pad value other than a constant 0");
+    }
+  }
+  if (node.input_size() > 3 && !node.input(3).empty()) return Unsupported(node, "the axes input");
+  // [N, C, H, W] begins, then ends: only H and W, by 0 to 255.
+  if (!in.spatial || pads.size() != 8 || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0 ||
+      std::any_of(pads.begin(), pads.end(), [](int64_t p) { return p < 0 || p > 255; })) {
+    return Unsupported(node, "a Pad other than of an image's height and width by 0 to 255");
+  }
+  Value out = in;
+  const std::array<int64_t, 4> added = {pads[2], pads[3], pads[6], pads[7]};
+  for (size_t i = 0; i < 4; ++i) out.pads[i] += added[i];
+  values_[node.output(0)] = out;
   return absl::OkStatus();
 }
 

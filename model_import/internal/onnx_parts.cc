@@ -12,8 +12,6 @@ namespace {
 using absl::InvalidArgumentError;
 using absl::StrCat;
 
-constexpr uint64_t kMaxInitializerElements = uint64_t{1} << 26;
-
 }  // namespace
 
 std::string Shown(const std::string& s) {
@@ -45,62 +43,83 @@ std::string StringAttribute(const onnx::NodeProto& node, const std::string& name
   return "";
 }
 
-absl::StatusOr<std::map<std::string, Initializer>> ReadInitializers(const onnx::GraphProto& graph,
-                                                                    const std::string& source) {
-  std::map<std::string, Initializer> initializers;
-  auto damaged = [&](const onnx::TensorProto& t) {
+absl::StatusOr<Initializer> ReadTensor(const onnx::TensorProto& t, const std::string& source, uint64_t* total) {
+  auto damaged = [&] {
     return InvalidArgumentError(
-        StrCat(source, ": initializer ", Shown(t.name()), " holds fewer or more values than its dims say"));
+        StrCat(source, ": tensor ", Shown(t.name()), " holds fewer or more values than its dims say"));
   };
-  uint64_t total = 0;
-  for (const onnx::TensorProto& t : graph.initializer()) {
-    Initializer init;
-    uint64_t count = 1;
-    for (int64_t d : t.dims()) {
-      if (d < 0 || d > 1 << 24)
-        return InvalidArgumentError(StrCat(source, ": initializer ", Shown(t.name()), " has dimension ", d));
-      init.dims.push_back(d);
-      count *= static_cast<uint64_t>(d);
-    }
-    total += count;
-    if (total > kMaxInitializerElements) {
-      return InvalidArgumentError(StrCat(source, ": the initializers hold more than ", kMaxInitializerElements,
-                                         " values, more than a gateway holds"));
-    }
-    if (t.has_data_location() && t.data_location() == onnx::TensorProto::EXTERNAL) {
-      return InvalidArgumentError(StrCat(source, ": initializer ", Shown(t.name()),
-                                         " is stored in an external file; export with the weights inside"));
-    }
-    if (t.data_type() == onnx::TensorProto::FLOAT) {
+  Initializer init;
+  uint64_t count = 1;
+  for (int64_t d : t.dims()) {
+    if (d < 0 || d > 1 << 24)
+      return InvalidArgumentError(StrCat(source, ": tensor ", Shown(t.name()), " has dimension ", d));
+    init.dims.push_back(d);
+    count *= static_cast<uint64_t>(d);
+  }
+  *total += count;
+  if (*total > kMaxConstantElements) {
+    return InvalidArgumentError(StrCat(source, ": the initializers and constants hold more than ", kMaxConstantElements,
+                                       " values, more than a gateway holds"));
+  }
+  if (t.has_data_location() && t.data_location() == onnx::TensorProto::EXTERNAL) {
+    return InvalidArgumentError(
+        StrCat(source, ": tensor ", Shown(t.name()), " is stored in an external file; export with the weights inside"));
+  }
+  switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT:
       if (!t.raw_data().empty()) {
-        if (t.raw_data().size() != count * 4) return damaged(t);
+        if (t.raw_data().size() != count * 4) return damaged();
         init.floats.resize(count);
         std::memcpy(init.floats.data(), t.raw_data().data(), count * 4);  // little-endian, as ONNX stores it
       } else {
-        if (static_cast<uint64_t>(t.float_data_size()) != count) return damaged(t);
+        if (static_cast<uint64_t>(t.float_data_size()) != count) return damaged();
         init.floats.assign(t.float_data().begin(), t.float_data().end());
       }
       for (float v : init.floats) {
-        if (!std::isfinite(v))
+        if (!std::isfinite(v)) {
           return InvalidArgumentError(
-              StrCat(source, ": initializer ", Shown(t.name()), " holds a value that is not finite"));
+              StrCat(source, ": tensor ", Shown(t.name()), " holds a value that is not finite"));
+        }
       }
-    } else if (t.data_type() == onnx::TensorProto::INT64) {
+      return init;
+    case onnx::TensorProto::INT64:
+      init.is_float = false;
       if (!t.raw_data().empty()) {
-        if (t.raw_data().size() != count * 8) return damaged(t);
+        if (t.raw_data().size() != count * 8) return damaged();
         init.ints.resize(count);
         std::memcpy(init.ints.data(), t.raw_data().data(), count * 8);
       } else {
-        if (static_cast<uint64_t>(t.int64_data_size()) != count) return damaged(t);
+        if (static_cast<uint64_t>(t.int64_data_size()) != count) return damaged();
         init.ints.assign(t.int64_data().begin(), t.int64_data().end());
       }
-    } else {
+      return init;
+    case onnx::TensorProto::INT32:
+      init.is_float = false;
+      if (!t.raw_data().empty()) {
+        if (t.raw_data().size() != count * 4) return damaged();
+        std::vector<int32_t> v(count);
+        std::memcpy(v.data(), t.raw_data().data(), count * 4);
+        init.ints.assign(v.begin(), v.end());
+      } else {
+        if (static_cast<uint64_t>(t.int32_data_size()) != count) return damaged();
+        init.ints.assign(t.int32_data().begin(), t.int32_data().end());
+      }
+      return init;
+    default:
       return InvalidArgumentError(
-          StrCat(source, ": initializer ", Shown(t.name()), " has element type ",
+          StrCat(source, ": tensor ", Shown(t.name()), " has element type ",
                  onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t.data_type())),
-                 "; float32 weights (and int64 shapes) are supported"));
-    }
-    initializers[t.name()] = std::move(init);
+                 "; float32 weights (and int64 or int32 shapes) are supported"));
+  }
+}
+
+absl::StatusOr<std::map<std::string, Initializer>> ReadInitializers(const onnx::GraphProto& graph,
+                                                                    const std::string& source, uint64_t* total) {
+  std::map<std::string, Initializer> initializers;
+  for (const onnx::TensorProto& t : graph.initializer()) {
+    auto init = ReadTensor(t, source, total);
+    if (!init.ok()) return init.status();
+    initializers[t.name()] = *std::move(init);
   }
   return initializers;
 }

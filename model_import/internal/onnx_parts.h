@@ -23,17 +23,26 @@ float FloatAttribute(const onnx::NodeProto& node, const std::string& name, float
 std::vector<int64_t> IntsAttribute(const onnx::NodeProto& node, const std::string& name);
 std::string StringAttribute(const onnx::NodeProto& node, const std::string& name);
 
+// A constant: a weight, a shape, or a value a constant node computed.
 struct Initializer {
   std::vector<int64_t> dims;
+  bool is_float = true;
   std::vector<float> floats;  // FLOAT tensors
-  std::vector<int64_t> ints;  // INT64 tensors (shapes)
+  std::vector<int64_t> ints;  // INT64 (and INT32) tensors: shapes, pads, axes
+  uint64_t count() const { return is_float ? floats.size() : ints.size(); }
 };
 
-// Every initializer by name: float32 weights and int64 shapes, each with as
-// many values as its dims say, all finite, none stored outside the file, at
-// most 2^26 values in all. INVALID_ARGUMENT naming the initializer.
+// Most values the initializers and constants of one file may hold.
+inline constexpr uint64_t kMaxConstantElements = uint64_t{1} << 26;
+
+// One tensor of the file: as many values as its dims say, all finite, not
+// stored outside the file. `total` counts values across calls, refused past
+// kMaxConstantElements. INVALID_ARGUMENT naming the tensor.
+absl::StatusOr<Initializer> ReadTensor(const onnx::TensorProto& t, const std::string& source, uint64_t* total);
+
+// Every initializer by name, each read by ReadTensor.
 absl::StatusOr<std::map<std::string, Initializer>> ReadInitializers(const onnx::GraphProto& graph,
-                                                                    const std::string& source);
+                                                                    const std::string& source, uint64_t* total);
 
 }  // namespace tinyfed::model_import::internal
 

@@ -14,14 +14,23 @@ using absl::InvalidArgumentError;
 using absl::StrCat;
 
 // None, TFLite's SAME, or each side as ONNX says.
-absl::StatusOr<Padding> PaddingOf(const onnx::NodeProto& node, int in_h, int in_w, int kh, int kw, int sh, int sw) {
+absl::StatusOr<Padding> PaddingOf(const onnx::NodeProto& node, int in_h, int in_w, int kh, int kw, int sh, int sw,
+                                  const std::array<int64_t, 4>& extra) {
   const std::string auto_pad = StringAttribute(node, "auto_pad");
+  const bool padded_before = extra != std::array<int64_t, 4>{0, 0, 0, 0};
+  if (padded_before && !auto_pad.empty() && auto_pad != "NOTSET") {
+    return InvalidArgumentError(StrCat("a Pad before auto_pad ", auto_pad));
+  }
   if (auto_pad == "VALID") return Padding{};
   if (auto_pad == "SAME_UPPER") return Padding{.kind = v1::PADDING_SAME, .pads = {}};
   if (!auto_pad.empty() && auto_pad != "NOTSET") return InvalidArgumentError(StrCat("auto_pad ", auto_pad));
   std::vector<int64_t> pads = IntsAttribute(node, "pads");
   if (pads.empty()) pads = {0, 0, 0, 0};
   if (pads.size() != 4) return InvalidArgumentError("pads must have 4 values");
+  for (size_t i = 0; i < 4; ++i) {
+    if (pads[i] < 0 || pads[i] > 255) return InvalidArgumentError("pads must be 0 to 255");
+    pads[i] += extra[i];
+  }
   if (std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; })) return Padding{};
   auto same = [](int in, int k, int s, int64_t before, int64_t after) {
     const int out = (in + s - 1) / s;
@@ -46,7 +55,8 @@ absl::StatusOr<Padding> PaddingOf(const onnx::NodeProto& node, int in_h, int in_
 
 }  // namespace
 
-absl::StatusOr<Window> WindowOf(const onnx::NodeProto& node, int in_h, int in_w, const std::vector<int64_t>& kernel) {
+absl::StatusOr<Window> WindowOf(const onnx::NodeProto& node, int in_h, int in_w, const std::vector<int64_t>& kernel,
+                                const std::array<int64_t, 4>& extra_pads) {
   if (kernel.size() != 2) return InvalidArgumentError("kernel_shape must have 2 values (2-D)");
   std::vector<int64_t> strides = IntsAttribute(node, "strides");
   if (strides.empty()) strides = {1, 1};
@@ -66,7 +76,7 @@ absl::StatusOr<Window> WindowOf(const onnx::NodeProto& node, int in_h, int in_w,
            Padding{},
            0,
            0};
-  TINYFED_ASSIGN_OR_RETURN(w.padding, PaddingOf(node, in_h, in_w, w.kh, w.kw, w.sh, w.sw));
+  TINYFED_ASSIGN_OR_RETURN(w.padding, PaddingOf(node, in_h, in_w, w.kh, w.kw, w.sh, w.sw, extra_pads));
   if (w.padding.kind == v1::PADDING_SAME) {
     w.out_h = (in_h + w.sh - 1) / w.sh;
     w.out_w = (in_w + w.sw - 1) / w.sw;

@@ -6,6 +6,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -25,10 +26,12 @@ struct Window {
   int out_h, out_w;
 };
 
-// For `node` reading an in_h x in_w map with `kernel` (2 values). The
-// status's message says what is unsupported, for the caller to prefix with
-// the node.
-absl::StatusOr<Window> WindowOf(const onnx::NodeProto& node, int in_h, int in_w, const std::vector<int64_t>& kernel);
+// For `node` reading an in_h x in_w map with `kernel` (2 values), padded by
+// its own pads plus `extra_pads` (a Pad before it; top, left, bottom,
+// right). The status's message says what is unsupported, for the caller to
+// prefix with the node.
+absl::StatusOr<Window> WindowOf(const onnx::NodeProto& node, int in_h, int in_w, const std::vector<int64_t>& kernel,
+                                const std::array<int64_t, 4>& extra_pads = {0, 0, 0, 0});
 
 // Kernel, strides and padding into a bundle op's parameters.
 template <typename P>

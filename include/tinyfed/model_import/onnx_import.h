@@ -5,12 +5,18 @@
 // bundle then goes through PTQ or QAT like a backbone tinyfed trained
 // (models/quantize.h). Operators' tools use it; gateways never see ONNX.
 //
-// Supported float ops (opset 7 and later): Conv (groups 1, or depthwise
-// with multiplier 1), BatchNormalization after a Conv (folded into it),
-// Relu and Clip(0, 6) after an op (fused as its activation), MaxPool,
-// AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm and
-// MatMul (+Add); zero padding of each side below the kernel (PyTorch's
-// symmetric padding too). Anything else is an error naming the node, its op
+// Supported float ops (opset 7 and later): Conv (depthwise with multiplier
+// 1 natively; any other grouping, a depthwise multiplier among them, runs
+// as one dense Conv with zero weights across groups, at `group` times the
+// MACs), BatchNormalization after a Conv (folded into it), Relu and
+// Clip(0, 6) after an op (fused as its activation), MaxPool, AveragePool,
+// GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm and MatMul
+// (+Add), a constant zero Pad of height and width before a Conv (taken into
+// its padding: PyTorch's ZeroPad2d); zero padding of each side below the
+// kernel (PyTorch's symmetric padding too). The shape arithmetic exporters
+// write (Constant, Shape, ConstantOfShape, Concat, Reshape, Slice,
+// Transpose, Cast, Unsqueeze, Squeeze, Gather, int64 Add/Sub/Mul/Div on
+// constants) is folded. Anything else is an error naming the node, its op
 // type, the opset and what is supported. The file is untrusted input: its size is checked before
 // parsing, then ONNX's checker runs on it, and every shape is derived and
 // checked here (ONNX's shape inference is not safe on hostile files in the
