@@ -228,7 +228,8 @@ absl::Status CheckDataFits(const FloatNetwork& net, const Dataset& data) {
   return absl::OkStatus();
 }
 
-absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOptions& options) {
+absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOptions& options,
+                          const Objective& objective) {
   if (auto s = CheckDataFits(*net, train); !s.ok()) return s;
   if (options.epochs < 0 || options.batch_size < 1 || !(options.learning_rate > 0.0f) || options.momentum < 0.0f ||
       options.momentum >= 1.0f || options.weight_decay < 0.0f) {
@@ -245,6 +246,7 @@ absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOp
   const double total_steps = static_cast<double>(steps_per_epoch) * options.epochs;
   std::vector<float> x(batch * train.feature_size());
   std::vector<int> y(batch);
+  std::vector<float> grad_logits(batch * static_cast<size_t>(net->num_classes()));
   size_t step = 0;
   for (int epoch = 1; epoch <= options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
@@ -266,7 +268,14 @@ absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOp
             logits.subspan(k * static_cast<size_t>(net->num_classes()), static_cast<size_t>(net->num_classes()));
         if (std::max_element(row.begin(), row.end()) - row.begin() == y[k]) ++correct;
       }
-      loss_sum += net->Backward(std::span(y).first(n)) * static_cast<double>(n);
+      if (objective) {
+        const auto rows = std::span<const size_t>(order).subspan(first, n);
+        const auto g = std::span(grad_logits).first(n * static_cast<size_t>(net->num_classes()));
+        loss_sum += objective(rows, logits, g) * static_cast<double>(n);
+        net->BackwardFrom(g);
+      } else {
+        loss_sum += net->Backward(std::span(y).first(n)) * static_cast<double>(n);
+      }
       lr = options.cosine_decay ? static_cast<float>(0.5 * options.learning_rate *
                                                      (1.0 + std::cos(M_PI * static_cast<double>(step) / total_steps)))
                                 : options.learning_rate;

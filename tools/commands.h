@@ -31,6 +31,7 @@ struct TestingExtension {
   std::function<void(const std::string& device_id, client::Client& client)> on_client;
 };
 
+void AddBackboneCommands(CLI::App* app);
 void AddModelCommands(CLI::App* app);
 void AddPrivacyCommands(CLI::App* app);
 void AddRoundCommands(CLI::App* app, const TestingExtension* testing);

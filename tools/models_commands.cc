@@ -17,58 +17,11 @@
 #include "tinyfed/models/trainer.h"
 #include "tinyfed/models/trust.h"
 #include "tools/commands.h"
-#include "tools/reading_flags.h"
+#include "tools/data_flags.h"
 #include <nlohmann/json.hpp>
 
 namespace tinyfed::tools {
 namespace {
-
-using models::Dataset;
-
-struct DataFlags {
-  std::string data;
-  std::string labels;
-  ReadingFlags reading;
-  std::string label_names;
-  double holdout = 0.0;
-  uint64_t split_seed = 1;
-  std::string part = "train";
-
-  void Add(CLI::App* app, const std::string& default_part) {
-    part = default_part;
-    app->add_option("--data", data, "dataset: a CSV file, or an IDX images file (optionally .gz) with --labels")
-        ->required();
-    app->add_option("--labels", labels, "IDX labels file that goes with IDX --data");
-    reading.Add(app);
-    app->add_option("--label-names", label_names, "comma-separated class names, for IDX data");
-    app->add_option("--holdout", holdout, "fraction held out by a stratified split, in [0, 1)")
-        ->check(CLI::Range(0.0, 0.99));
-    app->add_option("--split-seed", split_seed, "seed of the stratified split");
-    app->add_option("--part", part, "which part of a --holdout split to use: train or holdout")
-        ->check(CLI::IsMember({"train", "holdout"}));
-  }
-
-  absl::StatusOr<Dataset> Load() const {
-    absl::StatusOr<Dataset> d;
-    const bool csv =
-        data.ends_with(".csv") || data.ends_with(".csv.gz") || data.ends_with(".tsv") || data.ends_with(".tsv.gz");
-    if (csv) {
-      d = models::ReadCsv(data, reading.Csv());
-      if (d.ok()) LogReadingWarnings(*d);
-    } else {
-      if (labels.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--data ", data, " is not a .csv or .tsv file, so it is read as IDX and needs --labels"));
-      }
-      std::vector<std::string> names;
-      if (!label_names.empty()) names = absl::StrSplit(label_names, ',');
-      d = models::ReadIdx(data, labels, names, reading.Limits());
-    }
-    if (!d.ok() || holdout <= 0.0) return d;
-    auto split = models::StratifiedSplit(*d, holdout, split_seed);
-    return part == "holdout" ? std::move(split.holdout) : std::move(split.train);
-  }
-};
 
 std::string Percent(double x) { return std::isnan(x) ? "n/a" : fmt::format("{:.2f}%", 100.0 * x); }
 
@@ -95,62 +48,6 @@ nlohmann::json EvaluationJson(const std::string& path, const v1::ModelBundle& bu
   j["classes"] = classes;
   j["confusion"] = confusion;
   return j;
-}
-
-void AddBackboneTrain(CLI::App* backbone) {
-  auto* cmd = backbone->add_subcommand("train", "train a float backbone and head on a dataset");
-  struct Flags {
-    DataFlags data;
-    std::string architecture = "cnn";
-    std::string out;
-    std::string name;
-    std::string hidden = "64,32";
-    models::TrainOptions train;
-  };
-  auto flags = std::make_shared<Flags>();
-  flags->data.Add(cmd, "train");
-  cmd->add_option("--arch", flags->architecture, "mlp, cnn or dscnn")->check(CLI::IsMember({"mlp", "cnn", "dscnn"}));
-  cmd->add_option("--out", flags->out, "float bundle to write")->required();
-  cmd->add_option("--name", flags->name, "model name stored in the bundle");
-  cmd->add_option("--hidden", flags->hidden, "mlp hidden sizes, comma-separated; the last is the embedding");
-  cmd->add_option("--epochs", flags->train.epochs)->check(CLI::Range(0, 100000));
-  cmd->add_option("--batch-size", flags->train.batch_size)->check(CLI::Range(1, 1 << 16));
-  cmd->add_option("--lr", flags->train.learning_rate, "peak learning rate (cosine decay)");
-  cmd->add_option("--momentum", flags->train.momentum);
-  cmd->add_option("--weight-decay", flags->train.weight_decay);
-  cmd->add_option("--seed", flags->train.seed, "seed of initialization and shuffling");
-  cmd->callback([flags] {
-    auto data = flags->data.Load();
-    if (!data.ok()) throw CommandError(data.status());
-    auto arch = models::ParseArchitecture(flags->architecture);
-    if (!arch.ok()) throw CommandError(arch.status());
-    models::ArchitectureOptions arch_options;
-    arch_options.mlp_hidden.clear();
-    for (absl::string_view h : absl::StrSplit(flags->hidden, ',')) {
-      int v = 0;
-      if (!absl::SimpleAtoi(h, &v)) {
-        throw CommandError(absl::InvalidArgumentError(absl::StrCat("--hidden: '", h, "' is not an integer")));
-      }
-      arch_options.mlp_hidden.push_back(v);
-    }
-    auto bundle = models::BuildBackbone(*arch, *data, flags->train.seed, arch_options);
-    if (!bundle.ok()) throw CommandError(bundle.status());
-    if (!flags->name.empty()) bundle->mutable_metadata()->set_name(flags->name);
-    auto* summary = bundle->mutable_metadata()->mutable_training_data();
-    summary->set_holdout_fraction(static_cast<float>(flags->data.holdout));
-    summary->set_split_seed(flags->data.split_seed);
-    fmt::print("training {} on {} samples of {}x{}x{} from {}\n", flags->architecture, data->size(), data->height,
-               data->width, data->channels, data->source);
-    models::TrainOptions options = flags->train;
-    options.on_epoch = [&](const models::EpochReport& r) {
-      fmt::print("epoch {:3d}  loss {:.4f}  train accuracy {:.2f}%  lr {:.4f}  {:.1f}s\n", r.epoch, r.loss,
-                 100.0 * r.train_accuracy, r.learning_rate, r.seconds);
-      std::fflush(stdout);
-    };
-    if (auto s = models::Train(&*bundle, *data, options); !s.ok()) throw CommandError(s);
-    if (auto s = models::WriteBundleFile(flags->out, *bundle); !s.ok()) throw CommandError(s);
-    fmt::print("wrote {}\n", flags->out);
-  });
 }
 
 void AddModelImport(CLI::App* model) {
@@ -544,9 +441,6 @@ void AddModelVerify(CLI::App* model) {
 }  // namespace
 
 void AddModelCommands(CLI::App* app) {
-  auto* backbone = app->add_subcommand("backbone", "train backbones");
-  backbone->require_subcommand(1);
-  AddBackboneTrain(backbone);
   auto* model = app->add_subcommand("model", "quantize, evaluate and inspect model bundles");
   model->require_subcommand(1);
   AddModelImport(model);

@@ -18,6 +18,7 @@ int RunTinyfed(int argc, char** argv, const TestingExtension* testing) {
   CLI::App app{"tinyfed: federated on-device learning for clinics"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tinyfed 0.1.0");
+  AddBackboneCommands(&app);
   AddModelCommands(&app);
   AddPrivacyCommands(&app);
   AddRoundCommands(&app, testing);

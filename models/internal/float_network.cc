@@ -331,8 +331,6 @@ void FloatNetwork::Activate(size_t i) {
 
 float FloatNetwork::Backward(std::span<const int> labels) {
   const int B = batch_;
-  const auto& emb = acts_[static_cast<size_t>(output_tensor_)];
-  const auto dim = static_cast<Eigen::Index>(emb.size() / static_cast<size_t>(B));
   grad_logits_.resize(logits_.size());
   float loss = 0.0f;
   for (int b = 0; b < B; ++b) {
@@ -347,7 +345,15 @@ float FloatNetwork::Backward(std::span<const int> labels) {
       gl[c] = (std::exp(l[c] - m) / total - (c == y ? 1.0f : 0.0f)) / static_cast<float>(B);
     }
   }
-  ConstMatMap G(grad_logits_.data(), B, num_classes_);
+  BackwardFrom(grad_logits_);
+  return loss / static_cast<float>(B);
+}
+
+void FloatNetwork::BackwardFrom(std::span<const float> grad_logits) {
+  const int B = batch_;
+  const auto& emb = acts_[static_cast<size_t>(output_tensor_)];
+  const auto dim = static_cast<Eigen::Index>(emb.size() / static_cast<size_t>(B));
+  ConstMatMap G(grad_logits.data(), B, num_classes_);
   ConstMatMap E(emb.data(), B, dim);
   MatMap(head_.dw.data(), num_classes_, dim).noalias() += G.transpose() * E;
   VecMap(head_.db.data(), num_classes_) += G.colwise().sum().transpose();
@@ -355,7 +361,6 @@ float FloatNetwork::Backward(std::span<const int> labels) {
   MatMap(grads_[static_cast<size_t>(output_tensor_)].data(), B, dim).noalias() =
       G * ConstMatMap(head_.w.data(), num_classes_, dim);
   for (size_t i = analysis_.ops.size(); i-- > 0;) BackwardOp(i);
-  return loss / static_cast<float>(B);
 }
 
 void FloatNetwork::BackwardOp(size_t i) {

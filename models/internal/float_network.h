@@ -12,6 +12,7 @@
 #define TINYFED_MODELS_INTERNAL_FLOAT_NETWORK_H_
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -38,12 +39,18 @@ class FloatNetwork {
   // Softmax cross-entropy on the last Forward(); accumulates gradients and
   // returns the mean loss.
   float Backward(std::span<const int> labels);
+  // Backpropagates any loss given its gradient with respect to the last
+  // Forward()'s logits (batch rows of num_classes()), accumulating gradients.
+  void BackwardFrom(std::span<const float> grad_logits);
   // SGD with momentum and L2 weight decay on all parameters, then clears gradients.
   void Step(float learning_rate, float momentum, float weight_decay);
 
   std::span<const float> logits() const { return logits_; }
   // Rows of `batch` activations of tensor t from the last Forward().
   std::span<const float> activations(int tensor) const { return acts_[static_cast<size_t>(tensor)]; }
+  // Rows of `batch` loss gradients at tensor t from the last Backward();
+  // for an op's output, taken back through its fused activation.
+  std::span<const float> gradients(int tensor) const { return grads_[static_cast<size_t>(tensor)]; }
   int num_tensors() const { return static_cast<int>(acts_.size()); }
   int batch() const { return batch_; }
   size_t input_size() const { return input_size_; }
@@ -97,8 +104,17 @@ class FloatNetwork {
 // INVALID_ARGUMENT unless the data's sample size and class count match.
 absl::Status CheckDataFits(const FloatNetwork& net, const Dataset& data);
 
-// The SGD loop behind Train() and quantization-aware fine-tuning.
-absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOptions& options);
+// A training loss: for a mini-batch of the dataset's `rows` and the
+// network's `logits` for them, the gradient of the mean loss with respect
+// to the logits into `grad_logits`; returns the mean loss.
+using Objective =
+    std::function<float(std::span<const size_t> rows, std::span<const float> logits, std::span<float> grad_logits)>;
+
+// The SGD loop behind Train(), quantization-aware fine-tuning and
+// distillation: softmax cross-entropy on the labels unless an objective is
+// given.
+absl::Status TrainNetwork(FloatNetwork* net, const Dataset& train, const TrainOptions& options,
+                          const Objective& objective = {});
 
 }  // namespace tinyfed::models::internal
 
