@@ -3,15 +3,16 @@
 //   BM_Cnn/<kernels>      NIID-Bench CNN on a 28x28x1 image
 //   BM_DsCnn/<kernels>    DS-CNN: 49x10x1 input, 64 channels, 4 separable blocks
 //   BM_DsCnnPointwise     one of the DS-CNN's pointwise convolutions (25x5x64 -> 64)
-// Counters: MACs per second, and MACs per cycle of the time-stamp counter
-// (rdtsc). The TSC ticks at the CPU's reference clock, so under turbo the
-// per-core-cycle figure is somewhat lower than MACs/tsc_cycle.
+//   BM_CnnPruned/<kernels> the CNN after `backbone prune --channels 30%`
+//                         (conv 4 and 11 filters, FC 84 units)
+// Counters as interpreter_run.h has them.
 #include <benchmark/benchmark.h>
-#include <x86intrin.h>
 
 #include <random>
 
+#include "bench/interpreter_run.h"
 #include "tinyfed/models/interpreter.h"
+#include "tinyfed/models/prune.h"
 #include "tinyfed/models/quantize.h"
 #include "tinyfed/models/trainer.h"
 
@@ -32,9 +33,15 @@ Dataset RandomData(int h, int w, int c, int n) {
   return d;
 }
 
-v1::ModelBundle Int8Model(Architecture arch, int h, int w) {
+v1::ModelBundle Int8Model(Architecture arch, int h, int w, double pruned_fraction = 0) {
   const Dataset data = RandomData(h, w, 1, 64);
   auto float_bundle = BuildBackbone(arch, data, 1);
+  if (pruned_fraction > 0) {
+    PruneOptions prune;
+    prune.channel_fraction = pruned_fraction;
+    prune.fine_tune.epochs = 0;  // the shapes are what is timed
+    if (!PruneChannels(&*float_bundle, data, data, prune).ok()) std::abort();
+  }
   auto q = QuantizePostTraining(*float_bundle, data, QuantizeOptions{});
   if (!q.ok()) std::abort();
   return *q;
@@ -62,48 +69,25 @@ v1::ModelBundle PointwiseModel() {
   return pw;
 }
 
-void Run(benchmark::State& state, const v1::ModelBundle& bundle) {
-  const auto kernels = state.range(0) ? KernelSet::kAvx2 : KernelSet::kReference;
-  auto interpreter = Interpreter::Create(bundle, kernels);
-  if (!interpreter.ok()) {
-    state.SkipWithError(std::string(interpreter.status().message()).c_str());
-    return;
-  }
-  Interpreter& it = **interpreter;
-  std::mt19937 rng(2);
-  for (auto& v : it.quantized_input()) v = static_cast<int8_t>(rng());
-  uint64_t macs = 0;
-  for (const auto& l : it.layers()) macs += l.macs;
-  uint64_t tsc = 0;
-  for (auto _ : state) {
-    const uint64_t start = __rdtsc();
-    it.Invoke();
-    tsc += __rdtsc() - start;
-    benchmark::ClobberMemory();
-  }
-  state.SetLabel(state.range(0) ? "avx2" : "reference");
-  state.counters["MACs"] = static_cast<double>(macs);
-  state.counters["MACs/s"] =
-      benchmark::Counter(static_cast<double>(macs), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["MACs/tsc_cycle"] =
-      static_cast<double>(macs) * static_cast<double>(state.iterations()) / static_cast<double>(tsc);
-  state.counters["arena_bytes"] = static_cast<double>(it.arena_bytes());
-}
-
 void BM_Cnn(benchmark::State& state) {
   static const v1::ModelBundle bundle = Int8Model(Architecture::kCnn, 28, 28);
-  Run(state, bundle);
+  RunInterpreter(state, bundle);
+}
+void BM_CnnPruned(benchmark::State& state) {
+  static const v1::ModelBundle bundle = Int8Model(Architecture::kCnn, 28, 28, 0.3);
+  RunInterpreter(state, bundle);
 }
 void BM_DsCnn(benchmark::State& state) {
   static const v1::ModelBundle bundle = Int8Model(Architecture::kDsCnn, 49, 10);
-  Run(state, bundle);
+  RunInterpreter(state, bundle);
 }
 void BM_DsCnnPointwise(benchmark::State& state) {
   static const v1::ModelBundle bundle = PointwiseModel();
-  Run(state, bundle);
+  RunInterpreter(state, bundle);
 }
 
 BENCHMARK(BM_Cnn)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CnnPruned)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DsCnn)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DsCnnPointwise)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 

@@ -1,7 +1,11 @@
 #!/usr/bin/python3
-"""PyTorch peer for bench/models_bench: the same two backbones, int8 with the
-qnnpack engine, one thread, batch 1, timed the same way (backbone only, input
-already quantized). Prints one JSON object: median microseconds per shape.
+"""PyTorch peer for bench/models_bench and onnx_models_bench: the same
+backbones, one thread, batch 1, timed the same way. models_bench's two shapes
+int8 with the qnnpack engine (eager mode, input already quantized); the four
+reference models of the ONNX import (scripts/export_onnx_models.py, the very
+modules their files were exported from) in float32 and int8 (FX graph mode,
+qnnpack, input quantization included). Prints one JSON object: median
+microseconds per model.
 
 Uses Debian's python3-torch (run with /usr/bin/python3)."""
 import json
@@ -9,9 +13,15 @@ import statistics
 import sys
 import time
 
+import os
+
 import torch
 import torch.nn as nn
 import torch.ao.quantization as tq
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import export_onnx_models  # noqa: E402
 
 
 class Cnn(nn.Module):
@@ -70,6 +80,15 @@ def quantized(model, shape):
     return model
 
 
+def quantized_fx(model, shape):
+    model.eval()
+    q = prepare_fx(model, tq.get_default_qconfig_mapping("qnnpack"), example_inputs=(torch.randn(1, *shape),))
+    with torch.no_grad():
+        for _ in range(16):
+            q(torch.randn(1, *shape))
+    return convert_fx(q)
+
+
 def median_us(model, shape, repetitions, seconds):
     x = torch.randn(1, *shape)
     with torch.no_grad():
@@ -92,6 +111,12 @@ def main():
     result = {"engine": "qnnpack", "threads": 1, "torch": torch.__version__,
               "cnn_us": median_us(quantized(Cnn(), (1, 28, 28)), (1, 28, 28), repetitions, 0.3),
               "dscnn_us": median_us(quantized(DsCnn(), (1, 49, 10)), (1, 49, 10), repetitions, 0.3)}
+    for make in (export_onnx_models.niid_cnn, export_onnx_models.ds_cnn, export_onnx_models.mobilenet_v1_025,
+                 export_onnx_models.resnet8):
+        model, shape = make()
+        backbone = model.backbone.eval()
+        result[f"{make.__name__}_float_us"] = median_us(backbone, shape, repetitions, 0.3)
+        result[f"{make.__name__}_int8_us"] = median_us(quantized_fx(backbone, shape), shape, repetitions, 0.3)
     print(json.dumps(result))
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train each default backbone on real data, quantize it to int8 and compare
-# float with int8 (`make demo-models`, about 2.5 minutes).
+# float with int8; then the model strategies table (pruning, distillation)
+# over three seeds (`make demo-models`, about 15 minutes).
 #   scripts/demo_models.sh PATH/TO/tinyfed
 set -euo pipefail
 tinyfed=${1:-build/tools/tinyfed}
@@ -38,5 +39,7 @@ echo "$fm_table"
 echo
 echo "Breast Cancer Wisconsin, held-out stratified 20%"
 echo "$bc_table"
+"$root/scripts/model_strategies.sh" "$tinyfed" "$out/strategies" "1 2 3"
+
 echo
 echo "bundles in $out; inspect one with: $tinyfed model inspect --model $out/fmnist-cnn.int8.bundle"

@@ -1,6 +1,7 @@
 // `tinyfed backbone ...` and `tinyfed model ...`: thin wrappers over models/.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "CLI/CLI.hpp"
@@ -163,18 +164,24 @@ void AddModelEval(CLI::App* model) {
       if (!bundle.ok()) throw CommandError(bundle.status());
       const auto kernels = flags->reference ? models::KernelSet::kReference : models::KernelSet::kBest;
       uint64_t arena = 0;
+      double seconds = 0;
       absl::StatusOr<models::ConfusionMatrix> m;
       if (bundle->precision() == v1::PRECISION_INT8) {
         auto it = models::Interpreter::Create(*bundle, kernels);
         if (!it.ok())
           throw CommandError(absl::Status(it.status().code(), absl::StrCat(path, ": ", it.status().message())));
         arena = (*it)->arena_bytes();
+        const auto start = std::chrono::steady_clock::now();
         m = models::Evaluate(**it, *data);
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       } else {
         m = models::Evaluate(*bundle, *data, kernels);
       }
       if (!m.ok()) throw CommandError(absl::Status(m.status().code(), absl::StrCat(path, ": ", m.status().message())));
       all.push_back(EvaluationJson(path, *bundle, *m, std::filesystem::file_size(path), arena));
+      // What one sample costs on this machine, batch 1 as a gateway runs it
+      // (bench/ has the careful figure); int8 only.
+      if (seconds > 0) all.back()["microseconds_per_sample"] = 1e6 * seconds / static_cast<double>(m->total());
       if (flags->json) continue;
       fmt::print("{} ({}) on {} samples: accuracy {}\n", std::filesystem::path(path).filename().string(),
                  all.back()["precision"].get<std::string>(), m->total(), Percent(m->accuracy()));
