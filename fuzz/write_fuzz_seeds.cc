@@ -3,7 +3,7 @@
 // SecAgg+ round for secagg_fuzz, prefixed with the phase byte the target
 // reads, request sequences for aggregator_fuzz, signed metadata for
 // metadata_fuzz, clinic exports for csv_fuzz, and the small ONNX test
-// model for onnx_import_fuzz.
+// models for onnx_import_fuzz.
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -174,7 +174,11 @@ int main(int argc, char** argv) {
   WriteMetadataSeeds(root / "metadata_fuzz");
   WriteCsvSeeds(root / "csv_fuzz");
   std::filesystem::create_directories(root / "onnx_import_fuzz");
-  std::filesystem::copy_file(TINYFED_ONNX_TESTDATA "/mobile.onnx", root / "onnx_import_fuzz" / "mobile.onnx",
-                             std::filesystem::copy_options::overwrite_existing);
+  // Small hand-built models: every float op, and a Pad with the constant
+  // shape arithmetic PyTorch writes.
+  for (const char* name : {"mobile.onnx", "grouped.onnx"}) {
+    std::filesystem::copy_file(std::filesystem::path(TINYFED_ONNX_TESTDATA) / name, root / "onnx_import_fuzz" / name,
+                               std::filesystem::copy_options::overwrite_existing);
+  }
   return 0;
 }

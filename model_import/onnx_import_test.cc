@@ -117,7 +117,7 @@ INSTANTIATE_TEST_SUITE_P(
     Models, OnnxReferenceTest,
     ::testing::Values(Reference{"niid_cnn", 1, 28, 28, {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}},
                       Reference{"mobile", 3, 16, 16, {"a", "b", "c", "d"}},
-                      Reference{"grouped", 4, 12, 10, {"a", "b", "c"}},
+                      Reference{"grouped", 4, 12, 10, {"a", "b", "c", "d"}},
                       Reference{"resnet8", 3, 32, 32, {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}},
                       Reference{"ds_cnn", 1, 49, 10, {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"}},
                       Reference{"mobilenet_v1_025", 3, 96, 96, {"no person", "person"}}),

@@ -128,7 +128,7 @@ def mobile():
 def grouped():
     inits, a = [], {}
     for name, shape in [("g1w", (8, 2, 3, 3)), ("g1b", (8,)), ("g2w", (16, 1, 3, 3)), ("g2b", (16,)),
-                        ("hw", (3, 16 * 6 * 5)), ("hb", (3,))]:
+                        ("hw", (4, 16 * 6 * 5)), ("hb", (4,))]:
         t, arr = init(name, shape, 0.1 if len(shape) == 1 else None)
         inits.append(t)
         a[name] = arr
@@ -157,7 +157,7 @@ def grouped():
     ]
     graph = helper.make_graph(nodes, "grouped", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
                                                                               [1, 4, 12, 10])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])], inits)
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], inits)
     x = inputs((100, 4, 12, 10))
     h = relu(conv(np.pad(x, ((0, 0), (0, 0), (1, 1), (2, 0))), a["g1w"], a["g1b"], 2, group=2))
     h = relu(conv(h, a["g2w"], a["g2b"], 1, (1, 1, 1, 1), group=8))

@@ -27,7 +27,7 @@ expect_error() {
   ok
 }
 
-for cmd in "" "backbone" "backbone train" "model" "model quantize" "model eval" "model inspect" \
+for cmd in "" "backbone" "backbone train" "backbone prune" "backbone distill" "model" "model quantize" "model eval" "model inspect" \
            "privacy" "privacy epsilon" "privacy noise" "privacy plan" "client status" "keys generate" "root new" "model verify" \
            "enroll" "device revoke" "device list"; do
   # shellcheck disable=SC2086
@@ -62,6 +62,24 @@ assert m["total_macs"] == 30 * 64 + 64 * 32 and m["peak_arena_bytes"] > 0
 PY
 $tinyfed model eval --model "$work/q.bundle" "${common[@]}" --positive-class malignant | prints "sensitivity" \
   && ok || fail "model eval --positive-class"
+
+# Smaller before quantizing: 30% of the first hidden layer's 64 units go
+# (the 32-wide embedding stays), and a 16-8 student learns from the mlp.
+$tinyfed backbone prune --model "$work/f.bundle" --channels 30% --epochs 2 "${common[@]}" --out "$work/p.bundle" \
+  | prints "MACs 3968 -> 2790 (29.7% fewer)" && ok || fail "backbone prune"
+$tinyfed model inspect --model "$work/p.bundle" --json | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+assert [l["output"][2] for l in m["layers"]] == [45, 32], m["layers"]' && ok || fail "a pruned bundle is smaller"
+$tinyfed backbone distill --teacher "$work/f.bundle" --arch mlp --hidden 16,8 --epochs 5 "${common[@]}" \
+  --out "$work/s.bundle" | prints "hard cases" && ok || fail "backbone distill"
+expect_error "prune by a share past 100%" "give a share between 0 and 1, or 0% and 100%" \
+  $tinyfed backbone prune --model "$work/f.bundle" --channels 130% "${common[@]}" --out "$work/x"
+expect_error "prune an int8 bundle" "needs a float32 bundle" \
+  $tinyfed backbone prune --model "$work/q.bundle" "${common[@]}" --out "$work/x"
+expect_error "distill with a cold temperature" "temperature 0.5 (1 to 100)" \
+  $tinyfed backbone distill --teacher "$work/f.bundle" --temperature 0.5 "${common[@]}" --out "$work/x"
+[[ ! -e "$work/x" ]] && ok || fail "a refused prune or distill wrote a file"
 
 expect_error "unknown architecture" "arch" $tinyfed backbone train --arch rnn --data "$data" --out "$work/x"
 expect_error "missing dataset" "no dataset file at /nonexistent.csv" \
