@@ -6,10 +6,10 @@ set -euo pipefail
 build=$1
 reps=${2:-10}
 out="$build/bench"
-"$out/models_bench" --benchmark_repetitions="$reps" --benchmark_min_time=0.2 \
+"$out/models_bench" --benchmark_repetitions="$reps" --benchmark_min_time=0.2 --benchmark_enable_random_interleaving=true \
   --benchmark_report_aggregates_only=true --benchmark_format=console \
   --benchmark_out="$out/models_bench.json" --benchmark_out_format=json
-"$out/onnx_models_bench" --benchmark_repetitions="$reps" --benchmark_min_time=0.2 \
+"$out/onnx_models_bench" --benchmark_repetitions="$reps" --benchmark_min_time=0.2 --benchmark_enable_random_interleaving=true \
   --benchmark_report_aggregates_only=true --benchmark_format=console \
   --benchmark_out="$out/onnx_models_bench.json" --benchmark_out_format=json
 /usr/bin/python3 "$(dirname "$0")/torch_peer.py" "$reps" >"$out/torch_peer.json"
