@@ -215,6 +215,22 @@ TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
   EXPECT_NE(pooled.status().message().find("comes from a Pad, which only a Conv may read"), std::string::npos)
       << pooled.status();
 
+  // A grouping the channels do not divide into.
+  auto grouped_bytes = base::ReadFileBytes(kTestData / "grouped.onnx", 1 << 24);
+  ASSERT_TRUE(grouped_bytes.ok());
+  ASSERT_TRUE(model.ParseFromString(*grouped_bytes));
+  for (auto& node : *model.mutable_graph()->mutable_node()) {
+    for (auto& a : *node.mutable_attribute()) {
+      if (node.name() == "grouped" && a.name() == "group") a.set_i(3);
+    }
+  }
+  auto thirds = ImportOnnxBytes(model.SerializeAsString(), "thirds.onnx",
+                                {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_FALSE(thirds.ok());
+  EXPECT_NE(thirds.status().message().find("node 'grouped' (Conv, opset 13): group 3 with 4 input and 8 output"),
+            std::string::npos)
+      << thirds.status();
+
   auto garbage = ImportOnnxBytes("definitely not protobuf \xff\xff", "junk.onnx",
                                  {.embedding = "e", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
   ASSERT_FALSE(garbage.ok());

@@ -19,9 +19,13 @@ absl::Status OnnxConverter::Conv(const onnx::NodeProto& node) {
   if (!in.spatial) return Unsupported(node, "its input is not an image (N, C, H, W)");
   if (w->dims.size() != 4) return Unsupported(node, "the weights are not 4-D (O, I, kH, kW)");
   const int out_c = static_cast<int>(w->dims[0]);
-  const int group = static_cast<int>(IntAttribute(node, "group", 1));
+  const int64_t group_attribute = IntAttribute(node, "group", 1);
+  if (group_attribute < 1 || group_attribute > in.c) {
+    return Unsupported(node, StrCat("group ", group_attribute, " with ", in.c, " input channels"));
+  }
+  const int group = static_cast<int>(group_attribute);
   const bool depthwise = group > 1 && group == in.c && out_c == in.c && w->dims[1] == 1;
-  if (group < 1 || in.c % group != 0 || out_c % group != 0 || w->dims[1] != in.c / group) {
+  if (in.c % group != 0 || out_c % group != 0 || w->dims[1] != in.c / group) {
     return Unsupported(node, StrCat("group ", group, " with ", in.c, " input and ", out_c,
                                     " output channels, weights reading ", w->dims[1]));
   }
@@ -29,6 +33,12 @@ absl::Status OnnxConverter::Conv(const onnx::NodeProto& node) {
   // as one dense Conv whose weights are zero across groups: the same sums,
   // at `group` times the MACs.
   const bool grouped = group > 1 && !depthwise;
+  // Run dense, a grouped Conv reads every input channel: bound what that
+  // costs before building it (the bundle's own limits are checked later).
+  const int64_t dense_depth = int64_t{in.c} * w->dims[2] * w->dims[3];
+  if (grouped && (dense_depth > int64_t{1} << 16 || dense_depth * out_c > int64_t{1} << 24)) {
+    return Unsupported(node, StrCat("group ", group, " run dense would take ", dense_depth * out_c, " weights"));
+  }
   std::vector<int64_t> kernel = IntsAttribute(node, "kernel_shape");
   if (kernel.empty()) kernel = {w->dims[2], w->dims[3]};
   if (kernel.size() != 2 || kernel[0] != w->dims[2] || kernel[1] != w->dims[3])
