@@ -123,6 +123,44 @@ INSTANTIATE_TEST_SUITE_P(
                       Reference{"mobilenet_v1_025", 3, 96, 96, {"no person", "person"}}),
     [](const auto& param_info) { return param_info.param.name; });
 
+// PyTorch's own int8 model (eager mode, qnnpack), exported as QDQ: imported
+// straight to int8 with the file's scales and zero points, it computes
+// PyTorch's int8 embedding within one step of the grid. The steps that
+// differ come from requantization: qnnpack rounds a float product once,
+// the engine rounds TFLite's fixed-point product twice.
+TEST(OnnxImport, AQuantizedModelKeepsItsScalesAndComputesPyTorchsBytes) {
+  auto bundle = ImportOnnx(kTestData / "niid_cnn_int8.onnx",
+                           {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_EQ(bundle->precision(), v1::PRECISION_INT8);
+  EXPECT_EQ(bundle->metadata().quantization(), v1::QUANTIZATION_IMPORTED);
+  auto interpreter = models::Interpreter::Create(*bundle);
+  ASSERT_TRUE(interpreter.ok()) << interpreter.status();
+  auto bytes = base::ReadFileBytes(kTestData / "niid_cnn_int8.embedding.u8", 1 << 20);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  const size_t n = 100, e = 84;
+  ASSERT_EQ(bytes->size(), n * e);
+  const v1::Tensor& out = bundle->backbone().tensors(static_cast<int>(bundle->backbone().output()));
+  const std::vector<float> inputs = Inputs(n * 28 * 28);
+  int worst = 0;
+  size_t off_by_one = 0;
+  for (size_t i = 0; i < n; ++i) {
+    (*interpreter)->SetInput(std::span(inputs).subspan(i * 784, 784));
+    (*interpreter)->Invoke();
+    const auto values = (*interpreter)->embedding();
+    for (size_t j = 0; j < e; ++j) {
+      const int ours = static_cast<int>(std::lround(values[j] / out.scale())) + out.zero_point();
+      const int pytorch = static_cast<uint8_t>((*bytes)[i * e + j]) - 128;
+      worst = std::max(worst, std::abs(ours - pytorch));
+      off_by_one += ours != pytorch;
+    }
+  }
+  EXPECT_LE(worst, 1) << "largest difference from PyTorch, in steps of the int8 grid";
+  RecordProperty("max_lsb_difference", worst);
+  RecordProperty("values_one_lsb_off", static_cast<int>(off_by_one));
+  RecordProperty("values", static_cast<int>(n * e));
+}
+
 TEST(OnnxImport, TheHeadAfterTheEmbeddingIsKept) {
   auto bundle = ImportOnnx(kTestData / "niid_cnn.onnx", {.embedding = "embedding",
                                                          .labels = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},

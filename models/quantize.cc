@@ -84,16 +84,25 @@ absl::StatusOr<std::vector<Range>> Calibrate(FloatNetwork& net, const Dataset& d
   return ranges;
 }
 
-absl::StatusOr<v1::ModelBundle> ConvertToInt8(const v1::ModelBundle& float_bundle, const FloatNetwork& net,
-                                              const std::vector<Range>& ranges, v1::QuantizationMethod method,
-                                              size_t samples) {
+// The float bundle at the tensors' quantization `q`: weights symmetric per
+// channel, at the scales `given` holds for an op, else at their own largest
+// magnitude / 127.
+absl::StatusOr<v1::ModelBundle> Int8Bundle(const v1::ModelBundle& float_bundle,
+                                           const std::vector<AffineQuantization>& q,
+                                           const std::map<int, std::vector<float>>& given,
+                                           v1::QuantizationMethod method, size_t samples) {
   v1::ModelBundle out = float_bundle;
   out.set_precision(v1::PRECISION_INT8);
   v1::Graph* g = out.mutable_backbone();
-  std::vector<AffineQuantization> q(ranges.size());
-  for (size_t t = 0; t < ranges.size(); ++t) {
-    const auto src = static_cast<size_t>(net.quantization_source()[t]);
-    q[t] = ChooseAffineQuantization(ranges[src].min, ranges[src].max);
+  if (q.size() != static_cast<size_t>(g->tensors_size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(q.size(), " tensor quantizations for a backbone of ", g->tensors_size(), " tensors"));
+  }
+  for (size_t t = 0; t < q.size(); ++t) {
+    if (!(q[t].scale > 0.0f) || !std::isfinite(q[t].scale) || q[t].zero_point < -128 || q[t].zero_point > 127) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", t, " has scale ", q[t].scale, " and zero point ",
+                                                     q[t].zero_point, " (a positive scale, an int8 zero point)"));
+    }
     g->mutable_tensors(static_cast<int>(t))->set_scale(q[t].scale);
     g->mutable_tensors(static_cast<int>(t))->set_zero_point(q[t].zero_point);
   }
@@ -116,7 +125,20 @@ absl::StatusOr<v1::ModelBundle> ConvertToInt8(const v1::ModelBundle& float_bundl
     }
     std::vector<int8_t> values(count);
     std::vector<float> scales(static_cast<size_t>(channels));
-    QuantizeSymmetricPerChannel(rows, channels, values, scales);
+    if (const auto it = given.find(i); it != given.end()) {
+      if (it->second.size() != scales.size() ||
+          std::any_of(it->second.begin(), it->second.end(), [](float s) { return !(s > 0.0f) || !std::isfinite(s); })) {
+        return absl::InvalidArgumentError(absl::StrCat("op ", i, " has ", it->second.size(), " weight scales for ",
+                                                       channels, " channels (positive ones)"));
+      }
+      scales = it->second;
+      for (size_t k = 0; k < count; ++k) {
+        const float s = scales[k / per];
+        values[k] = static_cast<int8_t>(std::clamp(RoundHalfAwayFromZero(rows[k] / s), -127, 127));
+      }
+    } else {
+      QuantizeSymmetricPerChannel(rows, channels, values, scales);
+    }
     std::string bytes(count, '\0');
     for (size_t k = 0; k < count; ++k) {
       const size_t src = depthwise ? (k % static_cast<size_t>(channels)) * per + k / static_cast<size_t>(channels) : k;
@@ -138,6 +160,17 @@ absl::StatusOr<v1::ModelBundle> ConvertToInt8(const v1::ModelBundle& float_bundl
     return absl::InvalidArgumentError(absl::StrCat("quantized bundle is invalid: ", s.message()));
   }
   return out;
+}
+
+absl::StatusOr<v1::ModelBundle> ConvertToInt8(const v1::ModelBundle& float_bundle, const FloatNetwork& net,
+                                              const std::vector<Range>& ranges, v1::QuantizationMethod method,
+                                              size_t samples) {
+  std::vector<AffineQuantization> q(ranges.size());
+  for (size_t t = 0; t < ranges.size(); ++t) {
+    const auto src = static_cast<size_t>(net.quantization_source()[t]);
+    q[t] = ChooseAffineQuantization(ranges[src].min, ranges[src].max);
+  }
+  return Int8Bundle(float_bundle, q, {}, method, samples);
 }
 
 // The float network of `bundle` and its activation ranges on `data`.
@@ -176,6 +209,13 @@ absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& flo
   v1::ModelBundle tuned = float_bundle;
   c->net.WriteTo(&tuned);
   return ConvertToInt8(tuned, c->net, c->net.ranges(), v1::QUANTIZATION_QAT, train.size());
+}
+
+absl::StatusOr<v1::ModelBundle> QuantizeAsGiven(const v1::ModelBundle& float_bundle, const GivenQuantization& given) {
+  if (float_bundle.precision() != v1::PRECISION_FLOAT32) {
+    return absl::InvalidArgumentError("quantize a float32 bundle");
+  }
+  return Int8Bundle(float_bundle, given.tensors, given.weight_scales, v1::QUANTIZATION_IMPORTED, 0);
 }
 
 }  // namespace tinyfed::models

@@ -25,6 +25,9 @@ seed; batch-norm statistics are random, so that folding them matters.
   resnet8           MLPerf Tiny image classification ResNet-8, 3x32x32:
                     three residual stacks (16, 32, 64), 1x1 stride-2
                     shortcuts, average pool 8, FC 10
+  niid_cnn_int8     niid_cnn's backbone quantized by PyTorch (eager mode,
+                    qnnpack, calibrated on the 100 inputs) and exported as
+                    QDQ; NAME.embedding.u8 holds PyTorch's uint8 embedding
 """
 import os
 import sys
@@ -113,6 +116,50 @@ def inputs(n, shape):
     return torch.from_numpy(v.astype(np.float32).reshape((n,) + shape))
 
 
+class QuantizableNiidCnn(nn.Module):
+    """The NIID-Bench CNN's backbone for PyTorch's eager-mode int8 (qnnpack):
+    conv + ReLU fused, the dense layers' ReLUs apart (torch.onnx cannot
+    export a fused quantized linear_relu)."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.quant, self.dequant = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
+        self.conv1, self.relu1, self.pool1 = backbone[0], nn.ReLU(), nn.MaxPool2d(2)
+        self.conv2, self.relu2, self.pool2 = backbone[3], nn.ReLU(), nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1, self.relu3, self.fc2, self.relu4 = backbone[7], nn.ReLU(), backbone[9], nn.ReLU()
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(self.quant(x))))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.dequant(self.relu4(self.fc2(self.relu3(self.fc1(self.flatten(x))))))
+
+
+def export_quantized_niid_cnn(float_model, out):
+    """niid_cnn_int8.onnx (QuantizeLinear/DequantizeLinear around each op, as
+    torch.onnx writes an eager-quantized model) and niid_cnn_int8.embedding.u8:
+    PyTorch's own uint8 embedding of the 100 inputs (int_repr)."""
+    tq = torch.ao.quantization
+    torch.backends.quantized.engine = "qnnpack"
+    model = QuantizableNiidCnn(float_model.backbone).eval()
+    tq.fuse_modules(model, [["conv1", "relu1"], ["conv2", "relu2"]], inplace=True)
+    model.qconfig = tq.get_default_qconfig("qnnpack")
+    tq.prepare(model, inplace=True)
+    x = inputs(100, (1, 28, 28))
+    with torch.no_grad():
+        model(x)  # calibration on the test's inputs
+    tq.convert(model, inplace=True)
+    captured = []
+    model.dequant.register_forward_hook(lambda module, args, result: captured.append(args[0].int_repr()))
+    with torch.no_grad():
+        model(x)
+    path = os.path.join(out, "niid_cnn_int8.onnx")
+    torch.onnx.export(model, torch.zeros(1, 1, 28, 28), path, opset_version=13, input_names=["input"],
+                      output_names=["embedding"])
+    captured[0].numpy().astype(np.uint8).tofile(os.path.join(out, "niid_cnn_int8.embedding.u8"))
+    print(f"niid_cnn_int8: {os.path.getsize(path)} bytes, uint8 embedding {tuple(captured[0].shape[1:])}")
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -131,6 +178,9 @@ def main():
         embedding.numpy().astype("<f4").tofile(os.path.join(out, name + ".embedding.f32"))
         print(f"{name}: {os.path.getsize(path)} bytes, embedding {tuple(embedding.shape[1:])} (PyTorch "
               f"{torch.__version__})")
+        if name == "niid_cnn":
+            niid = model
+    export_quantized_niid_cnn(niid, out)
 
 
 if __name__ == "__main__":

@@ -250,6 +250,9 @@ $tinyfed model quantize --model "$work/onnx.bundle" --data $fm/t10k-images-idx3-
   --labels $fm/t10k-labels-idx1-ubyte.gz --calibration-samples 200 --out "$work/onnx.int8.bundle" >/dev/null \
   && $tinyfed model inspect --model "$work/onnx.int8.bundle" | prints "onnx:pytorch opset 13, int8" \
   && ok || fail "an imported model quantizes"
+$tinyfed model import --onnx "$(dirname "$0")/../model_import/testdata/niid_cnn_int8.onnx" --embedding embedding \
+  --labels a,b --out "$work/onnx-q.bundle" | prints "int8: 6 ops, embedding of 84, 2 classes); quantized as the file says" \
+  && ok || fail "import of a QDQ model"
 expect_error "import with a wrong embedding" "no node output is named 'feature' (--embedding)" \
   $tinyfed model import --onnx "$onnx" --embedding feature --labels a,b --out "$work/x.bundle"
 [[ ! -e "$work/x.bundle" ]] && ok || fail "a failed import wrote a bundle"

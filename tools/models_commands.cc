@@ -85,8 +85,11 @@ void AddModelImport(CLI::App* model) {
     auto bundle = model_import::ImportOnnx(flags->onnx, flags->options);
     if (!bundle.ok()) throw CommandError(bundle.status());
     if (auto s = models::WriteBundleFile(flags->out, *bundle); !s.ok()) throw CommandError(s);
-    fmt::print("wrote {} (float: {} ops, embedding of {}, {} classes); quantize it next (tinyfed model quantize)\n",
-               flags->out, bundle->backbone().ops_size(), bundle->head().in_features(), bundle->head().num_classes());
+    const bool int8 = bundle->precision() == v1::PRECISION_INT8;
+    fmt::print("wrote {} ({}: {} ops, embedding of {}, {} classes); {}\n", flags->out, int8 ? "int8" : "float",
+               bundle->backbone().ops_size(), bundle->head().in_features(), bundle->head().num_classes(),
+               int8 ? "quantized as the file says (QDQ), ready to sign and publish"
+                    : "quantize it next (tinyfed model quantize)");
   });
 }
 

@@ -241,8 +241,10 @@ absl::StatusOr<Initializer> Cast(const onnx::NodeProto& node, const Initializer*
     out.floats.assign(data->ints.begin(), data->ints.end());
     return out;
   }
-  if (to == onnx::TensorProto::INT64 || to == onnx::TensorProto::INT32) {
+  if (to == onnx::TensorProto::INT64 || to == onnx::TensorProto::INT32 || to == onnx::TensorProto::INT8 ||
+      to == onnx::TensorProto::UINT8) {
     out.is_float = false;
+    out.is_uint8 = to == onnx::TensorProto::UINT8;
     if (!data->is_float) {
       out.ints = data->ints;
     } else {
@@ -316,11 +318,42 @@ absl::StatusOr<Initializer> Arithmetic(const onnx::NodeProto& node, const Initia
   return out;
 }
 
+// DequantizeLinear of quantized weights: scale * (x - zero_point), per tensor
+// or per channel along `axis`.
+absl::StatusOr<Initializer> Dequantize(const onnx::NodeProto& node, const std::vector<const Initializer*>& in) {
+  const Initializer* x = in[0];
+  const Initializer* scale = in.size() > 1 ? in[1] : nullptr;
+  const Initializer* zero = in.size() > 2 ? in[2] : nullptr;
+  if (x->is_float || scale == nullptr || !scale->is_float || scale->floats.empty()) {
+    return InvalidArgumentError("a DequantizeLinear of other than integers by a float scale");
+  }
+  uint64_t period = 1, inner = x->count();
+  if (scale->floats.size() > 1) {
+    TINYFED_ASSIGN_OR_RETURN(size_t axis, Axis(IntAttribute(node, "axis", 1), x->dims.size()));
+    inner = 1;
+    for (size_t d = axis + 1; d < x->dims.size(); ++d) inner *= static_cast<uint64_t>(x->dims[d]);
+    period = static_cast<uint64_t>(x->dims[axis]);
+    if (period != scale->floats.size())
+      return InvalidArgumentError("a DequantizeLinear scale per channel of another axis");
+  }
+  if (zero != nullptr && (zero->is_float || zero->count() != scale->count())) {
+    return InvalidArgumentError("a DequantizeLinear zero point that does not match its scale");
+  }
+  Initializer out;
+  out.dims = x->dims;
+  for (uint64_t i = 0; i < x->count(); ++i) {
+    const uint64_t c = i / std::max<uint64_t>(inner, 1) % period;
+    const int64_t z = zero == nullptr ? 0 : zero->ints[c];
+    out.floats.push_back(scale->floats[c] * static_cast<float>(x->ints[i] - z));
+  }
+  return out;
+}
+
 }  // namespace
 
 bool IsFoldable(const std::string& op_type) {
   for (const char* op : {"Constant", "ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast", "Unsqueeze",
-                         "Squeeze", "Gather", "Add", "Sub", "Mul", "Div"}) {
+                         "Squeeze", "Gather", "Add", "Sub", "Mul", "Div", "DequantizeLinear"}) {
     if (op_type == op) return true;
   }
   return false;
@@ -342,6 +375,7 @@ absl::StatusOr<Initializer> FoldConstant(const onnx::NodeProto& node, const std:
   if (op == "Unsqueeze" || op == "Squeeze") out = Squeezing(node, inputs);
   if (op == "Gather") out = Gather(node, inputs[0], second);
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") out = Arithmetic(node, inputs[0], second);
+  if (op == "DequantizeLinear") out = Dequantize(node, inputs);
   if (!out.ok()) return out;
   if (out->count() > kMaxFoldedElements) return InvalidArgumentError("a folded constant of over 2^20 values");
   *total += out->count();

@@ -8,6 +8,7 @@
 #include "model_import/internal/onnx_constants.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/quantize.h"
 
 namespace tinyfed::model_import::internal {
 namespace {
@@ -21,7 +22,7 @@ constexpr char kSupported[] =
     "AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax in the head, "
     "a constant zero Pad of H and W before a Conv; zero pads below the kernel; shape arithmetic on constants "
     "(Constant, Shape, ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast, Unsqueeze, Squeeze, Gather, int64 "
-    "Add/Sub/Mul/Div)";
+    "Add/Sub/Mul/Div); QuantizeLinear/DequantizeLinear per tensor on activations, per tensor or channel on weights";
 // More than a backbone a gateway runs has (its graph takes 1,024 ops).
 constexpr int kMaxNodes = 4096;
 
@@ -64,6 +65,7 @@ absl::StatusOr<v1::ModelBundle> OnnxConverter::Convert() {
   TINYFED_RETURN_IF_ERROR(BuildHead(embedding, n));
   Finish();
   TINYFED_RETURN_IF_ERROR(models::ValidateBundle(bundle_));
+  if (!activation_quantization_.empty()) return QuantizeAsTheFileSays();
   return std::move(bundle_);
 }
 
@@ -177,6 +179,11 @@ absl::Status OnnxConverter::ConvertNode(const onnx::NodeProto& node) {
   if (node.output_size() < 1) return Unsupported(node, "it has no output");
   const std::string& op = node.op_type();
   if (op == "Shape") return ShapeOp(node);
+  if (op == "QuantizeLinear" && values_.contains(node.input(0))) return QuantizeOp(node);
+  if ((op == "DequantizeLinear" || op == "Cast") && node.input_size() > 0 && values_.contains(node.input(0))) {
+    values_[node.output(0)] = values_.at(node.input(0));
+    return absl::OkStatus();
+  }
   if (IsFoldable(op) && AllInputsConstant(node)) return Fold(node);
   if (op == "Conv") return Conv(node);
   if (op == "BatchNormalization") return BatchNorm(node);
@@ -206,7 +213,67 @@ absl::Status OnnxConverter::Fold(const onnx::NodeProto& node) {
   auto folded = FoldConstant(node, inputs, source_, &constant_values_);
   if (!folded.ok()) return Unsupported(node, std::string(folded.status().message()));
   initializers_[node.output(0)] = *std::move(folded);
+  if (node.op_type() == "DequantizeLinear") dequantized_scales_[node.output(0)] = inputs[1]->floats;
   return absl::OkStatus();
+}
+
+absl::Status OnnxConverter::QuantizeOp(const onnx::NodeProto& node) {
+  TINYFED_ASSIGN_OR_RETURN(Value v, Input(node, 0));
+  const auto constant = [&](int i) -> const Initializer* {
+    if (i >= node.input_size() || node.input(i).empty()) return nullptr;
+    const auto it = initializers_.find(node.input(i));
+    return it == initializers_.end() ? nullptr : &it->second;
+  };
+  const Initializer* scale = constant(1);
+  const Initializer* zero = constant(2);
+  if (scale == nullptr || !scale->is_float || scale->floats.size() != 1 || !(scale->floats[0] > 0.0f) ||
+      (zero != nullptr && (zero->is_float || zero->ints.size() != 1))) {
+    return Unsupported(node,
+                       "an activation's QuantizeLinear needs a constant positive scale and zero point, per tensor");
+  }
+  models::AffineQuantization q{.scale = scale->floats[0], .zero_point = 0};
+  if (zero != nullptr) q.zero_point = static_cast<int32_t>(zero->ints[0] - (zero->is_uint8 ? 128 : 0));
+  if (q.zero_point < -128 || q.zero_point > 127) return Unsupported(node, "a zero point outside int8 and uint8");
+  activation_quantization_[v.tensor] = q;
+  values_[node.output(0)] = v;
+  return absl::OkStatus();
+}
+
+void OnnxConverter::RememberWeightScales(const onnx::NodeProto& node, int op, int channels) {
+  const auto it = node.input_size() > 1 ? dequantized_scales_.find(node.input(1)) : dequantized_scales_.end();
+  if (it == dequantized_scales_.end()) return;
+  std::vector<float> scales = it->second;
+  if (scales.size() == 1) scales.assign(static_cast<size_t>(channels), scales[0]);
+  weight_scales_[op] = scales;
+}
+
+absl::StatusOr<v1::ModelBundle> OnnxConverter::QuantizeAsTheFileSays() const {
+  models::GivenQuantization given;
+  const v1::Graph& g = bundle_.backbone();
+  given.tensors.resize(static_cast<size_t>(g.tensors_size()));
+  std::vector<bool> known(given.tensors.size(), false);
+  for (const auto& [t, q] : activation_quantization_) {
+    given.tensors[static_cast<size_t>(t)] = q;
+    known[static_cast<size_t>(t)] = true;
+  }
+  // Pools and reshapes keep their input's quantization, as the engine requires.
+  for (const v1::Op& op : g.ops()) {
+    const bool shares = op.has_max_pool() || op.has_average_pool() || op.has_reshape();
+    if (shares && !known[op.output()]) {
+      given.tensors[op.output()] = given.tensors[op.inputs(0)];
+      known[op.output()] = known[op.inputs(0)];
+    }
+  }
+  for (size_t t = 0; t < known.size(); ++t) {
+    if (!known[t]) {
+      return InvalidArgumentError(StrCat(source_, ": a QDQ model, but tensor ", t,
+                                         " of the backbone has no QuantizeLinear; quantize every activation"));
+    }
+  }
+  given.weight_scales = weight_scales_;
+  auto int8 = models::QuantizeAsGiven(bundle_, given);
+  if (!int8.ok()) return InvalidArgumentError(StrCat(source_, ": ", int8.status().message()));
+  return int8;
 }
 
 absl::Status OnnxConverter::ShapeOp(const onnx::NodeProto& node) {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "model_import/internal/onnx_parts.h"
 #include "tinyfed/model_import/onnx_import.h"
+#include "tinyfed/models/quantization.h"
 #include "tinyfed/v1/bundle.pb.h"
 
 namespace tinyfed::model_import::internal {
@@ -66,6 +67,12 @@ class OnnxConverter {
   // (onnx_constants.h): constants for the nodes that read them.
   absl::Status ShapeOp(const onnx::NodeProto& node);
   absl::Status Fold(const onnx::NodeProto& node);
+  // A QDQ export: QuantizeLinear on an activation gives its tensor's scale
+  // and zero point (uint8 ones shifted to int8); DequantizeLinear and Cast
+  // of an activation pass it on. Finish() then quantizes to exactly those.
+  absl::Status QuantizeOp(const onnx::NodeProto& node);
+  void RememberWeightScales(const onnx::NodeProto& node, int op, int channels);
+  absl::StatusOr<v1::ModelBundle> QuantizeAsTheFileSays() const;
   bool AllInputsConstant(const onnx::NodeProto& node) const;
 
   // Gemm (alpha = beta = 1) or MatMul, with a following Add of a bias fused.
@@ -101,7 +108,10 @@ class OnnxConverter {
   uint64_t constant_values_ = 0;
   std::map<std::string, Value> values_;
   std::map<std::string, int> uses_;
-  std::map<std::string, int> pending_bias_;  // MatMul outputs awaiting their Add
+  std::map<std::string, int> pending_bias_;                            // MatMul outputs awaiting their Add
+  std::map<std::string, std::vector<float>> dequantized_scales_;       // weights from a DequantizeLinear
+  std::map<int, models::AffineQuantization> activation_quantization_;  // by tinyfed tensor
+  std::map<int, std::vector<float>> weight_scales_;                    // by tinyfed op, per channel
   v1::ModelBundle bundle_;
 };
 

@@ -83,6 +83,7 @@ absl::Status OnnxConverter::Conv(const onnx::NodeProto& node) {
     weights->mutable_float_values()->Assign(ohwi.begin(), ohwi.end());
   }
   weights->mutable_float_bias()->Assign(bias.begin(), bias.end());
+  RememberWeightScales(node, out.producer, out_c);
   values_[node.output(0)] = out;
   return absl::OkStatus();
 }
@@ -274,6 +275,7 @@ absl::Status OnnxConverter::Dense(const onnx::NodeProto& node) {
   for (int v : {d.out, d.in}) fc->mutable_weights()->add_dims(static_cast<uint32_t>(v));
   fc->mutable_weights()->mutable_float_values()->Assign(d.w.begin(), d.w.end());
   fc->mutable_weights()->mutable_float_bias()->Assign(d.bias.begin(), d.bias.end());
+  RememberWeightScales(node, out.producer, d.out);
   values_[node.output(0)] = out;
   if (node.op_type() == "MatMul") pending_bias_[node.output(0)] = out.producer;
   return absl::OkStatus();

@@ -93,6 +93,21 @@ absl::StatusOr<Initializer> ReadTensor(const onnx::TensorProto& t, const std::st
         init.ints.assign(t.int64_data().begin(), t.int64_data().end());
       }
       return init;
+    case onnx::TensorProto::INT8:
+    case onnx::TensorProto::UINT8:
+      // Quantized weights and zero points (QDQ exports): one byte each.
+      init.is_float = false;
+      init.is_uint8 = t.data_type() == onnx::TensorProto::UINT8;
+      if (!t.raw_data().empty()) {
+        if (t.raw_data().size() != count) return damaged();
+        for (char c : t.raw_data()) {
+          init.ints.push_back(init.is_uint8 ? static_cast<uint8_t>(c) : static_cast<int8_t>(c));
+        }
+      } else {
+        if (static_cast<uint64_t>(t.int32_data_size()) != count) return damaged();
+        init.ints.assign(t.int32_data().begin(), t.int32_data().end());
+      }
+      return init;
     case onnx::TensorProto::INT32:
       init.is_float = false;
       if (!t.raw_data().empty()) {
@@ -109,7 +124,7 @@ absl::StatusOr<Initializer> ReadTensor(const onnx::TensorProto& t, const std::st
       return InvalidArgumentError(
           StrCat(source, ": tensor ", Shown(t.name()), " has element type ",
                  onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(t.data_type())),
-                 "; float32 weights (and int64 or int32 shapes) are supported"));
+                 "; float32 weights, int8 or uint8 quantized ones, and int64 or int32 shapes are supported"));
   }
 }
 

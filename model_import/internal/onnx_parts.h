@@ -28,7 +28,8 @@ struct Initializer {
   std::vector<int64_t> dims;
   bool is_float = true;
   std::vector<float> floats;  // FLOAT tensors
-  std::vector<int64_t> ints;  // INT64 (and INT32) tensors: shapes, pads, axes
+  std::vector<int64_t> ints;  // INT64, INT32, INT8, UINT8 tensors: shapes, pads, quantized values
+  bool is_uint8 = false;      // a UINT8 tensor (an activation's zero point)
   uint64_t count() const { return is_float ? floats.size() : ints.size(); }
 };
 

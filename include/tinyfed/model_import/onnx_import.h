@@ -16,7 +16,16 @@
 // kernel (PyTorch's symmetric padding too). The shape arithmetic exporters
 // write (Constant, Shape, ConstantOfShape, Concat, Reshape, Slice,
 // Transpose, Cast, Unsqueeze, Squeeze, Gather, int64 Add/Sub/Mul/Div on
-// constants) is folded. Anything else is an error naming the node, its op
+// constants) is folded.
+//
+// Quantized graphs as PyTorch exports them (QuantizeLinear, Cast and
+// DequantizeLinear around each op; int8 weights through DequantizeLinear,
+// per tensor or per output channel): the result is an int8 bundle with the
+// file's activation scales and zero points (uint8 ones shifted by 128) and
+// its weight scales, ready to run; every backbone tensor needs its
+// QuantizeLinear (pools and reshapes share their input's). Requantization is
+// TFLite's, so values may differ from PyTorch's qnnpack by one step of the
+// grid. Anything else is an error naming the node, its op
 // type, the opset and what is supported. The file is untrusted input: its size is checked before
 // parsing, then ONNX's checker runs on it, and every shape is derived and
 // checked here (ONNX's shape inference is not safe on hostile files in the

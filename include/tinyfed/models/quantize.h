@@ -6,9 +6,12 @@
 #define TINYFED_MODELS_QUANTIZE_H_
 
 #include <cstdint>
+#include <map>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "tinyfed/models/dataset.h"
+#include "tinyfed/models/quantization.h"
 #include "tinyfed/models/trainer.h"
 #include "tinyfed/v1/bundle.pb.h"
 
@@ -37,6 +40,19 @@ absl::StatusOr<v1::ModelBundle> QuantizePostTraining(const v1::ModelBundle& floa
 // the learned ranges. For when PTQ loses accuracy.
 absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& float_bundle, const Dataset& train,
                                                       const QuantizeOptions& options, const TrainOptions& fine_tune);
+
+// For a model that brings its own quantization (a QDQ-quantized ONNX file):
+// each backbone tensor's scale and zero point, and per weighted op (by
+// index) the weight scale of each output channel, used as they are; weights
+// and biases are rounded to that grid (weights to [-127, 127]). Ops without
+// given scales are quantized as PTQ does. INVALID_ARGUMENT for a float
+// bundle that is not float32, a count that does not match, a scale that is
+// not positive or a zero point outside int8.
+struct GivenQuantization {
+  std::vector<AffineQuantization> tensors;
+  std::map<int, std::vector<float>> weight_scales;
+};
+absl::StatusOr<v1::ModelBundle> QuantizeAsGiven(const v1::ModelBundle& float_bundle, const GivenQuantization& given);
 
 }  // namespace tinyfed::models
 
