@@ -87,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
     const auto& a = analysis->ops[static_cast<size_t>(i)];
     internal::PreparedOp op = internal::PrepareOp(graph, graph.ops(i), a);
     if (avx2) internal::PrepareAvx2(&op);
-    state->kernels.push_back(avx2 ? internal::Avx2Kernel(op.kind) : internal::ReferenceKernel(op.kind));
+    state->kernels.push_back(avx2 ? internal::Avx2Kernel(op) : internal::ReferenceKernel(op.kind));
     requests.push_back({op.scratch_bytes, i, i});
     state->ops.push_back(std::move(op));
   }

@@ -70,9 +70,29 @@ bool CpuHasAvx2() {
 #endif
 }
 
+namespace {
+
+bool RunsSingleChannelConv(const PreparedOp& op) {
+#if defined(__x86_64__)
+  return op.kind == v1::Op::kConv2D && kernels::FitsSingleChannelConv(op.g);
+#else
+  return false;
+#endif
+}
+
+void PrepareSingleChannelConv(PreparedOp* op) {
+#if defined(__x86_64__)
+  kernels::PrepareSingleChannelConv(op);
+#endif
+}
+
+}  // namespace
+
 void PrepareAvx2(PreparedOp* op) {
   const Geometry& g = op->g;
-  if (op->kind == v1::Op::kConv2D) {
+  if (RunsSingleChannelConv(*op)) {
+    PrepareSingleChannelConv(op);
+  } else if (op->kind == v1::Op::kConv2D) {
     kernels::PackGemmWeights(op, g.kernel_h * g.kernel_w * g.in_c);
     op->scratch_bytes =
         uint64_t{2} * op->packed_depth * static_cast<uint64_t>(std::min(kernels::kIm2colRows, g.out_h * g.out_w)) +
@@ -94,11 +114,12 @@ void PrepareAvx2(PreparedOp* op) {
   }
 }
 
-KernelFn Avx2Kernel(v1::Op::KindCase kind) {
+KernelFn Avx2Kernel(const PreparedOp& op) {
+  const v1::Op::KindCase kind = op.kind;
 #if defined(__x86_64__)
   switch (kind) {
     case v1::Op::kConv2D:
-      return &kernels::Avx2Conv2D;
+      return RunsSingleChannelConv(op) ? &kernels::Avx2SingleChannelConv : &kernels::Avx2Conv2D;
     case v1::Op::kDepthwiseConv2D:
       return &kernels::Avx2DepthwiseConv2D;
     case v1::Op::kFullyConnected:

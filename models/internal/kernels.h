@@ -54,9 +54,10 @@ KernelFn ReferenceKernel(v1::Op::KindCase kind);
 
 // True when this CPU runs AVX2 (and the binary was built for x86-64).
 bool CpuHasAvx2();
-// Packs weights and sets scratch_bytes for the AVX2 kernel of op.kind.
+// Packs weights and sets scratch_bytes for the AVX2 kernel of the op (its
+// kind, and for a Conv2D its shape, pick the kernel).
 void PrepareAvx2(PreparedOp* op);
-KernelFn Avx2Kernel(v1::Op::KindCase kind);
+KernelFn Avx2Kernel(const PreparedOp& op);
 
 }  // namespace tinyfed::models::internal
 

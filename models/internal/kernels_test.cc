@@ -125,6 +125,41 @@ TEST(KernelParity, WideChannelsHitEveryVectorPath) {
   }
 }
 
+// A Conv2D of one input channel with stride 1 across runs with pixels in the
+// SIMD lanes (single_channel_conv.cc): widths that leave a partial block of 8,
+// odd and even kernel widths, every padding, tall strides, 1 to 16 channels,
+// and multipliers above one.
+TEST(KernelParity, SingleChannelConvolutions) {
+  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+  std::mt19937 rng(2024);
+  Coverage coverage;
+  for (int i = 0; i < 120; ++i) {
+    ConvSpec s = RandomSpec(rng, false);
+    s.in_w = std::uniform_int_distribution<int>(1, 30)(rng);
+    s.kernel_w = std::uniform_int_distribution<int>(1, std::min(s.in_w, 6))(rng);
+    if (s.padding == v1::PADDING_EXPLICIT) {
+      s.pad_left = std::uniform_int_distribution<int>(0, s.kernel_w - 1)(rng);
+      s.pad_right = std::uniform_int_distribution<int>(0, s.kernel_w - 1)(rng);
+    }
+    s.in_c = 1;
+    s.out_c = 1 + i % 16;
+    s.stride_w = 1;
+    auto bundle = testing::RandomSingleOpBundle(v1::Op::kConv2D, s, rng);
+    if (i % 5 == 0) {  // every channel multiplier at least 4: the left-shift path
+      v1::Graph* g = bundle.mutable_backbone();
+      const v1::Op& last = g->ops(g->ops_size() - 1);
+      const auto& scales = last.conv2d().weights().channel_scales();
+      const float in_scale = g->tensors(static_cast<int>(last.inputs(0))).scale();
+      g->mutable_tensors(static_cast<int>(last.output()))
+          ->set_scale(in_scale * *std::min_element(scales.begin(), scales.end()) / 4.0f);
+    }
+    ExpectSameBytes(bundle, rng, "single-channel conv case " + std::to_string(i), &coverage);
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_GT(coverage.interior, coverage.outputs / 4)
+      << coverage.interior << " of " << coverage.outputs << " outputs were unsaturated";
+}
+
 // Multipliers of one or more take the left-shift path of the requantization.
 TEST(KernelParity, MultipliersAboveOne) {
   if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";

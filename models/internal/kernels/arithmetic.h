@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "models/internal/kernels.h"
 
@@ -107,6 +108,23 @@ TINYFED_AVX2_INLINE __m256i RequantizeChannels(__m256i acc, const PreparedOp& op
 TINYFED_AVX2_INLINE __m128i PackToInt8(__m256i lo, __m256i hi) {
   const __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
   return _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+}
+
+// Stores the first n (0..16) bytes of v: a tail of channels. Fixed-size
+// copies, because a memcpy of a variable length is a library call per pixel.
+TINYFED_AVX2_INLINE void StoreFirstBytes(int8_t* dst, __m128i v, int n) {
+  if (n >= 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), v);
+    return;
+  }
+  alignas(16) int8_t bytes[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(bytes), v);
+  int i = 0;
+  for (int size : {8, 4, 2, 1}) {
+    if ((n & size) == 0) continue;
+    std::memcpy(dst + i, bytes + i, static_cast<size_t>(size));
+    i += size;
+  }
 }
 
 // Both int16 values at depth 2p and 2p+1 of a row, in every 32-bit lane.

@@ -173,14 +173,7 @@ TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, in
       // block requantizes in SIMD too and stores only its valid bytes.
       lo = RequantizeChannels(lo, op, c0);
       hi = RequantizeChannels(hi, op, c0 + 8);
-      const __m128i packed = PackToInt8(lo, hi);
-      if (valid == kChannelBlock) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), packed);
-      } else {
-        alignas(16) int8_t bytes[kChannelBlock];
-        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), packed);
-        std::memcpy(dst, bytes, static_cast<size_t>(valid));
-      }
+      StoreFirstBytes(dst, PackToInt8(lo, hi), valid);
     }
   }
 }

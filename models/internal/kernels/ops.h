@@ -39,6 +39,12 @@ extern const OpAnalyzer kReshapeAnalyzer;
 void ReferenceReshape(const PreparedOp& op, uint8_t* arena);
 
 #if defined(__x86_64__)
+// single_channel_conv.cc: a Conv2D of one input channel, stride 1 across and
+// at most 16 output channels, with 8 output pixels in the SIMD lanes.
+bool FitsSingleChannelConv(const Geometry& g);
+void PrepareSingleChannelConv(PreparedOp* op);
+void Avx2SingleChannelConv(const PreparedOp& op, uint8_t* arena);
+
 void Avx2Conv2D(const PreparedOp& op, uint8_t* arena);
 void Avx2FullyConnected(const PreparedOp& op, uint8_t* arena);
 void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
