@@ -329,5 +329,33 @@ TEST(BundleMutation, ErrorsNameTheFieldAndValue) {
   EXPECT_EQ(ValidateBundle(b).message(), "op 0 (Conv2D) (height): stride 0 outside [1, 255]");
 }
 
+// A Concat joins 2 to 64 maps of one height and width.
+TEST(BundleMutation, ConcatErrorsNameTheInputs) {
+  std::mt19937 rng(5);
+  testing::ConvSpec spec;
+  spec.in_h = spec.in_w = 6;
+  const v1::ModelBundle valid = testing::RandomSingleOpBundle(v1::Op::kConcat, spec, rng);
+  ASSERT_TRUE(ValidateBundle(valid).ok()) << ValidateBundle(valid);
+  const int concat = valid.backbone().ops_size() - 1;
+
+  v1::ModelBundle b = valid;
+  b.mutable_backbone()->mutable_ops(concat)->mutable_inputs()->RemoveLast();
+  EXPECT_EQ(ValidateBundle(b).message(), "op 1 (Concat) has 1 inputs, expected 2 to 64");
+
+  b = valid;
+  for (int i = 0; i < 63; ++i) b.mutable_backbone()->mutable_ops(concat)->add_inputs(0);
+  EXPECT_EQ(ValidateBundle(b).message(), "op 1 (Concat) has 65 inputs, expected 2 to 64");
+
+  // The 1x1 conv beside the input, strided to half the map.
+  b = valid;
+  v1::Graph* g = b.mutable_backbone();
+  g->mutable_ops(0)->mutable_conv2d()->set_stride_height(2);
+  g->mutable_ops(0)->mutable_conv2d()->set_stride_width(2);
+  auto* half = g->mutable_tensors(static_cast<int>(g->ops(0).output()))->mutable_shape();
+  half->set_height(3);
+  half->set_width(3);
+  EXPECT_EQ(ValidateBundle(b).message(), "op 1 (Concat): input 1 is 3x3, input 0 is 6x6 (only channels may differ)");
+}
+
 }  // namespace
 }  // namespace tinyfed::models

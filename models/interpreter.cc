@@ -101,6 +101,9 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
     const auto& a = analysis->ops[i];
     op.input_offset = plan.offsets[static_cast<size_t>(a.input)];
     if (a.second_input >= 0) op.second_input_offset = plan.offsets[static_cast<size_t>(a.second_input)];
+    for (size_t k = 0; k < op.concat_parts.size(); ++k) {
+      op.concat_parts[k].offset = plan.offsets[static_cast<size_t>(a.inputs[k])];
+    }
     op.output_offset = plan.offsets[static_cast<size_t>(a.output)];
     op.scratch_offset = plan.offsets[analysis->tensors.size() + i];
   }

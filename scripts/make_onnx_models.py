@@ -19,6 +19,10 @@ is ((i * 2654435761) mod 2^32) / 2^32, which the test computes the same way.
              grouped conv (2 groups, stride 2), a depthwise conv with
              multiplier 2, and PyTorch's x.view(x.size(0), -1) (Shape,
              Gather, Unsqueeze, Concat, Reshape) as the embedding, Gemm head
+  fire       SqueezeNet's fire module at 3x16x16: conv 3x3 stride 2, MaxPool,
+             a 1x1 squeeze, 1x1 and 3x3 expands, a Concat of the channels of
+             both expands and the squeeze (three inputs), a 1x1 conv,
+             GlobalAveragePool (the embedding), Flatten, Gemm head
 """
 import os
 import sys
@@ -165,10 +169,49 @@ def grouped():
     return graph, x, h.transpose(0, 2, 3, 1).reshape(100, -1)
 
 
+def fire():
+    inits, a = [], {}
+    for name, shape in [("c1w", (8, 3, 3, 3)), ("c1b", (8,)), ("sw", (4, 8, 1, 1)), ("sb", (4,)),
+                        ("e1w", (8, 4, 1, 1)), ("e1b", (8,)), ("e3w", (8, 4, 3, 3)), ("e3b", (8,)),
+                        ("mw", (12, 20, 1, 1)), ("mb", (12,)), ("hw", (3, 12)), ("hb", (3,))]:
+        t, arr = init(name, shape, 0.1 if len(shape) == 1 else None)
+        inits.append(t)
+        a[name] = arr
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["input", "c1w", "c1b"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+             name="stem"),
+        node("Relu", ["c1"], ["r1"], name="relu1"),
+        node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+        node("Conv", ["p1", "sw", "sb"], ["s"], kernel_shape=[1, 1], name="squeeze"),
+        node("Relu", ["s"], ["rs"], name="relu_squeeze"),
+        node("Conv", ["rs", "e1w", "e1b"], ["e1"], kernel_shape=[1, 1], name="expand1x1"),
+        node("Relu", ["e1"], ["re1"], name="relu_expand1x1"),
+        node("Conv", ["rs", "e3w", "e3b"], ["e3"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="expand3x3"),
+        node("Relu", ["e3"], ["re3"], name="relu_expand3x3"),
+        node("Concat", ["re1", "re3", "rs"], ["joined"], axis=1, name="concat"),
+        node("Conv", ["joined", "mw", "mb"], ["m"], kernel_shape=[1, 1], name="mix"),
+        node("Relu", ["m"], ["rm"], name="relu_mix"),
+        node("GlobalAveragePool", ["rm"], ["pooled"], name="gap"),
+        node("Flatten", ["pooled"], ["embedding"], axis=1, name="flatten"),
+        node("Gemm", ["embedding", "hw", "hb"], ["logits"], transB=1, name="head"),
+    ]
+    graph = helper.make_graph(nodes, "fire", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                           [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])], inits)
+    x = inputs((100, 3, 16, 16))
+    h = relu(conv(x, a["c1w"], a["c1b"], 2, (1, 1, 1, 1)))
+    h = h.reshape(100, 8, 4, 2, 4, 2).max(axis=(3, 5))
+    sq = relu(conv(h, a["sw"], a["sb"]))
+    joined = np.concatenate([relu(conv(sq, a["e1w"], a["e1b"])), relu(conv(sq, a["e3w"], a["e3b"], 1, (1, 1, 1, 1))),
+                             sq], axis=1)
+    return graph, x, relu(conv(joined, a["mw"], a["mb"])).mean(axis=(2, 3))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for name, make in [("mobile", mobile), ("grouped", grouped)]:
+    for name, make in [("mobile", mobile), ("grouped", grouped), ("fire", fire)]:
         graph, x, emb = make()
         model = helper.make_model(graph, producer_name="tinyfed make_onnx_models.py",
                                   opset_imports=[helper.make_opsetid("", 13)])

@@ -19,7 +19,8 @@ using absl::StrCat;
 constexpr char kSupported[] =
     "supported: Conv (any group; grouped ones other than depthwise run dense), BatchNormalization after a Conv, Relu, "
     "Clip(0, 6), MaxPool, "
-    "AveragePool, GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax in the head, "
+    "AveragePool, GlobalAveragePool, Add, Concat of channels, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add), Softmax "
+    "in the head, "
     "a constant zero Pad of H and W before a Conv; zero pads below the kernel; shape arithmetic on constants "
     "(Constant, Shape, ConstantOfShape, Concat, Reshape, Slice, Transpose, Cast, Unsqueeze, Squeeze, Gather, int64 "
     "Add/Sub/Mul/Div); QuantizeLinear/DequantizeLinear per tensor on activations, per tensor or channel on weights";
@@ -191,6 +192,7 @@ absl::Status OnnxConverter::ConvertNode(const onnx::NodeProto& node) {
   if (op == "MaxPool" || op == "AveragePool") return Pool(node);
   if (op == "GlobalAveragePool") return GlobalPool(node);
   if (op == "Add") return AddOp(node);
+  if (op == "Concat") return ConcatOp(node);
   if (op == "Flatten" || op == "Reshape") return FlattenOp(node);
   if (op == "Gemm" || op == "MatMul") return Dense(node);
   if (op == "Pad") return PadOp(node);

@@ -57,6 +57,8 @@ class OnnxConverter {
   absl::Status Pool(const onnx::NodeProto& node);
   absl::Status GlobalPool(const onnx::NodeProto& node);
   absl::Status AddOp(const onnx::NodeProto& node);
+  // Along channels only, of activations (a Concat of constants is folded).
+  absl::Status ConcatOp(const onnx::NodeProto& node);
   // Flatten(axis 1) or Reshape to [N, -1]: the same values in a row, read
   // by a Gemm in ONNX's C, H, W order (its weights are reordered for it).
   absl::Status FlattenOp(const onnx::NodeProto& node);

@@ -219,6 +219,40 @@ absl::Status OnnxConverter::AddOp(const onnx::NodeProto& node) {
   return absl::OkStatus();
 }
 
+absl::Status OnnxConverter::ConcatOp(const onnx::NodeProto& node) {
+  constexpr int kMaxInputs = 64;  // as many as a bundle's Concat takes
+  if (node.input_size() < 2 || node.input_size() > kMaxInputs) {
+    return Unsupported(node,
+                       StrCat(node.input_size(), " inputs (a Concat of activations takes 2 to ", kMaxInputs, ")"));
+  }
+  std::vector<Value> in;
+  for (int i = 0; i < node.input_size(); ++i) {
+    TINYFED_ASSIGN_OR_RETURN(Value v, Input(node, i));
+    in.push_back(v);
+  }
+  const int64_t axis = IntAttribute(node, "axis", 0);
+  const bool channels = in[0].spatial ? axis == 1 || axis == -3 : axis == 1 || axis == -1;
+  if (!channels) return Unsupported(node, StrCat("axis ", axis, " (only the channel axis, 1)"));
+  Value out = in[0];
+  out.c = 0;
+  for (const Value& v : in) {
+    if (v.spatial != in[0].spatial || v.h != in[0].h || v.w != in[0].w) {
+      return Unsupported(node, "its inputs differ in more than their channels");
+    }
+    // A flattened map is a row in ONNX's C, H, W order; a Gemm reading the
+    // joined rows would need each part reordered on its own.
+    if (!v.spatial && v.chw_order) return Unsupported(node, "an input is a flattened map (concatenate before Flatten)");
+    out.c += v.c;
+  }
+  out.tensor = Tensor(out.h, out.w, out.c);
+  v1::Op* op = Op(in[0].tensor, out.tensor);
+  for (size_t i = 1; i < in.size(); ++i) op->add_inputs(static_cast<uint32_t>(in[i].tensor));
+  op->mutable_concat();
+  out.producer = bundle_.backbone().ops_size() - 1;
+  values_[node.output(0)] = out;
+  return absl::OkStatus();
+}
+
 absl::Status OnnxConverter::FlattenOp(const onnx::NodeProto& node) {
   TINYFED_ASSIGN_OR_RETURN(Value in, Input(node, 0));
   if (node.op_type() == "Flatten" && IntAttribute(node, "axis", 1) != 1) return Unsupported(node, "axis other than 1");

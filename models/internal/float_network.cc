@@ -310,6 +310,18 @@ void FloatNetwork::ForwardOp(size_t i) {
     case v1::Op::kReshape:
       out = in;
       break;
+    case v1::Op::kConcat: {
+      const size_t pixels = static_cast<size_t>(g.out_h) * g.out_w;
+      const auto C = static_cast<size_t>(g.out_c);
+      size_t first = 0;  // the channel this input starts at
+      for (int t : a.inputs) {
+        const auto& part = acts_[static_cast<size_t>(t)];
+        const size_t c = part.size() / (B * pixels);
+        for (size_t k = 0; k < B * pixels; ++k) std::copy_n(part.data() + k * c, c, out.data() + k * C + first);
+        first += c;
+      }
+      break;
+    }
     case v1::Op::KIND_NOT_SET:
       break;
   }
@@ -476,6 +488,22 @@ void FloatNetwork::BackwardOp(size_t i) {
       if (need_gin)
         for (size_t k = 0; k < gout.size(); ++k) gin[k] += gout[k];
       break;
+    case v1::Op::kConcat: {
+      const size_t pixels = static_cast<size_t>(g.out_h) * g.out_w;
+      const auto C = static_cast<size_t>(g.out_c);
+      size_t first = 0;
+      for (int t : a.inputs) {
+        auto& gpart = grads_[static_cast<size_t>(t)];
+        const size_t c = acts_[static_cast<size_t>(t)].size() / (B * pixels);
+        if (t != input_tensor_) {
+          for (size_t k = 0; k < B * pixels; ++k) {
+            for (size_t j = 0; j < c; ++j) gpart[k * c + j] += gout[k * C + first + j];
+          }
+        }
+        first += c;
+      }
+      break;
+    }
     case v1::Op::KIND_NOT_SET:
       break;
   }

@@ -60,6 +60,8 @@ std::string OpKindName(v1::Op::KindCase kind) {
       return "Add";
     case v1::Op::kReshape:
       return "Reshape";
+    case v1::Op::kConcat:
+      return "Concat";
     case v1::Op::KIND_NOT_SET:
       break;
   }
@@ -122,9 +124,11 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
     if (a.kind == v1::Op::KIND_NOT_SET) {
       return InvalidArgumentError(StrCat("op ", i, " has no kind"));
     }
-    const int expected_inputs = a.kind == v1::Op::kAdd ? 2 : 1;
-    if (op.inputs_size() != expected_inputs) {
-      return InvalidArgumentError(StrCat(where, " has ", op.inputs_size(), " inputs, expected ", expected_inputs));
+    const int fewest_inputs = a.kind == v1::Op::kAdd || a.kind == v1::Op::kConcat ? 2 : 1;
+    const int most_inputs = a.kind == v1::Op::kConcat ? kMaxConcatInputs : fewest_inputs;
+    if (op.inputs_size() < fewest_inputs || op.inputs_size() > most_inputs) {
+      return InvalidArgumentError(StrCat(where, " has ", op.inputs_size(), " inputs, expected ", fewest_inputs,
+                                         fewest_inputs == most_inputs ? "" : StrCat(" to ", most_inputs)));
     }
     for (uint32_t in : op.inputs()) {
       if (in >= static_cast<uint32_t>(num_tensors) || !defined(in)) {
@@ -139,6 +143,7 @@ absl::StatusOr<GraphAnalysis> AnalyzeGraph(const v1::Graph& graph, v1::Precision
       return InvalidArgumentError(StrCat(where, " has unknown activation ", op.activation()));
     }
     a.input = static_cast<int>(op.inputs(0));
+    a.inputs.assign(op.inputs().begin(), op.inputs().end());
     a.output = static_cast<int>(op.output());
     const v1::Tensor& in = graph.tensors(a.input);
     const v1::Tensor& out = graph.tensors(a.output);

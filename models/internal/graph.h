@@ -23,6 +23,7 @@ inline constexpr uint64_t kMaxTensorElements = uint64_t{1} << 24;
 inline constexpr uint64_t kMaxTotalElements = uint64_t{1} << 25;  // all tensors together
 inline constexpr int kMaxTensors = 1024;
 inline constexpr int kMaxOps = 1024;
+inline constexpr int kMaxConcatInputs = 64;
 inline constexpr uint32_t kMaxKernelSide = 255;
 inline constexpr uint32_t kMaxStride = 255;
 inline constexpr uint64_t kMaxReductionDepth = uint64_t{1} << 16;  // conv/fc inner products
@@ -40,7 +41,8 @@ struct Geometry {
 struct OpAnalysis {
   v1::Op::KindCase kind = v1::Op::KIND_NOT_SET;
   int input = 0;
-  int second_input = -1;  // Add only
+  int second_input = -1;    // Add only
+  std::vector<int> inputs;  // every input, in order
   int output = 0;
   Geometry geometry;
   uint64_t depth = 0;  // inner-product length of weighted ops
@@ -50,6 +52,7 @@ struct OpAnalysis {
   ActivationRange activation;
   std::vector<QuantizedMultiplier> channel_multipliers;                              // conv, depthwise, fc
   QuantizedMultiplier input_multiplier, second_input_multiplier, output_multiplier;  // add
+  std::vector<QuantizedMultiplier> input_multipliers;  // concat: each input's scale / the output's
 };
 
 struct TensorLifetime {

@@ -30,6 +30,20 @@ PreparedOp PrepareOp(const v1::Graph& graph, const v1::Op& op, const OpAnalysis&
       p.shift.push_back(m.shift);
     }
   }
+  if (a.kind == v1::Op::kConcat) {
+    const bool full_range = p.activation.min == -128 && p.activation.max == 127;
+    for (size_t i = 0; i < a.inputs.size(); ++i) {
+      ConcatPart part;
+      const v1::Tensor& t = graph.tensors(a.inputs[i]);
+      part.channels = static_cast<int>(t.shape().channels());
+      part.zero_point = t.zero_point();
+      part.multiplier = a.input_multipliers[i];
+      // QuantizeMultiplier(1.0) is 2^30 shifted left once: x comes out as x.
+      part.copies = part.multiplier.multiplier == 1 << 30 && part.multiplier.shift == 1 &&
+                    part.zero_point == p.output_zero_point && full_range;
+      p.concat_parts.push_back(part);
+    }
+  }
   if (a.kind == v1::Op::kAdd) {
     p.second_input_zero_point = graph.tensors(a.second_input).zero_point();
     p.input_multiplier = a.input_multiplier;
@@ -56,6 +70,8 @@ KernelFn ReferenceKernel(v1::Op::KindCase kind) {
       return &kernels::ReferenceAdd;
     case v1::Op::kReshape:
       return &kernels::ReferenceReshape;
+    case v1::Op::kConcat:
+      return &kernels::ReferenceConcat;
     case v1::Op::KIND_NOT_SET:
       break;
   }
@@ -131,6 +147,8 @@ KernelFn Avx2Kernel(const PreparedOp& op) {
       return &kernels::Avx2AveragePool;
     case v1::Op::kAdd:
       return &kernels::Avx2Add;
+    case v1::Op::kConcat:
+      return &kernels::Avx2Concat;
     // A reshape is a clamped copy; the reference loop vectorizes as it is.
     case v1::Op::kReshape:
       return ReferenceKernel(kind);

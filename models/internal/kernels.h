@@ -17,6 +17,15 @@
 
 namespace tinyfed::models::internal {
 
+// One input of a Concat.
+struct ConcatPart {
+  uint64_t offset = 0;  // in the arena
+  int channels = 0;
+  int32_t zero_point = 0;
+  QuantizedMultiplier multiplier;  // the input's scale / the output's
+  bool copies = false;             // already on the output's grid: the same bytes
+};
+
 struct PreparedOp {
   v1::Op::KindCase kind = v1::Op::KIND_NOT_SET;
   Geometry g;
@@ -32,6 +41,7 @@ struct PreparedOp {
   std::vector<int32_t> shift;
   // Add.
   QuantizedMultiplier input_multiplier, second_input_multiplier, output_multiplier;
+  std::vector<ConcatPart> concat_parts;
   // Arena offsets.
   uint64_t input_offset = 0, second_input_offset = 0, output_offset = 0, scratch_offset = 0;
   uint64_t scratch_bytes = 0;

@@ -102,13 +102,14 @@ TEST_P(KernelParityTest, Avx2MatchesReferenceOnRandomShapes) {
 INSTANTIATE_TEST_SUITE_P(AllOps, KernelParityTest,
                          ::testing::Values(v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kFullyConnected,
                                            v1::Op::kMaxPool, v1::Op::kAveragePool, v1::Op::kGlobalAveragePool,
-                                           v1::Op::kAdd, v1::Op::kReshape),
+                                           v1::Op::kAdd, v1::Op::kReshape, v1::Op::kConcat),
                          [](const auto& param_info) { return internal::OpKindName(param_info.param); });
 
 TEST(KernelParity, WideChannelsHitEveryVectorPath) {
   if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
   std::mt19937 rng(99);
-  for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kMaxPool, v1::Op::kAveragePool, v1::Op::kAdd}) {
+  for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kMaxPool, v1::Op::kAveragePool, v1::Op::kAdd,
+                    v1::Op::kConcat}) {
     for (int c : {16, 32, 48, 64, 65}) {
       ConvSpec s;
       s.in_h = 9;

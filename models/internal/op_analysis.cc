@@ -70,6 +70,8 @@ const OpAnalyzer* AnalyzerOf(v1::Op::KindCase kind) {
       return &kernels::kGlobalAveragePoolAnalyzer;
     case v1::Op::kAdd:
       return &kernels::kAddAnalyzer;
+    case v1::Op::kConcat:
+      return &kernels::kConcatAnalyzer;
     case v1::Op::kReshape:
       return &kernels::kReshapeAnalyzer;
     case v1::Op::KIND_NOT_SET:

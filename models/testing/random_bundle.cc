@@ -126,6 +126,26 @@ int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, co
       out = AddTensor(g, 1, 1, h * w * c, rng);
       op->mutable_reshape();
       break;
+    case v1::Op::kConcat: {
+      // The input beside a 1x1 conv of it with out_c channels; half the time
+      // the output keeps the input's scale, so that part is a plain copy.
+      ConvSpec one = spec;
+      one.kernel_h = one.kernel_w = one.stride_h = one.stride_w = 1;
+      one.padding = v1::PADDING_VALID;
+      g->mutable_ops()->RemoveLast();
+      const int other = AppendRandomOp(bundle, v1::Op::kConv2D, input, one, rng);
+      op = g->add_ops();
+      op->add_inputs(static_cast<uint32_t>(input));
+      op->add_inputs(static_cast<uint32_t>(other));
+      op->set_activation(spec.activation);
+      out = AddTensor(g, h, w, c + spec.out_c, rng);
+      if (rng() % 2 == 0) {
+        g->mutable_tensors(out)->set_scale(in.scale());
+        g->mutable_tensors(out)->set_zero_point(in.zero_point());
+      }
+      op->mutable_concat();
+      break;
+    }
     case v1::Op::KIND_NOT_SET:
       break;
   }

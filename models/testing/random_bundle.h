@@ -19,7 +19,8 @@ struct ConvSpec {
 };
 
 // A bundle whose backbone is one op of `kind` (Conv2D, DepthwiseConv2D,
-// FullyConnected, MaxPool, AveragePool, GlobalAveragePool, Add, Reshape) with
+// FullyConnected, MaxPool, AveragePool, GlobalAveragePool, Add, Reshape,
+// Concat) with
 // the geometry of `spec` and random weights and quantization, followed by a
 // two-class head. out_c is ignored where the op keeps channels.
 v1::ModelBundle RandomSingleOpBundle(v1::Op::KindCase kind, const ConvSpec& spec, std::mt19937& rng);

@@ -10,7 +10,9 @@
 // as one dense Conv with zero weights across groups, at `group` times the
 // MACs), BatchNormalization after a Conv (folded into it), Relu and
 // Clip(0, 6) after an op (fused as its activation), MaxPool, AveragePool,
-// GlobalAveragePool, Add, Flatten, Reshape to [N, -1], Gemm and MatMul
+// GlobalAveragePool, Add, Concat of 2 to 64 maps along channels (each input
+// requantized to the output's scale in int8), Flatten, Reshape to [N, -1],
+// Gemm and MatMul
 // (+Add), a constant zero Pad of height and width before a Conv (taken into
 // its padding: PyTorch's ZeroPad2d); zero padding of each side below the
 // kernel (PyTorch's symmetric padding too). The shape arithmetic exporters

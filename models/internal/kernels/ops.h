@@ -34,6 +34,9 @@ void ReferencePool(const PreparedOp& op, uint8_t* arena);
 // add.cc
 extern const OpAnalyzer kAddAnalyzer;
 void ReferenceAdd(const PreparedOp& op, uint8_t* arena);
+// concat.cc
+extern const OpAnalyzer kConcatAnalyzer;
+void ReferenceConcat(const PreparedOp& op, uint8_t* arena);
 // reshape.cc
 extern const OpAnalyzer kReshapeAnalyzer;
 void ReferenceReshape(const PreparedOp& op, uint8_t* arena);
@@ -51,6 +54,7 @@ void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
 void Avx2MaxPool(const PreparedOp& op, uint8_t* arena);
 void Avx2AveragePool(const PreparedOp& op, uint8_t* arena);
 void Avx2Add(const PreparedOp& op, uint8_t* arena);
+void Avx2Concat(const PreparedOp& op, uint8_t* arena);
 #endif
 
 }  // namespace tinyfed::models::internal::kernels
