@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(root / "onnx_import_fuzz");
   // Small models: every float op, a Pad with the constant shape arithmetic
   // PyTorch writes, and PyTorch's QDQ int8 export.
-  for (const char* name : {"mobile.onnx", "grouped.onnx", "fire.onnx", "niid_cnn_int8.onnx"}) {
+  for (const char* name : {"mobile.onnx", "grouped.onnx", "fire.onnx", "niid_cnn_int8.onnx", "ds_cnn_int8.onnx"}) {
     std::filesystem::copy_file(std::filesystem::path(TINYFED_ONNX_TESTDATA) / name, root / "onnx_import_fuzz" / name,
                                std::filesystem::copy_options::overwrite_existing);
   }

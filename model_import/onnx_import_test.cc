@@ -148,24 +148,27 @@ INSTANTIATE_TEST_SUITE_P(
 // PyTorch's int8 embedding within one step of the grid. The steps that
 // differ come from requantization: qnnpack rounds a float product once,
 // the engine rounds TFLite's fixed-point product twice.
-TEST(OnnxImport, AQuantizedModelKeepsItsScalesAndComputesPyTorchsBytes) {
-  auto bundle = ImportOnnx(kTestData / "niid_cnn_int8.onnx",
+class OnnxQuantizedTest : public ::testing::TestWithParam<Reference> {};
+
+TEST_P(OnnxQuantizedTest, KeepsItsScalesAndComputesPyTorchsBytes) {
+  const Reference& r = GetParam();
+  auto bundle = ImportOnnx(kTestData / (r.name + "_int8.onnx"),
                            {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
   ASSERT_TRUE(bundle.ok()) << bundle.status();
   EXPECT_EQ(bundle->precision(), v1::PRECISION_INT8);
   EXPECT_EQ(bundle->metadata().quantization(), v1::QUANTIZATION_IMPORTED);
   auto interpreter = models::Interpreter::Create(*bundle);
   ASSERT_TRUE(interpreter.ok()) << interpreter.status();
-  auto bytes = base::ReadFileBytes(kTestData / "niid_cnn_int8.embedding.u8", 1 << 20);
+  const size_t n = 100, features = static_cast<size_t>(r.c * r.h * r.w), e = (*interpreter)->embedding_size();
+  auto bytes = base::ReadFileBytes(kTestData / (r.name + "_int8.embedding.u8"), 1 << 20);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
-  const size_t n = 100, e = 84;
   ASSERT_EQ(bytes->size(), n * e);
   const v1::Tensor& out = bundle->backbone().tensors(static_cast<int>(bundle->backbone().output()));
-  const std::vector<float> inputs = Inputs(n * 28 * 28);
+  const std::vector<float> hwc = ToHwc(Inputs(n * features), static_cast<int>(n), r.c, r.h, r.w);
   int worst = 0;
   size_t off_by_one = 0;
   for (size_t i = 0; i < n; ++i) {
-    (*interpreter)->SetInput(std::span(inputs).subspan(i * 784, 784));
+    (*interpreter)->SetInput(std::span(hwc).subspan(i * features, features));
     (*interpreter)->Invoke();
     const auto values = (*interpreter)->embedding();
     for (size_t j = 0; j < e; ++j) {
@@ -175,10 +178,41 @@ TEST(OnnxImport, AQuantizedModelKeepsItsScalesAndComputesPyTorchsBytes) {
       off_by_one += ours != pytorch;
     }
   }
-  EXPECT_LE(worst, 1) << "largest difference from PyTorch, in steps of the int8 grid";
+  EXPECT_LE(worst, 1) << r.name << ": largest difference from PyTorch, in steps of the int8 grid";
   RecordProperty("max_lsb_difference", worst);
-  RecordProperty("values_one_lsb_off", static_cast<int>(off_by_one));
+  RecordProperty("values_off", static_cast<int>(off_by_one));
   RecordProperty("values", static_cast<int>(n * e));
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, OnnxQuantizedTest,
+                         ::testing::Values(Reference{"niid_cnn", 1, 28, 28, {}}, Reference{"ds_cnn", 1, 49, 10, {}},
+                                           Reference{"mobilenet_v1_025", 3, 96, 96, {}},
+                                           Reference{"resnet8", 3, 32, 32, {}}),
+                         [](const auto& param_info) { return param_info.param.name; });
+
+// PyTorch's int8 weights span [-128, 127]; the file's -128 stays -128.
+TEST(OnnxImport, AQuantizedWeightOfMinus128IsKept) {
+  auto bytes = base::ReadFileBytes(kTestData / "niid_cnn_int8.onnx", 1 << 24);
+  ASSERT_TRUE(bytes.ok());
+  onnx::ModelProto model;
+  ASSERT_TRUE(model.ParseFromString(*bytes));
+  bool changed = false;
+  for (auto& node : *model.mutable_graph()->mutable_node()) {  // the first conv's int8 weights, a Constant node
+    if (node.op_type() != "Constant" || node.output(0) != "/body/0/Constant_2_output_0") continue;
+    onnx::TensorProto* w = node.mutable_attribute(0)->mutable_t();
+    ASSERT_EQ(w->data_type(), onnx::TensorProto::INT8);
+    if (!w->raw_data().empty()) {
+      (*w->mutable_raw_data())[0] = static_cast<char>(-128);
+    } else {
+      w->set_int32_data(0, -128);
+    }
+    changed = true;
+  }
+  ASSERT_TRUE(changed);
+  auto bundle = ImportOnnxBytes(model.SerializeAsString(), "minus128.onnx",
+                                {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_EQ(static_cast<int8_t>(bundle->backbone().ops(0).conv2d().weights().int8_values()[0]), -128);
 }
 
 TEST(OnnxImport, TheHeadAfterTheEmbeddingIsKept) {

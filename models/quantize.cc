@@ -84,9 +84,9 @@ absl::StatusOr<std::vector<Range>> Calibrate(FloatNetwork& net, const Dataset& d
   return ranges;
 }
 
-// The float bundle at the tensors' quantization `q`: weights symmetric per
-// channel, at the scales `given` holds for an op, else at their own largest
-// magnitude / 127.
+// The float bundle at the tensors' quantization `q`: weights per channel, at
+// the scales `given` holds for an op (on [-128, 127]), else symmetric at
+// their own largest magnitude / 127.
 absl::StatusOr<v1::ModelBundle> Int8Bundle(const v1::ModelBundle& float_bundle,
                                            const std::vector<AffineQuantization>& q,
                                            const std::map<int, std::vector<float>>& given,
@@ -132,9 +132,11 @@ absl::StatusOr<v1::ModelBundle> Int8Bundle(const v1::ModelBundle& float_bundle,
                                                        channels, " channels (positive ones)"));
       }
       scales = it->second;
+      // The file's grid is the whole int8 range: PyTorch's weights may be
+      // -128, which the kernels take like any other value.
       for (size_t k = 0; k < count; ++k) {
         const float s = scales[k / per];
-        values[k] = static_cast<int8_t>(std::clamp(RoundHalfAwayFromZero(rows[k] / s), -127, 127));
+        values[k] = static_cast<int8_t>(std::clamp(RoundHalfAwayFromZero(rows[k] / s), -128, 127));
       }
     } else {
       QuantizeSymmetricPerChannel(rows, channels, values, scales);

@@ -25,16 +25,18 @@ seed; batch-norm statistics are random, so that folding them matters.
   resnet8           MLPerf Tiny image classification ResNet-8, 3x32x32:
                     three residual stacks (16, 32, 64), 1x1 stride-2
                     shortcuts, average pool 8, FC 10
-  niid_cnn_int8     niid_cnn's backbone quantized by PyTorch (eager mode,
-                    qnnpack, calibrated on the 100 inputs) and exported as
-                    QDQ; NAME.embedding.u8 holds PyTorch's uint8 embedding
+  NAME_int8         each backbone quantized by PyTorch (eager mode, qnnpack,
+                    calibrated on the 100 inputs) and exported as QDQ;
+                    NAME_int8.embedding.u8 holds PyTorch's uint8 embedding
 """
+import copy
 import os
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.ao.quantization import DeQuantStub, QuantStub
 
 
 def randomize_batch_norm(model, generator):
@@ -99,9 +101,11 @@ class ResidualStack(nn.Module):
         self.body = nn.Sequential(*conv_bn_relu(in_c, out_c, 3, stride, 1),
                                   nn.Conv2d(out_c, out_c, 3, 1, 1, bias=False), nn.BatchNorm2d(out_c))
         self.shortcut = nn.Identity() if stride == 1 and in_c == out_c else nn.Conv2d(in_c, out_c, 1, stride)
+        # A plain add and ReLU in float; quantized, an int8 add.
+        self.add, self.relu = nn.quantized.FloatFunctional(), nn.ReLU()
 
     def forward(self, x):
-        return torch.relu(self.body(x) + self.shortcut(x))
+        return self.relu(self.add.add(self.body(x), self.shortcut(x)))
 
 
 def resnet8():
@@ -116,36 +120,69 @@ def inputs(n, shape):
     return torch.from_numpy(v.astype(np.float32).reshape((n,) + shape))
 
 
-class QuantizableNiidCnn(nn.Module):
-    """The NIID-Bench CNN's backbone for PyTorch's eager-mode int8 (qnnpack):
-    conv + ReLU fused, the dense layers' ReLUs apart (torch.onnx cannot
-    export a fused quantized linear_relu)."""
+def fusable_groups(seq):
+    """Names of the Conv(+BatchNorm)(+ReLU) runs of a Sequential, which eager
+    mode fuses into one quantized conv."""
+    names = [n for n, _ in seq.named_children()]
+    kinds = [type(m) for _, m in seq.named_children()]
+    groups, i = [], 0
+    while i < len(names):
+        j = i + 1
+        if kinds[i] is nn.Conv2d:
+            if j < len(names) and kinds[j] is nn.BatchNorm2d:
+                j += 1
+            if j < len(names) and kinds[j] is nn.ReLU:
+                j += 1
+        if j - i > 1:
+            groups.append(names[i:j])
+        i = j
+    return groups
+
+
+class Quantizable(nn.Module):
+    """A backbone between QuantStub and DeQuantStub for PyTorch's eager-mode
+    int8 (qnnpack). A leading ZeroPad2d runs in float, before the QuantStub:
+    torch.onnx cannot export a Pad of a quantized tensor, and zeros quantize
+    to the zero point the conv pads with anyway."""
 
     def __init__(self, backbone):
         super().__init__()
-        self.quant, self.dequant = torch.ao.quantization.QuantStub(), torch.ao.quantization.DeQuantStub()
-        self.conv1, self.relu1, self.pool1 = backbone[0], nn.ReLU(), nn.MaxPool2d(2)
-        self.conv2, self.relu2, self.pool2 = backbone[3], nn.ReLU(), nn.MaxPool2d(2)
-        self.flatten = nn.Flatten()
-        self.fc1, self.relu3, self.fc2, self.relu4 = backbone[7], nn.ReLU(), backbone[9], nn.ReLU()
+        layers = list(backbone.children())
+        self.pad = layers.pop(0) if isinstance(layers[0], nn.ZeroPad2d) else nn.Identity()
+        self.quant, self.body, self.dequant = QuantStub(), nn.Sequential(*layers), DeQuantStub()
 
     def forward(self, x):
-        x = self.pool1(self.relu1(self.conv1(self.quant(x))))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        return self.dequant(self.relu4(self.fc2(self.relu3(self.fc1(self.flatten(x))))))
+        return self.dequant(torch.flatten(self.body(self.quant(self.pad(x))), 1))
 
 
-def export_quantized_niid_cnn(float_model, out):
-    """niid_cnn_int8.onnx (QuantizeLinear/DequantizeLinear around each op, as
-    torch.onnx writes an eager-quantized model) and niid_cnn_int8.embedding.u8:
-    PyTorch's own uint8 embedding of the 100 inputs (int_repr)."""
+def export_quantized(name, float_model, shape, out):
+    """NAME_int8.onnx (QuantizeLinear/DequantizeLinear around each op, as
+    torch.onnx writes an eager-quantized model) and NAME_int8.embedding.u8:
+    PyTorch's own uint8 embedding of the 100 inputs (int_repr). The float
+    model is copied, not changed. ReLU6 becomes a ReLU whose output grid is
+    fixed to [0, 6] (scale 6/255, zero point 0): the same function in int8,
+    and torch.onnx cannot export a quantized ReLU6. Dense layers keep their
+    ReLU apart (torch.onnx cannot export a fused quantized linear_relu)."""
     tq = torch.ao.quantization
     torch.backends.quantized.engine = "qnnpack"
-    model = QuantizableNiidCnn(float_model.backbone).eval()
-    tq.fuse_modules(model, [["conv1", "relu1"], ["conv2", "relu2"]], inplace=True)
+    model = Quantizable(copy.deepcopy(float_model.backbone)).eval()
     model.qconfig = tq.get_default_qconfig("qnnpack")
+    six = tq.QConfig(activation=tq.FixedQParamsObserver.with_args(scale=6.0 / 255, zero_point=0, dtype=torch.quint8,
+                                                                  quant_min=0, quant_max=255),
+                     weight=model.qconfig.weight)
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        relu6 = {n for n, m in seq.named_children() if isinstance(m, nn.ReLU6)}
+        for n in relu6:
+            setattr(seq, n, nn.ReLU().eval())
+        groups = fusable_groups(seq)
+        tq.fuse_modules(seq, groups, inplace=True)
+        for group in groups:
+            if group[-1] in relu6:
+                getattr(seq, group[0]).qconfig = six
+                relu6.remove(group[-1])
+        assert not relu6, f"{name}: a ReLU6 after something other than a conv"
     tq.prepare(model, inplace=True)
-    x = inputs(100, (1, 28, 28))
+    x = inputs(100, shape)
     with torch.no_grad():
         model(x)  # calibration on the test's inputs
     tq.convert(model, inplace=True)
@@ -153,11 +190,11 @@ def export_quantized_niid_cnn(float_model, out):
     model.dequant.register_forward_hook(lambda module, args, result: captured.append(args[0].int_repr()))
     with torch.no_grad():
         model(x)
-    path = os.path.join(out, "niid_cnn_int8.onnx")
-    torch.onnx.export(model, torch.zeros(1, 1, 28, 28), path, opset_version=13, input_names=["input"],
+    path = os.path.join(out, name + "_int8.onnx")
+    torch.onnx.export(model, torch.zeros((1,) + shape), path, opset_version=13, input_names=["input"],
                       output_names=["embedding"])
-    captured[0].numpy().astype(np.uint8).tofile(os.path.join(out, "niid_cnn_int8.embedding.u8"))
-    print(f"niid_cnn_int8: {os.path.getsize(path)} bytes, uint8 embedding {tuple(captured[0].shape[1:])}")
+    captured[0].numpy().astype(np.uint8).tofile(os.path.join(out, name + "_int8.embedding.u8"))
+    print(f"{name}_int8: {os.path.getsize(path)} bytes, uint8 embedding {tuple(captured[0].shape[1:])}")
 
 
 def main():
@@ -178,9 +215,7 @@ def main():
         embedding.numpy().astype("<f4").tofile(os.path.join(out, name + ".embedding.f32"))
         print(f"{name}: {os.path.getsize(path)} bytes, embedding {tuple(embedding.shape[1:])} (PyTorch "
               f"{torch.__version__})")
-        if name == "niid_cnn":
-            niid = model
-    export_quantized_niid_cnn(niid, out)
+        export_quantized(name, model, shape, out)
 
 
 if __name__ == "__main__":

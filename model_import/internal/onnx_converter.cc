@@ -220,7 +220,9 @@ absl::Status OnnxConverter::Fold(const onnx::NodeProto& node) {
 }
 
 absl::Status OnnxConverter::QuantizeOp(const onnx::NodeProto& node) {
-  TINYFED_ASSIGN_OR_RETURN(Value v, Input(node, 0));
+  // A zero Pad may come first (torch.onnx pads in float, then quantizes):
+  // its zeros quantize to the zero point, which the Conv pads with.
+  TINYFED_ASSIGN_OR_RETURN(Value v, Input(node, 0, /*padded_ok=*/true));
   const auto constant = [&](int i) -> const Initializer* {
     if (i >= node.input_size() || node.input(i).empty()) return nullptr;
     const auto it = initializers_.find(node.input(i));
