@@ -47,24 +47,22 @@ double Loss(FloatNetwork& net, const Dataset& d) {
   return loss / static_cast<double>(d.size());
 }
 
-void CheckGradients(Architecture arch, const Dataset& d) {
-  auto bundle = BuildBackbone(arch, d, 7, ArchitectureOptions{{6, 5}, 8, 2});
-  ASSERT_TRUE(bundle.ok()) << bundle.status();
+void CheckGradients(const v1::ModelBundle& bundle, const Dataset& d, const std::string& name) {
   // One SGD step with lr=h and no momentum moves each weight by -h * grad, so
   // comparing the bundle before and after gives the gradient for every weight.
-  auto net = FloatNetwork::Create(*bundle);
+  auto net = FloatNetwork::Create(bundle);
   ASSERT_TRUE(net.ok());
   net->Forward(d.features, static_cast<int>(d.size()));
   net->Backward(d.labels);
   const float step = 1.0f;
   net->Step(step, 0.0f, 0.0f);
-  v1::ModelBundle after = *bundle;
+  v1::ModelBundle after = bundle;
   net->WriteTo(&after);
 
   std::mt19937 rng(3);
   int checked = 0, agreed = 0;
-  for (int i = 0; i < bundle->backbone().ops_size(); ++i) {
-    const v1::Op& op = bundle->backbone().ops(i);
+  for (int i = 0; i < bundle.backbone().ops_size(); ++i) {
+    const v1::Op& op = bundle.backbone().ops(i);
     const v1::Weights* w = op.has_conv2d()             ? &op.conv2d().weights()
                            : op.has_depthwise_conv2d() ? &op.depthwise_conv2d().weights()
                            : op.has_fully_connected()  ? &op.fully_connected().weights()
@@ -79,7 +77,7 @@ void CheckGradients(Architecture arch, const Dataset& d) {
       const double analytic = (w->float_values(k) - wa->float_values(k)) / step;
       const double h = 1e-3;
       auto perturbed = [&](double delta) {
-        v1::ModelBundle b = *bundle;
+        v1::ModelBundle b = bundle;
         v1::Op* mop = b.mutable_backbone()->mutable_ops(i);
         v1::Weights* mw = mop->has_conv2d()             ? mop->mutable_conv2d()->mutable_weights()
                           : mop->has_depthwise_conv2d() ? mop->mutable_depthwise_conv2d()->mutable_weights()
@@ -102,22 +100,22 @@ void CheckGradients(Architecture arch, const Dataset& d) {
   // The step is scaled so the loss moves by about 1e-3: large against float
   // rounding, small against curvature. |g|^2 comes from the first network.
   double g2 = 0.0;
-  for (int k = 0; k < bundle->head().weights_size(); ++k) {
-    g2 += std::pow((bundle->head().weights(k) - after.head().weights(k)) / step, 2);
+  for (int k = 0; k < bundle.head().weights_size(); ++k) {
+    g2 += std::pow((bundle.head().weights(k) - after.head().weights(k)) / step, 2);
   }
-  auto fresh = FloatNetwork::Create(*bundle);
+  auto fresh = FloatNetwork::Create(bundle);
   const double before = Loss(*fresh, d);
   fresh->Backward(d.labels);
   const auto eps = static_cast<float>(1e-3 / std::max(g2, 1.0));
   fresh->Step(eps, 0.0f, 0.0f);
-  v1::ModelBundle moved = *bundle;
+  v1::ModelBundle moved = bundle;
   fresh->WriteTo(&moved);
   double norm2 = 0.0;
   auto accumulate = [&](const auto& a, const auto& b) {
     for (int k = 0; k < a.size(); ++k) norm2 += std::pow((a.Get(k) - b.Get(k)) / eps, 2);
   };
-  for (int i = 0; i < bundle->backbone().ops_size(); ++i) {
-    const v1::Op& o0 = bundle->backbone().ops(i);
+  for (int i = 0; i < bundle.backbone().ops_size(); ++i) {
+    const v1::Op& o0 = bundle.backbone().ops(i);
     const v1::Op& o1 = moved.backbone().ops(i);
     if (o0.has_conv2d()) {
       accumulate(o0.conv2d().weights().float_values(), o1.conv2d().weights().float_values());
@@ -130,11 +128,79 @@ void CheckGradients(Architecture arch, const Dataset& d) {
       accumulate(o0.fully_connected().weights().float_bias(), o1.fully_connected().weights().float_bias());
     }
   }
-  accumulate(bundle->head().weights(), moved.head().weights());
-  accumulate(bundle->head().bias(), moved.head().bias());
+  accumulate(bundle.head().weights(), moved.head().weights());
+  accumulate(bundle.head().bias(), moved.head().bias());
   auto after_net = FloatNetwork::Create(moved);
   const double decrease = before - Loss(*after_net, d);
-  EXPECT_NEAR(decrease / eps, norm2, 0.02 * norm2) << ArchitectureName(arch);
+  EXPECT_NEAR(decrease / eps, norm2, 0.02 * norm2) << name;
+}
+
+void CheckGradients(Architecture arch, const Dataset& d) {
+  auto bundle = BuildBackbone(arch, d, 7, ArchitectureOptions{{6, 5}, 8, 2});
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  CheckGradients(*bundle, d, ArchitectureName(arch));
+}
+
+// Two convolutions of the input, 1x1 to 3 channels and 3x3 to 2, joined by
+// a Concat (the input's own channel too), then a global average.
+v1::ModelBundle ConcatBundle(const Dataset& d) {
+  auto base = BuildBackbone(Architecture::kMlp, d, 7, ArchitectureOptions{{6}, 8, 2});
+  EXPECT_TRUE(base.ok()) << base.status();
+  v1::ModelBundle b = *base;
+  v1::Graph* g = b.mutable_backbone();
+  g->Clear();
+  std::mt19937 rng(11);
+  std::normal_distribution<float> noise(0.0f, 0.5f);
+  auto tensor = [&](int h, int w, int c) {
+    auto* s = g->add_tensors()->mutable_shape();
+    s->set_height(static_cast<uint32_t>(h));
+    s->set_width(static_cast<uint32_t>(w));
+    s->set_channels(static_cast<uint32_t>(c));
+    return static_cast<uint32_t>(g->tensors_size() - 1);
+  };
+  auto conv = [&](uint32_t in, int out_c, int k) {
+    const uint32_t out = tensor(d.height, d.width, out_c);
+    auto* op = g->add_ops();
+    op->add_inputs(in);
+    op->set_output(out);
+    op->set_activation(v1::ACTIVATION_RELU);
+    auto* c = op->mutable_conv2d();
+    c->set_out_channels(static_cast<uint32_t>(out_c));
+    c->set_kernel_height(static_cast<uint32_t>(k));
+    c->set_kernel_width(static_cast<uint32_t>(k));
+    c->set_stride_height(1);
+    c->set_stride_width(1);
+    c->set_padding(v1::PADDING_SAME);
+    for (int v : {out_c, k, k, d.channels}) c->mutable_weights()->add_dims(static_cast<uint32_t>(v));
+    for (int i = 0; i < out_c * k * k * d.channels; ++i) c->mutable_weights()->add_float_values(noise(rng));
+    for (int i = 0; i < out_c; ++i) c->mutable_weights()->add_float_bias(noise(rng));
+    return out;
+  };
+  const uint32_t input = tensor(d.height, d.width, d.channels);
+  g->set_input(input);
+  const uint32_t a = conv(input, 3, 1), c = conv(input, 2, 3);
+  const uint32_t joined = tensor(d.height, d.width, 3 + 2 + d.channels);
+  auto* cat = g->add_ops();
+  for (uint32_t t : {a, c, input}) cat->add_inputs(t);
+  cat->set_output(joined);
+  cat->mutable_concat();
+  const uint32_t pooled = tensor(1, 1, 3 + 2 + d.channels);
+  auto* pool = g->add_ops();
+  pool->add_inputs(joined);
+  pool->set_output(pooled);
+  pool->mutable_global_average_pool();
+  g->set_output(pooled);
+  v1::Head* head = b.mutable_head();
+  head->set_in_features(static_cast<uint32_t>(3 + 2 + d.channels));
+  head->clear_weights();
+  for (uint32_t i = 0; i < head->num_classes() * head->in_features(); ++i) head->add_weights(noise(rng));
+  return b;
+}
+
+TEST(FloatNetwork, ConcatGradientsMatchFiniteDifferences) {
+  const Dataset d = RandomImages(4, 6, 5, 1, 3, 4);
+  const v1::ModelBundle b = ConcatBundle(d);
+  CheckGradients(b, d, "concat");
 }
 
 TEST(FloatNetwork, MlpGradientsMatchFiniteDifferences) {
