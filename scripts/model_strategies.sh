@@ -26,7 +26,12 @@ for seed in $seeds; do
     tail -n 1
   "$tinyfed" backbone prune --model "$d/cnn.bundle" --channels 30% --epochs 3 --lr 0.005 --seed "$seed" \
     "${train[@]}" --out "$d/cnn-pruned.bundle" | grep -E "^MACs"
+  # Temperature 1 and soft weight 0.5 came out best on the validation part
+  # (seed 1: 88.90% against 88.68% from scratch; temperatures 1.5 to 4 and
+  # soft weights 0.7 to 1 all below scratch), and the hard-case fine-tune
+  # lowered it (87.47% against 87.82% at temperature 4), so it is off here.
   "$tinyfed" backbone distill --teacher "$d/cnn.bundle" --arch mlp --hidden 32,16 --epochs 12 --lr 0.02 \
+    --temperature 1 --soft-weight 0.5 --hard-case-epochs 0 \
     --seed "$seed" "${train[@]}" --out "$d/mlp-distilled.bundle" | grep -E "^teacher"
   "$tinyfed" backbone train --arch mlp --hidden 32,16 --epochs 12 --lr 0.02 --seed "$seed" "${train[@]}" \
     --out "$d/mlp-scratch.bundle" | tail -n 1

@@ -45,20 +45,29 @@ int32_t Requantize(int8_t x, const ConcatPart& part, const PreparedOp& op) {
   return std::clamp(v, op.activation.min, op.activation.max);
 }
 
-}  // namespace
-
-const OpAnalyzer kConcatAnalyzer = {.shape = ConcatShape, .requantize = ConcatRequantize};
-
-void ReferenceConcat(const PreparedOp& op, uint8_t* arena) {
+// Calls join(part, in, dst) for each input's channels of each
+// output pixel, in order.
+template <typename Join>
+void ForEachPart(const PreparedOp& op, uint8_t* arena, Join join) {
   auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
   const size_t pixels = static_cast<size_t>(op.g.out_h) * op.g.out_w;
   for (size_t p = 0; p < pixels; ++p) {
     int8_t* dst = out + p * static_cast<size_t>(op.g.out_c);
     for (const ConcatPart& part : op.concat_parts) {
-      const auto* in = reinterpret_cast<const int8_t*>(arena + part.offset) + p * static_cast<size_t>(part.channels);
-      for (int c = 0; c < part.channels; ++c) *dst++ = static_cast<int8_t>(Requantize(in[c], part, op));
+      join(part, reinterpret_cast<const int8_t*>(arena + part.offset) + p * static_cast<size_t>(part.channels), dst);
+      dst += part.channels;
     }
   }
+}
+
+}  // namespace
+
+const OpAnalyzer kConcatAnalyzer = {.shape = ConcatShape, .requantize = ConcatRequantize};
+
+void ReferenceConcat(const PreparedOp& op, uint8_t* arena) {
+  ForEachPart(op, arena, [&](const ConcatPart& part, const int8_t* in, int8_t* dst) {
+    for (int c = 0; c < part.channels; ++c) dst[c] = static_cast<int8_t>(Requantize(in[c], part, op));
+  });
 }
 
 #if defined(__x86_64__)
@@ -80,24 +89,17 @@ TINYFED_AVX2_INLINE __m256i Requantize8(const int8_t* in, const ConcatPart& part
 }  // namespace
 
 TINYFED_AVX2 void Avx2Concat(const PreparedOp& op, uint8_t* arena) {
-  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
-  const size_t pixels = static_cast<size_t>(op.g.out_h) * op.g.out_w;
-  for (size_t p = 0; p < pixels; ++p) {
-    int8_t* dst = out + p * static_cast<size_t>(op.g.out_c);
-    for (const ConcatPart& part : op.concat_parts) {
-      const auto* in = reinterpret_cast<const int8_t*>(arena + part.offset) + p * static_cast<size_t>(part.channels);
-      if (part.copies) {
-        std::memcpy(dst, in, static_cast<size_t>(part.channels));
-      } else {
-        // Loads may read up to 15 bytes past the input (the arena's slack).
-        for (int c = 0; c < part.channels; c += 16) {
-          StoreFirstBytes(dst + c, PackToInt8(Requantize8(in + c, part, op), Requantize8(in + c + 8, part, op)),
-                          part.channels - c);
-        }
-      }
-      dst += part.channels;
+  ForEachPart(op, arena, [&](const ConcatPart& part, const int8_t* in, int8_t* dst) TINYFED_AVX2 {
+    if (part.copies) {
+      std::memcpy(dst, in, static_cast<size_t>(part.channels));
+      return;
     }
-  }
+    // Loads may read up to 15 bytes past the input (the arena's slack).
+    for (int c = 0; c < part.channels; c += 16) {
+      StoreFirstBytes(dst + c, PackToInt8(Requantize8(in + c, part, op), Requantize8(in + c + 8, part, op)),
+                      part.channels - c);
+    }
+  });
 }
 
 #endif  // __x86_64__
