@@ -49,11 +49,11 @@ def change(a, b, key):
 print("\nper technique, paired by seed: median (range)")
 for name, a, b in (("pruning 30% of channels", "cnn", "cnn-pruned"), ("distillation vs scratch", "mlp-scratch", "mlp-distilled")):
     acc = change(a, b, lambda e, i: 100 * e["accuracy"])
-    size = [1 - ev[b]["model_bytes"] / ev[a]["model_bytes"] for ev, _ in runs]
-    macs = [1 - ins[b]["total_macs"] / ins[a]["total_macs"] for _, ins in runs]
-    lat = [1 - ev[b]["microseconds_per_sample"] / ev[a]["microseconds_per_sample"] for ev, _ in runs]
+    size = [ev[b]["model_bytes"] / ev[a]["model_bytes"] - 1 for ev, _ in runs]
+    macs = [ins[b]["total_macs"] / ins[a]["total_macs"] - 1 for _, ins in runs]
+    lat = [ev[b]["microseconds_per_sample"] / ev[a]["microseconds_per_sample"] - 1 for ev, _ in runs]
     sens = change(a, b, lambda e, i: 100 * e["classes"][hardest]["sensitivity"])
     print(f"{name}: accuracy {figure(acc, '{:+.2f}')} points, {classes[hardest]} sensitivity "
-          f"{figure(sens, '{:+.1f}')} points;\n  size {figure([100 * x for x in size], '{:.0f}%')} smaller, MACs "
-          f"{figure([100 * x for x in macs], '{:.0f}%')} fewer, time per sample in model eval "
-          f"{figure([100 * x for x in lat], '{:.0f}%')} less (bench/ has the careful latency)")
+          f"{figure(sens, '{:+.1f}')} points;\n  size {figure([100 * x for x in size], '{:+.0f}%')}, MACs "
+          f"{figure([100 * x for x in macs], '{:+.0f}%')}, time per sample in model eval "
+          f"{figure([100 * x for x in lat], '{:+.0f}%')} (bench/ has the careful latency)")
