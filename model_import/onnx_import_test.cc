@@ -47,6 +47,13 @@ std::vector<float> Inputs(size_t count) {
   return v;
 }
 
+// A test model changed by a test, imported with the embedding "embedding"
+// and two classes.
+absl::StatusOr<v1::ModelBundle> ImportChanged(const onnx::ModelProto& model, const std::string& name) {
+  return ImportOnnxBytes(model.SerializeAsString(), name,
+                         {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+}
+
 // NCHW rows as tinyfed takes them: HWC.
 std::vector<float> ToHwc(const std::vector<float>& nchw, int n, int c, int h, int w) {
   std::vector<float> out(nchw.size());
@@ -209,8 +216,7 @@ TEST(OnnxImport, AQuantizedWeightOfMinus128IsKept) {
     changed = true;
   }
   ASSERT_TRUE(changed);
-  auto bundle = ImportOnnxBytes(model.SerializeAsString(), "minus128.onnx",
-                                {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  auto bundle = ImportChanged(model, "minus128.onnx");
   ASSERT_TRUE(bundle.ok()) << bundle.status();
   EXPECT_EQ(static_cast<int8_t>(bundle->backbone().ops(0).conv2d().weights().int8_values()[0]), -128);
 }
@@ -261,8 +267,7 @@ TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
   ASSERT_TRUE(model.ParseFromString(*bytes));
   // An op tinyfed does not run, in the middle of the backbone.
   model.mutable_graph()->mutable_node(1)->set_op_type("LeakyRelu");
-  auto leaky = ImportOnnxBytes(model.SerializeAsString(), "leaky.onnx",
-                               {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  auto leaky = ImportChanged(model, "leaky.onnx");
   ASSERT_FALSE(leaky.ok());
   EXPECT_NE(leaky.status().message().find(
                 "leaky.onnx: node '/backbone/backbone.1/Relu' (LeakyRelu, opset 13): this op is not supported; "
@@ -276,8 +281,7 @@ TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
     a.clear_ints();
     for (int p : {5, 0, 0, 5}) a.add_ints(p);
   }
-  auto padded = ImportOnnxBytes(model.SerializeAsString(), "pads.onnx",
-                                {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  auto padded = ImportChanged(model, "pads.onnx");
   ASSERT_FALSE(padded.ok());
   EXPECT_NE(
       padded.status().message().find(
@@ -301,8 +305,7 @@ TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
       break;
     }
   }
-  auto pooled = ImportOnnxBytes(model.SerializeAsString(), "pad-pool.onnx",
-                                {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  auto pooled = ImportChanged(model, "pad-pool.onnx");
   ASSERT_FALSE(pooled.ok());
   EXPECT_NE(pooled.status().message().find("comes from a Pad, which only a Conv may read"), std::string::npos)
       << pooled.status();
@@ -315,8 +318,7 @@ TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
     if (node.op_type() != "Concat") continue;
     for (auto& a : *node.mutable_attribute()) a.set_i(2);
   }
-  auto rows = ImportOnnxBytes(model.SerializeAsString(), "concat-rows.onnx",
-                              {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  auto rows = ImportChanged(model, "concat-rows.onnx");
   ASSERT_FALSE(rows.ok());
   EXPECT_NE(rows.status().message().find("node 'concat' (Concat, opset 13): axis 2 (only the channel axis, 1)"),
             std::string::npos)
@@ -331,8 +333,7 @@ TEST(OnnxImport, ErrorsNameTheNodeTheOpAndWhatIsSupported) {
       if (node.name() == "grouped" && a.name() == "group") a.set_i(3);
     }
   }
-  auto thirds = ImportOnnxBytes(model.SerializeAsString(), "thirds.onnx",
-                                {.embedding = "embedding", .labels = {"a", "b"}, .mean = {}, .stddev = {}, .name = ""});
+  auto thirds = ImportChanged(model, "thirds.onnx");
   ASSERT_FALSE(thirds.ok());
   EXPECT_NE(thirds.status().message().find("node 'grouped' (Conv, opset 13): group 3 with 4 input and 8 output"),
             std::string::npos)

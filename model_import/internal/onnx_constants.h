@@ -21,8 +21,8 @@ bool IsFoldable(const std::string& op_type);
 
 // The output of `node` (Constant, ConstantOfShape, Concat, Reshape, Slice,
 // Transpose, Cast, Unsqueeze, Squeeze, Gather, an Add, Sub, Mul or Div of
-// int64 constants, or a DequantizeLinear of quantized weights) from its constant `inputs` (nullptr for an omitted
-// optional input). `total` counts values as in ReadTensor. The status's
+// int64 constants, or a DequantizeLinear of quantized weights) from its
+// constant `inputs` (nullptr for an omitted optional input). `total` counts values as in ReadTensor. The status's
 // message says what is wrong, for the caller to prefix with the node.
 absl::StatusOr<Initializer> FoldConstant(const onnx::NodeProto& node, const std::vector<const Initializer*>& inputs,
                                          const std::string& source, uint64_t* total);

@@ -71,7 +71,7 @@ class OnnxConverter {
   absl::Status Fold(const onnx::NodeProto& node);
   // A QDQ export: QuantizeLinear on an activation gives its tensor's scale
   // and zero point (uint8 ones shifted to int8); DequantizeLinear and Cast
-  // of an activation pass it on. Finish() then quantizes to exactly those.
+  // of an activation pass it on. Convert() then quantizes to exactly those.
   absl::Status QuantizeOp(const onnx::NodeProto& node);
   void RememberWeightScales(const onnx::NodeProto& node, int op, int channels);
   absl::StatusOr<v1::ModelBundle> QuantizeAsTheFileSays() const;

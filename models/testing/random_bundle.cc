@@ -60,6 +60,24 @@ void SetWindow(P* p, const ConvSpec& s) {
   }
 }
 
+// For an op of two operands: drops the op just begun, appends a 1x1 `kind`
+// op of the input (stride 1, VALID: the input's height and width; the rest
+// as `pointwise` says), then begins an op reading the input and that op's
+// output with `activation`, for the caller to finish.
+v1::Op* ReadingInputAndPointwise(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, ConvSpec pointwise,
+                                 v1::Activation activation, std::mt19937& rng) {
+  v1::Graph* g = bundle->mutable_backbone();
+  g->mutable_ops()->RemoveLast();
+  pointwise.kernel_h = pointwise.kernel_w = pointwise.stride_h = pointwise.stride_w = 1;
+  pointwise.padding = v1::PADDING_VALID;
+  const int other = AppendRandomOp(bundle, kind, input, pointwise, rng);
+  v1::Op* op = g->add_ops();
+  op->add_inputs(static_cast<uint32_t>(input));
+  op->add_inputs(static_cast<uint32_t>(other));
+  op->set_activation(activation);
+  return op;
+}
+
 }  // namespace
 
 int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, const ConvSpec& spec, std::mt19937& rng) {
@@ -109,15 +127,8 @@ int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, co
     case v1::Op::kAdd: {
       // Second operand: the input requantized through a 1x1 depthwise conv.
       ConvSpec one = spec;
-      one.kernel_h = one.kernel_w = one.stride_h = one.stride_w = 1;
-      one.padding = v1::PADDING_VALID;  // the same shape as the input
       one.activation = v1::ACTIVATION_NONE;
-      g->mutable_ops()->RemoveLast();
-      const int other = AppendRandomOp(bundle, v1::Op::kDepthwiseConv2D, input, one, rng);
-      op = g->add_ops();
-      op->add_inputs(static_cast<uint32_t>(input));
-      op->add_inputs(static_cast<uint32_t>(other));
-      op->set_activation(spec.activation);
+      op = ReadingInputAndPointwise(bundle, v1::Op::kDepthwiseConv2D, input, one, spec.activation, rng);
       out = AddTensor(g, h, w, c, rng);
       op->mutable_add();
       break;
@@ -129,15 +140,7 @@ int AppendRandomOp(v1::ModelBundle* bundle, v1::Op::KindCase kind, int input, co
     case v1::Op::kConcat: {
       // The input beside a 1x1 conv of it with out_c channels; half the time
       // the output keeps the input's scale, so that part is a plain copy.
-      ConvSpec one = spec;
-      one.kernel_h = one.kernel_w = one.stride_h = one.stride_w = 1;
-      one.padding = v1::PADDING_VALID;
-      g->mutable_ops()->RemoveLast();
-      const int other = AppendRandomOp(bundle, v1::Op::kConv2D, input, one, rng);
-      op = g->add_ops();
-      op->add_inputs(static_cast<uint32_t>(input));
-      op->add_inputs(static_cast<uint32_t>(other));
-      op->set_activation(spec.activation);
+      op = ReadingInputAndPointwise(bundle, v1::Op::kConv2D, input, spec, spec.activation, rng);
       out = AddTensor(g, h, w, c + spec.out_c, rng);
       if (rng() % 2 == 0) {
         g->mutable_tensors(out)->set_scale(in.scale());

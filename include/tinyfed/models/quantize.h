@@ -45,8 +45,7 @@ absl::StatusOr<v1::ModelBundle> QuantizeAwareTraining(const v1::ModelBundle& flo
 // each backbone tensor's scale and zero point, and per weighted op (by
 // index) the weight scale of each output channel, used as they are; weights
 // and biases are rounded to that grid (weights to [-128, 127], as PyTorch's
-// int8 weights are). Ops without
-// given scales are quantized as PTQ does. INVALID_ARGUMENT for a float
+// int8 weights are). Ops without given scales are quantized as PTQ does. INVALID_ARGUMENT for a float
 // bundle that is not float32, a count that does not match, a scale that is
 // not positive or a zero point outside int8.
 struct GivenQuantization {
