@@ -177,6 +177,15 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
   return absl::OkStatus();
 }
 
+absl::Status ReadOperator(TomlTableReader& r, const std::filesystem::path& base, OperatorConfig& o) {
+  std::string token_file;
+  TINYFED_RETURN_IF_ERROR(r.String("listen", &o.listen));
+  TINYFED_RETURN_IF_ERROR(r.String("token_file", &token_file));
+  TINYFED_RETURN_IF_ERROR(r.Seconds("drain_timeout", &o.drain_timeout, 0, 3600));
+  if (!token_file.empty()) o.token_file = base / token_file;
+  return absl::OkStatus();
+}
+
 // The file is read relative to its own directory: relative paths would be
 // taken twice.
 std::string Absolute(const std::filesystem::path& p) { return std::filesystem::absolute(p).string(); }
@@ -233,6 +242,13 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   if (*security != nullptr) {
     TomlTableReader reader(**security, "security", source);
     TINYFED_RETURN_IF_ERROR(ReadSecurity(reader, source_name.parent_path(), c.security));
+    TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
+  }
+  auto operator_port = top.Table("operator");
+  if (!operator_port.ok()) return operator_port.status();
+  if (*operator_port != nullptr) {
+    TomlTableReader reader(**operator_port, "operator", source);
+    TINYFED_RETURN_IF_ERROR(ReadOperator(reader, source_name.parent_path(), c.operator_port));
     TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
   }
   // Honest clients poll at most once a poll_interval, and make about ten
@@ -307,6 +323,11 @@ std::string FormatConfig(const Config& c) {
                             s.requests_per_minute, s.max_concurrent_calls, s.max_connections,
                             absl::ToDoubleSeconds(s.connection_auth_timeout), absl::ToDoubleSeconds(s.max_clock_skew),
                             absl::ToDoubleHours(s.enrollment_token_lifetime), absl::ToDoubleHours(s.release_expiry)));
+  const OperatorConfig& o = c.operator_port;
+  absl::StrAppend(&out, "\n[operator]\n");
+  if (!o.listen.empty()) absl::StrAppend(&out, "listen = \"", o.listen, "\"\n");
+  if (!o.token_file.empty()) absl::StrAppend(&out, "token_file = \"", Absolute(o.token_file), "\"\n");
+  absl::StrAppend(&out, absl::StrFormat("drain_timeout = %.17g\n", absl::ToDoubleSeconds(o.drain_timeout)));
   if (c.simulation_seed) {
     absl::StrAppend(&out, "\n[testing]\n");
     if (c.simulation_seed) absl::StrAppend(&out, "simulation_seed = ", *c.simulation_seed, "\n");

@@ -14,6 +14,7 @@
 #include "aggregator/internal/secagg_round.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "tinyfed/base/log_event.h"
 #include "tinyfed/aggregator/noise.h"
 #include "tinyfed/aggregator/server_optimizer.h"
 #include "tinyfed/aggregator/state.h"
@@ -72,6 +73,7 @@ struct RoundEngine::Resources {
 
 struct RoundEngine::Selection {
   int64_t round_id = 0;
+  absl::Time started;
   absl::Time deadline;
   std::vector<std::string> admitted;  // in check-in order
 };
@@ -114,13 +116,42 @@ absl::Status RoundEngine::Init() {
   TINYFED_ASSIGN_OR_RETURN(next_round_id_, res_->state->NextRoundId());
   TINYFED_ASSIGN_OR_RETURN(noise_multiplier_, ResolveNoiseMultiplier(config_, head_size_));
   TINYFED_ASSIGN_OR_RETURN(dp::PrivacySpent spent, res_->ledger->Spent());
-  spdlog::info("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise multiplier {:.4f}",
-               publisher_->latest().ref.version(), completed_rounds_, spent.epsilon, config_.dp.delta,
-               noise_multiplier_);
+  base::LogEvent(spdlog::level::info, "aggregator_ready", {{"model_version", publisher_->latest().ref.version()}},
+                 fmt::format("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise "
+                             "multiplier {:.4f}",
+                             publisher_->latest().ref.version(), completed_rounds_, spent.epsilon, config_.dp.delta,
+                             noise_multiplier_));
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }
+  RecordPublishedLocked();
+  metrics_.SetCollector([this](Metrics& m) {
+    absl::MutexLock collecting(&mu_);
+    if (auto population = res_->state->PopulationSize(); population.ok()) {
+      m.SetGauge("tinyfed_population", {}, static_cast<double>(*population));
+    }
+    if (auto bytes = res_->state->DatabaseBytes(); bytes.ok()) {
+      m.SetGauge("tinyfed_state_bytes", {}, static_cast<double>(*bytes));
+    }
+  });
   return absl::OkStatus();
+}
+
+void RoundEngine::RecordPublishedLocked() {
+  metrics_.SetGauge("tinyfed_model_version", {}, static_cast<double>(publisher_->latest().ref.version()));
+  if (auto spent = res_->ledger->Spent(); spent.ok()) {
+    metrics_.SetGauge("tinyfed_epsilon_spent", {}, spent->epsilon);
+    metrics_.SetGauge("tinyfed_epsilon_remaining", {}, std::max(0.0, config_.dp.epsilon_budget - spent->epsilon));
+  }
+}
+
+void RoundEngine::RecordClosedPhasesLocked() {
+  if (!round_) return;
+  for (const internal::Round::ClosedPhase& p : round_->TakeClosedPhases()) {
+    metrics_.Observe("tinyfed_round_phase_seconds", {{"phase", p.name}}, absl::ToDoubleSeconds(p.took));
+    metrics_.SetGauge("tinyfed_round_survivors", {{"phase", p.name}}, p.answered);
+    metrics_.AddCounter("tinyfed_round_dropouts_total", {{"phase", p.name}}, p.dropped);
+  }
 }
 
 absl::Status RoundEngine::ReconcileLedgerLocked() {
@@ -189,7 +220,7 @@ size_t RoundEngine::MaxRequestBytes(Method method) const {
 void RoundEngine::CloseLocked(const std::string& reason) {
   if (!closed_reason_.empty()) return;
   closed_reason_ = reason;
-  spdlog::info("federation closed: {}", reason);
+  base::LogEvent(spdlog::level::info, "federation_closed", {}, fmt::format("federation closed: {}", reason));
 }
 
 void RoundEngine::RoundSeed(int64_t round_id, std::string_view purpose, std::span<uint8_t> out) const {
@@ -210,13 +241,15 @@ absl::StatusOr<internal::Round*> RoundEngine::RunningLocked(int64_t round_id) {
 absl::Status RoundEngine::StartSelectionLocked() {
   auto selection = std::make_unique<Selection>();
   selection->round_id = next_round_id_;
-  selection->deadline = env_.Now() + config_.selection_timeout;
+  selection->started = env_.Now();
+  selection->deadline = selection->started + config_.selection_timeout;
   (void)ReconcileLedgerLocked();  // logged; the next round's start retries
   TINYFED_RETURN_IF_ERROR(res_->state->StartRound(selection->round_id));
   ++next_round_id_;
   auto population = res_->state->PopulationSize();
-  spdlog::info("round {} started: selecting up to {} of a population of {}", selection->round_id, CohortTarget(config_),
-               population.ok() ? *population : -1);
+  base::LogEvent(spdlog::level::info, "round_started", {{"round", selection->round_id}},
+                 fmt::format("round {} started: selecting up to {} of a population of {}", selection->round_id,
+                             CohortTarget(config_), population.ok() ? *population : -1));
   selection_ = std::move(selection);
   return absl::OkStatus();
 }
@@ -226,7 +259,10 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   const std::string& device = request.header().device_id();
   absl::MutexLock lock(&mu_);
   TINYFED_ASSIGN_OR_RETURN(bool added, res_->state->AddDevice(device));
-  if (added) spdlog::info("device {} joined the population", device);
+  if (added) {
+    base::LogEvent(spdlog::level::info, "device_joined", {{"device", device}},
+                   fmt::format("device {} joined the population", device));
+  }
   v1::CheckInResponse response;
   *response.mutable_latest_model() = publisher_->latest().ref;
   const std::vector<v1::SignedMetadata>& roots = publisher_->roots();
@@ -268,6 +304,9 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
 
 void RoundEngine::CloseSelectionLocked() {
   const std::unique_ptr<Selection> s = std::move(selection_);
+  metrics_.Observe("tinyfed_round_phase_seconds", {{"phase", "selection"}},
+                   absl::ToDoubleSeconds(env_.Now() - s->started));
+  metrics_.SetGauge("tinyfed_round_cohort_size", {}, static_cast<double>(s->admitted.size()));
   // Sorted, so the ids depend on who was admitted, not on arrival order.
   std::vector<std::string> devices = s->admitted;
   std::sort(devices.begin(), devices.end());
@@ -309,9 +348,11 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartSecAggRoundLo
   if (absl::Status paid = internal::CheckBudget(config_, *res_->ledger, worst); !paid.ok()) {
     return absl::Status(paid.code(), StrCat("with ", plan.min_survivors, " survivors ", paid.message()));
   }
-  spdlog::info("round {} cohort: {} devices (SecAgg+ k={} t={}, {} bits, {} values; noise multiplier {:.4f})", id, n,
-               plan.params.degree(), plan.params.threshold(), config_.dp.bits, plan.ddg.padded_dimension,
-               noise_multiplier_);
+  base::LogEvent(spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
+                 fmt::format("round {} cohort: {} devices (SecAgg+ k={} t={}, {} bits, {} values; noise multiplier "
+                             "{:.4f})",
+                             id, n, plan.params.degree(), plan.params.threshold(), config_.dp.bits,
+                             plan.ddg.padded_dimension, noise_multiplier_));
   return internal::SecAggRound::Start(
       config_, id, devices, ids, std::move(plan), *res_->devices, charge,
       [this](const std::string& device, const std::vector<std::string>& by) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -337,8 +378,10 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLoc
     TINYFED_RETURN_IF_ERROR(internal::CheckBudget(config_, *res_->ledger, one));
     RoundSeed(id, "central", noise_seed);
   }
-  spdlog::info("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", id, n,
-               config_.dp.mode == DpMode::kCentral ? "central" : "off", v1::Compression_Name(config_.compression));
+  base::LogEvent(spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
+                 fmt::format("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", id,
+                             n, config_.dp.mode == DpMode::kCentral ? "central" : "off",
+                             v1::Compression_Name(config_.compression)));
   return std::make_unique<internal::PlainRound>(
       config_, id, devices, ids, internal::PlanPlainRound(config_, id, n, publisher_->latest().ref), head_size_,
       noise_multiplier_, noise_seed, std::move(charge), env_.Now());
@@ -383,6 +426,7 @@ absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& 
   absl::MutexLock lock(&mu_);
   TINYFED_ASSIGN_OR_RETURN(internal::Round * round, RunningLocked(static_cast<int64_t>(h.round_id())));
   TINYFED_ASSIGN_OR_RETURN(std::optional<internal::RoundEnd> end, round->Submit(request, env_.Now()));
+  RecordClosedPhasesLocked();
   if (end) EndRoundLocked(*std::move(end));
   return v1::SubmitResponse();
 }
@@ -404,7 +448,27 @@ void RoundEngine::Tick() {
     return;
   }
   if (!round_ || now < round_->deadline()) return;
-  if (std::optional<internal::RoundEnd> end = round_->CloseOnDeadline(now)) EndRoundLocked(*std::move(end));
+  std::optional<internal::RoundEnd> end = round_->CloseOnDeadline(now);
+  RecordClosedPhasesLocked();
+  if (end) EndRoundLocked(*std::move(end));
+}
+
+std::vector<std::string> RoundEngine::ReloadDeadlines(const Config& fresh) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> changed;
+  auto take = [&](const char* name, absl::Duration Config::*field) {
+    if (config_.*field == fresh.*field) return;
+    changed.push_back(StrCat(name, " ", absl::FormatDuration(config_.*field), " -> ",
+                             absl::FormatDuration(fresh.*field)));
+    config_.*field = fresh.*field;
+  };
+  take("deadlines.selection", &Config::selection_timeout);
+  take("deadlines.training", &Config::training_timeout);
+  take("deadlines.share_keys", &Config::share_keys_timeout);
+  take("deadlines.masked_input", &Config::masked_input_timeout);
+  take("deadlines.unmasking", &Config::unmasking_timeout);
+  take("rounds.poll_interval_ms", &Config::poll_interval);
+  return changed;
 }
 
 void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
@@ -452,8 +516,10 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
     return;
   }
   const v1::ModelRef& model = publisher_->latest().ref;
-  spdlog::info("round {} done: {} of {} survived, epsilon spent {:.4f} (delta {}), model v{} published", id,
-               end.survivors, cohort, epsilon, config_.dp.delta, model.version());
+  base::LogEvent(spdlog::level::info, "round_done",
+                 {{"round", id}, {"model_version", model.version()}, {"survivors", end.survivors}},
+                 fmt::format("round {} done: {} of {} survived, epsilon spent {:.4f} (delta {}), model v{} published",
+                             id, end.survivors, cohort, epsilon, config_.dp.delta, model.version()));
   v1::AwaitResponse outcome;
   auto* result = outcome.mutable_result();
   result->set_round_id(static_cast<uint64_t>(id));
@@ -463,6 +529,9 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
   RememberOutcomeLocked(id, std::move(outcome));
   round_.reset();
   ++completed_rounds_;
+  metrics_.AddCounter("tinyfed_rounds_total", {{"outcome", "done"}});
+  metrics_.AddCounter("tinyfed_models_published_total", {});
+  RecordPublishedLocked();
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }
@@ -474,7 +543,9 @@ void RoundEngine::RememberOutcomeLocked(int64_t round_id, v1::AwaitResponse outc
 }
 
 void RoundEngine::AbortRoundLocked(int64_t round_id, const std::string& reason) {
-  spdlog::warn("round {} aborted: {}", round_id, reason);
+  base::LogEvent(spdlog::level::warn, "round_aborted", {{"round", round_id}},
+                 fmt::format("round {} aborted: {}", round_id, reason));
+  metrics_.AddCounter("tinyfed_rounds_total", {{"outcome", "aborted"}});
   if (auto s = res_->state->AbortRound(round_id, reason); !s.ok())
     spdlog::error("round {}: {}", round_id, s.ToString());
   v1::AwaitResponse outcome;

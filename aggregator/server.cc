@@ -2,6 +2,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "aggregator/internal/connection_guard.h"
 #include "aggregator/internal/log_limiter.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/base/log_event.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
@@ -59,7 +61,12 @@ class RawService final : public Service {
  public:
   RawService(RoundEngine* engine, DeviceRegistry* devices, const SecurityConfig& security,
              internal::ConnectionGuard* connections)
-      : engine_(engine), devices_(devices), security_(security), auth_(devices, security), connections_(connections) {}
+      : engine_(engine),
+        devices_(devices),
+        security_(security),
+        auth_(devices, security),
+        connections_(connections),
+        metrics_(engine->metrics()) {}
   // The synchronous overloads stay disabled (they abort); naming them keeps
   // them visible next to the raw ones.
   using Service::Await;
@@ -72,7 +79,8 @@ class RawService final : public Service {
   grpc::ServerUnaryReactor* Enroll(grpc::CallbackServerContext* c, const grpc::ByteBuffer* in,
                                    grpc::ByteBuffer* out) override {
     grpc::ServerUnaryReactor* reactor = c->DefaultReactor();
-    reactor->Finish(ServeEnroll(*c, in, out));
+    const absl::Time start = absl::Now();
+    reactor->Finish(Answered("Enroll", start, ServeEnroll(*c, in, out)));
     return reactor;
   }
   grpc::ServerUnaryReactor* CheckIn(grpc::CallbackServerContext* c, const grpc::ByteBuffer* in,
@@ -118,22 +126,34 @@ class RawService final : public Service {
   grpc::ServerUnaryReactor* Handle(grpc::CallbackServerContext* context, const grpc::ByteBuffer* in,
                                    grpc::ByteBuffer* out, Method method, Handler&& handler) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(Serve<Request>(*context, in, out, method, handler));
+    const absl::Time start = absl::Now();
+    reactor->Finish(Answered(MethodName(method), start, Serve<Request>(*context, in, out, method, handler)));
     return reactor;
   }
+
+  grpc::Status Answered(const char* method, absl::Time start, grpc::Status status) {
+    metrics_.AddCounter("tinyfed_calls_total",
+                        {{"method", method},
+                         {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()))}});
+    metrics_.Observe("tinyfed_call_seconds", {{"method", method}}, absl::ToDoubleSeconds(absl::Now() - start));
+    return status;
+  }
+
+  void Refused(const char* kind) { metrics_.AddCounter("tinyfed_refusals_total", {{"kind", kind}}); }
 
   // Checks 1-3 of server.h; `bytes` receives the request as sent.
   template <typename Request>
   grpc::Status Read(const grpc::CallbackServerContext& context, const grpc::ByteBuffer* in, const char* method,
                     size_t limit, std::string* bytes, Request* request) {
-    if (in_flight_.load() > security_.max_concurrent_calls) {
-      refusals_.Warn("concurrency", StrCat("refusing calls: over ", security_.max_concurrent_calls,
-                                           " in flight (security.max_concurrent_calls)"));
-      return grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          StrCat("the aggregator is at its limit of ", security_.max_concurrent_calls, " concurrent calls"));
+    if (const int most = max_concurrent_calls_.load(); in_flight_.load() > most) {
+      Refused("concurrency");
+      refusals_.Warn("concurrency",
+                     StrCat("refusing calls: over ", most, " in flight (security.max_concurrent_calls)"));
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          StrCat("the aggregator is at its limit of ", most, " concurrent calls"));
     }
     if (in->Length() > limit) {
+      Refused("size");
       refusals_.Warn(StrCat("size ", method), StrCat(method, " refused: ", in->Length(), " bytes from ", context.peer(),
                                                      " exceed the limit of ", limit));
       return grpc::Status(
@@ -145,6 +165,7 @@ class RawService final : public Service {
     bytes->reserve(in->Length());
     for (const grpc::Slice& s : slices) bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
     if (!request->ParseFromString(*bytes)) {
+      Refused("malformed");
       refusals_.Warn(StrCat("malformed ", method), StrCat(method, " refused: malformed request from ", context.peer()));
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           StrCat("malformed ", Request::descriptor()->name(), " (not a valid protobuf message)"));
@@ -159,6 +180,7 @@ class RawService final : public Service {
     v1::EnrollRequest request;
     if (auto s = Read(context, in, "Enroll", kMaxEnrollBytes, &bytes, &request); !s.ok()) return s;
     if (absl::Status s = devices_->Enroll(request); !s.ok()) {
+      Refused("enrollment");
       // Keyed by the kind of refusal, not the claimed id: an attacker
       // choosing ids must not choose how many lines it gets.
       refusals_.Warn(
@@ -166,7 +188,8 @@ class RawService final : public Service {
           StrCat("enrollment of device '", proto::DeviceText(request.device_id(), 64), "' refused: ", s.message()));
       return ToGrpc(s);
     }
-    spdlog::info("device {} enrolled", request.device_id());
+    base::LogEvent(spdlog::level::info, "device_enrolled", {{"device", request.device_id()}},
+                   fmt::format("device {} enrolled", request.device_id()));
     connections_->Authenticated(context.peer(), request.device_id());
     bool own = false;
     return grpc::SerializationTraits<v1::EnrollResponse>::Serialize(v1::EnrollResponse(), out, &own);
@@ -181,6 +204,7 @@ class RawService final : public Service {
     const char* name = MethodName(method);
     if (auto s = Read(context, in, name, engine_->MaxRequestBytes(method), &bytes, &request); !s.ok()) return s;
     if (!proto::IsValidDeviceId(request.header().device_id())) {
+      Refused("device_id");
       refusals_.Warn(StrCat("device id ", name), StrCat(name, " refused: malformed device id from ", context.peer()));
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "header.device_id must be 1 to 64 letters, digits, '.', '_' or '-'");
@@ -198,6 +222,9 @@ class RawService final : public Service {
       // rate): enrolled devices are few, ids an attacker makes up are not.
       const bool authenticated =
           s.code() == absl::StatusCode::kPermissionDenied || s.code() == absl::StatusCode::kResourceExhausted;
+      Refused(s.code() == absl::StatusCode::kPermissionDenied    ? "revoked"
+              : s.code() == absl::StatusCode::kResourceExhausted ? "rate_limit"
+                                                                 : "unauthenticated");
       refusals_.Warn(StrCat(absl::StatusCodeToString(s.code()), " ", name, authenticated ? " " + device : ""),
                      StrCat(name, " from ", context.peer(), " as device '", proto::DeviceText(device, 64),
                             "' refused: ", s.message()));
@@ -216,7 +243,26 @@ class RawService final : public Service {
   internal::Authenticator auth_;
   internal::ConnectionGuard* connections_;
   internal::LogLimiter refusals_;
+  Metrics& metrics_;
   std::atomic<int> in_flight_{0};
+  std::atomic<int> max_concurrent_calls_{security_.max_concurrent_calls};
+
+ public:
+  std::vector<std::string> ReloadLimits(const SecurityConfig& fresh) {
+    std::vector<std::string> changed;
+    if (const int was = max_concurrent_calls_.exchange(fresh.max_concurrent_calls);
+        was != fresh.max_concurrent_calls) {
+      changed.push_back(StrCat("security.max_concurrent_calls ", was, " -> ", fresh.max_concurrent_calls));
+    }
+    if (const int was = requests_per_minute_.exchange(fresh.requests_per_minute); was != fresh.requests_per_minute) {
+      auth_.SetRequestsPerMinute(fresh.requests_per_minute);
+      changed.push_back(StrCat("security.requests_per_minute ", was, " -> ", fresh.requests_per_minute));
+    }
+    return changed;
+  }
+
+ private:
+  std::atomic<int> requests_per_minute_{security_.requests_per_minute};
 };
 
 }  // namespace
@@ -267,6 +313,7 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
       address, {.max_connections = security.max_connections, .auth_timeout = security.connection_auth_timeout});
   if (!connections.ok()) return connections.status();
   impl->connections = std::move(*connections);
+  grpc::EnableDefaultHealthCheckService(true);
   impl->service = std::make_unique<RawService>(engine, engine->devices(), security, impl->connections.get());
   grpc::ServerBuilder builder;
   impl->acceptor = builder.experimental().AddExternalConnectionAcceptor(
@@ -298,11 +345,17 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
   impl->server = builder.BuildAndStart();
   if (!impl->server) return absl::UnavailableError(StrCat("cannot start the gRPC server on ", address));
   impl->connections->Start(impl->acceptor.get());
+  impl->server->GetHealthCheckService()->SetServingStatus(true);
+  engine->metrics().SetGauge("tinyfed_serving", {}, 1);
   Impl* raw = impl.get();
   impl->ticker = std::thread([raw] {
-    absl::Time trimmed = absl::Now();
+    absl::Time trimmed = absl::Now(), counted = absl::InfinitePast();
     while (!raw->stop.load()) {
       raw->engine->Tick();
+      if (absl::Now() - counted > absl::Seconds(1)) {
+        raw->engine->metrics().SetGauge("tinyfed_open_connections", {}, raw->connections->open_connections());
+        counted = absl::Now();
+      }
       // Memory a flood made glibc keep goes back to the system.
       if (absl::Now() - trimmed > absl::Seconds(10)) {
         ::malloc_trim(0);
@@ -317,6 +370,17 @@ absl::StatusOr<std::unique_ptr<AggregatorServer>> AggregatorServer::Start(RoundE
 }
 
 int AggregatorServer::port() const { return impl_->connections->port(); }
+
+std::vector<std::string> AggregatorServer::ReloadLimits(const SecurityConfig& fresh) {
+  return impl_->service->ReloadLimits(fresh);
+}
+
+void AggregatorServer::Drain() {
+  if (!impl_ || impl_->stop.load()) return;
+  impl_->server->GetHealthCheckService()->SetServingStatus(false);
+  impl_->engine->metrics().SetGauge("tinyfed_serving", {}, 0);
+  spdlog::info("draining: health is NOT_SERVING; calls are still answered until shutdown");
+}
 
 void AggregatorServer::Shutdown() {
   if (!impl_ || impl_->stop.exchange(true)) return;

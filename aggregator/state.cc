@@ -123,8 +123,8 @@ absl::Status AggregatorState::RecordInitialModel(const PublishedModel& m) {
 absl::StatusOr<std::vector<RoundRecord>> AggregatorState::Rounds() const {
   try {
     SQLite::Statement q(*db_,
-                        "SELECT round_id, state, selected, survivors, model_version, epsilon, reason FROM rounds "
-                        "ORDER BY round_id");
+                        "SELECT round_id, state, selected, survivors, model_version, epsilon, reason, started_ms, "
+                        "COALESCE(finished_ms, 0) FROM rounds ORDER BY round_id");
     std::vector<RoundRecord> out;
     while (q.executeStep()) {
       RoundRecord r;
@@ -135,6 +135,8 @@ absl::StatusOr<std::vector<RoundRecord>> AggregatorState::Rounds() const {
       r.model_version = static_cast<uint64_t>(q.getColumn(4).getInt64());
       r.epsilon = q.getColumn(5).getDouble();
       r.reason = q.getColumn(6).getString();
+      r.started_ms = q.getColumn(7).getInt64();
+      r.finished_ms = q.getColumn(8).getInt64();
       out.push_back(std::move(r));
     }
     return out;
@@ -289,6 +291,38 @@ absl::Status AggregatorState::RecordTelemetry(const std::string& device_id, cons
   } catch (const std::exception& e) {
     return DbError("recording telemetry", e);
   }
+}
+
+absl::StatusOr<std::vector<DeviceRecord>> AggregatorState::Devices() const {
+  try {
+    SQLite::Statement q(*db_,
+                        "SELECT d.device_id, d.first_seen_ms, COALESCE(t.reported_ms, 0), COALESCE(t.report, '') "
+                        "FROM devices d LEFT JOIN telemetry t ON t.device_id = d.device_id ORDER BY d.device_id");
+    std::vector<DeviceRecord> out;
+    while (q.executeStep()) {
+      out.push_back({.device_id = q.getColumn(0).getString(),
+                     .first_seen_ms = q.getColumn(1).getInt64(),
+                     .telemetry_ms = q.getColumn(2).getInt64(),
+                     .telemetry_json = q.getColumn(3).getString()});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading devices", e);
+  }
+}
+
+absl::StatusOr<uint64_t> AggregatorState::DatabaseBytes() const {
+  std::error_code ec;
+  uint64_t total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.ends_with(".db") && !name.ends_with(".db-wal")) continue;
+    std::error_code gone;  // a write-ahead log checkpointed away meanwhile
+    const uintmax_t size = entry.file_size(gone);
+    if (!gone) total += size;
+  }
+  if (ec) return absl::InternalError(absl::StrCat("aggregator state: sizing ", dir_.string(), ": ", ec.message()));
+  return total;
 }
 
 absl::StatusOr<v1::ModelBundle> ReadPublishedBundle(const PublishedModel& model) {

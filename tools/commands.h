@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/client/client.h"
 
@@ -18,6 +19,12 @@ class CommandError : public std::runtime_error {
  public:
   explicit CommandError(const absl::Status& status) : std::runtime_error(std::string(status.message())) {}
 };
+
+template <typename T>
+T OrThrow(absl::StatusOr<T> v) {
+  if (!v.ok()) throw CommandError(v.status());
+  return std::move(*v);
+}
 
 // What the testing build of the command (tinyfed_testing, built with the
 // tests, never installed) adds to `aggregator` and `client run`: flags of
@@ -31,10 +38,11 @@ struct TestingExtension {
   std::function<void(const std::string& device_id, client::Client& client)> on_client;
 };
 
+void AddAggregatorCommands(CLI::App* app, const TestingExtension* testing);  // and enroll, device
 void AddBackboneCommands(CLI::App* app);
 void AddModelCommands(CLI::App* app);
 void AddPrivacyCommands(CLI::App* app);
-void AddRoundCommands(CLI::App* app, const TestingExtension* testing);
+void AddRoundCommands(CLI::App* app, const TestingExtension* testing);  // client
 void AddSimCommands(CLI::App* app);
 
 // The whole command: parses `argv`, runs the subcommand, prints any error as

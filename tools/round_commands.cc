@@ -1,5 +1,5 @@
-// `tinyfed aggregator ...` and `tinyfed client ...`: the round from the
-// command line, for operators, gateway integrators and tests.
+// `tinyfed client ...`: a gateway's side of the round from the command line,
+// for gateway integrators and tests.
 #include <fmt/format.h>
 #include <signal.h>
 
@@ -26,185 +26,14 @@
 #include "tinyfed/models/directory_lock.h"
 #include "tinyfed/sim/dropout.h"
 #include "tools/commands.h"
+#include "tools/logging.h"
 #include "tools/reading_flags.h"
+#include "tools/stop_signals.h"
+#include "tools/systemd_notifier.h"
 #include <nlohmann/json.hpp>
 
 namespace tinyfed::tools {
 namespace {
-
-std::atomic<bool> g_stop{false};
-extern "C" void OnSignal(int) { g_stop.store(true); }
-
-void InstallStopHandlers() {
-  struct sigaction action {};
-  action.sa_handler = OnSignal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
-}
-
-// The message with control characters escaped: whatever reached a log line
-// (text from a device, a path, an error from a library) cannot start
-// another line or drive the operator's terminal. Device text is escaped
-// where it is logged too; this holds for everything else.
-class EscapedMessage final : public spdlog::custom_flag_formatter {
- public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (char c : msg.payload) {
-      const auto u = static_cast<unsigned char>(c);
-      if (u < 0x20 || u == 0x7f) {
-        const char escaped[4] = {'\\', 'x', kHex[u >> 4], kHex[u & 15]};
-        dest.append(escaped, escaped + 4);
-      } else {
-        dest.push_back(c);
-      }
-    }
-  }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<EscapedMessage>(); }
-};
-
-void SetUpLogging() {
-  auto formatter = std::make_unique<spdlog::pattern_formatter>();
-  formatter->add_flag<EscapedMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %*");
-  spdlog::set_formatter(std::move(formatter));
-}
-
-template <typename T>
-T OrThrow(absl::StatusOr<T> v) {
-  if (!v.ok()) throw CommandError(v.status());
-  return std::move(*v);
-}
-
-void RunAggregator(const std::string& config_path, bool insecure, const TestingExtension* testing) {
-  SetUpLogging();
-  const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
-  auto engine = OrThrow(aggregator::RoundEngine::Create(config));
-  if (testing && testing->on_engine) testing->on_engine(*engine);
-  auto server = OrThrow(aggregator::AggregatorServer::Start(engine.get(), config.listen, config.security, insecure));
-  // Tests and scripts that asked for port 0 learn the real one here.
-  const std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  if (auto s = base::WriteFileAtomically(config.state_dir / "listening", fmt::format("{}:{}\n", host, server->port()));
-      !s.ok()) {
-    throw CommandError(s);
-  }
-  InstallStopHandlers();
-  // After the federation closes, linger so that clients collect the last
-  // result and model, then exit.
-  std::optional<absl::Time> closed_at;
-  const absl::Duration linger = config.poll_interval * 4 + absl::Seconds(2);
-  while (!g_stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!engine->closed()) continue;
-    if (!closed_at) closed_at = absl::Now();
-    if (absl::Now() - *closed_at > linger) break;
-  }
-  spdlog::info("aggregator stopping");
-  server->Shutdown();
-}
-
-void PrintStatus(const std::string& config_path, bool json) {
-  const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
-  auto state = OrThrow(aggregator::AggregatorState::Open(config.state_dir));
-  auto ledger = OrThrow(dp::PrivacyLedger::Open(config.state_dir / "ledger.db",
-                                                {.epsilon = config.dp.epsilon_budget, .delta = config.dp.delta}));
-  const auto rounds = OrThrow(state->Rounds());
-  const auto models_published = OrThrow(state->Models());
-  const auto spent = OrThrow(ledger->Spent());
-  const auto charges = OrThrow(ledger->Charges());
-  const int64_t population = OrThrow(state->PopulationSize());
-  if (json) {
-    nlohmann::json out = {{"population", population},
-                          {"epsilon", spent.epsilon},
-                          {"accountant", spent.accountant},
-                          {"unit", config.dp.unit == aggregator::DpUnit::kPatient ? "patient" : "clinic"},
-                          {"delta", config.dp.delta},
-                          {"epsilon_budget", config.dp.epsilon_budget}};
-    out["charged_rounds"] = nlohmann::json::array();
-    for (const auto& c : charges) out["charged_rounds"].push_back(c.round);
-    out["rounds"] = nlohmann::json::array();
-    for (const auto& r : rounds) {
-      out["rounds"].push_back({{"round_id", r.round_id},
-                               {"state", r.state},
-                               {"selected", r.selected},
-                               {"survivors", r.survivors},
-                               {"model_version", r.model_version},
-                               {"epsilon", r.epsilon},
-                               {"reason", r.reason}});
-    }
-    out["models"] = nlohmann::json::array();
-    for (const auto& m : models_published) {
-      out["models"].push_back({{"version", m.version},
-                               {"round_id", m.round_id},
-                               {"file", m.file.string()},
-                               {"bundle_sha256", absl::BytesToHexString(m.bundle_sha256)}});
-    }
-    fmt::print("{}\n", out.dump(2));
-    return;
-  }
-  fmt::print("population {} devices; epsilon spent {:.4f} of {} (delta {}, {} level, {} accountant)\n", population,
-             spent.epsilon, config.dp.epsilon_budget, config.dp.delta,
-             config.dp.unit == aggregator::DpUnit::kPatient ? "patient" : "clinic",
-             spent.accountant == std::string("pld") ? "PLD" : "RDP");
-  for (const auto& r : rounds) {
-    fmt::print("round {:>4}  {:<8} selected {:>4}  survivors {:>4}  model v{}  epsilon {:.4f}  {}\n", r.round_id,
-               r.state, r.selected, r.survivors, r.model_version, r.epsilon, r.reason);
-  }
-  if (!models_published.empty()) {
-    fmt::print("latest model v{} in {}\n", models_published.back().version, models_published.back().file.string());
-  }
-}
-
-void IssueToken(const std::string& config_path, const std::string& device_id, double hours) {
-  const aggregator::Config config = OrThrow(aggregator::ReadConfig(config_path));
-  auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
-  const absl::Duration lifetime = hours > 0 ? absl::Hours(hours) : config.security.enrollment_token_lifetime;
-  const std::string token =
-      OrThrow(devices->IssueToken(device_id.empty() ? std::nullopt : std::optional<std::string>(device_id), lifetime));
-  fmt::print("{}\n", token);
-  fmt::print(stderr, "one-time enrollment token{}, valid for {}; give it to the gateway (client run --enroll-token)\n",
-             device_id.empty() ? "" : " for " + device_id, absl::FormatDuration(lifetime));
-}
-
-void AddDeviceCommands(CLI::App* app) {
-  struct Flags {
-    std::string config, device_id;
-    double hours = 0;
-  };
-  auto f = std::make_shared<Flags>();
-  auto* enroll = app->add_subcommand("enroll", "issue a one-time enrollment token for a gateway");
-  enroll->add_option("--config", f->config, "the aggregator's TOML configuration")
-      ->required()
-      ->check(CLI::ExistingFile);
-  enroll->add_option("--device-id", f->device_id, "bind the token to this device (needed to re-enroll one)");
-  enroll->add_option("--hours", f->hours, "lifetime (default: security.enrollment_token_hours)");
-  enroll->callback([f] { IssueToken(f->config, f->device_id, f->hours); });
-
-  auto* device = app->add_subcommand("device", "enrolled gateways");
-  device->require_subcommand(1);
-  auto* revoke = device->add_subcommand("revoke", "shut a gateway out from its next call on");
-  revoke->add_option("--config", f->config, "the aggregator's TOML configuration")
-      ->required()
-      ->check(CLI::ExistingFile);
-  revoke->add_option("--device-id", f->device_id, "the device")->required();
-  revoke->callback([f] {
-    const aggregator::Config config = OrThrow(aggregator::ReadConfig(f->config));
-    auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
-    if (auto s = devices->Revoke(f->device_id); !s.ok()) throw CommandError(s);
-    fmt::print("device {} revoked\n", f->device_id);
-  });
-  auto* list = device->add_subcommand("list", "enrolled gateways and their keys");
-  list->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
-  list->callback([f] {
-    const aggregator::Config config = OrThrow(aggregator::ReadConfig(f->config));
-    auto devices = OrThrow(aggregator::DeviceRegistry::Open(config.state_dir));
-    for (const auto& d : OrThrow(devices->List())) {
-      fmt::print("{:<24} key {}  enrolled {}{}\n", d.device_id, d.public_key_hex.substr(0, 16),
-                 absl::FormatTime("%Y-%m-%d %H:%M", d.enrolled, absl::UTCTimeZone()),
-                 d.revoked ? absl::FormatTime("  REVOKED %Y-%m-%d %H:%M", *d.revoked, absl::UTCTimeZone()) : "");
-    }
-  });
-}
 
 struct ClientFlags {
   std::string device_id, data_dir, aggregator_address, root, ca, enroll_token;
@@ -221,6 +50,7 @@ struct ClientFlags {
   std::string positive_class;
   double target_sensitivity = 0.95;
   bool json = false;
+  LogFormat log_format = LogFormat::kText;
 };
 
 // Reads the ledger a gateway keeps (client/client.h, privacy.db) without
@@ -283,7 +113,7 @@ void PrintClientStatus(const ClientFlags& f) {
 }
 
 void RunClient(const ClientFlags& f, const TestingExtension* testing) {
-  SetUpLogging();
+  SetUpLogging(f.log_format);
   client::ClientConfig config;
   config.device_id = f.device_id;
   config.data_dir = f.data_dir;
@@ -316,14 +146,19 @@ void RunClient(const ClientFlags& f, const TestingExtension* testing) {
   auto transport = OrThrow(client::ConnectGrpc(f.aggregator_address, {.ca_certificate = f.ca, .insecure = f.insecure}));
   auto c = OrThrow(client::Client::Create(config, std::move(transport), std::move(hooks)));
   if (testing && testing->on_client) testing->on_client(f.device_id, *c);
-  InstallStopHandlers();
+  InstallSignalHandlers();
+  SystemdNotifier systemd;
+  systemd.Ready(fmt::format("{} taking part in rounds", f.device_id));
   client::Client* raw = c.get();
-  std::thread watcher([raw] {
-    while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::thread watcher([raw, &systemd] {
+    while (!StopRequested()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      systemd.KeepAlive(absl::Now());
+    }
     raw->Stop();
   });
   absl::Status status = c->Run(f.max_rounds);
-  g_stop.store(true);
+  RequestStop();
   watcher.join();
   if (!status.ok()) throw CommandError(status);
 }
@@ -349,25 +184,6 @@ void AddSamples(const ClientFlags& f) {
 }  // namespace
 
 void AddRoundCommands(CLI::App* app, const TestingExtension* testing) {
-  auto config_path = std::make_shared<std::string>();
-  auto json = std::make_shared<bool>(false);
-  auto insecure = std::make_shared<bool>(false);
-  auto* agg = app->add_subcommand("aggregator", "run the regional aggregator (gRPC server)");
-  agg->add_option("--config", *config_path, "TOML configuration file")->check(CLI::ExistingFile);
-  agg->add_flag("--insecure", *insecure, "serve plaintext when no TLS certificate is configured (tests only)");
-  auto* status = agg->add_subcommand("status", "rounds, models and privacy spent, from the state directory");
-  status->add_option("--config", *config_path, "the aggregator's TOML configuration")
-      ->required()
-      ->check(CLI::ExistingFile);
-  status->add_flag("--json", *json, "print JSON");
-  status->callback([config_path, json] { PrintStatus(*config_path, *json); });
-  agg->callback([status, config_path, insecure, testing] {
-    if (status->parsed()) return;
-    if (config_path->empty()) throw CLI::RequiredError("--config");
-    RunAggregator(*config_path, *insecure, testing);
-  });
-  AddDeviceCommands(app);
-
   auto flags = std::make_shared<ClientFlags>();
   auto* cl = app->add_subcommand("client", "a gateway's side: store samples, take part in rounds");
   cl->require_subcommand(1);
@@ -397,8 +213,8 @@ void AddRoundCommands(CLI::App* app, const TestingExtension* testing) {
                   "a label the gateway must not miss: decided by a threshold set on its held-out samples");
   run->add_option("--target-sensitivity", flags->target_sensitivity, "share of that class to catch (default 0.95)")
       ->check(CLI::Range(0.5, 0.999));
+  AddLogFormatFlag(run, &flags->log_format);
   run->callback([flags, testing] { RunClient(*flags, testing); });
-  if (testing && testing->add_flags) testing->add_flags(agg, run);
 
   auto* client_status = cl->add_subcommand("status", "the privacy this gateway spent, from its own ledger");
   client_status->add_option("--data-dir", flags->data_dir, "the gateway's data directory")->required();

@@ -18,11 +18,15 @@ int RunTinyfed(int argc, char** argv, const TestingExtension* testing) {
   CLI::App app{"tinyfed: federated on-device learning for clinics"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tinyfed 0.1.0");
+  AddAggregatorCommands(&app, testing);
   AddBackboneCommands(&app);
   AddModelCommands(&app);
   AddPrivacyCommands(&app);
   AddRoundCommands(&app, testing);
   AddSimCommands(&app);
+  if (testing && testing->add_flags) {
+    testing->add_flags(app.get_subcommand("aggregator"), app.get_subcommand("client")->get_subcommand("run"));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -31,13 +31,14 @@ absl::Status Authenticator::Authenticate(std::string_view method, std::string_vi
   absl::MutexLock lock(&mu_);
   DeviceState& d = devices_state_[header.device_id()];
   // Token bucket: requests_per_minute, refilled continuously.
-  const double capacity = security_.requests_per_minute;
+  const int per_minute = requests_per_minute_.load();
+  const double capacity = per_minute;
   d.tokens = d.tokens < 0 ? capacity
                           : std::min(capacity, d.tokens + capacity / 60.0 * absl::ToDoubleSeconds(now - d.refilled));
   d.refilled = now;
   if (d.tokens < 1.0) {
     return absl::ResourceExhaustedError(
-        StrCat("device ", header.device_id(), " exceeds its ", security_.requests_per_minute, " requests per minute"));
+        StrCat("device ", header.device_id(), " exceeds its ", per_minute, " requests per minute"));
   }
   // Nonces older than the skew window cannot come back: their timestamp
   // would be refused.

@@ -11,6 +11,7 @@
 #ifndef TINYFED_AGGREGATOR_INTERNAL_AUTHENTICATOR_H_
 #define TINYFED_AGGREGATOR_INTERNAL_AUTHENTICATOR_H_
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <optional>
@@ -40,6 +41,9 @@ class Authenticator {
   absl::Status Authenticate(std::string_view method, std::string_view bytes, const v1::RequestHeader& header,
                             std::optional<std::string_view> signature, absl::Time now);
 
+  // From the next request on (a reloaded config).
+  void SetRequestsPerMinute(int requests_per_minute) { requests_per_minute_.store(requests_per_minute); }
+
   // Nonces remembered for `device`.
   size_t nonces_held(const std::string& device) const;
 
@@ -52,6 +56,7 @@ class Authenticator {
   };
   DeviceRegistry* devices_;
   const SecurityConfig security_;
+  std::atomic<int> requests_per_minute_{security_.requests_per_minute};
   mutable absl::Mutex mu_;
   std::map<std::string, DeviceState> devices_state_ ABSL_GUARDED_BY(mu_);
 };

@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/base/log_event.h"
 #include "tinyfed/base/sha256.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/models/bundle.h"
@@ -166,9 +167,10 @@ absl::Status ModelPublisher::Publish(std::vector<float> head, int64_t round_id, 
   bundle_ = std::move(bundle);
   head_ = std::move(head);
   latest_ = std::move(published);
-  spdlog::info("model v{} published (round {}, release {}, sha256 {}, {} bytes)", version, round_id,
-               latest_->release.version(), absl::BytesToHexString(row.bundle_sha256).substr(0, 16),
-               latest_->blob.size());
+  base::LogEvent(spdlog::level::info, "model_published", {{"model_version", version}, {"round", round_id}},
+                 fmt::format("model v{} published (round {}, release {}, sha256 {}, {} bytes)", version, round_id,
+                             latest_->release.version(), absl::BytesToHexString(row.bundle_sha256).substr(0, 16),
+                             latest_->blob.size()));
   return absl::OkStatus();
 }
 

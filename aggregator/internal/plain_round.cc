@@ -13,14 +13,14 @@ using absl::StrCat;
 PlainRound::PlainRound(const Config& config, int64_t id, const std::vector<std::string>& devices,
                        const std::vector<uint32_t>& ids, v1::RoundTask task, size_t head_size, double noise_multiplier,
                        dp::Seed noise_seed, Charge charge, absl::Time now)
-    : Round(id, devices, ids, std::move(task), now + config.training_timeout),
+    : Round(id, devices, ids, std::move(task), now, config.training_timeout),
       config_(config),
       head_size_(head_size),
       noise_multiplier_(noise_multiplier),
       noise_seed_(noise_seed),
       charge_(std::move(charge)) {}
 
-absl::StatusOr<std::optional<RoundEnd>> PlainRound::Submit(const v1::SubmitRequest& request, absl::Time) {
+absl::StatusOr<std::optional<RoundEnd>> PlainRound::Submit(const v1::SubmitRequest& request, absl::Time now) {
   const v1::RequestHeader& h = request.header();
   if (h.phase() != v1::PHASE_UPDATE || !request.has_update()) {
     return absl::InvalidArgumentError("an update goes with header.phase PHASE_UPDATE and an update payload");
@@ -41,13 +41,13 @@ absl::StatusOr<std::optional<RoundEnd>> PlainRound::Submit(const v1::SubmitReque
   m->submitted.emplace(v1::PHASE_UPDATE, std::move(bytes));
   updates_[h.device_id()] = std::move(values);
   if (!AllSubmitted(v1::PHASE_UPDATE)) return std::nullopt;
-  return Finish();
+  return Finish(now);
 }
 
-std::optional<RoundEnd> PlainRound::CloseOnDeadline(absl::Time) { return Finish(); }
+std::optional<RoundEnd> PlainRound::CloseOnDeadline(absl::Time now) { return Finish(now); }
 
-RoundEnd PlainRound::Finish() {
-  DropSilent(v1::PHASE_UPDATE, "update");
+RoundEnd PlainRound::Finish(absl::Time now) {
+  DropSilent(v1::PHASE_UPDATE, "update", now);
   const int s = static_cast<int>(updates_.size());
   const int min_survivors = config_.min_cohort;
   if (s < min_survivors) {

@@ -33,7 +33,7 @@ class PlainRound final : public Round {
   // Every SecAgg+ phase is past: a plain round has none.
   int CompareToCurrent(v1::Phase) const override { return -1; }
   const v1::SecAggServerMessage* MessageTo(uint32_t) const override { return nullptr; }
-  RoundEnd Finish();
+  RoundEnd Finish(absl::Time now);
 
   const Config& config_;
   const size_t head_size_;

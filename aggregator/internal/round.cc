@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/base/log_event.h"
 
 namespace tinyfed::aggregator::internal {
 
@@ -19,8 +20,8 @@ v1::RetryLater RetryAfter(absl::Duration delay, std::string reason) {
 }
 
 Round::Round(int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids, v1::RoundTask task,
-             absl::Time deadline)
-    : id_(id), deadline_(deadline), device_of_(devices.size()), task_(std::move(task)) {
+             absl::Time now, absl::Duration first_timeout)
+    : id_(id), deadline_(now + first_timeout), device_of_(devices.size()), task_(std::move(task)), phase_started_(now) {
   for (size_t i = 0; i < devices.size(); ++i) {
     members_[devices[i]].id = ids[i];
     device_of_[ids[i]] = devices[i];
@@ -102,14 +103,18 @@ bool Round::AllSubmitted(v1::Phase phase) const {
                      [&](const auto& entry) { return entry.second.dropped || entry.second.submitted.contains(phase); });
 }
 
-int Round::DropSilent(v1::Phase phase, const std::string& what) {
-  int dropped = 0;
+int Round::DropSilent(v1::Phase phase, const std::string& what, absl::Time now) {
+  int dropped = 0, answered = 0;
   for (auto& [device, m] : members_) {
     if (m.dropped || m.submitted.contains(phase)) continue;
     m.dropped = true;
     ++dropped;
-    spdlog::info("round {}: device {} dropped (no {} by the deadline)", id_, device, what);
+    base::LogEvent(spdlog::level::info, "device_dropped", {{"round", id_}, {"device", device}},
+                   fmt::format("round {}: device {} dropped (no {} by the deadline)", id_, device, what));
   }
+  for (const auto& [device, m] : members_) answered += m.dropped ? 0 : 1;
+  closed_phases_.push_back({.name = phase_name(), .took = now - phase_started_, .answered = answered, .dropped = dropped});
+  phase_started_ = now;
   return dropped;
 }
 

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -56,6 +57,14 @@ class Round {
   Round(const Round&) = delete;
   Round& operator=(const Round&) = delete;
 
+  // A phase that closed: how long it ran, who answered, who was dropped.
+  struct ClosedPhase {
+    std::string name;
+    absl::Duration took;
+    int answered = 0;
+    int dropped = 0;
+  };
+
   int64_t id() const { return id_; }
   absl::Time deadline() const { return deadline_; }
   size_t cohort_size() const { return members_.size(); }
@@ -72,11 +81,13 @@ class Round {
   // The current phase's deadline passed: closes it. The round's end if
   // that was the last phase (or too few members are left).
   virtual std::optional<RoundEnd> CloseOnDeadline(absl::Time now) = 0;
+  // The phases closed since the last call, oldest first (for metrics).
+  std::vector<ClosedPhase> TakeClosedPhases() { return std::exchange(closed_phases_, {}); }
 
  protected:
   // `devices` sorted, `ids[i]` the SecAgg id of devices[i].
   Round(int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids, v1::RoundTask task,
-        absl::Time deadline);
+        absl::Time now, absl::Duration first_timeout);
 
   // The phase members submit now, and its name in logs and errors.
   virtual v1::Phase phase() const = 0;
@@ -95,15 +106,18 @@ class Round {
   absl::StatusOr<bool> IsRetry(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const;
   // Every member still in the round has submitted `phase`.
   bool AllSubmitted(v1::Phase phase) const;
-  // Drops every member still in that has not submitted `phase` (logging
-  // "no `what` by the deadline"); how many.
-  int DropSilent(v1::Phase phase, const std::string& what);
+  // Closes the current phase at `now`: drops every member still in that has
+  // not submitted `phase` (logging "no `what` by the deadline"), records the
+  // phase as closed and starts the next one's clock; how many it dropped.
+  int DropSilent(v1::Phase phase, const std::string& what, absl::Time now);
 
   const int64_t id_;
   absl::Time deadline_;
   std::map<std::string, Member> members_;
   std::vector<std::string> device_of_;  // SecAgg id -> device
   const v1::RoundTask task_;
+  absl::Time phase_started_;
+  std::vector<ClosedPhase> closed_phases_;
 };
 
 }  // namespace tinyfed::aggregator::internal

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/base/log_event.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/dp/ddg.h"
 #include "tinyfed/models/signing.h"
@@ -52,7 +53,7 @@ absl::StatusOr<std::unique_ptr<SecAggRound>> SecAggRound::Start(const Config& co
 SecAggRound::SecAggRound(const Config& config, int64_t id, const std::vector<std::string>& devices,
                          const std::vector<uint32_t>& ids, SecAggPlan plan, std::unique_ptr<secagg::Server> server,
                          DeviceRegistry& registry, Charge charge, OnRejected on_rejected, absl::Time now)
-    : Round(id, devices, ids, plan.task, now + config.training_timeout),
+    : Round(id, devices, ids, plan.task, now, config.training_timeout),
       config_(config),
       plan_(std::move(plan)),
       server_(std::move(server)),
@@ -109,7 +110,7 @@ std::optional<RoundEnd> SecAggRound::CloseOnDeadline(absl::Time now) { return Cl
 
 std::optional<RoundEnd> SecAggRound::ClosePhase(absl::Time now) {
   const SecAggPhase& closing = *current_;
-  const int dropped_now = DropSilent(closing.phase, StrCat(closing.name, " message"));
+  const int dropped_now = DropSilent(closing.phase, StrCat(closing.name, " message"), now);
   const int answered = static_cast<int>(
       std::count_if(members_.begin(), members_.end(), [](const auto& entry) { return !entry.second.dropped; }));
   auto out = server_->AdvancePhase();
@@ -132,8 +133,9 @@ std::optional<RoundEnd> SecAggRound::ClosePhase(absl::Time now) {
   }
   current_ = PhaseRow(closing.next);
   deadline_ = now + config_.*(current_->timeout);
-  spdlog::info("round {} phase {}: {} of {} answered {}, {} dropped", id_, current_->name, answered, members_.size(),
-               closing.name, dropped_now);
+  base::LogEvent(spdlog::level::info, "phase_closed", {{"round", id_}, {"phase", closing.name}},
+                 fmt::format("round {} phase {}: {} of {} answered {}, {} dropped", id_, current_->name, answered,
+                             members_.size(), closing.name, dropped_now));
   return std::nullopt;
 }
 

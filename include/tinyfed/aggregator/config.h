@@ -73,6 +73,16 @@ struct SecurityConfig {
   absl::Duration release_expiry = absl::Hours(24 * 7);
 };
 
+// The operator port (operator_server.h): Prometheus metrics and the status
+// page, over HTTPS with the aggregator's certificate when security has one.
+struct OperatorConfig {
+  std::string listen;                // "host:port"; empty: no operator port
+  std::filesystem::path token_file;  // the status page's credential; unset: no status page
+  // On SIGTERM, health says NOT_SERVING this long before the server stops,
+  // so that probes and load balancers move gateways elsewhere first.
+  absl::Duration drain_timeout = absl::Seconds(5);
+};
+
 struct Config {
   std::string listen = "127.0.0.1:7443";  // port 0 picks a free one
   std::filesystem::path state_dir;
@@ -103,6 +113,7 @@ struct Config {
   double topk_fraction = 0.1;
   ServerOptimizerOptions optimizer;
   SecurityConfig security;
+  OperatorConfig operator_port;
 
   // Simulation only: derive the round seeds (SecAgg+ graph, rotation, id
   // order) from this, so a simulation repeats exactly. Never in production:

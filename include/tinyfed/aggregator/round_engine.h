@@ -48,6 +48,7 @@
 #include "absl/time/time.h"
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/devices.h"
+#include "tinyfed/aggregator/metrics.h"
 #include "tinyfed/base/env.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/v1/bundle.pb.h"
@@ -85,6 +86,10 @@ class RoundEngine {
 
   // Closes phases whose deadline has passed. The server calls it often.
   void Tick();
+  // Takes the deadlines and the poll interval of `fresh` (a re-read config,
+  // on SIGHUP) for phases that start from now on; returns what changed, as
+  // "deadlines.training 300s -> 120s" lines. Everything else needs a restart.
+  std::vector<std::string> ReloadDeadlines(const Config& fresh);
   // True once max_rounds rounds are done or the privacy budget is spent.
   bool closed() const;
   // The largest serialized request each method accepts (checked before parsing).
@@ -99,6 +104,9 @@ class RoundEngine {
   double noise_multiplier() const { return noise_multiplier_; }
   // How a round ended (a result or an abort), if it ended recently.
   std::optional<v1::AwaitResponse> Outcome(int64_t round_id) const;
+  // Rounds, phases, privacy and models as they happen; the server adds its
+  // calls and refusals, the operator port serves them.
+  Metrics& metrics() { return metrics_; }
 
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
@@ -130,6 +138,10 @@ class RoundEngine {
   void RejectedLocked(const std::string& device, const std::vector<std::string>& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortRoundLocked(int64_t round_id, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberOutcomeLocked(int64_t round_id, v1::AwaitResponse outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the phases the running round closed since the last call.
+  void RecordClosedPhasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The gauges of the latest model and of privacy spent.
+  void RecordPublishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Voids the ledger's charges of rounds that published no model (and
   // restores those that did): a charge exists iff its model is published.
   absl::Status ReconcileLedgerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -140,7 +152,7 @@ class RoundEngine {
   // simulation derived from config_.simulation_seed.
   void RoundSeed(int64_t round_id, std::string_view purpose, std::span<uint8_t> out) const;
 
-  const Config config_;
+  Config config_;  // only the deadlines change, under mu_ (ReloadDeadlines)
   base::Env& env_;
   mutable absl::Mutex mu_;
   std::unique_ptr<Resources> res_ ABSL_GUARDED_BY(mu_);
@@ -154,6 +166,7 @@ class RoundEngine {
   double noise_multiplier_ = 0.0;  // resolved once from the config
   size_t head_size_ = 0;           // parameters in the head, fixed by the initial model
   std::string closed_reason_ ABSL_GUARDED_BY(mu_);
+  Metrics metrics_;
   // Tests only: each SecAgg+ round's raw sum and its survivors, at its end.
   std::function<void(int64_t round_id, std::span<const uint32_t> sum, const std::vector<std::string>& survivors)>
       secure_sum_observer_ ABSL_GUARDED_BY(mu_);

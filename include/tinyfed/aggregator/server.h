@@ -10,13 +10,19 @@
 //   6. the round engine (or, for Enroll, the device registry), whose
 //      absl::Status codes become the gRPC status.
 // Refusals are logged at most once a minute per kind (and device), with the
-// count since, so a flood cannot flood the log. A background thread ticks
-// the engine so phases close at their deadlines.
+// count since, so a flood cannot flood the log; every call and refusal is
+// counted in the engine's metrics. A background thread ticks the engine so
+// phases close at their deadlines.
+//
+// The same port serves grpc.health.v1.Health (unauthenticated, as probes
+// expect): SERVING from Start(), since the engine has loaded its state by
+// then, and NOT_SERVING once Drain() is called.
 #ifndef TINYFED_AGGREGATOR_SERVER_H_
 #define TINYFED_AGGREGATOR_SERVER_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "tinyfed/aggregator/config.h"
@@ -37,6 +43,12 @@ class AggregatorServer {
   AggregatorServer& operator=(const AggregatorServer&) = delete;
 
   int port() const;
+  // Takes requests_per_minute and max_concurrent_calls of `fresh` (a
+  // re-read config, on SIGHUP) from the next call on; returns what changed.
+  std::vector<std::string> ReloadLimits(const SecurityConfig& fresh);
+  // Health turns NOT_SERVING, so that probes and load balancers send no new
+  // work here; calls go on being answered until Shutdown().
+  void Drain();
   // Stops accepting calls, finishes those in flight, stops the ticker.
   void Shutdown();
 

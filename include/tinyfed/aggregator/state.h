@@ -50,6 +50,16 @@ struct RoundRecord {
   uint64_t model_version = 0;  // published by this round
   double epsilon = 0.0;        // total spent after this round
   std::string reason;          // why it aborted
+  int64_t started_ms = 0;      // Unix time
+  int64_t finished_ms = 0;     // 0 while running
+};
+
+// A device of the population and the latest telemetry it reported, if any.
+struct DeviceRecord {
+  std::string device_id;
+  int64_t first_seen_ms = 0;  // Unix time
+  int64_t telemetry_ms = 0;   // 0: never reported
+  std::string telemetry_json;
 };
 
 class AggregatorState {
@@ -82,6 +92,11 @@ class AggregatorState {
   absl::StatusOr<bool> AddDevice(const std::string& device_id);
   absl::StatusOr<int64_t> PopulationSize() const;
   absl::Status RecordTelemetry(const std::string& device_id, const std::string& json);
+  // The population, sorted by id, with each device's latest telemetry.
+  absl::StatusOr<std::vector<DeviceRecord>> Devices() const;
+
+  // Bytes of every SQLite database in the directory, with their write-ahead logs.
+  absl::StatusOr<uint64_t> DatabaseBytes() const;
 
  private:
   AggregatorState(std::filesystem::path dir, std::unique_ptr<SQLite::Database> db);
