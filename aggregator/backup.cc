@@ -27,7 +27,7 @@ constexpr uint64_t kMaxFileBytes = uint64_t{1} << 30;
 // The database `db` as one file image, copied by SQLite's online backup API
 // in a single step (a consistent snapshot beside the aggregator's writes).
 std::string Snapshot(SQLite::Database& db) {
-  SQLite::Database copy(":memory:", SQLite::OPEN_READWRITE);
+  SQLite::Database copy(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
   SQLite::Backup(copy, db).executeStep(-1);
   sqlite3_int64 size = 0;
   unsigned char* image = sqlite3_serialize(copy.getHandle(), "main", &size, 0);
@@ -39,10 +39,14 @@ std::string Snapshot(SQLite::Database& db) {
 
 // A connection to a database held in `image`.
 std::unique_ptr<SQLite::Database> OpenImage(const std::string& image) {
-  auto db = std::make_unique<SQLite::Database>(":memory:", SQLite::OPEN_READWRITE);
+  auto db = std::make_unique<SQLite::Database>(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
   auto* buffer = static_cast<unsigned char*>(sqlite3_malloc64(image.size()));
   if (buffer == nullptr) throw std::runtime_error("out of memory");
   std::memcpy(buffer, image.data(), image.size());
+  // A copy of a WAL database says so in its header (bytes 18 and 19), and
+  // an in-memory database cannot have a write-ahead log: read it as a
+  // rollback-journal one (the aggregator turns WAL on again when it opens).
+  if (image.size() >= 20 && buffer[18] == 2 && buffer[19] == 2) buffer[18] = buffer[19] = 1;
   const int rc = sqlite3_deserialize(db->getHandle(), "main", buffer, static_cast<sqlite3_int64>(image.size()),
                                      static_cast<sqlite3_int64>(image.size()),
                                      SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
@@ -110,7 +114,7 @@ absl::StatusOr<BackupSummary> BackupState(const std::filesystem::path& state_dir
       files[StrCat("models/model-v", q.getColumn(0).getInt64(), ".signed")] = std::move(bytes);
     }
 
-    SQLite::Database archive(":memory:", SQLite::OPEN_READWRITE);
+    SQLite::Database archive(":memory:", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     archive.exec(
         "CREATE TABLE files (name TEXT PRIMARY KEY, sha256 BLOB NOT NULL, content BLOB NOT NULL);"
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);");

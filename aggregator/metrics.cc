@@ -6,7 +6,6 @@
 #include <charconv>
 #include <cmath>
 
-
 namespace tinyfed::aggregator {
 namespace {
 
@@ -16,8 +15,11 @@ void AppendNumber(double v, std::string* out) {
   } else if (std::isinf(v)) {
     *out += v > 0 ? "+Inf" : "-Inf";
   } else {
-    std::array<char, 32> buf;
-    const auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+    // Shortest round-trip text, in plain notation where that stays short
+    // ("0.0005", not "5e-04"), as Prometheus's own clients write bucket bounds.
+    std::array<char, 64> buf;
+    auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v, std::chars_format::fixed);
+    if (r.ec != std::errc() || r.ptr - buf.data() > 24) r = std::to_chars(buf.data(), buf.data() + buf.size(), v);
     out->append(buf.data(), r.ptr);
   }
 }

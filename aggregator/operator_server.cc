@@ -92,8 +92,7 @@ absl::StatusOr<std::unique_ptr<OperatorServer>> OperatorServer::Start(const Conf
   if (security.tls_certificate.empty()) {
     impl->http = std::make_unique<httplib::Server>();
   } else {
-    auto tls = std::make_unique<httplib::SSLServer>(security.tls_certificate.c_str(),
-                                                    security.tls_private_key.c_str());
+    auto tls = std::make_unique<httplib::SSLServer>(security.tls_certificate.c_str(), security.tls_private_key.c_str());
     if (!tls->is_valid()) {
       return absl::InvalidArgumentError(StrCat("operator port: cannot use the TLS certificate ",
                                                security.tls_certificate.string(), " and key ",
@@ -153,7 +152,7 @@ absl::StatusOr<std::unique_ptr<OperatorServer>> OperatorServer::Start(const Conf
   http.Get("/", status_handler(false));
   http.Get("/status.json", status_handler(true));
   http.set_error_handler([](const httplib::Request&, httplib::Response& response) {
-    if (response.status == 404) {
+    if (response.status == 404 && response.body.empty()) {
       response.set_content("not found: the operator port serves /metrics, / and /status.json\n", "text/plain");
     }
   });

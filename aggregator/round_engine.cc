@@ -14,10 +14,10 @@
 #include "aggregator/internal/secagg_round.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
-#include "tinyfed/base/log_event.h"
 #include "tinyfed/aggregator/noise.h"
 #include "tinyfed/aggregator/server_optimizer.h"
 #include "tinyfed/aggregator/state.h"
+#include "tinyfed/base/log_event.h"
 #include "tinyfed/base/seed.h"
 #include "tinyfed/base/sha256.h"
 #include "tinyfed/base/sodium.h"
@@ -378,10 +378,10 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLoc
     TINYFED_RETURN_IF_ERROR(internal::CheckBudget(config_, *res_->ledger, one));
     RoundSeed(id, "central", noise_seed);
   }
-  base::LogEvent(spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
-                 fmt::format("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", id,
-                             n, config_.dp.mode == DpMode::kCentral ? "central" : "off",
-                             v1::Compression_Name(config_.compression)));
+  base::LogEvent(
+      spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
+      fmt::format("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", id, n,
+                  config_.dp.mode == DpMode::kCentral ? "central" : "off", v1::Compression_Name(config_.compression)));
   return std::make_unique<internal::PlainRound>(
       config_, id, devices, ids, internal::PlanPlainRound(config_, id, n, publisher_->latest().ref), head_size_,
       noise_multiplier_, noise_seed, std::move(charge), env_.Now());
@@ -458,8 +458,8 @@ std::vector<std::string> RoundEngine::ReloadDeadlines(const Config& fresh) {
   std::vector<std::string> changed;
   auto take = [&](const char* name, absl::Duration Config::*field) {
     if (config_.*field == fresh.*field) return;
-    changed.push_back(StrCat(name, " ", absl::FormatDuration(config_.*field), " -> ",
-                             absl::FormatDuration(fresh.*field)));
+    changed.push_back(
+        StrCat(name, " ", absl::FormatDuration(config_.*field), " -> ", absl::FormatDuration(fresh.*field)));
     config_.*field = fresh.*field;
   };
   take("deadlines.selection", &Config::selection_timeout);

@@ -17,8 +17,8 @@
 #include "aggregator/internal/connection_guard.h"
 #include "aggregator/internal/log_limiter.h"
 #include "spdlog/spdlog.h"
-#include "tinyfed/base/log_event.h"
 #include "tinyfed/base/file_io.h"
+#include "tinyfed/base/log_event.h"
 #include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/device_id.h"
 #include "tinyfed/proto/device_text.h"
@@ -132,9 +132,9 @@ class RawService final : public Service {
   }
 
   grpc::Status Answered(const char* method, absl::Time start, grpc::Status status) {
-    metrics_.AddCounter("tinyfed_calls_total",
-                        {{"method", method},
-                         {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()))}});
+    metrics_.AddCounter(
+        "tinyfed_calls_total",
+        {{"method", method}, {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()))}});
     metrics_.Observe("tinyfed_call_seconds", {{"method", method}}, absl::ToDoubleSeconds(absl::Now() - start));
     return status;
   }
@@ -250,8 +250,7 @@ class RawService final : public Service {
  public:
   std::vector<std::string> ReloadLimits(const SecurityConfig& fresh) {
     std::vector<std::string> changed;
-    if (const int was = max_concurrent_calls_.exchange(fresh.max_concurrent_calls);
-        was != fresh.max_concurrent_calls) {
+    if (const int was = max_concurrent_calls_.exchange(fresh.max_concurrent_calls); was != fresh.max_concurrent_calls) {
       changed.push_back(StrCat("security.max_concurrent_calls ", was, " -> ", fresh.max_concurrent_calls));
     }
     if (const int was = requests_per_minute_.exchange(fresh.requests_per_minute); was != fresh.requests_per_minute) {

@@ -72,10 +72,10 @@ std::string LineChart(const std::vector<double>& values, double limit, const std
   if (top <= 0) top = 1;
   auto x = [&](size_t i) { return kPad + (values.size() < 2 ? 0 : (kWidth - 2 * kPad) * i / (values.size() - 1.0)); };
   auto y = [&](double v) { return kHeight - kPad - (kHeight - 2 * kPad) * v / top; };
-  std::string svg = absl::StrFormat(
-      R"(<svg role="img" aria-label="%s" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f">)"
-      R"(<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" class="axis"/>)",
-      Html(label), kWidth, kHeight, kWidth, kHeight, kPad, y(0), kWidth - kPad, y(0));
+  std::string svg =
+      absl::StrFormat(R"(<svg role="img" aria-label="%s" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f">)"
+                      R"(<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" class="axis"/>)",
+                      Html(label), kWidth, kHeight, kWidth, kHeight, kPad, y(0), kWidth - kPad, y(0));
   if (limit > 0) {
     StrAppendFormat(&svg, R"(<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" class="limit"/>)", kPad, y(limit),
                     kWidth - kPad, y(limit));
@@ -173,9 +173,9 @@ absl::StatusOr<FederationStatus> StatusReader::Read(absl::Time now) {
 }
 
 std::string StatusPageHtml(const FederationStatus& s) {
-  std::string page = StrCat(
-      "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tinyfed aggregator</title><style>",
-      kStyle, "</style></head><body><h1>tinyfed aggregator</h1>");
+  std::string page =
+      StrCat("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>tinyfed aggregator</title><style>",
+             kStyle, "</style></head><body><h1>tinyfed aggregator</h1>");
   const uint64_t latest = s.models.empty() ? 0 : s.models.back().version;
   int64_t done = 0, aborted = 0;
   for (const RoundRecord& r : s.rounds) {
@@ -204,15 +204,15 @@ std::string StatusPageHtml(const FederationStatus& s) {
             "<th>confidence</th><th>refused a model</th></tr>");
   for (const FleetDevice& d : s.devices) {
     const bool behind = d.last_report && d.model_version < latest;
-    StrAppendFormat(
-        &page,
-        "<tr><td>%s%s</td><td>%s</td><td>%s</td><td class=\"num%s\">%s</td><td class=\"num\">%s</td><td "
-        "class=\"num\">%s</td><td>%s</td><td class=\"warn\">%s</td></tr>",
-        Html(d.device_id), d.revoked ? " <span class=\"warn\">(revoked)</span>" : "",
-        d.enrolled ? Iso(*d.enrolled) : "-", Age(d.last_report, s.read_at), behind ? " warn" : "",
-        d.last_report ? StrCat("v", d.model_version) : "-",
-        d.last_report ? absl::StrFormat("%.1f%%", 100 * d.holdout_accuracy) : "-",
-        d.last_report ? StrCat(d.holdout_samples) : "-", Bars(d.confidence_histogram), Html(d.model_status));
+    StrAppendFormat(&page,
+                    "<tr><td>%s%s</td><td>%s</td><td>%s</td><td class=\"num%s\">%s</td><td class=\"num\">%s</td><td "
+                    "class=\"num\">%s</td><td>%s</td><td class=\"warn\">%s</td></tr>",
+                    Html(d.device_id), d.revoked ? " <span class=\"warn\">(revoked)</span>" : "",
+                    d.enrolled ? Iso(*d.enrolled) : "-", Age(d.last_report, s.read_at), behind ? " warn" : "",
+                    d.last_report ? StrCat("v", d.model_version) : "-",
+                    d.last_report ? absl::StrFormat("%.1f%%", 100 * d.holdout_accuracy) : "-",
+                    d.last_report ? StrCat(d.holdout_samples) : "-", Bars(d.confidence_histogram),
+                    Html(d.model_status));
   }
   StrAppend(&page, "</table>");
 
@@ -227,8 +227,11 @@ std::string StatusPageHtml(const FederationStatus& s) {
     StrAppendFormat(&page,
                     "<tr><td class=\"num\">%d</td><td class=\"%s\">%s</td><td>%s</td><td class=\"num\">%d</td><td "
                     "class=\"num\">%d</td><td class=\"num\">%s</td><td class=\"num\">%s</td><td>%s</td></tr>",
-                    r.round_id, r.state == "done" ? "ok" : r.state == "aborted" ? "warn" : "", Html(r.state),
-                    Iso(FromMillis(r.started_ms)), r.selected, r.survivors,
+                    r.round_id,
+                    r.state == "done"      ? "ok"
+                    : r.state == "aborted" ? "warn"
+                                           : "",
+                    Html(r.state), Iso(FromMillis(r.started_ms)), r.selected, r.survivors,
                     r.model_version ? StrCat("v", r.model_version) : "-",
                     r.state == "done" ? absl::StrFormat("%.4f", r.epsilon) : "-", Html(r.reason));
   }

@@ -59,11 +59,11 @@ void Reload(const std::string& config_path, const aggregator::Config& running, a
   compared.security.requests_per_minute = running.security.requests_per_minute;
   compared.security.max_concurrent_calls = running.security.max_concurrent_calls;
   const bool restart_needed = aggregator::FormatConfig(compared) != aggregator::FormatConfig(running);
-  base::LogEvent(spdlog::level::info, "config_reloaded", {},
-                 fmt::format("config reloaded from {}: {}{}", config_path,
-                             changed.empty() ? "nothing that can change while running changed"
-                                             : absl::StrJoin(changed, "; "),
-                             restart_needed ? "; other changes need a restart and are not in effect" : ""));
+  base::LogEvent(
+      spdlog::level::info, "config_reloaded", {},
+      fmt::format("config reloaded from {}: {}{}", config_path,
+                  changed.empty() ? "nothing that can change while running changed" : absl::StrJoin(changed, "; "),
+                  restart_needed ? "; other changes need a restart and are not in effect" : ""));
 }
 
 void RunAggregator(const AggregatorFlags& f, const TestingExtension* testing) {
@@ -80,9 +80,9 @@ void RunAggregator(const AggregatorFlags& f, const TestingExtension* testing) {
   // Tests and scripts that asked for port 0 learn the real ones here.
   auto host_of = [](const std::string& listen) { return listen.substr(0, listen.rfind(':')); };
   if (operator_port) {
-    if (auto s = base::WriteFileAtomically(config.state_dir / "operator_listening",
-                                           fmt::format("{}:{}\n", host_of(config.operator_port.listen),
-                                                       operator_port->port()));
+    if (auto s = base::WriteFileAtomically(
+            config.state_dir / "operator_listening",
+            fmt::format("{}:{}\n", host_of(config.operator_port.listen), operator_port->port()));
         !s.ok()) {
       throw CommandError(s);
     }
@@ -178,9 +178,8 @@ void PrintStatus(const std::string& config_path, bool json) {
 void Backup(const AggregatorFlags& f) {
   const aggregator::Config config = OrThrow(aggregator::ReadConfig(f.config));
   const aggregator::BackupSummary s = OrThrow(aggregator::BackupState(config.state_dir, f.out));
-  fmt::print("backed up {} to {}: model v{}, {} rounds, {} files, {} bytes ({} attempt{})\n",
-             config.state_dir.string(), f.out, s.latest_model_version, s.rounds, s.files, s.bytes, s.attempts,
-             s.attempts == 1 ? "" : "s");
+  fmt::print("backed up {} to {}: model v{}, {} rounds, {} files, {} bytes ({} attempt{})\n", config.state_dir.string(),
+             f.out, s.latest_model_version, s.rounds, s.files, s.bytes, s.attempts, s.attempts == 1 ? "" : "s");
 }
 
 void Restore(const AggregatorFlags& f) {
@@ -281,8 +280,7 @@ void AddAggregatorCommands(CLI::App* app, const TestingExtension* testing) {
   restore->add_option("--backup", f->backup, "a file from `tinyfed aggregator backup`")
       ->required()
       ->check(CLI::ExistingFile);
-  restore->add_option("--config", f->config, "restore into this configuration's state_dir")
-      ->check(CLI::ExistingFile);
+  restore->add_option("--config", f->config, "restore into this configuration's state_dir")->check(CLI::ExistingFile);
   restore->add_option("--state-dir", f->state_dir, "restore into this directory instead");
   restore->callback([f] { Restore(*f); });
 

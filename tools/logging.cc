@@ -62,11 +62,9 @@ class JsonFormatter final : public spdlog::formatter {
 }  // namespace
 
 void AddLogFormatFlag(CLI::App* command, LogFormat* format) {
-  command
-      ->add_option("--log-format", *format, "text (one line per event, UTC) or json (one object per line)")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, LogFormat>{{"text", LogFormat::kText},
-                                                                           {"json", LogFormat::kJson}},
-                                          CLI::ignore_case));
+  command->add_option("--log-format", *format, "text (one line per event, UTC) or json (one object per line)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, LogFormat>{{"text", LogFormat::kText}, {"json", LogFormat::kJson}}, CLI::ignore_case));
 }
 
 void SetUpLogging(LogFormat format) {

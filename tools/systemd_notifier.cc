@@ -1,8 +1,8 @@
 #include "tools/systemd_notifier.h"
 
-#include <systemd/sd-daemon.h>
-
 #include <string>
+
+#include <systemd/sd-daemon.h>
 
 namespace tinyfed::tools {
 

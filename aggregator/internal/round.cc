@@ -113,7 +113,8 @@ int Round::DropSilent(v1::Phase phase, const std::string& what, absl::Time now) 
                    fmt::format("round {}: device {} dropped (no {} by the deadline)", id_, device, what));
   }
   for (const auto& [device, m] : members_) answered += m.dropped ? 0 : 1;
-  closed_phases_.push_back({.name = phase_name(), .took = now - phase_started_, .answered = answered, .dropped = dropped});
+  closed_phases_.push_back(
+      {.name = phase_name(), .took = now - phase_started_, .answered = answered, .dropped = dropped});
   phase_started_ = now;
   return dropped;
 }

@@ -47,7 +47,7 @@ class Metrics {
 
  private:
   struct Series {
-    double value = 0.0;                // counter or gauge
+    double value = 0.0;                 // counter or gauge
     std::vector<double> bucket_counts;  // histogram: cumulative at render time
     double sum = 0.0;
     double count = 0.0;

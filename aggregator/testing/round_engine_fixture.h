@@ -1,0 +1,165 @@
+// A round engine driven directly (no transport) on a FakeEnv clock, with
+// four enrolled devices and the SecAgg+ side of each: what the engine's own
+// tests and the tests of what runs beside it (backups) build rounds with.
+#ifndef TINYFED_AGGREGATOR_TESTING_ROUND_ENGINE_FIXTURE_H_
+#define TINYFED_AGGREGATOR_TESTING_ROUND_ENGINE_FIXTURE_H_
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aggregator/testing/test_federation.h"
+#include "base/testing/fake_env.h"
+#include "base/testing/value_or_die.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/aggregator/state.h"
+#include "tinyfed/models/signing.h"
+#include "tinyfed/proto/authentication.h"
+#include "tinyfed/secure_agg/client.h"
+#include "tinyfed/secure_agg/random.h"
+
+namespace tinyfed::aggregator::testing {
+
+class RoundEngineFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("round_engine_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto federation = testing::WriteTestFederation(dir_, "test");
+    ASSERT_TRUE(federation.ok()) << federation.status();
+    config_ = federation->config;
+    config_.cohort_size = 4;
+    config_.min_cohort = 3;
+    config_.max_dropout = 0.4;
+    config_.max_rounds = 5;
+    config_.dp.bits = 16;
+    config_.dp.noise_multiplier = 1.0;
+    config_.dp.target_epsilon = 0.0;
+    config_.dp.epsilon_budget = 1e6;
+    config_.simulation_seed = 1;
+  }
+  void TearDown() override {
+    engine_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void Start() {
+    auto engine = RoundEngine::Create(config_, env_);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    for (int i = 0; i < 4; ++i) {
+      const std::string device = Device(i);
+      keys_.emplace(device, models::SigningKey::Generate());
+      auto token = engine_->devices()->IssueToken(device, absl::Hours(1));
+      ASSERT_TRUE(token.ok());
+      v1::EnrollRequest r;
+      r.set_device_id(device);
+      r.set_token(*token);
+      r.set_device_public_key(models::KeyBytes(keys_.at(device).public_key()));
+      r.set_proof(keys_.at(device).Sign(proto::EnrollmentProofMessage(device, *token)));
+      ASSERT_TRUE(engine_->devices()->Enroll(r).ok());
+    }
+  }
+
+  static std::string Device(int i) { return "clinic-" + std::to_string(i); }
+  static v1::RequestHeader Header(const std::string& device, uint64_t round, v1::Phase phase) {
+    v1::RequestHeader h;
+    h.set_device_id(device);
+    h.set_round_id(round);
+    h.set_phase(phase);
+    return h;
+  }
+  v1::CheckInResponse CheckIn(const std::string& device) {
+    v1::CheckInRequest r;
+    *r.mutable_header() = Header(device, 0, v1::PHASE_CHECK_IN);
+    auto response = engine_->CheckIn(r);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : v1::CheckInResponse();
+  }
+  absl::StatusOr<v1::AwaitResponse> Await(const std::string& device, uint64_t round, v1::Phase phase) {
+    v1::AwaitRequest r;
+    *r.mutable_header() = Header(device, round, phase);
+    return engine_->Await(r);
+  }
+  absl::Status Submit(const std::string& device, uint64_t round, v1::Phase phase,
+                      const v1::SecAggClientMessage& message) {
+    v1::SubmitRequest r;
+    *r.mutable_header() = Header(device, round, phase);
+    *r.mutable_message() = message;
+    return engine_->Submit(r).status();
+  }
+  std::vector<RoundRecord> Rounds() {
+    auto state = base::testing::ValueOrDie(AggregatorState::Open(config_.state_dir), "opening the state");
+    return base::testing::ValueOrDie(state->Rounds(), "reading the rounds");
+  }
+  // Admits clinic-0 .. clinic-(n-1); the round id.
+  uint64_t Admit(int n) {
+    uint64_t round = 0;
+    for (int i = 0; i < n; ++i) {
+      v1::CheckInResponse r = CheckIn(Device(i));
+      EXPECT_TRUE(r.has_admitted()) << r.DebugString();
+      round = r.admitted().round_id();
+    }
+    return round;
+  }
+
+  // The SecAgg+ side of each member, built from its task.
+  struct Member {
+    std::unique_ptr<secagg::Client> client;
+    uint32_t id = 0;
+  };
+  std::map<std::string, Member> Members(uint64_t round, int n) {
+    std::map<std::string, Member> members;
+    for (int i = 0; i < n; ++i) {
+      const v1::AwaitResponse task = base::testing::ValueOrDie(Await(Device(i), round, v1::PHASE_TASK), Device(i));
+      EXPECT_TRUE(task.has_task()) << task.DebugString();
+      const v1::RoundTask& t = task.task();
+      const secagg::SecAggParams params =
+          base::testing::ValueOrDie(secagg::ParamsOfTask(round, t.cohort_size(), t.secagg()), "the task's parameters");
+      std::array<uint8_t, 32> seed{};
+      seed[0] = static_cast<uint8_t>(i);
+      // All-zero inputs: the DDG encoding of a zero update is zero.
+      members[Device(i)] =
+          Member{base::testing::ValueOrDie(
+                     secagg::Client::Create(params, t.secagg_id(), std::vector<uint32_t>(t.secagg().vector_length(), 0),
+                                            secagg::SeededRandom(seed)),
+                     "a SecAgg+ client"),
+                 t.secagg_id()};
+    }
+    return members;
+  }
+  void Advertise(uint64_t round, const std::string& device, Member& m) {
+    auto message = m.client->AdvertiseKeys();
+    ASSERT_TRUE(message.ok());
+    v1::AdvertiseKeys* a = message->mutable_advertise_keys();
+    a->set_signature(keys_.at(device).Sign(
+        proto::AdvertiseKeysSigningMessage(round, m.id, device, a->encryption_public_key(), a->masking_public_key())));
+    ASSERT_TRUE(Submit(device, round, v1::PHASE_ADVERTISE_KEYS, *message).ok());
+  }
+  // Answers `phase` for `device` with the server's message for it.
+  void Answer(uint64_t round, const std::string& device, Member& m, v1::Phase phase) {
+    auto await = Await(device, round, phase);
+    ASSERT_TRUE(await.ok()) << await.status();
+    ASSERT_TRUE(await->has_secagg()) << await->DebugString();
+    auto reply = m.client->Handle(await->secagg());
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    ASSERT_TRUE(Submit(device, round, phase, *reply).ok());
+  }
+
+  std::filesystem::path dir_;
+  Config config_;
+  base::testing::FakeEnv env_;
+  std::unique_ptr<RoundEngine> engine_;
+  std::map<std::string, models::SigningKey> keys_;
+};
+
+}  // namespace tinyfed::aggregator::testing
+
+#endif  // TINYFED_AGGREGATOR_TESTING_ROUND_ENGINE_FIXTURE_H_
