@@ -105,11 +105,14 @@ absl::StatusOr<BackupSummary> BackupState(const std::filesystem::path& state_dir
     }
     files["devices.db"] = Snapshot(devices);
     CountInto(summary, files["aggregator.db"]);
-    // Model files never change once their row is committed.
+    // Model files never change once their row is committed. A row may name
+    // its file relative to where the aggregator ran: the file is found by
+    // its name under the state directory's models/.
     auto copy = OpenImage(files["aggregator.db"]);
     SQLite::Statement q(*copy, "SELECT version, file FROM models ORDER BY version");
     while (q.executeStep()) {
-      const std::filesystem::path file = q.getColumn(1).getString();
+      const std::filesystem::path file =
+          state_dir / "models" / std::filesystem::path(q.getColumn(1).getString()).filename();
       TINYFED_ASSIGN_OR_RETURN(std::string bytes, base::ReadFileBytes(file, kMaxFileBytes));
       files[StrCat("models/model-v", q.getColumn(0).getInt64(), ".signed")] = std::move(bytes);
     }

@@ -67,19 +67,27 @@ std::string Age(const std::optional<absl::Time>& t, absl::Time now) {
 // value marked; `limit`, if positive, is drawn as a dashed line.
 std::string LineChart(const std::vector<double>& values, double limit, const std::string& label) {
   constexpr double kWidth = 560, kHeight = 140, kPad = 24;
-  double top = limit > 0 ? limit : 0;
+  double top = 0;
   for (double v : values) top = std::max(top, v);
+  // A budget far above what is spent would flatten the series: it is drawn
+  // only when it is within reach of the chart, and named either way.
+  const bool limit_drawn = limit > 0 && (top == 0 || limit <= 2 * top);
+  if (limit_drawn) top = std::max(top, limit);
   if (top <= 0) top = 1;
+  top *= 1.05;
   auto x = [&](size_t i) { return kPad + (values.size() < 2 ? 0 : (kWidth - 2 * kPad) * i / (values.size() - 1.0)); };
   auto y = [&](double v) { return kHeight - kPad - (kHeight - 2 * kPad) * v / top; };
   std::string svg =
       absl::StrFormat(R"(<svg role="img" aria-label="%s" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f">)"
                       R"(<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" class="axis"/>)",
                       Html(label), kWidth, kHeight, kWidth, kHeight, kPad, y(0), kWidth - kPad, y(0));
-  if (limit > 0) {
+  if (limit_drawn) {
     StrAppendFormat(&svg, R"(<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" class="limit"/>)", kPad, y(limit),
                     kWidth - kPad, y(limit));
     StrAppendFormat(&svg, R"(<text x="%.0f" y="%.1f">budget %.3g</text>)", kWidth - kPad - 90, y(limit) - 4, limit);
+  } else if (limit > 0) {
+    StrAppendFormat(&svg, R"(<text x="%.0f" y="14">budget %.3g (above the chart)</text>)", kWidth - kPad - 170,
+                    limit);
   }
   if (!values.empty()) {
     std::string points;

@@ -12,7 +12,7 @@ packages=(
   libonnx-dev python3-onnx python3-numpy
   dataset-fashion-mnist python3 gnuplot-nox openssl
   python3-grpcio python3-protobuf python3-nacl
-  libcpp-httplib-dev libsystemd-dev prometheus
+  libcpp-httplib-dev libsystemd-dev prometheus chromium
 )
 # The PyTorch peer for bench/ is large; only `make bench` asks for it.
 if [[ "${TINYFED_WITH_BENCH_PEERS:-0}" == 1 ]]; then
