@@ -146,6 +146,10 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
     return error(
         absl::StrCat("rounds.min_cohort (", c.min_cohort, ") exceeds rounds.cohort_size (", c.cohort_size, ")"));
   }
+  if (c.secure_aggregation && c.cohort_size < 3) {
+    return error(absl::StrCat("rounds.cohort_size (", c.cohort_size,
+                              ") is below 3, the fewest clients SecAgg+ can run a round with"));
+  }
   const bool client_noise = c.dp.mode == DpMode::kDistributed || c.dp.mode == DpMode::kLocal;
   if (client_noise && !c.secure_aggregation) {
     return error("dp.mode distributed and local need secagg.enabled = true (the noise is summed mod 2^bits)");

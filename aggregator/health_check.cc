@@ -21,7 +21,9 @@ absl::StatusOr<Health> CheckHealth(const std::string& address, const HealthCheck
     }
     credentials = grpc::SslCredentials(tls);
   }
-  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(address, credentials));
+  grpc::ChannelArguments arguments;
+  if (!options.tls_server_name.empty()) arguments.SetSslTargetNameOverride(options.tls_server_name);
+  auto stub = grpc::health::v1::Health::NewStub(grpc::CreateCustomChannel(address, credentials, arguments));
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
   grpc::health::v1::HealthCheckRequest request;

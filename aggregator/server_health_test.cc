@@ -17,7 +17,7 @@ TEST_F(ServerHealthTest, ServingThenNotServingWhileDrainingThenGone) {
   auto server = AggregatorServer::Start(engine_.get(), "127.0.0.1:0", config_.security, /*insecure=*/true);
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string address = "127.0.0.1:" + std::to_string((*server)->port());
-  const HealthCheckOptions plaintext{.ca_certificate = {}, .insecure = true};
+  const HealthCheckOptions plaintext{.ca_certificate = {}, .insecure = true, .tls_server_name = {}};
 
   auto health = CheckHealth(address, plaintext);
   ASSERT_TRUE(health.ok()) << health.status();
@@ -35,7 +35,8 @@ TEST_F(ServerHealthTest, ServingThenNotServingWhileDrainingThenGone) {
   EXPECT_TRUE(engine_->CheckIn(check_in).ok());
 
   (*server)->Shutdown();
-  health = CheckHealth(address, {.ca_certificate = {}, .insecure = true, .timeout = absl::Seconds(1)});
+  health = CheckHealth(address,
+                       {.ca_certificate = {}, .insecure = true, .tls_server_name = {}, .timeout = absl::Seconds(1)});
   EXPECT_FALSE(health.ok());
 }
 

@@ -86,8 +86,7 @@ std::string LineChart(const std::vector<double>& values, double limit, const std
                     kWidth - kPad, y(limit));
     StrAppendFormat(&svg, R"(<text x="%.0f" y="%.1f">budget %.3g</text>)", kWidth - kPad - 90, y(limit) - 4, limit);
   } else if (limit > 0) {
-    StrAppendFormat(&svg, R"(<text x="%.0f" y="14">budget %.3g (above the chart)</text>)", kWidth - kPad - 170,
-                    limit);
+    StrAppendFormat(&svg, R"(<text x="%.0f" y="14">budget %.3g (above the chart)</text>)", kWidth - kPad - 170, limit);
   }
   if (!values.empty()) {
     std::string points;

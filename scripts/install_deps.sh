@@ -12,8 +12,13 @@ packages=(
   libonnx-dev python3-onnx python3-numpy
   dataset-fashion-mnist python3 gnuplot-nox openssl
   python3-grpcio python3-protobuf python3-nacl
-  libcpp-httplib-dev libsystemd-dev prometheus chromium
+  libcpp-httplib-dev libsystemd-dev prometheus chromium systemd podman runc mmdebstrap
 )
+# kubectl renders deploy/kubernetes; node and npm run its schema check. A
+# machine that has them from elsewhere keeps them (Debian's would conflict).
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 # The PyTorch peer for bench/ is large; only `make bench` asks for it.
 if [[ "${TINYFED_WITH_BENCH_PEERS:-0}" == 1 ]]; then
   packages+=(python3-torch python3-numpy)

@@ -611,6 +611,9 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   expect_error(paths + "[dp]\nnoise_multiplier = 1.0\ntarget_epsilon = 8\n", "exactly one");
   expect_error(paths + "[dp]\nnoise_multiplier = 0\ntarget_epsilon = 8\n", "needs rounds.max_rounds");
   expect_error(paths + "[rounds]\ncohort_size = 5\nmin_cohort = 6\n", "exceeds");
+  expect_error(paths + "[rounds]\ncohort_size = 2\nmin_cohort = 2\n", "rounds.cohort_size (2) is below 3");
+  expect_error(paths + "[operator]\nport = 9464\n", "operator.port: unknown key");
+  expect_error(paths + "[operator]\ndrain_timeout = -1\n", "operator.drain_timeout: must be in");
   expect_error("initial_model = \"m\"\npublishing_key = \"k\"\n", "missing required key 'state_dir'");
   expect_error(paths + "[rounds\n", "aggregator.toml:5");
   expect_error(paths + "colour = 1\n", "aggregator.toml:5: colour: unknown key");
@@ -652,6 +655,9 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   c.security.tls_certificate = "/etc/tinyfed/tls/cert.pem";
   c.security.tls_private_key = "/etc/tinyfed/tls/key.pem";
   c.security.release_expiry = absl::Hours(36);
+  c.operator_port.listen = "0.0.0.0:9464";
+  c.operator_port.token_file = "/etc/tinyfed/operator.token";
+  c.operator_port.drain_timeout = absl::Seconds(12);
   auto back = ParseConfig(FormatConfig(c), "/elsewhere/copy.toml");
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << FormatConfig(c);
   EXPECT_EQ(FormatConfig(*back), FormatConfig(c));

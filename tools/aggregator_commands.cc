@@ -34,7 +34,8 @@ struct AggregatorFlags {
   bool insecure = false;
   LogFormat log_format = LogFormat::kText;
   bool json = false;
-  std::string out, backup, state_dir, address, ca;
+  bool serving_or_draining = false;
+  std::string out, backup, state_dir, address, ca, tls_server_name;
 };
 
 // SIGHUP: the config is read again and what can change while rounds run is
@@ -194,8 +195,13 @@ void Restore(const AggregatorFlags& f) {
 }
 
 void Health(const AggregatorFlags& f) {
-  const auto health = aggregator::CheckHealth(f.address, {.ca_certificate = f.ca, .insecure = f.insecure});
+  const auto health = aggregator::CheckHealth(
+      f.address, {.ca_certificate = f.ca, .insecure = f.insecure, .tls_server_name = f.tls_server_name});
   if (!health.ok()) throw CommandError(health.status());
+  if (*health != aggregator::Health::kServing && f.serving_or_draining) {
+    fmt::print("NOT_SERVING (draining)\n");
+    return;
+  }
   if (*health != aggregator::Health::kServing) {
     throw CommandError(absl::UnavailableError(fmt::format("{} is NOT_SERVING (starting or draining)", f.address)));
   }
@@ -269,6 +275,14 @@ void AddAggregatorCommands(CLI::App* app, const TestingExtension* testing) {
   status->add_flag("--json", f->json, "print JSON");
   status->callback([f] { PrintStatus(f->config, f->json); });
 
+  auto* check =
+      agg->add_subcommand("check-config", "read a configuration as the aggregator would, and say if it is valid");
+  check->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+  check->callback([f] {
+    OrThrow(aggregator::ReadConfig(f->config));
+    fmt::print("{}: valid\n", f->config);
+  });
+
   auto* backup = agg->add_subcommand("backup", "copy the state directory into one file, while the aggregator runs");
   backup->add_option("--config", f->config, "the aggregator's TOML configuration")
       ->required()
@@ -288,6 +302,10 @@ void AddAggregatorCommands(CLI::App* app, const TestingExtension* testing) {
   health->add_option("--address", f->address, "host:port of the aggregator")->required();
   health->add_option("--ca", f->ca, "PEM file of the CA of its TLS certificate (default: system roots)");
   health->add_flag("--insecure", f->insecure, "plaintext (tests only)");
+  health->add_option("--tls-server-name", f->tls_server_name,
+                     "the name its certificate carries, if not the address's host (a probe inside a pod)");
+  health->add_flag("--serving-or-draining", f->serving_or_draining,
+                   "exit 0 while draining too (a liveness probe: alive, just not taking new work)");
   health->callback([f] { Health(*f); });
 
   agg->callback([agg, f, testing] {

@@ -17,6 +17,9 @@ enum class Health { kServing, kNotServing };
 struct HealthCheckOptions {
   std::filesystem::path ca_certificate;  // PEM; empty: the system's roots
   bool insecure = false;                 // plaintext (tests)
+  // The name the certificate must carry, when it differs from the address
+  // (a probe inside the pod dials 127.0.0.1).
+  std::string tls_server_name;
   absl::Duration timeout = absl::Seconds(3);
 };
 
