@@ -8,7 +8,7 @@ technique, the same figures paired by seed.
 """
 import json, os, statistics, sys
 out, seeds = sys.argv[1], sys.argv[2:]
-models = ["cnn", "cnn-pruned", "mlp-distilled", "mlp-scratch"]
+models = ["cnn", "cnn-pruned", "mlp-distilled", "mlp-scratch", "mlp-distilled-5k", "mlp-scratch-5k"]
 runs = []
 for s in seeds:
     ev = {os.path.basename(e["model"]).replace(".int8.bundle", ""): e
@@ -32,7 +32,7 @@ def column(model, key):
 
 print(f"\nFashion-MNIST test set, int8; median (range) over seeds {', '.join(seeds)}; "
       f"hardest class {classes[hardest]} (all classes are equally common)")
-print(f"{'model':<14} {'accuracy':>26} {'bytes':>7} {'MACs':>7} {'us/sample (eval)':>20} "
+print(f"{'model':<16} {'accuracy':>26} {'bytes':>7} {'MACs':>7} {'us/sample (eval)':>20} "
       f"{classes[hardest] + ' sensitivity':>26} {classes[hardest] + ' specificity':>26}")
 for m in models:
     acc = column(m, lambda e, i: 100 * e["accuracy"])
@@ -41,13 +41,15 @@ for m in models:
     spec = column(m, lambda e, i: 100 * e["classes"][hardest]["specificity"])
     size = column(m, lambda e, i: e["model_bytes"])
     macs = column(m, lambda e, i: i["total_macs"])
-    print(f"{m:<14} {figure(acc, '{:.2f}%'):>26} {statistics.median(size):>7.0f} {statistics.median(macs):>7.0f} "
+    print(f"{m:<16} {figure(acc, '{:.2f}%'):>26} {statistics.median(size):>7.0f} {statistics.median(macs):>7.0f} "
           f"{figure(us, '{:.1f}'):>20} {figure(sens, '{:.1f}%'):>26} {figure(spec, '{:.1f}%'):>26}")
 
 def change(a, b, key):
     return [key(ev[b], ins[b]) - key(ev[a], ins[a]) for ev, ins in runs]
 print("\nper technique, paired by seed: median (range)")
-for name, a, b in (("pruning 30% of channels", "cnn", "cnn-pruned"), ("distillation vs scratch", "mlp-scratch", "mlp-distilled")):
+for name, a, b in (("pruning 30% of channels", "cnn", "cnn-pruned"),
+                   ("distillation vs scratch, 54,000 images", "mlp-scratch", "mlp-distilled"),
+                   ("distillation vs scratch, 5,000 images", "mlp-scratch-5k", "mlp-distilled-5k")):
     acc = change(a, b, lambda e, i: 100 * e["accuracy"])
     size = [ev[b]["model_bytes"] / ev[a]["model_bytes"] - 1 for ev, _ in runs]
     macs = [ins[b]["total_macs"] / ins[a]["total_macs"] - 1 for _, ins in runs]
