@@ -40,9 +40,9 @@ struct TestingExtension {
 
 void AddAggregatorCommands(CLI::App* app, const TestingExtension* testing);  // and enroll, device
 void AddBackboneCommands(CLI::App* app);
+void AddClientCommands(CLI::App* app, const TestingExtension* testing);
 void AddModelCommands(CLI::App* app);
 void AddPrivacyCommands(CLI::App* app);
-void AddRoundCommands(CLI::App* app, const TestingExtension* testing);  // client
 void AddSimCommands(CLI::App* app);
 
 // The whole command: parses `argv`, runs the subcommand, prints any error as

@@ -22,7 +22,7 @@ int RunTinyfed(int argc, char** argv, const TestingExtension* testing) {
   AddBackboneCommands(&app);
   AddModelCommands(&app);
   AddPrivacyCommands(&app);
-  AddRoundCommands(&app, testing);
+  AddClientCommands(&app, testing);
   AddSimCommands(&app);
   if (testing && testing->add_flags) {
     testing->add_flags(app.get_subcommand("aggregator"), app.get_subcommand("client")->get_subcommand("run"));

@@ -183,7 +183,7 @@ void AddSamples(const ClientFlags& f) {
 
 }  // namespace
 
-void AddRoundCommands(CLI::App* app, const TestingExtension* testing) {
+void AddClientCommands(CLI::App* app, const TestingExtension* testing) {
   auto flags = std::make_shared<ClientFlags>();
   auto* cl = app->add_subcommand("client", "a gateway's side: store samples, take part in rounds");
   cl->require_subcommand(1);
