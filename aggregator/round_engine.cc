@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "aggregator/internal/engine_resources.h"
 #include "aggregator/internal/log_limiter.h"
 #include "aggregator/internal/model_publisher.h"
 #include "aggregator/internal/plain_round.h"
@@ -58,18 +59,6 @@ absl::Status CheckHeader(const v1::RequestHeader& h, std::initializer_list<v1::P
 }
 
 }  // namespace
-
-struct RoundEngine::Resources {
-  std::unique_ptr<models::DirectoryLock> state_dir_lock;  // for this process alone
-  std::unique_ptr<AggregatorState> state;
-  std::unique_ptr<dp::PrivacyLedger> ledger;
-  std::unique_ptr<DeviceRegistry> devices;
-  std::optional<ServerOptimizer> optimizer;
-  internal::LogLimiter device_log;  // what devices report: a line a minute each at most
-  // Devices whose SecAgg+ shares others rejected, and by whom (this process's
-  // life; an operator revokes for good).
-  std::map<std::string, std::set<std::string>> rejected_by;
-};
 
 struct RoundEngine::Selection {
   int64_t round_id = 0;
@@ -124,34 +113,9 @@ absl::Status RoundEngine::Init() {
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }
-  RecordPublishedLocked();
-  metrics_.SetCollector([this](Metrics& m) {
-    absl::MutexLock collecting(&mu_);
-    if (auto population = res_->state->PopulationSize(); population.ok()) {
-      m.SetGauge("tinyfed_population", {}, static_cast<double>(*population));
-    }
-    if (auto bytes = res_->state->DatabaseBytes(); bytes.ok()) {
-      m.SetGauge("tinyfed_state_bytes", {}, static_cast<double>(*bytes));
-    }
-  });
+  RecordPublishedLocked(spent.epsilon);
+  CollectStateMetricsAtScrape();
   return absl::OkStatus();
-}
-
-void RoundEngine::RecordPublishedLocked() {
-  metrics_.SetGauge("tinyfed_model_version", {}, static_cast<double>(publisher_->latest().ref.version()));
-  if (auto spent = res_->ledger->Spent(); spent.ok()) {
-    metrics_.SetGauge("tinyfed_epsilon_spent", {}, spent->epsilon);
-    metrics_.SetGauge("tinyfed_epsilon_remaining", {}, std::max(0.0, config_.dp.epsilon_budget - spent->epsilon));
-  }
-}
-
-void RoundEngine::RecordClosedPhasesLocked() {
-  if (!round_) return;
-  for (const internal::Round::ClosedPhase& p : round_->TakeClosedPhases()) {
-    metrics_.Observe("tinyfed_round_phase_seconds", {{"phase", p.name}}, absl::ToDoubleSeconds(p.took));
-    metrics_.SetGauge("tinyfed_round_survivors", {{"phase", p.name}}, p.answered);
-    metrics_.AddCounter("tinyfed_round_dropouts_total", {{"phase", p.name}}, p.dropped);
-  }
 }
 
 absl::Status RoundEngine::ReconcileLedgerLocked() {
@@ -531,7 +495,7 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
   ++completed_rounds_;
   metrics_.AddCounter("tinyfed_rounds_total", {{"outcome", "done"}});
   metrics_.AddCounter("tinyfed_models_published_total", {});
-  RecordPublishedLocked();
+  RecordPublishedLocked(epsilon);
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }

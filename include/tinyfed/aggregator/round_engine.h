@@ -113,7 +113,7 @@ class RoundEngine {
  private:
   friend class testing::RoundEnginePeer;
   struct Selection;  // a round while devices check in
-  struct Resources;  // state, ledger, devices, optimizer: see round_engine.cc
+  struct Resources;  // state, ledger, devices, optimizer: aggregator/internal/engine_resources.h
   RoundEngine(const Config& config, base::Env& env);
   absl::Status Init();
 
@@ -141,7 +141,9 @@ class RoundEngine {
   // Records the phases the running round closed since the last call.
   void RecordClosedPhasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The gauges of the latest model and of privacy spent.
-  void RecordPublishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordPublishedLocked(double epsilon_spent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Population and state size, read when metrics are scraped.
+  void CollectStateMetricsAtScrape();
   // Voids the ledger's charges of rounds that published no model (and
   // restores those that did): a charge exists iff its model is published.
   absl::Status ReconcileLedgerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

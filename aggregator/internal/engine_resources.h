@@ -1,0 +1,37 @@
+// What the round engine holds besides its rounds: its files, its ledger,
+// its devices and its optimizer. Shared by the engine's source files
+// (round_engine.cc, round_engine_metrics.cc); guarded by the engine's lock.
+#ifndef TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
+#define TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "aggregator/internal/log_limiter.h"
+#include "tinyfed/aggregator/devices.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/aggregator/server_optimizer.h"
+#include "tinyfed/aggregator/state.h"
+#include "tinyfed/dp/ledger.h"
+#include "tinyfed/models/directory_lock.h"
+
+namespace tinyfed::aggregator {
+
+struct RoundEngine::Resources {
+  std::unique_ptr<models::DirectoryLock> state_dir_lock;  // for this process alone
+  std::unique_ptr<AggregatorState> state;
+  std::unique_ptr<dp::PrivacyLedger> ledger;
+  std::unique_ptr<DeviceRegistry> devices;
+  std::optional<ServerOptimizer> optimizer;
+  internal::LogLimiter device_log;  // what devices report: a line a minute each at most
+  // Devices whose SecAgg+ shares others rejected, and by whom (this process's
+  // life; an operator revokes for good).
+  std::map<std::string, std::set<std::string>> rejected_by;
+};
+
+}  // namespace tinyfed::aggregator
+
+#endif  // TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
