@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,7 @@
 #include "aggregator/internal/log_limiter.h"
 #include "aggregator/internal/model_publisher.h"
 #include "aggregator/internal/plain_round.h"
+#include "aggregator/internal/round_journal.h"
 #include "aggregator/internal/round_plan.h"
 #include "aggregator/internal/secagg_round.h"
 #include "nlohmann/json.hpp"
@@ -60,13 +62,6 @@ absl::Status CheckHeader(const v1::RequestHeader& h, std::initializer_list<v1::P
 
 }  // namespace
 
-struct RoundEngine::Selection {
-  int64_t round_id = 0;
-  absl::Time started;
-  absl::Time deadline;
-  std::vector<std::string> admitted;  // in check-in order
-};
-
 RoundEngine::RoundEngine(const Config& config, base::Env& env) : config_(config), env_(env) {}
 RoundEngine::~RoundEngine() = default;
 
@@ -99,7 +94,18 @@ absl::Status RoundEngine::Init() {
   TINYFED_RETURN_IF_ERROR(res_->state->LoadOptimizer(&m1, &m2));
   if (!m1.empty()) TINYFED_RETURN_IF_ERROR(res_->optimizer->Restore(std::move(m1), std::move(m2)));
 
-  TINYFED_ASSIGN_OR_RETURN(int aborted, res_->state->AbortUnfinishedRounds("the aggregator restarted"));
+  TINYFED_ASSIGN_OR_RETURN(res_->journal, internal::RoundJournal::Open(config_.state_dir / "round_journal.db"));
+  // The round a previous process left running goes on if it was journaled.
+  absl::StatusOr<std::vector<v1::JournalEntry>> journal = res_->journal->Entries();
+  std::string unresumable = "the aggregator restarted and had no journal of it";
+  int64_t resuming = 0;
+  if (!journal.ok()) {
+    unresumable = StrCat("the aggregator restarted and cannot resume it: ", journal.status().message());
+  } else if (!journal->empty()) {
+    TINYFED_ASSIGN_OR_RETURN(bool running, res_->state->IsRunning(static_cast<int64_t>(journal->front().round_id())));
+    if (running) resuming = static_cast<int64_t>(journal->front().round_id());
+  }
+  TINYFED_ASSIGN_OR_RETURN(int aborted, res_->state->AbortUnfinishedRounds(unresumable, resuming));
   if (aborted > 0) spdlog::warn("aborted {} round(s) left running by a previous aggregator process", aborted);
   TINYFED_ASSIGN_OR_RETURN(completed_rounds_, res_->state->CompletedRounds());
   TINYFED_ASSIGN_OR_RETURN(next_round_id_, res_->state->NextRoundId());
@@ -115,15 +121,20 @@ absl::Status RoundEngine::Init() {
   }
   RecordPublishedLocked(spent.epsilon);
   CollectStateMetricsAtScrape();
+  if (resuming == 0) return res_->journal->Clear();
+  if (absl::Status resumed = ResumeLocked(*journal); !resumed.ok()) {
+    AbortRoundLocked(resuming, StrCat("the aggregator restarted and cannot resume it: ", resumed.message()));
+  }
   return absl::OkStatus();
 }
 
-absl::Status RoundEngine::ReconcileLedgerLocked() {
+absl::Status RoundEngine::ReconcileLedgerLocked(int64_t in_flight) {
   TINYFED_ASSIGN_OR_RETURN(std::vector<PublishedModel> models, res_->state->Models());
   std::vector<int64_t> published;
   for (const PublishedModel& m : models) {
     if (m.round_id > 0) published.push_back(m.round_id);
   }
+  if (in_flight > 0) published.push_back(in_flight);
   auto reconciled = res_->ledger->Reconcile(published);
   if (!reconciled.ok()) {
     spdlog::error("privacy ledger: cannot void the charges of unpublished rounds yet: {}",
@@ -208,6 +219,11 @@ absl::Status RoundEngine::StartSelectionLocked() {
   selection->started = env_.Now();
   selection->deadline = selection->started + config_.selection_timeout;
   (void)ReconcileLedgerLocked();  // logged; the next round's start retries
+  // Journaled first: a journal of a round without its row is discarded.
+  v1::JournalEntry opened;
+  opened.set_round_id(static_cast<uint64_t>(selection->round_id));
+  opened.set_selection_opened(true);
+  TINYFED_RETURN_IF_ERROR(JournalLocked(std::move(opened), selection->started));
   TINYFED_RETURN_IF_ERROR(res_->state->StartRound(selection->round_id));
   ++next_round_id_;
   auto population = res_->state->PopulationSize();
@@ -251,6 +267,12 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
         *response.mutable_retry_later() = RetryAfter(config_.selection_timeout, "the cohort is full");
         return response;
       }
+      v1::JournalEntry admitted;
+      admitted.set_round_id(static_cast<uint64_t>(s.round_id));
+      admitted.set_admitted(device);
+      if (absl::Status journaled = JournalLocked(std::move(admitted), env_.Now()); !journaled.ok()) {
+        return absl::UnavailableError(StrCat("cannot admit device ", device, " now: ", journaled.message()));
+      }
       s.admitted.push_back(device);
     }
     response.mutable_admitted()->set_round_id(static_cast<uint64_t>(s.round_id));
@@ -267,22 +289,38 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
 }
 
 void RoundEngine::CloseSelectionLocked() {
+  const int64_t id = selection_->round_id;
+  v1::CohortDrawn drawn;
+  for (auto [purpose, seed] : {std::pair{"ids", drawn.mutable_ids_seed()},
+                               {"rotation", drawn.mutable_rotation_seed()},
+                               {"graph", drawn.mutable_graph_seed()},
+                               {"central", drawn.mutable_central_noise_seed()}}) {
+    seed->resize(32);
+    RoundSeed(id, purpose, std::span(reinterpret_cast<uint8_t*>(seed->data()), 32));
+  }
+  StartCohortLocked(std::move(drawn), env_.Now());
+}
+
+void RoundEngine::StartCohortLocked(v1::CohortDrawn drawn, absl::Time now) {
   const std::unique_ptr<Selection> s = std::move(selection_);
-  metrics_.Observe("tinyfed_round_phase_seconds", {{"phase", "selection"}},
-                   absl::ToDoubleSeconds(env_.Now() - s->started));
+  metrics_.Observe("tinyfed_round_phase_seconds", {{"phase", "selection"}}, absl::ToDoubleSeconds(now - s->started));
   metrics_.SetGauge("tinyfed_round_cohort_size", {}, static_cast<double>(s->admitted.size()));
   // Sorted, so the ids depend on who was admitted, not on arrival order.
   std::vector<std::string> devices = s->admitted;
   std::sort(devices.begin(), devices.end());
-  std::array<uint8_t, 32> id_seed;
-  RoundSeed(s->round_id, "ids", id_seed);
-  const std::vector<uint32_t> ids = internal::ShuffledIds(devices.size(), id_seed);
+  if (drawn.ids_seed().size() != 32 || drawn.rotation_seed().size() != 32 || drawn.graph_seed().size() != 32 ||
+      drawn.central_noise_seed().size() != 32) {
+    AbortRoundLocked(s->round_id, "the round's journaled seeds are not 32 bytes each");
+    return;
+  }
+  const std::vector<uint32_t> ids = internal::ShuffledIds(
+      devices.size(), std::span<const uint8_t, 32>(reinterpret_cast<const uint8_t*>(drawn.ids_seed().data()), 32));
   if (auto updated = res_->state->UpdateRoundSelected(s->round_id, static_cast<int>(devices.size())); !updated.ok()) {
     AbortRoundLocked(s->round_id, std::string(updated.message()));
     return;
   }
-  auto round = config_.secure_aggregation ? StartSecAggRoundLocked(s->round_id, devices, ids)
-                                          : StartPlainRoundLocked(s->round_id, devices, ids);
+  auto round = config_.secure_aggregation ? StartSecAggRoundLocked(s->round_id, devices, ids, drawn, now)
+                                          : StartPlainRoundLocked(s->round_id, devices, ids, drawn, now);
   if (!round.ok()) {
     AbortRoundLocked(s->round_id, std::string(round.status().message()));
     if (round.status().code() == absl::StatusCode::kResourceExhausted) {
@@ -290,15 +328,29 @@ void RoundEngine::CloseSelectionLocked() {
     }
     return;
   }
+  const std::string task_sha256 = base::Sha256((*round)->task().SerializeAsString());
+  if (replaying_ && drawn.task_sha256() != task_sha256) {
+    AbortRoundLocked(s->round_id, "the configuration plans another task than the round started with");
+    return;
+  }
+  drawn.set_task_sha256(task_sha256);
+  v1::JournalEntry entry;
+  entry.set_round_id(static_cast<uint64_t>(s->round_id));
+  *entry.mutable_cohort_drawn() = std::move(drawn);
+  if (absl::Status journaled = JournalLocked(std::move(entry), now); !journaled.ok()) {
+    AbortRoundLocked(s->round_id, std::string(journaled.message()));
+    return;
+  }
   round_ = *std::move(round);
 }
 
 absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartSecAggRoundLocked(
-    int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids) {
+    int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids, const v1::CohortDrawn& drawn,
+    absl::Time now) {
   const int n = static_cast<int>(devices.size());
   internal::SecAggSeeds seeds;
-  RoundSeed(id, "rotation", seeds.rotation);
-  RoundSeed(id, "graph", seeds.graph);
+  std::memcpy(seeds.rotation.data(), drawn.rotation_seed().data(), seeds.rotation.size());
+  std::memcpy(seeds.graph.data(), drawn.graph_seed().data(), seeds.graph.size());
   TINYFED_ASSIGN_OR_RETURN(
       internal::SecAggPlan plan,
       internal::PlanSecAggRound(config_, id, n, head_size_, noise_multiplier_, publisher_->latest().ref, seeds));
@@ -322,11 +374,12 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartSecAggRoundLo
       [this](const std::string& device, const std::vector<std::string>& by) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         RejectedLocked(device, by);  // called from a Submit or a Tick, under mu_
       },
-      env_.Now());
+      now);
 }
 
 absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLocked(
-    int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids) {
+    int64_t id, const std::vector<std::string>& devices, const std::vector<uint32_t>& ids, const v1::CohortDrawn& drawn,
+    absl::Time now) {
   const int n = static_cast<int>(devices.size());
   if (n < config_.min_cohort) {
     return FailedPreconditionError(
@@ -340,15 +393,15 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLoc
     };
     TINYFED_ASSIGN_OR_RETURN(dp::PrivacyCharge one, charge(n));
     TINYFED_RETURN_IF_ERROR(internal::CheckBudget(config_, *res_->ledger, one));
-    RoundSeed(id, "central", noise_seed);
+    std::memcpy(noise_seed.data(), drawn.central_noise_seed().data(), noise_seed.size());
   }
   base::LogEvent(
       spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
       fmt::format("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", id, n,
                   config_.dp.mode == DpMode::kCentral ? "central" : "off", v1::Compression_Name(config_.compression)));
-  return std::make_unique<internal::PlainRound>(
-      config_, id, devices, ids, internal::PlanPlainRound(config_, id, n, publisher_->latest().ref), head_size_,
-      noise_multiplier_, noise_seed, std::move(charge), env_.Now());
+  return std::make_unique<internal::PlainRound>(config_, id, devices, ids,
+                                                internal::PlanPlainRound(config_, id, n, publisher_->latest().ref),
+                                                head_size_, noise_multiplier_, noise_seed, std::move(charge), now);
 }
 
 void RoundEngine::RejectedLocked(const std::string& device, const std::vector<std::string>& by) {
@@ -389,7 +442,19 @@ absl::StatusOr<v1::SubmitResponse> RoundEngine::Submit(const v1::SubmitRequest& 
                                           v1::PHASE_UNMASKING, v1::PHASE_UPDATE}));
   absl::MutexLock lock(&mu_);
   TINYFED_ASSIGN_OR_RETURN(internal::Round * round, RunningLocked(static_cast<int64_t>(h.round_id())));
-  TINYFED_ASSIGN_OR_RETURN(std::optional<internal::RoundEnd> end, round->Submit(request, env_.Now()));
+  const bool retry = round->HasSubmitted(h.device_id(), h.phase());
+  const absl::Time now = env_.Now();
+  TINYFED_ASSIGN_OR_RETURN(std::optional<internal::RoundEnd> end, round->Submit(request, now));
+  if (!retry) {
+    v1::JournalEntry submitted;
+    submitted.set_round_id(h.round_id());
+    *submitted.mutable_submitted() = request;
+    // Unjournaled, the round could not be resumed as the device believes it.
+    if (absl::Status journaled = JournalLocked(std::move(submitted), now); !journaled.ok()) {
+      AbortRoundLocked(round->id(), std::string(journaled.message()));
+      return absl::UnavailableError(StrCat("round ", h.round_id(), " aborted: ", journaled.message()));
+    }
+  }
   RecordClosedPhasesLocked();
   if (end) EndRoundLocked(*std::move(end));
   return v1::SubmitResponse();
@@ -412,6 +477,13 @@ void RoundEngine::Tick() {
     return;
   }
   if (!round_ || now < round_->deadline()) return;
+  v1::JournalEntry passed;
+  passed.set_round_id(static_cast<uint64_t>(round_->id()));
+  passed.set_deadline_passed(true);
+  if (absl::Status journaled = JournalLocked(std::move(passed), now); !journaled.ok()) {
+    AbortRoundLocked(round_->id(), std::string(journaled.message()));
+    return;
+  }
   std::optional<internal::RoundEnd> end = round_->CloseOnDeadline(now);
   RecordClosedPhasesLocked();
   if (end) EndRoundLocked(*std::move(end));
@@ -445,6 +517,9 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
   if (secure_sum_observer_ && !end.secure_sum.empty()) secure_sum_observer_(id, end.secure_sum, end.survivor_devices);
   // Charge before anything derived from the sum leaves the aggregator.
   if (end.charge) {
+    // A resumed round may have been charged by the killed process, which the
+    // start voided: that charge stands again now, and Charge finds it paid.
+    if (id == resumed_round_) (void)ReconcileLedgerLocked(id);
     if (absl::Status charged = res_->ledger->Charge(*end.charge); !charged.ok()) {
       AbortRoundLocked(id, StrCat("privacy ledger: ", charged.message()));
       if (charged.code() == absl::StatusCode::kResourceExhausted) CloseLocked("the privacy budget is spent");
@@ -492,6 +567,7 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
   result->set_epsilon_spent(epsilon);
   RememberOutcomeLocked(id, std::move(outcome));
   round_.reset();
+  ClearJournalLocked();
   ++completed_rounds_;
   metrics_.AddCounter("tinyfed_rounds_total", {{"outcome", "done"}});
   metrics_.AddCounter("tinyfed_models_published_total", {});
@@ -517,6 +593,8 @@ void RoundEngine::AbortRoundLocked(int64_t round_id, const std::string& reason) 
   outcome.mutable_aborted()->set_reason(reason);
   RememberOutcomeLocked(round_id, std::move(outcome));
   round_.reset();
+  selection_.reset();
+  ClearJournalLocked();
   // An aborted round may have been charged before publishing failed. Should
   // voiding fail too (the disk still full), the next round's start or the
   // next process's settles it; meanwhile the ledger errs on the side of spent.

@@ -200,12 +200,24 @@ absl::Status AggregatorState::AbortRound(int64_t round_id, const std::string& re
   }
 }
 
-absl::StatusOr<int> AggregatorState::AbortUnfinishedRounds(const std::string& reason) {
+absl::StatusOr<bool> AggregatorState::IsRunning(int64_t round_id) const {
+  try {
+    SQLite::Statement q(*db_, "SELECT 1 FROM rounds WHERE round_id = ? AND state = 'running'");
+    q.bind(1, round_id);
+    return q.executeStep();
+  } catch (const std::exception& e) {
+    return DbError(absl::StrCat("reading round ", round_id), e);
+  }
+}
+
+absl::StatusOr<int> AggregatorState::AbortUnfinishedRounds(const std::string& reason, int64_t resuming) {
   try {
     SQLite::Statement q(*db_,
-                        "UPDATE rounds SET state = 'aborted', reason = ?, finished_ms = ? WHERE state = 'running'");
+                        "UPDATE rounds SET state = 'aborted', reason = ?, finished_ms = ? WHERE state = 'running' "
+                        "AND round_id != ?");
     q.bind(1, reason);
     q.bind(2, NowMillis());
+    q.bind(3, resuming);
     return q.exec();
   } catch (const std::exception& e) {
     return DbError("aborting unfinished rounds", e);

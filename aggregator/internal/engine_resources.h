@@ -1,6 +1,7 @@
 // What the round engine holds besides its rounds: its files, its ledger,
-// its devices and its optimizer. Shared by the engine's source files
-// (round_engine.cc, round_engine_metrics.cc); guarded by the engine's lock.
+// its devices, its optimizer and its journal; and a round while it selects.
+// Shared by the engine's source files (round_engine.cc, _metrics.cc,
+// _resume.cc); guarded by the engine's lock.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
 #define TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
 
@@ -9,8 +10,10 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "aggregator/internal/log_limiter.h"
+#include "aggregator/internal/round_journal.h"
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server_optimizer.h"
@@ -20,11 +23,19 @@
 
 namespace tinyfed::aggregator {
 
+struct RoundEngine::Selection {
+  int64_t round_id = 0;
+  absl::Time started;
+  absl::Time deadline;
+  std::vector<std::string> admitted;  // in check-in order
+};
+
 struct RoundEngine::Resources {
   std::unique_ptr<models::DirectoryLock> state_dir_lock;  // for this process alone
   std::unique_ptr<AggregatorState> state;
   std::unique_ptr<dp::PrivacyLedger> ledger;
   std::unique_ptr<DeviceRegistry> devices;
+  std::unique_ptr<internal::RoundJournal> journal;  // the running round's events
   std::optional<ServerOptimizer> optimizer;
   internal::LogLimiter device_log;  // what devices report: a line a minute each at most
   // Devices whose SecAgg+ shares others rejected, and by whom (this process's

@@ -30,6 +30,7 @@ class PlainRound final : public Round {
  private:
   v1::Phase phase() const override { return v1::PHASE_UPDATE; }
   const char* phase_name() const override { return "update"; }
+  absl::Duration PhaseTimeout() const override { return config_.training_timeout; }
   // Every SecAgg+ phase is past: a plain round has none.
   int CompareToCurrent(v1::Phase) const override { return -1; }
   const v1::SecAggServerMessage* MessageTo(uint32_t) const override { return nullptr; }

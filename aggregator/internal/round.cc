@@ -35,6 +35,11 @@ bool Round::MayRejoin(const std::string& device) const {
          !member->second.submitted.contains(phase());
 }
 
+bool Round::HasSubmitted(const std::string& device, v1::Phase phase) const {
+  const auto member = members_.find(device);
+  return member != members_.end() && member->second.submitted.contains(phase);
+}
+
 absl::StatusOr<v1::AwaitResponse> Round::Await(const v1::RequestHeader& h, absl::Time now, absl::Duration poll) const {
   v1::AwaitResponse response;
   auto wait = [&](std::string why) {

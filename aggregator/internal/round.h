@@ -9,6 +9,7 @@
 #ifndef TINYFED_AGGREGATOR_INTERNAL_ROUND_H_
 #define TINYFED_AGGREGATOR_INTERNAL_ROUND_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -68,6 +69,13 @@ class Round {
   int64_t id() const { return id_; }
   absl::Time deadline() const { return deadline_; }
   size_t cohort_size() const { return members_.size(); }
+  const v1::RoundTask& task() const { return task_; }
+  // True if `device` already submitted its `phase` message.
+  bool HasSubmitted(const std::string& device, v1::Phase phase) const;
+  // The round was replayed after a restart at `now`: the open phase gets at
+  // least its whole timeout again, since its members could not reach the
+  // aggregator while it was down.
+  void Resume(absl::Time now) { deadline_ = std::max(deadline_, now + PhaseTimeout()); }
 
   // A member that restarted before sending its first message (its keys, or
   // its update) may take part again.
@@ -92,6 +100,8 @@ class Round {
   // The phase members submit now, and its name in logs and errors.
   virtual v1::Phase phase() const = 0;
   virtual const char* phase_name() const = 0;
+  // How long the current phase stays open.
+  virtual absl::Duration PhaseTimeout() const = 0;
   // Where `awaited` (a SecAgg+ phase) stands against the current phase:
   // negative before it, 0 at it, positive past it.
   virtual int CompareToCurrent(v1::Phase awaited) const = 0;

@@ -55,6 +55,7 @@ class SecAggRound final : public Round {
 
   v1::Phase phase() const override { return current_->phase; }
   const char* phase_name() const override { return current_->name; }
+  absl::Duration PhaseTimeout() const override { return config_.*(current_->timeout); }
   int CompareToCurrent(v1::Phase awaited) const override;
   const v1::SecAggServerMessage* MessageTo(uint32_t id) const override;
 

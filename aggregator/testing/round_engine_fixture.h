@@ -68,6 +68,15 @@ class RoundEngineFixture : public ::testing::Test {
     }
   }
 
+  // As if killed -9: the engine goes without flushing anything, and a new
+  // one opens the same state directory.
+  void Restart() {
+    engine_.reset();
+    auto engine = RoundEngine::Create(config_, env_);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+  }
+
   static std::string Device(int i) { return "clinic-" + std::to_string(i); }
   static v1::RequestHeader Header(const std::string& device, uint64_t round, v1::Phase phase) {
     v1::RequestHeader h;
@@ -114,8 +123,11 @@ class RoundEngineFixture : public ::testing::Test {
   struct Member {
     std::unique_ptr<secagg::Client> client;
     uint32_t id = 0;
+    std::vector<uint32_t> input;
   };
-  std::map<std::string, Member> Members(uint64_t round, int n) {
+  // All-zero inputs (the DDG encoding of a zero update), or with `distinct`
+  // small values that differ by member, to check a sum by.
+  std::map<std::string, Member> Members(uint64_t round, int n, bool distinct = false) {
     std::map<std::string, Member> members;
     for (int i = 0; i < n; ++i) {
       const v1::AwaitResponse task = base::testing::ValueOrDie(Await(Device(i), round, v1::PHASE_TASK), Device(i));
@@ -125,23 +137,23 @@ class RoundEngineFixture : public ::testing::Test {
           base::testing::ValueOrDie(secagg::ParamsOfTask(round, t.cohort_size(), t.secagg()), "the task's parameters");
       std::array<uint8_t, 32> seed{};
       seed[0] = static_cast<uint8_t>(i);
-      // All-zero inputs: the DDG encoding of a zero update is zero.
-      members[Device(i)] =
-          Member{base::testing::ValueOrDie(
-                     secagg::Client::Create(params, t.secagg_id(), std::vector<uint32_t>(t.secagg().vector_length(), 0),
-                                            secagg::SeededRandom(seed)),
-                     "a SecAgg+ client"),
-                 t.secagg_id()};
+      std::vector<uint32_t> input(t.secagg().vector_length(), 0);
+      for (size_t j = 0; distinct && j < input.size(); ++j) input[j] = static_cast<uint32_t>((7 * i + j) % 5);
+      members[Device(i)] = Member{
+          base::testing::ValueOrDie(secagg::Client::Create(params, t.secagg_id(), input, secagg::SeededRandom(seed)),
+                                    "a SecAgg+ client"),
+          t.secagg_id(), input};
     }
     return members;
   }
-  void Advertise(uint64_t round, const std::string& device, Member& m) {
-    auto message = m.client->AdvertiseKeys();
-    ASSERT_TRUE(message.ok());
-    v1::AdvertiseKeys* a = message->mutable_advertise_keys();
+  // Sends the member's signed keys; the message sent.
+  v1::SecAggClientMessage Advertise(uint64_t round, const std::string& device, Member& m) {
+    v1::SecAggClientMessage message = base::testing::ValueOrDie(m.client->AdvertiseKeys(), "advertising keys");
+    v1::AdvertiseKeys* a = message.mutable_advertise_keys();
     a->set_signature(keys_.at(device).Sign(
         proto::AdvertiseKeysSigningMessage(round, m.id, device, a->encryption_public_key(), a->masking_public_key())));
-    ASSERT_TRUE(Submit(device, round, v1::PHASE_ADVERTISE_KEYS, *message).ok());
+    EXPECT_TRUE(Submit(device, round, v1::PHASE_ADVERTISE_KEYS, message).ok()) << device;
+    return message;
   }
   // Answers `phase` for `device` with the server's message for it.
   void Answer(uint64_t round, const std::string& device, Member& m, v1::Phase phase) {

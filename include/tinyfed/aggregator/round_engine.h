@@ -21,8 +21,17 @@
 //
 // A round aborts cleanly (its row says why) when fewer than
 // max(min_cohort, t) survive, or the privacy budget would be exceeded; the
-// next round then starts. A restart aborts the round that was running and
-// resumes from the last published model and optimizer state.
+// next round then starts.
+//
+// A restart resumes the round that was running: every event that changed it
+// (a check-in admitted, the cohort's seeds drawn, a message accepted, a
+// deadline passed) is journaled (aggregator/internal/round_journal.h) before
+// any device sees its effect, and the next process replays the journal into
+// the same round, SecAgg+ server state and routed messages included. The
+// open phase then gets its whole deadline again from the restart, so members
+// that kept their state reconnect and carry on; one that lost it misses the
+// deadline and is dropped like any other. A round that cannot be replayed (a
+// damaged journal, a configuration that plans another task) is aborted.
 //
 // Every handler validates the request header first: INVALID_ARGUMENT for a
 // malformed request (bad device id, phase and message disagreeing, a sender
@@ -52,6 +61,7 @@
 #include "tinyfed/base/env.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/v1/bundle.pb.h"
+#include "tinyfed/v1/journal.pb.h"
 #include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::aggregator {
@@ -119,18 +129,32 @@ class RoundEngine {
 
   // Opens round next_round_id_ to check-ins.
   absl::Status StartSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The cohort is in: plans the round and starts it (or aborts it).
+  // The cohort is in: draws the round's seeds and starts it.
   void CloseSelectionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Plans the selected cohort's round with the seeds `drawn` at `now` and
+  // starts it (or aborts it); a replayed cohort must plan the task it had.
+  void StartCohortLocked(v1::CohortDrawn drawn, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Round `id` of `devices` (sorted) under SecAgg+ ids `ids`; an error is
   // why it cannot run (RESOURCE_EXHAUSTED: the privacy budget).
   absl::StatusOr<std::unique_ptr<internal::Round>> StartSecAggRoundLocked(int64_t id,
                                                                           const std::vector<std::string>& devices,
-                                                                          const std::vector<uint32_t>& ids)
+                                                                          const std::vector<uint32_t>& ids,
+                                                                          const v1::CohortDrawn& drawn, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::unique_ptr<internal::Round>> StartPlainRoundLocked(int64_t id,
                                                                          const std::vector<std::string>& devices,
-                                                                         const std::vector<uint32_t>& ids)
+                                                                         const std::vector<uint32_t>& ids,
+                                                                         const v1::CohortDrawn& drawn, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journals `entry` (stamped with `now`) unless it is being replayed.
+  absl::Status JournalLocked(v1::JournalEntry entry, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The round ended: nothing to resume.
+  void ClearJournalLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rebuilds the round a previous process left running from its journal
+  // (round_engine_resume.cc); an error is why it cannot go on.
+  absl::Status ResumeLocked(const std::vector<v1::JournalEntry>& journal) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One journaled event, as it happened at its time.
+  absl::Status ReplayLocked(const v1::JournalEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The round ended: charge and publish its update, or record its abort.
   void EndRoundLocked(internal::RoundEnd end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Logs a device whose SecAgg+ shares neighbours rejected and remembers it
@@ -145,8 +169,9 @@ class RoundEngine {
   // Population and state size, read when metrics are scraped.
   void CollectStateMetricsAtScrape();
   // Voids the ledger's charges of rounds that published no model (and
-  // restores those that did): a charge exists iff its model is published.
-  absl::Status ReconcileLedgerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // restores those that did): a charge exists iff its model is published,
+  // or its round is `in_flight` (about to publish).
+  absl::Status ReconcileLedgerLocked(int64_t in_flight = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CloseLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The running round `round_id`, or FAILED_PRECONDITION naming the one that runs.
   absl::StatusOr<internal::Round*> RunningLocked(int64_t round_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -168,6 +193,8 @@ class RoundEngine {
   double noise_multiplier_ = 0.0;  // resolved once from the config
   size_t head_size_ = 0;           // parameters in the head, fixed by the initial model
   std::string closed_reason_ ABSL_GUARDED_BY(mu_);
+  bool replaying_ ABSL_GUARDED_BY(mu_) = false;     // a journal, at start: journal nothing again
+  int64_t resumed_round_ ABSL_GUARDED_BY(mu_) = 0;  // the round replayed at start, if any
   Metrics metrics_;
   // Tests only: each SecAgg+ round's raw sum and its survivors, at its end.
   std::function<void(int64_t round_id, std::span<const uint32_t> sum, const std::vector<std::string>& survivors)>

@@ -80,8 +80,11 @@ class AggregatorState {
   absl::Status StartRound(int64_t round_id);
   absl::Status UpdateRoundSelected(int64_t round_id, int selected);
   absl::Status AbortRound(int64_t round_id, const std::string& reason);
-  // Rounds left running by a previous process are aborted; returns how many.
-  absl::StatusOr<int> AbortUnfinishedRounds(const std::string& reason);
+  // True if round `round_id` has a row that says it is running.
+  absl::StatusOr<bool> IsRunning(int64_t round_id) const;
+  // Rounds left running by a previous process, except `resuming` (one it
+  // journaled), are aborted; returns how many.
+  absl::StatusOr<int> AbortUnfinishedRounds(const std::string& reason, int64_t resuming = 0);
   // The round's row, the model's row and the optimizer moments, atomically.
   absl::Status CompleteRound(const RoundRecord& round, const PublishedModel& model,
                              const std::vector<float>& first_moment, const std::vector<float>& second_moment);

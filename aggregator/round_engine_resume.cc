@@ -1,0 +1,130 @@
+// The round a killed aggregator left running, rebuilt from its journal
+// (aggregator/internal/round_journal.h) by replaying each event through the
+// same code that handled it live, at the time it happened.
+#include "absl/strings/str_cat.h"
+#include "aggregator/internal/engine_resources.h"
+#include "aggregator/internal/round.h"
+#include "aggregator/internal/round_journal.h"
+#include "spdlog/spdlog.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/base/log_event.h"
+#include "tinyfed/base/status_macros.h"
+
+namespace tinyfed::aggregator {
+namespace {
+
+using absl::StrCat;
+
+// Replayed events were logged by the process that saw them happen; the
+// replay runs in Init, before the server's threads, so the level can be
+// raised for its duration alone.
+class QuietLogs {
+ public:
+  QuietLogs() : level_(spdlog::get_level()) { spdlog::set_level(spdlog::level::err); }
+  ~QuietLogs() { spdlog::set_level(level_); }
+
+ private:
+  const spdlog::level::level_enum level_;
+};
+
+}  // namespace
+
+absl::Status RoundEngine::JournalLocked(v1::JournalEntry entry, absl::Time now) {
+  if (replaying_) return absl::OkStatus();
+  entry.set_at_unix_micros(absl::ToUnixMicros(now));
+  return res_->journal->Append(entry);
+}
+
+void RoundEngine::ClearJournalLocked() {
+  if (absl::Status cleared = res_->journal->Clear(); !cleared.ok()) {
+    // The round's row is final, so the next process discards the journal.
+    spdlog::error("{}", cleared.ToString());
+  }
+}
+
+absl::Status RoundEngine::ResumeLocked(const std::vector<v1::JournalEntry>& journal) {
+  const int64_t id = static_cast<int64_t>(journal.front().round_id());
+  if (!journal.front().selection_opened()) {
+    return absl::DataLossError("its journal does not begin where the round began");
+  }
+  next_round_id_ = std::max(next_round_id_, id + 1);
+  resumed_round_ = id;
+  {
+    QuietLogs quiet;
+    replaying_ = true;
+    absl::Status replayed = absl::OkStatus();
+    // Until the journal ends, or the round does (as it did live).
+    for (size_t i = 0; i < journal.size() && replayed.ok() && (i == 0 || selection_ || round_); ++i) {
+      replayed = ReplayLocked(journal[i]);
+      if (!replayed.ok()) replayed = absl::Status(replayed.code(), StrCat("event ", i + 1, ": ", replayed.message()));
+      if (round_) (void)round_->TakeClosedPhases();  // the previous process timed them
+    }
+    replaying_ = false;
+    TINYFED_RETURN_IF_ERROR(replayed);
+  }
+  const absl::Time now = env_.Now();
+  std::string where;
+  if (selection_) {
+    selection_->deadline = now + config_.selection_timeout;
+    where = StrCat("selection with ", selection_->admitted.size(), " admitted");
+  } else if (round_) {
+    round_->Resume(now);
+    where = StrCat("its current phase, open until ",
+                   absl::FormatTime("%H:%M:%S", round_->deadline(), absl::UTCTimeZone()), "Z");
+  } else {
+    // The killed process journaled the round's last event but died before
+    // publishing (or aborting): the replay did it.
+    const auto outcome = finished_.find(id);
+    base::LogEvent(spdlog::level::info, "round_resumed", {{"round", id}},
+                   fmt::format("round {} resumed from its journal ({} events) and ended: {}", id, journal.size(),
+                               outcome == finished_.end() ? "unknown"
+                               : outcome->second.has_result()
+                                   ? StrCat("model v", outcome->second.result().published().version(), " published")
+                                   : StrCat("aborted: ", outcome->second.aborted().reason())));
+    return absl::OkStatus();
+  }
+  metrics_.AddCounter("tinyfed_rounds_resumed_total", {});
+  base::LogEvent(spdlog::level::info, "round_resumed", {{"round", id}},
+                 fmt::format("round {} resumed from its journal ({} events) at {}", id, journal.size(), where));
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::ReplayLocked(const v1::JournalEntry& entry) {
+  const int64_t id = static_cast<int64_t>(entry.round_id());
+  const absl::Time at = absl::FromUnixMicros(entry.at_unix_micros());
+  switch (entry.event_case()) {
+    case v1::JournalEntry::kSelectionOpened: {
+      if (selection_ || round_) return absl::DataLossError("the selection opens twice");
+      selection_ = std::make_unique<Selection>();
+      selection_->round_id = id;
+      selection_->started = at;
+      selection_->deadline = at + config_.selection_timeout;
+      return absl::OkStatus();
+    }
+    case v1::JournalEntry::kAdmitted:
+      if (!selection_) return absl::DataLossError("a device is admitted after the selection closed");
+      selection_->admitted.push_back(entry.admitted());
+      return absl::OkStatus();
+    case v1::JournalEntry::kCohortDrawn:
+      if (!selection_) return absl::DataLossError("the cohort is drawn twice");
+      StartCohortLocked(entry.cohort_drawn(), at);
+      return absl::OkStatus();
+    case v1::JournalEntry::kSubmitted:
+    case v1::JournalEntry::kDeadlinePassed: {
+      if (!round_) return absl::DataLossError("a message or deadline without a running round");
+      std::optional<internal::RoundEnd> end;
+      if (entry.has_submitted()) {
+        TINYFED_ASSIGN_OR_RETURN(end, round_->Submit(entry.submitted(), at));
+      } else {
+        end = round_->CloseOnDeadline(at);
+      }
+      if (end) EndRoundLocked(*std::move(end));
+      return absl::OkStatus();
+    }
+    case v1::JournalEntry::EVENT_NOT_SET:
+      break;
+  }
+  return absl::DataLossError("an event of an unknown kind (written by a newer tinyfed?)");
+}
+
+}  // namespace tinyfed::aggregator
