@@ -15,7 +15,7 @@ CSV=$DATA/breast_cancer.csv
 T=$BUILD/tools/tinyfed
 PY=/usr/bin/python3  # Debian's, with python3-grpcio and python3-nacl
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cd "$WORK"
 
 # Python stubs generated from proto/.

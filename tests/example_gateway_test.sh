@@ -7,7 +7,7 @@ BUILD=$1 SOURCE=$2 DATA=$3
 CSV=$DATA/breast_cancer.csv
 [[ -f $CSV ]] || { echo "skipping: $CSV missing (scripts/fetch_data.sh)"; exit 0; }
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cmake --install "$BUILD" --prefix "$WORK/prefix" >/dev/null
 cmake -S "$SOURCE/examples/gateway" -B "$WORK/example" -DCMAKE_PREFIX_PATH="$WORK/prefix" >/dev/null

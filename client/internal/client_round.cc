@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "client/internal/local_training.h"
 #include "client/internal/model_download.h"
+#include "client/internal/retry.h"
 #include "client/internal/round_cost.h"
 #include "client/internal/trust_store.h"
 #include "spdlog/spdlog.h"
@@ -39,7 +40,28 @@ auto Timed(absl::Duration& total, Call&& call) {
   return result;
 }
 
+// How long a gateway in a round keeps calling an aggregator it cannot
+// reach. A restarted aggregator resumes the round from its journal, so the
+// SecAgg+ state this round holds in memory is worth waiting for: a service
+// manager restarts a killed process in seconds, a cluster reschedules one in
+// a minute or two.
+constexpr absl::Duration kOutagePatience = absl::Minutes(10);
+
 }  // namespace
+
+template <typename Call>
+auto ClientRound::Persist(Call&& call) -> decltype(call()) {
+  const absl::Time start = absl::Now();
+  for (;;) {
+    auto result = Timed(report_.timings.transport, call);
+    if (result.ok() || !Retryable(result.status()) || absl::Now() - start > kOutagePatience) return result;
+    // The transport backed off up to seconds already; a jittered second more
+    // keeps a fleet that lost the aggregator together from returning together.
+    uint8_t jitter = 0;
+    g_.env.RandomBytes(std::span(&jitter, 1));
+    if (!g_.SleepFor(absl::Milliseconds(500 + 4 * jitter))) return absl::CancelledError("stopped");
+  }
+}
 
 absl::StatusOr<RoundReport> ClientRound::Run() {
   absl::MutexLock lock(&g_.round_mu);
@@ -75,7 +97,7 @@ absl::StatusOr<v1::AwaitResponse> ClientRound::Await(v1::Phase phase) {
   v1::AwaitRequest request;
   *request.mutable_header() = g_.Header(report_.round_id, phase);
   for (;;) {
-    auto r = Timed(report_.timings.transport, [&] { return g_.transport->Await(request); });
+    auto r = Persist([&] { return g_.transport->Await(request); });
     if (!r.ok() || !r->has_wait()) return r;
     const absl::Time start = absl::Now();
     if (!g_.SleepFor(absl::Milliseconds(r->wait().delay_ms()))) return absl::CancelledError("stopped");
@@ -85,7 +107,7 @@ absl::StatusOr<v1::AwaitResponse> ClientRound::Await(v1::Phase phase) {
 
 absl::Status ClientRound::Submit(v1::Phase phase, v1::SubmitRequest request) {
   *request.mutable_header() = g_.Header(report_.round_id, phase);
-  return Timed(report_.timings.transport, [&] { return g_.transport->Submit(request); }).status();
+  return Persist([&] { return g_.transport->Submit(request); }).status();
 }
 
 ClientRound::Step ClientRound::CheckIn() {

@@ -44,6 +44,10 @@ class ClientRound {
   // and this round's residual sealed for the next.
   absl::StatusOr<v1::PlainUpdate> EncodePlain(std::vector<float> delta) ABSL_LOCKS_EXCLUDED(g_.store_mu);
 
+  // `call` (a transport call of this round), timed, and repeated while the
+  // aggregator is unreachable, up to a patience that outlasts its restart.
+  template <typename Call>
+  auto Persist(Call&& call) -> decltype(call());
   // Waits for the server's answer in `phase`, polling as it asks.
   absl::StatusOr<v1::AwaitResponse> Await(v1::Phase phase);
   absl::Status Submit(v1::Phase phase, v1::SubmitRequest request);

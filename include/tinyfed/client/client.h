@@ -169,8 +169,11 @@ class Client {
   size_t sample_count() const;
 
   // Checks in once and, if admitted, takes part in the round to its end.
-  // Errors are transport failures that outlasted the retry policy or local
-  // storage failures; everything the aggregator decides is an outcome.
+  // Within the round an unreachable aggregator is called again for up to 10
+  // minutes: a restarted one resumes the round, and this client carries on
+  // with the state it kept. Errors are transport failures that outlasted
+  // that, or local storage failures; everything the aggregator decides is an
+  // outcome.
   absl::StatusOr<RoundReport> ParticipateOnce();
   // ParticipateOnce in a loop, waiting as the aggregator asks and backing off
   // (1 s doubling to 10 s) when it is unreachable, until the federation

@@ -58,12 +58,15 @@ class ForwardingTransport : public Transport {
 // Every call has a deadline; calls that fail with UNAVAILABLE or
 // DEADLINE_EXCEEDED (a lost link, an aggregator restarting) are retried with
 // exponential backoff and full jitter. Every call of the service is safe to
-// repeat, so a retry never double-counts.
+// repeat, so a retry never double-counts. The backoff stays short: an
+// aggregator back from a restart resumes its round and should hear from its
+// gateways within seconds; while it is down an attempt costs no packet
+// (gRPC's channel itself reconnects at most every 1 to 2 s).
 struct RetryPolicy {
   absl::Duration call_deadline = absl::Seconds(10);
   int max_attempts = 6;
   absl::Duration initial_backoff = absl::Milliseconds(200);
-  absl::Duration max_backoff = absl::Seconds(30);
+  absl::Duration max_backoff = absl::Seconds(2);
   double multiplier = 2.0;
 };
 
