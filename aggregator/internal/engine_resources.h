@@ -1,7 +1,7 @@
 // What the round engine holds besides its rounds: its files, its ledger,
 // its devices, its optimizer and its journal; and a round while it selects.
 // Shared by the engine's source files (round_engine.cc, _metrics.cc,
-// _resume.cc); guarded by the engine's lock.
+// _start.cc); guarded by the engine's lock.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
 #define TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
 

@@ -3,7 +3,7 @@
 // events of the one round that is selecting or running. The engine appends
 // an event before anything it caused is seen by a device, so a kill -9
 // leaves a journal from which a restarted engine rebuilds the round exactly
-// (round_engine_resume.cc); an event not yet journaled was not yet answered.
+// (round_engine_start.cc); an event not yet journaled was not yet answered.
 // Thread-compatible: the engine serializes access.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_ROUND_JOURNAL_H_
 #define TINYFED_AGGREGATOR_INTERNAL_ROUND_JOURNAL_H_

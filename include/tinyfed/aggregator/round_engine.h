@@ -151,7 +151,7 @@ class RoundEngine {
   // The round ended: nothing to resume.
   void ClearJournalLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Rebuilds the round a previous process left running from its journal
-  // (round_engine_resume.cc); an error is why it cannot go on.
+  // (round_engine_start.cc); an error is why it cannot go on.
   absl::Status ResumeLocked(const std::vector<v1::JournalEntry>& journal) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One journaled event, as it happened at its time.
   absl::Status ReplayLocked(const v1::JournalEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,14 +1,19 @@
-// The round a killed aggregator left running, rebuilt from its journal
+// The engine's start: its state, ledger, devices, model and optimizer, and
+// the round a killed aggregator left running, rebuilt from its journal
 // (aggregator/internal/round_journal.h) by replaying each event through the
 // same code that handled it live, at the time it happened.
 #include "absl/strings/str_cat.h"
 #include "aggregator/internal/engine_resources.h"
+#include "aggregator/internal/model_publisher.h"
 #include "aggregator/internal/round.h"
 #include "aggregator/internal/round_journal.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/aggregator/noise.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/base/log_event.h"
+#include "tinyfed/base/sodium.h"
 #include "tinyfed/base/status_macros.h"
+#include "tinyfed/models/directory_lock.h"
 
 namespace tinyfed::aggregator {
 namespace {
@@ -28,6 +33,82 @@ class QuietLogs {
 };
 
 }  // namespace
+
+absl::Status RoundEngine::Init() {
+  absl::MutexLock lock(&mu_);
+  res_ = std::make_unique<Resources>();
+  TINYFED_ASSIGN_OR_RETURN(res_->state_dir_lock,
+                           models::DirectoryLock::Acquire(config_.state_dir, "tinyfed aggregator"));
+  TINYFED_ASSIGN_OR_RETURN(res_->state, AggregatorState::Open(config_.state_dir));
+  TINYFED_ASSIGN_OR_RETURN(res_->devices, DeviceRegistry::Open(config_.state_dir, env_));
+  TINYFED_ASSIGN_OR_RETURN(publisher_, internal::ModelPublisher::Open(config_, env_));
+  TINYFED_ASSIGN_OR_RETURN(res_->ledger,
+                           dp::PrivacyLedger::Open(config_.state_dir / "ledger.db",
+                                                   {.epsilon = config_.dp.epsilon_budget, .delta = config_.dp.delta}));
+  // A previous process may have died between charging a round and publishing it.
+  TINYFED_RETURN_IF_ERROR(ReconcileLedgerLocked());
+  TINYFED_RETURN_IF_ERROR(publisher_->Load(*res_->state));
+
+  head_size_ = publisher_->head().size();
+  TINYFED_ASSIGN_OR_RETURN(ServerOptimizer optimizer, ServerOptimizer::Create(config_.optimizer, head_size_));
+  res_->optimizer.emplace(std::move(optimizer));
+  std::vector<float> m1, m2;
+  TINYFED_RETURN_IF_ERROR(res_->state->LoadOptimizer(&m1, &m2));
+  if (!m1.empty()) TINYFED_RETURN_IF_ERROR(res_->optimizer->Restore(std::move(m1), std::move(m2)));
+
+  TINYFED_ASSIGN_OR_RETURN(res_->journal, internal::RoundJournal::Open(config_.state_dir / "round_journal.db"));
+  // The round a previous process left running goes on if it was journaled.
+  absl::StatusOr<std::vector<v1::JournalEntry>> journal = res_->journal->Entries();
+  std::string unresumable = "the aggregator restarted and had no journal of it";
+  int64_t resuming = 0;
+  if (!journal.ok()) {
+    unresumable = StrCat("the aggregator restarted and cannot resume it: ", journal.status().message());
+  } else if (!journal->empty()) {
+    TINYFED_ASSIGN_OR_RETURN(bool running, res_->state->IsRunning(static_cast<int64_t>(journal->front().round_id())));
+    if (running) resuming = static_cast<int64_t>(journal->front().round_id());
+  }
+  TINYFED_ASSIGN_OR_RETURN(int aborted, res_->state->AbortUnfinishedRounds(unresumable, resuming));
+  if (aborted > 0) spdlog::warn("aborted {} round(s) left running by a previous aggregator process", aborted);
+  TINYFED_ASSIGN_OR_RETURN(completed_rounds_, res_->state->CompletedRounds());
+  TINYFED_ASSIGN_OR_RETURN(next_round_id_, res_->state->NextRoundId());
+  TINYFED_ASSIGN_OR_RETURN(noise_multiplier_, ResolveNoiseMultiplier(config_, head_size_));
+  TINYFED_ASSIGN_OR_RETURN(dp::PrivacySpent spent, res_->ledger->Spent());
+  base::LogEvent(spdlog::level::info, "aggregator_ready", {{"model_version", publisher_->latest().ref.version()}},
+                 fmt::format("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise "
+                             "multiplier {:.4f}",
+                             publisher_->latest().ref.version(), completed_rounds_, spent.epsilon, config_.dp.delta,
+                             noise_multiplier_));
+  if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
+    CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
+  }
+  RecordPublishedLocked(spent.epsilon);
+  CollectStateMetricsAtScrape();
+  if (resuming == 0) return res_->journal->Clear();
+  if (absl::Status resumed = ResumeLocked(*journal); !resumed.ok()) {
+    AbortRoundLocked(resuming, StrCat("the aggregator restarted and cannot resume it: ", resumed.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RoundEngine::ReconcileLedgerLocked(int64_t in_flight) {
+  TINYFED_ASSIGN_OR_RETURN(std::vector<PublishedModel> models, res_->state->Models());
+  std::vector<int64_t> published;
+  for (const PublishedModel& m : models) {
+    if (m.round_id > 0) published.push_back(m.round_id);
+  }
+  if (in_flight > 0) published.push_back(in_flight);
+  auto reconciled = res_->ledger->Reconcile(published);
+  if (!reconciled.ok()) {
+    spdlog::error("privacy ledger: cannot void the charges of unpublished rounds yet: {}",
+                  reconciled.status().ToString());
+    return reconciled.status();
+  }
+  if (reconciled->voided > 0 || reconciled->restored > 0) {
+    spdlog::warn("privacy ledger: voided the charges of {} round(s) that published nothing, restored {}",
+                 reconciled->voided, reconciled->restored);
+  }
+  return absl::OkStatus();
+}
 
 absl::Status RoundEngine::JournalLocked(v1::JournalEntry entry, absl::Time now) {
   if (replaying_) return absl::OkStatus();
