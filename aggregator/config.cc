@@ -38,6 +38,7 @@ absl::Status ReadRounds(TomlTableReader& r, Config& c) {
   TINYFED_RETURN_IF_ERROR(r.Integer("min_cohort", &c.min_cohort, 2, 100000));
   TINYFED_RETURN_IF_ERROR(r.Double("over_selection", &c.over_selection, 0.0, 4.0));
   TINYFED_RETURN_IF_ERROR(r.Bool("reset_head", &c.reset_head));
+  TINYFED_RETURN_IF_ERROR(r.Integer("national_clinics", &c.national_clinics, 0, 10000000));
   double poll_ms = absl::ToDoubleMilliseconds(c.poll_interval);
   TINYFED_RETURN_IF_ERROR(r.Double("poll_interval_ms", &poll_ms, 10, 60000));
   c.poll_interval = absl::Milliseconds(poll_ms);
@@ -157,6 +158,14 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
   if (!client_noise && c.secure_aggregation) {
     return error("dp.mode central and off are trusted-aggregator rounds: set secagg.enabled = false");
   }
+  if (c.national_clinics > 0 && !c.secure_aggregation) {
+    return error(
+        "rounds.national_clinics needs SecAgg+: regions forward their sums encoded, and only SecAgg+ adds them");
+  }
+  if (c.national_clinics > 0 && c.national_clinics < c.cohort_size) {
+    return error(absl::StrCat("rounds.national_clinics (", c.national_clinics, ") is below rounds.cohort_size (",
+                              c.cohort_size, "): each region forwards at least one clinic"));
+  }
   if (c.compression != v1::COMPRESSION_NONE && c.secure_aggregation) {
     return error("compression.kind needs secagg.enabled = false (SecAgg+ sums fixed-width integers)");
   }
@@ -215,6 +224,11 @@ absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source,
     TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
   }
   return CheckConsistency(*c, source);
+}
+
+int ExpectedNoisyClinics(const Config& c, int cohort) {
+  const int clinics = c.national_clinics > 0 ? c.national_clinics : cohort;
+  return std::max(1, static_cast<int>(clinics * (1.0 - c.max_dropout)));
 }
 
 int64_t PatientStepsPerRound(const Config& c) {
@@ -290,7 +304,7 @@ std::string FormatConfig(const Config& c) {
       "listen = \"%s\"\nstate_dir = \"%s\"\ninitial_model = \"%s\"\npublishing_key = \"%s\"\n"
       "roots_dir = \"%s\"\n\n"
       "[rounds]\nmax_rounds = %d\ncohort_size = %d\nmin_cohort = %d\nover_selection = %.17g\n"
-      "reset_head = %s\npoll_interval_ms = %.17g\n\n"
+      "reset_head = %s\nnational_clinics = %d\npoll_interval_ms = %.17g\n\n"
       "[deadlines]\nselection = %.17g\ntraining = %.17g\nshare_keys = %.17g\nmasked_input = %.17g\n"
       "unmasking = %.17g\n\n"
       "[training]\nepochs = %d\nbatch_size = %d\nlearning_rate = %.9g\nmomentum = %.9g\nweight_decay = %.9g\n"
@@ -301,7 +315,7 @@ std::string FormatConfig(const Config& c) {
       "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
       "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
       c.listen, Absolute(c.state_dir), Absolute(c.initial_model), Absolute(c.publishing_key), Absolute(c.roots_dir),
-      c.max_rounds, c.cohort_size, c.min_cohort, c.over_selection, c.reset_head ? "true" : "false",
+      c.max_rounds, c.cohort_size, c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", c.national_clinics,
       absl::ToDoubleMilliseconds(c.poll_interval), seconds(c.selection_timeout), seconds(c.training_timeout),
       seconds(c.share_keys_timeout), seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(),
       t.batch_size(), t.learning_rate(), t.momentum(), t.weight_decay(),

@@ -32,8 +32,7 @@ absl::StatusOr<double> ResolveNoiseMultiplier(const Config& config, size_t dimen
   } else if (dp.mode == DpMode::kCentral) {
     z = dp::PldNoiseMultiplierForEpsilon(1.0, config.max_rounds, dp.delta, dp.target_epsilon);
   } else {
-    dp::DdgConfig c =
-        FederationDdgConfig(config, dimension, static_cast<int>(config.cohort_size * (1.0 - config.max_dropout)));
+    dp::DdgConfig c = FederationDdgConfig(config, dimension, ExpectedNoisyClinics(config, config.cohort_size));
     c.target_epsilon = dp.target_epsilon;
     c.rounds = config.max_rounds;
     auto p = dp::ChooseDdgParams(c);

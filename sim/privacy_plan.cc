@@ -20,7 +20,7 @@ absl::StatusOr<PrivacyPlan> PlanPrivacy(const Scenario& s, const FederationShape
   p.delta = f.dp.delta;
   p.rounds = f.max_rounds;
   p.head_parameters = shape.classes * (shape.embedding_size + 1);
-  p.expected_survivors = std::max(1, static_cast<int>(f.cohort_size * (1.0 - f.max_dropout)));
+  p.expected_survivors = aggregator::ExpectedNoisyClinics(f, f.cohort_size);
   std::vector<size_t> sizes = shape.clinic_train_sizes;
   std::sort(sizes.begin(), sizes.end());
   if (!sizes.empty()) {

@@ -41,7 +41,7 @@ void SetCommonTask(const Config& config, int64_t round_id, int n, const v1::Mode
 
 absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_id, int n, size_t head_size, double z,
                                            const v1::ModelRef& model, const SecAggSeeds& seeds) {
-  dp::DdgConfig ddg = FederationDdgConfig(config, head_size, static_cast<int>(n * (1.0 - config.max_dropout)));
+  dp::DdgConfig ddg = FederationDdgConfig(config, head_size, ExpectedNoisyClinics(config, n));
   ddg.noise_multiplier = ddg.noiseless ? 0.0 : z;
   auto ddg_params = dp::ChooseDdgParams(ddg);
   if (!ddg_params.ok()) {

@@ -1,5 +1,6 @@
 #include "aggregator/internal/secagg_round.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -84,6 +85,7 @@ absl::StatusOr<std::optional<RoundEnd>> SecAggRound::Submit(const v1::SubmitRequ
         StrCat("message.round_id ", message.round_id(), " differs from header.round_id ", h.round_id()));
   }
   TINYFED_ASSIGN_OR_RETURN(Member * m, Submitter(h, message.sender()));
+  TINYFED_RETURN_IF_ERROR(CheckContributors(request));
   std::string bytes;
   message.SerializeToString(&bytes);
   TINYFED_ASSIGN_OR_RETURN(bool retry, IsRetry(*m, h, bytes));
@@ -101,9 +103,28 @@ absl::StatusOr<std::optional<RoundEnd>> SecAggRound::Submit(const v1::SubmitRequ
     }
   }
   TINYFED_RETURN_IF_ERROR(server_->Receive(message));
+  if (message.has_masked_input()) contributors_[message.sender()] = std::max(1u, request.contributors());
   m->submitted.emplace(h.phase(), std::move(bytes));
   if (!AllSubmitted(h.phase())) return std::nullopt;
   return ClosePhase(now);
+}
+
+absl::Status SecAggRound::CheckContributors(const v1::SubmitRequest& request) const {
+  const uint32_t n = request.contributors();
+  if (config_.national_clinics == 0) {
+    if (n == 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        "contributors is for regional aggregators' sums: this aggregator's participants are gateways");
+  }
+  if (!request.message().has_masked_input()) {
+    if (n == 0) return absl::OkStatus();
+    return absl::InvalidArgumentError("contributors goes with a masked input only");
+  }
+  if (n == 0 || n > kMaxContributors) {
+    return absl::InvalidArgumentError(
+        StrCat("a regional sum's contributors must be 1 to ", kMaxContributors, " clinics (got ", n, ")"));
+  }
+  return absl::OkStatus();
 }
 
 std::optional<RoundEnd> SecAggRound::CloseOnDeadline(absl::Time now) { return ClosePhase(now); }
@@ -157,7 +178,9 @@ RoundEnd SecAggRound::Finish() {
   auto sum = server_->Result();
   const std::vector<uint32_t> survivors = server_->Survivors();
   if (!sum.ok() || survivors.empty()) return RoundEnd::Aborted(StrCat("no secure sum: ", sum.status().message()));
-  const int s = static_cast<int>(survivors.size());
+  // Clinics in the sum: each survivor's own update, or a region's clinics.
+  int s = 0;
+  for (uint32_t id : survivors) s += config_.national_clinics > 0 ? static_cast<int>(contributors_.at(id)) : 1;
   auto decoded = dp::DdgDecodeSum(plan_.ddg, *sum, plan_.rotation_seed);
   if (!decoded.ok()) return RoundEnd::Aborted(StrCat("decoding the sum: ", decoded.status().message()));
   RoundEnd end;

@@ -2,6 +2,13 @@
 // advertise keys), share_keys, masked_input, unmasking; then the sum of the
 // survivors is decoded (dp/ddg.h) into their mean update. Each phase is a
 // row of kSecAggPhases naming its deadline and its successor.
+//
+// In a national round (rounds.national_clinics) the participants are
+// regional aggregators whose inputs are their clinics' secure sums, still
+// encoded mod 2^bits with this round's encoding: the decoded sum is then
+// the national sum, averaged over the clinics the surviving regions say
+// they hold. A region is trusted with that count (a wrong one scales the
+// mean, which the norm check bounds), never with another region's sum.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_SECAGG_ROUND_H_
 #define TINYFED_AGGREGATOR_INTERNAL_SECAGG_ROUND_H_
 
@@ -62,6 +69,9 @@ class SecAggRound final : public Round {
   // Closes the current phase: drops the silent, advances the SecAgg+ server,
   // routes its messages and opens the next phase (or ends the round).
   std::optional<RoundEnd> ClosePhase(absl::Time now);
+  // A regional aggregator's masked input says how many clinics its sum
+  // holds (rounds.national_clinics); a gateway's says nothing.
+  absl::Status CheckContributors(const v1::SubmitRequest& request) const;
   // Drops the members whose key shares neighbours rejected.
   void DropRejected();
   // Decodes the survivors' sum into their mean update.
@@ -75,6 +85,8 @@ class SecAggRound final : public Round {
   const OnRejected on_rejected_;
   const SecAggPhase* current_;
   std::map<uint32_t, v1::SecAggServerMessage> outgoing_;  // the current phase's, by recipient
+  std::map<uint32_t, uint32_t> contributors_;             // clinics in each masked input, by SecAgg id
+  static constexpr uint32_t kMaxContributors = 1 << 20;
 };
 
 }  // namespace tinyfed::aggregator::internal

@@ -97,11 +97,13 @@ class RoundEngineFixture : public ::testing::Test {
     *r.mutable_header() = Header(device, round, phase);
     return engine_->Await(r);
   }
+  // `contributors`: a region's clinics, for a national round's masked input.
   absl::Status Submit(const std::string& device, uint64_t round, v1::Phase phase,
-                      const v1::SecAggClientMessage& message) {
+                      const v1::SecAggClientMessage& message, uint32_t contributors = 0) {
     v1::SubmitRequest r;
     *r.mutable_header() = Header(device, round, phase);
     *r.mutable_message() = message;
+    r.set_contributors(contributors);
     return engine_->Submit(r).status();
   }
   std::vector<RoundRecord> Rounds() {
@@ -130,21 +132,29 @@ class RoundEngineFixture : public ::testing::Test {
   std::map<std::string, Member> Members(uint64_t round, int n, bool distinct = false) {
     std::map<std::string, Member> members;
     for (int i = 0; i < n; ++i) {
-      const v1::AwaitResponse task = base::testing::ValueOrDie(Await(Device(i), round, v1::PHASE_TASK), Device(i));
-      EXPECT_TRUE(task.has_task()) << task.DebugString();
-      const v1::RoundTask& t = task.task();
-      const secagg::SecAggParams params =
-          base::testing::ValueOrDie(secagg::ParamsOfTask(round, t.cohort_size(), t.secagg()), "the task's parameters");
-      std::array<uint8_t, 32> seed{};
-      seed[0] = static_cast<uint8_t>(i);
+      const v1::RoundTask t = Task(round, i);
       std::vector<uint32_t> input(t.secagg().vector_length(), 0);
       for (size_t j = 0; distinct && j < input.size(); ++j) input[j] = static_cast<uint32_t>((7 * i + j) % 5);
-      members[Device(i)] = Member{
-          base::testing::ValueOrDie(secagg::Client::Create(params, t.secagg_id(), input, secagg::SeededRandom(seed)),
-                                    "a SecAgg+ client"),
-          t.secagg_id(), input};
+      members[Device(i)] = Join(t, i, std::move(input));
     }
     return members;
+  }
+  // Device i's task in `round`.
+  v1::RoundTask Task(uint64_t round, int i) {
+    const v1::AwaitResponse task = base::testing::ValueOrDie(Await(Device(i), round, v1::PHASE_TASK), Device(i));
+    EXPECT_TRUE(task.has_task()) << task.DebugString();
+    return task.task();
+  }
+  // Device i's SecAgg+ side in the round of `task`, holding `input`.
+  static Member Join(const v1::RoundTask& task, int i, std::vector<uint32_t> input) {
+    const secagg::SecAggParams params = base::testing::ValueOrDie(
+        secagg::ParamsOfTask(task.round_id(), task.cohort_size(), task.secagg()), "the task's parameters");
+    std::array<uint8_t, 32> seed{};
+    seed[0] = static_cast<uint8_t>(i);
+    return Member{
+        base::testing::ValueOrDie(secagg::Client::Create(params, task.secagg_id(), input, secagg::SeededRandom(seed)),
+                                  "a SecAgg+ client"),
+        task.secagg_id(), input};
   }
   // Sends the member's signed keys; the message sent.
   v1::SecAggClientMessage Advertise(uint64_t round, const std::string& device, Member& m) {
@@ -156,13 +166,14 @@ class RoundEngineFixture : public ::testing::Test {
     return message;
   }
   // Answers `phase` for `device` with the server's message for it.
-  void Answer(uint64_t round, const std::string& device, Member& m, v1::Phase phase) {
+  void Answer(uint64_t round, const std::string& device, Member& m, v1::Phase phase, uint32_t contributors = 0) {
     auto await = Await(device, round, phase);
     ASSERT_TRUE(await.ok()) << await.status();
     ASSERT_TRUE(await->has_secagg()) << await->DebugString();
     auto reply = m.client->Handle(await->secagg());
     ASSERT_TRUE(reply.ok()) << reply.status();
-    ASSERT_TRUE(Submit(device, round, phase, *reply).ok());
+    const absl::Status sent = Submit(device, round, phase, *reply, contributors);
+    ASSERT_TRUE(sent.ok()) << sent;
   }
 
   std::filesystem::path dir_;

@@ -95,6 +95,11 @@ struct Config {
   int min_cohort = 10;          // fewer survivors abort the round
   double over_selection = 0.0;  // admit cohort_size * (1 + this) to absorb dropouts
   bool reset_head = false;      // start from a zero head instead of the bundle's
+  // A national aggregator: its participants are regional aggregators, each
+  // forwarding its clinics' secure sum still encoded, and a round expects
+  // this many clinics across them (their distributed noise and the sum's
+  // range are planned for that many). 0: participants are gateways.
+  int national_clinics = 0;
   absl::Duration poll_interval = absl::Milliseconds(500);
 
   absl::Duration selection_timeout = absl::Seconds(60);
@@ -133,6 +138,9 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml, const std::filesystem:
 int64_t PatientStepsPerRound(const Config& config);
 // Devices admitted to a round: cohort_size * (1 + over_selection), rounded up.
 size_t CohortTarget(const Config& config);
+// The clinics whose distributed noise a round of `cohort` participants
+// counts on: all but secagg.max_dropout of them, or of national_clinics.
+int ExpectedNoisyClinics(const Config& config, int cohort);
 
 // `config` as a TOML file ParseConfig reads back (paths absolute).
 std::string FormatConfig(const Config& config);
