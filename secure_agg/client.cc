@@ -70,7 +70,10 @@ class DoneState : public ClientState {
 // self-mask share if it survived or the masking-key share if it dropped.
 class UnmaskingState : public ClientState {
  public:
-  explicit UnmaskingState(std::map<uint32_t, HeldShares> held) : held_(std::move(held)) {}
+  // `own`: this client's share of its own self-mask seed (self_shares()).
+  UnmaskingState(std::map<uint32_t, HeldShares> held, std::string own)
+      : held_(std::move(held)), own_self_mask_share_(std::move(own)) {}
+  ~UnmaskingState() override { sodium_memzero(own_self_mask_share_.data(), own_self_mask_share_.size()); }
   ClientPhase phase() const override { return ClientPhase::kUnmasking; }
   absl::StatusOr<Transition> Handle(const ClientContext& c, const v1::SecAggServerMessage& m) const override {
     if (!m.has_unmasking()) return WrongPhase(c);
@@ -95,6 +98,11 @@ class UnmaskingState : public ClientState {
     }
     Transition tr{std::make_unique<DoneState>(), Reply(c)};
     auto* resp = tr.reply.mutable_unmasking();
+    if (!own_self_mask_share_.empty()) {
+      auto* r = resp->add_self_mask_shares();
+      r->set_owner(c.id);
+      r->set_share(own_self_mask_share_);
+    }
     for (const auto& [owner, shares] : held_) {
       if (survivors.count(owner)) {
         auto* r = resp->add_self_mask_shares();
@@ -111,19 +119,25 @@ class UnmaskingState : public ClientState {
 
  private:
   const std::map<uint32_t, HeldShares> held_;
+  std::string own_self_mask_share_;
 };
 
 // Round 2: open the shares neighbors sent and send the masked input.
 class MaskedInputState : public ClientState {
  public:
   MaskedInputState(std::vector<uint32_t> input, SecretKey masking_secret, SecretKey self_mask_seed,
-                   std::map<uint32_t, v1::NeighborKeys> neighbors, std::map<uint32_t, SecretKey> share_keys)
+                   std::map<uint32_t, v1::NeighborKeys> neighbors, std::map<uint32_t, SecretKey> share_keys,
+                   std::string own_self_mask_share)
       : input_(std::move(input)),
         masking_secret_(std::move(masking_secret)),
         self_mask_seed_(std::move(self_mask_seed)),
         neighbors_(std::move(neighbors)),
-        share_keys_(std::move(share_keys)) {}
-  ~MaskedInputState() override { sodium_memzero(input_.data(), input_.size() * sizeof(uint32_t)); }
+        share_keys_(std::move(share_keys)),
+        own_self_mask_share_(std::move(own_self_mask_share)) {}
+  ~MaskedInputState() override {
+    sodium_memzero(input_.data(), input_.size() * sizeof(uint32_t));
+    sodium_memzero(own_self_mask_share_.data(), own_self_mask_share_.size());
+  }
   ClientPhase phase() const override { return ClientPhase::kMaskedInput; }
 
   absl::StatusOr<Transition> Handle(const ClientContext& c, const v1::SecAggServerMessage& m) const override {
@@ -176,7 +190,7 @@ class MaskedInputState : public ClientState {
     Transition tr{nullptr, Reply(c)};
     tr.reply.mutable_masked_input()->set_masked_input(proto::PackBits(y, bits));
     for (uint32_t v : rejected) tr.reply.mutable_masked_input()->add_rejected(v);
-    tr.next = std::make_unique<UnmaskingState>(std::move(held));
+    tr.next = std::make_unique<UnmaskingState>(std::move(held), own_self_mask_share_);
     return tr;
   }
 
@@ -185,10 +199,12 @@ class MaskedInputState : public ClientState {
   const SecretKey masking_secret_, self_mask_seed_;
   const std::map<uint32_t, v1::NeighborKeys> neighbors_;
   const std::map<uint32_t, SecretKey> share_keys_;
+  std::string own_self_mask_share_;  // empty without self_shares()
 };
 
 // Round 1: share the masking key and a fresh self-mask seed t-of-k among the
-// neighbors that advertised, each share encrypted for its recipient.
+// neighbors that advertised (and this client, of the seed, in a complete
+// graph), each share encrypted for its recipient.
 class ShareKeysState : public ClientState {
  public:
   ShareKeysState(std::vector<uint32_t> input, internal::KeyPair encryption, internal::KeyPair masking)
@@ -211,14 +227,16 @@ class ShareKeysState : public ClientState {
       if (!keys.emplace(nk.id(), nk).second)
         return absl::InvalidArgumentError(absl::StrCat("client ", nk.id(), " listed twice"));
     }
-    if (static_cast<int>(keys.size()) < t) {
+    const bool self = c.params.self_shares();
+    if (static_cast<int>(keys.size()) + (self ? 1 : 0) < t) {
       return absl::FailedPreconditionError(
-          absl::StrCat("only ", keys.size(), " neighbors advertised keys; sharing needs ", t));
+          absl::StrCat("only ", keys.size(), " neighbors advertised keys; sharing needs ", t, " holders"));
     }
     SecretKey seed;
     c.rng.Fill(seed.bytes);
     std::vector<uint64_t> points;
     for (const auto& [v, _] : keys) points.push_back(uint64_t{v} + 1);
+    if (self) points.push_back(uint64_t{c.id} + 1);  // the last share is this client's own
     auto key_shares = internal::SplitSecret(masking_.secret, t, points, c.rng);
     auto seed_shares = internal::SplitSecret(seed, t, points, c.rng);
     Transition tr{nullptr, Reply(c)};
@@ -248,6 +266,12 @@ class ShareKeysState : public ClientState {
           internal::Commitment(internal::Committed::kSelfMaskShare, round, c.id, v, seed_shares[i]));
       ++i;
     }
+    std::string own_self_mask_share;
+    if (self) {
+      own_self_mask_share = seed_shares.back();
+      resp->set_own_self_mask_commitment(
+          internal::Commitment(internal::Committed::kSelfMaskShare, round, c.id, c.id, own_self_mask_share));
+    }
     for (auto* shares : {&key_shares, &seed_shares}) {
       for (auto& share : *shares) sodium_memzero(share.data(), share.size());
     }
@@ -256,7 +280,7 @@ class ShareKeysState : public ClientState {
         internal::Commitment(internal::Committed::kSelfMaskSeed, round, c.id, c.id,
                              std::string_view(reinterpret_cast<const char*>(seed.bytes.data()), seed.bytes.size())));
     tr.next = std::make_unique<MaskedInputState>(input_, masking_.secret, std::move(seed), std::move(keys),
-                                                 std::move(share_keys));
+                                                 std::move(share_keys), std::move(own_self_mask_share));
     return tr;
   }
 

@@ -96,6 +96,8 @@ Outcome RunRound(const SecAggParams& params, int min_survivors, const std::vecto
   for (uint32_t v : u2) {  // v's secret is needed if v is in U3 (self mask) or dropped (masking key)
     int holders = 0;
     for (uint32_t w : params.Neighbors(v)) holders += (u2.count(w) && u4.count(w)) ? 1 : 0;
+    // A complete graph's survivor holds a share of its own self-mask seed too.
+    if (params.self_shares() && u3.count(v) && u4.count(v)) ++holders;
     if (holders < params.threshold()) ok = false;
   }
   out.recoverable = ok;
@@ -118,7 +120,8 @@ TEST(SecAggPlus, RandomCohortsAndDropoutsGiveTheSurvivorsSum) {
     int k = n - 1;
     const int max_half = n > 60 ? 20 : (n - 2) / 2;
     if (n > 60 || (n > 4 && rng() % 3 != 0)) k = 2 * (1 + static_cast<int>(rng() % static_cast<uint32_t>(max_half)));
-    const int t = k / 2 + 1 + static_cast<int>(rng() % static_cast<uint32_t>(k - k / 2));
+    const int h = k == n - 1 ? n : k;  // holders of a client's shares (self_shares in the complete graph)
+    const int t = h / 2 + 1 + static_cast<int>(rng() % static_cast<uint32_t>(h - h / 2));
     auto params = SecAggParams::Create(c, k, t);
     ASSERT_TRUE(params.ok()) << params.status();
     const double p_drop = (rng() % 4) * 0.05;
@@ -144,6 +147,32 @@ TEST(SecAggPlus, RandomCohortsAndDropoutsGiveTheSurvivorsSum) {
   // Both outcomes must be exercised, or the test explores too little.
   EXPECT_GT(completed, 30);
   EXPECT_GT(aborted, 3);
+}
+
+// Three clients (a national round of three regions): the complete graph
+// with self shares, t = 2 of 3 holders, loses any one client at any phase
+// and still gives the others' exact sum.
+TEST(SecAggPlus, ThreeClientsLoseAnyOneAtAnyPhase) {
+  SecAggConfig c;
+  c.round_id = 7;
+  c.num_clients = 3;
+  c.bits = 20;
+  c.vector_length = 50;
+  c.graph_seed = SeedOf(7);
+  const SecAggParams params = base::testing::ValueOrDie(ChooseParams(c), "parameters for 3 clients");
+  EXPECT_EQ(params.degree(), 2);
+  EXPECT_EQ(params.threshold(), 2);
+  EXPECT_TRUE(params.self_shares());
+  for (int lost = 0; lost < 3; ++lost) {
+    for (int phase = 1; phase <= 4; ++phase) {
+      std::vector<int> drop_at(3, 0);
+      drop_at[static_cast<size_t>(lost)] = phase;
+      const Outcome o = RunRound(params, 2, drop_at, static_cast<uint32_t>(10 * lost + phase));
+      ASSERT_TRUE(o.status.ok()) << "client " << lost << " lost before phase " << phase << ": " << o.status;
+      EXPECT_EQ(o.result, o.expected) << "client " << lost << " lost before phase " << phase;
+      EXPECT_EQ(o.survivors.size(), phase <= 3 ? 2u : 3u);
+    }
+  }
 }
 
 TEST(SecAggPlus, ChosenParametersSurviveTenPercentDropout) {
@@ -261,7 +290,9 @@ TEST_F(SecAggRefusals, ClientNeverRevealsBothSharesAndChecksTheSurvivorList) {
   auto reply = clients_[0]->Handle(round3[0]);
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(reply->unmasking().masking_key_shares_size(), 0);
-  EXPECT_EQ(reply->unmasking().self_mask_shares_size(), 4);
+  // Its four neighbours' self-mask shares and, in this complete graph, its own.
+  ASSERT_EQ(reply->unmasking().self_mask_shares_size(), 5);
+  EXPECT_EQ(reply->unmasking().self_mask_shares(0).owner(), 0u);
   // Asked again, now naming everyone as dropped: refused, nothing revealed.
   auto again = round3[0];
   again.mutable_unmasking()->clear_survivors();

@@ -124,8 +124,9 @@ class UnmaskingState : public ServerState {
     const auto& r = m.unmasking();
     std::set<uint32_t> owners;
     for (const auto& share : r.self_mask_shares()) {
-      if (!masked_.count(share.owner()) || !c.params.AreNeighbors(u, share.owner()) ||
-          share.share().size() != internal::kShareBytes || !owners.insert(share.owner()).second) {
+      const bool holder = c.params.AreNeighbors(u, share.owner()) || (share.owner() == u && c.params.self_shares());
+      if (!masked_.count(share.owner()) || !holder || share.share().size() != internal::kShareBytes ||
+          !owners.insert(share.owner()).second) {
         return absl::InvalidArgumentError(
             absl::StrCat("bad self-mask share from client ", u, " for client ", share.owner()));
       }
@@ -364,8 +365,14 @@ class ShareKeysState : public ServerState {
     if (m.share_keys().self_mask_seed_commitment().size() != 32) {
       return absl::InvalidArgumentError(absl::StrCat("client ", u, " committed to no self-mask seed"));
     }
+    if ((m.share_keys().own_self_mask_commitment().size() == 32) != c.params.self_shares()) {
+      return absl::InvalidArgumentError(absl::StrCat("client ", u,
+                                                     c.params.self_shares() ? " committed to no" : " sent a",
+                                                     " share of its own self-mask seed (only a complete graph's do)"));
+    }
     Dealt& dealt = commitments_[u];
     dealt.seed = m.share_keys().self_mask_seed_commitment();
+    if (c.params.self_shares()) dealt.shares[u] = {"", m.share_keys().own_self_mask_commitment()};
     for (const auto& share : m.share_keys().shares()) {
       shares_for_[share.recipient()].push_back(share);
       dealt.shares[share.recipient()] = {share.masking_key_commitment(), share.self_mask_commitment()};
