@@ -81,6 +81,7 @@ Metrics::Metrics() {
   const std::vector<double> phase_seconds = {0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800};
   const std::vector<double> call_seconds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
   Declare("tinyfed_rounds_total", T::kCounter, "Rounds that ended, by outcome (done or aborted).");
+  Declare("tinyfed_rounds_resumed_total", T::kCounter, "Rounds a restarted aggregator took up again from its journal.");
   Declare("tinyfed_round_phase_seconds", T::kHistogram, "How long each round phase took to close.", phase_seconds);
   Declare("tinyfed_round_cohort_size", T::kGauge, "Devices admitted to the latest round.");
   Declare("tinyfed_round_survivors", T::kGauge, "Members still in the latest round after each phase.");

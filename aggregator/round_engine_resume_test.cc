@@ -137,6 +137,7 @@ TEST_F(RoundEngineResumeTest, TheOpenPhaseGetsItsWholeDeadlineAgainAndThenDropsT
   for (int i = 0; i < 3; ++i) Advertise(round, Device(i), members[Device(i)]);
   env_.Advance(config_.training_timeout - absl::Seconds(1));
   Kill();
+  EXPECT_NE(engine_->metrics().Render().find("tinyfed_rounds_resumed_total 1"), std::string::npos);
   // The deadline that was one second away is a whole training timeout away.
   env_.Advance(config_.training_timeout - absl::Seconds(1));
   engine_->Tick();
