@@ -98,7 +98,9 @@ struct Config {
   // A national aggregator: its participants are regional aggregators, each
   // forwarding its clinics' secure sum still encoded, and a round expects
   // this many clinics across them (their distributed noise and the sum's
-  // range are planned for that many). 0: participants are gateways.
+  // range are planned for that many). 0: participants are gateways. Only
+  // this side of composing regions exists so far: no regional aggregator
+  // joins a national one yet.
   int national_clinics = 0;
   absl::Duration poll_interval = absl::Milliseconds(500);
 
