@@ -30,10 +30,11 @@ absl::StatusOr<std::optional<RoundEnd>> PlainRound::Submit(const v1::SubmitReque
     return absl::InvalidArgumentError(
         StrCat("update.round_id ", u.round_id(), " differs from header.round_id ", h.round_id()));
   }
-  TINYFED_ASSIGN_OR_RETURN(std::vector<float> values, proto::DecodePlainUpdate(u, head_size_));
-  TINYFED_ASSIGN_OR_RETURN(Member * m, Submitter(h, std::nullopt));
   std::string bytes;
   u.SerializeToString(&bytes);
+  if (Repeats(h, bytes)) return std::nullopt;
+  TINYFED_ASSIGN_OR_RETURN(std::vector<float> values, proto::DecodePlainUpdate(u, head_size_));
+  TINYFED_ASSIGN_OR_RETURN(Member * m, Submitter(h, std::nullopt));
   TINYFED_ASSIGN_OR_RETURN(bool retry, IsRetry(*m, h, bytes));
   if (retry) return std::nullopt;
   // The aggregator enforces the clip itself: the DP noise is calibrated to it.

@@ -95,6 +95,13 @@ absl::StatusOr<Round::Member*> Round::Submitter(const v1::RequestHeader& h, std:
   return &m;
 }
 
+bool Round::Repeats(const v1::RequestHeader& h, const std::string& bytes) const {
+  const auto member = members_.find(h.device_id());
+  if (member == members_.end()) return false;
+  const auto previous = member->second.submitted.find(h.phase());
+  return previous != member->second.submitted.end() && previous->second == bytes;
+}
+
 absl::StatusOr<bool> Round::IsRetry(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const {
   const auto previous = m.submitted.find(h.phase());
   if (previous == m.submitted.end()) return false;

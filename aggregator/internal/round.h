@@ -111,6 +111,11 @@ class Round {
   // The member that may submit h.phase() now (whose SecAgg id is `sender`,
   // if the message names one), or why not.
   absl::StatusOr<Member*> Submitter(const v1::RequestHeader& h, std::optional<uint32_t> sender);
+  // True if the member already submitted exactly `bytes` for h.phase(): a
+  // retry after a lost acknowledgement, to acknowledge again even when the
+  // phase has closed since (the member's message may have closed it, or an
+  // aggregator restart may have come between the two).
+  bool Repeats(const v1::RequestHeader& h, const std::string& bytes) const;
   // True if `bytes` repeats the member's message for h.phase() (a retry
   // after a lost acknowledgement), FAILED_PRECONDITION for a different one.
   absl::StatusOr<bool> IsRetry(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const;

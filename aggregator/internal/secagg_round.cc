@@ -84,10 +84,11 @@ absl::StatusOr<std::optional<RoundEnd>> SecAggRound::Submit(const v1::SubmitRequ
     return absl::InvalidArgumentError(
         StrCat("message.round_id ", message.round_id(), " differs from header.round_id ", h.round_id()));
   }
-  TINYFED_ASSIGN_OR_RETURN(Member * m, Submitter(h, message.sender()));
-  TINYFED_RETURN_IF_ERROR(CheckContributors(request));
   std::string bytes;
   message.SerializeToString(&bytes);
+  if (Repeats(h, bytes)) return std::nullopt;
+  TINYFED_ASSIGN_OR_RETURN(Member * m, Submitter(h, message.sender()));
+  TINYFED_RETURN_IF_ERROR(CheckContributors(request));
   TINYFED_ASSIGN_OR_RETURN(bool retry, IsRetry(*m, h, bytes));
   if (retry) return std::nullopt;
   if (message.has_advertise_keys()) {
