@@ -275,7 +275,10 @@ class ShareKeysState : public ClientState {
     for (auto* shares : {&key_shares, &seed_shares}) {
       for (auto& share : *shares) sodium_memzero(share.data(), share.size());
     }
-    if (!status.ok()) return status;
+    if (!status.ok()) {
+      sodium_memzero(own_self_mask_share.data(), own_self_mask_share.size());
+      return status;
+    }
     resp->set_self_mask_seed_commitment(
         internal::Commitment(internal::Committed::kSelfMaskSeed, round, c.id, c.id,
                              std::string_view(reinterpret_cast<const char*>(seed.bytes.data()), seed.bytes.size())));
