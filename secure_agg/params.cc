@@ -110,11 +110,13 @@ absl::StatusOr<SecAggParams> ChooseParams(const SecAggConfig& c) {
       }
     }
   }
-  // Complete graph, whose n clients each hold shares (self_shares): the
-  // largest t that still tolerates the dropout fraction, and a majority.
-  int t = std::max(n / 2 + 1, static_cast<int>(std::floor(n * (1.0 - c.max_dropout))));
-  t = std::min(t, n);
-  return SecAggParams::Create(c, n - 1, t);
+  // Complete graph, whose n clients each hold shares (self_shares): a
+  // majority of the n, and otherwise the largest t that still rebuilds a
+  // dropped client's key from its k = n - 1 neighbours at the dropout
+  // fraction (its own share is gone with it).
+  const int k = n - 1;
+  const int t = std::min(k, std::max(n / 2 + 1, static_cast<int>(std::floor(k * (1.0 - c.max_dropout)))));
+  return SecAggParams::Create(c, k, t);
 }
 
 absl::StatusOr<SecAggParams> ParamsOfTask(uint64_t round_id, uint32_t cohort_size, const v1::SecAggSettings& s) {
