@@ -46,10 +46,8 @@ absl::StatusOr<SecAggParams> SecAggParams::Create(const SecAggConfig& c, int k, 
   if (k < 2 || k > n - 1 || (k % 2 == 1 && k != n - 1)) {
     return absl::InvalidArgumentError(absl::StrCat("degree ", k, " must be even and in [2, ", n - 1, "], or ", n - 1));
   }
-  const int holders = k == n - 1 ? n : k;  // the complete graph's clients hold a share of their own
-  if (t <= holders / 2 || t > holders) {
-    return absl::InvalidArgumentError(absl::StrCat("threshold ", t, " must be a majority of the ", holders,
-                                                   " holders: in (", holders, "/2, ", holders, "]"));
+  if (t <= k / 2 || t > k) {
+    return absl::InvalidArgumentError(absl::StrCat("threshold ", t, " must be in (", k, "/2, ", k, "]"));
   }
   // The ring order: a Fisher-Yates shuffle driven by the public seed.
   std::vector<uint32_t> ring(static_cast<size_t>(n));
@@ -110,12 +108,10 @@ absl::StatusOr<SecAggParams> ChooseParams(const SecAggConfig& c) {
       }
     }
   }
-  // Complete graph, whose n clients each hold shares (self_shares): a
-  // majority of the n, and otherwise the largest t that still rebuilds a
-  // dropped client's key from its k = n - 1 neighbours at the dropout
-  // fraction (its own share is gone with it).
+  // Complete graph: the largest t that still tolerates the dropout fraction.
   const int k = n - 1;
-  const int t = std::min(k, std::max(n / 2 + 1, static_cast<int>(std::floor(k * (1.0 - c.max_dropout)))));
+  int t = std::max(k / 2 + 1, static_cast<int>(std::floor(k * (1.0 - c.max_dropout))));
+  t = std::min(t, k);
   return SecAggParams::Create(c, k, t);
 }
 

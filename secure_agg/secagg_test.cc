@@ -96,7 +96,7 @@ Outcome RunRound(const SecAggParams& params, int min_survivors, const std::vecto
   for (uint32_t v : u2) {  // v's secret is needed if v is in U3 (self mask) or dropped (masking key)
     int holders = 0;
     for (uint32_t w : params.Neighbors(v)) holders += (u2.count(w) && u4.count(w)) ? 1 : 0;
-    // A complete graph's survivor holds a share of its own self-mask seed too.
+    // A survivor in a complete graph of even degree holds a share of its own self-mask seed too.
     if (params.self_shares() && u3.count(v) && u4.count(v)) ++holders;
     if (holders < params.threshold()) ok = false;
   }
@@ -120,8 +120,7 @@ TEST(SecAggPlus, RandomCohortsAndDropoutsGiveTheSurvivorsSum) {
     int k = n - 1;
     const int max_half = n > 60 ? 20 : (n - 2) / 2;
     if (n > 60 || (n > 4 && rng() % 3 != 0)) k = 2 * (1 + static_cast<int>(rng() % static_cast<uint32_t>(max_half)));
-    const int h = k == n - 1 ? n : k;  // holders of a client's shares (self_shares in the complete graph)
-    const int t = h / 2 + 1 + static_cast<int>(rng() % static_cast<uint32_t>(h - h / 2));
+    const int t = k / 2 + 1 + static_cast<int>(rng() % static_cast<uint32_t>(k - k / 2));
     auto params = SecAggParams::Create(c, k, t);
     ASSERT_TRUE(params.ok()) << params.status();
     const double p_drop = (rng() % 4) * 0.05;
@@ -151,7 +150,8 @@ TEST(SecAggPlus, RandomCohortsAndDropoutsGiveTheSurvivorsSum) {
 
 // Three clients (a national round of three regions): the complete graph
 // with self shares, t = 2 of 3 holders, loses any one client at any phase
-// and still gives the others' exact sum.
+// and still gives the others' exact sum. Four clients keep k = 3, t = 2 and
+// no self shares.
 TEST(SecAggPlus, ThreeClientsLoseAnyOneAtAnyPhase) {
   SecAggConfig c;
   c.round_id = 7;
@@ -163,6 +163,9 @@ TEST(SecAggPlus, ThreeClientsLoseAnyOneAtAnyPhase) {
   EXPECT_EQ(params.degree(), 2);
   EXPECT_EQ(params.threshold(), 2);
   EXPECT_TRUE(params.self_shares());
+  c.num_clients = 4;
+  EXPECT_FALSE(base::testing::ValueOrDie(ChooseParams(c), "parameters for 4 clients").self_shares());
+  c.num_clients = 3;
   for (int lost = 0; lost < 3; ++lost) {
     for (int phase = 1; phase <= 4; ++phase) {
       std::vector<int> drop_at(3, 0);
@@ -290,7 +293,7 @@ TEST_F(SecAggRefusals, ClientNeverRevealsBothSharesAndChecksTheSurvivorList) {
   auto reply = clients_[0]->Handle(round3[0]);
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(reply->unmasking().masking_key_shares_size(), 0);
-  // Its four neighbours' self-mask shares and, in this complete graph, its own.
+  // Its four neighbours' self-mask shares and, in this complete graph of even degree, its own.
   ASSERT_EQ(reply->unmasking().self_mask_shares_size(), 5);
   EXPECT_EQ(reply->unmasking().self_mask_shares(0).owner(), 0u);
   // Asked again, now naming everyone as dropped: refused, nothing revealed.

@@ -20,13 +20,13 @@
 // most secure t that still tolerates the dropout fraction. Both k and t grow
 // like log n, which is what makes SecAgg+ scale (Bell et al. 2020).
 //
-// In a complete graph each client also holds a share of its own self-mask
-// seed, as in Bonawitz et al. 2017, where secrets are shared among all n:
-// a client's secrets then have n holders (its k = n - 1 neighbours and
-// itself), t is a majority of the n, and a survivor reveals its own share.
-// Without it three clients (a national round of three regions) would need
-// t = 2 of 2 neighbours and could lose none; with it, 2 of 3 lose one, and
-// the server still never gets both halves from a majority.
+// In a complete graph of even degree (n odd) each client also holds a share
+// of its own self-mask seed, as in Bonawitz et al. 2017, where secrets are
+// shared among all n, and reveals it when it survives: its self mask then
+// has k + 1 holders, of which t > k/2 is still a majority, so the extra
+// holder costs no threshold. Three clients (a national round of three
+// regions) then lose one (t = 2 of 3 holders) where t = 2 of 2 neighbours
+// could lose none. (With k odd the extra holder would need t one higher.)
 #ifndef TINYFED_SECURE_AGG_PARAMS_H_
 #define TINYFED_SECURE_AGG_PARAMS_H_
 
@@ -53,17 +53,15 @@ struct SecAggConfig {
 
 class SecAggParams {
  public:
-  // k even (or n - 1), t a majority of the holders: t in (k/2, k], or in
-  // (n/2, n] for the complete graph (k = n - 1).
+  // k even (or n - 1), 1 <= t <= k <= n - 1, t > k / 2.
   static absl::StatusOr<SecAggParams> Create(const SecAggConfig& config, int degree, int threshold);
 
   const SecAggConfig& config() const { return config_; }
   int degree() const { return degree_; }
   int threshold() const { return threshold_; }
-  // The complete graph: a client holds a share of its own self-mask seed.
-  bool self_shares() const { return degree_ == config_.num_clients - 1; }
-  // Who holds shares of a client's secrets: its neighbours, and itself with self_shares().
-  int holders() const { return degree_ + (self_shares() ? 1 : 0); }
+  // The complete graph of even degree: a client holds a share of its own
+  // self-mask seed too.
+  bool self_shares() const { return degree_ == config_.num_clients - 1 && degree_ % 2 == 0; }
   // The k neighbors of `id`, sorted.
   std::vector<uint32_t> Neighbors(uint32_t id) const;
   bool AreNeighbors(uint32_t a, uint32_t b) const;
