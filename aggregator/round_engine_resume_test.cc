@@ -136,7 +136,6 @@ TEST_F(RoundEngineResumeTest, AKillAnywhereInARoundIsResumedAndPublishesTheExact
 }
 
 TEST_F(RoundEngineResumeTest, TheOpenPhaseGetsItsWholeDeadlineAgainAndThenDropsTheSilent) {
-  config_.min_cohort = 3;
   Start();
   const uint64_t round = Admit(4);
   auto members = Members(round, 4);
@@ -157,7 +156,6 @@ TEST_F(RoundEngineResumeTest, TheOpenPhaseGetsItsWholeDeadlineAgainAndThenDropsT
 }
 
 TEST_F(RoundEngineResumeTest, AJournaledDeadlineIsReplayedAtItsTime) {
-  config_.min_cohort = 3;
   Start();
   const uint64_t round = Admit(4);
   auto members = Members(round, 4);

@@ -20,6 +20,8 @@ namespace {
 
 using absl::StrCat;
 
+constexpr char kCannotResume[] = "the aggregator restarted and cannot resume it: ";
+
 // Replayed events were logged by the process that saw them happen; the
 // replay runs in Init, before the server's threads, so the level can be
 // raised for its duration alone.
@@ -62,7 +64,7 @@ absl::Status RoundEngine::Init() {
   std::string unresumable = "the aggregator restarted and had no journal of it";
   int64_t resuming = 0;
   if (!journal.ok()) {
-    unresumable = StrCat("the aggregator restarted and cannot resume it: ", journal.status().message());
+    unresumable = StrCat(kCannotResume, journal.status().message());
   } else if (!journal->empty()) {
     TINYFED_ASSIGN_OR_RETURN(bool running, res_->state->IsRunning(static_cast<int64_t>(journal->front().round_id())));
     if (running) resuming = static_cast<int64_t>(journal->front().round_id());
@@ -85,7 +87,7 @@ absl::Status RoundEngine::Init() {
   CollectStateMetricsAtScrape();
   if (resuming == 0) return res_->journal->Clear();
   if (absl::Status resumed = ResumeLocked(*journal); !resumed.ok()) {
-    AbortRoundLocked(resuming, StrCat("the aggregator restarted and cannot resume it: ", resumed.message()));
+    AbortRoundLocked(resuming, StrCat(kCannotResume, resumed.message()));
   }
   return absl::OkStatus();
 }
@@ -128,7 +130,6 @@ absl::Status RoundEngine::ResumeLocked(const std::vector<v1::JournalEntry>& jour
   if (!journal.front().selection_opened()) {
     return absl::DataLossError("its journal does not begin where the round began");
   }
-  next_round_id_ = std::max(next_round_id_, id + 1);
   resumed_round_ = id;
   {
     QuietLogs quiet;

@@ -25,27 +25,7 @@ cd "$WORK"
 source "$SOURCE/tests/lib/tls_federation.sh"
 tls_federation_setup "$T" "$CSV" 6
 mkdir fed
-tls_federation_paths > fed/agg.toml
-cat >> fed/agg.toml <<TOML
-[rounds]
-cohort_size = 6
-min_cohort = 4
-reset_head = true
-poll_interval_ms = 200
-[deadlines]
-selection = 30
-training = 20
-share_keys = 10
-masked_input = 10
-unmasking = 10
-[dp]
-noise_multiplier = 1.0
-epsilon_budget = 1000000
-bits = 20
-[security]
-tls_certificate = "$WORK/cert.pem"
-tls_private_key = "$WORK/key.pem"
-TOML
+tls_federation_config 4 30 > fed/agg.toml
 start_aggregator() {  # $1: the incarnation
   date +%s%N > fed/started.$1
   (cd fed && exec "$T" aggregator --config agg.toml --log-format json --record-dir "$WORK/sums" \
@@ -73,4 +53,5 @@ done
 kill -TERM $agg
 wait $agg 2>/dev/null || true
 kill -TERM "${CLIENT_PIDS[@]}" 2>/dev/null || true
+# --bits: the sums are mod 2^20, dp.bits's default.
 python3 "$SOURCE/bench/aggregator_kills_report.py" --dir "$WORK" --kills "$KILLS" --bits 20 --out "$OUT" $CHECK

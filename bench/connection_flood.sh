@@ -27,28 +27,11 @@ tls_federation_setup "$T" "$CSV" 6
 
 dir=$WORK/federation
 mkdir "$dir"
-tls_federation_paths > "$dir/agg.toml"
+tls_federation_config 4 20 > "$dir/agg.toml"
 cat >> "$dir/agg.toml" <<TOML
-[rounds]
-cohort_size = 6
-min_cohort = 4
-reset_head = true
-poll_interval_ms = 200
-[deadlines]
-selection = 20
-training = 20
-share_keys = 10
-masked_input = 10
-unmasking = 10
-[dp]
-noise_multiplier = 1.0
-epsilon_budget = 1000000
+requests_per_minute = 6000
 [secagg]
 max_dropout = 0.34
-[security]
-tls_certificate = "$WORK/cert.pem"
-tls_private_key = "$WORK/key.pem"
-requests_per_minute = 6000
 TOML
 (cd "$dir" && ulimit -n 1024 && exec $T aggregator --config agg.toml > aggregator.log 2>&1) &
 agg=$!

@@ -36,25 +36,8 @@ tls_federation_setup "$T" "$CSV" 6
 openssl rand -hex 32 > operator.token
 TOKEN=$(cat operator.token)
 mkdir fed
-tls_federation_paths > fed/agg.toml
+tls_federation_config 5 30 > fed/agg.toml
 cat >> fed/agg.toml <<TOML
-[rounds]
-cohort_size = 6
-min_cohort = 5
-reset_head = true
-poll_interval_ms = 200
-[deadlines]
-selection = 30
-training = 20
-share_keys = 10
-masked_input = 10
-unmasking = 10
-[dp]
-noise_multiplier = 1.0
-epsilon_budget = 1000000
-[security]
-tls_certificate = "$WORK/cert.pem"
-tls_private_key = "$WORK/key.pem"
 [operator]
 listen = "127.0.0.1:0"
 token_file = "$WORK/operator.token"

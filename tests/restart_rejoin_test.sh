@@ -18,26 +18,7 @@ cd "$WORK"
 source "$SOURCE/tests/lib/tls_federation.sh"
 tls_federation_setup "$T" "$CSV" 6
 mkdir fed
-tls_federation_paths > fed/agg.toml
-cat >> fed/agg.toml <<TOML
-[rounds]
-cohort_size = 6
-min_cohort = 6
-reset_head = true
-poll_interval_ms = 200
-[deadlines]
-selection = 60
-training = 20
-share_keys = 10
-masked_input = 10
-unmasking = 10
-[dp]
-noise_multiplier = 1.0
-epsilon_budget = 1000000
-[security]
-tls_certificate = "$WORK/cert.pem"
-tls_private_key = "$WORK/key.pem"
-TOML
+tls_federation_config 6 60 > fed/agg.toml
 (cd fed && exec $T aggregator --config agg.toml > aggregator.log 2>&1) &
 agg=$!
 addr=$(tls_federation_wait_listening fed)

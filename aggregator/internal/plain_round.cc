@@ -35,8 +35,6 @@ absl::StatusOr<std::optional<RoundEnd>> PlainRound::Submit(const v1::SubmitReque
   if (Repeats(h, bytes)) return std::nullopt;
   TINYFED_ASSIGN_OR_RETURN(std::vector<float> values, proto::DecodePlainUpdate(u, head_size_));
   TINYFED_ASSIGN_OR_RETURN(Member * m, Submitter(h, std::nullopt));
-  TINYFED_ASSIGN_OR_RETURN(bool retry, IsRetry(*m, h, bytes));
-  if (retry) return std::nullopt;
   // The aggregator enforces the clip itself: the DP noise is calibrated to it.
   dp::ClipL2(values, config_.dp.clip);
   m->submitted.emplace(v1::PHASE_UPDATE, std::move(bytes));

@@ -35,9 +35,11 @@ bool Round::MayRejoin(const std::string& device) const {
          !member->second.submitted.contains(phase());
 }
 
-bool Round::HasSubmitted(const std::string& device, v1::Phase phase) const {
+const std::string* Round::SubmittedBytes(const std::string& device, v1::Phase phase) const {
   const auto member = members_.find(device);
-  return member != members_.end() && member->second.submitted.contains(phase);
+  if (member == members_.end()) return nullptr;
+  const auto message = member->second.submitted.find(phase);
+  return message == member->second.submitted.end() ? nullptr : &message->second;
 }
 
 absl::StatusOr<v1::AwaitResponse> Round::Await(const v1::RequestHeader& h, absl::Time now, absl::Duration poll) const {
@@ -92,22 +94,16 @@ absl::StatusOr<Round::Member*> Round::Submitter(const v1::RequestHeader& h, std:
   if (h.phase() != phase()) {
     return FailedPreconditionError(StrCat("round ", id_, " is in ", phase_name(), ", not ", v1::Phase_Name(h.phase())));
   }
+  if (m.submitted.contains(h.phase())) {
+    return FailedPreconditionError(StrCat("device ", h.device_id(), " already submitted a different ",
+                                          v1::Phase_Name(h.phase()), " message in round ", id_));
+  }
   return &m;
 }
 
 bool Round::Repeats(const v1::RequestHeader& h, const std::string& bytes) const {
-  const auto member = members_.find(h.device_id());
-  if (member == members_.end()) return false;
-  const auto previous = member->second.submitted.find(h.phase());
-  return previous != member->second.submitted.end() && previous->second == bytes;
-}
-
-absl::StatusOr<bool> Round::IsRetry(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const {
-  const auto previous = m.submitted.find(h.phase());
-  if (previous == m.submitted.end()) return false;
-  if (previous->second == bytes) return true;
-  return FailedPreconditionError(StrCat("device ", h.device_id(), " already submitted a different ",
-                                        v1::Phase_Name(h.phase()), " message in round ", id_));
+  const std::string* previous = SubmittedBytes(h.device_id(), h.phase());
+  return previous != nullptr && *previous == bytes;
 }
 
 bool Round::AllSubmitted(v1::Phase phase) const {

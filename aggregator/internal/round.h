@@ -71,7 +71,9 @@ class Round {
   size_t cohort_size() const { return members_.size(); }
   const v1::RoundTask& task() const { return task_; }
   // True if `device` already submitted its `phase` message.
-  bool HasSubmitted(const std::string& device, v1::Phase phase) const;
+  bool HasSubmitted(const std::string& device, v1::Phase phase) const {
+    return SubmittedBytes(device, phase) != nullptr;
+  }
   // The round was replayed after a restart at `now`: the open phase gets at
   // least its whole timeout again, since its members could not reach the
   // aggregator while it was down.
@@ -108,17 +110,18 @@ class Round {
   // The server's message to member `id` in the current phase, if it has one.
   virtual const v1::SecAggServerMessage* MessageTo(uint32_t id) const = 0;
 
-  // The member that may submit h.phase() now (whose SecAgg id is `sender`,
-  // if the message names one), or why not.
-  absl::StatusOr<Member*> Submitter(const v1::RequestHeader& h, std::optional<uint32_t> sender);
+  // The member's `phase` message as it was accepted, or null.
+  const std::string* SubmittedBytes(const std::string& device, v1::Phase phase) const;
   // True if the member already submitted exactly `bytes` for h.phase(): a
   // retry after a lost acknowledgement, to acknowledge again even when the
   // phase has closed since (the member's message may have closed it, or an
   // aggregator restart may have come between the two).
   bool Repeats(const v1::RequestHeader& h, const std::string& bytes) const;
-  // True if `bytes` repeats the member's message for h.phase() (a retry
-  // after a lost acknowledgement), FAILED_PRECONDITION for a different one.
-  absl::StatusOr<bool> IsRetry(const Member& m, const v1::RequestHeader& h, const std::string& bytes) const;
+  // The member that may submit h.phase() now (whose SecAgg id is `sender`,
+  // if the message names one), or why not; asked after Repeats, so a
+  // message the member already sent for this phase is a different one: a
+  // replay, FAILED_PRECONDITION.
+  absl::StatusOr<Member*> Submitter(const v1::RequestHeader& h, std::optional<uint32_t> sender);
   // Every member still in the round has submitted `phase`.
   bool AllSubmitted(v1::Phase phase) const;
   // Closes the current phase at `now`: drops every member still in that has

@@ -89,8 +89,6 @@ absl::StatusOr<std::optional<RoundEnd>> SecAggRound::Submit(const v1::SubmitRequ
   if (Repeats(h, bytes)) return std::nullopt;
   TINYFED_ASSIGN_OR_RETURN(Member * m, Submitter(h, message.sender()));
   TINYFED_RETURN_IF_ERROR(CheckContributors(request));
-  TINYFED_ASSIGN_OR_RETURN(bool retry, IsRetry(*m, h, bytes));
-  if (retry) return std::nullopt;
   if (message.has_advertise_keys()) {
     // Neighbours check this signature too; refusing a bad one here names
     // the culprit instead of failing the neighbours' rounds.

@@ -1,10 +1,15 @@
 # Sourced by the scripts that run a real federation over TLS on loopback
-# (tests/attacker_test.sh, bench/connection_flood.sh): `tinyfed aggregator`
+# (tests/attacker_test.sh, tests/operations_test.sh, tests/restart_rejoin_test.sh,
+# bench/connection_flood.sh, bench/aggregator_kills.sh): `tinyfed aggregator`
 # and `tinyfed client run` processes on Breast Cancer Wisconsin shares.
 #
 #   tls_federation_setup T CSV CLINICS   in an empty working directory:
 #       float.bundle, int8.bundle, keys, roots/, cert.pem/key.pem, clinicN.csv
 #   tls_federation_paths                 the path keys of an aggregator config for that directory
+#   tls_federation_config MIN_COHORT SELECTION_SECONDS
+#                                        a whole config: the paths, six gateways a round with
+#                                        short deadlines, DP, TLS; it ends in [security], so
+#                                        a caller may append keys of that section
 #   tls_federation_wait_listening DIR    waits for DIR/state/listening, prints the address
 #   tls_federation_start_clients T DIR ADDR CLINICS [ARGS...]
 #                                        enrolls and starts clinic-0..N-1; their pids in CLIENT_PIDS
@@ -28,6 +33,30 @@ tls_federation_setup() {
 tls_federation_paths() {
   printf 'listen = "127.0.0.1:0"\nstate_dir = "state"\ninitial_model = "%s/int8.bundle"\n' "$PWD"
   printf 'publishing_key = "%s/publishing.key"\nroots_dir = "%s/roots"\n' "$PWD" "$PWD"
+}
+
+tls_federation_config() {
+  local min_cohort=$1 selection=$2
+  tls_federation_paths
+  cat <<TOML
+[rounds]
+cohort_size = 6
+min_cohort = $min_cohort
+reset_head = true
+poll_interval_ms = 200
+[deadlines]
+selection = $selection
+training = 20
+share_keys = 10
+masked_input = 10
+unmasking = 10
+[dp]
+noise_multiplier = 1.0
+epsilon_budget = 1000000
+[security]
+tls_certificate = "$PWD/cert.pem"
+tls_private_key = "$PWD/key.pem"
+TOML
 }
 
 tls_federation_wait_listening() {
