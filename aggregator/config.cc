@@ -10,25 +10,51 @@
 #include "tinyfed/aggregator/toml_reader.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/status_macros.h"
+#include "tinyfed/proto/device_id.h"
 
 namespace tinyfed::aggregator {
 namespace {
 
 constexpr int kCallsPerRound = 10;
 
-absl::Status ReadTop(TomlTableReader& r, const std::filesystem::path& base, Config& c) {
+// A regional aggregator (regional = true) publishes nothing of its own: it
+// needs neither a model nor a publishing key.
+absl::Status ReadTop(TomlTableReader& r, const std::filesystem::path& base, bool regional, Config& c) {
   std::string state_dir, model, key, roots;
   TINYFED_RETURN_IF_ERROR(r.String("listen", &c.listen));
   TINYFED_RETURN_IF_ERROR(r.String("state_dir", &state_dir));
   TINYFED_RETURN_IF_ERROR(r.String("initial_model", &model));
   TINYFED_RETURN_IF_ERROR(r.String("publishing_key", &key));
   TINYFED_RETURN_IF_ERROR(r.String("roots_dir", &roots));
-  for (auto [name, value, out] :
-       {std::tuple{"state_dir", &state_dir, &c.state_dir}, std::tuple{"initial_model", &model, &c.initial_model},
-        std::tuple{"publishing_key", &key, &c.publishing_key}, std::tuple{"roots_dir", &roots, &c.roots_dir}}) {
-    if (value->empty()) return absl::InvalidArgumentError(absl::StrCat("missing required key '", name, "'"));
-    *out = base / *value;
+  for (auto [name, value, out, needed] : {std::tuple{"state_dir", &state_dir, &c.state_dir, true},
+                                          std::tuple{"initial_model", &model, &c.initial_model, !regional},
+                                          std::tuple{"publishing_key", &key, &c.publishing_key, !regional},
+                                          std::tuple{"roots_dir", &roots, &c.roots_dir, true}}) {
+    if (value->empty() && needed) {
+      return absl::InvalidArgumentError(absl::StrCat("missing required key '", name, "'"));
+    }
+    if (!value->empty() && !needed) {
+      return r.Error(absl::StrCat(name, " is not used by a regional aggregator ([upstream]): models come signed "
+                                        "from the national aggregator"));
+    }
+    if (!value->empty()) *out = base / *value;
   }
+  return absl::OkStatus();
+}
+
+absl::Status ReadUpstream(TomlTableReader& r, const std::filesystem::path& base, UpstreamConfig& u) {
+  std::string ca, token;
+  TINYFED_RETURN_IF_ERROR(r.String("address", &u.address));
+  TINYFED_RETURN_IF_ERROR(r.String("ca_certificate", &ca));
+  TINYFED_RETURN_IF_ERROR(r.String("device_id", &u.device_id));
+  TINYFED_RETURN_IF_ERROR(r.String("enrollment_token_file", &token));
+  if (u.address.empty()) return r.Error("address (the national aggregator's host:port) is required");
+  if (!proto::IsValidDeviceId(u.device_id)) {
+    return r.Error(absl::StrCat("device_id must be 1 to ", proto::kMaxDeviceIdLength,
+                                " letters, digits, '.', '_' or '-': this region's id at the national aggregator"));
+  }
+  if (!ca.empty()) u.ca_certificate = base / ca;
+  if (!token.empty()) u.enrollment_token_file = base / token;
   return absl::OkStatus();
 }
 
@@ -253,8 +279,20 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   const toml::table& root = *parsed;
   Config c = DefaultConfig();
   TomlTableReader top(root, "", source);
-  TINYFED_RETURN_IF_ERROR(ReadTop(top, source_name.parent_path(), c));
+  auto upstream = top.Table("upstream");
+  if (!upstream.ok()) return upstream.status();
+  if (*upstream != nullptr) {
+    TomlTableReader reader(**upstream, "upstream", source);
+    TINYFED_RETURN_IF_ERROR(ReadUpstream(reader, source_name.parent_path(), c.upstream.emplace()));
+    TINYFED_RETURN_IF_ERROR(reader.RejectUnknown());
+  }
+  TINYFED_RETURN_IF_ERROR(ReadTop(top, source_name.parent_path(), c.upstream.has_value(), c));
   TINYFED_RETURN_IF_ERROR(ReadConfigSections(top, source, &c));
+  if (c.upstream && (c.national_clinics > 0 || !c.secure_aggregation)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": a regional aggregator ([upstream]) runs SecAgg+ rounds of gateways: it needs secagg.enabled = "
+                "true and no rounds.national_clinics"));
+  }
   auto security = top.Table("security");
   if (!security.ok()) return security.status();
   if (*security != nullptr) {
@@ -301,8 +339,7 @@ std::string FormatConfig(const Config& c) {
   auto seconds = [](absl::Duration d) { return absl::ToDoubleSeconds(d); };
   const auto& t = c.training;
   std::string out = absl::StrFormat(
-      "listen = \"%s\"\nstate_dir = \"%s\"\ninitial_model = \"%s\"\npublishing_key = \"%s\"\n"
-      "roots_dir = \"%s\"\n\n"
+      "listen = \"%s\"\nstate_dir = \"%s\"\n%sroots_dir = \"%s\"\n\n"
       "[rounds]\nmax_rounds = %d\ncohort_size = %d\nmin_cohort = %d\nover_selection = %.17g\n"
       "reset_head = %s\nnational_clinics = %d\npoll_interval_ms = %.17g\n\n"
       "[deadlines]\nselection = %.17g\ntraining = %.17g\nshare_keys = %.17g\nmasked_input = %.17g\n"
@@ -314,7 +351,11 @@ std::string FormatConfig(const Config& c) {
       "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
       "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
       "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
-      c.listen, Absolute(c.state_dir), Absolute(c.initial_model), Absolute(c.publishing_key), Absolute(c.roots_dir),
+      c.listen, Absolute(c.state_dir),
+      c.upstream ? ""
+                 : absl::StrCat("initial_model = \"", Absolute(c.initial_model), "\"\npublishing_key = \"",
+                                Absolute(c.publishing_key), "\"\n"),
+      Absolute(c.roots_dir),
       c.max_rounds, c.cohort_size, c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", c.national_clinics,
       absl::ToDoubleMilliseconds(c.poll_interval), seconds(c.selection_timeout), seconds(c.training_timeout),
       seconds(c.share_keys_timeout), seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(),
@@ -346,6 +387,14 @@ std::string FormatConfig(const Config& c) {
   if (!o.listen.empty()) absl::StrAppend(&out, "listen = \"", o.listen, "\"\n");
   if (!o.token_file.empty()) absl::StrAppend(&out, "token_file = \"", Absolute(o.token_file), "\"\n");
   absl::StrAppend(&out, absl::StrFormat("drain_timeout = %.17g\n", absl::ToDoubleSeconds(o.drain_timeout)));
+  if (c.upstream) {
+    const UpstreamConfig& u = *c.upstream;
+    absl::StrAppend(&out, "\n[upstream]\naddress = \"", u.address, "\"\ndevice_id = \"", u.device_id, "\"\n");
+    if (!u.ca_certificate.empty()) absl::StrAppend(&out, "ca_certificate = \"", Absolute(u.ca_certificate), "\"\n");
+    if (!u.enrollment_token_file.empty()) {
+      absl::StrAppend(&out, "enrollment_token_file = \"", Absolute(u.enrollment_token_file), "\"\n");
+    }
+  }
   if (c.simulation_seed) {
     absl::StrAppend(&out, "\n[testing]\n");
     if (c.simulation_seed) absl::StrAppend(&out, "simulation_seed = ", *c.simulation_seed, "\n");

@@ -84,7 +84,7 @@ DeviceRegistry* RoundEngine::devices() const {
 
 v1::ModelRef RoundEngine::latest_model() const {
   absl::MutexLock lock(&mu_);
-  return publisher_->latest().ref;
+  return publisher_->has_model() ? publisher_->latest().ref : v1::ModelRef();
 }
 
 v1::Head RoundEngine::latest_head() const {
@@ -109,8 +109,13 @@ size_t RoundEngine::MaxRequestBytes(Method method) const {
       return 64 * 1024;
     case Method::kSubmit: {
       // A masked input of the padded head at `bits`, or k encrypted shares.
-      const size_t padded = std::bit_ceil(std::max<size_t>(head_size_, 1));
-      return 64 * 1024 + (padded * static_cast<size_t>(config_.dp.bits) + 7) / 8 + CohortTarget(config_) * 256;
+      // A region's bits are the national task's, its head the mirrored
+      // model's: at most 32 bits, and before the first model a head of
+      // 2^20 values.
+      const size_t head = head_size_.load();
+      const size_t padded = std::bit_ceil(std::max<size_t>(head > 0 ? head : config_.upstream ? 1 << 20 : 1, 1));
+      const size_t bits = config_.upstream ? 32 : static_cast<size_t>(config_.dp.bits);
+      return 64 * 1024 + (padded * bits + 7) / 8 + CohortTarget(config_) * 256;
     }
   }
   return 1024;
@@ -168,14 +173,25 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
                    fmt::format("device {} joined the population", device));
   }
   v1::CheckInResponse response;
-  *response.mutable_latest_model() = publisher_->latest().ref;
   const std::vector<v1::SignedMetadata>& roots = publisher_->roots();
   for (uint64_t v = request.trusted_root_version(); v < roots.size(); ++v) *response.add_roots() = roots[v];
   if (!closed_reason_.empty()) {
     response.mutable_closed()->set_reason(closed_reason_);
     return response;
   }
-  if (!round_ && !selection_) TINYFED_RETURN_IF_ERROR(StartSelectionLocked());
+  if (!publisher_->has_model()) {
+    *response.mutable_retry_later() =
+        RetryAfter(config_.selection_timeout, "no model from the national aggregator yet");
+    return response;
+  }
+  *response.mutable_latest_model() = publisher_->latest().ref;
+  if (!round_ && !selection_) {
+    if (const std::string why = NoSelectionLocked(); !why.empty()) {
+      *response.mutable_retry_later() = RetryAfter(config_.poll_interval, why);
+      return response;
+    }
+    TINYFED_RETURN_IF_ERROR(StartSelectionLocked());
+  }
   if (const auto rejected = res_->rejected_by.find(device);
       rejected != res_->rejected_by.end() && rejected->second.size() >= kRejectionsToExclude) {
     *response.mutable_retry_later() = RetryAfter(
@@ -275,6 +291,20 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartSecAggRoundLo
   internal::SecAggSeeds seeds;
   std::memcpy(seeds.rotation.data(), drawn.rotation_seed().data(), seeds.rotation.size());
   std::memcpy(seeds.graph.data(), drawn.graph_seed().data(), seeds.graph.size());
+  auto on_rejected = [this](const std::string& device, const std::vector<std::string>& by)
+                         ABSL_NO_THREAD_SAFETY_ANALYSIS { RejectedLocked(device, by); };  // from a Submit or a Tick
+  if (res_->regional) {
+    TINYFED_ASSIGN_OR_RETURN(internal::SecAggPlan plan,
+                             internal::PlanRegionalRound(config_, id, n, res_->regional->national, seeds.graph));
+    res_->regional->cohort = n;
+    base::LogEvent(spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
+                   fmt::format("round {} cohort: {} devices for national round {} (SecAgg+ k={} t={}, {} bits, {} "
+                               "values)",
+                               id, n, res_->regional->national.round_id(), plan.params.degree(),
+                               plan.params.threshold(), plan.task.secagg().bits(), plan.ddg.padded_dimension));
+    return internal::SecAggRound::Start(config_, id, devices, ids, std::move(plan), *res_->devices, nullptr,
+                                        on_rejected, now);
+  }
   TINYFED_ASSIGN_OR_RETURN(
       internal::SecAggPlan plan,
       internal::PlanSecAggRound(config_, id, n, head_size_, noise_multiplier_, publisher_->latest().ref, seeds));
@@ -293,12 +323,8 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartSecAggRoundLo
                              "{:.4f})",
                              id, n, plan.params.degree(), plan.params.threshold(), config_.dp.bits,
                              plan.ddg.padded_dimension, noise_multiplier_));
-  return internal::SecAggRound::Start(
-      config_, id, devices, ids, std::move(plan), *res_->devices, charge,
-      [this](const std::string& device, const std::vector<std::string>& by) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        RejectedLocked(device, by);  // called from a Submit or a Tick, under mu_
-      },
-      now);
+  return internal::SecAggRound::Start(config_, id, devices, ids, std::move(plan), *res_->devices, charge, on_rejected,
+                                      now);
 }
 
 absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLocked(
@@ -346,6 +372,13 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
   absl::MutexLock lock(&mu_);
   const int64_t round_id = static_cast<int64_t>(h.round_id());
   if (auto it = finished_.find(round_id); it != finished_.end()) return it->second;
+  if (res_->regional && res_->regional->sum && res_->regional->round_id == round_id) {
+    v1::AwaitResponse response;
+    *response.mutable_wait() = RetryAfter(config_.poll_interval,
+                                          StrCat("the regions' sums are being added in national round ",
+                                                 res_->regional->national.round_id()));
+    return response;
+  }
   if (selection_ && selection_->round_id == round_id) {
     const auto& admitted = selection_->admitted;
     if (std::find(admitted.begin(), admitted.end(), h.device_id()) == admitted.end()) {
@@ -439,6 +472,10 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
     return;
   }
   if (secure_sum_observer_ && !end.secure_sum.empty()) secure_sum_observer_(id, end.secure_sum, end.survivor_devices);
+  if (res_->regional) {
+    ForwardLocked(std::move(end));
+    return;
+  }
   // Charge before anything derived from the sum leaves the aggregator.
   if (end.charge) {
     // A resumed round may have been charged by the killed process, which the
@@ -532,6 +569,7 @@ absl::StatusOr<v1::ModelChunk> RoundEngine::GetModelChunk(const v1::ModelChunkRe
   std::filesystem::path file;
   {
     absl::MutexLock lock(&mu_);
+    if (!publisher_->has_model()) return absl::UnavailableError("no model from the national aggregator yet");
     const internal::ModelPublisher::Published& latest = publisher_->latest();
     if (request.version() == latest.ref.version()) {
       return internal::ModelPublisher::ChunkOf(latest.blob, latest.ref.download_sha256(), request);

@@ -11,7 +11,9 @@
 namespace tinyfed::aggregator {
 
 void RoundEngine::RecordPublishedLocked(double epsilon_spent) {
-  metrics_.SetGauge("tinyfed_model_version", {}, static_cast<double>(publisher_->latest().ref.version()));
+  if (publisher_->has_model()) {
+    metrics_.SetGauge("tinyfed_model_version", {}, static_cast<double>(publisher_->latest().ref.version()));
+  }
   metrics_.SetGauge("tinyfed_epsilon_spent", {}, epsilon_spent);
   metrics_.SetGauge("tinyfed_epsilon_remaining", {}, std::max(0.0, config_.dp.epsilon_budget - epsilon_spent));
 }

@@ -43,7 +43,11 @@ absl::Status RoundEngine::Init() {
                            models::DirectoryLock::Acquire(config_.state_dir, "tinyfed aggregator"));
   TINYFED_ASSIGN_OR_RETURN(res_->state, AggregatorState::Open(config_.state_dir));
   TINYFED_ASSIGN_OR_RETURN(res_->devices, DeviceRegistry::Open(config_.state_dir, env_));
-  TINYFED_ASSIGN_OR_RETURN(publisher_, internal::ModelPublisher::Open(config_, env_));
+  if (config_.upstream) {
+    TINYFED_ASSIGN_OR_RETURN(publisher_, internal::ModelPublisher::OpenMirror(config_, env_));
+  } else {
+    TINYFED_ASSIGN_OR_RETURN(publisher_, internal::ModelPublisher::Open(config_, env_));
+  }
   TINYFED_ASSIGN_OR_RETURN(res_->ledger,
                            dp::PrivacyLedger::Open(config_.state_dir / "ledger.db",
                                                    {.epsilon = config_.dp.epsilon_budget, .delta = config_.dp.delta}));
@@ -52,18 +56,24 @@ absl::Status RoundEngine::Init() {
   TINYFED_RETURN_IF_ERROR(publisher_->Load(*res_->state));
 
   head_size_ = publisher_->head().size();
-  TINYFED_ASSIGN_OR_RETURN(ServerOptimizer optimizer, ServerOptimizer::Create(config_.optimizer, head_size_));
-  res_->optimizer.emplace(std::move(optimizer));
-  std::vector<float> m1, m2;
-  TINYFED_RETURN_IF_ERROR(res_->state->LoadOptimizer(&m1, &m2));
-  if (!m1.empty()) TINYFED_RETURN_IF_ERROR(res_->optimizer->Restore(std::move(m1), std::move(m2)));
+  if (!config_.upstream) {  // a region applies no update of its own
+    TINYFED_ASSIGN_OR_RETURN(ServerOptimizer optimizer, ServerOptimizer::Create(config_.optimizer, head_size_));
+    res_->optimizer.emplace(std::move(optimizer));
+    std::vector<float> m1, m2;
+    TINYFED_RETURN_IF_ERROR(res_->state->LoadOptimizer(&m1, &m2));
+    if (!m1.empty()) TINYFED_RETURN_IF_ERROR(res_->optimizer->Restore(std::move(m1), std::move(m2)));
+  }
 
   TINYFED_ASSIGN_OR_RETURN(res_->journal, internal::RoundJournal::Open(config_.state_dir / "round_journal.db"));
   // The round a previous process left running goes on if it was journaled.
   absl::StatusOr<std::vector<v1::JournalEntry>> journal = res_->journal->Entries();
   std::string unresumable = "the aggregator restarted and had no journal of it";
   int64_t resuming = 0;
-  if (!journal.ok()) {
+  if (config_.upstream) {
+    // Its place in the national round (the link's SecAgg+ secrets) died
+    // with the process: the national round goes on without this region.
+    unresumable = "the regional aggregator restarted: its part in the national round is lost";
+  } else if (!journal.ok()) {
     unresumable = StrCat(kCannotResume, journal.status().message());
   } else if (!journal->empty()) {
     TINYFED_ASSIGN_OR_RETURN(bool running, res_->state->IsRunning(static_cast<int64_t>(journal->front().round_id())));
@@ -73,12 +83,16 @@ absl::Status RoundEngine::Init() {
   if (aborted > 0) spdlog::warn("aborted {} round(s) left running by a previous aggregator process", aborted);
   TINYFED_ASSIGN_OR_RETURN(completed_rounds_, res_->state->CompletedRounds());
   TINYFED_ASSIGN_OR_RETURN(next_round_id_, res_->state->NextRoundId());
-  TINYFED_ASSIGN_OR_RETURN(noise_multiplier_, ResolveNoiseMultiplier(config_, head_size_));
+  // A region's noise is the national task's.
+  if (!config_.upstream) {
+    TINYFED_ASSIGN_OR_RETURN(noise_multiplier_, ResolveNoiseMultiplier(config_, head_size_));
+  }
   TINYFED_ASSIGN_OR_RETURN(dp::PrivacySpent spent, res_->ledger->Spent());
-  base::LogEvent(spdlog::level::info, "aggregator_ready", {{"model_version", publisher_->latest().ref.version()}},
+  const uint64_t version = publisher_->has_model() ? publisher_->latest().ref.version() : 0;
+  base::LogEvent(spdlog::level::info, "aggregator_ready", {{"model_version", version}},
                  fmt::format("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise "
                              "multiplier {:.4f}",
-                             publisher_->latest().ref.version(), completed_rounds_, spent.epsilon, config_.dp.delta,
+                             version, completed_rounds_, spent.epsilon, config_.dp.delta,
                              noise_multiplier_));
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
@@ -113,7 +127,7 @@ absl::Status RoundEngine::ReconcileLedgerLocked(int64_t in_flight) {
 }
 
 absl::Status RoundEngine::JournalLocked(v1::JournalEntry entry, absl::Time now) {
-  if (replaying_) return absl::OkStatus();
+  if (replaying_ || config_.upstream) return absl::OkStatus();  // a region cannot resume (Init)
   entry.set_at_unix_micros(absl::ToUnixMicros(now));
   return res_->journal->Append(entry);
 }

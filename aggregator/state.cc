@@ -106,7 +106,7 @@ absl::StatusOr<std::vector<PublishedModel>> AggregatorState::Models() const {
   }
 }
 
-absl::Status AggregatorState::RecordInitialModel(const PublishedModel& m) {
+absl::Status AggregatorState::RecordModel(const PublishedModel& m) {
   try {
     SQLite::Statement q(*db_, "INSERT INTO models VALUES (?, 0, ?, ?, ?)");
     q.bind(1, static_cast<int64_t>(m.version));
@@ -221,6 +221,24 @@ absl::StatusOr<int> AggregatorState::AbortUnfinishedRounds(const std::string& re
     return q.exec();
   } catch (const std::exception& e) {
     return DbError("aborting unfinished rounds", e);
+  }
+}
+
+absl::Status AggregatorState::CompleteForwardedRound(const RoundRecord& r) {
+  try {
+    SQLite::Statement round(*db_,
+                            "UPDATE rounds SET state = 'done', finished_ms = ?, selected = ?, survivors = ?, "
+                            "model_version = ?, epsilon = ? WHERE round_id = ? AND state = 'running'");
+    round.bind(1, NowMillis());
+    round.bind(2, r.selected);
+    round.bind(3, r.survivors);
+    round.bind(4, static_cast<int64_t>(r.model_version));
+    round.bind(5, r.epsilon);
+    round.bind(6, r.round_id);
+    if (round.exec() != 1) return absl::FailedPreconditionError(absl::StrCat("round ", r.round_id, " is not running"));
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("completing a forwarded round", e);
   }
 }
 

@@ -30,7 +30,7 @@ TEST_F(StateTest, RoundsModelsAndMomentsSurviveReopening) {
   {
     auto s = Open();
     EXPECT_FALSE(s->LatestModel()->has_value());
-    ASSERT_TRUE(s->RecordInitialModel({.version = 1, .round_id = 0, .bundle_sha256 = "h1", .file = dir_ / "v1"}).ok());
+    ASSERT_TRUE(s->RecordModel({.version = 1, .round_id = 0, .bundle_sha256 = "h1", .file = dir_ / "v1"}).ok());
     EXPECT_EQ(*s->NextRoundId(), 1);
     ASSERT_TRUE(s->StartRound(1).ok());
     ASSERT_TRUE(s->UpdateRoundSelected(1, 6).ok());
@@ -76,7 +76,7 @@ TEST_F(StateTest, RoundsModelsAndMomentsSurviveReopening) {
 TEST_F(StateTest, ARoundLeftRunningIsAbortedAtTheNextStart) {
   {
     auto s = Open();
-    ASSERT_TRUE(s->RecordInitialModel({.version = 1, .round_id = 0, .bundle_sha256 = "h", .file = dir_ / "v1"}).ok());
+    ASSERT_TRUE(s->RecordModel({.version = 1, .round_id = 0, .bundle_sha256 = "h", .file = dir_ / "v1"}).ok());
     ASSERT_TRUE(s->StartRound(1).ok());
   }  // the process dies mid-round
   auto s = Open();

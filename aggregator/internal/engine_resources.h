@@ -30,6 +30,15 @@ struct RoundEngine::Selection {
   std::vector<std::string> admitted;  // in check-in order
 };
 
+// A regional aggregator's round, from the national task it runs under to
+// the national outcome.
+struct RegionalRound {
+  v1::RoundTask national;
+  int64_t round_id = 0;  // this region's round
+  int cohort = 0;
+  std::optional<RoundEngine::RegionalSum> sum;  // set: forwarded, awaiting the national outcome
+};
+
 struct RoundEngine::Resources {
   std::unique_ptr<models::DirectoryLock> state_dir_lock;  // for this process alone
   std::unique_ptr<AggregatorState> state;
@@ -37,6 +46,7 @@ struct RoundEngine::Resources {
   std::unique_ptr<DeviceRegistry> devices;
   std::unique_ptr<internal::RoundJournal> journal;  // the running round's events
   std::optional<ServerOptimizer> optimizer;
+  std::optional<RegionalRound> regional;  // a regional aggregator's current round
   internal::LogLimiter device_log;  // what devices report: a line a minute each at most
   // Devices whose SecAgg+ shares others rejected, and by whom (this process's
   // life; an operator revokes for good).

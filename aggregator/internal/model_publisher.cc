@@ -27,7 +27,7 @@ void SetHeadParameters(std::span<const float> p, v1::Head* head) {
   for (int i = 0; i < head->bias_size(); ++i) head->set_bias(i, p[w + static_cast<size_t>(i)]);
 }
 
-ModelPublisher::ModelPublisher(const Config& config, base::Env& env, models::SigningKey key,
+ModelPublisher::ModelPublisher(const Config& config, base::Env& env, std::optional<models::SigningKey> key,
                                std::vector<v1::SignedMetadata> roots, models::TrustedRoot trusted)
     : config_(config), env_(env), key_(std::move(key)), roots_(std::move(roots)), trusted_(std::move(trusted)) {}
 
@@ -58,6 +58,84 @@ absl::StatusOr<std::unique_ptr<ModelPublisher>> ModelPublisher::Open(const Confi
       new ModelPublisher(config, env, std::move(key), std::move(roots), std::move(trusted)));
 }
 
+absl::StatusOr<std::unique_ptr<ModelPublisher>> ModelPublisher::OpenMirror(const Config& config, base::Env& env) {
+  TINYFED_ASSIGN_OR_RETURN(std::vector<v1::SignedMetadata> roots, models::ReadRootChain(config.roots_dir));
+  TINYFED_ASSIGN_OR_RETURN(models::TrustedRoot trusted, models::TrustedRoot::Pin(roots.front()));
+  for (size_t i = 1; i < roots.size(); ++i) TINYFED_RETURN_IF_ERROR(trusted.Advance(roots[i]));
+  // Rotations relayed from the national aggregator since, each verified
+  // again: the disk is not trusted either.
+  const std::filesystem::path relayed = config.state_dir / "roots";
+  for (uint64_t v = trusted.root().version() + 1;; ++v) {
+    const std::filesystem::path file = models::RootFile(relayed, v);
+    auto bytes = env.ReadFile(file, 1 << 20);
+    if (!bytes.ok() && absl::IsNotFound(bytes.status())) break;
+    if (!bytes.ok()) return bytes.status();
+    v1::SignedMetadata root;
+    absl::Status advanced = root.ParseFromString(*bytes) ? trusted.Advance(root)
+                                                         : absl::DataLossError("not signed metadata");
+    if (!advanced.ok()) {
+      return absl::DataLossError(StrCat(file.string(), " does not follow the trusted roots: ", advanced.message()));
+    }
+    roots.push_back(std::move(root));
+  }
+  return std::unique_ptr<ModelPublisher>(
+      new ModelPublisher(config, env, std::nullopt, std::move(roots), std::move(trusted)));
+}
+
+absl::Status ModelPublisher::AdvanceRoots(std::span<const v1::SignedMetadata> roots) {
+  for (const v1::SignedMetadata& root : roots) {
+    auto parsed = models::ParseRoot(root);
+    if (!parsed.ok()) return parsed.status();
+    if (parsed->version() <= trusted_.root().version()) continue;
+    models::TrustedRoot next = trusted_;
+    TINYFED_RETURN_IF_ERROR(next.Advance(root));
+    TINYFED_RETURN_IF_ERROR(models::WriteRoot(config_.state_dir / "roots", root, env_));
+    trusted_ = std::move(next);
+    roots_.push_back(root);
+    base::LogEvent(spdlog::level::info, "root_mirrored", {{"root_version", parsed->version()}},
+                   fmt::format("root v{} of the national federation accepted and relayed", parsed->version()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelPublisher::Mirror(std::string blob, const Commit& commit) {
+  v1::SignedBundle signed_bundle;
+  if (!signed_bundle.ParseFromString(blob)) return absl::InvalidArgumentError("the national model is not a SignedBundle");
+  TINYFED_ASSIGN_OR_RETURN(models::VerifiedModel verified,
+                           trusted_.VerifyModel(signed_bundle, latest_ ? &latest_->release : nullptr, env_.Now()));
+  const uint64_t version = verified.release.model_version();
+  if (latest_ && version < latest_->ref.version()) {
+    return absl::FailedPreconditionError(
+        StrCat("model v", version, " is older than the mirrored v", latest_->ref.version()));
+  }
+  auto published = std::make_unique<Published>();
+  published->release = verified.release;
+  published->ref.set_version(version);
+  published->ref.set_bundle_sha256(verified.release.bundle_sha256());
+  published->ref.set_download_size(blob.size());
+  published->ref.set_download_sha256(base::Sha256(blob));
+  published->file = ModelFile(version);
+  std::error_code ec;
+  std::filesystem::create_directories(published->file.parent_path(), ec);
+  if (ec) return absl::InternalError(StrCat("cannot create ", published->file.parent_path().string(), ": ", ec.message()));
+  TINYFED_RETURN_IF_ERROR(env_.WriteFileAtomically(published->file, blob));
+  const bool new_version = !latest_ || version > latest_->ref.version();
+  if (new_version) {
+    TINYFED_RETURN_IF_ERROR(commit({.version = version,
+                                    .round_id = 0,
+                                    .bundle_sha256 = published->ref.bundle_sha256(),
+                                    .file = published->file}));
+  }
+  published->blob = std::move(blob);
+  bundle_ = std::move(verified.bundle);
+  head_ = HeadParameters(bundle_.head());
+  latest_ = std::move(published);
+  base::LogEvent(spdlog::level::info, "model_mirrored", {{"model_version", version}},
+                 fmt::format("model v{} (release {}) of the national aggregator verified and mirrored", version,
+                             latest_->release.version()));
+  return absl::OkStatus();
+}
+
 absl::Status ModelPublisher::CheckClassWeights(const v1::Head& head) const {
   const int weights = config_.training.class_weights_size();
   if (weights == 0 || weights == static_cast<int>(head.num_classes())) return absl::OkStatus();
@@ -67,6 +145,7 @@ absl::Status ModelPublisher::CheckClassWeights(const v1::Head& head) const {
 
 absl::Status ModelPublisher::Load(AggregatorState& state) {
   TINYFED_ASSIGN_OR_RETURN(std::optional<PublishedModel> latest, state.LatestModel());
+  if (!latest && !key_) return absl::OkStatus();  // a mirror awaits the national model
   if (!latest) {
     TINYFED_ASSIGN_OR_RETURN(v1::ModelBundle bundle, models::ReadBundleFile(config_.initial_model, env_));
     if (bundle.precision() != v1::PRECISION_INT8) {
@@ -77,7 +156,7 @@ absl::Status ModelPublisher::Load(AggregatorState& state) {
     bundle_ = std::move(bundle);
     std::vector<float> head = HeadParameters(bundle_.head());
     if (config_.reset_head) std::fill(head.begin(), head.end(), 0.0f);
-    return Publish(std::move(head), 0, [&](const PublishedModel& row) { return state.RecordInitialModel(row); });
+    return Publish(std::move(head), 0, [&](const PublishedModel& row) { return state.RecordModel(row); });
   }
   TINYFED_ASSIGN_OR_RETURN(std::string blob, env_.ReadFile(latest->file, 1 << 30));
   v1::SignedBundle signed_bundle;
@@ -99,8 +178,14 @@ absl::Status ModelPublisher::Load(AggregatorState& state) {
   latest_->ref.set_download_size(latest_->blob.size());
   latest_->ref.set_download_sha256(base::Sha256(latest_->blob));
   // After a rotation of the publishing key, or a long stop, the release no
-  // longer verifies: sign it again with the current key.
+  // longer verifies: sign it again with the current key. A mirror waits for
+  // the national aggregator's new release.
   if (auto verified = trusted_.VerifyModel(signed_bundle, nullptr, env_.Now()); !verified.ok()) {
+    if (!key_) {
+      spdlog::warn("mirrored model v{} no longer verifies ({}): waiting for the national release", latest->version,
+                   verified.status().ToString());
+      return absl::OkStatus();
+    }
     spdlog::info("re-signing the release of model v{}: {}", latest->version, verified.status().ToString());
     return Resign();
   }
@@ -116,7 +201,7 @@ absl::StatusOr<std::unique_ptr<ModelPublisher::Published>> ModelPublisher::Sign(
   auto published = std::make_unique<Published>();
   v1::SignedBundle signed_bundle;
   signed_bundle.set_bundle(std::move(bundle_file));
-  const models::SigningKey* key = &key_;
+  const models::SigningKey* key = &*key_;
   *signed_bundle.mutable_release() = models::SignRelease(release, {&key, 1});
   published->blob = signed_bundle.SerializeAsString();
   published->release = std::move(release);
@@ -141,6 +226,7 @@ absl::Status ModelPublisher::Resign() {
 }
 
 absl::Status ModelPublisher::ResignIfAging() {
+  if (!key_ || !latest_) return absl::OkStatus();  // a mirror relays the national releases
   const absl::Time expires = absl::FromUnixSeconds(latest_->release.expires_unix_seconds());
   if (env_.Now() <= expires - config_.security.release_expiry / 2) return absl::OkStatus();
   return Resign();
@@ -153,11 +239,10 @@ absl::Status ModelPublisher::Publish(std::vector<float> head, int64_t round_id, 
   bundle.mutable_metadata()->set_version(version);
   TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<Published> published,
                            Sign(models::EncodeBundleFile(bundle), latest_ ? latest_->release.version() + 1 : 1));
-  const std::filesystem::path dir = config_.state_dir / "models";
+  published->file = ModelFile(version);
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::InternalError(StrCat("cannot create ", dir.string(), ": ", ec.message()));
-  published->file = dir / StrCat("model-v", version, ".signed");
+  std::filesystem::create_directories(published->file.parent_path(), ec);
+  if (ec) return absl::InternalError(StrCat("cannot create ", published->file.parent_path().string(), ": ", ec.message()));
   const PublishedModel row{.version = version,
                            .round_id = round_id,
                            .bundle_sha256 = published->ref.bundle_sha256(),
@@ -172,6 +257,10 @@ absl::Status ModelPublisher::Publish(std::vector<float> head, int64_t round_id, 
                              latest_->release.version(), absl::BytesToHexString(row.bundle_sha256).substr(0, 16),
                              latest_->blob.size()));
   return absl::OkStatus();
+}
+
+std::filesystem::path ModelPublisher::ModelFile(uint64_t version) const {
+  return config_.state_dir / "models" / StrCat("model-v", version, ".signed");
 }
 
 absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(std::string_view blob, const std::string& download_sha256,

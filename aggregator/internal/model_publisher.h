@@ -3,6 +3,11 @@
 // memory), and the writing of the next version. The engine decides when to
 // publish; this decides how, so that a model on disk is always one whose
 // release verifies under the latest root.
+//
+// A regional aggregator's publisher is a mirror: it holds no key, and
+// serves the national aggregator's signed bundles unchanged once they
+// verify under the national roots, as its gateways will verify them. So a
+// region can relay a model, or withhold one, but never forge one.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_MODEL_PUBLISHER_H_
 #define TINYFED_AGGREGATOR_INTERNAL_MODEL_PUBLISHER_H_
 
@@ -10,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,13 +47,30 @@ class ModelPublisher {
   // Reads the publishing key and the root chain; PERMISSION_DENIED if the
   // key is not a publishing key of the latest root.
   static absl::StatusOr<std::unique_ptr<ModelPublisher>> Open(const Config& config, base::Env& env);
+  // A regional aggregator's mirror: roots_dir holds the national roots, and
+  // the rotations relayed since are kept in state_dir/roots/.
+  static absl::StatusOr<std::unique_ptr<ModelPublisher>> OpenMirror(const Config& config, base::Env& env);
 
   // Resumes from the latest model in `state` (re-signing its release if it
-  // no longer verifies), or publishes config.initial_model as v1.
+  // no longer verifies), or publishes config.initial_model as v1. A mirror
+  // may have no model yet.
   absl::Status Load(AggregatorState& state);
+  bool has_model() const { return latest_ != nullptr; }
+  // Mirror: `blob`, a SignedBundle of the national aggregator, verified
+  // under the latest root and not older than the latest model, becomes the
+  // latest model; a new version is written and committed, a new release of
+  // the same version (re-signed nationally) replaces the file. On error
+  // nothing changes: PERMISSION_DENIED or FAILED_PRECONDITION say why the
+  // model was refused.
+  absl::Status Mirror(std::string blob, const Commit& commit);
+  // Mirror: the roots after the latest, each verified by its predecessor
+  // and kept on disk before the next is taken.
+  absl::Status AdvanceRoots(std::span<const v1::SignedMetadata> roots);
   // Writes version latest + 1 with `head` and commits it; on any error the
   // latest model stays what it was.
   absl::Status Publish(std::vector<float> head, int64_t round_id, const Commit& commit);
+  // The path model version `version` is kept at.
+  std::filesystem::path ModelFile(uint64_t version) const;
   // Signs a new release of the latest model once half of its release's
   // life has passed (gateways refuse an expired release).
   absl::Status ResignIfAging();
@@ -63,8 +86,8 @@ class ModelPublisher {
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
  private:
-  ModelPublisher(const Config& config, base::Env& env, models::SigningKey key, std::vector<v1::SignedMetadata> roots,
-                 models::TrustedRoot trusted);
+  ModelPublisher(const Config& config, base::Env& env, std::optional<models::SigningKey> key,
+                 std::vector<v1::SignedMetadata> roots, models::TrustedRoot trusted);
   // `bundle_file` under a release signed by the publishing key.
   absl::StatusOr<std::unique_ptr<Published>> Sign(std::string bundle_file, uint64_t release_version);
   absl::Status Resign();
@@ -72,7 +95,7 @@ class ModelPublisher {
 
   const Config& config_;
   base::Env& env_;
-  models::SigningKey key_;
+  std::optional<models::SigningKey> key_;  // none in a mirror
   std::vector<v1::SignedMetadata> roots_;
   models::TrustedRoot trusted_;  // the latest root
   v1::ModelBundle bundle_;       // the latest model

@@ -26,13 +26,14 @@
 namespace tinyfed::aggregator::internal {
 
 // How a round ended: either `aborted` says why, or `mean` is the survivors'
-// mean update, ready to publish once `charge` (if any) is paid.
+// mean update, ready to publish once `charge` (if any) is paid; a regional
+// round ends with `secure_sum` alone, still encoded, to forward.
 struct RoundEnd {
   std::string aborted;
   std::vector<float> mean;
   int survivors = 0;
   std::optional<dp::PrivacyCharge> charge;
-  // SecAgg+ rounds: the raw sum and who is in it (for tests).
+  // SecAgg+ rounds: the raw sum and who is in it.
   std::vector<uint32_t> secure_sum;
   std::vector<std::string> survivor_devices;
 

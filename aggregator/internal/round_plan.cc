@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "tinyfed/aggregator/noise.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/dp/rdp_accountant.h"
 
 namespace tinyfed::aggregator::internal {
@@ -39,6 +40,79 @@ void SetCommonTask(const Config& config, int64_t round_id, int n, const v1::Mode
 
 }  // namespace
 
+namespace {
+
+// The SecAgg+ parameters of `n` clients summing `vector_length` values of `bits`.
+absl::StatusOr<secagg::SecAggParams> ChooseSecAgg(const Config& config, int64_t round_id, int n, int bits,
+                                                  uint64_t vector_length, std::span<const uint8_t, 32> graph_seed) {
+  secagg::SecAggConfig sc;
+  sc.round_id = static_cast<uint64_t>(round_id);
+  sc.num_clients = n;
+  sc.bits = bits;
+  sc.vector_length = vector_length;
+  sc.max_dropout = config.max_dropout;
+  sc.max_corrupted = config.max_corrupted;
+  std::copy(graph_seed.begin(), graph_seed.end(), sc.graph_seed.begin());
+  auto params = secagg::ChooseParams(sc);
+  if (!params.ok()) {
+    return absl::FailedPreconditionError(StrCat("SecAgg+ parameters for ", n, " clients: ", params.status().message()));
+  }
+  return params;
+}
+
+void SetSecAggTask(const secagg::SecAggParams& params, int bits, uint64_t vector_length,
+                   std::span<const uint8_t, 32> graph_seed, const Config& config, v1::RoundTask* t) {
+  auto* s = t->mutable_secagg();
+  s->set_degree(static_cast<uint32_t>(params.degree()));
+  s->set_threshold(static_cast<uint32_t>(params.threshold()));
+  s->set_bits(static_cast<uint32_t>(bits));
+  s->set_vector_length(vector_length);
+  s->set_graph_seed(graph_seed.data(), graph_seed.size());
+  s->set_max_dropout(config.max_dropout);
+  s->set_max_corrupted(config.max_corrupted);
+}
+
+// max(min_cohort, t), or why `n` devices are too few for it.
+absl::StatusOr<int> MinSurvivors(const Config& config, int n, const secagg::SecAggParams& params) {
+  const int min_survivors = std::max(config.min_cohort, params.threshold());
+  if (n >= min_survivors) return min_survivors;
+  return absl::FailedPreconditionError(
+      StrCat("only ", n, " devices checked in; at least ", min_survivors, " must survive"));
+}
+
+}  // namespace
+
+absl::StatusOr<SecAggPlan> PlanRegionalRound(const Config& config, int64_t round_id, int n,
+                                             const v1::RoundTask& national, std::span<const uint8_t, 32> graph_seed) {
+  if (!national.has_secagg() || national.ddg().rotation_seed().size() != 32) {
+    return absl::FailedPreconditionError("the national task is not a SecAgg+ round with a DDG encoding");
+  }
+  auto ddg = dp::ChooseDdgParams(dp::DdgConfigOf(national.ddg()));
+  if (!ddg.ok()) {
+    return absl::FailedPreconditionError(StrCat("the national task's encoding: ", ddg.status().message()));
+  }
+  const int bits = static_cast<int>(national.secagg().bits());
+  const uint64_t length = national.secagg().vector_length();
+  TINYFED_ASSIGN_OR_RETURN(secagg::SecAggParams params, ChooseSecAgg(config, round_id, n, bits, length, graph_seed));
+  TINYFED_ASSIGN_OR_RETURN(const int min_survivors, MinSurvivors(config, n, params));
+  v1::RoundTask t;
+  t.set_round_id(static_cast<uint64_t>(round_id));
+  t.set_cohort_size(static_cast<uint32_t>(n));
+  *t.mutable_training() = national.training();
+  *t.mutable_model() = national.model();
+  *t.mutable_ddg() = national.ddg();
+  if (national.has_patient_dp()) *t.mutable_patient_dp() = national.patient_dp();
+  SetSecAggTask(params, bits, length, graph_seed, config, &t);
+  SecAggPlan plan{.params = std::move(params),
+                  .ddg = *std::move(ddg),
+                  .rotation_seed = {},
+                  .min_survivors = min_survivors,
+                  .task = std::move(t),
+                  .regional = true};
+  std::memcpy(plan.rotation_seed.data(), national.ddg().rotation_seed().data(), plan.rotation_seed.size());
+  return plan;
+}
+
 absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_id, int n, size_t head_size, double z,
                                            const v1::ModelRef& model, const SecAggSeeds& seeds) {
   dp::DdgConfig ddg = FederationDdgConfig(config, head_size, ExpectedNoisyClinics(config, n));
@@ -48,34 +122,13 @@ absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_i
     return absl::FailedPreconditionError(
         StrCat("distributed DP settings do not fit ", n, " clients: ", ddg_params.status().message()));
   }
-  secagg::SecAggConfig sc;
-  sc.round_id = static_cast<uint64_t>(round_id);
-  sc.num_clients = n;
-  sc.bits = config.dp.bits;
-  sc.vector_length = ddg_params->padded_dimension;
-  sc.max_dropout = config.max_dropout;
-  sc.max_corrupted = config.max_corrupted;
-  sc.graph_seed = seeds.graph;
-  auto params = secagg::ChooseParams(sc);
-  if (!params.ok()) {
-    return absl::FailedPreconditionError(StrCat("SecAgg+ parameters for ", n, " clients: ", params.status().message()));
-  }
-  const int min_survivors = std::max(config.min_cohort, params->threshold());
-  if (n < min_survivors) {
-    return absl::FailedPreconditionError(
-        StrCat("only ", n, " devices checked in; at least ", min_survivors, " must survive"));
-  }
+  TINYFED_ASSIGN_OR_RETURN(secagg::SecAggParams params,
+                           ChooseSecAgg(config, round_id, n, config.dp.bits, ddg_params->padded_dimension, seeds.graph));
+  TINYFED_ASSIGN_OR_RETURN(const int min_survivors, MinSurvivors(config, n, params));
 
   v1::RoundTask t;
   SetCommonTask(config, round_id, n, model, &t);
-  auto* s = t.mutable_secagg();
-  s->set_degree(static_cast<uint32_t>(params->degree()));
-  s->set_threshold(static_cast<uint32_t>(params->threshold()));
-  s->set_bits(static_cast<uint32_t>(sc.bits));
-  s->set_vector_length(sc.vector_length);
-  s->set_graph_seed(sc.graph_seed.data(), sc.graph_seed.size());
-  s->set_max_dropout(sc.max_dropout);
-  s->set_max_corrupted(sc.max_corrupted);
+  SetSecAggTask(params, config.dp.bits, ddg_params->padded_dimension, seeds.graph, config, &t);
   *t.mutable_ddg() = dp::DdgSettingsOf(ddg);
   t.mutable_ddg()->set_rotation_seed(seeds.rotation.data(), seeds.rotation.size());
   if (PatientUnit(config)) {
@@ -86,7 +139,7 @@ absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_i
     p->set_steps(static_cast<uint64_t>(PatientStepsPerRound(config)));
     p->set_delta(config.dp.delta);
   }
-  return SecAggPlan{.params = *std::move(params),
+  return SecAggPlan{.params = std::move(params),
                     .ddg = *std::move(ddg_params),
                     .rotation_seed = seeds.rotation,
                     .min_survivors = min_survivors,

@@ -36,6 +36,8 @@ struct SecAggPlan {
   dp::Seed rotation_seed{};
   int min_survivors = 0;  // max(min_cohort, t): fewer and the round aborts
   v1::RoundTask task;     // what each member receives (without its own secagg_id)
+  // A regional round's: it ends with the encoded sum, for the national round.
+  bool regional = false;
 };
 
 // The plan of SecAgg+ round `round_id` for `n` admitted devices, training
@@ -44,6 +46,16 @@ struct SecAggPlan {
 // (DDG settings, SecAgg+ parameters, fewer than min_survivors devices).
 absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_id, int n, size_t head_size, double z,
                                            const v1::ModelRef& model, const SecAggSeeds& seeds);
+
+// The plan of regional round `round_id` for `n` admitted gateways, their
+// part of national round `national.round_id`: the national task's model,
+// training, patient-level DP and encoding (rotation seed, scale, bits,
+// clip, noise: the clinics' updates must add up to the national sum), under
+// this region's own SecAgg+ graph. Nothing is charged here: the national
+// aggregator accounts for the whole federation. FAILED_PRECONDITION when no
+// round of n gateways fits.
+absl::StatusOr<SecAggPlan> PlanRegionalRound(const Config& config, int64_t round_id, int n,
+                                             const v1::RoundTask& national, std::span<const uint8_t, 32> graph_seed);
 
 // The task of a round without SecAgg+ (a trusted aggregator).
 v1::RoundTask PlanPlainRound(const Config& config, int64_t round_id, int n, const v1::ModelRef& model);

@@ -180,6 +180,15 @@ RoundEnd SecAggRound::Finish() {
   // Clinics in the sum: each survivor's own update, or a region's clinics.
   int s = 0;
   for (uint32_t id : survivors) s += config_.national_clinics > 0 ? static_cast<int>(contributors_.at(id)) : 1;
+  if (plan_.regional) {
+    // Forwarded still encoded: only the national aggregator decodes, and
+    // only the national sum.
+    RoundEnd end;
+    end.survivors = s;
+    end.secure_sum = *std::move(sum);
+    for (uint32_t id : survivors) end.survivor_devices.push_back(device_of_[id]);
+    return end;
+  }
   auto decoded = dp::DdgDecodeSum(plan_.ddg, *sum, plan_.rotation_seed);
   if (!decoded.ok()) return RoundEnd::Aborted(StrCat("decoding the sum: ", decoded.status().message()));
   RoundEnd end;

@@ -9,6 +9,8 @@
 // the national sum, averaged over the clinics the surviving regions say
 // they hold. A region is trusted with that count (a wrong one scales the
 // mean, which the norm check bounds), never with another region's sum.
+// A regional round (plan.regional) ends with its sum still encoded, for the
+// regional aggregator to forward: nothing is decoded or charged there.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_SECAGG_ROUND_H_
 #define TINYFED_AGGREGATOR_INTERNAL_SECAGG_ROUND_H_
 
@@ -74,7 +76,8 @@ class SecAggRound final : public Round {
   absl::Status CheckContributors(const v1::SubmitRequest& request) const;
   // Drops the members whose key shares neighbours rejected.
   void DropRejected();
-  // Decodes the survivors' sum into their mean update.
+  // Decodes the survivors' sum into their mean update (a regional round:
+  // hands the sum over encoded).
   RoundEnd Finish();
 
   const Config& config_;

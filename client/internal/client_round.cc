@@ -12,10 +12,10 @@
 #include "client/internal/round_cost.h"
 #include "client/internal/trust_store.h"
 #include "spdlog/spdlog.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/dp/clipping.h"
 #include "tinyfed/dp/ddg.h"
-#include "tinyfed/proto/authentication.h"
 #include "tinyfed/proto/plain_update.h"
 #include "tinyfed/secure_agg/client.h"
 #include "tinyfed/secure_agg/params.h"
@@ -265,10 +265,8 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
   sodium_memzero(secagg_seed.data(), secagg_seed.size());
   if (!secagg_client.ok()) return Finish(RoundOutcome::kSkipped, std::string(secagg_client.status().message()));
   TINYFED_ASSIGN_OR_RETURN(v1::SecAggClientMessage advertise, (*secagg_client)->AdvertiseKeys());
-  v1::AdvertiseKeys* keys = advertise.mutable_advertise_keys();
-  keys->set_signature(g_.device_key->Sign(
-      proto::AdvertiseKeysSigningMessage(report_.round_id, task.secagg_id(), g_.config.device_id,
-                                         keys->encryption_public_key(), keys->masking_public_key())));
+  auth::SignAdvertisedKeys(report_.round_id, task.secagg_id(), g_.config.device_id, *g_.device_key,
+                           advertise.mutable_advertise_keys());
   report_.timings.secagg += absl::Now() - start;
   if (!PhaseHook(v1::PHASE_ADVERTISE_KEYS)) return PowerCut();
   if (absl::Status sent = Submit(v1::PHASE_ADVERTISE_KEYS, SecAggRequest(advertise)); !sent.ok()) return Refused(sent);
@@ -280,17 +278,8 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
     if (!r->has_secagg()) return Finish(RoundOutcome::kAborted, "unexpected answer");
     if (!PhaseHook(phase)) return PowerCut();
     start = absl::Now();
-    // Agree on nothing with keys their device did not sign for this round.
-    for (const v1::NeighborKeys& nk : r->secagg().share_keys().neighbors()) {
-      auto device_key = models::PublicKeyFromBytes(nk.device_public_key());
-      if (!device_key.ok() || !models::VerifySignature(*device_key,
-                                                       proto::AdvertiseKeysSigningMessage(
-                                                           report_.round_id, nk.id(), nk.device_id(),
-                                                           nk.encryption_public_key(), nk.masking_public_key()),
-                                                       nk.signature())) {
-        return Finish(RoundOutcome::kAborted, StrCat("SecAgg+: neighbour ", nk.id(),
-                                                     "'s keys are not signed by device '", nk.device_id(), "'"));
-      }
+    if (absl::Status signed_by = auth::CheckNeighborSignatures(report_.round_id, r->secagg()); !signed_by.ok()) {
+      return Finish(RoundOutcome::kAborted, std::string(signed_by.message()));
     }
     auto reply = (*secagg_client)->Handle(r->secagg());
     report_.timings.secagg += absl::Now() - start;

@@ -83,6 +83,21 @@ struct OperatorConfig {
   absl::Duration drain_timeout = absl::Seconds(5);
 };
 
+// A regional aggregator: its rounds are its clinics' part of the national
+// aggregator's rounds. It joins each national round as one participant
+// (a device of the national aggregator), runs the regional round under the
+// national task's encoding, forwards its clinics' secure sum still encoded,
+// and mirrors the national models and roots to its gateways unchanged: it
+// holds no publishing key, and its gateways pin the national root.
+struct UpstreamConfig {
+  std::string address;                   // the national aggregator, "host:port"
+  std::filesystem::path ca_certificate;  // PEM of its CA; empty: the system's roots
+  std::string device_id;                 // this region's device id there
+  // Read at the first start only: enrolls the key the region then keeps in
+  // state_dir/upstream/ (`tinyfed aggregator token` on the national side).
+  std::filesystem::path enrollment_token_file;
+};
+
 struct Config {
   std::string listen = "127.0.0.1:7443";  // port 0 picks a free one
   std::filesystem::path state_dir;
@@ -95,12 +110,11 @@ struct Config {
   int min_cohort = 10;          // fewer survivors abort the round
   double over_selection = 0.0;  // admit cohort_size * (1 + this) to absorb dropouts
   bool reset_head = false;      // start from a zero head instead of the bundle's
-  // A national aggregator: its participants are regional aggregators, each
-  // forwarding its clinics' secure sum still encoded, and a round expects
-  // this many clinics across them (their distributed noise and the sum's
-  // range are planned for that many). 0: participants are gateways. Only
-  // this side of composing regions exists so far: no regional aggregator
-  // joins a national one yet.
+  // A national aggregator: its participants are regional aggregators
+  // (configured with [upstream]), each forwarding its clinics' secure sum
+  // still encoded, and a round expects this many clinics across them (their
+  // distributed noise and the sum's range are planned for that many). 0:
+  // participants are gateways.
   int national_clinics = 0;
   absl::Duration poll_interval = absl::Milliseconds(500);
 
@@ -121,6 +135,10 @@ struct Config {
   ServerOptimizerOptions optimizer;
   SecurityConfig security;
   OperatorConfig operator_port;
+  // Set: this is a regional aggregator. The national task then decides
+  // training, DP and encoding; initial_model and publishing_key are not
+  // used, and roots_dir holds the national roots.
+  std::optional<UpstreamConfig> upstream;
 
   // Simulation only: derive the round seeds (SecAgg+ graph, rotation, id
   // order) from this, so a simulation repeats exactly. Never in production:
@@ -128,7 +146,7 @@ struct Config {
   std::optional<uint64_t> simulation_seed;
 };
 
-// A config with the defaults above and the four required paths unset.
+// A config with the defaults above and the required paths unset.
 Config DefaultConfig();
 
 // INVALID_ARGUMENT "FILE:LINE: key: problem" for syntax errors, unknown keys,

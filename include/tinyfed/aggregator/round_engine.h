@@ -19,6 +19,16 @@
 // secagg_round.h, plain_round.h), planned by pure functions (round_plan.h)
 // and published by the model publisher (model_publisher.h).
 //
+// A regional aggregator (config.upstream) runs the same rounds as its
+// clinics' part of a national round, driven by its link to the national
+// aggregator (region_link.h): a selection opens only for a national task,
+// the round runs under that task's model and encoding, and ends with the
+// survivors' sum still encoded, which the link forwards; the round's
+// members wait until the national round publishes, then are told of the
+// national model, which the region mirrors (it signs nothing). A regional
+// aggregator keeps no privacy ledger: the national one accounts for every
+// clinic.
+//
 // A round aborts cleanly (its row says why) when fewer than
 // max(min_cohort, t) survive, or the privacy budget would be exceeded; the
 // next round then starts.
@@ -42,6 +52,7 @@
 #ifndef TINYFED_AGGREGATOR_ROUND_ENGINE_H_
 #define TINYFED_AGGREGATOR_ROUND_ENGINE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -50,6 +61,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -118,6 +130,34 @@ class RoundEngine {
   // calls and refusals, the operator port serves them.
   Metrics& metrics() { return metrics_; }
 
+  // A regional aggregator's side (round_engine_region.cc), for its link.
+  // The sum a regional round forwards: its survivors' encoded updates
+  // added mod 2^bits, and how many clinics they are.
+  struct RegionalSum {
+    int64_t round_id = 0;
+    std::vector<uint32_t> sum;
+    uint32_t contributors = 0;
+  };
+  // `blob`, a national SignedBundle, verified under the national roots and
+  // served from now on (see ModelPublisher::Mirror); `roots`, rotations of
+  // the national root, relayed likewise.
+  absl::Status MirrorModel(std::string blob);
+  absl::Status MirrorRoots(std::span<const v1::SignedMetadata> roots);
+  // Opens a regional round for `national`, the task this region holds in a
+  // national round; its id. FAILED_PRECONDITION if a round is running, or
+  // the task's model is not the mirrored one.
+  absl::StatusOr<int64_t> StartRegionalRound(const v1::RoundTask& national);
+  // Regional round `round_id`'s sum, once its last phase closed; waits up
+  // to `timeout` for it (nullopt: not yet). ABORTED saying why if the round
+  // ended without one.
+  absl::StatusOr<std::optional<RegionalSum>> AwaitRegionalSum(int64_t round_id, absl::Duration timeout);
+  // How the national round that regional round `round_id` belongs to ended
+  // (`national`: a result, whose model must be mirrored already, or an
+  // abort); a round still running is aborted.
+  void EndRegionalRound(int64_t round_id, const v1::AwaitResponse& national);
+  // The national federation closed: so does this region.
+  void CloseFederation(const std::string& reason);
+
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
  private:
@@ -162,6 +202,11 @@ class RoundEngine {
   void RejectedLocked(const std::string& device, const std::vector<std::string>& by) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortRoundLocked(int64_t round_id, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberOutcomeLocked(int64_t round_id, v1::AwaitResponse outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A regional round ended with its encoded sum: it waits for the link.
+  void ForwardLocked(internal::RoundEnd end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why no selection opens now (a regional aggregator between national
+  // rounds), or empty.
+  std::string NoSelectionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records the phases the running round closed since the last call.
   void RecordClosedPhasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The gauges of the latest model and of privacy spent.
@@ -191,7 +236,9 @@ class RoundEngine {
   int64_t completed_rounds_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_round_id_ ABSL_GUARDED_BY(mu_) = 1;
   double noise_multiplier_ = 0.0;  // resolved once from the config
-  size_t head_size_ = 0;           // parameters in the head, fixed by the initial model
+  // Parameters in the head, fixed by the initial model (a region's by the
+  // first it mirrors).
+  std::atomic<size_t> head_size_ = 0;
   std::string closed_reason_ ABSL_GUARDED_BY(mu_);
   bool replaying_ ABSL_GUARDED_BY(mu_) = false;     // a journal, at start: journal nothing again
   int64_t resumed_round_ ABSL_GUARDED_BY(mu_) = 0;  // the round replayed at start, if any

@@ -72,7 +72,9 @@ class AggregatorState {
 
   absl::StatusOr<std::optional<PublishedModel>> LatestModel() const;
   absl::StatusOr<std::vector<PublishedModel>> Models() const;
-  absl::Status RecordInitialModel(const PublishedModel& model);
+  // A model published outside a round of this aggregator: the initial one,
+  // or one a region mirrors.
+  absl::Status RecordModel(const PublishedModel& model);
 
   absl::StatusOr<std::vector<RoundRecord>> Rounds() const;
   absl::StatusOr<int64_t> NextRoundId() const;
@@ -85,6 +87,9 @@ class AggregatorState {
   // Rounds left running by a previous process, except `resuming` (one it
   // journaled), are aborted; returns how many.
   absl::StatusOr<int> AbortUnfinishedRounds(const std::string& reason, int64_t resuming = 0);
+  // A regional round whose sum went into a national round that published
+  // round.model_version (mirrored, so its row is already in).
+  absl::Status CompleteForwardedRound(const RoundRecord& round);
   // The round's row, the model's row and the optimizer moments, atomically.
   absl::Status CompleteRound(const RoundRecord& round, const PublishedModel& model,
                              const std::vector<float>& first_moment, const std::vector<float>& second_moment);

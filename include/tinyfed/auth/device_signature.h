@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/v1/service.pb.h"
@@ -18,6 +19,14 @@ namespace tinyfed::auth {
 // half to it by a signature over both.
 v1::EnrollRequest SignedEnrollRequest(const std::string& device_id, const std::string& token,
                                       const models::SigningKey& device_key);
+// Signs the SecAgg+ keys `keys` that device `device_id` advertises as
+// SecAgg+ id `secagg_id` in round `round_id`.
+void SignAdvertisedKeys(uint64_t round_id, uint32_t secagg_id, const std::string& device_id,
+                        const models::SigningKey& device_key, v1::AdvertiseKeys* keys);
+// OK if each neighbour's keys in `message` (the server's ShareKeys) are
+// signed by the device named beside them for round `round_id`; otherwise
+// PERMISSION_DENIED naming the neighbour. Agree on nothing before it.
+absl::Status CheckNeighborSignatures(uint64_t round_id, const v1::SecAggServerMessage& message);
 // A fresh nonce and `now` in `header`, which makes the request's signature
 // single-use.
 void StampHeader(v1::RequestHeader* header, absl::Time now);
