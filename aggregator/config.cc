@@ -34,8 +34,9 @@ absl::Status ReadTop(TomlTableReader& r, const std::filesystem::path& base, bool
       return absl::InvalidArgumentError(absl::StrCat("missing required key '", name, "'"));
     }
     if (!value->empty() && !needed) {
-      return r.Error(absl::StrCat(name, " is not used by a regional aggregator ([upstream]): models come signed "
-                                        "from the national aggregator"));
+      return r.Error(absl::StrCat(name,
+                                  " is not used by a regional aggregator ([upstream]): models come signed "
+                                  "from the national aggregator"));
     }
     if (!value->empty()) *out = base / *value;
   }
@@ -289,9 +290,10 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   TINYFED_RETURN_IF_ERROR(ReadTop(top, source_name.parent_path(), c.upstream.has_value(), c));
   TINYFED_RETURN_IF_ERROR(ReadConfigSections(top, source, &c));
   if (c.upstream && (c.national_clinics > 0 || !c.secure_aggregation)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": a regional aggregator ([upstream]) runs SecAgg+ rounds of gateways: it needs secagg.enabled = "
-                "true and no rounds.national_clinics"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source,
+                     ": a regional aggregator ([upstream]) runs SecAgg+ rounds of gateways: it needs secagg.enabled = "
+                     "true and no rounds.national_clinics"));
   }
   auto security = top.Table("security");
   if (!security.ok()) return security.status();
@@ -355,11 +357,11 @@ std::string FormatConfig(const Config& c) {
       c.upstream ? ""
                  : absl::StrCat("initial_model = \"", Absolute(c.initial_model), "\"\npublishing_key = \"",
                                 Absolute(c.publishing_key), "\"\n"),
-      Absolute(c.roots_dir),
-      c.max_rounds, c.cohort_size, c.min_cohort, c.over_selection, c.reset_head ? "true" : "false", c.national_clinics,
-      absl::ToDoubleMilliseconds(c.poll_interval), seconds(c.selection_timeout), seconds(c.training_timeout),
-      seconds(c.share_keys_timeout), seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(),
-      t.batch_size(), t.learning_rate(), t.momentum(), t.weight_decay(),
+      Absolute(c.roots_dir), c.max_rounds, c.cohort_size, c.min_cohort, c.over_selection,
+      c.reset_head ? "true" : "false", c.national_clinics, absl::ToDoubleMilliseconds(c.poll_interval),
+      seconds(c.selection_timeout), seconds(c.training_timeout), seconds(c.share_keys_timeout),
+      seconds(c.masked_input_timeout), seconds(c.unmasking_timeout), t.epochs(), t.batch_size(), t.learning_rate(),
+      t.momentum(), t.weight_decay(),
       absl::StrJoin(t.class_weights(), ", ",
                     [](std::string* text, float w) { absl::StrAppendFormat(text, "%.9g", w); }),
       modes[static_cast<int>(c.dp.mode)], c.dp.unit == DpUnit::kPatient ? "patient" : "clinic", c.dp.clip,

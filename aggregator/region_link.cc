@@ -41,8 +41,8 @@ class RegionLink::NationalRound {
   }
 
   absl::StatusOr<LinkOutcome> Run() {
-    for (Step (NationalRound::*step)() : {&NationalRound::AwaitTask, &NationalRound::RunRegionalRound, &NationalRound::SendSum,
-                      &NationalRound::AwaitResult}) {
+    for (Step (NationalRound::*step)() : {&NationalRound::AwaitTask, &NationalRound::RunRegionalRound,
+                                          &NationalRound::SendSum, &NationalRound::AwaitResult}) {
       TINYFED_ASSIGN_OR_RETURN(std::optional<LinkOutcome> done, (this->*step)());
       if (done) return *done;
     }
@@ -255,8 +255,8 @@ absl::Status RegionLink::EnrollIfNeeded() {
 
 absl::Status RegionLink::Mirror(const v1::ModelRef& ref) {
   if (ref.download_size() == 0 || ref.download_size() > kMaxModelBytes) {
-    return absl::InvalidArgumentError(StrCat("model v", ref.version(), "'s announced size ", ref.download_size(),
-                                             " is not plausible"));
+    return absl::InvalidArgumentError(
+        StrCat("model v", ref.version(), "'s announced size ", ref.download_size(), " is not plausible"));
   }
   std::string blob;
   while (blob.size() < ref.download_size()) {
@@ -286,8 +286,8 @@ absl::StatusOr<LinkOutcome> RegionLink::RunOnce() {
   checkin.set_installed_model_version(mirrored.version());
   TINYFED_ASSIGN_OR_RETURN(v1::CheckInResponse response, national_->CheckIn(checkin));
   if (response.roots_size() > 0) {
-    if (absl::Status relayed = region_.MirrorRoots(
-            std::vector<v1::SignedMetadata>(response.roots().begin(), response.roots().end()));
+    if (absl::Status relayed =
+            region_.MirrorRoots(std::vector<v1::SignedMetadata>(response.roots().begin(), response.roots().end()));
         !relayed.ok()) {
       spdlog::error("national roots refused: {}", relayed.ToString());
     }

@@ -374,9 +374,9 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
   if (auto it = finished_.find(round_id); it != finished_.end()) return it->second;
   if (res_->regional && res_->regional->sum && res_->regional->round_id == round_id) {
     v1::AwaitResponse response;
-    *response.mutable_wait() = RetryAfter(config_.poll_interval,
-                                          StrCat("the regions' sums are being added in national round ",
-                                                 res_->regional->national.round_id()));
+    *response.mutable_wait() =
+        RetryAfter(config_.poll_interval,
+                   StrCat("the regions' sums are being added in national round ", res_->regional->national.round_id()));
     return response;
   }
   if (selection_ && selection_->round_id == round_id) {

@@ -25,9 +25,8 @@ absl::Status RoundEngine::MirrorModel(std::string blob) {
   absl::MutexLock lock(&mu_);
   if (!config_.upstream) return absl::FailedPreconditionError("only a regional aggregator mirrors models");
   AggregatorState& state = *res_->state;
-  TINYFED_RETURN_IF_ERROR(publisher_->Mirror(std::move(blob), [&state](const PublishedModel& row) {
-    return state.RecordModel(row);
-  }));
+  TINYFED_RETURN_IF_ERROR(
+      publisher_->Mirror(std::move(blob), [&state](const PublishedModel& row) { return state.RecordModel(row); }));
   head_size_ = publisher_->head().size();
   RecordPublishedLocked(0.0);
   return absl::OkStatus();
@@ -44,9 +43,9 @@ absl::StatusOr<int64_t> RoundEngine::StartRegionalRound(const v1::RoundTask& nat
   if (!config_.upstream) return absl::FailedPreconditionError("only a regional aggregator runs regional rounds");
   if (!closed_reason_.empty()) return absl::FailedPreconditionError(StrCat("the federation closed: ", closed_reason_));
   if (round_ || selection_ || res_->regional) {
-    return absl::FailedPreconditionError(StrCat("national round ", national.round_id(), " cannot start here: ",
-                                                NoSelectionLocked().empty() ? "a round is running"
-                                                                            : NoSelectionLocked()));
+    return absl::FailedPreconditionError(
+        StrCat("national round ", national.round_id(),
+               " cannot start here: ", NoSelectionLocked().empty() ? "a round is running" : NoSelectionLocked()));
   }
   if (!publisher_->has_model() || national.model().version() != publisher_->latest().ref.version() ||
       national.model().bundle_sha256() != publisher_->latest().ref.bundle_sha256()) {
@@ -69,9 +68,8 @@ absl::StatusOr<int64_t> RoundEngine::StartRegionalRound(const v1::RoundTask& nat
 
 void RoundEngine::ForwardLocked(internal::RoundEnd end) {
   RegionalRound& r = *res_->regional;
-  r.sum = RegionalSum{.round_id = round_->id(),
-                      .sum = std::move(end.secure_sum),
-                      .contributors = static_cast<uint32_t>(end.survivors)};
+  r.sum = RegionalSum{
+      .round_id = round_->id(), .sum = std::move(end.secure_sum), .contributors = static_cast<uint32_t>(end.survivors)};
   round_.reset();
   base::LogEvent(spdlog::level::info, "round_forwarded",
                  {{"round", r.round_id}, {"national_round", r.national.round_id()}, {"survivors", end.survivors}},
@@ -83,8 +81,8 @@ absl::StatusOr<std::optional<RoundEngine::RegionalSum>> RoundEngine::AwaitRegion
                                                                                       absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto ready = [this, round_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return finished_.contains(round_id) || (res_->regional && res_->regional->round_id == round_id &&
-                                            res_->regional->sum.has_value());
+    return finished_.contains(round_id) ||
+           (res_->regional && res_->regional->round_id == round_id && res_->regional->sum.has_value());
   };
   mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   if (auto it = finished_.find(round_id); it != finished_.end()) {

@@ -92,8 +92,7 @@ absl::Status RoundEngine::Init() {
   base::LogEvent(spdlog::level::info, "aggregator_ready", {{"model_version", version}},
                  fmt::format("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise "
                              "multiplier {:.4f}",
-                             version, completed_rounds_, spent.epsilon, config_.dp.delta,
-                             noise_multiplier_));
+                             version, completed_rounds_, spent.epsilon, config_.dp.delta, noise_multiplier_));
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }

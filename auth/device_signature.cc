@@ -28,14 +28,13 @@ void SignAdvertisedKeys(uint64_t round_id, uint32_t secagg_id, const std::string
 absl::Status CheckNeighborSignatures(uint64_t round_id, const v1::SecAggServerMessage& message) {
   for (const v1::NeighborKeys& nk : message.share_keys().neighbors()) {
     auto device_key = models::PublicKeyFromBytes(nk.device_public_key());
-    if (!device_key.ok() ||
-        !models::VerifySignature(*device_key,
-                                 proto::AdvertiseKeysSigningMessage(round_id, nk.id(), nk.device_id(),
-                                                                    nk.encryption_public_key(),
-                                                                    nk.masking_public_key()),
-                                 nk.signature())) {
-      return absl::PermissionDeniedError(absl::StrCat("SecAgg+: neighbour ", nk.id(), "'s keys are not signed by device '",
-                                                      nk.device_id(), "'"));
+    if (!device_key.ok() || !models::VerifySignature(
+                                *device_key,
+                                proto::AdvertiseKeysSigningMessage(round_id, nk.id(), nk.device_id(),
+                                                                   nk.encryption_public_key(), nk.masking_public_key()),
+                                nk.signature())) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("SecAgg+: neighbour ", nk.id(), "'s keys are not signed by device '", nk.device_id(), "'"));
     }
   }
   return absl::OkStatus();

@@ -120,6 +120,22 @@ absl::Status ReadClinics(TomlTableReader& r, ClinicsSpec& c) {
   return r.Double("compute_speed", &c.compute_speed, 1e-3, 1e3);
 }
 
+absl::Status ReadRegions(TomlTableReader& r, RegionsSpec& g) {
+  TINYFED_RETURN_IF_ERROR(r.Integer("count", &g.count, 0, 1000));
+  auto kill = r.Table("kill");
+  if (!kill.ok()) return kill.status();
+  if (*kill == nullptr) return absl::OkStatus();
+  TomlTableReader k(**kill, "regions.kill", r.source());
+  TINYFED_RETURN_IF_ERROR(k.Integer("round", &g.kill_round, 1, 1000000));
+  TINYFED_RETURN_IF_ERROR(k.Integer("region", &g.kill_region, 1, std::max(1, g.count)));
+  int phase = 2;
+  TINYFED_RETURN_IF_ERROR(k.Choice("phase", {"advertise_keys", "share_keys", "masked_input", "unmasking"}, &phase));
+  constexpr v1::Phase kPhases[] = {v1::PHASE_ADVERTISE_KEYS, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT,
+                                   v1::PHASE_UNMASKING};
+  g.kill_phase = kPhases[phase];
+  return k.RejectUnknown();
+}
+
 }  // namespace
 
 absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesystem::path& source_path) {
@@ -160,6 +176,7 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
       {"backbone", [&](TomlTableReader& r) { return ReadBackbone(r, base, s.backbone); }},
       {"partition", [&](TomlTableReader& r) { return ReadPartition(r, s.partition); }},
       {"clinics", [&](TomlTableReader& r) { return ReadClinics(r, s.clinics); }},
+      {"regions", [&](TomlTableReader& r) { return ReadRegions(r, s.regions); }},
   };
   for (const auto& [name, read] : sections) {
     auto table = top.Table(name);
@@ -183,6 +200,15 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
   if (s.federation.cohort_size > s.clinics.count) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": rounds.cohort_size (", s.federation.cohort_size,
                                                    ") exceeds clinics.count (", s.clinics.count, ")"));
+  }
+  if (s.regions.count == 1 || s.regions.count * 3 > s.clinics.count) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": regions.count (", s.regions.count,
+                                                   ") must be 0 (no regions) or 2 and more, with at least 3 clinics "
+                                                   "each (SecAgg+ needs 3)"));
+  }
+  if (s.regions.count > 0 && (s.transport == TransportKind::kGrpc || !s.federation.secure_aggregation)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": regions run over the inproc and processes transports, with SecAgg+ (secagg.enabled = true)"));
   }
   if (s.backbone.bundle.empty() && s.data.public_fraction <= 0.0) {
     return absl::InvalidArgumentError(

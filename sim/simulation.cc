@@ -55,13 +55,24 @@ aggregator::Config FederationConfig(const Scenario& s, const models::Repository&
   config.roots_dir = repository.roots_dir;
   config.reset_head = true;
   config.simulation_seed = s.seed;
-  const bool inproc = s.transport == TransportKind::kInProcess;
-  config.poll_interval = absl::Milliseconds(inproc ? 1 : 5);
-  if (!inproc) {
+  const bool simulated_clock = s.transport == TransportKind::kInProcess && s.regions.count == 0;
+  config.poll_interval = absl::Milliseconds(simulated_clock ? 1 : 5);
+  if (!simulated_clock) {
     // Real time: deadlines short enough that a dropout costs seconds, not minutes.
     config.selection_timeout = absl::Milliseconds(300);
     config.training_timeout = absl::Seconds(4);
     config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(1);
+  }
+  if (s.regions.count > 0) {
+    // The national aggregator: the regions are its participants, its noise
+    // planned for the clinics the flat federation's cohort would have, and
+    // its training deadline holds a whole regional round.
+    config.national_clinics = config.cohort_size;
+    config.cohort_size = s.regions.count;
+    config.min_cohort = std::max(2, s.regions.count - 1);
+    config.over_selection = 0.0;
+    config.selection_timeout = absl::Seconds(2);
+    config.training_timeout = absl::Seconds(60);
   }
   return config;
 }
@@ -126,6 +137,9 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   if (auto st = models::WriteBundleFile(work_dir / "backbone.bundle", *backbone); !st.ok()) return st;
   auto repository = models::CreateSingleKeyRepository(work_dir / "trust", "simulation/" + s.name);
   if (!repository.ok()) return repository.status();
+  if (s.regions.count > 0 && s.transport == TransportKind::kGrpc) {
+    return absl::InvalidArgumentError("regions run over the inproc and processes transports, not grpc");
+  }
   const aggregator::Config config = FederationConfig(s, *repository, work_dir);
   if (s.transport == TransportKind::kProcesses) {
     TINYFED_ASSIGN_OR_RETURN(v1::Head last,

@@ -15,6 +15,7 @@ namespace {
 struct SimFlags {
   std::string scenario, out, work, transport;
   int clinics = 0;
+  int regions = -1;
   int rounds = 0;
   int64_t seed = -1;
   bool verbose = false;
@@ -32,6 +33,7 @@ void RunSim(const SimFlags& f) {
     scenario->federation.min_cohort = std::min(scenario->federation.min_cohort, scenario->federation.cohort_size);
   }
   if (f.rounds > 0) scenario->federation.max_rounds = f.rounds;
+  if (f.regions >= 0) scenario->regions.count = f.regions;
   if (f.seed >= 0) scenario->seed = static_cast<uint64_t>(f.seed);
   spdlog::set_level(f.verbose ? spdlog::level::info : spdlog::level::warn);
   const std::filesystem::path work =
@@ -72,6 +74,8 @@ void AddSimCommands(CLI::App* app) {
   cmd->add_option("--transport", flags->transport, "override the scenario: inproc, grpc or processes")
       ->check(CLI::IsMember({"inproc", "grpc", "processes"}));
   cmd->add_option("--clinics", flags->clinics, "override the number of clinics")->check(CLI::Range(2, 100000));
+  cmd->add_option("--regions", flags->regions, "override the number of regions (0: one flat federation)")
+      ->check(CLI::Range(0, 1000));
   cmd->add_option("--rounds", flags->rounds, "override the number of rounds")->check(CLI::Range(1, 100000));
   cmd->add_option("--seed", flags->seed, "override the scenario's seed (data splits, partition, noise)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 62));

@@ -47,7 +47,7 @@ struct RoundEngine::Resources {
   std::unique_ptr<internal::RoundJournal> journal;  // the running round's events
   std::optional<ServerOptimizer> optimizer;
   std::optional<RegionalRound> regional;  // a regional aggregator's current round
-  internal::LogLimiter device_log;  // what devices report: a line a minute each at most
+  internal::LogLimiter device_log;        // what devices report: a line a minute each at most
   // Devices whose SecAgg+ shares others rejected, and by whom (this process's
   // life; an operator revokes for good).
   std::map<std::string, std::set<std::string>> rejected_by;

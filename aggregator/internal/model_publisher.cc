@@ -71,8 +71,8 @@ absl::StatusOr<std::unique_ptr<ModelPublisher>> ModelPublisher::OpenMirror(const
     if (!bytes.ok() && absl::IsNotFound(bytes.status())) break;
     if (!bytes.ok()) return bytes.status();
     v1::SignedMetadata root;
-    absl::Status advanced = root.ParseFromString(*bytes) ? trusted.Advance(root)
-                                                         : absl::DataLossError("not signed metadata");
+    absl::Status advanced =
+        root.ParseFromString(*bytes) ? trusted.Advance(root) : absl::DataLossError("not signed metadata");
     if (!advanced.ok()) {
       return absl::DataLossError(StrCat(file.string(), " does not follow the trusted roots: ", advanced.message()));
     }
@@ -100,7 +100,8 @@ absl::Status ModelPublisher::AdvanceRoots(std::span<const v1::SignedMetadata> ro
 
 absl::Status ModelPublisher::Mirror(std::string blob, const Commit& commit) {
   v1::SignedBundle signed_bundle;
-  if (!signed_bundle.ParseFromString(blob)) return absl::InvalidArgumentError("the national model is not a SignedBundle");
+  if (!signed_bundle.ParseFromString(blob))
+    return absl::InvalidArgumentError("the national model is not a SignedBundle");
   TINYFED_ASSIGN_OR_RETURN(models::VerifiedModel verified,
                            trusted_.VerifyModel(signed_bundle, latest_ ? &latest_->release : nullptr, env_.Now()));
   const uint64_t version = verified.release.model_version();
@@ -117,14 +118,13 @@ absl::Status ModelPublisher::Mirror(std::string blob, const Commit& commit) {
   published->file = ModelFile(version);
   std::error_code ec;
   std::filesystem::create_directories(published->file.parent_path(), ec);
-  if (ec) return absl::InternalError(StrCat("cannot create ", published->file.parent_path().string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(StrCat("cannot create ", published->file.parent_path().string(), ": ", ec.message()));
   TINYFED_RETURN_IF_ERROR(env_.WriteFileAtomically(published->file, blob));
   const bool new_version = !latest_ || version > latest_->ref.version();
   if (new_version) {
-    TINYFED_RETURN_IF_ERROR(commit({.version = version,
-                                    .round_id = 0,
-                                    .bundle_sha256 = published->ref.bundle_sha256(),
-                                    .file = published->file}));
+    TINYFED_RETURN_IF_ERROR(commit(
+        {.version = version, .round_id = 0, .bundle_sha256 = published->ref.bundle_sha256(), .file = published->file}));
   }
   published->blob = std::move(blob);
   bundle_ = std::move(verified.bundle);
@@ -242,7 +242,8 @@ absl::Status ModelPublisher::Publish(std::vector<float> head, int64_t round_id, 
   published->file = ModelFile(version);
   std::error_code ec;
   std::filesystem::create_directories(published->file.parent_path(), ec);
-  if (ec) return absl::InternalError(StrCat("cannot create ", published->file.parent_path().string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(StrCat("cannot create ", published->file.parent_path().string(), ": ", ec.message()));
   const PublishedModel row{.version = version,
                            .round_id = round_id,
                            .bundle_sha256 = published->ref.bundle_sha256(),

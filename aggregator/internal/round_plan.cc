@@ -122,8 +122,8 @@ absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_i
     return absl::FailedPreconditionError(
         StrCat("distributed DP settings do not fit ", n, " clients: ", ddg_params.status().message()));
   }
-  TINYFED_ASSIGN_OR_RETURN(secagg::SecAggParams params,
-                           ChooseSecAgg(config, round_id, n, config.dp.bits, ddg_params->padded_dimension, seeds.graph));
+  TINYFED_ASSIGN_OR_RETURN(secagg::SecAggParams params, ChooseSecAgg(config, round_id, n, config.dp.bits,
+                                                                     ddg_params->padded_dimension, seeds.graph));
   TINYFED_ASSIGN_OR_RETURN(const int min_survivors, MinSurvivors(config, n, params));
 
   v1::RoundTask t;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "sim/internal/metrics.h"
+#include "tinyfed/aggregator/in_process_transport.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/sim/dropout.h"
 
@@ -44,13 +45,85 @@ constexpr absl::Duration kTokenLifetime = absl::Hours(24 * 365 * 10);
 
 OneProcessFederation::OneProcessFederation(const Scenario& s, const aggregator::Config& config,
                                            const std::vector<Clinic>& clinics, Scoring scoring)
-    : s_(s), config_(config), clinics_(clinics), scoring_(scoring), inproc_(s.transport == TransportKind::kInProcess) {}
+    : s_(s),
+      config_(config),
+      clinics_(clinics),
+      scoring_(scoring),
+      inproc_(s.transport == TransportKind::kInProcess && s.regions.count == 0) {}
 
 OneProcessFederation::~OneProcessFederation() {
-  // Clients first (they call the server), then the server, then the engine.
+  // Clients first (they call the server), then the links, then the server
+  // and the engines.
   gateways_.clear();
+  stopping_ = true;
+  for (auto& link : links_) link->Stop();
+  for (auto& t : threads_) t.join();
+  links_.clear();
   server_.reset();
+  regions_.clear();
   engine_.reset();
+}
+
+aggregator::RoundEngine* OneProcessFederation::EngineOf(size_t c) const {
+  if (regions_.empty()) return engine_.get();
+  return regions_[c * regions_.size() / clinics_.size()].get();
+}
+
+absl::Status OneProcessFederation::StartRegions(const models::Repository& repository,
+                                                const std::filesystem::path& work_dir) {
+  const int count = s_.regions.count;
+  aggregator::DeviceRegistry* national = engine_->devices();
+  for (int r = 0; r < count; ++r) {
+    const std::string id = StrCat("region-", r + 1);
+    int clinics = 0;
+    for (size_t c = 0; c < clinics_.size(); ++c) clinics += static_cast<int>(c * count / clinics_.size()) == r;
+    // The region's own rounds: the national settings, its clinics, its
+    // share of the flat federation's minimum cohort.
+    aggregator::Config rc = config_;
+    rc.upstream.emplace();
+    rc.upstream->address = "in-process";
+    rc.upstream->device_id = id;
+    rc.national_clinics = 0;
+    rc.max_rounds = 0;  // it closes with the national federation
+    rc.state_dir = work_dir / id;
+    rc.initial_model.clear();
+    rc.publishing_key.clear();
+    rc.roots_dir = repository.roots_dir;
+    rc.cohort_size = clinics;
+    rc.over_selection = 0.0;
+    rc.min_cohort = std::clamp(
+        static_cast<int>(std::ceil(s_.federation.min_cohort * static_cast<double>(clinics) / clinics_.size())), 2,
+        clinics);
+    TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<aggregator::RoundEngine> region, aggregator::RoundEngine::Create(rc));
+    aggregator::RegionLinkOptions options;
+    options.device_id = id;
+    options.dir = rc.state_dir / "upstream";
+    TINYFED_ASSIGN_OR_RETURN(options.enrollment_token, national->IssueToken(id, kTokenLifetime));
+    options.poll_interval = absl::Milliseconds(5);
+    options.simulation_seed = s_.seed;
+    const RegionsSpec& g = s_.regions;
+    if (g.kill_round > 0 && g.kill_region == r + 1) {
+      options.on_phase = [g](uint64_t round_id, v1::Phase phase) {
+        return !(round_id == static_cast<uint64_t>(g.kill_round) && phase == g.kill_phase);
+      };
+    }
+    TINYFED_ASSIGN_OR_RETURN(
+        std::unique_ptr<aggregator::RegionLink> link,
+        aggregator::RegionLink::Create(*region, std::make_unique<aggregator::InProcessTransport>(engine_.get()),
+                                       std::move(options)));
+    regions_.push_back(std::move(region));
+    links_.push_back(std::move(link));
+  }
+  for (auto& link : links_) threads_.emplace_back([l = link.get()] { l->Run(); });
+  // The clock every engine's deadlines run on is real: tick them often.
+  threads_.emplace_back([this] {
+    while (!stopping_) {
+      engine_->Tick();
+      for (auto& region : regions_) region->Tick();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Start(
@@ -60,15 +133,17 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
   TINYFED_ASSIGN_OR_RETURN(
       f->engine_,
       aggregator::RoundEngine::Create(config, f->inproc_ ? static_cast<base::Env&>(f->env_) : base::Env::Default()));
-  aggregator::DeviceRegistry* registry = f->engine_->devices();
-  if (!f->inproc_) {
+  if (s.regions.count > 0) TINYFED_RETURN_IF_ERROR(f->StartRegions(repository, work_dir));
+  if (!f->inproc_ && s.regions.count == 0) {
     // Loopback inside one process: plaintext, but every request signed.
     aggregator::SecurityConfig security = config.security;
     security.requests_per_minute = 1000000;  // clients poll every 5 ms
     TINYFED_ASSIGN_OR_RETURN(
         f->server_, aggregator::AggregatorServer::Start(f->engine_.get(), config.listen, security, /*insecure=*/true));
   }
-  for (const Clinic& c : clinics) {
+  for (size_t i = 0; i < clinics.size(); ++i) {
+    const Clinic& c = clinics[i];
+    aggregator::RoundEngine* engine = f->EngineOf(i);
     client::ClientConfig cc;
     cc.device_id = c.id;
     cc.data_dir = work_dir / c.id;
@@ -90,10 +165,10 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
     // aggregator checks the signed SecAgg+ keys against it.
     // A clinic enrolls at its first check-in, which on a diurnal or stormy
     // federation may come many simulated hours in: the token outlives the run.
-    TINYFED_ASSIGN_OR_RETURN(cc.enrollment_token, registry->IssueToken(c.id, kTokenLifetime));
+    TINYFED_ASSIGN_OR_RETURN(cc.enrollment_token, engine->devices()->IssueToken(c.id, kTokenLifetime));
     std::unique_ptr<client::Transport> base;
-    if (f->inproc_) {
-      base = std::make_unique<InProcessTransport>(f->engine_.get());
+    if (!f->server_) {
+      base = std::make_unique<aggregator::InProcessTransport>(engine);
     } else {
       TINYFED_ASSIGN_OR_RETURN(
           base, client::ConnectGrpc(StrCat("127.0.0.1:", f->server_->port()), client::ChannelSecurity::Plaintext()));
@@ -118,7 +193,8 @@ std::vector<size_t> OneProcessFederation::ChooseOnline(int round, RoundResult& r
   }
   rr.available = static_cast<int>(online.size());
   std::shuffle(online.begin(), online.end(), rng);
-  const size_t target = aggregator::CohortTarget(config_);
+  // With regions, each region's cohort is its clinics online.
+  const size_t target = regions_.empty() ? aggregator::CohortTarget(config_) : clinics_.size();
   if (online.size() > target) online.resize(target);
   std::sort(online.begin(), online.end());
   rr.selected = static_cast<int>(online.size());
@@ -134,7 +210,9 @@ std::vector<client::RoundReport> OneProcessFederation::RunClients(const std::vec
   for (size_t i = 0; i < online.size(); ++i) {
     threads.emplace_back([&, i] {
       client::Client& g = *gateways_[online[i]];
-      for (int attempt = 0; attempt < 1000; ++attempt) {
+      // A region's clinics wait for the national round to reach their region.
+      const int attempts = regions_.empty() ? 1000 : 30000;
+      for (int attempt = 0; attempt < attempts; ++attempt) {
         auto r = g.ParticipateOnce();
         if (!r.ok()) {
           reports[i].outcome = client::RoundOutcome::kAborted;
@@ -224,7 +302,17 @@ void OneProcessFederation::Record(const std::vector<client::RoundReport>& report
       static_cast<int64_t>(std::max_element(reports.begin(), reports.end(), [](const auto& a, const auto& b) {
                              return a.round_id < b.round_id;
                            })->round_id);
-  const auto outcome = engine_->Outcome(engine_round);
+  std::optional<v1::AwaitResponse> outcome = engine_->Outcome(engine_round);
+  if (!regions_.empty()) {
+    // The national round the regions' rounds took part in; it ended before
+    // they did, unless no region got that far.
+    outcome = engine_->Outcome(national_round_ + 1);
+    for (int i = 0; !outcome && i < 2000; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      outcome = engine_->Outcome(national_round_ + 1);
+    }
+    if (outcome) ++national_round_;
+  }
   if (outcome && outcome->has_result()) {
     rr.completed = true;
     rr.survivors = static_cast<int>(outcome->result().survivors());

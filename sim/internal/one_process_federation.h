@@ -3,11 +3,18 @@
 // real client per clinic. Each round draws the clinics online, runs the
 // chosen ones on threads, jumps the clock past every deadline a dropout
 // leaves open, and accounts the round's traffic and simulated time.
+//
+// With regions (scenario [regions]), the engine is the national aggregator
+// and each region has a regional engine of its own, joined to it by a
+// region link on a thread; clinics call their region's engine. The clocks
+// are then real (deadlines short), since rounds nest.
 #ifndef TINYFED_SIM_INTERNAL_ONE_PROCESS_FEDERATION_H_
 #define TINYFED_SIM_INTERNAL_ONE_PROCESS_FEDERATION_H_
 
+#include <atomic>
 #include <memory>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,6 +22,7 @@
 #include "sim/internal/sim_env.h"
 #include "sim/internal/tracker.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/region_link.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
 #include "tinyfed/client/client.h"
@@ -61,6 +69,10 @@ class OneProcessFederation {
   // Traffic per clinic and the slowest clinic's simulated time.
   void Account(const std::vector<size_t>& online, const std::vector<client::RoundReport>& reports, double waited,
                RoundResult& rr);
+  // The regional engines, their links on threads, and the clock ticking them.
+  absl::Status StartRegions(const models::Repository& repository, const std::filesystem::path& work_dir);
+  // The engine the clinic `c` calls: its region's, or the one engine.
+  aggregator::RoundEngine* EngineOf(size_t c) const;
   // The engine's outcome of the round and the model's scores after it.
   void Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report, RoundResult& rr);
 
@@ -72,6 +84,11 @@ class OneProcessFederation {
   SimEnv env_;
   std::unique_ptr<aggregator::RoundEngine> engine_;
   std::unique_ptr<aggregator::AggregatorServer> server_;
+  std::vector<std::unique_ptr<aggregator::RoundEngine>> regions_;
+  std::vector<std::unique_ptr<aggregator::RegionLink>> links_;
+  std::vector<std::thread> threads_;  // the links' and the ticker's
+  std::atomic<bool> stopping_ = false;
+  int64_t national_round_ = 0;  // the last national round recorded
   Tracker tracker_;
   std::vector<std::unique_ptr<client::Client>> gateways_;
   int participations_ = 0;

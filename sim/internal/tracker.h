@@ -1,7 +1,6 @@
 // How the simulator watches a federation: what each clinic did in the
 // current round as seen at its transport (admitted, submitted, dropped,
-// bytes and calls), the transport that counts it, and the in-process
-// transport that calls the round engine directly.
+// bytes and calls), and the transport that counts it.
 #ifndef TINYFED_SIM_INTERNAL_TRACKER_H_
 #define TINYFED_SIM_INTERNAL_TRACKER_H_
 
@@ -12,7 +11,6 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/client/transport.h"
 
 namespace tinyfed::sim::internal {
@@ -54,28 +52,6 @@ class Tracker {
  private:
   absl::Mutex mu_;
   std::map<std::string, Device> devices_ ABSL_GUARDED_BY(mu_);
-};
-
-// Calls the round engine directly: the real protocol objects, no sockets.
-class InProcessTransport : public client::Transport {
- public:
-  explicit InProcessTransport(aggregator::RoundEngine* engine) : engine_(engine) {}
-  absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& r) override {
-    if (auto s = engine_->devices()->Enroll(r); !s.ok()) return s;
-    return v1::EnrollResponse();
-  }
-  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& r) override { return engine_->CheckIn(r); }
-  absl::StatusOr<v1::AwaitResponse> Await(const v1::AwaitRequest& r) override { return engine_->Await(r); }
-  absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override { return engine_->Submit(r); }
-  absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
-    return engine_->GetModelChunk(r);
-  }
-  absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
-    return engine_->ReportTelemetry(r);
-  }
-
- private:
-  aggregator::RoundEngine* engine_;
 };
 
 // Counts each clinic's bytes and calls and tells the tracker what it did.

@@ -42,8 +42,8 @@
 namespace tinyfed::aggregator {
 
 struct RegionLinkOptions {
-  std::string device_id;       // the region's device id at the national aggregator
-  std::filesystem::path dir;   // the region's device key (device.key, made at first start) and enrollment
+  std::string device_id;         // the region's device id at the national aggregator
+  std::filesystem::path dir;     // the region's device key (device.key, made at first start) and enrollment
   std::string enrollment_token;  // enrolls the key if it is not enrolled yet
   // Between check-ins when the national aggregator has no room or no round.
   absl::Duration poll_interval = absl::Seconds(1);

@@ -85,6 +85,19 @@ struct DecisionSpec {
   double target_sensitivity = 0.95;
 };
 
+// A national federation: the clinics split into `count` regions (clinic i
+// of N in region i * count / N), each with a regional aggregator of its own
+// that joins the national aggregator's rounds. 0: one flat federation.
+struct RegionsSpec {
+  int count = 0;
+  // A region killed mid-round: region `kill_region` (1-based) stops before
+  // its `kill_phase` message of national round `kill_round` (0: none), and
+  // takes part again from the next round.
+  int kill_round = 0;
+  int kill_region = 1;
+  v1::Phase kill_phase = v1::PHASE_MASKED_INPUT;
+};
+
 struct Scenario {
   std::filesystem::path source;  // the scenario file
   std::string name;
@@ -95,6 +108,7 @@ struct Scenario {
   PartitionSpec partition;
   ClinicsSpec clinics;
   DecisionSpec decision;
+  RegionsSpec regions;
   int rounds = 20;
   int baseline_epochs = 20;  // centralized and local-only heads
   int personalization_epochs = 5;
