@@ -137,6 +137,11 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   if (auto st = models::WriteBundleFile(work_dir / "backbone.bundle", *backbone); !st.ok()) return st;
   auto repository = models::CreateSingleKeyRepository(work_dir / "trust", "simulation/" + s.name);
   if (!repository.ok()) return repository.status();
+  if (s.regions.count == 1 || s.regions.count * 3 > s.clinics.count) {
+    return absl::InvalidArgumentError(StrCat("regions: ", s.regions.count, " regions of ", s.clinics.count,
+                                             " clinics; a federation has 0 (flat) or "
+                                             "2 and more regions, of at least 3 clinics each (SecAgg+ needs 3)"));
+  }
   if (s.regions.count > 0 && s.transport == TransportKind::kGrpc) {
     return absl::InvalidArgumentError("regions run over the inproc and processes transports, not grpc");
   }
