@@ -15,11 +15,13 @@
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/health_check.h"
 #include "tinyfed/aggregator/operator_server.h"
+#include "tinyfed/aggregator/region_link.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/log_event.h"
+#include "tinyfed/client/transport.h"
 #include "tinyfed/dp/ledger.h"
 #include "tools/commands.h"
 #include "tools/logging.h"
@@ -67,6 +69,25 @@ void Reload(const std::string& config_path, const aggregator::Config& running, a
                   restart_needed ? "; other changes need a restart and are not in effect" : ""));
 }
 
+// A regional aggregator's link to the national aggregator, over TLS (or
+// plaintext with --insecure, tests only), enrolled at its first start with
+// the token in upstream.enrollment_token_file.
+std::unique_ptr<aggregator::RegionLink> ConnectUpstream(const aggregator::Config& config,
+                                                        aggregator::RoundEngine& engine, bool insecure) {
+  const aggregator::UpstreamConfig& u = *config.upstream;
+  aggregator::RegionLinkOptions options;
+  options.device_id = u.device_id;
+  options.dir = config.state_dir / "upstream";
+  options.poll_interval = std::max(config.poll_interval, absl::Seconds(1));
+  options.simulation_seed = config.simulation_seed;
+  if (!u.enrollment_token_file.empty() && !std::filesystem::exists(options.dir / "enrolled")) {
+    options.enrollment_token =
+        std::string(absl::StripAsciiWhitespace(OrThrow(base::ReadFileBytes(u.enrollment_token_file, 4096))));
+  }
+  auto national = OrThrow(client::ConnectGrpc(u.address, {.ca_certificate = u.ca_certificate, .insecure = insecure}));
+  return OrThrow(aggregator::RegionLink::Create(engine, std::move(national), std::move(options)));
+}
+
 void RunAggregator(const AggregatorFlags& f, const TestingExtension* testing) {
   SetUpLogging(f.log_format);
   SystemdNotifier systemd;
@@ -92,6 +113,12 @@ void RunAggregator(const AggregatorFlags& f, const TestingExtension* testing) {
                                          fmt::format("{}:{}\n", host_of(config.listen), server->port()));
       !s.ok()) {
     throw CommandError(s);
+  }
+  std::unique_ptr<aggregator::RegionLink> link;
+  std::thread link_thread;
+  if (config.upstream) {
+    link = ConnectUpstream(config, *engine, f.insecure);
+    link_thread = std::thread([&link] { link->Run(); });
   }
   InstallSignalHandlers();
   systemd.Ready(fmt::format("serving on port {}", server->port()));
@@ -120,6 +147,10 @@ void RunAggregator(const AggregatorFlags& f, const TestingExtension* testing) {
     }
   }
   base::LogEvent(spdlog::level::info, "aggregator_stopping", {}, "aggregator stopping");
+  if (link) {
+    link->Stop();
+    link_thread.join();
+  }
   if (operator_port) operator_port->Shutdown();
   server->Shutdown();
 }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "sim/internal/metrics.h"
+#include "sim/internal/regions.h"
 #include "tinyfed/aggregator/in_process_transport.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/sim/dropout.h"
@@ -66,7 +67,7 @@ OneProcessFederation::~OneProcessFederation() {
 
 aggregator::RoundEngine* OneProcessFederation::EngineOf(size_t c) const {
   if (regions_.empty()) return engine_.get();
-  return regions_[c * regions_.size() / clinics_.size()].get();
+  return regions_[static_cast<size_t>(RegionOf(c, clinics_.size(), s_.regions.count))].get();
 }
 
 absl::Status OneProcessFederation::StartRegions(const models::Repository& repository,
@@ -74,26 +75,9 @@ absl::Status OneProcessFederation::StartRegions(const models::Repository& reposi
   const int count = s_.regions.count;
   aggregator::DeviceRegistry* national = engine_->devices();
   for (int r = 0; r < count; ++r) {
-    const std::string id = StrCat("region-", r + 1);
-    int clinics = 0;
-    for (size_t c = 0; c < clinics_.size(); ++c) clinics += static_cast<int>(c * count / clinics_.size()) == r;
-    // The region's own rounds: the national settings, its clinics, its
-    // share of the flat federation's minimum cohort.
-    aggregator::Config rc = config_;
-    rc.upstream.emplace();
-    rc.upstream->address = "in-process";
-    rc.upstream->device_id = id;
-    rc.national_clinics = 0;
-    rc.max_rounds = 0;  // it closes with the national federation
-    rc.state_dir = work_dir / id;
-    rc.initial_model.clear();
-    rc.publishing_key.clear();
+    const std::string id = RegionId(r);
+    aggregator::Config rc = RegionalConfig(s_, config_, r, clinics_.size(), work_dir);
     rc.roots_dir = repository.roots_dir;
-    rc.cohort_size = clinics;
-    rc.over_selection = 0.0;
-    rc.min_cohort = std::clamp(
-        static_cast<int>(std::ceil(s_.federation.min_cohort * static_cast<double>(clinics) / clinics_.size())), 2,
-        clinics);
     TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<aggregator::RoundEngine> region, aggregator::RoundEngine::Create(rc));
     aggregator::RegionLinkOptions options;
     options.device_id = id;

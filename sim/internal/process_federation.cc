@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "sim/internal/metrics.h"
+#include "sim/internal/regions.h"
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/base/await_path.h"
@@ -24,6 +25,56 @@ namespace tinyfed::sim::internal {
 using absl::StrCat;
 using base::Process;
 
+namespace {
+
+// The "host:port" an aggregator whose state is in `state_dir` listens on,
+// once it says so; empty if it does not start within 10 s.
+std::string AwaitListening(const std::filesystem::path& state_dir, Process* process) {
+  if (!base::AwaitPath(state_dir / "listening", std::chrono::seconds(10), process).ok()) return "";
+  auto text = base::ReadFileBytes(state_dir / "listening", 256);
+  return text.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*text)) : "";
+}
+
+Process SpawnAggregator(const std::filesystem::path& tinyfed, const std::filesystem::path& config,
+                        const std::filesystem::path& log) {
+  return Process::Spawn({tinyfed.string(), "aggregator", "--config", config.string(), "--insecure"}, log);
+}
+
+// A region's aggregator process: its config written, its clinics' tokens
+// issued, the national aggregator's token for it in a file.
+struct RegionProcess {
+  aggregator::Config config;
+  std::filesystem::path config_file;
+  Process process;
+  std::string address;
+};
+
+absl::StatusOr<RegionProcess> StartRegion(const Scenario& s, const aggregator::Config& national,
+                                          const std::string& national_address, aggregator::DeviceRegistry& devices,
+                                          int r, size_t clinics, const std::filesystem::path& work_dir,
+                                          const std::filesystem::path& tinyfed) {
+  RegionProcess region;
+  region.config = RegionalConfig(s, national, r, clinics, work_dir);
+  region.config.upstream->address = national_address;
+  region.config.upstream->enrollment_token_file = work_dir / (RegionId(r) + ".token");
+  TINYFED_ASSIGN_OR_RETURN(std::string token, devices.IssueToken(RegionId(r), absl::Hours(1)));
+  TINYFED_RETURN_IF_ERROR(base::WriteFileAtomically(region.config.upstream->enrollment_token_file, token));
+  region.config_file = work_dir / (RegionId(r) + ".toml");
+  TINYFED_RETURN_IF_ERROR(base::WriteFileAtomically(region.config_file, aggregator::FormatConfig(region.config)));
+  region.process = SpawnAggregator(tinyfed, region.config_file, work_dir / (RegionId(r) + ".log"));
+  region.address = AwaitListening(region.config.state_dir, &region.process);
+  if (region.address.empty()) {
+    return absl::InternalError(
+        StrCat(RegionId(r), " did not start; see ", (work_dir / (RegionId(r) + ".log")).string()));
+  }
+  // A restart (the region killed) comes back on the same port.
+  region.config.listen = region.address;
+  TINYFED_RETURN_IF_ERROR(base::WriteFileAtomically(region.config_file, aggregator::FormatConfig(region.config)));
+  return region;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config config, const std::vector<Clinic>& clinics,
                                       const std::filesystem::path& work_dir, const std::filesystem::path& tinyfed,
                                       std::span<const float> test_embeddings, std::span<const int> test_labels,
@@ -36,6 +87,12 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
   config.training_timeout = absl::Seconds(4);
   config.share_keys_timeout = config.masked_input_timeout = config.unmasking_timeout = absl::Seconds(1);
   config.security.requests_per_minute = 1000000;  // clients poll every 20 ms
+  const int regions = s.regions.count;
+  const aggregator::Config regional_base = config;  // regions take these deadlines
+  if (regions > 0) {
+    config.selection_timeout = absl::Seconds(2);
+    config.training_timeout = absl::Seconds(60);  // a whole regional round
+  }
   if (auto st = base::WriteFileAtomically(work_dir / "aggregator.toml", aggregator::FormatConfig(config)); !st.ok()) {
     return st;
   }
@@ -46,22 +103,43 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
     if (!store.ok()) return store.status();
     if (auto st = (*store)->Add(client::ToSamples(c.train)); !st.ok()) return st;
   }
-  Process aggregator_process = Process::Spawn(
-      {tinyfed.string(), "aggregator", "--config", (work_dir / "aggregator.toml").string(), "--insecure"},
-      work_dir / "aggregator.log");
-  std::string address;
-  if (base::AwaitPath(config.state_dir / "listening", std::chrono::seconds(10), &aggregator_process).ok()) {
-    auto text = base::ReadFileBytes(config.state_dir / "listening", 256);
-    if (text.ok()) address = std::string(absl::StripTrailingAsciiWhitespace(*text));
-  }
-  if (address.empty()) {
+  Process aggregator_process = SpawnAggregator(tinyfed, work_dir / "aggregator.toml", work_dir / "aggregator.log");
+  const std::string national_address = AwaitListening(config.state_dir, &aggregator_process);
+  if (national_address.empty()) {
     return absl::InternalError(StrCat("the aggregator did not start; see ", (work_dir / "aggregator.log").string()));
   }
+  // With regions, clinics call their region's aggregator, which joins the
+  // national one's rounds.
+  std::vector<RegionProcess> region_processes;
+  std::vector<std::unique_ptr<aggregator::DeviceRegistry>> region_devices;
+  for (int r = 0; r < regions; ++r) {
+    aggregator::Config rc = RegionalConfig(s, regional_base, r, clinics.size(), work_dir);
+    TINYFED_ASSIGN_OR_RETURN(auto registry, aggregator::DeviceRegistry::Open(rc.state_dir));
+    region_devices.push_back(std::move(registry));
+  }
+  auto devices_of = [&](size_t c) {
+    return regions > 0 ? region_devices[static_cast<size_t>(RegionOf(c, clinics.size(), regions))].get()
+                       : devices->get();
+  };
+  std::vector<std::string> client_tokens;
+  for (size_t c = 0; c < clinics.size(); ++c) {
+    TINYFED_ASSIGN_OR_RETURN(std::string token, devices_of(c)->IssueToken(clinics[c].id, absl::Hours(1)));
+    client_tokens.push_back(std::move(token));
+  }
+  region_devices.clear();  // the regions' own processes hold their state from here
+  for (int r = 0; r < regions; ++r) {
+    TINYFED_ASSIGN_OR_RETURN(RegionProcess region, StartRegion(s, regional_base, national_address, **devices, r,
+                                                               clinics.size(), work_dir, tinyfed));
+    region_processes.push_back(std::move(region));
+  }
+  auto address_of = [&](size_t c) {
+    return regions > 0 ? region_processes[static_cast<size_t>(RegionOf(c, clinics.size(), regions))].address
+                       : national_address;
+  };
   const auto& p = s.clinics.dropout;
   std::vector<Process> clients;
-  for (const Clinic& c : clinics) {
-    auto token = (*devices)->IssueToken(c.id, absl::Hours(1));
-    if (!token.ok()) return token.status();
+  for (size_t i = 0; i < clinics.size(); ++i) {
+    const Clinic& c = clinics[i];
     clients.push_back(Process::Spawn({tinyfed.string(),
                                       "client",
                                       "run",
@@ -70,10 +148,10 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
                                       "--data-dir",
                                       (work_dir / c.id).string(),
                                       "--aggregator",
-                                      address,
+                                      address_of(i),
                                       "--insecure",
                                       "--enroll-token",
-                                      *token,
+                                      client_tokens[i],
                                       "--root",
                                       models::RootFile(config.roots_dir, 1).string(),
                                       "--max-samples",
@@ -116,10 +194,32 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
     }
     return absl::OkStatus();
   };
+  // A region killed (SIGKILL) once national round kill_round runs, and
+  // started again at once: that round goes on without it.
+  bool killed = s.regions.kill_round == 0 || regions == 0;
+  auto kill_region = [&]() -> absl::Status {
+    if (killed) return absl::OkStatus();
+    auto state = aggregator::AggregatorState::Open(config.state_dir);
+    if (!state.ok()) return absl::OkStatus();
+    auto running = (*state)->IsRunning(s.regions.kill_round);
+    if (!running.ok() || !*running) return absl::OkStatus();
+    killed = true;
+    RegionProcess& region = region_processes[static_cast<size_t>(s.regions.kill_region - 1)];
+    region.process.Signal(SIGKILL);
+    region.process.Wait(std::chrono::seconds(10));
+    std::filesystem::remove(region.config.state_dir / "listening");
+    region.process = SpawnAggregator(tinyfed, region.config_file,
+                                     work_dir / StrCat(RegionId(s.regions.kill_region - 1), ".restarted.log"));
+    if (AwaitListening(region.config.state_dir, &region.process).empty()) {
+      return absl::InternalError(StrCat(RegionId(s.regions.kill_region - 1), " did not restart"));
+    }
+    return absl::OkStatus();
+  };
   const absl::Time deadline = absl::Now() + absl::Minutes(30);
   // Returns at the aggregator's exit, else every 200 ms to follow.
   while (!aggregator_process.Wait(std::chrono::milliseconds(200)) && absl::Now() < deadline) {
     if (auto st = follow(); !st.ok()) return st;
+    if (auto st = kill_region(); !st.ok()) return st;
   }
   if (aggregator_process.running()) {
     aggregator_process.Signal(SIGTERM);
@@ -127,6 +227,9 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
   }
   for (auto& c : clients) {
     if (!c.Wait(std::chrono::seconds(10))) c.Signal(SIGTERM);
+  }
+  for (auto& region : region_processes) {
+    if (!region.process.Wait(std::chrono::seconds(10))) region.process.Signal(SIGTERM);
   }
   if (auto st = follow(); !st.ok()) return st;
   int participations = 0;
