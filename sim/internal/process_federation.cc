@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -178,9 +179,10 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
       rr.completed = x.state == "done";
       rr.reason = x.reason;
       rr.available = static_cast<int>(clinics.size());
-      rr.selected = x.selected;
+      // A national round's participants are the regions; its clinics are all.
+      rr.selected = regions > 0 ? rr.available : x.selected;
       rr.survivors = x.survivors;
-      rr.dropouts = x.selected - x.survivors;
+      rr.dropouts = rr.selected - rr.survivors;
       rr.epsilon = rr.completed ? x.epsilon : (report.rounds.empty() ? 0.0 : report.rounds.back().epsilon);
       rr.test = report.rounds.empty() ? report.initial : report.rounds.back().test;
       for (const auto& m : *published) {
@@ -194,15 +196,21 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
     }
     return absl::OkStatus();
   };
-  // A region killed (SIGKILL) once national round kill_round runs, and
-  // started again at once: that round goes on without it.
+  // A region killed (SIGKILL) once national round kill_round has drawn its
+  // cohort, and started again at once: it rejoins the round if it had not
+  // sent its keys yet, else the round goes on without it.
   bool killed = s.regions.kill_round == 0 || regions == 0;
   auto kill_region = [&]() -> absl::Status {
     if (killed) return absl::OkStatus();
     auto state = aggregator::AggregatorState::Open(config.state_dir);
     if (!state.ok()) return absl::OkStatus();
-    auto running = (*state)->IsRunning(s.regions.kill_round);
-    if (!running.ok() || !*running) return absl::OkStatus();
+    auto rounds = (*state)->Rounds();
+    if (!rounds.ok()) return absl::OkStatus();
+    // Once the national cohort is drawn: the region is in the round.
+    const bool under_way = std::any_of(rounds->begin(), rounds->end(), [&](const aggregator::RoundRecord& x) {
+      return x.round_id == s.regions.kill_round && x.state == "running" && x.selected > 0;
+    });
+    if (!under_way) return absl::OkStatus();
     killed = true;
     RegionProcess& region = region_processes[static_cast<size_t>(s.regions.kill_region - 1)];
     region.process.Signal(SIGKILL);
@@ -216,8 +224,9 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
     return absl::OkStatus();
   };
   const absl::Time deadline = absl::Now() + absl::Minutes(30);
-  // Returns at the aggregator's exit, else every 200 ms to follow.
-  while (!aggregator_process.Wait(std::chrono::milliseconds(200)) && absl::Now() < deadline) {
+  // Returns at the aggregator's exit, else every 20 ms to follow (a round
+  // takes a few hundred milliseconds: the kill lands within it).
+  while (!aggregator_process.Wait(std::chrono::milliseconds(20)) && absl::Now() < deadline) {
     if (auto st = follow(); !st.ok()) return st;
     if (auto st = kill_region(); !st.ok()) return st;
   }

@@ -3,7 +3,7 @@
 // from the aggregator's state directory (traffic is not measured here).
 // With regions, one more `tinyfed aggregator` per region ([upstream]) that
 // its clinics call; a region to kill is killed (SIGKILL) once its national
-// round runs, and started again at once on the same port.
+// round has drawn its cohort, and started again at once on the same port.
 #ifndef TINYFED_SIM_INTERNAL_PROCESS_FEDERATION_H_
 #define TINYFED_SIM_INTERNAL_PROCESS_FEDERATION_H_
 

@@ -22,6 +22,9 @@ aggregator::Config RegionalConfig(const Scenario& s, const aggregator::Config& n
   rc.upstream->device_id = RegionId(r);
   rc.national_clinics = 0;
   rc.max_rounds = 0;  // it closes with the national federation
+  // Unused: the national task carries the noise; a valid value for the file.
+  rc.dp.target_epsilon = 0.0;
+  rc.dp.noise_multiplier = 1.0;
   rc.state_dir = work_dir / RegionId(r);
   rc.initial_model.clear();
   rc.publishing_key.clear();
