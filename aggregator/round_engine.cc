@@ -175,6 +175,7 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   v1::CheckInResponse response;
   const std::vector<v1::SignedMetadata>& roots = publisher_->roots();
   for (uint64_t v = request.trusted_root_version(); v < roots.size(); ++v) *response.add_roots() = roots[v];
+  if (publisher_->has_model()) *response.mutable_latest_model() = publisher_->latest().ref;
   if (!closed_reason_.empty()) {
     response.mutable_closed()->set_reason(closed_reason_);
     return response;
@@ -184,7 +185,6 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
         RetryAfter(config_.selection_timeout, "no model from the national aggregator yet");
     return response;
   }
-  *response.mutable_latest_model() = publisher_->latest().ref;
   if (!round_ && !selection_) {
     if (const std::string why = NoSelectionLocked(); !why.empty()) {
       *response.mutable_retry_later() = RetryAfter(config_.poll_interval, why);

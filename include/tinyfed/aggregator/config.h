@@ -94,7 +94,7 @@ struct UpstreamConfig {
   std::filesystem::path ca_certificate;  // PEM of its CA; empty: the system's roots
   std::string device_id;                 // this region's device id there
   // Read at the first start only: enrolls the key the region then keeps in
-  // state_dir/upstream/ (`tinyfed aggregator token` on the national side).
+  // state_dir/upstream/ (`tinyfed enroll --device-id ID` on the national side).
   std::filesystem::path enrollment_token_file;
 };
 
