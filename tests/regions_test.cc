@@ -23,6 +23,7 @@
 #include "tinyfed/aggregator/state.h"
 #include "tinyfed/client/client.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
 
 namespace tinyfed {
@@ -95,6 +96,7 @@ class RegionsTest : public ::testing::Test {
       rc.national_clinics = 0;
       rc.max_rounds = 0;
       rc.state_dir = dir_ / id;
+      if (!regional_roots_.empty()) rc.roots_dir = regional_roots_;
       rc.initial_model.clear();
       rc.publishing_key.clear();
       rc.cohort_size = kClinicsPerRegion;
@@ -209,6 +211,7 @@ class RegionsTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_, pinned_root_;
+  std::filesystem::path regional_roots_;  // set: the regions start with these roots, not the national ones
   aggregator::Config national_config_;
   std::unique_ptr<aggregator::RoundEngine> national_;
   std::vector<std::unique_ptr<aggregator::RoundEngine>> regions_;
@@ -264,6 +267,32 @@ TEST_F(RegionsTest, ARegionKilledMidRoundIsADropout) {
         << id << ": " << report.detail;
   }
   EXPECT_EQ(national_->latest_model().version(), 3u);
+}
+
+TEST_F(RegionsTest, ARootRotationReachesGatewaysThroughTheirRegion) {
+  // The regions and gateways were installed with root v1; the national
+  // aggregator has since rotated to v2 (signed by v1's root key).
+  regional_roots_ = dir_ / "region-roots";
+  std::filesystem::create_directories(regional_roots_);
+  std::filesystem::copy_file(pinned_root_, models::RootFile(regional_roots_, 1));
+  auto chain = models::ReadRootChain(national_config_.roots_dir);
+  ASSERT_TRUE(chain.ok());
+  auto v1_root = models::ParseRoot(chain->front());
+  ASSERT_TRUE(v1_root.ok());
+  v1::RootMetadata v2 = *v1_root;
+  v2.set_version(2);
+  auto root_key = models::ReadSigningKey(dir_ / "trust" / "root.key");
+  ASSERT_TRUE(root_key.ok()) << root_key.status();
+  const models::SigningKey* signer = &*root_key;
+  ASSERT_TRUE(models::WriteRoot(national_config_.roots_dir, models::SignRoot(v2, {&signer, 1})).ok());
+  Start();
+  for (const auto& [id, report] : RunRound()) {
+    EXPECT_EQ(report.outcome, client::RoundOutcome::kCompleted) << id << ": " << report.detail;
+  }
+  for (int r = 0; r < kRegions; ++r) {
+    EXPECT_TRUE(std::filesystem::exists(models::RootFile(dir_ / StrCat("region-", r + 1) / "roots", 2))) << r;
+  }
+  EXPECT_TRUE(std::filesystem::exists(models::RootFile(dir_ / Clinic(0, 0) / "roots", 2)));
 }
 
 TEST_F(RegionsTest, ARegionCannotForgeAModel) {

@@ -687,5 +687,33 @@ TEST(ConfigTest, NamesTheKeyAndLineOfEachMistake) {
   EXPECT_EQ(PatientStepsPerRound(*back), 4 * back->training.epochs());
 }
 
+TEST(ConfigTest, ARegionalAggregatorNeedsItsUpstreamAndNoModelOrKey) {
+  const std::string region = "state_dir = \"s\"\nroots_dir = \"r\"\n";
+  const std::string upstream = "[upstream]\naddress = \"national:7443\"\ndevice_id = \"region-north\"\n";
+  auto expect_error = [](const std::string& toml, const std::string& needle) {
+    auto c = ParseConfig(toml, "/etc/tinyfed/region.toml");
+    ASSERT_FALSE(c.ok()) << toml;
+    EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status().message();
+  };
+  expect_error(region, "missing required key 'initial_model'");  // without [upstream], a national or flat one
+  expect_error(region + "publishing_key = \"k\"\n" + upstream, "publishing_key is not used by a regional aggregator");
+  expect_error(region + "[upstream]\ndevice_id = \"region-north\"\n", "[upstream] address");
+  expect_error(region + "[upstream]\naddress = \"n:1\"\ndevice_id = \"north/../x\"\n", "[upstream] device_id");
+  expect_error(region + upstream + "colour = 1\n", "upstream.colour: unknown key");
+  expect_error(region + upstream + "[rounds]\nnational_clinics = 30\n", "no rounds.national_clinics");
+
+  auto ok = ParseConfig(region + upstream + "ca_certificate = \"ca.pem\"\nenrollment_token_file = \"t\"\n",
+                        "/etc/tinyfed/region.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_TRUE(ok->upstream.has_value());
+  EXPECT_EQ(ok->upstream->address, "national:7443");
+  EXPECT_EQ(ok->upstream->ca_certificate, "/etc/tinyfed/ca.pem");
+  EXPECT_EQ(ok->upstream->enrollment_token_file, "/etc/tinyfed/t");
+  EXPECT_TRUE(ok->initial_model.empty());
+  auto back = ParseConfig(FormatConfig(*ok), "/elsewhere/copy.toml");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << FormatConfig(*ok);
+  EXPECT_EQ(FormatConfig(*back), FormatConfig(*ok));
+}
+
 }  // namespace
 }  // namespace tinyfed::aggregator
