@@ -518,8 +518,11 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
   const v1::ModelRef& model = publisher_->latest().ref;
   base::LogEvent(spdlog::level::info, "round_done",
                  {{"round", id}, {"model_version", model.version()}, {"survivors", end.survivors}},
-                 fmt::format("round {} done: {} of {} survived, epsilon spent {:.4f} (delta {}), model v{} published",
-                             id, end.survivors, cohort, epsilon, config_.dp.delta, model.version()));
+                 fmt::format("round {} done: {} survived, epsilon spent {:.4f} (delta {}), model v{} published", id,
+                             config_.national_clinics > 0
+                                 ? fmt::format("{} clinics in the sums of {} regions", end.survivors, cohort)
+                                 : fmt::format("{} of {}", end.survivors, cohort),
+                             epsilon, config_.dp.delta, model.version()));
   v1::AwaitResponse outcome;
   auto* result = outcome.mutable_result();
   result->set_round_id(static_cast<uint64_t>(id));
