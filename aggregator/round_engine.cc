@@ -373,6 +373,10 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
   const int64_t round_id = static_cast<int64_t>(h.round_id());
   if (auto it = finished_.find(round_id); it != finished_.end()) return it->second;
   if (res_->regional && res_->regional->sum && res_->regional->round_id == round_id) {
+    const auto& in_sum = res_->regional->in_sum;
+    if (std::find(in_sum.begin(), in_sum.end(), h.device_id()) == in_sum.end()) {
+      return FailedPreconditionError(StrCat("device ", h.device_id(), " is not in round ", round_id, "'s sum"));
+    }
     v1::AwaitResponse response;
     *response.mutable_wait() =
         RetryAfter(config_.poll_interval,

@@ -70,6 +70,7 @@ void RoundEngine::ForwardLocked(internal::RoundEnd end) {
   RegionalRound& r = *res_->regional;
   r.sum = RegionalSum{
       .round_id = round_->id(), .sum = std::move(end.secure_sum), .contributors = static_cast<uint32_t>(end.survivors)};
+  r.in_sum = std::move(end.survivor_devices);
   round_.reset();
   base::LogEvent(spdlog::level::info, "round_forwarded",
                  {{"round", r.round_id}, {"national_round", r.national.round_id()}, {"survivors", end.survivors}},

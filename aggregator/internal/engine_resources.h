@@ -37,6 +37,7 @@ struct RegionalRound {
   int64_t round_id = 0;  // this region's round
   int cohort = 0;
   std::optional<RoundEngine::RegionalSum> sum;  // set: forwarded, awaiting the national outcome
+  std::vector<std::string> in_sum;              // the members whose updates the sum holds
 };
 
 struct RoundEngine::Resources {
