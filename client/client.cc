@@ -1,11 +1,14 @@
 #include "tinyfed/client/client.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "client/internal/client_round.h"
 #include "client/internal/gateway_state.h"
 #include "client/internal/model_download.h"
+#include "client/internal/personal_head.h"
 #include "client/internal/telemetry.h"
 #include "client/internal/trust_store.h"
 #include "spdlog/spdlog.h"
@@ -17,6 +20,11 @@
 namespace tinyfed::client {
 
 using absl::StrCat;
+
+namespace {
+// Predictions whose features are kept for Confirm.
+constexpr size_t kPendingPredictions = 1024;
+}  // namespace
 
 Client::Client(std::unique_ptr<internal::GatewayState> state) : state_(std::move(state)) {}
 Client::~Client() = default;
@@ -82,8 +90,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientConfig& confi
     absl::MutexLock lock(&state->store_mu);
     state->store = std::move(store);
   }
-  absl::MutexLock lock(&state->mu);
-  TINYFED_RETURN_IF_ERROR(internal::LoadInstalledModel(*state, history));
+  {
+    absl::MutexLock lock(&state->mu);
+    TINYFED_RETURN_IF_ERROR(internal::LoadInstalledModel(*state, history));
+  }
+  if (absl::Status fitted = internal::RefreshPersonalHead(*state); !fitted.ok()) {
+    spdlog::warn("{}: no personal head for the installed model: {}", config.device_id, fitted.ToString());
+  }
   return std::unique_ptr<Client>(new Client(std::move(state)));
 }
 
@@ -112,21 +125,61 @@ absl::StatusOr<double> Client::DecisionThreshold() {
   return decision.second;
 }
 
-absl::StatusOr<models::Prediction> Client::Predict(std::span<const float> features) {
-  absl::MutexLock lock(&state_->mu);
-  models::Interpreter* interpreter = state_->interpreter.get();
+absl::StatusOr<Prediction> Client::Predict(std::span<const float> features) {
+  internal::GatewayState& g = *state_;
+  absl::MutexLock lock(&g.mu);
+  models::Interpreter* interpreter = g.interpreter.get();
   if (!interpreter) return absl::FailedPreconditionError("no model is installed yet");
   if (features.size() != interpreter->input_size()) {
     return absl::InvalidArgumentError(
         StrCat("got ", features.size(), " features; the model takes ", interpreter->input_size()));
   }
-  if (state_->config.positive_class.empty()) return interpreter->Predict(features);
-  TINYFED_ASSIGN_OR_RETURN(auto decision, state_->Decision());
-  interpreter->SetInput(features);
-  interpreter->Invoke();
-  models::Prediction p;
-  p.label = models::DecideWithThreshold(interpreter->logits(), decision.first, decision.second, &p.confidence);
+  std::optional<std::pair<int, double>> decision;
+  if (!g.config.positive_class.empty()) {
+    TINYFED_ASSIGN_OR_RETURN(decision, g.Decision());
+  }
+  const std::vector<float> logits = g.ServingLogits(features);
+  Prediction p;
+  p.id = ++g.predictions;
+  p.head = g.personal && g.personal->served ? Head::kPersonal : Head::kGlobal;
+  if (decision) {
+    p.label = models::DecideWithThreshold(logits, decision->first, decision->second, &p.confidence);
+  } else {
+    p.label = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    (void)models::DecideWithThreshold(logits, p.label, 0.0, &p.confidence);  // threshold 0: p is the label's
+  }
+  g.pending.push_back({.id = p.id, .features = {features.begin(), features.end()}, .label = p.label});
+  while (g.pending.size() > kPendingPredictions) {
+    sodium_memzero(g.pending.front().features.data(), g.pending.front().features.size() * sizeof(float));
+    g.pending.pop_front();
+  }
   return p;
+}
+
+absl::Status Client::Confirm(uint64_t prediction_id, int label) {
+  internal::GatewayState& g = *state_;
+  Sample sample;
+  {
+    absl::MutexLock lock(&g.mu);
+    if (label < 0 || !g.interpreter || label >= g.interpreter->num_classes()) {
+      return absl::InvalidArgumentError(StrCat("label ", label, " is not one of the model's ",
+                                               g.interpreter ? g.interpreter->num_classes() : 0, " classes"));
+    }
+    const auto it = std::find_if(g.pending.begin(), g.pending.end(),
+                                 [&](const internal::PendingPrediction& p) { return p.id == prediction_id; });
+    if (it == g.pending.end()) {
+      return absl::NotFoundError(StrCat("prediction ", prediction_id, " is not among the last ", kPendingPredictions,
+                                        " predictions awaiting an answer"));
+    }
+    ++g.confirmations;
+    g.overrides += it->label != label;
+    sample.features = std::move(it->features);
+    sample.label = label;
+    g.pending.erase(it);
+  }
+  absl::Status added = AddSamples({&sample, 1});
+  sodium_memzero(sample.features.data(), sample.features.size() * sizeof(float));
+  return added;
 }
 
 uint64_t Client::model_version() const { return state_->installed_version(); }

@@ -7,6 +7,7 @@
 
 #include "base/testing/fake_env.h"
 #include "base/testing/value_or_die.h"
+#include "client/internal/personal_head.h"
 #include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
 #include "tinyfed/base/file_io.h"
@@ -668,6 +669,103 @@ TEST(ClientConfigTest, RefusesBadDeviceIdsAndMissingKeys) {
             absl::StatusCode::kInvalidArgument);
   config.device_id = "ok";
   EXPECT_EQ(Client::Create(config, std::make_unique<FakeAggregator>()).status().code(), absl::StatusCode::kNotFound);
+}
+
+namespace personal {
+
+// `data` with every label moved to the next class: a clinic whose cases the
+// federation's head gets wrong.
+std::vector<Sample> Shifted(const models::Dataset& data) {
+  std::vector<Sample> samples = testing::TinySamples(data);
+  for (Sample& s : samples) s.label = (s.label + 1) % 3;
+  return samples;
+}
+
+}  // namespace personal
+
+TEST(PersonalHeadTest, WinsOnlyBeyondChance) {
+  // wins - losses > 1.645 sqrt(wins + losses), one-sided McNemar at 5%.
+  EXPECT_FALSE(internal::PersonalHeadWins(2, 0));
+  EXPECT_TRUE(internal::PersonalHeadWins(3, 0));
+  EXPECT_FALSE(internal::PersonalHeadWins(10, 4));
+  EXPECT_TRUE(internal::PersonalHeadWins(12, 4));
+  EXPECT_FALSE(internal::PersonalHeadWins(4, 12));
+  EXPECT_FALSE(internal::PersonalHeadWins(0, 0));
+}
+
+TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsOnTheHeldOutSlice) {
+  config_.holdout_fraction = 0.3;
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  const models::Dataset data = models::testing::TinyClassifierData(300, 21);
+  // A clinic whose cases disagree with the federation's head.
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  ASSERT_TRUE(c->AddSamples(personal::Shifted(data)).ok());
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  ASSERT_EQ(c->model_version(), 1u);
+  const models::Dataset fresh = models::testing::TinyClassifierData(60, 22);
+  int right = 0;
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    auto p = c->Predict(fresh.sample(i));
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->head, Head::kPersonal);
+    right += p->label == (fresh.labels[i] + 1) % 3;
+  }
+  EXPECT_GE(right, 45) << "the personal head learned the clinic's own labels";
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  const v1::Telemetry& t = fake->telemetry.back();
+  EXPECT_TRUE(t.personal_head_served());
+  EXPECT_GT(t.personal_holdout_accuracy(), t.holdout_accuracy() + 0.5f);
+  EXPECT_GT(t.holdout_samples(), 50u);
+
+  // The same disagreement on 12 samples: too few held out to tell, so the
+  // federation's head serves.
+  config_.data_dir = dir_ / "small";
+  auto small = ClientOffering(v1, RefFor(v1), &fake);
+  const models::Dataset few = models::testing::TinyClassifierData(12, 23);
+  ASSERT_TRUE(small->AddSamples(personal::Shifted(few)).ok());
+  ASSERT_TRUE(small->ParticipateOnce().ok());
+  auto p = small->Predict(fresh.sample(0));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->head, Head::kGlobal);
+
+  // Without personalization, the global head serves whatever the data.
+  config_.data_dir = dir_ / "off";
+  config_.personal_head_epochs = 0;
+  auto off = ClientOffering(v1, RefFor(v1), &fake);
+  ASSERT_TRUE(off->AddSamples(personal::Shifted(data)).ok());
+  ASSERT_TRUE(off->ParticipateOnce().ok());
+  EXPECT_EQ(off->Predict(fresh.sample(0))->head, Head::kGlobal);
+  ASSERT_TRUE(off->SendTelemetry().ok());
+  EXPECT_FALSE(fake->telemetry.back().personal_head_served());
+}
+
+TEST_F(ClientTest, AClinicianConfirmsOrCorrectsAPredictionWhichBecomesASample) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  const models::Dataset data = models::testing::TinyClassifierData(10, 31);
+  auto first = c->Predict(data.sample(0));
+  auto second = c->Predict(data.sample(1));
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_NE(first->id, second->id);
+  EXPECT_EQ(c->Confirm(first->id, 3).code(), absl::StatusCode::kInvalidArgument);  // 3 classes
+  EXPECT_EQ(c->Confirm(first->id + 100, 0).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(c->Confirm(first->id, first->label).ok());                                 // confirmed
+  ASSERT_TRUE(c->Confirm(second->id, (second->label + 1) % 3).ok());                     // corrected
+  EXPECT_EQ(c->Confirm(second->id, second->label).code(), absl::StatusCode::kNotFound);  // answered already
+  EXPECT_EQ(c->sample_count(), 2u);
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  const v1::Telemetry& t = fake->telemetry.back();
+  EXPECT_EQ(t.predictions(), 2u);
+  EXPECT_EQ(t.confirmations(), 2u);
+  EXPECT_EQ(t.overrides(), 1u);
+  // Only the last 1,024 predictions wait for an answer.
+  for (int i = 0; i < 1030; ++i) ASSERT_TRUE(c->Predict(data.sample(2)).ok());
+  auto last = c->Predict(data.sample(3));
+  EXPECT_EQ(c->Confirm(last->id - 1025, 0).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(c->Confirm(last->id - 1023, 0).ok());
 }
 
 }  // namespace

@@ -62,6 +62,17 @@ absl::Status TrainHead(v1::Head* head, std::span<const float> embeddings, std::s
   return absl::OkStatus();
 }
 
+std::vector<float> HeadLogits(const v1::Head& head, std::span<const float> embedding) {
+  const size_t dim = head.in_features();
+  std::vector<float> logits(head.num_classes());
+  for (size_t c = 0; c < logits.size(); ++c) {
+    double z = head.bias(static_cast<int>(c));
+    for (size_t d = 0; d < dim; ++d) z += double{head.weights(static_cast<int>(c * dim + d))} * embedding[d];
+    logits[c] = static_cast<float>(z);
+  }
+  return logits;
+}
+
 std::vector<float> HeadDelta(const v1::Head& trained, const v1::Head& global) {
   std::vector<float> delta;
   delta.reserve(static_cast<size_t>(trained.weights_size() + trained.bias_size()));

@@ -136,6 +136,10 @@ ClientRound::Step ClientRound::AwaitTask() {
   if (response.has_aborted()) return Finish(RoundOutcome::kAborted, response.aborted().reason());
   if (!response.has_task()) return Finish(RoundOutcome::kAborted, "no task in the answer");
   task_ = response.task();
+  {
+    absl::MutexLock lock(&g_.mu);
+    g_.training = task_->training();
+  }
   if (!PhaseHook(v1::PHASE_TASK)) return PowerCut();
   return true;
 }

@@ -9,6 +9,7 @@
 #include "tinyfed/auth/device_signature.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/seed.h"
+#include "tinyfed/client/head_trainer.h"
 #include "tinyfed/models/decision_threshold.h"
 
 namespace tinyfed::client::internal {
@@ -45,6 +46,17 @@ void GatewayState::Install(models::VerifiedModel m, std::unique_ptr<models::Inte
   version = release.model_version();
   model_status.clear();
   decision.reset();
+  personal.reset();  // fitted again for this model
+}
+
+std::vector<float> GatewayState::ServingLogits(std::span<const float> features) {
+  interpreter->SetInput(features);
+  interpreter->Invoke();
+  if (personal && personal->served && personal->for_version == version) {
+    return HeadLogits(personal->head, interpreter->embedding());
+  }
+  const auto logits = interpreter->logits();
+  return {logits.begin(), logits.end()};
 }
 
 absl::StatusOr<std::pair<int, double>> GatewayState::Decision() {
@@ -68,9 +80,7 @@ absl::StatusOr<std::pair<int, double>> GatewayState::Decision() {
   for (Sample& sample : *samples) {
     if (sample.label == positive && sample.features.size() == interpreter->input_size() &&
         InHoldout(KeyOf(sample), config.holdout_fraction)) {
-      interpreter->SetInput(sample.features);
-      interpreter->Invoke();
-      const auto logits = interpreter->logits();
+      const std::vector<float> logits = ServingLogits(sample.features);
       float p = 0.0f;
       (void)models::DecideWithThreshold(logits, positive, 0.0, &p);  // threshold 0: p is the positive's
       scores.push_back(p);

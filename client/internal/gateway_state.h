@@ -11,12 +11,14 @@
 #ifndef TINYFED_CLIENT_INTERNAL_GATEWAY_STATE_H_
 #define TINYFED_CLIENT_INTERNAL_GATEWAY_STATE_H_
 
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -44,6 +46,26 @@ inline bool InHoldout(const SampleKey& key, double fraction) {
   return v < fraction * 65536.0;
 }
 
+// A global head fine-tuned on the clinic's own samples, and how both
+// heads did on its held-out slice: `wins` samples only the personal head
+// got right, `losses` only the global one.
+struct PersonalHead {
+  uint64_t for_version = 0;
+  v1::Head head;
+  uint32_t holdout = 0;
+  double global_accuracy = 0.0;
+  double personal_accuracy = 0.0;
+  uint32_t wins = 0, losses = 0;
+  bool served = false;
+};
+
+// A prediction Confirm may still label.
+struct PendingPrediction {
+  uint64_t id = 0;
+  std::vector<float> features;
+  int label = 0;  // predicted
+};
+
 struct GatewayState {
   explicit GatewayState(base::Env& e) : env(e) {}
   base::Env& env;                                        // time for release expiry, randomness, model files
@@ -69,6 +91,15 @@ struct GatewayState {
   // config.positive_class's index and threshold, for the installed model
   // and stored samples; reset when either changes.
   std::optional<std::pair<int, double>> decision ABSL_GUARDED_BY(mu);
+  // The training settings of the last task, which the personal head reuses.
+  std::optional<v1::TrainingSettings> training ABSL_GUARDED_BY(mu);
+  // The personal head fitted for the installed model, if any (personal_head.h).
+  std::optional<PersonalHead> personal ABSL_GUARDED_BY(mu);
+  // Recent predictions' features, for Confirm; and what clinicians said.
+  std::deque<PendingPrediction> pending ABSL_GUARDED_BY(mu);
+  uint64_t predictions ABSL_GUARDED_BY(mu) = 0;
+  uint64_t confirmations ABSL_GUARDED_BY(mu) = 0;
+  uint64_t overrides ABSL_GUARDED_BY(mu) = 0;
   int rounds_declined ABSL_GUARDED_BY(mu) = 0;
   std::string privacy_status ABSL_GUARDED_BY(mu);  // why the last round was declined
 
@@ -85,6 +116,8 @@ struct GatewayState {
   uint64_t installed_version() const;
 
   void Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The logits of the head that serves (the personal one if it is served).
+  std::vector<float> ServingLogits(std::span<const float> features) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // The positive class and its threshold (computed on first use).
   absl::StatusOr<std::pair<int, double>> Decision() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Registers the device key with the enrollment token, once; the marker

@@ -20,6 +20,54 @@ void WipeSamples(std::vector<Sample>& samples) {
 
 }  // namespace
 
+EmbeddedSamples::~EmbeddedSamples() {
+  for (auto* v : {&train, &holdout}) sodium_memzero(v->data(), v->size() * sizeof(float));
+}
+
+absl::StatusOr<EmbeddedSamples> EmbedStoredSamples(GatewayState& g, const v1::ModelBundle& bundle,
+                                                   models::Interpreter& interpreter) {
+  absl::StatusOr<std::vector<Sample>> samples;
+  {
+    absl::MutexLock lock(&g.store_mu);
+    samples = g.store->ReadAll();
+  }
+  if (!samples.ok()) return samples.status();
+  // Decrypted samples and what is derived from them stay in memory only
+  // as long as needed, and are wiped, not just freed.
+  std::vector<Sample> train, holdout;
+  struct Wipe {
+    std::vector<Sample>& all;
+    std::vector<Sample>& train;
+    std::vector<Sample>& holdout;
+    ~Wipe() {
+      for (auto* v : {&all, &train, &holdout}) WipeSamples(*v);
+    }
+  } wipe{*samples, train, holdout};
+  EmbeddedSamples out;
+  out.stored = samples->size();
+  for (auto& sample : *samples) {
+    if (sample.features.size() != interpreter.input_size() || sample.label < 0 ||
+        sample.label >= interpreter.num_classes()) {
+      ++out.foreign;  // stored for another model
+    } else {
+      (InHoldout(KeyOf(sample), g.config.holdout_fraction) ? holdout : train).push_back(std::move(sample));
+    }
+  }
+  EmbeddingCache cache = [&] {
+    absl::MutexLock lock(&g.store_mu);
+    return EmbeddingCache::Load(*g.store, BackboneId(bundle));
+  }();
+  out.train = cache.Embed(train, interpreter);
+  out.holdout = cache.Embed(holdout, interpreter);
+  if (cache.computed() > 0) {
+    absl::MutexLock lock(&g.store_mu);
+    TINYFED_RETURN_IF_ERROR(cache.Save(*g.store));
+  }
+  for (const Sample& x : train) out.train_labels.push_back(x.label);
+  for (const Sample& x : holdout) out.holdout_labels.push_back(x.label);
+  return out;
+}
+
 absl::StatusOr<LocalUpdate> TrainOnLocalSamples(GatewayState& g, const v1::RoundTask& task, RoundReport* report) {
   v1::ModelBundle bundle;
   uint64_t version = 0;
@@ -31,56 +79,21 @@ absl::StatusOr<LocalUpdate> TrainOnLocalSamples(GatewayState& g, const v1::Round
   }
   // Its own interpreter: the installed one keeps serving Predict meanwhile.
   TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<models::Interpreter> interpreter, models::Interpreter::Create(bundle));
-  absl::StatusOr<std::vector<Sample>> samples;
-  {
-    absl::MutexLock lock(&g.store_mu);
-    samples = g.store->ReadAll();
-  }
-  if (!samples.ok())
-    return LocalUpdate{.delta = {}, .skipped = StrCat("the sample store: ", samples.status().message())};
-  // Decrypted samples and what is derived from them stay in memory only
-  // as long as needed, and are wiped, not just freed.
-  std::vector<Sample> train;
-  struct Wipe {
-    std::vector<Sample>& all;
-    std::vector<Sample>& kept;
-    ~Wipe() {
-      WipeSamples(all);
-      WipeSamples(kept);
-    }
-  } wipe{*samples, train};
-  size_t foreign = 0, held_out = 0;
-  for (auto& sample : *samples) {
-    if (sample.features.size() != interpreter->input_size() || sample.label < 0 ||
-        sample.label >= interpreter->num_classes()) {
-      ++foreign;  // stored for another model
-    } else if (InHoldout(KeyOf(sample), g.config.holdout_fraction)) {
-      ++held_out;
-    } else {
-      train.push_back(std::move(sample));
-    }
-  }
-  if (train.empty()) {
-    return LocalUpdate{
-        .delta = {},
-        .skipped = StrCat("no samples to train on: ", samples->size(), " stored, ", foreign,
-                          " with features or labels model v", version, " does not take, ", held_out, " held out")};
-  }
   absl::Time start = absl::Now();
-  EmbeddingCache cache = [&] {
-    absl::MutexLock lock(&g.store_mu);
-    return EmbeddingCache::Load(*g.store, BackboneId(bundle));
-  }();
-  std::vector<float> embeddings = cache.Embed(train, *interpreter);
-  if (cache.computed() > 0) {
-    absl::MutexLock lock(&g.store_mu);
-    TINYFED_RETURN_IF_ERROR(cache.Save(*g.store));
+  absl::StatusOr<EmbeddedSamples> samples = EmbedStoredSamples(g, bundle, *interpreter);
+  if (!samples.ok()) {
+    return LocalUpdate{.delta = {}, .skipped = StrCat("the sample store: ", samples.status().message())};
+  }
+  if (samples->train_labels.empty()) {
+    return LocalUpdate{.delta = {},
+                       .skipped = StrCat("no samples to train on: ", samples->stored, " stored, ", samples->foreign,
+                                         " with features or labels model v", version, " does not take, ",
+                                         samples->holdout_labels.size(), " held out")};
   }
   report->timings.backbone = absl::Now() - start;
-  std::vector<int> labels;
-  labels.reserve(train.size());
-  for (const Sample& sample : train) labels.push_back(sample.label);
-  report->samples_trained = train.size();
+  const std::vector<float>& embeddings = samples->train;
+  const std::vector<int>& labels = samples->train_labels;
+  report->samples_trained = labels.size();
 
   start = absl::Now();
   const auto& t = task.training();
@@ -109,7 +122,6 @@ absl::StatusOr<LocalUpdate> TrainOnLocalSamples(GatewayState& g, const v1::Round
   }
   if (!trained.ok()) return LocalUpdate{.delta = {}, .skipped = StrCat("training failed: ", trained.message())};
   std::vector<float> delta = HeadDelta(head, bundle.head());
-  sodium_memzero(embeddings.data(), embeddings.size() * sizeof(float));
   sodium_memzero(head.mutable_weights()->mutable_data(), head.weights_size() * sizeof(float));
   sodium_memzero(head.mutable_bias()->mutable_data(), head.bias_size() * sizeof(float));
   report->timings.training = absl::Now() - start;

@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/internal/personal_head.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/sha256.h"
@@ -129,9 +130,16 @@ absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings*
   std::filesystem::remove(partial, ec);
   std::filesystem::remove(meta, ec);
   std::filesystem::remove(config.data_dir / "model.signed.damaged", ec);
-  absl::MutexLock lock(&g.mu);
-  g.Install(std::move(*verified), std::move(*runnable));
-  spdlog::info("{}: installed model v{} (release {})", config.device_id, g.version, g.release.version());
+  {
+    absl::MutexLock lock(&g.mu);
+    g.Install(std::move(*verified), std::move(*runnable));
+    spdlog::info("{}: installed model v{} (release {})", config.device_id, g.version, g.release.version());
+  }
+  // The model is in; a personal head that cannot be fitted leaves the
+  // global head serving.
+  if (absl::Status fitted = RefreshPersonalHead(g); !fitted.ok()) {
+    spdlog::warn("{}: no personal head for model v{}: {}", config.device_id, ref.version(), fitted.ToString());
+  }
   return absl::OkStatus();
 }
 

@@ -14,6 +14,13 @@ absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
   t.set_model_status(g.model_status);
   t.set_rounds_declined(static_cast<uint32_t>(g.rounds_declined));
   t.set_privacy_status(g.privacy_status);
+  t.set_predictions(g.predictions);
+  t.set_confirmations(g.confirmations);
+  t.set_overrides(g.overrides);
+  if (g.personal && g.personal->for_version == g.version) {
+    t.set_personal_holdout_accuracy(static_cast<float>(g.personal->personal_accuracy));
+    t.set_personal_head_served(g.personal->served);
+  }
   if (!g.interpreter) return t;
   absl::StatusOr<std::vector<Sample>> samples;
   {

@@ -12,7 +12,9 @@
 //   // A clinician confirmed a diagnosis: keep the sample for local training.
 //   (*client)->AddSamples({{features, label}});
 //   // Inference with the installed model, no network needed.
-//   auto prediction = (*client)->Predict(features);  // label, confidence
+//   auto prediction = (*client)->Predict(features);  // label, confidence, head, id
+//   // The clinician's answer: confirms or corrects it, kept to train on.
+//   (*client)->Confirm(prediction->id, label);
 //   // Take part in federated rounds until the aggregator closes the federation.
 //   std::thread rounds([&] { (*client)->Run(); });
 //   ...
@@ -33,7 +35,17 @@
 //                    round it trained for, and what it cost
 // What leaves it: SecAgg+-masked, clipped and noised head updates, and
 // aggregate telemetry (sample counts per class, a confidence histogram and
-// accuracy on a held-out slice). Never a sample, a label or an embedding.
+// accuracy on a held-out slice, for the global and the personal head, and
+// how often clinicians corrected predictions). Never a sample, a label or an
+// embedding, and never the personal head.
+//
+// The personal head: after each model it installs, the gateway fine-tunes
+// the global head on its own samples outside the held-out slice and scores
+// both heads on that slice. Predict serves the personal head only when it
+// wins significantly more held-out samples than it loses (a one-sided
+// McNemar test at 5%: wins - losses > 1.645 sqrt(wins + losses)), so that a
+// clinic with few samples keeps the federation's head; each prediction says
+// which head answered.
 //
 // A model is installed only if its release verifies against the trusted
 // root (models/trust.h: signatures, threshold, versions, expiry, lengths and
@@ -72,7 +84,10 @@ struct ClientConfig {
   // One-time token from `tinyfed enroll`; used at the first check-in.
   std::string enrollment_token;
   size_t max_samples = 20000;     // the replay buffer keeps the newest
-  double holdout_fraction = 0.1;  // of samples, for local accuracy only
+  double holdout_fraction = 0.1;  // of samples, for local accuracy and the personal head's test
+  // Epochs the personal head is fine-tuned for from each installed global
+  // head (a cosine schedule at the task's learning rate); 0: none.
+  int personal_head_epochs = 5;
   // The clinic's own budget. Its ledger (privacy.db) charges every round
   // before training: a patient-level round by its DP-SGD, a clinic-level
   // one by the noise its cohort claims to add. The gateway declines a round
@@ -100,6 +115,16 @@ struct ClientHooks {
   // starts). Returning false makes the client stop taking part in the round
   // there, silently, as a power cut would (simulations use it for dropouts).
   std::function<bool(uint64_t round_id, v1::Phase phase)> on_phase;
+};
+
+// Which head answered a prediction.
+enum class Head { kGlobal, kPersonal };
+
+struct Prediction {
+  uint64_t id = 0;  // for Confirm; unique within the process
+  int label = 0;
+  float confidence = 0.0f;  // the softmax probability of `label`
+  Head head = Head::kGlobal;
 };
 
 enum class RoundOutcome {
@@ -158,8 +183,15 @@ class Client {
   // Stores labelled samples (raw features, as Predict takes them). With a
   // model installed, feature counts and labels are checked against it.
   absl::Status AddSamples(std::span<const Sample> samples);
-  // FAILED_PRECONDITION before the first model is installed.
-  absl::StatusOr<models::Prediction> Predict(std::span<const float> features);
+  // FAILED_PRECONDITION before the first model is installed. The features
+  // of the last 1,024 predictions are kept in memory for Confirm.
+  absl::StatusOr<Prediction> Predict(std::span<const float> features);
+  // The clinician's answer to prediction `id`: `label` confirms it or
+  // corrects it (an override), and is stored with its features as a
+  // labelled sample. Telemetry reports the override rate. NOT_FOUND for an
+  // id not among the last 1,024 predictions of this process (or confirmed
+  // already), INVALID_ARGUMENT for a label the model does not have.
+  absl::Status Confirm(uint64_t prediction_id, int label);
   // With config.positive_class: the threshold Predict applies to it, from the
   // installed model and the held-out samples (0.5 with fewer than 3 of that
   // class held out). FAILED_PRECONDITION without a model, NOT_FOUND for a

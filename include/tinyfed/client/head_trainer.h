@@ -33,6 +33,9 @@ struct HeadTrainingTask {
 absl::Status TrainHead(v1::Head* head, std::span<const float> embeddings, std::span<const int> labels,
                        const HeadTrainingTask& task);
 
+// The head's logits for one embedding of head.in_features() values.
+std::vector<float> HeadLogits(const v1::Head& head, std::span<const float> embedding);
+
 // trained - global, flattened as weights (row-major) then bias: the update a
 // client encodes. Sizes must match.
 std::vector<float> HeadDelta(const v1::Head& trained, const v1::Head& global);
