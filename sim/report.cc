@@ -109,7 +109,8 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                     {"clinic_slices",
                      {{"local_only", Mean(r.clinics, &ClinicResult::local_only)},
                       {"federated", Mean(r.clinics, &ClinicResult::federated)},
-                      {"personalized", Mean(r.clinics, &ClinicResult::personalized)}}}};
+                      {"personalized", Mean(r.clinics, &ClinicResult::personalized)},
+                      {"served", Mean(r.clinics, &ClinicResult::served)}}}};
   j["validation"] = {{"samples", r.validation_samples},
                      {"centralized", ToJson(r.centralized_validation)},
                      {"federated", ToJson(r.federated_validation)},
@@ -146,7 +147,9 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                             {"local_only", c.local_only},
                             {"local_only_on_test", c.local_only_on_test},
                             {"federated", c.federated},
-                            {"personalized", c.personalized}});
+                            {"personalized", c.personalized},
+                            {"served", c.served},
+                            {"served_personal", c.served_personal}});
   }
   j["wall_seconds"] = r.wall_seconds;
   j["client_rounds_per_second"] = r.client_rounds_per_second;
@@ -313,6 +316,20 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                       "federated then fine-tuned for %d epochs (personalized) %.2f %%.\n\n",
                       100 * Mean(r.clinics, &ClinicResult::local_only), 100 * Mean(r.clinics, &ClinicResult::federated),
                       s.personalization_epochs, 100 * Mean(r.clinics, &ClinicResult::personalized)));
+  if (!r.clinics.empty() && r.clinics.front().served >= 0) {
+    int personal = 0;
+    double worst = 0.0;  // the served head against the federated one, at the clinic where it is lowest
+    for (const ClinicResult& c : r.clinics) {
+      personal += c.served_personal;
+      worst = std::min(worst, c.served - c.federated);
+    }
+    absl::StrAppend(&out, StrFormat("What the gateways serve (the personal head where it beat the federated one on "
+                                    "the gateway's own held-out samples, %.0f %% of each clinic's): mean %.2f %%, "
+                                    "personal on %d of %zu clinics; on the clinic where it does worst against the "
+                                    "federated head, %.2f points below it.\n\n",
+                                    100 * s.clinics.holdout_fraction, 100 * Mean(r.clinics, &ClinicResult::served),
+                                    personal, r.clinics.size(), std::max(0.0, -100 * worst)));
+  }
   if (s.transport == TransportKind::kProcesses) {
     absl::StrAppend(&out, StrFormat("Rounds completed %d of %zu; %d dropouts (traffic and round time are not "
                                     "measured with one process per clinic).\n\n",

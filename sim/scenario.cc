@@ -117,6 +117,7 @@ absl::Status ReadClinics(TomlTableReader& r, ClinicsSpec& c) {
   TINYFED_RETURN_IF_ERROR(r.Double("uplink_kbps", &c.uplink_kbps, 1e-3, 1e9));
   TINYFED_RETURN_IF_ERROR(r.Double("downlink_kbps", &c.downlink_kbps, 1e-3, 1e9));
   TINYFED_RETURN_IF_ERROR(r.Double("latency_ms", &c.latency_ms, 0.0, 1e6));
+  TINYFED_RETURN_IF_ERROR(r.Double("holdout_fraction", &c.holdout_fraction, 0.0, 0.9));
   return r.Double("compute_speed", &c.compute_speed, 1e-3, 1e3);
 }
 

@@ -163,6 +163,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   report.noise_multiplier = federation->noise_multiplier();
   federation->Run(progress, report);
   FinishReport(s, *clinics, federation->latest_head(), test_embeddings, splits->test.labels, validation, report);
+  federation->ScoreServedHeads(report);
   federation.reset();
   report.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started);
   return report;

@@ -72,6 +72,15 @@ absl::Status RefreshPersonalHead(GatewayState& g) {
     p.personal_accuracy = static_cast<double>(personal_right) / p.holdout;
   }
   p.served = PersonalHeadWins(p.wins, p.losses);
+  if (p.served && !samples.holdout_labels.empty()) {
+    // Chosen on the held-out samples, the head that serves then learns
+    // from them too: fitted again from the global head on every sample.
+    samples.train.insert(samples.train.end(), samples.holdout.begin(), samples.holdout.end());
+    samples.train_labels.insert(samples.train_labels.end(), samples.holdout_labels.begin(),
+                                samples.holdout_labels.end());
+    p.head = bundle.head();
+    TINYFED_RETURN_IF_ERROR(TrainHead(&p.head, samples.train, samples.train_labels, task));
+  }
   absl::MutexLock lock(&g.mu);
   if (g.version != version) {  // a newer model arrived: its own head comes with it
     sodium_memzero(p.head.mutable_weights()->mutable_data(), p.head.weights_size() * sizeof(float));

@@ -3,7 +3,9 @@
 // both heads scored on that slice. It is served only when it wins
 // significantly more held-out samples than it loses: a one-sided McNemar
 // test at 5% (wins - losses > 1.645 sqrt(wins + losses)), which a handful
-// of held-out samples cannot pass. It never leaves the gateway.
+// of held-out samples cannot pass. Once chosen, the head that serves is
+// fitted again on every sample, the held-out ones included (the test chose
+// the method, and more samples make it better). It never leaves the gateway.
 #ifndef TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
 #define TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
 

@@ -132,7 +132,10 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
     cc.device_id = c.id;
     cc.data_dir = work_dir / c.id;
     cc.trusted_root = repository.pinned_root;
-    cc.holdout_fraction = 0.0;  // the simulation keeps its own held-out slice
+    // The simulation scores on its own held-out slice, which the gateway
+    // never sees; the gateway holds out some of its samples for itself.
+    cc.holdout_fraction = s.clinics.holdout_fraction;
+    cc.personal_head_epochs = s.personalization_epochs;
     cc.max_samples = std::max<size_t>(c.train.size(), 1);
     cc.simulation_seed = s.seed;
     // Each clinic's ledger records what it spent; the simulation reports it
@@ -311,6 +314,21 @@ void OneProcessFederation::Record(const std::vector<client::RoundReport>& report
   rr.test = Evaluate(head, scoring_.test_embeddings, scoring_.test_labels);
   if (!scoring_.validation->labels.empty()) {
     rr.validation_accuracy = Evaluate(head, scoring_.validation->embeddings, scoring_.validation->labels).accuracy;
+  }
+}
+
+void OneProcessFederation::ScoreServedHeads(SimulationReport& report) {
+  for (size_t c = 0; c < clinics_.size() && c < report.clinics.size(); ++c) {
+    const models::Dataset& holdout = clinics_[c].holdout;
+    ClinicResult& r = report.clinics[c];
+    size_t right = 0;
+    for (size_t i = 0; i < holdout.size(); ++i) {
+      auto p = gateways_[c]->Predict(holdout.sample(i));
+      if (!p.ok()) break;
+      right += p->label == holdout.labels[i];
+      r.served_personal = p->head == client::Head::kPersonal;
+    }
+    r.served = holdout.size() ? static_cast<double>(right) / static_cast<double>(holdout.size()) : 0.0;
   }
 }
 

@@ -52,6 +52,9 @@ class OneProcessFederation {
   void Run(const Progress& progress, SimulationReport& report);
   double noise_multiplier() const { return engine_->noise_multiplier(); }
   v1::Head latest_head() const { return engine_->latest_head(); }
+  // What each clinic's gateway serves, on the clinic's held-out slice, into
+  // report.clinics (after FinishReport made them).
+  void ScoreServedHeads(SimulationReport& report);
 
  private:
   OneProcessFederation(const Scenario& s, const aggregator::Config& config, const std::vector<Clinic>& clinics,

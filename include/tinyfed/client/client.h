@@ -44,8 +44,9 @@
 // both heads on that slice. Predict serves the personal head only when it
 // wins significantly more held-out samples than it loses (a one-sided
 // McNemar test at 5%: wins - losses > 1.645 sqrt(wins + losses)), so that a
-// clinic with few samples keeps the federation's head; each prediction says
-// which head answered.
+// clinic with few samples keeps the federation's head; the head chosen is
+// then fitted again on every sample, held-out ones included. Each
+// prediction says which head answered.
 //
 // A model is installed only if its release verifies against the trusted
 // root (models/trust.h: signatures, threshold, versions, expiry, lengths and

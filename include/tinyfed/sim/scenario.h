@@ -75,6 +75,10 @@ struct ClinicsSpec {
   double downlink_kbps = 1024;
   double latency_ms = 200;
   double compute_speed = 1.0;  // relative to this machine; 0.25 = four times slower
+  // Of each gateway's samples, the share it holds out to test its personal
+  // head against the federated one (and for telemetry), never trained on.
+  // 0: none, and the federated head always serves.
+  double holdout_fraction = 0.0;
 };
 
 // A decision threshold on one class's probability, chosen on the validation

@@ -62,9 +62,15 @@ struct ClinicResult {
   std::string id;
   size_t train_samples = 0;
   size_t holdout_samples = 0;
-  double local_only = 0.0;          // its own head, on its holdout slice
-  double federated = 0.0;           // the final federated head, on its holdout slice
-  double personalized = 0.0;        // the federated head fine-tuned on its data
+  double local_only = 0.0;    // its own head, on its holdout slice
+  double federated = 0.0;     // the final federated head, on its holdout slice
+  double personalized = 0.0;  // the federated head fine-tuned on its data
+  // What the clinic's gateway serves (Predict) after the last round: its
+  // personal head where that won on the gateway's own held-out samples
+  // (clinics.holdout_fraction), else the federated head. Negative: not
+  // measured (the processes transport).
+  double served = -1.0;
+  bool served_personal = false;
   double local_only_on_test = 0.0;  // its own head on the global test set
 };
 
