@@ -603,13 +603,30 @@ absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::Tel
     return InvalidArgumentError(StrCat("telemetry.holdout_accuracy must be in [0, 1], got ", t.holdout_accuracy()));
   }
   if (t.model_status().size() > 512) return InvalidArgumentError("telemetry.model_status is over 512 characters");
+  if (t.eligibility_status().size() > 512) {
+    return InvalidArgumentError("telemetry.eligibility_status is over 512 characters");
+  }
+  if (!(t.personal_holdout_accuracy() >= 0.0f && t.personal_holdout_accuracy() <= 1.0f)) {
+    return InvalidArgumentError(
+        StrCat("telemetry.personal_holdout_accuracy must be in [0, 1], got ", t.personal_holdout_accuracy()));
+  }
+  if (t.overrides() > t.confirmations() || t.confirmations() > t.predictions()) {
+    return InvalidArgumentError("telemetry: overrides <= confirmations <= predictions");
+  }
   nlohmann::json report = {
       {"model_version", t.model_version()},
       {"class_counts", std::vector<uint64_t>(t.class_counts().begin(), t.class_counts().end())},
       {"confidence_histogram", std::vector<uint32_t>(t.confidence_histogram().begin(), t.confidence_histogram().end())},
       {"holdout_samples", t.holdout_samples()},
       {"holdout_accuracy", t.holdout_accuracy()},
-      {"model_status", t.model_status()}};
+      {"model_status", t.model_status()},
+      {"personal_holdout_accuracy", t.personal_holdout_accuracy()},
+      {"personal_head_served", t.personal_head_served()},
+      {"predictions", t.predictions()},
+      {"confirmations", t.confirmations()},
+      {"overrides", t.overrides()},
+      {"rounds_ineligible", t.rounds_ineligible()},
+      {"eligibility_status", t.eligibility_status()}};
   absl::MutexLock lock(&mu_);
   TINYFED_RETURN_IF_ERROR(res_->state->RecordTelemetry(request.header().device_id(), report.dump()));
   if (!t.model_status().empty()) {

@@ -7,6 +7,7 @@
 
 #include "base/testing/fake_env.h"
 #include "base/testing/value_or_die.h"
+#include "client/internal/eligibility.h"
 #include "client/internal/personal_head.h"
 #include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
@@ -35,7 +36,10 @@ class FakeAggregator : public Transport {
   std::optional<v1::PatientDpSettings> patient_dp;  // makes the round patient-level
   absl::Status checkin_error;
 
+  int checkins = 0;
+
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
+    ++checkins;
     if (!checkin_error.ok()) return checkin_error;
     v1::CheckInResponse r;
     if (admit) {
@@ -766,6 +770,62 @@ TEST_F(ClientTest, AClinicianConfirmsOrCorrectsAPredictionWhichBecomesASample) {
   auto last = c->Predict(data.sample(3));
   EXPECT_EQ(c->Confirm(last->id - 1025, 0).code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(c->Confirm(last->id - 1023, 0).ok());
+}
+
+TEST(EligibilityTest, SaysEveryReasonAGatewayMayNotTakePart) {
+  const absl::TimeZone utc = absl::UTCTimeZone();
+  const absl::Time at_14 = absl::FromCivil(absl::CivilHour(2026, 12, 6, 14), utc);
+  const absl::Time at_23 = absl::FromCivil(absl::CivilHour(2026, 12, 6, 23), utc);
+  EligibilityPolicy any;
+  EXPECT_EQ(internal::WhyIneligible(any, {.mains_power = false, .battery = 0.05}, at_14, utc), "");
+  EligibilityPolicy strict{.mains_power_only = true,
+                           .min_battery = 0.5,
+                           .unmetered_only = true,
+                           .idle_only = true,
+                           .window_start_hour = 22,
+                           .window_end_hour = 6};  // the night, across midnight
+  EXPECT_EQ(internal::WhyIneligible(strict, {}, at_23, utc), "");
+  EXPECT_EQ(internal::WhyIneligible(
+                strict, {.mains_power = false, .battery = 0.3, .unmetered_link = false, .idle = false}, at_14, utc),
+            "on battery power; rounds only on mains power; battery at 30 %, below 50 %; on a metered link; the "
+            "gateway is in use; 14:00 is outside the window 22:00-06:00");
+  EligibilityPolicy solar{.min_battery = 0.5, .window_start_hour = 10, .window_end_hour = 16};
+  EXPECT_EQ(internal::WhyIneligible(solar, {.mains_power = false, .battery = 0.8}, at_14, utc), "");
+  EXPECT_EQ(internal::WhyIneligible(solar, {.mains_power = false, .battery = 0.8}, at_23, utc),
+            "23:00 is outside the window 10:00-16:00");
+}
+
+TEST_F(ClientTest, DeclinesRoundsItIsNotEligibleForWithoutCallingTheAggregator) {
+  config_.eligibility = {.min_battery = 0.5, .unmetered_only = true};
+  DeviceConditions now{.mains_power = false, .battery = 0.3};
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_);
+  auto transport = std::make_unique<FakeAggregator>();
+  transport->blob = v1;
+  transport->ref = RefFor(v1);
+  transport->roots = roots_;
+  fake = transport.get();
+  auto c = Client::Create(config_, std::move(transport), {.on_phase = nullptr, .conditions = [&] { return now; }});
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto report = (*c)->ParticipateOnce();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->outcome, RoundOutcome::kIneligible);
+  EXPECT_EQ(report->detail, "battery at 30 %, below 50 %");
+  EXPECT_GE(report->retry_after, absl::Minutes(1));
+  EXPECT_EQ(fake->checkins, 0);
+  // Charged, on mains power: it checks in and installs the model.
+  now = {.mains_power = true, .battery = 0.3};
+  report = (*c)->ParticipateOnce();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->outcome, RoundOutcome::kNotSelected);
+  EXPECT_EQ(fake->checkins, 1);
+  EXPECT_EQ((*c)->model_version(), 1u);
+  // A metered link: declined again, and telemetry says how often and why.
+  now.unmetered_link = false;
+  EXPECT_EQ((*c)->ParticipateOnce()->outcome, RoundOutcome::kIneligible);
+  ASSERT_TRUE((*c)->SendTelemetry().ok());
+  EXPECT_EQ(fake->telemetry.back().rounds_ineligible(), 2u);
+  EXPECT_EQ(fake->telemetry.back().eligibility_status(), "on a metered link");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/internal/eligibility.h"
 #include "client/internal/local_training.h"
 #include "client/internal/model_download.h"
 #include "client/internal/retry.h"
@@ -111,6 +112,17 @@ absl::Status ClientRound::Submit(v1::Phase phase, v1::SubmitRequest request) {
 }
 
 ClientRound::Step ClientRound::CheckIn() {
+  const DeviceConditions now = g_.hooks.conditions ? g_.hooks.conditions() : DeviceConditions();
+  if (std::string why = WhyIneligible(g_.config.eligibility, now, g_.env.Now(), g_.config.time_zone); !why.empty()) {
+    {
+      absl::MutexLock lock(&g_.mu);
+      ++g_.rounds_ineligible;
+      g_.eligibility_status = why;
+    }
+    spdlog::info("{}: not taking part now: {}", g_.config.device_id, why);
+    report_.retry_after = kIneligibleRetry;
+    return Finish(RoundOutcome::kIneligible, std::move(why));
+  }
   TINYFED_RETURN_IF_ERROR(g_.EnrollIfNeeded());
   v1::CheckInRequest checkin;
   *checkin.mutable_header() = g_.Header(0, v1::PHASE_CHECK_IN);

@@ -101,7 +101,9 @@ struct GatewayState {
   uint64_t confirmations ABSL_GUARDED_BY(mu) = 0;
   uint64_t overrides ABSL_GUARDED_BY(mu) = 0;
   int rounds_declined ABSL_GUARDED_BY(mu) = 0;
-  std::string privacy_status ABSL_GUARDED_BY(mu);  // why the last round was declined
+  int rounds_ineligible ABSL_GUARDED_BY(mu) = 0;       // declined by the eligibility policy
+  std::string eligibility_status ABSL_GUARDED_BY(mu);  // why, the last time
+  std::string privacy_status ABSL_GUARDED_BY(mu);      // why the last round was declined
 
   mutable absl::Mutex store_mu;
   std::unique_ptr<SampleStore> store ABSL_GUARDED_BY(store_mu);

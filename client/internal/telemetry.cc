@@ -14,6 +14,8 @@ absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
   t.set_model_status(g.model_status);
   t.set_rounds_declined(static_cast<uint32_t>(g.rounds_declined));
   t.set_privacy_status(g.privacy_status);
+  t.set_rounds_ineligible(static_cast<uint32_t>(g.rounds_ineligible));
+  t.set_eligibility_status(g.eligibility_status);
   t.set_predictions(g.predictions);
   t.set_confirmations(g.confirmations);
   t.set_overrides(g.overrides);

@@ -78,6 +78,30 @@
 
 namespace tinyfed::client {
 
+// What the gateway's own software knows of its circumstances now
+// (ClientHooks::conditions).
+struct DeviceConditions {
+  bool mains_power = true;
+  double battery = 1.0;  // charge in [0, 1], read when not on mains power
+  bool unmetered_link = true;
+  bool idle = true;  // nobody is using the gateway
+};
+
+// When the gateway takes part in rounds: a round costs minutes of CPU and a
+// model download, which a solar-powered gateway or one on a metered link
+// spends only when it can. A round it is not eligible for is declined before
+// any call (RoundOutcome::kIneligible, saying why).
+struct EligibilityPolicy {
+  bool mains_power_only = false;
+  double min_battery = 0.0;  // on battery power, take part only at this charge or more
+  bool unmetered_only = false;
+  bool idle_only = false;
+  // Local hours [window_start_hour, window_end_hour), wrapping midnight
+  // (22 to 6 is the night); equal: any hour.
+  int window_start_hour = 0;
+  int window_end_hour = 0;
+};
+
 struct ClientConfig {
   std::string device_id;  // 1..64 of [A-Za-z0-9._-]
   std::filesystem::path data_dir;
@@ -89,6 +113,8 @@ struct ClientConfig {
   // Epochs the personal head is fine-tuned for from each installed global
   // head (a cosine schedule at the task's learning rate); 0: none.
   int personal_head_epochs = 5;
+  EligibilityPolicy eligibility;
+  absl::TimeZone time_zone = absl::LocalTimeZone();  // of the eligibility window
   // The clinic's own budget. Its ledger (privacy.db) charges every round
   // before training: a patient-level round by its DP-SGD, a clinic-level
   // one by the noise its cohort claims to add. The gateway declines a round
@@ -116,6 +142,9 @@ struct ClientHooks {
   // starts). Returning false makes the client stop taking part in the round
   // there, silently, as a power cut would (simulations use it for dropouts).
   std::function<bool(uint64_t round_id, v1::Phase phase)> on_phase;
+  // The gateway's power, link and use now, asked before each round for the
+  // eligibility policy. Unset: on mains power, unmetered, idle.
+  std::function<DeviceConditions()> conditions;
 };
 
 // Which head answered a prediction.
@@ -134,6 +163,7 @@ enum class RoundOutcome {
   kAborted,      // the round was aborted or this client was dropped
   kSkipped,      // admitted but could not take part (no usable model or data)
   kClosed,       // the federation has ended
+  kIneligible,   // not eligible now (config.eligibility): no call was made
 };
 
 struct RoundTimings {
