@@ -7,7 +7,6 @@
 
 #include "base/testing/fake_env.h"
 #include "base/testing/value_or_die.h"
-#include "client/internal/eligibility.h"
 #include "client/internal/personal_head.h"
 #include "client/testing/heads.h"
 #include "models/testing/tiny_classifier.h"
@@ -688,11 +687,18 @@ std::vector<Sample> Shifted(const models::Dataset& data) {
 }  // namespace personal
 
 TEST(PersonalHeadTest, WinsOnlyBeyondChance) {
-  // wins - losses > 1.645 sqrt(wins + losses), one-sided McNemar at 5%.
-  EXPECT_FALSE(internal::PersonalHeadWins(2, 0));
-  EXPECT_TRUE(internal::PersonalHeadWins(3, 0));
-  EXPECT_FALSE(internal::PersonalHeadWins(10, 4));
-  EXPECT_TRUE(internal::PersonalHeadWins(12, 4));
+  // Exact one-sided McNemar: P(X >= wins), X ~ Binomial(wins + losses, 1/2).
+  EXPECT_DOUBLE_EQ(internal::McNemarPValue(2, 0), 0.25);
+  EXPECT_DOUBLE_EQ(internal::McNemarPValue(3, 0), 0.125);
+  EXPECT_NEAR(internal::McNemarPValue(10, 4), 1471.0 / 16384, 1e-12);
+  EXPECT_NEAR(internal::McNemarPValue(6, 3), 130.0 / 512, 1e-12);
+  EXPECT_DOUBLE_EQ(internal::McNemarPValue(0, 0), 1.0);
+  // Served at p <= 0.35.
+  EXPECT_FALSE(internal::PersonalHeadWins(1, 0));  // 0.5
+  EXPECT_TRUE(internal::PersonalHeadWins(2, 0));   // 0.25
+  EXPECT_FALSE(internal::PersonalHeadWins(3, 2));  // 0.5
+  EXPECT_TRUE(internal::PersonalHeadWins(6, 3));   // 0.254
+  EXPECT_TRUE(internal::PersonalHeadWins(10, 4));
   EXPECT_FALSE(internal::PersonalHeadWins(4, 12));
   EXPECT_FALSE(internal::PersonalHeadWins(0, 0));
 }
@@ -722,13 +728,17 @@ TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsOnTheHeldOutSlice) {
   EXPECT_GT(t.personal_holdout_accuracy(), t.holdout_accuracy() + 0.5f);
   EXPECT_GT(t.holdout_samples(), 50u);
 
-  // The same disagreement on 12 samples: too few held out to tell, so the
-  // federation's head serves.
+  // The same disagreement on 12 samples: too few held out to tell (two
+  // wins without a loss are the fewest that pass), so the federation's
+  // head serves.
   config_.data_dir = dir_ / "small";
+  config_.holdout_fraction = 0.1;
   auto small = ClientOffering(v1, RefFor(v1), &fake);
   const models::Dataset few = models::testing::TinyClassifierData(12, 23);
   ASSERT_TRUE(small->AddSamples(personal::Shifted(few)).ok());
   ASSERT_TRUE(small->ParticipateOnce().ok());
+  ASSERT_TRUE(small->SendTelemetry().ok());
+  ASSERT_LE(fake->telemetry.back().holdout_samples(), 1u);
   auto p = small->Predict(fresh.sample(0));
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->head, Head::kGlobal);
@@ -777,21 +787,21 @@ TEST(EligibilityTest, SaysEveryReasonAGatewayMayNotTakePart) {
   const absl::Time at_14 = absl::FromCivil(absl::CivilHour(2026, 12, 6, 14), utc);
   const absl::Time at_23 = absl::FromCivil(absl::CivilHour(2026, 12, 6, 23), utc);
   EligibilityPolicy any;
-  EXPECT_EQ(internal::WhyIneligible(any, {.mains_power = false, .battery = 0.05}, at_14, utc), "");
+  EXPECT_EQ(WhyIneligible(any, {.mains_power = false, .battery = 0.05}, at_14, utc), "");
   EligibilityPolicy strict{.mains_power_only = true,
                            .min_battery = 0.5,
                            .unmetered_only = true,
                            .idle_only = true,
                            .window_start_hour = 22,
                            .window_end_hour = 6};  // the night, across midnight
-  EXPECT_EQ(internal::WhyIneligible(strict, {}, at_23, utc), "");
-  EXPECT_EQ(internal::WhyIneligible(
-                strict, {.mains_power = false, .battery = 0.3, .unmetered_link = false, .idle = false}, at_14, utc),
-            "on battery power; rounds only on mains power; battery at 30 %, below 50 %; on a metered link; the "
-            "gateway is in use; 14:00 is outside the window 22:00-06:00");
+  EXPECT_EQ(WhyIneligible(strict, {}, at_23, utc), "");
+  EXPECT_EQ(
+      WhyIneligible(strict, {.mains_power = false, .battery = 0.3, .unmetered_link = false, .idle = false}, at_14, utc),
+      "on battery power; rounds only on mains power; battery at 30 %, below 50 %; on a metered link; the "
+      "gateway is in use; 14:00 is outside the window 22:00-06:00");
   EligibilityPolicy solar{.min_battery = 0.5, .window_start_hour = 10, .window_end_hour = 16};
-  EXPECT_EQ(internal::WhyIneligible(solar, {.mains_power = false, .battery = 0.8}, at_14, utc), "");
-  EXPECT_EQ(internal::WhyIneligible(solar, {.mains_power = false, .battery = 0.8}, at_23, utc),
+  EXPECT_EQ(WhyIneligible(solar, {.mains_power = false, .battery = 0.8}, at_14, utc), "");
+  EXPECT_EQ(WhyIneligible(solar, {.mains_power = false, .battery = 0.8}, at_23, utc),
             "23:00 is outside the window 10:00-16:00");
 }
 

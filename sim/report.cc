@@ -133,6 +133,7 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                            {"selected", x.selected},
                            {"survivors", x.survivors},
                            {"dropouts", x.dropouts},
+                           {"ineligible", x.ineligible},
                            {"epsilon", x.epsilon},
                            {"bytes_up_per_client", x.bytes_up_per_client},
                            {"bytes_down_per_client", x.bytes_down_per_client},
@@ -159,12 +160,12 @@ nlohmann::json ReportJson(const SimulationReport& r) {
 std::string RoundsCsv(const SimulationReport& r) {
   std::string out =
       "round,completed,accuracy,loss,available,selected,survivors,dropouts,epsilon,bytes_up_per_client,"
-      "bytes_down_per_client,simulated_seconds,wall_seconds\n";
+      "bytes_down_per_client,simulated_seconds,wall_seconds,ineligible\n";
   for (const auto& x : r.rounds) {
-    absl::StrAppend(
-        &out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f\n", x.round, x.completed, x.test.accuracy,
-                        x.test.loss, x.available, x.selected, x.survivors, x.dropouts, x.epsilon, x.bytes_up_per_client,
-                        x.bytes_down_per_client, x.simulated_seconds, x.wall_seconds));
+    absl::StrAppend(&out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f,%d\n", x.round, x.completed,
+                                    x.test.accuracy, x.test.loss, x.available, x.selected, x.survivors, x.dropouts,
+                                    x.epsilon, x.bytes_up_per_client, x.bytes_down_per_client, x.simulated_seconds,
+                                    x.wall_seconds, x.ineligible));
   }
   return out;
 }

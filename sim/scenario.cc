@@ -1,6 +1,7 @@
 #include "tinyfed/sim/scenario.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 
@@ -118,8 +119,42 @@ absl::Status ReadClinics(TomlTableReader& r, ClinicsSpec& c) {
   TINYFED_RETURN_IF_ERROR(r.Double("downlink_kbps", &c.downlink_kbps, 1e-3, 1e9));
   TINYFED_RETURN_IF_ERROR(r.Double("latency_ms", &c.latency_ms, 0.0, 1e6));
   TINYFED_RETURN_IF_ERROR(r.Double("holdout_fraction", &c.holdout_fraction, 0.0, 0.9));
+  TINYFED_RETURN_IF_ERROR(r.Double("solar_fraction", &c.solar_fraction, 0.0, 1.0));
+  auto eligibility = r.Table("eligibility");
+  if (!eligibility.ok()) return eligibility.status();
+  if (*eligibility != nullptr) {
+    TomlTableReader e(**eligibility, "clinics.eligibility", r.source());
+    client::EligibilityPolicy& p = c.eligibility;
+    TINYFED_RETURN_IF_ERROR(e.Bool("mains_power_only", &p.mains_power_only));
+    TINYFED_RETURN_IF_ERROR(e.Double("min_battery", &p.min_battery, 0.0, 1.0));
+    TINYFED_RETURN_IF_ERROR(e.Bool("unmetered_only", &p.unmetered_only));
+    TINYFED_RETURN_IF_ERROR(e.Bool("idle_only", &p.idle_only));
+    std::vector<int64_t> window;
+    TINYFED_RETURN_IF_ERROR(e.Integers("window", &window, 0, 24));
+    if (!window.empty() && window.size() != 2) {
+      return e.Error("window must be [start_hour, end_hour]");
+    }
+    if (window.size() == 2) {
+      p.window_start_hour = static_cast<int>(window[0] % 24);
+      p.window_end_hour = static_cast<int>(window[1] % 24);
+    }
+    TINYFED_RETURN_IF_ERROR(e.RejectUnknown());
+  }
   return r.Double("compute_speed", &c.compute_speed, 1e-3, 1e3);
 }
+
+}  // namespace
+
+double SolarCharge(double hour) {
+  // Charging from 15 % at 06:00 to full at 15:00, full until 18:00, then
+  // drained by the night back to 15 % at 06:00.
+  const double h = std::fmod(std::fmod(hour, 24.0) + 24.0, 24.0);
+  if (h >= 6.0 && h < 15.0) return 0.15 + 0.85 * (h - 6.0) / 9.0;
+  if (h >= 15.0 && h < 18.0) return 1.0;
+  return 1.0 - 0.85 * std::fmod(h - 18.0 + 24.0, 24.0) / 12.0;
+}
+
+namespace {
 
 absl::Status ReadRegions(TomlTableReader& r, RegionsSpec& g) {
   TINYFED_RETURN_IF_ERROR(r.Integer("count", &g.count, 0, 1000));

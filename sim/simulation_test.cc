@@ -95,6 +95,34 @@ TEST_F(SimulationTest, ClinicsFirstOnlineLateStillJoin) {
   EXPECT_GT(sizes.size(), 1u) << "availability never varied: the test shows nothing";
 }
 
+// Solar gateways whose policy asks for half a charge sit out the night's
+// rounds and take part by day; every gateway holds out a fifth of its
+// samples and the report says what each one serves.
+TEST_F(SimulationTest, SolarGatewaysSitOutTheNightAndServeTheirChosenHead) {
+  std::string text = kScenario;
+  text.replace(text.find("dropout = { training = 0.1, share_keys = 0.05 }"),
+               std::string("dropout = { training = 0.1, share_keys = 0.05 }").size(),
+               "round_hours = 3\nsolar_fraction = 0.5\neligibility = { min_battery = 0.5 }\n"
+               "holdout_fraction = 0.2");
+  SimulationReport r;
+  ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &r, text));
+  ASSERT_EQ(r.rounds.size(), 8u);
+  // Rounds every 3 hours from midnight: the 3 solar gateways' batteries are
+  // under half from 18:00 (drained) until 09:00 (charged).
+  for (const RoundResult& x : r.rounds) {
+    const double hour = std::fmod((x.round - 1) * 3.0, 24.0);
+    const bool charged = SolarCharge(hour) >= 0.5;
+    EXPECT_EQ(x.ineligible, charged ? 0 : 3) << "round " << x.round << " at " << hour << ":00";
+  }
+  EXPECT_GT(SolarCharge(15.0), SolarCharge(6.0));
+  for (const ClinicResult& c : r.clinics) {
+    EXPECT_GE(c.served, 0.0) << c.id;
+    if (!c.served_personal) {
+      EXPECT_DOUBLE_EQ(c.served, c.federated) << c.id;
+    }
+  }
+}
+
 TEST_F(SimulationTest, LearnsAndReportsEverything) {
   SimulationReport r;
   ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &r));

@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/internal/eligibility.h"
 #include "client/internal/local_training.h"
 #include "client/internal/model_download.h"
 #include "client/internal/retry.h"
@@ -120,7 +119,8 @@ ClientRound::Step ClientRound::CheckIn() {
       g_.eligibility_status = why;
     }
     spdlog::info("{}: not taking part now: {}", g_.config.device_id, why);
-    report_.retry_after = kIneligibleRetry;
+    // Power, links and use change over minutes: look again then.
+    report_.retry_after = absl::Minutes(5);
     return Finish(RoundOutcome::kIneligible, std::move(why));
   }
   TINYFED_RETURN_IF_ERROR(g_.EnrollIfNeeded());

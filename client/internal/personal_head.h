@@ -1,9 +1,9 @@
 // The clinic's personal head: after each installed model, the global head
 // fine-tuned on the clinic's own samples outside the held-out slice, and
-// both heads scored on that slice. It is served only when it wins
-// significantly more held-out samples than it loses: a one-sided McNemar
-// test at 5% (wins - losses > 1.645 sqrt(wins + losses)), which a handful
-// of held-out samples cannot pass. Once chosen, the head that serves is
+// both heads scored on that slice. It is served only when it wins more
+// held-out samples than it loses by more than chance would: an exact
+// one-sided McNemar test at p <= 0.35, which a handful of held-out samples
+// cannot pass. Once chosen, the head that serves is
 // fitted again on every sample, the held-out ones included (the test chose
 // the method, and more samples make it better). It never leaves the gateway.
 #ifndef TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
@@ -16,8 +16,11 @@
 
 namespace tinyfed::client::internal {
 
-// Whether `wins` against `losses` on paired held-out samples is more than
-// chance would give an equal head.
+// The exact one-sided McNemar p-value of `wins` against `losses` on paired
+// held-out samples: how likely a head no better than the global one wins
+// that often among the samples the two disagree on.
+double McNemarPValue(uint32_t wins, uint32_t losses);
+// Whether that is at most the gateway's level (0.35).
 bool PersonalHeadWins(uint32_t wins, uint32_t losses);
 
 // Fits the personal head for the installed model (config.personal_head_epochs

@@ -65,6 +65,16 @@ OneProcessFederation::~OneProcessFederation() {
   engine_.reset();
 }
 
+base::Env& OneProcessFederation::Clock() const {
+  return inproc_ ? static_cast<base::Env&>(env_) : base::Env::Default();
+}
+
+client::DeviceConditions OneProcessFederation::ConditionsOf(size_t c) const {
+  if (static_cast<double>(c) >= s_.clinics.solar_fraction * static_cast<double>(clinics_.size())) return {};
+  const absl::CivilSecond t = absl::ToCivilSecond(Clock().Now(), absl::UTCTimeZone());
+  return {.mains_power = false, .battery = SolarCharge(t.hour() + t.minute() / 60.0)};
+}
+
 aggregator::RoundEngine* OneProcessFederation::EngineOf(size_t c) const {
   if (regions_.empty()) return engine_.get();
   return regions_[static_cast<size_t>(RegionOf(c, clinics_.size(), s_.regions.count))].get();
@@ -136,6 +146,8 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
     // never sees; the gateway holds out some of its samples for itself.
     cc.holdout_fraction = s.clinics.holdout_fraction;
     cc.personal_head_epochs = s.personalization_epochs;
+    cc.eligibility = s.clinics.eligibility;
+    cc.time_zone = absl::UTCTimeZone();
     cc.max_samples = std::max<size_t>(c.train.size(), 1);
     cc.simulation_seed = s.seed;
     // Each clinic's ledger records what it spent; the simulation reports it
@@ -160,10 +172,11 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
       TINYFED_ASSIGN_OR_RETURN(
           base, client::ConnectGrpc(StrCat("127.0.0.1:", f->server_->port()), client::ChannelSecurity::Plaintext()));
     }
+    hooks.conditions = [f = f.get(), i] { return f->ConditionsOf(i); };
     TINYFED_ASSIGN_OR_RETURN(
         std::unique_ptr<client::Client> gateway,
         client::Client::Create(cc, std::make_unique<TrackingTransport>(std::move(base), &f->tracker_, c.id),
-                               std::move(hooks)));
+                               std::move(hooks), f->Clock()));
     TINYFED_RETURN_IF_ERROR(gateway->AddSamples(client::ToSamples(c.train)));
     f->gateways_.push_back(std::move(gateway));
   }
@@ -179,6 +192,11 @@ std::vector<size_t> OneProcessFederation::ChooseOnline(int round, RoundResult& r
     if (u(rng) < p_online) online.push_back(c);
   }
   rr.available = static_cast<int>(online.size());
+  // Those whose eligibility policy declines the round now stay out of it.
+  std::erase_if(online, [&](size_t c) {
+    return !client::WhyIneligible(s_.clinics.eligibility, ConditionsOf(c), Clock().Now(), absl::UTCTimeZone()).empty();
+  });
+  rr.ineligible = rr.available - static_cast<int>(online.size());
   std::shuffle(online.begin(), online.end(), rng);
   // With regions, each region's cohort is its clinics online.
   const size_t target = regions_.empty() ? aggregator::CohortTarget(config_) : clinics_.size();

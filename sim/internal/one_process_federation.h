@@ -74,6 +74,10 @@ class OneProcessFederation {
                RoundResult& rr);
   // The regional engines, their links on threads, and the clock ticking them.
   absl::Status StartRegions(const models::Repository& repository, const std::filesystem::path& work_dir);
+  // The clock clinics see: the simulated one in process, else the real one.
+  base::Env& Clock() const;
+  // Clinic `c`'s power now: a solar clinic's battery (clinics.solar_fraction).
+  client::DeviceConditions ConditionsOf(size_t c) const;
   // The engine the clinic `c` calls: its region's, or the one engine.
   aggregator::RoundEngine* EngineOf(size_t c) const;
   // The engine's outcome of the round and the model's scores after it.
@@ -84,7 +88,7 @@ class OneProcessFederation {
   const std::vector<Clinic>& clinics_;
   const Scoring scoring_;
   const bool inproc_;
-  SimEnv env_;
+  mutable SimEnv env_;
   std::unique_ptr<aggregator::RoundEngine> engine_;
   std::unique_ptr<aggregator::AggregatorServer> server_;
   std::vector<std::unique_ptr<aggregator::RoundEngine>> regions_;

@@ -29,7 +29,7 @@ class SimEnv final : public base::Env {
 
  private:
   absl::Mutex mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+  absl::Time now_ = absl::FromUnixSeconds(1'799'971'200);  // midnight UTC: round 1's hour
 };
 
 }  // namespace tinyfed::sim::internal

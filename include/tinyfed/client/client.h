@@ -42,9 +42,10 @@
 // The personal head: after each model it installs, the gateway fine-tunes
 // the global head on its own samples outside the held-out slice and scores
 // both heads on that slice. Predict serves the personal head only when it
-// wins significantly more held-out samples than it loses (a one-sided
-// McNemar test at 5%: wins - losses > 1.645 sqrt(wins + losses)), so that a
-// clinic with few samples keeps the federation's head; the head chosen is
+// wins more held-out samples than it loses by more than chance would (an
+// exact one-sided McNemar test at p <= 0.35 on the samples the heads
+// disagree on: at least 2 wins without a loss, 4 against 1, 6 against 3),
+// so that a clinic with few samples keeps the federation's head; the head chosen is
 // then fitted again on every sample, held-out ones included. Each
 // prediction says which head answered.
 //
@@ -70,6 +71,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "tinyfed/base/env.h"
+#include "tinyfed/client/eligibility.h"
 #include "tinyfed/client/sample_store.h"
 #include "tinyfed/client/transport.h"
 #include "tinyfed/dp/ledger.h"
@@ -77,30 +79,6 @@
 #include "tinyfed/v1/service.pb.h"
 
 namespace tinyfed::client {
-
-// What the gateway's own software knows of its circumstances now
-// (ClientHooks::conditions).
-struct DeviceConditions {
-  bool mains_power = true;
-  double battery = 1.0;  // charge in [0, 1], read when not on mains power
-  bool unmetered_link = true;
-  bool idle = true;  // nobody is using the gateway
-};
-
-// When the gateway takes part in rounds: a round costs minutes of CPU and a
-// model download, which a solar-powered gateway or one on a metered link
-// spends only when it can. A round it is not eligible for is declined before
-// any call (RoundOutcome::kIneligible, saying why).
-struct EligibilityPolicy {
-  bool mains_power_only = false;
-  double min_battery = 0.0;  // on battery power, take part only at this charge or more
-  bool unmetered_only = false;
-  bool idle_only = false;
-  // Local hours [window_start_hour, window_end_hour), wrapping midnight
-  // (22 to 6 is the night); equal: any hour.
-  int window_start_hour = 0;
-  int window_end_hour = 0;
-};
 
 struct ClientConfig {
   std::string device_id;  // 1..64 of [A-Za-z0-9._-]

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/client/client.h"
 #include "tinyfed/models/dataset.h"
 
 namespace tinyfed::sim {
@@ -79,7 +80,15 @@ struct ClinicsSpec {
   // head against the federated one (and for telemetry), never trained on.
   // 0: none, and the federated head always serves.
   double holdout_fraction = 0.0;
+  // Gateways on solar power: this share of the clinics (the first ones)
+  // runs on a battery charged by day, lowest at dawn and full in the
+  // afternoon (SolarCharge), and every gateway applies `eligibility`.
+  double solar_fraction = 0.0;
+  client::EligibilityPolicy eligibility;
 };
+
+// A solar gateway's battery charge at `hour` (0-24) of the day.
+double SolarCharge(double hour);
 
 // A decision threshold on one class's probability, chosen on the validation
 // split so that class's sensitivity reaches a target (a screening test that

@@ -49,6 +49,7 @@ struct RoundResult {
   int selected = 0;
   int survivors = 0;
   int dropouts = 0;
+  int ineligible = 0;    // online, but declined by their eligibility policy
   double epsilon = 0.0;  // spent so far
   // Mean over clinics that took part: serialized requests and responses,
   // without the polls answered "wait" (a few dozen bytes each).

@@ -1,4 +1,4 @@
-#include "client/internal/eligibility.h"
+#include "tinyfed/client/eligibility.h"
 
 #include <vector>
 
@@ -6,7 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
-namespace tinyfed::client::internal {
+namespace tinyfed::client {
 
 std::string WhyIneligible(const EligibilityPolicy& p, const DeviceConditions& c, absl::Time now, absl::TimeZone zone) {
   std::vector<std::string> why;
@@ -31,4 +31,4 @@ std::string WhyIneligible(const EligibilityPolicy& p, const DeviceConditions& c,
   return absl::StrJoin(why, "; ");
 }
 
-}  // namespace tinyfed::client::internal
+}  // namespace tinyfed::client
