@@ -65,8 +65,11 @@ if (($(done_rounds) < 2)); then
   echo "FAIL: the national federation did not complete two rounds with all nine clinics"
   exit 1
 fi
+mirrored() { grep -q "model v3 (release 3) of the national aggregator verified and mirrored" region$1/aggregator.log; }
 for r in 1 2 3; do
-  grep -q "model v3 (release 3) of the national aggregator verified and mirrored" region$r/aggregator.log ||
+  # A region mirrors the model once its link hears the result, a poll later.
+  for _ in $(seq 100); do mirrored $r && break; sleep 0.2; done
+  mirrored $r ||
     { tail -5 region$r/aggregator.log; echo "FAIL: region $r did not mirror model v3"; exit 1; }
   for c in 0 1 2; do
     for _ in $(seq 100); do grep -q "installed model v3" region$r/clinic-$r-$c.log && break; sleep 0.2; done
