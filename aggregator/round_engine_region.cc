@@ -43,9 +43,8 @@ absl::StatusOr<int64_t> RoundEngine::StartRegionalRound(const v1::RoundTask& nat
   if (!config_.upstream) return absl::FailedPreconditionError("only a regional aggregator runs regional rounds");
   if (!closed_reason_.empty()) return absl::FailedPreconditionError(StrCat("the federation closed: ", closed_reason_));
   if (round_ || selection_ || res_->regional) {
-    return absl::FailedPreconditionError(
-        StrCat("national round ", national.round_id(),
-               " cannot start here: ", NoSelectionLocked().empty() ? "a round is running" : NoSelectionLocked()));
+    const std::string busy = res_->regional ? NoSelectionLocked() : "a round is running";
+    return absl::FailedPreconditionError(StrCat("national round ", national.round_id(), " cannot start here: ", busy));
   }
   if (!publisher_->has_model() || national.model().version() != publisher_->latest().ref.version() ||
       national.model().bundle_sha256() != publisher_->latest().ref.bundle_sha256()) {

@@ -224,19 +224,23 @@ absl::StatusOr<int> AggregatorState::AbortUnfinishedRounds(const std::string& re
   }
 }
 
+absl::Status AggregatorState::MarkRoundDone(const RoundRecord& r) {
+  SQLite::Statement round(*db_,
+                          "UPDATE rounds SET state = 'done', finished_ms = ?, selected = ?, survivors = ?, "
+                          "model_version = ?, epsilon = ? WHERE round_id = ?");
+  round.bind(1, NowMillis());
+  round.bind(2, r.selected);
+  round.bind(3, r.survivors);
+  round.bind(4, static_cast<int64_t>(r.model_version));
+  round.bind(5, r.epsilon);
+  round.bind(6, r.round_id);
+  if (round.exec() != 1) return absl::FailedPreconditionError(absl::StrCat("round ", r.round_id, " is not recorded"));
+  return absl::OkStatus();
+}
+
 absl::Status AggregatorState::CompleteForwardedRound(const RoundRecord& r) {
   try {
-    SQLite::Statement round(*db_,
-                            "UPDATE rounds SET state = 'done', finished_ms = ?, selected = ?, survivors = ?, "
-                            "model_version = ?, epsilon = ? WHERE round_id = ? AND state = 'running'");
-    round.bind(1, NowMillis());
-    round.bind(2, r.selected);
-    round.bind(3, r.survivors);
-    round.bind(4, static_cast<int64_t>(r.model_version));
-    round.bind(5, r.epsilon);
-    round.bind(6, r.round_id);
-    if (round.exec() != 1) return absl::FailedPreconditionError(absl::StrCat("round ", r.round_id, " is not running"));
-    return absl::OkStatus();
+    return MarkRoundDone(r);
   } catch (const std::exception& e) {
     return DbError("completing a forwarded round", e);
   }
@@ -254,16 +258,7 @@ absl::Status AggregatorState::CompleteRound(const RoundRecord& r, const Publishe
     model.bind(4, m.file.string());
     model.bind(5, NowMillis());
     model.exec();
-    SQLite::Statement round(*db_,
-                            "UPDATE rounds SET state = 'done', finished_ms = ?, selected = ?, survivors = ?, "
-                            "model_version = ?, epsilon = ? WHERE round_id = ?");
-    round.bind(1, NowMillis());
-    round.bind(2, r.selected);
-    round.bind(3, r.survivors);
-    round.bind(4, static_cast<int64_t>(r.model_version));
-    round.bind(5, r.epsilon);
-    round.bind(6, r.round_id);
-    if (round.exec() != 1) return absl::FailedPreconditionError(absl::StrCat("round ", r.round_id, " is not recorded"));
+    if (absl::Status done = MarkRoundDone(r); !done.ok()) return done;
     SQLite::Statement opt(*db_, "INSERT OR REPLACE INTO optimizer VALUES (1, ?, ?)");
     const std::string m1 = FloatsToBlob(first_moment), m2 = FloatsToBlob(second_moment);
     opt.bind(1, m1.data(), static_cast<int>(m1.size()));

@@ -108,6 +108,9 @@ class AggregatorState {
 
  private:
   AggregatorState(std::filesystem::path dir, std::unique_ptr<SQLite::Database> db);
+  // Marks round.round_id done with its counts; FAILED_PRECONDITION if it has
+  // no row. Throws what SQLite throws.
+  absl::Status MarkRoundDone(const RoundRecord& round);
   std::filesystem::path dir_;
   std::unique_ptr<SQLite::Database> db_;
 };
