@@ -226,6 +226,23 @@ absl::Status ReadOperator(TomlTableReader& r, const std::filesystem::path& base,
   return absl::OkStatus();
 }
 
+absl::Status ReadRollout(TomlTableReader& r, Config& c) {
+  RolloutConfig& o = c.rollout;
+  TINYFED_RETURN_IF_ERROR(r.Double("canary_fraction", &o.canary_fraction, 0.0, 0.5));
+  TINYFED_RETURN_IF_ERROR(r.Strings("canary_devices", &o.canary_devices));
+  TINYFED_RETURN_IF_ERROR(r.Integer("canary_reports", &o.canary_reports, 1, 10000));
+  TINYFED_RETURN_IF_ERROR(r.Integer("canary_check_ins", &o.canary_check_ins, 1, int64_t{1} << 40));
+  TINYFED_RETURN_IF_ERROR(r.Double("max_accuracy_drop", &o.max_accuracy_drop, 0.0, 1.0));
+  TINYFED_RETURN_IF_ERROR(r.Double("max_low_confidence_rise", &o.max_low_confidence_rise, 0.0, 1.0));
+  TINYFED_RETURN_IF_ERROR(r.Integer("max_refusals", &o.max_refusals, 0, 10000));
+  for (const std::string& device : o.canary_devices) {
+    if (!proto::IsValidDeviceId(device)) {
+      return r.Error(absl::StrCat("canary_devices: '", device, "' is not a device id (1 to 64 of [A-Za-z0-9._-])"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The file is read relative to its own directory: relative paths would be
 // taken twice.
 std::string Absolute(const std::filesystem::path& p) { return std::filesystem::absolute(p).string(); }
@@ -236,7 +253,7 @@ absl::Status ReadConfigSections(TomlTableReader& top, const std::string& source,
   using Section = absl::Status (*)(TomlTableReader&, Config&);
   const std::pair<const char*, Section> sections[] = {
       {"rounds", ReadRounds}, {"deadlines", ReadDeadlines}, {"training", ReadTraining},       {"dp", ReadDp},
-      {"secagg", ReadSecAgg}, {"optimizer", ReadOptimizer}, {"compression", ReadCompression},
+      {"secagg", ReadSecAgg}, {"optimizer", ReadOptimizer}, {"compression", ReadCompression}, {"rollout", ReadRollout},
   };
   for (const auto& [name, read] : sections) {
     auto table = top.Table(name);
@@ -289,6 +306,12 @@ absl::StatusOr<Config> ParseConfig(std::string_view text, const std::filesystem:
   }
   TINYFED_RETURN_IF_ERROR(ReadTop(top, source_name.parent_path(), c.upstream.has_value(), c));
   TINYFED_RETURN_IF_ERROR(ReadConfigSections(top, source, &c));
+  if ((c.upstream || c.national_clinics > 0) && c.rollout.enabled()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source,
+                     ": [rollout] is for a federation of gateways: a region mirrors the national models, and a "
+                     "national aggregator's participants are regions"));
+  }
   if (c.upstream && (c.national_clinics > 0 || !c.secure_aggregation)) {
     return absl::InvalidArgumentError(
         absl::StrCat(source,
@@ -389,6 +412,16 @@ std::string FormatConfig(const Config& c) {
   if (!o.listen.empty()) absl::StrAppend(&out, "listen = \"", o.listen, "\"\n");
   if (!o.token_file.empty()) absl::StrAppend(&out, "token_file = \"", Absolute(o.token_file), "\"\n");
   absl::StrAppend(&out, absl::StrFormat("drain_timeout = %.17g\n", absl::ToDoubleSeconds(o.drain_timeout)));
+  const RolloutConfig& r = c.rollout;
+  absl::StrAppend(
+      &out, absl::StrFormat(
+                "\n[rollout]\ncanary_fraction = %.17g\ncanary_devices = [%s]\n"
+                "canary_reports = %d\ncanary_check_ins = %d\nmax_accuracy_drop = %.17g\n"
+                "max_low_confidence_rise = %.17g\nmax_refusals = %d\n",
+                r.canary_fraction,
+                absl::StrJoin(r.canary_devices, ", ",
+                              [](std::string* text, const std::string& d) { absl::StrAppend(text, "\"", d, "\""); }),
+                r.canary_reports, r.canary_check_ins, r.max_accuracy_drop, r.max_low_confidence_rise, r.max_refusals));
   if (c.upstream) {
     const UpstreamConfig& u = *c.upstream;
     absl::StrAppend(&out, "\n[upstream]\naddress = \"", u.address, "\"\ndevice_id = \"", u.device_id, "\"\n");

@@ -173,7 +173,8 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   v1::CheckInResponse response;
   const std::vector<v1::SignedMetadata>& roots = publisher_->roots();
   for (uint64_t v = request.trusted_root_version(); v < roots.size(); ++v) *response.add_roots() = roots[v];
-  if (publisher_->has_model()) *response.mutable_latest_model() = publisher_->latest().ref;
+  if (publisher_->has_model()) *response.mutable_latest_model() = ServedModelLocked(device);
+  WatchCheckInLocked();
   if (!closed_reason_.empty()) {
     response.mutable_closed()->set_reason(closed_reason_);
     return response;
@@ -369,7 +370,14 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
       h, {v1::PHASE_TASK, v1::PHASE_SHARE_KEYS, v1::PHASE_MASKED_INPUT, v1::PHASE_UNMASKING, v1::PHASE_RESULT}));
   absl::MutexLock lock(&mu_);
   const int64_t round_id = static_cast<int64_t>(h.round_id());
-  if (auto it = finished_.find(round_id); it != finished_.end()) return it->second;
+  if (auto it = finished_.find(round_id); it != finished_.end()) {
+    v1::AwaitResponse outcome = it->second;
+    // A member outside the canary learns of the model it may install.
+    if (outcome.has_result() && canary_ && outcome.result().published().version() == canary_->version) {
+      *outcome.mutable_result()->mutable_published() = ServedModelLocked(h.device_id());
+    }
+    return outcome;
+  }
   if (res_->regional && res_->regional->sum && res_->regional->round_id == round_id) {
     const auto& in_sum = res_->regional->in_sum;
     if (std::find(in_sum.begin(), in_sum.end(), h.device_id()) == in_sum.end()) {
@@ -425,6 +433,7 @@ void RoundEngine::Tick() {
     spdlog::error("cannot re-sign the release of model v{}: {}", publisher_->latest().ref.version(),
                   resigned.ToString());
   }
+  CheckOperatorDecisionLocked();
   const absl::Time now = env_.Now();
   if (selection_ && now >= selection_->deadline) {
     if (static_cast<int>(selection_->admitted.size()) >= config_.min_cohort) {
@@ -524,10 +533,19 @@ absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::Tel
       {"overrides", t.overrides()},
       {"rounds_ineligible", t.rounds_ineligible()},
       {"eligibility_status", t.eligibility_status()}};
+  if (t.recent_confidence_histogram_size() > 100) {
+    return InvalidArgumentError("telemetry.recent_confidence_histogram has over 100 bins");
+  }
+  if (t.recent_predicted_classes_size() > 4096) {
+    return InvalidArgumentError("telemetry.recent_predicted_classes holds more than 4096 classes");
+  }
   absl::MutexLock lock(&mu_);
-  TINYFED_RETURN_IF_ERROR(res_->state->RecordTelemetry(request.header().device_id(), report.dump()));
+  const std::string& device = request.header().device_id();
+  TINYFED_ASSIGN_OR_RETURN(const std::string previous, res_->state->TelemetryOf(device));
+  TINYFED_RETURN_IF_ERROR(res_->state->RecordTelemetry(device, report.dump()));
+  WatchCanaryLocked(device, t, previous);
+  WatchDriftLocked(device, t);
   if (!t.model_status().empty()) {
-    const std::string& device = request.header().device_id();
     res_->device_log.Warn(StrCat("telemetry ", device), StrCat("device ", device, " keeps model v", t.model_version(),
                                                                ": '", proto::DeviceText(t.model_status()), "'"));
   }

@@ -62,6 +62,7 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
                            .model_version = publisher_->latest().ref.version() + 1,
                            .epsilon = epsilon,
                            .reason = ""};
+  const v1::ModelRef before = publisher_->latest().ref;
   Resources& res = *res_;  // the commit runs within this call, under mu_
   absl::Status published = publisher_->Publish(std::move(head), id, [&res, &record](const PublishedModel& row) {
     return res.state->CompleteRound(record, row, res.optimizer->first_moment(), res.optimizer->second_moment());
@@ -95,6 +96,8 @@ void RoundEngine::EndRoundLocked(internal::RoundEnd end) {
   metrics_.AddCounter("tinyfed_rounds_total", {{"outcome", "done"}});
   metrics_.AddCounter("tinyfed_models_published_total", {});
   RecordPublishedLocked(epsilon);
+  WatchFleetDriftLocked();
+  StartCanaryLocked(before);
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }

@@ -16,6 +16,10 @@ namespace tinyfed::aggregator {
 using absl::StrCat;
 
 std::string RoundEngine::NoSelectionLocked() const {
+  if (canary_) {
+    return StrCat("model v", canary_->version, " is in canary (", canary_->evidence.pairs.size(), " of ",
+                  config_.rollout.canary_reports, " reports)");
+  }
   if (!config_.upstream) return "";
   if (!res_->regional) return "waiting for the national aggregator's next round";
   return StrCat("round ", res_->regional->round_id, " waits for national round ", res_->regional->national.round_id());

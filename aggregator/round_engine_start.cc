@@ -64,6 +64,7 @@ absl::Status RoundEngine::Init() {
     if (!m1.empty()) TINYFED_RETURN_IF_ERROR(res_->optimizer->Restore(std::move(m1), std::move(m2)));
   }
 
+  TINYFED_RETURN_IF_ERROR(LoadRolloutLocked());
   TINYFED_ASSIGN_OR_RETURN(res_->journal, internal::RoundJournal::Open(config_.state_dir / "round_journal.db"));
   // The round a previous process left running goes on if it was journaled.
   absl::StatusOr<std::vector<v1::JournalEntry>> journal = res_->journal->Entries();

@@ -56,6 +56,12 @@ CREATE TABLE IF NOT EXISTS optimizer (
   id INTEGER PRIMARY KEY CHECK (id = 1), first_moment BLOB NOT NULL, second_moment BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS telemetry (
   device_id TEXT PRIMARY KEY, reported_ms INTEGER NOT NULL, report TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollouts (
+  version INTEGER PRIMARY KEY, previous INTEGER NOT NULL, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
+  decided_ms INTEGER NOT NULL DEFAULT 0, decided_by TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
+  rollback_version INTEGER NOT NULL DEFAULT 0, operator_request TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS drift (
+  scope TEXT PRIMARY KEY, flagged_ms INTEGER NOT NULL, reason TEXT NOT NULL);
 )sql";
 
 }  // namespace
@@ -318,6 +324,16 @@ absl::Status AggregatorState::RecordTelemetry(const std::string& device_id, cons
   }
 }
 
+absl::StatusOr<std::string> AggregatorState::TelemetryOf(const std::string& device_id) const {
+  try {
+    SQLite::Statement q(*db_, "SELECT report FROM telemetry WHERE device_id = ?");
+    q.bind(1, device_id);
+    return q.executeStep() ? q.getColumn(0).getString() : std::string();
+  } catch (const std::exception& e) {
+    return DbError("reading telemetry", e);
+  }
+}
+
 absl::StatusOr<std::vector<DeviceRecord>> AggregatorState::Devices() const {
   try {
     SQLite::Statement q(*db_,
@@ -333,6 +349,153 @@ absl::StatusOr<std::vector<DeviceRecord>> AggregatorState::Devices() const {
     return out;
   } catch (const std::exception& e) {
     return DbError("reading devices", e);
+  }
+}
+
+absl::StatusOr<std::vector<RolloutRecord>> AggregatorState::Rollouts(int limit) const {
+  try {
+    SQLite::Statement q(
+        *db_,
+        "SELECT version, previous, state, started_ms, decided_ms, decided_by, reason, rollback_version, "
+        "operator_request FROM rollouts ORDER BY version DESC LIMIT ?");
+    q.bind(1, limit > 0 ? limit : -1);
+    std::vector<RolloutRecord> out;
+    while (q.executeStep()) {
+      out.push_back({.version = static_cast<uint64_t>(q.getColumn(0).getInt64()),
+                     .previous = static_cast<uint64_t>(q.getColumn(1).getInt64()),
+                     .state = q.getColumn(2).getString(),
+                     .started_ms = q.getColumn(3).getInt64(),
+                     .decided_ms = q.getColumn(4).getInt64(),
+                     .decided_by = q.getColumn(5).getString(),
+                     .reason = q.getColumn(6).getString(),
+                     .rollback_version = static_cast<uint64_t>(q.getColumn(7).getInt64()),
+                     .operator_request = q.getColumn(8).getString()});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading rollouts", e);
+  }
+}
+
+absl::Status AggregatorState::StartRollout(uint64_t version, uint64_t previous) {
+  try {
+    SQLite::Statement q(*db_,
+                        "INSERT OR REPLACE INTO rollouts (version, previous, state, started_ms) "
+                        "VALUES (?, ?, 'canary', ?)");
+    q.bind(1, static_cast<int64_t>(version));
+    q.bind(2, static_cast<int64_t>(previous));
+    q.bind(3, NowMillis());
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("starting a rollout", e);
+  }
+}
+
+namespace {
+
+// Marks the canary of `version` decided; FAILED_PRECONDITION if it is not
+// in canary. Throws what SQLite throws.
+absl::Status DecideRollout(SQLite::Database& db, uint64_t version, const char* state, const std::string& decided_by,
+                           const std::string& reason, uint64_t rollback_version) {
+  SQLite::Statement q(db,
+                      "UPDATE rollouts SET state = ?, decided_ms = ?, decided_by = ?, reason = ?, "
+                      "rollback_version = ?, operator_request = '' WHERE version = ? AND state = 'canary'");
+  q.bind(1, state);
+  q.bind(2, NowMillis());
+  q.bind(3, decided_by);
+  q.bind(4, reason);
+  q.bind(5, static_cast<int64_t>(rollback_version));
+  q.bind(6, static_cast<int64_t>(version));
+  if (q.exec() != 1) return absl::FailedPreconditionError(absl::StrCat("model v", version, " is not in canary"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AggregatorState::PromoteRollout(uint64_t version, const std::string& decided_by,
+                                             const std::string& reason) {
+  try {
+    return DecideRollout(*db_, version, "promoted", decided_by, reason, 0);
+  } catch (const std::exception& e) {
+    return DbError("promoting a rollout", e);
+  }
+}
+
+absl::Status AggregatorState::RollBack(uint64_t version, const std::string& decided_by, const std::string& reason,
+                                       const PublishedModel& model, const std::vector<float>& first_moment,
+                                       const std::vector<float>& second_moment) {
+  try {
+    SQLite::Transaction tx(*db_);
+    TINYFED_RETURN_IF_ERROR(DecideRollout(*db_, version, "rolled_back", decided_by, reason, model.version));
+    SQLite::Statement q(*db_, "INSERT INTO models VALUES (?, 0, ?, ?, ?)");
+    q.bind(1, static_cast<int64_t>(model.version));
+    q.bind(2, model.bundle_sha256.data(), static_cast<int>(model.bundle_sha256.size()));
+    q.bind(3, model.file.string());
+    q.bind(4, NowMillis());
+    q.exec();
+    const std::string m = FloatsToBlob(first_moment), v = FloatsToBlob(second_moment);
+    SQLite::Statement opt(*db_, "INSERT OR REPLACE INTO optimizer VALUES (1, ?, ?)");
+    opt.bind(1, m.data(), static_cast<int>(m.size()));
+    opt.bind(2, v.data(), static_cast<int>(v.size()));
+    opt.exec();
+    tx.commit();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("rolling back a rollout", e);
+  }
+}
+
+absl::Status AggregatorState::RequestRolloutDecision(const std::string& action) {
+  if (action != "promote" && action != "rollback") {
+    return absl::InvalidArgumentError(absl::StrCat("a rollout decision is promote or rollback, not '", action, "'"));
+  }
+  try {
+    SQLite::Statement q(*db_, "UPDATE rollouts SET operator_request = ? WHERE state = 'canary'");
+    q.bind(1, action);
+    if (q.exec() == 0) return absl::FailedPreconditionError("no model is in canary");
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("recording an operator's rollout decision", e);
+  }
+}
+
+absl::Status AggregatorState::SetDriftFlag(const DriftFlag& flag) {
+  try {
+    SQLite::Statement q(*db_, "INSERT OR REPLACE INTO drift VALUES (?, ?, ?)");
+    q.bind(1, flag.scope);
+    q.bind(2, flag.flagged_ms);
+    q.bind(3, flag.reason);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("flagging drift", e);
+  }
+}
+
+absl::Status AggregatorState::ClearDriftFlag(const std::string& scope) {
+  try {
+    SQLite::Statement q(*db_, "DELETE FROM drift WHERE scope = ?");
+    q.bind(1, scope);
+    q.exec();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return DbError("clearing a drift flag", e);
+  }
+}
+
+absl::StatusOr<std::vector<DriftFlag>> AggregatorState::DriftFlags() const {
+  try {
+    SQLite::Statement q(*db_, "SELECT scope, flagged_ms, reason FROM drift ORDER BY scope");
+    std::vector<DriftFlag> out;
+    while (q.executeStep()) {
+      out.push_back({.scope = q.getColumn(0).getString(),
+                     .flagged_ms = q.getColumn(1).getInt64(),
+                     .reason = q.getColumn(2).getString()});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return DbError("reading drift flags", e);
   }
 }
 

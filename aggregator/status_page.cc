@@ -144,6 +144,8 @@ absl::StatusOr<FederationStatus> StatusReader::Read(absl::Time now) {
   status.read_at = now;
   TINYFED_ASSIGN_OR_RETURN(status.rounds, state_->Rounds());
   TINYFED_ASSIGN_OR_RETURN(status.models, state_->Models());
+  TINYFED_ASSIGN_OR_RETURN(status.rollouts, state_->Rollouts());
+  TINYFED_ASSIGN_OR_RETURN(status.drift, state_->DriftFlags());
   TINYFED_ASSIGN_OR_RETURN(dp::PrivacySpent spent, ledger_->Spent());
   status.epsilon_spent = spent.epsilon;
   status.epsilon_budget = epsilon_budget_;
@@ -244,6 +246,31 @@ std::string StatusPageHtml(const FederationStatus& s) {
   }
   StrAppend(&page, "</table>");
 
+  StrAppend(&page, "<h2>Drift</h2><table id=\"drift-table\"><tr><th>scope</th><th>since</th><th>evidence</th></tr>");
+  for (const DriftFlag& f : s.drift) {
+    StrAppendFormat(&page, "<tr><td class=\"warn\">%s</td><td>%s</td><td>%s</td></tr>", Html(f.scope),
+                    Iso(FromMillis(f.flagged_ms)), Html(f.reason));
+  }
+  StrAppend(&page, "</table>");
+
+  StrAppend(&page,
+            "<h2>Rollouts</h2><table id=\"rollouts-table\"><tr><th class=\"num\">model</th><th>state</th>"
+            "<th class=\"num\">others kept</th><th>decided by</th><th>evidence</th><th class=\"num\">rolled back "
+            "as</th></tr>");
+  for (size_t k = 0; k < std::min<size_t>(s.rollouts.size(), 50); ++k) {
+    const RolloutRecord& r = s.rollouts[k];
+    StrAppendFormat(&page,
+                    "<tr><td class=\"num\">v%d</td><td class=\"%s\">%s</td><td class=\"num\">v%d</td><td>%s</td>"
+                    "<td>%s</td><td class=\"num\">%s</td></tr>",
+                    r.version,
+                    r.state == "rolled_back" ? "warn"
+                    : r.state == "promoted"  ? "ok"
+                                             : "",
+                    Html(r.state), r.previous, Html(r.decided_by), Html(r.reason),
+                    r.rollback_version ? StrCat("v", r.rollback_version) : "-");
+  }
+  StrAppend(&page, "</table>");
+
   StrAppend(&page,
             "<h2>Published models</h2><table id=\"models-table\"><tr><th class=\"num\">version</th><th "
             "class=\"num\">round</th><th>bundle SHA-256</th></tr>");
@@ -291,6 +318,21 @@ std::string StatusJson(const FederationStatus& s) {
   for (const PublishedModel& m : s.models) {
     out["models"].push_back(
         {{"version", m.version}, {"round_id", m.round_id}, {"bundle_sha256", absl::BytesToHexString(m.bundle_sha256)}});
+  }
+  out["rollouts"] = nlohmann::json::array();
+  for (const RolloutRecord& r : s.rollouts) {
+    out["rollouts"].push_back({{"version", r.version},
+                               {"previous", r.previous},
+                               {"state", r.state},
+                               {"started", Iso(FromMillis(r.started_ms))},
+                               {"decided", Iso(FromMillis(r.decided_ms))},
+                               {"decided_by", r.decided_by},
+                               {"reason", r.reason},
+                               {"rollback_version", r.rollback_version}});
+  }
+  out["drift"] = nlohmann::json::array();
+  for (const DriftFlag& f : s.drift) {
+    out["drift"].push_back({{"scope", f.scope}, {"since", Iso(FromMillis(f.flagged_ms))}, {"reason", f.reason}});
   }
   // Device text may hold invalid UTF-8: replaced, never an exception.
   return out.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

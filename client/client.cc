@@ -139,6 +139,7 @@ absl::StatusOr<Prediction> Client::Predict(std::span<const float> features) {
     TINYFED_ASSIGN_OR_RETURN(decision, g.Decision());
   }
   const std::vector<float> logits = g.ServingLogits(features);
+  g.RecordRecentCase();
   Prediction p;
   p.id = ++g.predictions;
   p.head = g.personal && g.personal->served ? Head::kPersonal : Head::kGlobal;
@@ -199,6 +200,7 @@ absl::StatusOr<RoundReport> Client::ParticipateOnce() { return internal::ClientR
 absl::Status Client::Run(int64_t max_completed_rounds) {
   internal::GatewayState& s = *state_;
   int64_t completed = 0;
+  uint64_t reported_version = s.installed_version();
   absl::Duration backoff = absl::Seconds(1);
   while (!s.stopped()) {
     auto report = ParticipateOnce();
@@ -232,7 +234,11 @@ absl::Status Client::Run(int64_t max_completed_rounds) {
     } else if (report->outcome != RoundOutcome::kNotSelected) {
       spdlog::info("{}: round {}: {}", s.config.device_id, report->round_id, report->detail);
     }
-    if (report->outcome == RoundOutcome::kCompleted || report->outcome == RoundOutcome::kSkipped) {
+    // After a round, and after any model installed on a check-in: the
+    // aggregator's canary rollout waits for reports on a new model.
+    if (report->outcome == RoundOutcome::kCompleted || report->outcome == RoundOutcome::kSkipped ||
+        s.installed_version() != reported_version) {
+      reported_version = s.installed_version();
       // Telemetry is best effort: the next round sends it again.
       if (auto sent = SendTelemetry(); !sent.ok()) {
         spdlog::info("{}: telemetry not sent: {}", s.config.device_id, sent.ToString());
@@ -250,7 +256,9 @@ absl::Status Client::SendTelemetry() {
   v1::TelemetryRequest request;
   *request.mutable_header() = state_->Header(0, v1::PHASE_TELEMETRY);
   TINYFED_ASSIGN_OR_RETURN(*request.mutable_telemetry(), internal::CollectTelemetry(*state_));
-  return state_->transport->ReportTelemetry(request).status();
+  TINYFED_RETURN_IF_ERROR(state_->transport->ReportTelemetry(request).status());
+  internal::ForgetReportedCases(*state_, request.telemetry());
+  return absl::OkStatus();
 }
 
 }  // namespace tinyfed::client

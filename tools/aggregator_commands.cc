@@ -277,6 +277,31 @@ void AddDeviceCommands(CLI::App* app) {
     if (auto s = devices->Revoke(f->device_id); !s.ok()) throw CommandError(s);
     fmt::print("device {} revoked\n", f->device_id);
   });
+  auto* rollout = app->add_subcommand("rollout", "the canary rollout of the latest model ([rollout])");
+  rollout->require_subcommand(1);
+  const std::pair<const char*, const char*> rollout_actions[] = {
+      {"promote", "send the model in canary to every gateway"},
+      {"rollback", "roll back the model in canary"},
+      {"list", "rollouts and how they were decided"}};
+  for (const auto& [action, help] : rollout_actions) {
+    auto* sub = rollout->add_subcommand(action, help);
+    sub->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
+    sub->callback([f, action = std::string(action)] {
+      const aggregator::Config config = OrThrow(aggregator::ReadConfig(f->config));
+      auto state = OrThrow(aggregator::AggregatorState::Open(config.state_dir));
+      if (action == "list") {
+        for (const auto& r : OrThrow(state->Rollouts())) {
+          fmt::print("v{:<6} {:<12} others kept v{}{}{}{}\n", r.version, r.state, r.previous,
+                     r.decided_by.empty() ? "" : fmt::format("; by {}", r.decided_by),
+                     r.rollback_version ? fmt::format("; rolled back as v{}", r.rollback_version) : "",
+                     r.reason.empty() ? "" : fmt::format(": {}", r.reason));
+        }
+        return;
+      }
+      if (auto s = state->RequestRolloutDecision(action); !s.ok()) throw CommandError(s);
+      fmt::print("requested: {}; the running aggregator acts on it within a second\n", action);
+    });
+  }
   auto* list = device->add_subcommand("list", "enrolled gateways and their keys");
   list->add_option("--config", f->config, "the aggregator's TOML configuration")->required()->check(CLI::ExistingFile);
   list->callback([f] {

@@ -1,7 +1,7 @@
 // What the round engine holds besides its rounds: its files, its ledger,
 // its devices, its optimizer and its journal; and a round while it selects.
 // Shared by the engine's source files (round_engine.cc, _metrics.cc,
-// _start.cc); guarded by the engine's lock.
+// _start.cc, _watch.cc); guarded by the engine's lock.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
 #define TINYFED_AGGREGATOR_INTERNAL_ENGINE_RESOURCES_H_
 
@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "aggregator/internal/canary.h"
+#include "aggregator/internal/drift_detector.h"
 #include "aggregator/internal/log_limiter.h"
 #include "aggregator/internal/round_journal.h"
 #include "tinyfed/aggregator/devices.h"
@@ -38,6 +40,22 @@ struct RegionalRound {
   int cohort = 0;
   std::optional<RoundEngine::RegionalSum> sum;  // set: forwarded, awaiting the national outcome
   std::vector<std::string> in_sum;              // the members whose updates the sum holds
+};
+
+// A new version's canary rollout, until it is decided.
+struct RoundEngine::Canary {
+  uint64_t version = 0;
+  v1::ModelRef previous;
+  internal::CanaryEvidence evidence;
+  std::set<std::string> offered;  // canary devices told of the new version
+  int64_t check_ins = 0;
+};
+
+// Drift detectors: one per device that reported, and the fleet's.
+struct RoundEngine::DriftWatch {
+  std::map<std::string, internal::DriftDetector> devices;
+  internal::DriftDetector fleet;
+  internal::DriftWindow fleet_window;  // the reports since the last round ended
 };
 
 struct RoundEngine::Resources {

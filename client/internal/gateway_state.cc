@@ -59,6 +59,16 @@ std::vector<float> GatewayState::ServingLogits(std::span<const float> features) 
   return {logits.begin(), logits.end()};
 }
 
+void GatewayState::RecordRecentCase() {
+  const auto logits = interpreter->logits();
+  const int label = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  float confidence = 0.0f;
+  (void)models::DecideWithThreshold(logits, label, 0.0, &confidence);  // threshold 0: p is the label's
+  ++recent_confidence[std::min<size_t>(recent_confidence.size() - 1, static_cast<size_t>(confidence * 10.0f))];
+  recent_classes.resize(std::max(recent_classes.size(), logits.size()), 0);
+  ++recent_classes[static_cast<size_t>(label)];
+}
+
 absl::StatusOr<std::pair<int, double>> GatewayState::Decision() {
   if (decision) return *decision;
   if (config.positive_class.empty()) return absl::InvalidArgumentError("no positive_class is configured");

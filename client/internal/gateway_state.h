@@ -100,6 +100,10 @@ struct GatewayState {
   uint64_t predictions ABSL_GUARDED_BY(mu) = 0;
   uint64_t confirmations ABSL_GUARDED_BY(mu) = 0;
   uint64_t overrides ABSL_GUARDED_BY(mu) = 0;
+  // The global head's view of the cases predicted since the last report
+  // sent (telemetry's recent_* fields).
+  std::vector<uint32_t> recent_confidence ABSL_GUARDED_BY(mu) = std::vector<uint32_t>(10, 0);
+  std::vector<uint32_t> recent_classes ABSL_GUARDED_BY(mu);
   int rounds_declined ABSL_GUARDED_BY(mu) = 0;
   int rounds_ineligible ABSL_GUARDED_BY(mu) = 0;       // declined by the eligibility policy
   std::string eligibility_status ABSL_GUARDED_BY(mu);  // why, the last time
@@ -120,6 +124,9 @@ struct GatewayState {
   void Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // The logits of the head that serves (the personal one if it is served).
   std::vector<float> ServingLogits(std::span<const float> features) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Counts the case ServingLogits just ran in recent_confidence and
+  // recent_classes, by the global head's logits.
+  void RecordRecentCase() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // The positive class and its threshold (computed on first use).
   absl::StatusOr<std::pair<int, double>> Decision() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Registers the device key with the enrollment token, once; the marker

@@ -19,6 +19,8 @@ absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
   t.set_predictions(g.predictions);
   t.set_confirmations(g.confirmations);
   t.set_overrides(g.overrides);
+  for (uint32_t h : g.recent_confidence) t.add_recent_confidence_histogram(h);
+  for (uint32_t c : g.recent_classes) t.add_recent_predicted_classes(c);
   if (g.personal && g.personal->for_version == g.version) {
     t.set_personal_holdout_accuracy(static_cast<float>(g.personal->personal_accuracy));
     t.set_personal_head_served(g.personal->served);
@@ -51,6 +53,17 @@ absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
   t.set_holdout_samples(held);
   t.set_holdout_accuracy(held ? static_cast<float>(correct) / held : 0.0f);
   return t;
+}
+
+void ForgetReportedCases(GatewayState& g, const v1::Telemetry& sent) {
+  absl::MutexLock lock(&g.mu);
+  auto subtract = [](std::vector<uint32_t>& counts, const auto& reported) {
+    for (int i = 0; i < reported.size() && static_cast<size_t>(i) < counts.size(); ++i) {
+      counts[static_cast<size_t>(i)] -= std::min(counts[static_cast<size_t>(i)], reported[i]);
+    }
+  };
+  subtract(g.recent_confidence, sent.recent_confidence_histogram());
+  subtract(g.recent_classes, sent.recent_predicted_classes());
 }
 
 }  // namespace tinyfed::client::internal

@@ -98,6 +98,23 @@ struct UpstreamConfig {
   std::filesystem::path enrollment_token_file;
 };
 
+// Canary rollout: each new version goes first to a canary cohort, and
+// to everyone else only once the canary's telemetry shows no regression
+// against the same gateways' reports on the previous model; otherwise it
+// is rolled back as a new, higher version carrying the previous weights.
+// Rounds wait meanwhile. Off unless canary_fraction or canary_devices is
+// set.
+struct RolloutConfig {
+  double canary_fraction = 0.0;             // of the devices, drawn afresh for each version
+  std::vector<std::string> canary_devices;  // always in the canary
+  int canary_reports = 5;                   // canary gateways' reports on the new model needed
+  int64_t canary_check_ins = 1000;          // without those reports by then: rolled back
+  double max_accuracy_drop = 0.03;          // held-out accuracy, pooled over the canary
+  double max_low_confidence_rise = 0.15;    // share of held-out cases answered below 0.5
+  int max_refusals = 0;                     // canary gateways that refused the new model
+  bool enabled() const { return canary_fraction > 0.0 || !canary_devices.empty(); }
+};
+
 struct Config {
   std::string listen = "127.0.0.1:7443";  // port 0 picks a free one
   std::filesystem::path state_dir;
@@ -135,6 +152,7 @@ struct Config {
   ServerOptimizerOptions optimizer;
   SecurityConfig security;
   OperatorConfig operator_port;
+  RolloutConfig rollout;
   // Set: this is a regional aggregator. The national task then decides
   // training, DP and encoding; initial_model and publishing_key are not
   // used, and roots_dir holds the national roots.

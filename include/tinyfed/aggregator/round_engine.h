@@ -29,6 +29,14 @@
 // aggregator keeps no privacy ledger: the national one accounts for every
 // clinic.
 //
+// With [rollout], each new version goes to a canary cohort first (check-in
+// and round results tell everyone else of the previous version), and no
+// round starts until the canary's telemetry promotes it or rolls it back
+// as a new version with the previous weights (round_engine_watch.cc); an
+// operator may decide instead (`tinyfed rollout`). Every report also feeds
+// drift detectors, one per device and one for the fleet (each round's
+// reports pooled), whose flags go to the log, the metrics and the status.
+//
 // A round aborts cleanly (its row says why) when fewer than
 // max(min_cohort, t) survive, or the privacy budget would be exceeded; the
 // next round then starts.
@@ -79,6 +87,8 @@
 namespace tinyfed::aggregator {
 
 namespace internal {
+class DriftDetector;
+struct DriftWindow;
 class ModelPublisher;
 class Round;
 struct RoundEnd;
@@ -204,9 +214,29 @@ class RoundEngine {
   void RememberOutcomeLocked(int64_t round_id, v1::AwaitResponse outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A regional round ended with its encoded sum: it waits for the link.
   void ForwardLocked(internal::RoundEnd end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Why no selection opens now (a regional aggregator between national
-  // rounds), or empty.
+  // Why no selection opens now (a canary undecided, a regional aggregator
+  // between national rounds), or empty.
   std::string NoSelectionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rollout and drift (round_engine_watch.cc). The canary left running by
+  // a previous process, if any, and empty drift detectors.
+  absl::Status LoadRolloutLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The latest version was just published over `previous`.
+  void StartCanaryLocked(const v1::ModelRef& previous) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The model `device` is told of: the previous one outside a canary.
+  v1::ModelRef ServedModelLocked(const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A check-in counts toward the canary's window.
+  void WatchCheckInLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A report `t` of `device`, whose report before was `previous_report`.
+  void WatchCanaryLocked(const std::string& device, const v1::Telemetry& t, const std::string& previous_report)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckOperatorDecisionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DecideCanaryLocked(bool promote, const std::string& decided_by, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WatchDriftLocked(const std::string& device, const v1::Telemetry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A round ended: the reports since the last one are the fleet's window.
+  void WatchFleetDriftLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ObserveDriftLocked(const std::string& scope, internal::DriftDetector& detector,
+                          const internal::DriftWindow& window) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records the phases the running round closed since the last call.
   void RecordClosedPhasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The gauges of the latest model and of privacy spent.
@@ -231,6 +261,10 @@ class RoundEngine {
   std::unique_ptr<internal::ModelPublisher> publisher_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Selection> selection_ ABSL_GUARDED_BY(mu_);  // or a round_
   std::unique_ptr<internal::Round> round_ ABSL_GUARDED_BY(mu_);
+  struct Canary;      // the latest version's canary, while it runs
+  struct DriftWatch;  // the drift detectors
+  std::unique_ptr<Canary> canary_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<DriftWatch> drift_ ABSL_GUARDED_BY(mu_);
   // Outcomes of recent rounds, for clients that ask after the round ended.
   std::map<int64_t, v1::AwaitResponse> finished_ ABSL_GUARDED_BY(mu_);
   int64_t completed_rounds_ ABSL_GUARDED_BY(mu_) = 0;

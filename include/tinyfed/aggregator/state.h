@@ -7,6 +7,8 @@
 //   models     published versions and the file each lives in
 //   optimizer  the server optimizer's moments after the latest version
 //   telemetry  the latest aggregate report of each device
+//   rollouts   each version's canary rollout and how it was decided
+//   drift      the drift flags raised now, per device and for the fleet
 //
 // A round's completion (its row, the new model's row and the optimizer
 // moments) is one transaction, so a kill -9 leaves either the old version
@@ -62,6 +64,25 @@ struct DeviceRecord {
   std::string telemetry_json;
 };
 
+// A version's canary rollout (config.h, RolloutConfig).
+struct RolloutRecord {
+  uint64_t version = 0;
+  uint64_t previous = 0;  // what everyone outside the canary keeps meanwhile
+  std::string state;      // "canary", "promoted" or "rolled_back"
+  int64_t started_ms = 0, decided_ms = 0;
+  std::string decided_by;         // "telemetry", "check-ins" or "operator"
+  std::string reason;             // the canary's evidence, or the operator's word
+  uint64_t rollback_version = 0;  // the version that carries `previous`'s weights
+  std::string operator_request;   // "promote" or "rollback", until the engine acts on it
+};
+
+// A drift flag: "fleet" or a device id, since when, and the evidence.
+struct DriftFlag {
+  std::string scope;
+  int64_t flagged_ms = 0;
+  std::string reason;
+};
+
 class AggregatorState {
  public:
   // Creates the directory and database if missing.
@@ -100,8 +121,29 @@ class AggregatorState {
   absl::StatusOr<bool> AddDevice(const std::string& device_id);
   absl::StatusOr<int64_t> PopulationSize() const;
   absl::Status RecordTelemetry(const std::string& device_id, const std::string& json);
+  // The device's latest report (JSON), or empty if it never reported.
+  absl::StatusOr<std::string> TelemetryOf(const std::string& device_id) const;
   // The population, sorted by id, with each device's latest telemetry.
   absl::StatusOr<std::vector<DeviceRecord>> Devices() const;
+
+  // Rollouts, newest first; `limit` 0: all.
+  absl::StatusOr<std::vector<RolloutRecord>> Rollouts(int limit = 0) const;
+  absl::Status StartRollout(uint64_t version, uint64_t previous);
+  // The canary of `version` is promoted.
+  absl::Status PromoteRollout(uint64_t version, const std::string& decided_by, const std::string& reason);
+  // The canary of `version` is rolled back by `model` (its previous
+  // weights, published as a higher version): both rows and the optimizer
+  // moments that go on from there, atomically.
+  absl::Status RollBack(uint64_t version, const std::string& decided_by, const std::string& reason,
+                        const PublishedModel& model, const std::vector<float>& first_moment,
+                        const std::vector<float>& second_moment);
+  // An operator's decision (`tinyfed rollout promote|rollback`), for the
+  // engine to act on: FAILED_PRECONDITION unless a canary is running.
+  absl::Status RequestRolloutDecision(const std::string& action);
+
+  absl::Status SetDriftFlag(const DriftFlag& flag);
+  absl::Status ClearDriftFlag(const std::string& scope);
+  absl::StatusOr<std::vector<DriftFlag>> DriftFlags() const;
 
   // Bytes of every SQLite database in the directory, with their write-ahead logs.
   absl::StatusOr<uint64_t> DatabaseBytes() const;

@@ -2,7 +2,7 @@
 // while the aggregator runs: the fleet (every enrolled or checked-in
 // device, when it was last heard from, the model it keeps and its latest
 // telemetry), the rounds with their survivors and the privacy spent after
-// each, and the published models. The operator port (operator_server.h)
+// each, the published models, their canary rollouts and the drift flags. The operator port (operator_server.h)
 // serves it as a page and as JSON, behind the operator's credential since
 // it names devices.
 //
@@ -50,6 +50,8 @@ struct FederationStatus {
   std::vector<FleetDevice> devices;  // sorted by id
   std::vector<RoundRecord> rounds;   // oldest first
   std::vector<PublishedModel> models;
+  std::vector<RolloutRecord> rollouts;  // newest first
+  std::vector<DriftFlag> drift;         // flags raised now
   double epsilon_spent = 0.0;
   double epsilon_budget = 0.0;
   double delta = 0.0;

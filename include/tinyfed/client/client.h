@@ -223,7 +223,8 @@ class Client {
   // the aggregator does not know the device's key: both need an operator.
   absl::Status Run(int64_t max_completed_rounds = 0);
   void Stop();
-  // Sends the aggregate telemetry now (Run does after each round).
+  // Sends the aggregate telemetry now (Run does after each round and after
+  // each model it installs).
   absl::Status SendTelemetry();
 
  private:

@@ -1,0 +1,234 @@
+// How the round engine watches its models in the field (config.h,
+// RolloutConfig; internal/canary.h; internal/drift_detector.h): the canary
+// rollout of each new version, decided by the canary's telemetry, the
+// check-in window or an operator; and drift of each gateway's inputs and
+// the fleet's, from their telemetry.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "aggregator/internal/canary.h"
+#include "aggregator/internal/drift_detector.h"
+#include "aggregator/internal/engine_resources.h"
+#include "aggregator/internal/model_publisher.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "tinyfed/aggregator/round_engine.h"
+#include "tinyfed/base/file_io.h"
+#include "tinyfed/base/log_event.h"
+#include "tinyfed/base/sha256.h"
+#include "tinyfed/base/status_macros.h"
+
+namespace tinyfed::aggregator {
+namespace {
+
+using absl::StrCat;
+
+// The reference of a published model, from its file.
+absl::StatusOr<v1::ModelRef> RefOf(const PublishedModel& model) {
+  TINYFED_ASSIGN_OR_RETURN(std::string bytes, base::ReadFileBytes(model.file, 1 << 30));
+  v1::ModelRef ref;
+  ref.set_version(model.version);
+  ref.set_bundle_sha256(model.bundle_sha256);
+  ref.set_download_size(bytes.size());
+  ref.set_download_sha256(base::Sha256(bytes));
+  return ref;
+}
+
+// What a report (the telemetry table's JSON) says of the held-out slice.
+std::optional<internal::HeldOut> HeldOutOf(const std::string& json) {
+  const nlohmann::json report = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!report.is_object()) return std::nullopt;
+  internal::HeldOut h;
+  h.model_version = report.value("model_version", uint64_t{0});
+  h.samples = report.value("holdout_samples", uint64_t{0});
+  h.accuracy = report.value("holdout_accuracy", 0.0);
+  h.confidence_histogram = report.value("confidence_histogram", std::vector<uint64_t>{});
+  return h;
+}
+
+internal::HeldOut HeldOutOf(const v1::Telemetry& t) {
+  return {.model_version = t.model_version(),
+          .samples = t.holdout_samples(),
+          .accuracy = t.holdout_accuracy(),
+          .confidence_histogram = {t.confidence_histogram().begin(), t.confidence_histogram().end()}};
+}
+
+}  // namespace
+
+absl::Status RoundEngine::LoadRolloutLocked() {
+  drift_ = std::make_unique<DriftWatch>();
+  TINYFED_ASSIGN_OR_RETURN(std::vector<RolloutRecord> latest, res_->state->Rollouts(1));
+  if (latest.empty() || latest[0].state != "canary" || !publisher_->has_model()) return absl::OkStatus();
+  if (latest[0].version != publisher_->latest().ref.version()) {
+    return absl::DataLossError(StrCat("the state says model v", latest[0].version, " is in canary, but the latest is v",
+                                      publisher_->latest().ref.version()));
+  }
+  TINYFED_ASSIGN_OR_RETURN(std::vector<PublishedModel> models, res_->state->Models());
+  const auto previous = std::find_if(models.begin(), models.end(),
+                                     [&](const PublishedModel& m) { return m.version == latest[0].previous; });
+  if (previous == models.end()) {
+    return absl::DataLossError(StrCat("model v", latest[0].previous, ", kept outside the canary, is not published"));
+  }
+  canary_ = std::make_unique<Canary>();
+  canary_->version = latest[0].version;
+  TINYFED_ASSIGN_OR_RETURN(canary_->previous, RefOf(*previous));
+  spdlog::info("model v{} is still in canary: its evidence is gathered again", canary_->version);
+  return absl::OkStatus();
+}
+
+void RoundEngine::StartCanaryLocked(const v1::ModelRef& previous) {
+  if (!config_.rollout.enabled()) return;
+  const uint64_t version = publisher_->latest().ref.version();
+  if (absl::Status started = res_->state->StartRollout(version, previous.version()); !started.ok()) {
+    // Without its row a restart would not know of the canary: promote now.
+    spdlog::error("model v{} goes to every gateway without a canary: {}", version, started.ToString());
+    return;
+  }
+  canary_ = std::make_unique<Canary>();
+  canary_->version = version;
+  canary_->previous = previous;
+  base::LogEvent(spdlog::level::info, "canary_started", {{"model_version", version}},
+                 fmt::format("model v{} goes to its canary first; the others keep v{} until it is decided", version,
+                             previous.version()));
+}
+
+v1::ModelRef RoundEngine::ServedModelLocked(const std::string& device) {
+  const v1::ModelRef& latest = publisher_->latest().ref;
+  if (!canary_) return latest;
+  if (!internal::InCanary(config_.rollout, device, canary_->version)) return canary_->previous;
+  canary_->offered.insert(device);
+  return latest;
+}
+
+void RoundEngine::WatchCheckInLocked() {
+  if (!canary_ || ++canary_->check_ins < config_.rollout.canary_check_ins) return;
+  DecideCanaryLocked(false, "check-ins",
+                     StrCat("only ", canary_->evidence.pairs.size(), " of ", config_.rollout.canary_reports,
+                            " canary reports came in ", canary_->check_ins, " check-ins"));
+}
+
+void RoundEngine::WatchCanaryLocked(const std::string& device, const v1::Telemetry& t,
+                                    const std::string& previous_report) {
+  if (!canary_ || !canary_->offered.contains(device)) return;
+  internal::CanaryEvidence& e = canary_->evidence;
+  if (t.model_version() < canary_->version) {
+    if (!t.model_status().empty()) e.refused.insert(device);
+  } else if (t.model_version() == canary_->version && !e.pairs.contains(device)) {
+    std::optional<internal::HeldOut> before = HeldOutOf(previous_report);
+    if (before && before->model_version < canary_->version && before->samples > 0 && t.holdout_samples() > 0) {
+      e.pairs[device] = {*before, HeldOutOf(t)};
+    }
+  }
+  const internal::CanaryVerdict verdict = internal::JudgeCanary(config_.rollout, e);
+  if (static_cast<int>(e.refused.size()) > config_.rollout.max_refusals) {
+    DecideCanaryLocked(false, "telemetry", verdict.summary);
+  } else if (static_cast<int>(e.pairs.size()) >= config_.rollout.canary_reports) {
+    DecideCanaryLocked(!verdict.regression, "telemetry", verdict.summary);
+  }
+}
+
+void RoundEngine::CheckOperatorDecisionLocked() {
+  if (!canary_) return;
+  absl::StatusOr<std::vector<RolloutRecord>> latest = res_->state->Rollouts(1);
+  if (!latest.ok() || latest->empty() || latest->front().operator_request.empty()) return;
+  const bool promote = latest->front().operator_request == "promote";
+  DecideCanaryLocked(promote, "operator",
+                     StrCat("the operator ", promote ? "promoted" : "rolled back", " it; the canary had ",
+                            internal::JudgeCanary(config_.rollout, canary_->evidence).summary));
+}
+
+void RoundEngine::DecideCanaryLocked(bool promote, const std::string& decided_by, const std::string& reason) {
+  const uint64_t version = canary_->version, kept = canary_->previous.version();
+  if (promote) {
+    if (absl::Status s = res_->state->PromoteRollout(version, decided_by, reason); !s.ok()) {
+      spdlog::error("model v{}: cannot record its promotion, so it stays in canary: {}", version, s.ToString());
+      return;
+    }
+    canary_.reset();
+    metrics_.AddCounter("tinyfed_rollouts_total", {{"outcome", "promoted"}});
+    base::LogEvent(spdlog::level::info, "canary_promoted", {{"model_version", version}},
+                   fmt::format("model v{} promoted to every gateway ({}): {}", version, decided_by, reason));
+    return;
+  }
+  // Rolled back: the previous weights as the next version, so that a
+  // gateway's rollback protection (versions only go up) still holds.
+  absl::StatusOr<std::vector<PublishedModel>> models = res_->state->Models();
+  absl::StatusOr<v1::ModelBundle> previous = absl::NotFoundError("model not published");
+  if (models.ok()) {
+    for (const PublishedModel& m : *models) {
+      if (m.version == kept) previous = ReadPublishedBundle(m);
+    }
+  }
+  if (!previous.ok()) {
+    spdlog::error("model v{}: cannot read model v{} to roll back to, so it stays in canary: {}", version, kept,
+                  previous.status().ToString());
+    return;
+  }
+  // The momentum carried the update that regressed: the optimizer starts
+  // again from the restored weights.
+  const std::vector<float> m1(res_->optimizer->first_moment().size(), 0.0f),
+      m2(res_->optimizer->second_moment().size(), 0.0f);
+  AggregatorState& state = *res_->state;
+  absl::Status published = publisher_->Publish(
+      internal::HeadParameters(previous->head()), 0,
+      [&](const PublishedModel& row) { return state.RollBack(version, decided_by, reason, row, m1, m2); });
+  if (!published.ok()) {
+    spdlog::error("model v{}: the rollback cannot be published, so it stays in canary: {}", version,
+                  published.ToString());
+    return;
+  }
+  if (absl::Status reset = res_->optimizer->Restore(m1, m2); !reset.ok()) {
+    spdlog::error("the server optimizer's moments cannot be reset after a rollback: {}", reset.ToString());
+  }
+  canary_.reset();
+  metrics_.AddCounter("tinyfed_rollouts_total", {{"outcome", "rolled_back"}});
+  metrics_.AddCounter("tinyfed_models_published_total", {});
+  RecordPublishedLocked(res_->ledger->Spent().ok() ? res_->ledger->Spent()->epsilon : 0.0);
+  base::LogEvent(spdlog::level::warn, "canary_rolled_back",
+                 {{"model_version", version}, {"rollback_version", publisher_->latest().ref.version()}},
+                 fmt::format("model v{} rolled back ({}): model v{} carries v{}'s weights to every gateway: {}",
+                             version, decided_by, publisher_->latest().ref.version(), kept, reason));
+}
+
+void RoundEngine::WatchDriftLocked(const std::string& device, const v1::Telemetry& t) {
+  internal::DriftWindow w;
+  w.confidence.assign(t.recent_confidence_histogram().begin(), t.recent_confidence_histogram().end());
+  w.classes.assign(t.recent_predicted_classes().begin(), t.recent_predicted_classes().end());
+  w.holdout_samples = t.holdout_samples();
+  w.holdout_correct = static_cast<uint64_t>(std::llround(t.holdout_accuracy() * t.holdout_samples()));
+  drift_->fleet_window.Add(w);
+  ObserveDriftLocked(device, drift_->devices[device], w);
+}
+
+void RoundEngine::WatchFleetDriftLocked() {
+  internal::DriftWindow w = std::exchange(drift_->fleet_window, {});
+  if (w.cases() == 0 && w.holdout_samples == 0) return;
+  ObserveDriftLocked("fleet", drift_->fleet, w);
+}
+
+void RoundEngine::ObserveDriftLocked(const std::string& scope, internal::DriftDetector& detector,
+                                     const internal::DriftWindow& window) {
+  const bool was = detector.flagged();
+  const internal::DriftDetector::Change change = detector.Observe(window);
+  if (change.flagged == was) return;
+  const bool fleet = scope == "fleet";
+  const std::string who = fleet ? "the fleet" : StrCat("device ", scope);
+  absl::Status recorded;
+  if (change.flagged) {
+    recorded = res_->state->SetDriftFlag(
+        {.scope = scope, .flagged_ms = absl::ToUnixMillis(env_.Now()), .reason = change.reason});
+    base::LogEvent(spdlog::level::warn, "drift_flagged", {{fleet ? "scope" : "device", scope}},
+                   fmt::format("drift flagged for {}: {}", who, change.reason));
+  } else {
+    recorded = res_->state->ClearDriftFlag(scope);
+    base::LogEvent(spdlog::level::info, "drift_cleared", {{fleet ? "scope" : "device", scope}},
+                   fmt::format("drift flag cleared for {}: its latest window matches its reference again", who));
+  }
+  if (!recorded.ok()) spdlog::error("drift flag for {} not recorded: {}", who, recorded.ToString());
+  int flagged_devices = 0;
+  for (const auto& [id, d] : drift_->devices) flagged_devices += d.flagged();
+  metrics_.SetGauge("tinyfed_drift_flagged_devices", {}, flagged_devices);
+  metrics_.SetGauge("tinyfed_drift_fleet_flagged", {}, drift_->fleet.flagged() ? 1.0 : 0.0);
+}
+
+}  // namespace tinyfed::aggregator
