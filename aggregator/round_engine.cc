@@ -173,7 +173,8 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   v1::CheckInResponse response;
   const std::vector<v1::SignedMetadata>& roots = publisher_->roots();
   for (uint64_t v = request.trusted_root_version(); v < roots.size(); ++v) *response.add_roots() = roots[v];
-  if (publisher_->has_model()) *response.mutable_latest_model() = ServedModelLocked(device);
+  if (publisher_->has_model())
+    *response.mutable_latest_model() = ServedModelLocked(device, request.installed_model_version());
   WatchCheckInLocked();
   if (!closed_reason_.empty()) {
     response.mutable_closed()->set_reason(closed_reason_);
@@ -372,9 +373,10 @@ absl::StatusOr<v1::AwaitResponse> RoundEngine::Await(const v1::AwaitRequest& req
   const int64_t round_id = static_cast<int64_t>(h.round_id());
   if (auto it = finished_.find(round_id); it != finished_.end()) {
     v1::AwaitResponse outcome = it->second;
-    // A member outside the canary learns of the model it may install.
+    // A member outside the canary learns of the model it may install (every
+    // member trained on the previous one).
     if (outcome.has_result() && canary_ && outcome.result().published().version() == canary_->version) {
-      *outcome.mutable_result()->mutable_published() = ServedModelLocked(h.device_id());
+      *outcome.mutable_result()->mutable_published() = ServedModelLocked(h.device_id(), canary_->previous.version());
     }
     return outcome;
   }
@@ -533,17 +535,26 @@ absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::Tel
       {"overrides", t.overrides()},
       {"rounds_ineligible", t.rounds_ineligible()},
       {"eligibility_status", t.eligibility_status()}};
+  if (t.replaced_model_version() > 0 &&
+      (t.replaced_model_version() >= t.model_version() ||
+       !(t.replaced_holdout_accuracy() >= 0.0f && t.replaced_holdout_accuracy() <= 1.0f) ||
+       t.replaced_confidence_histogram_size() > 100 ||
+       static_cast<uint64_t>(t.regressions()) + t.improvements() > t.holdout_samples())) {
+    return InvalidArgumentError(
+        "telemetry.replaced_*: an older model's accuracy in [0, 1], at most 100 confidence bins, and "
+        "regressions + improvements <= holdout_samples");
+  }
   if (t.recent_confidence_histogram_size() > 100) {
     return InvalidArgumentError("telemetry.recent_confidence_histogram has over 100 bins");
   }
-  if (t.recent_predicted_classes_size() > 4096) {
-    return InvalidArgumentError("telemetry.recent_predicted_classes holds more than 4096 classes");
+  if (t.recent_predicted_classes_size() > 4096 || t.holdout_predicted_classes_size() > 4096) {
+    return InvalidArgumentError(
+        "telemetry: recent_predicted_classes or holdout_predicted_classes holds more than 4096 classes");
   }
   absl::MutexLock lock(&mu_);
   const std::string& device = request.header().device_id();
-  TINYFED_ASSIGN_OR_RETURN(const std::string previous, res_->state->TelemetryOf(device));
   TINYFED_RETURN_IF_ERROR(res_->state->RecordTelemetry(device, report.dump()));
-  WatchCanaryLocked(device, t, previous);
+  WatchCanaryLocked(device, t);
   WatchDriftLocked(device, t);
   if (!t.model_status().empty()) {
     res_->device_log.Warn(StrCat("telemetry ", device), StrCat("device ", device, " keeps model v", t.model_version(),

@@ -17,7 +17,7 @@ using absl::StrCat;
 
 std::string RoundEngine::NoSelectionLocked() const {
   if (canary_) {
-    return StrCat("model v", canary_->version, " is in canary (", canary_->evidence.pairs.size(), " of ",
+    return StrCat("model v", canary_->version, " is in canary (", canary_->evidence.reports.size(), " of ",
                   config_.rollout.canary_reports, " reports)");
   }
   if (!config_.upstream) return "";

@@ -10,7 +10,6 @@
 #include "aggregator/internal/drift_detector.h"
 #include "aggregator/internal/engine_resources.h"
 #include "aggregator/internal/model_publisher.h"
-#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/base/file_io.h"
@@ -34,23 +33,20 @@ absl::StatusOr<v1::ModelRef> RefOf(const PublishedModel& model) {
   return ref;
 }
 
-// What a report (the telemetry table's JSON) says of the held-out slice.
-std::optional<internal::HeldOut> HeldOutOf(const std::string& json) {
-  const nlohmann::json report = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (!report.is_object()) return std::nullopt;
-  internal::HeldOut h;
-  h.model_version = report.value("model_version", uint64_t{0});
-  h.samples = report.value("holdout_samples", uint64_t{0});
-  h.accuracy = report.value("holdout_accuracy", 0.0);
-  h.confidence_histogram = report.value("confidence_histogram", std::vector<uint64_t>{});
-  return h;
-}
-
-internal::HeldOut HeldOutOf(const v1::Telemetry& t) {
-  return {.model_version = t.model_version(),
-          .samples = t.holdout_samples(),
-          .accuracy = t.holdout_accuracy(),
-          .confidence_histogram = {t.confidence_histogram().begin(), t.confidence_histogram().end()}};
+// What a report says of the held-out slice under the head the installed
+// model replaced and under the installed one.
+internal::CanaryReport CanaryReportOf(const v1::Telemetry& t) {
+  return {.before = {.model_version = t.replaced_model_version(),
+                     .samples = t.holdout_samples(),
+                     .accuracy = t.replaced_holdout_accuracy(),
+                     .confidence_histogram = {t.replaced_confidence_histogram().begin(),
+                                              t.replaced_confidence_histogram().end()}},
+          .after = {.model_version = t.model_version(),
+                    .samples = t.holdout_samples(),
+                    .accuracy = t.holdout_accuracy(),
+                    .confidence_histogram = {t.confidence_histogram().begin(), t.confidence_histogram().end()}},
+          .regressions = t.regressions(),
+          .improvements = t.improvements()};
 }
 
 }  // namespace
@@ -72,8 +68,21 @@ absl::Status RoundEngine::LoadRolloutLocked() {
   canary_ = std::make_unique<Canary>();
   canary_->version = latest[0].version;
   TINYFED_ASSIGN_OR_RETURN(canary_->previous, RefOf(*previous));
+  TINYFED_ASSIGN_OR_RETURN(canary_->members, ChooseCanaryLocked(canary_->version));
   spdlog::info("model v{} is still in canary: its evidence is gathered again", canary_->version);
   return absl::OkStatus();
+}
+
+uint64_t RoundEngine::canary_version() const {
+  absl::MutexLock lock(&mu_);
+  return canary_ ? canary_->version : 0;
+}
+
+absl::StatusOr<std::set<std::string>> RoundEngine::ChooseCanaryLocked(uint64_t version) const {
+  TINYFED_ASSIGN_OR_RETURN(std::vector<DeviceRecord> population, res_->state->Devices());
+  std::vector<std::string> ids;
+  for (const DeviceRecord& d : population) ids.push_back(d.device_id);
+  return internal::ChooseCanary(config_.rollout, ids, version);
 }
 
 void RoundEngine::StartCanaryLocked(const v1::ModelRef& previous) {
@@ -84,18 +93,26 @@ void RoundEngine::StartCanaryLocked(const v1::ModelRef& previous) {
     spdlog::error("model v{} goes to every gateway without a canary: {}", version, started.ToString());
     return;
   }
+  absl::StatusOr<std::set<std::string>> members = ChooseCanaryLocked(version);
+  if (!members.ok()) {
+    spdlog::error("model v{} goes to every gateway without a canary: {}", version, members.status().ToString());
+    return;
+  }
   canary_ = std::make_unique<Canary>();
   canary_->version = version;
   canary_->previous = previous;
+  canary_->members = *std::move(members);
   base::LogEvent(spdlog::level::info, "canary_started", {{"model_version", version}},
                  fmt::format("model v{} goes to its canary first; the others keep v{} until it is decided", version,
                              previous.version()));
 }
 
-v1::ModelRef RoundEngine::ServedModelLocked(const std::string& device) {
+v1::ModelRef RoundEngine::ServedModelLocked(const std::string& device, uint64_t installed) {
   const v1::ModelRef& latest = publisher_->latest().ref;
   if (!canary_) return latest;
-  if (!internal::InCanary(config_.rollout, device, canary_->version)) return canary_->previous;
+  // A canary gateway behind the previous model catches up to it first, so
+  // that its report compares the new model with what everyone else keeps.
+  if (!canary_->members.contains(device) || installed < canary_->previous.version()) return canary_->previous;
   canary_->offered.insert(device);
   return latest;
 }
@@ -103,26 +120,23 @@ v1::ModelRef RoundEngine::ServedModelLocked(const std::string& device) {
 void RoundEngine::WatchCheckInLocked() {
   if (!canary_ || ++canary_->check_ins < config_.rollout.canary_check_ins) return;
   DecideCanaryLocked(false, "check-ins",
-                     StrCat("only ", canary_->evidence.pairs.size(), " of ", config_.rollout.canary_reports,
+                     StrCat("only ", canary_->evidence.reports.size(), " of ", config_.rollout.canary_reports,
                             " canary reports came in ", canary_->check_ins, " check-ins"));
 }
 
-void RoundEngine::WatchCanaryLocked(const std::string& device, const v1::Telemetry& t,
-                                    const std::string& previous_report) {
+void RoundEngine::WatchCanaryLocked(const std::string& device, const v1::Telemetry& t) {
   if (!canary_ || !canary_->offered.contains(device)) return;
   internal::CanaryEvidence& e = canary_->evidence;
   if (t.model_version() < canary_->version) {
     if (!t.model_status().empty()) e.refused.insert(device);
-  } else if (t.model_version() == canary_->version && !e.pairs.contains(device)) {
-    std::optional<internal::HeldOut> before = HeldOutOf(previous_report);
-    if (before && before->model_version < canary_->version && before->samples > 0 && t.holdout_samples() > 0) {
-      e.pairs[device] = {*before, HeldOutOf(t)};
-    }
+  } else if (t.model_version() == canary_->version && t.replaced_model_version() == canary_->previous.version() &&
+             t.holdout_samples() > 0) {
+    e.reports[device] = CanaryReportOf(t);  // the latest report of each gateway
   }
   const internal::CanaryVerdict verdict = internal::JudgeCanary(config_.rollout, e);
   if (static_cast<int>(e.refused.size()) > config_.rollout.max_refusals) {
     DecideCanaryLocked(false, "telemetry", verdict.summary);
-  } else if (static_cast<int>(e.pairs.size()) >= config_.rollout.canary_reports) {
+  } else if (static_cast<int>(e.reports.size()) >= config_.rollout.canary_reports) {
     DecideCanaryLocked(!verdict.regression, "telemetry", verdict.summary);
   }
 }
@@ -139,8 +153,9 @@ void RoundEngine::CheckOperatorDecisionLocked() {
 
 void RoundEngine::DecideCanaryLocked(bool promote, const std::string& decided_by, const std::string& reason) {
   const uint64_t version = canary_->version, kept = canary_->previous.version();
+  const std::vector<std::string> offered(canary_->offered.begin(), canary_->offered.end());
   if (promote) {
-    if (absl::Status s = res_->state->PromoteRollout(version, decided_by, reason); !s.ok()) {
+    if (absl::Status s = res_->state->PromoteRollout(version, decided_by, reason, offered); !s.ok()) {
       spdlog::error("model v{}: cannot record its promotion, so it stays in canary: {}", version, s.ToString());
       return;
     }
@@ -171,7 +186,7 @@ void RoundEngine::DecideCanaryLocked(bool promote, const std::string& decided_by
   AggregatorState& state = *res_->state;
   absl::Status published = publisher_->Publish(
       internal::HeadParameters(previous->head()), 0,
-      [&](const PublishedModel& row) { return state.RollBack(version, decided_by, reason, row, m1, m2); });
+      [&](const PublishedModel& row) { return state.RollBack(version, decided_by, reason, offered, row, m1, m2); });
   if (!published.ok()) {
     spdlog::error("model v{}: the rollback cannot be published, so it stays in canary: {}", version,
                   published.ToString());
@@ -194,6 +209,8 @@ void RoundEngine::WatchDriftLocked(const std::string& device, const v1::Telemetr
   internal::DriftWindow w;
   w.confidence.assign(t.recent_confidence_histogram().begin(), t.recent_confidence_histogram().end());
   w.classes.assign(t.recent_predicted_classes().begin(), t.recent_predicted_classes().end());
+  w.holdout_confidence.assign(t.confidence_histogram().begin(), t.confidence_histogram().end());
+  w.holdout_classes.assign(t.holdout_predicted_classes().begin(), t.holdout_predicted_classes().end());
   w.holdout_samples = t.holdout_samples();
   w.holdout_correct = static_cast<uint64_t>(std::llround(t.holdout_accuracy() * t.holdout_samples()));
   drift_->fleet_window.Add(w);

@@ -5,6 +5,8 @@
 
 #include "SQLiteCpp/SQLiteCpp.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/sha256.h"
 #include "tinyfed/base/status_macros.h"
@@ -59,7 +61,8 @@ CREATE TABLE IF NOT EXISTS telemetry (
 CREATE TABLE IF NOT EXISTS rollouts (
   version INTEGER PRIMARY KEY, previous INTEGER NOT NULL, state TEXT NOT NULL, started_ms INTEGER NOT NULL,
   decided_ms INTEGER NOT NULL DEFAULT 0, decided_by TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
-  rollback_version INTEGER NOT NULL DEFAULT 0, operator_request TEXT NOT NULL DEFAULT '');
+  rollback_version INTEGER NOT NULL DEFAULT 0, operator_request TEXT NOT NULL DEFAULT '',
+  canary TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS drift (
   scope TEXT PRIMARY KEY, flagged_ms INTEGER NOT NULL, reason TEXT NOT NULL);
 )sql";
@@ -324,16 +327,6 @@ absl::Status AggregatorState::RecordTelemetry(const std::string& device_id, cons
   }
 }
 
-absl::StatusOr<std::string> AggregatorState::TelemetryOf(const std::string& device_id) const {
-  try {
-    SQLite::Statement q(*db_, "SELECT report FROM telemetry WHERE device_id = ?");
-    q.bind(1, device_id);
-    return q.executeStep() ? q.getColumn(0).getString() : std::string();
-  } catch (const std::exception& e) {
-    return DbError("reading telemetry", e);
-  }
-}
-
 absl::StatusOr<std::vector<DeviceRecord>> AggregatorState::Devices() const {
   try {
     SQLite::Statement q(*db_,
@@ -357,7 +350,7 @@ absl::StatusOr<std::vector<RolloutRecord>> AggregatorState::Rollouts(int limit) 
     SQLite::Statement q(
         *db_,
         "SELECT version, previous, state, started_ms, decided_ms, decided_by, reason, rollback_version, "
-        "operator_request FROM rollouts ORDER BY version DESC LIMIT ?");
+        "operator_request, canary FROM rollouts ORDER BY version DESC LIMIT ?");
     q.bind(1, limit > 0 ? limit : -1);
     std::vector<RolloutRecord> out;
     while (q.executeStep()) {
@@ -369,7 +362,8 @@ absl::StatusOr<std::vector<RolloutRecord>> AggregatorState::Rollouts(int limit) 
                      .decided_by = q.getColumn(5).getString(),
                      .reason = q.getColumn(6).getString(),
                      .rollback_version = static_cast<uint64_t>(q.getColumn(7).getInt64()),
-                     .operator_request = q.getColumn(8).getString()});
+                     .operator_request = q.getColumn(8).getString(),
+                     .canary = absl::StrSplit(q.getColumn(9).getString(), ',', absl::SkipEmpty())});
     }
     return out;
   } catch (const std::exception& e) {
@@ -397,37 +391,40 @@ namespace {
 // Marks the canary of `version` decided; FAILED_PRECONDITION if it is not
 // in canary. Throws what SQLite throws.
 absl::Status DecideRollout(SQLite::Database& db, uint64_t version, const char* state, const std::string& decided_by,
-                           const std::string& reason, uint64_t rollback_version) {
+                           const std::string& reason, const std::vector<std::string>& canary,
+                           uint64_t rollback_version) {
   SQLite::Statement q(db,
                       "UPDATE rollouts SET state = ?, decided_ms = ?, decided_by = ?, reason = ?, "
-                      "rollback_version = ?, operator_request = '' WHERE version = ? AND state = 'canary'");
+                      "rollback_version = ?, operator_request = '', canary = ? WHERE version = ? AND state = 'canary'");
   q.bind(1, state);
   q.bind(2, NowMillis());
   q.bind(3, decided_by);
   q.bind(4, reason);
   q.bind(5, static_cast<int64_t>(rollback_version));
-  q.bind(6, static_cast<int64_t>(version));
+  q.bind(6, absl::StrJoin(canary, ","));  // device ids hold no comma
+  q.bind(7, static_cast<int64_t>(version));
   if (q.exec() != 1) return absl::FailedPreconditionError(absl::StrCat("model v", version, " is not in canary"));
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::Status AggregatorState::PromoteRollout(uint64_t version, const std::string& decided_by,
-                                             const std::string& reason) {
+absl::Status AggregatorState::PromoteRollout(uint64_t version, const std::string& decided_by, const std::string& reason,
+                                             const std::vector<std::string>& canary) {
   try {
-    return DecideRollout(*db_, version, "promoted", decided_by, reason, 0);
+    return DecideRollout(*db_, version, "promoted", decided_by, reason, canary, 0);
   } catch (const std::exception& e) {
     return DbError("promoting a rollout", e);
   }
 }
 
 absl::Status AggregatorState::RollBack(uint64_t version, const std::string& decided_by, const std::string& reason,
-                                       const PublishedModel& model, const std::vector<float>& first_moment,
+                                       const std::vector<std::string>& canary, const PublishedModel& model,
+                                       const std::vector<float>& first_moment,
                                        const std::vector<float>& second_moment) {
   try {
     SQLite::Transaction tx(*db_);
-    TINYFED_RETURN_IF_ERROR(DecideRollout(*db_, version, "rolled_back", decided_by, reason, model.version));
+    TINYFED_RETURN_IF_ERROR(DecideRollout(*db_, version, "rolled_back", decided_by, reason, canary, model.version));
     SQLite::Statement q(*db_, "INSERT INTO models VALUES (?, 0, ?, ?, ?)");
     q.bind(1, static_cast<int64_t>(model.version));
     q.bind(2, model.bundle_sha256.data(), static_cast<int>(model.bundle_sha256.size()));

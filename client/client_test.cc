@@ -14,6 +14,7 @@
 #include "tinyfed/base/sha256.h"
 #include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/evaluate.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
 
@@ -688,11 +689,11 @@ std::vector<Sample> Shifted(const models::Dataset& data) {
 
 TEST(PersonalHeadTest, WinsOnlyBeyondChance) {
   // Exact one-sided McNemar: P(X >= wins), X ~ Binomial(wins + losses, 1/2).
-  EXPECT_DOUBLE_EQ(internal::McNemarPValue(2, 0), 0.25);
-  EXPECT_DOUBLE_EQ(internal::McNemarPValue(3, 0), 0.125);
-  EXPECT_NEAR(internal::McNemarPValue(10, 4), 1471.0 / 16384, 1e-12);
-  EXPECT_NEAR(internal::McNemarPValue(6, 3), 130.0 / 512, 1e-12);
-  EXPECT_DOUBLE_EQ(internal::McNemarPValue(0, 0), 1.0);
+  EXPECT_DOUBLE_EQ(models::McNemarPValue(2, 0), 0.25);
+  EXPECT_DOUBLE_EQ(models::McNemarPValue(3, 0), 0.125);
+  EXPECT_NEAR(models::McNemarPValue(10, 4), 1471.0 / 16384, 1e-12);
+  EXPECT_NEAR(models::McNemarPValue(6, 3), 130.0 / 512, 1e-12);
+  EXPECT_DOUBLE_EQ(models::McNemarPValue(0, 0), 1.0);
   // Served at p <= 0.35.
   EXPECT_FALSE(internal::PersonalHeadWins(1, 0));  // 0.5
   EXPECT_TRUE(internal::PersonalHeadWins(2, 0));   // 0.25

@@ -82,4 +82,15 @@ absl::StatusOr<ConfusionMatrix> Evaluate(Interpreter& it, const Dataset& data) {
   return m;
 }
 
+double McNemarPValue(uint32_t wins, uint32_t losses) {
+  const uint32_t n = wins + losses;
+  if (n == 0) return 1.0;
+  const double log_half_n = -static_cast<double>(n) * std::log(2.0);
+  double p = 0.0;
+  for (uint32_t k = wins; k <= n; ++k) {
+    p += std::exp(std::lgamma(n + 1.0) - std::lgamma(k + 1.0) - std::lgamma(n - k + 1.0) + log_half_n);
+  }
+  return std::min(1.0, p);
+}
+
 }  // namespace tinyfed::models

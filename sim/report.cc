@@ -6,8 +6,10 @@
 #include <fstream>
 #include <numeric>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/sim/simulation.h"
@@ -138,7 +140,12 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                            {"bytes_up_per_client", x.bytes_up_per_client},
                            {"bytes_down_per_client", x.bytes_down_per_client},
                            {"simulated_seconds", x.simulated_seconds},
-                           {"wall_seconds", x.wall_seconds}});
+                           {"wall_seconds", x.wall_seconds},
+                           {"rollout", x.rollout},
+                           {"canary_passes", x.canary_passes},
+                           {"installed_outside_canary", x.installed_outside_canary},
+                           {"drift_devices", x.drift_devices},
+                           {"drift_fleet", x.drift_fleet}});
   }
   j["clinics"] = nlohmann::json::array();
   for (const auto& c : r.clinics) {
@@ -157,15 +164,55 @@ nlohmann::json ReportJson(const SimulationReport& r) {
   return j;
 }
 
+// The canary rollouts' decisions and the drift flags, when there were any.
+std::string RolloutAndDrift(const SimulationReport& r) {
+  std::string out;
+  int promoted = 0, outside = 0;
+  std::vector<std::string> rolled_back;
+  for (const RoundResult& x : r.rounds) {
+    promoted += x.rollout == "promoted";
+    outside += x.installed_outside_canary;
+    if (absl::StartsWith(x.rollout, "rolled back"))
+      rolled_back.push_back(StrCat("round ", x.round, "'s model ", x.rollout));
+  }
+  if (promoted > 0 || !rolled_back.empty()) {
+    absl::StrAppend(&out, StrFormat("Canary rollout: %d models promoted, %zu rolled back%s%s; clinics outside the "
+                                    "canary that installed a model before it was decided: %d.\n\n",
+                                    promoted, rolled_back.size(), rolled_back.empty() ? "" : " (",
+                                    absl::StrJoin(rolled_back, "; ") + (rolled_back.empty() ? "" : ")"), outside));
+  }
+  int first_device = 0, first_fleet = 0, rounds_flagged = 0;
+  for (const RoundResult& x : r.rounds) {
+    if (x.drift_devices > 0 && first_device == 0) first_device = x.round;
+    if (x.drift_fleet && first_fleet == 0) first_fleet = x.round;
+    rounds_flagged += x.drift_devices > 0 || x.drift_fleet;
+  }
+  if (r.scenario.clinics.cases_per_round > 0) {
+    const FaultsSpec& f = r.scenario.faults;
+    absl::StrAppend(
+        &out, StrFormat("Drift watch (%d cases per clinic and round): %s; flags raised after %d of %zu rounds, first "
+                        "for a clinic after round %s, for the fleet after round %s.\n\n",
+                        r.scenario.clinics.cases_per_round,
+                        f.input_shift_round > 0 ? StrFormat("%d clinics' inputs shift from round %d", f.shifted_clinics,
+                                                            f.input_shift_round)
+                                                : std::string("no shift"),
+                        rounds_flagged, r.rounds.size(), first_device ? StrCat(first_device) : "-",
+                        first_fleet ? StrCat(first_fleet) : "-"));
+  }
+  return out;
+}
+
 std::string RoundsCsv(const SimulationReport& r) {
   std::string out =
       "round,completed,accuracy,loss,available,selected,survivors,dropouts,epsilon,bytes_up_per_client,"
-      "bytes_down_per_client,simulated_seconds,wall_seconds,ineligible\n";
+      "bytes_down_per_client,simulated_seconds,wall_seconds,ineligible,rollout,installed_outside_canary,"
+      "drift_devices,drift_fleet\n";
   for (const auto& x : r.rounds) {
-    absl::StrAppend(&out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f,%d\n", x.round, x.completed,
-                                    x.test.accuracy, x.test.loss, x.available, x.selected, x.survivors, x.dropouts,
-                                    x.epsilon, x.bytes_up_per_client, x.bytes_down_per_client, x.simulated_seconds,
-                                    x.wall_seconds, x.ineligible));
+    absl::StrAppend(
+        &out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f,%d,%s,%d,%d,%d\n", x.round, x.completed,
+                        x.test.accuracy, x.test.loss, x.available, x.selected, x.survivors, x.dropouts, x.epsilon,
+                        x.bytes_up_per_client, x.bytes_down_per_client, x.simulated_seconds, x.wall_seconds,
+                        x.ineligible, x.rollout, x.installed_outside_canary, x.drift_devices, x.drift_fleet));
   }
   return out;
 }
@@ -331,6 +378,7 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                     100 * s.clinics.holdout_fraction, 100 * Mean(r.clinics, &ClinicResult::served),
                                     personal, r.clinics.size(), std::max(0.0, -100 * worst)));
   }
+  absl::StrAppend(&out, RolloutAndDrift(r));
   if (s.transport == TransportKind::kProcesses) {
     absl::StrAppend(&out, StrFormat("Rounds completed %d of %zu; %d dropouts (traffic and round time are not "
                                     "measured with one process per clinic).\n\n",

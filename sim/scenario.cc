@@ -140,7 +140,20 @@ absl::Status ReadClinics(TomlTableReader& r, ClinicsSpec& c) {
     }
     TINYFED_RETURN_IF_ERROR(e.RejectUnknown());
   }
+  TINYFED_RETURN_IF_ERROR(r.Integer("cases_per_round", &c.cases_per_round, 0, 100000));
   return r.Double("compute_speed", &c.compute_speed, 1e-3, 1e3);
+}
+
+absl::Status ReadFaults(TomlTableReader& r, FaultsSpec& f) {
+  TINYFED_RETURN_IF_ERROR(r.Integer("flipped_labels_round", &f.flipped_labels_round, 0, 1000000));
+  TINYFED_RETURN_IF_ERROR(r.Integer("input_shift_round", &f.input_shift_round, 0, 1000000));
+  TINYFED_RETURN_IF_ERROR(r.Integer("shifted_clinics", &f.shifted_clinics, 0, 100000));
+  TINYFED_RETURN_IF_ERROR(r.Double("shift_scale", &f.shift_scale, 0.0, 10.0));
+  TINYFED_RETURN_IF_ERROR(r.Double("shift_offset", &f.shift_offset, -10.0, 10.0));
+  if ((f.input_shift_round > 0) != (f.shifted_clinics > 0)) {
+    return r.Error("input_shift_round and shifted_clinics go together");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -213,6 +226,7 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
       {"partition", [&](TomlTableReader& r) { return ReadPartition(r, s.partition); }},
       {"clinics", [&](TomlTableReader& r) { return ReadClinics(r, s.clinics); }},
       {"regions", [&](TomlTableReader& r) { return ReadRegions(r, s.regions); }},
+      {"faults", [&](TomlTableReader& r) { return ReadFaults(r, s.faults); }},
   };
   for (const auto& [name, read] : sections) {
     auto table = top.Table(name);
@@ -245,6 +259,19 @@ absl::StatusOr<Scenario> ParseScenario(std::string_view text, const std::filesys
   if (s.regions.count > 0 && (s.transport == TransportKind::kGrpc || !s.federation.secure_aggregation)) {
     return absl::InvalidArgumentError(absl::StrCat(
         source, ": regions run over the inproc and processes transports, with SecAgg+ (secagg.enabled = true)"));
+  }
+  if (s.faults.shifted_clinics > s.clinics.count) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": faults.shifted_clinics (", s.faults.shifted_clinics,
+                                                   ") exceeds clinics.count (", s.clinics.count, ")"));
+  }
+  if (s.faults.input_shift_round > 0 && s.clinics.cases_per_round == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": faults.input_shift_round needs clinics.cases_per_round: a shift shows in the cases"));
+  }
+  if ((s.clinics.cases_per_round > 0 || s.faults.flipped_labels_round > 0) &&
+      (s.transport == TransportKind::kProcesses || s.regions.count > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": clinics.cases_per_round and [faults] run over the inproc and grpc transports, without regions"));
   }
   if (s.backbone.bundle.empty() && s.data.public_fraction <= 0.0) {
     return absl::InvalidArgumentError(

@@ -19,6 +19,7 @@ struct SimFlags {
   int rounds = 0;
   int64_t seed = -1;
   bool verbose = false;
+  bool no_faults = false;
 };
 
 void RunSim(const SimFlags& f) {
@@ -35,6 +36,7 @@ void RunSim(const SimFlags& f) {
   if (f.rounds > 0) scenario->federation.max_rounds = f.rounds;
   if (f.regions >= 0) scenario->regions.count = f.regions;
   if (f.seed >= 0) scenario->seed = static_cast<uint64_t>(f.seed);
+  if (f.no_faults) scenario->faults = {};
   spdlog::set_level(f.verbose ? spdlog::level::info : spdlog::level::warn);
   const std::filesystem::path work =
       f.work.empty() ? std::filesystem::path(f.out) / "work" : std::filesystem::path(f.work);
@@ -79,6 +81,7 @@ void AddSimCommands(CLI::App* app) {
   cmd->add_option("--rounds", flags->rounds, "override the number of rounds")->check(CLI::Range(1, 100000));
   cmd->add_option("--seed", flags->seed, "override the scenario's seed (data splits, partition, noise)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 62));
+  cmd->add_flag("--no-faults", flags->no_faults, "leave out the scenario's [faults]: the control run");
   cmd->add_flag("--verbose", flags->verbose, "log the aggregator's and clients' events");
   cmd->callback([flags] { RunSim(*flags); });
 }

@@ -1,15 +1,19 @@
 // Whether a canary's telemetry shows a regression (config.h,
-// RolloutConfig): each canary gateway's report on the new model is paired
-// with its own last report on an older one, and the pairs are pooled:
-//   held-out accuracy      fell by more than max_accuracy_drop
+// RolloutConfig): each canary gateway reports how the new model and the
+// head it replaced do on its held-out slice, and the pairs are pooled:
+//   held-out accuracy      fell by more than max_accuracy_drop, and the
+//                          samples the new model got wrong and the old one
+//                          right outnumber the reverse beyond chance (an
+//                          exact one-sided McNemar test at p <= 0.05, so a
+//                          small canary's noise rolls nothing back)
 //   low confidence         the share of held-out cases answered with
 //                          confidence below 0.5 rose by more than
 //                          max_low_confidence_rise
 //   refusals               more than max_refusals canary gateways kept
 //                          their old model (a release that does not
 //                          verify, a backbone that does not fit)
-// Pairing each gateway with itself keeps the canary's data mix out of the
-// comparison.
+// Both heads on the same slice at the same time: neither the canary's data
+// mix nor the time between reports enters the comparison.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_CANARY_H_
 #define TINYFED_AGGREGATOR_INTERNAL_CANARY_H_
 
@@ -32,10 +36,21 @@ struct HeldOut {
   std::vector<uint64_t> confidence_histogram;  // 10 bins over [0, 1]
 };
 
+// One canary gateway's report: the replaced head and the new model on the
+// same held-out samples, and the samples where they disagree.
+struct CanaryReport {
+  HeldOut before, after;
+  uint64_t regressions = 0;   // right before, wrong after
+  uint64_t improvements = 0;  // wrong before, right after
+};
+
 struct CanaryEvidence {
-  std::map<std::string, std::pair<HeldOut, HeldOut>> pairs;  // device: before, after
+  std::map<std::string, CanaryReport> reports;  // by device
   std::set<std::string> refused;
 };
+
+// The significance a canary's accuracy drop must reach to roll it back.
+inline constexpr double kCanarySignificance = 0.05;
 
 struct CanaryVerdict {
   bool regression = false;
@@ -44,10 +59,12 @@ struct CanaryVerdict {
 
 CanaryVerdict JudgeCanary(const RolloutConfig& config, const CanaryEvidence& evidence);
 
-// Whether `device` is in the canary of `version`: named, or drawn with
-// probability canary_fraction from a hash of the two (so each version
-// tries different gateways first).
-bool InCanary(const RolloutConfig& config, const std::string& device, uint64_t version);
+// The canary of `version` among `population`: the named devices, those
+// drawn with probability canary_fraction from a hash of the device and the
+// version (so each version tries different gateways first), and at least
+// canary_reports devices (the lowest draws), so the canary can decide.
+std::set<std::string> ChooseCanary(const RolloutConfig& config, const std::vector<std::string>& population,
+                                   uint64_t version);
 
 }  // namespace tinyfed::aggregator::internal
 

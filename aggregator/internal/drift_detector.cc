@@ -50,6 +50,8 @@ Moments BinnedMoments(const std::vector<uint64_t>& bins) {
 void DriftWindow::Add(const DriftWindow& other) {
   AddCounts(confidence, other.confidence);
   AddCounts(classes, other.classes);
+  AddCounts(holdout_confidence, other.holdout_confidence);
+  AddCounts(holdout_classes, other.holdout_classes);
   holdout_samples += other.holdout_samples;
   holdout_correct += other.holdout_correct;
 }
@@ -65,58 +67,57 @@ double ChiSquareTail(double x, int dof) {
 }
 
 std::optional<std::string> DriftDetector::Suspect(const DriftWindow& window) const {
-  DriftWindow reference;
-  for (const DriftWindow& w : reference_) reference.Add(w);
   const DriftSettings& s = settings_;
-  if (window.cases() >= s.min_cases && reference.cases() >= s.min_cases) {
-    const Moments now = BinnedMoments(window.confidence), before = BinnedMoments(reference.confidence);
+  const uint64_t n_now = Total(window.confidence), n_before = Total(window.holdout_confidence);
+  if (n_now >= s.min_cases && n_before >= s.min_cases) {
+    const Moments now = BinnedMoments(window.confidence), before = BinnedMoments(window.holdout_confidence);
     const double drop = before.mean - now.mean;
     const double z = drop / std::sqrt(before.variance / before.n + now.variance / now.n);
     if (drop >= s.min_confidence_drop && NormalTail(z) < s.max_p_value) {
-      return absl::StrFormat("mean confidence %.2f -> %.2f on %d cases (p %.1e)", before.mean, now.mean,
-                             static_cast<int64_t>(now.n), NormalTail(z));
-    }
-    const uint64_t n_now = Total(window.classes), n_before = Total(reference.classes);
-    const size_t k = std::max(window.classes.size(), reference.classes.size());
-    if (n_now >= s.min_cases && n_before >= s.min_cases && k > 1) {
-      double chi2 = 0.0, tv = 0.0;
-      for (size_t c = 0; c < k; ++c) {
-        const double observed = c < window.classes.size() ? static_cast<double>(window.classes[c]) : 0.0;
-        const double before_c = c < reference.classes.size() ? static_cast<double>(reference.classes[c]) : 0.0;
-        // Add-half smoothing: a class the reference never saw is rare, not impossible.
-        const double p = (before_c + 0.5) / (static_cast<double>(n_before) + 0.5 * static_cast<double>(k));
-        const double expected = p * static_cast<double>(n_now);
-        chi2 += (observed - expected) * (observed - expected) / expected;
-        tv += std::abs(observed / static_cast<double>(n_now) - before_c / static_cast<double>(n_before));
-      }
-      tv /= 2.0;
-      const double p_value = ChiSquareTail(chi2, static_cast<int>(k) - 1);
-      if (tv >= s.min_class_shift && p_value < s.max_p_value) {
-        return absl::StrFormat("predicted classes moved by %.2f (total variation) on %d cases (p %.1e)", tv,
-                               static_cast<int64_t>(n_now), p_value);
-      }
+      return absl::StrFormat("mean confidence %.2f on %d recent cases against %.2f held out (p %.1e)", now.mean,
+                             static_cast<int64_t>(now.n), before.mean, NormalTail(z));
     }
   }
-  // Against the latest reference report with a held-out slice: slices
-  // overlap from report to report, so pooling them would overstate what is
-  // known.
-  const auto last_slice = std::find_if(reference_.rbegin(), reference_.rend(),
-                                       [&](const DriftWindow& w) { return w.holdout_samples >= s.min_cases; });
-  if (window.holdout_samples >= s.min_cases && last_slice != reference_.rend()) {
-    const DriftWindow& last = *last_slice;
-    {
-      const double a = static_cast<double>(last.holdout_correct) / static_cast<double>(last.holdout_samples);
-      const double b = static_cast<double>(window.holdout_correct) / static_cast<double>(window.holdout_samples);
-      const double pooled = static_cast<double>(last.holdout_correct + window.holdout_correct) /
-                            static_cast<double>(last.holdout_samples + window.holdout_samples);
-      const double se =
-          std::sqrt(std::max(pooled * (1.0 - pooled), 1e-12) * (1.0 / static_cast<double>(last.holdout_samples) +
-                                                                1.0 / static_cast<double>(window.holdout_samples)));
-      const double p_value = NormalTail((a - b) / se);
-      if (a - b >= s.min_accuracy_drop && p_value < s.max_p_value) {
-        return absl::StrFormat("held-out accuracy %.1f%% -> %.1f%% on %d samples (p %.1e)", 100 * a, 100 * b,
-                               static_cast<int64_t>(window.holdout_samples), p_value);
-      }
+  const uint64_t c_now = Total(window.classes), c_before = Total(window.holdout_classes);
+  const size_t k = std::max(window.classes.size(), window.holdout_classes.size());
+  if (c_now >= s.min_cases && c_before >= s.min_cases && k > 1) {
+    // A test of homogeneity (both are samples), over the classes either shows.
+    double chi2 = 0.0, tv = 0.0;
+    int shown = 0;
+    const double n1 = static_cast<double>(c_now), n2 = static_cast<double>(c_before);
+    for (size_t c = 0; c < k; ++c) {
+      const double a = c < window.classes.size() ? static_cast<double>(window.classes[c]) : 0.0;
+      const double b = c < window.holdout_classes.size() ? static_cast<double>(window.holdout_classes[c]) : 0.0;
+      if (a + b == 0) continue;
+      ++shown;
+      const double expected_a = (a + b) * n1 / (n1 + n2), expected_b = (a + b) * n2 / (n1 + n2);
+      chi2 += (a - expected_a) * (a - expected_a) / expected_a + (b - expected_b) * (b - expected_b) / expected_b;
+      tv += std::abs(a / n1 - b / n2);
+    }
+    tv /= 2.0;
+    const double p_value = ChiSquareTail(chi2, shown - 1);
+    if (tv >= s.min_class_shift && p_value < s.max_p_value) {
+      return absl::StrFormat(
+          "predicted classes of %d recent cases differ from the held-out slice's by %.2f (total "
+          "variation, p %.1e)",
+          static_cast<int64_t>(c_now), tv, p_value);
+    }
+  }
+  // Held-out slices overlap from report to report: against the last good
+  // window alone, not a pool, so as not to overstate what is known.
+  if (last_good_ && window.holdout_samples >= s.min_cases && last_good_->holdout_samples >= s.min_cases) {
+    const DriftWindow& last = *last_good_;
+    const double a = static_cast<double>(last.holdout_correct) / static_cast<double>(last.holdout_samples);
+    const double b = static_cast<double>(window.holdout_correct) / static_cast<double>(window.holdout_samples);
+    const double pooled = static_cast<double>(last.holdout_correct + window.holdout_correct) /
+                          static_cast<double>(last.holdout_samples + window.holdout_samples);
+    const double se =
+        std::sqrt(std::max(pooled * (1.0 - pooled), 1e-12) * (1.0 / static_cast<double>(last.holdout_samples) +
+                                                              1.0 / static_cast<double>(window.holdout_samples)));
+    const double p_value = NormalTail((a - b) / se);
+    if (a - b >= s.min_accuracy_drop && p_value < s.max_p_value) {
+      return absl::StrFormat("held-out accuracy %.1f%% -> %.1f%% on %d samples (p %.1e)", 100 * a, 100 * b,
+                             static_cast<int64_t>(window.holdout_samples), p_value);
     }
   }
   return std::nullopt;
@@ -124,14 +125,20 @@ std::optional<std::string> DriftDetector::Suspect(const DriftWindow& window) con
 
 DriftDetector::Change DriftDetector::Observe(const DriftWindow& window) {
   Change change;
+  // Only a window with recent cases can show the inputs are back to normal;
+  // one with too few (a report right after a round) changes nothing unless
+  // its held-out accuracy fell.
+  const bool has_cases =
+      window.cases() >= settings_.min_cases && Total(window.holdout_confidence) >= settings_.min_cases;
   if (std::optional<std::string> why = Suspect(window)) {
     change.reason = *std::move(why);
     if (++suspect_in_a_row_ >= settings_.consecutive) flagged_ = true;
+  } else if (!has_cases) {
+    if (window.holdout_samples > 0 && !flagged_) last_good_ = window;
   } else {
     suspect_in_a_row_ = 0;
     flagged_ = false;
-    reference_.push_back(window);
-    while (reference_.size() > static_cast<size_t>(settings_.reference_windows)) reference_.pop_front();
+    if (window.holdout_samples > 0) last_good_ = window;
   }
   change.flagged = flagged_;
   return change;

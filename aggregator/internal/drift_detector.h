@@ -1,27 +1,27 @@
 // Drift of what a gateway (or the whole fleet) sees, from aggregate
-// telemetry only: the cases its global head answered lately (a confidence
-// histogram and how often each class was chosen) and its held-out accuracy.
-// Each window (one report of a device; the fleet's reports between two
-// rounds) is compared with a reference pooled from the last few windows
-// that were not suspect:
-//   confidence  the mean confidence fell (a one-sided z test on the binned
-//               means) by at least min_confidence_drop
-//   classes     the predicted class frequencies moved (a chi-square test
-//               against the reference's) by a total variation of at least
-//               min_class_shift
+// telemetry only. Each window (one report of a device; the fleet's reports
+// between two rounds, pooled) holds the cases the global head answered
+// lately and, under the same model, the gateway's held-out slice:
+//   confidence  the recent cases' mean confidence is lower than the
+//               held-out slice's (a one-sided z test on the binned means)
+//               by at least min_confidence_drop
+//   classes     the recent cases' predicted classes differ from the
+//               held-out slice's (a chi-square test of homogeneity) by a
+//               total variation of at least min_class_shift
 //   accuracy    the held-out accuracy fell (two proportions) by at least
-//               min_accuracy_drop
-// A test needs both: a p-value below max_p_value and the effect size, so
-// that a large fleet does not flag a harmless change. A window that fails
-// any test is suspect and kept out of the reference; `consecutive` suspect
-// windows in a row raise the flag, and the first window that passes again
-// clears it. The models changing between windows move these statistics a
-// little; a shift of the inputs moves them at once.
+//               min_accuracy_drop since the last window that was not
+//               suspect
+// Comparing recent cases with the clinic's own stored samples under one
+// model keeps each round's new model from looking like drift; what moves
+// is the inputs. A test needs both a p-value below max_p_value and the
+// effect size, so that a large fleet does not flag a harmless change. A
+// window that fails any test is suspect; `consecutive` suspect windows in
+// a row raise the flag, and the first window that passes clears it. A
+// window too small for any test changes nothing.
 #ifndef TINYFED_AGGREGATOR_INTERNAL_DRIFT_DETECTOR_H_
 #define TINYFED_AGGREGATOR_INTERNAL_DRIFT_DETECTOR_H_
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,8 +29,9 @@
 namespace tinyfed::aggregator::internal {
 
 struct DriftWindow {
-  std::vector<uint64_t> confidence;  // 10 bins over [0, 1]
-  std::vector<uint64_t> classes;     // cases per predicted class
+  std::vector<uint64_t> confidence;                           // recent cases: 10 bins over [0, 1]
+  std::vector<uint64_t> classes;                              // recent cases per predicted class
+  std::vector<uint64_t> holdout_confidence, holdout_classes;  // the held-out slice, the same way
   uint64_t holdout_samples = 0;
   uint64_t holdout_correct = 0;
   // Adds `other`'s counts (the fleet pools its devices' windows).
@@ -39,12 +40,11 @@ struct DriftWindow {
 };
 
 struct DriftSettings {
-  int reference_windows = 5;
   int consecutive = 2;
   uint64_t min_cases = 20;  // fewer cases in the window or the reference: no test
   double max_p_value = 1e-4;
   double min_confidence_drop = 0.05;
-  double min_class_shift = 0.15;
+  double min_class_shift = 0.3;
   double min_accuracy_drop = 0.05;
 };
 
@@ -61,11 +61,11 @@ class DriftDetector {
   bool flagged() const { return flagged_; }
 
  private:
-  // Why `window` differs from the reference, or nothing.
+  // Why `window` looks drifted, or nothing.
   std::optional<std::string> Suspect(const DriftWindow& window) const;
 
   DriftSettings settings_;
-  std::deque<DriftWindow> reference_;
+  std::optional<DriftWindow> last_good_;  // the accuracy test's reference
   int suspect_in_a_row_ = 0;
   bool flagged_ = false;
 };

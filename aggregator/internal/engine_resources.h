@@ -47,7 +47,8 @@ struct RoundEngine::Canary {
   uint64_t version = 0;
   v1::ModelRef previous;
   internal::CanaryEvidence evidence;
-  std::set<std::string> offered;  // canary devices told of the new version
+  std::set<std::string> members;  // internal::ChooseCanary
+  std::set<std::string> offered;  // members told of the new version
   int64_t check_ins = 0;
 };
 

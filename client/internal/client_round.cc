@@ -310,7 +310,12 @@ ClientRound::Step ClientRound::AwaitResult() {
   if (result.has_aborted()) return Finish(RoundOutcome::kAborted, result.aborted().reason());
   if (!result.has_result()) return Finish(RoundOutcome::kAborted, "unexpected answer");
   if (!PhaseHook(v1::PHASE_RESULT)) return PowerCut();
-  if (absl::Status u = UpdateModel(g_, result.result().published(), &report_.timings); !u.ok() && LinkLost(u)) return u;
+  // Outside a canary the aggregator names the model this gateway has: no update.
+  if (result.result().published().version() > g_.installed_version()) {
+    if (absl::Status u = UpdateModel(g_, result.result().published(), &report_.timings); !u.ok() && LinkLost(u)) {
+      return u;
+    }
+  }
   return Finish(RoundOutcome::kCompleted, "");
 }
 

@@ -40,6 +40,10 @@ uint64_t GatewayState::installed_version() const {
 }
 
 void GatewayState::Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) {
+  replaced.reset();
+  if (version > 0 && bundle.backbone().SerializeAsString() == m.bundle.backbone().SerializeAsString()) {
+    replaced = ReplacedHead{.version = version, .head = bundle.head()};
+  }
   bundle = std::move(m.bundle);
   release = std::move(m.release);
   interpreter = std::move(in);

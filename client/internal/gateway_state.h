@@ -88,6 +88,13 @@ struct GatewayState {
   uint64_t version ABSL_GUARDED_BY(mu) = 0;
   v1::ReleaseMetadata release ABSL_GUARDED_BY(mu);  // of the installed model
   std::string model_status ABSL_GUARDED_BY(mu);     // why the last offered model was refused
+  // The head this model replaced, on the same backbone, so that telemetry
+  // compares the two on the same held-out slice (the aggregator's canary).
+  struct ReplacedHead {
+    uint64_t version = 0;
+    v1::Head head;
+  };
+  std::optional<ReplacedHead> replaced ABSL_GUARDED_BY(mu);
   // config.positive_class's index and threshold, for the installed model
   // and stored samples; reset when either changes.
   std::optional<std::pair<int, double>> decision ABSL_GUARDED_BY(mu);

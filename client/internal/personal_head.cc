@@ -11,6 +11,7 @@
 #include "spdlog/spdlog.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/client/head_trainer.h"
+#include "tinyfed/models/evaluate.h"
 
 namespace tinyfed::client::internal {
 namespace {
@@ -27,20 +28,9 @@ int Argmax(const std::vector<float>& logits) {
 
 }  // namespace
 
-double McNemarPValue(uint32_t wins, uint32_t losses) {
-  // P(X >= wins) for X ~ Binomial(wins + losses, 1/2): the samples the two
-  // heads disagree on, each as likely to go either way under the null.
-  const uint32_t n = wins + losses;
-  if (n == 0) return 1.0;
-  const double log_half_n = -static_cast<double>(n) * std::log(2.0);
-  double p = 0.0;
-  for (uint32_t k = wins; k <= n; ++k) {
-    p += std::exp(std::lgamma(n + 1.0) - std::lgamma(k + 1.0) - std::lgamma(n - k + 1.0) + log_half_n);
-  }
-  return std::min(1.0, p);
+bool PersonalHeadWins(uint32_t wins, uint32_t losses) {
+  return wins > losses && models::McNemarPValue(wins, losses) <= kAlpha;
 }
-
-bool PersonalHeadWins(uint32_t wins, uint32_t losses) { return wins > losses && McNemarPValue(wins, losses) <= kAlpha; }
 
 absl::Status RefreshPersonalHead(GatewayState& g) {
   if (g.config.personal_head_epochs <= 0) return absl::OkStatus();

@@ -16,11 +16,9 @@
 
 namespace tinyfed::client::internal {
 
-// The exact one-sided McNemar p-value of `wins` against `losses` on paired
-// held-out samples: how likely a head no better than the global one wins
-// that often among the samples the two disagree on.
-double McNemarPValue(uint32_t wins, uint32_t losses);
-// Whether that is at most the gateway's level (0.35).
+// Whether the personal head's `wins` against `losses` on paired held-out
+// samples pass the one-sided McNemar test (models::McNemarPValue) at the
+// gateway's level (0.35).
 bool PersonalHeadWins(uint32_t wins, uint32_t losses);
 
 // Fits the personal head for the installed model (config.personal_head_epochs

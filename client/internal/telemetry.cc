@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "tinyfed/client/head_trainer.h"
+#include "tinyfed/models/decision_threshold.h"
+
 namespace tinyfed::client::internal {
 
 absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
@@ -34,8 +37,10 @@ absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
   if (!samples.ok()) return samples.status();
   models::Interpreter& interpreter = *g.interpreter;
   std::vector<uint64_t> counts(static_cast<size_t>(interpreter.num_classes()), 0);
-  std::vector<uint32_t> histogram(10, 0);
-  uint32_t held = 0, correct = 0;
+  std::vector<uint32_t> predicted(counts.size(), 0);
+  std::vector<uint32_t> histogram(10, 0), replaced_histogram(10, 0);
+  uint32_t held = 0, correct = 0, replaced_correct = 0, regressions = 0, improvements = 0;
+  auto bin = [](float confidence) { return std::min<size_t>(9, static_cast<size_t>(confidence * 10.0f)); };
   for (const Sample& sample : *samples) {
     if (sample.label < 0 || sample.label >= interpreter.num_classes() ||
         sample.features.size() != interpreter.input_size()) {
@@ -46,10 +51,29 @@ absl::StatusOr<v1::Telemetry> CollectTelemetry(GatewayState& g) {
     const models::Prediction p = interpreter.Predict(sample.features);
     ++held;
     correct += p.label == sample.label;
-    ++histogram[std::min<size_t>(9, static_cast<size_t>(p.confidence * 10.0f))];
+    ++histogram[bin(p.confidence)];
+    ++predicted[static_cast<size_t>(p.label)];
+    if (g.replaced) {
+      const std::vector<float> logits = HeadLogits(g.replaced->head, interpreter.embedding());
+      const int label = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      float confidence = 0.0f;
+      (void)models::DecideWithThreshold(logits, label, 0.0, &confidence);  // threshold 0: p is the label's
+      replaced_correct += label == sample.label;
+      regressions += label == sample.label && p.label != sample.label;
+      improvements += label != sample.label && p.label == sample.label;
+      ++replaced_histogram[bin(confidence)];
+    }
+  }
+  if (g.replaced && held > 0) {
+    t.set_replaced_model_version(g.replaced->version);
+    t.set_replaced_holdout_accuracy(static_cast<float>(replaced_correct) / held);
+    for (uint32_t h : replaced_histogram) t.add_replaced_confidence_histogram(h);
+    t.set_regressions(regressions);
+    t.set_improvements(improvements);
   }
   for (uint64_t c : counts) t.add_class_counts(c);
   for (uint32_t h : histogram) t.add_confidence_histogram(h);
+  for (uint32_t c : predicted) t.add_holdout_predicted_classes(c);
   t.set_holdout_samples(held);
   t.set_holdout_accuracy(held ? static_cast<float>(correct) / held : 0.0f);
   return t;

@@ -173,6 +173,11 @@ absl::StatusOr<std::vector<Clinic>> MakeClinics(const Scenario& s, const models:
     for (models::Dataset* slice : {&clinic.train, &clinic.holdout}) {
       ShiftFeatures(*slice, s.partition.shift, s.partition.shift_strength, scale, offset, shift_rng, stats);
     }
+    if (c < s.faults.shifted_clinics) {
+      clinic.shifted_holdout = clinic.holdout;
+      ShiftFeatures(clinic.shifted_holdout, FeatureShift::kBrightness, 1.0, s.faults.shift_scale, s.faults.shift_offset,
+                    shift_rng, stats);
+    }
   }
   return clinics;
 }

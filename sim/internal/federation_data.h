@@ -19,6 +19,9 @@ namespace tinyfed::sim::internal {
 struct Clinic {
   std::string id;
   models::Dataset train, holdout;
+  // The held-out cases as a new scanner shows them (faults.input_shift_round),
+  // for a shifted clinic; else empty.
+  models::Dataset shifted_holdout;
   std::vector<float> train_embeddings, holdout_embeddings;
 };
 

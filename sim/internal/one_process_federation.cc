@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "sim/internal/metrics.h"
 #include "sim/internal/regions.h"
+#include "spdlog/spdlog.h"
 #include "tinyfed/aggregator/in_process_transport.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/sim/dropout.h"
@@ -180,6 +181,8 @@ absl::StatusOr<std::unique_ptr<OneProcessFederation>> OneProcessFederation::Star
     TINYFED_RETURN_IF_ERROR(gateway->AddSamples(client::ToSamples(c.train)));
     f->gateways_.push_back(std::move(gateway));
   }
+  f->installed_.resize(clinics.size());
+  TINYFED_ASSIGN_OR_RETURN(f->state_, aggregator::AggregatorState::Open(config.state_dir));
   return f;
 }
 
@@ -228,6 +231,7 @@ std::vector<client::RoundReport> OneProcessFederation::RunClients(const std::vec
         if (r->outcome != client::RoundOutcome::kNotSelected) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
+      installed_[online[i]].insert(g.model_version());
       tracker_.Update(chosen[i], [](Tracker::Device& d) { d.finished = true; });
     });
   }
@@ -301,8 +305,8 @@ void OneProcessFederation::Account(const std::vector<size_t>& online, const std:
   rr.simulated_seconds = slowest + waited;
 }
 
-void OneProcessFederation::Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report,
-                                  RoundResult& rr) {
+uint64_t OneProcessFederation::Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report,
+                                      RoundResult& rr) {
   const int64_t engine_round =
       static_cast<int64_t>(std::max_element(reports.begin(), reports.end(), [](const auto& a, const auto& b) {
                              return a.round_id < b.round_id;
@@ -333,6 +337,7 @@ void OneProcessFederation::Record(const std::vector<client::RoundReport>& report
   if (!scoring_.validation->labels.empty()) {
     rr.validation_accuracy = Evaluate(head, scoring_.validation->embeddings, scoring_.validation->labels).accuracy;
   }
+  return outcome && outcome->has_result() ? outcome->result().published().version() : 0;
 }
 
 void OneProcessFederation::ScoreServedHeads(SimulationReport& report) {
@@ -357,6 +362,7 @@ void OneProcessFederation::Run(const Progress& progress, SimulationReport& repor
     const absl::Time round_started = absl::Now();
     RoundResult rr;
     rr.round = round;
+    ServeCases(round);
     const std::vector<size_t> online = ChooseOnline(round, rr);
     if (rr.selected < config_.min_cohort) {
       rr.reason = StrCat("only ", rr.selected, " clinics online (", config_.min_cohort, " needed)");
@@ -370,10 +376,24 @@ void OneProcessFederation::Run(const Progress& progress, SimulationReport& repor
       if (progress) progress(rr, rounds, absl::ZeroDuration());
       continue;
     }
+    const bool flipped = round == s_.faults.flipped_labels_round;
+    // A store that cannot take the samples fails the simulation's premise: said, not hidden.
+    if (absl::Status s = flipped ? SetLabels(online, true) : absl::OkStatus(); !s.ok()) {
+      spdlog::error("round {}: the flipped labels are not in place: {}", round, s.ToString());
+    }
     double waited = 0.0;  // simulated seconds spent waiting for deadlines
     const std::vector<client::RoundReport> reports = RunClients(online, &waited);
+    if (absl::Status s = flipped ? SetLabels(online, false) : absl::OkStatus(); !s.ok()) {
+      spdlog::error("round {}: the true labels are not restored: {}", round, s.ToString());
+    }
+    // As Client::Run does, each member reports on the model the round left
+    // it with (after a botched export, on its labels put right).
+    for (size_t i = 0; i < online.size(); ++i) {
+      if (reports[i].outcome == client::RoundOutcome::kCompleted) (void)gateways_[online[i]]->SendTelemetry();
+    }
     Account(online, reports, waited, rr);
-    Record(reports, report, rr);
+    FollowCanary(Record(reports, report, rr), rr);
+    RecordDrift(rr);
     rr.wall_seconds = absl::ToDoubleSeconds(absl::Now() - round_started);
     if (inproc_) env_.Advance(absl::Hours(s_.clinics.round_hours));
     report.rounds.push_back(rr);

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <span>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "tinyfed/aggregator/region_link.h"
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/aggregator/server.h"
+#include "tinyfed/aggregator/state.h"
 #include "tinyfed/client/client.h"
 #include "tinyfed/models/trust.h"
 #include "tinyfed/sim/simulation.h"
@@ -80,8 +82,20 @@ class OneProcessFederation {
   client::DeviceConditions ConditionsOf(size_t c) const;
   // The engine the clinic `c` calls: its region's, or the one engine.
   aggregator::RoundEngine* EngineOf(size_t c) const;
+  // Between rounds (one_process_federation_field.cc). Each clinic with a
+  // model answers clinics.cases_per_round cases (a shifted clinic's from
+  // its new scanner from faults.input_shift_round on) and reports.
+  void ServeCases(int round);
+  // The clinics' samples with their true labels, or shifted by one.
+  absl::Status SetLabels(const std::vector<size_t>& clinics, bool flipped);
+  // While `version`, the round's model, is in canary, every clinic checks
+  // in (and reports what it installed) until it is decided; into rr.
+  void FollowCanary(uint64_t version, RoundResult& rr);
+  // The drift flags raised now, into rr.
+  void RecordDrift(RoundResult& rr) const;
   // The engine's outcome of the round and the model's scores after it.
-  void Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report, RoundResult& rr);
+  // Returns the version the round published, or 0.
+  uint64_t Record(const std::vector<client::RoundReport>& reports, const SimulationReport& report, RoundResult& rr);
 
   const Scenario& s_;
   const aggregator::Config config_;
@@ -98,6 +112,8 @@ class OneProcessFederation {
   int64_t national_round_ = 0;  // the last national round recorded
   Tracker tracker_;
   std::vector<std::unique_ptr<client::Client>> gateways_;
+  std::vector<std::set<uint64_t>> installed_;           // every version each gateway installed
+  std::unique_ptr<aggregator::AggregatorState> state_;  // the engine's, read for rollouts and drift
   int participations_ = 0;
 };
 

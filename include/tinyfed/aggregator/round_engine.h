@@ -66,6 +66,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -132,6 +133,8 @@ class RoundEngine {
   // The latest published model, and its head.
   v1::ModelRef latest_model() const;
   v1::Head latest_head() const;
+  // The version in canary ([rollout]), or 0 when none is.
+  uint64_t canary_version() const;
   // The noise multiplier z in use (resolved from a target epsilon if need be).
   double noise_multiplier() const { return noise_multiplier_; }
   // How a round ended (a result or an abort), if it ended recently.
@@ -220,15 +223,18 @@ class RoundEngine {
   // Rollout and drift (round_engine_watch.cc). The canary left running by
   // a previous process, if any, and empty drift detectors.
   absl::Status LoadRolloutLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The canary of `version` among the population (internal/canary.h).
+  absl::StatusOr<std::set<std::string>> ChooseCanaryLocked(uint64_t version) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The latest version was just published over `previous`.
   void StartCanaryLocked(const v1::ModelRef& previous) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The model `device` is told of: the previous one outside a canary.
-  v1::ModelRef ServedModelLocked(const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The model `device`, which runs version `installed`, is told of: the
+  // previous one outside a canary.
+  v1::ModelRef ServedModelLocked(const std::string& device, uint64_t installed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A check-in counts toward the canary's window.
   void WatchCheckInLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A report `t` of `device`, whose report before was `previous_report`.
-  void WatchCanaryLocked(const std::string& device, const v1::Telemetry& t, const std::string& previous_report)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A report `t` of `device`: a canary gateway's says how the new model
+  // and the head it replaced do on its held-out slice.
+  void WatchCanaryLocked(const std::string& device, const v1::Telemetry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckOperatorDecisionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DecideCanaryLocked(bool promote, const std::string& decided_by, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

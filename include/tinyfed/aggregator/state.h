@@ -70,10 +70,11 @@ struct RolloutRecord {
   uint64_t previous = 0;  // what everyone outside the canary keeps meanwhile
   std::string state;      // "canary", "promoted" or "rolled_back"
   int64_t started_ms = 0, decided_ms = 0;
-  std::string decided_by;         // "telemetry", "check-ins" or "operator"
-  std::string reason;             // the canary's evidence, or the operator's word
-  uint64_t rollback_version = 0;  // the version that carries `previous`'s weights
-  std::string operator_request;   // "promote" or "rollback", until the engine acts on it
+  std::string decided_by;           // "telemetry", "check-ins" or "operator"
+  std::string reason;               // the canary's evidence, or the operator's word
+  uint64_t rollback_version = 0;    // the version that carries `previous`'s weights
+  std::string operator_request;     // "promote" or "rollback", until the engine acts on it
+  std::vector<std::string> canary;  // the devices offered the version, once decided
 };
 
 // A drift flag: "fleet" or a device id, since when, and the evidence.
@@ -121,8 +122,6 @@ class AggregatorState {
   absl::StatusOr<bool> AddDevice(const std::string& device_id);
   absl::StatusOr<int64_t> PopulationSize() const;
   absl::Status RecordTelemetry(const std::string& device_id, const std::string& json);
-  // The device's latest report (JSON), or empty if it never reported.
-  absl::StatusOr<std::string> TelemetryOf(const std::string& device_id) const;
   // The population, sorted by id, with each device's latest telemetry.
   absl::StatusOr<std::vector<DeviceRecord>> Devices() const;
 
@@ -130,13 +129,14 @@ class AggregatorState {
   absl::StatusOr<std::vector<RolloutRecord>> Rollouts(int limit = 0) const;
   absl::Status StartRollout(uint64_t version, uint64_t previous);
   // The canary of `version` is promoted.
-  absl::Status PromoteRollout(uint64_t version, const std::string& decided_by, const std::string& reason);
+  absl::Status PromoteRollout(uint64_t version, const std::string& decided_by, const std::string& reason,
+                              const std::vector<std::string>& canary);
   // The canary of `version` is rolled back by `model` (its previous
   // weights, published as a higher version): both rows and the optimizer
   // moments that go on from there, atomically.
   absl::Status RollBack(uint64_t version, const std::string& decided_by, const std::string& reason,
-                        const PublishedModel& model, const std::vector<float>& first_moment,
-                        const std::vector<float>& second_moment);
+                        const std::vector<std::string>& canary, const PublishedModel& model,
+                        const std::vector<float>& first_moment, const std::vector<float>& second_moment);
   // An operator's decision (`tinyfed rollout promote|rollback`), for the
   // engine to act on: FAILED_PRECONDITION unless a canary is running.
   absl::Status RequestRolloutDecision(const std::string& action);

@@ -40,6 +40,12 @@ absl::StatusOr<ConfusionMatrix> Evaluate(const v1::ModelBundle& bundle, const Da
 // The same with an interpreter the caller already prepared.
 absl::StatusOr<ConfusionMatrix> Evaluate(Interpreter& interpreter, const Dataset& data);
 
+// The exact one-sided McNemar p-value of `wins` against `losses` on paired
+// samples (two models scored on the same ones): how likely a model no
+// better than the other wins that often among the samples they disagree
+// on, P(X >= wins) for X ~ Binomial(wins + losses, 1/2).
+double McNemarPValue(uint32_t wins, uint32_t losses);
+
 }  // namespace tinyfed::models
 
 #endif  // TINYFED_MODELS_EVALUATE_H_

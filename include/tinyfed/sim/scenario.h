@@ -85,6 +85,24 @@ struct ClinicsSpec {
   // afternoon (SolarCharge), and every gateway applies `eligibility`.
   double solar_fraction = 0.0;
   client::EligibilityPolicy eligibility;
+  // Cases each clinic's clinicians ask its gateway about each round (drawn
+  // from the clinic's held-out slice, before the round), reported in its
+  // telemetry for the aggregator's drift watch. 0: none.
+  int cases_per_round = 0;
+};
+
+// What goes wrong in a federation, to see that it is caught.
+struct FaultsSpec {
+  // The cohort of this round trains on its labels shifted by one (class c
+  // becomes c + 1): a botched export. 0: none.
+  int flipped_labels_round = 0;
+  // From this round on, the first `shifted_clinics` clinics' cases come
+  // from a new scanner: contrast `shift_scale` around the mean and
+  // brightness `shift_offset` standard deviations. 0: none.
+  int input_shift_round = 0;
+  int shifted_clinics = 0;
+  double shift_scale = 0.5;
+  double shift_offset = 1.0;
 };
 
 // A solar gateway's battery charge at `hour` (0-24) of the day.
@@ -122,6 +140,7 @@ struct Scenario {
   ClinicsSpec clinics;
   DecisionSpec decision;
   RegionsSpec regions;
+  FaultsSpec faults;
   int rounds = 20;
   int baseline_epochs = 20;  // centralized and local-only heads
   int personalization_epochs = 5;

@@ -57,6 +57,16 @@ struct RoundResult {
   double bytes_down_per_client = 0.0;
   double simulated_seconds = 0.0;  // slowest survivor on its link and CPU, plus deadlines waited
   double wall_seconds = 0.0;
+  // [rollout]: what became of this round's model ("promoted", "rolled back
+  // as v12", or "in canary" if undecided), the check-in passes of every
+  // clinic that took, and the clinics outside the canary that installed it
+  // meanwhile (it should be none).
+  std::string rollout;
+  int canary_passes = 0;
+  int installed_outside_canary = 0;
+  // Drift flags raised after this round: devices, and the fleet.
+  int drift_devices = 0;
+  bool drift_fleet = false;
 };
 
 struct ClinicResult {
