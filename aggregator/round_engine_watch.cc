@@ -212,6 +212,7 @@ void RoundEngine::WatchDriftLocked(const std::string& device, const v1::Telemetr
   w.holdout_confidence.assign(t.confidence_histogram().begin(), t.confidence_histogram().end());
   w.holdout_classes.assign(t.holdout_predicted_classes().begin(), t.holdout_predicted_classes().end());
   w.holdout_samples = t.holdout_samples();
+  w.model_version = t.model_version();
   w.holdout_correct = static_cast<uint64_t>(std::llround(t.holdout_accuracy() * t.holdout_samples()));
   drift_->fleet_window.Add(w);
   ObserveDriftLocked(device, drift_->devices[device], w);

@@ -624,6 +624,52 @@ TEST_F(ClientTest, ABudgetedGatewayDeclinesARoundWithoutDpOfItsOwn) {
   EXPECT_EQ(r->samples_trained, 0u);
 }
 
+// What the aggregator's canary and drift watch read: the head a new model
+// replaced, scored beside it on the same held-out samples, and the cases
+// answered since the last report (counted once).
+TEST_F(ClientTest, ReportsTheReplacedHeadBesideTheNewOneAndTheRecentCasesOnce) {
+  config_.holdout_fraction = 0.5;
+  const std::string v1 = Publish(1, key_), v2 = Publish(2, key_, {.head_scale = -1.0f});
+  FakeAggregator* fake = nullptr;
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  const models::Dataset data = models::testing::TinyClassifierData(40, 9);
+  ASSERT_TRUE(c->AddSamples(testing::TinySamples(data)).ok());
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  EXPECT_EQ(fake->telemetry.back().replaced_model_version(), 0u) << "nothing was replaced yet";
+  const float v1_accuracy = fake->telemetry.back().holdout_accuracy();
+
+  fake->blob = v2;
+  fake->ref = RefFor(v2);
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  ASSERT_EQ(c->model_version(), 2u);
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(c->Predict(data.sample(static_cast<size_t>(i))).ok());
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  const v1::Telemetry t = fake->telemetry.back();
+  EXPECT_EQ(t.model_version(), 2u);
+  EXPECT_EQ(t.replaced_model_version(), 1u);
+  EXPECT_FLOAT_EQ(t.replaced_holdout_accuracy(), v1_accuracy);
+  ASSERT_GT(t.holdout_samples(), 10u);
+  // The head flipped in sign: it loses most of what the old one got right.
+  EXPECT_GT(t.regressions(), t.improvements());
+  EXPECT_NEAR(t.replaced_holdout_accuracy() - t.holdout_accuracy(),
+              (static_cast<double>(t.regressions()) - t.improvements()) / t.holdout_samples(), 1e-6);
+  uint32_t held = 0, predicted = 0, recent = 0, recent_classes = 0;
+  for (uint32_t n : t.replaced_confidence_histogram()) held += n;
+  for (uint32_t n : t.holdout_predicted_classes()) predicted += n;
+  for (uint32_t n : t.recent_confidence_histogram()) recent += n;
+  for (uint32_t n : t.recent_predicted_classes()) recent_classes += n;
+  EXPECT_EQ(held, t.holdout_samples());
+  EXPECT_EQ(predicted, t.holdout_samples());
+  EXPECT_EQ(recent, 7u);
+  EXPECT_EQ(recent_classes, 7u);
+  // Sent once: the next report starts a new window.
+  ASSERT_TRUE(c->SendTelemetry().ok());
+  recent = 0;
+  for (uint32_t n : fake->telemetry.back().recent_confidence_histogram()) recent += n;
+  EXPECT_EQ(recent, 0u);
+}
+
 TEST_F(ClientTest, FollowsARootRotationAndRefusesTheRetiredKey) {
   FakeAggregator* fake = nullptr;
   const std::string v1 = Publish(1, key_);

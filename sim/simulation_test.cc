@@ -123,6 +123,40 @@ TEST_F(SimulationTest, SolarGatewaysSitOutTheNightAndServeTheirChosenHead) {
   }
 }
 
+// The canary and drift watch through the simulator: round 4's cohort
+// trains on swapped labels, and from round 5 two clinics' cases come from a
+// new instrument. The canary rolls round 4's model back before anyone
+// outside it installs it; the drift watch flags the two clinics.
+TEST_F(SimulationTest, ACanaryRollsBackTheBadRoundAndTheDriftWatchFlagsTheShiftedClinics) {
+  std::string text = kScenario;
+  text.replace(text.find("dropout = { training = 0.1, share_keys = 0.05 }"),
+               std::string("dropout = { training = 0.1, share_keys = 0.05 }").size(),
+               "holdout_fraction = 0.3\ncases_per_round = 40");
+  // Trusted-aggregator rounds without clipping, and long local training:
+  // one round can ruin the model.
+  text.replace(
+      text.find("[training]"), std::string::npos,
+      "[training]\nepochs = 20\nbatch_size = 16\nlearning_rate = 0.5\n[dp]\nmode = \"off\"\nclip = 100.0\n[secagg]\n"
+      "enabled = false\n");
+  text +=
+      "[faults]\nflipped_labels_round = 4\ninput_shift_round = 5\nshifted_clinics = 2\nshift_scale = 0.2\n"
+      "shift_offset = 3.0\n[rollout]\ncanary_fraction = 0.3\ncanary_reports = 2\n";
+  SimulationReport r;
+  ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &r, text));
+  ASSERT_EQ(r.rounds.size(), 8u);
+  for (const RoundResult& x : r.rounds) {
+    EXPECT_EQ(x.installed_outside_canary, 0) << "round " << x.round;
+    if (x.completed) {
+      EXPECT_FALSE(x.rollout.empty() || x.rollout == "in canary") << "round " << x.round;
+    }
+  }
+  EXPECT_TRUE(r.rounds[3].rollout.starts_with("rolled back")) << r.rounds[3].rollout;
+  EXPECT_EQ(r.rounds[3].test.accuracy, r.rounds[2].test.accuracy) << "the federation serves round 3's model again";
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(r.rounds[i].drift_devices, 0) << "round " << i + 1 << ", before the shift";
+  EXPECT_GE(r.rounds[7].drift_devices, 1) << "flagged by round 8, three rounds into the shift";
+  EXPECT_LE(r.rounds[7].drift_devices, 2);
+}
+
 TEST_F(SimulationTest, LearnsAndReportsEverything) {
   SimulationReport r;
   ASSERT_NO_FATAL_FAILURE(Run(TransportKind::kInProcess, &r));

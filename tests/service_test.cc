@@ -715,5 +715,32 @@ TEST(ConfigTest, ARegionalAggregatorNeedsItsUpstreamAndNoModelOrKey) {
   EXPECT_EQ(FormatConfig(*back), FormatConfig(*ok));
 }
 
+TEST(ConfigTest, RolloutTakesACanaryAndThresholdsAndIsOnlyForAFederationOfGateways) {
+  const std::string flat = "state_dir = \"s\"\nroots_dir = \"r\"\ninitial_model = \"m\"\npublishing_key = \"k\"\n";
+  auto c = ParseConfig(flat +
+                           "[rollout]\ncanary_fraction = 0.1\ncanary_devices = [\"clinic-7\"]\ncanary_reports = 4\n"
+                           "max_accuracy_drop = 0.02\n",
+                       "/etc/tinyfed/aggregator.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->rollout.enabled());
+  EXPECT_EQ(c->rollout.canary_devices, std::vector<std::string>{"clinic-7"});
+  EXPECT_EQ(c->rollout.canary_reports, 4);
+  auto back = ParseConfig(FormatConfig(*c), "/elsewhere/copy.toml");
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << FormatConfig(*c);
+  EXPECT_EQ(FormatConfig(*back), FormatConfig(*c));
+  EXPECT_FALSE(ParseConfig(flat, "/a.toml")->rollout.enabled()) << "off unless asked for";
+
+  auto expect_error = [](const std::string& toml, const std::string& needle) {
+    auto bad = ParseConfig(toml, "/etc/tinyfed/aggregator.toml");
+    ASSERT_FALSE(bad.ok()) << toml;
+    EXPECT_NE(bad.status().message().find(needle), std::string::npos) << bad.status().message();
+  };
+  expect_error(flat + "[rollout]\ncanary_fraction = 0.9\n", "canary_fraction");
+  expect_error(flat + "[rollout]\ncanary_devices = [\"../etc\"]\n", "is not a device id");
+  expect_error(flat + "[rollout]\ncanary_reports = 0\n", "canary_reports");
+  expect_error(flat + "[rounds]\nnational_clinics = 30\n[rollout]\ncanary_fraction = 0.1\n",
+               "[rollout] is for a federation of gateways");
+}
+
 }  // namespace
 }  // namespace tinyfed::aggregator

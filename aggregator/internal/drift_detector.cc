@@ -105,7 +105,8 @@ std::optional<std::string> DriftDetector::Suspect(const DriftWindow& window) con
   }
   // Held-out slices overlap from report to report: against the last good
   // window alone, not a pool, so as not to overstate what is known.
-  if (last_good_ && window.holdout_samples >= s.min_cases && last_good_->holdout_samples >= s.min_cases) {
+  if (last_good_ && last_good_->model_version == window.model_version && window.holdout_samples >= s.min_cases &&
+      last_good_->holdout_samples >= s.min_cases) {
     const DriftWindow& last = *last_good_;
     const double a = static_cast<double>(last.holdout_correct) / static_cast<double>(last.holdout_samples);
     const double b = static_cast<double>(window.holdout_correct) / static_cast<double>(window.holdout_samples);

@@ -8,9 +8,11 @@
 //   classes     the recent cases' predicted classes differ from the
 //               held-out slice's (a chi-square test of homogeneity) by a
 //               total variation of at least min_class_shift
-//   accuracy    the held-out accuracy fell (two proportions) by at least
-//               min_accuracy_drop since the last window that was not
-//               suspect
+//   accuracy    under the same model as the last window that was not
+//               suspect, the held-out accuracy fell (two proportions) by
+//               at least min_accuracy_drop: newly labelled samples the
+//               model does worse on (a drop that comes with a new model is
+//               the canary's to judge, config.h RolloutConfig)
 // Comparing recent cases with the clinic's own stored samples under one
 // model keeps each round's new model from looking like drift; what moves
 // is the inputs. A test needs both a p-value below max_p_value and the
@@ -34,6 +36,7 @@ struct DriftWindow {
   std::vector<uint64_t> holdout_confidence, holdout_classes;  // the held-out slice, the same way
   uint64_t holdout_samples = 0;
   uint64_t holdout_correct = 0;
+  uint64_t model_version = 0;  // the accuracy test compares one model's windows
   // Adds `other`'s counts (the fleet pools its devices' windows).
   void Add(const DriftWindow& other);
   uint64_t cases() const;

@@ -2,6 +2,7 @@
 // their clinicians' cases (and report), check in while a new model is in
 // canary, and, as a fault, train on labels shifted by one.
 #include <algorithm>
+#include <numeric>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -23,9 +24,14 @@ void OneProcessFederation::ServeCases(int round) {
     const bool shifted =
         f.input_shift_round > 0 && round >= f.input_shift_round && !clinic.shifted_holdout.labels.empty();
     const models::Dataset& from = shifted ? clinic.shifted_holdout : clinic.holdout;
+    // Distinct cases, as many as the slice holds: a small clinic's few
+    // cases drawn again and again would not be a sample of its patients.
     std::mt19937_64 rng(s_.seed * 2'654'435'761u + static_cast<uint64_t>(round) * 1'000'003u + c);
-    std::uniform_int_distribution<size_t> pick(0, from.size() - 1);
-    for (int k = 0; k < cases; ++k) (void)gateway.Predict(from.sample(pick(rng)));
+    std::vector<size_t> order(from.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::shuffle(order.begin(), order.end(), rng);
+    order.resize(std::min(order.size(), static_cast<size_t>(cases)));
+    for (size_t i : order) (void)gateway.Predict(from.sample(i));
     (void)gateway.SendTelemetry();  // best effort, as on a gateway
   }
 }

@@ -85,9 +85,10 @@ struct ClinicsSpec {
   // afternoon (SolarCharge), and every gateway applies `eligibility`.
   double solar_fraction = 0.0;
   client::EligibilityPolicy eligibility;
-  // Cases each clinic's clinicians ask its gateway about each round (drawn
-  // from the clinic's held-out slice, before the round), reported in its
-  // telemetry for the aggregator's drift watch. 0: none.
+  // Cases each clinic's clinicians ask its gateway about each round
+  // (distinct samples of the clinic's held-out slice, at most all of it,
+  // before the round), reported in its telemetry for the aggregator's drift
+  // watch. 0: none.
   int cases_per_round = 0;
 };
 
