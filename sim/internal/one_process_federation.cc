@@ -341,6 +341,12 @@ uint64_t OneProcessFederation::Record(const std::vector<client::RoundReport>& re
 }
 
 void OneProcessFederation::ScoreServedHeads(SimulationReport& report) {
+  // A gateway checks in now and then whether or not it is chosen: each
+  // installs the final model (the federation is closed, so no round
+  // starts) and serves from it, as the federated head it is compared with.
+  if (engine_->closed()) {
+    for (auto& gateway : gateways_) (void)gateway->ParticipateOnce();
+  }
   for (size_t c = 0; c < clinics_.size() && c < report.clinics.size(); ++c) {
     const models::Dataset& holdout = clinics_[c].holdout;
     ClinicResult& r = report.clinics[c];

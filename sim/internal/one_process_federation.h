@@ -55,7 +55,8 @@ class OneProcessFederation {
   double noise_multiplier() const { return engine_->noise_multiplier(); }
   v1::Head latest_head() const { return engine_->latest_head(); }
   // What each clinic's gateway serves, on the clinic's held-out slice, into
-  // report.clinics (after FinishReport made them).
+  // report.clinics (after FinishReport made them), once every gateway has
+  // checked in for the final model.
   void ScoreServedHeads(SimulationReport& report);
 
  private:
