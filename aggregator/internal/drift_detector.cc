@@ -54,6 +54,9 @@ void DriftWindow::Add(const DriftWindow& other) {
   AddCounts(holdout_classes, other.holdout_classes);
   holdout_samples += other.holdout_samples;
   holdout_correct += other.holdout_correct;
+  // A pool spans models: it names the latest, so that the accuracy test
+  // compares pools only when no model came between them.
+  model_version = std::max(model_version, other.model_version);
 }
 
 uint64_t DriftWindow::cases() const { return Total(confidence); }

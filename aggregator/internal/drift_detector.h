@@ -36,7 +36,7 @@ struct DriftWindow {
   std::vector<uint64_t> holdout_confidence, holdout_classes;  // the held-out slice, the same way
   uint64_t holdout_samples = 0;
   uint64_t holdout_correct = 0;
-  uint64_t model_version = 0;  // the accuracy test compares one model's windows
+  uint64_t model_version = 0;  // the accuracy test compares one model's windows (a pool's: its latest)
   // Adds `other`'s counts (the fleet pools its devices' windows).
   void Add(const DriftWindow& other);
   uint64_t cases() const;
