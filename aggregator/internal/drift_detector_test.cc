@@ -75,8 +75,8 @@ TEST(DriftDetectorTest, FlagsADropOfHeldOutAccuracyUnderTheSameModelOnly) {
     w.model_version = version;
     return d.Observe(w);
   };
-  report(7, 54);                            // 90 %
-  EXPECT_FALSE(report(8, 20).flagged);      // a new model at 33 %: the canary's to judge
+  report(7, 54);                        // 90 %
+  EXPECT_FALSE(report(8, 20).flagged);  // a new model at 33 %: the canary's to judge
   EXPECT_FALSE(report(8, 20).flagged);
   report(9, 54);
   report(9, 20);  // the same model, newly labelled samples it gets wrong
