@@ -45,6 +45,17 @@ FederationStatus Example() {
                       .finished_ms = 0});
   s.models.push_back({.version = 1, .round_id = 0, .bundle_sha256 = std::string(32, '\x01'), .file = "m1"});
   s.models.push_back({.version = 2, .round_id = 1, .bundle_sha256 = std::string(32, '\x02'), .file = "m2"});
+  s.rollouts.push_back({.version = 2,
+                        .previous = 1,
+                        .state = "rolled_back",
+                        .started_ms = 1'799'999'100'000,
+                        .decided_ms = 1'799'999'150'000,
+                        .decided_by = "telemetry",
+                        .reason = "8 canary gateways: held-out accuracy 80.0% -> 50.0% <worse>",
+                        .rollback_version = 3,
+                        .operator_request = "",
+                        .canary = {"clinic-7"}});
+  s.drift.push_back({.scope = "clinic-7", .flagged_ms = 1'799'999'900'000, .reason = "mean confidence 0.15 <low>"});
   return s;
 }
 
@@ -62,6 +73,13 @@ TEST(StatusPageTest, ThePageShowsTheFleetRoundsAndModelsWithDeviceTextEscaped) {
   EXPECT_EQ(html.find("<script>"), std::string::npos);
   EXPECT_NE(html.find("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;? refused v3"), std::string::npos);
   EXPECT_EQ(html.find('\x01'), std::string::npos);
+  // The rollout and the drift flag, with their evidence escaped.
+  EXPECT_NE(html.find("id=\"rollouts-table\""), std::string::npos);
+  EXPECT_NE(html.find("rolled_back"), std::string::npos);
+  EXPECT_NE(html.find("80.0% -&gt; 50.0% &lt;worse&gt;"), std::string::npos);
+  EXPECT_NE(html.find(">v3<"), std::string::npos);
+  EXPECT_NE(html.find("id=\"drift-table\""), std::string::npos);
+  EXPECT_NE(html.find("mean confidence 0.15 &lt;low&gt;"), std::string::npos);
   // Three confidence bars, and the epsilon chart with its budget line.
   EXPECT_NE(html.find("class=\"bars\""), std::string::npos);
   EXPECT_NE(html.find("budget 8"), std::string::npos);
@@ -77,6 +95,12 @@ TEST(StatusPageTest, TheJsonHoldsTheSameWithIsoTimes) {
   ASSERT_EQ(j["rounds"].size(), 2u);
   EXPECT_EQ(j["rounds"][1]["finished"], "");
   EXPECT_EQ(j["models"][1]["bundle_sha256"], "0202020202020202020202020202020202020202020202020202020202020202");
+  ASSERT_EQ(j["rollouts"].size(), 1u);
+  EXPECT_EQ(j["rollouts"][0]["state"], "rolled_back");
+  EXPECT_EQ(j["rollouts"][0]["rollback_version"], 3);
+  ASSERT_EQ(j["drift"].size(), 1u);
+  EXPECT_EQ(j["drift"][0]["scope"], "clinic-7");
+  EXPECT_EQ(j["drift"][0]["since"], "2027-01-15T07:58:20Z");
 }
 
 }  // namespace
