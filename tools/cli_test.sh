@@ -29,7 +29,7 @@ expect_error() {
 
 for cmd in "" "backbone" "backbone train" "backbone prune" "backbone distill" "model" "model quantize" "model eval" "model inspect" \
            "privacy" "privacy epsilon" "privacy noise" "privacy plan" "client status" "keys generate" "root new" "model verify" \
-           "enroll" "device revoke" "device list"; do
+           "enroll" "device revoke" "device list" "rollout promote" "rollout rollback" "rollout list"; do
   # shellcheck disable=SC2086
   if $tinyfed $cmd --help >/dev/null; then ok; else fail "tinyfed $cmd --help"; fi
 done
@@ -80,6 +80,9 @@ expect_error "prune an int8 bundle" "needs a float32 bundle" \
 expect_error "distill with a cold temperature" "temperature 0.5 (1 to 100)" \
   $tinyfed backbone distill --teacher "$work/f.bundle" --temperature 0.5 "${common[@]}" --out "$work/x"
 [[ ! -e "$work/x" ]] && ok || fail "a refused prune or distill wrote a file"
+
+printf 'state_dir = "state"\ninitial_model = "m"\npublishing_key = "k"\nroots_dir = "r"\n' >"$work/agg.toml"
+expect_error "promote without a canary" "no model is in canary" $tinyfed rollout promote --config "$work/agg.toml"
 
 expect_error "unknown architecture" "arch" $tinyfed backbone train --arch rnn --data "$data" --out "$work/x"
 expect_error "missing dataset" "no dataset file at /nonexistent.csv" \
