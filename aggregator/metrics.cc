@@ -90,6 +90,9 @@ Metrics::Metrics() {
   Declare("tinyfed_epsilon_remaining", T::kGauge, "Privacy budget left (epsilon).");
   Declare("tinyfed_models_published_total", T::kCounter, "Models published since the process started.");
   Declare("tinyfed_model_version", T::kGauge, "Version of the latest published model.");
+  Declare("tinyfed_rollouts_total", T::kCounter, "Canary rollouts decided, by outcome (promoted, rolled_back).");
+  Declare("tinyfed_drift_flagged_devices", T::kGauge, "Devices whose inputs are flagged as drifted now.");
+  Declare("tinyfed_drift_fleet_flagged", T::kGauge, "1 while the fleet's inputs are flagged as drifted.");
   Declare("tinyfed_refusals_total", T::kCounter, "Calls refused before the round engine, by kind.");
   Declare("tinyfed_calls_total", T::kCounter, "gRPC calls answered, by method and status code.");
   Declare("tinyfed_call_seconds", T::kHistogram, "Time to answer a gRPC call, by method.", call_seconds);

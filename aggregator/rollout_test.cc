@@ -145,10 +145,16 @@ TEST_F(RolloutTest, ACanaryWithoutReportsIsRolledBackAfterItsCheckIns) {
   config_.rollout.canary_check_ins = 3;
   Start();
   ASSERT_EQ(CompleteRound(), 2u);
-  CheckInRunning(Device(1), 1);
-  CheckInRunning(Device(2), 1);
+  // Only the canary's own check-ins count; everyone asks again after a
+  // selection deadline meanwhile.
+  for (int i = 1; i < 4; ++i) {
+    const v1::CheckInResponse r = CheckInRunning(Device(i), 1);
+    EXPECT_EQ(r.retry_later().delay_ms(), absl::ToInt64Milliseconds(config_.selection_timeout));
+  }
+  CheckInRunning(Device(0), 1);
+  CheckInRunning(Device(0), 2);
   EXPECT_EQ(engine_->canary_version(), 2u);
-  CheckInRunning(Device(3), 1);
+  CheckInRunning(Device(0), 2);
   EXPECT_EQ(engine_->canary_version(), 0u);
   EXPECT_EQ(Latest().decided_by, "check-ins");
   EXPECT_EQ(engine_->latest_model().version(), 3u);

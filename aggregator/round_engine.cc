@@ -175,7 +175,7 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   for (uint64_t v = request.trusted_root_version(); v < roots.size(); ++v) *response.add_roots() = roots[v];
   if (publisher_->has_model())
     *response.mutable_latest_model() = ServedModelLocked(device, request.installed_model_version());
-  WatchCheckInLocked();
+  WatchCheckInLocked(device);
   if (!closed_reason_.empty()) {
     response.mutable_closed()->set_reason(closed_reason_);
     return response;
@@ -187,7 +187,8 @@ absl::StatusOr<v1::CheckInResponse> RoundEngine::CheckIn(const v1::CheckInReques
   }
   if (!round_ && !selection_) {
     if (const std::string why = NoSelectionLocked(); !why.empty()) {
-      *response.mutable_retry_later() = RetryAfter(config_.poll_interval, why);
+      // A canary takes downloads and reports: no need to ask every poll.
+      *response.mutable_retry_later() = RetryAfter(canary_ ? config_.selection_timeout : config_.poll_interval, why);
       return response;
     }
     TINYFED_RETURN_IF_ERROR(StartSelectionLocked());

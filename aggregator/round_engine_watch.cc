@@ -117,11 +117,13 @@ v1::ModelRef RoundEngine::ServedModelLocked(const std::string& device, uint64_t 
   return latest;
 }
 
-void RoundEngine::WatchCheckInLocked() {
-  if (!canary_ || ++canary_->check_ins < config_.rollout.canary_check_ins) return;
+void RoundEngine::WatchCheckInLocked(const std::string& device) {
+  if (!canary_ || !canary_->members.contains(device) || ++canary_->check_ins < config_.rollout.canary_check_ins) {
+    return;
+  }
   DecideCanaryLocked(false, "check-ins",
                      StrCat("only ", canary_->evidence.reports.size(), " of ", config_.rollout.canary_reports,
-                            " canary reports came in ", canary_->check_ins, " check-ins"));
+                            " canary reports came in ", canary_->check_ins, " check-ins of canary gateways"));
 }
 
 void RoundEngine::WatchCanaryLocked(const std::string& device, const v1::Telemetry& t) {

@@ -49,7 +49,7 @@ struct RoundEngine::Canary {
   internal::CanaryEvidence evidence;
   std::set<std::string> members;  // internal::ChooseCanary
   std::set<std::string> offered;  // members told of the new version
-  int64_t check_ins = 0;
+  int64_t check_ins = 0;          // by members
 };
 
 // Drift detectors: one per device that reported, and the fleet's.

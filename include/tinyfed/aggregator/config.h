@@ -108,7 +108,7 @@ struct RolloutConfig {
   double canary_fraction = 0.0;             // of the devices, drawn afresh for each version
   std::vector<std::string> canary_devices;  // always in the canary
   int canary_reports = 5;                   // canary gateways' reports on the new model needed
-  int64_t canary_check_ins = 1000;          // without those reports by then: rolled back
+  int64_t canary_check_ins = 200;           // by canary gateways; without the reports by then: rolled back
   double max_accuracy_drop = 0.03;          // held-out accuracy, pooled over the canary
   double max_low_confidence_rise = 0.15;    // share of held-out cases answered below 0.5
   int max_refusals = 0;                     // canary gateways that refused the new model

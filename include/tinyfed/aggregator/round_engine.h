@@ -230,8 +230,8 @@ class RoundEngine {
   // The model `device`, which runs version `installed`, is told of: the
   // previous one outside a canary.
   v1::ModelRef ServedModelLocked(const std::string& device, uint64_t installed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A check-in counts toward the canary's window.
-  void WatchCheckInLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A canary gateway's check-in counts toward the canary's window.
+  void WatchCheckInLocked(const std::string& device) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A report `t` of `device`: a canary gateway's says how the new model
   // and the head it replaced do on its held-out slice.
   void WatchCanaryLocked(const std::string& device, const v1::Telemetry& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
