@@ -40,8 +40,9 @@ absl::Status OneProcessFederation::SetLabels(const std::vector<size_t>& clinics,
   for (size_t c : clinics) {
     const models::Dataset& train = clinics_[c].train;
     std::vector<client::Sample> samples = client::ToSamples(train);
+    const int classes = std::max(1, train.num_classes());
     if (flipped) {
-      for (client::Sample& sample : samples) sample.label = (sample.label + 1) % train.num_classes();
+      for (client::Sample& sample : samples) sample.label = (sample.label + 1) % classes;
     }
     // The store holds as many as the clinic has: the new ones replace the old.
     TINYFED_RETURN_IF_ERROR(gateways_[c]->AddSamples(samples));
