@@ -14,7 +14,6 @@
 #include "tinyfed/aggregator/round_engine.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/log_event.h"
-#include "tinyfed/base/sha256.h"
 #include "tinyfed/base/status_macros.h"
 
 namespace tinyfed::aggregator {
@@ -25,12 +24,7 @@ using absl::StrCat;
 // The reference of a published model, from its file.
 absl::StatusOr<v1::ModelRef> RefOf(const PublishedModel& model) {
   TINYFED_ASSIGN_OR_RETURN(std::string bytes, base::ReadFileBytes(model.file, 1 << 30));
-  v1::ModelRef ref;
-  ref.set_version(model.version);
-  ref.set_bundle_sha256(model.bundle_sha256);
-  ref.set_download_size(bytes.size());
-  ref.set_download_sha256(base::Sha256(bytes));
-  return ref;
+  return internal::ModelRefOf(model.version, model.bundle_sha256, bytes);
 }
 
 // What a report says of the held-out slice under the head the installed
@@ -135,16 +129,16 @@ void RoundEngine::WatchCanaryLocked(const std::string& device, const v1::Telemet
              t.holdout_samples() > 0) {
     e.reports[device] = CanaryReportOf(t);  // the latest report of each gateway
   }
+  const bool refused = static_cast<int>(e.refused.size()) > config_.rollout.max_refusals;
+  if (!refused && static_cast<int>(e.reports.size()) < config_.rollout.canary_reports) return;
   const internal::CanaryVerdict verdict = internal::JudgeCanary(config_.rollout, e);
-  if (static_cast<int>(e.refused.size()) > config_.rollout.max_refusals) {
-    DecideCanaryLocked(false, "telemetry", verdict.summary);
-  } else if (static_cast<int>(e.reports.size()) >= config_.rollout.canary_reports) {
-    DecideCanaryLocked(!verdict.regression, "telemetry", verdict.summary);
-  }
+  DecideCanaryLocked(!refused && !verdict.regression, "telemetry", verdict.summary);
 }
 
 void RoundEngine::CheckOperatorDecisionLocked() {
-  if (!canary_) return;
+  // Tick runs every few milliseconds; the operator is answered within a second.
+  if (!canary_ || env_.Now() < canary_->next_operator_check) return;
+  canary_->next_operator_check = env_.Now() + absl::Seconds(1);
   absl::StatusOr<std::vector<RolloutRecord>> latest = res_->state->Rollouts(1);
   if (!latest.ok() || latest->empty() || latest->front().operator_request.empty()) return;
   const bool promote = latest->front().operator_request == "promote";
@@ -200,7 +194,8 @@ void RoundEngine::DecideCanaryLocked(bool promote, const std::string& decided_by
   canary_.reset();
   metrics_.AddCounter("tinyfed_rollouts_total", {{"outcome", "rolled_back"}});
   metrics_.AddCounter("tinyfed_models_published_total", {});
-  RecordPublishedLocked(res_->ledger->Spent().ok() ? res_->ledger->Spent()->epsilon : 0.0);
+  const absl::StatusOr<dp::PrivacySpent> spent = res_->ledger->Spent();
+  RecordPublishedLocked(spent.ok() ? spent->epsilon : 0.0);
   base::LogEvent(spdlog::level::warn, "canary_rolled_back",
                  {{"model_version", version}, {"rollback_version", publisher_->latest().ref.version()}},
                  fmt::format("model v{} rolled back ({}): model v{} carries v{}'s weights to every gateway: {}",

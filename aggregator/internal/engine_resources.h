@@ -47,9 +47,10 @@ struct RoundEngine::Canary {
   uint64_t version = 0;
   v1::ModelRef previous;
   internal::CanaryEvidence evidence;
-  std::set<std::string> members;  // internal::ChooseCanary
-  std::set<std::string> offered;  // members told of the new version
-  int64_t check_ins = 0;          // by members
+  std::set<std::string> members;   // internal::ChooseCanary
+  std::set<std::string> offered;   // members told of the new version
+  int64_t check_ins = 0;           // by members
+  absl::Time next_operator_check;  // of the state, for `tinyfed rollout`
 };
 
 // Drift detectors: one per device that reported, and the fleet's.

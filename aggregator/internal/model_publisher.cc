@@ -15,6 +15,15 @@ namespace tinyfed::aggregator::internal {
 
 using absl::StrCat;
 
+v1::ModelRef ModelRefOf(uint64_t version, const std::string& bundle_sha256, std::string_view blob) {
+  v1::ModelRef ref;
+  ref.set_version(version);
+  ref.set_bundle_sha256(bundle_sha256);
+  ref.set_download_size(blob.size());
+  ref.set_download_sha256(base::Sha256(blob));
+  return ref;
+}
+
 std::vector<float> HeadParameters(const v1::Head& head) {
   std::vector<float> p(head.weights().begin(), head.weights().end());
   p.insert(p.end(), head.bias().begin(), head.bias().end());
@@ -111,10 +120,7 @@ absl::Status ModelPublisher::Mirror(std::string blob, const Commit& commit) {
   }
   auto published = std::make_unique<Published>();
   published->release = verified.release;
-  published->ref.set_version(version);
-  published->ref.set_bundle_sha256(verified.release.bundle_sha256());
-  published->ref.set_download_size(blob.size());
-  published->ref.set_download_sha256(base::Sha256(blob));
+  published->ref = ModelRefOf(version, verified.release.bundle_sha256(), blob);
   published->file = ModelFile(version);
   std::error_code ec;
   std::filesystem::create_directories(published->file.parent_path(), ec);
@@ -173,10 +179,7 @@ absl::Status ModelPublisher::Load(AggregatorState& state) {
   latest_->blob = std::move(blob);
   latest_->file = latest->file;
   if (release.ok()) latest_->release = *release;
-  latest_->ref.set_version(latest->version);
-  latest_->ref.set_bundle_sha256(latest->bundle_sha256);
-  latest_->ref.set_download_size(latest_->blob.size());
-  latest_->ref.set_download_sha256(base::Sha256(latest_->blob));
+  latest_->ref = ModelRefOf(latest->version, latest->bundle_sha256, latest_->blob);
   // After a rotation of the publishing key, or a long stop, the release no
   // longer verifies: sign it again with the current key. A mirror waits for
   // the national aggregator's new release.
@@ -205,10 +208,7 @@ absl::StatusOr<std::unique_ptr<ModelPublisher::Published>> ModelPublisher::Sign(
   *signed_bundle.mutable_release() = models::SignRelease(release, {&key, 1});
   published->blob = signed_bundle.SerializeAsString();
   published->release = std::move(release);
-  published->ref.set_version(published->release.model_version());
-  published->ref.set_bundle_sha256(published->release.bundle_sha256());
-  published->ref.set_download_size(published->blob.size());
-  published->ref.set_download_sha256(base::Sha256(published->blob));
+  published->ref = ModelRefOf(published->release.model_version(), published->release.bundle_sha256(), published->blob);
   return published;
 }
 

@@ -103,6 +103,10 @@ class ModelPublisher {
   std::unique_ptr<Published> latest_;
 };
 
+// How gateways know model `version`: its bundle's hash, and the size and
+// hash of `blob`, the serialized SignedBundle they download.
+v1::ModelRef ModelRefOf(uint64_t version, const std::string& bundle_sha256, std::string_view blob);
+
 // A head's weights then biases, and back.
 std::vector<float> HeadParameters(const v1::Head& head);
 void SetHeadParameters(std::span<const float> parameters, v1::Head* head);
