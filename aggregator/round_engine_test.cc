@@ -12,6 +12,8 @@
 
 #include "aggregator/testing/round_engine_fixture.h"
 #include "models/testing/tiny_classifier.h"
+#include "tinyfed/models/bundle.h"
+#include "tinyfed/models/head_release.h"
 
 namespace tinyfed::aggregator {
 namespace {
@@ -217,6 +219,68 @@ TEST_F(RoundEngineTest, APlainRoundClosesWhenAllUpdatesArriveOrAtItsDeadline) {
   result = Await(Device(0), round, v1::PHASE_RESULT);
   ASSERT_TRUE(result->has_aborted()) << result->DebugString();
   EXPECT_EQ(engine_->latest_model().version(), 3u);
+}
+
+// A round changes only the head: gateways that have the backbone may fetch
+// the model's SignedHead, a fraction of the model, which rebuilds on their
+// backbone the very SignedBundle a whole download gives; an older model's
+// head is served from its file.
+TEST_F(RoundEngineTest, ARoundsModelCanBeFetchedAsItsHeadAlone) {
+  config_.secure_aggregation = false;
+  config_.dp.mode = DpMode::kOff;
+  config_.dp.noise_multiplier = 0.0;
+  Start();
+  auto fetch = [&](uint64_t version, bool head_only) {
+    std::string bytes;
+    for (;;) {
+      v1::ModelChunkRequest r;
+      *r.mutable_header() = Header(Device(0), 0, v1::PHASE_MODEL_DOWNLOAD);
+      r.set_version(version);
+      r.set_offset(bytes.size());
+      r.set_head_only(head_only);
+      r.set_max_bytes(1000);
+      absl::StatusOr<v1::ModelChunk> chunk = engine_->GetModelChunk(r);
+      EXPECT_TRUE(chunk.ok()) << chunk.status();
+      if (!chunk.ok() || chunk->data().empty()) return bytes;
+      bytes += chunk->data();
+      if (bytes.size() == chunk->total_size()) return bytes;
+    }
+  };
+  const v1::ModelRef first = engine_->latest_model();
+  const std::string v1_blob = fetch(1, false);
+  uint64_t round = Admit(4);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(Await(Device(i), round, v1::PHASE_TASK)->has_task());
+    v1::SubmitRequest r;
+    *r.mutable_header() = Header(Device(i), round, v1::PHASE_UPDATE);
+    r.mutable_update()->set_round_id(round);
+    const std::vector<float> values(engine_->latest_head().weights_size() + engine_->latest_head().bias_size(), 0.01f);
+    r.mutable_update()->set_dimension(static_cast<uint32_t>(values.size()));
+    r.mutable_update()->mutable_dense()->set_values(
+        std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+    ASSERT_TRUE(engine_->Submit(r).ok());
+  }
+  const v1::ModelRef second = engine_->latest_model();
+  ASSERT_EQ(second.version(), 2u);
+  EXPECT_EQ(second.backbone_sha256(), first.backbone_sha256());
+  EXPECT_LT(second.head_download_size(), second.download_size());
+
+  v1::SignedBundle installed, whole;
+  ASSERT_TRUE(installed.ParseFromString(v1_blob));
+  const std::string v2_blob = fetch(2, false);
+  ASSERT_TRUE(whole.ParseFromString(v2_blob));
+  v1::SignedHead head;
+  ASSERT_TRUE(head.ParseFromString(fetch(2, true)));
+  EXPECT_EQ(head.ByteSizeLong(), second.head_download_size());
+  auto backbone = models::DecodeBundleFile(installed.bundle());
+  ASSERT_TRUE(backbone.ok());
+  auto rebuilt = models::RebuildSignedBundle(head, *backbone);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_EQ(rebuilt->SerializeAsString(), v2_blob);
+
+  v1::SignedHead older;  // from model v1's file
+  ASSERT_TRUE(older.ParseFromString(fetch(1, true)));
+  EXPECT_EQ(models::RebuildSignedBundle(older, *backbone)->SerializeAsString(), v1_blob);
 }
 
 TEST_F(RoundEngineTest, ARestartedMemberRejoinsOnlyBeforeItsFirstMessage) {

@@ -24,7 +24,7 @@ using absl::StrCat;
 // The reference of a published model, from its file.
 absl::StatusOr<v1::ModelRef> RefOf(const PublishedModel& model) {
   TINYFED_ASSIGN_OR_RETURN(std::string bytes, base::ReadFileBytes(model.file, 1 << 30));
-  return internal::ModelRefOf(model.version, model.bundle_sha256, bytes);
+  return internal::ModelRefOf(model.version, model.bundle_sha256, bytes, internal::HeadBlobOf(bytes));
 }
 
 // What a report says of the held-out slice under the head the installed

@@ -15,6 +15,7 @@
 #include "tinyfed/dp/pld_accountant.h"
 #include "tinyfed/models/bundle.h"
 #include "tinyfed/models/evaluate.h"
+#include "tinyfed/models/head_release.h"
 #include "tinyfed/models/signing.h"
 #include "tinyfed/models/trust.h"
 
@@ -27,7 +28,9 @@ class FakeAggregator : public Transport {
   v1::ModelRef ref;
   std::string blob;
   size_t chunk_bytes = 1000;
+  std::string head_blob;  // ref's SignedHead, served to a gateway that asks for only the head
   int chunks_served = 0;
+  size_t bytes_served = 0;
   int fail_after_chunks = -1;  // simulate a lost link after this many chunks
   std::vector<v1::Telemetry> telemetry;
   std::vector<v1::SignedMetadata> roots;  // 1.root, 2.root, ...
@@ -72,10 +75,12 @@ class FakeAggregator : public Transport {
     ++chunks_served;
     v1::ModelChunk c;
     c.set_version(request.version());
-    c.set_total_size(ref.download_size());
-    c.set_download_sha256(ref.download_sha256());
+    const std::string& served = request.head_only() ? head_blob : blob;
+    c.set_total_size(served.size());
+    c.set_download_sha256(request.head_only() ? ref.head_download_sha256() : ref.download_sha256());
     c.set_offset(request.offset());
-    c.set_data(blob.substr(std::min<size_t>(request.offset(), blob.size()), chunk_bytes));
+    c.set_data(served.substr(std::min<size_t>(request.offset(), served.size()), chunk_bytes));
+    bytes_served += c.data().size();
     return c;
   }
   absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& request) override {
@@ -410,6 +415,57 @@ TEST_F(ClientTest, ResumesADownloadAfterTheLinkDrops) {
   EXPECT_EQ(c->model_version(), 1u);
   // Only the missing chunks were fetched again.
   EXPECT_EQ(fake->chunks_served, static_cast<int>((v1.size() + 127) / 128) - 3);
+}
+
+// A gateway that has the backbone fetches only the new head (as the
+// aggregator offers it: the model's SignedHead), and installs the very file
+// a whole download would have; a head that does not rebuild the signed
+// bundle costs the whole download, not the model.
+TEST_F(ClientTest, FetchesOnlyTheHeadOntoTheBackboneItHas) {
+  FakeAggregator* fake = nullptr;
+  const std::string v1 = Publish(1, key_), v2 = Publish(2, key_, {.head_scale = 2.0f}),
+                    v3 = Publish(3, key_, {.head_scale = 3.0f});
+  auto offer_head_of = [&](const std::string& blob, std::string head_blob) {
+    fake->blob = blob;
+    fake->ref = RefFor(blob);
+    fake->head_blob = std::move(head_blob);
+    v1::SignedBundle s;
+    ASSERT_TRUE(s.ParseFromString(blob));
+    fake->ref.set_backbone_sha256(
+        base::testing::ValueOrDie(models::ParseRelease(s.release()), "the release").backbone_sha256());
+    fake->ref.set_head_download_size(fake->head_blob.size());
+    fake->ref.set_head_download_sha256(base::Sha256(fake->head_blob));
+    fake->bytes_served = 0;
+  };
+  auto head_of = [](const std::string& blob) {
+    v1::SignedBundle s;
+    EXPECT_TRUE(s.ParseFromString(blob));
+    return base::testing::ValueOrDie(models::SignedHeadOf(s), "the head").SerializeAsString();
+  };
+  auto c = ClientOffering(v1, RefFor(v1), &fake);
+  offer_head_of(v1, head_of(v1));  // nothing installed yet: the whole model
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  ASSERT_EQ(c->model_version(), 1u);
+  EXPECT_EQ(fake->bytes_served, v1.size());
+
+  offer_head_of(v2, head_of(v2));
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->model_version(), 2u);
+  EXPECT_EQ(fake->bytes_served, fake->head_blob.size());
+  EXPECT_LT(fake->bytes_served, v2.size());
+  EXPECT_EQ(*base::ReadFileBytes(config_.data_dir / "model.signed", 1 << 30), v2);
+
+  v1::SignedHead tampered;
+  ASSERT_TRUE(tampered.ParseFromString(head_of(v3)));
+  v1::ModelBundle part;
+  ASSERT_TRUE(part.ParseFromString(tampered.bundle_without_backbone()));
+  part.mutable_head()->set_bias(0, part.head().bias(0) + 1.0f);
+  tampered.set_bundle_without_backbone(part.SerializeAsString());
+  offer_head_of(v3, tampered.SerializeAsString());
+  ASSERT_TRUE(c->ParticipateOnce().ok());
+  EXPECT_EQ(c->model_version(), 3u);
+  EXPECT_EQ(fake->bytes_served, fake->head_blob.size() + v3.size()) << "the head, then the whole model";
+  EXPECT_EQ(*base::ReadFileBytes(config_.data_dir / "model.signed", 1 << 30), v3);
 }
 
 // A damaged installed model used to keep the gateway from starting. It is

@@ -10,17 +10,33 @@
 #include "tinyfed/base/sha256.h"
 #include "tinyfed/base/status_macros.h"
 #include "tinyfed/models/bundle.h"
+#include "tinyfed/models/head_release.h"
 
 namespace tinyfed::aggregator::internal {
 
 using absl::StrCat;
 
-v1::ModelRef ModelRefOf(uint64_t version, const std::string& bundle_sha256, std::string_view blob) {
+std::string HeadBlobOf(std::string_view blob) {
+  v1::SignedBundle signed_bundle;
+  if (!signed_bundle.ParseFromArray(blob.data(), static_cast<int>(blob.size()))) return "";
+  absl::StatusOr<v1::SignedHead> head = models::SignedHeadOf(signed_bundle);
+  return head.ok() ? head->SerializeAsString() : "";
+}
+
+v1::ModelRef ModelRefOf(uint64_t version, const std::string& bundle_sha256, std::string_view blob,
+                        std::string_view head_blob) {
   v1::ModelRef ref;
   ref.set_version(version);
   ref.set_bundle_sha256(bundle_sha256);
   ref.set_download_size(blob.size());
   ref.set_download_sha256(base::Sha256(blob));
+  v1::SignedHead head;
+  if (head_blob.empty() || !head.ParseFromArray(head_blob.data(), static_cast<int>(head_blob.size()))) return ref;
+  absl::StatusOr<v1::ReleaseMetadata> release = models::ParseRelease(head.release());
+  if (!release.ok()) return ref;
+  ref.set_backbone_sha256(release->backbone_sha256());
+  ref.set_head_download_size(head_blob.size());
+  ref.set_head_download_sha256(base::Sha256(head_blob));
   return ref;
 }
 
@@ -120,7 +136,8 @@ absl::Status ModelPublisher::Mirror(std::string blob, const Commit& commit) {
   }
   auto published = std::make_unique<Published>();
   published->release = verified.release;
-  published->ref = ModelRefOf(version, verified.release.bundle_sha256(), blob);
+  published->head_blob = HeadBlobOf(blob);
+  published->ref = ModelRefOf(version, verified.release.bundle_sha256(), blob, published->head_blob);
   published->file = ModelFile(version);
   std::error_code ec;
   std::filesystem::create_directories(published->file.parent_path(), ec);
@@ -179,7 +196,8 @@ absl::Status ModelPublisher::Load(AggregatorState& state) {
   latest_->blob = std::move(blob);
   latest_->file = latest->file;
   if (release.ok()) latest_->release = *release;
-  latest_->ref = ModelRefOf(latest->version, latest->bundle_sha256, latest_->blob);
+  latest_->head_blob = HeadBlobOf(latest_->blob);
+  latest_->ref = ModelRefOf(latest->version, latest->bundle_sha256, latest_->blob, latest_->head_blob);
   // After a rotation of the publishing key, or a long stop, the release no
   // longer verifies: sign it again with the current key. A mirror waits for
   // the national aggregator's new release.
@@ -208,7 +226,9 @@ absl::StatusOr<std::unique_ptr<ModelPublisher::Published>> ModelPublisher::Sign(
   *signed_bundle.mutable_release() = models::SignRelease(release, {&key, 1});
   published->blob = signed_bundle.SerializeAsString();
   published->release = std::move(release);
-  published->ref = ModelRefOf(published->release.model_version(), published->release.bundle_sha256(), published->blob);
+  published->head_blob = HeadBlobOf(published->blob);
+  published->ref = ModelRefOf(published->release.model_version(), published->release.bundle_sha256(), published->blob,
+                              published->head_blob);
   return published;
 }
 
@@ -264,8 +284,13 @@ std::filesystem::path ModelPublisher::ModelFile(uint64_t version) const {
   return config_.state_dir / "models" / StrCat("model-v", version, ".signed");
 }
 
-absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(std::string_view blob, const std::string& download_sha256,
+absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(const v1::ModelRef& ref, std::string_view bundle_blob,
+                                                       std::string_view head_blob,
                                                        const v1::ModelChunkRequest& request) {
+  if (request.head_only() && head_blob.empty()) {
+    return absl::NotFoundError(StrCat("model v", request.version(), " has no head-only download"));
+  }
+  const std::string_view blob = request.head_only() ? head_blob : bundle_blob;
   if (request.offset() > blob.size()) {
     return absl::OutOfRangeError(StrCat("offset ", request.offset(), " is past the end of model v", request.version(),
                                         " (", blob.size(), " bytes)"));
@@ -275,7 +300,7 @@ absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(std::string_view blob, co
   v1::ModelChunk chunk;
   chunk.set_version(request.version());
   chunk.set_total_size(blob.size());
-  chunk.set_download_sha256(download_sha256);
+  chunk.set_download_sha256(request.head_only() ? ref.head_download_sha256() : ref.download_sha256());
   chunk.set_offset(request.offset());
   chunk.set_data(std::string(blob.substr(request.offset(), max_bytes)));
   return chunk;

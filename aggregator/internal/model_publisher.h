@@ -37,7 +37,8 @@ class ModelPublisher {
   struct Published {
     v1::ModelRef ref;
     v1::ReleaseMetadata release;
-    std::string blob;  // the serialized SignedBundle
+    std::string blob;       // the serialized SignedBundle
+    std::string head_blob;  // its serialized SignedHead, for gateways that have the backbone
     std::filesystem::path file;
   };
   // Commits a written model file to the state (the round's row, or the
@@ -80,9 +81,11 @@ class ModelPublisher {
   const std::vector<float>& head() const { return head_; }                 // the bundle's head, flattened
   const std::vector<v1::SignedMetadata>& roots() const { return roots_; }  // 1.root, 2.root, ...
 
-  // The chunk of `blob` a download request asks for; OUT_OF_RANGE past its end.
-  static absl::StatusOr<v1::ModelChunk> ChunkOf(std::string_view blob, const std::string& download_sha256,
-                                                const v1::ModelChunkRequest& request);
+  // The chunk of `blob` (or `head_blob`, for a request that asks for only
+  // the head) a download request asks for, with the hash `ref` announces;
+  // OUT_OF_RANGE past its end, NOT_FOUND for a head the model has none of.
+  static absl::StatusOr<v1::ModelChunk> ChunkOf(const v1::ModelRef& ref, std::string_view blob,
+                                                std::string_view head_blob, const v1::ModelChunkRequest& request);
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
  private:
@@ -103,9 +106,15 @@ class ModelPublisher {
   std::unique_ptr<Published> latest_;
 };
 
-// How gateways know model `version`: its bundle's hash, and the size and
-// hash of `blob`, the serialized SignedBundle they download.
-v1::ModelRef ModelRefOf(uint64_t version, const std::string& bundle_sha256, std::string_view blob);
+// The serialized SignedHead of the serialized SignedBundle `blob`; empty
+// if `blob` is not one whose bundle decodes.
+std::string HeadBlobOf(std::string_view blob);
+
+// How gateways know model `version`: its bundle's hash, the size and hash
+// of `blob` (the serialized SignedBundle), and when `head_blob` (its
+// SignedHead) is not empty, its size and hash and the backbone's hash.
+v1::ModelRef ModelRefOf(uint64_t version, const std::string& bundle_sha256, std::string_view blob,
+                        std::string_view head_blob);
 
 // A head's weights then biases, and back.
 std::vector<float> HeadParameters(const v1::Head& head);

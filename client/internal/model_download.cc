@@ -13,6 +13,8 @@
 #include "spdlog/spdlog.h"
 #include "tinyfed/base/file_io.h"
 #include "tinyfed/base/sha256.h"
+#include "tinyfed/base/status_macros.h"
+#include "tinyfed/models/head_release.h"
 
 namespace tinyfed::client::internal {
 namespace {
@@ -39,108 +41,171 @@ absl::Status AppendDurably(const std::filesystem::path& path, std::string_view d
   return absl::OkStatus();
 }
 
+// One model's way onto the gateway: fetched whole, or only its head onto
+// the installed backbone, then verified and installed.
+class ModelDownload {
+ public:
+  ModelDownload(GatewayState& g, const v1::ModelRef& ref, RoundTimings* t) : g_(g), ref_(ref), t_(t) {}
+
+  absl::Status Run() {
+    std::string blob;
+    if (HasBackbone()) {
+      TINYFED_ASSIGN_OR_RETURN(std::string head, Fetch(/*head_only=*/true));
+      absl::StatusOr<std::string> rebuilt = Rebuild(head);
+      if (rebuilt.ok()) {
+        blob = std::move(*rebuilt);
+      } else {
+        spdlog::warn("{}: {}; downloading the whole model", g_.config.device_id, rebuilt.status().ToString());
+      }
+    }
+    if (blob.empty()) {
+      TINYFED_ASSIGN_OR_RETURN(blob, Fetch(/*head_only=*/false));
+    }
+    return Install(blob);
+  }
+
+ private:
+  // Whether the installed backbone is the one the model's head belongs to.
+  bool HasBackbone() {
+    absl::MutexLock lock(&g_.mu);
+    return ref_.head_download_size() > 0 && !ref_.backbone_sha256().empty() && g_.interpreter &&
+           g_.release.backbone_sha256() == ref_.backbone_sha256();
+  }
+
+  absl::Status Refuse(absl::Status s) {
+    std::error_code ec;
+    std::filesystem::remove(partial_, ec);
+    std::filesystem::remove(meta_, ec);
+    absl::MutexLock lock(&g_.mu);
+    g_.model_status = StrCat("model v", ref_.version(), " refused: ", s.message());
+    spdlog::warn("{}: {}", g_.config.device_id, g_.model_status);
+    return s;
+  }
+
+  // The gateway's own disk failed (full, read-only): the model is fine and
+  // is tried again next round, resuming what was downloaded.
+  absl::Status NotStored(absl::Status s) {
+    absl::MutexLock lock(&g_.mu);
+    g_.model_status = StrCat("model v", ref_.version(), " not installed: ", s.message());
+    spdlog::warn("{}: {}", g_.config.device_id, g_.model_status);
+    return s;
+  }
+
+  // The SignedBundle (or SignedHead) of the model, resuming a partial
+  // download of the same bytes. A link failure returns its error and keeps
+  // the partial download.
+  absl::StatusOr<std::string> Fetch(bool head_only) {
+    const uint64_t size = head_only ? ref_.head_download_size() : ref_.download_size();
+    const std::string& sha256 = head_only ? ref_.head_download_sha256() : ref_.download_sha256();
+    if (size == 0 || size > (uint64_t{1} << 30)) {
+      return Refuse(absl::InvalidArgumentError(StrCat("announced size ", size, " is not plausible")));
+    }
+    const std::string expected_meta = StrCat(ref_.version(), " ", absl::BytesToHexString(sha256), "\n");
+    auto current_meta = g_.env.ReadFile(meta_, 4096);
+    std::error_code ec;
+    if (!current_meta.ok() || *current_meta != expected_meta) {
+      std::filesystem::remove(partial_, ec);
+      if (auto s = g_.env.WriteFileAtomically(meta_, expected_meta); !s.ok()) return NotStored(s);
+    }
+    uint64_t have = std::filesystem::exists(partial_, ec) ? std::filesystem::file_size(partial_, ec) : 0;
+    if (have > size) {
+      std::filesystem::remove(partial_, ec);
+      have = 0;
+    }
+    while (have < size) {
+      v1::ModelChunkRequest request;
+      *request.mutable_header() = g_.Header(0, v1::PHASE_MODEL_DOWNLOAD);
+      request.set_version(ref_.version());
+      request.set_offset(have);
+      request.set_head_only(head_only);
+      const absl::Time start = absl::Now();
+      auto chunk = g_.transport->GetModelChunk(request);
+      t_->transport += absl::Now() - start;
+      if (!chunk.ok()) return chunk.status();  // a link problem: resume next time
+      // Endless data: more bytes than announced, or a chunk for another model.
+      if (chunk->version() != ref_.version() || chunk->offset() != have || chunk->total_size() != size ||
+          chunk->download_sha256() != sha256 || chunk->data().empty() || chunk->data().size() > size - have) {
+        return Refuse(absl::DataLossError("the server sent a chunk that does not match the announced model"));
+      }
+      if (auto s = AppendDurably(partial_, chunk->data()); !s.ok()) return NotStored(s);
+      have += chunk->data().size();
+    }
+    auto blob = g_.env.ReadFile(partial_, size);
+    if (!blob.ok()) return NotStored(blob.status());
+    if (base::Sha256(*blob) != sha256) {
+      return Refuse(absl::DataLossError("the download does not match its announced SHA-256"));
+    }
+    return blob;
+  }
+
+  // The serialized SignedBundle a SignedHead rebuilds on the installed
+  // backbone; Install verifies it as it would a whole download.
+  absl::StatusOr<std::string> Rebuild(const std::string& head_blob) {
+    v1::SignedHead head;
+    if (!head.ParseFromString(head_blob)) {
+      return absl::InvalidArgumentError(StrCat("the head of model v", ref_.version(), " is not a SignedHead"));
+    }
+    absl::MutexLock lock(&g_.mu);
+    TINYFED_ASSIGN_OR_RETURN(v1::SignedBundle rebuilt, models::RebuildSignedBundle(head, g_.bundle));
+    return rebuilt.SerializeAsString();
+  }
+
+  absl::Status Install(const std::string& blob) {
+    v1::SignedBundle signed_bundle;
+    if (!signed_bundle.ParseFromString(blob)) return Refuse(absl::InvalidArgumentError("not a signed bundle"));
+    v1::ReleaseMetadata installed;
+    std::optional<std::pair<std::string, uint32_t>> installed_task;  // input shape, classes
+    {
+      absl::MutexLock lock(&g_.mu);
+      installed = g_.release;
+      if (g_.interpreter)
+        installed_task.emplace(g_.bundle.input().shape().SerializeAsString(), g_.bundle.head().num_classes());
+    }
+    auto verified =
+        g_.trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, g_.env.Now());
+    if (!verified.ok()) return Refuse(verified.status());
+    if (verified->release.model_version() != ref_.version()) {
+      return Refuse(absl::PermissionDeniedError(
+          StrCat("signed as v", verified->release.model_version(), ", announced as v", ref_.version())));
+    }
+    // A model for another task (other inputs or classes) would turn every
+    // stored sample into garbage for it.
+    if (installed_task && *installed_task != std::pair(verified->bundle.input().shape().SerializeAsString(),
+                                                       verified->bundle.head().num_classes())) {
+      return Refuse(absl::FailedPreconditionError("it is a model for another task (inputs or classes differ)"));
+    }
+    auto runnable = models::Interpreter::Create(verified->bundle);
+    if (!runnable.ok()) return Refuse(runnable.status());
+    const auto& dir = g_.config.data_dir;
+    if (auto s = g_.env.WriteFileAtomically(dir / "model.signed", blob); !s.ok()) return NotStored(s);
+    std::error_code ec;
+    std::filesystem::remove(partial_, ec);
+    std::filesystem::remove(meta_, ec);
+    std::filesystem::remove(dir / "model.signed.damaged", ec);
+    {
+      absl::MutexLock lock(&g_.mu);
+      g_.Install(std::move(*verified), std::move(*runnable));
+      spdlog::info("{}: installed model v{} (release {})", g_.config.device_id, g_.version, g_.release.version());
+    }
+    // The model is in; a personal head that cannot be fitted leaves the
+    // global head serving.
+    if (absl::Status fitted = RefreshPersonalHead(g_); !fitted.ok()) {
+      spdlog::warn("{}: no personal head for model v{}: {}", g_.config.device_id, ref_.version(), fitted.ToString());
+    }
+    return absl::OkStatus();
+  }
+
+  GatewayState& g_;
+  const v1::ModelRef& ref_;
+  RoundTimings* t_;
+  const std::filesystem::path partial_ = g_.config.data_dir / "download.partial";
+  const std::filesystem::path meta_ = g_.config.data_dir / "download.meta";
+};
+
 }  // namespace
 
 absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings* t) {
-  const ClientConfig& config = g.config;
-  const auto& dir = config.data_dir;
-  const auto partial = dir / "download.partial";
-  const auto meta = dir / "download.meta";
-  const std::string expected_meta = StrCat(ref.version(), " ", absl::BytesToHexString(ref.download_sha256()), "\n");
-  auto refuse = [&](absl::Status s) {
-    std::error_code ec;
-    std::filesystem::remove(partial, ec);
-    std::filesystem::remove(meta, ec);
-    absl::MutexLock lock(&g.mu);
-    g.model_status = StrCat("model v", ref.version(), " refused: ", s.message());
-    spdlog::warn("{}: {}", config.device_id, g.model_status);
-    return s;
-  };
-  // The gateway's own disk failed (full, read-only): the model is fine and
-  // is tried again next round, resuming what was downloaded.
-  auto not_stored = [&](absl::Status s) {
-    absl::MutexLock lock(&g.mu);
-    g.model_status = StrCat("model v", ref.version(), " not installed: ", s.message());
-    spdlog::warn("{}: {}", config.device_id, g.model_status);
-    return s;
-  };
-  if (ref.download_size() == 0 || ref.download_size() > (uint64_t{1} << 30)) {
-    return refuse(absl::InvalidArgumentError(StrCat("announced size ", ref.download_size(), " is not plausible")));
-  }
-  auto current_meta = g.env.ReadFile(meta, 4096);
-  std::error_code ec;
-  if (!current_meta.ok() || *current_meta != expected_meta) {
-    std::filesystem::remove(partial, ec);
-    if (auto s = g.env.WriteFileAtomically(meta, expected_meta); !s.ok()) return not_stored(s);
-  }
-  uint64_t have = std::filesystem::exists(partial, ec) ? std::filesystem::file_size(partial, ec) : 0;
-  if (have > ref.download_size()) {
-    std::filesystem::remove(partial, ec);
-    have = 0;
-  }
-  while (have < ref.download_size()) {
-    v1::ModelChunkRequest request;
-    *request.mutable_header() = g.Header(0, v1::PHASE_MODEL_DOWNLOAD);
-    request.set_version(ref.version());
-    request.set_offset(have);
-    const absl::Time start = absl::Now();
-    auto chunk = g.transport->GetModelChunk(request);
-    t->transport += absl::Now() - start;
-    if (!chunk.ok()) return chunk.status();  // a link problem: resume next time
-    // Endless data: more bytes than announced, or a chunk for another model.
-    if (chunk->version() != ref.version() || chunk->offset() != have || chunk->total_size() != ref.download_size() ||
-        chunk->download_sha256() != ref.download_sha256() || chunk->data().empty() ||
-        chunk->data().size() > ref.download_size() - have) {
-      return refuse(absl::DataLossError("the server sent a chunk that does not match the announced model"));
-    }
-    if (auto s = AppendDurably(partial, chunk->data()); !s.ok()) return not_stored(s);
-    have += chunk->data().size();
-  }
-  auto blob = g.env.ReadFile(partial, ref.download_size());
-  if (!blob.ok()) return not_stored(blob.status());
-  if (base::Sha256(*blob) != ref.download_sha256()) {
-    return refuse(absl::DataLossError("the download does not match its announced SHA-256"));
-  }
-  v1::SignedBundle signed_bundle;
-  if (!signed_bundle.ParseFromString(*blob)) return refuse(absl::InvalidArgumentError("not a signed bundle"));
-  v1::ReleaseMetadata installed;
-  std::optional<std::pair<std::string, uint32_t>> installed_task;  // input shape, classes
-  {
-    absl::MutexLock lock(&g.mu);
-    installed = g.release;
-    if (g.interpreter)
-      installed_task.emplace(g.bundle.input().shape().SerializeAsString(), g.bundle.head().num_classes());
-  }
-  auto verified =
-      g.trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, g.env.Now());
-  if (!verified.ok()) return refuse(verified.status());
-  if (verified->release.model_version() != ref.version()) {
-    return refuse(absl::PermissionDeniedError(
-        StrCat("signed as v", verified->release.model_version(), ", announced as v", ref.version())));
-  }
-  // A model for another task (other inputs or classes) would turn every
-  // stored sample into garbage for it.
-  if (installed_task && *installed_task != std::pair(verified->bundle.input().shape().SerializeAsString(),
-                                                     verified->bundle.head().num_classes())) {
-    return refuse(absl::FailedPreconditionError("it is a model for another task (inputs or classes differ)"));
-  }
-  auto runnable = models::Interpreter::Create(verified->bundle);
-  if (!runnable.ok()) return refuse(runnable.status());
-  if (auto s = g.env.WriteFileAtomically(config.data_dir / "model.signed", *blob); !s.ok()) return not_stored(s);
-  std::filesystem::remove(partial, ec);
-  std::filesystem::remove(meta, ec);
-  std::filesystem::remove(config.data_dir / "model.signed.damaged", ec);
-  {
-    absl::MutexLock lock(&g.mu);
-    g.Install(std::move(*verified), std::move(*runnable));
-    spdlog::info("{}: installed model v{} (release {})", config.device_id, g.version, g.release.version());
-  }
-  // The model is in; a personal head that cannot be fitted leaves the
-  // global head serving.
-  if (absl::Status fitted = RefreshPersonalHead(g); !fitted.ok()) {
-    spdlog::warn("{}: no personal head for model v{}: {}", config.device_id, ref.version(), fitted.ToString());
-  }
-  return absl::OkStatus();
+  return ModelDownload(g, ref, t).Run();
 }
 
 absl::Status LoadInstalledModel(GatewayState& g, const std::vector<models::TrustedRoot>& history) {
