@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "base/testing/fake_env.h"
 #include "base/testing/value_or_die.h"
 #include "client/internal/personal_head.h"
@@ -796,17 +798,43 @@ TEST(PersonalHeadTest, WinsOnlyBeyondChance) {
   EXPECT_NEAR(models::McNemarPValue(10, 4), 1471.0 / 16384, 1e-12);
   EXPECT_NEAR(models::McNemarPValue(6, 3), 130.0 / 512, 1e-12);
   EXPECT_DOUBLE_EQ(models::McNemarPValue(0, 0), 1.0);
-  // Served at p <= 0.35.
-  EXPECT_FALSE(internal::PersonalHeadWins(1, 0));  // 0.5
-  EXPECT_TRUE(internal::PersonalHeadWins(2, 0));   // 0.25
-  EXPECT_FALSE(internal::PersonalHeadWins(3, 2));  // 0.5
-  EXPECT_TRUE(internal::PersonalHeadWins(6, 3));   // 0.254
-  EXPECT_TRUE(internal::PersonalHeadWins(10, 4));
+  // Served at p <= 0.01.
+  EXPECT_FALSE(internal::PersonalHeadWins(6, 0));   // 0.0156
+  EXPECT_TRUE(internal::PersonalHeadWins(7, 0));    // 0.0078
+  EXPECT_FALSE(internal::PersonalHeadWins(9, 1));   // 0.0107
+  EXPECT_TRUE(internal::PersonalHeadWins(10, 1));   // 0.0059
+  EXPECT_FALSE(internal::PersonalHeadWins(12, 3));  // 0.0176
+  EXPECT_TRUE(internal::PersonalHeadWins(13, 2));   // 0.0037
   EXPECT_FALSE(internal::PersonalHeadWins(4, 12));
   EXPECT_FALSE(internal::PersonalHeadWins(0, 0));
 }
 
-TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsOnTheHeldOutSlice) {
+// With the weights at zero the logits are the biases, and the best biases
+// give each class its share of the labels: the fit finds them, and leaves
+// the weights, and a class the clinic never saw, where they belong.
+TEST(PersonalHeadTest, ClassBiasesFollowTheClinicsProportions) {
+  v1::Head head = testing::ZeroHead(4, 3);
+  const std::vector<int> labels{0, 0, 0, 0, 0, 0, 1, 1, 1, 2};
+  const std::vector<float> embeddings(labels.size() * 4, 0.5f);
+  internal::RefitClassBiases(&head, embeddings, labels);
+  double total = 0.0;
+  for (int c = 0; c < 3; ++c) total += std::exp(head.bias(c));
+  EXPECT_NEAR(std::exp(head.bias(0)) / total, 0.6, 1e-3);
+  EXPECT_NEAR(std::exp(head.bias(1)) / total, 0.3, 1e-3);
+  EXPECT_NEAR(std::exp(head.bias(2)) / total, 0.1, 1e-3);
+  for (float w : head.weights()) EXPECT_EQ(w, 0.0f);
+
+  v1::Head unseen = testing::ZeroHead(4, 3);
+  internal::RefitClassBiases(&unseen, std::vector<float>(4 * 4, 0.5f), std::vector<int>{0, 1, 0, 1});
+  EXPECT_LT(unseen.bias(2), unseen.bias(0) - 2.0f);
+  EXPECT_TRUE(std::isfinite(unseen.bias(2)));
+
+  v1::Head mismatched = testing::ZeroHead(4, 3);
+  internal::RefitClassBiases(&mismatched, std::vector<float>(7, 0.5f), std::vector<int>{0, 1});
+  for (float b : mismatched.bias()) EXPECT_EQ(b, 0.0f);
+}
+
+TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsCrossValidated) {
   config_.holdout_fraction = 0.3;
   FakeAggregator* fake = nullptr;
   const std::string v1 = Publish(1, key_);
@@ -831,9 +859,9 @@ TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsOnTheHeldOutSlice) {
   EXPECT_GT(t.personal_holdout_accuracy(), t.holdout_accuracy() + 0.5f);
   EXPECT_GT(t.holdout_samples(), 50u);
 
-  // The same disagreement on 12 samples: too few held out to tell (two
-  // wins without a loss are the fewest that pass), so the federation's
-  // head serves.
+  // The same disagreement on 12 samples: heads fitted on ten of them win
+  // too few of the other two to tell (seven wins without a loss are the
+  // fewest that pass), so the federation's head serves.
   config_.data_dir = dir_ / "small";
   config_.holdout_fraction = 0.1;
   auto small = ClientOffering(v1, RefFor(v1), &fake);

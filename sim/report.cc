@@ -371,12 +371,12 @@ std::string Summary(const SimulationReport& r, bool plotted) {
       personal += c.served_personal;
       worst = std::min(worst, c.served - c.federated);
     }
-    absl::StrAppend(&out, StrFormat("What the gateways serve (the personal head where it beat the federated one on "
-                                    "the gateway's own held-out samples, %.0f %% of each clinic's): mean %.2f %%, "
+    absl::StrAppend(&out, StrFormat("What the gateways serve (a personal head where it beat the federated one, "
+                                    "cross-validated on the gateway's own samples): mean %.2f %%, "
                                     "personal on %d of %zu clinics; on the clinic where it does worst against the "
                                     "federated head, %.2f points below it.\n\n",
-                                    100 * s.clinics.holdout_fraction, 100 * Mean(r.clinics, &ClinicResult::served),
-                                    personal, r.clinics.size(), std::max(0.0, -100 * worst)));
+                                    100 * Mean(r.clinics, &ClinicResult::served), personal, r.clinics.size(),
+                                    std::max(0.0, -100 * worst)));
   }
   absl::StrAppend(&out, RolloutAndDrift(r));
   if (s.transport == TransportKind::kProcesses) {

@@ -52,7 +52,7 @@ inline bool InHoldout(const SampleKey& key, double fraction) {
 struct PersonalHead {
   uint64_t for_version = 0;
   v1::Head head;
-  uint32_t holdout = 0;
+  uint32_t samples = 0;  // scored by cross-validation
   double global_accuracy = 0.0;
   double personal_accuracy = 0.0;
   uint32_t wins = 0, losses = 0;

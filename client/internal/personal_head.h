@@ -1,24 +1,32 @@
-// The clinic's personal head: after each installed model, the global head
-// fine-tuned on the clinic's own samples outside the held-out slice, and
-// both heads scored on that slice. It is served only when it wins more
-// held-out samples than it loses by more than chance would: an exact
-// one-sided McNemar test at p <= 0.35, which a handful of held-out samples
-// cannot pass. Once chosen, the head that serves is
-// fitted again on every sample, the held-out ones included (the test chose
-// the method, and more samples make it better). It never leaves the gateway.
+// The clinic's personal head: after each installed model, two candidates
+// fitted from the global head on the clinic's own samples (its class biases
+// refitted; the whole head fine-tuned), each scored by 5-fold
+// cross-validation against the head it would replace. The simplest head no
+// other beats beyond chance serves (an exact one-sided McNemar test at the
+// level PersonalHeadWins applies), so a handful of samples keeps the
+// federation's head. The head chosen is fitted again on every sample. It
+// never leaves the gateway.
 #ifndef TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
 #define TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
 
 #include <cstdint>
+#include <span>
 
 #include "absl/status/status.h"
 #include "client/internal/gateway_state.h"
+#include "tinyfed/v1/bundle.pb.h"
 
 namespace tinyfed::client::internal {
 
-// Whether the personal head's `wins` against `losses` on paired held-out
-// samples pass the one-sided McNemar test (models::McNemarPValue) at the
-// gateway's level (0.35).
+// `head` with its class biases refitted to `embeddings` and `labels`
+// (rows of head->in_features(), labels in range; anything else leaves it
+// unchanged), its weights kept: how a clinic whose cases come in other
+// proportions than the federation's corrects the global head.
+void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::span<const int> labels);
+
+// Whether a candidate head's `wins` against `losses` on paired
+// cross-validated samples pass the one-sided McNemar test
+// (models::McNemarPValue) at the gateway's level (0.01).
 bool PersonalHeadWins(uint32_t wins, uint32_t losses);
 
 // Fits the personal head for the installed model (config.personal_head_epochs

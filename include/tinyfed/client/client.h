@@ -39,15 +39,18 @@
 // how often clinicians corrected predictions). Never a sample, a label or an
 // embedding, and never the personal head.
 //
-// The personal head: after each model it installs, the gateway fine-tunes
-// the global head on its own samples outside the held-out slice and scores
-// both heads on that slice. Predict serves the personal head only when it
-// wins more held-out samples than it loses by more than chance would (an
-// exact one-sided McNemar test at p <= 0.35 on the samples the heads
-// disagree on: at least 2 wins without a loss, 4 against 1, 6 against 3),
-// so that a clinic with few samples keeps the federation's head; the head chosen is
-// then fitted again on every sample, held-out ones included. Each
-// prediction says which head answered.
+// The personal head: after each model it installs, the gateway fits two
+// heads of its own from the global one on its samples: the global head
+// with its class biases refitted (a clinic that sees conditions in other
+// proportions than the federation), and the global head fine-tuned for
+// personal_head_epochs. Each is scored by 5-fold cross-validation, every
+// sample answered by heads fitted without it, and Predict serves the
+// simplest head that no other beats beyond chance: the biases must beat the
+// global head, the fine-tuned head must beat whichever of those won, each
+// in an exact one-sided McNemar test on the samples the two disagree on
+// (docs/gateway.md gives the level). A clinic with few samples therefore
+// keeps the federation's head. The head chosen is fitted on every sample.
+// Each prediction says which head answered.
 //
 // A model is installed only if its release verifies against the trusted
 // root (models/trust.h: signatures, threshold, versions, expiry, lengths and
@@ -88,8 +91,9 @@ struct ClientConfig {
   std::string enrollment_token;
   size_t max_samples = 20000;     // the replay buffer keeps the newest
   double holdout_fraction = 0.1;  // of samples, for local accuracy and the personal head's test
-  // Epochs the personal head is fine-tuned for from each installed global
-  // head (a cosine schedule at the task's learning rate); 0: none.
+  // Epochs the fine-tuned personal head trains for from each installed
+  // global head (a cosine schedule at the task's learning rate); 0: no
+  // personal head at all.
   int personal_head_epochs = 5;
   EligibilityPolicy eligibility;
   absl::TimeZone time_zone = absl::LocalTimeZone();  // of the eligibility window

@@ -76,9 +76,8 @@ struct ClinicsSpec {
   double downlink_kbps = 1024;
   double latency_ms = 200;
   double compute_speed = 1.0;  // relative to this machine; 0.25 = four times slower
-  // Of each gateway's samples, the share it holds out to test its personal
-  // head against the federated one (and for telemetry), never trained on.
-  // 0: none, and the federated head always serves.
+  // Of each gateway's samples, the share it holds out for its telemetry
+  // (held-out accuracy, canary reports, drift), never trained on. 0: none.
   double holdout_fraction = 0.0;
   // Gateways on solar power: this share of the clinics (the first ones)
   // runs on a battery charged by day, lowest at dawn and full in the
