@@ -831,6 +831,8 @@ TEST(PersonalHeadTest, ClassBiasesFollowTheClinicsProportions) {
 
   v1::Head mismatched = testing::ZeroHead(4, 3);
   internal::RefitClassBiases(&mismatched, std::vector<float>(7, 0.5f), std::vector<int>{0, 1});
+  internal::RefitClassBiases(&mismatched, std::vector<float>(8, 0.5f), std::vector<int>{0, 3});
+  internal::RefitClassBiases(&mismatched, std::vector<float>(8, 0.5f), std::vector<int>{-1, 0});
   for (float b : mismatched.bias()) EXPECT_EQ(b, 0.0f);
 }
 

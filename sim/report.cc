@@ -139,6 +139,9 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                            {"epsilon", x.epsilon},
                            {"bytes_up_per_client", x.bytes_up_per_client},
                            {"bytes_down_per_client", x.bytes_down_per_client},
+                           {"update_bits_per_coordinate", x.update_bits_per_coordinate},
+                           {"protocol_bits_per_coordinate", x.protocol_bits_per_coordinate},
+                           {"model_bytes_down_per_client", x.model_bytes_down_per_client},
                            {"simulated_seconds", x.simulated_seconds},
                            {"wall_seconds", x.wall_seconds},
                            {"rollout", x.rollout},
@@ -206,13 +209,15 @@ std::string RoundsCsv(const SimulationReport& r) {
   std::string out =
       "round,completed,accuracy,loss,available,selected,survivors,dropouts,epsilon,bytes_up_per_client,"
       "bytes_down_per_client,simulated_seconds,wall_seconds,ineligible,rollout,installed_outside_canary,"
-      "drift_devices,drift_fleet\n";
+      "drift_devices,drift_fleet,update_bits_per_coordinate,protocol_bits_per_coordinate,"
+      "model_bytes_down_per_client\n";
   for (const auto& x : r.rounds) {
     absl::StrAppend(
-        &out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f,%d,%s,%d,%d,%d\n", x.round, x.completed,
-                        x.test.accuracy, x.test.loss, x.available, x.selected, x.survivors, x.dropouts, x.epsilon,
-                        x.bytes_up_per_client, x.bytes_down_per_client, x.simulated_seconds, x.wall_seconds,
-                        x.ineligible, x.rollout, x.installed_outside_canary, x.drift_devices, x.drift_fleet));
+        &out, StrFormat("%d,%d,%.6f,%.6f,%d,%d,%d,%d,%.6f,%.0f,%.0f,%.3f,%.3f,%d,%s,%d,%d,%d,%.3f,%.3f,%.0f\n", x.round,
+                        x.completed, x.test.accuracy, x.test.loss, x.available, x.selected, x.survivors, x.dropouts,
+                        x.epsilon, x.bytes_up_per_client, x.bytes_down_per_client, x.simulated_seconds, x.wall_seconds,
+                        x.ineligible, x.rollout, x.installed_outside_canary, x.drift_devices, x.drift_fleet,
+                        x.update_bits_per_coordinate, x.protocol_bits_per_coordinate, x.model_bytes_down_per_client));
   }
   return out;
 }
@@ -303,7 +308,7 @@ std::string Summary(const SimulationReport& r, bool plotted) {
   const auto& f = s.federation;
   std::vector<double> times;
   int completed = 0, dropouts = 0;
-  double up = 0, down = 0;
+  double up = 0, down = 0, update_bits = 0, protocol_bits = 0, model = 0;
   for (const auto& x : r.rounds) {
     if (!x.completed) continue;
     ++completed;
@@ -311,6 +316,9 @@ std::string Summary(const SimulationReport& r, bool plotted) {
     times.push_back(x.simulated_seconds);
     up += x.bytes_up_per_client;
     down += x.bytes_down_per_client;
+    update_bits += x.update_bits_per_coordinate;
+    protocol_bits += x.protocol_bits_per_coordinate;
+    model += x.model_bytes_down_per_client;
   }
   std::sort(times.begin(), times.end());
   const double median_time = times.empty() ? 0.0 : times[times.size() / 2];
@@ -390,6 +398,12 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                     completed, r.rounds.size(), dropouts, completed ? up / completed / 1e3 : 0.0,
                                     completed ? down / completed / 1e3 : 0.0, median_time, s.clinics.uplink_kbps,
                                     s.clinics.downlink_kbps, s.clinics.latency_ms, s.clinics.compute_speed));
+    if (completed) {
+      absl::StrAppend(&out, StrFormat("Per coordinate of the head, the upload is %.2f bits of encoded update and %.2f "
+                                      "bits of protocol (keys, shares, signatures, headers); %.1f KB of the download "
+                                      "is model.\n\n",
+                                      update_bits / completed, protocol_bits / completed, model / completed / 1e3));
+    }
   }
   absl::StrAppend(&out, StrFormat("Final model per class (test; balanced accuracy %.2f %%, worst class's sensitivity "
                                   "%.3f): sensitivity / specificity\n\n",

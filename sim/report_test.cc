@@ -62,6 +62,9 @@ SimulationReport SampleReport() {
     x.epsilon = round == 1 ? 1.5 : 3.0;
     x.bytes_up_per_client = 1000.0 * round;
     x.bytes_down_per_client = 2000.0;
+    x.update_bits_per_coordinate = 20.5;
+    x.protocol_bits_per_coordinate = 40.25;
+    x.model_bytes_down_per_client = 1500.0;
     x.simulated_seconds = 12.5;
     r.rounds.push_back(x);
   }
@@ -108,6 +111,9 @@ TEST_F(ReportTest, TheJsonHoldsEveryRoundClinicAndBaseline) {
   EXPECT_EQ(j["rounds"][1]["reason"], "only 1 clinics online (2 needed)");
   EXPECT_DOUBLE_EQ(j["rounds"][2]["test"]["accuracy"], 0.9);
   EXPECT_DOUBLE_EQ(j["rounds"][2]["bytes_up_per_client"], 3000.0);
+  EXPECT_DOUBLE_EQ(j["rounds"][2]["update_bits_per_coordinate"], 20.5);
+  EXPECT_DOUBLE_EQ(j["rounds"][2]["protocol_bits_per_coordinate"], 40.25);
+  EXPECT_DOUBLE_EQ(j["rounds"][2]["model_bytes_down_per_client"], 1500.0);
   ASSERT_EQ(j["clinics"].size(), 2u);
   EXPECT_EQ(j["clinics"][1]["id"], "clinic-0001");
   EXPECT_EQ(j["clinics"][1]["train_samples"], 31);
@@ -133,6 +139,7 @@ TEST_F(ReportTest, TheSummarySaysWhatWasSpentAndWhatWasPromised) {
   EXPECT_NE(summary.find("# report-test"), std::string::npos);
   EXPECT_NE(summary.find("Privacy: epsilon 3.000 spent of a target of 4 over 3 rounds"), std::string::npos) << summary;
   EXPECT_NE(summary.find("Rounds completed 2 of 3"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("20.50 bits of encoded update and 40.25 bits of protocol"), std::string::npos) << summary;
 }
 
 TEST_F(ReportTest, WithoutDpTheSummaryNeverReadsAsPerfectPrivacy) {

@@ -169,6 +169,10 @@ TEST_F(SimulationTest, LearnsAndReportsEverything) {
       EXPECT_GT(x.bytes_up_per_client, 0);
       EXPECT_GT(x.bytes_down_per_client, 0);
       EXPECT_GT(x.epsilon, 0);
+      // The masked update is about `bits` per coordinate (more with padding).
+      EXPECT_GE(x.update_bits_per_coordinate, r.scenario.federation.dp.bits);
+      EXPECT_GT(x.protocol_bits_per_coordinate, 0);
+      EXPECT_LE(x.model_bytes_down_per_client, x.bytes_down_per_client);
     }
   }
   EXPECT_GE(completed, 6);

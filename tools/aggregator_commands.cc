@@ -123,9 +123,10 @@ void RunAggregator(const AggregatorFlags& f, const TestingExtension* testing) {
   InstallSignalHandlers();
   systemd.Ready(fmt::format("serving on port {}", server->port()));
   // After the federation closes, linger so that clients collect the last
-  // result and model, then exit.
+  // result and model (and fit their personal heads to it) and hear that it
+  // closed at their next check-in, then exit.
   std::optional<absl::Time> closed_at;
-  const absl::Duration linger = config.poll_interval * 4 + absl::Seconds(2);
+  const absl::Duration linger = config.poll_interval * 4 + absl::Seconds(5);
   while (!StopRequested()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (TakeReloadRequest()) Reload(f.config, config, *engine, *server);

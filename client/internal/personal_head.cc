@@ -101,25 +101,33 @@ class PersonalHeadFit {
 void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::span<const int> labels) {
   const size_t dim = head->in_features(), classes = head->num_classes(), n = labels.size();
   if (n == 0 || embeddings.size() != n * dim) return;
-  std::vector<double> logits(n * classes);  // without the biases, which are all that changes
+  if (std::any_of(labels.begin(), labels.end(), [&](int y) { return y < 0 || static_cast<size_t>(y) >= classes; })) {
+    return;
+  }
+  std::vector<float> logits(n * classes);  // without the biases, which are all that changes
   for (size_t i = 0; i < n; ++i) {
     const std::vector<float> z = HeadLogits(*head, embeddings.subspan(i * dim, dim));
-    for (size_t c = 0; c < classes; ++c) logits[i * classes + c] = double{z[c]} - head->bias(static_cast<int>(c));
+    for (size_t c = 0; c < classes; ++c) logits[i * classes + c] = z[c] - head->bias(static_cast<int>(c));
   }
-  std::vector<double> bias(head->bias().begin(), head->bias().end()), gradient(classes), p(classes);
+  std::vector<float> bias(head->bias().begin(), head->bias().end()), p(classes);
+  std::vector<double> gradient(classes);
   // Full-batch gradient descent on the mean cross-entropy: its gradient is
   // at most 1/2-Lipschitz in the biases, so a step of 1 always descends.
+  // Single-precision exponentials: the fit is 500 x samples x classes of
+  // them, and a gateway refits after every model.
   for (int step = 0; step < kBiasSteps; ++step) {
     std::fill(gradient.begin(), gradient.end(), 0.0);
     for (size_t i = 0; i < n; ++i) {
-      double top = -INFINITY, sum = 0.0;
-      for (size_t c = 0; c < classes; ++c) top = std::max(top, logits[i * classes + c] + bias[c]);
-      for (size_t c = 0; c < classes; ++c) sum += p[c] = std::exp(logits[i * classes + c] + bias[c] - top);
-      for (size_t c = 0; c < classes; ++c) gradient[c] += p[c] / sum - (static_cast<int>(c) == labels[i] ? 1.0 : 0.0);
+      const float* z = &logits[i * classes];
+      float top = -INFINITY, sum = 0.0f;
+      for (size_t c = 0; c < classes; ++c) top = std::max(top, z[c] + bias[c]);
+      for (size_t c = 0; c < classes; ++c) sum += p[c] = std::exp(z[c] + bias[c] - top);
+      for (size_t c = 0; c < classes; ++c) gradient[c] += p[c] / sum;
+      gradient[static_cast<size_t>(labels[i])] -= 1.0;
     }
-    for (size_t c = 0; c < classes; ++c) bias[c] -= gradient[c] / static_cast<double>(n);
+    for (size_t c = 0; c < classes; ++c) bias[c] -= static_cast<float>(gradient[c] / static_cast<double>(n));
   }
-  for (size_t c = 0; c < classes; ++c) head->set_bias(static_cast<int>(c), static_cast<float>(bias[c]));
+  for (size_t c = 0; c < classes; ++c) head->set_bias(static_cast<int>(c), bias[c]);
 }
 
 bool PersonalHeadWins(uint32_t wins, uint32_t losses) {

@@ -283,13 +283,15 @@ double OneProcessFederation::AdvanceDeadlines(int selected) {
 void OneProcessFederation::Account(const std::vector<size_t>& online, const std::vector<client::RoundReport>& reports,
                                    double waited, RoundResult& rr) {
   const auto seen = tracker_.Snapshot();
-  double slowest = 0.0, up = 0.0, down = 0.0;
+  double slowest = 0.0, up = 0.0, down = 0.0, update = 0.0, model = 0.0;
   int took_part = 0;
   for (size_t i = 0; i < online.size(); ++i) {
     const auto& d = seen.at(clinics_[online[i]].id);
     if (d.calls > 0) {
       up += static_cast<double>(d.up);
       down += static_cast<double>(d.down);
+      update += static_cast<double>(d.update_up);
+      model += static_cast<double>(d.model_down);
       ++took_part;
     }
     if (reports[i].outcome != client::RoundOutcome::kCompleted) continue;
@@ -302,6 +304,13 @@ void OneProcessFederation::Account(const std::vector<size_t>& online, const std:
   }
   rr.bytes_up_per_client = took_part ? up / took_part : 0.0;
   rr.bytes_down_per_client = took_part ? down / took_part : 0.0;
+  rr.model_bytes_down_per_client = took_part ? model / took_part : 0.0;
+  const v1::Head head = engine_->latest_head();
+  const double coordinates = static_cast<double>(took_part) * (head.weights_size() + head.bias_size());
+  if (coordinates > 0) {
+    rr.update_bits_per_coordinate = 8.0 * update / coordinates;
+    rr.protocol_bits_per_coordinate = 8.0 * (up - update) / coordinates;
+  }
   rr.simulated_seconds = slowest + waited;
 }
 

@@ -24,6 +24,8 @@ class Tracker {
     int dropped_at = -1;  // phase index the clinic lost power at, -1: did not
     bool finished = false;
     uint64_t up = 0, down = 0;
+    uint64_t update_up = 0;   // of `up`: the encoded update itself, the rest is protocol
+    uint64_t model_down = 0;  // of `down`: model bytes
     int calls = 0;
   };
 
@@ -73,11 +75,20 @@ class TrackingTransport : public client::ForwardingTransport {
   }
   absl::StatusOr<v1::SubmitResponse> Submit(const v1::SubmitRequest& r) override {
     auto out = Count(r, ForwardingTransport::Submit(r));
-    if (out.ok()) tracker_->Update(id_, [&](Tracker::Device& d) { d.submitted.insert(r.header().phase()); });
+    if (out.ok()) {
+      const uint64_t update =
+          r.has_update() ? r.update().ByteSizeLong() : r.message().masked_input().masked_input().size();
+      tracker_->Update(id_, [&](Tracker::Device& d) {
+        d.submitted.insert(r.header().phase());
+        d.update_up += update;
+      });
+    }
     return out;
   }
   absl::StatusOr<v1::ModelChunk> GetModelChunk(const v1::ModelChunkRequest& r) override {
-    return Count(r, ForwardingTransport::GetModelChunk(r));
+    auto out = Count(r, ForwardingTransport::GetModelChunk(r));
+    if (out.ok()) tracker_->Update(id_, [&](Tracker::Device& d) { d.model_down += out->data().size(); });
+    return out;
   }
   absl::StatusOr<v1::TelemetryResponse> ReportTelemetry(const v1::TelemetryRequest& r) override {
     return Count(r, ForwardingTransport::ReportTelemetry(r));

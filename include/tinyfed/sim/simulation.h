@@ -55,6 +55,13 @@ struct RoundResult {
   // without the polls answered "wait" (a few dozen bytes each).
   double bytes_up_per_client = 0.0;
   double bytes_down_per_client = 0.0;
+  // The same upload per coordinate of the head: the encoded update (values
+  // and their padding), and everything else the protocol sends (SecAgg+
+  // keys, shares and signatures, request headers); and of the download,
+  // the bytes of models.
+  double update_bits_per_coordinate = 0.0;
+  double protocol_bits_per_coordinate = 0.0;
+  double model_bytes_down_per_client = 0.0;
   double simulated_seconds = 0.0;  // slowest survivor on its link and CPU, plus deadlines waited
   double wall_seconds = 0.0;
   // [rollout]: what became of this round's model ("promoted", "rolled back
@@ -77,8 +84,8 @@ struct ClinicResult {
   double federated = 0.0;     // the final federated head, on its holdout slice
   double personalized = 0.0;  // the federated head fine-tuned on its data
   // What the clinic's gateway serves (Predict) after the last round: its
-  // personal head where that won on the gateway's own held-out samples
-  // (clinics.holdout_fraction), else the federated head. Negative: not
+  // personal head where that won, cross-validated on the gateway's own
+  // samples (docs/gateway.md), else the federated head. Negative: not
   // measured (the processes transport).
   double served = -1.0;
   bool served_personal = false;
