@@ -45,7 +45,9 @@ absl::Status AppendDurably(const std::filesystem::path& path, std::string_view d
 // the installed backbone, then verified and installed.
 class ModelDownload {
  public:
-  ModelDownload(GatewayState& g, const v1::ModelRef& ref, RoundTimings* t) : g_(g), ref_(ref), t_(t) {}
+  // `trusted`: the gateway's trust store, which the caller holds (round_mu).
+  ModelDownload(GatewayState& g, const models::TrustedRoot& trusted, const v1::ModelRef& ref, RoundTimings* t)
+      : g_(g), trusted_(trusted), ref_(ref), t_(t) {}
 
   absl::Status Run() {
     std::string blob;
@@ -66,7 +68,7 @@ class ModelDownload {
 
  private:
   // Whether the installed backbone is the one the model's head belongs to.
-  bool HasBackbone() {
+  bool HasBackbone() ABSL_LOCKS_EXCLUDED(g_.mu) {
     absl::MutexLock lock(&g_.mu);
     return ref_.head_download_size() > 0 && !ref_.backbone_sha256().empty() && g_.interpreter &&
            g_.release.backbone_sha256() == ref_.backbone_sha256();
@@ -162,7 +164,7 @@ class ModelDownload {
         installed_task.emplace(g_.bundle.input().shape().SerializeAsString(), g_.bundle.head().num_classes());
     }
     auto verified =
-        g_.trusted->VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, g_.env.Now());
+        trusted_.VerifyModel(signed_bundle, installed.model_version() == 0 ? nullptr : &installed, g_.env.Now());
     if (!verified.ok()) return Refuse(verified.status());
     if (verified->release.model_version() != ref_.version()) {
       return Refuse(absl::PermissionDeniedError(
@@ -196,6 +198,7 @@ class ModelDownload {
   }
 
   GatewayState& g_;
+  const models::TrustedRoot& trusted_;
   const v1::ModelRef& ref_;
   RoundTimings* t_;
   const std::filesystem::path partial_ = g_.config.data_dir / "download.partial";
@@ -205,7 +208,7 @@ class ModelDownload {
 }  // namespace
 
 absl::Status UpdateModel(GatewayState& g, const v1::ModelRef& ref, RoundTimings* t) {
-  return ModelDownload(g, ref, t).Run();
+  return ModelDownload(g, *g.trusted, ref, t).Run();
 }
 
 absl::Status LoadInstalledModel(GatewayState& g, const std::vector<models::TrustedRoot>& history) {
