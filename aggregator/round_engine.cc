@@ -488,7 +488,9 @@ absl::StatusOr<v1::ModelChunk> RoundEngine::GetModelChunk(const v1::ModelChunkRe
     if (!publisher_->has_model()) return absl::UnavailableError("no model from the national aggregator yet");
     const internal::ModelPublisher::Published& latest = publisher_->latest();
     if (request.version() == latest.ref.version()) {
-      return internal::ModelPublisher::ChunkOf(latest.ref, latest.blob, latest.head_blob, request);
+      return request.head_only()
+                 ? internal::ModelPublisher::ChunkOf(latest.head_blob, latest.ref.head_download_sha256(), request)
+                 : internal::ModelPublisher::ChunkOf(latest.blob, latest.ref.download_sha256(), request);
     }
     TINYFED_ASSIGN_OR_RETURN(std::vector<PublishedModel> published, res_->state->Models());
     auto it = std::find_if(published.begin(), published.end(),
@@ -499,9 +501,8 @@ absl::StatusOr<v1::ModelChunk> RoundEngine::GetModelChunk(const v1::ModelChunkRe
     file = it->file;
   }
   TINYFED_ASSIGN_OR_RETURN(std::string bytes, env_.ReadFile(file, 1 << 30));
-  const std::string head = internal::HeadBlobOf(bytes);
-  return internal::ModelPublisher::ChunkOf(internal::ModelRefOf(request.version(), "", bytes, head), bytes, head,
-                                           request);
+  if (request.head_only()) bytes = internal::HeadBlobOf(bytes);
+  return internal::ModelPublisher::ChunkOf(bytes, base::Sha256(bytes), request);
 }
 
 absl::StatusOr<v1::TelemetryResponse> RoundEngine::ReportTelemetry(const v1::TelemetryRequest& request) {

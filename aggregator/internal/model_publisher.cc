@@ -284,13 +284,12 @@ std::filesystem::path ModelPublisher::ModelFile(uint64_t version) const {
   return config_.state_dir / "models" / StrCat("model-v", version, ".signed");
 }
 
-absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(const v1::ModelRef& ref, std::string_view bundle_blob,
-                                                       std::string_view head_blob,
+absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(std::string_view blob, const std::string& download_sha256,
                                                        const v1::ModelChunkRequest& request) {
-  if (request.head_only() && head_blob.empty()) {
-    return absl::NotFoundError(StrCat("model v", request.version(), " has no head-only download"));
+  if (blob.empty()) {
+    return absl::NotFoundError(
+        StrCat("model v", request.version(), " has no ", request.head_only() ? "head-only download" : "download"));
   }
-  const std::string_view blob = request.head_only() ? head_blob : bundle_blob;
   if (request.offset() > blob.size()) {
     return absl::OutOfRangeError(StrCat("offset ", request.offset(), " is past the end of model v", request.version(),
                                         " (", blob.size(), " bytes)"));
@@ -300,7 +299,7 @@ absl::StatusOr<v1::ModelChunk> ModelPublisher::ChunkOf(const v1::ModelRef& ref, 
   v1::ModelChunk chunk;
   chunk.set_version(request.version());
   chunk.set_total_size(blob.size());
-  chunk.set_download_sha256(request.head_only() ? ref.head_download_sha256() : ref.download_sha256());
+  chunk.set_download_sha256(download_sha256);
   chunk.set_offset(request.offset());
   chunk.set_data(std::string(blob.substr(request.offset(), max_bytes)));
   return chunk;

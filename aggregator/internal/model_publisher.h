@@ -81,11 +81,11 @@ class ModelPublisher {
   const std::vector<float>& head() const { return head_; }                 // the bundle's head, flattened
   const std::vector<v1::SignedMetadata>& roots() const { return roots_; }  // 1.root, 2.root, ...
 
-  // The chunk of `blob` (or `head_blob`, for a request that asks for only
-  // the head) a download request asks for, with the hash `ref` announces;
-  // OUT_OF_RANGE past its end, NOT_FOUND for a head the model has none of.
-  static absl::StatusOr<v1::ModelChunk> ChunkOf(const v1::ModelRef& ref, std::string_view blob,
-                                                std::string_view head_blob, const v1::ModelChunkRequest& request);
+  // The chunk of `blob` (the model's SignedBundle, or its SignedHead) a
+  // download request asks for; OUT_OF_RANGE past its end, NOT_FOUND for an
+  // empty blob (a head the model has none of).
+  static absl::StatusOr<v1::ModelChunk> ChunkOf(std::string_view blob, const std::string& download_sha256,
+                                                const v1::ModelChunkRequest& request);
   static constexpr uint32_t kMaxChunkBytes = 256 * 1024;
 
  private:

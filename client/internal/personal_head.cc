@@ -57,8 +57,9 @@ class PersonalHeadFit {
   size_t size() const { return y_.size(); }
 
   // `kind` fitted on the samples whose fold is not `fold` (all of them for
-  // fold kFolds).
+  // fold kFolds); the global head is fitted on none.
   absl::StatusOr<v1::Head> Fit(Kind kind, size_t fold) const {
+    if (kind == Kind::kGlobal) return global_;
     std::vector<float> x;
     std::vector<int> y;
     for (size_t i = 0; i < y_.size(); ++i) {
@@ -77,7 +78,7 @@ class PersonalHeadFit {
   absl::StatusOr<std::vector<bool>> CrossValidated(Kind kind) const {
     std::vector<bool> right(y_.size());
     for (size_t fold = 0; fold < kFolds; ++fold) {
-      TINYFED_ASSIGN_OR_RETURN(v1::Head head, Fit(kind, kind == Kind::kGlobal ? kFolds : fold));
+      TINYFED_ASSIGN_OR_RETURN(v1::Head head, Fit(kind, fold));
       for (size_t i = 0; i < y_.size(); ++i) {
         if (FoldOf(i) == fold) right[i] = Argmax(HeadLogits(head, Row(i))) == y_[i];
       }
