@@ -116,7 +116,8 @@ absl::Status ReadDp(TomlTableReader& r, Config& c) {
   TINYFED_RETURN_IF_ERROR(r.Double("target_epsilon", &d.target_epsilon, 0, 1e4));
   TINYFED_RETURN_IF_ERROR(r.Double("delta", &d.delta, 1e-300, 0.999999));
   TINYFED_RETURN_IF_ERROR(r.Double("epsilon_budget", &d.epsilon_budget, 1e-9, 1e9));
-  TINYFED_RETURN_IF_ERROR(r.Integer("bits", &d.bits, 2, 32));
+  TINYFED_RETURN_IF_ERROR(r.Integer("bits", &d.bits, 0, 32));
+  if (d.bits == 1) return absl::InvalidArgumentError("dp.bits must be 0 (chosen at start) or in [2, 32], got 1");
   return r.Double("max_wrap_probability", &d.max_wrap_probability, 1e-300, 0.5);
 }
 

@@ -50,8 +50,7 @@ class NationalRoundTest : public testing::RoundEngineFixture {
   // parameters; the region's input is their sum mod 2^bits, as its own
   // SecAgg+ round hands it over. Also the national sum of all of them.
   void EncodeRegions(const v1::RoundTask& task) {
-    const dp::DdgParams params =
-        base::testing::ValueOrDie(dp::ChooseDdgParams(dp::DdgConfigOf(task.ddg())), "the task's DDG parameters");
+    const dp::DdgParams params = base::testing::ValueOrDie(dp::DdgParamsOf(task.ddg()), "the task's DDG parameters");
     dp::Seed rotation{};
     std::memcpy(rotation.data(), task.ddg().rotation_seed().data(), rotation.size());
     const uint32_t mask = (uint32_t{1} << task.secagg().bits()) - 1;
@@ -139,8 +138,7 @@ TEST_F(NationalRoundTest, TheNationalSumIsEveryRegionsClinicsAndTheMeanIsOverCli
   // 12 clinics, which is their mean update up to the encoding's rounding.
   const std::vector<float> after = internal::HeadParameters(engine_->latest_head());
   ASSERT_EQ(after.size(), dimension_);
-  const dp::DdgParams params =
-      base::testing::ValueOrDie(dp::ChooseDdgParams(dp::DdgConfigOf(tasks_[0].ddg())), "the DDG parameters");
+  const dp::DdgParams params = base::testing::ValueOrDie(dp::DdgParamsOf(tasks_[0].ddg()), "the DDG parameters");
   dp::Seed rotation{};
   std::memcpy(rotation.data(), tasks_[0].ddg().rotation_seed().data(), rotation.size());
   const std::vector<double> decoded = base::testing::ValueOrDie(dp::DdgDecodeSum(params, want, rotation), "decoding");

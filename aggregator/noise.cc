@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "tinyfed/base/status_macros.h"
 #include "tinyfed/dp/pld_accountant.h"
 
 namespace tinyfed::aggregator {
@@ -21,26 +22,49 @@ dp::DdgConfig FederationDdgConfig(const Config& config, size_t dimension, int ex
   return c;
 }
 
-absl::StatusOr<double> ResolveNoiseMultiplier(const Config& config, size_t dimension) {
+namespace {
+
+absl::StatusOr<double> NoiseMultiplierOutsideSecAgg(const Config& config) {
   const DpConfig& dp = config.dp;
   if (dp.mode == DpMode::kOff) return 0.0;
   if (dp.target_epsilon <= 0) return dp.noise_multiplier;
-  absl::StatusOr<double> z;
-  if (dp.unit == DpUnit::kPatient) {
-    z = dp::PldNoiseMultiplierForEpsilon(dp.sampling_rate, config.max_rounds * PatientStepsPerRound(config), dp.delta,
-                                         dp.target_epsilon);
-  } else if (dp.mode == DpMode::kCentral) {
-    z = dp::PldNoiseMultiplierForEpsilon(1.0, config.max_rounds, dp.delta, dp.target_epsilon);
-  } else {
-    dp::DdgConfig c = FederationDdgConfig(config, dimension, ExpectedNoisyClinics(config, config.cohort_size));
-    c.target_epsilon = dp.target_epsilon;
-    c.rounds = config.max_rounds;
-    auto p = dp::ChooseDdgParams(c);
-    if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("dp.target_epsilon: ", p.status().message()));
-    return p->noise_multiplier;
-  }
+  auto z = dp.unit == DpUnit::kPatient
+               ? dp::PldNoiseMultiplierForEpsilon(dp.sampling_rate, config.max_rounds * PatientStepsPerRound(config),
+                                                  dp.delta, dp.target_epsilon)
+               : dp::PldNoiseMultiplierForEpsilon(1.0, config.max_rounds, dp.delta, dp.target_epsilon);
   if (!z.ok()) return absl::InvalidArgumentError(absl::StrCat("dp.target_epsilon: ", z.status().message()));
   return *z;
+}
+
+}  // namespace
+
+absl::StatusOr<Encoding> ResolveEncoding(const Config& config, size_t dimension) {
+  const DpConfig& dp = config.dp;
+  const bool clinic_noise_in_encoding = dp.unit != DpUnit::kPatient && config.secure_aggregation;
+  Encoding e;
+  if (!clinic_noise_in_encoding) {
+    TINYFED_ASSIGN_OR_RETURN(e.noise_multiplier, NoiseMultiplierOutsideSecAgg(config));
+  }
+  if (!config.secure_aggregation) return e;
+  // The encoding's own noise (clinic unit) is found with its bits; the
+  // patient unit's encoding carries none.
+  dp::DdgConfig c = FederationDdgConfig(config, dimension, ExpectedNoisyClinics(config, config.cohort_size));
+  if (clinic_noise_in_encoding) {
+    if (dp.target_epsilon > 0) {
+      c.target_epsilon = dp.target_epsilon;
+      c.rounds = config.max_rounds;
+    } else {
+      c.noise_multiplier = dp.noise_multiplier;
+    }
+  }
+  auto p = dp::ChooseDdgParams(c);
+  if (!p.ok()) {
+    const char* setting = clinic_noise_in_encoding && dp.target_epsilon > 0 ? "dp.target_epsilon" : "dp.bits";
+    return absl::InvalidArgumentError(absl::StrCat(setting, ": ", p.status().message()));
+  }
+  if (clinic_noise_in_encoding) e.noise_multiplier = p->noise_multiplier;
+  e.bits = p->config.bits;
+  return e;
 }
 
 }  // namespace tinyfed::aggregator

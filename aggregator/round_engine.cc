@@ -106,14 +106,13 @@ size_t RoundEngine::MaxRequestBytes(Method method) const {
     case Method::kReportTelemetry:
       return 64 * 1024;
     case Method::kSubmit: {
-      // A masked input of the padded head at `bits`, or k encrypted shares.
-      // A region's bits are the national task's, its head the mirrored
-      // model's: at most 32 bits, and before the first model a head of
-      // 2^20 values.
+      // A masked input of the head at `bits`, or k encrypted shares. A
+      // region's bits are the national task's, its head the mirrored model's:
+      // at most 32 bits, and before the first model a head of 2^20 values.
       const size_t head = head_size_.load();
-      const size_t padded = std::bit_ceil(std::max<size_t>(head > 0 ? head : config_.upstream ? 1 << 20 : 1, 1));
-      const size_t bits = config_.upstream ? 32 : static_cast<size_t>(config_.dp.bits);
-      return 64 * 1024 + (padded * bits + 7) / 8 + CohortTarget(config_) * 256;
+      const size_t values = std::max<size_t>(head > 0 ? head : config_.upstream ? 1 << 20 : 1, 1);
+      const size_t bits = config_.upstream || encoding_.bits == 0 ? 32 : static_cast<size_t>(encoding_.bits);
+      return 64 * 1024 + (values * bits + 7) / 8 + CohortTarget(config_) * 256;
     }
   }
   return 1024;
@@ -298,20 +297,20 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartSecAggRoundLo
     TINYFED_ASSIGN_OR_RETURN(internal::SecAggPlan plan,
                              internal::PlanRegionalRound(config_, id, n, res_->regional->national, seeds.graph));
     res_->regional->cohort = n;
-    base::LogEvent(spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
+    base::LogEvent(spdlog::level::info, "round_cohort",
+                   {{"round", id}, {"cohort", n}, {"bits", static_cast<int>(plan.task.secagg().bits())}},
                    fmt::format("round {} cohort: {} devices for national round {} (SecAgg+ k={} t={}, {} bits, {} "
                                "values)",
                                id, n, res_->regional->national.round_id(), plan.params.degree(),
-                               plan.params.threshold(), plan.task.secagg().bits(), plan.ddg.padded_dimension));
+                               plan.params.threshold(), plan.task.secagg().bits(), plan.ddg.config.dimension));
     return internal::SecAggRound::Start(config_, id, devices, ids, std::move(plan), *res_->devices, nullptr,
                                         on_rejected, now);
   }
-  TINYFED_ASSIGN_OR_RETURN(
-      internal::SecAggPlan plan,
-      internal::PlanSecAggRound(config_, id, n, head_size_, noise_multiplier_, publisher_->latest().ref, seeds));
+  TINYFED_ASSIGN_OR_RETURN(internal::SecAggPlan plan, internal::PlanSecAggRound(config_, id, n, head_size_, encoding_,
+                                                                                publisher_->latest().ref, seeds));
   const dp::DdgParams ddg = plan.ddg;
   auto charge = [this, id, ddg, orders = res_->ledger->orders()](int survivors) {
-    return internal::SecAggRoundCharge(config_, id, noise_multiplier_, ddg, survivors, orders);
+    return internal::SecAggRoundCharge(config_, id, encoding_.noise_multiplier, ddg, survivors, orders);
   };
   // Refuse up front a round whose worst case (the fewest survivors, hence the
   // least noise) would take the ledger past its budget.
@@ -319,11 +318,11 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartSecAggRoundLo
   if (absl::Status paid = internal::CheckBudget(config_, *res_->ledger, worst); !paid.ok()) {
     return absl::Status(paid.code(), StrCat("with ", plan.min_survivors, " survivors ", paid.message()));
   }
-  base::LogEvent(spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
+  base::LogEvent(spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}, {"bits", encoding_.bits}},
                  fmt::format("round {} cohort: {} devices (SecAgg+ k={} t={}, {} bits, {} values; noise multiplier "
                              "{:.4f})",
-                             id, n, plan.params.degree(), plan.params.threshold(), config_.dp.bits,
-                             plan.ddg.padded_dimension, noise_multiplier_));
+                             id, n, plan.params.degree(), plan.params.threshold(), encoding_.bits,
+                             plan.ddg.config.dimension, encoding_.noise_multiplier));
   return internal::SecAggRound::Start(config_, id, devices, ids, std::move(plan), *res_->devices, charge, on_rejected,
                                       now);
 }
@@ -340,7 +339,7 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLoc
   dp::Seed noise_seed{};
   if (config_.dp.mode == DpMode::kCentral) {
     charge = [this, id, orders = res_->ledger->orders()](int survivors) {
-      return internal::CentralRoundCharge(config_, id, noise_multiplier_, survivors, orders);
+      return internal::CentralRoundCharge(config_, id, encoding_.noise_multiplier, survivors, orders);
     };
     TINYFED_ASSIGN_OR_RETURN(dp::PrivacyCharge one, charge(n));
     TINYFED_RETURN_IF_ERROR(internal::CheckBudget(config_, *res_->ledger, one));
@@ -350,9 +349,9 @@ absl::StatusOr<std::unique_ptr<internal::Round>> RoundEngine::StartPlainRoundLoc
       spdlog::level::info, "round_cohort", {{"round", id}, {"cohort", n}},
       fmt::format("round {} cohort: {} devices (no SecAgg+: trusted aggregator, DP {}, compression {})", id, n,
                   config_.dp.mode == DpMode::kCentral ? "central" : "off", v1::Compression_Name(config_.compression)));
-  return std::make_unique<internal::PlainRound>(config_, id, devices, ids,
-                                                internal::PlanPlainRound(config_, id, n, publisher_->latest().ref),
-                                                head_size_, noise_multiplier_, noise_seed, std::move(charge), now);
+  return std::make_unique<internal::PlainRound>(
+      config_, id, devices, ids, internal::PlanPlainRound(config_, id, n, publisher_->latest().ref), head_size_,
+      encoding_.noise_multiplier, noise_seed, std::move(charge), now);
 }
 
 void RoundEngine::RejectedLocked(const std::string& device, const std::vector<std::string>& by) {

@@ -86,14 +86,15 @@ absl::Status RoundEngine::Init() {
   TINYFED_ASSIGN_OR_RETURN(next_round_id_, res_->state->NextRoundId());
   // A region's noise is the national task's.
   if (!config_.upstream) {
-    TINYFED_ASSIGN_OR_RETURN(noise_multiplier_, ResolveNoiseMultiplier(config_, head_size_));
+    TINYFED_ASSIGN_OR_RETURN(encoding_, ResolveEncoding(config_, head_size_));
   }
   TINYFED_ASSIGN_OR_RETURN(dp::PrivacySpent spent, res_->ledger->Spent());
   const uint64_t version = publisher_->has_model() ? publisher_->latest().ref.version() : 0;
   base::LogEvent(spdlog::level::info, "aggregator_ready", {{"model_version", version}},
                  fmt::format("aggregator ready: model v{}, {} rounds done, epsilon spent {:.4f} (delta {}), noise "
-                             "multiplier {:.4f}",
-                             version, completed_rounds_, spent.epsilon, config_.dp.delta, noise_multiplier_));
+                             "multiplier {:.4f}{}",
+                             version, completed_rounds_, spent.epsilon, config_.dp.delta, encoding_.noise_multiplier,
+                             encoding_.bits > 0 ? fmt::format(", SecAgg+ at {} bits", encoding_.bits) : ""));
   if (config_.max_rounds > 0 && completed_rounds_ >= config_.max_rounds) {
     CloseLocked(StrCat("all ", config_.max_rounds, " rounds are done"));
   }

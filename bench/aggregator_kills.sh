@@ -53,5 +53,4 @@ done
 kill -TERM $agg
 wait $agg 2>/dev/null || true
 kill -TERM "${CLIENT_PIDS[@]}" 2>/dev/null || true
-# --bits: the sums are mod 2^20, dp.bits's default.
-python3 "$SOURCE/bench/aggregator_kills_report.py" --dir "$WORK" --kills "$KILLS" --bits 20 --out "$OUT" $CHECK
+python3 "$SOURCE/bench/aggregator_kills_report.py" --dir "$WORK" --kills "$KILLS" --out "$OUT" $CHECK

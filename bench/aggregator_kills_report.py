@@ -86,12 +86,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--kills", type=int, required=True)
-    ap.add_argument("--bits", type=int, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args()
     fed = os.path.join(a.dir, "fed")
     logs = [events(os.path.join(fed, f"aggregator.{i}.log")) for i in range(a.kills + 1)]
+    # The sums are mod 2^bits, each round's as its cohort event says.
+    bits_of = {e["round"]: e["bits"] for log in logs for e in log if e.get("event") == "round_cohort" and "bits" in e}
 
     state = sqlite3.connect(os.path.join(fed, "state", "aggregator.db"))
     rounds = {r: (s, surv, reason) for r, s, surv, reason in
@@ -126,7 +127,7 @@ def main():
     for r in interrupted:
         s, survivors, reason = rounds.get(r, ("missing", 0, ""))
         outcomes[r] = {"state": s, "survivors": survivors, "reason": reason, "kills": interrupted[r],
-                       "exact_sum": exact_sum(a.dir, r, a.bits) if s == "done" else None}
+                       "exact_sum": exact_sum(a.dir, r, bits_of[r]) if s == "done" and r in bits_of else None}
     exact = sum(1 for o in outcomes.values() if o["state"] == "done" and o["exact_sum"] is True)
     published_rounds = sorted(m[1] for m in models if m[1] > 0)
     done_rounds = sorted(r for r, v in rounds.items() if v[0] == "done")

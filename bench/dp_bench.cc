@@ -2,10 +2,12 @@
 // encoding costs on the wire:
 //   BM_DdgEncode         clip, rotate, scale, round, discrete Gaussian noise,
 //                        reduce mod 2^b and pack at b bits (the whole client step)
-//   BM_Rotation          the randomized Hadamard transform alone (2^17 values)
+//   BM_Rotation/d        the random rotation alone (d values: a head of 850,
+//                        and the 100,000 above)
 //   BM_DiscreteGaussian  one exact sample at the per-client sigma
-//   BM_DdgRoundTrip/n    n clients encode, sum mod 2^b, decode; counters: bits
-//                        per coordinate on the wire and the measured wrap-around rate
+//   BM_DdgRoundTrip/n/b  n clients encode, sum mod 2^b, decode (b = 0: the
+//                        bits ChooseDdgParams picks); counters: bits per
+//                        coordinate on the wire and the measured wrap-around rate
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -19,11 +21,11 @@ namespace {
 
 constexpr size_t kDimension = 100000;
 
-DdgParams Params(int clients) {
+DdgParams Params(int clients, int bits = 16) {
   DdgConfig c;
   c.dimension = kDimension;
   c.clip = 1.0;
-  c.bits = 16;
+  c.bits = bits;
   c.expected_clients = clients;
   c.noise_multiplier = 1.0;
   auto p = ChooseDdgParams(c);
@@ -52,10 +54,10 @@ void BM_DdgEncode(benchmark::State& state) {
 }
 
 void BM_Rotation(benchmark::State& state) {
-  std::vector<double> x(PaddedDimension(kDimension), 0.5);
+  std::vector<double> x(static_cast<size_t>(state.range(0)), 0.5);
   Seed seed{};
   for (auto _ : state) {
-    RandomizedHadamard(x, seed);
+    RandomRotation(x, seed);
     benchmark::ClobberMemory();
   }
 }
@@ -70,13 +72,13 @@ void BM_DiscreteGaussian(benchmark::State& state) {
 
 void BM_DdgRoundTrip(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
-  const DdgParams p = Params(n);
+  const DdgParams p = Params(n, static_cast<int>(state.range(1)));
   auto rng = SecureRandom::FromOsEntropy();
   Seed seed{};
   uint64_t wrapped = 0, coordinates = 0;
   for (auto _ : state) {
-    std::vector<int64_t> exact(p.padded_dimension, 0);
-    std::vector<uint32_t> sum(p.padded_dimension, 0);
+    std::vector<int64_t> exact(kDimension, 0);
+    std::vector<uint32_t> sum(kDimension, 0);
     const uint64_t mask = (uint64_t{1} << p.config.bits) - 1;
     for (int i = 0; i < n; ++i) {
       auto z = DdgQuantize(p, Update(static_cast<uint32_t>(i)), seed, *rng);
@@ -91,17 +93,16 @@ void BM_DdgRoundTrip(benchmark::State& state) {
     coordinates += exact.size();
     benchmark::DoNotOptimize(DdgDecodeSum(p, sum, seed));
   }
-  state.counters["bits_per_coordinate"] =
-      static_cast<double>(p.config.bits) * static_cast<double>(p.padded_dimension) / kDimension;
+  state.counters["bits_per_coordinate"] = p.config.bits;  // the rotation pads nothing
   state.counters["wrap_rate"] = static_cast<double>(wrapped) / static_cast<double>(coordinates);
   state.counters["wrap_bound"] = p.wrap_probability;
   state.counters["scale"] = p.scale;
 }
 
 BENCHMARK(BM_DdgEncode)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Rotation)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Rotation)->Arg(850)->Arg(kDimension)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DiscreteGaussian)->Unit(benchmark::kNanosecond);
-BENCHMARK(BM_DdgRoundTrip)->Arg(20)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_DdgRoundTrip)->Args({20, 16})->Args({20, 0})->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
 }  // namespace tinyfed::dp

@@ -15,9 +15,9 @@ using absl::InvalidArgumentError;
 using absl::StrCat;
 
 // Norm bound after conditional stochastic rounding of a vector of scaled L2
-// norm `l2` in `m` dimensions (Kairouz et al. Prop. 22).
-double RoundedL2Bound(double l2, double beta, size_t m) {
-  const double dim = static_cast<double>(m);
+// norm `l2` in `d` dimensions (Kairouz et al. Prop. 22).
+double RoundedL2Bound(double l2, double beta, size_t d) {
+  const double dim = static_cast<double>(d);
   const double bound1 = l2 + std::sqrt(dim);
   if (beta == 0.0) return bound1;
   const double squared = l2 * l2 + 0.25 * dim + std::sqrt(2.0 * std::log(1.0 / beta)) * (l2 + 0.5 * std::sqrt(dim));
@@ -30,7 +30,9 @@ absl::Status CheckConfig(const DdgConfig& c) {
   }
   if (!(c.clip > 0.0) || !std::isfinite(c.clip))
     return InvalidArgumentError(StrCat("clip must be positive, got ", c.clip));
-  if (c.bits < 2 || c.bits > 32) return InvalidArgumentError(StrCat("bits must be in [2, 32], got ", c.bits));
+  if (c.bits != 0 && (c.bits < 2 || c.bits > 32)) {
+    return InvalidArgumentError(StrCat("bits must be in [2, 32], or 0 to choose them, got ", c.bits));
+  }
   if (c.expected_clients < 1) {
     return InvalidArgumentError(StrCat("expected clients must be at least 1, got ", c.expected_clients));
   }
@@ -56,13 +58,13 @@ absl::StatusOr<DdgParams> ParamsForNoise(const DdgConfig& c, double z) {
   DdgParams p;
   p.config = c;
   p.noise_multiplier = z;
-  p.padded_dimension = PaddedDimension(c.dimension);
   const double n = c.expected_clients;
-  const double m = static_cast<double>(p.padded_dimension);
+  const double d = static_cast<double>(c.dimension);
   // Stddev each client adds, in real units.
   const double local_stddev = c.local_only ? z * c.clip : z * c.clip / std::sqrt(n);
   // Per coordinate the sum is subgaussian with variance proxy
-  //   V = scale^2 (c^2 n^2 / m + n local^2) + n / 4   (the last term: rounding),
+  //   V = scale^2 (F c^2 n^2 / d + n local^2) + n / 4
+  // (F: the rotation's flatness; the last term: rounding),
   // and P(|sum| >= 2^(b-1)) <= 2 exp(-2^(2b-2) / (2V)) = p when 2^(b-1) = k sqrt(V).
   const double k = std::sqrt(2.0 * std::log(2.0 / c.max_wrap_probability));
   const double two_b = std::ldexp(1.0, c.bits);
@@ -70,7 +72,7 @@ absl::StatusOr<DdgParams> ParamsForNoise(const DdgConfig& c, double z) {
     return InvalidArgumentError(StrCat(c.bits, " bits cannot hold the rounding noise of ", c.expected_clients,
                                        " clients within wrap probability ", c.max_wrap_probability));
   }
-  const double signal = c.clip * c.clip * n * n / m + n * local_stddev * local_stddev;
+  const double signal = kRotationFlatness * c.clip * c.clip * n * n / d + n * local_stddev * local_stddev;
   p.scale = std::sqrt(two_b * two_b - n * k * k) / (2.0 * k * std::sqrt(signal));
   // Past a per-client variance of 2^30 (scaled) more resolution buys nothing
   // and the exact sampler's integer range ends; a smaller scale only lowers
@@ -87,7 +89,7 @@ absl::StatusOr<DdgParams> ParamsForNoise(const DdgConfig& c, double z) {
     }
     p.local_variance = *rational;
   }
-  p.rounding_norm_bound = RoundedL2Bound(c.clip * p.scale, c.beta, p.padded_dimension);
+  p.rounding_norm_bound = RoundedL2Bound(c.clip * p.scale, c.beta, c.dimension);
   if (c.clip * p.scale < 1.0) {
     return InvalidArgumentError(StrCat("scale ", p.scale, " leaves the clipped update (norm ", c.clip,
                                        ") below one integer step; use more bits or fewer clients"));
@@ -103,40 +105,9 @@ double DdgEpsilon(const DdgParams& p, int64_t rounds) {
   return spent.ok() ? spent->epsilon : std::numeric_limits<double>::infinity();
 }
 
-}  // namespace
-
-v1::DdgSettings DdgSettingsOf(const DdgConfig& c) {
-  v1::DdgSettings d;
-  d.set_dimension(c.dimension);
-  d.set_clip(c.clip);
-  d.set_bits(static_cast<uint32_t>(c.bits));
-  d.set_expected_clients(static_cast<uint32_t>(c.expected_clients));
-  d.set_delta(c.delta);
-  d.set_noise_multiplier(c.noise_multiplier);
-  d.set_beta(c.beta);
-  d.set_max_wrap_probability(c.max_wrap_probability);
-  d.set_local_only(c.local_only);
-  d.set_noiseless(c.noiseless);
-  return d;
-}
-
-DdgConfig DdgConfigOf(const v1::DdgSettings& d) {
-  return DdgConfig{.dimension = d.dimension(),
-                   .clip = d.clip(),
-                   .bits = static_cast<int>(d.bits()),
-                   .expected_clients = static_cast<int>(d.expected_clients()),
-                   .delta = d.delta(),
-                   .noise_multiplier = d.noise_multiplier(),
-                   .target_epsilon = 0.0,
-                   .rounds = 1,
-                   .beta = d.beta(),
-                   .max_wrap_probability = d.max_wrap_probability(),
-                   .local_only = d.local_only(),
-                   .noiseless = d.noiseless()};
-}
-
-absl::StatusOr<DdgParams> ChooseDdgParams(const DdgConfig& config) {
-  if (auto s = CheckConfig(config); !s.ok()) return s;
+// The noise for a config whose bits are set: as configured, or the least
+// that meets the target epsilon.
+absl::StatusOr<DdgParams> ParamsForBits(const DdgConfig& config) {
   if (config.noiseless) return ParamsForNoise(config, 0.0);
   if (config.noise_multiplier > 0.0) return ParamsForNoise(config, config.noise_multiplier);
   // Bisection on z: epsilon falls as z grows.
@@ -165,6 +136,73 @@ absl::StatusOr<DdgParams> ChooseDdgParams(const DdgConfig& config) {
   return best;
 }
 
+// The criterion of ChooseDdgParams(bits = 0), in scaled units.
+bool RoundingIsCheap(const DdgParams& p) {
+  const double clipped = p.config.clip * p.scale;
+  if (p.rounding_norm_bound > (1.0 + kRoundingCost) * clipped) return false;
+  if (p.config.noiseless) return true;
+  const double n = p.config.expected_clients;
+  const double rounding_variance = n / 4.0;  // per coordinate of the sum
+  const double noise_variance = n * p.local_variance.value();
+  return rounding_variance <= kRoundingCost * kRoundingCost * noise_variance;
+}
+
+}  // namespace
+
+v1::DdgSettings DdgSettingsOf(const DdgConfig& c) {
+  v1::DdgSettings d;
+  d.set_dimension(c.dimension);
+  d.set_clip(c.clip);
+  d.set_bits(static_cast<uint32_t>(c.bits));
+  d.set_expected_clients(static_cast<uint32_t>(c.expected_clients));
+  d.set_delta(c.delta);
+  d.set_noise_multiplier(c.noise_multiplier);
+  d.set_beta(c.beta);
+  d.set_max_wrap_probability(c.max_wrap_probability);
+  d.set_local_only(c.local_only);
+  d.set_noiseless(c.noiseless);
+  d.set_rotation(v1::ROTATION_RANDOMIZED_DCT);
+  return d;
+}
+
+absl::StatusOr<DdgParams> DdgParamsOf(const v1::DdgSettings& d) {
+  if (d.rotation() != v1::ROTATION_RANDOMIZED_DCT) {
+    return absl::FailedPreconditionError(
+        StrCat("the encoding's rotation ", v1::Rotation_Name(d.rotation()), " is not the one this build implements (",
+               v1::Rotation_Name(v1::ROTATION_RANDOMIZED_DCT), "): its sender is an older tinyfed"));
+  }
+  // Settings that left the bits to each reader could have readers disagree.
+  if (d.bits() == 0) return InvalidArgumentError("the encoding's settings do not name their bits");
+  return ChooseDdgParams(DdgConfig{.dimension = d.dimension(),
+                                   .clip = d.clip(),
+                                   .bits = static_cast<int>(d.bits()),
+                                   .expected_clients = static_cast<int>(d.expected_clients()),
+                                   .delta = d.delta(),
+                                   .noise_multiplier = d.noise_multiplier(),
+                                   .target_epsilon = 0.0,
+                                   .rounds = 1,
+                                   .beta = d.beta(),
+                                   .max_wrap_probability = d.max_wrap_probability(),
+                                   .local_only = d.local_only(),
+                                   .noiseless = d.noiseless()});
+}
+
+absl::StatusOr<DdgParams> ChooseDdgParams(const DdgConfig& config) {
+  if (auto s = CheckConfig(config); !s.ok()) return s;
+  if (config.bits != 0) return ParamsForBits(config);
+  absl::Status last = InvalidArgumentError("no bit width was tried");
+  for (int bits = 2; bits <= 32; ++bits) {
+    DdgConfig c = config;
+    c.bits = bits;
+    auto p = ParamsForBits(c);
+    if (p.ok() && RoundingIsCheap(*p)) return p;
+    last = p.ok() ? InvalidArgumentError(StrCat("rounding at ", bits, " bits still costs more than ",
+                                                kRoundingCost * 100, " % of the noise or sensitivity"))
+                  : p.status();
+  }
+  return InvalidArgumentError(StrCat("no bit width up to 32 fits these settings: ", last.message()));
+}
+
 absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& p, int clients, int64_t rounds,
                                            std::span<const double> orders) {
   if (clients < 1 || rounds < 0) {
@@ -172,9 +210,9 @@ absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& p, int clients, int6
   }
   if (p.config.noiseless) return InvalidArgumentError("a noiseless encoding has no privacy of its own to account");
   const int contributors = p.config.local_only ? 1 : clients;
-  const double m = static_cast<double>(p.padded_dimension);
+  const double d = static_cast<double>(p.config.dimension);
   const double l2 = p.rounding_norm_bound;                 // scaled L2 sensitivity
-  const double l1 = l2 * std::min(std::sqrt(m), l2);       // integers: L1 <= L2^2
+  const double l1 = l2 * std::min(std::sqrt(d), l2);       // integers: L1 <= L2^2
   const double sigma2 = p.local_variance.value();          // per client, scaled
   const double stddev = std::sqrt(contributors * sigma2);  // of the summed noise
   double tau = 0.0;
@@ -186,9 +224,9 @@ absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& p, int clients, int6
   std::vector<double> rdp;
   for (double a : orders) {
     if (!(a > 1.0)) return InvalidArgumentError(StrCat("RDP orders must be > 1, got ", a));
-    const double t1 = a / 2.0 * l2s * l2s + tau * m;
-    const double t2 = a / 2.0 * (l2s * l2s + 2.0 * l1s * tau + tau * tau * m);
-    const double t3 = a / 2.0 * std::pow(l2s + std::sqrt(m) * tau, 2);
+    const double t1 = a / 2.0 * l2s * l2s + tau * d;
+    const double t2 = a / 2.0 * (l2s * l2s + 2.0 * l1s * tau + tau * tau * d);
+    const double t3 = a / 2.0 * std::pow(l2s + std::sqrt(d) * tau, 2);
     rdp.push_back(std::min({t1, t2, t3}) * static_cast<double>(rounds));
   }
   return rdp;
@@ -206,9 +244,9 @@ absl::StatusOr<std::vector<int64_t>> DdgQuantize(const DdgParams& p, std::span<c
     norm2 += static_cast<double>(v) * v;
   }
   const double clip_factor = norm2 > c.clip * c.clip ? c.clip / std::sqrt(norm2) : 1.0;
-  std::vector<double> y(p.padded_dimension, 0.0);
+  std::vector<double> y(update.size());
   for (size_t i = 0; i < update.size(); ++i) y[i] = update[i] * clip_factor;
-  RandomizedHadamard(y, rotation_seed);
+  RandomRotation(y, rotation_seed);
   for (double& v : y) v *= p.scale;
   // Conditional stochastic rounding: redraw until the norm bound holds, which
   // happens with probability at least 1 - beta per draw.
@@ -252,13 +290,13 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& p, std::span<co
 double DdgMeanNormBound(const DdgParams& p, int clients) {
   const double n = std::max(1, clients);
   const double noise = std::sqrt(p.config.noiseless ? 0.0 : p.local_variance.value() / n);
-  return (p.rounding_norm_bound + noise * (std::sqrt(static_cast<double>(p.padded_dimension)) + 8.0)) / p.scale;
+  return (p.rounding_norm_bound + noise * (std::sqrt(static_cast<double>(p.config.dimension)) + 8.0)) / p.scale;
 }
 
 absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& p, std::span<const uint32_t> sum,
                                                  const Seed& rotation_seed) {
-  if (sum.size() != p.padded_dimension) {
-    return InvalidArgumentError(StrCat("sum has ", sum.size(), " values, expected ", p.padded_dimension));
+  if (sum.size() != p.config.dimension) {
+    return InvalidArgumentError(StrCat("sum has ", sum.size(), " values, expected ", p.config.dimension));
   }
   const int b = p.config.bits;
   const uint64_t modulus = uint64_t{1} << b;
@@ -268,8 +306,7 @@ absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& p, std::span<c
     const int64_t v = sum[i] >= modulus / 2 ? static_cast<int64_t>(sum[i]) - static_cast<int64_t>(modulus) : sum[i];
     y[i] = static_cast<double>(v) / p.scale;
   }
-  InverseRandomizedHadamard(y, rotation_seed);
-  y.resize(p.config.dimension);
+  InverseRandomRotation(y, rotation_seed);
   return y;
 }
 

@@ -55,23 +55,52 @@ std::vector<uint32_t> ModularSum(const std::vector<std::vector<uint32_t>>& encod
   return sum;
 }
 
-TEST(Rotation, IsOrthonormalAndInvertible) {
-  std::vector<double> x(1024), y;
+TEST(Rotation, IsOrthonormalAndInvertibleAtAnyLength) {
   std::mt19937 rng(1);
-  for (double& v : x) v = std::normal_distribution<double>()(rng);
-  y = x;
-  RandomizedHadamard(y, SeedOf(1));
-  double nx = 0, ny = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    nx += x[i] * x[i];
-    ny += y[i] * y[i];
+  for (size_t d : {1u, 2u, 3u, 850u, 1000u, 1024u}) {
+    std::vector<double> x(d);
+    for (double& v : x) v = std::normal_distribution<double>()(rng);
+    std::vector<double> y = x;
+    RandomRotation(y, SeedOf(1));
+    ASSERT_EQ(y.size(), d) << "no padding";
+    double nx = 0, ny = 0;
+    for (size_t i = 0; i < d; ++i) {
+      nx += x[i] * x[i];
+      ny += y[i] * y[i];
+    }
+    EXPECT_NEAR(nx, ny, 1e-12 * nx) << d;
+    if (d > 1) {
+      EXPECT_NE(y, x) << d;
+    }
+    InverseRandomRotation(y, SeedOf(1));
+    for (size_t i = 0; i < d; ++i) EXPECT_NEAR(y[i], x[i], 1e-12) << d << " at " << i;
   }
-  EXPECT_NEAR(nx, ny, 1e-9 * nx);
-  InverseRandomizedHadamard(y, SeedOf(1));
-  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i], 1e-12);
-  EXPECT_EQ(PaddedDimension(1000), 1024u);
-  EXPECT_EQ(PaddedDimension(1024), 1024u);
-  EXPECT_EQ(PaddedDimension(1), 1u);
+}
+
+// The bound the wrap-around analysis assumes: every coefficient of the
+// rotation at most sqrt(kRotationFlatness / d), so a unit vector, even a
+// spike, lands on no coordinate above it.
+TEST(Rotation, SpreadsASpikeWithinTheFlatnessBound) {
+  const size_t d = 850;
+  const double bound = std::sqrt(kRotationFlatness / static_cast<double>(d));
+  for (size_t at : {size_t{0}, size_t{1}, size_t{424}, d - 1}) {
+    std::vector<double> x(d, 0.0);
+    x[at] = 1.0;
+    RandomRotation(x, SeedOf(2));
+    double largest = 0;
+    for (double v : x) largest = std::max(largest, std::abs(v));
+    EXPECT_LE(largest, bound * (1 + 1e-12)) << at;
+    EXPECT_GT(largest, 0.5 * bound) << at;
+  }
+}
+
+TEST(Rotation, TheSignsFollowTheSeed) {
+  std::vector<double> a(850, 1.0), b(850, 1.0), c(850, 1.0);
+  RandomRotation(a, SeedOf(3));
+  RandomRotation(b, SeedOf(3));
+  RandomRotation(c, SeedOf(4));
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
 }
 
 TEST(PackBits, RoundTripsEveryWidth) {
@@ -111,9 +140,9 @@ TEST(Ddg, RoundTripWithoutNoiseIsExactUpToRounding) {
   ASSERT_TRUE(sum.ok());
   double err2 = 0;
   for (size_t i = 0; i < truth.size(); ++i) err2 += std::pow(((*sum)[i] - truth[i]) / 20.0, 2);
-  const double m = static_cast<double>(p->padded_dimension);
-  EXPECT_LT(std::sqrt(err2), std::sqrt(m) / p->scale);
-  EXPECT_LT(std::sqrt(err2), 3.0 * std::sqrt(m / (4.0 * 20)) / p->scale);
+  const double d = static_cast<double>(c.dimension);
+  EXPECT_LT(std::sqrt(err2), std::sqrt(d) / p->scale);
+  EXPECT_LT(std::sqrt(err2), 3.0 * std::sqrt(d / (4.0 * 20)) / p->scale);
   EXPECT_GT(std::sqrt(err2), 0.0);
 }
 
@@ -194,6 +223,64 @@ TEST(Ddg, RefusesImpossibleSettings) {
   c.noise_multiplier = 1.0;
   c.delta = 1.0;
   EXPECT_FALSE(ChooseDdgParams(c).ok());
+}
+
+// bits = 0: the fewest bits at which rounding inflates the sensitivity by
+// at most kRoundingCost and adds at most that fraction to the noise's
+// standard deviation; one bit fewer breaks one of the two.
+TEST(Ddg, ChoosesTheFewestBitsWhoseRoundingIsCheap) {
+  auto cheap = [](const DdgParams& p) {
+    const double n = p.config.expected_clients;
+    return p.rounding_norm_bound <= (1 + kRoundingCost) * p.config.clip * p.scale &&
+           n / 4.0 <= kRoundingCost * kRoundingCost * n * p.local_variance.value();
+  };
+  for (double z : {0.3, 1.0, 4.5}) {
+    DdgConfig c = Config(850, 0, 76, z);
+    c.clip = 0.1;
+    auto p = ChooseDdgParams(c);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_TRUE(cheap(*p)) << z;
+    EXPECT_LT(p->config.bits, 20) << z;
+    EXPECT_LE(p->wrap_probability, c.max_wrap_probability * 1.0001) << z;
+    c.bits = p->config.bits - 1;
+    auto fewer = ChooseDdgParams(c);
+    EXPECT_TRUE(!fewer.ok() || !cheap(*fewer)) << z << " at " << c.bits << " bits";
+  }
+}
+
+TEST(Ddg, ChosenBitsAndNoiseTogetherMeetATargetEpsilon) {
+  DdgConfig c = Config(850, 0, 76, 0.0);
+  c.clip = 0.1;
+  c.target_epsilon = 8.0;
+  c.rounds = 50;
+  auto chosen = ChooseDdgParams(c);
+  ASSERT_TRUE(chosen.ok()) << chosen.status();
+  const auto orders = DefaultOrders();
+  EXPECT_LE(EpsilonFromRdp(orders, *DdgRdp(*chosen, 76, 50, orders), c.delta)->epsilon, 8.0);
+  // Within kRoundingCost of the noise 32 bits would need.
+  c.bits = 32;
+  auto wide = ChooseDdgParams(c);
+  ASSERT_TRUE(wide.ok()) << wide.status();
+  EXPECT_LE(chosen->noise_multiplier, (1 + kRoundingCost) * wide->noise_multiplier);
+  EXPECT_LT(chosen->config.bits, 16);
+}
+
+TEST(Ddg, SettingsRoundTripAndNameTheirRotation) {
+  DdgConfig c = Config(850, 12, 20, 1.0);
+  v1::DdgSettings s = DdgSettingsOf(c);
+  EXPECT_EQ(s.rotation(), v1::ROTATION_RANDOMIZED_DCT);
+  auto p = DdgParamsOf(s);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->config.bits, 12);
+  EXPECT_EQ(p->config.dimension, 850u);
+  // An older aggregator's task (a padded Hadamard rotation) is refused by name.
+  s.set_rotation(v1::ROTATION_UNSPECIFIED);
+  EXPECT_EQ(DdgParamsOf(s).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(DdgParamsOf(s).status().message().find("ROTATION_UNSPECIFIED"), std::string::npos);
+  // Settings that leave the bits to each reader.
+  s.set_rotation(v1::ROTATION_RANDOMIZED_DCT);
+  s.set_bits(0);
+  EXPECT_EQ(DdgParamsOf(s).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Ddg, EncodeRejectsBadUpdates) {

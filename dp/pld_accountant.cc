@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "dp/internal/fftw_planner.h"
 
 namespace tinyfed::dp {
 namespace {
@@ -23,12 +24,6 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // covers; beyond them lies less than 1e-17 of the mass, which still goes to
 // the tails (infinity or the lowest point), so nothing is lost.
 constexpr double kSigmas = 8.5;
-
-// FFTW's planner is not thread-safe; executing a plan is.
-absl::Mutex& PlannerMutex() {
-  static auto* mu = new absl::Mutex;  // never destroyed: used until exit
-  return *mu;
-}
 
 // P(N(mean, sigma^2) in [a, b]), accurate in both tails.
 double GaussianMass(double mean, double sigma, double a, double b) {
@@ -75,7 +70,7 @@ std::vector<double> Convolve(const std::vector<double>& a, const std::vector<dou
   fftw_complex* fb = fftw_alloc_complex(bins);
   fftw_plan forward_a, forward_b, backward;
   {
-    absl::MutexLock lock(&PlannerMutex());
+    absl::MutexLock lock(&internal::FftwPlannerMutex());
     forward_a = fftw_plan_dft_r2c_1d(static_cast<int>(n), real, fa, FFTW_ESTIMATE);
     forward_b = fftw_plan_dft_r2c_1d(static_cast<int>(n), real, fb, FFTW_ESTIMATE);
     backward = fftw_plan_dft_c2r_1d(static_cast<int>(n), fa, real, FFTW_ESTIMATE);
@@ -95,7 +90,7 @@ std::vector<double> Convolve(const std::vector<double>& a, const std::vector<dou
   fftw_execute(backward);
   std::vector<double> result(real, real + out);
   {
-    absl::MutexLock lock(&PlannerMutex());
+    absl::MutexLock lock(&internal::FftwPlannerMutex());
     fftw_destroy_plan(forward_a);
     fftw_destroy_plan(forward_b);
     fftw_destroy_plan(backward);

@@ -32,9 +32,10 @@ absl::StatusOr<PrivacyPlan> PlanPrivacy(const Scenario& s, const FederationShape
     p.mechanism = "none (dp.mode = off)";
     return p;
   }
-  auto z = aggregator::ResolveNoiseMultiplier(f, p.head_parameters);
-  if (!z.ok()) return z.status();
-  p.noise_multiplier = *z;
+  auto encoding = aggregator::ResolveEncoding(f, p.head_parameters);
+  if (!encoding.ok()) return encoding.status();
+  p.noise_multiplier = encoding->noise_multiplier;
+  p.bits = encoding->bits;
   const double root_d = std::sqrt(static_cast<double>(p.head_parameters));
   const double m = p.expected_survivors;
   if (f.dp.unit == DpUnit::kPatient) {
@@ -72,6 +73,7 @@ absl::StatusOr<PrivacyPlan> PlanPrivacy(const Scenario& s, const FederationShape
                       : "distributed discrete Gaussian: each clinic adds its share, SecAgg+ sums them";
   dp::DdgConfig c = aggregator::FederationDdgConfig(f, p.head_parameters, p.expected_survivors);
   c.noise_multiplier = p.noise_multiplier;
+  c.bits = p.bits;
   auto params = dp::ChooseDdgParams(c);
   if (!params.ok()) return params.status();
   const auto orders = dp::DefaultOrders();
@@ -96,6 +98,7 @@ std::string FormatPrivacyPlan(const PrivacyPlan& p) {
       "training samples\n",
       p.unit, p.mechanism, p.noise_multiplier, p.rounds, p.epsilon, p.delta, p.accountant == "pld" ? "PLD" : "RDP",
       p.head_parameters, p.expected_survivors, p.smallest_clinic, p.median_clinic);
+  if (p.bits > 0) absl::StrAppendFormat(&out, "SecAgg+ encoding: %d bits per value\n", p.bits);
   if (p.unit == "patient") {
     absl::StrAppendFormat(&out,
                           "DP-SGD: %d steps a round at sampling rate %g\n"

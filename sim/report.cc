@@ -56,8 +56,8 @@ const char* AccountantName(const aggregator::DpConfig& dp) {
   return dp.unit == aggregator::DpUnit::kPatient || dp.mode == aggregator::DpMode::kCentral ? "pld" : "rdp";
 }
 
-std::string AggregationName(const aggregator::Config& f) {
-  if (f.secure_aggregation) return StrFormat("SecAgg+ at %d bits", f.dp.bits);
+std::string AggregationName(const aggregator::Config& f, int bits) {
+  if (f.secure_aggregation) return StrFormat("SecAgg+ at %d bits", bits);
   const char* compression = f.compression == v1::COMPRESSION_INT8   ? "int8"
                             : f.compression == v1::COMPRESSION_TOPK ? "top-k"
                                                                     : "no";
@@ -88,7 +88,7 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                    {"noise_multiplier", r.noise_multiplier},
                    {"target_epsilon", s.federation.dp.target_epsilon},
                    {"clip", s.federation.dp.clip},
-                   {"bits", s.federation.dp.bits},
+                   {"bits", r.bits},
                    {"secure_aggregation", s.federation.secure_aggregation},
                    {"compression", v1::Compression_Name(s.federation.compression)}};
   j["backbone"] = {{"description", r.backbone}, {"embedding_size", r.embedding_size}};
@@ -331,7 +331,7 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                 s.partition.kind == PartitionKind::kDirichlet ? StrFormat("Dirichlet(%g)", s.partition.alpha) : "IID",
                 f.cohort_size, f.max_rounds, DpModeName(f.dp.mode),
                 f.dp.unit == aggregator::DpUnit::kPatient ? "patient level, DP-SGD per-patient" : "clinic level,",
-                f.dp.clip, r.noise_multiplier, AggregationName(f),
+                f.dp.clip, r.noise_multiplier, AggregationName(f, r.bits),
                 s.transport == TransportKind::kInProcess ? "in-process"
                 : s.transport == TransportKind::kGrpc    ? "gRPC (one process)"
                                                          : "gRPC (one process per clinic)",

@@ -160,7 +160,8 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
                             .initial_validation = initial_validation};
   TINYFED_ASSIGN_OR_RETURN(std::unique_ptr<internal::OneProcessFederation> federation,
                            internal::OneProcessFederation::Start(s, config, *repository, work_dir, *clinics, scoring));
-  report.noise_multiplier = federation->noise_multiplier();
+  report.noise_multiplier = federation->encoding().noise_multiplier;
+  report.bits = federation->encoding().bits;
   federation->Run(progress, report);
   FinishReport(s, *clinics, federation->latest_head(), test_embeddings, splits->test.labels, validation, report);
   federation->ScoreServedHeads(report);

@@ -92,6 +92,7 @@ void AddPrivacyCommands(CLI::App* app) {
                                       {"mechanism", p->mechanism},
                                       {"accountant", p->accountant},
                                       {"noise_multiplier", p->noise_multiplier},
+                                      {"bits", p->bits},
                                       {"epsilon", p->epsilon},
                                       {"delta", p->delta},
                                       {"rounds", p->rounds},

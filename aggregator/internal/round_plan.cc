@@ -87,7 +87,7 @@ absl::StatusOr<SecAggPlan> PlanRegionalRound(const Config& config, int64_t round
   if (!national.has_secagg() || national.ddg().rotation_seed().size() != 32) {
     return absl::FailedPreconditionError("the national task is not a SecAgg+ round with a DDG encoding");
   }
-  auto ddg = dp::ChooseDdgParams(dp::DdgConfigOf(national.ddg()));
+  auto ddg = dp::DdgParamsOf(national.ddg());
   if (!ddg.ok()) {
     return absl::FailedPreconditionError(StrCat("the national task's encoding: ", ddg.status().message()));
   }
@@ -113,28 +113,30 @@ absl::StatusOr<SecAggPlan> PlanRegionalRound(const Config& config, int64_t round
   return plan;
 }
 
-absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_id, int n, size_t head_size, double z,
-                                           const v1::ModelRef& model, const SecAggSeeds& seeds) {
+absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_id, int n, size_t head_size,
+                                           const Encoding& encoding, const v1::ModelRef& model,
+                                           const SecAggSeeds& seeds) {
   dp::DdgConfig ddg = FederationDdgConfig(config, head_size, ExpectedNoisyClinics(config, n));
-  ddg.noise_multiplier = ddg.noiseless ? 0.0 : z;
+  ddg.noise_multiplier = ddg.noiseless ? 0.0 : encoding.noise_multiplier;
+  ddg.bits = encoding.bits;
   auto ddg_params = dp::ChooseDdgParams(ddg);
   if (!ddg_params.ok()) {
     return absl::FailedPreconditionError(
         StrCat("distributed DP settings do not fit ", n, " clients: ", ddg_params.status().message()));
   }
-  TINYFED_ASSIGN_OR_RETURN(secagg::SecAggParams params, ChooseSecAgg(config, round_id, n, config.dp.bits,
-                                                                     ddg_params->padded_dimension, seeds.graph));
+  TINYFED_ASSIGN_OR_RETURN(secagg::SecAggParams params,
+                           ChooseSecAgg(config, round_id, n, encoding.bits, ddg.dimension, seeds.graph));
   TINYFED_ASSIGN_OR_RETURN(const int min_survivors, MinSurvivors(config, n, params));
 
   v1::RoundTask t;
   SetCommonTask(config, round_id, n, model, &t);
-  SetSecAggTask(params, config.dp.bits, ddg_params->padded_dimension, seeds.graph, config, &t);
+  SetSecAggTask(params, encoding.bits, ddg.dimension, seeds.graph, config, &t);
   *t.mutable_ddg() = dp::DdgSettingsOf(ddg);
   t.mutable_ddg()->set_rotation_seed(seeds.rotation.data(), seeds.rotation.size());
   if (PatientUnit(config)) {
     auto* p = t.mutable_patient_dp();
     p->set_sampling_rate(config.dp.sampling_rate);
-    p->set_noise_multiplier(z);
+    p->set_noise_multiplier(encoding.noise_multiplier);
     p->set_clip(config.dp.clip);
     p->set_steps(static_cast<uint64_t>(PatientStepsPerRound(config)));
     p->set_delta(config.dp.delta);
@@ -183,7 +185,7 @@ absl::StatusOr<dp::PrivacyCharge> SecAggRoundCharge(const Config& config, int64_
                            {"clip", ddg.config.clip},
                            {"bits", ddg.config.bits},
                            {"scale", ddg.scale},
-                           {"padded_dimension", ddg.padded_dimension},
+                           {"dimension", ddg.config.dimension},
                            {"local_only", ddg.config.local_only}};
   return dp::PrivacyCharge{.round = round_id,
                            .mechanism = "distributed_discrete_gaussian",

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "tinyfed/aggregator/config.h"
+#include "tinyfed/aggregator/noise.h"
 #include "tinyfed/dp/ddg.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/secure_agg/params.h"
@@ -41,11 +42,13 @@ struct SecAggPlan {
 };
 
 // The plan of SecAgg+ round `round_id` for `n` admitted devices, training
-// model `model` whose head has `head_size` values, under noise multiplier
-// `z`. FAILED_PRECONDITION with the reason when no round of n devices fits
-// (DDG settings, SecAgg+ parameters, fewer than min_survivors devices).
-absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_id, int n, size_t head_size, double z,
-                                           const v1::ModelRef& model, const SecAggSeeds& seeds);
+// model `model` whose head has `head_size` values, with the federation's
+// resolved `encoding`. FAILED_PRECONDITION with the reason when no round of
+// n devices fits (DDG settings, SecAgg+ parameters, fewer than min_survivors
+// devices).
+absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_id, int n, size_t head_size,
+                                           const Encoding& encoding, const v1::ModelRef& model,
+                                           const SecAggSeeds& seeds);
 
 // The plan of regional round `round_id` for `n` admitted gateways, their
 // part of national round `national.round_id`: the national task's model,

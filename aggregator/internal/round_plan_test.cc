@@ -46,14 +46,17 @@ TEST(RoundPlanTest, ASecAggPlanCarriesTheTaskEveryMemberNeeds) {
   SecAggSeeds seeds;
   seeds.graph[0] = 1;
   seeds.rotation[0] = 2;
-  auto plan = PlanSecAggRound(c, 4, 10, 84, 1.0, model, seeds);
+  auto plan = PlanSecAggRound(c, 4, 10, 84, {.noise_multiplier = 1.0, .bits = 16}, model, seeds);
   ASSERT_TRUE(plan.ok()) << plan.status();
   const v1::RoundTask& t = plan->task;
   EXPECT_EQ(t.round_id(), 4u);
   EXPECT_EQ(t.cohort_size(), 10u);
   EXPECT_EQ(t.model().version(), 3u);
   EXPECT_EQ(t.training().seed(), 4u);
-  EXPECT_EQ(t.secagg().vector_length(), 128u);  // 84 padded to a power of two
+  EXPECT_EQ(t.secagg().vector_length(), 84u);  // the head's own length: the rotation pads nothing
+  EXPECT_EQ(t.secagg().bits(), 16u);
+  EXPECT_EQ(t.ddg().bits(), 16u);
+  EXPECT_EQ(t.ddg().rotation(), v1::ROTATION_RANDOMIZED_DCT);
   EXPECT_EQ(t.secagg().graph_seed(), std::string(reinterpret_cast<const char*>(seeds.graph.data()), 32));
   EXPECT_EQ(t.ddg().rotation_seed(), std::string(reinterpret_cast<const char*>(seeds.rotation.data()), 32));
   EXPECT_FALSE(t.has_patient_dp());
@@ -63,7 +66,7 @@ TEST(RoundPlanTest, ASecAggPlanCarriesTheTaskEveryMemberNeeds) {
 
 TEST(RoundPlanTest, TooFewDevicesForTheThresholdIsNoPlan) {
   const Config c = TestConfig();
-  auto plan = PlanSecAggRound(c, 1, 3, 84, 1.0, v1::ModelRef(), SecAggSeeds());
+  auto plan = PlanSecAggRound(c, 1, 3, 84, {.noise_multiplier = 1.0, .bits = 16}, v1::ModelRef(), SecAggSeeds());
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(plan.status().message().find("must survive"), std::string::npos) << plan.status();
 }
@@ -73,7 +76,7 @@ TEST(RoundPlanTest, APatientLevelPlanNamesTheDpSgdSteps) {
   c.dp.unit = DpUnit::kPatient;
   c.dp.sampling_rate = 0.05;
   c.training.set_epochs(2);
-  auto plan = PlanSecAggRound(c, 1, 10, 84, 1.1, v1::ModelRef(), SecAggSeeds());
+  auto plan = PlanSecAggRound(c, 1, 10, 84, {.noise_multiplier = 1.1, .bits = 16}, v1::ModelRef(), SecAggSeeds());
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_TRUE(plan->task.has_patient_dp());
   EXPECT_EQ(plan->task.patient_dp().steps(), static_cast<uint64_t>(PatientStepsPerRound(c)));
@@ -88,7 +91,7 @@ TEST(RoundPlanTest, APatientLevelPlanNamesTheDpSgdSteps) {
 
 TEST(RoundPlanTest, FewerSurvivorsCostMoreInAClinicLevelRound) {
   const Config c = TestConfig();
-  auto plan = PlanSecAggRound(c, 1, 10, 84, 1.0, v1::ModelRef(), SecAggSeeds());
+  auto plan = PlanSecAggRound(c, 1, 10, 84, {.noise_multiplier = 1.0, .bits = 16}, v1::ModelRef(), SecAggSeeds());
   ASSERT_TRUE(plan.ok());
   const std::vector<double> orders = {2, 4, 8, 16, 32};
   auto many = SecAggRoundCharge(c, 1, 1.0, plan->ddg, 10, orders);

@@ -250,9 +250,9 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
   // Encoding: clipping, rotation, rounding, discrete Gaussian noise, mod 2^b.
   absl::Time start = absl::Now();
   const auto& d = task.ddg();
-  auto ddg = DdgParamsOf(task);
+  auto ddg = dp::DdgParamsOf(task.ddg());
   if (!ddg.ok()) return Finish(RoundOutcome::kSkipped, StrCat("the round's DP settings: ", ddg.status().message()));
-  if (delta_.size() != d.dimension() || ddg->padded_dimension != task.secagg().vector_length() ||
+  if (delta_.size() != d.dimension() || d.dimension() != task.secagg().vector_length() ||
       d.rotation_seed().size() != 32) {
     return Finish(RoundOutcome::kSkipped,
                   StrCat("the round expects ", d.dimension(), " values; this head has ", delta_.size()));

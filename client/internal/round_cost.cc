@@ -8,10 +8,6 @@ namespace tinyfed::client::internal {
 
 using absl::StrCat;
 
-absl::StatusOr<dp::DdgParams> DdgParamsOf(const v1::RoundTask& task) {
-  return dp::ChooseDdgParams(dp::DdgConfigOf(task.ddg()));
-}
-
 RoundCost CostOfRound(const v1::RoundTask& task, const std::vector<double>& orders, bool budgeted) {
   auto decline = [](std::string why) { return RoundCost{.charge = std::nullopt, .decline = std::move(why)}; };
   dp::PrivacyCharge charge{
@@ -39,7 +35,7 @@ RoundCost CostOfRound(const v1::RoundTask& task, const std::vector<double>& orde
     // Clinic level: the noise the cohort adds as the task claims it (its
     // expected survivors each adding a share), which bounds what the round
     // reveals about any of this clinic's patients too.
-    auto params = DdgParamsOf(task);
+    auto params = dp::DdgParamsOf(task.ddg());
     if (!params.ok()) return decline(StrCat("its DP settings are unusable: ", params.status().message()));
     auto rdp = dp::DdgRdp(*params, static_cast<int>(task.ddg().expected_clients()), 1, orders);
     if (!rdp.ok()) return decline(StrCat("its DP settings are unusable: ", rdp.status().message()));

@@ -25,9 +25,6 @@ struct RoundCost {
 // `orders`: the ledger's RDP orders. `budgeted`: the gateway has a finite budget.
 RoundCost CostOfRound(const v1::RoundTask& task, const std::vector<double>& orders, bool budgeted);
 
-// The round's distributed-DP parameters, as every client derives them.
-absl::StatusOr<dp::DdgParams> DdgParamsOf(const v1::RoundTask& task);
-
 }  // namespace tinyfed::client::internal
 
 #endif  // TINYFED_CLIENT_INTERNAL_ROUND_COST_H_

@@ -52,7 +52,7 @@ class OneProcessFederation {
 
   // Every round of the scenario into report.rounds (telling `progress`).
   void Run(const Progress& progress, SimulationReport& report);
-  double noise_multiplier() const { return engine_->noise_multiplier(); }
+  aggregator::Encoding encoding() const { return engine_->encoding(); }
   v1::Head latest_head() const { return engine_->latest_head(); }
   // What each clinic's gateway serves, on the clinic's held-out slice, into
   // report.clinics (after FinishReport made them), once every gateway has

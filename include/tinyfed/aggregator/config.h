@@ -46,7 +46,9 @@ struct DpConfig {
   double target_epsilon = 0.0;    // over max_rounds rounds (which must then be set)
   double delta = 1e-5;
   double epsilon_budget = 10.0;  // the ledger refuses rounds past it
-  int bits = 20;
+  // SecAgg+ sums updates mod 2^bits. 0: the aggregator picks at start the
+  // fewest bits whose rounding costs little (aggregator/noise.h).
+  int bits = 0;
   double max_wrap_probability = 1e-4;
 };
 

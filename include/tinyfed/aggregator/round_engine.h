@@ -79,6 +79,7 @@
 #include "tinyfed/aggregator/config.h"
 #include "tinyfed/aggregator/devices.h"
 #include "tinyfed/aggregator/metrics.h"
+#include "tinyfed/aggregator/noise.h"
 #include "tinyfed/base/env.h"
 #include "tinyfed/dp/ledger.h"
 #include "tinyfed/v1/bundle.pb.h"
@@ -135,8 +136,9 @@ class RoundEngine {
   v1::Head latest_head() const;
   // The version in canary ([rollout]), or 0 when none is.
   uint64_t canary_version() const;
-  // The noise multiplier z in use (resolved from a target epsilon if need be).
-  double noise_multiplier() const { return noise_multiplier_; }
+  // The noise multiplier z and SecAgg+ bits in use (resolved from a target
+  // epsilon and from dp.bits = 0 if need be).
+  Encoding encoding() const { return encoding_; }
   // How a round ended (a result or an abort), if it ended recently.
   std::optional<v1::AwaitResponse> Outcome(int64_t round_id) const;
   // Rounds, phases, privacy and models as they happen; the server adds its
@@ -275,7 +277,7 @@ class RoundEngine {
   std::map<int64_t, v1::AwaitResponse> finished_ ABSL_GUARDED_BY(mu_);
   int64_t completed_rounds_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_round_id_ ABSL_GUARDED_BY(mu_) = 1;
-  double noise_multiplier_ = 0.0;  // resolved once from the config
+  Encoding encoding_;  // resolved once from the config, at start
   // Parameters in the head, fixed by the initial model (a region's by the
   // first it mirrors).
   std::atomic<size_t> head_size_ = 0;

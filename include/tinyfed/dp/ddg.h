@@ -1,8 +1,8 @@
 // Distributed differential privacy with secure aggregation: the distributed
 // discrete Gaussian mechanism (Kairouz, Liu, Steinke 2021).
 //
-// Each client clips its update to L2 norm c, rotates it with a randomized
-// Hadamard transform seeded by the cohort's shared seed, scales it, rounds it
+// Each client clips its update to L2 norm c, rotates it with a random
+// rotation seeded by the cohort's shared seed (rotation.h), scales it, rounds it
 // to integers with conditional stochastic rounding (norm at most the bound of
 // the paper's Prop. 22 with parameter beta), adds discrete Gaussian noise of
 // variance sigma_i^2 and reduces mod 2^b. The secure sum of n encodings, mapped
@@ -30,9 +30,11 @@
 namespace tinyfed::dp {
 
 struct DdgConfig {
-  size_t dimension = 0;      // d: length of a client's float update
-  double clip = 0.0;         // c: L2 clip norm
-  int bits = 16;             // b: the secure sum is taken mod 2^b, 2 <= b <= 32
+  size_t dimension = 0;  // d: length of a client's float update
+  double clip = 0.0;     // c: L2 clip norm
+  // b: the secure sum is taken mod 2^b, 2 <= b <= 32; 0: ChooseDdgParams
+  // chooses the fewest bits whose rounding costs little (see there).
+  int bits = 0;
   int expected_clients = 0;  // n: clients whose noise adds up to the target
   double delta = 1e-5;
   // Set exactly one: the central noise multiplier z (noise stddev / c), or a
@@ -51,7 +53,6 @@ struct DdgConfig {
 
 struct DdgParams {
   DdgConfig config;
-  size_t padded_dimension = 0;     // m: d rounded up to a power of two
   double scale = 0.0;              // integers per real unit (1 / granularity)
   double noise_multiplier = 0.0;   // z, the central noise stddev / c
   Rational local_variance;         // sigma_i^2 per client, in scaled units
@@ -60,14 +61,23 @@ struct DdgParams {
 };
 
 // The config as a round's task carries it (without the rotation seed), and
-// back: every client derives the same DdgParams from it. The noise
-// multiplier must be chosen (target_epsilon is not carried).
+// the params every client derives from it. The noise multiplier and the bits
+// must be chosen (target_epsilon is not carried); FAILED_PRECONDITION for
+// settings of a rotation this build does not implement.
 v1::DdgSettings DdgSettingsOf(const DdgConfig& config);
-DdgConfig DdgConfigOf(const v1::DdgSettings& settings);
+absl::StatusOr<DdgParams> DdgParamsOf(const v1::DdgSettings& settings);
 
 // Picks scale and noise: the scale fits k standard deviations of the
 // subgaussian sum in b bits, with k set by max_wrap_probability. Refuses
 // settings where b bits cannot hold the sum at that probability.
+//
+// With bits = 0 it also picks b: the fewest bits at which rounding costs at
+// most kRoundingCost, both in privacy (the rounded update's norm bound, the
+// sensitivity, at most that fraction above the clip) and in accuracy (the
+// summed rounding error's standard deviation at most that fraction of the
+// summed noise's). With a target epsilon the noise is found at each b, so
+// the first criterion bounds how much more noise the rounding costs.
+inline constexpr double kRoundingCost = 0.05;
 absl::StatusOr<DdgParams> ChooseDdgParams(const DdgConfig& config);
 
 // RDP of `rounds` rounds in which `clients` clients each added the local
@@ -76,7 +86,7 @@ absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& params, int clients,
                                            std::span<const double> orders);
 
 // Client: `update` (config.dimension values) clipped, rotated, scaled,
-// rounded and noised: padded_dimension integers, not yet reduced. Noise is
+// rounded and noised: config.dimension integers, not yet reduced. Noise is
 // drawn from `rng`; add_noise = false exists for tests and measurement only.
 absl::StatusOr<std::vector<int64_t>> DdgQuantize(const DdgParams& params, std::span<const float> update,
                                                  const Seed& rotation_seed, SecureRandom& rng, bool add_noise = true);
@@ -88,7 +98,7 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& params, std::sp
 
 // The largest L2 norm the decoded mean of `clients` honest encodings can
 // have: each rounded update within the rounding bound, plus the summed
-// noise's norm bounded at its stddev times sqrt(m) + 8 (exceeded with
+// noise's norm bounded at its stddev times sqrt(d) + 8 (exceeded with
 // probability below 1e-14). A larger mean came from a wrapped sum or an
 // update its client did not clip.
 double DdgMeanNormBound(const DdgParams& params, int clients);

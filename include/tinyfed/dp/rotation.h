@@ -1,24 +1,28 @@
-// The randomized Hadamard transform that flattens an update before
-// quantization: y = H D x / sqrt(m), with D a diagonal of random signs drawn
-// from a seed the cohort shares, H the Walsh-Hadamard matrix and m the length
-// padded to a power of two. Orthonormal, so the L2 norm is kept and the
-// inverse is x = D H y / sqrt(m).
+// The random rotation that flattens an update before quantization: the
+// orthonormal DCT-II of the update after flipping the signs of its values by
+// a diagonal D of random signs drawn from a seed the cohort shares,
+// y = C D x, at the update's own length: no padding (a Hadamard transform
+// needs a power of two, which for a head of 850 values sent 1,024).
+// Orthonormal, so the L2 norm is kept; the inverse is x = D C^T y.
+//
+// Flattening: y_k is a sum of +-x_n C_kn with |C_kn| <= sqrt(2 / d), so it is
+// subgaussian with variance proxy at most kRotationFlatness |x|^2 / d.
+//
+// Thread-safe: FFTW's planner, which is not, is serialized here.
 #ifndef TINYFED_DP_ROTATION_H_
 #define TINYFED_DP_ROTATION_H_
 
-#include <cstddef>
 #include <span>
-#include <vector>
 
 #include "tinyfed/dp/secure_random.h"
 
 namespace tinyfed::dp {
 
-size_t PaddedDimension(size_t dimension);  // the next power of two, at least 1
+inline constexpr double kRotationFlatness = 2.0;
 
-// In place on a vector whose length is a power of two.
-void RandomizedHadamard(std::span<double> x, const Seed& seed);
-void InverseRandomizedHadamard(std::span<double> y, const Seed& seed);
+// In place, on any length (an empty span is left as it is).
+void RandomRotation(std::span<double> x, const Seed& seed);
+void InverseRandomRotation(std::span<double> y, const Seed& seed);
 
 }  // namespace tinyfed::dp
 

@@ -1,6 +1,6 @@
 // What a scenario's privacy settings will do, before it runs (`tinyfed
-// privacy plan --scenario FILE`): the noise multiplier the aggregator will
-// choose, the epsilon the plan spends, and the noise's standard deviation
+// privacy plan --scenario FILE`): the noise multiplier and SecAgg+ bits the
+// aggregator will choose, the epsilon the plan spends, and the noise's standard deviation
 // (L2 over the head) relative to an update at the clip norm, where it is
 // added and on the round's mean. A ratio well above 1 on the round's mean
 // means the federation learns mostly noise.
@@ -20,6 +20,7 @@ struct PrivacyPlan {
   std::string mechanism;   // e.g. "DP-SGD at each clinic (Poisson-subsampled Gaussian)"
   std::string accountant;  // "pld" or "rdp"; "none" without DP
   double noise_multiplier = 0.0;
+  int bits = 0;          // SecAgg+ bits per value (chosen when dp.bits = 0); 0 without SecAgg+
   double epsilon = 0.0;  // after all rounds, a clinic in every one
   double delta = 0.0;
   int64_t rounds = 0;

@@ -116,6 +116,7 @@ struct SimulationReport {
   double epsilon = 0.0;
   double delta = 0.0;
   double noise_multiplier = 0.0;  // z in use (chosen from a target epsilon if set)
+  int bits = 0;                   // SecAgg+ bits in use (chosen if dp.bits = 0); 0 without SecAgg+
   double wall_seconds = 0.0;
   double client_rounds_per_second = 0.0;  // participations over the federated wall time
 };
