@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,12 +43,16 @@ Process Process::Spawn(const std::vector<std::string>& argv, const std::filesyst
 }
 
 Process::Process(Process&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), pidfd_(std::exchange(o.pidfd_, -1)), status_(std::exchange(o.status_, {})) {}
+    : pid_(std::exchange(o.pid_, -1)),
+      pidfd_(std::exchange(o.pidfd_, -1)),
+      status_(std::exchange(o.status_, {})),
+      peak_rss_bytes_(std::exchange(o.peak_rss_bytes_, 0)) {}
 
 Process& Process::operator=(Process&& o) noexcept {
   std::swap(pid_, o.pid_);
   std::swap(pidfd_, o.pidfd_);
   std::swap(status_, o.status_);
+  std::swap(peak_rss_bytes_, o.peak_rss_bytes_);
   return *this;
 }
 
@@ -62,8 +67,10 @@ Process::~Process() {
 bool Process::running() {
   if (pid_ <= 0 || status_) return false;
   int s = 0;
-  if (waitpid(pid_, &s, WNOHANG) == pid_) {
+  rusage usage{};
+  if (wait4(pid_, &s, WNOHANG, &usage) == pid_) {
     status_ = s;
+    peak_rss_bytes_ = static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux counts KiB
     return false;
   }
   return true;

@@ -49,6 +49,19 @@ TEST_F(ProcessTest, WaitTimesOutOnARunningProcessAndSeesItsSignal) {
   EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL);
 }
 
+TEST_F(ProcessTest, ReportsThePeakResidentMemoryOnceReaped) {
+  // dd reads into one 48 MiB buffer: at least that much was resident.
+  Process big = Process::Spawn({"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=48M", "count=1"}, dir_ / "log");
+  ASSERT_GT(big.pid(), 0);
+  EXPECT_EQ(big.peak_rss_bytes(), 0u) << "unknown until reaped";
+  ASSERT_TRUE(big.Wait(seconds(30)).has_value());
+  EXPECT_GE(big.peak_rss_bytes(), uint64_t{48} << 20);
+  Process small = Process::Spawn({"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=4k", "count=1"}, dir_ / "log");
+  ASSERT_TRUE(small.Wait(seconds(30)).has_value());
+  EXPECT_GT(small.peak_rss_bytes(), 0u);
+  EXPECT_LT(small.peak_rss_bytes(), uint64_t{16} << 20);
+}
+
 TEST_F(ProcessTest, AMissingProgramIsNoProcess) {
   Process p = Process::Spawn({"/nonexistent/program"}, dir_ / "log");
   // posix_spawn may report the failure itself, or as the child's exit 127.

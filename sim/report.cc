@@ -64,6 +64,11 @@ std::string AggregationName(const aggregator::Config& f, int bits) {
   return StrFormat("no SecAgg+ (trusted aggregator), %s compression", compression);
 }
 
+std::vector<uint64_t> Sorted(std::vector<uint64_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
 double Mean(const std::vector<ClinicResult>& clinics, double ClinicResult::*field) {
   if (clinics.empty()) return 0.0;
   double sum = 0.0;
@@ -164,6 +169,10 @@ nlohmann::json ReportJson(const SimulationReport& r) {
   }
   j["wall_seconds"] = r.wall_seconds;
   j["client_rounds_per_second"] = r.client_rounds_per_second;
+  if (!r.gateway_peak_rss_bytes.empty()) {
+    const std::vector<uint64_t> rss = Sorted(r.gateway_peak_rss_bytes);
+    j["gateway_peak_rss_bytes"] = {{"gateways", rss.size()}, {"median", rss[rss.size() / 2]}, {"max", rss.back()}};
+  }
   return j;
 }
 
@@ -412,6 +421,12 @@ std::string Summary(const SimulationReport& r, bool plotted) {
     const std::string name = c < r.label_names.size() ? r.label_names[c] : StrCat("class ", c);
     absl::StrAppend(&out,
                     StrFormat("- %s: %.3f / %.3f\n", name, r.federated.sensitivity[c], r.federated.specificity[c]));
+  }
+  if (!r.gateway_peak_rss_bytes.empty()) {
+    const std::vector<uint64_t> rss = Sorted(r.gateway_peak_rss_bytes);
+    absl::StrAppend(&out, StrFormat("\nGateway processes' peak resident memory: median %.1f MB, largest %.1f MB "
+                                    "(%zu gateways).\n",
+                                    rss[rss.size() / 2] / 1e6, rss.back() / 1e6, rss.size()));
   }
   absl::StrAppend(&out, StrFormat("\nWall time %.1f s (%.1f client-rounds per second). Files: report.json "
                                   "(schema in docs/sim.md), rounds.csv%s.\n",

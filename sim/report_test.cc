@@ -142,6 +142,22 @@ TEST_F(ReportTest, TheSummarySaysWhatWasSpentAndWhatWasPromised) {
   EXPECT_NE(summary.find("20.50 bits of encoded update and 40.25 bits of protocol"), std::string::npos) << summary;
 }
 
+TEST_F(ReportTest, GatewayProcessesPeakMemoryIsReportedWhenMeasured) {
+  SimulationReport r = SampleReport();
+  ASSERT_TRUE(WriteReport(r, out_).ok());
+  EXPECT_FALSE(nlohmann::json::parse(Read("report.json")).contains("gateway_peak_rss_bytes"));
+  EXPECT_EQ(Read("summary.md").find("peak resident memory"), std::string::npos);
+  r.gateway_peak_rss_bytes = {30'000'000, 10'000'000, 20'000'000};
+  ASSERT_TRUE(WriteReport(r, out_).ok());
+  const auto j = nlohmann::json::parse(Read("report.json"));
+  EXPECT_EQ(j["gateway_peak_rss_bytes"]["gateways"], 3);
+  EXPECT_EQ(j["gateway_peak_rss_bytes"]["median"], 20'000'000);
+  EXPECT_EQ(j["gateway_peak_rss_bytes"]["max"], 30'000'000);
+  EXPECT_NE(Read("summary.md").find("peak resident memory: median 20.0 MB, largest 30.0 MB (3 gateways)"),
+            std::string::npos)
+      << Read("summary.md");
+}
+
 TEST_F(ReportTest, WithoutDpTheSummaryNeverReadsAsPerfectPrivacy) {
   SimulationReport r = SampleReport();
   r.scenario.federation.dp.mode = aggregator::DpMode::kOff;

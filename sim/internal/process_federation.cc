@@ -235,7 +235,12 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
     aggregator_process.Wait(std::chrono::seconds(10));
   }
   for (auto& c : clients) {
-    if (!c.Wait(std::chrono::seconds(10))) c.Signal(SIGTERM);
+    if (c.Wait(std::chrono::seconds(10))) continue;
+    c.Signal(SIGTERM);
+    c.Wait(std::chrono::seconds(10));
+  }
+  for (const auto& c : clients) {
+    if (c.peak_rss_bytes() > 0) report.gateway_peak_rss_bytes.push_back(c.peak_rss_bytes());
   }
   for (auto& region : region_processes) {
     if (!region.process.Wait(std::chrono::seconds(10))) region.process.Signal(SIGTERM);

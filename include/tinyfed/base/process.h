@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -37,12 +38,16 @@ class Process {
   void Signal(int sig);
   // Readable (poll(2)) once the process has exited; -1 if none was spawned.
   int exit_fd() const { return pidfd_; }
+  // The most memory the process held resident at once (its own, not its
+  // children's), known once it has been reaped; 0 before.
+  uint64_t peak_rss_bytes() const { return peak_rss_bytes_; }
 
  private:
   Process(pid_t pid, int pidfd) : pid_(pid), pidfd_(pidfd) {}
   pid_t pid_ = -1;
   int pidfd_ = -1;
   std::optional<int> status_;
+  uint64_t peak_rss_bytes_ = 0;
 };
 
 }  // namespace tinyfed::base

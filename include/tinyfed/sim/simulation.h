@@ -119,6 +119,9 @@ struct SimulationReport {
   int bits = 0;                   // SecAgg+ bits in use (chosen if dp.bits = 0); 0 without SecAgg+
   double wall_seconds = 0.0;
   double client_rounds_per_second = 0.0;  // participations over the federated wall time
+  // The processes transport: each gateway process's peak resident memory
+  // over the whole run, in bytes (empty with the other transports).
+  std::vector<uint64_t> gateway_peak_rss_bytes;
 };
 
 using Progress = std::function<void(const RoundResult& round, int total_rounds, absl::Duration eta)>;
