@@ -4,13 +4,15 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 #include <utility>
 
 extern char** environ;
@@ -67,10 +69,8 @@ Process::~Process() {
 bool Process::running() {
   if (pid_ <= 0 || status_) return false;
   int s = 0;
-  rusage usage{};
-  if (wait4(pid_, &s, WNOHANG, &usage) == pid_) {
+  if (waitpid(pid_, &s, WNOHANG) == pid_) {
     status_ = s;
-    peak_rss_bytes_ = static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux counts KiB
     return false;
   }
   return true;
@@ -87,6 +87,18 @@ std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
   }
   running();
   return status_;
+}
+
+void Process::SampleMemory() {
+  if (pid_ <= 0 || status_) return;
+  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) != 0) continue;
+    const uint64_t kib = std::strtoull(line.c_str() + 6, nullptr, 10);
+    peak_rss_bytes_ = std::max(peak_rss_bytes_, kib * 1024);
+    return;
+  }
 }
 
 void Process::Signal(int sig) {

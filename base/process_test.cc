@@ -49,17 +49,23 @@ TEST_F(ProcessTest, WaitTimesOutOnARunningProcessAndSeesItsSignal) {
   EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL);
 }
 
-TEST_F(ProcessTest, ReportsThePeakResidentMemoryOnceReaped) {
-  // dd reads into one 48 MiB buffer: at least that much was resident.
-  Process big = Process::Spawn({"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=48M", "count=1"}, dir_ / "log");
-  ASSERT_GT(big.pid(), 0);
-  EXPECT_EQ(big.peak_rss_bytes(), 0u) << "unknown until reaped";
-  ASSERT_TRUE(big.Wait(seconds(30)).has_value());
-  EXPECT_GE(big.peak_rss_bytes(), uint64_t{48} << 20);
-  Process small = Process::Spawn({"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=4k", "count=1"}, dir_ / "log");
-  ASSERT_TRUE(small.Wait(seconds(30)).has_value());
-  EXPECT_GT(small.peak_rss_bytes(), 0u);
-  EXPECT_LT(small.peak_rss_bytes(), uint64_t{16} << 20);
+TEST_F(ProcessTest, SamplesThePeakResidentMemoryOfItsOwnImage) {
+  // The shell holds 30 MB of 'a's, then waits (in a child) to be killed.
+  Process p = Shell("x=$(head -c 30000000 /dev/zero | tr '\\0' a); sleep 600; echo ${#x}");
+  ASSERT_GT(p.pid(), 0);
+  EXPECT_EQ(p.peak_rss_bytes(), 0u) << "nothing sampled yet";
+  // Until the shell has read it all: bounded by a condition, not a sleep.
+  for (int i = 0; i < 300000 && p.peak_rss_bytes() < 30'000'000; ++i) {
+    p.SampleMemory();
+    if (p.Wait(milliseconds(1)).has_value()) break;
+  }
+  EXPECT_GE(p.peak_rss_bytes(), 30'000'000u);
+  EXPECT_LT(p.peak_rss_bytes(), 200'000'000u);
+  p.Signal(SIGKILL);
+  ASSERT_TRUE(p.Wait(seconds(30)).has_value());
+  const uint64_t peak = p.peak_rss_bytes();
+  p.SampleMemory();  // an exited process has no image left to read
+  EXPECT_EQ(p.peak_rss_bytes(), peak);
 }
 
 TEST_F(ProcessTest, AMissingProgramIsNoProcess) {

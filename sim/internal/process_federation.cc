@@ -226,7 +226,11 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
   const absl::Time deadline = absl::Now() + absl::Minutes(30);
   // Returns at the aggregator's exit, else every 20 ms to follow (a round
   // takes a few hundred milliseconds: the kill lands within it).
+  auto sample_memory = [&] {
+    for (auto& c : clients) c.SampleMemory();
+  };
   while (!aggregator_process.Wait(std::chrono::milliseconds(20)) && absl::Now() < deadline) {
+    sample_memory();
     if (auto st = follow(); !st.ok()) return st;
     if (auto st = kill_region(); !st.ok()) return st;
   }
@@ -234,10 +238,12 @@ absl::StatusOr<v1::Head> RunProcesses(const Scenario& s, aggregator::Config conf
     aggregator_process.Signal(SIGTERM);
     aggregator_process.Wait(std::chrono::seconds(10));
   }
+  // The gateways fit their personal heads to the last model before they
+  // exit: their memory is sampled until then.
+  const absl::Time gateways_deadline = absl::Now() + absl::Seconds(10);
   for (auto& c : clients) {
-    if (c.Wait(std::chrono::seconds(10))) continue;
-    c.Signal(SIGTERM);
-    c.Wait(std::chrono::seconds(10));
+    while (!c.Wait(std::chrono::milliseconds(20)) && absl::Now() < gateways_deadline) sample_memory();
+    if (c.running()) c.Signal(SIGTERM);
   }
   for (const auto& c : clients) {
     if (c.peak_rss_bytes() > 0) report.gateway_peak_rss_bytes.push_back(c.peak_rss_bytes());

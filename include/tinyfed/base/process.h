@@ -38,8 +38,12 @@ class Process {
   void Signal(int sig);
   // Readable (poll(2)) once the process has exited; -1 if none was spawned.
   int exit_fd() const { return pidfd_; }
-  // The most memory the process held resident at once (its own, not its
-  // children's), known once it has been reaped; 0 before.
+  // Reads the process's resident-memory high-water mark (VmHWM in
+  // /proc/PID/status: of its own image, not its children's). Sample while it
+  // runs: the mark only grows, and an exited process has none. (The kernel's
+  // ru_maxrss would not do: a spawned child starts with its parent's.)
+  void SampleMemory();
+  // The largest mark sampled so far; 0 before the first.
   uint64_t peak_rss_bytes() const { return peak_rss_bytes_; }
 
  private:
