@@ -13,7 +13,14 @@ out="$build/bench"
   --benchmark_report_aggregates_only=true --benchmark_format=console \
   --benchmark_out="$out/onnx_models_bench.json" --benchmark_out_format=json
 /usr/bin/python3 "$(dirname "$0")/torch_peer.py" "$reps" >"$out/torch_peer.json"
-/usr/bin/python3 - "$out/models_bench.json" "$out/torch_peer.json" "$reps" "$out/onnx_models_bench.json" <<'PY'
+xnnpack_json=none
+if [[ -x "$out/xnnpack_peer_bench" ]]; then
+  xnnpack_json="$out/xnnpack_peer_bench.json"
+  "$out/xnnpack_peer_bench" --benchmark_repetitions="$reps" --benchmark_min_time=0.2 \
+    --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true --benchmark_format=console \
+    --benchmark_out="$xnnpack_json" --benchmark_out_format=json
+fi
+/usr/bin/python3 - "$out/models_bench.json" "$out/torch_peer.json" "$reps" "$out/onnx_models_bench.json" "$xnnpack_json" <<'PY'
 import json, sys
 ours = {b["run_name"]: b for f in (sys.argv[1], sys.argv[4]) for b in json.load(open(f))["benchmarks"]
         if b.get("aggregate_name") == "median"}
@@ -40,4 +47,12 @@ for key in ("niid_cnn", "ds_cnn", "mobilenet_v1_025", "resnet8"):
     print(f"{key:<17} {fast:>11.1f}us {ref:>10.1f}us {q:>11.1f}us {f:>10.1f}us {q / fast:>7.2f}x {f / fast:>6.2f}x")
 print(f"dscnn pointwise conv: {us('BM_DsCnnPointwise/1'):.1f}us, {macs_per_cycle:.2f} int8 MACs per TSC cycle "
       f"= {100 * macs_per_cycle / 30:.0f}% of a 30 MACs/cycle AVX2 peak")
+if sys.argv[5] != "none":
+    xnn = {b["run_name"]: b for b in json.load(open(sys.argv[5]))["benchmarks"] if b.get("aggregate_name") == "median"}
+    print(f"\nagainst XNNPACK's int8 operators (libxnnpack-dev, no interpreter; same shapes and MACs)")
+    print(f"{'model':<8} {'tinyfed avx2':>13} {'xnnpack':>9} {'speed-up':>9}")
+    for key, name, peer_name in (("cnn", "BM_Cnn/1", "BM_XnnpackCnn"), ("dscnn", "BM_DsCnn/1", "BM_XnnpackDsCnn")):
+        b = xnn[peer_name]
+        peer_us = b["real_time"] * {"us": 1, "ns": 1e-3, "ms": 1e3}[b["time_unit"]]
+        print(f"{key:<8} {us(name):>11.1f}us {peer_us:>7.1f}us {peer_us / us(name):>8.2f}x")
 PY

@@ -19,9 +19,9 @@ packages=(
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
-# The PyTorch peer for bench/ is large; only `make bench` asks for it.
+# The PyTorch and XNNPACK peers for bench/: only `make bench` asks for them.
 if [[ "${TINYFED_WITH_BENCH_PEERS:-0}" == 1 ]]; then
-  packages+=(python3-torch python3-numpy)
+  packages+=(python3-torch python3-numpy libxnnpack-dev libpthreadpool-dev)
 fi
 
 missing=()
