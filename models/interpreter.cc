@@ -40,7 +40,7 @@ struct Interpreter::State {
   std::unique_ptr<uint8_t[], AlignedDelete> arena;
   uint64_t arena_bytes = 0;
   uint64_t weight_bytes = 0;
-  bool avx2 = false;
+  KernelSet kernel_set = KernelSet::kReference;
   std::vector<LayerInfo> layers;
   // Input normalization, expanded to one (scale, offset) per channel:
   // q = round(x * scale + offset) + zero_point.
@@ -68,12 +68,19 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
     return absl::InvalidArgumentError(
         "bundle holds float32 weights; quantize it (tinyfed model quantize) before running it");
   }
-  const bool avx2 = kernels == KernelSet::kAvx2 || (kernels == KernelSet::kBest && internal::CpuHasAvx2());
-  if (avx2 && !internal::CpuHasAvx2()) {
+  if (kernels == KernelSet::kAvx2 && !internal::CpuHasAvx2()) {
     return absl::FailedPreconditionError("AVX2 kernels requested but this CPU has no AVX2");
   }
+  if (kernels == KernelSet::kNeon && !internal::CpuHasNeon()) {
+    return absl::FailedPreconditionError("NEON kernels requested but this is not a 64-bit ARM CPU");
+  }
+  if (kernels == KernelSet::kBest) {
+    kernels = internal::CpuHasAvx2()   ? KernelSet::kAvx2
+              : internal::CpuHasNeon() ? KernelSet::kNeon
+                                       : KernelSet::kReference;
+  }
   auto state = std::make_unique<State>();
-  state->avx2 = avx2;
+  state->kernel_set = kernels;
   state->layers = LayersOf(*analysis);
   state->weight_bytes = analysis->total_weight_bytes;
   const v1::Graph& graph = bundle.backbone();
@@ -86,8 +93,20 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
   for (int i = 0; i < graph.ops_size(); ++i) {
     const auto& a = analysis->ops[static_cast<size_t>(i)];
     internal::PreparedOp op = internal::PrepareOp(graph, graph.ops(i), a);
-    if (avx2) internal::PrepareAvx2(&op);
-    state->kernels.push_back(avx2 ? internal::Avx2Kernel(op) : internal::ReferenceKernel(op.kind));
+    switch (kernels) {
+      case KernelSet::kAvx2:
+        internal::PrepareAvx2(&op);
+        state->kernels.push_back(internal::Avx2Kernel(op));
+        break;
+      case KernelSet::kNeon:
+        internal::PrepareNeon(&op);
+        state->kernels.push_back(internal::NeonKernel(op));
+        break;
+      case KernelSet::kBest:  // resolved above
+      case KernelSet::kReference:
+        state->kernels.push_back(internal::ReferenceKernel(op.kind));
+        break;
+    }
     requests.push_back({op.scratch_bytes, i, i});
     state->ops.push_back(std::move(op));
   }
@@ -199,7 +218,19 @@ size_t Interpreter::embedding_size() const { return state_->embedding.size(); }
 int Interpreter::num_classes() const { return state_->num_classes; }
 uint64_t Interpreter::arena_bytes() const { return state_->arena_bytes; }
 uint64_t Interpreter::weight_bytes() const { return state_->weight_bytes; }
-bool Interpreter::uses_avx2() const { return state_->avx2; }
+KernelSet Interpreter::kernel_set() const { return state_->kernel_set; }
+const char* Interpreter::kernel_set_name() const {
+  switch (state_->kernel_set) {
+    case KernelSet::kAvx2:
+      return "avx2";
+    case KernelSet::kNeon:
+      return "neon";
+    case KernelSet::kBest:
+    case KernelSet::kReference:
+      break;
+  }
+  return "reference";
+}
 const std::vector<LayerInfo>& Interpreter::layers() const { return state_->layers; }
 
 absl::StatusOr<std::vector<LayerInfo>> DescribeLayers(const v1::ModelBundle& bundle) {

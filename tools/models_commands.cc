@@ -250,12 +250,12 @@ void AddModelInspect(CLI::App* model) {
     if (!layers.ok()) throw CommandError(layers.status());
     const bool int8 = bundle->precision() == v1::PRECISION_INT8;
     uint64_t arena = 0;
-    bool avx2 = false;
+    std::string kernels = "float";
     if (int8) {
       auto it = models::Interpreter::Create(*bundle);
       if (!it.ok()) throw CommandError(it.status());
       arena = (*it)->arena_bytes();
-      avx2 = (*it)->uses_avx2();
+      kernels = (*it)->kernel_set_name();
     }
     uint64_t macs = 0, weights = 0;
     nlohmann::json jl = nlohmann::json::array();
@@ -282,7 +282,7 @@ void AddModelInspect(CLI::App* model) {
                           {"head_bytes", head_bytes},
                           {"labels", bundle->label_names()},
                           {"peak_arena_bytes", int8 ? nlohmann::json(arena) : nlohmann::json()},
-                          {"kernels", int8 ? (avx2 ? "avx2" : "reference") : "float"}};
+                          {"kernels", kernels}};
       fmt::print("{}\n", j.dump(2));
       return;
     }
@@ -296,7 +296,7 @@ void AddModelInspect(CLI::App* model) {
     }
     fmt::print("total MACs {}  backbone weight bytes {}  head bytes {}  file bytes {}\n", macs, weights, head_bytes,
                std::filesystem::file_size(*path));
-    if (int8) fmt::print("peak arena bytes {} ({} kernels)\n", arena, avx2 ? "avx2" : "reference");
+    if (int8) fmt::print("peak arena bytes {} ({} kernels)\n", arena, kernels);
   });
 }
 

@@ -88,7 +88,7 @@ bool CpuHasAvx2() {
 
 namespace {
 
-bool RunsSingleChannelConv(const PreparedOp& op) {
+bool RunsSingleChannelConv([[maybe_unused]] const PreparedOp& op) {
 #if defined(__x86_64__)
   return op.kind == v1::Op::kConv2D && kernels::FitsSingleChannelConv(op.g);
 #else
@@ -96,7 +96,7 @@ bool RunsSingleChannelConv(const PreparedOp& op) {
 #endif
 }
 
-void PrepareSingleChannelConv(PreparedOp* op) {
+void PrepareSingleChannelConv([[maybe_unused]] PreparedOp* op) {
 #if defined(__x86_64__)
   kernels::PrepareSingleChannelConv(op);
 #endif
@@ -157,6 +157,32 @@ KernelFn Avx2Kernel(const PreparedOp& op) {
   }
 #endif
   return ReferenceKernel(kind);
+}
+
+bool CpuHasNeon() {
+#if defined(__aarch64__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void PrepareNeon([[maybe_unused]] PreparedOp* op) {
+#if defined(__aarch64__)
+  const Geometry& g = op->g;
+  if (op->kind == v1::Op::kConv2D) kernels::PrepareNeonGemm(op, g.kernel_h * g.kernel_w * g.in_c);
+  if (op->kind == v1::Op::kFullyConnected) kernels::PrepareNeonGemm(op, g.in_c);
+  if (op->kind == v1::Op::kDepthwiseConv2D) kernels::PrepareNeonDepthwise(op);
+#endif
+}
+
+KernelFn NeonKernel(const PreparedOp& op) {
+#if defined(__aarch64__)
+  if (op.kind == v1::Op::kConv2D) return &kernels::NeonConv2D;
+  if (op.kind == v1::Op::kFullyConnected) return &kernels::NeonFullyConnected;
+  if (op.kind == v1::Op::kDepthwiseConv2D) return &kernels::NeonDepthwiseConv2D;
+#endif
+  return ReferenceKernel(op.kind);
 }
 
 }  // namespace tinyfed::models::internal

@@ -69,6 +69,14 @@ bool CpuHasAvx2();
 void PrepareAvx2(PreparedOp* op);
 KernelFn Avx2Kernel(const PreparedOp& op);
 
+// True on 64-bit ARM, where NEON is part of the architecture.
+bool CpuHasNeon();
+// As PrepareAvx2 and Avx2Kernel, for the NEON kernels: Conv2D,
+// FullyConnected and DepthwiseConv2D (the multiply-accumulates); the other
+// ops run their reference kernels.
+void PrepareNeon(PreparedOp* op);
+KernelFn NeonKernel(const PreparedOp& op);
+
 }  // namespace tinyfed::models::internal
 
 #endif  // TINYFED_MODELS_INTERNAL_KERNELS_H_

@@ -1,4 +1,4 @@
-// The AVX2 kernels must give the reference kernels' bytes on random shapes,
+// The vector kernels (AVX2, NEON) must give the reference kernels' bytes on random shapes,
 // strides, paddings, zero points and activations.
 #include "models/internal/kernels.h"
 
@@ -37,6 +37,11 @@ ConvSpec RandomSpec(std::mt19937& rng, bool pointwise) {
   return s;
 }
 
+// The CPU's vector kernels, tested bit-exact against the reference ones:
+// AVX2 on x86-64, NEON on 64-bit ARM (under qemu-user in `make cross-arm64`).
+bool HasVectorKernels() { return internal::CpuHasAvx2() || internal::CpuHasNeon(); }
+KernelSet VectorKernels() { return internal::CpuHasAvx2() ? KernelSet::kAvx2 : KernelSet::kNeon; }
+
 // Outputs seen and outputs strictly inside the activation range, so a test
 // that only ever compares saturated values fails instead of passing.
 struct Coverage {
@@ -46,7 +51,7 @@ struct Coverage {
 
 void ExpectSameBytes(const v1::ModelBundle& bundle, std::mt19937& rng, const std::string& label, Coverage* coverage) {
   auto ref = Interpreter::Create(bundle, KernelSet::kReference);
-  auto fast = Interpreter::Create(bundle, KernelSet::kAvx2);
+  auto fast = Interpreter::Create(bundle, VectorKernels());
   ASSERT_TRUE(ref.ok()) << ref.status();
   ASSERT_TRUE(fast.ok()) << fast.status();
   for (int trial = 0; trial < 3; ++trial) {
@@ -80,11 +85,11 @@ void ExpectSameBytes(const v1::ModelBundle& bundle, std::mt19937& rng, const std
 class KernelParityTest : public ::testing::TestWithParam<v1::Op::KindCase> {
  protected:
   void SetUp() override {
-    if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+    if (!HasVectorKernels()) GTEST_SKIP() << "this CPU has neither AVX2 nor NEON";
   }
 };
 
-TEST_P(KernelParityTest, Avx2MatchesReferenceOnRandomShapes) {
+TEST_P(KernelParityTest, VectorKernelsMatchReferenceOnRandomShapes) {
   std::mt19937 rng(1234 + static_cast<int>(GetParam()));
   Coverage coverage;
   for (int i = 0; i < 150; ++i) {
@@ -106,7 +111,7 @@ INSTANTIATE_TEST_SUITE_P(AllOps, KernelParityTest,
                          [](const auto& param_info) { return internal::OpKindName(param_info.param); });
 
 TEST(KernelParity, WideChannelsHitEveryVectorPath) {
-  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+  if (!HasVectorKernels()) GTEST_SKIP() << "this CPU has neither AVX2 nor NEON";
   std::mt19937 rng(99);
   for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kMaxPool, v1::Op::kAveragePool, v1::Op::kAdd,
                     v1::Op::kConcat}) {
@@ -131,7 +136,7 @@ TEST(KernelParity, WideChannelsHitEveryVectorPath) {
 // odd and even kernel widths, every padding, tall strides, 1 to 16 channels,
 // and multipliers above one.
 TEST(KernelParity, SingleChannelConvolutions) {
-  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+  if (!HasVectorKernels()) GTEST_SKIP() << "this CPU has neither AVX2 nor NEON";
   std::mt19937 rng(2024);
   Coverage coverage;
   for (int i = 0; i < 120; ++i) {
@@ -163,7 +168,7 @@ TEST(KernelParity, SingleChannelConvolutions) {
 
 // Multipliers of one or more take the left-shift path of the requantization.
 TEST(KernelParity, MultipliersAboveOne) {
-  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "this CPU has no AVX2";
+  if (!HasVectorKernels()) GTEST_SKIP() << "this CPU has neither AVX2 nor NEON";
   std::mt19937 rng(7);
   for (auto kind : {v1::Op::kConv2D, v1::Op::kDepthwiseConv2D, v1::Op::kFullyConnected, v1::Op::kAdd}) {
     for (int i = 0; i < 20; ++i) {

@@ -24,9 +24,10 @@
 namespace tinyfed::models {
 
 enum class KernelSet {
-  kBest,       // AVX2 when the CPU has it, else portable
+  kBest,       // the CPU's vector kernels (AVX2 on x86-64, NEON on 64-bit ARM), else portable
   kReference,  // portable C++ everywhere: the definition of correct output
   kAvx2,       // FAILED_PRECONDITION at Create() on a CPU without AVX2
+  kNeon,       // FAILED_PRECONDITION at Create() on a CPU that is not 64-bit ARM
 };
 
 struct LayerInfo {
@@ -68,9 +69,10 @@ class Interpreter {
   size_t input_size() const;
   size_t embedding_size() const;
   int num_classes() const;
-  uint64_t arena_bytes() const;   // peak arena, scratch included
-  uint64_t weight_bytes() const;  // int8 weights and int32 biases of the backbone
-  bool uses_avx2() const;
+  uint64_t arena_bytes() const;         // peak arena, scratch included
+  uint64_t weight_bytes() const;        // int8 weights and int32 biases of the backbone
+  KernelSet kernel_set() const;         // kAvx2, kNeon or kReference: what kBest chose
+  const char* kernel_set_name() const;  // "avx2", "neon" or "reference"
   const std::vector<LayerInfo>& layers() const;
 
  private:

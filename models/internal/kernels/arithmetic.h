@@ -12,6 +12,9 @@
 
 #include "models/internal/kernels.h"
 
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define TINYFED_AVX2 __attribute__((target("avx2")))
@@ -44,6 +47,23 @@ inline int8_t Requantize(int32_t acc, const PreparedOp& op, int channel) {
   v = WrapAdd(v, op.output_zero_point);
   return static_cast<int8_t>(std::clamp(v, op.activation.min, op.activation.max));
 }
+
+#if defined(__aarch64__)
+
+// NEON: sum of a[k] * b[k] over `n` int16 pairs, n a multiple of 8, in int32
+// lanes that wrap as WrapAdd does: the same sum as the reference's loop, in
+// any order.
+inline int32_t NeonDot(const int16_t* a, const int16_t* b, int n) {
+  int32x4_t lo = vdupq_n_s32(0), hi = lo;
+  for (int k = 0; k < n; k += 8) {
+    const int16x8_t x = vld1q_s16(a + k), w = vld1q_s16(b + k);
+    lo = vmlal_s16(lo, vget_low_s16(x), vget_low_s16(w));
+    hi = vmlal_high_s16(hi, x, w);
+  }
+  return vaddvq_s32(vaddq_s32(lo, hi));
+}
+
+#endif
 
 #if defined(__x86_64__)
 

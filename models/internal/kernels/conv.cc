@@ -121,6 +121,79 @@ void PackGemmWeights(PreparedOp* op, int depth) {
   }
 }
 
+#if defined(__aarch64__)
+
+void PrepareNeonGemm(PreparedOp* op, int depth) {
+  op->packed_depth = RoundUp(depth, 8);
+  const size_t stride = static_cast<size_t>(op->packed_depth);
+  op->packed_weights.assign(static_cast<size_t>(op->g.out_c) * stride, 0);
+  for (int oc = 0; oc < op->g.out_c; ++oc) {
+    for (int k = 0; k < depth; ++k) {
+      op->packed_weights[static_cast<size_t>(oc) * stride + static_cast<size_t>(k)] =
+          op->weights[static_cast<size_t>(oc) * static_cast<size_t>(depth) + static_cast<size_t>(k)];
+    }
+  }
+  op->scratch_bytes = sizeof(int16_t) * stride;
+}
+
+namespace {
+
+// One output pixel (or an FC's one row): the patch, x - zero point widened
+// to int16 (0 where the window leaves the input) and padded to packed_depth,
+// against every output channel.
+void NeonGemmRow(const PreparedOp& op, const int16_t* patch, int8_t* out) {
+  const size_t stride = static_cast<size_t>(op.packed_depth);
+  for (int oc = 0; oc < op.g.out_c; ++oc) {
+    const int32_t sum = NeonDot(patch, op.packed_weights.data() + static_cast<size_t>(oc) * stride, op.packed_depth);
+    out[oc] = Requantize(WrapAdd(op.bias[static_cast<size_t>(oc)], sum), op, oc);
+  }
+}
+
+// x - zero point for n int8 values, widened to int16.
+void WidenCentered(const int8_t* x, int n, int32_t zero_point, int16_t* out) {
+  const int16x8_t zp = vdupq_n_s16(static_cast<int16_t>(zero_point));
+  int i = 0;
+  for (; i + 8 <= n; i += 8) vst1q_s16(out + i, vsubq_s16(vmovl_s8(vld1_s8(x + i)), zp));
+  for (; i < n; ++i) out[i] = static_cast<int16_t>(x[i] - zero_point);
+}
+
+}  // namespace
+
+void NeonConv2D(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* patch = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
+  for (int oy = 0; oy < g.out_h; ++oy) {
+    for (int ox = 0; ox < g.out_w; ++ox) {
+      const int in_y0 = oy * g.stride_h - g.pad_top;
+      const int in_x0 = ox * g.stride_w - g.pad_left;
+      std::memset(patch, 0, sizeof(int16_t) * static_cast<size_t>(op.packed_depth));
+      int16_t* p = patch;
+      for (int ky = 0; ky < g.kernel_h; ++ky) {
+        const int iy = in_y0 + ky;
+        for (int kx = 0; kx < g.kernel_w; ++kx, p += g.in_c) {
+          const int ix = in_x0 + kx;
+          if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
+          WidenCentered(in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c, g.in_c, op.input_zero_point, p);
+        }
+      }
+      NeonGemmRow(op, patch, out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c);
+    }
+  }
+}
+
+void NeonFullyConnected(const PreparedOp& op, uint8_t* arena) {
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* patch = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
+  std::memset(patch, 0, sizeof(int16_t) * static_cast<size_t>(op.packed_depth));
+  WidenCentered(in, op.g.in_c, op.input_zero_point, patch);
+  NeonGemmRow(op, patch, out);
+}
+
+#endif
+
 #if defined(__x86_64__)
 
 namespace {

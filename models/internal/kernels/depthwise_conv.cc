@@ -19,6 +19,29 @@ const OpAnalyzer kDepthwiseConv2DAnalyzer = {
                      OpAnalysis* a) { return ChannelMultipliers(site, site.op.depthwise_conv2d().weights(), a); },
 };
 
+namespace {
+
+// Channel c's bias plus its taps inside the input, for the window whose top
+// left corner is (in_y0, in_x0).
+int32_t ReferenceChannelSum(const PreparedOp& op, const int8_t* in, int in_y0, int in_x0, int c) {
+  const Geometry& g = op.g;
+  int32_t acc = op.bias[static_cast<size_t>(c)];
+  for (int ky = 0; ky < g.kernel_h; ++ky) {
+    const int iy = in_y0 + ky;
+    if (iy < 0 || iy >= g.in_h) continue;
+    for (int kx = 0; kx < g.kernel_w; ++kx) {
+      const int ix = in_x0 + kx;
+      if (ix < 0 || ix >= g.in_w) continue;
+      const int32_t x = in[(static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c];
+      const int32_t w = op.weights[(static_cast<size_t>(ky) * g.kernel_w + kx) * g.in_c + c];
+      acc = WrapAdd(acc, WrapMul(x - op.input_zero_point, w));
+    }
+  }
+  return acc;
+}
+
+}  // namespace
+
 void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
   const Geometry& g = op.g;
   const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
@@ -28,23 +51,73 @@ void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
       const int in_y0 = oy * g.stride_h - g.pad_top;
       const int in_x0 = ox * g.stride_w - g.pad_left;
       for (int c = 0; c < g.in_c; ++c) {
-        int32_t acc = op.bias[static_cast<size_t>(c)];
+        out[(static_cast<size_t>(oy) * g.out_w + ox) * g.out_c + c] =
+            Requantize(ReferenceChannelSum(op, in, in_y0, in_x0, c), op, c);
+      }
+    }
+  }
+}
+
+#if defined(__aarch64__)
+
+// Per tap, the channels' weights widened to int16 and padded to a multiple
+// of 8: one vector load per tap and 8 channels.
+void PrepareNeonDepthwise(PreparedOp* op) {
+  const int c = op->g.in_c;
+  const int taps = op->g.kernel_h * op->g.kernel_w;
+  op->packed_depth = RoundUp(c, 8);
+  op->packed_weights.assign(static_cast<size_t>(taps) * static_cast<size_t>(op->packed_depth), 0);
+  for (int t = 0; t < taps; ++t) {
+    for (int ch = 0; ch < c; ++ch) {
+      op->packed_weights[static_cast<size_t>(t) * static_cast<size_t>(op->packed_depth) + static_cast<size_t>(ch)] =
+          op->weights[static_cast<size_t>(t) * static_cast<size_t>(c) + static_cast<size_t>(ch)];
+    }
+  }
+}
+
+// Eight channels at a time over the taps inside the input; the last
+// channels (fewer than eight) as the reference computes them.
+void NeonDepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  const int16x8_t zp = vdupq_n_s16(static_cast<int16_t>(op.input_zero_point));
+  const int vector_channels = g.in_c / 8 * 8;
+  for (int oy = 0; oy < g.out_h; ++oy) {
+    for (int ox = 0; ox < g.out_w; ++ox) {
+      const int in_y0 = oy * g.stride_h - g.pad_top;
+      const int in_x0 = ox * g.stride_w - g.pad_left;
+      int8_t* o = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
+      for (int c = 0; c < vector_channels; c += 8) {
+        int32x4_t lo = vld1q_s32(op.bias.data() + c), hi = vld1q_s32(op.bias.data() + c + 4);
         for (int ky = 0; ky < g.kernel_h; ++ky) {
           const int iy = in_y0 + ky;
           if (iy < 0 || iy >= g.in_h) continue;
           for (int kx = 0; kx < g.kernel_w; ++kx) {
             const int ix = in_x0 + kx;
             if (ix < 0 || ix >= g.in_w) continue;
-            const int32_t x = in[(static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c];
-            const int32_t w = op.weights[(static_cast<size_t>(ky) * g.kernel_w + kx) * g.in_c + c];
-            acc = WrapAdd(acc, WrapMul(x - op.input_zero_point, w));
+            const int8_t* x = in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c;
+            const int16_t* w = op.packed_weights.data() +
+                               static_cast<size_t>(ky * g.kernel_w + kx) * static_cast<size_t>(op.packed_depth) + c;
+            const int16x8_t centered = vsubq_s16(vmovl_s8(vld1_s8(x)), zp);
+            const int16x8_t weights = vld1q_s16(w);
+            lo = vmlal_s16(lo, vget_low_s16(centered), vget_low_s16(weights));
+            hi = vmlal_high_s16(hi, centered, weights);
           }
         }
-        out[(static_cast<size_t>(oy) * g.out_w + ox) * g.out_c + c] = Requantize(acc, op, c);
+        int32_t acc[8];
+        vst1q_s32(acc, lo);
+        vst1q_s32(acc + 4, hi);
+        for (int j = 0; j < 8; ++j) o[c + j] = Requantize(acc[j], op, c + j);
+      }
+      for (int c = vector_channels; c < g.in_c; ++c) {
+        o[c] = Requantize(ReferenceChannelSum(op, in, in_y0, in_x0, c), op, c);
       }
     }
   }
 }
+
+#endif
 
 // vpunpck{l,h}wd + vpmaddwd leave a 16-channel block's sums in this lane
 // order: channels 0-3 and 8-11 in the first vector, 4-7 and 12-15 in the second.

@@ -41,6 +41,18 @@ void ReferenceConcat(const PreparedOp& op, uint8_t* arena);
 extern const OpAnalyzer kReshapeAnalyzer;
 void ReferenceReshape(const PreparedOp& op, uint8_t* arena);
 
+#if defined(__aarch64__)
+// NEON, which every 64-bit ARM core has: int16 products summed in int32
+// lanes (the reference's sums exactly), requantized as the reference does.
+// Weights widened to int16 at prepare time, each output channel's (a
+// depthwise tap's channels) zero padded to a multiple of 8.
+void PrepareNeonGemm(PreparedOp* op, int depth);
+void NeonConv2D(const PreparedOp& op, uint8_t* arena);
+void NeonFullyConnected(const PreparedOp& op, uint8_t* arena);
+void PrepareNeonDepthwise(PreparedOp* op);
+void NeonDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
+#endif
+
 #if defined(__x86_64__)
 // single_channel_conv.cc: a Conv2D of one input channel, stride 1 across and
 // at most 16 output channels, with 8 output pixels in the SIMD lanes.
