@@ -91,8 +91,12 @@ def main():
     a = ap.parse_args()
     fed = os.path.join(a.dir, "fed")
     logs = [events(os.path.join(fed, f"aggregator.{i}.log")) for i in range(a.kills + 1)]
-    # The sums are mod 2^bits, each round's as its cohort event says.
+    # The sums are mod 2^bits, as the cohort events say. The aggregator picks
+    # the bits once at start, so a round whose event a kill -9 cut from the
+    # log has the others' bits.
     bits_of = {e["round"]: e["bits"] for log in logs for e in log if e.get("event") == "round_cohort" and "bits" in e}
+    widths = set(bits_of.values())
+    common_bits = widths.pop() if len(widths) == 1 else None
 
     state = sqlite3.connect(os.path.join(fed, "state", "aggregator.db"))
     rounds = {r: (s, surv, reason) for r, s, surv, reason in
@@ -126,8 +130,9 @@ def main():
     outcomes = {}
     for r in interrupted:
         s, survivors, reason = rounds.get(r, ("missing", 0, ""))
+        bits = bits_of.get(r, common_bits)
         outcomes[r] = {"state": s, "survivors": survivors, "reason": reason, "kills": interrupted[r],
-                       "exact_sum": exact_sum(a.dir, r, bits_of[r]) if s == "done" and r in bits_of else None}
+                       "exact_sum": exact_sum(a.dir, r, bits) if s == "done" and bits is not None else None}
     exact = sum(1 for o in outcomes.values() if o["state"] == "done" and o["exact_sum"] is True)
     published_rounds = sorted(m[1] for m in models if m[1] > 0)
     done_rounds = sorted(r for r, v in rounds.items() if v[0] == "done")
