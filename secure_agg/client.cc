@@ -99,19 +99,16 @@ class UnmaskingState : public ClientState {
     Transition tr{std::make_unique<DoneState>(), Reply(c)};
     auto* resp = tr.reply.mutable_unmasking();
     if (!own_self_mask_share_.empty()) {
-      auto* r = resp->add_self_mask_shares();
-      r->set_owner(c.id);
-      r->set_share(own_self_mask_share_);
+      resp->add_self_mask_owners(c.id);
+      resp->mutable_self_mask_shares()->append(own_self_mask_share_);
     }
     for (const auto& [owner, shares] : held_) {
       if (survivors.count(owner)) {
-        auto* r = resp->add_self_mask_shares();
-        r->set_owner(owner);
-        r->set_share(shares.self_mask_share);
+        resp->add_self_mask_owners(owner);
+        resp->mutable_self_mask_shares()->append(shares.self_mask_share);
       } else if (dropped.count(owner)) {
-        auto* r = resp->add_masking_key_shares();
-        r->set_owner(owner);
-        r->set_share(shares.masking_key_share);
+        resp->add_masking_key_owners(owner);
+        resp->mutable_masking_key_shares()->append(shares.masking_key_share);
       }
     }
     return tr;
@@ -125,12 +122,12 @@ class UnmaskingState : public ClientState {
 // Round 2: open the shares neighbors sent and send the masked input.
 class MaskedInputState : public ClientState {
  public:
-  MaskedInputState(std::vector<uint32_t> input, SecretKey masking_secret, SecretKey self_mask_seed,
+  MaskedInputState(std::vector<uint32_t> input, SecretKey masking_secret, SecretKey self_mask_key,
                    std::map<uint32_t, v1::NeighborKeys> neighbors, std::map<uint32_t, SecretKey> share_keys,
                    std::string own_self_mask_share)
       : input_(std::move(input)),
         masking_secret_(std::move(masking_secret)),
-        self_mask_seed_(std::move(self_mask_seed)),
+        self_mask_key_(std::move(self_mask_key)),
         neighbors_(std::move(neighbors)),
         share_keys_(std::move(share_keys)),
         own_self_mask_share_(std::move(own_self_mask_share)) {}
@@ -154,33 +151,35 @@ class MaskedInputState : public ClientState {
       if (held.count(share.sender()) || rejected.count(share.sender())) {
         return absl::InvalidArgumentError(absl::StrCat("two shares from client ", share.sender()));
       }
-      // A neighbor whose share does not open is treated as dropped: no mask
-      // with it, and the server is told, so that one bad insider cannot
-      // make its honest neighbors give up the round.
-      auto plain = internal::OpenShare(key->second, {share.nonce(), share.ciphertext()}, round, share.sender(), c.id);
-      const bool opened = plain.ok() && plain->size() == 2 * internal::kShareBytes;
-      const std::string_view halves = opened ? std::string_view(*plain) : std::string_view();
-      // A share that opens but is not what its sender committed to would
-      // let a dealer cheat at reconstruction: rejected alike.
-      if (!opened ||
+      // A neighbor whose shares are not what it committed to is treated as
+      // dropped: no mask with it, and the server is told, so that one bad
+      // insider cannot make its honest neighbors give up the round (and a
+      // dealer cannot cheat at reconstruction).
+      const bool well_formed = share.ciphertext().size() == 2 * internal::kShareBytes &&
+                               share.masking_key_commitment().size() == internal::kShareCommitmentBytes &&
+                               share.self_mask_commitment().size() == internal::kShareCommitmentBytes;
+      std::string plain =
+          well_formed ? internal::CipherShares(key->second, share.ciphertext(), share.sender(), c.id) : std::string();
+      const std::string_view halves(plain);
+      if (!well_formed ||
           internal::Commitment(internal::Committed::kMaskingKeyShare, round, share.sender(), c.id,
                                halves.substr(0, internal::kShareBytes)) != share.masking_key_commitment() ||
           internal::Commitment(internal::Committed::kSelfMaskShare, round, share.sender(), c.id,
                                halves.substr(internal::kShareBytes)) != share.self_mask_commitment()) {
-        if (plain.ok()) sodium_memzero(plain->data(), plain->size());
+        sodium_memzero(plain.data(), plain.size());
         rejected.insert(share.sender());
         continue;
       }
       auto& h = held[share.sender()];
-      h.masking_key_share = plain->substr(0, internal::kShareBytes);
-      h.self_mask_share = plain->substr(internal::kShareBytes);
-      sodium_memzero(plain->data(), plain->size());
+      h.masking_key_share = plain.substr(0, internal::kShareBytes);
+      h.self_mask_share = plain.substr(internal::kShareBytes);
+      sodium_memzero(plain.data(), plain.size());
     }
     // input + PRG(self seed) + sum over neighbors that shared of +-PRG(pairwise
     // key), + when this client's id is the smaller of the pair.
     std::vector<uint32_t> y = input_;
     const int bits = c.params.config().bits;
-    internal::AddMask(self_mask_seed_, +1, bits, y);
+    internal::AddMask(self_mask_key_, +1, bits, y);
     for (const auto& [v, _] : held) {
       auto pairwise = internal::AgreeKey(masking_secret_, internal::FromBytes(neighbors_.at(v).masking_public_key()),
                                          internal::Purpose::kPairwiseMask, round, c.id, v);
@@ -196,19 +195,19 @@ class MaskedInputState : public ClientState {
 
  private:
   std::vector<uint32_t> input_;
-  const SecretKey masking_secret_, self_mask_seed_;
+  const SecretKey masking_secret_, self_mask_key_;
   const std::map<uint32_t, v1::NeighborKeys> neighbors_;
   const std::map<uint32_t, SecretKey> share_keys_;
   std::string own_self_mask_share_;  // empty without self_shares()
 };
 
-// Round 1: share the masking key and a fresh self-mask seed t-of-k among the
-// neighbors that advertised (and this client, of the seed, in a complete
-// graph), each share encrypted for its recipient.
+// Round 1: share the masking seed and a fresh self-mask seed t-of-k among
+// the neighbors that advertised (and this client, of the self-mask seed, in a
+// complete graph), each pair of shares encrypted for its recipient.
 class ShareKeysState : public ClientState {
  public:
-  ShareKeysState(std::vector<uint32_t> input, internal::KeyPair encryption, internal::KeyPair masking)
-      : input_(std::move(input)), encryption_(std::move(encryption)), masking_(std::move(masking)) {}
+  ShareKeysState(std::vector<uint32_t> input, internal::KeyPair encryption, internal::SecretSeed masking_seed)
+      : input_(std::move(input)), encryption_(std::move(encryption)), masking_seed_(std::move(masking_seed)) {}
   ~ShareKeysState() override { sodium_memzero(input_.data(), input_.size() * sizeof(uint32_t)); }
   ClientPhase phase() const override { return ClientPhase::kShareKeys; }
 
@@ -232,12 +231,11 @@ class ShareKeysState : public ClientState {
       return absl::FailedPreconditionError(
           absl::StrCat("only ", keys.size(), " neighbors advertised keys; sharing needs ", t, " holders"));
     }
-    SecretKey seed;
-    c.rng.Fill(seed.bytes);
+    const internal::SecretSeed seed = internal::RandomSeed(c.rng);
     std::vector<uint64_t> points;
     for (const auto& [v, _] : keys) points.push_back(uint64_t{v} + 1);
     if (self) points.push_back(uint64_t{c.id} + 1);  // the last share is this client's own
-    auto key_shares = internal::SplitSecret(masking_.secret, t, points, c.rng);
+    auto key_shares = internal::SplitSecret(masking_seed_, t, points, c.rng);
     auto seed_shares = internal::SplitSecret(seed, t, points, c.rng);
     Transition tr{nullptr, Reply(c)};
     auto* resp = tr.reply.mutable_share_keys();
@@ -252,18 +250,13 @@ class ShareKeysState : public ClientState {
         break;
       }
       std::string plain = key_shares[i] + seed_shares[i];
-      const internal::Sealed sealed = internal::SealShare(*k, plain, round, c.id, v, c.rng);
+      resp->add_recipients(v);
+      std::string* sealed = resp->mutable_sealed_shares();
+      sealed->append(internal::CipherShares(*k, plain, c.id, v));
       sodium_memzero(plain.data(), plain.size());
+      sealed->append(internal::Commitment(internal::Committed::kMaskingKeyShare, round, c.id, v, key_shares[i]));
+      sealed->append(internal::Commitment(internal::Committed::kSelfMaskShare, round, c.id, v, seed_shares[i]));
       share_keys[v] = *k;
-      auto* share = resp->add_shares();
-      share->set_sender(c.id);
-      share->set_recipient(v);
-      share->set_nonce(sealed.nonce);
-      share->set_ciphertext(sealed.ciphertext);
-      share->set_masking_key_commitment(
-          internal::Commitment(internal::Committed::kMaskingKeyShare, round, c.id, v, key_shares[i]));
-      share->set_self_mask_commitment(
-          internal::Commitment(internal::Committed::kSelfMaskShare, round, c.id, v, seed_shares[i]));
       ++i;
     }
     std::string own_self_mask_share;
@@ -282,34 +275,37 @@ class ShareKeysState : public ClientState {
     resp->set_self_mask_seed_commitment(
         internal::Commitment(internal::Committed::kSelfMaskSeed, round, c.id, c.id,
                              std::string_view(reinterpret_cast<const char*>(seed.bytes.data()), seed.bytes.size())));
-    tr.next = std::make_unique<MaskedInputState>(input_, masking_.secret, std::move(seed), std::move(keys),
-                                                 std::move(share_keys), std::move(own_self_mask_share));
+    tr.next = std::make_unique<MaskedInputState>(input_, internal::MaskingKeyPairOf(masking_seed_).secret,
+                                                 internal::SelfMaskKeyOf(seed), std::move(keys), std::move(share_keys),
+                                                 std::move(own_self_mask_share));
     return tr;
   }
 
  private:
   std::vector<uint32_t> input_;
-  const internal::KeyPair encryption_, masking_;
+  const internal::KeyPair encryption_;
+  const internal::SecretSeed masking_seed_;
 };
 
 // Round 0: advertise the two public keys.
 class AdvertiseState : public ClientState {
  public:
-  AdvertiseState(std::vector<uint32_t> input, internal::KeyPair encryption, internal::KeyPair masking)
-      : input_(std::move(input)), encryption_(std::move(encryption)), masking_(std::move(masking)) {}
+  AdvertiseState(std::vector<uint32_t> input, internal::KeyPair encryption, internal::SecretSeed masking_seed)
+      : input_(std::move(input)), encryption_(std::move(encryption)), masking_seed_(std::move(masking_seed)) {}
   ~AdvertiseState() override { sodium_memzero(input_.data(), input_.size() * sizeof(uint32_t)); }
   ClientPhase phase() const override { return ClientPhase::kAdvertise; }
   absl::StatusOr<Transition> AdvertiseKeys(const ClientContext& c) const override {
-    Transition tr{std::make_unique<ShareKeysState>(input_, encryption_, masking_), Reply(c)};
+    Transition tr{std::make_unique<ShareKeysState>(input_, encryption_, masking_seed_), Reply(c)};
     auto* adv = tr.reply.mutable_advertise_keys();
     adv->set_encryption_public_key(internal::ToBytes(encryption_.public_key));
-    adv->set_masking_public_key(internal::ToBytes(masking_.public_key));
+    adv->set_masking_public_key(internal::ToBytes(internal::MaskingKeyPairOf(masking_seed_).public_key));
     return tr;
   }
 
  private:
   std::vector<uint32_t> input_;
-  const internal::KeyPair encryption_, masking_;
+  const internal::KeyPair encryption_;
+  const internal::SecretSeed masking_seed_;
 };
 
 absl::Status CheckAddressing(const SecAggParams& params, uint32_t id, const v1::SecAggServerMessage& m) {
@@ -345,8 +341,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const SecAggParams& param
     if (v >= limit) return absl::InvalidArgumentError(absl::StrCat("input value ", v, " is not below 2^", c.bits));
   }
   auto encryption = internal::GenerateKeyPair(*rng);
-  auto masking = internal::GenerateKeyPair(*rng);
-  auto state = std::make_unique<AdvertiseState>(std::move(input), std::move(encryption), std::move(masking));
+  auto masking_seed = internal::RandomSeed(*rng);
+  auto state = std::make_unique<AdvertiseState>(std::move(input), std::move(encryption), std::move(masking_seed));
   return std::unique_ptr<Client>(new Client(params, id, std::move(rng), std::move(state)));
 }
 

@@ -292,10 +292,12 @@ TEST_F(SecAggRefusals, ClientNeverRevealsBothSharesAndChecksTheSurvivorList) {
   EXPECT_EQ(clients_[0]->Handle(both).status().code(), absl::StatusCode::kInvalidArgument);
   auto reply = clients_[0]->Handle(round3[0]);
   ASSERT_TRUE(reply.ok());
-  EXPECT_EQ(reply->unmasking().masking_key_shares_size(), 0);
+  EXPECT_EQ(reply->unmasking().masking_key_owners_size(), 0);
+  EXPECT_TRUE(reply->unmasking().masking_key_shares().empty());
   // Its four neighbours' self-mask shares and, in this complete graph of even degree, its own.
-  ASSERT_EQ(reply->unmasking().self_mask_shares_size(), 5);
-  EXPECT_EQ(reply->unmasking().self_mask_shares(0).owner(), 0u);
+  ASSERT_EQ(reply->unmasking().self_mask_owners_size(), 5);
+  EXPECT_EQ(reply->unmasking().self_mask_owners(0), 0u);
+  EXPECT_EQ(reply->unmasking().self_mask_shares().size(), 5 * 16u);
   // Asked again, now naming everyone as dropped: refused, nothing revealed.
   auto again = round3[0];
   again.mutable_unmasking()->clear_survivors();
@@ -367,7 +369,8 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
         if (!reply.ok()) continue;
         const Insider k = kind[u];
         if (phase == 2 && k == Insider::kGarbageShares) {
-          for (auto& share : *reply->mutable_share_keys()->mutable_shares()) (*share.mutable_ciphertext())[0] ^= 0x5a;
+          std::string& sealed = *reply->mutable_share_keys()->mutable_sealed_shares();
+          for (size_t at = 0; at < sealed.size(); at += 64) sealed[at] ^= 0x5a;  // each record's first byte
         }
         if (phase == 2 && k == Insider::kBadSeedCommitment) {
           reply->mutable_share_keys()->set_self_mask_seed_commitment(std::string(32, 'x'));
@@ -383,20 +386,17 @@ TEST(SecAggPlus, InsidersCostOnlyThemselvesAndNeverChangeTheSum) {
           }
         }
         if (phase == 4 && k == Insider::kMalformedUnmasking) {
-          for (auto& share : *reply->mutable_unmasking()->mutable_self_mask_shares()) share.set_share("short");
+          if (reply->unmasking().self_mask_owners_size() > 0) reply->mutable_unmasking()->set_self_mask_shares("short");
         }
         if (phase == 4 && k == Insider::kWrongUnmaskingShares) {
-          for (auto& share : *reply->mutable_unmasking()->mutable_self_mask_shares()) {
-            std::string wrong = share.share();
-            wrong[0] = static_cast<char>(wrong[0] ^ 1);
-            share.set_share(wrong);
-          }
+          std::string& shares = *reply->mutable_unmasking()->mutable_self_mask_shares();
+          for (size_t at = 0; at < shares.size(); at += 16) shares[at] ^= 1;
         }
         const absl::Status received = server->Receive(*reply);
         const bool malformed =
             (phase == 3 && k == Insider::kMalformedInput) ||
             (phase == 4 && (k == Insider::kMalformedUnmasking || k == Insider::kWrongUnmaskingShares) &&
-             reply->unmasking().self_mask_shares_size() > 0);
+             reply->unmasking().self_mask_owners_size() > 0);
         EXPECT_EQ(received.ok(), !malformed)
             << "trial " << trial << " client " << u << " phase " << phase << ": " << received;
       }

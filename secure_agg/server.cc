@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -71,6 +73,19 @@ struct Dealt {
 using Commitments = std::map<uint32_t, Dealt>;
 using SharesByOwner = std::map<uint32_t, std::map<uint32_t, std::string>>;  // owner -> holder -> share
 
+// The (owner, share) pairs of one list of an unmasking response; nullopt when
+// the bytes are not kShareBytes per owner.
+std::optional<std::vector<std::pair<uint32_t, std::string_view>>> Revealed(
+    const google::protobuf::RepeatedField<uint32_t>& owners, const std::string& shares) {
+  if (shares.size() != internal::kShareBytes * static_cast<size_t>(owners.size())) return std::nullopt;
+  std::vector<std::pair<uint32_t, std::string_view>> out;
+  for (int i = 0; i < owners.size(); ++i) {
+    out.emplace_back(owners[i], std::string_view(shares).substr(internal::kShareBytes * static_cast<size_t>(i),
+                                                                internal::kShareBytes));
+  }
+  return out;
+}
+
 void Wipe(SharesByOwner& shares) {
   for (auto& [owner, by_holder] : shares)
     for (auto& [holder, share] : by_holder) sodium_memzero(share.data(), share.size());
@@ -122,26 +137,28 @@ class UnmaskingState : public ServerState {
     if (!m.has_unmasking() || !masked_.count(u)) return ServerState::Receive(c, m);
     if (unmasked_.count(u)) return Duplicate("unmasking response", u);
     const auto& r = m.unmasking();
+    const auto self_mask = Revealed(r.self_mask_owners(), r.self_mask_shares());
+    const auto masking_key = Revealed(r.masking_key_owners(), r.masking_key_shares());
+    if (!self_mask || !masking_key) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unmasking response from client ", u, " does not hold 16 bytes for each owner it names"));
+    }
     std::set<uint32_t> owners;
-    for (const auto& share : r.self_mask_shares()) {
-      const bool holder = c.params.AreNeighbors(u, share.owner()) || (share.owner() == u && c.params.self_shares());
-      if (!masked_.count(share.owner()) || !holder || share.share().size() != internal::kShareBytes ||
-          !owners.insert(share.owner()).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("bad self-mask share from client ", u, " for client ", share.owner()));
+    for (const auto& [owner, share] : *self_mask) {
+      const bool holder = c.params.AreNeighbors(u, owner) || (owner == u && c.params.self_shares());
+      if (!masked_.count(owner) || !holder || !owners.insert(owner).second) {
+        return absl::InvalidArgumentError(absl::StrCat("bad self-mask share from client ", u, " for client ", owner));
       }
     }
-    for (const auto& share : r.masking_key_shares()) {
-      const bool dropped = shared_.count(share.owner()) && !masked_.count(share.owner());
-      if (!dropped || !c.params.AreNeighbors(u, share.owner()) || share.share().size() != internal::kShareBytes ||
-          !owners.insert(share.owner()).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("bad masking-key share from client ", u, " for client ", share.owner()));
+    for (const auto& [owner, share] : *masking_key) {
+      const bool dropped = shared_.count(owner) && !masked_.count(owner);
+      if (!dropped || !c.params.AreNeighbors(u, owner) || !owners.insert(owner).second) {
+        return absl::InvalidArgumentError(absl::StrCat("bad masking-key share from client ", u, " for client ", owner));
       }
     }
     // A holder reveals what the dealer committed to, or nothing of it counts.
     const uint64_t round = c.params.config().round_id;
-    auto committed = [&](uint32_t owner, internal::Committed what, const std::string& share) {
+    auto committed = [&](uint32_t owner, internal::Committed what, std::string_view share) {
       const auto dealt = commitments_.find(owner);
       if (dealt == commitments_.end()) return false;
       const auto held = dealt->second.shares.find(u);
@@ -150,20 +167,20 @@ class UnmaskingState : public ServerState {
           what == internal::Committed::kMaskingKeyShare ? held->second.first : held->second.second;
       return internal::Commitment(what, round, owner, u, share) == expected;
     };
-    for (const auto& share : r.self_mask_shares()) {
-      if (!committed(share.owner(), internal::Committed::kSelfMaskShare, share.share())) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", u, " revealed a self-mask share of client ",
-                                                       share.owner(), " that is not the one dealt to it"));
+    for (const auto& [owner, share] : *self_mask) {
+      if (!committed(owner, internal::Committed::kSelfMaskShare, share)) {
+        return absl::InvalidArgumentError(absl::StrCat("client ", u, " revealed a self-mask share of client ", owner,
+                                                       " that is not the one dealt to it"));
       }
     }
-    for (const auto& share : r.masking_key_shares()) {
-      if (!committed(share.owner(), internal::Committed::kMaskingKeyShare, share.share())) {
-        return absl::InvalidArgumentError(absl::StrCat("client ", u, " revealed a masking-key share of client ",
-                                                       share.owner(), " that is not the one dealt to it"));
+    for (const auto& [owner, share] : *masking_key) {
+      if (!committed(owner, internal::Committed::kMaskingKeyShare, share)) {
+        return absl::InvalidArgumentError(absl::StrCat("client ", u, " revealed a masking-key share of client ", owner,
+                                                       " that is not the one dealt to it"));
       }
     }
-    for (const auto& share : r.self_mask_shares()) self_mask_shares_[share.owner()][u] = share.share();
-    for (const auto& share : r.masking_key_shares()) masking_key_shares_[share.owner()][u] = share.share();
+    for (const auto& [owner, share] : *self_mask) self_mask_shares_[owner][u] = std::string(share);
+    for (const auto& [owner, share] : *masking_key) masking_key_shares_[owner][u] = std::string(share);
     unmasked_.insert(u);
     return absl::OkStatus();
   }
@@ -172,7 +189,7 @@ class UnmaskingState : public ServerState {
     const auto& config = c.params.config();
     const int t = c.params.threshold();
     auto combine = [&](uint32_t owner, const SharesByOwner& all,
-                       const char* what) -> absl::StatusOr<internal::SecretKey> {
+                       const char* what) -> absl::StatusOr<internal::SecretSeed> {
       const auto it = all.find(owner);
       const size_t have = it == all.end() ? 0 : it->second.size();
       if (static_cast<int>(have) < t) {
@@ -202,7 +219,7 @@ class UnmaskingState : public ServerState {
         return absl::AbortedError(absl::StrCat("the self-mask shares of client ", u,
                                                " do not rebuild the seed it committed to (it dealt bad shares)"));
       }
-      internal::AddMask(*seed, -1, config.bits, sum_);
+      internal::AddMask(internal::SelfMaskKeyOf(*seed), -1, config.bits, sum_);
     }
     // For each dropped client, remove the pairwise masks its surviving
     // neighbors added with it.
@@ -211,15 +228,16 @@ class UnmaskingState : public ServerState {
       const bool masked_by_a_survivor = std::any_of(masked_with_.begin(), masked_with_.end(),
                                                     [&](const auto& entry) { return entry.second.count(v) > 0; });
       if (!masked_by_a_survivor) continue;
-      auto key = combine(v, masking_key_shares_, "masking key");
-      if (!key.ok()) return key.status();
-      if (internal::PublicKeyOf(*key) != internal::FromBytes(advertised_[v].masking_public_key())) {
+      auto seed = combine(v, masking_key_shares_, "masking key");
+      if (!seed.ok()) return seed.status();
+      const internal::KeyPair key = internal::MaskingKeyPairOf(*seed);
+      if (key.public_key != internal::FromBytes(advertised_[v].masking_public_key())) {
         return absl::AbortedError(
             absl::StrCat("reconstructed masking key of client ", v, " does not match its advertised key (bad shares)"));
       }
       for (uint32_t w : c.params.Neighbors(v)) {
         if (!masked_.count(w) || !masked_with_[w].count(v)) continue;
-        auto pairwise = internal::AgreeKey(*key, internal::FromBytes(advertised_[w].masking_public_key()),
+        auto pairwise = internal::AgreeKey(key.secret, internal::FromBytes(advertised_[w].masking_public_key()),
                                            internal::Purpose::kPairwiseMask, config.round_id, v, w);
         if (!pairwise.ok()) return absl::AbortedError(pairwise.status().message());
         internal::AddMask(*pairwise, w < v ? -1 : +1, config.bits, sum_);  // undo w's +-PRG
@@ -342,14 +360,18 @@ class ShareKeysState : public ServerState {
     const uint32_t u = m.sender();
     if (!m.has_share_keys() || !advertised_.count(u)) return ServerState::Receive(c, m);
     if (shared_.count(u)) return Duplicate("key shares", u);
+    const auto& sk = m.share_keys();
+    constexpr size_t kRecord = 2 * internal::kShareBytes + 2 * internal::kShareCommitmentBytes;
+    if (sk.sealed_shares().size() != kRecord * static_cast<size_t>(sk.recipients_size())) {
+      return absl::InvalidArgumentError(absl::StrCat("client ", u, " sent ", sk.sealed_shares().size(),
+                                                     " bytes of shares for ", sk.recipients_size(), " recipients, not ",
+                                                     kRecord, " each"));
+    }
     std::set<uint32_t> recipients;
-    for (const auto& share : m.share_keys().shares()) {
-      if (share.sender() != u || !c.params.AreNeighbors(u, share.recipient()) ||
-          !advertised_.count(share.recipient()) || !recipients.insert(share.recipient()).second ||
-          share.nonce().size() != 24 || share.ciphertext().size() > 512 ||
-          share.masking_key_commitment().size() != 32 || share.self_mask_commitment().size() != 32) {
+    for (uint32_t v : sk.recipients()) {
+      if (!c.params.AreNeighbors(u, v) || !advertised_.count(v) || !recipients.insert(v).second) {
         return absl::InvalidArgumentError(
-            absl::StrCat("malformed or misaddressed share from client ", u, " to client ", share.recipient()));
+            absl::StrCat("share from client ", u, " to client ", v, " is misaddressed or repeated"));
       }
     }
     // Every advertised neighbor, or a pair's masks would not cancel: the one
@@ -362,20 +384,30 @@ class ShareKeysState : public ServerState {
                                                      " neighbors that advertised keys; it must "
                                                      "share with all"));
     }
-    if (m.share_keys().self_mask_seed_commitment().size() != 32) {
+    if (sk.self_mask_seed_commitment().size() != internal::kSeedCommitmentBytes) {
       return absl::InvalidArgumentError(absl::StrCat("client ", u, " committed to no self-mask seed"));
     }
-    if ((m.share_keys().own_self_mask_commitment().size() == 32) != c.params.self_shares()) {
+    if ((sk.own_self_mask_commitment().size() == internal::kShareCommitmentBytes) != c.params.self_shares()) {
       return absl::InvalidArgumentError(absl::StrCat("client ", u,
                                                      c.params.self_shares() ? " committed to no" : " sent a",
                                                      " share of its own self-mask seed (only a complete graph's do)"));
     }
     Dealt& dealt = commitments_[u];
-    dealt.seed = m.share_keys().self_mask_seed_commitment();
-    if (c.params.self_shares()) dealt.shares[u] = {"", m.share_keys().own_self_mask_commitment()};
-    for (const auto& share : m.share_keys().shares()) {
-      shares_for_[share.recipient()].push_back(share);
+    dealt.seed = sk.self_mask_seed_commitment();
+    if (c.params.self_shares()) dealt.shares[u] = {"", sk.own_self_mask_commitment()};
+    for (int i = 0; i < sk.recipients_size(); ++i) {
+      const std::string_view record =
+          std::string_view(sk.sealed_shares()).substr(kRecord * static_cast<size_t>(i), kRecord);
+      v1::EncryptedShare share;
+      share.set_sender(u);
+      share.set_recipient(sk.recipients(i));
+      share.set_ciphertext(std::string(record.substr(0, 2 * internal::kShareBytes)));
+      share.set_masking_key_commitment(
+          std::string(record.substr(2 * internal::kShareBytes, internal::kShareCommitmentBytes)));
+      share.set_self_mask_commitment(
+          std::string(record.substr(2 * internal::kShareBytes + internal::kShareCommitmentBytes)));
       dealt.shares[share.recipient()] = {share.masking_key_commitment(), share.self_mask_commitment()};
+      shares_for_[share.recipient()].push_back(std::move(share));
     }
     shared_.insert(u);
     return absl::OkStatus();

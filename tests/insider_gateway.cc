@@ -18,8 +18,9 @@ class GarblingTransport : public tinyfed::client::ForwardingTransport {
   absl::StatusOr<tinyfed::v1::SubmitResponse> Submit(const tinyfed::v1::SubmitRequest& r) override {
     tinyfed::v1::SubmitRequest garbled = r;
     if (garbled.message().has_share_keys()) {
-      for (auto& share : *garbled.mutable_message()->mutable_share_keys()->mutable_shares()) {
-        (*share.mutable_ciphertext())[0] ^= 0x5a;
+      std::string& sealed = *garbled.mutable_message()->mutable_share_keys()->mutable_sealed_shares();
+      for (size_t at = 0; at < sealed.size(); at += 64) {
+        sealed[at] ^= 0x5a;  // each neighbour's record
       }
     }
     return ForwardingTransport::Submit(garbled);

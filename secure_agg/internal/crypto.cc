@@ -52,6 +52,37 @@ Key PublicKeyOf(const SecretKey& secret) {
   return pk;
 }
 
+SecretSeed RandomSeed(Random& rng) {
+  SecretSeed seed;
+  for (size_t word = 0; word < kSeedBytes / 8; ++word) {
+    uint64_t v;
+    do {
+      rng.Fill(std::span(reinterpret_cast<uint8_t*>(&v), sizeof(v)));
+    } while (v >= kFieldPrime);  // once in 2^58 draws
+    std::memcpy(seed.bytes.data() + 8 * word, &v, 8);
+    sodium_memzero(&v, sizeof(v));
+  }
+  return seed;
+}
+
+namespace {
+SecretKey Expand(const SecretSeed& seed, std::string_view purpose) {
+  SecretKey out;
+  crypto_generichash(out.bytes.data(), out.bytes.size(), seed.bytes.data(), seed.bytes.size(),
+                     reinterpret_cast<const uint8_t*>(purpose.data()), purpose.size());
+  return out;
+}
+}  // namespace
+
+KeyPair MaskingKeyPairOf(const SecretSeed& seed) {
+  KeyPair kp;
+  kp.secret = Expand(seed, "tinyfed secagg masking key v2");
+  kp.public_key = PublicKeyOf(kp.secret);
+  return kp;
+}
+
+SecretKey SelfMaskKeyOf(const SecretSeed& seed) { return Expand(seed, "tinyfed secagg self mask v2"); }
+
 absl::StatusOr<SecretKey> AgreeKey(const SecretKey& own_secret, const Key& peer_public, Purpose purpose,
                                    uint64_t round_id, uint32_t id_a, uint32_t id_b) {
   SecretKey shared;
@@ -77,21 +108,11 @@ absl::StatusOr<SecretKey> AgreeKey(const SecretKey& own_secret, const Key& peer_
   return derived;
 }
 
-namespace {
-std::string AssociatedData(uint64_t round_id, uint32_t sender, uint32_t recipient) {
-  std::string ad(16, '\0');
-  for (int i = 0; i < 8; ++i) ad[static_cast<size_t>(i)] = static_cast<char>(round_id >> (8 * i));
-  for (int i = 0; i < 4; ++i) ad[static_cast<size_t>(8 + i)] = static_cast<char>(sender >> (8 * i));
-  for (int i = 0; i < 4; ++i) ad[static_cast<size_t>(12 + i)] = static_cast<char>(recipient >> (8 * i));
-  return ad;
-}
-}  // namespace
-
 std::string Commitment(Committed what, uint64_t round_id, uint32_t owner, uint32_t holder, std::string_view bytes) {
-  std::string out(crypto_generichash_BYTES, '\0');
+  std::string out(what == Committed::kSelfMaskSeed ? kSeedCommitmentBytes : kShareCommitmentBytes, '\0');
   crypto_generichash_state h;
   crypto_generichash_init(&h, nullptr, 0, out.size());
-  static constexpr char kDomain[] = "tinyfed secagg commitment v1";
+  static constexpr char kDomain[] = "tinyfed secagg commitment v2";
   crypto_generichash_update(&h, reinterpret_cast<const uint8_t*>(kDomain), sizeof(kDomain));
   const uint8_t kind = static_cast<uint8_t>(what);
   crypto_generichash_update(&h, &kind, 1);
@@ -105,41 +126,14 @@ std::string Commitment(Committed what, uint64_t round_id, uint32_t owner, uint32
   return out;
 }
 
-Sealed SealShare(const SecretKey& key, std::string_view plaintext, uint64_t round_id, uint32_t sender,
-                 uint32_t recipient, Random& rng) {
-  Sealed s;
-  s.nonce.resize(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-  rng.Fill(std::span(reinterpret_cast<uint8_t*>(s.nonce.data()), s.nonce.size()));
-  s.ciphertext.resize(plaintext.size() + crypto_aead_xchacha20poly1305_ietf_ABYTES);
-  const std::string ad = AssociatedData(round_id, sender, recipient);
-  unsigned long long len = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(s.ciphertext.data()), &len,
-                                             reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size(),
-                                             reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), nullptr,
-                                             reinterpret_cast<const uint8_t*>(s.nonce.data()), key.bytes.data());
-  s.ciphertext.resize(len);
-  return s;
-}
-
-absl::StatusOr<std::string> OpenShare(const SecretKey& key, const Sealed& sealed, uint64_t round_id, uint32_t sender,
-                                      uint32_t recipient) {
-  if (sealed.nonce.size() != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES ||
-      sealed.ciphertext.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES || sealed.ciphertext.size() > 4096) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed encrypted share from client ", sender));
-  }
-  std::string plain(sealed.ciphertext.size() - crypto_aead_xchacha20poly1305_ietf_ABYTES, '\0');
-  const std::string ad = AssociatedData(round_id, sender, recipient);
-  unsigned long long len = 0;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<uint8_t*>(plain.data()), &len, nullptr,
-                                                 reinterpret_cast<const uint8_t*>(sealed.ciphertext.data()),
-                                                 sealed.ciphertext.size(), reinterpret_cast<const uint8_t*>(ad.data()),
-                                                 ad.size(), reinterpret_cast<const uint8_t*>(sealed.nonce.data()),
-                                                 key.bytes.data()) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("share from client ", sender, " failed authentication (tampered, or another round or recipient)"));
-  }
-  plain.resize(len);
-  return plain;
+std::string CipherShares(const SecretKey& key, std::string_view in, uint32_t sender, uint32_t recipient) {
+  std::array<uint8_t, crypto_stream_chacha20_ietf_NONCEBYTES> nonce{};
+  for (int i = 0; i < 4; ++i) nonce[static_cast<size_t>(i)] = static_cast<uint8_t>(sender >> (8 * i));
+  for (int i = 0; i < 4; ++i) nonce[static_cast<size_t>(4 + i)] = static_cast<uint8_t>(recipient >> (8 * i));
+  std::string out(in.size(), '\0');
+  crypto_stream_chacha20_ietf_xor(reinterpret_cast<uint8_t*>(out.data()), reinterpret_cast<const uint8_t*>(in.data()),
+                                  in.size(), nonce.data(), key.bytes.data());
+  return out;
 }
 
 void AddMask(const SecretKey& seed, int sign, int bits, std::span<uint32_t> values) {

@@ -1,8 +1,10 @@
-// Golden vectors (fixed keys and seeds, expected bytes checked in) for key
-// agreement, key derivation, share encryption and mask expansion, and
-// property tests of Shamir sharing.
+// Golden vectors (fixed keys and seeds, expected bytes checked in; the ones
+// tinyfed defines were computed with Python's cryptography and hashlib) for
+// key agreement, key derivation, commitments, share encryption, seed and mask
+// expansion, and property tests of Shamir sharing.
 #include "secure_agg/internal/crypto.h"
 
+#include <cstring>
 #include <random>
 
 #include "absl/strings/escaping.h"
@@ -56,17 +58,52 @@ TEST(Golden, KeyDerivationIsSymmetricAndBoundToRoundPairAndPurpose) {
 
 TEST(Golden, ShareEncryption) {
   const SecretKey key = Secret("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
-  auto rng = SeededRandom({});
-  const Sealed sealed = SealShare(key, "share bytes", 5, 1, 2, *rng);
-  // The seeded stream is ChaCha20 under the all-zero key: RFC 8439 keystream.
-  EXPECT_EQ(HexOf(sealed.nonce), "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1a");
-  EXPECT_EQ(HexOf(sealed.ciphertext), "47f0c8addbbf6dfc5c5cd138881bd2e00b7e1658f0108727bf08a2");
-  EXPECT_EQ(*OpenShare(key, sealed, 5, 1, 2), "share bytes");
-  EXPECT_FALSE(OpenShare(key, sealed, 6, 1, 2).ok());  // another round
-  EXPECT_FALSE(OpenShare(key, sealed, 5, 2, 1).ok());  // sender and recipient swapped
-  Sealed flipped = sealed;
-  flipped.ciphertext[0] = static_cast<char>(flipped.ciphertext[0] ^ 0x80);
-  EXPECT_FALSE(OpenShare(key, flipped, 5, 1, 2).ok());
+  const std::string plain(32, '\0');
+  const std::string sealed = CipherShares(key, plain, 1, 2);
+  // Raw ChaCha20 keystream under that key, nonce (1, 2) little-endian
+  // (computed with Python's cryptography package, not with libsodium).
+  EXPECT_EQ(HexOf(sealed), "78a8a2bf5027c5ef8ea3d74fff637942dcfd69e4ff5a42eca9382f28c0d3d046");
+  EXPECT_EQ(CipherShares(key, sealed, 1, 2), plain);
+  // Each direction of a pair has its own stream, so one key never repeats one.
+  EXPECT_NE(CipherShares(key, plain, 2, 1), sealed);
+  Key other = key.bytes;
+  other[0] ^= 1;
+  SecretKey other_key;
+  other_key.bytes = other;
+  EXPECT_NE(CipherShares(other_key, plain, 1, 2), sealed);
+}
+
+TEST(Golden, CommitmentsAreBoundToWhatRoundOwnerAndHolder) {
+  const std::string share(16, 'a');
+  const std::string c = Commitment(Committed::kSelfMaskShare, 7, 1, 2, share);
+  EXPECT_EQ(c.size(), kShareCommitmentBytes);
+  EXPECT_EQ(HexOf(c), "c3b36710e76e92c435a77219a0916b00");
+  EXPECT_EQ(Commitment(Committed::kSelfMaskSeed, 7, 1, 1, share).size(), kSeedCommitmentBytes);
+  EXPECT_NE(Commitment(Committed::kMaskingKeyShare, 7, 1, 2, share), c);
+  EXPECT_NE(Commitment(Committed::kSelfMaskShare, 8, 1, 2, share), c);
+  EXPECT_NE(Commitment(Committed::kSelfMaskShare, 7, 2, 1, share), c);
+  EXPECT_NE(Commitment(Committed::kSelfMaskShare, 7, 1, 2, std::string(16, 'b')), c);
+}
+
+// A seed stands for a masking key pair and a self-mask key, different from
+// each other and fixed by the seed alone: the server rebuilds both from it.
+TEST(Golden, SeedExpansion) {
+  SecretSeed seed;
+  for (size_t i = 0; i < seed.bytes.size(); ++i) seed.bytes[i] = static_cast<uint8_t>(i);
+  const KeyPair masking = MaskingKeyPairOf(seed);
+  EXPECT_EQ(masking.public_key, PublicKeyOf(masking.secret));
+  EXPECT_EQ(HexOf(masking.public_key), "75ae85971feb39135bf24d0f9e51c4f4c95b83435b99e75a2834a049ddd00017");
+  EXPECT_EQ(HexOf(SelfMaskKeyOf(seed).bytes), "6ac5f6c9945626d144de245ecd9e366d3f8506a9e3a3612d6e9fd5ce59031bbb");
+  EXPECT_NE(SelfMaskKeyOf(seed).bytes, masking.secret.bytes);
+  // Random seeds are pairs of field elements.
+  auto rng = SeededRandom({5});
+  for (int i = 0; i < 1000; ++i) {
+    const SecretSeed s = RandomSeed(*rng);
+    uint64_t words[2];
+    std::memcpy(words, s.bytes.data(), sizeof(words));
+    ASSERT_LT(words[0], kFieldPrime);
+    ASSERT_LT(words[1], kFieldPrime);
+  }
 }
 
 TEST(Golden, MaskExpansion) {
@@ -94,8 +131,7 @@ TEST(Shamir, AnyThresholdSubsetReconstructsAndFewerDoNot) {
   auto rng = SeededRandom({7});
   std::mt19937 pick(3);
   for (int trial = 0; trial < 50; ++trial) {
-    SecretKey secret;
-    rng->Fill(secret.bytes);
+    const SecretSeed secret = RandomSeed(*rng);
     const int k = 2 + static_cast<int>(pick() % 30);
     const int t = 1 + static_cast<int>(pick() % static_cast<uint32_t>(k));
     std::vector<uint64_t> points;
@@ -117,10 +153,9 @@ TEST(Shamir, AnyThresholdSubsetReconstructsAndFewerDoNot) {
       p.pop_back();
       s.pop_back();
       EXPECT_FALSE(CombineShares(p, s, t).ok());
-      auto wrong = CombineShares(p, s, t - 1);  // t-1 shares give something else (or nothing)
-      if (wrong.ok()) {
-        EXPECT_NE(wrong->bytes, secret.bytes);
-      }
+      auto wrong = CombineShares(p, s, t - 1);  // t-1 shares interpolate to something else
+      ASSERT_TRUE(wrong.ok());
+      EXPECT_NE(wrong->bytes, secret.bytes);
     }
   }
 }

@@ -8,17 +8,14 @@
 namespace tinyfed::secagg::internal {
 namespace {
 
+constexpr size_t kWords = kSeedBytes / 8;
+
 uint64_t Add(uint64_t a, uint64_t b) {
-  uint64_t r = a + b;
-  return r >= kFieldPrime ? r - kFieldPrime : r;
+  const absl::uint128 r = absl::uint128(a) + b;
+  return r >= kFieldPrime ? absl::Uint128Low64(r - kFieldPrime) : absl::Uint128Low64(r);
 }
-uint64_t Sub(uint64_t a, uint64_t b) { return a >= b ? a - b : a + kFieldPrime - b; }
-uint64_t Mul(uint64_t a, uint64_t b) {
-  const absl::uint128 p = absl::uint128(a) * b;
-  const uint64_t lo = absl::Uint128Low64(p) & kFieldPrime;
-  const uint64_t hi = absl::Uint128Low64(p >> 61);
-  return Add(lo, hi);
-}
+uint64_t Sub(uint64_t a, uint64_t b) { return a >= b ? a - b : a + (kFieldPrime - b); }
+uint64_t Mul(uint64_t a, uint64_t b) { return absl::Uint128Low64(absl::uint128(a) * b % kFieldPrime); }
 uint64_t Pow(uint64_t a, uint64_t e) {
   uint64_t r = 1;
   for (; e; e >>= 1, a = Mul(a, a)) {
@@ -32,21 +29,24 @@ uint64_t RandomElement(Random& rng) {
   for (;;) {
     uint64_t v;
     rng.Fill(std::span(reinterpret_cast<uint8_t*>(&v), sizeof(v)));
-    v &= kFieldPrime;  // 61 bits; reject the single value equal to p
     if (v < kFieldPrime) return v;
   }
 }
 
+uint64_t Word(const uint8_t* bytes, size_t word) {
+  uint64_t w;
+  std::memcpy(&w, bytes + 8 * word, 8);
+  return w;
+}
+
 }  // namespace
 
-std::vector<std::string> SplitSecret(const SecretKey& secret, int threshold, const std::vector<uint64_t>& points,
+std::vector<std::string> SplitSecret(const SecretSeed& secret, int threshold, const std::vector<uint64_t>& points,
                                      Random& rng) {
   std::vector<std::string> shares(points.size(), std::string(kShareBytes, '\0'));
   std::vector<uint64_t> coef(static_cast<size_t>(threshold));
-  for (int word = 0; word < 8; ++word) {
-    uint32_t w;
-    std::memcpy(&w, secret.bytes.data() + 4 * word, 4);
-    coef[0] = w;
+  for (size_t word = 0; word < kWords; ++word) {
+    coef[0] = Word(secret.bytes.data(), word);
     for (int c = 1; c < threshold; ++c) coef[static_cast<size_t>(c)] = RandomElement(rng);
     for (size_t i = 0; i < points.size(); ++i) {
       uint64_t y = 0;  // Horner
@@ -58,8 +58,8 @@ std::vector<std::string> SplitSecret(const SecretKey& secret, int threshold, con
   return shares;
 }
 
-absl::StatusOr<SecretKey> CombineShares(const std::vector<uint64_t>& points, const std::vector<std::string>& shares,
-                                        int threshold) {
+absl::StatusOr<SecretSeed> CombineShares(const std::vector<uint64_t>& points, const std::vector<std::string>& shares,
+                                         int threshold) {
   if (static_cast<int>(shares.size()) < threshold || shares.size() != points.size() || threshold < 1) {
     return absl::InvalidArgumentError(absl::StrCat(shares.size(), " shares, need ", threshold));
   }
@@ -77,19 +77,16 @@ absl::StatusOr<SecretKey> CombineShares(const std::vector<uint64_t>& points, con
     }
     lambda[i] = Mul(num, Inverse(den));
   }
-  SecretKey secret;
-  for (int word = 0; word < 8; ++word) {
+  SecretSeed secret;
+  for (size_t word = 0; word < kWords; ++word) {
     uint64_t s = 0;
     for (size_t i = 0; i < t; ++i) {
       if (shares[i].size() != kShareBytes) return absl::InvalidArgumentError("malformed share");
-      uint64_t y;
-      std::memcpy(&y, shares[i].data() + 8 * word, 8);
+      const uint64_t y = Word(reinterpret_cast<const uint8_t*>(shares[i].data()), word);
       if (y >= kFieldPrime) return absl::InvalidArgumentError("share value outside the field");
       s = Add(s, Mul(y, lambda[i]));
     }
-    if (s > UINT32_MAX) return absl::InvalidArgumentError("shares do not interpolate to a secret");
-    const auto w = static_cast<uint32_t>(s);
-    std::memcpy(secret.bytes.data() + 4 * word, &w, 4);
+    std::memcpy(secret.bytes.data() + 8 * word, &s, 8);
   }
   return secret;
 }

@@ -1,6 +1,7 @@
-// Shamir t-of-k sharing of 32-byte secrets over GF(2^61 - 1): the secret is
-// eight 32-bit words, each the constant term of its own random polynomial of
-// degree t - 1; the share for x is the eight evaluations at x (x != 0).
+// Shamir t-of-k sharing of 128-bit seeds over GF(2^64 - 59): the seed is two
+// field elements, each the constant term of its own random polynomial of
+// degree t - 1; the share for x is the two evaluations at x (x != 0), 16
+// bytes, the size of the secret.
 #ifndef TINYFED_SECURE_AGG_INTERNAL_SHAMIR_H_
 #define TINYFED_SECURE_AGG_INTERNAL_SHAMIR_H_
 
@@ -13,19 +14,17 @@
 
 namespace tinyfed::secagg::internal {
 
-inline constexpr uint64_t kFieldPrime = (uint64_t{1} << 61) - 1;
-inline constexpr size_t kShareBytes = 8 * 8;
+inline constexpr size_t kShareBytes = kSeedBytes;
 
 // One share per x in `points` (distinct, nonzero, < kFieldPrime), each
 // kShareBytes. Polynomial coefficients come from `rng` and are wiped.
-std::vector<std::string> SplitSecret(const SecretKey& secret, int threshold, const std::vector<uint64_t>& points,
+std::vector<std::string> SplitSecret(const SecretSeed& secret, int threshold, const std::vector<uint64_t>& points,
                                      Random& rng);
 
-// Interpolates at 0 from at least `threshold` shares (points distinct).
-// INVALID_ARGUMENT for too few shares, a malformed share, or a result that is
-// not a 32-bit word in some position (shares from different secrets).
-absl::StatusOr<SecretKey> CombineShares(const std::vector<uint64_t>& points, const std::vector<std::string>& shares,
-                                        int threshold);
+// Interpolates at 0 from the first `threshold` shares (points distinct).
+// INVALID_ARGUMENT for too few shares or a malformed share.
+absl::StatusOr<SecretSeed> CombineShares(const std::vector<uint64_t>& points, const std::vector<std::string>& shares,
+                                         int threshold);
 
 }  // namespace tinyfed::secagg::internal
 

@@ -4,6 +4,8 @@
 #ifndef TINYFED_SIM_INTERNAL_TRACKER_H_
 #define TINYFED_SIM_INTERNAL_TRACKER_H_
 
+#include <sodium.h>
+
 #include <map>
 #include <memory>
 #include <set>
@@ -11,6 +13,8 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tinyfed/auth/device_signature.h"
 #include "tinyfed/client/transport.h"
 
 namespace tinyfed::sim::internal {
@@ -97,7 +101,7 @@ class TrackingTransport : public client::ForwardingTransport {
  private:
   template <typename Request, typename Response>
   absl::StatusOr<Response> Count(const Request& request, absl::StatusOr<Response> response) {
-    const uint64_t up = request.ByteSizeLong(), down = response.ok() ? response->ByteSizeLong() : 0;
+    const uint64_t up = SentBytes(request), down = response.ok() ? response->ByteSizeLong() : 0;
     tracker_->Update(id_, [&](Tracker::Device& d) {
       d.up += up;
       d.down += down;
@@ -105,6 +109,17 @@ class TrackingTransport : public client::ForwardingTransport {
     });
     return response;
   }
+  // A request as a gateway's gRPC transport sends it, whatever transport the
+  // simulation uses: stamped with a nonce and a timestamp, with the device's
+  // Ed25519 signature beside it. HTTP/2 and TLS framing are not counted.
+  template <typename Request>
+  static uint64_t SentBytes(const Request& request) {
+    Request stamped = request;
+    // Any time from 1971 to 2109 has the timestamp width of today (6 varint bytes).
+    auth::StampHeader(stamped.mutable_header(), absl::FromUnixMillis(int64_t{1} << 41));
+    return stamped.ByteSizeLong() + crypto_sign_BYTES;
+  }
+
   Tracker* tracker_;
   std::string id_;
 };
