@@ -181,6 +181,11 @@ KernelFn NeonKernel(const PreparedOp& op) {
   if (op.kind == v1::Op::kConv2D) return &kernels::NeonConv2D;
   if (op.kind == v1::Op::kFullyConnected) return &kernels::NeonFullyConnected;
   if (op.kind == v1::Op::kDepthwiseConv2D) return &kernels::NeonDepthwiseConv2D;
+  if (op.kind == v1::Op::kMaxPool) return &kernels::NeonMaxPool;
+  if (op.kind == v1::Op::kAveragePool || op.kind == v1::Op::kGlobalAveragePool) return &kernels::NeonAveragePool;
+  if (op.kind == v1::Op::kAdd) return &kernels::NeonAdd;
+  if (op.kind == v1::Op::kConcat) return &kernels::NeonConcat;
+    // A reshape is a clamped copy; the reference loop vectorizes as it is.
 #endif
   return ReferenceKernel(op.kind);
 }

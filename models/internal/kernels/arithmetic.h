@@ -1,6 +1,7 @@
 // What the int8 kernels share: modular int32 arithmetic without undefined
-// behaviour, the reference requantization, and (on x86-64) their AVX2
-// counterparts on 8 lanes, with the GEMM and depthwise blocking constants.
+// behaviour, the reference requantization, and their NEON (64-bit ARM, 4
+// lanes) and AVX2 (x86-64, 8 lanes) counterparts, with the GEMM and
+// depthwise blocking constants.
 // Only functions marked TINYFED_AVX2 use AVX2, so the rest of the binary
 // stays baseline x86-64 and the interpreter picks AVX2 at run time.
 #ifndef TINYFED_MODELS_INTERNAL_KERNELS_ARITHMETIC_H_
@@ -61,6 +62,45 @@ inline int32_t NeonDot(const int16_t* a, const int16_t* b, int n) {
     hi = vmlal_high_s16(hi, x, w);
   }
   return vaddvq_s32(vaddq_s32(lo, hi));
+}
+
+// MultiplyByQuantizedMultiplier on 4 lanes, bit-exact: SQRDMULH is
+// floor((a * b + 2^30) / 2^31) with the scalar version's one saturating case
+// (see the AVX2 RoundingDoublingHighMul below for why the scalar equals that
+// floor), and subtracting 1 from negative values before a rounding right
+// shift (round half up) rounds their halves away from zero, as
+// RoundingDivideByPOT does; the saturating subtraction leaves INT32_MIN,
+// whose remainder is zero, exact.
+inline int32x4_t NeonMultiplyByQuantizedMultiplier(int32x4_t x, QuantizedMultiplier q) {
+  const int32x4_t left = vdupq_n_s32(q.shift > 0 ? q.shift : 0);
+  const int32x4_t high = vqrdmulhq_s32(vshlq_s32(x, left), vdupq_n_s32(q.multiplier));
+  const int32x4_t right = vdupq_n_s32(q.shift > 0 ? 0 : q.shift);  // negative: a right shift
+  const int32x4_t fixup = vshrq_n_s32(vandq_s32(high, right), 31);
+  return vrshlq_s32(vqaddq_s32(high, fixup), right);
+}
+
+// Adds the output zero point to 4 requantized lanes and clamps them to the
+// activation's range.
+inline int32x4_t NeonOffsetAndClamp(int32x4_t v, const PreparedOp& op) {
+  v = vaddq_s32(v, vdupq_n_s32(op.output_zero_point));
+  return vminq_s32(vmaxq_s32(v, vdupq_n_s32(op.activation.min)), vdupq_n_s32(op.activation.max));
+}
+
+// 16 clamped int32 lanes, in order, narrowed to int8.
+inline int8x16_t NeonNarrow(int32x4_t a, int32x4_t b, int32x4_t c, int32x4_t d) {
+  return vcombine_s8(vqmovn_s16(vcombine_s16(vqmovn_s32(a), vqmovn_s32(b))),
+                     vqmovn_s16(vcombine_s16(vqmovn_s32(c), vqmovn_s32(d))));
+}
+
+// Stores the first n (0..16) bytes of v: a tail of channels.
+inline void NeonStoreFirstBytes(int8_t* dst, int8x16_t v, int n) {
+  if (n >= 16) {
+    vst1q_s8(dst, v);
+    return;
+  }
+  int8_t bytes[16];
+  vst1q_s8(bytes, v);
+  std::memcpy(dst, bytes, static_cast<size_t>(n));
 }
 
 #endif

@@ -70,6 +70,32 @@ void ReferenceConcat(const PreparedOp& op, uint8_t* arena) {
   });
 }
 
+#if defined(__aarch64__)
+
+void NeonConcat(const PreparedOp& op, uint8_t* arena) {
+  ForEachPart(op, arena, [&](const ConcatPart& part, const int8_t* in, int8_t* dst) {
+    if (part.copies) {
+      std::memcpy(dst, in, static_cast<size_t>(part.channels));
+      return;
+    }
+    const int16x8_t zp = vdupq_n_s16(static_cast<int16_t>(part.zero_point));
+    auto four = [&](int16x4_t centered) {
+      return NeonOffsetAndClamp(NeonMultiplyByQuantizedMultiplier(vmovl_s16(centered), part.multiplier), op);
+    };
+    // Loads may read up to 15 bytes past the input (the arena's slack).
+    for (int c = 0; c < part.channels; c += 16) {
+      const int8x16_t x = vld1q_s8(in + c);
+      const int16x8_t lo = vsubq_s16(vmovl_s8(vget_low_s8(x)), zp), hi = vsubq_s16(vmovl_high_s8(x), zp);
+      NeonStoreFirstBytes(
+          dst + c,
+          NeonNarrow(four(vget_low_s16(lo)), four(vget_high_s16(lo)), four(vget_low_s16(hi)), four(vget_high_s16(hi))),
+          part.channels - c);
+    }
+  });
+}
+
+#endif  // __aarch64__
+
 #if defined(__x86_64__)
 
 namespace {

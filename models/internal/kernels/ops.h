@@ -1,8 +1,9 @@
 // One file per kernel, as tflite-micro keeps them: each op's analysis (its
 // parameter checks and int8 constants, run by graph.h), its reference kernel
-// (the definition of correct output), its AVX2 kernel (on x86-64, bit-exact
-// against the reference: kernels_test.cc) and what the AVX2 kernel
-// prepares. models/internal/kernels.h dispatches to the kernels.
+// (the definition of correct output), its NEON kernel (on 64-bit ARM) and
+// AVX2 kernel (on x86-64), each bit-exact against the reference
+// (kernels_test.cc), and what they prepare. Reshape, a clamped copy, has the
+// reference kernel only. models/internal/kernels.h dispatches to the kernels.
 #ifndef TINYFED_MODELS_INTERNAL_KERNELS_OPS_H_
 #define TINYFED_MODELS_INTERNAL_KERNELS_OPS_H_
 
@@ -51,6 +52,12 @@ void NeonConv2D(const PreparedOp& op, uint8_t* arena);
 void NeonFullyConnected(const PreparedOp& op, uint8_t* arena);
 void PrepareNeonDepthwise(PreparedOp* op);
 void NeonDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
+// 16 channels (bytes) at a time; tails load up to 15 bytes past their input,
+// into the arena's slack, as the AVX2 kernels do.
+void NeonMaxPool(const PreparedOp& op, uint8_t* arena);
+void NeonAveragePool(const PreparedOp& op, uint8_t* arena);
+void NeonAdd(const PreparedOp& op, uint8_t* arena);
+void NeonConcat(const PreparedOp& op, uint8_t* arena);
 #endif
 
 #if defined(__x86_64__)

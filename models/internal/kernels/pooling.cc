@@ -1,6 +1,6 @@
 // MaxPool, AveragePool and GlobalAveragePool (an average over the whole
-// input): the reference loop nest and the AVX2 kernels, 32 channels at a time
-// and the rest 16 at a time.
+// input): the reference loop nest, the NEON kernels 16 channels at a time,
+// and the AVX2 kernels, 32 channels at a time and the rest 16 at a time.
 #include "models/internal/kernels/arithmetic.h"
 #include "models/internal/kernels/ops.h"
 
@@ -63,6 +63,70 @@ void ReferencePool(const PreparedOp& op, uint8_t* arena) {
 
 template void ReferencePool<true>(const PreparedOp&, uint8_t*);
 template void ReferencePool<false>(const PreparedOp&, uint8_t*);
+
+#if defined(__aarch64__)
+
+void NeonMaxPool(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  const int8x16_t lo = vdupq_n_s8(static_cast<int8_t>(op.activation.min));
+  const int8x16_t hi = vdupq_n_s8(static_cast<int8_t>(op.activation.max));
+  for (int oy = 0; oy < g.out_h; ++oy) {
+    for (int ox = 0; ox < g.out_w; ++ox) {
+      const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
+      const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
+      const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
+      int8_t* dst = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
+      for (int c = 0; c < g.in_c; c += 16) {
+        int8x16_t m = vdupq_n_s8(-128);
+        for (int ky = ky0; ky < ky1; ++ky) {
+          for (int kx = kx0; kx < kx1; ++kx) {
+            m = vmaxq_s8(m, vld1q_s8(in + (static_cast<size_t>(y0 + ky) * g.in_w + (x0 + kx)) * g.in_c + c));
+          }
+        }
+        NeonStoreFirstBytes(dst + c, vminq_s8(vmaxq_s8(m, lo), hi), g.in_c - c);
+      }
+    }
+  }
+}
+
+// Sums in int32 lanes, then the reference's rounding division per channel.
+void NeonAveragePool(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  for (int oy = 0; oy < g.out_h; ++oy) {
+    for (int ox = 0; ox < g.out_w; ++ox) {
+      const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
+      const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
+      const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
+      const int count = std::max(1, (ky1 - ky0) * (kx1 - kx0));
+      int8_t* dst = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
+      for (int c = 0; c < g.in_c; c += 16) {
+        int32x4_t s[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+        for (int ky = ky0; ky < ky1; ++ky) {
+          for (int kx = kx0; kx < kx1; ++kx) {
+            const int8x16_t v = vld1q_s8(in + (static_cast<size_t>(y0 + ky) * g.in_w + (x0 + kx)) * g.in_c + c);
+            const int16x8_t low = vmovl_s8(vget_low_s8(v)), high = vmovl_high_s8(v);
+            s[0] = vaddw_s16(s[0], vget_low_s16(low));
+            s[1] = vaddw_high_s16(s[1], low);
+            s[2] = vaddw_s16(s[2], vget_low_s16(high));
+            s[3] = vaddw_high_s16(s[3], high);
+          }
+        }
+        int32_t acc[16];
+        for (int i = 0; i < 4; ++i) vst1q_s32(acc + 4 * i, s[i]);
+        for (int i = 0; i < 16 && c + i < g.in_c; ++i) {
+          const int32_t a = acc[i] > 0 ? (acc[i] + count / 2) / count : (acc[i] - count / 2) / count;
+          dst[c + i] = static_cast<int8_t>(std::clamp(a, op.activation.min, op.activation.max));
+        }
+      }
+    }
+  }
+}
+
+#endif  // __aarch64__
 
 #if defined(__x86_64__)
 
