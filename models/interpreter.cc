@@ -74,10 +74,14 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
   if (kernels == KernelSet::kNeon && !internal::CpuHasNeon()) {
     return absl::FailedPreconditionError("NEON kernels requested but this is not a 64-bit ARM CPU");
   }
+  if (kernels == KernelSet::kNeonDot && !internal::CpuHasNeonDot()) {
+    return absl::FailedPreconditionError("NEON dot-product kernels requested but this CPU has no SDOT");
+  }
   if (kernels == KernelSet::kBest) {
-    kernels = internal::CpuHasAvx2()   ? KernelSet::kAvx2
-              : internal::CpuHasNeon() ? KernelSet::kNeon
-                                       : KernelSet::kReference;
+    kernels = internal::CpuHasAvx2()      ? KernelSet::kAvx2
+              : internal::CpuHasNeonDot() ? KernelSet::kNeonDot
+              : internal::CpuHasNeon()    ? KernelSet::kNeon
+                                          : KernelSet::kReference;
   }
   auto state = std::make_unique<State>();
   state->kernel_set = kernels;
@@ -101,6 +105,10 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
       case KernelSet::kNeon:
         internal::PrepareNeon(&op);
         state->kernels.push_back(internal::NeonKernel(op));
+        break;
+      case KernelSet::kNeonDot:
+        internal::PrepareNeonDot(&op);
+        state->kernels.push_back(internal::NeonDotKernel(op));
         break;
       case KernelSet::kBest:  // resolved above
       case KernelSet::kReference:
@@ -225,6 +233,8 @@ const char* Interpreter::kernel_set_name() const {
       return "avx2";
     case KernelSet::kNeon:
       return "neon";
+    case KernelSet::kNeonDot:
+      return "neon-dot";
     case KernelSet::kBest:
     case KernelSet::kReference:
       break;

@@ -14,6 +14,7 @@ std::vector<KernelSet> AvailableKernelSets() {
   std::vector<KernelSet> sets = {KernelSet::kReference};
   if (internal::CpuHasAvx2()) sets.push_back(KernelSet::kAvx2);
   if (internal::CpuHasNeon()) sets.push_back(KernelSet::kNeon);
+  if (internal::CpuHasNeonDot()) sets.push_back(KernelSet::kNeonDot);
   return sets;
 }
 

@@ -5,6 +5,11 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include "models/internal/kernels/arithmetic.h"
 #include "models/internal/kernels/ops.h"
 
@@ -174,6 +179,31 @@ void PrepareNeon([[maybe_unused]] PreparedOp* op) {
   if (op->kind == v1::Op::kFullyConnected) kernels::PrepareNeonGemm(op, g.in_c);
   if (op->kind == v1::Op::kDepthwiseConv2D) kernels::PrepareNeonDepthwise(op);
 #endif
+}
+
+bool CpuHasNeonDot() {
+#if defined(__aarch64__) && defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+  return false;
+#endif
+}
+
+void PrepareNeonDot([[maybe_unused]] PreparedOp* op) {
+#if defined(__aarch64__)
+  const Geometry& g = op->g;
+  if (op->kind == v1::Op::kConv2D) return kernels::PrepareNeonDotGemm(op, g.kernel_h * g.kernel_w * g.in_c);
+  if (op->kind == v1::Op::kFullyConnected) return kernels::PrepareNeonDotGemm(op, g.in_c);
+  PrepareNeon(op);
+#endif
+}
+
+KernelFn NeonDotKernel(const PreparedOp& op) {
+#if defined(__aarch64__)
+  if (op.kind == v1::Op::kConv2D) return &kernels::NeonDotConv2D;
+  if (op.kind == v1::Op::kFullyConnected) return &kernels::NeonDotFullyConnected;
+#endif
+  return NeonKernel(op);
 }
 
 KernelFn NeonKernel(const PreparedOp& op) {

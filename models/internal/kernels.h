@@ -1,6 +1,7 @@
 // int8 kernels. Each op has a portable reference kernel, written to mirror
-// TFLite's reference_integer_ops, and an AVX2 kernel that must produce the same
-// bytes (kernels_test.cc checks them against each other). Prepare-time data
+// TFLite's reference_integer_ops, and vector kernels (AVX2; NEON, with or
+// without SDOT) that must produce the same bytes (kernels_test.cc checks
+// them against each other). Prepare-time data
 // (multipliers, packed weights, scratch sizes) lives in PreparedOp; the Eval
 // functions only read it and write into the arena, and never allocate.
 //
@@ -45,9 +46,11 @@ struct PreparedOp {
   // Arena offsets.
   uint64_t input_offset = 0, second_input_offset = 0, output_offset = 0, scratch_offset = 0;
   uint64_t scratch_bytes = 0;
-  // AVX2 only: weights widened to int16 and packed for the GEMM micro-kernel,
+  // Vector kernels: weights widened to int16 and packed for the GEMM
+  // micro-kernel (AVX2, NEON), or int8 for SDOT (NEON with dot product),
   // and bias minus input_zero_point * sum(weights) per channel.
   std::vector<int16_t> packed_weights;
+  std::vector<int8_t> packed_int8_weights;
   std::vector<int32_t> folded_bias;
   int packed_depth = 0;         // inner-product length rounded up to even
   bool any_left_shift = false;  // some channel multiplier is 1 or more
@@ -71,11 +74,17 @@ KernelFn Avx2Kernel(const PreparedOp& op);
 
 // True on 64-bit ARM, where NEON is part of the architecture.
 bool CpuHasNeon();
-// As PrepareAvx2 and Avx2Kernel, for the NEON kernels: Conv2D,
-// FullyConnected and DepthwiseConv2D (the multiply-accumulates); the other
-// ops run their reference kernels.
+// As PrepareAvx2 and Avx2Kernel, for the NEON kernels (Reshape runs its
+// reference kernel).
 void PrepareNeon(PreparedOp* op);
 KernelFn NeonKernel(const PreparedOp& op);
+// True on 64-bit ARM cores with the dot-product instructions (the kernel's
+// HWCAP_ASIMDDP): Cortex-A55, A76 and later, not the Raspberry Pi 3's and
+// 4's A53 and A72.
+bool CpuHasNeonDot();
+// The NEON kernels with Conv2D and FullyConnected on SDOT.
+void PrepareNeonDot(PreparedOp* op);
+KernelFn NeonDotKernel(const PreparedOp& op);
 
 }  // namespace tinyfed::models::internal
 

@@ -15,6 +15,9 @@
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
+// The ARMv8.2 dot-product instructions (SDOT), optional before ARMv8.4: only
+// functions marked TINYFED_DOTPROD use them, chosen at run time.
+#define TINYFED_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 #if defined(__x86_64__)
 #include <immintrin.h>

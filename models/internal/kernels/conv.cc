@@ -112,6 +112,11 @@ void PackGemmWeights(PreparedOp* op, int depth) {
       op->packed_weights[idx] = op->weights[static_cast<size_t>(oc) * depth + k];
     }
   }
+  FoldInputZeroPoint(op, depth);
+}
+
+void FoldInputZeroPoint(PreparedOp* op, int depth) {
+  const int out_c = op->g.out_c;
   op->folded_bias.assign(static_cast<size_t>(RoundUp(out_c, kChannelBlock)), 0);
   for (int oc = 0; oc < out_c; ++oc) {
     int32_t sum = 0;
@@ -190,6 +195,87 @@ void NeonFullyConnected(const PreparedOp& op, uint8_t* arena) {
   std::memset(patch, 0, sizeof(int16_t) * static_cast<size_t>(op.packed_depth));
   WidenCentered(in, op.g.in_c, op.input_zero_point, patch);
   NeonGemmRow(op, patch, out);
+}
+
+void PrepareNeonDotGemm(PreparedOp* op, int depth) {
+  op->packed_depth = RoundUp(depth, 16);
+  const size_t stride = static_cast<size_t>(op->packed_depth);
+  op->packed_int8_weights.assign(static_cast<size_t>(op->g.out_c) * stride, 0);
+  for (int oc = 0; oc < op->g.out_c; ++oc) {
+    std::memcpy(op->packed_int8_weights.data() + static_cast<size_t>(oc) * stride,
+                op->weights.data() + static_cast<size_t>(oc) * static_cast<size_t>(depth), static_cast<size_t>(depth));
+  }
+  FoldInputZeroPoint(op, depth);
+  op->scratch_bytes = stride;
+}
+
+namespace {
+
+// One output pixel (or an FC's one row): the int8 patch (the input zero
+// point where the window leaves the input, so that the folded bias cancels
+// it) against every output channel, four channels per pass over the patch.
+TINYFED_DOTPROD void NeonDotGemmRow(const PreparedOp& op, const int8_t* patch, int8_t* out) {
+  const size_t stride = static_cast<size_t>(op.packed_depth);
+  const int8_t* w = op.packed_int8_weights.data();
+  const int out_c = op.g.out_c;
+  int oc = 0;
+  for (; oc + 4 <= out_c; oc += 4) {
+    const int8_t* w0 = w + static_cast<size_t>(oc) * stride;
+    int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t k = 0; k < stride; k += 16) {
+      const int8x16_t x = vld1q_s8(patch + k);
+      a0 = vdotq_s32(a0, x, vld1q_s8(w0 + k));
+      a1 = vdotq_s32(a1, x, vld1q_s8(w0 + stride + k));
+      a2 = vdotq_s32(a2, x, vld1q_s8(w0 + 2 * stride + k));
+      a3 = vdotq_s32(a3, x, vld1q_s8(w0 + 3 * stride + k));
+    }
+    int32_t acc[4];
+    vst1q_s32(acc,
+              vaddq_s32(vpaddq_s32(vpaddq_s32(a0, a1), vpaddq_s32(a2, a3)), vld1q_s32(op.folded_bias.data() + oc)));
+    for (int i = 0; i < 4; ++i) out[oc + i] = Requantize(acc[i], op, oc + i);
+  }
+  for (; oc < out_c; ++oc) {
+    const int8_t* w0 = w + static_cast<size_t>(oc) * stride;
+    int32x4_t a = vdupq_n_s32(0);
+    for (size_t k = 0; k < stride; k += 16) a = vdotq_s32(a, vld1q_s8(patch + k), vld1q_s8(w0 + k));
+    out[oc] = Requantize(WrapAdd(op.folded_bias[static_cast<size_t>(oc)], vaddvq_s32(a)), op, oc);
+  }
+}
+
+}  // namespace
+
+TINYFED_DOTPROD void NeonDotConv2D(const PreparedOp& op, uint8_t* arena) {
+  const Geometry& g = op.g;
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* patch = reinterpret_cast<int8_t*>(arena + op.scratch_offset);
+  const size_t tap = static_cast<size_t>(g.in_c);
+  for (int oy = 0; oy < g.out_h; ++oy) {
+    for (int ox = 0; ox < g.out_w; ++ox) {
+      const int in_y0 = oy * g.stride_h - g.pad_top;
+      const int in_x0 = ox * g.stride_w - g.pad_left;
+      std::memset(patch, op.input_zero_point, static_cast<size_t>(op.packed_depth));
+      int8_t* p = patch;
+      for (int ky = 0; ky < g.kernel_h; ++ky) {
+        const int iy = in_y0 + ky;
+        for (int kx = 0; kx < g.kernel_w; ++kx, p += tap) {
+          const int ix = in_x0 + kx;
+          if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
+          std::memcpy(p, in + (static_cast<size_t>(iy) * g.in_w + ix) * tap, tap);
+        }
+      }
+      NeonDotGemmRow(op, patch, out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c);
+    }
+  }
+}
+
+TINYFED_DOTPROD void NeonDotFullyConnected(const PreparedOp& op, uint8_t* arena) {
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* patch = reinterpret_cast<int8_t*>(arena + op.scratch_offset);
+  std::memset(patch, op.input_zero_point, static_cast<size_t>(op.packed_depth));
+  std::memcpy(patch, in, static_cast<size_t>(op.g.in_c));
+  NeonDotGemmRow(op, patch, out);
 }
 
 #endif

@@ -22,6 +22,8 @@ void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena);
 // Gemm weights: [channel block][depth pair][16 channels][2 depths], zero
 // padded, and the bias with the input zero point folded in.
 void PackGemmWeights(PreparedOp* op, int depth);
+// folded_bias: the bias minus input_zero_point * sum(weights) per channel.
+void FoldInputZeroPoint(PreparedOp* op, int depth);
 // depthwise_conv.cc
 extern const OpAnalyzer kDepthwiseConv2DAnalyzer;
 void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
@@ -58,6 +60,13 @@ void NeonMaxPool(const PreparedOp& op, uint8_t* arena);
 void NeonAveragePool(const PreparedOp& op, uint8_t* arena);
 void NeonAdd(const PreparedOp& op, uint8_t* arena);
 void NeonConcat(const PreparedOp& op, uint8_t* arena);
+// With SDOT (CpuHasNeonDot): int8 patches against int8 weights, 16 depths
+// per instruction, the input zero point folded into the bias (folded_bias),
+// so padded taps hold the zero point. Weights per output channel, zero
+// padded to a multiple of 16.
+void PrepareNeonDotGemm(PreparedOp* op, int depth);
+void NeonDotConv2D(const PreparedOp& op, uint8_t* arena);
+void NeonDotFullyConnected(const PreparedOp& op, uint8_t* arena);
 #endif
 
 #if defined(__x86_64__)
