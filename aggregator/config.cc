@@ -118,6 +118,7 @@ absl::Status ReadDp(TomlTableReader& r, Config& c) {
   TINYFED_RETURN_IF_ERROR(r.Double("epsilon_budget", &d.epsilon_budget, 1e-9, 1e9));
   TINYFED_RETURN_IF_ERROR(r.Integer("bits", &d.bits, 0, 32));
   if (d.bits == 1) return absl::InvalidArgumentError("dp.bits must be 0 (chosen at start) or in [2, 32], got 1");
+  TINYFED_RETURN_IF_ERROR(r.Double("sketch_fraction", &d.sketch_fraction, 0.0, 1.0));
   return r.Double("max_wrap_probability", &d.max_wrap_probability, 1e-300, 0.5);
 }
 
@@ -193,6 +194,9 @@ absl::Status CheckConsistency(const Config& c, const std::string& source) {
   if (c.national_clinics > 0 && c.national_clinics < c.cohort_size) {
     return error(absl::StrCat("rounds.national_clinics (", c.national_clinics, ") is below rounds.cohort_size (",
                               c.cohort_size, "): each region forwards at least one clinic"));
+  }
+  if (c.dp.sketch_fraction > 0 && !c.secure_aggregation) {
+    return error("dp.sketch_fraction compresses SecAgg+ encodings: it needs secagg.enabled = true");
   }
   if (c.compression != v1::COMPRESSION_NONE && c.secure_aggregation) {
     return error("compression.kind needs secagg.enabled = false (SecAgg+ sums fixed-width integers)");
@@ -373,7 +377,7 @@ std::string FormatConfig(const Config& c) {
       "[training]\nepochs = %d\nbatch_size = %d\nlearning_rate = %.9g\nmomentum = %.9g\nweight_decay = %.9g\n"
       "class_weights = [%s]\n\n"
       "[dp]\nmode = \"%s\"\nunit = \"%s\"\nclip = %.17g\nsampling_rate = %.17g\nupdate_clip = %.17g\n%s = %.17g\n"
-      "delta = %.17g\nepsilon_budget = %.17g\nbits = %d\nmax_wrap_probability = %.17g\n\n"
+      "delta = %.17g\nepsilon_budget = %.17g\nbits = %d\nmax_wrap_probability = %.17g\nsketch_fraction = %.17g\n\n"
       "[secagg]\nenabled = %s\nmax_dropout = %.17g\nmax_corrupted = %.17g\n\n"
       "[compression]\nkind = \"%s\"\ntopk_fraction = %.17g\n\n"
       "[optimizer]\nkind = \"%s\"\nlearning_rate = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\ntau = %.17g\n",
@@ -391,10 +395,10 @@ std::string FormatConfig(const Config& c) {
       modes[static_cast<int>(c.dp.mode)], c.dp.unit == DpUnit::kPatient ? "patient" : "clinic", c.dp.clip,
       c.dp.sampling_rate, c.dp.update_clip, c.dp.target_epsilon > 0 ? "target_epsilon" : "noise_multiplier",
       c.dp.target_epsilon > 0 ? c.dp.target_epsilon : std::max(c.dp.noise_multiplier, 1e-300), c.dp.delta,
-      c.dp.epsilon_budget, c.dp.bits, c.dp.max_wrap_probability, c.secure_aggregation ? "true" : "false", c.max_dropout,
-      c.max_corrupted, compressions[static_cast<int>(c.compression)], c.topk_fraction,
-      optimizers[static_cast<int>(c.optimizer.kind)], c.optimizer.learning_rate, c.optimizer.beta1, c.optimizer.beta2,
-      c.optimizer.tau);
+      c.dp.epsilon_budget, c.dp.bits, c.dp.max_wrap_probability, c.dp.sketch_fraction,
+      c.secure_aggregation ? "true" : "false", c.max_dropout, c.max_corrupted,
+      compressions[static_cast<int>(c.compression)], c.topk_fraction, optimizers[static_cast<int>(c.optimizer.kind)],
+      c.optimizer.learning_rate, c.optimizer.beta1, c.optimizer.beta2, c.optimizer.tau);
   const SecurityConfig& s = c.security;
   absl::StrAppend(&out, "\n[security]\n");
   if (!s.tls_certificate.empty()) {

@@ -1,6 +1,7 @@
 #include "tinyfed/aggregator/noise.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "tinyfed/base/status_macros.h"
@@ -12,6 +13,10 @@ dp::DdgConfig FederationDdgConfig(const Config& config, size_t dimension, int ex
   const bool patient = config.dp.unit == DpUnit::kPatient;
   dp::DdgConfig c;
   c.dimension = dimension;
+  if (config.dp.sketch_fraction > 0) {
+    const double m = std::ceil(config.dp.sketch_fraction * static_cast<double>(dimension));
+    c.sketch_dimension = std::clamp<size_t>(static_cast<size_t>(m), 1, dimension);
+  }
   c.clip = patient ? config.dp.update_clip : config.dp.clip;
   c.bits = config.dp.bits;
   c.expected_clients = std::max(1, expected_clients);

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "tinyfed/dp/count_sketch.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/rotation.h"
 
@@ -27,6 +28,10 @@ double RoundedL2Bound(double l2, double beta, size_t d) {
 absl::Status CheckConfig(const DdgConfig& c) {
   if (c.dimension == 0 || c.dimension > (size_t{1} << 28)) {
     return InvalidArgumentError(StrCat("dimension must be in [1, 2^28], got ", c.dimension));
+  }
+  if (c.sketch_dimension > c.dimension) {
+    return InvalidArgumentError(
+        StrCat("sketch dimension ", c.sketch_dimension, " is more than the update's ", c.dimension));
   }
   if (!(c.clip > 0.0) || !std::isfinite(c.clip))
     return InvalidArgumentError(StrCat("clip must be positive, got ", c.clip));
@@ -59,7 +64,7 @@ absl::StatusOr<DdgParams> ParamsForNoise(const DdgConfig& c, double z) {
   p.config = c;
   p.noise_multiplier = z;
   const double n = c.expected_clients;
-  const double d = static_cast<double>(c.dimension);
+  const double d = static_cast<double>(EncodedDimension(c));
   // Stddev each client adds, in real units.
   const double local_stddev = c.local_only ? z * c.clip : z * c.clip / std::sqrt(n);
   // Per coordinate the sum is subgaussian with variance proxy
@@ -89,7 +94,7 @@ absl::StatusOr<DdgParams> ParamsForNoise(const DdgConfig& c, double z) {
     }
     p.local_variance = *rational;
   }
-  p.rounding_norm_bound = RoundedL2Bound(c.clip * p.scale, c.beta, c.dimension);
+  p.rounding_norm_bound = RoundedL2Bound(c.clip * p.scale, c.beta, EncodedDimension(c));
   if (c.clip * p.scale < 1.0) {
     return InvalidArgumentError(StrCat("scale ", p.scale, " leaves the clipped update (norm ", c.clip,
                                        ") below one integer step; use more bits or fewer clients"));
@@ -152,6 +157,7 @@ bool RoundingIsCheap(const DdgParams& p) {
 v1::DdgSettings DdgSettingsOf(const DdgConfig& c) {
   v1::DdgSettings d;
   d.set_dimension(c.dimension);
+  d.set_sketch_dimension(c.sketch_dimension);
   d.set_clip(c.clip);
   d.set_bits(static_cast<uint32_t>(c.bits));
   d.set_expected_clients(static_cast<uint32_t>(c.expected_clients));
@@ -174,6 +180,7 @@ absl::StatusOr<DdgParams> DdgParamsOf(const v1::DdgSettings& d) {
   // Settings that left the bits to each reader could have readers disagree.
   if (d.bits() == 0) return InvalidArgumentError("the encoding's settings do not name their bits");
   return ChooseDdgParams(DdgConfig{.dimension = d.dimension(),
+                                   .sketch_dimension = d.sketch_dimension(),
                                    .clip = d.clip(),
                                    .bits = static_cast<int>(d.bits()),
                                    .expected_clients = static_cast<int>(d.expected_clients()),
@@ -210,7 +217,7 @@ absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& p, int clients, int6
   }
   if (p.config.noiseless) return InvalidArgumentError("a noiseless encoding has no privacy of its own to account");
   const int contributors = p.config.local_only ? 1 : clients;
-  const double d = static_cast<double>(p.config.dimension);
+  const double d = static_cast<double>(EncodedDimension(p.config));
   const double l2 = p.rounding_norm_bound;                 // scaled L2 sensitivity
   const double l1 = l2 * std::min(std::sqrt(d), l2);       // integers: L1 <= L2^2
   const double sigma2 = p.local_variance.value();          // per client, scaled
@@ -246,6 +253,19 @@ absl::StatusOr<std::vector<int64_t>> DdgQuantize(const DdgParams& p, std::span<c
   const double clip_factor = norm2 > c.clip * c.clip ? c.clip / std::sqrt(norm2) : 1.0;
   std::vector<double> y(update.size());
   for (size_t i = 0; i < update.size(); ++i) y[i] = update[i] * clip_factor;
+  if (c.sketch_dimension > 0) {
+    auto sketch = CountSketch::Create(c.dimension, c.sketch_dimension, rotation_seed);
+    if (!sketch.ok()) return sketch.status();
+    y = sketch->Sketch(y);
+    // Values sharing a bucket can add up past the clip: the sensitivity is
+    // the sketch's norm, so it is clipped too.
+    double sketch_norm2 = 0.0;
+    for (double v : y) sketch_norm2 += v * v;
+    if (sketch_norm2 > c.clip * c.clip) {
+      const double f = c.clip / std::sqrt(sketch_norm2);
+      for (double& v : y) v *= f;
+    }
+  }
   RandomRotation(y, rotation_seed);
   for (double& v : y) v *= p.scale;
   // Conditional stochastic rounding: redraw until the norm bound holds, which
@@ -290,13 +310,16 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& p, std::span<co
 double DdgMeanNormBound(const DdgParams& p, int clients) {
   const double n = std::max(1, clients);
   const double noise = std::sqrt(p.config.noiseless ? 0.0 : p.local_variance.value() / n);
-  return (p.rounding_norm_bound + noise * (std::sqrt(static_cast<double>(p.config.dimension)) + 8.0)) / p.scale;
+  const double m = static_cast<double>(EncodedDimension(p.config));
+  const double d = static_cast<double>(p.config.dimension);
+  const double unsketch = p.config.sketch_dimension > 0 ? std::sqrt(std::ceil(d / m)) : 1.0;
+  return unsketch * (p.rounding_norm_bound + noise * (std::sqrt(m) + 8.0)) / p.scale;
 }
 
 absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& p, std::span<const uint32_t> sum,
                                                  const Seed& rotation_seed) {
-  if (sum.size() != p.config.dimension) {
-    return InvalidArgumentError(StrCat("sum has ", sum.size(), " values, expected ", p.config.dimension));
+  if (sum.size() != EncodedDimension(p.config)) {
+    return InvalidArgumentError(StrCat("sum has ", sum.size(), " values, expected ", EncodedDimension(p.config)));
   }
   const int b = p.config.bits;
   const uint64_t modulus = uint64_t{1} << b;
@@ -307,7 +330,10 @@ absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& p, std::span<c
     y[i] = static_cast<double>(v) / p.scale;
   }
   InverseRandomRotation(y, rotation_seed);
-  return y;
+  if (p.config.sketch_dimension == 0) return y;
+  auto sketch = CountSketch::Create(p.config.dimension, p.config.sketch_dimension, rotation_seed);
+  if (!sketch.ok()) return sketch.status();
+  return sketch->Unsketch(y);
 }
 
 }  // namespace tinyfed::dp

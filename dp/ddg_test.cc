@@ -4,6 +4,7 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "tinyfed/dp/count_sketch.h"
 #include "tinyfed/dp/rdp_accountant.h"
 #include "tinyfed/dp/rotation.h"
 #include "tinyfed/proto/packing.h"
@@ -146,6 +147,45 @@ TEST(Ddg, RoundTripWithoutNoiseIsExactUpToRounding) {
   EXPECT_GT(std::sqrt(err2), 0.0);
 }
 
+// With a sketch each client sends m values, and the decoded sum is the
+// transposed sketch of the sum of the clients' (clipped) sketches, up to
+// rounding.
+TEST(Ddg, SketchedRoundTripDecodesTheSketchOfTheSum) {
+  DdgConfig c = Config(850, 16, 20, 1.0);
+  c.sketch_dimension = 170;
+  EXPECT_EQ(EncodedDimension(c), 170u);
+  auto p = ChooseDdgParams(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto sketch = CountSketch::Create(850, 170, SeedOf(4));
+  ASSERT_TRUE(sketch.ok());
+  const auto updates = RandomUpdates(20, c.dimension, 0.05f, 3);
+  auto rng = SecureRandom::FromSeed(SeedOf(9));
+  std::vector<std::vector<uint32_t>> enc;
+  std::vector<double> sketched_sum(170, 0.0);
+  for (const auto& u : updates) {
+    auto e = DdgEncode(*p, u, SeedOf(4), *rng, /*add_noise=*/false);
+    ASSERT_TRUE(e.ok()) << e.status();
+    ASSERT_EQ(e->size(), 170u);
+    enc.push_back(*e);
+    auto y = sketch->Sketch(Clipped(u, c.clip));
+    double n2 = 0;
+    for (double v : y) n2 += v * v;
+    for (size_t j = 0; j < y.size(); ++j) sketched_sum[j] += y[j] * (n2 > 1.0 ? 1.0 / std::sqrt(n2) : 1.0);
+  }
+  const auto truth = sketch->Unsketch(sketched_sum);
+  auto sum = DdgDecodeSum(*p, ModularSum(enc, c.bits), SeedOf(4));
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  ASSERT_EQ(sum->size(), 850u);
+  double err2 = 0;
+  for (size_t i = 0; i < truth.size(); ++i) err2 += std::pow((*sum)[i] - truth[i], 2);
+  // Rounding error of 20 clients over 170 values, each value read by 5 coordinates.
+  EXPECT_LT(std::sqrt(err2), 3.0 * std::sqrt(5.0 * 170.0 * 20.0 / 4.0) / p->scale);
+  // The wrong length is refused, and so is a sketch longer than the update.
+  EXPECT_FALSE(DdgDecodeSum(*p, std::vector<uint32_t>(850, 0), SeedOf(4)).ok());
+  c.sketch_dimension = 851;
+  EXPECT_EQ(ChooseDdgParams(c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Noise on: the decoded sum minus the true sum has the configured variance,
 // (z c)^2 in real units, plus the rounding's (at most n / 4 / scale^2).
 TEST(Ddg, DecodedNoiseHasTheConfiguredVariance) {
@@ -273,6 +313,9 @@ TEST(Ddg, SettingsRoundTripAndNameTheirRotation) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->config.bits, 12);
   EXPECT_EQ(p->config.dimension, 850u);
+  EXPECT_EQ(p->config.sketch_dimension, 0u);
+  c.sketch_dimension = 170;
+  EXPECT_EQ(DdgParamsOf(DdgSettingsOf(c))->config.sketch_dimension, 170u);
   // An older aggregator's task (a padded Hadamard rotation) is refused by name.
   s.set_rotation(v1::ROTATION_UNSPECIFIED);
   EXPECT_EQ(DdgParamsOf(s).status().code(), absl::StatusCode::kFailedPrecondition);
@@ -320,9 +363,11 @@ double Norm(const std::vector<double>& v, double divide) {
 // Honest rounds (noised, or noiseless for patient-level updates) decode to a
 // mean under the bound; a client that skips clipping is caught.
 TEST(Ddg, MeanNormBoundHoldsForHonestSumsAndCatchesAnUnclippedUpdate) {
-  for (bool noiseless : {false, true}) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const bool noiseless = variant == 1;
     DdgConfig c = Config(300, 20, 10, noiseless ? 0.0 : 2.0);
     c.noiseless = noiseless;
+    if (variant == 2) c.sketch_dimension = 60;
     auto p = ChooseDdgParams(c);
     ASSERT_TRUE(p.ok()) << p.status();
     auto rng = SecureRandom::FromSeed(SeedOf(11));

@@ -125,12 +125,12 @@ absl::StatusOr<SecAggPlan> PlanSecAggRound(const Config& config, int64_t round_i
         StrCat("distributed DP settings do not fit ", n, " clients: ", ddg_params.status().message()));
   }
   TINYFED_ASSIGN_OR_RETURN(secagg::SecAggParams params,
-                           ChooseSecAgg(config, round_id, n, encoding.bits, ddg.dimension, seeds.graph));
+                           ChooseSecAgg(config, round_id, n, encoding.bits, dp::EncodedDimension(ddg), seeds.graph));
   TINYFED_ASSIGN_OR_RETURN(const int min_survivors, MinSurvivors(config, n, params));
 
   v1::RoundTask t;
   SetCommonTask(config, round_id, n, model, &t);
-  SetSecAggTask(params, encoding.bits, ddg.dimension, seeds.graph, config, &t);
+  SetSecAggTask(params, encoding.bits, dp::EncodedDimension(ddg), seeds.graph, config, &t);
   *t.mutable_ddg() = dp::DdgSettingsOf(ddg);
   t.mutable_ddg()->set_rotation_seed(seeds.rotation.data(), seeds.rotation.size());
   if (PatientUnit(config)) {

@@ -252,10 +252,10 @@ ClientRound::Step ClientRound::SendSecureUpdate() {
   const auto& d = task.ddg();
   auto ddg = dp::DdgParamsOf(task.ddg());
   if (!ddg.ok()) return Finish(RoundOutcome::kSkipped, StrCat("the round's DP settings: ", ddg.status().message()));
-  if (delta_.size() != d.dimension() || d.dimension() != task.secagg().vector_length() ||
+  if (delta_.size() != d.dimension() || dp::EncodedDimension(ddg->config) != task.secagg().vector_length() ||
       d.rotation_seed().size() != 32) {
-    return Finish(RoundOutcome::kSkipped,
-                  StrCat("the round expects ", d.dimension(), " values; this head has ", delta_.size()));
+    return Finish(RoundOutcome::kSkipped, StrCat("the round expects ", d.dimension(), " values encoded as ",
+                                                 task.secagg().vector_length(), "; this head has ", delta_.size()));
   }
   dp::Seed rotation_seed;
   std::memcpy(rotation_seed.data(), d.rotation_seed().data(), 32);

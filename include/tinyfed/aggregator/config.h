@@ -50,6 +50,10 @@ struct DpConfig {
   // fewest bits whose rounding costs little (aggregator/noise.h).
   int bits = 0;
   double max_wrap_probability = 1e-4;
+  // 0, or SecAgg+ updates travel as count sketches of ceil(sketch_fraction *
+  // head size) values (dp/count_sketch.h: Chen et al. 2022's linear
+  // compression), which the aggregator decodes after summing.
+  double sketch_fraction = 0.0;
 };
 
 // Transport security, device identity, limits, release metadata.

@@ -31,7 +31,12 @@ namespace tinyfed::dp {
 
 struct DdgConfig {
   size_t dimension = 0;  // d: length of a client's float update
-  double clip = 0.0;     // c: L2 clip norm
+  // m: 0, or the clipped update is compressed to a count sketch of m values
+  // (count_sketch.h) before it is rotated, clipped again (a sketch can
+  // lengthen it) and encoded; the server decodes the sum's sketch back to d
+  // values. Noise and bits are those of m values.
+  size_t sketch_dimension = 0;
+  double clip = 0.0;  // c: L2 clip norm
   // b: the secure sum is taken mod 2^b, 2 <= b <= 32; 0: ChooseDdgParams
   // chooses the fewest bits whose rounding costs little (see there).
   int bits = 0;
@@ -60,6 +65,11 @@ struct DdgParams {
   double wrap_probability = 0.0;   // bound per coordinate and round
 };
 
+// The number of values a client's encoding holds: what SecAgg+ sums.
+inline size_t EncodedDimension(const DdgConfig& config) {
+  return config.sketch_dimension > 0 ? config.sketch_dimension : config.dimension;
+}
+
 // The config as a round's task carries it (without the rotation seed), and
 // the params every client derives from it. The noise multiplier and the bits
 // must be chosen (target_epsilon is not carried); FAILED_PRECONDITION for
@@ -85,8 +95,9 @@ absl::StatusOr<DdgParams> ChooseDdgParams(const DdgConfig& config);
 absl::StatusOr<std::vector<double>> DdgRdp(const DdgParams& params, int clients, int64_t rounds,
                                            std::span<const double> orders);
 
-// Client: `update` (config.dimension values) clipped, rotated, scaled,
-// rounded and noised: config.dimension integers, not yet reduced. Noise is
+// Client: `update` (config.dimension values) clipped, sketched (with a
+// sketch_dimension), rotated, scaled, rounded and noised:
+// EncodedDimension(config) integers, not yet reduced. Noise is
 // drawn from `rng`; add_noise = false exists for tests and measurement only.
 absl::StatusOr<std::vector<int64_t>> DdgQuantize(const DdgParams& params, std::span<const float> update,
                                                  const Seed& rotation_seed, SecureRandom& rng, bool add_noise = true);
@@ -98,14 +109,15 @@ absl::StatusOr<std::vector<uint32_t>> DdgEncode(const DdgParams& params, std::sp
 
 // The largest L2 norm the decoded mean of `clients` honest encodings can
 // have: each rounded update within the rounding bound, plus the summed
-// noise's norm bounded at its stddev times sqrt(d) + 8 (exceeded with
-// probability below 1e-14). A larger mean came from a wrapped sum or an
-// update its client did not clip.
+// noise's norm bounded at its stddev times sqrt(m) + 8 (exceeded with
+// probability below 1e-14), times what unsketching can lengthen it by. A
+// larger mean came from a wrapped sum or an update its client did not clip.
 double DdgMeanNormBound(const DdgParams& params, int clients);
 
-// Server: the mod-2^b sum of encodings -> the real-valued sum of the clipped
-// updates plus noise (config.dimension values). Divide by the survivor count
-// for the mean.
+// Server: the mod-2^b sum of encodings (EncodedDimension(config) values) ->
+// the real-valued sum of the clipped updates plus noise (config.dimension
+// values; with a sketch, plus the sketch's cross-talk). Divide by the
+// survivor count for the mean.
 absl::StatusOr<std::vector<double>> DdgDecodeSum(const DdgParams& params, std::span<const uint32_t> sum,
                                                  const Seed& rotation_seed);
 
