@@ -45,6 +45,22 @@ inline int32_t WrapMul(int32_t a, int32_t b) {
   return static_cast<int32_t>(static_cast<uint32_t>(a) * static_cast<uint32_t>(b));
 }
 
+// Calls f(ky, kx, iy, ix) for each tap of the window whose top left corner
+// is input (in_y0, in_x0) that lies inside the input, row by row: padded
+// taps contribute nothing.
+template <typename F>
+inline void ForEachTapInside(const Geometry& g, int in_y0, int in_x0, F&& f) {
+  for (int ky = 0; ky < g.kernel_h; ++ky) {
+    const int iy = in_y0 + ky;
+    if (iy < 0 || iy >= g.in_h) continue;
+    for (int kx = 0; kx < g.kernel_w; ++kx) {
+      const int ix = in_x0 + kx;
+      if (ix < 0 || ix >= g.in_w) continue;
+      f(ky, kx, iy, ix);
+    }
+  }
+}
+
 inline int8_t Requantize(int32_t acc, const PreparedOp& op, int channel) {
   int32_t v = MultiplyByQuantizedMultiplier(
       acc, QuantizedMultiplier{op.multiplier[static_cast<size_t>(channel)], op.shift[static_cast<size_t>(channel)]});

@@ -66,20 +66,12 @@ void ReferenceConv2D(const PreparedOp& op, uint8_t* arena) {
       const int in_x0 = ox * g.stride_w - g.pad_left;
       for (int oc = 0; oc < g.out_c; ++oc) {
         int32_t acc = op.bias[static_cast<size_t>(oc)];
-        for (int ky = 0; ky < g.kernel_h; ++ky) {
-          const int iy = in_y0 + ky;
-          if (iy < 0 || iy >= g.in_h) continue;
-          for (int kx = 0; kx < g.kernel_w; ++kx) {
-            const int ix = in_x0 + kx;
-            if (ix < 0 || ix >= g.in_w) continue;
-            const int8_t* x = in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
-            const int8_t* w =
-                op.weights.data() + ((static_cast<size_t>(oc) * g.kernel_h + ky) * g.kernel_w + kx) * g.in_c;
-            for (int ic = 0; ic < g.in_c; ++ic) {
-              acc = WrapAdd(acc, WrapMul(x[ic] - op.input_zero_point, w[ic]));
-            }
-          }
-        }
+        ForEachTapInside(g, in_y0, in_x0, [&](int ky, int kx, int iy, int ix) {
+          const int8_t* x = in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c;
+          const int8_t* w =
+              op.weights.data() + ((static_cast<size_t>(oc) * g.kernel_h + ky) * g.kernel_w + kx) * g.in_c;
+          for (int ic = 0; ic < g.in_c; ++ic) acc = WrapAdd(acc, WrapMul(x[ic] - op.input_zero_point, w[ic]));
+        });
         out[(static_cast<size_t>(oy) * g.out_w + ox) * g.out_c + oc] = Requantize(acc, op, oc);
       }
     }

@@ -26,17 +26,11 @@ namespace {
 int32_t ReferenceChannelSum(const PreparedOp& op, const int8_t* in, int in_y0, int in_x0, int c) {
   const Geometry& g = op.g;
   int32_t acc = op.bias[static_cast<size_t>(c)];
-  for (int ky = 0; ky < g.kernel_h; ++ky) {
-    const int iy = in_y0 + ky;
-    if (iy < 0 || iy >= g.in_h) continue;
-    for (int kx = 0; kx < g.kernel_w; ++kx) {
-      const int ix = in_x0 + kx;
-      if (ix < 0 || ix >= g.in_w) continue;
-      const int32_t x = in[(static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c];
-      const int32_t w = op.weights[(static_cast<size_t>(ky) * g.kernel_w + kx) * g.in_c + c];
-      acc = WrapAdd(acc, WrapMul(x - op.input_zero_point, w));
-    }
-  }
+  ForEachTapInside(g, in_y0, in_x0, [&](int ky, int kx, int iy, int ix) {
+    const int32_t x = in[(static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c];
+    const int32_t w = op.weights[(static_cast<size_t>(ky) * g.kernel_w + kx) * g.in_c + c];
+    acc = WrapAdd(acc, WrapMul(x - op.input_zero_point, w));
+  });
   return acc;
 }
 
@@ -90,21 +84,15 @@ void NeonDepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
       int8_t* o = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
       for (int c = 0; c < vector_channels; c += 8) {
         int32x4_t lo = vld1q_s32(op.bias.data() + c), hi = vld1q_s32(op.bias.data() + c + 4);
-        for (int ky = 0; ky < g.kernel_h; ++ky) {
-          const int iy = in_y0 + ky;
-          if (iy < 0 || iy >= g.in_h) continue;
-          for (int kx = 0; kx < g.kernel_w; ++kx) {
-            const int ix = in_x0 + kx;
-            if (ix < 0 || ix >= g.in_w) continue;
-            const int8_t* x = in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c;
-            const int16_t* w = op.packed_weights.data() +
-                               static_cast<size_t>(ky * g.kernel_w + kx) * static_cast<size_t>(op.packed_depth) + c;
-            const int16x8_t centered = vsubq_s16(vmovl_s8(vld1_s8(x)), zp);
-            const int16x8_t weights = vld1q_s16(w);
-            lo = vmlal_s16(lo, vget_low_s16(centered), vget_low_s16(weights));
-            hi = vmlal_high_s16(hi, centered, weights);
-          }
-        }
+        ForEachTapInside(g, in_y0, in_x0, [&](int ky, int kx, int iy, int ix) {
+          const int8_t* x = in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c + c;
+          const int16_t* w = op.packed_weights.data() +
+                             static_cast<size_t>(ky * g.kernel_w + kx) * static_cast<size_t>(op.packed_depth) + c;
+          const int16x8_t centered = vsubq_s16(vmovl_s8(vld1_s8(x)), zp);
+          const int16x8_t weights = vld1q_s16(w);
+          lo = vmlal_s16(lo, vget_low_s16(centered), vget_low_s16(weights));
+          hi = vmlal_high_s16(hi, centered, weights);
+        });
         int32_t acc[8];
         vst1q_s32(acc, lo);
         vst1q_s32(acc + 4, hi);

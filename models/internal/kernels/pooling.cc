@@ -28,6 +28,17 @@ const OpAnalyzer kGlobalAveragePoolAnalyzer = {
     .requantize = SameQuantization,
 };
 
+// The part of output pixel (oy, ox)'s window inside the input: taps
+// [ky0, ky1) x [kx0, kx1) of the window whose corner is input (y0, x0).
+struct InputWindow {
+  int y0, x0, ky0, ky1, kx0, kx1;
+};
+inline InputWindow InputWindowAt(const Geometry& g, int oy, int ox) {
+  const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
+  return {
+      y0, x0, std::max(0, -y0), std::min(g.kernel_h, g.in_h - y0), std::max(0, -x0), std::min(g.kernel_w, g.in_w - x0)};
+}
+
 // Max and average pooling skip padded positions, as TFLite does.
 template <bool kMax>
 void ReferencePool(const PreparedOp& op, uint8_t* arena) {
@@ -36,10 +47,7 @@ void ReferencePool(const PreparedOp& op, uint8_t* arena) {
   auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
-      const int y0 = oy * g.stride_h - g.pad_top;
-      const int x0 = ox * g.stride_w - g.pad_left;
-      const int ky_begin = std::max(0, -y0), ky_end = std::min(g.kernel_h, g.in_h - y0);
-      const int kx_begin = std::max(0, -x0), kx_end = std::min(g.kernel_w, g.in_w - x0);
+      const auto [y0, x0, ky_begin, ky_end, kx_begin, kx_end] = InputWindowAt(g, oy, ox);
       for (int c = 0; c < g.in_c; ++c) {
         int32_t acc = kMax ? -128 : 0;
         int32_t count = 0;
@@ -74,9 +82,7 @@ void NeonMaxPool(const PreparedOp& op, uint8_t* arena) {
   const int8x16_t hi = vdupq_n_s8(static_cast<int8_t>(op.activation.max));
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
-      const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
-      const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
-      const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
+      const auto [y0, x0, ky0, ky1, kx0, kx1] = InputWindowAt(g, oy, ox);
       int8_t* dst = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
       for (int c = 0; c < g.in_c; c += 16) {
         int8x16_t m = vdupq_n_s8(-128);
@@ -98,9 +104,7 @@ void NeonAveragePool(const PreparedOp& op, uint8_t* arena) {
   auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
-      const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
-      const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
-      const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
+      const auto [y0, x0, ky0, ky1, kx0, kx1] = InputWindowAt(g, oy, ox);
       const int count = std::max(1, (ky1 - ky0) * (kx1 - kx0));
       int8_t* dst = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
       for (int c = 0; c < g.in_c; c += 16) {
@@ -138,9 +142,7 @@ TINYFED_AVX2 void Avx2MaxPool(const PreparedOp& op, uint8_t* arena) {
   const __m256i hi = _mm256_set1_epi8(static_cast<int8_t>(op.activation.max));
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
-      const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
-      const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
-      const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
+      const auto [y0, x0, ky0, ky1, kx0, kx1] = InputWindowAt(g, oy, ox);
       int8_t* dst = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
       int c = 0;
       for (; c + 32 <= g.in_c; c += 32) {
@@ -185,9 +187,7 @@ TINYFED_AVX2 void Avx2AveragePool(const PreparedOp& op, uint8_t* arena) {
   const __m256i act_hi = _mm256_set1_epi32(op.activation.max);
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
-      const int y0 = oy * g.stride_h - g.pad_top, x0 = ox * g.stride_w - g.pad_left;
-      const int ky0 = std::max(0, -y0), ky1 = std::min(g.kernel_h, g.in_h - y0);
-      const int kx0 = std::max(0, -x0), kx1 = std::min(g.kernel_w, g.in_w - x0);
+      const auto [y0, x0, ky0, ky1, kx0, kx1] = InputWindowAt(g, oy, ox);
       const int count = std::max(1, (ky1 - ky0) * (kx1 - kx0));
       const __m256i half = _mm256_set1_epi32(count / 2);
       const __m256d divisor = _mm256_set1_pd(count);
