@@ -5,8 +5,10 @@
 // hundred idle TLS or bare TCP connections from anyone took the descriptors
 // that publishing a round needs. The guard accepts connections itself and
 // hands them to gRPC (ExternalConnectionAcceptor), so that:
-//   - at most `max_connections` are open; the process's descriptor limit
-//     must leave room for that many plus the aggregator's own files;
+//   - at most `max_connections` are in use; the process's descriptor limit
+//     must leave room for that many plus the aggregator's own files (one
+//     that is shut down keeps its descriptor until gRPC notices, a few
+//     milliseconds);
 //   - a connection that has carried no authenticated call within
 //     `auth_timeout` of being accepted is shut down (bare TCP, a stalled TLS
 //     handshake, idle or half-open streams from nobody in particular), and
