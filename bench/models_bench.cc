@@ -1,6 +1,6 @@
 // Batch-1, single-thread int8 inference of the backbone (Interpreter::Invoke,
 // input already quantized): the figure that matters on a gateway.
-//   BM_Cnn/<kernels>      NIID-Bench CNN on a 28x28x1 image
+//   BM_Cnn/<kernels>      NIID-Bench CNN on a 28x28x1 image (kernels: interpreter_run.h)
 //   BM_DsCnn/<kernels>    DS-CNN: 49x10x1 input, 64 channels, 4 separable blocks
 //   BM_DsCnnPointwise     one of the DS-CNN's pointwise convolutions (25x5x64 -> 64)
 //   BM_CnnPruned/<kernels> the CNN after `backbone prune --channels 30%`
@@ -86,10 +86,10 @@ void BM_DsCnnPointwise(benchmark::State& state) {
   RunInterpreter(state, bundle);
 }
 
-BENCHMARK(BM_Cnn)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_CnnPruned)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_DsCnn)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_DsCnnPointwise)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Cnn)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_CnnPruned)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DsCnn)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DsCnnPointwise)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace tinyfed::models

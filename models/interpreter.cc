@@ -71,6 +71,9 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
   if (kernels == KernelSet::kAvx2 && !internal::CpuHasAvx2()) {
     return absl::FailedPreconditionError("AVX2 kernels requested but this CPU has no AVX2");
   }
+  if (kernels == KernelSet::kAvx512Vnni && !internal::CpuHasAvx512Vnni()) {
+    return absl::FailedPreconditionError("AVX-512 VNNI kernels requested but this CPU has no AVX512VL and VNNI");
+  }
   if (kernels == KernelSet::kNeon && !internal::CpuHasNeon()) {
     return absl::FailedPreconditionError("NEON kernels requested but this is not a 64-bit ARM CPU");
   }
@@ -78,10 +81,11 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
     return absl::FailedPreconditionError("NEON dot-product kernels requested but this CPU has no SDOT");
   }
   if (kernels == KernelSet::kBest) {
-    kernels = internal::CpuHasAvx2()      ? KernelSet::kAvx2
-              : internal::CpuHasNeonDot() ? KernelSet::kNeonDot
-              : internal::CpuHasNeon()    ? KernelSet::kNeon
-                                          : KernelSet::kReference;
+    kernels = internal::CpuHasAvx512Vnni() ? KernelSet::kAvx512Vnni
+              : internal::CpuHasAvx2()     ? KernelSet::kAvx2
+              : internal::CpuHasNeonDot()  ? KernelSet::kNeonDot
+              : internal::CpuHasNeon()     ? KernelSet::kNeon
+                                           : KernelSet::kReference;
   }
   auto state = std::make_unique<State>();
   state->kernel_set = kernels;
@@ -101,6 +105,10 @@ absl::StatusOr<std::unique_ptr<Interpreter>> Interpreter::Create(const v1::Model
       case KernelSet::kAvx2:
         internal::PrepareAvx2(&op);
         state->kernels.push_back(internal::Avx2Kernel(op));
+        break;
+      case KernelSet::kAvx512Vnni:
+        internal::PrepareAvx512Vnni(&op);
+        state->kernels.push_back(internal::Avx512VnniKernel(op));
         break;
       case KernelSet::kNeon:
         internal::PrepareNeon(&op);
@@ -231,6 +239,8 @@ const char* Interpreter::kernel_set_name() const {
   switch (state_->kernel_set) {
     case KernelSet::kAvx2:
       return "avx2";
+    case KernelSet::kAvx512Vnni:
+      return "avx512-vnni";
     case KernelSet::kNeon:
       return "neon";
     case KernelSet::kNeonDot:

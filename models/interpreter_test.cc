@@ -13,6 +13,7 @@ namespace {
 std::vector<KernelSet> AvailableKernelSets() {
   std::vector<KernelSet> sets = {KernelSet::kReference};
   if (internal::CpuHasAvx2()) sets.push_back(KernelSet::kAvx2);
+  if (internal::CpuHasAvx512Vnni()) sets.push_back(KernelSet::kAvx512Vnni);
   if (internal::CpuHasNeon()) sets.push_back(KernelSet::kNeon);
   if (internal::CpuHasNeonDot()) sets.push_back(KernelSet::kNeonDot);
   return sets;

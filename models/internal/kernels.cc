@@ -1,5 +1,5 @@
 // Preparing an op for its kernels and picking them: the reference set
-// everywhere, the AVX2 set where the CPU has it (models/internal/kernels/).
+// everywhere, the vector sets where the CPU has them (models/internal/kernels/).
 #include "models/internal/kernels.h"
 
 #include <algorithm>
@@ -107,6 +107,20 @@ void PrepareSingleChannelConv([[maybe_unused]] PreparedOp* op) {
 #endif
 }
 
+// The AVX2 and VNNI GEMMs requantize whole blocks of 16 channels.
+void PadChannelConstants(PreparedOp* op) {
+  op->any_left_shift = std::any_of(op->shift.begin(), op->shift.end(), [](int32_t v) { return v > 0; });
+  if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
+    const auto padded = static_cast<size_t>(kernels::RoundUp(op->g.out_c, kernels::kChannelBlock));
+    op->multiplier.resize(padded, 0);
+    op->shift.resize(padded, 0);
+  }
+}
+
+bool RunsVnniGemm(const PreparedOp& op) {
+  return (op.kind == v1::Op::kConv2D && !RunsSingleChannelConv(op)) || op.kind == v1::Op::kFullyConnected;
+}
+
 }  // namespace
 
 void PrepareAvx2(PreparedOp* op) {
@@ -127,12 +141,7 @@ void PrepareAvx2(PreparedOp* op) {
     op->scratch_bytes =
         sizeof(int16_t*) * (taps + 1) + sizeof(int16_t) * (static_cast<uint64_t>(g.in_c) * (1 + g.in_h * g.in_w));
   }
-  op->any_left_shift = std::any_of(op->shift.begin(), op->shift.end(), [](int32_t v) { return v > 0; });
-  if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
-    const auto padded = static_cast<size_t>(kernels::RoundUp(g.out_c, kernels::kChannelBlock));
-    op->multiplier.resize(padded, 0);
-    op->shift.resize(padded, 0);
-  }
+  PadChannelConstants(op);
 }
 
 KernelFn Avx2Kernel(const PreparedOp& op) {
@@ -162,6 +171,35 @@ KernelFn Avx2Kernel(const PreparedOp& op) {
   }
 #endif
   return ReferenceKernel(kind);
+}
+
+bool CpuHasAvx512Vnni() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+void PrepareAvx512Vnni(PreparedOp* op) {
+#if defined(__x86_64__)
+  if (RunsVnniGemm(*op)) {
+    const Geometry& g = op->g;
+    kernels::PrepareAvx512VnniGemm(op, op->kind == v1::Op::kConv2D ? g.kernel_h * g.kernel_w * g.in_c : g.in_c);
+    PadChannelConstants(op);
+    return;
+  }
+#endif
+  PrepareAvx2(op);
+}
+
+KernelFn Avx512VnniKernel(const PreparedOp& op) {
+#if defined(__x86_64__)
+  if (RunsVnniGemm(op)) {
+    return op.kind == v1::Op::kConv2D ? &kernels::Avx512VnniConv2D : &kernels::Avx512VnniFullyConnected;
+  }
+#endif
+  return Avx2Kernel(op);
 }
 
 bool CpuHasNeon() {

@@ -47,12 +47,12 @@ struct PreparedOp {
   uint64_t input_offset = 0, second_input_offset = 0, output_offset = 0, scratch_offset = 0;
   uint64_t scratch_bytes = 0;
   // Vector kernels: weights widened to int16 and packed for the GEMM
-  // micro-kernel (AVX2, NEON), or int8 for SDOT (NEON with dot product),
+  // micro-kernel (AVX2, NEON), or int8 for SDOT and VNNI,
   // and bias minus input_zero_point * sum(weights) per channel.
   std::vector<int16_t> packed_weights;
   std::vector<int8_t> packed_int8_weights;
   std::vector<int32_t> folded_bias;
-  int packed_depth = 0;         // inner-product length rounded up to even
+  int packed_depth = 0;         // inner-product length rounded up to the kernel's step
   bool any_left_shift = false;  // some channel multiplier is 1 or more
   // AVX2 depthwise only: bias, multipliers and shifts in SIMD lane order.
   std::vector<int32_t> lane_bias, lane_multiplier, lane_shift;
@@ -71,6 +71,14 @@ bool CpuHasAvx2();
 // kind, and for a Conv2D its shape, pick the kernel).
 void PrepareAvx2(PreparedOp* op);
 KernelFn Avx2Kernel(const PreparedOp& op);
+// True when this CPU runs AVX-512 VNNI on 256-bit vectors (AVX512VL, and
+// the OS saves the AVX-512 state): Ice Lake and later Intel cores, AMD Zen 4
+// and later.
+bool CpuHasAvx512Vnni();
+// The AVX2 kernels with Conv2D (but the single-channel one) and
+// FullyConnected on vpdpbusd.
+void PrepareAvx512Vnni(PreparedOp* op);
+KernelFn Avx512VnniKernel(const PreparedOp& op);
 
 // True on 64-bit ARM, where NEON is part of the architecture.
 bool CpuHasNeon();

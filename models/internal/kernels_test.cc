@@ -40,10 +40,11 @@ ConvSpec RandomSpec(std::mt19937& rng, bool pointwise) {
 }
 
 // The CPU's vector kernels, each tested bit-exact against the reference
-// ones: AVX2 on x86-64; on 64-bit ARM, NEON and, where the core has them,
+// ones: AVX2 on x86-64, and AVX-512 VNNI where the core has it; on 64-bit ARM, NEON and, where the core has them,
 // NEON with SDOT (qemu-user's default CPU has them: `make test-arm64`).
 bool HasVectorKernels() { return internal::CpuHasAvx2() || internal::CpuHasNeon(); }
 std::vector<KernelSet> VectorKernels() {
+  if (internal::CpuHasAvx512Vnni()) return {KernelSet::kAvx2, KernelSet::kAvx512Vnni};
   if (internal::CpuHasAvx2()) return {KernelSet::kAvx2};
   if (internal::CpuHasNeonDot()) return {KernelSet::kNeon, KernelSet::kNeonDot};
   return {KernelSet::kNeon};

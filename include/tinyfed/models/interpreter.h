@@ -24,13 +24,15 @@
 namespace tinyfed::models {
 
 enum class KernelSet {
-  kBest,       // the CPU's vector kernels (AVX2 on x86-64; on 64-bit ARM NEON, with SDOT
-               // where the core has it), else portable
-  kReference,  // portable C++ everywhere: the definition of correct output
-  kAvx2,       // FAILED_PRECONDITION at Create() on a CPU without AVX2
-  kNeon,       // FAILED_PRECONDITION at Create() on a CPU that is not 64-bit ARM
-  kNeonDot,    // NEON, Conv2D and FullyConnected on the ARMv8.2 dot-product instructions:
-               // FAILED_PRECONDITION at Create() on a CPU without them
+  kBest,        // the CPU's vector kernels (on x86-64 AVX2, with VNNI where the core has
+                // it; on 64-bit ARM NEON, with SDOT where the core has it), else portable
+  kReference,   // portable C++ everywhere: the definition of correct output
+  kAvx2,        // FAILED_PRECONDITION at Create() on a CPU without AVX2
+  kAvx512Vnni,  // AVX2, Conv2D and FullyConnected on AVX-512 VNNI (256-bit vectors):
+                // FAILED_PRECONDITION at Create() on a CPU without AVX512VL and VNNI
+  kNeon,        // FAILED_PRECONDITION at Create() on a CPU that is not 64-bit ARM
+  kNeonDot,     // NEON, Conv2D and FullyConnected on the ARMv8.2 dot-product instructions:
+                // FAILED_PRECONDITION at Create() on a CPU without them
 };
 
 struct LayerInfo {
@@ -74,8 +76,8 @@ class Interpreter {
   int num_classes() const;
   uint64_t arena_bytes() const;         // peak arena, scratch included
   uint64_t weight_bytes() const;        // int8 weights and int32 biases of the backbone
-  KernelSet kernel_set() const;         // kAvx2, kNeon, kNeonDot or kReference: what kBest chose
-  const char* kernel_set_name() const;  // "avx2", "neon", "neon-dot" or "reference"
+  KernelSet kernel_set() const;         // what kBest chose: never kBest
+  const char* kernel_set_name() const;  // "avx2", "avx512-vnni", "neon", "neon-dot" or "reference"
   const std::vector<LayerInfo>& layers() const;
 
  private:

@@ -23,6 +23,12 @@
 #include <immintrin.h>
 #define TINYFED_AVX2 __attribute__((target("avx2")))
 #define TINYFED_AVX2_INLINE __attribute__((target("avx2"), always_inline)) inline
+// AVX-512 VNNI on 256-bit vectors (AVX512VL): vpdpbusd, four byte products
+// summed into each int32 lane. Ice Lake and later Intel cores, AMD Zen 4 and
+// later; only functions marked TINYFED_AVX512_VNNI use it, chosen at run time.
+#define TINYFED_AVX512_VNNI __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512vnni")))
+#define TINYFED_AVX512_VNNI_INLINE \
+  __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512vnni"), always_inline)) inline
 #endif
 
 namespace tinyfed::models::internal::kernels {

@@ -104,17 +104,18 @@ void PackGemmWeights(PreparedOp* op, int depth) {
       op->packed_weights[idx] = op->weights[static_cast<size_t>(oc) * depth + k];
     }
   }
-  FoldInputZeroPoint(op, depth);
+  FoldInputZeroPoint(op, depth, 0);
 }
 
-void FoldInputZeroPoint(PreparedOp* op, int depth) {
+void FoldInputZeroPoint(PreparedOp* op, int depth, int32_t patch_offset) {
   const int out_c = op->g.out_c;
+  const int32_t folded_zero_point = WrapAdd(op->input_zero_point, patch_offset);
   op->folded_bias.assign(static_cast<size_t>(RoundUp(out_c, kChannelBlock)), 0);
   for (int oc = 0; oc < out_c; ++oc) {
     int32_t sum = 0;
     for (int k = 0; k < depth; ++k) sum += op->weights[static_cast<size_t>(oc) * depth + k];
     op->folded_bias[static_cast<size_t>(oc)] =
-        WrapSub(op->bias[static_cast<size_t>(oc)], WrapMul(op->input_zero_point, sum));
+        WrapSub(op->bias[static_cast<size_t>(oc)], WrapMul(folded_zero_point, sum));
   }
 }
 
@@ -197,7 +198,7 @@ void PrepareNeonDotGemm(PreparedOp* op, int depth) {
     std::memcpy(op->packed_int8_weights.data() + static_cast<size_t>(oc) * stride,
                 op->weights.data() + static_cast<size_t>(oc) * static_cast<size_t>(depth), static_cast<size_t>(depth));
   }
-  FoldInputZeroPoint(op, depth);
+  FoldInputZeroPoint(op, depth, 0);
   op->scratch_bytes = stride;
 }
 
@@ -276,6 +277,66 @@ TINYFED_DOTPROD void NeonDotFullyConnected(const PreparedOp& op, uint8_t* arena)
 
 namespace {
 
+// Adds the bias to 16 channels' sums (lo: the first 8), requantizes them and
+// stores the `valid` first. Multipliers are padded to whole blocks
+// (PadChannelConstants), so a tail block requantizes in SIMD too.
+TINYFED_AVX2_INLINE void StoreChannelBlock(const PreparedOp& op, __m256i lo, __m256i hi, int c0, int8_t* dst) {
+  lo = _mm256_add_epi32(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0)));
+  hi = _mm256_add_epi32(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0 + 8)));
+  StoreFirstBytes(dst, PackToInt8(RequantizeChannels(lo, op, c0), RequantizeChannels(hi, op, c0 + 8)),
+                  std::min(kChannelBlock, op.g.out_c - c0));
+}
+
+// Fills `count` im2col rows (stride op.packed_depth) for the output pixels
+// from `first`: each run of input values through Copy::Run(src, n, dst),
+// `pad` where the window leaves the input, 0 in the depth padding. Runs are
+// filled left to right, so a copy may overshoot into the positions after
+// its run, which later runs overwrite.
+template <typename T, typename Copy>
+TINYFED_AVX2_INLINE void FillPatches(const PreparedOp& op, const int8_t* in, int first, int count, T pad, T* rows) {
+  const Geometry& g = op.g;
+  const int depth = g.kernel_h * g.kernel_w * g.in_c;
+  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
+                         g.pad_left == 0 && g.in_w == g.out_w;
+  if (pointwise && op.packed_depth == depth) {  // the rows are the input's pixels
+    Copy::Run(in + static_cast<size_t>(first) * depth, count * depth, rows);
+    return;
+  }
+  for (int pixel = first; pixel < first + count; ++pixel, rows += op.packed_depth) {
+    const int oy = pixel / g.out_w, ox = pixel % g.out_w;
+    const int y0 = oy * g.stride_h - g.pad_top;
+    const int x0 = ox * g.stride_w - g.pad_left;
+    T* dst = rows;
+    const bool columns_inside = x0 >= 0 && x0 + g.kernel_w <= g.in_w;
+    for (int ky = 0; ky < g.kernel_h; ++ky) {
+      const int iy = y0 + ky;
+      if (iy < 0 || iy >= g.in_h) {
+        std::fill(dst, dst + g.kernel_w * g.in_c, pad);
+        dst += g.kernel_w * g.in_c;
+        continue;
+      }
+      if (columns_inside) {  // one contiguous run of kernel_w * in_c values
+        Copy::Run(in + (static_cast<size_t>(iy) * g.in_w + x0) * g.in_c, g.kernel_w * g.in_c, dst);
+        dst += g.kernel_w * g.in_c;
+        continue;
+      }
+      for (int kx = 0; kx < g.kernel_w; ++kx, dst += g.in_c) {
+        const int ix = x0 + kx;
+        if (ix < 0 || ix >= g.in_w) {
+          std::fill(dst, dst + g.in_c, pad);
+        } else {
+          Copy::Run(in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c, g.in_c, dst);
+        }
+      }
+    }
+    std::fill(rows + depth, rows + op.packed_depth, T{0});
+  }
+}
+
+struct Widen {
+  TINYFED_AVX2_INLINE static void Run(const int8_t* src, int n, int16_t* dst) { WidenInt8(src, n, dst); }
+};
+
 // Multiplies `rows` int16 rows (stride packed_depth) by the packed weights and
 // writes requantized int8 rows of out_c values.
 // kRows is 1 or 4.
@@ -311,21 +372,11 @@ TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, in
         a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(x3, w1));
       }
     }
+    // One store loop after the sums (not a call per row): GCC then keeps
+    // all eight accumulators in registers through the loop above.
     const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
     const int c0 = b * kChannelBlock;
-    const int valid = std::min(kChannelBlock, out_c - c0);
-    for (int r = 0; r < kRows; ++r) {
-      const __m256i bias0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0));
-      const __m256i bias1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0 + 8));
-      __m256i lo = _mm256_add_epi32(acc[r][0], bias0);
-      __m256i hi = _mm256_add_epi32(acc[r][1], bias1);
-      int8_t* dst = out + static_cast<size_t>(r) * out_c + c0;
-      // Multipliers are padded to whole blocks (PrepareAvx2), so the tail
-      // block requantizes in SIMD too and stores only its valid bytes.
-      lo = RequantizeChannels(lo, op, c0);
-      hi = RequantizeChannels(hi, op, c0 + 8);
-      StoreFirstBytes(dst, PackToInt8(lo, hi), valid);
-    }
+    for (int r = 0; r < kRows; ++r) StoreChannelBlock(op, acc[r][0], acc[r][1], c0, out + r * out_c + c0);
   }
 }
 
@@ -343,49 +394,15 @@ TINYFED_AVX2 void Gemm(const PreparedOp& op, const int16_t* rows, int num_rows, 
 }  // namespace
 
 TINYFED_AVX2 void Avx2Conv2D(const PreparedOp& op, uint8_t* arena) {
-  const Geometry& g = op.g;
   const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
   auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
   auto* patches = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
-  const int depth = g.kernel_h * g.kernel_w * g.in_c;
   const auto zp = static_cast<int16_t>(op.input_zero_point);
-  const int pixels = g.out_h * g.out_w;
+  const int pixels = op.g.out_h * op.g.out_w;
   for (int first = 0; first < pixels; first += kIm2colRows) {
     const int count = std::min(kIm2colRows, pixels - first);
-    int16_t* row = patches;
-    for (int pixel = first; pixel < first + count; ++pixel) {
-      const int oy = pixel / g.out_w, ox = pixel % g.out_w;
-      const int y0 = oy * g.stride_h - g.pad_top;
-      const int x0 = ox * g.stride_w - g.pad_left;
-      int16_t* dst = row;
-      const bool columns_inside = x0 >= 0 && x0 + g.kernel_w <= g.in_w;
-      for (int ky = 0; ky < g.kernel_h; ++ky) {
-        const int iy = y0 + ky;
-        if (iy < 0 || iy >= g.in_h) {
-          std::fill(dst, dst + g.kernel_w * g.in_c, zp);
-          dst += g.kernel_w * g.in_c;
-          continue;
-        }
-        if (columns_inside) {  // one contiguous run of kernel_w * in_c values
-          WidenInt8(in + (static_cast<size_t>(iy) * g.in_w + x0) * g.in_c, g.kernel_w * g.in_c, dst);
-          dst += g.kernel_w * g.in_c;
-          continue;
-        }
-        for (int kx = 0; kx < g.kernel_w; ++kx, dst += g.in_c) {
-          const int ix = x0 + kx;
-          if (ix < 0 || ix >= g.in_w) {
-            std::fill(dst, dst + g.in_c, zp);
-          } else {
-            WidenInt8(in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c, g.in_c, dst);
-          }
-        }
-      }
-      // Runs are filled left to right, so WidenInt8's overshoot into later
-      // positions is overwritten; only the depth padding needs restoring.
-      if (op.packed_depth > depth) row[depth] = 0;
-      row += op.packed_depth;
-    }
-    Gemm(op, patches, count, out + static_cast<size_t>(first) * g.out_c);
+    FillPatches<int16_t, Widen>(op, in, first, count, zp, patches);
+    Gemm(op, patches, count, out + static_cast<size_t>(first) * op.g.out_c);
   }
 }
 
@@ -396,6 +413,137 @@ TINYFED_AVX2 void Avx2FullyConnected(const PreparedOp& op, uint8_t* arena) {
   WidenInt8(in, op.g.in_c, row);
   if (op.packed_depth > op.g.in_c) row[op.g.in_c] = 0;
   Gemm(op, row, 1, out);
+}
+
+// vpdpbusd multiplies unsigned bytes by signed ones: patches hold x + 128,
+// and the bias takes off (zero point + 128) * sum(weights).
+constexpr int32_t kOffsetBinary = 128;
+
+// Gemm weights for vpdpbusd: [channel block][depth quad][16 channels][4 depths], zero padded.
+void PrepareAvx512VnniGemm(PreparedOp* op, int depth) {
+  const int out_c = op->g.out_c;
+  op->packed_depth = RoundUp(depth, 4);
+  const int blocks = RoundUp(out_c, kChannelBlock) / kChannelBlock;
+  const int quads = op->packed_depth / 4;
+  op->packed_int8_weights.assign(static_cast<size_t>(blocks) * quads * kChannelBlock * 4, 0);
+  for (int oc = 0; oc < out_c; ++oc) {
+    const int b = oc / kChannelBlock, lane = oc % kChannelBlock;
+    for (int k = 0; k < depth; ++k) {
+      const size_t idx = ((static_cast<size_t>(b) * quads + k / 4) * kChannelBlock + lane) * 4 + (k % 4);
+      op->packed_int8_weights[idx] = op->weights[static_cast<size_t>(oc) * depth + k];
+    }
+  }
+  FoldInputZeroPoint(op, depth, kOffsetBinary);
+  const int rows = op->kind == v1::Op::kConv2D ? std::min(kIm2colRows, op->g.out_h * op->g.out_w) : 1;
+  op->scratch_bytes = static_cast<uint64_t>(op->packed_depth) * static_cast<uint64_t>(rows);
+}
+
+namespace {
+
+// int8 x as the unsigned byte x + 128 (offset binary): vpdpbusd's unsigned operand.
+struct ToOffsetBinary {
+  TINYFED_AVX2_INLINE static void Run(const int8_t* src, int n, uint8_t* dst) {
+    const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)), flip));
+    }
+    // Runs are often a few bytes (a first convolution's taps of one channel).
+    for (; i + 8 <= n; i += 8) Flip<uint64_t>(src + i, dst + i);
+    if (i + 4 <= n) Flip<uint32_t>(src + i, dst + i), i += 4;
+    for (; i < n; ++i) dst[i] = static_cast<uint8_t>(src[i]) ^ 0x80;
+  }
+  template <typename Word>
+  static void Flip(const int8_t* src, uint8_t* dst) {
+    Word w;
+    std::memcpy(&w, src, sizeof(w));
+    w ^= static_cast<Word>(0x8080808080808080ull);
+    std::memcpy(dst, &w, sizeof(w));
+  }
+};
+
+// Four bytes of a row at depth 4q..4q+3, in every 32-bit lane.
+TINYFED_AVX2_INLINE __m256i BroadcastQuad(const uint8_t* row, int q) {
+  int32_t quad;
+  std::memcpy(&quad, row + 4 * q, 4);
+  return _mm256_set1_epi32(quad);
+}
+
+// GemmBlock on vpdpbusd: unsigned offset-binary rows against the int8
+// weights, 32 products an instruction. kRows is 1 or 4.
+template <int kRows>
+TINYFED_AVX512_VNNI_INLINE void VnniGemmBlock(const PreparedOp& op, const uint8_t* rows, int8_t* out) {
+  const int quads = op.packed_depth / 4;
+  const int out_c = op.g.out_c;
+  const int blocks = RoundUp(out_c, kChannelBlock) / kChannelBlock;
+  for (int b = 0; b < blocks; ++b) {
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00;
+    __m256i a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    const int8_t* w = op.packed_int8_weights.data() + static_cast<size_t>(b) * quads * 64;
+    const uint8_t* r0 = rows;
+    const uint8_t* r1 = rows + (kRows > 1 ? op.packed_depth : 0);
+    const uint8_t* r2 = rows + (kRows > 2 ? 2 * op.packed_depth : 0);
+    const uint8_t* r3 = rows + (kRows > 3 ? 3 * op.packed_depth : 0);
+    for (int q = 0; q < quads; ++q) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + q * 64));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + q * 64 + 32));
+      const __m256i x0 = BroadcastQuad(r0, q);
+      a00 = _mm256_dpbusd_epi32(a00, x0, w0);
+      a01 = _mm256_dpbusd_epi32(a01, x0, w1);
+      if constexpr (kRows > 1) {
+        const __m256i x1 = BroadcastQuad(r1, q);
+        a10 = _mm256_dpbusd_epi32(a10, x1, w0);
+        a11 = _mm256_dpbusd_epi32(a11, x1, w1);
+        const __m256i x2 = BroadcastQuad(r2, q);
+        a20 = _mm256_dpbusd_epi32(a20, x2, w0);
+        a21 = _mm256_dpbusd_epi32(a21, x2, w1);
+        const __m256i x3 = BroadcastQuad(r3, q);
+        a30 = _mm256_dpbusd_epi32(a30, x3, w0);
+        a31 = _mm256_dpbusd_epi32(a31, x3, w1);
+      }
+    }
+    // One store loop after the sums (not a call per row): GCC then keeps
+    // all eight accumulators in registers through the loop above.
+    const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+    const int c0 = b * kChannelBlock;
+    for (int r = 0; r < kRows; ++r) StoreChannelBlock(op, acc[r][0], acc[r][1], c0, out + r * out_c + c0);
+  }
+}
+
+TINYFED_AVX512_VNNI void VnniGemm(const PreparedOp& op, const uint8_t* rows, int num_rows, int8_t* out) {
+  int r = 0;
+  for (; r + kRowBlock <= num_rows; r += kRowBlock) {
+    VnniGemmBlock<kRowBlock>(op, rows + static_cast<size_t>(r) * op.packed_depth,
+                             out + static_cast<size_t>(r) * op.g.out_c);
+  }
+  for (; r < num_rows; ++r) {
+    VnniGemmBlock<1>(op, rows + static_cast<size_t>(r) * op.packed_depth, out + static_cast<size_t>(r) * op.g.out_c);
+  }
+}
+
+}  // namespace
+
+TINYFED_AVX512_VNNI void Avx512VnniConv2D(const PreparedOp& op, uint8_t* arena) {
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* patches = arena + op.scratch_offset;
+  const auto pad = static_cast<uint8_t>(static_cast<uint8_t>(op.input_zero_point) ^ 0x80);
+  const int pixels = op.g.out_h * op.g.out_w;
+  for (int first = 0; first < pixels; first += kIm2colRows) {
+    const int count = std::min(kIm2colRows, pixels - first);
+    FillPatches<uint8_t, ToOffsetBinary>(op, in, first, count, pad, patches);
+    VnniGemm(op, patches, count, out + static_cast<size_t>(first) * op.g.out_c);
+  }
+}
+
+TINYFED_AVX512_VNNI void Avx512VnniFullyConnected(const PreparedOp& op, uint8_t* arena) {
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  uint8_t* row = arena + op.scratch_offset;
+  ToOffsetBinary::Run(in, op.g.in_c, row);
+  std::fill(row + op.g.in_c, row + op.packed_depth, uint8_t{0});
+  VnniGemm(op, row, 1, out);
 }
 
 #endif  // __x86_64__

@@ -22,8 +22,9 @@ void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena);
 // Gemm weights: [channel block][depth pair][16 channels][2 depths], zero
 // padded, and the bias with the input zero point folded in.
 void PackGemmWeights(PreparedOp* op, int depth);
-// folded_bias: the bias minus input_zero_point * sum(weights) per channel.
-void FoldInputZeroPoint(PreparedOp* op, int depth);
+// folded_bias: the bias minus (input_zero_point + patch_offset) * sum(weights)
+// per channel, for kernels whose patches hold x + patch_offset.
+void FoldInputZeroPoint(PreparedOp* op, int depth, int32_t patch_offset);
 // depthwise_conv.cc
 extern const OpAnalyzer kDepthwiseConv2DAnalyzer;
 void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
@@ -77,6 +78,14 @@ void PrepareSingleChannelConv(PreparedOp* op);
 void Avx2SingleChannelConv(const PreparedOp& op, uint8_t* arena);
 
 void Avx2Conv2D(const PreparedOp& op, uint8_t* arena);
+// With AVX-512 VNNI (CpuHasAvx512Vnni): offset-binary patches (x + 128 as
+// unsigned bytes, the zero point's where the window leaves the input)
+// against int8 weights, four depths per 32-bit lane; the offset and the input
+// zero point folded into the bias (folded_bias). Weights
+// [channel block][depth quad][16 channels][4 depths], zero padded.
+void PrepareAvx512VnniGemm(PreparedOp* op, int depth);
+void Avx512VnniConv2D(const PreparedOp& op, uint8_t* arena);
+void Avx512VnniFullyConnected(const PreparedOp& op, uint8_t* arena);
 void Avx2FullyConnected(const PreparedOp& op, uint8_t* arena);
 void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
 void Avx2MaxPool(const PreparedOp& op, uint8_t* arena);
