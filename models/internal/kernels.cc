@@ -137,9 +137,6 @@ void PrepareAvx2(PreparedOp* op) {
     op->scratch_bytes = uint64_t{2} * op->packed_depth + kernels::kWidenOvershootBytes;
   } else if (op->kind == v1::Op::kDepthwiseConv2D) {
     kernels::PackDepthwiseWeights(op);
-    const uint64_t taps = static_cast<uint64_t>(g.kernel_h) * g.kernel_w;
-    op->scratch_bytes =
-        sizeof(int16_t*) * (taps + 1) + sizeof(int16_t) * (static_cast<uint64_t>(g.in_c) * (1 + g.in_h * g.in_w));
   }
   PadChannelConstants(op);
 }

@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "models/internal/kernels/arithmetic.h"
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/interpreter.h"
+#include "tinyfed/models/quantization.h"
 
 namespace tinyfed::models {
 namespace {
@@ -219,6 +221,55 @@ TEST(KernelParity, MultipliersAboveOne) {
     }
   }
 }
+
+#if defined(__x86_64__)
+// The AVX2 requantization on 8 lanes, with or without its left shift.
+TINYFED_AVX2 void Avx2Multiply(const int32_t* x, const int32_t* multiplier, const int32_t* shift, bool below_one,
+                               int32_t* out) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
+  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
+  const __m256i r = below_one ? internal::kernels::MultiplyByQuantizedMultiplierBelowOne(v, m, s)
+                              : internal::kernels::MultiplyByQuantizedMultiplier(v, m, s);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), r);
+}
+
+// Every rounding case the kernels' tests might miss: sums at the int32
+// extremes, at and next to each power of two and half of one, against
+// every multiplier range and shift the analysis produces.
+TEST(Requantization, Avx2MatchesTheScalarDefinitionAtTheEdges) {
+  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "no AVX2";
+  std::vector<int32_t> xs = {0, 1, -1, INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1};
+  for (int k = 0; k < 31; ++k) {
+    for (int64_t d : {-1, 0, 1}) {
+      xs.push_back(static_cast<int32_t>((int64_t{1} << k) + d));
+      xs.push_back(static_cast<int32_t>(-(int64_t{1} << k) + d));
+      xs.push_back(static_cast<int32_t>(3 * (int64_t{1} << k) / 2 + d));
+      xs.push_back(static_cast<int32_t>(-3 * (int64_t{1} << k) / 2 + d));
+    }
+  }
+  std::mt19937 rng(7);
+  for (int i = 0; i < 2000; ++i) xs.push_back(static_cast<int32_t>(rng()));
+  std::vector<int32_t> multipliers = {0, 1 << 30, INT32_MAX, (1 << 30) + 1, 1518500250};
+  for (int i = 0; i < 20; ++i) multipliers.push_back(std::uniform_int_distribution<int32_t>(1 << 30, INT32_MAX)(rng));
+  size_t checked = 0;
+  for (int32_t m : multipliers) {
+    for (int shift = -31; shift <= 30; ++shift) {
+      for (size_t i = 0; i + 8 <= xs.size(); i += 8) {
+        const std::vector<int32_t> ms(8, m), ss(8, shift);
+        int32_t out[8];
+        Avx2Multiply(&xs[i], ms.data(), ss.data(), shift <= 0, out);
+        for (size_t j = 0; j < 8; ++j) {
+          ASSERT_EQ(out[j], MultiplyByQuantizedMultiplier(xs[i + j], QuantizedMultiplier{m, shift}))
+              << "x " << xs[i + j] << " multiplier " << m << " shift " << shift;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 100000u);
+}
+#endif
 
 }  // namespace
 }  // namespace tinyfed::models

@@ -143,20 +143,22 @@ inline void NeonStoreFirstBytes(int8_t* dst, int8x16_t v, int n) {
 TINYFED_AVX2_INLINE __m256i RoundingDoublingHighMul(__m256i a, __m256i b) {
   const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
   const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, b), nudge), 31);
-  const __m256i odd = _mm256_srli_epi64(
-      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)), nudge), 31);
-  return _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  // The odd lanes' bits 31..62 shifted left once are the high half of their 64 bits.
+  const __m256i odd = _mm256_slli_epi64(
+      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)), nudge), 1);
+  return _mm256_blend_epi32(even, odd, 0xAA);
 }
 
+// models::RoundingDivideByPOT on 8 lanes: x / 2^exponent rounded half away
+// from zero, as the quotient rounded down plus one where the remainder is
+// above the threshold.
 TINYFED_AVX2_INLINE __m256i RoundingDivideByPOT(__m256i x, __m256i exponent) {
   const __m256i one = _mm256_set1_epi32(1);
-  const __m256i zero = _mm256_setzero_si256();
   const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, exponent), one);
   const __m256i remainder = _mm256_and_si256(x, mask);
-  const __m256i threshold =
-      _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_and_si256(_mm256_cmpgt_epi32(zero, x), one));
-  return _mm256_add_epi32(_mm256_srav_epi32(x, exponent),
-                          _mm256_and_si256(_mm256_cmpgt_epi32(remainder, threshold), one));
+  const __m256i threshold = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(x, 31));
+  // The comparison's all-ones is -1: subtracting it adds one.
+  return _mm256_sub_epi32(_mm256_srav_epi32(x, exponent), _mm256_cmpgt_epi32(remainder, threshold));
 }
 
 TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i multiplier, __m256i shift) {

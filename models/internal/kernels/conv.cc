@@ -289,9 +289,9 @@ TINYFED_AVX2_INLINE void StoreChannelBlock(const PreparedOp& op, __m256i lo, __m
 
 // Fills `count` im2col rows (stride op.packed_depth) for the output pixels
 // from `first`: each run of input values through Copy::Run(src, n, dst),
-// `pad` where the window leaves the input, 0 in the depth padding. Runs are
+// `pad` where the window leaves the input, 0 in the depth padding. Rows are
 // filled left to right, so a copy may overshoot into the positions after
-// its run, which later runs overwrite.
+// its run, which the padding and later runs overwrite.
 template <typename T, typename Copy>
 TINYFED_AVX2_INLINE void FillPatches(const PreparedOp& op, const int8_t* in, int first, int count, T pad, T* rows) {
   const Geometry& g = op.g;
@@ -306,28 +306,21 @@ TINYFED_AVX2_INLINE void FillPatches(const PreparedOp& op, const int8_t* in, int
     const int oy = pixel / g.out_w, ox = pixel % g.out_w;
     const int y0 = oy * g.stride_h - g.pad_top;
     const int x0 = ox * g.stride_w - g.pad_left;
+    // Each kernel row is the padding left of the input, one run of input
+    // values, and the padding right of it.
+    const int left = std::clamp(-x0, 0, g.kernel_w);
+    const int right = std::clamp(x0 + g.kernel_w - g.in_w, 0, g.kernel_w - left);
+    const int inside = (g.kernel_w - left - right) * g.in_c;
     T* dst = rows;
-    const bool columns_inside = x0 >= 0 && x0 + g.kernel_w <= g.in_w;
-    for (int ky = 0; ky < g.kernel_h; ++ky) {
+    for (int ky = 0; ky < g.kernel_h; ++ky, dst += g.kernel_w * g.in_c) {
       const int iy = y0 + ky;
-      if (iy < 0 || iy >= g.in_h) {
+      if (iy < 0 || iy >= g.in_h || inside == 0) {
         std::fill(dst, dst + g.kernel_w * g.in_c, pad);
-        dst += g.kernel_w * g.in_c;
         continue;
       }
-      if (columns_inside) {  // one contiguous run of kernel_w * in_c values
-        Copy::Run(in + (static_cast<size_t>(iy) * g.in_w + x0) * g.in_c, g.kernel_w * g.in_c, dst);
-        dst += g.kernel_w * g.in_c;
-        continue;
-      }
-      for (int kx = 0; kx < g.kernel_w; ++kx, dst += g.in_c) {
-        const int ix = x0 + kx;
-        if (ix < 0 || ix >= g.in_w) {
-          std::fill(dst, dst + g.in_c, pad);
-        } else {
-          Copy::Run(in + (static_cast<size_t>(iy) * g.in_w + ix) * g.in_c, g.in_c, dst);
-        }
-      }
+      std::fill(dst, dst + left * g.in_c, pad);
+      Copy::Run(in + (static_cast<size_t>(iy) * g.in_w + x0 + left) * g.in_c, inside, dst + left * g.in_c);
+      std::fill(dst + left * g.in_c + inside, dst + g.kernel_w * g.in_c, pad);
     }
     std::fill(rows + depth, rows + op.packed_depth, T{0});
   }

@@ -28,6 +28,8 @@ void FoldInputZeroPoint(PreparedOp* op, int depth, int32_t patch_offset);
 // depthwise_conv.cc
 extern const OpAnalyzer kDepthwiseConv2DAnalyzer;
 void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
+// Packs the AVX2 kernel's weights and sets its scratch: the padded input,
+// each pixel interleaved with its right neighbour.
 void PackDepthwiseWeights(PreparedOp* op);
 // pooling.cc: kMax, or the average
 extern const OpAnalyzer kMaxPoolAnalyzer;
