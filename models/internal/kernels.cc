@@ -34,6 +34,7 @@ PreparedOp PrepareOp(const v1::Graph& graph, const v1::Op& op, const OpAnalysis&
       p.multiplier.push_back(m.multiplier);
       p.shift.push_back(m.shift);
     }
+    p.any_left_shift = std::any_of(p.shift.begin(), p.shift.end(), [](int32_t v) { return v > 0; });
   }
   if (a.kind == v1::Op::kConcat) {
     const bool full_range = p.activation.min == -128 && p.activation.max == 127;
@@ -107,17 +108,7 @@ void PrepareSingleChannelConv([[maybe_unused]] PreparedOp* op) {
 #endif
 }
 
-// The AVX2 and VNNI GEMMs requantize whole blocks of 16 channels.
-void PadChannelConstants(PreparedOp* op) {
-  op->any_left_shift = std::any_of(op->shift.begin(), op->shift.end(), [](int32_t v) { return v > 0; });
-  if (op->kind == v1::Op::kConv2D || op->kind == v1::Op::kFullyConnected) {
-    const auto padded = static_cast<size_t>(kernels::RoundUp(op->g.out_c, kernels::kChannelBlock));
-    op->multiplier.resize(padded, 0);
-    op->shift.resize(padded, 0);
-  }
-}
-
-bool RunsVnniGemm(const PreparedOp& op) {
+[[maybe_unused]] bool RunsVnniGemm(const PreparedOp& op) {
   return (op.kind == v1::Op::kConv2D && !RunsSingleChannelConv(op)) || op.kind == v1::Op::kFullyConnected;
 }
 
@@ -138,7 +129,6 @@ void PrepareAvx2(PreparedOp* op) {
   } else if (op->kind == v1::Op::kDepthwiseConv2D) {
     kernels::PackDepthwiseWeights(op);
   }
-  PadChannelConstants(op);
 }
 
 KernelFn Avx2Kernel(const PreparedOp& op) {
@@ -183,7 +173,6 @@ void PrepareAvx512Vnni(PreparedOp* op) {
   if (RunsVnniGemm(*op)) {
     const Geometry& g = op->g;
     kernels::PrepareAvx512VnniGemm(op, op->kind == v1::Op::kConv2D ? g.kernel_h * g.kernel_w * g.in_c : g.in_c);
-    PadChannelConstants(op);
     return;
   }
 #endif

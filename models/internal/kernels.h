@@ -54,8 +54,9 @@ struct PreparedOp {
   std::vector<int32_t> folded_bias;
   int packed_depth = 0;         // inner-product length rounded up to the kernel's step
   bool any_left_shift = false;  // some channel multiplier is 1 or more
-  // AVX2 depthwise only: bias, multipliers and shifts in SIMD lane order.
-  std::vector<int32_t> lane_bias, lane_multiplier, lane_shift;
+  // AVX2 and VNNI convolutions: bias, multiplier and shifts of each output,
+  // in lane order (kernels/arithmetic.h: kLaneChannel, RequantizationRow).
+  std::vector<int32_t> requantization;
 };
 
 // Fills everything but arena offsets from the analysis and the bundle's op.

@@ -1,4 +1,4 @@
-// The vector kernels (AVX2, NEON) must give the reference kernels' bytes on random shapes,
+// The vector kernels (AVX2, VNNI, NEON) must give the reference kernels' bytes on random shapes,
 // strides, paddings, zero points and activations.
 #include "models/internal/kernels.h"
 
@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "models/internal/kernels/arithmetic.h"
+#include "models/internal/kernels/ops.h"
 #include "models/testing/random_bundle.h"
 #include "tinyfed/models/interpreter.h"
 #include "tinyfed/models/quantization.h"
@@ -223,22 +224,29 @@ TEST(KernelParity, MultipliersAboveOne) {
 }
 
 #if defined(__x86_64__)
-// The AVX2 requantization on 8 lanes, with or without its left shift.
-TINYFED_AVX2 void Avx2Multiply(const int32_t* x, const int32_t* multiplier, const int32_t* shift, bool below_one,
-                               int32_t* out) {
+// The AVX2 requantization of 8 lanes of one multiplier and shift, as Concat
+// and the single-channel convolution run it.
+TINYFED_AVX2 void Avx2Multiply(const int32_t* x, int32_t multiplier, int32_t shift, int32_t* out) {
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
-  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
-  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
-  const __m256i r = below_one ? internal::kernels::MultiplyByQuantizedMultiplierBelowOne(v, m, s)
-                              : internal::kernels::MultiplyByQuantizedMultiplier(v, m, s);
+  const __m256i m = _mm256_set1_epi32(multiplier), s = _mm256_set1_epi32(shift);
+  const __m256i r = shift <= 0 ? internal::kernels::MultiplyByQuantizedMultiplierBelowOne(v, m, s)
+                               : internal::kernels::MultiplyByQuantizedMultiplier(v, m, s);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), r);
 }
 
-// Every rounding case the kernels' tests might miss: sums at the int32
-// extremes, at and next to each power of two and half of one, against
-// every multiplier range and shift the analysis produces.
-TEST(Requantization, Avx2MatchesTheScalarDefinitionAtTheEdges) {
-  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "no AVX2";
+// The same 8 sums in each lane group of a 16-channel block, requantized with
+// the block's table (PrepareRequantization), as the convolutions run it.
+TINYFED_AVX2 void Avx2RequantizeGroups(const int32_t* x, const internal::PreparedOp& op, int32_t* out) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  const int32_t* block = internal::kernels::RequantizationBlock(op, 0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), internal::kernels::RequantizeGroup(v, op, block));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8),
+                      internal::kernels::RequantizeGroup(v, op, block + internal::kernels::kRequantizationRows * 8));
+}
+
+// Sums at the int32 extremes, at and next to each power of two and one and
+// a half of it, and random ones.
+std::vector<int32_t> EdgeSums() {
   std::vector<int32_t> xs = {0, 1, -1, INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1};
   for (int k = 0; k < 31; ++k) {
     for (int64_t d : {-1, 0, 1}) {
@@ -250,20 +258,68 @@ TEST(Requantization, Avx2MatchesTheScalarDefinitionAtTheEdges) {
   }
   std::mt19937 rng(7);
   for (int i = 0; i < 2000; ++i) xs.push_back(static_cast<int32_t>(rng()));
-  std::vector<int32_t> multipliers = {0, 1 << 30, INT32_MAX, (1 << 30) + 1, 1518500250};
-  for (int i = 0; i < 20; ++i) multipliers.push_back(std::uniform_int_distribution<int32_t>(1 << 30, INT32_MAX)(rng));
+  xs.resize(xs.size() / 8 * 8);
+  return xs;
+}
+
+// Every multiplier range QuantizeMultiplier produces.
+std::vector<int32_t> EdgeMultipliers() {
+  std::vector<int32_t> ms = {0, 1 << 30, INT32_MAX, (1 << 30) + 1, 1518500250};
+  std::mt19937 rng(8);
+  for (int i = 0; i < 20; ++i) ms.push_back(std::uniform_int_distribution<int32_t>(1 << 30, INT32_MAX)(rng));
+  return ms;
+}
+
+// Every rounding case the kernels' tests might miss, against the scalar
+// definition.
+TEST(Requantization, Avx2MatchesTheScalarDefinitionAtTheEdges) {
+  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "no AVX2";
+  const std::vector<int32_t> xs = EdgeSums();
   size_t checked = 0;
-  for (int32_t m : multipliers) {
+  for (int32_t m : EdgeMultipliers()) {
     for (int shift = -31; shift <= 30; ++shift) {
-      for (size_t i = 0; i + 8 <= xs.size(); i += 8) {
-        const std::vector<int32_t> ms(8, m), ss(8, shift);
+      for (size_t i = 0; i < xs.size(); i += 8) {
         int32_t out[8];
-        Avx2Multiply(&xs[i], ms.data(), ss.data(), shift <= 0, out);
-        for (size_t j = 0; j < 8; ++j) {
+        Avx2Multiply(&xs[i], m, shift, out);
+        for (size_t j = 0; j < 8; ++j, ++checked) {
           ASSERT_EQ(out[j], MultiplyByQuantizedMultiplier(xs[i + j], QuantizedMultiplier{m, shift}))
               << "x " << xs[i + j] << " multiplier " << m << " shift " << shift;
-          ++checked;
         }
+      }
+    }
+  }
+  EXPECT_GT(checked, 100000u);
+}
+
+// The convolutions' table: each lane its own channel's bias, multiplier and
+// shift, in kLaneChannel order, with and without left shifts.
+TEST(Requantization, TheConvolutionsTableMatchesTheScalarDefinition) {
+  if (!internal::CpuHasAvx2()) GTEST_SKIP() << "no AVX2";
+  const std::vector<int32_t> xs = EdgeSums(), ms = EdgeMultipliers();
+  std::mt19937 rng(9);
+  size_t checked = 0;
+  for (int base = -31; base <= 30; ++base) {
+    internal::PreparedOp op;
+    op.g.out_c = internal::kernels::kChannelBlock;
+    op.output_zero_point = base;
+    std::vector<int32_t> bias;
+    for (int c = 0; c < op.g.out_c; ++c) {
+      op.multiplier.push_back(ms[rng() % ms.size()]);
+      op.shift.push_back(std::clamp(base + c % 3 - 1, -31, 30));
+      bias.push_back(static_cast<int32_t>(rng()) >> (c % 20));
+    }
+    op.any_left_shift = std::any_of(op.shift.begin(), op.shift.end(), [](int32_t s) { return s > 0; });
+    internal::kernels::PrepareRequantization(&op, bias);
+    for (size_t i = 0; i < xs.size(); i += 8) {
+      int32_t out[16];
+      Avx2RequantizeGroups(&xs[i], op, out);
+      for (int lane = 0; lane < 16; ++lane, ++checked) {
+        const int c = internal::kernels::kLaneChannel[lane];
+        const int32_t sum = internal::kernels::WrapAdd(xs[i + lane % 8], bias[c]);
+        const int32_t want = internal::kernels::WrapAdd(
+            MultiplyByQuantizedMultiplier(sum, QuantizedMultiplier{op.multiplier[c], op.shift[c]}), base);
+        ASSERT_EQ(out[lane], want) << "lane " << lane << " sum " << sum << " multiplier " << op.multiplier[c]
+                                   << " shift " << op.shift[c];
       }
     }
   }

@@ -38,6 +38,26 @@ inline constexpr int kRowBlock = 4;                   // output pixels per GEMM 
 inline constexpr uint64_t kWidenOvershootBytes = 32;  // WidenInt8 writes up to 15 int16 past its end
 inline constexpr int kIm2colRows = 64;                // output pixels widened per GEMM call, bounding scratch
 
+// The lane order of a 16-channel block's sums in the AVX2 and VNNI kernels:
+// channels 0-3 and 8-11 in the first vector, 4-7 and 12-15 in the second.
+// vpunpck{l,h}wd + vpmaddwd leave a depthwise block's sums so, the GEMMs'
+// weights are packed so, and vpackssdw of the two vectors restores channel
+// order. It is its own inverse: lane l holds channel kLaneChannel[l], and
+// channel c sits in lane kLaneChannel[c].
+inline constexpr int kLaneChannel[kChannelBlock] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
+
+// The rows of PreparedOp::requantization, each 8 lanes wide.
+enum RequantizationRow {
+  kBiasRow,
+  kMultiplierRow,
+  kOddMultiplierRow,  // the odd lanes' multipliers in the even lanes, as vpmuldq reads them
+  kLeftShiftRow,
+  kRightShiftRow,
+  kRoundingMaskRow,  // 2^right shift - 1
+  kRoundingHalfRow,  // the mask halved, rounded down
+  kRequantizationRows,
+};
+
 inline int RoundUp(int x, int m) { return (x + m - 1) / m * m; }
 
 // Modular int32 arithmetic without undefined behaviour.
@@ -173,22 +193,48 @@ TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplierBelowOne(__m256i x, __m
   return RoundingDivideByPOT(RoundingDoublingHighMul(x, multiplier), _mm256_sub_epi32(_mm256_setzero_si256(), shift));
 }
 
-// Requantizes 8 accumulators with the 8 multipliers and shifts at `multiplier`
-// and `shift`, then adds the output zero point and clamps.
-TINYFED_AVX2_INLINE __m256i Requantize8(__m256i acc, const PreparedOp& op, const int32_t* multiplier,
-                                        const int32_t* shift) {
-  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(multiplier));
-  const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(shift));
-  const __m256i scaled =
-      op.any_left_shift ? MultiplyByQuantizedMultiplier(acc, m, s) : MultiplyByQuantizedMultiplierBelowOne(acc, m, s);
-  __m256i v = _mm256_add_epi32(scaled, _mm256_set1_epi32(op.output_zero_point));
-  v = _mm256_max_epi32(v, _mm256_set1_epi32(op.activation.min));
-  return _mm256_min_epi32(v, _mm256_set1_epi32(op.activation.max));
+TINYFED_AVX2_INLINE __m256i LoadRow(const int32_t* group, RequantizationRow row) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + row * 8));
 }
 
-// Channels [c, c+8) in natural order.
-TINYFED_AVX2_INLINE __m256i RequantizeChannels(__m256i acc, const PreparedOp& op, int c) {
-  return Requantize8(acc, op, op.multiplier.data() + c, op.shift.data() + c);
+// MultiplyByQuantizedMultiplier of 8 sums plus their bias, with the
+// constants of a group of op.requantization, plus the output zero point.
+// Loading the shifts' masks and the odd lanes' multipliers instead of
+// deriving them saves five instructions a group: these kernels are bound by
+// vector instructions, and requantization is half of a pointwise
+// convolution's.
+TINYFED_AVX2_INLINE __m256i RequantizeGroup(__m256i acc, const PreparedOp& op, const int32_t* group) {
+  __m256i x = _mm256_add_epi32(acc, LoadRow(group, kBiasRow));
+  if (op.any_left_shift) x = _mm256_sllv_epi32(x, LoadRow(group, kLeftShiftRow));
+  // RoundingDoublingHighMul, then RoundingDivideByPOT.
+  const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
+  const __m256i even =
+      _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, LoadRow(group, kMultiplierRow)), nudge), 31);
+  const __m256i odd = _mm256_slli_epi64(
+      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), LoadRow(group, kOddMultiplierRow)), nudge), 1);
+  const __m256i high = _mm256_blend_epi32(even, odd, 0xAA);
+  const __m256i remainder = _mm256_and_si256(high, LoadRow(group, kRoundingMaskRow));
+  const __m256i threshold = _mm256_add_epi32(LoadRow(group, kRoundingHalfRow), _mm256_srli_epi32(high, 31));
+  const __m256i rounded = _mm256_sub_epi32(_mm256_srav_epi32(high, LoadRow(group, kRightShiftRow)),
+                                           _mm256_cmpgt_epi32(remainder, threshold));
+  return _mm256_add_epi32(rounded, _mm256_set1_epi32(op.output_zero_point));
+}
+
+// A block's 16 sums (lo: lanes 0-7, in kLaneChannel order) requantized with
+// the block's constants at `block`, packed to int8 in channel order and
+// clamped to the activation. The packs saturate to ranges that hold the
+// activation's, so clamping the bytes clamps the int32 values.
+TINYFED_AVX2_INLINE __m128i RequantizeBlock(__m256i lo, __m256i hi, const PreparedOp& op, const int32_t* block) {
+  const __m256i words =
+      _mm256_packs_epi32(RequantizeGroup(lo, op, block), RequantizeGroup(hi, op, block + kRequantizationRows * 8));
+  const __m128i bytes = _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+  return _mm_min_epi8(_mm_max_epi8(bytes, _mm_set1_epi8(static_cast<char>(op.activation.min))),
+                      _mm_set1_epi8(static_cast<char>(op.activation.max)));
+}
+
+// The constants of the block whose first channel is c (a multiple of 16).
+inline const int32_t* RequantizationBlock(const PreparedOp& op, int c) {
+  return op.requantization.data() + static_cast<size_t>(c) * kRequantizationRows;
 }
 
 // Packs 16 clamped int32 lanes (lo = first 8, hi = next 8) into 16 int8 in order.

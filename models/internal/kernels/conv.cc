@@ -90,7 +90,7 @@ void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena) {
   }
 }
 
-// Gemm weights: [channel block][depth pair][16 channels][2 depths], zero padded.
+// Gemm weights: [channel block][depth pair][16 lanes][2 depths], zero padded.
 void PackGemmWeights(PreparedOp* op, int depth) {
   const int out_c = op->g.out_c;
   op->packed_depth = RoundUp(depth, 2);
@@ -98,13 +98,14 @@ void PackGemmWeights(PreparedOp* op, int depth) {
   const int pairs = op->packed_depth / 2;
   op->packed_weights.assign(static_cast<size_t>(blocks) * pairs * kChannelBlock * 2, 0);
   for (int oc = 0; oc < out_c; ++oc) {
-    const int b = oc / kChannelBlock, lane = oc % kChannelBlock;
+    const int b = oc / kChannelBlock, lane = kLaneChannel[oc % kChannelBlock];
     for (int k = 0; k < depth; ++k) {
       const size_t idx = ((static_cast<size_t>(b) * pairs + k / 2) * kChannelBlock + lane) * 2 + (k % 2);
       op->packed_weights[idx] = op->weights[static_cast<size_t>(oc) * depth + k];
     }
   }
   FoldInputZeroPoint(op, depth, 0);
+  PrepareRequantization(op, op->folded_bias);
 }
 
 void FoldInputZeroPoint(PreparedOp* op, int depth, int32_t patch_offset) {
@@ -277,13 +278,10 @@ TINYFED_DOTPROD void NeonDotFullyConnected(const PreparedOp& op, uint8_t* arena)
 
 namespace {
 
-// Adds the bias to 16 channels' sums (lo: the first 8), requantizes them and
-// stores the `valid` first. Multipliers are padded to whole blocks
-// (PadChannelConstants), so a tail block requantizes in SIMD too.
+// Requantizes a block's 16 sums (in kLaneChannel order) and stores the
+// channels of the block that exist.
 TINYFED_AVX2_INLINE void StoreChannelBlock(const PreparedOp& op, __m256i lo, __m256i hi, int c0, int8_t* dst) {
-  lo = _mm256_add_epi32(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0)));
-  hi = _mm256_add_epi32(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.folded_bias.data() + c0 + 8)));
-  StoreFirstBytes(dst, PackToInt8(RequantizeChannels(lo, op, c0), RequantizeChannels(hi, op, c0 + 8)),
+  StoreFirstBytes(dst, RequantizeBlock(lo, hi, op, RequantizationBlock(op, c0)),
                   std::min(kChannelBlock, op.g.out_c - c0));
 }
 
@@ -412,7 +410,7 @@ TINYFED_AVX2 void Avx2FullyConnected(const PreparedOp& op, uint8_t* arena) {
 // and the bias takes off (zero point + 128) * sum(weights).
 constexpr int32_t kOffsetBinary = 128;
 
-// Gemm weights for vpdpbusd: [channel block][depth quad][16 channels][4 depths], zero padded.
+// Gemm weights for vpdpbusd: [channel block][depth quad][16 lanes][4 depths], zero padded.
 void PrepareAvx512VnniGemm(PreparedOp* op, int depth) {
   const int out_c = op->g.out_c;
   op->packed_depth = RoundUp(depth, 4);
@@ -420,13 +418,14 @@ void PrepareAvx512VnniGemm(PreparedOp* op, int depth) {
   const int quads = op->packed_depth / 4;
   op->packed_int8_weights.assign(static_cast<size_t>(blocks) * quads * kChannelBlock * 4, 0);
   for (int oc = 0; oc < out_c; ++oc) {
-    const int b = oc / kChannelBlock, lane = oc % kChannelBlock;
+    const int b = oc / kChannelBlock, lane = kLaneChannel[oc % kChannelBlock];
     for (int k = 0; k < depth; ++k) {
       const size_t idx = ((static_cast<size_t>(b) * quads + k / 4) * kChannelBlock + lane) * 4 + (k % 4);
       op->packed_int8_weights[idx] = op->weights[static_cast<size_t>(oc) * depth + k];
     }
   }
   FoldInputZeroPoint(op, depth, kOffsetBinary);
+  PrepareRequantization(op, op->folded_bias);
   const int rows = op->kind == v1::Op::kConv2D ? std::min(kIm2colRows, op->g.out_h * op->g.out_w) : 1;
   op->scratch_bytes = static_cast<uint64_t>(op->packed_depth) * static_cast<uint64_t>(rows);
 }

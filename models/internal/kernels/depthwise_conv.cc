@@ -112,14 +112,10 @@ void NeonDepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
 
 #endif
 
-// vpunpck{l,h}wd + vpmaddwd leave a 16-channel block's sums in this lane
-// order: channels 0-3 and 8-11 in the first vector, 4-7 and 12-15 in the second.
-constexpr int kDepthwiseLane[kChannelBlock] = {0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15};
-
 // Depthwise weights: the taps of each kernel row in pairs (kx, kx + 1), the
 // last of an odd row with a zero partner; per pair and 16-channel block, the
 // two taps interleaved exactly as vpunpcklwd / vpunpckhwd interleave the
-// inputs. Bias, multipliers and shifts of whole blocks in lane order.
+// inputs, which leaves the sums in kLaneChannel order.
 void PackDepthwiseWeights(PreparedOp* op) {
   const Geometry& g = op->g;
   const int c = g.in_c;
@@ -146,16 +142,7 @@ void PackDepthwiseWeights(PreparedOp* op) {
       }
     }
   }
-  const size_t whole = static_cast<size_t>(blocks) * kChannelBlock;
-  op->lane_bias.resize(whole);
-  op->lane_multiplier.resize(whole);
-  op->lane_shift.resize(whole);
-  for (size_t i = 0; i < whole; ++i) {
-    const size_t src = i / kChannelBlock * kChannelBlock + kDepthwiseLane[i % kChannelBlock];
-    op->lane_bias[i] = op->bias[src];
-    op->lane_multiplier[i] = op->multiplier[src];
-    op->lane_shift[i] = op->shift[src];
-  }
+  PrepareRequantization(op, op->bias);
   op->scratch_bytes = static_cast<uint64_t>(PairedInputHeight(g)) * PairedInputWidth(g) * blocks * 64;
 }
 
@@ -214,8 +201,7 @@ TINYFED_AVX2 void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
       const int16_t* window = paired + (static_cast<size_t>(oy) * g.stride_h * width + ox * g.stride_w) * blocks * 32;
       for (int b = 0; b < blocks; ++b) {
         const int c = b * kChannelBlock;
-        __m256i acc_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.lane_bias.data() + c));
-        __m256i acc_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(op.lane_bias.data() + c + 8));
+        __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
         const int16_t* w = op.packed_weights.data() + static_cast<size_t>(b) * 32;
         for (int ky = 0; ky < g.kernel_h; ++ky) {
           const int16_t* x = window + (static_cast<size_t>(ky) * width * blocks + b) * 32;
@@ -228,13 +214,8 @@ TINYFED_AVX2 void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
                 acc_hi, _mm256_madd_epi16(x_hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16))));
           }
         }
-        // Sums are in kDepthwiseLane order, as are the lane_* arrays; packing
-        // the two halves with vpackssdw then restores channel order.
-        const __m256i lo = Requantize8(acc_lo, op, op.lane_multiplier.data() + c, op.lane_shift.data() + c);
-        const __m256i hi = Requantize8(acc_hi, op, op.lane_multiplier.data() + c + 8, op.lane_shift.data() + c + 8);
-        const __m256i words = _mm256_packs_epi32(lo, hi);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c),
-                         _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1)));
+                         RequantizeBlock(acc_lo, acc_hi, op, RequantizationBlock(op, c)));
       }
       const int in_y0 = oy * g.stride_h - g.pad_top;
       const int in_x0 = ox * g.stride_w - g.pad_left;

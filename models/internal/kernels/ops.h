@@ -19,12 +19,15 @@ extern const OpAnalyzer kConv2DAnalyzer;
 extern const OpAnalyzer kFullyConnectedAnalyzer;
 void ReferenceConv2D(const PreparedOp& op, uint8_t* arena);
 void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena);
-// Gemm weights: [channel block][depth pair][16 channels][2 depths], zero
+// Gemm weights: [channel block][depth pair][16 lanes][2 depths], zero
 // padded, and the bias with the input zero point folded in.
 void PackGemmWeights(PreparedOp* op, int depth);
 // folded_bias: the bias minus (input_zero_point + patch_offset) * sum(weights)
 // per channel, for kernels whose patches hold x + patch_offset.
 void FoldInputZeroPoint(PreparedOp* op, int depth, int32_t patch_offset);
+// requantization.cc: requantization with `bias` (one per output channel),
+// for RequantizeBlock.
+void PrepareRequantization(PreparedOp* op, const std::vector<int32_t>& bias);
 // depthwise_conv.cc
 extern const OpAnalyzer kDepthwiseConv2DAnalyzer;
 void ReferenceDepthwiseConv2D(const PreparedOp& op, uint8_t* arena);
@@ -84,7 +87,7 @@ void Avx2Conv2D(const PreparedOp& op, uint8_t* arena);
 // unsigned bytes, the zero point's where the window leaves the input)
 // against int8 weights, four depths per 32-bit lane; the offset and the input
 // zero point folded into the bias (folded_bias). Weights
-// [channel block][depth quad][16 channels][4 depths], zero padded.
+// [channel block][depth quad][16 lanes][4 depths], zero padded.
 void PrepareAvx512VnniGemm(PreparedOp* op, int depth);
 void Avx512VnniConv2D(const PreparedOp& op, uint8_t* arena);
 void Avx512VnniFullyConnected(const PreparedOp& op, uint8_t* arena);
