@@ -238,10 +238,10 @@ TINYFED_AVX2 void Avx2Multiply(const int32_t* x, int32_t multiplier, int32_t shi
 // the block's table (PrepareRequantization), as the convolutions run it.
 TINYFED_AVX2 void Avx2RequantizeGroups(const int32_t* x, const internal::PreparedOp& op, int32_t* out) {
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
-  const int32_t* block = internal::kernels::RequantizationBlock(op, 0);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), internal::kernels::RequantizeGroup(v, op, block));
+  const internal::kernels::Requantizer r = internal::kernels::RequantizerOf(op);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), internal::kernels::RequantizeGroup(v, r, r.table));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8),
-                      internal::kernels::RequantizeGroup(v, op, block + internal::kernels::kRequantizationRows * 8));
+                      internal::kernels::RequantizeGroup(v, r, r.table + internal::kernels::kRequantizationRows * 8));
 }
 
 // Sums at the int32 extremes, at and next to each power of two and one and

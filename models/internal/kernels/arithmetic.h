@@ -197,15 +197,33 @@ TINYFED_AVX2_INLINE __m256i LoadRow(const int32_t* group, RequantizationRow row)
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(group + row * 8));
 }
 
+// What requantizing an op's outputs takes besides its table, loaded once per
+// call: stores through int8_t pointers may alias any object, so the compiler
+// reloads whatever a loop reads through the op after each store.
+struct Requantizer {
+  const int32_t* table;  // op.requantization
+  __m256i output_zero_point;
+  __m128i min, max;  // the activation's range
+  bool any_left_shift;
+};
+
+TINYFED_AVX2_INLINE Requantizer RequantizerOf(const PreparedOp& op) {
+  return {.table = op.requantization.data(),
+          .output_zero_point = _mm256_set1_epi32(op.output_zero_point),
+          .min = _mm_set1_epi8(static_cast<char>(op.activation.min)),
+          .max = _mm_set1_epi8(static_cast<char>(op.activation.max)),
+          .any_left_shift = op.any_left_shift};
+}
+
 // MultiplyByQuantizedMultiplier of 8 sums plus their bias, with the
-// constants of a group of op.requantization, plus the output zero point.
+// constants of a group of the table, plus the output zero point.
 // Loading the shifts' masks and the odd lanes' multipliers instead of
 // deriving them saves five instructions a group: these kernels are bound by
 // vector instructions, and requantization is half of a pointwise
 // convolution's.
-TINYFED_AVX2_INLINE __m256i RequantizeGroup(__m256i acc, const PreparedOp& op, const int32_t* group) {
+TINYFED_AVX2_INLINE __m256i RequantizeGroup(__m256i acc, const Requantizer& r, const int32_t* group) {
   __m256i x = _mm256_add_epi32(acc, LoadRow(group, kBiasRow));
-  if (op.any_left_shift) x = _mm256_sllv_epi32(x, LoadRow(group, kLeftShiftRow));
+  if (r.any_left_shift) x = _mm256_sllv_epi32(x, LoadRow(group, kLeftShiftRow));
   // RoundingDoublingHighMul, then RoundingDivideByPOT.
   const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
   const __m256i even =
@@ -217,24 +235,19 @@ TINYFED_AVX2_INLINE __m256i RequantizeGroup(__m256i acc, const PreparedOp& op, c
   const __m256i threshold = _mm256_add_epi32(LoadRow(group, kRoundingHalfRow), _mm256_srli_epi32(high, 31));
   const __m256i rounded = _mm256_sub_epi32(_mm256_srav_epi32(high, LoadRow(group, kRightShiftRow)),
                                            _mm256_cmpgt_epi32(remainder, threshold));
-  return _mm256_add_epi32(rounded, _mm256_set1_epi32(op.output_zero_point));
+  return _mm256_add_epi32(rounded, r.output_zero_point);
 }
 
-// A block's 16 sums (lo: lanes 0-7, in kLaneChannel order) requantized with
-// the block's constants at `block`, packed to int8 in channel order and
-// clamped to the activation. The packs saturate to ranges that hold the
-// activation's, so clamping the bytes clamps the int32 values.
-TINYFED_AVX2_INLINE __m128i RequantizeBlock(__m256i lo, __m256i hi, const PreparedOp& op, const int32_t* block) {
+// The 16 sums of the block whose first channel is c (a multiple of 16; lo:
+// lanes 0-7, in kLaneChannel order) requantized, packed to int8 in channel
+// order and clamped to the activation. The packs saturate to ranges that
+// hold the activation's, so clamping the bytes clamps the int32 values.
+TINYFED_AVX2_INLINE __m128i RequantizeBlock(__m256i lo, __m256i hi, const Requantizer& r, int c) {
+  const int32_t* block = r.table + static_cast<size_t>(c) * kRequantizationRows;
   const __m256i words =
-      _mm256_packs_epi32(RequantizeGroup(lo, op, block), RequantizeGroup(hi, op, block + kRequantizationRows * 8));
+      _mm256_packs_epi32(RequantizeGroup(lo, r, block), RequantizeGroup(hi, r, block + kRequantizationRows * 8));
   const __m128i bytes = _mm_packs_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
-  return _mm_min_epi8(_mm_max_epi8(bytes, _mm_set1_epi8(static_cast<char>(op.activation.min))),
-                      _mm_set1_epi8(static_cast<char>(op.activation.max)));
-}
-
-// The constants of the block whose first channel is c (a multiple of 16).
-inline const int32_t* RequantizationBlock(const PreparedOp& op, int c) {
-  return op.requantization.data() + static_cast<size_t>(c) * kRequantizationRows;
+  return _mm_min_epi8(_mm_max_epi8(bytes, r.min), r.max);
 }
 
 // Packs 16 clamped int32 lanes (lo = first 8, hi = next 8) into 16 int8 in order.

@@ -280,9 +280,9 @@ namespace {
 
 // Requantizes a block's 16 sums (in kLaneChannel order) and stores the
 // channels of the block that exist.
-TINYFED_AVX2_INLINE void StoreChannelBlock(const PreparedOp& op, __m256i lo, __m256i hi, int c0, int8_t* dst) {
-  StoreFirstBytes(dst, RequantizeBlock(lo, hi, op, RequantizationBlock(op, c0)),
-                  std::min(kChannelBlock, op.g.out_c - c0));
+TINYFED_AVX2_INLINE void StoreChannelBlock(const Requantizer& r, int out_c, __m256i lo, __m256i hi, int c0,
+                                           int8_t* dst) {
+  StoreFirstBytes(dst, RequantizeBlock(lo, hi, r, c0), std::min(kChannelBlock, out_c - c0));
 }
 
 // Fills `count` im2col rows (stride op.packed_depth) for the output pixels
@@ -332,7 +332,7 @@ struct Widen {
 // writes requantized int8 rows of out_c values.
 // kRows is 1 or 4.
 template <int kRows>
-TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, int8_t* out) {
+TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const Requantizer& rq, const int16_t* rows, int8_t* out) {
   const int pairs = op.packed_depth / 2;
   const int out_c = op.g.out_c;
   const int blocks = RoundUp(out_c, kChannelBlock) / kChannelBlock;
@@ -367,18 +367,19 @@ TINYFED_AVX2_INLINE void GemmBlock(const PreparedOp& op, const int16_t* rows, in
     // all eight accumulators in registers through the loop above.
     const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
     const int c0 = b * kChannelBlock;
-    for (int r = 0; r < kRows; ++r) StoreChannelBlock(op, acc[r][0], acc[r][1], c0, out + r * out_c + c0);
+    for (int r = 0; r < kRows; ++r) StoreChannelBlock(rq, out_c, acc[r][0], acc[r][1], c0, out + r * out_c + c0);
   }
 }
 
 TINYFED_AVX2 void Gemm(const PreparedOp& op, const int16_t* rows, int num_rows, int8_t* out) {
+  const Requantizer rq = RequantizerOf(op);
   int r = 0;
   for (; r + kRowBlock <= num_rows; r += kRowBlock) {
-    GemmBlock<kRowBlock>(op, rows + static_cast<size_t>(r) * op.packed_depth,
+    GemmBlock<kRowBlock>(op, rq, rows + static_cast<size_t>(r) * op.packed_depth,
                          out + static_cast<size_t>(r) * op.g.out_c);
   }
   for (; r < num_rows; ++r) {
-    GemmBlock<1>(op, rows + static_cast<size_t>(r) * op.packed_depth, out + static_cast<size_t>(r) * op.g.out_c);
+    GemmBlock<1>(op, rq, rows + static_cast<size_t>(r) * op.packed_depth, out + static_cast<size_t>(r) * op.g.out_c);
   }
 }
 
@@ -465,7 +466,8 @@ TINYFED_AVX2_INLINE __m256i BroadcastQuad(const uint8_t* row, int q) {
 // GemmBlock on vpdpbusd: unsigned offset-binary rows against the int8
 // weights, 32 products an instruction. kRows is 1 or 4.
 template <int kRows>
-TINYFED_AVX512_VNNI_INLINE void VnniGemmBlock(const PreparedOp& op, const uint8_t* rows, int8_t* out) {
+TINYFED_AVX512_VNNI_INLINE void VnniGemmBlock(const PreparedOp& op, const Requantizer& rq, const uint8_t* rows,
+                                              int8_t* out) {
   const int quads = op.packed_depth / 4;
   const int out_c = op.g.out_c;
   const int blocks = RoundUp(out_c, kChannelBlock) / kChannelBlock;
@@ -499,18 +501,20 @@ TINYFED_AVX512_VNNI_INLINE void VnniGemmBlock(const PreparedOp& op, const uint8_
     // all eight accumulators in registers through the loop above.
     const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
     const int c0 = b * kChannelBlock;
-    for (int r = 0; r < kRows; ++r) StoreChannelBlock(op, acc[r][0], acc[r][1], c0, out + r * out_c + c0);
+    for (int r = 0; r < kRows; ++r) StoreChannelBlock(rq, out_c, acc[r][0], acc[r][1], c0, out + r * out_c + c0);
   }
 }
 
 TINYFED_AVX512_VNNI void VnniGemm(const PreparedOp& op, const uint8_t* rows, int num_rows, int8_t* out) {
+  const Requantizer rq = RequantizerOf(op);
   int r = 0;
   for (; r + kRowBlock <= num_rows; r += kRowBlock) {
-    VnniGemmBlock<kRowBlock>(op, rows + static_cast<size_t>(r) * op.packed_depth,
+    VnniGemmBlock<kRowBlock>(op, rq, rows + static_cast<size_t>(r) * op.packed_depth,
                              out + static_cast<size_t>(r) * op.g.out_c);
   }
   for (; r < num_rows; ++r) {
-    VnniGemmBlock<1>(op, rows + static_cast<size_t>(r) * op.packed_depth, out + static_cast<size_t>(r) * op.g.out_c);
+    VnniGemmBlock<1>(op, rq, rows + static_cast<size_t>(r) * op.packed_depth,
+                     out + static_cast<size_t>(r) * op.g.out_c);
   }
 }
 

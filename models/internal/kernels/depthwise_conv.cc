@@ -183,39 +183,40 @@ TINYFED_AVX2_INLINE void PairInput(const PreparedOp& op, const int8_t* in, int16
   }
 }
 
-}  // namespace
-
-TINYFED_AVX2 void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
+// The depthwise convolution over the paired input; kRows kernel rows of
+// kPairs tap pairs, or with 0 the op's at run time: the 3x3 kernels nearly
+// every depthwise layer has unroll into straight code.
+template <int kRows, int kPairs>
+TINYFED_AVX2_INLINE void PairedDepthwise(const PreparedOp& op, const int8_t* in, const int16_t* paired, int8_t* out) {
   const Geometry& g = op.g;
-  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
-  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
-  auto* paired = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
   const int blocks = g.in_c / kChannelBlock;
-  const int row_pairs = (g.kernel_w + 1) / 2;
+  const int rows = kRows > 0 ? kRows : g.kernel_h;
+  const int pairs = kPairs > 0 ? kPairs : (g.kernel_w + 1) / 2;
   const size_t width = static_cast<size_t>(PairedInputWidth(g));
-  PairInput(op, in, paired);
+  const size_t block_stride = 32, pixel_stride = static_cast<size_t>(blocks) * 32;
+  const int16_t* weights = op.packed_weights.data();
+  const Requantizer rq = RequantizerOf(op);
   for (int oy = 0; oy < g.out_h; ++oy) {
     for (int ox = 0; ox < g.out_w; ++ox) {
       int8_t* dst = out + (static_cast<size_t>(oy) * g.out_w + ox) * g.out_c;
       // The window's top left in the paired input.
-      const int16_t* window = paired + (static_cast<size_t>(oy) * g.stride_h * width + ox * g.stride_w) * blocks * 32;
+      const int16_t* window = paired + (static_cast<size_t>(oy) * g.stride_h * width + ox * g.stride_w) * pixel_stride;
       for (int b = 0; b < blocks; ++b) {
-        const int c = b * kChannelBlock;
         __m256i acc_lo = _mm256_setzero_si256(), acc_hi = _mm256_setzero_si256();
-        const int16_t* w = op.packed_weights.data() + static_cast<size_t>(b) * 32;
-        for (int ky = 0; ky < g.kernel_h; ++ky) {
-          const int16_t* x = window + (static_cast<size_t>(ky) * width * blocks + b) * 32;
-          for (int p = 0; p < row_pairs; ++p, x += 2 * blocks * 32, w += blocks * 32) {
+        for (int ky = 0; ky < rows; ++ky) {
+          for (int p = 0; p < pairs; ++p) {
+            const int16_t* x = window + (ky * width + 2 * p) * pixel_stride + b * block_stride;
+            const int16_t* w = weights + (static_cast<size_t>(ky * pairs + p) * blocks + b) * block_stride;
             const __m256i x_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
             const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16));
-            acc_lo = _mm256_add_epi32(acc_lo,
-                                      _mm256_madd_epi16(x_lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w))));
-            acc_hi = _mm256_add_epi32(
-                acc_hi, _mm256_madd_epi16(x_hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16))));
+            const __m256i w_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+            const __m256i w_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16));
+            acc_lo = _mm256_add_epi32(acc_lo, _mm256_madd_epi16(x_lo, w_lo));
+            acc_hi = _mm256_add_epi32(acc_hi, _mm256_madd_epi16(x_hi, w_hi));
           }
         }
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c),
-                         RequantizeBlock(acc_lo, acc_hi, op, RequantizationBlock(op, c)));
+        const int c = b * kChannelBlock;
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + c), RequantizeBlock(acc_lo, acc_hi, rq, c));
       }
       const int in_y0 = oy * g.stride_h - g.pad_top;
       const int in_x0 = ox * g.stride_w - g.pad_left;
@@ -223,6 +224,20 @@ TINYFED_AVX2 void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
         dst[c] = Requantize(ReferenceChannelSum(op, in, in_y0, in_x0, c), op, c);
       }
     }
+  }
+}
+
+}  // namespace
+
+TINYFED_AVX2 void Avx2DepthwiseConv2D(const PreparedOp& op, uint8_t* arena) {
+  const auto* in = reinterpret_cast<const int8_t*>(arena + op.input_offset);
+  auto* out = reinterpret_cast<int8_t*>(arena + op.output_offset);
+  auto* paired = reinterpret_cast<int16_t*>(arena + op.scratch_offset);
+  PairInput(op, in, paired);
+  if (op.g.kernel_h == 3 && op.g.kernel_w == 3) {
+    PairedDepthwise<3, 2>(op, in, paired, out);
+  } else {
+    PairedDepthwise<0, 0>(op, in, paired, out);
   }
 }
 
