@@ -2,6 +2,7 @@
 // input already quantized): the figure that matters on a gateway.
 //   BM_Cnn/<kernels>      NIID-Bench CNN on a 28x28x1 image (kernels: interpreter_run.h)
 //   BM_DsCnn/<kernels>    DS-CNN: 49x10x1 input, 64 channels, 4 separable blocks
+//   BM_DsCnnDepthwise     one of the DS-CNN's depthwise convolutions (25x5x64, 3x3)
 //   BM_DsCnnPointwise     one of the DS-CNN's pointwise convolutions (25x5x64 -> 64)
 //   BM_CnnPruned/<kernels> the CNN after `backbone prune --channels 30%`
 //                         (conv 4 and 11 filters, FC 84 units)
@@ -47,12 +48,13 @@ v1::ModelBundle Int8Model(Architecture arch, int h, int w, double pruned_fractio
   return *q;
 }
 
-// A one-op bundle: the pointwise convolution inside each DS-CNN block.
-v1::ModelBundle PointwiseModel() {
+// A one-op bundle: op `index` of the DS-CNN (conv, then depthwise and
+// pointwise convolutions, each 25x5x64 -> 25x5x64).
+v1::ModelBundle DsCnnLayerModel(int index) {
   v1::ModelBundle dscnn = Int8Model(Architecture::kDsCnn, 49, 10);
   v1::ModelBundle pw = dscnn;
   v1::Graph* g = pw.mutable_backbone();
-  const v1::Op op = dscnn.backbone().ops(2);  // conv, dw, pw, ...
+  const v1::Op op = dscnn.backbone().ops(index);
   g->clear_ops();
   *g->add_ops() = op;
   g->set_input(op.inputs(0));
@@ -81,14 +83,24 @@ void BM_DsCnn(benchmark::State& state) {
   static const v1::ModelBundle bundle = Int8Model(Architecture::kDsCnn, 49, 10);
   RunInterpreter(state, bundle);
 }
+void BM_DsCnnFirstConv(benchmark::State& state) {
+  static const v1::ModelBundle bundle = DsCnnLayerModel(0);
+  RunInterpreter(state, bundle);
+}
+void BM_DsCnnDepthwise(benchmark::State& state) {
+  static const v1::ModelBundle bundle = DsCnnLayerModel(1);
+  RunInterpreter(state, bundle);
+}
 void BM_DsCnnPointwise(benchmark::State& state) {
-  static const v1::ModelBundle bundle = PointwiseModel();
+  static const v1::ModelBundle bundle = DsCnnLayerModel(2);
   RunInterpreter(state, bundle);
 }
 
 BENCHMARK(BM_Cnn)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_CnnPruned)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DsCnn)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DsCnnFirstConv)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DsCnnDepthwise)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DsCnnPointwise)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

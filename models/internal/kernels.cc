@@ -122,10 +122,10 @@ void PrepareAvx2(PreparedOp* op) {
     kernels::PackGemmWeights(op, g.kernel_h * g.kernel_w * g.in_c);
     op->scratch_bytes =
         uint64_t{2} * op->packed_depth * static_cast<uint64_t>(std::min(kernels::kIm2colRows, g.out_h * g.out_w)) +
-        kernels::kWidenOvershootBytes;
+        kernels::kOvershootBytes;
   } else if (op->kind == v1::Op::kFullyConnected) {
     kernels::PackGemmWeights(op, g.in_c);
-    op->scratch_bytes = uint64_t{2} * op->packed_depth + kernels::kWidenOvershootBytes;
+    op->scratch_bytes = uint64_t{2} * op->packed_depth + kernels::kOvershootBytes;
   } else if (op->kind == v1::Op::kDepthwiseConv2D) {
     kernels::PackDepthwiseWeights(op);
   }

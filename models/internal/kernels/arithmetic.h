@@ -33,10 +33,10 @@
 
 namespace tinyfed::models::internal::kernels {
 
-inline constexpr int kChannelBlock = 16;              // output channels per GEMM micro-kernel
-inline constexpr int kRowBlock = 4;                   // output pixels per GEMM micro-kernel
-inline constexpr uint64_t kWidenOvershootBytes = 32;  // WidenInt8 writes up to 15 int16 past its end
-inline constexpr int kIm2colRows = 64;                // output pixels widened per GEMM call, bounding scratch
+inline constexpr int kChannelBlock = 16;         // output channels per GEMM micro-kernel
+inline constexpr int kRowBlock = 4;              // output pixels per GEMM micro-kernel
+inline constexpr uint64_t kOvershootBytes = 32;  // how far past their end im2col copies and fills may write
+inline constexpr int kIm2colRows = 64;           // output pixels widened per GEMM call, bounding scratch
 
 // The lane order of a 16-channel block's sums in the AVX2 and VNNI kernels:
 // channels 0-3 and 8-11 in the first vector, 4-7 and 12-15 in the second.

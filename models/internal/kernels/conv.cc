@@ -287,9 +287,10 @@ TINYFED_AVX2_INLINE void StoreChannelBlock(const Requantizer& r, int out_c, __m2
 
 // Fills `count` im2col rows (stride op.packed_depth) for the output pixels
 // from `first`: each run of input values through Copy::Run(src, n, dst),
-// `pad` where the window leaves the input, 0 in the depth padding. Rows are
-// filled left to right, so a copy may overshoot into the positions after
-// its run, which the padding and later runs overwrite.
+// Copy::Fill(dst, n, pad) where the window leaves the input, 0 in the depth
+// padding. Rows are filled left to right, so copies and fills may overshoot
+// into the positions after theirs, which later ones overwrite, and past the
+// last row by kOvershootBytes.
 template <typename T, typename Copy>
 TINYFED_AVX2_INLINE void FillPatches(const PreparedOp& op, const int8_t* in, int first, int count, T pad, T* rows) {
   const Geometry& g = op.g;
@@ -313,19 +314,24 @@ TINYFED_AVX2_INLINE void FillPatches(const PreparedOp& op, const int8_t* in, int
     for (int ky = 0; ky < g.kernel_h; ++ky, dst += g.kernel_w * g.in_c) {
       const int iy = y0 + ky;
       if (iy < 0 || iy >= g.in_h || inside == 0) {
-        std::fill(dst, dst + g.kernel_w * g.in_c, pad);
+        Copy::Fill(dst, g.kernel_w * g.in_c, pad);
         continue;
       }
-      std::fill(dst, dst + left * g.in_c, pad);
+      Copy::Fill(dst, left * g.in_c, pad);
       Copy::Run(in + (static_cast<size_t>(iy) * g.in_w + x0 + left) * g.in_c, inside, dst + left * g.in_c);
-      std::fill(dst + left * g.in_c + inside, dst + g.kernel_w * g.in_c, pad);
+      Copy::Fill(dst + left * g.in_c + inside, right * g.in_c, pad);
     }
-    std::fill(rows + depth, rows + op.packed_depth, T{0});
+    Copy::Fill(rows + depth, op.packed_depth - depth, T{0});
   }
 }
 
+// Overshoots as WidenInt8 does, and fills whole vectors: up to 15 values past the end.
 struct Widen {
   TINYFED_AVX2_INLINE static void Run(const int8_t* src, int n, int16_t* dst) { WidenInt8(src, n, dst); }
+  TINYFED_AVX2_INLINE static void Fill(int16_t* dst, int n, int16_t value) {
+    const __m256i v = _mm256_set1_epi16(value);
+    for (int i = 0; i < n; i += 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+  }
 };
 
 // Multiplies `rows` int16 rows (stride packed_depth) by the packed weights and
@@ -428,31 +434,41 @@ void PrepareAvx512VnniGemm(PreparedOp* op, int depth) {
   FoldInputZeroPoint(op, depth, kOffsetBinary);
   PrepareRequantization(op, op->folded_bias);
   const int rows = op->kind == v1::Op::kConv2D ? std::min(kIm2colRows, op->g.out_h * op->g.out_w) : 1;
-  op->scratch_bytes = static_cast<uint64_t>(op->packed_depth) * static_cast<uint64_t>(rows);
+  op->scratch_bytes = static_cast<uint64_t>(op->packed_depth) * static_cast<uint64_t>(rows) + kOvershootBytes;
 }
 
 namespace {
 
 // int8 x as the unsigned byte x + 128 (offset binary): vpdpbusd's unsigned operand.
 struct ToOffsetBinary {
+  // Writes and reads whole words or vectors: up to 31 bytes past the run
+  // (the arena's slack, kOvershootBytes of scratch), which the callers'
+  // left-to-right order overwrites. Runs of a few bytes (a first
+  // convolution's taps of one channel) take one 8-byte word: overlapping
+  // 32-byte stores cost more than the copy.
   TINYFED_AVX2_INLINE static void Run(const int8_t* src, int n, uint8_t* dst) {
+    if (n <= 8) {
+      uint64_t word;
+      std::memcpy(&word, src, 8);
+      word ^= 0x8080808080808080ull;
+      std::memcpy(dst, &word, 8);
+      return;
+    }
     const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
+    for (int i = 0; i < n; i += 32) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
                           _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)), flip));
     }
-    // Runs are often a few bytes (a first convolution's taps of one channel).
-    for (; i + 8 <= n; i += 8) Flip<uint64_t>(src + i, dst + i);
-    if (i + 4 <= n) Flip<uint32_t>(src + i, dst + i), i += 4;
-    for (; i < n; ++i) dst[i] = static_cast<uint8_t>(src[i]) ^ 0x80;
   }
-  template <typename Word>
-  static void Flip(const int8_t* src, uint8_t* dst) {
-    Word w;
-    std::memcpy(&w, src, sizeof(w));
-    w ^= static_cast<Word>(0x8080808080808080ull);
-    std::memcpy(dst, &w, sizeof(w));
+  TINYFED_AVX2_INLINE static void Fill(uint8_t* dst, int n, uint8_t value) {
+    if (n <= 0) return;
+    if (n <= 8) {
+      const uint64_t word = 0x0101010101010101ull * value;
+      std::memcpy(dst, &word, 8);
+      return;
+    }
+    const __m256i v = _mm256_set1_epi8(static_cast<char>(value));
+    for (int i = 0; i < n; i += 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
   }
 };
 
