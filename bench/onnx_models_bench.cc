@@ -59,10 +59,10 @@ void BM_Onnx(benchmark::State& state, size_t which) {
   RunInterpreter(state, bundles[which]);
 }
 
-BENCHMARK_CAPTURE(BM_Onnx, niid_cnn, 0)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Onnx, ds_cnn, 1)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Onnx, mobilenet_v1_025, 2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Onnx, resnet8, 3)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Onnx, niid_cnn, 0)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Onnx, ds_cnn, 1)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Onnx, mobilenet_v1_025, 2)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Onnx, resnet8, 3)->Arg(2)->Arg(1)->Arg(0)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace tinyfed::models
