@@ -20,7 +20,8 @@ extern const OpAnalyzer kFullyConnectedAnalyzer;
 void ReferenceConv2D(const PreparedOp& op, uint8_t* arena);
 void ReferenceFullyConnected(const PreparedOp& op, uint8_t* arena);
 // Gemm weights: [channel block][depth pair][16 lanes][2 depths], zero
-// padded, and the bias with the input zero point folded in.
+// padded, the bias with the input zero point folded in, and the
+// requantization table.
 void PackGemmWeights(PreparedOp* op, int depth);
 // folded_bias: the bias minus (input_zero_point + patch_offset) * sum(weights)
 // per channel, for kernels whose patches hold x + patch_offset.
