@@ -7,8 +7,8 @@
 // hands them to gRPC (ExternalConnectionAcceptor), so that:
 //   - at most `max_connections` are in use; the process's descriptor limit
 //     must leave room for that many plus the aggregator's own files (one
-//     that is shut down keeps its descriptor until gRPC notices, a few
-//     milliseconds);
+//     that is shut down keeps its descriptor until gRPC notices and closes
+//     it);
 //   - a connection that has carried no authenticated call within
 //     `auth_timeout` of being accepted is shut down (bare TCP, a stalled TLS
 //     handshake, idle or half-open streams from nobody in particular), and

@@ -47,8 +47,9 @@ struct PreparedOp {
   uint64_t input_offset = 0, second_input_offset = 0, output_offset = 0, scratch_offset = 0;
   uint64_t scratch_bytes = 0;
   // Vector kernels: weights widened to int16 and packed for the GEMM
-  // micro-kernel (AVX2, NEON), or int8 for SDOT and VNNI,
-  // and bias minus input_zero_point * sum(weights) per channel.
+  // micro-kernel (AVX2, NEON), or int8 for SDOT and VNNI, and the bias
+  // minus (input_zero_point + the kernel's patch offset) * sum(weights) per
+  // channel.
   std::vector<int16_t> packed_weights;
   std::vector<int8_t> packed_int8_weights;
   std::vector<int32_t> folded_bias;
