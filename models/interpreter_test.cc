@@ -10,6 +10,7 @@
 namespace tinyfed::models {
 namespace {
 
+// The sets this CPU runs, slowest first.
 std::vector<KernelSet> AvailableKernelSets() {
   std::vector<KernelSet> sets = {KernelSet::kReference};
   if (internal::CpuHasAvx2()) sets.push_back(KernelSet::kAvx2);
@@ -80,6 +81,15 @@ TEST(Interpreter, RefusesFloatBundles) {
   v1::ModelBundle b = testing::RandomSingleOpBundle(v1::Op::kConv2D, testing::ConvSpec{}, rng);
   b.set_precision(v1::PRECISION_FLOAT32);
   EXPECT_EQ(Interpreter::Create(b).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// kBest takes the fastest set this CPU runs: VNNI over AVX2, SDOT over NEON.
+TEST(Interpreter, BestKernelsAreTheFastestTheCpuRuns) {
+  std::mt19937 rng(4);
+  const v1::ModelBundle b = testing::RandomSingleOpBundle(v1::Op::kConv2D, testing::ConvSpec{}, rng);
+  auto it = Interpreter::Create(b);
+  ASSERT_TRUE(it.ok()) << it.status();
+  EXPECT_EQ((*it)->kernel_set(), AvailableKernelSets().back()) << (*it)->kernel_set_name();
 }
 
 TEST(Interpreter, PredictNormalizesQuantizesAndRunsTheHead) {
