@@ -160,25 +160,34 @@ inline void NeonStoreFirstBytes(int8_t* dst, int8x16_t v, int n) {
 // negative n, trunc(n / d) = floor((n + d - 1) / d). The result fits in 32
 // bits, and bits 31..62 of a 64-bit value are the same under logical and
 // arithmetic shifts, so a logical shift (all AVX2 has) gives it exactly.
-TINYFED_AVX2_INLINE __m256i RoundingDoublingHighMul(__m256i a, __m256i b) {
+// b_odd holds b's odd lanes in its even ones, as vpmuldq reads them.
+TINYFED_AVX2_INLINE __m256i RoundingDoublingHighMul(__m256i a, __m256i b, __m256i b_odd) {
   const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
   const __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, b), nudge), 31);
   // The odd lanes' bits 31..62 shifted left once are the high half of their 64 bits.
-  const __m256i odd = _mm256_slli_epi64(
-      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)), nudge), 1);
+  const __m256i odd = _mm256_slli_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32), b_odd), nudge), 1);
   return _mm256_blend_epi32(even, odd, 0xAA);
+}
+
+TINYFED_AVX2_INLINE __m256i RoundingDoublingHighMul(__m256i a, __m256i b) {
+  return RoundingDoublingHighMul(a, b, _mm256_srli_epi64(b, 32));
 }
 
 // models::RoundingDivideByPOT on 8 lanes: x / 2^exponent rounded half away
 // from zero, as the quotient rounded down plus one where the remainder is
 // above the threshold.
+// mask is 2^exponent - 1 and half is mask / 2, rounded down.
+TINYFED_AVX2_INLINE __m256i RoundingDivideByPOT(__m256i x, __m256i exponent, __m256i mask, __m256i half) {
+  const __m256i remainder = _mm256_and_si256(x, mask);
+  const __m256i threshold = _mm256_add_epi32(half, _mm256_srli_epi32(x, 31));
+  // The comparison's all-ones is -1: subtracting it adds one.
+  return _mm256_sub_epi32(_mm256_srav_epi32(x, exponent), _mm256_cmpgt_epi32(remainder, threshold));
+}
+
 TINYFED_AVX2_INLINE __m256i RoundingDivideByPOT(__m256i x, __m256i exponent) {
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, exponent), one);
-  const __m256i remainder = _mm256_and_si256(x, mask);
-  const __m256i threshold = _mm256_add_epi32(_mm256_srai_epi32(mask, 1), _mm256_srli_epi32(x, 31));
-  // The comparison's all-ones is -1: subtracting it adds one.
-  return _mm256_sub_epi32(_mm256_srav_epi32(x, exponent), _mm256_cmpgt_epi32(remainder, threshold));
+  return RoundingDivideByPOT(x, exponent, mask, _mm256_srai_epi32(mask, 1));
 }
 
 TINYFED_AVX2_INLINE __m256i MultiplyByQuantizedMultiplier(__m256i x, __m256i multiplier, __m256i shift) {
@@ -224,17 +233,9 @@ TINYFED_AVX2_INLINE Requantizer RequantizerOf(const PreparedOp& op) {
 TINYFED_AVX2_INLINE __m256i RequantizeGroup(__m256i acc, const Requantizer& r, const int32_t* group) {
   __m256i x = _mm256_add_epi32(acc, LoadRow(group, kBiasRow));
   if (r.any_left_shift) x = _mm256_sllv_epi32(x, LoadRow(group, kLeftShiftRow));
-  // RoundingDoublingHighMul, then RoundingDivideByPOT.
-  const __m256i nudge = _mm256_set1_epi64x(int64_t{1} << 30);
-  const __m256i even =
-      _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, LoadRow(group, kMultiplierRow)), nudge), 31);
-  const __m256i odd = _mm256_slli_epi64(
-      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), LoadRow(group, kOddMultiplierRow)), nudge), 1);
-  const __m256i high = _mm256_blend_epi32(even, odd, 0xAA);
-  const __m256i remainder = _mm256_and_si256(high, LoadRow(group, kRoundingMaskRow));
-  const __m256i threshold = _mm256_add_epi32(LoadRow(group, kRoundingHalfRow), _mm256_srli_epi32(high, 31));
-  const __m256i rounded = _mm256_sub_epi32(_mm256_srav_epi32(high, LoadRow(group, kRightShiftRow)),
-                                           _mm256_cmpgt_epi32(remainder, threshold));
+  const __m256i high = RoundingDoublingHighMul(x, LoadRow(group, kMultiplierRow), LoadRow(group, kOddMultiplierRow));
+  const __m256i rounded = RoundingDivideByPOT(high, LoadRow(group, kRightShiftRow), LoadRow(group, kRoundingMaskRow),
+                                              LoadRow(group, kRoundingHalfRow));
   return _mm256_add_epi32(rounded, r.output_zero_point);
 }
 

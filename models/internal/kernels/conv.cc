@@ -481,7 +481,9 @@ TINYFED_AVX2_INLINE __m256i BroadcastQuad(const uint8_t* row, int q) {
 }
 
 // GemmBlock on vpdpbusd: unsigned offset-binary rows against the int8
-// weights, 32 products an instruction. kRows is 1 or 4.
+// weights, 32 products an instruction. kRows is 1 or 4. A twin rather than a
+// template argument of GemmBlock: a function compiled for AVX2 alone cannot
+// inline VNNI instructions, so the loop lives in a VNNI-marked function.
 template <int kRows>
 TINYFED_AVX512_VNNI_INLINE void VnniGemmBlock(const PreparedOp& op, const Requantizer& rq, const uint8_t* rows,
                                               int8_t* out) {
