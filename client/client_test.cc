@@ -798,15 +798,58 @@ TEST(PersonalHeadTest, WinsOnlyBeyondChance) {
   EXPECT_NEAR(models::McNemarPValue(10, 4), 1471.0 / 16384, 1e-12);
   EXPECT_NEAR(models::McNemarPValue(6, 3), 130.0 / 512, 1e-12);
   EXPECT_DOUBLE_EQ(models::McNemarPValue(0, 0), 1.0);
-  // Served at p <= 0.01.
-  EXPECT_FALSE(internal::PersonalHeadWins(6, 0));   // 0.0156
-  EXPECT_TRUE(internal::PersonalHeadWins(7, 0));    // 0.0078
-  EXPECT_FALSE(internal::PersonalHeadWins(9, 1));   // 0.0107
-  EXPECT_TRUE(internal::PersonalHeadWins(10, 1));   // 0.0059
-  EXPECT_FALSE(internal::PersonalHeadWins(12, 3));  // 0.0176
-  EXPECT_TRUE(internal::PersonalHeadWins(13, 2));   // 0.0037
-  EXPECT_FALSE(internal::PersonalHeadWins(4, 12));
-  EXPECT_FALSE(internal::PersonalHeadWins(0, 0));
+  // The recalibrated head serves at p <= 0.05, the fine-tuned one at p <= 0.001.
+  EXPECT_FALSE(internal::WinsBeyondChance(4, 0, internal::kRecalibratedLevel));  // 0.0625
+  EXPECT_TRUE(internal::WinsBeyondChance(5, 0, internal::kRecalibratedLevel));   // 0.0313
+  EXPECT_FALSE(internal::WinsBeyondChance(6, 1, internal::kRecalibratedLevel));  // 0.0625
+  EXPECT_TRUE(internal::WinsBeyondChance(7, 1, internal::kRecalibratedLevel));   // 0.0352
+  EXPECT_FALSE(internal::WinsBeyondChance(8, 2, internal::kRecalibratedLevel));  // 0.0547
+  EXPECT_TRUE(internal::WinsBeyondChance(9, 2, internal::kRecalibratedLevel));   // 0.0327
+  EXPECT_FALSE(internal::WinsBeyondChance(9, 0, internal::kFineTunedLevel));     // 0.00195
+  EXPECT_TRUE(internal::WinsBeyondChance(10, 0, internal::kFineTunedLevel));     // 0.000977
+  EXPECT_FALSE(internal::WinsBeyondChance(12, 1, internal::kFineTunedLevel));    // 0.00171
+  EXPECT_TRUE(internal::WinsBeyondChance(13, 1, internal::kFineTunedLevel));     // 0.000916
+  EXPECT_FALSE(internal::WinsBeyondChance(4, 12, internal::kRecalibratedLevel));
+  EXPECT_FALSE(internal::WinsBeyondChance(0, 0, internal::kRecalibratedLevel));
+}
+
+// The personal head overrides the global head's class only at odds of 3 to
+// 1 or more; where the two agree it answers whatever its confidence.
+TEST(PersonalHeadTest, OverridesTheGlobalHeadOnlyAtThreeToOne) {
+  const std::vector<float> global{2.0f, 0.0f, 0.0f};
+  EXPECT_TRUE(internal::PersonalHeadAnswers(std::vector<float>{0.1f, 0.0f, 0.05f}, global));
+  EXPECT_FALSE(internal::PersonalHeadAnswers(std::vector<float>{0.0f, 1.0f, 0.0f}, global));  // e^1 = 2.7 to 1
+  EXPECT_TRUE(internal::PersonalHeadAnswers(std::vector<float>{0.0f, 1.2f, 0.0f}, global));   // e^1.2 = 3.3 to 1
+  // The odds are against the global head's class, not the runner-up's.
+  EXPECT_FALSE(internal::PersonalHeadAnswers(std::vector<float>{0.5f, 1.5f, 1.4f}, global));
+}
+
+// A head twice as confident as the clinic's cases warrant: the scale that
+// makes them most likely is below 1, and the recalibrated head keeps the
+// direction of the weights. Too timid a head is scaled up.
+TEST(PersonalHeadTest, RecalibrationScalesAnOverconfidentHeadDown) {
+  // One feature; class 0 for x = +1 and class 1 for x = -1, three times in four.
+  std::vector<float> x;
+  std::vector<int> y;
+  for (int i = 0; i < 400; ++i) {
+    const float v = i % 2 ? 1.0f : -1.0f;
+    x.push_back(v);
+    y.push_back((v > 0) == (i % 8 < 6) ? 0 : 1);
+  }
+  // Weights of log(3) / 2 match the data (odds of 3 to 1 at x = 1).
+  const float matched = std::log(3.0f) / 2;
+  v1::Head confident = testing::ZeroHead(1, 2);
+  confident.set_weights(0, 2 * matched);
+  confident.set_weights(1, -2 * matched);
+  const v1::Head recalibrated = internal::RecalibrateHead(confident, x, y);
+  EXPECT_FLOAT_EQ(recalibrated.weights(0), matched);
+  EXPECT_FLOAT_EQ(recalibrated.weights(1), -matched);
+  EXPECT_NEAR(recalibrated.bias(0) - recalibrated.bias(1), 0.0f, 1e-3);
+
+  v1::Head timid = confident;
+  timid.set_weights(0, matched / 2);
+  timid.set_weights(1, -matched / 2);
+  EXPECT_FLOAT_EQ(internal::RecalibrateHead(timid, x, y).weights(0), matched);
 }
 
 // With the weights at zero the logits are the biases, and the best biases
@@ -847,14 +890,18 @@ TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsCrossValidated) {
   ASSERT_TRUE(c->ParticipateOnce().ok());
   ASSERT_EQ(c->model_version(), 1u);
   const models::Dataset fresh = models::testing::TinyClassifierData(60, 22);
-  int right = 0;
+  int right = 0, by_personal = 0;
   for (size_t i = 0; i < fresh.size(); ++i) {
     auto p = c->Predict(fresh.sample(i));
     ASSERT_TRUE(p.ok());
-    EXPECT_EQ(p->head, Head::kPersonal);
+    by_personal += p->head == Head::kPersonal;
     right += p->label == (fresh.labels[i] + 1) % 3;
   }
   EXPECT_GE(right, 45) << "the personal head learned the clinic's own labels";
+  // It answers wherever it overrides the global head at 3 to 1: all but
+  // the cases it is least sure of.
+  EXPECT_GE(by_personal, 54);
+  EXPECT_LT(by_personal, 60);
   ASSERT_TRUE(c->SendTelemetry().ok());
   const v1::Telemetry& t = fake->telemetry.back();
   EXPECT_TRUE(t.personal_head_served());
@@ -862,8 +909,9 @@ TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsCrossValidated) {
   EXPECT_GT(t.holdout_samples(), 50u);
 
   // The same disagreement on 12 samples: heads fitted on ten of them win
-  // too few of the other two to tell (seven wins without a loss are the
-  // fewest that pass), so the federation's head serves.
+  // too few of the other two to tell (five wins without a loss are the
+  // fewest that pass for the recalibrated head, ten for the fine-tuned
+  // one), so the federation's head serves.
   config_.data_dir = dir_ / "small";
   config_.holdout_fraction = 0.1;
   auto small = ClientOffering(v1, RefFor(v1), &fake);

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "client/internal/personal_head.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/auth/device_signature.h"
 #include "tinyfed/base/file_io.h"
@@ -53,14 +54,17 @@ void GatewayState::Install(models::VerifiedModel m, std::unique_ptr<models::Inte
   personal.reset();  // fitted again for this model
 }
 
-std::vector<float> GatewayState::ServingLogits(std::span<const float> features) {
+std::vector<float> GatewayState::ServingLogits(std::span<const float> features, bool* by_personal) {
   interpreter->SetInput(features);
   interpreter->Invoke();
-  if (personal && personal->served && personal->for_version == version) {
-    return HeadLogits(personal->head, interpreter->embedding());
-  }
   const auto logits = interpreter->logits();
-  return {logits.begin(), logits.end()};
+  std::vector<float> global(logits.begin(), logits.end());
+  if (by_personal) *by_personal = false;
+  if (!personal || !personal->served || personal->for_version != version) return global;
+  std::vector<float> mine = HeadLogits(personal->head, interpreter->embedding());
+  if (!PersonalHeadAnswers(mine, global)) return global;
+  if (by_personal) *by_personal = true;
+  return mine;
 }
 
 void GatewayState::RecordRecentCase() {

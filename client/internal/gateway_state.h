@@ -46,9 +46,9 @@ inline bool InHoldout(const SampleKey& key, double fraction) {
   return v < fraction * 65536.0;
 }
 
-// A global head fine-tuned on the clinic's own samples, and how both
-// heads did on its held-out slice: `wins` samples only the personal head
-// got right, `losses` only the global one.
+// The clinic's own head (personal_head.h), and how it and the global head
+// did on the clinic's samples, cross-validated: `wins` samples only the
+// personal head got right, `losses` only the global one.
 struct PersonalHead {
   uint64_t for_version = 0;
   v1::Head head;
@@ -129,8 +129,11 @@ struct GatewayState {
   uint64_t installed_version() const;
 
   void Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // The logits of the head that serves (the personal one if it is served).
-  std::vector<float> ServingLogits(std::span<const float> features) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The logits of the head that answers the case: the personal head's
+  // where it is served and answers (PersonalHeadAnswers), else the global
+  // head's; `by_personal` says which.
+  std::vector<float> ServingLogits(std::span<const float> features, bool* by_personal = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Counts the case ServingLogits just ran in recent_confidence and
   // recent_classes, by the global head's logits.
   void RecordRecentCase() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

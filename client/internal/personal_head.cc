@@ -16,11 +16,6 @@
 namespace tinyfed::client::internal {
 namespace {
 
-// How likely a head no better than the one it replaces may have won as
-// often: chosen on validation data (clinics-fmnist at seeds 12 and 13,
-// docs/gateway.md).
-constexpr double kAlpha = 0.01;
-
 // Every sample is scored once by heads fitted without it.
 constexpr size_t kFolds = 5;
 
@@ -29,20 +24,59 @@ constexpr size_t kFolds = 5;
 // bounds how far: about log(steps) below the others.
 constexpr int kBiasSteps = 500;
 
-int Argmax(const std::vector<float>& logits) {
+// The scales RecalibrateHead tries, a factor of about 1.4 apart.
+constexpr double kLogitScales[] = {0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0};
+
+// The odds a personal head must give its class over the global head's to
+// override it: 3 to 1 (chosen on validation data with the levels above).
+const float kOverrideLogOdds = std::log(3.0f);
+
+int Argmax(std::span<const float> logits) {
   return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
+v1::Head Scaled(const v1::Head& head, double scale) {
+  v1::Head scaled = head;
+  for (float& w : *scaled.mutable_weights()) w = static_cast<float>(w * scale);
+  for (float& b : *scaled.mutable_bias()) b = static_cast<float>(b * scale);
+  return scaled;
+}
+
+// Mean log-likelihood of `labels` under `head`.
+double LogLikelihood(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels) {
+  const size_t dim = head.in_features();
+  double sum = 0.0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const std::vector<float> z = HeadLogits(head, embeddings.subspan(i * dim, dim));
+    const float top = *std::max_element(z.begin(), z.end());
+    double total = 0.0;
+    for (float v : z) total += std::exp(static_cast<double>(v - top));
+    sum += static_cast<double>(z[static_cast<size_t>(labels[i])] - top) - std::log(total);
+  }
+  return labels.empty() ? 0.0 : sum / static_cast<double>(labels.size());
+}
+
+// The scale of kLogitScales that RecalibrateHead applies.
+double RecalibrationScale(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels) {
+  double best_scale = 1.0, best = -INFINITY;
+  for (double scale : kLogitScales) {
+    v1::Head head = Scaled(global, scale);
+    RefitClassBiases(&head, embeddings, labels);
+    if (const double ll = LogLikelihood(head, embeddings, labels); ll > best) best = ll, best_scale = scale;
+  }
+  return best_scale;
+}
+
 // A candidate for the clinic's own head, fitted from the global one.
-enum class Kind { kGlobal, kBiases, kWhole };
+enum class Kind { kGlobal, kRecalibrated, kFineTuned };
 
 const char* NameOf(Kind k) {
   switch (k) {
     case Kind::kGlobal:
       return "the global head";
-    case Kind::kBiases:
-      return "the global head with the clinic's class biases";
-    case Kind::kWhole:
+    case Kind::kRecalibrated:
+      return "the global head recalibrated to the clinic";
+    case Kind::kFineTuned:
       return "the global head fine-tuned on the clinic's samples";
   }
   return "";
@@ -51,7 +85,10 @@ const char* NameOf(Kind k) {
 class PersonalHeadFit {
  public:
   PersonalHeadFit(const v1::Head& global, std::vector<float> x, std::vector<int> y, HeadTrainingTask task)
-      : global_(global), x_(std::move(x)), y_(std::move(y)), task_(task), dim_(global.in_features()) {}
+      : global_(global), x_(std::move(x)), y_(std::move(y)), task_(task), dim_(global.in_features()) {
+    // One scale for every fold: a single number, chosen on all samples.
+    scale_ = RecalibrationScale(global_, x_, y_);
+  }
   ~PersonalHeadFit() { sodium_memzero(x_.data(), x_.size() * sizeof(float)); }
 
   size_t size() const { return y_.size(); }
@@ -68,19 +105,25 @@ class PersonalHeadFit {
       y.push_back(y_[i]);
     }
     v1::Head head = global_;
-    if (kind == Kind::kBiases) RefitClassBiases(&head, x, y);
-    if (kind == Kind::kWhole && !y.empty()) TINYFED_RETURN_IF_ERROR(TrainHead(&head, x, y, task_));
+    if (kind == Kind::kRecalibrated) {
+      head = Scaled(global_, scale_);
+      RefitClassBiases(&head, x, y);
+    }
+    if (kind == Kind::kFineTuned && !y.empty()) TINYFED_RETURN_IF_ERROR(TrainHead(&head, x, y, task_));
     sodium_memzero(x.data(), x.size() * sizeof(float));
     return head;
   }
 
-  // Whether each sample is answered right by `kind` fitted without its fold.
+  // Whether each sample is answered right where `kind`, fitted without its
+  // fold, serves beside the global head.
   absl::StatusOr<std::vector<bool>> CrossValidated(Kind kind) const {
     std::vector<bool> right(y_.size());
     for (size_t fold = 0; fold < kFolds; ++fold) {
       TINYFED_ASSIGN_OR_RETURN(v1::Head head, Fit(kind, fold));
       for (size_t i = 0; i < y_.size(); ++i) {
-        if (FoldOf(i) == fold) right[i] = Argmax(HeadLogits(head, Row(i))) == y_[i];
+        if (FoldOf(i) != fold) continue;
+        const std::vector<float> mine = HeadLogits(head, Row(i)), global = HeadLogits(global_, Row(i));
+        right[i] = Argmax(PersonalHeadAnswers(mine, global) ? mine : global) == y_[i];
       }
     }
     return right;
@@ -95,6 +138,7 @@ class PersonalHeadFit {
   std::vector<int> y_;
   HeadTrainingTask task_;
   size_t dim_;
+  double scale_ = 1.0;
 };
 
 }  // namespace
@@ -131,8 +175,20 @@ void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::sp
   for (size_t c = 0; c < classes; ++c) head->set_bias(static_cast<int>(c), bias[c]);
 }
 
-bool PersonalHeadWins(uint32_t wins, uint32_t losses) {
-  return wins > losses && models::McNemarPValue(wins, losses) <= kAlpha;
+v1::Head RecalibrateHead(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels) {
+  v1::Head head = Scaled(global, RecalibrationScale(global, embeddings, labels));
+  RefitClassBiases(&head, embeddings, labels);
+  return head;
+}
+
+bool PersonalHeadAnswers(std::span<const float> personal_logits, std::span<const float> global_logits) {
+  const int mine = Argmax(personal_logits), global = Argmax(global_logits);
+  return mine == global ||
+         personal_logits[static_cast<size_t>(mine)] - personal_logits[static_cast<size_t>(global)] > kOverrideLogOdds;
+}
+
+bool WinsBeyondChance(uint32_t wins, uint32_t losses, double level) {
+  return wins > losses && models::McNemarPValue(wins, losses) <= level;
 }
 
 absl::Status RefreshPersonalHead(GatewayState& g) {
@@ -163,19 +219,20 @@ absl::Status RefreshPersonalHead(GatewayState& g) {
   const PersonalHeadFit fit(bundle.head(), std::move(samples.train), std::move(samples.train_labels), task);
 
   // The simplest head that no other beats beyond chance serves: the
-  // biases must beat the global head, the whole fine-tuned head must beat
+  // recalibrated head must beat the global head, the fine-tuned head
   // whichever of those two won.
   TINYFED_ASSIGN_OR_RETURN(const std::vector<bool> global, fit.CrossValidated(Kind::kGlobal));
   Kind chosen = Kind::kGlobal;
   std::vector<bool> best = global;
-  for (Kind candidate : {Kind::kBiases, Kind::kWhole}) {
+  for (auto [candidate, level] :
+       {std::pair{Kind::kRecalibrated, kRecalibratedLevel}, std::pair{Kind::kFineTuned, kFineTunedLevel}}) {
     TINYFED_ASSIGN_OR_RETURN(const std::vector<bool> right, fit.CrossValidated(candidate));
     uint32_t wins = 0, losses = 0;
     for (size_t i = 0; i < right.size(); ++i) {
       wins += right[i] && !best[i];
       losses += best[i] && !right[i];
     }
-    if (PersonalHeadWins(wins, losses)) chosen = candidate, best = right;
+    if (WinsBeyondChance(wins, losses, level)) chosen = candidate, best = right;
   }
   PersonalHead p;
   p.for_version = version;

@@ -364,7 +364,7 @@ void OneProcessFederation::ScoreServedHeads(SimulationReport& report) {
       auto p = gateways_[c]->Predict(holdout.sample(i));
       if (!p.ok()) break;
       right += p->label == holdout.labels[i];
-      r.served_personal = p->head == client::Head::kPersonal;
+      r.served_personal = r.served_personal || p->head == client::Head::kPersonal;
     }
     r.served = holdout.size() ? static_cast<double>(right) / static_cast<double>(holdout.size()) : 0.0;
   }

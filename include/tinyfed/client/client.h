@@ -41,16 +41,20 @@
 //
 // The personal head: after each model it installs, the gateway fits two
 // heads of its own from the global one on its samples: the global head
-// with its class biases refitted (a clinic that sees conditions in other
-// proportions than the federation), and the global head fine-tuned for
-// personal_head_epochs. Each is scored by 5-fold cross-validation, every
-// sample answered by heads fitted without it, and Predict serves the
-// simplest head that no other beats beyond chance: the biases must beat the
-// global head, the fine-tuned head must beat whichever of those won, each
-// in an exact one-sided McNemar test on the samples the two disagree on
-// (docs/gateway.md gives the level). A clinic with few samples therefore
-// keeps the federation's head. The head chosen is fitted on every sample.
-// Each prediction says which head answered.
+// recalibrated to the clinic (its logits rescaled, its class biases
+// refitted: a clinic that sees conditions in other proportions than the
+// federation), and the global head fine-tuned for personal_head_epochs (a
+// clinic whose cases differ in kind). Each is scored by 5-fold
+// cross-validation, every sample answered by heads fitted without it, and
+// the simplest head that no other beats beyond chance serves: the
+// recalibrated head must beat the global head, the fine-tuned head
+// whichever of those won, each in an exact one-sided McNemar test on the
+// samples the two disagree on (docs/gateway.md gives the levels). A clinic
+// with few samples therefore keeps the federation's head. The head chosen
+// is fitted on every sample. A served personal head answers a case where
+// it agrees with the global head or overrides it at odds of 3 to 1 or more;
+// otherwise the global head answers. Each prediction says which head
+// answered.
 //
 // A model is installed only if its release verifies against the trusted
 // root (models/trust.h: signatures, threshold, versions, expiry, lengths and
@@ -90,7 +94,7 @@ struct ClientConfig {
   // One-time token from `tinyfed enroll`; used at the first check-in.
   std::string enrollment_token;
   size_t max_samples = 20000;     // the replay buffer keeps the newest
-  double holdout_fraction = 0.1;  // of samples, for local accuracy and the personal head's test
+  double holdout_fraction = 0.1;  // of samples, for local accuracy and the decision threshold
   // Epochs the fine-tuned personal head trains for from each installed
   // global head (a cosine schedule at the task's learning rate); 0: no
   // personal head at all.
