@@ -391,8 +391,8 @@ std::string Summary(const SimulationReport& r, bool plotted) {
     }
     absl::StrAppend(&out, StrFormat("What the gateways serve (a personal head where it beat the federated one, "
                                     "cross-validated on the gateway's own samples): mean %.2f %%, "
-                                    "personal on %d of %zu clinics; %d clinics more than 1 point below the "
-                                    "federated head, the worst %.2f points below it.\n\n",
+                                    "personal on %d of %zu clinics; more than 1 point below the federated "
+                                    "head on %d, the worst %.2f points below it.\n\n",
                                     100 * Mean(r.clinics, &ClinicResult::served), personal, r.clinics.size(), below,
                                     std::max(0.0, -100 * worst)));
   }
