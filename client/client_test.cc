@@ -850,6 +850,14 @@ TEST(PersonalHeadTest, RecalibrationScalesAnOverconfidentHeadDown) {
   timid.set_weights(0, matched / 2);
   timid.set_weights(1, -matched / 2);
   EXPECT_FLOAT_EQ(internal::RecalibrateHead(timid, x, y).weights(0), matched);
+
+  // No samples, or samples that do not fit the head: unchanged.
+  for (const auto& [xs, ys] : {std::pair{std::vector<float>{}, std::vector<int>{}},
+                               std::pair{std::vector<float>{1.0f, 2.0f}, std::vector<int>{0}},
+                               std::pair{std::vector<float>{1.0f}, std::vector<int>{2}}}) {
+    const v1::Head same = internal::RecalibrateHead(confident, xs, ys);
+    EXPECT_EQ(same.SerializeAsString(), confident.SerializeAsString());
+  }
 }
 
 // With the weights at zero the logits are the biases, and the best biases

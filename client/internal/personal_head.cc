@@ -28,11 +28,20 @@ constexpr int kBiasSteps = 500;
 constexpr double kLogitScales[] = {0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0};
 
 // The odds a personal head must give its class over the global head's to
-// override it: 3 to 1 (chosen on validation data with the levels above).
+// override it: 3 to 1 (chosen on validation data with the levels in
+// personal_head.h).
 const float kOverrideLogOdds = std::log(3.0f);
 
 int Argmax(std::span<const float> logits) {
   return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+// Whether there are samples, each a row of head.in_features() values with
+// a label among its classes.
+bool FitsHead(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels) {
+  const size_t classes = head.num_classes();
+  return !labels.empty() && embeddings.size() == labels.size() * head.in_features() &&
+         std::all_of(labels.begin(), labels.end(), [&](int y) { return y >= 0 && static_cast<size_t>(y) < classes; });
 }
 
 v1::Head Scaled(const v1::Head& head, double scale) {
@@ -56,8 +65,10 @@ double LogLikelihood(const v1::Head& head, std::span<const float> embeddings, st
   return labels.empty() ? 0.0 : sum / static_cast<double>(labels.size());
 }
 
-// The scale of kLogitScales that RecalibrateHead applies.
+// The scale of kLogitScales that RecalibrateHead applies; 1 without
+// samples that fit the head.
 double RecalibrationScale(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels) {
+  if (!FitsHead(global, embeddings, labels)) return 1.0;
   double best_scale = 1.0, best = -INFINITY;
   for (double scale : kLogitScales) {
     v1::Head head = Scaled(global, scale);
@@ -144,11 +155,8 @@ class PersonalHeadFit {
 }  // namespace
 
 void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::span<const int> labels) {
+  if (!FitsHead(*head, embeddings, labels)) return;
   const size_t dim = head->in_features(), classes = head->num_classes(), n = labels.size();
-  if (n == 0 || embeddings.size() != n * dim) return;
-  if (std::any_of(labels.begin(), labels.end(), [&](int y) { return y < 0 || static_cast<size_t>(y) >= classes; })) {
-    return;
-  }
   std::vector<float> logits(n * classes);  // without the biases, which are all that changes
   for (size_t i = 0; i < n; ++i) {
     const std::vector<float> z = HeadLogits(*head, embeddings.subspan(i * dim, dim));

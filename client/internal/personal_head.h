@@ -6,7 +6,8 @@
 // it agrees with the global head or overrides it with odds of at least 3 to
 // 1 (PersonalHeadAnswers). The simplest head no other beats beyond chance
 // serves (an exact one-sided McNemar test, at a stricter level for the
-// fine-tuned head's 850-odd parameters than for the recalibration's dozen),
+// fine-tuned head, all of whose weights move, than for the recalibration,
+// which moves one number per class and one more),
 // so a handful of samples keeps the federation's head. The head chosen is
 // fitted again on every sample. It never leaves the gateway.
 #ifndef TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
@@ -37,7 +38,8 @@ void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::sp
 // scaled by the factor from a fixed grid under which, with its class
 // biases refitted, the clinic's samples are most likely. The scale corrects
 // a head over- or under-confident on the clinic's cases, the biases its
-// proportions.
+// proportions. Samples that do not fit the head (as for RefitClassBiases)
+// leave it unchanged.
 v1::Head RecalibrateHead(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels);
 
 // Whether the personal head answers a case rather than the global head:
