@@ -65,17 +65,27 @@ double LogLikelihood(const v1::Head& head, std::span<const float> embeddings, st
   return labels.empty() ? 0.0 : sum / static_cast<double>(labels.size());
 }
 
-// The scale of kLogitScales that RecalibrateHead applies; 1 without
-// samples that fit the head.
-double RecalibrationScale(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels) {
-  if (!FitsHead(global, embeddings, labels)) return 1.0;
-  double best_scale = 1.0, best = -INFINITY;
+// The global head scaled by the factor of kLogitScales under which, with
+// its class biases refitted, the samples are most likely, and that factor;
+// the head unchanged and a factor of 1 without samples that fit it.
+struct Recalibration {
+  double scale = 1.0;
+  v1::Head head;
+};
+
+Recalibration Recalibrate(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels) {
+  Recalibration best{.scale = 1.0, .head = global};
+  if (!FitsHead(global, embeddings, labels)) return best;
+  double best_likelihood = -INFINITY;
   for (double scale : kLogitScales) {
     v1::Head head = Scaled(global, scale);
     RefitClassBiases(&head, embeddings, labels);
-    if (const double ll = LogLikelihood(head, embeddings, labels); ll > best) best = ll, best_scale = scale;
+    if (const double ll = LogLikelihood(head, embeddings, labels); ll > best_likelihood) {
+      best_likelihood = ll;
+      best = {.scale = scale, .head = std::move(head)};
+    }
   }
-  return best_scale;
+  return best;
 }
 
 // A candidate for the clinic's own head, fitted from the global one.
@@ -98,7 +108,7 @@ class PersonalHeadFit {
   PersonalHeadFit(const v1::Head& global, std::vector<float> x, std::vector<int> y, HeadTrainingTask task)
       : global_(global), x_(std::move(x)), y_(std::move(y)), task_(task), dim_(global.in_features()) {
     // One scale for every fold: a single number, chosen on all samples.
-    scale_ = RecalibrationScale(global_, x_, y_);
+    recalibrated_ = Recalibrate(global_, x_, y_);
   }
   ~PersonalHeadFit() { sodium_memzero(x_.data(), x_.size() * sizeof(float)); }
 
@@ -108,6 +118,7 @@ class PersonalHeadFit {
   // fold kFolds); the global head is fitted on none.
   absl::StatusOr<v1::Head> Fit(Kind kind, size_t fold) const {
     if (kind == Kind::kGlobal) return global_;
+    if (kind == Kind::kRecalibrated && fold == kFolds) return recalibrated_.head;  // choosing the scale fitted it
     std::vector<float> x;
     std::vector<int> y;
     for (size_t i = 0; i < y_.size(); ++i) {
@@ -117,7 +128,7 @@ class PersonalHeadFit {
     }
     v1::Head head = global_;
     if (kind == Kind::kRecalibrated) {
-      head = Scaled(global_, scale_);
+      head = Scaled(global_, recalibrated_.scale);
       RefitClassBiases(&head, x, y);
     }
     if (kind == Kind::kFineTuned && !y.empty()) TINYFED_RETURN_IF_ERROR(TrainHead(&head, x, y, task_));
@@ -149,7 +160,7 @@ class PersonalHeadFit {
   std::vector<int> y_;
   HeadTrainingTask task_;
   size_t dim_;
-  double scale_ = 1.0;
+  Recalibration recalibrated_;  // on every sample
 };
 
 }  // namespace
@@ -184,9 +195,7 @@ void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::sp
 }
 
 v1::Head RecalibrateHead(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels) {
-  v1::Head head = Scaled(global, RecalibrationScale(global, embeddings, labels));
-  RefitClassBiases(&head, embeddings, labels);
-  return head;
+  return Recalibrate(global, embeddings, labels).head;
 }
 
 bool PersonalHeadAnswers(std::span<const float> personal_logits, std::span<const float> global_logits) {
