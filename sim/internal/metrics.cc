@@ -82,6 +82,40 @@ Metrics Evaluate(const v1::Head& head, std::span<const float> embeddings, std::s
   return m;
 }
 
+CaseMix::CaseMix(const Clinic& clinic, std::span<const int> test_labels, size_t classes)
+    : test_labels_(test_labels), weight_(classes, 0.0) {
+  std::vector<double> share(classes, 0.0), tested(classes, 0.0);
+  for (const models::Dataset* slice : {&clinic.train, &clinic.holdout}) {
+    for (int y : slice->labels) share[static_cast<size_t>(y)] += 1.0;
+  }
+  for (int y : test_labels) tested[static_cast<size_t>(y)] += 1.0;
+  double covered = 0.0;
+  for (size_t c = 0; c < classes; ++c) covered += tested[c] > 0 ? share[c] : 0.0;
+  for (size_t c = 0; c < classes; ++c) {
+    if (tested[c] > 0 && covered > 0) weight_[c] = share[c] / covered / tested[c];
+  }
+}
+
+double CaseMix::Accuracy(const std::vector<bool>& right) const {
+  double sum = 0.0;
+  for (size_t i = 0; i < test_labels_.size() && i < right.size(); ++i) {
+    if (right[i]) sum += weight_[static_cast<size_t>(test_labels_[i])];
+  }
+  return sum;
+}
+
+bool MeasuresOnCaseMix(const Scenario& s) { return s.partition.shift == FeatureShift::kNone; }
+
+std::vector<bool> RightAnswers(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels) {
+  const size_t dim = head.in_features();
+  std::vector<bool> right(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const std::vector<float> z = client::HeadLogits(head, embeddings.subspan(i * dim, dim));
+    right[i] = std::max_element(z.begin(), z.end()) - z.begin() == labels[i];
+  }
+  return right;
+}
+
 v1::Head TrainFrom(v1::Head head, std::span<const float> embeddings, std::span<const int> labels, int epochs,
                    const v1::TrainingSettings& t, uint64_t seed) {
   client::HeadTrainingTask task{.epochs = epochs,
@@ -116,10 +150,14 @@ void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v
     report.federated_at_threshold =
         EvaluateAtThreshold(federated, test_embeddings, test_labels, report.positive_class, report.threshold);
   }
+  const std::vector<bool> federated_right = RightAnswers(federated, test_embeddings, test_labels);
   for (size_t c = 0; c < clinics.size(); ++c) {
     const Clinic& clinic = clinics[c];
     ClinicResult& r = report.clinics[c];
     r.federated = Evaluate(federated, clinic.holdout_embeddings, clinic.holdout.labels).accuracy;
+    if (MeasuresOnCaseMix(s)) {
+      r.federated_on_mix = CaseMix(clinic, test_labels, federated.num_classes()).Accuracy(federated_right);
+    }
     const v1::Head mine = TrainFrom(federated, clinic.train_embeddings, clinic.train.labels, s.personalization_epochs,
                                     s.federation.training, s.seed);
     r.personalized = Evaluate(mine, clinic.holdout_embeddings, clinic.holdout.labels).accuracy;
@@ -149,6 +187,10 @@ void ScoreBaselines(const Scenario& s, const std::vector<Clinic>& clinics, const
     const v1::Head local = TrainFrom(zero, c.train_embeddings, c.train.labels, s.baseline_epochs, t, s.seed);
     r.local_only = Evaluate(local, c.holdout_embeddings, c.holdout.labels).accuracy;
     r.local_only_on_test = Evaluate(local, test_embeddings, test_labels).accuracy;
+    if (MeasuresOnCaseMix(s)) {
+      r.local_only_on_mix =
+          CaseMix(c, test_labels, zero.num_classes()).Accuracy(RightAnswers(local, test_embeddings, test_labels));
+    }
     report.mean_local_only_on_test += r.local_only_on_test / static_cast<double>(clinics.size());
     report.clinics.push_back(r);
   }

@@ -22,6 +22,28 @@ Metrics Evaluate(const v1::Head& head, std::span<const float> embeddings, std::s
 // `head` trained further for `epochs` (cosine decay); unchanged if training fails.
 v1::Head TrainFrom(v1::Head head, std::span<const float> embeddings, std::span<const int> labels, int epochs,
                    const v1::TrainingSettings& t, uint64_t seed);
+// A head's accuracy for a clinic, measured on the test split: each class's
+// accuracy there, weighted by that class's share of the clinic's samples
+// (train and slice). When clinics differ from the pool only in their class
+// shares (no partition.shift), this is what the clinic's own slice
+// measures, on the test split's thousands of cases instead of a few dozen,
+// so that one case is not a point or more. Classes absent from the test
+// split are left out and the other shares scaled up.
+class CaseMix {
+ public:
+  CaseMix(const Clinic& clinic, std::span<const int> test_labels, size_t classes);
+  // `right[i]`: whether the head answered test case i right.
+  double Accuracy(const std::vector<bool>& right) const;
+
+ private:
+  std::span<const int> test_labels_;
+  std::vector<double> weight_;  // per class: its share of the clinic's samples over its test cases
+};
+// Whether CaseMix measures the scenario's clinics: they differ from the
+// pool in class shares only.
+bool MeasuresOnCaseMix(const Scenario& s);
+// Whether `head` answers each case right.
+std::vector<bool> RightAnswers(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels);
 // The baselines: a head trained on the union of the clinics' data
 // (centralized) and each clinic's alone, from `zero`; they fill
 // report.clinics.

@@ -349,7 +349,7 @@ uint64_t OneProcessFederation::Record(const std::vector<client::RoundReport>& re
   return outcome && outcome->has_result() ? outcome->result().published().version() : 0;
 }
 
-void OneProcessFederation::ScoreServedHeads(SimulationReport& report) {
+void OneProcessFederation::ScoreServedHeads(const models::Dataset& test, SimulationReport& report) {
   // A gateway checks in now and then whether or not it is chosen: each
   // installs the final model (the federation is closed, so no round
   // starts) and serves from it, as the federated head it is compared with.
@@ -367,6 +367,15 @@ void OneProcessFederation::ScoreServedHeads(SimulationReport& report) {
       r.served_personal = r.served_personal || p->head == client::Head::kPersonal;
     }
     r.served = holdout.size() ? static_cast<double>(right) / static_cast<double>(holdout.size()) : 0.0;
+    if (!MeasuresOnCaseMix(s_)) continue;
+    std::vector<bool> right_on_test(test.size());
+    bool answered = true;
+    for (size_t i = 0; i < test.size() && answered; ++i) {
+      auto p = gateways_[c]->Predict(test.sample(i));
+      answered = p.ok();
+      right_on_test[i] = answered && p->label == test.labels[i];
+    }
+    if (answered) r.served_on_mix = CaseMix(clinics_[c], test.labels, test.label_names.size()).Accuracy(right_on_test);
   }
 }
 

@@ -54,10 +54,11 @@ class OneProcessFederation {
   void Run(const Progress& progress, SimulationReport& report);
   aggregator::Encoding encoding() const { return engine_->encoding(); }
   v1::Head latest_head() const { return engine_->latest_head(); }
-  // What each clinic's gateway serves, on the clinic's held-out slice, into
-  // report.clinics (after FinishReport made them), once every gateway has
-  // checked in for the final model.
-  void ScoreServedHeads(SimulationReport& report);
+  // What each clinic's gateway serves, on the clinic's held-out slice and
+  // on `test` weighted to its class shares (CaseMix), into report.clinics
+  // (after FinishReport made them), once every gateway has checked in for
+  // the final model.
+  void ScoreServedHeads(const models::Dataset& test, SimulationReport& report);
 
  private:
   OneProcessFederation(const Scenario& s, const aggregator::Config& config, const std::vector<Clinic>& clinics,

@@ -90,6 +90,13 @@ struct ClinicResult {
   double served = -1.0;
   bool served_personal = false;
   double local_only_on_test = 0.0;  // its own head on the global test set
+  // The same heads on the test split weighted to the clinic's class shares
+  // (each class's accuracy there, by its share of the clinic's samples):
+  // what its slice measures, on thousands of cases. Negative: not measured
+  // (clinics whose inputs are shifted as well; served: as above).
+  double local_only_on_mix = -1.0;
+  double federated_on_mix = -1.0;
+  double served_on_mix = -1.0;
 };
 
 struct SimulationReport {
