@@ -142,6 +142,42 @@ TEST_F(ReportTest, TheSummarySaysWhatWasSpentAndWhatWasPromised) {
   EXPECT_NE(summary.find("20.50 bits of encoded update and 40.25 bits of protocol"), std::string::npos) << summary;
 }
 
+// The served head against the federated one, clinic by clinic: on the
+// slices one clinic is 2 points below; on the case mix, half a point, which
+// is not more than one.
+TEST_F(ReportTest, TheSummaryCountsClinicsServedMoreThanAPointBelowTheFederatedHead) {
+  SimulationReport r = SampleReport();
+  for (ClinicResult& c : r.clinics) {
+    c.served = c.federated;
+    c.local_only_on_mix = 0.75;
+    c.federated_on_mix = 0.8;
+    c.served_on_mix = 0.8;
+  }
+  r.clinics[1].served = r.clinics[1].federated - 0.02;
+  r.clinics[1].served_personal = true;
+  r.clinics[1].served_on_mix = 0.795;
+  ASSERT_TRUE(WriteReport(r, out_).ok());
+  const std::string summary = Read("summary.md");
+  EXPECT_NE(summary.find("personal on 1 of 2 clinics; more than 1 point below the federated head on 1, the worst "
+                         "2.00 points below it"),
+            std::string::npos)
+      << summary;
+  EXPECT_NE(summary.find("(100 cases instead of the slice's few dozen; mean): local-only 75.00 %, federated 80.00 %, "
+                         "served 79.75 %; served more than 1 point below the federated head on 0, the worst 0.50 "
+                         "points below it"),
+            std::string::npos)
+      << summary;
+  const nlohmann::json j = nlohmann::json::parse(Read("report.json"));
+  EXPECT_DOUBLE_EQ(j["baselines"]["clinic_case_mix"]["served"], 0.7975);
+  EXPECT_DOUBLE_EQ(j["clinics"][1]["served_on_mix"], 0.795);
+
+  // Not measured on one clinic: no mean that would hide it.
+  r.clinics[0].served_on_mix = -1.0;
+  std::filesystem::remove_all(out_);
+  ASSERT_TRUE(WriteReport(r, out_).ok());
+  EXPECT_EQ(Read("summary.md").find("weighted to each clinic's class shares"), std::string::npos);
+}
+
 TEST_F(ReportTest, GatewayProcessesPeakMemoryIsReportedWhenMeasured) {
   SimulationReport r = SampleReport();
   ASSERT_TRUE(WriteReport(r, out_).ok());

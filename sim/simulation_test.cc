@@ -117,8 +117,14 @@ TEST_F(SimulationTest, SolarGatewaysSitOutTheNightAndServeTheirChosenHead) {
   EXPECT_GT(SolarCharge(15.0), SolarCharge(6.0));
   for (const ClinicResult& c : r.clinics) {
     EXPECT_GE(c.served, 0.0) << c.id;
+    EXPECT_GE(c.served_on_mix, 0.0) << c.id;
+    EXPECT_GE(c.local_only_on_mix, 0.0) << c.id;
+    // Where the gateway serves the federated head, its answers through
+    // Predict and the simulator's own scoring of that head agree, on the
+    // slice and on every test case.
     if (!c.served_personal) {
       EXPECT_DOUBLE_EQ(c.served, c.federated) << c.id;
+      EXPECT_NEAR(c.served_on_mix, c.federated_on_mix, 1e-12) << c.id;
     }
   }
 }
