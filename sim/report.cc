@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <numeric>
 
 #include "absl/strings/match.h"
@@ -69,16 +70,20 @@ std::vector<uint64_t> Sorted(std::vector<uint64_t> v) {
   return v;
 }
 
-double Mean(const std::vector<ClinicResult>& clinics, double ClinicResult::*field) {
+// `field`: a member of ClinicResult, or a function of one.
+template <typename Field>
+double Mean(const std::vector<ClinicResult>& clinics, Field field) {
   if (clinics.empty()) return 0.0;
   double sum = 0.0;
-  for (const auto& c : clinics) sum += c.*field;
+  for (const auto& c : clinics) sum += std::invoke(field, c);
   return sum / static_cast<double>(clinics.size());
 }
 
 // Whether every clinic has `field` (negative: not measured).
-bool Measured(const std::vector<ClinicResult>& clinics, double ClinicResult::*field) {
-  return !clinics.empty() && std::all_of(clinics.begin(), clinics.end(), [&](const auto& c) { return c.*field >= 0; });
+template <typename Field>
+bool Measured(const std::vector<ClinicResult>& clinics, Field field) {
+  return !clinics.empty() &&
+         std::all_of(clinics.begin(), clinics.end(), [&](const auto& c) { return std::invoke(field, c) >= 0; });
 }
 
 // The clinics where the served head is more than 1 point below the
@@ -88,15 +93,30 @@ struct BelowFederated {
   double worst_points = 0.0;
 };
 
-BelowFederated CountBelow(const std::vector<ClinicResult>& clinics, double ClinicResult::*served,
-                          double ClinicResult::*federated) {
+template <typename Field>
+BelowFederated CountBelow(const std::vector<ClinicResult>& clinics, Field served, Field federated) {
   BelowFederated below;
   for (const ClinicResult& c : clinics) {
-    const double gap = c.*served - c.*federated;
+    const double gap = std::invoke(served, c) - std::invoke(federated, c);
     below.clinics += gap < -0.01 - 1e-9;  // exactly one point (1 case in 100) is not more
     below.worst_points = std::max(below.worst_points, -100 * gap);
   }
   return below;
+}
+
+nlohmann::json ToJson(const OnCaseMix& m) {
+  return {{"local_only", m.local_only}, {"federated", m.federated}, {"served", m.served}};
+}
+
+// One split's OnCaseMix: the means over clinics, and the clinics served
+// more than 1 point below the federated head.
+nlohmann::json CaseMixJson(const std::vector<ClinicResult>& clinics, OnCaseMix ClinicResult::*split) {
+  auto field = [split](double OnCaseMix::*f) { return [split, f](const ClinicResult& c) { return c.*split.*f; }; };
+  const BelowFederated below = CountBelow(clinics, field(&OnCaseMix::served), field(&OnCaseMix::federated));
+  return {{"local_only", Mean(clinics, field(&OnCaseMix::local_only))},
+          {"federated", Mean(clinics, field(&OnCaseMix::federated))},
+          {"served", Mean(clinics, field(&OnCaseMix::served))},
+          {"served_below_federated", below.clinics}};
 }
 
 nlohmann::json ReportJson(const SimulationReport& r) {
@@ -141,15 +161,16 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                       {"federated", Mean(r.clinics, &ClinicResult::federated)},
                       {"personalized", Mean(r.clinics, &ClinicResult::personalized)},
                       {"served", Mean(r.clinics, &ClinicResult::served)}}}};
-  if (Measured(r.clinics, &ClinicResult::served_on_mix)) {
-    j["baselines"]["clinic_case_mix"] = {{"local_only", Mean(r.clinics, &ClinicResult::local_only_on_mix)},
-                                         {"federated", Mean(r.clinics, &ClinicResult::federated_on_mix)},
-                                         {"served", Mean(r.clinics, &ClinicResult::served_on_mix)}};
+  if (Measured(r.clinics, [](const ClinicResult& c) { return c.test_mix.served; })) {
+    j["baselines"]["clinic_case_mix"] = CaseMixJson(r.clinics, &ClinicResult::test_mix);
   }
   j["validation"] = {{"samples", r.validation_samples},
                      {"centralized", ToJson(r.centralized_validation)},
                      {"federated", ToJson(r.federated_validation)},
                      {"settings_chosen_by", s.settings_chosen_by}};
+  if (Measured(r.clinics, [](const ClinicResult& c) { return c.validation_mix.served; })) {
+    j["validation"]["clinic_case_mix"] = CaseMixJson(r.clinics, &ClinicResult::validation_mix);
+  }
   if (r.positive_class >= 0) {
     j["decision"] = {{"positive_class", s.decision.positive_class},
                      {"target_sensitivity", s.decision.target_sensitivity},
@@ -194,9 +215,8 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                             {"personalized", c.personalized},
                             {"served", c.served},
                             {"served_personal", c.served_personal},
-                            {"local_only_on_mix", c.local_only_on_mix},
-                            {"federated_on_mix", c.federated_on_mix},
-                            {"served_on_mix", c.served_on_mix}});
+                            {"test_mix", ToJson(c.test_mix)},
+                            {"validation_mix", ToJson(c.validation_mix)}});
   }
   j["wall_seconds"] = r.wall_seconds;
   j["client_rounds_per_second"] = r.client_rounds_per_second;
@@ -423,15 +443,16 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                     100 * Mean(r.clinics, &ClinicResult::served), personal, r.clinics.size(),
                                     below.clinics, below.worst_points));
   }
-  if (Measured(r.clinics, &ClinicResult::served_on_mix)) {
-    const BelowFederated below = CountBelow(r.clinics, &ClinicResult::served_on_mix, &ClinicResult::federated_on_mix);
+  auto mix = [](double OnCaseMix::*field) { return [field](const ClinicResult& c) { return c.test_mix.*field; }; };
+  if (Measured(r.clinics, mix(&OnCaseMix::served))) {
+    const BelowFederated below = CountBelow(r.clinics, mix(&OnCaseMix::served), mix(&OnCaseMix::federated));
     absl::StrAppend(
         &out, StrFormat("On the test split weighted to each clinic's class shares (%zu cases instead of the slice's "
                         "few dozen; mean): local-only %.2f %%, federated %.2f %%, served %.2f %%; served more than 1 "
                         "point below the federated head on %d, the worst %.2f points below it.\n\n",
-                        r.test_samples, 100 * Mean(r.clinics, &ClinicResult::local_only_on_mix),
-                        100 * Mean(r.clinics, &ClinicResult::federated_on_mix),
-                        100 * Mean(r.clinics, &ClinicResult::served_on_mix), below.clinics, below.worst_points));
+                        r.test_samples, 100 * Mean(r.clinics, mix(&OnCaseMix::local_only)),
+                        100 * Mean(r.clinics, mix(&OnCaseMix::federated)),
+                        100 * Mean(r.clinics, mix(&OnCaseMix::served)), below.clinics, below.worst_points));
   }
   absl::StrAppend(&out, RolloutAndDrift(r));
   if (s.transport == TransportKind::kProcesses) {

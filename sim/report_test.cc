@@ -149,13 +149,11 @@ TEST_F(ReportTest, TheSummaryCountsClinicsServedMoreThanAPointBelowTheFederatedH
   SimulationReport r = SampleReport();
   for (ClinicResult& c : r.clinics) {
     c.served = c.federated;
-    c.local_only_on_mix = 0.75;
-    c.federated_on_mix = 0.8;
-    c.served_on_mix = 0.8;
+    c.test_mix = {.local_only = 0.75, .federated = 0.8, .served = 0.8};
   }
   r.clinics[1].served = r.clinics[1].federated - 0.02;
   r.clinics[1].served_personal = true;
-  r.clinics[1].served_on_mix = 0.795;
+  r.clinics[1].test_mix.served = 0.795;
   ASSERT_TRUE(WriteReport(r, out_).ok());
   const std::string summary = Read("summary.md");
   EXPECT_NE(summary.find("personal on 1 of 2 clinics; more than 1 point below the federated head on 1, the worst "
@@ -169,10 +167,13 @@ TEST_F(ReportTest, TheSummaryCountsClinicsServedMoreThanAPointBelowTheFederatedH
       << summary;
   const nlohmann::json j = nlohmann::json::parse(Read("report.json"));
   EXPECT_DOUBLE_EQ(j["baselines"]["clinic_case_mix"]["served"], 0.7975);
-  EXPECT_DOUBLE_EQ(j["clinics"][1]["served_on_mix"], 0.795);
+  EXPECT_EQ(j["baselines"]["clinic_case_mix"]["served_below_federated"], 0);
+  EXPECT_DOUBLE_EQ(j["clinics"][1]["test_mix"]["served"], 0.795);
+  EXPECT_DOUBLE_EQ(j["clinics"][1]["validation_mix"]["served"], -1.0);
+  EXPECT_FALSE(j["validation"].contains("clinic_case_mix"));
 
   // Not measured on one clinic: no mean that would hide it.
-  r.clinics[0].served_on_mix = -1.0;
+  r.clinics[0].test_mix.served = -1.0;
   std::filesystem::remove_all(out_);
   ASSERT_TRUE(WriteReport(r, out_).ok());
   EXPECT_EQ(Read("summary.md").find("weighted to each clinic's class shares"), std::string::npos);

@@ -164,7 +164,7 @@ absl::StatusOr<SimulationReport> RunSimulation(const Scenario& s, const std::fil
   report.bits = federation->encoding().bits;
   federation->Run(progress, report);
   FinishReport(s, *clinics, federation->latest_head(), test_embeddings, splits->test.labels, validation, report);
-  federation->ScoreServedHeads(splits->test, report);
+  federation->ScoreServedHeads(splits->test, splits->validation, report);
   federation.reset();
   report.wall_seconds = absl::ToDoubleSeconds(absl::Now() - started);
   return report;

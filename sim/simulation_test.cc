@@ -117,14 +117,17 @@ TEST_F(SimulationTest, SolarGatewaysSitOutTheNightAndServeTheirChosenHead) {
   EXPECT_GT(SolarCharge(15.0), SolarCharge(6.0));
   for (const ClinicResult& c : r.clinics) {
     EXPECT_GE(c.served, 0.0) << c.id;
-    EXPECT_GE(c.served_on_mix, 0.0) << c.id;
-    EXPECT_GE(c.local_only_on_mix, 0.0) << c.id;
+    for (const OnCaseMix& mix : {c.test_mix, c.validation_mix}) {
+      EXPECT_GE(mix.served, 0.0) << c.id;
+      EXPECT_GE(mix.local_only, 0.0) << c.id;
+    }
     // Where the gateway serves the federated head, its answers through
     // Predict and the simulator's own scoring of that head agree, on the
     // slice and on every test case.
     if (!c.served_personal) {
       EXPECT_DOUBLE_EQ(c.served, c.federated) << c.id;
-      EXPECT_NEAR(c.served_on_mix, c.federated_on_mix, 1e-12) << c.id;
+      EXPECT_NEAR(c.test_mix.served, c.test_mix.federated, 1e-12) << c.id;
+      EXPECT_NEAR(c.validation_mix.served, c.validation_mix.federated, 1e-12) << c.id;
     }
   }
 }

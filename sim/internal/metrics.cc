@@ -150,13 +150,16 @@ void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v
     report.federated_at_threshold =
         EvaluateAtThreshold(federated, test_embeddings, test_labels, report.positive_class, report.threshold);
   }
-  const std::vector<bool> federated_right = RightAnswers(federated, test_embeddings, test_labels);
+  const std::vector<bool> right_on_test = RightAnswers(federated, test_embeddings, test_labels);
+  const std::vector<bool> right_on_validation = RightAnswers(federated, validation.embeddings, validation.labels);
   for (size_t c = 0; c < clinics.size(); ++c) {
     const Clinic& clinic = clinics[c];
     ClinicResult& r = report.clinics[c];
     r.federated = Evaluate(federated, clinic.holdout_embeddings, clinic.holdout.labels).accuracy;
     if (MeasuresOnCaseMix(s)) {
-      r.federated_on_mix = CaseMix(clinic, test_labels, federated.num_classes()).Accuracy(federated_right);
+      r.test_mix.federated = CaseMix(clinic, test_labels, federated.num_classes()).Accuracy(right_on_test);
+      r.validation_mix.federated =
+          CaseMix(clinic, validation.labels, federated.num_classes()).Accuracy(right_on_validation);
     }
     const v1::Head mine = TrainFrom(federated, clinic.train_embeddings, clinic.train.labels, s.personalization_epochs,
                                     s.federation.training, s.seed);
@@ -188,8 +191,11 @@ void ScoreBaselines(const Scenario& s, const std::vector<Clinic>& clinics, const
     r.local_only = Evaluate(local, c.holdout_embeddings, c.holdout.labels).accuracy;
     r.local_only_on_test = Evaluate(local, test_embeddings, test_labels).accuracy;
     if (MeasuresOnCaseMix(s)) {
-      r.local_only_on_mix =
-          CaseMix(c, test_labels, zero.num_classes()).Accuracy(RightAnswers(local, test_embeddings, test_labels));
+      const size_t classes = zero.num_classes();
+      r.test_mix.local_only =
+          CaseMix(c, test_labels, classes).Accuracy(RightAnswers(local, test_embeddings, test_labels));
+      r.validation_mix.local_only = CaseMix(c, validation.labels, classes)
+                                        .Accuracy(RightAnswers(local, validation.embeddings, validation.labels));
     }
     report.mean_local_only_on_test += r.local_only_on_test / static_cast<double>(clinics.size());
     report.clinics.push_back(r);

@@ -349,7 +349,8 @@ uint64_t OneProcessFederation::Record(const std::vector<client::RoundReport>& re
   return outcome && outcome->has_result() ? outcome->result().published().version() : 0;
 }
 
-void OneProcessFederation::ScoreServedHeads(const models::Dataset& test, SimulationReport& report) {
+void OneProcessFederation::ScoreServedHeads(const models::Dataset& test, const models::Dataset& validation,
+                                            SimulationReport& report) {
   // A gateway checks in now and then whether or not it is chosen: each
   // installs the final model (the federation is closed, so no round
   // starts) and serves from it, as the federated head it is compared with.
@@ -368,15 +369,19 @@ void OneProcessFederation::ScoreServedHeads(const models::Dataset& test, Simulat
     }
     r.served = holdout.size() ? static_cast<double>(right) / static_cast<double>(holdout.size()) : 0.0;
     if (!MeasuresOnCaseMix(s_)) continue;
-    std::vector<bool> right_on_test(test.size());
-    bool answered = true;
-    for (size_t i = 0; i < test.size() && answered; ++i) {
-      auto p = gateways_[c]->Predict(test.sample(i));
-      answered = p.ok();
-      right_on_test[i] = answered && p->label == test.labels[i];
-    }
-    if (answered) r.served_on_mix = CaseMix(clinics_[c], test.labels, test.label_names.size()).Accuracy(right_on_test);
+    r.test_mix.served = ServedOnCaseMix(c, test);
+    r.validation_mix.served = ServedOnCaseMix(c, validation);
   }
+}
+
+double OneProcessFederation::ServedOnCaseMix(size_t c, const models::Dataset& split) {
+  std::vector<bool> right(split.size());
+  for (size_t i = 0; i < split.size(); ++i) {
+    auto p = gateways_[c]->Predict(split.sample(i));
+    if (!p.ok()) return -1.0;
+    right[i] = p->label == split.labels[i];
+  }
+  return CaseMix(clinics_[c], split.labels, split.label_names.size()).Accuracy(right);
 }
 
 void OneProcessFederation::Run(const Progress& progress, SimulationReport& report) {

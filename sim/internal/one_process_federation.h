@@ -55,14 +55,17 @@ class OneProcessFederation {
   aggregator::Encoding encoding() const { return engine_->encoding(); }
   v1::Head latest_head() const { return engine_->latest_head(); }
   // What each clinic's gateway serves, on the clinic's held-out slice and
-  // on `test` weighted to its class shares (CaseMix), into report.clinics
-  // (after FinishReport made them), once every gateway has checked in for
-  // the final model.
-  void ScoreServedHeads(const models::Dataset& test, SimulationReport& report);
+  // on `test` and `validation` weighted to its class shares (CaseMix), into
+  // report.clinics (after FinishReport made them), once every gateway has
+  // checked in for the final model.
+  void ScoreServedHeads(const models::Dataset& test, const models::Dataset& validation, SimulationReport& report);
 
  private:
   OneProcessFederation(const Scenario& s, const aggregator::Config& config, const std::vector<Clinic>& clinics,
                        Scoring scoring);
+  // Clinic c's gateway through Predict on `split`, weighted to the clinic's
+  // class shares (CaseMix); -1 if it could not answer.
+  double ServedOnCaseMix(size_t c, const models::Dataset& split);
   // The round's cohort: the clinics online, at most the cohort target.
   std::vector<size_t> ChooseOnline(int round, RoundResult& rr) const;
   // The chosen clinics' attempts, on one thread each; `waited` gets the

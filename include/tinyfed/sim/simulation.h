@@ -76,6 +76,16 @@ struct RoundResult {
   bool drift_fleet = false;
 };
 
+// A clinic's heads scored on a split weighted to the clinic's class shares:
+// each class's accuracy there, weighted by that class's share of the
+// clinic's samples (train and slice). Negative: not measured (clinics whose
+// inputs are shifted as well; served: as ClinicResult::served).
+struct OnCaseMix {
+  double local_only = -1.0;
+  double federated = -1.0;
+  double served = -1.0;
+};
+
 struct ClinicResult {
   std::string id;
   size_t train_samples = 0;
@@ -90,13 +100,8 @@ struct ClinicResult {
   double served = -1.0;
   bool served_personal = false;
   double local_only_on_test = 0.0;  // its own head on the global test set
-  // The same heads on the test split weighted to the clinic's class shares
-  // (each class's accuracy there, by its share of the clinic's samples):
-  // what its slice measures, on thousands of cases. Negative: not measured
-  // (clinics whose inputs are shifted as well; served: as above).
-  double local_only_on_mix = -1.0;
-  double federated_on_mix = -1.0;
-  double served_on_mix = -1.0;
+  OnCaseMix test_mix;               // what the slice measures, on the test split's thousands of cases
+  OnCaseMix validation_mix;         // the same on the validation split, to choose settings by
 };
 
 struct SimulationReport {
