@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "base/testing/fake_env.h"
 #include "base/testing/value_or_die.h"
@@ -887,6 +888,9 @@ TEST(PersonalHeadTest, ClassBiasesFollowTheClinicsProportions) {
   internal::RefitClassBiases(&mismatched, std::vector<float>(7, 0.5f), std::vector<int>{0, 1});
   internal::RefitClassBiases(&mismatched, std::vector<float>(8, 0.5f), std::vector<int>{0, 3});
   internal::RefitClassBiases(&mismatched, std::vector<float>(8, 0.5f), std::vector<int>{-1, 0});
+  std::vector<float> not_a_number(8, 0.5f);
+  not_a_number[5] = std::numeric_limits<float>::quiet_NaN();
+  internal::RefitClassBiases(&mismatched, not_a_number, std::vector<int>{0, 1});
   for (float b : mismatched.bias()) EXPECT_EQ(b, 0.0f);
 }
 

@@ -43,12 +43,13 @@ int Argmax(std::span<const float> logits) {
   return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
-// Whether there are samples, each a row of head.in_features() values with
-// a label among its classes.
+// Whether there are samples, each a row of head.in_features() finite
+// values with a label among its classes.
 bool FitsHead(const v1::Head& head, std::span<const float> embeddings, std::span<const int> labels) {
   const size_t classes = head.num_classes();
   return !labels.empty() && embeddings.size() == labels.size() * head.in_features() &&
-         std::all_of(labels.begin(), labels.end(), [&](int y) { return y >= 0 && static_cast<size_t>(y) < classes; });
+         std::all_of(labels.begin(), labels.end(), [&](int y) { return y >= 0 && static_cast<size_t>(y) < classes; }) &&
+         std::all_of(embeddings.begin(), embeddings.end(), [](float v) { return std::isfinite(v); });
 }
 
 v1::Head Scaled(const v1::Head& head, double scale) {
@@ -215,8 +216,8 @@ void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::sp
        ++iteration) {
     const Eigen::VectorXd step = hessian.ldlt().solve(gradient);
     double t = 1.0, next = 0.0;
-    while ((next = loss(bias - t * step, nullptr, nullptr)) > value && t > 1e-6) t /= 2;
-    if (next > value) break;  // no lower point along the step: at the minimum to rounding
+    while (!((next = loss(bias - t * step, nullptr, nullptr)) <= value) && t > 1e-6) t /= 2;
+    if (!(next <= value)) break;  // no lower point along the step (or none a number): at the minimum to rounding
     bias -= t * step;
     value = loss(bias, &gradient, &hessian);
   }

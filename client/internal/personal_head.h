@@ -29,8 +29,8 @@ inline constexpr double kRecalibratedLevel = 0.05;
 inline constexpr double kFineTunedLevel = 0.001;
 
 // `head` with its class biases refitted to `embeddings` and `labels`
-// (rows of head->in_features(), labels in range; anything else leaves it
-// unchanged), its weights kept: how a clinic whose cases come in other
+// (rows of head->in_features() finite values, labels in range; anything
+// else leaves it unchanged), its weights kept: how a clinic whose cases come in other
 // proportions than the federation's corrects the global head.
 void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::span<const int> labels);
 
