@@ -799,30 +799,19 @@ TEST(PersonalHeadTest, WinsOnlyBeyondChance) {
   EXPECT_NEAR(models::McNemarPValue(10, 4), 1471.0 / 16384, 1e-12);
   EXPECT_NEAR(models::McNemarPValue(6, 3), 130.0 / 512, 1e-12);
   EXPECT_DOUBLE_EQ(models::McNemarPValue(0, 0), 1.0);
-  // The recalibrated head serves at p <= 0.05, the fine-tuned one at p <= 0.001.
-  EXPECT_FALSE(internal::WinsBeyondChance(4, 0, internal::kRecalibratedLevel));  // 0.0625
-  EXPECT_TRUE(internal::WinsBeyondChance(5, 0, internal::kRecalibratedLevel));   // 0.0313
-  EXPECT_FALSE(internal::WinsBeyondChance(6, 1, internal::kRecalibratedLevel));  // 0.0625
-  EXPECT_TRUE(internal::WinsBeyondChance(7, 1, internal::kRecalibratedLevel));   // 0.0352
-  EXPECT_FALSE(internal::WinsBeyondChance(8, 2, internal::kRecalibratedLevel));  // 0.0547
-  EXPECT_TRUE(internal::WinsBeyondChance(9, 2, internal::kRecalibratedLevel));   // 0.0327
-  EXPECT_FALSE(internal::WinsBeyondChance(9, 0, internal::kFineTunedLevel));     // 0.00195
-  EXPECT_TRUE(internal::WinsBeyondChance(10, 0, internal::kFineTunedLevel));     // 0.000977
-  EXPECT_FALSE(internal::WinsBeyondChance(12, 1, internal::kFineTunedLevel));    // 0.00171
-  EXPECT_TRUE(internal::WinsBeyondChance(13, 1, internal::kFineTunedLevel));     // 0.000916
-  EXPECT_FALSE(internal::WinsBeyondChance(4, 12, internal::kRecalibratedLevel));
-  EXPECT_FALSE(internal::WinsBeyondChance(0, 0, internal::kRecalibratedLevel));
-}
-
-// The personal head overrides the global head's class only at odds of 3 to
-// 1 or more; where the two agree it answers whatever its confidence.
-TEST(PersonalHeadTest, OverridesTheGlobalHeadOnlyAtThreeToOne) {
-  const std::vector<float> global{2.0f, 0.0f, 0.0f};
-  EXPECT_TRUE(internal::PersonalHeadAnswers(std::vector<float>{0.1f, 0.0f, 0.05f}, global));
-  EXPECT_FALSE(internal::PersonalHeadAnswers(std::vector<float>{0.0f, 1.0f, 0.0f}, global));  // e^1 = 2.7 to 1
-  EXPECT_TRUE(internal::PersonalHeadAnswers(std::vector<float>{0.0f, 1.2f, 0.0f}, global));   // e^1.2 = 3.3 to 1
-  // The odds are against the global head's class, not the runner-up's.
-  EXPECT_FALSE(internal::PersonalHeadAnswers(std::vector<float>{0.5f, 1.5f, 1.4f}, global));
+  // A candidate serves at p <= 0.25: 2 wins without a loss, 4 against 1,
+  // 5 against 2.
+  EXPECT_FALSE(internal::WinsBeyondChance(1, 0, internal::kWinLevel));  // 0.5
+  EXPECT_TRUE(internal::WinsBeyondChance(2, 0, internal::kWinLevel));   // 0.25
+  EXPECT_FALSE(internal::WinsBeyondChance(3, 1, internal::kWinLevel));  // 0.3125
+  EXPECT_TRUE(internal::WinsBeyondChance(4, 1, internal::kWinLevel));   // 0.1875
+  EXPECT_FALSE(internal::WinsBeyondChance(4, 2, internal::kWinLevel));  // 0.3438
+  EXPECT_TRUE(internal::WinsBeyondChance(5, 2, internal::kWinLevel));   // 0.2266
+  EXPECT_FALSE(internal::WinsBeyondChance(4, 12, internal::kWinLevel));
+  EXPECT_FALSE(internal::WinsBeyondChance(0, 0, internal::kWinLevel));
+  // A stricter level asks for more: at p <= 0.05, 5 wins without a loss.
+  EXPECT_FALSE(internal::WinsBeyondChance(4, 0, 0.05));  // 0.0625
+  EXPECT_TRUE(internal::WinsBeyondChance(5, 0, 0.05));   // 0.0313
 }
 
 // A head twice as confident as the clinic's cases warrant: the scale that
@@ -913,20 +902,16 @@ TEST_F(ClientTest, ServesThePersonalHeadOnlyWhereItWinsCrossValidated) {
     right += p->label == (fresh.labels[i] + 1) % 3;
   }
   EXPECT_GE(right, 45) << "the personal head learned the clinic's own labels";
-  // It answers wherever it overrides the global head at 3 to 1: all but
-  // the cases it is least sure of.
-  EXPECT_GE(by_personal, 54);
-  EXPECT_LT(by_personal, 60);
+  EXPECT_EQ(by_personal, 60) << "a served personal head answers every case";
   ASSERT_TRUE(c->SendTelemetry().ok());
   const v1::Telemetry& t = fake->telemetry.back();
   EXPECT_TRUE(t.personal_head_served());
   EXPECT_GT(t.personal_holdout_accuracy(), t.holdout_accuracy() + 0.5f);
   EXPECT_GT(t.holdout_samples(), 50u);
 
-  // The same disagreement on 12 samples: heads fitted on ten of them win
-  // too few of the other two to tell (five wins without a loss are the
-  // fewest that pass for the recalibrated head, ten for the fine-tuned
-  // one), so the federation's head serves.
+  // The same disagreement on 12 samples: heads fitted on ten or so of them
+  // answer none of the others right (nor does the global head): no wins,
+  // no evidence, so the federation's head serves.
   config_.data_dir = dir_ / "small";
   config_.holdout_fraction = 0.1;
   auto small = ClientOffering(v1, RefFor(v1), &fake);

@@ -5,7 +5,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "client/internal/personal_head.h"
 #include "spdlog/spdlog.h"
 #include "tinyfed/auth/device_signature.h"
 #include "tinyfed/base/file_io.h"
@@ -61,10 +60,8 @@ std::vector<float> GatewayState::ServingLogits(std::span<const float> features, 
   std::vector<float> global(logits.begin(), logits.end());
   if (by_personal) *by_personal = false;
   if (!personal || !personal->served || personal->for_version != version) return global;
-  std::vector<float> mine = HeadLogits(personal->head, interpreter->embedding());
-  if (!PersonalHeadAnswers(mine, global)) return global;
   if (by_personal) *by_personal = true;
-  return mine;
+  return HeadLogits(personal->head, interpreter->embedding());
 }
 
 void GatewayState::RecordRecentCase() {

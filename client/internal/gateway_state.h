@@ -130,8 +130,8 @@ struct GatewayState {
 
   void Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // The logits of the head that answers the case: the personal head's
-  // where it is served and answers (PersonalHeadAnswers), else the global
-  // head's; `by_personal` says which.
+  // where it is served for the installed model, else the global head's;
+  // `by_personal` says which.
   std::vector<float> ServingLogits(std::span<const float> features, bool* by_personal = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Counts the case ServingLogits just ran in recent_confidence and

@@ -34,11 +34,6 @@ constexpr double kBiasTolerance = 1e-9;
 // The scales RecalibrateHead tries, a factor of about 1.4 apart.
 constexpr double kLogitScales[] = {0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0};
 
-// The odds a personal head must give its class over the global head's to
-// override it: 3 to 1 (chosen on validation data with the levels in
-// personal_head.h).
-const float kOverrideLogOdds = std::log(3.0f);
-
 int Argmax(std::span<const float> logits) {
   return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
@@ -144,16 +139,14 @@ class PersonalHeadFit {
     return head;
   }
 
-  // Whether each sample is answered right where `kind`, fitted without its
-  // fold, serves beside the global head.
+  // Whether each sample is answered right by `kind` fitted without its fold.
   absl::StatusOr<std::vector<bool>> CrossValidated(Kind kind) const {
     std::vector<bool> right(y_.size());
     for (size_t fold = 0; fold < kFolds; ++fold) {
       TINYFED_ASSIGN_OR_RETURN(v1::Head head, Fit(kind, fold));
       for (size_t i = 0; i < y_.size(); ++i) {
         if (FoldOf(i) != fold) continue;
-        const std::vector<float> mine = HeadLogits(head, Row(i)), global = HeadLogits(global_, Row(i));
-        right[i] = Argmax(PersonalHeadAnswers(mine, global) ? mine : global) == y_[i];
+        right[i] = Argmax(HeadLogits(head, Row(i))) == y_[i];
       }
     }
     return right;
@@ -228,12 +221,6 @@ v1::Head RecalibrateHead(const v1::Head& global, std::span<const float> embeddin
   return Recalibrate(global, embeddings, labels).head;
 }
 
-bool PersonalHeadAnswers(std::span<const float> personal_logits, std::span<const float> global_logits) {
-  const int mine = Argmax(personal_logits), global = Argmax(global_logits);
-  return mine == global ||
-         personal_logits[static_cast<size_t>(mine)] - personal_logits[static_cast<size_t>(global)] > kOverrideLogOdds;
-}
-
 bool WinsBeyondChance(uint32_t wins, uint32_t losses, double level) {
   return wins > losses && models::McNemarPValue(wins, losses) <= level;
 }
@@ -271,15 +258,14 @@ absl::Status RefreshPersonalHead(GatewayState& g) {
   TINYFED_ASSIGN_OR_RETURN(const std::vector<bool> global, fit.CrossValidated(Kind::kGlobal));
   Kind chosen = Kind::kGlobal;
   std::vector<bool> best = global;
-  for (auto [candidate, level] :
-       {std::pair{Kind::kRecalibrated, kRecalibratedLevel}, std::pair{Kind::kFineTuned, kFineTunedLevel}}) {
+  for (Kind candidate : {Kind::kRecalibrated, Kind::kFineTuned}) {
     TINYFED_ASSIGN_OR_RETURN(const std::vector<bool> right, fit.CrossValidated(candidate));
     uint32_t wins = 0, losses = 0;
     for (size_t i = 0; i < right.size(); ++i) {
       wins += right[i] && !best[i];
       losses += best[i] && !right[i];
     }
-    if (WinsBeyondChance(wins, losses, level)) chosen = candidate, best = right;
+    if (WinsBeyondChance(wins, losses, kWinLevel)) chosen = candidate, best = right;
   }
   PersonalHead p;
   p.for_version = version;

@@ -2,14 +2,10 @@
 // fitted from the global head on the clinic's own samples (the global head
 // recalibrated: its logits rescaled and its class biases refitted; the
 // whole head fine-tuned), each scored by 5-fold cross-validation against
-// the head it would replace. Per case, a personal head answers only where
-// it agrees with the global head or overrides it with odds of at least 3 to
-// 1 (PersonalHeadAnswers). The simplest head no other beats beyond chance
-// serves (an exact one-sided McNemar test, at a stricter level for the
-// fine-tuned head, all of whose weights move, than for the recalibration,
-// which moves one number per class and one more),
-// so a handful of samples keeps the federation's head. The head chosen is
-// fitted again on every sample. It never leaves the gateway.
+// the head it would replace. The simplest head no other beats beyond
+// chance serves (an exact one-sided McNemar test), so a handful of samples
+// keeps the federation's head. The head chosen is fitted again on every
+// sample and answers every case. It never leaves the gateway.
 #ifndef TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
 #define TINYFED_CLIENT_INTERNAL_PERSONAL_HEAD_H_
 
@@ -23,10 +19,9 @@
 namespace tinyfed::client::internal {
 
 // How likely a head no better than the one it replaces may have won as
-// often, for each candidate: chosen on validation data (clinics-fmnist at
-// seeds 12 and 13, docs/gateway.md).
-inline constexpr double kRecalibratedLevel = 0.05;
-inline constexpr double kFineTunedLevel = 0.001;
+// often: chosen on validation data (clinics-fmnist at seeds 12 and 13,
+// docs/gateway.md).
+inline constexpr double kWinLevel = 0.25;
 
 // `head` with its class biases refitted to `embeddings` and `labels`
 // (rows of head->in_features() finite values, labels in range; anything
@@ -41,13 +36,6 @@ void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::sp
 // proportions. Samples that do not fit the head (as for RefitClassBiases)
 // leave it unchanged.
 v1::Head RecalibrateHead(const v1::Head& global, std::span<const float> embeddings, std::span<const int> labels);
-
-// Whether the personal head answers a case rather than the global head:
-// both pick the same class, or the personal head puts at least 3 times the
-// probability on its class as on the global head's. A borderline case keeps
-// the federation's answer: such overrides are near coin flips, and on a
-// clinic's few cases they would add chance losses for little gain.
-bool PersonalHeadAnswers(std::span<const float> personal_logits, std::span<const float> global_logits);
 
 // Whether a candidate head's `wins` against `losses` on paired
 // cross-validated samples pass the one-sided McNemar test

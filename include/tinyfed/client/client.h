@@ -51,10 +51,8 @@
 // whichever of those won, each in an exact one-sided McNemar test on the
 // samples the two disagree on (docs/gateway.md gives the levels). A clinic
 // with few samples therefore keeps the federation's head. The head chosen
-// is fitted on every sample. A served personal head answers a case where
-// it agrees with the global head or overrides it at odds of 3 to 1 or more;
-// otherwise the global head answers. Each prediction says which head
-// answered.
+// is fitted on every sample, and a served personal head answers every
+// case. Each prediction says which head answered.
 //
 // A model is installed only if its release verifies against the trusted
 // root (models/trust.h: signatures, threshold, versions, expiry, lengths and
