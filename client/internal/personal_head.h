@@ -23,10 +23,10 @@ namespace tinyfed::client::internal {
 // docs/gateway.md).
 inline constexpr double kWinLevel = 0.25;
 
-// `head` with its class biases refitted to `embeddings` and `labels`
-// (rows of head->in_features() finite values, labels in range; anything
-// else leaves it unchanged), its weights kept: how a clinic whose cases come in other
-// proportions than the federation's corrects the global head.
+// `head` with its class biases refitted to `embeddings` and `labels` (rows
+// of head->in_features() finite values, labels in range; anything else
+// leaves it unchanged), its weights kept: how a clinic whose cases come in
+// other proportions than the federation's corrects the global head.
 void RefitClassBiases(v1::Head* head, std::span<const float> embeddings, std::span<const int> labels);
 
 // The global head recalibrated to the clinic: its weights and biases

@@ -49,8 +49,8 @@
 // the simplest head that no other beats beyond chance serves: the
 // recalibrated head must beat the global head, the fine-tuned head
 // whichever of those won, each in an exact one-sided McNemar test on the
-// samples the two disagree on (docs/gateway.md gives the levels). A clinic
-// with few samples therefore keeps the federation's head. The head chosen
+// samples the two disagree on, at p <= 0.25 (docs/gateway.md says why). A
+// clinic with few samples therefore keeps the federation's head. The head chosen
 // is fitted on every sample, and a served personal head answers every
 // case. Each prediction says which head answered.
 //
