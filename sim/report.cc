@@ -104,6 +104,11 @@ BelowFederated CountBelow(const std::vector<ClinicResult>& clinics, Field served
   return below;
 }
 
+// A clinic's `score` on one split's OnCaseMix, as a function of the clinic.
+auto OnMix(OnCaseMix ClinicResult::*split, double OnCaseMix::*score) {
+  return [split, score](const ClinicResult& c) { return c.*split.*score; };
+}
+
 nlohmann::json ToJson(const OnCaseMix& m) {
   return {{"local_only", m.local_only}, {"federated", m.federated}, {"served", m.served}};
 }
@@ -111,11 +116,11 @@ nlohmann::json ToJson(const OnCaseMix& m) {
 // One split's OnCaseMix: the means over clinics, and the clinics served
 // more than 1 point below the federated head.
 nlohmann::json CaseMixJson(const std::vector<ClinicResult>& clinics, OnCaseMix ClinicResult::*split) {
-  auto field = [split](double OnCaseMix::*f) { return [split, f](const ClinicResult& c) { return c.*split.*f; }; };
-  const BelowFederated below = CountBelow(clinics, field(&OnCaseMix::served), field(&OnCaseMix::federated));
-  return {{"local_only", Mean(clinics, field(&OnCaseMix::local_only))},
-          {"federated", Mean(clinics, field(&OnCaseMix::federated))},
-          {"served", Mean(clinics, field(&OnCaseMix::served))},
+  const BelowFederated below =
+      CountBelow(clinics, OnMix(split, &OnCaseMix::served), OnMix(split, &OnCaseMix::federated));
+  return {{"local_only", Mean(clinics, OnMix(split, &OnCaseMix::local_only))},
+          {"federated", Mean(clinics, OnMix(split, &OnCaseMix::federated))},
+          {"served", Mean(clinics, OnMix(split, &OnCaseMix::served))},
           {"served_below_federated", below.clinics}};
 }
 
@@ -161,14 +166,14 @@ nlohmann::json ReportJson(const SimulationReport& r) {
                       {"federated", Mean(r.clinics, &ClinicResult::federated)},
                       {"personalized", Mean(r.clinics, &ClinicResult::personalized)},
                       {"served", Mean(r.clinics, &ClinicResult::served)}}}};
-  if (Measured(r.clinics, [](const ClinicResult& c) { return c.test_mix.served; })) {
+  if (Measured(r.clinics, OnMix(&ClinicResult::test_mix, &OnCaseMix::served))) {
     j["baselines"]["clinic_case_mix"] = CaseMixJson(r.clinics, &ClinicResult::test_mix);
   }
   j["validation"] = {{"samples", r.validation_samples},
                      {"centralized", ToJson(r.centralized_validation)},
                      {"federated", ToJson(r.federated_validation)},
                      {"settings_chosen_by", s.settings_chosen_by}};
-  if (Measured(r.clinics, [](const ClinicResult& c) { return c.validation_mix.served; })) {
+  if (Measured(r.clinics, OnMix(&ClinicResult::validation_mix, &OnCaseMix::served))) {
     j["validation"]["clinic_case_mix"] = CaseMixJson(r.clinics, &ClinicResult::validation_mix);
   }
   if (r.positive_class >= 0) {
@@ -443,7 +448,7 @@ std::string Summary(const SimulationReport& r, bool plotted) {
                                     100 * Mean(r.clinics, &ClinicResult::served), personal, r.clinics.size(),
                                     below.clinics, below.worst_points));
   }
-  auto mix = [](double OnCaseMix::*field) { return [field](const ClinicResult& c) { return c.test_mix.*field; }; };
+  auto mix = [](double OnCaseMix::*score) { return OnMix(&ClinicResult::test_mix, score); };
   if (Measured(r.clinics, mix(&OnCaseMix::served))) {
     const BelowFederated below = CountBelow(r.clinics, mix(&OnCaseMix::served), mix(&OnCaseMix::federated));
     absl::StrAppend(
