@@ -138,12 +138,11 @@ absl::StatusOr<Prediction> Client::Predict(std::span<const float> features) {
   if (!g.config.positive_class.empty()) {
     TINYFED_ASSIGN_OR_RETURN(decision, g.Decision());
   }
-  bool by_personal = false;
-  const std::vector<float> logits = g.ServingLogits(features, &by_personal);
+  const std::vector<float> logits = g.ServingLogits(features);
   g.RecordRecentCase();
   Prediction p;
   p.id = ++g.predictions;
-  p.head = by_personal ? Head::kPersonal : Head::kGlobal;
+  p.head = g.ServesPersonalHead() ? Head::kPersonal : Head::kGlobal;
   if (decision) {
     p.label = models::DecideWithThreshold(logits, decision->first, decision->second, &p.confidence);
   } else {

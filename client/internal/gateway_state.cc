@@ -53,15 +53,16 @@ void GatewayState::Install(models::VerifiedModel m, std::unique_ptr<models::Inte
   personal.reset();  // fitted again for this model
 }
 
-std::vector<float> GatewayState::ServingLogits(std::span<const float> features, bool* by_personal) {
+bool GatewayState::ServesPersonalHead() const {
+  return personal && personal->served && personal->for_version == version;
+}
+
+std::vector<float> GatewayState::ServingLogits(std::span<const float> features) {
   interpreter->SetInput(features);
   interpreter->Invoke();
+  if (ServesPersonalHead()) return HeadLogits(personal->head, interpreter->embedding());
   const auto logits = interpreter->logits();
-  std::vector<float> global(logits.begin(), logits.end());
-  if (by_personal) *by_personal = false;
-  if (!personal || !personal->served || personal->for_version != version) return global;
-  if (by_personal) *by_personal = true;
-  return HeadLogits(personal->head, interpreter->embedding());
+  return {logits.begin(), logits.end()};
 }
 
 void GatewayState::RecordRecentCase() {

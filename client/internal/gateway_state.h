@@ -129,11 +129,11 @@ struct GatewayState {
   uint64_t installed_version() const;
 
   void Install(models::VerifiedModel m, std::unique_ptr<models::Interpreter> in) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Whether the personal head answers: it won for the installed model.
+  bool ServesPersonalHead() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // The logits of the head that answers the case: the personal head's
-  // where it is served for the installed model, else the global head's;
-  // `by_personal` says which.
-  std::vector<float> ServingLogits(std::span<const float> features, bool* by_personal = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // where it serves, else the global head's.
+  std::vector<float> ServingLogits(std::span<const float> features) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Counts the case ServingLogits just ran in recent_confidence and
   // recent_classes, by the global head's logits.
   void RecordRecentCase() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

@@ -150,8 +150,11 @@ void FinishReport(const Scenario& s, const std::vector<Clinic>& clinics, const v
     report.federated_at_threshold =
         EvaluateAtThreshold(federated, test_embeddings, test_labels, report.positive_class, report.threshold);
   }
-  const std::vector<bool> right_on_test = RightAnswers(federated, test_embeddings, test_labels);
-  const std::vector<bool> right_on_validation = RightAnswers(federated, validation.embeddings, validation.labels);
+  std::vector<bool> right_on_test, right_on_validation;
+  if (MeasuresOnCaseMix(s)) {
+    right_on_test = RightAnswers(federated, test_embeddings, test_labels);
+    right_on_validation = RightAnswers(federated, validation.embeddings, validation.labels);
+  }
   for (size_t c = 0; c < clinics.size(); ++c) {
     const Clinic& clinic = clinics[c];
     ClinicResult& r = report.clinics[c];

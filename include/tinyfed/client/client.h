@@ -50,9 +50,9 @@
 // recalibrated head must beat the global head, the fine-tuned head
 // whichever of those won, each in an exact one-sided McNemar test on the
 // samples the two disagree on, at p <= 0.25 (docs/gateway.md says why). A
-// clinic with few samples therefore keeps the federation's head. The head chosen
-// is fitted on every sample, and a served personal head answers every
-// case. Each prediction says which head answered.
+// clinic with few samples therefore keeps the federation's head. The head
+// chosen is fitted on every sample, and a served personal head answers
+// every case. Each prediction says which head answered.
 //
 // A model is installed only if its release verifies against the trusted
 // root (models/trust.h: signatures, threshold, versions, expiry, lengths and
